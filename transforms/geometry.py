@@ -1,0 +1,187 @@
+"""Box geometry and the attribute words of SPEC section 2. Pure functions, no Beam.
+
+W, H are the image width and height in pixels; COCO boxes are [x, y, w, h] floats.
+"""
+import math
+
+ROWS = ("top", "middle", "bottom")
+COLUMNS = ("left", "center", "right")
+CELLS = tuple(f"{r} {c}" for r in ROWS for c in COLUMNS)
+
+POSITION_PHRASES = {
+    "top left": "in the top left portion of the image",
+    "top center": "at the top of the image",
+    "top right": "in the top right portion of the image",
+    "middle left": "on the left side of the image",
+    "middle center": "in the central region of the image",
+    "middle right": "on the right side of the image",
+    "bottom left": "in the bottom left portion of the image",
+    "bottom center": "at the bottom of the image",
+    "bottom right": "in the bottom right portion of the image",
+}
+
+IDENTIFY_SIZES = ("very large", "large", "medium-sized", "small", "very small")
+DESCRIBE_SIZES = ("small", "medium-sized", "large")
+SHAPES = ("wide", "tall", "roughly square")
+RELATIONS = ("near", "far from")
+
+
+def round_half_up(v: float) -> int:
+    return int(math.floor(v + 0.5))
+
+
+def _clamp(v: int, hi: int) -> int:
+    return 0 if v < 0 else hi if v > hi else v
+
+
+def invalid_box_reason(bbox, width, height):
+    """Why a COCO box cannot be used for any task, or None when it is usable.
+
+    Covers the geometric reasons of SPEC section 2; unknown category and unknown image are
+    decided by the reader, which knows the category and image tables.
+    """
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        return "malformed_bbox"
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return "malformed_bbox"
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return "non_finite"
+    if w <= 0 or h <= 0:
+        return "non_positive_size"
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return "outside_image"
+    return None
+
+
+def xyxy(bbox, width, height):
+    """COCO [x,y,w,h] -> integer [x1,y1,x2,y2], round half up, clamped to the image."""
+    x, y, w, h = bbox
+    return [
+        _clamp(round_half_up(x), width - 1),
+        _clamp(round_half_up(y), height - 1),
+        _clamp(round_half_up(x + w), width - 1),
+        _clamp(round_half_up(y + h), height - 1),
+    ]
+
+
+def box_text(box) -> str:
+    """[x1,y1,x2,y2] -> '{<x1><y1><x2><y2>}'."""
+    return "{<%d><%d><%d><%d>}" % tuple(box)
+
+
+def boxes_text(boxes) -> str:
+    return "".join(box_text(b) for b in boxes)
+
+
+def area_ratio(bbox, width, height) -> float:
+    return (float(bbox[2]) * float(bbox[3])) / (float(width) * float(height))
+
+
+def aspect_ratio(bbox) -> float:
+    """w / h, the ratio the shape words use."""
+    return float(bbox[2]) / float(bbox[3])
+
+
+def centre(box):
+    return ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)
+
+
+def grid_cell(box, width, height) -> str:
+    cx, cy = centre(box)
+    col = min(int(math.floor(3 * cx / width)), 2)
+    row = min(int(math.floor(3 * cy / height)), 2)
+    return f"{ROWS[row]} {COLUMNS[col]}"
+
+
+def identify_size(r: float) -> str:
+    if r >= 0.40:
+        return "very large"
+    if r >= 0.25:
+        return "large"
+    if r >= 0.10:
+        return "medium-sized"
+    if r >= 0.03:
+        return "small"
+    return "very small"
+
+
+def shape_word(aspect: float) -> str:
+    if aspect > 1.5:
+        return "wide"
+    if aspect < 0.67:
+        return "tall"
+    return "roughly square"
+
+
+def describe_size(r: float) -> str:
+    if r < 0.05:
+        return "small"
+    if r > 0.30:
+        return "large"
+    return "medium-sized"
+
+
+def describe_image_ok(width, height) -> bool:
+    return width >= 224 and height >= 224
+
+
+def describe_box_reason(bbox, width, height):
+    """Why the description task drops a (valid) box, or None when it keeps it."""
+    x, y, w, h = (float(v) for v in bbox)
+    if area_ratio(bbox, width, height) < 0.01:
+        return "describe_small_area"
+    if w / h > 10 or h / w > 10:
+        return "describe_extreme_aspect"
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        return "describe_out_of_bounds"
+    return None
+
+
+def direction(dx: float, dy: float) -> str:
+    """Direction of A relative to B from the centre offset (dx, dy) = centre(A) - centre(B).
+
+    Image y grows downwards, so dy < 0 means A is above B. Returns '' when the centres coincide.
+    """
+    if dx == 0 and dy == 0:
+        return ""
+    if abs(dx) > 2 * abs(dy):
+        return "to the left of" if dx < 0 else "to the right of"
+    if abs(dy) > 2 * abs(dx):
+        return "above" if dy < 0 else "below"
+    vertical = "upper" if dy < 0 else "lower"
+    horizontal = "left" if dx < 0 else "right"
+    return f"to the {vertical} {horizontal} of"
+
+
+def closest_pair(boxes_a, boxes_b):
+    """Indices (i, j) and centre distance of the closest pair; ties go to the first in order."""
+    best = None
+    for i, a in enumerate(boxes_a):
+        ax, ay = centre(a)
+        for j, b in enumerate(boxes_b):
+            bx, by = centre(b)
+            d = math.hypot(ax - bx, ay - by)
+            if best is None or d < best[2]:
+                best = (i, j, d)
+    return best
+
+
+def relation(boxes_a, boxes_b, width, height):
+    """(relation, direction) of category A to category B: 'near' / 'far from' and a direction."""
+    i, j, d = closest_pair(boxes_a, boxes_b)
+    rel = "near" if d < (width + height) / 8.0 else "far from"
+    (ax, ay), (bx, by) = centre(boxes_a[i]), centre(boxes_b[j])
+    return rel, direction(ax - bx, ay - by)
+
+
+def iou(a, b) -> float:
+    """Continuous IoU of two xyxy boxes (no +1 pixel convention)."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
