@@ -1,0 +1,161 @@
+"""`sarchat generate`: COCO-format SAR detections -> the six SARChat tasks' dialogues.
+
+    sarchat generate --input ROOT --output OUT [--splits train,test] [--formats parquet,tfrecord,swift]
+                     [--seed S] [--identify-variants K] [any Beam pipeline option]
+
+Flags this module does not know are Beam's (e.g. --runner, --direct_num_workers,
+--direct_running_mode, --project); see beam_pipelines/beam_options.py for the default runner.
+"""
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines.beam_options import make_pipeline
+from transforms import coco
+from transforms.dialogues import DEFAULT_IDENTIFY_VARIANTS
+from transforms.generate import FORMATS, GenerateDialogues, fingerprint, read_bytes
+
+VERSION = "0.1.0"
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="sarchat generate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="dataset root (local path or gs://): Annotations/<split>.json, JPEGImages/<split>/")
+    p.add_argument("--output", required=True, help="output folder (local path or gs://)")
+    p.add_argument("--splits", default="train,test", help="comma-separated splits (default: train,test)")
+    p.add_argument("--formats", default=",".join(FORMATS), help="any of parquet,tfrecord,swift (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="template-choice seed (default 0)")
+    p.add_argument("--identify-variants", type=int, default=DEFAULT_IDENTIFY_VARIANTS,
+                   help="identify questions per box (default 7)")
+    p.add_argument("--images-per-shard", type=int, default=4000, help="images per output shard (default 4000)")
+    p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
+                   help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
+    p.add_argument("--image-dir", action="append", default=[], metavar="SPLIT=DIR",
+                   help="image folder of a split relative to ROOT, overriding JPEGImages/<split> (repeatable)")
+    p.add_argument("--image-root", default=None,
+                   help="prefix of image paths in the swift files (default: the --input root)")
+    return p
+
+
+def _pairs(values, flag):
+    out = {}
+    for v in values:
+        split, sep, path = v.partition("=")
+        if not sep or not split or not path:
+            raise coco.InputError(f"{flag} expects SPLIT=VALUE, got {v!r}")
+        out[split] = path
+    return out
+
+
+def plan_splits(args):
+    """Resolve and pre-flight each split: fail fast (file, position) before any worker starts."""
+    ann_override = _pairs(args.annotations, "--annotations")
+    dir_override = _pairs(args.image_dir, "--image-dir")
+    splits = []
+    for split in [s.strip() for s in args.splits.split(",") if s.strip()]:
+        path = ann_override.get(split) or FileSystems.join(args.input, "Annotations", f"{split}.json")
+        if not FileSystems.exists(path):
+            raise coco.InputError(f"{path}: annotation file of split '{split}' not found")
+        data = read_bytes(path)
+        parsed = coco.load_json(data, path)
+        coco.check_structure(parsed, path)
+        n_images = len(parsed["images"])
+        splits.append({
+            "split": split,
+            "annotations": path,
+            "image_dir": dir_override.get(split, f"JPEGImages/{split}"),
+            "num_shards": max(1, math.ceil(n_images / args.images_per_shard)),
+            "fingerprint": {"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
+                            "annotations": len(parsed["annotations"])},
+        })
+    if not splits:
+        raise coco.InputError("--splits names no split")
+    return splits
+
+
+def config_of(args, splits, formats):
+    config = {
+        "splits": [s["split"] for s in splits],
+        "formats": list(formats),
+        "seed": args.seed,
+        "identify_variants": args.identify_variants,
+        "images_per_shard": args.images_per_shard,
+        "image_dirs": {s["split"]: s["image_dir"] for s in splits},
+        "image_root": args.image_root if args.image_root is not None else args.input,
+    }
+    return config
+
+
+def config_hash(config, splits) -> str:
+    """Fingerprint of everything that determines the output: inputs and configuration."""
+    key = json.dumps({"config": config, "inputs": {s["split"]: s["fingerprint"]["sha256"] for s in splits},
+                      "version": VERSION}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def run(argv=None, test=None):
+    """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        print(f"sarchat generate: error: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
+    try:
+        splits = plan_splits(args)
+    except coco.InputError as e:
+        print(f"sarchat generate: error: {e}", file=sys.stderr)
+        return 2
+    config = config_of(args, splits, formats)
+    manifest_base = {
+        "generator": "sarchat-bench",
+        "version": VERSION,
+        "input_root": args.input,
+        "inputs": {s["split"]: {"path": s["annotations"], **s["fingerprint"]} for s in splits},
+        "seed": args.seed,
+        "config": config,
+        "config_hash": config_hash(config, splits),
+        "num_shards": {s["split"]: s["num_shards"] for s in splits},
+    }
+    started = time.time()
+    pipeline = make_pipeline(beam_args)
+    with pipeline as p:
+        manifest, rejects = p | "Generate" >> GenerateDialogues(
+            splits, args.output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base)
+        if test is not None:
+            test(manifest, rejects)
+    elapsed = time.time() - started
+    with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as f:
+        written = json.loads(f.read())
+    print(summary_table(written, elapsed))
+    return 0
+
+
+def summary_table(manifest, elapsed=None) -> str:
+    lines = []
+    for split, c in manifest["counts"].items():
+        lines.append(f"split {split}: {c['images']} images, {c['boxes']} boxes -> {c['dialogues']} dialogues")
+        for task, subsets in c["by_task"].items():
+            for subset, n in subsets.items():
+                label = task if subset == "all" else f"{task}/{subset}"
+                lines.append(f"  {label:<20} {n:>10}")
+        for title, key in (("rejected (reason: count)", "rejects"),
+                           ("left out of describe only (reason: count)", "describe_filtered")):
+            reasons = manifest.get(key, {}).get(split, {})
+            if reasons:
+                lines.append(f"  {title}")
+                for reason, n in reasons.items():
+                    lines.append(f"    {reason:<28} {n:>8}")
+    if elapsed is not None:
+        lines.append(f"wrote {manifest['config']['formats']} in {elapsed:.1f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

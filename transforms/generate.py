@@ -1,0 +1,252 @@
+"""Composite PTransforms of the generation pipeline; thin wrappers around the pure modules.
+
+Read (one element per split) -> shard images by a hashlib key -> GroupByKey -> per shard: build all
+dialogues, sort by id, write Parquet/TFRecord/swift parts -> one finalize step that joins swift
+parts, writes rejects and, last, manifest.json. Working per shard (thousands of images) rather than
+per dialogue keeps Beam's per-element overhead off the hot path, and makes every shard file
+byte-identical whatever the runner or worker count.
+"""
+import collections
+import hashlib
+import io
+import json
+from typing import Any, Tuple
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms import coco, records, tfrecord
+from transforms.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder
+from transforms.schema import DIALOGUE_SCHEMA, seeded_int, swift_task_file
+
+NAMESPACE = "sarchat.generate"
+FORMATS = ("parquet", "tfrecord", "swift")
+_TASK = DIALOGUE_ROW_FIELDS.index("task")
+_SUBSET = DIALOGUE_ROW_FIELDS.index("subset")
+
+
+def shard_of(split, image_id, num_shards) -> int:
+    return seeded_int("shard", split, image_id) % num_shards
+
+
+def shard_name(stem, shard, num_shards, ext):
+    return f"{stem}-{shard:05d}-of-{num_shards:05d}.{ext}"
+
+
+def read_bytes(path) -> bytes:
+    with FileSystems.open(path) as f:
+        return f.read()
+
+
+def write_bytes(path, data: bytes):
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+class ReadCocoSplitFn(beam.DoFn):
+    """(split, annotation path, image dir, num_shards) -> ((split, shard), image); rejects tagged."""
+
+    def process(self, element):
+        split, path, image_dir, num_shards = element
+        data = coco.load_json(read_bytes(path), path)
+        images, rejects = coco.parse_coco(data, path, split, image_dir)
+        Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
+        Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))
+        for r in rejects:
+            Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
+            yield beam.pvalue.TaggedOutput("rejects", r)
+        for image in images:
+            yield (split, shard_of(split, image["image_id"], num_shards)), image
+
+
+class WriteShardFn(beam.DoFn):
+    """All images of one (split, shard) -> dialogue files of that shard, and a result record."""
+
+    def __init__(self, output, formats, seed, identify_variants, image_root, num_shards):
+        self.output, self.formats, self.seed = output, tuple(formats), seed
+        self.identify_variants, self.image_root, self.num_shards = identify_variants, image_root, num_shards
+
+    def setup(self):
+        self.builder = DialogueBuilder(self.seed, self.identify_variants)
+
+    def process(self, element):
+        (split, shard), images = element
+        n = self.num_shards[split]
+        images = sorted(images, key=lambda im: im["image_id"])
+        rows = []
+        for image in images:
+            image_rows, describe_rejects = self.builder.build(image)
+            rows.extend(image_rows)
+            for r in describe_rejects:
+                Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
+                yield beam.pvalue.TaggedOutput("rejects", dict(r, file="", index=-1, task="describe"))
+        rows.sort(key=lambda r: r[0])
+        counts = collections.Counter(f"{r[_TASK]}/{r[_SUBSET] or ''}" for r in rows)
+        for key, value in counts.items():
+            Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
+        files = []
+        if "parquet" in self.formats:
+            path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
+            files.append(write_parquet(path, rows))
+        if "tfrecord" in self.formats:
+            path = FileSystems.join(self.output, "tfrecord", split, shard_name("dialogues", shard, n, "tfrecord"))
+            data = b"".join(tfrecord.frame(tfrecord.example_of_row(r)) for r in rows)
+            write_bytes(path, data)
+            files.append({"path": path, "rows": len(rows), "bytes": len(data)})
+        if "swift" in self.formats:
+            by_file = collections.defaultdict(list)
+            for r in rows:
+                by_file[swift_task_file(r[_TASK], r[_SUBSET])].append(records.swift_line(r, self.image_root))
+            for task_file, lines in sorted(by_file.items()):
+                path = swift_part_path(self.output, split, task_file, shard)
+                write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+        yield {"split": split, "shard": shard, "images": len(images),
+               "boxes": sum(len(im["boxes"]) for im in images), "counts": dict(counts), "files": files}
+
+
+def write_parquet(path, rows):
+    buf = io.BytesIO()
+    pq.write_table(records.rows_to_table(rows), buf, compression="zstd")
+    data = buf.getvalue()
+    write_bytes(path, data)
+    return {"path": path, "rows": len(rows), "bytes": len(data)}
+
+
+def swift_part_path(output, split, task_file, shard):
+    return FileSystems.join(output, "swift", "_parts", split, f"{task_file}-{shard:05d}.jsonl")
+
+
+SWIFT_TASK_FILES = ("classify", "describe", "count", "grounding_single", "grounding_multi",
+                    "identify_single", "identify_multi", "refer_single", "refer_multi")
+
+
+class FinalizeFn(beam.DoFn):
+    """Runs once, after every shard: swift files, empty shards, rejects, then manifest.json last."""
+
+    def __init__(self, output, formats, num_shards, manifest_base):
+        self.output, self.formats, self.num_shards, self.manifest_base = output, tuple(formats), num_shards, manifest_base
+
+    def process(self, results, rejects):
+        files = [f for r in results for f in r["files"]]
+        written = {f["path"] for f in files}
+        # A shard that received no image still gets its (empty) files, so names never have gaps.
+        for split, n in sorted(self.num_shards.items()):
+            for shard in range(n):
+                if "parquet" in self.formats:
+                    path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
+                    if path not in written:
+                        files.append(write_parquet(path, []))
+                if "tfrecord" in self.formats:
+                    path = FileSystems.join(self.output, "tfrecord", split, shard_name("dialogues", shard, n, "tfrecord"))
+                    if path not in written:
+                        write_bytes(path, b"")
+                        files.append({"path": path, "rows": 0, "bytes": 0})
+        counts = {}
+        for r in results:
+            split_counts = counts.setdefault(r["split"], collections.Counter())
+            split_counts.update(r["counts"])
+        if "swift" in self.formats:
+            files.extend(self._join_swift(counts))
+        reject_counts, describe_counts = {}, {}
+        by_split = collections.defaultdict(list)
+        for r in rejects:
+            by_split[r["split"]].append(r)
+        for split in sorted(self.num_shards):
+            items = sorted(by_split.get(split, []), key=lambda r: (r.get("task", ""), r["file"], r["index"], r["record"], r["reason"]))
+            path = FileSystems.join(self.output, "rejects", f"{split}.jsonl")
+            data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in items).encode("utf-8")
+            write_bytes(path, data)
+            files.append({"path": path, "rows": len(items), "bytes": len(data)})
+            reasons = collections.Counter(r["reason"] for r in items if r.get("task") != "describe")
+            describe_reasons = collections.Counter(r["reason"] for r in items if r.get("task") == "describe")
+            reject_counts[split] = dict(sorted(reasons.items()))
+            describe_counts[split] = dict(sorted(describe_reasons.items()))
+        manifest = dict(self.manifest_base)
+        manifest["counts"] = {
+            split: {
+                "images": sum(r["images"] for r in results if r["split"] == split),
+                "boxes": sum(r["boxes"] for r in results if r["split"] == split),
+                "dialogues": sum(counts.get(split, {}).values()),
+                "by_task": _nest(counts.get(split, {})),
+            }
+            for split in sorted(self.num_shards)
+        }
+        manifest["rejects"] = reject_counts
+        manifest["describe_filtered"] = describe_counts
+        manifest["files"] = sorted(({**f, "path": _relative(self.output, f["path"])} for f in files), key=lambda f: f["path"])
+        write_bytes(FileSystems.join(self.output, "manifest.json"),
+                    (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        yield manifest
+
+    def _join_swift(self, counts):
+        files = []
+        for split in sorted(self.num_shards):
+            for task_file in SWIFT_TASK_FILES:
+                parts = [swift_part_path(self.output, split, task_file, s) for s in range(self.num_shards[split])]
+                parts = [p for p in parts if FileSystems.exists(p)]
+                data = b"".join(read_bytes(p) for p in parts)
+                path = FileSystems.join(self.output, "swift", split, f"{task_file}.jsonl")
+                write_bytes(path, data)
+                files.append({"path": path, "rows": data.count(b"\n"), "bytes": len(data)})
+        parts_dir = FileSystems.join(self.output, "swift", "_parts")
+        leftovers = [m.path for mr in FileSystems.match([FileSystems.join(parts_dir, "*", "*")]) for m in mr.metadata_list]
+        if leftovers:
+            FileSystems.delete(leftovers)
+        if FileSystems.exists(parts_dir):
+            try:
+                FileSystems.delete([parts_dir])
+            except Exception:  # object stores have no directories; nothing left to delete
+                pass
+        return files
+
+
+def _nest(counter):
+    """{'identify/single': 3, 'classify/': 2} -> {'identify': {'single': 3}, 'classify': {'all': 2}}."""
+    out = {}
+    for key, value in sorted(counter.items()):
+        task, subset = key.split("/")
+        out.setdefault(task, {})[subset or "all"] = value
+    return out
+
+
+def _relative(root, path):
+    root = root.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
+class GenerateDialogues(beam.PTransform):
+    """Splits -> dialogue files under `output`; returns (manifest PCollection, rejects PCollection)."""
+
+    def __init__(self, splits, output, formats, seed, identify_variants, image_root, manifest_base):
+        super().__init__()
+        self.splits, self.output, self.formats, self.seed = splits, output, formats, seed
+        self.identify_variants, self.image_root, self.manifest_base = identify_variants, image_root, manifest_base
+
+    def expand(self, pbegin):
+        num_shards = {s["split"]: s["num_shards"] for s in self.splits}
+        parsed = (
+            pbegin
+            | "Splits" >> beam.Create([(s["split"], s["annotations"], s["image_dir"], s["num_shards"]) for s in self.splits])
+            | "ReadCoco" >> beam.ParDo(ReadCocoSplitFn()).with_output_types(Tuple[Tuple[str, int], Any])
+            .with_outputs("rejects", main="images")
+        )
+        shards = (
+            parsed.images
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
+                                                       self.image_root, num_shards)).with_outputs("rejects", main="results")
+        )
+        rejects = (parsed.rejects, shards.rejects) | "AllRejects" >> beam.Flatten()
+        manifest = (
+            shards.results
+            | "CollectResults" >> beam.combiners.ToList()
+            | "Finalize" >> beam.ParDo(FinalizeFn(self.output, self.formats, num_shards, self.manifest_base),
+                                       rejects=beam.pvalue.AsList(rejects))
+        )
+        return manifest, rejects
+
+
+def fingerprint(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
