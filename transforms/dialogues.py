@@ -4,6 +4,8 @@ Input is an image record from transforms.coco.parse_coco (valid boxes only). Out
 tuples in DIALOGUE_ROW_FIELDS order (cheap to sort and to turn into Arrow columns), plus the boxes
 the description filters dropped, as rejects with their reason.
 """
+import contextlib
+import gc
 import random
 
 from templates import load_all
@@ -176,3 +178,31 @@ class DialogueBuilder:
         return (did, split, "refer", subset, *base, question, answer, t["id"],
                 [b["xyxy"] for b in cat_boxes], [cat] * len(cat_boxes), [b["cell"] for b in cat_boxes],
                 [], [], [], len(cat_boxes))
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while building many small acyclic objects.
+
+    Building a shard allocates millions of tuples and lists, which triggers the collector over and
+    over for nothing (rows hold no reference cycles); pausing it more than halves the build time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def build_shard(builder, images):
+    """All dialogues of a list of images, sorted by id, plus the describe-filter rejects."""
+    rows, rejects = [], []
+    with gc_paused():
+        for image in sorted(images, key=lambda im: im["image_id"]):
+            image_rows, image_rejects = builder.build(image)
+            rows.extend(image_rows)
+            rejects.extend(image_rejects)
+        rows.sort(key=lambda r: r[0])
+    return rows, rejects

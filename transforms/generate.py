@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import coco, records, tfrecord
-from transforms.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder
+from transforms.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard, gc_paused
 from transforms.schema import DIALOGUE_SCHEMA, seeded_int, swift_task_file
 
 NAMESPACE = "sarchat.generate"
@@ -74,15 +74,11 @@ class WriteShardFn(beam.DoFn):
     def process(self, element):
         (split, shard), images = element
         n = self.num_shards[split]
-        images = sorted(images, key=lambda im: im["image_id"])
-        rows = []
-        for image in images:
-            image_rows, describe_rejects = self.builder.build(image)
-            rows.extend(image_rows)
-            for r in describe_rejects:
-                Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
-                yield beam.pvalue.TaggedOutput("rejects", dict(r, file="", index=-1, task="describe"))
-        rows.sort(key=lambda r: r[0])
+        images = list(images)
+        rows, describe_rejects = build_shard(self.builder, images)
+        for r in describe_rejects:
+            Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
+            yield beam.pvalue.TaggedOutput("rejects", dict(r, file="", index=-1, task="describe"))
         counts = collections.Counter(f"{r[_TASK]}/{r[_SUBSET] or ''}" for r in rows)
         for key, value in counts.items():
             Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
@@ -92,13 +88,15 @@ class WriteShardFn(beam.DoFn):
             files.append(write_parquet(path, rows))
         if "tfrecord" in self.formats:
             path = FileSystems.join(self.output, "tfrecord", split, shard_name("dialogues", shard, n, "tfrecord"))
-            data = b"".join(tfrecord.frame(tfrecord.example_of_row(r)) for r in rows)
+            with gc_paused():
+                data = tfrecord.encode_rows(rows)
             write_bytes(path, data)
             files.append({"path": path, "rows": len(rows), "bytes": len(data)})
         if "swift" in self.formats:
             by_file = collections.defaultdict(list)
-            for r in rows:
-                by_file[swift_task_file(r[_TASK], r[_SUBSET])].append(records.swift_line(r, self.image_root))
+            with gc_paused():
+                for r in rows:
+                    by_file[swift_task_file(r[_TASK], r[_SUBSET])].append(records.swift_line(r, self.image_root))
             for task_file, lines in sorted(by_file.items()):
                 path = swift_part_path(self.output, split, task_file, shard)
                 write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
@@ -108,7 +106,9 @@ class WriteShardFn(beam.DoFn):
 
 def write_parquet(path, rows):
     buf = io.BytesIO()
-    pq.write_table(records.rows_to_table(rows), buf, compression="zstd")
+    with gc_paused():
+        table = records.rows_to_table(rows)
+    pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     write_bytes(path, data)
     return {"path": path, "rows": len(rows), "bytes": len(data)}

@@ -37,12 +37,22 @@ def rows_to_table(rows) -> pa.Table:
 
 
 def swift_line(row, image_root: str) -> str:
-    """One ms-swift JSONL line: {"messages": [...], "images": [path]} (path under image_root)."""
+    """One ms-swift JSONL line: {"messages": [...], "images": [path]} (path under image_root).
+
+    Assembled around json.dumps of the strings only: same JSON as dumping the dict, several times
+    faster on millions of rows.
+    """
     path = row[_IDX["image_path"]]
     if image_root:
         path = image_root.rstrip("/") + "/" + path if "://" in image_root else posixpath.join(image_root, path)
-    return json.dumps({"messages": messages_of(row[_IDX["question"]], row[_IDX["answer"]]), "images": [path]},
-                      ensure_ascii=False)
+    dumps = _dumps
+    return ('{"messages": [{"role": "user", "content": ' + dumps(USER_PREFIX + row[_IDX["question"]])
+            + '}, {"role": "assistant", "content": ' + dumps(row[_IDX["answer"]])
+            + '}], "images": [' + dumps(path) + ']}')
+
+
+def _dumps(s):
+    return json.dumps(s, ensure_ascii=False)
 
 
 def row_field(row, name):

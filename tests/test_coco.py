@@ -1,0 +1,121 @@
+"""Bad input: each case either fails fast with a message naming the file and position, or becomes
+a counted reject with its reason; never a traceback, never a silent drop."""
+import json
+import math
+
+import pytest
+
+from tests.conftest import CATEGORIES, write_coco
+from transforms import coco
+
+
+def parse(images, annotations, categories=CATEGORIES):
+    return coco.parse_coco({"images": images, "annotations": annotations, "categories": categories},
+                           "ann.json", "test", "JPEGImages/test")
+
+
+IMG = {"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}
+
+
+def reasons(rejects):
+    return sorted(r["reason"] for r in rejects)
+
+
+def test_malformed_json_names_file_and_position():
+    with pytest.raises(coco.InputError) as e:
+        coco.load_json(b'{"images": [1, 2,, 3]}', "data/Annotations/test.json")
+    assert "data/Annotations/test.json" in str(e.value) and "line 1 column 18" in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["images", "annotations", "categories"])
+def test_missing_top_level_key(key):
+    data = {"images": [IMG], "annotations": [], "categories": CATEGORIES}
+    del data[key]
+    with pytest.raises(coco.InputError, match=f"ann.json: missing required key '{key}'"):
+        coco.check_structure(data, "ann.json")
+
+
+def test_empty_split_is_unusable():
+    with pytest.raises(coco.InputError, match="split is empty"):
+        coco.check_structure({"images": [], "annotations": [], "categories": CATEGORIES}, "ann.json")
+
+
+def test_duplicate_ids_keep_the_first():
+    images, rejects = parse(
+        [IMG, dict(IMG, file_name="b.jpg")],
+        [{"id": 5, "image_id": 1, "category_id": 0, "bbox": [1, 1, 5, 5]},
+         {"id": 5, "image_id": 1, "category_id": 0, "bbox": [10, 10, 5, 5]}],
+        CATEGORIES + [{"id": 0, "name": "car"}])
+    assert reasons(rejects) == ["duplicate_annotation_id", "duplicate_category_id", "duplicate_image_id"]
+    assert images[0]["file_name"] == "a.jpg" and [b["bbox"] for b in images[0]["boxes"]] == [[1, 1, 5, 5]]
+
+
+@pytest.mark.parametrize("bbox,reason", [
+    ([1, 1, float("nan"), 5], "non_finite"),
+    ([1, 1, 0, 5], "non_positive_size"),
+    ([1, 1, 5, -2], "non_positive_size"),
+    ([150, 1, 5, 5], "outside_image"),
+])
+def test_bad_boxes_are_rejected_with_reason(bbox, reason):
+    images, rejects = parse([IMG], [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [2, 2, 5, 5]},
+                                    {"id": 2, "image_id": 1, "category_id": 0, "bbox": bbox}])
+    assert reasons(rejects) == [reason]
+    assert rejects[0]["record"] == "annotation 2" and rejects[0]["file"] == "ann.json" and rejects[0]["index"] == 1
+    assert len(images[0]["boxes"]) == 1
+
+
+def test_unknown_category_id_and_name():
+    images, rejects = parse([IMG], [
+        {"id": 1, "image_id": 1, "category_id": 42, "bbox": [2, 2, 5, 5]},
+        {"id": 2, "image_id": 1, "category_id": 7, "bbox": [2, 2, 5, 5]},
+        {"id": 3, "image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5]},
+    ], CATEGORIES[:2] + [{"id": 7, "name": "submarine"}])
+    assert reasons(rejects) == ["unknown_category", "unknown_category", "unknown_category_name"]
+    assert [b["category"] for b in images[0]["boxes"]] == ["aircraft"]
+
+
+def test_category_names_match_case_insensitively():
+    images, rejects = parse([IMG], [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [2, 2, 5, 5]}],
+                            [{"id": 3, "name": "  Harbor "}])
+    assert not rejects and images[0]["boxes"][0]["category"] == "harbor"
+
+
+def test_annotation_of_unknown_image():
+    images, rejects = parse([IMG], [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [2, 2, 5, 5]},
+                                    {"id": 2, "image_id": 77, "category_id": 0, "bbox": [2, 2, 5, 5]}])
+    assert reasons(rejects) == ["unknown_image"]
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../secret.jpg", "a/../../b.jpg", "C:\\x.jpg", "gs://b/x.jpg", ""])
+def test_unsafe_file_names_reject_the_image_and_its_boxes(name):
+    images, rejects = parse([dict(IMG, file_name=name)], [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [2, 2, 5, 5]}])
+    assert images == [] and reasons(rejects) == ["image_rejected", "unsafe_file_name"]
+
+
+def test_safe_nested_file_name_is_normalised():
+    assert coco.safe_relative_path("sub/./dir/a.jpg") == "sub/dir/a.jpg"
+
+
+def test_crowd_and_ignore_are_skipped_and_counted():
+    _, rejects = parse([IMG], [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [2, 2, 5, 5], "iscrowd": 1},
+                               {"id": 2, "image_id": 1, "category_id": 0, "bbox": [2, 2, 5, 5], "ignore": 1}])
+    assert reasons(rejects) == ["crowd_or_ignore", "crowd_or_ignore", "image_without_valid_boxes"]
+
+
+def test_malformed_records_never_crash():
+    images, rejects = parse([IMG, "junk", {"id": "x"}, dict(IMG, id=2, width=0)],
+                            ["junk", {"id": None}, {"id": 3, "image_id": 1, "category_id": 0, "bbox": "no"}])
+    assert reasons(rejects) == ["bad_image_size", "image_without_valid_boxes", "malformed_annotation",
+                                "malformed_annotation", "malformed_bbox", "malformed_image", "malformed_image"]
+    assert images == []
+
+
+def test_every_annotation_is_kept_or_rejected():
+    anns = [{"id": i, "image_id": 1 + i % 3, "category_id": i % 8,
+             "bbox": [i * 7 % 120, i * 3 % 90, (i % 5) * 4, 10 + i % 4]} for i in range(60)]
+    imgs = [IMG, dict(IMG, id=2, file_name="b.jpg"), dict(IMG, id=3, file_name="../c.jpg")]
+    images, rejects = parse(imgs, anns)
+    kept = sum(len(im["boxes"]) for im in images)
+    box_rejects = [r for r in rejects if r["record"].startswith("annotation")]
+    assert kept + len(box_rejects) == len(anns)
+    assert {r["record"] for r in box_rejects}.isdisjoint({f"annotation {b['ann_id']}" for im in images for b in im["boxes"]})

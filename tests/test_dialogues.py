@@ -1,0 +1,130 @@
+"""Dialogue builder on boxes worked out by hand (SPEC sections 2 and 3)."""
+import pytest
+
+import templates
+from tests.conftest import CATEGORIES, known_dataset
+from transforms import coco
+from transforms.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard
+
+F = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
+
+
+@pytest.fixture(scope="module")
+def rows_by_image():
+    images, annotations = known_dataset()
+    parsed, rejects = coco.parse_coco({"images": images, "annotations": annotations, "categories": CATEGORIES},
+                                      "test.json", "test", "JPEGImages/test")
+    assert not rejects
+    builder = DialogueBuilder(seed=0)
+    out = {}
+    for image in parsed:
+        rows, describe_rejects = builder.build(image)
+        out[image["image_id"]] = ([dict(zip(DIALOGUE_ROW_FIELDS, r)) for r in rows], describe_rejects)
+    return out
+
+
+def pick(rows, task, **where):
+    return [r for r in rows if r["task"] == task and all(r[k] == v for k, v in where.items())]
+
+
+def test_count_answers_exact(rows_by_image):
+    rows, _ = rows_by_image[1]
+    ships = [r for r in pick(rows, "count") if r["gt_categories"][0] == "ship"][0]
+    harbor = [r for r in pick(rows, "count") if r["gt_categories"][0] == "harbor"][0]
+    assert ships["answer"] == "There are 2 instances. {<294><358><329><427>}{<61><448><122><503>}"
+    assert harbor["answer"] == "There is 1 instance. {<300><20><450><140>}"
+    assert ships["gt_count"] == 2 and ships["gt_boxes"] == [[294, 358, 329, 427], [61, 448, 122, 503]]
+    assert ships["question"].startswith("[count] ") and ("ship" in ships["question"])
+
+
+def test_refer_answers_exact_and_subsets(rows_by_image):
+    rows, _ = rows_by_image[1]
+    multi = pick(rows, "refer", subset="multi")
+    single = pick(rows, "refer", subset="single")
+    assert [r["answer"] for r in multi] == ["{<294><358><329><427>} (bottom center){<61><448><122><503>} (bottom left)"]
+    assert [r["answer"] for r in single] == ["{<300><20><450><140>} (top right)"]
+    assert single[0]["gt_cells"] == ["top right"] and "harbor" in single[0]["question"]
+
+
+def test_grounding_answer_and_relation(rows_by_image):
+    rows, _ = rows_by_image[1]
+    (g,) = pick(rows, "grounding")
+    body = ("In this SAR image, I can identify several objects and their locations: There are 2 ships: one in the "
+            "bottom center portion {<294><358><329><427>}, one in the bottom left portion {<61><448><122><503>}. "
+            "There is a harbor in the top right portion {<300><20><450><140>}. ")
+    assert g["answer"] in (body + "The ship is far from the harbor.", body + "The ship is far from the harbor, below it.")
+    assert g["subset"] == "multi" and g["gt_relations"] == ["ship|far from|harbor|below"]
+    rows3, _ = rows_by_image[3]
+    (g3,) = pick(rows3, "grounding")
+    assert g3["gt_relations"] == ["aircraft|far from|car|to the upper left of"]
+    assert "There is an aircraft in the top left portion {<100><100><400><380>}." in g3["answer"]
+    (g2,) = pick(rows_by_image[2][0], "grounding")
+    assert g2["subset"] == "single" and g2["gt_relations"] == []
+
+
+def test_identify_variants_attributes(rows_by_image):
+    rows, _ = rows_by_image[1]
+    ident = pick(rows, "identify")
+    assert len(ident) == 3 * 7 and {r["subset"] for r in ident} == {"multi"}
+    ship = [r for r in ident if r["gt_boxes"] == [[294, 358, 329, 427]]]
+    assert len(ship) == 7 and len({r["template_id"] for r in ship}) == 7
+    for r in ship:
+        assert r["gt_sizes"] == ["very small"] and r["gt_cells"] == ["bottom center"] and r["gt_categories"] == ["ship"]
+        assert "very small ship" in r["answer"] and "bottom center" in r["answer"]
+        assert "{<294><358><329><427>}" in r["question"]
+        assert (r["gt_shapes"] == ["tall"]) == ("tall" in r["answer"])
+    assert {r["subset"] for r in pick(rows_by_image[2][0], "identify")} == {"single"}
+
+
+def test_describe_filters_and_triples(rows_by_image):
+    rows, rejects = rows_by_image[1]
+    (d,) = pick(rows, "describe")
+    assert list(zip(d["gt_sizes"], d["gt_categories"], d["gt_cells"])) == [
+        ("small", "ship", "bottom left"), ("medium-sized", "harbor", "top right")]
+    assert "small ship" in d["answer"] and "in the bottom left portion of the image" in d["answer"]
+    assert "medium-sized harbor" in d["answer"] and "in the top right portion of the image" in d["answer"]
+    assert [r["reason"] for r in rejects] == ["describe_small_area"]
+    assert pick(rows_by_image[2][0], "describe") == []
+    assert [r["reason"] for r in rows_by_image[2][1]] == ["describe_image_too_small"]
+
+
+def test_classify_lists_categories_in_canonical_order(rows_by_image):
+    (c,) = pick(rows_by_image[3][0], "classify")
+    assert c["gt_categories"] == ["aircraft", "car"] and "aircraft and car" in c["answer"]
+
+
+def test_messages_and_ids_unique(rows_by_image):
+    all_rows = [r for rows, _ in rows_by_image.values() for r in rows]
+    assert len(all_rows) == 28 + 11 + 21
+    assert len({r["id"] for r in all_rows}) == len(all_rows)
+
+
+def test_seed_changes_templates_not_targets():
+    images, annotations = known_dataset()
+    parsed, _ = coco.parse_coco({"images": images, "annotations": annotations, "categories": CATEGORIES},
+                                "t", "test", "JPEGImages/test")
+    a, _ = build_shard(DialogueBuilder(seed=0), parsed)
+    b, _ = build_shard(DialogueBuilder(seed=0), list(reversed(parsed)))
+    c, _ = build_shard(DialogueBuilder(seed=1), parsed)
+    assert a == b
+    assert [r[0] for r in a] == [r[0] for r in c]
+    assert [r[F["template_id"]] for r in a] != [r[F["template_id"]] for r in c]
+    assert [r[F["gt_boxes"]] for r in a] == [r[F["gt_boxes"]] for r in c]
+
+
+def test_template_banks_meet_spec_minimums():
+    banks = templates.load_all()
+    for task, minimum in templates.MIN_TEMPLATES.items():
+        assert len(banks[task]["templates"]) >= minimum
+    assert (templates.MIN_TEMPLATES["classify"], templates.MIN_TEMPLATES["describe"]) == (20, 40)
+
+
+def test_template_placeholder_typo_is_caught():
+    bank = {"templates": [{"id": f"c{i}", "question": "Q?", "answer": "It is {categorys}."} for i in range(20)]}
+    with pytest.raises(templates.TemplateError, match="categorys"):
+        templates.validate_bank("classify", bank)
+
+
+def test_identify_variants_bounds():
+    with pytest.raises(ValueError, match="identify_variants"):
+        DialogueBuilder(identify_variants=21)

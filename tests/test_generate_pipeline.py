@@ -1,0 +1,192 @@
+"""The generation pipeline end to end on temp dirs: outputs, rejects, determinism across runners."""
+import glob
+import json
+import os
+import random
+
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipelines import generate
+from tests.conftest import write_coco
+from transforms import tfrecord
+
+
+def run_generate(root, out, *extra, test=None):
+    argv = ["--input", str(root), "--output", str(out), "--splits", "test", *extra]
+    assert generate.run(argv, test=test) == 0
+    with open(os.path.join(out, "manifest.json")) as f:
+        return json.load(f)
+
+
+def read_rows(out, split="test"):
+    table = pq.read_table(sorted(glob.glob(os.path.join(out, "parquet", split, "*.parquet"))))
+    return table.sort_by("id").to_pylist()
+
+
+def test_known_dataset_outputs_and_accounting(known_root, tmp_path):
+    out = tmp_path / "out"
+
+    def hook(manifest, rejects):
+        reasons = rejects | "Reasons" >> __import__("apache_beam").Map(lambda r: r["reason"])
+        assert_that(reasons, equal_to(["describe_small_area", "describe_small_area", "describe_image_too_small"]))
+
+    manifest = run_generate(known_root, out, test=hook)
+    rows = read_rows(out)
+    assert len(rows) == 60 == manifest["counts"]["test"]["dialogues"]
+    assert manifest["counts"]["test"]["by_task"]["identify"] == {"multi": 35, "single": 7}
+    count = [r for r in rows if r["task"] == "count" and r["gt_categories"] == ["ship", "ship"]]
+    assert count[0]["answer"] == "There are 2 instances. {<294><358><329><427>}{<61><448><122><503>}"
+    assert count[0]["messages"][0] == {"role": "user", "content": "<image>\n" + count[0]["question"]}
+    assert count[0]["image_path"] == "JPEGImages/test/harbor_scene.jpg"
+    # every input box: 6 annotations, none invalid -> each has exactly 7 identify dialogues
+    assert sum(1 for r in rows if r["task"] == "identify") == 6 * 7
+    swift = os.path.join(out, "swift", "test", "refer_multi.jsonl")
+    lines = [json.loads(x) for x in open(swift)]
+    assert lines[0]["images"] == [os.path.join(str(known_root), "JPEGImages/test/harbor_scene.jpg")]
+    assert lines[0]["messages"][1]["content"] == "{<294><358><329><427>} (bottom center){<61><448><122><503>} (bottom left)"
+    listed = {f["path"] for f in manifest["files"]}
+    on_disk = {os.path.relpath(p, out) for p in glob.glob(os.path.join(out, "**", "*"), recursive=True) if os.path.isfile(p)}
+    assert on_disk - {"manifest.json"} == listed
+    assert manifest["inputs"]["test"]["sha256"] and manifest["seed"] == 0 and manifest["config"]["identify_variants"] == 7
+
+
+def random_dataset(root, n_images=40, seed=3):
+    rnd = random.Random(seed)
+    images, anns = [], []
+    for i in range(n_images):
+        size = rnd.choice([256, 512, 800])
+        images.append({"id": 1000 + i, "file_name": f"img_{i}.jpg", "width": size, "height": size})
+        for _ in range(rnd.randint(1, 4)):
+            w, h = rnd.uniform(5, size / 3), rnd.uniform(5, size / 3)
+            anns.append({"id": len(anns) + 1, "image_id": 1000 + i, "category_id": rnd.randrange(6),
+                         "bbox": [rnd.uniform(-10, size - w), rnd.uniform(0, size - h), w, h]})
+    # a few bad records
+    anns.append({"id": len(anns) + 1, "image_id": 1000, "category_id": 0, "bbox": [1, 1, float("nan"), 4]})
+    anns.append({"id": len(anns) + 1, "image_id": 5, "category_id": 0, "bbox": [1, 1, 4, 4]})
+    write_coco(str(root), "test", images, anns)
+    return images, anns
+
+
+def file_bytes(out):
+    return {os.path.relpath(p, out): open(p, "rb").read()
+            for p in glob.glob(os.path.join(out, "**", "*"), recursive=True) if os.path.isfile(p)}
+
+
+def test_identical_output_in_process_and_multi_processing(tmp_path):
+    root = tmp_path / "data"
+    images, anns = random_dataset(root)
+    a, b = tmp_path / "a", tmp_path / "b"
+    ma = run_generate(root, a, "--images-per-shard", "10")
+    mb = run_generate(root, b, "--images-per-shard", "10",
+                      "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+    assert ma["num_shards"]["test"] == 4
+    assert read_rows(a) == read_rows(b)
+    fa, fb = file_bytes(a), file_bytes(b)
+    assert fa.keys() == fb.keys() and all(fa[k] == fb[k] for k in fa), "outputs differ between runners"
+    # every input box is a dialogue or a reject with a reason
+    rejected = [json.loads(x) for x in open(a / "rejects" / "test.jsonl")]
+    box_rejects = [r for r in rejected if r["record"].startswith("annotation") and r.get("task") != "describe"]
+    identify = [r for r in read_rows(a) if r["task"] == "identify"]
+    assert len(identify) / 7 + len(box_rejects) == len(anns)
+    assert {r["reason"] for r in box_rejects} >= {"non_finite", "unknown_image"}
+
+
+def test_seed_changes_output(tmp_path):
+    root = tmp_path / "data"
+    random_dataset(root, n_images=8)
+    a = read_rows(run_generate(root, tmp_path / "a") and tmp_path / "a")
+    b = read_rows(run_generate(root, tmp_path / "b", "--seed", "5") and tmp_path / "b")
+    assert [r["id"] for r in a] == [r["id"] for r in b]
+    assert [r["question"] for r in a] != [r["question"] for r in b]
+
+
+def _varint(buf, pos):
+    shift = value = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def _fields(buf):
+    """Minimal independent protobuf wire-format reader: [(field number, wire type, value)]."""
+    pos, out = 0, []
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 2:
+            n, pos = _varint(buf, pos)
+            out.append((number, buf[pos:pos + n]))
+            pos += n
+        elif wire == 0:
+            v, pos = _varint(buf, pos)
+            out.append((number, v))
+        else:
+            raise AssertionError(f"unexpected wire type {wire}")
+    return out
+
+
+def decode_example(record):
+    """tf.train.Example bytes -> {name: list of bytes or ints}, without protobuf or TensorFlow."""
+    (features,) = [v for n, v in _fields(record) if n == 1]
+    result = {}
+    for n, entry in _fields(features):
+        parts = dict(_fields(entry))
+        name = parts[1].decode()
+        kind = _fields(parts[2])
+        values = []
+        for list_field, lst in kind:
+            for _, v in _fields(lst):
+                if list_field == 1:
+                    values.append(v.decode())
+                else:  # packed int64
+                    pos = 0
+                    while pos < len(v):
+                        x, pos = _varint(v, pos)
+                        values.append(x)
+        result[name] = values
+    return result
+
+
+def test_tfrecord_matches_parquet(known_root, tmp_path):
+    out = tmp_path / "out"
+    run_generate(known_root, out, "--formats", "parquet,tfrecord")
+    rows = {r["id"]: r for r in read_rows(out)}
+    (path,) = glob.glob(os.path.join(out, "tfrecord", "test", "*.tfrecord"))
+    examples = [decode_example(r) for r in tfrecord.read_records(open(path, "rb").read())]
+    assert len(examples) == len(rows)
+    for ex in examples:
+        row = rows[ex["id"][0]]
+        assert ex["answer"] == [row["answer"]] and ex["question"] == [row["question"]]
+        assert ex["image_id"] == [row["image_id"]] and ex["width"] == [row["width"]]
+        assert ex["gt_boxes"] == [c for box in row["gt_boxes"] for c in box]
+        assert ex["gt_categories"] == row["gt_categories"] and ex["gt_relations"] == row["gt_relations"]
+        assert ex["messages_content"] == [m["content"] for m in row["messages"]]
+        assert ex["subset"] == ([] if row["subset"] is None else [row["subset"]])
+
+
+def test_tfrecord_crc_is_checked():
+    data = bytearray(tfrecord.frame(b"hello"))
+    data[13] ^= 1
+    with pytest.raises(ValueError, match="CRC"):
+        list(tfrecord.read_records(bytes(data)))
+
+
+def test_unusable_input_fails_fast_with_clear_message(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "Annotations" / "test.json").write_text('{"images": [}')
+    assert generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "Annotations/test.json: malformed JSON at line 1 column 13" in err
+    assert generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "val"]) == 2
+    assert "annotation file of split 'val' not found" in capsys.readouterr().err
+    write_coco(str(root), "test", [], [])
+    assert generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "test"]) == 2
+    assert "split is empty" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "manifest.json").exists()
