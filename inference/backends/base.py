@@ -1,0 +1,81 @@
+"""The backend interface the inference runner drives.
+
+A backend turns a batch of samples into one result per sample, in order:
+
+    class MyBackend(Backend):
+        name = "mine"
+        def fingerprint(self) -> dict: ...       # identifies the model (part of the run key)
+        def sampling(self) -> dict: ...          # decoding settings (part of the run key)
+        def setup(self): ...                     # heavy start-up, only called when work remains
+        def prepare(self, samples): ...          # optional, overlapped with the previous batch
+        def predict(self, prepared) -> list[Result]: ...
+        def close(self): ...
+
+`predict` must never raise for a per-sample problem (missing or corrupt image, endpoint error after
+retries): it returns Result(prediction=None, error="...") for that sample. An exception from
+`predict` is treated as a failure of every sample of the batch. Backends are constructed with the
+run's InferenceConfig and the model Adapter; `--backend package.module:factory` loads a custom one.
+"""
+from dataclasses import dataclass
+
+
+@dataclass
+class Sample:
+    row: dict                 # the dialogue row (at least dataset.BASE_COLUMNS + backend.columns)
+    image_location: str       # absolute path or URL of the image
+
+    @property
+    def id(self):
+        return self.row["id"]
+
+
+@dataclass
+class Result:
+    prediction: str = None
+    error: str = None
+    latency_s: float = None
+
+    @classmethod
+    def failure(cls, error, latency_s=None):
+        return cls(prediction=None, error=str(error) or "error", latency_s=latency_s)
+
+
+class Backend:
+    name = "base"
+    # Extra dialogue columns the backend reads besides dataset.BASE_COLUMNS.
+    columns = ()
+    # Backends that answer in our canonical grammar themselves ignore the model adapter.
+    fixed_adapter = None
+    default_batch_size = 32
+    # False for backends that never open the image (oracle, blind).
+    reads_images = True
+
+    def __init__(self, config, adapter):
+        self.config = config
+        self.adapter = adapter
+
+    def fingerprint(self) -> dict:
+        raise NotImplementedError
+
+    def sampling(self) -> dict:
+        return {}
+
+    def setup(self):
+        pass
+
+    def prepare(self, samples):
+        """Work that can overlap the previous batch's predict (image reading); runs in a thread."""
+        return samples
+
+    def predict(self, prepared):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def versions(self) -> dict:
+        return {}
+
+    def info(self) -> dict:
+        """Settings worth recording in the manifest that do not change the answers."""
+        return {}

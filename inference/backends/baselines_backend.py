@@ -1,0 +1,82 @@
+"""`--backend oracle` and `--backend blind`: wrappers of inference/baselines.py.
+
+oracle: `baselines.oracle_prediction(row)`, the reference answer rewritten as a prediction (every
+        non-null column must score 100; a check of the scorer).
+blind:  `baselines.BlindPrior().fit(train rows)` then `.predict(row)`: answers from the question
+        and training-set priors only, never the image (the floor that shows what text alone gets).
+Both answer in canonical boxes (adapter `sarchat`) and read no image.
+"""
+import time
+
+from inference.backends.base import Backend, Result
+from inference.dataset import files_fingerprint, iter_rows, split_files
+from transforms.schema import DIALOGUE_FIELDS
+
+
+class OracleBackend(Backend):
+    name = "oracle"
+    fixed_adapter = "sarchat"
+    columns = DIALOGUE_FIELDS
+    default_batch_size = 512
+    reads_images = False
+
+    def fingerprint(self):
+        return {"kind": "baseline", "name": "oracle"}
+
+    def sampling(self):
+        return {"deterministic": True}
+
+    def setup(self):
+        from inference import baselines
+
+        self._fn = baselines.oracle_prediction
+
+    def predict(self, samples):
+        out = []
+        for s in samples:
+            t0 = time.perf_counter()
+            try:
+                out.append(Result(self._fn(s.row), None, time.perf_counter() - t0))
+            except Exception as exc:
+                out.append(Result.failure(f"oracle: {type(exc).__name__}: {exc}"))
+        return out
+
+
+class BlindBackend(Backend):
+    name = "blind"
+    fixed_adapter = "sarchat"
+    columns = DIALOGUE_FIELDS
+    default_batch_size = 512
+    reads_images = False
+
+    def _train_split(self):
+        return getattr(self.config, "fit_split", None) or "train"
+
+    def fingerprint(self):
+        files = split_files(self.config.dataset, self._train_split())
+        return {"kind": "baseline", "name": "blind", "fit_split": self._train_split(),
+                "fit_data": files_fingerprint(files)}
+
+    def sampling(self):
+        return {"deterministic": True}
+
+    def setup(self):
+        from inference import baselines
+
+        if not split_files(self.config.dataset, self._train_split()):
+            raise FileNotFoundError(f"the blind prior needs the {self._train_split()!r} split of "
+                                    f"{self.config.dataset} (--fit-split names another)")
+        self._prior = baselines.BlindPrior()
+        fitted = self._prior.fit(iter_rows(self.config.dataset, self._train_split()))
+        if fitted is not None and hasattr(fitted, "predict"):
+            self._prior = fitted
+
+    def predict(self, samples):
+        out = []
+        for s in samples:
+            t0 = time.perf_counter()
+            try:
+                out.append(Result(self._prior.predict(s.row), None, time.perf_counter() - t0))
+            except Exception as exc:
+                out.append(Result.failure(f"blind: {type(exc).__name__}: {exc}"))
+        return out

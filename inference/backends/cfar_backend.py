@@ -1,0 +1,83 @@
+"""`--backend cfar`: the classical CA-CFAR baseline of inference/cfar.py, on CPU.
+
+Detections are cached per image (a small LRU), and the runner feeds samples grouped by image, so
+the several dialogues of one image (count per category, identify per box, ...) detect once.
+Image reading and detection run in a thread pool (numpy/scipy release the GIL).
+"""
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from threading import Lock
+
+from inference import cfar
+from inference.backends.base import Backend, Result
+from inference.dataset import ImageError, image_gray_array, read_image_bytes
+
+
+class CfarBackend(Backend):
+    name = "cfar"
+    fixed_adapter = "sarchat"
+    default_batch_size = 64
+
+    def __init__(self, config, adapter, params=None, cache_size=64):
+        super().__init__(config, adapter)
+        self.params = params or cfar.CfarParams()
+        self._cache = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(config, "io_workers", 4) or 4)))
+
+    def fingerprint(self):
+        return {"kind": "classical", "name": "cfar", "version": cfar.CFAR_VERSION, "params": self.params.key()}
+
+    def sampling(self):
+        return {"deterministic": True}
+
+    def _image(self, location):
+        with self._lock:
+            hit = self._cache.get(location)
+            if hit is not None:
+                self._cache.move_to_end(location)
+                return hit
+        gray = image_gray_array(read_image_bytes(location), location)
+        entry = {"gray": gray, "dets": None, "lock": Lock()}
+        with self._lock:
+            self._cache[location] = entry
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return entry
+
+    def _one(self, sample):
+        t0 = time.perf_counter()
+        try:
+            entry = self._image(sample.image_location)
+            if sample.row["task"] == "identify":
+                text = cfar.answer(sample.row, entry["gray"], dets=[], p=self.params)
+            else:
+                with entry["lock"]:
+                    if entry["dets"] is None:
+                        entry["dets"] = cfar.detect(entry["gray"], self.params)
+                text = cfar.answer(sample.row, entry["gray"], dets=entry["dets"], p=self.params)
+            return Result(text, None, time.perf_counter() - t0)
+        except ImageError as exc:
+            return Result.failure(str(exc), time.perf_counter() - t0)
+        except Exception as exc:
+            return Result.failure(f"cfar: {type(exc).__name__}: {exc}", time.perf_counter() - t0)
+
+    def predict(self, samples):
+        # One task per image, so an image is decoded and detected once per batch.
+        groups = OrderedDict()
+        for i, s in enumerate(samples):
+            groups.setdefault(s.image_location, []).append(i)
+        results = [None] * len(samples)
+
+        def run_group(indices):
+            return [(i, self._one(samples[i])) for i in indices]
+
+        for pairs in self._pool.map(run_group, groups.values()):
+            for i, res in pairs:
+                results[i] = res
+        return results
+
+    def close(self):
+        self._pool.shutdown(wait=False)

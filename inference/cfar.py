@@ -1,0 +1,362 @@
+"""A classical SAR baseline: CA-CFAR detection, connected components, rule-based categories.
+
+It really looks at the image (no ground truth is read), so it is a floor any VLM should beat and a
+CPU-only end-to-end check of the benchmark.
+
+Detection (on the intensity image I = amplitude^2):
+  * cell under test: the 3x3 mean of I (speckle averaging);
+  * clutter estimate: cell-averaging CFAR, the mean of I over the training window minus the guard
+    window, both square and centred ((sum_train - sum_guard) / (n_train - n_guard), computed with
+    two scipy.ndimage.uniform_filter passes); window radii scale with the image size;
+  * a pixel is a detection when cut > alpha * clutter and cut > floor * median(I) (the floor keeps
+    near-black sea from firing on faint noise);
+  * detections are closed, holes filled, and labelled with 8-connectivity after a small dilation
+    (scattered returns of one target merge); components under `min_area` pixels are dropped.
+
+Category rules (features: box size, area ratio R, elongation from the pixel moments, fill ratio,
+and the median amplitude of a ring around the box, "dark" meaning sea/water):
+  huge (R >= harbor_r)                         -> harbor
+  very long and thin (elongation, length)      -> bridge
+  on a dark background                         -> ship
+  on bright land: tiny compact                 -> car
+                  sparse/cross-like and larger -> aircraft
+                  elongated                    -> ship (moored)
+                  compact, small               -> tank
+                  otherwise                    -> aircraft
+
+Answers follow SPEC section 3 in canonical pixel boxes (`answer(row, image)`).
+"""
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from transforms import geometry
+from transforms.box_formats import get_box_format
+from transforms.categories import (CATEGORIES, CATEGORY_INDEX, CATEGORY_WORDS, article, canonical_sort,
+                                   join_words, plural)
+
+CFAR_VERSION = 1
+_CANONICAL = get_box_format("canonical")
+_WORD = re.compile(r"[A-Za-z]{2,12}")
+
+
+@dataclass(frozen=True)
+class CfarParams:
+    guard_frac: float = 0.06      # guard radius / min(W, H) (about the largest small target)
+    train_frac: float = 0.05      # training ring width / min(W, H)
+    min_guard: int = 3
+    min_train: int = 4
+    k: float = 2.5                # cut > mean + k * std of the training ring ...
+    min_contrast: float = 40.0    # ... and > mean + this (grey levels of the 8-bit image)
+    k_grow: float = 1.0           # hysteresis: a detection grows over pixels passing these
+    min_contrast_grow: float = 30.0
+    close_iter: int = 1
+    merge_iter: int = 2           # dilation before labelling: returns this close merge
+    min_area: int = 12            # pixels
+    pad: int = 0                  # pixels added around a component's box
+    max_detections: int = 40
+    # classification (sizes relative to min(W, H))
+    harbor_r: float = 0.2         # area ratio of the box
+    harbor_side: float = 0.2      # or a box side this long with a sparse fill
+    harbor_fill: float = 0.25
+    bridge_elong_any: float = 8.0 # this elongated: a bridge whatever its size
+    bridge_elong: float = 6.0     # this elongated and long: a bridge
+    bridge_side: float = 0.1
+    ship_elong: float = 2.6
+    aircraft_fill: float = 0.35
+    tank_elong: float = 1.45
+    car_side: float = 0.02
+    land_ring: float = 100.0      # ring median above this grey level: an elongated target on land
+
+    def key(self):
+        return asdict(self)
+
+
+@dataclass
+class Detection:
+    box: list            # [x1, y1, x2, y2] integer pixels
+    category: str
+    score: float
+    feats: dict
+
+
+def to_amplitude(gray):
+    a = np.asarray(gray, dtype=np.float32)
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    return a
+
+
+def _radii(h, w, p):
+    m = min(h, w)
+    guard = max(p.min_guard, int(round(p.guard_frac * m)))
+    train = guard + max(p.min_train, int(round(p.train_frac * m)))
+    return guard, train
+
+
+def cfar_mask(amp, p=CfarParams()):
+    """Boolean detection mask: the CA-CFAR test, grown by hysteresis over the target's extent.
+
+    The test runs on the 8-bit picture as distributed (usually log-compressed): the cell under
+    test (3x3 mean) must exceed the training ring's mean by k standard deviations and by a
+    minimum contrast. On log-compressed speckle this is the classical log-CFAR; on linear
+    amplitude it is a cell-averaging CFAR with a contrast floor.
+    """
+    x = amp.astype(np.float64)
+    h, w = x.shape
+    guard, train = _radii(h, w, p)
+    gw, tw = 2 * guard + 1, 2 * train + 1
+    n = float(tw * tw - gw * gw)
+    s1 = (ndimage.uniform_filter(x, size=tw, mode="reflect") * (tw * tw)
+          - ndimage.uniform_filter(x, size=gw, mode="reflect") * (gw * gw))
+    x2 = x * x
+    s2 = (ndimage.uniform_filter(x2, size=tw, mode="reflect") * (tw * tw)
+          - ndimage.uniform_filter(x2, size=gw, mode="reflect") * (gw * gw))
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean * mean, 1.0))
+    cut = ndimage.uniform_filter(x, size=3, mode="reflect")
+    excess = cut - mean
+    strong = (excess > p.k * std) & (excess > p.min_contrast)
+    if not strong.any():
+        return strong
+    weak = ((excess > p.k_grow * std) & (excess > p.min_contrast_grow)) | strong
+    labels, _ = ndimage.label(weak, structure=np.ones((3, 3), dtype=bool))
+    keep = np.unique(labels[strong])
+    return np.isin(labels, keep[keep > 0])
+
+
+def detect(gray, p=CfarParams()):
+    """Detections (box, category, features) in an image, strongest first."""
+    amp = to_amplitude(gray)
+    h, w = amp.shape
+    if h < 8 or w < 8:
+        return []
+    mask = cfar_mask(amp, p)
+    if p.close_iter:
+        mask = ndimage.binary_closing(mask, iterations=p.close_iter)
+    mask = ndimage.binary_fill_holes(mask)
+    grouped = ndimage.binary_dilation(mask, iterations=p.merge_iter) if p.merge_iter else mask
+    labels, n = ndimage.label(grouped, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return []
+    labels = np.where(mask, labels, 0)
+    image_median = float(np.median(amp)) or 1.0
+    dets = []
+    for idx, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        comp = labels[sl] == idx
+        area = int(comp.sum())
+        if area < p.min_area:
+            continue
+        ys, xs = np.nonzero(comp)
+        ys = ys + sl[0].start
+        xs = xs + sl[1].start
+        x1, y1 = max(0, int(xs.min()) - p.pad), max(0, int(ys.min()) - p.pad)
+        x2, y2 = min(w - 1, int(xs.max()) + 1 + p.pad), min(h - 1, int(ys.max()) + 1 + p.pad)
+        box = [x1, y1, x2, y2]
+        feats = region_features(amp, box, xs, ys, image_median)
+        score = float(amp[ys, xs].mean() - feats["ring"]) * np.sqrt(area)
+        dets.append(Detection(box, classify_region(feats, w, h, p), score, feats))
+    dets.sort(key=lambda d: -d.score)
+    return dets[: p.max_detections]
+
+
+def region_features(amp, box, xs, ys, image_median):
+    """Size, shape and context of a region: the numbers the category rules use."""
+    x1, y1, x2, y2 = box
+    bw, bh = max(1, x2 - x1), max(1, y2 - y1)
+    if len(xs) >= 3:
+        cov = np.cov(np.vstack([xs, ys]).astype(np.float64))
+        ev = np.sort(np.linalg.eigvalsh(cov))[::-1]
+        l1, l2 = max(ev[0], 1e-6), max(ev[1], 0.25)
+        elong = float(np.sqrt(l1 / l2))
+    else:
+        elong = 1.0
+    ring = _ring_median(amp, box)
+    return {"w": bw, "h": bh, "elongation": elong, "fill": len(xs) / float(bw * bh),
+            "ring": ring, "dark_ratio": ring / image_median}
+
+
+def _ring_median(amp, box):
+    h, w = amp.shape
+    x1, y1, x2, y2 = box
+    m = max(4, int(0.5 * max(x2 - x1, y2 - y1)))
+    X1, Y1, X2, Y2 = max(0, x1 - m), max(0, y1 - m), min(w, x2 + m), min(h, y2 + m)
+    ring = amp[Y1:Y2, X1:X2]
+    inner = np.zeros(ring.shape, dtype=bool)
+    inner[max(0, y1 - Y1):y2 - Y1 + 1, max(0, x1 - X1):x2 - X1 + 1] = True
+    values = ring[~inner]
+    return float(np.median(values if values.size else amp))
+
+
+def classify_region(feats, width, height, p=CfarParams()):
+    """A category guess from size, shape and context (see module doc)."""
+    m = float(min(width, height))
+    bw, bh = feats["w"], feats["h"]
+    side = max(bw, bh) / m
+    r = bw * bh / float(width * height)
+    elong, fill = feats["elongation"], feats["fill"]
+    if r >= p.harbor_r or (side >= p.harbor_side and fill < p.harbor_fill and elong < p.bridge_elong):
+        return "harbor"
+    if elong >= p.bridge_elong_any or (elong >= p.bridge_elong and side >= p.bridge_side):
+        return "bridge"
+    if elong >= p.ship_elong:
+        return "bridge" if feats["ring"] > p.land_ring and side >= p.bridge_side else "ship"
+    if side <= p.car_side:
+        return "car"
+    if fill < p.aircraft_fill:
+        return "aircraft"
+    if elong < p.tank_elong:
+        return "tank"
+    return "car"
+
+
+def describe_region(gray, box, p=CfarParams()):
+    """Category of the object inside a given box (identify task): CFAR pixels inside the box."""
+    amp = to_amplitude(gray)
+    h, w = amp.shape
+    x1, y1, x2, y2 = [int(round(v)) for v in box]
+    x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w))
+    y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h))
+    if x2 <= x1:
+        x2 = min(w, x1 + 1)
+    if y2 <= y1:
+        y2 = min(h, y1 + 1)
+    crop = amp[y1:y2, x1:x2]
+    mask = cfar_mask(amp, p)[y1:y2, x1:x2]
+    if mask.sum() < max(3, 0.05 * crop.size):  # too little passed the test: the brighter part of the box
+        mask = crop > (float(crop.mean()) + 0.5 * float(crop.std()))
+    mask = ndimage.binary_fill_holes(mask)
+    ys, xs = np.nonzero(mask)
+    feats = region_features(amp, [x1, y1, x2, y2], xs + x1, ys + y1, float(np.median(amp)) or 1.0)
+    return classify_region(feats, w, h, p)
+
+
+# ---- answers (SPEC section 3, canonical boxes) ----------------------------------------------
+
+def asked_category(question):
+    """The first category word of a question ('[count] How many ships ...' -> 'ship')."""
+    for word in _WORD.findall(question or ""):
+        cat = CATEGORY_WORDS.get(word.lower())
+        if cat:
+            return cat
+    return None
+
+
+def _xywh(box):
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def _by_category(dets):
+    groups = {}
+    for d in dets:
+        groups.setdefault(d.category, []).append(d.box)
+    return groups
+
+
+def answer_classify(dets):
+    cats = canonical_sort(d.category for d in dets) or ["ship"]  # ship: the commonest class
+    return f"The image contains {join_words(cats)}."
+
+
+def answer_count(dets, category):
+    boxes = [d.box for d in dets if d.category == category]
+    boxes.sort(key=lambda b: (b[1], b[0]))
+    n = len(boxes)
+    if n == 1:
+        return "There is 1 instance. " + geometry.boxes_text(boxes)
+    text = f"There are {n} instances."
+    return text + (" " + geometry.boxes_text(boxes) if boxes else "")
+
+
+def answer_refer(dets, category, width, height):
+    boxes = [d.box for d in dets if d.category == category]
+    boxes.sort(key=lambda b: (b[1], b[0]))
+    if not boxes:
+        return f"There is no {category} in the image."
+    return "".join(f"{geometry.box_text(b)} ({geometry.grid_cell(b, width, height)})" for b in boxes)
+
+
+def answer_grounding(dets, width, height):
+    groups = _by_category(dets)
+    parts = ["In this SAR image, I can identify several objects and their locations: "]
+    sentences = []
+    cats = [c for c in CATEGORIES if c in groups]
+    for cat in cats:
+        boxes = sorted(groups[cat], key=lambda b: (b[1], b[0]))
+        if len(boxes) == 1:
+            b = boxes[0]
+            sentences.append(f"There is {article(cat)} {cat} in the {geometry.grid_cell(b, width, height)} "
+                             f"portion {geometry.box_text(b)}.")
+        else:
+            each = ", ".join(f"one in the {geometry.grid_cell(b, width, height)} portion {geometry.box_text(b)}"
+                             for b in boxes)
+            sentences.append(f"There are {len(boxes)} {plural(cat)}: {each}.")
+    for i, a in enumerate(cats):
+        for b in cats[i + 1:]:
+            rel, direction = geometry.relation(groups[a], groups[b], width, height)
+            tail = f", {direction} it" if direction else ""
+            sentences.append(f"The {a} is {rel} the {b}{tail}.")
+    return parts[0] + " ".join(sentences)
+
+
+def answer_describe(dets, width, height):
+    kept = []
+    for d in dets:
+        if geometry.describe_box_reason(_xywh(d.box), width, height) is None:
+            kept.append(d)
+    if not kept:
+        kept = dets[:1]
+    if not kept:
+        return "No distinct targets are visible in this SAR image."
+    kept.sort(key=lambda d: (CATEGORY_INDEX[d.category], d.box[1], d.box[0]))
+    phrases = []
+    for k, d in enumerate(kept):
+        size = geometry.describe_size(geometry.area_ratio(_xywh(d.box), width, height))
+        pos = geometry.POSITION_PHRASES[geometry.grid_cell(d.box, width, height)]
+        if k == 0:
+            phrases.append(f"{article(size).capitalize()} {size} {d.category} is visible {pos}.")
+        else:
+            phrases.append(f"There is one more {size} {d.category} {pos}.")
+    return " ".join(phrases)
+
+
+def answer_identify(gray, question, width, height, p=CfarParams()):
+    boxes = _CANONICAL.parse(question or "", width, height)
+    if not boxes:
+        return "I cannot find the region in the question."
+    box = [int(round(v)) for v in boxes[0]]
+    cat = describe_region(gray, box, p)
+    xywh = _xywh(box)
+    if xywh[2] <= 0 or xywh[3] <= 0:
+        xywh = [box[0], box[1], max(1, xywh[2]), max(1, xywh[3])]
+    size = geometry.identify_size(geometry.area_ratio(xywh, width, height))
+    cell = geometry.grid_cell(box, width, height)
+    shape = geometry.shape_word(geometry.aspect_ratio(xywh))
+    return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
+            f"It appears to be {shape} in shape.")
+
+
+def answer(row, gray, dets=None, p=CfarParams()):
+    """The answer to one dialogue row given its image (2-D amplitude array)."""
+    width, height = int(row["width"]), int(row["height"])
+    task = row["task"]
+    if task == "identify":
+        return answer_identify(gray, row["question"], width, height, p)
+    if dets is None:
+        dets = detect(gray, p)
+    if task == "classify":
+        return answer_classify(dets)
+    if task == "describe":
+        return answer_describe(dets, width, height)
+    if task == "grounding":
+        return answer_grounding(dets, width, height)
+    if task in ("count", "refer"):
+        cat = asked_category(row["question"]) or "ship"
+        if task == "count":
+            return answer_count(dets, cat)
+        return answer_refer(dets, cat, width, height)
+    return answer_classify(dets)

@@ -1,0 +1,286 @@
+"""Append-only prediction store and the merge into `predictions.parquet`.
+
+Layout under the output folder DIR:
+
+    DIR/store/<run_key>/part-<i>-of-<k>.jsonl   one JSON record per line, appended per batch,
+                                                flushed and fsync'd before the batch counts as done
+    DIR/store/<run_key>/part-<i>-of-<k>.lock    flock held by the process writing that part
+    DIR/runs/<run_key>/shard-<i>-of-<k>.json    manifest of the latest invocation of that shard
+    DIR/runs/<run_key>/history.jsonl            one summary line per invocation
+    DIR/predictions.parquet                     the merge: PREDICTION_SCHEMA, one row per sample id
+    DIR/predictions.jsonl                       the same rows as JSON lines
+    DIR/manifest.json                           the run manifest (written with the merge)
+
+The run key hashes (model fingerprint, backend, adapter/prompt spec, sampling parameters), so a
+rerun with the same settings finds its records and skips them, and a run with other settings never
+mixes with them. A record is
+    {"id", "prediction", "model", "error", "latency_s", "key", "t"}
+with `error` null on success. Success records are final; error records are retried by the next
+run. A run killed mid-write leaves at most one torn last line: readers skip lines that are not
+complete JSON objects, and the next writer starts on a fresh line.
+
+Merge: every part file of the run key (all shard indices and shard counts), per id the first
+success record in (file name, line) order, else the last error record (prediction "" and the
+error). Rows sorted by id. Written to a temporary file and renamed, under DIR/.merge.lock, so the
+last shard to finish always writes a complete file.
+"""
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms.schema import PREDICTION_SCHEMA
+
+PREDICTIONS_PARQUET = "predictions.parquet"
+PREDICTIONS_JSONL = "predictions.jsonl"
+MANIFEST = "manifest.json"
+
+
+def store_dir(out_dir, run_key):
+    return os.path.join(out_dir, "store", run_key)
+
+
+def runs_dir(out_dir, run_key):
+    return os.path.join(out_dir, "runs", run_key)
+
+
+def part_name(shard_index, num_shards):
+    return f"part-{shard_index:05d}-of-{num_shards:05d}"
+
+
+def fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_records(path):
+    """Complete records of one part file; a torn or garbled line is skipped, never fatal."""
+    records = []
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return records
+    with fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                continue  # torn last line of a killed writer
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                records.append(rec)
+    return records
+
+
+def part_files(out_dir, run_key):
+    folder = store_dir(out_dir, run_key)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if n.startswith("part-") and n.endswith(".jsonl"))
+
+
+def scan(out_dir, run_key):
+    """(done ids, failed ids -> last error) across all part files of the run key."""
+    done, failed = set(), {}
+    for path in part_files(out_dir, run_key):
+        for rec in read_records(path):
+            if rec.get("error") in (None, ""):
+                done.add(rec["id"])
+            else:
+                failed[rec["id"]] = rec["error"]
+    for sid in done:
+        failed.pop(sid, None)
+    return done, failed
+
+
+class PartWriter:
+    """Appends records to this shard's part file: one write, flush and fsync per batch.
+
+    Holds an exclusive flock on the part's lock file, so two processes can never write the same
+    part (a second one fails at once with a clear message instead of duplicating work).
+    """
+
+    def __init__(self, out_dir, run_key, shard_index, num_shards):
+        folder = store_dir(out_dir, run_key)
+        os.makedirs(folder, exist_ok=True)
+        base = os.path.join(folder, part_name(shard_index, num_shards))
+        self.path = base + ".jsonl"
+        self._lock = open(base + ".lock", "a+")
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock.close()
+            raise RuntimeError(f"another process is writing {self.path} (same run key and shard); "
+                               "wait for it or stop it first") from exc
+        existed = os.path.exists(self.path)
+        self._fh = open(self.path, "ab")
+        if existed:
+            self._heal_torn_tail()
+        else:
+            fsync_dir(folder)
+
+    def _heal_torn_tail(self):
+        """If the last writer died mid-line, start ours on a fresh line (the torn one is skipped)."""
+        size = os.path.getsize(self.path)
+        if size == 0:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(size - 1)
+            last = fh.read(1)
+        if last != b"\n":
+            self._fh.write(b"\n")
+            self._sync()
+
+    def _sync(self):
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def append(self, records):
+        if not records:
+            return
+        payload = b"".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+                           for r in records)
+        self._fh.write(payload)
+        self._sync()
+
+    def close(self):
+        try:
+            self._fh.close()
+        finally:
+            try:
+                fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            finally:
+                self._lock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_record(sample_id, prediction, model, error, latency_s, run_key):
+    return {
+        "id": sample_id,
+        "prediction": prediction if error is None else (prediction or ""),
+        "model": model,
+        "error": error,
+        "latency_s": None if latency_s is None else round(float(latency_s), 6),
+        "key": run_key,
+        "t": round(time.time(), 3),
+    }
+
+
+@contextmanager
+def _merge_lock(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, ".merge.lock"), "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _atomic_write_bytes(path, writer):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    writer(tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def atomic_write_json(path, obj):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, ensure_ascii=False)
+            fh.write("\n")
+
+    _atomic_write_bytes(path, write)
+
+
+def merged_rows(out_dir, run_key):
+    """One row per id (see module doc), sorted by id."""
+    best = {}
+    for path in part_files(out_dir, run_key):
+        for rec in read_records(path):
+            sid = rec["id"]
+            ok = rec.get("error") in (None, "")
+            prev = best.get(sid)
+            if prev is not None and prev[0]:
+                continue  # the first success is final
+            best[sid] = (ok, rec)  # a success, or a later error replacing an earlier one
+    rows = []
+    for sid in sorted(best):
+        ok, rec = best[sid]
+        rows.append({
+            "id": sid,
+            "prediction": rec.get("prediction") if ok else (rec.get("prediction") or ""),
+            "model": rec.get("model"),
+            "error": None if ok else str(rec.get("error")),
+            "latency_s": rec.get("latency_s"),
+        })
+    return rows
+
+
+def merge(out_dir, run_key, manifest=None):
+    """Write DIR/predictions.parquet (+ .jsonl, + manifest.json); returns (n rows, n errors)."""
+    with _merge_lock(out_dir):
+        rows = merged_rows(out_dir, run_key)
+        table = pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA)
+        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_PARQUET),
+                            lambda tmp: pq.write_table(table, tmp))
+
+        def write_jsonl(tmp):
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for r in rows:
+                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_JSONL), write_jsonl)
+        n_err = sum(1 for r in rows if r["error"] is not None)
+        if manifest is not None:
+            manifest = dict(manifest)
+            manifest["predictions"] = {"parquet": PREDICTIONS_PARQUET, "jsonl": PREDICTIONS_JSONL,
+                                       "rows": len(rows), "errors": n_err}
+            manifest["shards"] = shard_manifests(out_dir, run_key)
+            atomic_write_json(os.path.join(out_dir, MANIFEST), manifest)
+        return len(rows), n_err
+
+
+def shard_manifests(out_dir, run_key):
+    folder = runs_dir(out_dir, run_key)
+    out = []
+    if not os.path.isdir(folder):
+        return out
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("shard-") and name.endswith(".json"):
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                    m = json.load(fh)
+            except (OSError, ValueError):
+                continue
+            out.append({k: m.get(k) for k in ("shard_index", "num_shards", "started_at", "finished_at",
+                                               "status", "counts", "throughput_sps", "host")})
+    return out
+
+
+def run_keys(out_dir):
+    folder = os.path.join(out_dir, "store")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n)))

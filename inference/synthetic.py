@@ -1,0 +1,228 @@
+"""A tiny synthetic SAR dialogue set for tests and benchmarks of the inference stage.
+
+Not the dataset generator (`sarchat synth` + `sarchat generate` are): this writes, in one call,
+images of speckled sea or land with bright scatterer targets (ships on sea; aircraft, cars and
+tanks on land; bridges over a river; harbors), and a `parquet/<split>/dialogues-*.parquet` with
+DIALOGUE_SCHEMA rows for every task, plus `manifest.json` with `input_root`, i.e. the layout
+`sarchat infer` reads. Deterministic for a seed.
+"""
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms import geometry
+from transforms.categories import CATEGORY_INDEX, article, canonical_sort, join_words, plural
+from transforms.schema import DIALOGUE_SCHEMA, dialogue_id
+
+
+def _speckle(rng, shape, mean_amp, looks=3):
+    intensity = rng.gamma(looks, 1.0 / looks, size=shape) * (mean_amp ** 2)
+    return np.sqrt(intensity)
+
+
+def _paint(img, mask, rng, level=230.0):
+    n = int(mask.sum())
+    if n:
+        img[mask] = np.clip(level * np.sqrt(rng.gamma(4, 0.25, size=n)), 0, 255)
+
+
+def _rect_mask(h, w, cx, cy, length, width, angle):
+    yy, xx = np.mgrid[0:h, 0:w]
+    c, s = np.cos(angle), np.sin(angle)
+    u = (xx - cx) * c + (yy - cy) * s
+    v = -(xx - cx) * s + (yy - cy) * c
+    return (np.abs(u) <= length / 2.0) & (np.abs(v) <= width / 2.0)
+
+
+def _box_of(mask):
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+def _free(boxes, box, margin=6):
+    for b in boxes:
+        if not (box[2] + margin < b[0] or b[2] + margin < box[0] or box[3] + margin < b[1] or b[3] + margin < box[1]):
+            return False
+    return True
+
+
+def make_scene(rng, size=256):
+    """(uint8 image, [(category, [x1,y1,x2,y2]), ...]) for one synthetic SAR scene."""
+    h = w = size
+    kind = rng.choice(["sea", "land", "river", "port"], p=[0.4, 0.35, 0.15, 0.10])
+    objects = []
+    shore = h
+    if kind in ("sea", "port"):
+        img = _speckle(rng, (h, w), 18.0)
+    else:
+        img = _speckle(rng, (h, w), 75.0)
+    if kind == "port":
+        # land along the bottom, a quay on the shore and piers reaching into the water
+        shore = int(rng.integers(int(0.7 * h), int(0.85 * h)))
+        img[shore:, :] = _speckle(rng, (h - shore, w), 75.0)
+        bw = int(rng.integers(w // 3, w // 2))
+        x0 = int(rng.integers(0, w - bw))
+        pier = int(rng.integers(h // 4, h // 3))
+        mask = np.zeros((h, w), bool)
+        mask[shore - 5:shore, x0:x0 + bw] = True
+        for px in range(x0 + 2, x0 + bw - 3, max(12, bw // 4)):
+            mask[shore - pier:shore, px:px + 4] = True
+        _paint(img, mask, rng, 235.0)
+        objects.append(("harbor", _box_of(mask)))
+    if kind == "river":
+        ry = int(rng.integers(h // 3, 2 * h // 3))
+        rw = int(rng.integers(24, 40))
+        img[ry - rw // 2: ry + rw // 2, :] = _speckle(rng, (2 * (rw // 2), w), 15.0)
+        bx = int(rng.integers(w // 4, 3 * w // 4))
+        length = int(rng.integers(int(0.3 * h), int(0.5 * h)))
+        mask = _rect_mask(h, w, bx, ry, length, 5, np.pi / 2)
+        _paint(img, mask, rng, 235.0)
+        objects.append(("bridge", _box_of(mask)))
+    n = int(rng.integers(1, 4))
+    for _ in range(20):
+        if len(objects) >= n + (1 if kind in ("port", "river") else 0):
+            break
+        y_max = (shore - 12) if kind == "port" else h - 24
+        cx, cy = float(rng.uniform(24, w - 24)), float(rng.uniform(24, y_max))
+        if kind in ("sea", "port"):
+            cat = "ship"
+            mask = _rect_mask(h, w, cx, cy, float(rng.uniform(16, 34)), float(rng.uniform(5, 8)),
+                              float(rng.uniform(0, np.pi)))
+        elif kind == "river":
+            cat = "car"
+            mask = _rect_mask(h, w, cx, cy, 7, 4, 0.0)
+        else:
+            cat = str(rng.choice(["aircraft", "car", "tank"]))
+            if cat == "aircraft":
+                span = float(rng.uniform(24, 36))
+                mask = (_rect_mask(h, w, cx, cy, span, 4, 0.0) |
+                        _rect_mask(h, w, cx, cy - span * 0.1, 4, span * 0.9, 0.0))
+            elif cat == "car":
+                mask = _rect_mask(h, w, cx, cy, 7, 4, float(rng.choice([0.0, np.pi / 2])))
+            else:
+                mask = _rect_mask(h, w, cx, cy, 13, 10, 0.0)
+        if not mask.any():
+            continue
+        box = _box_of(mask)
+        if kind == "river" and abs((box[1] + box[3]) / 2 - h / 2) < h / 6:
+            continue
+        if not _free([b for _, b in objects], box):
+            continue
+        _paint(img, mask, rng)
+        objects.append((cat, box))
+    return np.clip(img, 0, 255).astype(np.uint8), objects
+
+
+def _rows_for_image(split, image_id, rel_path, w, h, objects):
+    """Dialogue rows (DIALOGUE_SCHEMA) for one image, answers in the SPEC grammar."""
+    rows = []
+    boxes = [[b[0], b[1], min(b[2], w - 1), min(b[3], h - 1)] for _, b in objects]
+    cats = [c for c, _ in objects]
+    cells = [geometry.grid_cell(b, w, h) for b in boxes]
+
+    def row(task, subset, unit, variant, question, answer, **gt):
+        did = dialogue_id(split, image_id, task, subset, unit, variant)
+        base = {"id": did, "split": split, "task": task, "subset": subset, "image_path": rel_path,
+                "image_id": image_id, "width": w, "height": h, "question": question, "answer": answer,
+                "messages": [{"role": "user", "content": "<image>\n" + question},
+                             {"role": "assistant", "content": answer}],
+                "template_id": f"{task}-fixture", "gt_boxes": [], "gt_categories": [], "gt_cells": [],
+                "gt_sizes": [], "gt_shapes": [], "gt_relations": [], "gt_count": 0}
+        base.update(gt)
+        return base
+
+    present = canonical_sort(cats)
+    rows.append(row("classify", None, "", 0, "What kind of targets are in this SAR image?",
+                    f"The image contains {join_words(present)}.", gt_categories=present, gt_count=len(present)))
+    for cat in present:
+        idx = [i for i, c in enumerate(cats) if c == cat]
+        bx = [boxes[i] for i in idx]
+        n = len(idx)
+        ans = ("There is 1 instance. " if n == 1 else f"There are {n} instances. ") + geometry.boxes_text(bx)
+        rows.append(row("count", None, cat, 0, f"[count] How many {plural(cat)} are there in the image?", ans,
+                        gt_boxes=bx, gt_categories=[cat] * n, gt_cells=[cells[i] for i in idx], gt_count=n))
+        sub = "single" if n == 1 else "multi"
+        ans = "".join(f"{geometry.box_text(boxes[i])} ({cells[i]})" for i in idx)
+        rows.append(row("refer", sub, cat, 0, f"[refer] Where is the {cat}?", ans,
+                        gt_boxes=bx, gt_categories=[cat] * n, gt_cells=[cells[i] for i in idx], gt_count=n))
+    order = sorted(range(len(cats)), key=lambda i: CATEGORY_INDEX[cats[i]])
+    sentences, rels = [], []
+    for cat in present:
+        idx = [i for i in order if cats[i] == cat]
+        if len(idx) == 1:
+            i = idx[0]
+            sentences.append(f"There is {article(cat)} {cat} in the {cells[i]} portion {geometry.box_text(boxes[i])}.")
+        else:
+            each = ", ".join(f"one in the {cells[i]} portion {geometry.box_text(boxes[i])}" for i in idx)
+            sentences.append(f"There are {len(idx)} {plural(cat)}: {each}.")
+    for a_i, a in enumerate(present):
+        for b in present[a_i + 1:]:
+            ba = [boxes[i] for i in range(len(cats)) if cats[i] == a]
+            bb = [boxes[i] for i in range(len(cats)) if cats[i] == b]
+            rel, direction = geometry.relation(ba, bb, w, h)
+            sentences.append(f"The {a} is {rel} the {b}.")
+            rels.append(f"{a}|{rel}|{b}|{direction}")
+    rows.append(row("grounding", "single" if len(cats) == 1 else "multi", "", 0,
+                    "[grounding] Describe the objects in this image and where they are.",
+                    "In this SAR image, I can identify several objects and their locations: " + " ".join(sentences),
+                    gt_boxes=[boxes[i] for i in order], gt_categories=[cats[i] for i in order],
+                    gt_cells=[cells[i] for i in order], gt_relations=rels, gt_count=len(cats)))
+    for i, (cat, b) in enumerate(zip(cats, boxes)):
+        xywh = [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+        size = geometry.identify_size(geometry.area_ratio(xywh, w, h))
+        ans = f"This is {article(size)} {size} {cat} located in the {cells[i]} portion of the image."
+        rows.append(row("identify", "single" if len(cats) == 1 else "multi", str(i), 0,
+                        f"[identify] What is the object in {geometry.box_text(b)}?", ans,
+                        gt_boxes=[b], gt_categories=[cat], gt_cells=[cells[i]], gt_sizes=[size], gt_count=1))
+    if geometry.describe_image_ok(w, h):
+        kept = [i for i in order
+                if geometry.describe_box_reason([boxes[i][0], boxes[i][1], boxes[i][2] - boxes[i][0],
+                                                 boxes[i][3] - boxes[i][1]], w, h) is None]
+        if kept:
+            phrases = []
+            for k, i in enumerate(kept):
+                b = boxes[i]
+                size = geometry.describe_size(geometry.area_ratio([b[0], b[1], b[2] - b[0], b[3] - b[1]], w, h))
+                pos = geometry.POSITION_PHRASES[cells[i]]
+                phrases.append(f"A {size} {cats[i]} is visible {pos}." if k == 0
+                               else f"There is one more {size} {cats[i]} {pos}.")
+            rows.append(row("describe", None, "", 0, "Describe this SAR image in detail.", " ".join(phrases),
+                            gt_boxes=[boxes[i] for i in kept], gt_categories=[cats[i] for i in kept],
+                            gt_cells=[cells[i] for i in kept], gt_count=len(kept)))
+    return rows
+
+
+def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",), shards=2, image_ext="png"):
+    """Write images under OUT/images_root/JPEGImages/<split>/ and the dialogues under OUT/generated/.
+
+    Returns (generated folder, image root, {split: rows}).
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    image_root = os.path.join(out_dir, "images_root")
+    generated = os.path.join(out_dir, "generated")
+    all_rows = {}
+    for split in splits:
+        img_dir = os.path.join(image_root, "JPEGImages", split)
+        os.makedirs(img_dir, exist_ok=True)
+        rows = []
+        for k in range(n_images):
+            img, objects = make_scene(rng, size)
+            name = f"{split}_{k:04d}.{image_ext}"
+            Image.fromarray(img, mode="L").save(os.path.join(img_dir, name))
+            rows.extend(_rows_for_image(split, k, f"JPEGImages/{split}/{name}", size, size, objects))
+        rows.sort(key=lambda r: r["id"])
+        all_rows[split] = rows
+        pdir = os.path.join(generated, "parquet", split)
+        os.makedirs(pdir, exist_ok=True)
+        for s in range(shards):
+            part = [r for j, r in enumerate(rows) if j % shards == s]
+            pq.write_table(pa.Table.from_pylist(part, schema=DIALOGUE_SCHEMA),
+                           os.path.join(pdir, f"dialogues-{s:05d}-of-{shards:05d}.parquet"))
+    with open(os.path.join(generated, "manifest.json"), "w", encoding="utf-8") as fh:
+        json.dump({"input_root": image_root, "seed": seed, "fixture": True}, fh)
+    return generated, image_root, all_rows

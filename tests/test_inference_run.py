@@ -1,0 +1,156 @@
+"""`sarchat infer` end to end on CPU backends: store, resume, sharding, merge, manifest."""
+import json
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from inference import store
+from inference.dataset import load_rows, parse_tasks, shard_of
+from inference.run import run
+from inference.synthetic import write_fixture_dataset
+from transforms.schema import PREDICTION_SCHEMA
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rundata")
+    generated, image_root, rows = write_fixture_dataset(str(root), n_images=6, seed=11)
+    return generated, image_root, rows["test"]
+
+
+def _preds(out):
+    return pq.read_table(os.path.join(out, "predictions.parquet")).to_pylist()
+
+
+def test_cfar_end_to_end_and_rerun_skips(dataset, tmp_path):
+    generated, _, rows = dataset
+    out = str(tmp_path / "cfar")
+    assert run(["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress"]) == 0
+    table = pq.read_table(os.path.join(out, "predictions.parquet"))
+    assert table.schema.equals(PREDICTION_SCHEMA)
+    preds = table.to_pylist()
+    assert [p["id"] for p in preds] == sorted(r["id"] for r in rows)
+    assert not any(p["error"] for p in preds) and all(p["model"] == "cfar" for p in preds)
+    by_id = {r["id"]: r for r in rows}
+    for p in preds:
+        task = by_id[p["id"]]["task"]
+        if task == "count":
+            assert p["prediction"].startswith(("There are ", "There is 1 instance."))
+        if task == "grounding":
+            assert p["prediction"].startswith("In this SAR image, I can identify several objects")
+    with open(os.path.join(out, "predictions.jsonl")) as fh:
+        assert len(fh.readlines()) == len(rows)
+    manifest = json.loads(open(os.path.join(out, "manifest.json")).read())
+    for key in ("model", "adapter", "backend", "sampling", "versions", "started_at", "finished_at",
+                "run_key", "shards", "predictions"):
+        assert key in manifest
+    assert manifest["shards"][0]["counts"]["done"] == len(rows)
+    before = open(os.path.join(out, "predictions.parquet"), "rb").read()
+    part = store.part_files(out, manifest["run_key"])[0]
+    lines_before = open(part).read().count("\n")
+
+    assert run(["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress"]) == 0
+    manifest = json.loads(open(os.path.join(out, "manifest.json")).read())
+    assert manifest["shards"][0]["counts"]["skipped"] == len(rows)
+    assert manifest["shards"][0]["counts"]["done"] == 0
+    assert open(part).read().count("\n") == lines_before
+    assert open(os.path.join(out, "predictions.parquet"), "rb").read() == before
+
+
+def test_selection_tasks_limit(dataset, tmp_path):
+    generated, _, rows = dataset
+    out = str(tmp_path / "sel")
+    run(["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress",
+         "--tasks", "count", "refer_single", "--limit", "5"])
+    wanted = [r for r in sorted(rows, key=lambda r: r["id"])
+              if r["task"] == "count" or (r["task"] == "refer" and r["subset"] == "single")]
+    got = _preds(out)
+    assert len(got) == 5
+    assert {p["id"] for p in got} <= {r["id"] for r in wanted}
+    assert parse_tasks(["count,refer_single"]) == {("count", None), ("refer", "single")}
+    with pytest.raises(ValueError):
+        parse_tasks("counting")
+
+
+def test_shards_partition_and_merge(dataset, tmp_path):
+    generated, _, rows = dataset
+    out = str(tmp_path / "sharded")
+    common = ["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress", "--num-shards", "3"]
+    seen = []
+    for i in range(3):
+        part = load_rows(generated, "test", num_shards=3, shard_index=i)
+        assert all(shard_of(r["id"], 3) == i for r in part)
+        seen.extend(r["id"] for r in part)
+        run(common + ["--shard-index", str(i), "--no-merge"])
+    assert sorted(seen) == sorted(r["id"] for r in rows)
+    assert not os.path.exists(os.path.join(out, "predictions.parquet"))
+    run(common + ["--merge-only"])
+    preds = _preds(out)
+    assert [p["id"] for p in preds] == sorted(r["id"] for r in rows)
+    manifest = json.loads(open(os.path.join(out, "manifest.json")).read())
+    assert sorted(s["shard_index"] for s in manifest["shards"]) == [0, 1, 2]
+    # a later single-shard rerun with the same settings finds everything done
+    run(["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress"])
+    assert len(_preds(out)) == len(rows)
+
+
+def test_spawn_shards(dataset, tmp_path):
+    generated, _, rows = dataset
+    out = str(tmp_path / "spawned")
+    assert run(["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress",
+                "--num-shards", "2", "--spawn-shards", "--limit", "12"]) == 0
+    preds = _preds(out)
+    assert len(preds) == 12 and len({p["id"] for p in preds}) == 12
+
+
+def test_missing_and_corrupt_images_recorded_then_retried(dataset, tmp_path):
+    generated, image_root, rows = dataset
+    images = tmp_path / "images"
+    shutil.copytree(image_root, images)
+    paths = sorted({r["image_path"] for r in rows})
+    os.remove(images / paths[0])
+    (images / paths[1]).write_bytes(b"garbage")
+    out = str(tmp_path / "broken")
+    argv = ["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress",
+            "--image-root", str(images)]
+    run(argv)
+    preds = {p["id"]: p for p in _preds(out)}
+    bad = {r["id"] for r in rows if r["image_path"] in paths[:2]}
+    assert {i for i, p in preds.items() if p["error"]} == bad
+    assert len(preds) == len(rows)
+    shutil.rmtree(images)
+    shutil.copytree(image_root, images)
+    run(argv)
+    manifest = json.loads(open(os.path.join(out, "manifest.json")).read())
+    counts = manifest["shards"][0]["counts"]
+    assert counts["retried"] == len(bad) and counts["done"] == len(bad)
+    assert not any(p["error"] for p in _preds(out))
+
+
+def test_store_torn_tail_and_merge_rules(tmp_path):
+    out = str(tmp_path)
+    w = store.PartWriter(out, "k", 0, 1)
+    w.append([store.make_record("b", None, "m", "boom", None, "k"),
+              store.make_record("a", "first", "m", None, 0.1, "k")])
+    w.close()
+    with open(w.path, "ab") as fh:  # a killed writer's torn line
+        fh.write(b'{"id": "c", "predic')
+    assert [r["id"] for r in store.read_records(w.path)] == ["b", "a"]
+    w = store.PartWriter(out, "k", 0, 1)
+    w.append([store.make_record("c", "ok", "m", None, 0.1, "k"),
+              store.make_record("a", "second", "m", None, 0.1, "k"),
+              store.make_record("b", "", "m", "boom again", None, "k")])
+    w.close()
+    assert [r["id"] for r in store.read_records(w.path)] == ["b", "a", "c", "a", "b"]
+    done, failed = store.scan(out, "k")
+    assert done == {"a", "c"} and failed == {"b": "boom again"}
+    rows = store.merged_rows(out, "k")
+    assert [(r["id"], r["prediction"], r["error"]) for r in rows] == [
+        ("a", "first", None), ("b", "", "boom again"), ("c", "ok", None)]
+    # a second writer on the same part is refused while the first holds it
+    w1 = store.PartWriter(out, "k", 0, 1)
+    with pytest.raises(RuntimeError):
+        store.PartWriter(out, "k", 0, 1)
+    w1.close()

@@ -1,0 +1,176 @@
+"""The vllm backend against an injected fake engine with vllm.LLM.chat's real signature."""
+import base64
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+
+import pyarrow.parquet as pq
+import pytest
+
+from inference.adapters import get_adapter
+from inference.backends.vllm_backend import VllmBackend
+from inference.run import build_parser, execute
+from inference.synthetic import write_fixture_dataset
+from transforms.schema import PREDICTION_SCHEMA
+
+
+# ---- a fake of vllm.LLM --------------------------------------------------------------------
+# vllm/entrypoints/llm.py (v0.8-0.9):
+#   def chat(self, messages, sampling_params=None, use_tqdm=True, lora_request=None,
+#            chat_template=None, chat_template_content_format="auto", add_generation_prompt=True,
+#            continue_final_message=False, tools=None, chat_template_kwargs=None,
+#            mm_processor_kwargs=None) -> list[RequestOutput]
+REAL_CHAT_PARAMS = ["self", "messages", "sampling_params", "use_tqdm", "lora_request", "chat_template",
+                    "chat_template_content_format", "add_generation_prompt", "continue_final_message",
+                    "tools", "chat_template_kwargs", "mm_processor_kwargs"]
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str
+    token_ids: list = field(default_factory=list)
+    finish_reason: str = "stop"
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt: str
+    outputs: list
+    finished: bool = True
+
+
+@dataclass
+class FakeSamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 16
+    seed: int = None
+    skip_special_tokens: bool = True
+    stop: list = None
+
+
+class FakeLLM:
+    def __init__(self, answer=None, poison=None):
+        self.calls = []
+        self.answer = answer or (lambda conv: "There is 1 instance. <|box_start|>(10,20),(30,40)<|box_end|><|im_end|>")
+        self.poison = poison
+
+    def chat(self, messages, sampling_params=None, use_tqdm=True, lora_request=None, chat_template=None,
+             chat_template_content_format="auto", add_generation_prompt=True, continue_final_message=False,
+             tools=None, chat_template_kwargs=None, mm_processor_kwargs=None):
+        self.calls.append({"messages": messages, "sampling_params": sampling_params, "use_tqdm": use_tqdm,
+                           "chat_template": chat_template})
+        if self.poison and any(self.poison in json.dumps(conv) for conv in messages):
+            raise RuntimeError("engine rejected a prompt")
+        return [RequestOutput(str(i), "", [CompletionOutput(0, self.answer(conv))]) for i, conv in enumerate(messages)]
+
+
+def test_fake_honours_the_real_signature():
+    assert list(inspect.signature(FakeLLM.chat).parameters) == REAL_CHAT_PARAMS
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vllmdata")
+    generated, image_root, rows = write_fixture_dataset(str(root), n_images=4, seed=3)
+    return generated, image_root, rows["test"]
+
+
+def _cfg(generated, out, *extra):
+    return build_parser().parse_args(["--dataset", generated, "--output", str(out), "--backend", "vllm",
+                                      "--model", "Qwen/Qwen2-VL-7B-Instruct", "--no-progress", *extra])
+
+
+def test_messages_image_parts_and_sampling(dataset, tmp_path):
+    generated, image_root, rows = dataset
+    cfg = _cfg(generated, tmp_path, "--batch-size", "5", "--seed", "7", "--max-tokens", "64")
+    adapter = get_adapter("qwen2-vl")
+    engine = FakeLLM()
+    backend = VllmBackend(cfg, adapter, engine=engine, sampling_params_cls=FakeSamplingParams)
+    assert execute(cfg, backend=backend) == 0
+
+    by_id = {r["id"]: r for r in rows}
+    seen = []
+    for call in engine.calls:
+        assert call["use_tqdm"] is False
+        sp = call["sampling_params"]
+        assert (sp.temperature, sp.seed, sp.max_tokens, sp.skip_special_tokens) == (0.0, 7, 64, False)
+        assert len(call["messages"]) <= 5
+        seen.extend(call["messages"])
+    # the runner feeds samples grouped by image: (image_path, id) order
+    expected = []
+    for row in sorted(rows, key=lambda r: (r["image_path"], r["id"])):
+        with open(os.path.join(image_root, row["image_path"]), "rb") as fh:
+            url = "data:image/png;base64," + base64.b64encode(fh.read()).decode()
+        expected.append([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": adapter.user_text(row)},
+        ]}])
+    assert seen == expected
+    texts = [conv[0]["content"][1]["text"] for conv in seen]
+    assert not any("{<" in t or "<image>" in t for t in texts)  # pixel boxes rewritten, no tag
+    assert any("<|box_start|>" in t for t in texts)
+
+    table = pq.read_table(tmp_path / "predictions.parquet")
+    assert table.schema.equals(PREDICTION_SCHEMA)
+    preds = table.to_pylist()
+    assert sorted(p["id"] for p in preds) == sorted(by_id)
+    assert all(p["prediction"].endswith("<|box_end|>") for p in preds)  # end marker cleaned
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["adapter"] == "qwen2-vl" and manifest["box_format"] == "qwen2-vl"
+    assert manifest["sampling"]["temperature"] == 0.0 and manifest["sampling"]["seed"] == 7
+    assert manifest["predictions"]["rows"] == len(rows)
+
+
+def test_engine_kwargs():
+    cfg = _cfg("unused", "unused", "--engine-arg", "max_num_seqs=64", "--engine-arg", "enforce_eager=true")
+    kw = VllmBackend(cfg, get_adapter("deepseek-vl2"), engine=FakeLLM()).engine_kwargs()
+    assert kw["limit_mm_per_prompt"] == {"image": 1}
+    assert kw["seed"] == 0 and kw["model"] == "Qwen/Qwen2-VL-7B-Instruct"
+    assert kw["hf_overrides"] == {"architectures": ["DeepseekVLV2ForCausalLM"]}
+    assert kw["max_num_seqs"] == 64 and kw["enforce_eager"] is True
+
+
+def test_failures_are_isolated_and_retried(dataset, tmp_path):
+    generated, image_root, rows = dataset
+    # a copy of the image tree with one image missing and one corrupt
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(image_root, images)
+    paths = sorted({r["image_path"] for r in rows})
+    os.remove(images / paths[0])
+    (images / paths[1]).write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    poison_b64 = base64.b64encode((images / paths[2]).read_bytes()).decode()
+    poisoned = {r["id"] for r in rows if r["image_path"] == paths[2]}
+    out = tmp_path / "out"
+    cfg = _cfg(generated, out, "--image-root", str(images), "--adapter", "deepseek-vl2")
+    engine = FakeLLM(answer=lambda conv: "ok", poison=poison_b64[100:160])
+    backend = VllmBackend(cfg, get_adapter("deepseek-vl2"), engine=engine, sampling_params_cls=FakeSamplingParams)
+    execute(cfg, backend=backend)
+    assert all(c["chat_template"] == get_adapter("deepseek-vl2").chat_template for c in engine.calls)
+    preds = {p["id"]: p for p in pq.read_table(out / "predictions.parquet").to_pylist()}
+    assert len(preds) == len(rows)
+    failed = {i for i, p in preds.items() if p["error"]}
+    bad_images = {r["id"] for r in rows if r["image_path"] in paths[:2]}
+    assert bad_images <= failed
+    assert any("missing image" in preds[i]["error"] for i in bad_images)
+    assert any("corrupt image" in preds[i]["error"] for i in bad_images)
+    assert all("engine rejected" in preds[i]["error"] for i in poisoned)
+    # the engine failure was bisected down to the poisoned prompts: the rest of the batch went through
+    assert failed == bad_images | poisoned
+    assert sum(1 for p in preds.values() if p["prediction"] == "ok") == len(rows) - len(failed)
+
+    # fix everything and rerun: only the failures are retried
+    shutil.rmtree(images)
+    shutil.copytree(image_root, images)
+    engine2 = FakeLLM(answer=lambda conv: "fixed")
+    backend2 = VllmBackend(cfg, get_adapter("deepseek-vl2"), engine=engine2, sampling_params_cls=FakeSamplingParams)
+    execute(cfg, backend=backend2)
+    assert sum(len(c["messages"]) for c in engine2.calls) == len(failed)
+    preds = {p["id"]: p for p in pq.read_table(out / "predictions.parquet").to_pylist()}
+    assert len(preds) == len(rows) and not any(p["error"] for p in preds.values())
+    assert {i for i, p in preds.items() if p["prediction"] == "fixed"} == failed
