@@ -1,0 +1,199 @@
+"""`sarchat stats`: the paper's quantitative analysis (section 3.2, appendix A.2-A.3) for any input.
+
+    sarchat stats --input ROOT|GENERATED_OUT --output DIR [--splits train,test]
+                  [--box-source auto|annotations|gt] [--plots png|svg|none] [any Beam pipeline option]
+
+The input kind is detected:
+- a generated corpus (OUT/manifest.json): dialogue-level stats from OUT/parquet/<split>/*.parquet
+  (tasks and subsets as Table 5 / Figures 8-9, attribute words, answer lengths, templates) and
+  box-level stats from the annotation files the manifest names when they still exist with the same
+  sha256 (exact), else from the grounding dialogues' integer boxes (approximate; --box-source picks);
+- a dataset root (ROOT/Annotations/<split>.json, COCO detection JSON): box-level stats only.
+
+Box-level: category distribution (Table 1), aspect ratio AR = h/w per split and per category with the
+three AR buckets (Tables 2 and 4), identify shape words (Figure 7), area ratio and size words, grid
+cells, image sizes. Writes DIR/stats.json, DIR/stats.md (our numbers beside the paper's) and
+DIR/plots/*.png. Flags this module does not know are Beam's (see beam_pipelines/beam_options.py).
+"""
+import argparse
+import hashlib
+import json
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines.beam_options import make_pipeline
+from transforms import coco, stats
+from transforms.stats_transforms import (BoxStatsFromCoco, BoxStatsFromDialogues, DialogueStatsOf,
+                                         ReadDialogueTables, WriteStatsFn, read_bytes)
+
+
+class StatsInputError(ValueError):
+    pass
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="sarchat stats", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json)")
+    p.add_argument("--output", required=True, help="folder for stats.json, stats.md and plots/")
+    p.add_argument("--splits", default=None, help="comma-separated splits (default: every split found)")
+    p.add_argument("--box-source", choices=("auto", "annotations", "gt"), default="auto",
+                   help="generated input only: box stats from the source annotations (exact) or the grounding "
+                        "rows' integer boxes (approximate); auto = annotations when unchanged, else gt")
+    p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
+                   help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
+    p.add_argument("--plots", choices=("png", "svg", "none"), default="png", help="plot format (default png)")
+    p.add_argument("--exact-cap", type=int, default=stats.DEFAULT_EXACT_CAP,
+                   help="exact medians up to this many values per key, log-histogram beyond (default %(default)s)")
+    return p
+
+
+def _pairs(values):
+    out = {}
+    for v in values:
+        split, sep, path = v.partition("=")
+        if not sep or not split or not path:
+            raise StatsInputError(f"--annotations expects SPLIT=PATH, got {v!r}")
+        out[split] = path
+    return out
+
+
+def _matched(pattern):
+    return sorted(m.path for mr in FileSystems.match([pattern]) for m in mr.metadata_list)
+
+
+def _base(path):
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _wanted(found, requested):
+    found = sorted(found, key=stats.split_sort_key)
+    if requested is None:
+        return found
+    wanted = [s.strip() for s in requested.split(",") if s.strip()]
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        raise StatsInputError(f"split(s) {missing} not in the input (found: {', '.join(found) or 'none'})")
+    if not wanted:
+        raise StatsInputError("--splits names no split")
+    return wanted
+
+
+def plan(args):
+    """-> (input_info, splits, annotation paths {split: path} or {}, parquet patterns, manifest rejects)."""
+    root = args.input
+    overrides = _pairs(args.annotations)
+    manifest_path = FileSystems.join(root, "manifest.json")
+    if FileSystems.exists(manifest_path):
+        manifest = json.loads(read_bytes(manifest_path))
+        found = {}
+        for path in _matched(FileSystems.join(root, "parquet", "*", "*.parquet")):
+            found.setdefault(_base(path.rsplit("/", 1)[0]), []).append(path)
+        if not found:
+            raise StatsInputError(f"{root}: manifest.json but no parquet/<split>/*.parquet (was the corpus generated with --formats parquet?)")
+        splits = _wanted(found, args.splits)
+        annotations, notes = {}, []
+        if args.box_source != "gt":
+            for split in splits:
+                entry = manifest.get("inputs", {}).get(split, {})
+                path = overrides.get(split) or entry.get("path")
+                why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
+                if why:
+                    notes.append(f"{split}: {why}")
+                else:
+                    annotations[split] = path
+            if args.box_source == "annotations" and notes:
+                raise StatsInputError("--box-source annotations: " + "; ".join(notes))
+            if len(annotations) < len(splits):      # one source for every split, so splits compare
+                annotations = {}
+        box_source = "annotations" if annotations else "gt_boxes"
+        if box_source == "gt_boxes" and args.box_source == "auto" and notes:
+            notes.append("box statistics fall back to the grounding rows' integer boxes")
+        info = {"kind": "generated", "root": root, "box_source": box_source,
+                "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash") if k in manifest},
+                "annotations": annotations}
+        if notes:
+            info["notes"] = notes
+        patterns = [FileSystems.join(root, "parquet", s, "*.parquet") for s in splits]
+        return info, splits, annotations, patterns, manifest.get("rejects", {})
+    found = {_base(p)[:-len(".json")]: p for p in _matched(FileSystems.join(root, "Annotations", "*.json"))}
+    found.update(overrides)
+    if not found:
+        raise StatsInputError(f"{root}: neither manifest.json (a generated corpus) nor Annotations/*.json (a dataset root)")
+    splits = _wanted(found, args.splits)
+    annotations = {s: found[s] for s in splits}
+    info = {"kind": "dataset", "root": root, "box_source": "annotations", "annotations": annotations}
+    return info, splits, annotations, [], {}
+
+
+def _annotation_problem(path, sha256):
+    if not path:
+        return "the manifest names no annotation file"
+    if not FileSystems.exists(path):
+        return f"{path} not found"
+    if sha256 and hashlib.sha256(read_bytes(path)).hexdigest() != sha256:
+        return f"{path} changed since generation (sha256 differs)"
+    return None
+
+
+def run(argv=None, test=None):
+    """Entry point; `test(stats_pcoll)` may add assertions on the stats.json document inside the pipeline."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    try:
+        info, splits, annotations, patterns, manifest_rejects = plan(args)
+        for split, path in annotations.items():      # fail fast on unusable JSON, before any worker starts
+            coco.check_structure(coco.load_json(read_bytes(path), path), path)
+    except (StatsInputError, coco.InputError) as e:
+        print(f"sarchat stats: error: {e}", file=sys.stderr)
+        return 2
+    started = time.time()
+    with make_pipeline(beam_args) as p:
+        empty = p | "NoDialogues" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+        rejects = p | "NoRejects" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+        dialogues = empty
+        if patterns:
+            tables = p | "ReadDialogues" >> ReadDialogueTables(patterns)
+            dialogues = tables | "Dialogues" >> DialogueStatsOf()
+        if annotations:
+            boxes, rejects = p | "Boxes" >> BoxStatsFromCoco(sorted(annotations.items()), exact_cap=args.exact_cap)
+        else:
+            boxes = tables | "BoxesFromGt" >> BoxStatsFromDialogues(exact_cap=args.exact_cap)
+        extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
+        doc = (
+            p
+            | "Once" >> beam.Create([None])
+            | "Write" >> beam.ParDo(WriteStatsFn(args.output, info, splits, args.exact_cap, args.plots, extra),
+                                    boxes=beam.pvalue.AsList(boxes), dialogues=beam.pvalue.AsList(dialogues),
+                                    rejects=beam.pvalue.AsList(rejects))
+        )
+        if test is not None:
+            test(doc)
+    elapsed = time.time() - started
+    with FileSystems.open(FileSystems.join(args.output, "stats.json")) as f:
+        written = json.loads(f.read())
+    print(summary_text(written, elapsed))
+    return 0
+
+
+def summary_text(doc, elapsed=None) -> str:
+    lines = [f"input: {doc['input']['kind']} {doc['input']['root']} (boxes from {doc['input']['box_source']})"]
+    for split in doc["splits"]:
+        b = doc["boxes"].get(split)
+        if b:
+            ar = b["aspect_ratio"]["all"]
+            lines.append(f"split {split}: {b['images']} images, {b['boxes']} boxes; AR mean {ar['mean']}, "
+                         f"median {ar['median']}, SD {ar['std']}")
+        d = doc.get("dialogues", {}).get(split)
+        if d:
+            tasks = ", ".join(f"{t} {v['count']}" for t, v in d["tasks"].items())
+            lines.append(f"  {d['dialogues']} dialogues: {tasks}")
+    if elapsed is not None:
+        lines.append(f"wrote stats.json, stats.md in {elapsed:.1f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,715 @@
+"""Render a stats.json document (transforms/stats.py) as Markdown tables and plots. No Beam.
+
+    stats_markdown(stats, paper=None, plot_links=None) -> str
+    render_plots(stats, fmt="png", paper=None) -> {name: bytes}       # names in PLOT_NAMES order
+    plot_titles() -> {name: title}
+
+Our numbers and the paper's published ones (transforms/paper_stats.json) stand side by side and every
+paper number is labelled with the table or figure it comes from. The paper reports a "Training" and a
+"Test" set; they are compared with our splits named train and test only.
+
+Plots use matplotlib's Agg backend, need no display, and are reproducible (no timestamps in the
+files): PNG for stats/plots/*.png, SVG (fmt="svg") for inlining in an HTML report.
+"""
+import io
+
+from transforms.categories import CATEGORIES
+from transforms.schema import TASKS
+from transforms.stats import (AR_BUCKETS, DESCRIBE_SIZE_ORDER, IDENTIFY_SIZE_ORDER, SHAPE_ORDER,
+                              load_paper_stats)
+
+TASK_LABELS = {"classify": "Classification", "describe": "Fine-grained description", "count": "Instance counting",
+               "grounding": "Spatial grounding", "identify": "Cross-modal identification", "refer": "Referring"}
+PAPER_SPLITS = ("train", "test")
+PLOT_NAMES = ("categories", "aspect_ratio", "ar_buckets", "shapes", "tasks", "image_sizes", "box_sizes", "cells")
+_TITLES = {
+    "categories": "Category distribution per split (Table 1)",
+    "aspect_ratio": "Aspect ratio AR = h/w per split (Table 2)",
+    "ar_buckets": "AR buckets per category (Table 4)",
+    "shapes": "Shape words per split (Figure 7)",
+    "tasks": "Task distribution (Table 5, Figures 8 and 9)",
+    "image_sizes": "Image sizes",
+    "box_sizes": "Box sizes: area ratio R",
+    "cells": "Box centres on the 3x3 grid",
+}
+SPLIT_COLORS = {"train": "#4C72B0", "val": "#55A868", "test": "#DD8452"}
+_EXTRA_COLORS = ("#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
+CATEGORY_COLORS = dict(zip(CATEGORIES, ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")))
+BUCKET_COLORS = ("#4C72B0", "#BBBBBB", "#DD8452")
+SUBSET_COLORS = {"all": "#4C72B0", "single": "#4C72B0", "multi": "#9FB7DA"}
+
+
+def plot_titles():
+    return dict(_TITLES)
+
+
+def _fmt_int(n):
+    return "–" if n is None else f"{n:,}"
+
+
+def _fmt(v, nd=3):
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def _cp(count, pct, nd=2):
+    return "–" if count is None else f"{count:,} ({pct:.{nd}f}%)"
+
+
+def _md_table(header, rows, align=None):
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _paper_splits(stats):
+    return [s for s in stats["splits"] if s in PAPER_SPLITS]
+
+
+def _split_color(split, i=0):
+    return SPLIT_COLORS.get(split, _EXTRA_COLORS[i % len(_EXTRA_COLORS)])
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+def stats_markdown(stats, paper=None, plot_links=None) -> str:
+    """stats.md: readable tables, ours beside the paper's published figures (labelled)."""
+    paper = paper or load_paper_stats()
+    plot_links = plot_links or {}
+    out = ["# Dataset statistics", ""]
+    info = stats["input"]
+    out.append(f"Input: {info['kind']} `{info['root']}`; box statistics from "
+               f"{'the source annotations' if info.get('box_source') == 'annotations' else 'the grounding dialogues (integer boxes, approximate)'}.")
+    for note in info.get("notes", []):
+        out.append(f"- note: {note}")
+    out.append("")
+    out.append("Columns marked *paper* are the numbers printed in the SARChat-Bench-2M paper (table or figure named); "
+               "the paper's Training/Test sets are compared with our `train`/`test` splits. Everything else is ours.")
+    out.append("")
+    sections = [_overview_md, _categories_md, _ar_md, _ar_category_md, _shapes_md, _tasks_md, _sizes_md,
+                _image_sizes_md, _cells_md, _relations_md, _rejects_md]
+    for fn in sections:
+        text = fn(stats, paper)
+        if text:
+            out += [text, ""]
+    if plot_links:
+        out += ["## Plots", ""]
+        titles = plot_titles()
+        for name in PLOT_NAMES:
+            if name in plot_links:
+                out += [f"![{titles[name]}]({plot_links[name]})", ""]
+    out += ["## Methods", ""]
+    out += [f"- {k}: {v}" for k, v in stats.get("methods", {}).items()]
+    out += ["", "Notes on the paper's numbers:", ""] + [f"- {n}" for n in paper.get("notes", [])]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _overview_md(stats, paper):
+    ref = paper["sardet100k_scale"]
+    header = ["Split", "Images", "Boxes", "Boxes / image", "Dialogues", "SARDet-100K images / boxes (SPEC §1)"]
+    rows = []
+    for s in stats["splits"]:
+        b = stats["boxes"].get(s, {})
+        d = stats.get("dialogues", {}).get(s, {})
+        per = b["boxes"] / b["images"] if b.get("images") else None
+        r = ref.get(s)
+        rows.append([s, _fmt_int(b.get("images")), _fmt_int(b.get("boxes")), _fmt(per, 2), _fmt_int(d.get("dialogues")),
+                     f"{r['images']:,} / {r['boxes']:,}" if r else "–"])
+    text = ["## Overview", "", _md_table(header, rows)]
+    degenerate = {s: b.get("degenerate_boxes", 0) for s, b in stats["boxes"].items() if b.get("degenerate_boxes")}
+    if degenerate:
+        text += ["", "Boxes of zero width or height after rounding (left out of AR and R): " +
+                 ", ".join(f"{s} {n:,}" for s, n in degenerate.items())]
+    return "\n".join(text)
+
+
+def _categories_md(stats, paper):
+    if not stats["boxes"]:
+        return ""
+    t1 = paper["table1_categories"]
+    header, cols = ["Category"], []
+    for s in stats["splits"]:
+        if s not in stats["boxes"]:
+            continue
+        header.append(f"{s} (ours)")
+        cols.append(("ours", s))
+        if s in PAPER_SPLITS:
+            header.append(f"{s} (*paper*, Table 1)")
+            cols.append(("paper", s))
+    rows = []
+    for cat in CATEGORIES:
+        row = [cat]
+        for kind, s in cols:
+            c = stats["boxes"][s]["categories"][cat] if kind == "ours" else t1[s][cat]
+            row.append(_cp(c["count"], c["percent"]))
+        rows.append(row)
+    total = ["total"]
+    for kind, s in cols:
+        n = stats["boxes"][s]["boxes"] if kind == "ours" else sum(v["count"] for v in t1[s].values())
+        total.append(f"{n:,}")
+    rows.append(total)
+    return "\n".join(["## Category distribution (Table 1)", "", "Valid boxes per category.", "",
+                      _md_table(header, rows)])
+
+
+def _ar_md(stats, paper):
+    if not stats["boxes"]:
+        return ""
+    t2 = paper["table2_aspect_ratio"]
+    header, cols = ["Metric"], []
+    for s in stats["splits"]:
+        if s not in stats["boxes"]:
+            continue
+        header.append(f"{s} (ours)")
+        cols.append(("ours", s))
+        if s in PAPER_SPLITS:
+            header.append(f"{s} (*paper*, Table 2)")
+            cols.append(("paper", s))
+    rows = []
+    for label, key, nd in (("Mean", "mean", 3), ("Median", "median", 4), ("SD", "std", 3), ("P25", "p25", 3),
+                           ("P75", "p75", 3), ("Min", "min", 4), ("Max", "max", 2)):
+        row = [label]
+        for kind, s in cols:
+            v = stats["boxes"][s]["aspect_ratio"]["all"].get(key) if kind == "ours" else t2[s].get(key)
+            row.append(_fmt(v, nd))
+        rows.append(row)
+    for i, bucket in enumerate(AR_BUCKETS):
+        row = [f"{bucket} (%)"]
+        for kind, s in cols:
+            if kind == "ours":
+                row.append(_fmt(stats["boxes"][s]["aspect_ratio"]["all"]["buckets"][bucket]["percent"], 2))
+            else:
+                row.append(_fmt(paper["appendix_a2_shapes"][s][bucket], 2) + " (A.2 text)")
+        rows.append(row)
+    methods = sorted({stats["boxes"][s]["aspect_ratio"]["all"]["quantile_method"] for _, s in cols})
+    text = ["## Aspect ratio AR = h/w (Table 2)", "", _md_table(header, rows), "",
+            f"Median and quartiles: {', '.join(methods)}. SD: population (ddof=0)."]
+    if len(_paper_splits(stats)) == 2:
+        a, b = (stats["boxes"][s]["aspect_ratio"]["all"] for s in PAPER_SPLITS)
+        diff = ", ".join(f"{k} {b[k] - a[k]:+.3f} (*paper* {t2['diff_rate'][k]:+})" for k in ("mean", "median", "std")
+                         if a[k] is not None and b[k] is not None)
+        text += ["", f"Test minus train: {diff}."]
+    return "\n".join(text)
+
+
+def _ar_category_md(stats, paper):
+    if not stats["boxes"]:
+        return ""
+    t4 = paper["table4_aspect_ratio_by_category"]
+    header = ["Category", "Split", "Source", "N", "Mean AR", "Median AR", "SD"] + [f"{b} (%)" for b in AR_BUCKETS]
+    rows = []
+    for cat in CATEGORIES:
+        for s in stats["splits"]:
+            a = stats["boxes"].get(s, {}).get("aspect_ratio", {}).get("by_category", {}).get(cat)
+            if a:
+                rows.append([cat, s, "ours", _fmt_int(a["count"]), _fmt(a["mean"]), _fmt(a["median"], 4), _fmt(a["std"])] +
+                            [_fmt(a["buckets"][b]["percent"], 2) for b in AR_BUCKETS])
+            if s in PAPER_SPLITS and s in stats["boxes"]:
+                p = t4[s][cat]
+                n = _fmt_int(p["count"]) if p["count"] is not None else f"'{p['count_as_printed']}'"
+                rows.append([cat, s, "*paper* (Table 4)", n, _fmt(p["mean"]), _fmt(p["median"], 4), _fmt(p["std"])] +
+                            [_fmt(v, 2) for v in p["buckets"]])
+    return "\n".join(["## Aspect ratio per category (Table 4)", "",
+                      _md_table(header, rows, ["---", "---", "---"] + ["---:"] * (len(header) - 3))])
+
+
+def _shapes_md(stats, paper):
+    parts = []
+    if stats["boxes"]:
+        header = ["Split"] + [f"{w}" for w in SHAPE_ORDER]
+        rows = [[s] + [_cp(stats["boxes"][s]["shapes"]["all"][w]["count"], stats["boxes"][s]["shapes"]["all"][w]["percent"])
+                       for w in SHAPE_ORDER] for s in stats["splits"] if s in stats["boxes"]]
+        parts += ["Every valid box, by the identify shape rule on w/h (>1.5 wide, <0.67 tall). The paper's A.2 text "
+                  "gives, for AR = h/w buckets, *paper* train 18.14% / 39.67% / 31.96% and test 17.72% / 59.37% / 22.91% "
+                  "(broad / square / tall, as printed: the train figures sum to 89.77%).", "", _md_table(header, rows)]
+    dl = stats.get("dialogues", {})
+    if dl:
+        header = ["Split"] + list(SHAPE_ORDER) + ["identify answers stating a shape"]
+        rows = []
+        total_square = 0
+        for s in stats["splits"]:
+            d = dl.get(s)
+            if not d:
+                continue
+            sh = d.get("identify_shapes", {})
+            total_square += sh.get("roughly square", {}).get("count", 0)
+            rows.append([s] + [_cp(sh[w]["count"], sh[w]["percent"]) if w in sh else "0" for w in SHAPE_ORDER] +
+                        [f"{d.get('identify_shape_stated_percent', 0):.2f}%"])
+        fig7 = paper["figure7_identify_shapes"]["all_splits"]["roughly square"]
+        rows.append(["all splits (*paper*, Figure 7)", "–", f"{fig7:,}", "–", "–"])
+        parts += ["", "Shape words stated in identify answers (ours, all listed splits: roughly square "
+                  f"{total_square:,}).", "", _md_table(header, rows)]
+    if not parts:
+        return ""
+    return "\n".join(["## Shapes (Figure 7)", ""] + parts)
+
+
+def _tasks_md(stats, paper):
+    dl = stats.get("dialogues", {})
+    if not dl:
+        return ""
+    t5, f89 = paper["table5_tasks"], paper["figures8_9_tasks"]
+    splits = [s for s in stats["splits"] if s in dl]
+    header, cols = ["Task"], []
+    for s in splits:
+        header.append(f"{s} (ours)")
+        cols.append(("ours", s))
+        if s in PAPER_SPLITS:
+            header += [f"{s} (*paper*, Table 5)", f"{s} (*paper*, Fig. {8 if s == 'train' else 9} text)"]
+            cols += [("t5", s), ("f89", s)]
+    rows = []
+    tasks = list(TASKS) + sorted({t for s in splits for t in dl[s]["tasks"]} - set(TASKS))
+    for task in tasks:
+        row = [TASK_LABELS.get(task, task)]
+        for kind, s in cols:
+            src = {"ours": dl[s]["tasks"], "t5": t5.get(s, {}), "f89": f89.get(s, {})}[kind].get(task)
+            row.append(_cp(src["count"], src["percent"], 2 if kind != "t5" else 1) if src else "–")
+        rows.append(row)
+    total = ["total"]
+    for kind, s in cols:
+        if kind == "ours":
+            total.append(f"{dl[s]['dialogues']:,}")
+        elif kind == "t5":
+            total.append(f"{sum(v['count'] for v in t5[s].values()):,}")
+        else:
+            total.append(f"{f89[s]['total']:,}")
+    rows.append(total)
+    text = ["## Task distribution (Table 5, Figures 8 and 9)", "", _md_table(header, rows), ""]
+    header = ["Task", "Subset"] + [f"{s}" for s in splits] + [f"{s} % of task" for s in splits]
+    rows = []
+    for task in tasks:
+        subsets = sorted({k for s in splits for k in dl[s]["tasks"].get(task, {}).get("subsets", {})},
+                         key=lambda k: ({"single": 0, "multi": 1}.get(k, 2), k))
+        for sub in subsets:
+            entries = [dl[s]["tasks"].get(task, {}).get("subsets", {}).get(sub) for s in splits]
+            rows.append([TASK_LABELS.get(task, task), sub] + [_fmt_int(e["count"]) if e else "0" for e in entries] +
+                        [_fmt(e["percent_of_task"], 2) if e else "0" for e in entries])
+    if rows:
+        text += ["Single- and multi-target subsets (the paper gives no per-subset counts).", "",
+                 _md_table(header, rows, ["---", "---"] + ["---:"] * (len(header) - 2)), ""]
+    header = ["Task", "Split", "Answer words (mean)", "Question words (mean)", "Boxes per answer (mean)", "Templates used"]
+    rows = []
+    for task in tasks:
+        for s in splits:
+            e = dl[s]["tasks"].get(task)
+            if e:
+                rows.append([TASK_LABELS.get(task, task), s, _fmt(e["answer_words_mean"], 1),
+                             _fmt(e["question_words_mean"], 1), _fmt(e["boxes_mean"], 2), e["templates_used"]])
+    text += ["Per-dialogue features.", "", _md_table(header, rows, ["---", "---"] + ["---:"] * 4)]
+    return "\n".join(text)
+
+
+def _sizes_md(stats, paper):
+    if not stats["boxes"]:
+        return ""
+    splits = [s for s in stats["splits"] if s in stats["boxes"]]
+    rows = []
+    for key, label in (("median", "R median"), ("mean", "R mean"), ("p25", "R P25"), ("p75", "R P75")):
+        rows.append([label] + [_fmt(stats["boxes"][s]["area_ratio"][key], 5) for s in splits])
+    for w in IDENTIFY_SIZE_ORDER:
+        rows.append([f"identify: {w}"] + [_cp(stats["boxes"][s]["identify_sizes"][w]["count"],
+                                               stats["boxes"][s]["identify_sizes"][w]["percent"]) for s in splits])
+    for w in DESCRIBE_SIZE_ORDER:
+        rows.append([f"describe: {w}"] + [_cp(stats["boxes"][s]["describe_sizes"][w]["count"],
+                                               stats["boxes"][s]["describe_sizes"][w]["percent"]) for s in splits])
+    return "\n".join(["## Box sizes (area ratio R = w*h / (W*H))", "",
+                      "Size words by the thresholds of SPEC section 2 (identify: 5 levels, describe: 3 levels), over every valid box.",
+                      "", _md_table(["Statistic"] + splits, rows)])
+
+
+def _image_sizes_md(stats, paper, top=10):
+    if not stats["boxes"]:
+        return ""
+    out = ["## Image sizes", "", "Images with at least one valid box, most frequent sizes first (W x H)."]
+    for s in stats["splits"]:
+        b = stats["boxes"].get(s)
+        if not b:
+            continue
+        items = list(b["image_sizes"].items())
+        rows = [[k, f"{v:,}", _fmt(100.0 * v / b["images"], 2)] for k, v in items[:top]]
+        if len(items) > top:
+            rest = sum(v for _, v in items[top:])
+            rows.append([f"{len(items) - top} other sizes", f"{rest:,}", _fmt(100.0 * rest / b["images"], 2)])
+        out += ["", f"{s}:", "", _md_table(["Size", "Images", "%"], rows)]
+    return "\n".join(out)
+
+
+def _cells_md(stats, paper):
+    if not stats["boxes"]:
+        return ""
+    out = ["## Grid cells", "", "Box centres on the 3x3 grid (% of the split's boxes)."]
+    for s in stats["splits"]:
+        b = stats["boxes"].get(s)
+        if not b:
+            continue
+        rows = []
+        for r in ("top", "middle", "bottom"):
+            rows.append([r] + [_fmt(b["cells"][f"{r} {c}"]["percent"], 2) for c in ("left", "center", "right")])
+        out += ["", f"{s}:", "", _md_table(["", "left", "center", "right"], rows)]
+    return "\n".join(out)
+
+
+def _relations_md(stats, paper):
+    dl = stats.get("dialogues", {})
+    rows = []
+    for s in stats["splits"]:
+        d = dl.get(s, {})
+        rel = d.get("grounding_relations", {})
+        if rel:
+            dirs = d.get("grounding_directions", {})
+            top = sorted(dirs.items(), key=lambda kv: (-kv[1]["count"], kv[0]))[:4]
+            rows.append([s] + [_cp(rel[w]["count"], rel[w]["percent"]) if w in rel else "0" for w in ("near", "far from")] +
+                        ["; ".join(f"{k} {v['percent']:.1f}%" for k, v in top)])
+    if not rows:
+        return ""
+    return "\n".join(["## Grounding relations", "", _md_table(["Split", "near", "far from", "most frequent directions"], rows)])
+
+
+def _rejects_md(stats, paper):
+    rej = {s: r for s, r in stats.get("rejects", {}).items() if r}
+    if not rej:
+        return ""
+    reasons = sorted({k for r in rej.values() for k in r})
+    splits = list(rej)
+    rows = [[k] + [_fmt_int(rej[s].get(k, 0)) for s in splits] for k in reasons]
+    return "\n".join(["## Rejected records", "", "Records left out of every statistic, by reason.", "",
+                      _md_table(["Reason"] + splits, rows)])
+
+
+# --- plots ----------------------------------------------------------------------------------------
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+_RC = {"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False,
+       "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6, "legend.frameon": False, "svg.hashsalt": "sarchat"}
+
+
+def _save(fig, fmt):
+    buf = io.BytesIO()
+    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight", metadata=metadata)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def render_plots(stats, fmt="png", paper=None):
+    """{name: image bytes} for the plots that have data; fmt 'png' or 'svg'."""
+    import matplotlib as mpl
+
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"fmt must be png or svg, got {fmt!r}")
+    paper = paper or load_paper_stats()
+    makers = {"categories": _plot_categories, "aspect_ratio": _plot_aspect_ratio, "ar_buckets": _plot_ar_buckets,
+              "shapes": _plot_shapes, "tasks": _plot_tasks, "image_sizes": _plot_image_sizes,
+              "box_sizes": _plot_box_sizes, "cells": _plot_cells}
+    out = {}
+    with mpl.rc_context(_RC):
+        for name in PLOT_NAMES:
+            fig = makers[name](stats, paper)
+            if fig is not None:
+                out[name] = _save(fig, fmt)
+    return out
+
+
+def _box_splits(stats):
+    return [s for s in stats["splits"] if s in stats.get("boxes", {}) and stats["boxes"][s]["boxes"]]
+
+
+def _plot_categories(stats, paper):
+    splits = _box_splits(stats)
+    if not splits:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    x = np.arange(len(CATEGORIES))
+    width = 0.8 / len(splits)
+    t1 = paper["table1_categories"]
+    for i, s in enumerate(splits):
+        pct = [stats["boxes"][s]["categories"][c]["percent"] for c in CATEGORIES]
+        pos = x - 0.4 + width * (i + 0.5)
+        bars = ax.bar(pos, pct, width * 0.92, color=_split_color(s, i), label=f"{s} (ours, n={stats['boxes'][s]['boxes']:,})")
+        for b, v in zip(bars, pct):
+            ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7)
+        if s in PAPER_SPLITS:
+            ax.scatter(pos, [t1[s][c]["percent"] for c in CATEGORIES], marker="D", s=22, facecolor="white",
+                       edgecolor="black", linewidth=1, zorder=3, label=f"{s} (paper, Table 1)")
+    ax.set_xticks(x, CATEGORIES)
+    ax.set_ylabel("% of boxes")
+    ax.set_title(_TITLES["categories"])
+    ax.grid(axis="x", visible=False)
+    ax.set_ylim(0, max(ax.get_ylim()[1], 5) * 1.08)
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def _plot_aspect_ratio(stats, paper):
+    splits = _box_splits(stats)
+    if not splits:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for i, s in enumerate(splits):
+        h = stats["boxes"][s]["ar_histogram"]
+        edges = np.asarray(h["edges"])
+        counts = np.asarray(h["all"], dtype=float)
+        total = counts.sum()
+        inner = counts[1:-1] / total * 100.0
+        ax.stairs(inner, edges, color=_split_color(s, i), linewidth=1.6,
+                  label=f"{s} (median {stats['boxes'][s]['aspect_ratio']['all']['median']:.3f})")
+        ax.stairs(inner, edges, color=_split_color(s, i), alpha=0.12, fill=True)
+        outside = (counts[0] + counts[-1]) / total * 100.0
+        if outside >= 0.05:
+            ax.annotate(f"{s}: {outside:.1f}% outside {edges[0]:g}..{edges[-1]:g}", (0.99, 0.97 - 0.07 * i),
+                        xycoords="axes fraction", ha="right", va="top", fontsize=7, color=_split_color(s, i))
+    ax.set_xscale("log")
+    for v in (0.67, 1.5):
+        ax.axvline(v, color="0.35", linestyle="--", linewidth=0.9)
+    ymax = ax.get_ylim()[1] * 1.14
+    ax.set_ylim(0, ymax)
+    for x, label in ((0.3, "AR<=0.67"), (1.0, "0.67<AR\n<=1.5"), (3.5, "AR>1.5")):
+        ax.text(x, ymax * 0.985, label, ha="center", va="top", fontsize=7.5, color="0.3", linespacing=1.1)
+    ax.set_xlabel("aspect ratio AR = h / w (log scale)")
+    ax.set_ylabel("% of boxes per bin")
+    ax.set_title(_TITLES["aspect_ratio"])
+    ax.legend(fontsize=8, loc="center right")
+    return fig
+
+
+def _plot_ar_buckets(stats, paper):
+    splits = _box_splits(stats)
+    if not splits:
+        return None
+    plt = _pyplot()
+
+    t4 = paper["table4_aspect_ratio_by_category"]
+    labels, rows, is_paper, ys = [], [], [], []
+    y = 0.0
+    for cat in CATEGORIES:
+        start = y
+        for s in splits:
+            a = stats["boxes"][s]["aspect_ratio"]["by_category"].get(cat)
+            if a:
+                labels.append(f"{cat} · {s}")
+                rows.append([a["buckets"][b]["percent"] for b in AR_BUCKETS])
+                is_paper.append(False)
+                ys.append(y)
+                y += 1
+            if s in PAPER_SPLITS:
+                labels.append(f"{s}, paper T4")
+                rows.append(list(t4[s][cat]["buckets"]))
+                is_paper.append(True)
+                ys.append(y)
+                y += 1
+        if y > start:
+            y += 0.6                                   # gap between categories
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 0.26 * y + 1.3))
+    left = [0.0] * len(rows)
+    for j, bucket in enumerate(AR_BUCKETS):
+        vals = [r[j] for r in rows]
+        for yy, lft, v, pap in zip(ys, left, vals, is_paper):
+            ax.barh(yy, v, left=lft, height=0.8, color=BUCKET_COLORS[j], alpha=0.45 if pap else 1.0,
+                    edgecolor="white", linewidth=0.5, label=bucket if yy == ys[0] else None)
+            if v >= 6:
+                ax.text(lft + v / 2, yy, f"{v:.1f}", ha="center", va="center", fontsize=6.5,
+                        color="white" if (j != 1 and not pap) else "black")
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_yticks(ys, labels, fontsize=7)
+    for tick, pap in zip(ax.get_yticklabels(), is_paper):
+        if pap:
+            tick.set_color("0.35")
+            tick.set_fontstyle("italic")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of the category's boxes (pale bars, italic labels: the paper's Table 4)")
+    ax.grid(axis="y", visible=False)
+    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), borderaxespad=0.3)
+    ax.set_title(_TITLES["ar_buckets"], pad=24)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_shapes(stats, paper):
+    splits = _box_splits(stats)
+    dl = stats.get("dialogues", {})
+    dsplits = [s for s in stats["splits"] if dl.get(s, {}).get("identify_shapes")]
+    if not splits and not dsplits:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    panels = [("boxes", splits)] + ([("identify", dsplits)] if dsplits else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.9 * len(panels), 3.4), squeeze=False)
+    for ax, (kind, ss) in zip(axes[0], panels):
+        x = np.arange(len(SHAPE_ORDER))
+        width = 0.8 / max(len(ss), 1)
+        for i, s in enumerate(ss):
+            src = stats["boxes"][s]["shapes"]["all"] if kind == "boxes" else dl[s]["identify_shapes"]
+            pct = [src.get(w, {}).get("percent", 0.0) for w in SHAPE_ORDER]
+            n = sum(src.get(w, {}).get("count", 0) for w in SHAPE_ORDER)
+            bars = ax.bar(x - 0.4 + width * (i + 0.5), pct, width * 0.92, color=_split_color(s, i), label=f"{s} (n={n:,})")
+            for b, v in zip(bars, pct):
+                ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, SHAPE_ORDER)
+        ax.grid(axis="x", visible=False)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
+        ax.set_title("every valid box (w/h rule)" if kind == "boxes" else "shape stated in identify answers")
+        ax.legend(fontsize=7.5, loc="upper left")
+    fig.suptitle(_TITLES["shapes"], fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_tasks(stats, paper):
+    dl = stats.get("dialogues", {})
+    splits = [s for s in stats["splits"] if dl.get(s)]
+    if not splits:
+        return None
+    plt = _pyplot()
+
+    from matplotlib.patches import Patch
+
+    f89 = paper["figures8_9_tasks"]
+    tasks = [t for t in TASKS if any(t in dl[s]["tasks"] for s in splits)]
+    fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 0.42 * len(tasks) + 1.4), squeeze=False, sharey=True)
+    for ax, s in zip(axes[0], splits):
+        d = dl[s]
+        y = list(range(len(tasks)))[::-1]
+        for yy, t in zip(y, tasks):
+            e = d["tasks"].get(t)
+            if not e:
+                continue
+            subsets = e.get("subsets") or {"all": {"percent": e["percent"], "count": e["count"]}}
+            left = 0.0
+            for sub, v in subsets.items():
+                ax.barh(yy, v["percent"], left=left, height=0.7, color=SUBSET_COLORS.get(sub, "#8C8C8C"),
+                        edgecolor="white", linewidth=0.5)
+                left += v["percent"]
+            paper_pct = f89[s][t]["percent"] if s in PAPER_SPLITS and t in f89.get(s, {}) else 0.0
+            ax.text(max(left, paper_pct) + 2.5, yy, f"{e['count']:,} ({e['percent']:.1f}%)", va="center", fontsize=7.5)
+        if s in PAPER_SPLITS:
+            pts = [(yy, f89[s][t]["percent"]) for yy, t in zip(y, tasks) if t in f89[s]]
+            ax.scatter([p for _, p in pts], [yy for yy, _ in pts], marker="D", s=20, facecolor="white",
+                       edgecolor="black", linewidth=1, zorder=3, label=f"paper (Fig. {8 if s == 'train' else 9})")
+        handles = [Patch(color=SUBSET_COLORS["single"], label="single (or whole task)"),
+                   Patch(color=SUBSET_COLORS["multi"], label="multi")] + ax.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, fontsize=7.5, loc="upper right", bbox_to_anchor=(1.0, 0.93))
+        ax.set_yticks(y, [TASK_LABELS[t] for t in tasks])
+        ax.set_xlim(0, 118)
+        ax.set_xlabel("% of the split's dialogues")
+        ax.set_title(f"{s}: {d['dialogues']:,} dialogues")
+        ax.grid(axis="y", visible=False)
+    fig.suptitle(_TITLES["tasks"], fontsize=10, x=0.02, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_image_sizes(stats, paper, top=8):
+    splits = _box_splits(stats)
+    if not splits:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    totals = {}
+    for s in splits:
+        for k, v in stats["boxes"][s]["image_sizes"].items():
+            totals[k] = totals.get(k, 0) + v
+    keys = [k for k, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+    has_other = len(totals) > top
+    labels = keys + (["other"] if has_other else [])
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    x = np.arange(len(labels))
+    width = 0.8 / len(splits)
+    for i, s in enumerate(splits):
+        sizes = stats["boxes"][s]["image_sizes"]
+        n = stats["boxes"][s]["images"]
+        vals = [sizes.get(k, 0) for k in keys] + ([n - sum(sizes.get(k, 0) for k in keys)] if has_other else [])
+        pct = [100.0 * v / n for v in vals]
+        ax.bar(x - 0.4 + width * (i + 0.5), pct, width * 0.92, color=_split_color(s, i), label=f"{s} ({n:,} images)")
+    ax.set_xticks(x, labels, rotation=0 if len(labels) <= 6 else 30, ha="center" if len(labels) <= 6 else "right")
+    ax.set_ylabel("% of images")
+    ax.set_xlabel("image size W x H (pixels)")
+    ax.set_title(_TITLES["image_sizes"])
+    ax.grid(axis="x", visible=False)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _plot_box_sizes(stats, paper):
+    splits = _box_splits(stats)
+    if not splits:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for i, s in enumerate(splits):
+        h = stats["boxes"][s]["area_histogram"]
+        edges = np.asarray(h["edges"])
+        counts = np.asarray(h["all"], dtype=float)
+        inner = counts[1:-1] / counts.sum() * 100.0
+        ax.stairs(inner, edges, color=_split_color(s, i), linewidth=1.6,
+                  label=f"{s} (median R {stats['boxes'][s]['area_ratio']['median']:.4f})")
+        ax.stairs(inner, edges, color=_split_color(s, i), alpha=0.12, fill=True)
+    ax.set_xscale("log")
+    ymax = ax.get_ylim()[1] * 1.3
+    ax.set_ylim(0, ymax)
+    bounds = [0.01, 0.03, 0.10, 0.25, 0.40, 1.0]
+    words = ("very small", "small", "medium", "large", "very large")
+    for v in bounds[1:-1]:
+        ax.axvline(v, color="0.35", linestyle="--", linewidth=0.9)
+    for lo, hi, w in zip(bounds[:-1], bounds[1:], words):
+        xm = (lo * hi) ** 0.5 if w != "very small" else 0.027
+        ax.text(xm, ymax * 0.985, w, ha="right" if w == "very small" else "center", va="top", fontsize=7, color="0.3",
+                rotation=0 if w == "very small" else 90)
+    ax.set_xlabel("area ratio R = w*h / (W*H) (log scale); dashed: identify size thresholds")
+    ax.set_ylabel("% of boxes per bin")
+    ax.set_title(_TITLES["box_sizes"])
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def _plot_cells(stats, paper):
+    splits = _box_splits(stats)
+    if not splits:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(splits), figsize=(2.7 * len(splits) + 1.0, 3.0), squeeze=False,
+                             layout="constrained")
+    grids = [np.array([[stats["boxes"][s]["cells"][f"{r} {c}"]["percent"] for c in ("left", "center", "right")]
+                       for r in ("top", "middle", "bottom")]) for s in splits]
+    vmax = max(float(g.max()) for g in grids) or 1.0
+    for i, (ax, s, g) in enumerate(zip(axes[0], splits, grids)):
+        im = ax.imshow(g, cmap="Blues", vmin=0, vmax=vmax)
+        for r in range(3):
+            for c in range(3):
+                ax.text(c, r, f"{g[r, c]:.1f}%", ha="center", va="center", fontsize=8,
+                        color="white" if g[r, c] > vmax * 0.6 else "black")
+        ax.set_xticks(range(3), ["left", "center", "right"], fontsize=7.5)
+        ax.set_yticks(range(3), ["top", "middle", "bottom"] if i == 0 else [], fontsize=7.5)
+        ax.tick_params(length=0)
+        ax.grid(False)
+        ax.set_title(f"{s} ({stats['boxes'][s]['boxes']:,} boxes)", fontsize=9)
+        for side in ("top", "right", "left", "bottom"):
+            ax.spines[side].set_visible(False)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="% of boxes")
+    fig.suptitle(_TITLES["cells"], fontsize=10)
+    return fig

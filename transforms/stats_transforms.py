@@ -1,0 +1,221 @@
+"""PTransforms and CombineFns of `sarchat stats`: thin wrappers around transforms/stats.py.
+
+Box level: one element per split (annotation path) -> ReadCocoChunksFn parses the COCO JSON and
+emits (split, box chunk) for every CHUNK_IMAGES images, plus (split, reject counts) -> Reshuffle ->
+CombinePerKey(BoxStatsFn). From a generated corpus the chunks come from the grounding rows instead
+(one row per image holding every valid box).
+
+Dialogue level: ReadFromParquetBatched (Arrow tables) -> (split, table) -> CombinePerKey(DialogueStatsFn),
+whose add_input is vectorised over a whole table.
+
+Every accumulator merges exactly (integers, exact sums, order-free sketches), so the output is the
+same whatever the bundle boundaries, merge order, runner or worker count.
+"""
+import collections
+from typing import Any, Tuple
+
+import apache_beam as beam
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms import coco, stats
+
+NAMESPACE = "sarchat.stats"
+CHUNK_IMAGES = 2000
+
+
+def read_bytes(path) -> bytes:
+    with FileSystems.open(path) as f:
+        return f.read()
+
+
+def write_bytes(path, data: bytes):
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+class _MergingCombineFn(beam.CombineFn):
+    """CombineFn over an accumulator class with add_x(element) and merge(other)."""
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        first = next(accumulators)
+        for acc in accumulators:
+            first.merge(acc)
+        return first
+
+    def extract_output(self, accumulator):
+        return accumulator.summary()
+
+
+class BoxStatsFn(_MergingCombineFn):
+    """box chunks (transforms.stats.chunk_from_*) -> BoxStats summary dict."""
+
+    def __init__(self, exact_cap=stats.DEFAULT_EXACT_CAP):
+        self.exact_cap = exact_cap
+
+    def create_accumulator(self):
+        return stats.BoxStats(self.exact_cap)
+
+    def add_input(self, accumulator, chunk):
+        return accumulator.add_chunk(chunk)
+
+
+class DialogueStatsFn(_MergingCombineFn):
+    """pyarrow Tables of dialogue rows -> DialogueStats summary dict."""
+
+    def create_accumulator(self):
+        return stats.DialogueStats()
+
+    def add_input(self, accumulator, table):
+        return accumulator.add_table(table)
+
+
+class CounterSumFn(_MergingCombineFn):
+    def create_accumulator(self):
+        return collections.Counter()
+
+    def add_input(self, accumulator, counts):
+        accumulator.update(counts)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        total = collections.Counter()
+        for acc in accumulators:
+            total.update(acc)
+        return total
+
+    def extract_output(self, accumulator):
+        return dict(sorted(accumulator.items()))
+
+
+class ReadCocoChunksFn(beam.DoFn):
+    """(split, annotation path) -> (split, box chunk) per CHUNK_IMAGES images; tagged 'rejects': (split, Counter)."""
+
+    def __init__(self, chunk_images=CHUNK_IMAGES):
+        self.chunk_images = chunk_images
+
+    def process(self, element):
+        split, path = element
+        data = coco.load_json(read_bytes(path), path)
+        images, rejects = coco.parse_coco(data, path, split, "")
+        Metrics.counter(NAMESPACE, f"{split}_images").inc(len(images))
+        yield beam.pvalue.TaggedOutput("rejects", (split, collections.Counter(r["reason"] for r in rejects)))
+        for start in range(0, len(images), self.chunk_images):
+            yield split, stats.chunk_from_images(images[start:start + self.chunk_images])
+
+
+def _by_split(table):
+    """A table -> [(split, table of that split)], splits in sorted order."""
+    if table.num_rows == 0:
+        return []
+    splits = sorted(pc.unique(table.column("split")).to_pylist())
+    if len(splits) == 1:
+        return [(splits[0], table)]
+    return [(s, table.filter(pc.equal(table.column("split"), s))) for s in splits]
+
+
+class TablesBySplitFn(beam.DoFn):
+    def process(self, table):
+        Metrics.counter(NAMESPACE, "dialogue_rows").inc(table.num_rows)
+        yield from _by_split(table)
+
+
+class GroundingChunksFn(beam.DoFn):
+    """(split, dialogue table) -> (split, box chunk) from its grounding rows."""
+
+    def process(self, element):
+        split, table = element
+        g = table.filter(pc.equal(table.column("task"), "grounding"))
+        if g.num_rows == 0:
+            return
+        cols = g.select(["width", "height", "gt_boxes", "gt_categories"]).to_pydict()
+        yield split, stats.chunk_from_grounding(cols["width"], cols["height"], cols["gt_boxes"], cols["gt_categories"])
+
+
+class BoxStatsFromCoco(beam.PTransform):
+    """[(split, annotation path)] -> ((split, box summary), (split, reject counts))."""
+
+    def __init__(self, split_paths, exact_cap=stats.DEFAULT_EXACT_CAP, chunk_images=CHUNK_IMAGES):
+        super().__init__()
+        self.split_paths, self.exact_cap, self.chunk_images = list(split_paths), exact_cap, chunk_images
+
+    def expand(self, pbegin):
+        read = (
+            pbegin
+            | "Annotations" >> beam.Create(self.split_paths)
+            | "ReadCoco" >> beam.ParDo(ReadCocoChunksFn(self.chunk_images))
+            .with_output_types(Tuple[str, Any]).with_outputs("rejects", main="chunks")
+        )
+        boxes = (
+            read.chunks
+            | "SpreadChunks" >> beam.Reshuffle()
+            | "BoxStats" >> beam.CombinePerKey(BoxStatsFn(self.exact_cap))
+        )
+        rejects = read.rejects | "RejectCounts" >> beam.CombinePerKey(CounterSumFn())
+        return boxes, rejects
+
+
+class ReadDialogueTables(beam.PTransform):
+    """Parquet file patterns -> (split, pyarrow Table) batches with the columns the stats need."""
+
+    def __init__(self, patterns):
+        super().__init__()
+        self.patterns = list(patterns)
+
+    def expand(self, pbegin):
+        from apache_beam.io.parquetio import ReadFromParquetBatched
+
+        reads = [pbegin | f"Read {i}" >> ReadFromParquetBatched(p, columns=list(stats.DIALOGUE_COLUMNS))
+                 for i, p in enumerate(self.patterns)]
+        tables = reads[0] if len(reads) == 1 else tuple(reads) | "AllTables" >> beam.Flatten()
+        return tables | "BySplit" >> beam.ParDo(TablesBySplitFn()).with_output_types(Tuple[str, Any])
+
+
+class DialogueStatsOf(beam.PTransform):
+    """(split, table) -> (split, dialogue summary)."""
+
+    def expand(self, tables):
+        return tables | "DialogueStats" >> beam.CombinePerKey(DialogueStatsFn())
+
+
+class BoxStatsFromDialogues(beam.PTransform):
+    """(split, table) -> (split, box summary) from the grounding rows' integer boxes."""
+
+    def __init__(self, exact_cap=stats.DEFAULT_EXACT_CAP):
+        super().__init__()
+        self.exact_cap = exact_cap
+
+    def expand(self, tables):
+        return (
+            tables
+            | "GroundingBoxes" >> beam.ParDo(GroundingChunksFn()).with_output_types(Tuple[str, Any])
+            | "BoxStats" >> beam.CombinePerKey(BoxStatsFn(self.exact_cap))
+        )
+
+
+class WriteStatsFn(beam.DoFn):
+    """Runs once: assemble stats.json, then write it, stats.md and the plots. Yields the document."""
+
+    def __init__(self, output, input_info, splits, exact_cap, plot_format, extra_rejects=None):
+        self.output, self.input_info, self.splits = output, input_info, list(splits)
+        self.exact_cap, self.plot_format, self.extra_rejects = exact_cap, plot_format, extra_rejects or {}
+
+    def process(self, _, boxes, dialogues, rejects):
+        from transforms import stats_render
+
+        all_rejects = dict(self.extra_rejects)
+        all_rejects.update(rejects)
+        doc = stats.assemble_stats(self.input_info, self.splits, boxes=dict(boxes), dialogues=dict(dialogues),
+                                   rejects=all_rejects, exact_cap=self.exact_cap)
+        write_bytes(FileSystems.join(self.output, "stats.json"), stats.dumps(doc).encode("utf-8"))
+        links = {}
+        if self.plot_format != "none":
+            for name, data in stats_render.render_plots(doc, fmt=self.plot_format).items():
+                rel = f"plots/{name}.{self.plot_format}"
+                write_bytes(FileSystems.join(self.output, "plots", f"{name}.{self.plot_format}"), data)
+                links[name] = rel
+        write_bytes(FileSystems.join(self.output, "stats.md"),
+                    stats_render.stats_markdown(doc, plot_links=links).encode("utf-8"))
+        yield doc
