@@ -10,7 +10,8 @@ setup(
     description="Generate SARChat-2M style SAR dialogues, run VLM inference, score SARChat-Bench.",
     python_requires=">=3.10",
     packages=find_packages(include=["beam_pipelines*", "transforms*", "templates*", "inference*"]),
-    package_data={"templates": ["*.json"], "beam_pipelines": ["flex_templates/*.json"]},
+    package_data={"templates": ["*.json"], "beam_pipelines": ["flex_templates/*.json"],
+                  "transforms": ["paper_stats.json"]},
     install_requires=[
         f"apache-beam[gcp]=={BEAM_VERSION}",
         "pyarrow>=15",
