@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["beam_pipelines*", "transforms*", "templates*", "inference*"]),
     package_data={"templates": ["*.json"], "beam_pipelines": ["flex_templates/*.json"],
-                  "transforms": ["paper_stats.json"]},
+                  "transforms": ["paper_table3.json", "paper_stats.json"]},
     install_requires=[
         f"apache-beam[gcp]=={BEAM_VERSION}",
         "pyarrow>=15",

@@ -1,0 +1,290 @@
+"""Scale benchmark of `sarchat score`: blind predictions on a SARDet-scale synthetic test split.
+
+    /work/venv/bin/python benchmarks/score_scale.py [--rows 226636] [--workdir DIR] [--bootstrap 1000]
+
+1. builds 226,636 test dialogues (the paper's test-set size) with the generator's own per-image
+   builder on SARDet-100K-scale synthetic annotations (--builder generator, the default), or with
+   the stand-in builder of this file and the paper's exact task mix (--builder simple: identify
+   175,565, count 11,704, refer 11,703, grounding 11,608, classify 10,024, describe 6,032), and
+   writes them in the generator's Parquet layout (DIR/dataset/parquet/test/*.parquet);
+2. fits inference.baselines.BlindPrior on a synthetic train split and writes its predictions;
+3. runs `sarchat score` in a child process and prints its wall time and the peak resident memory
+   of its process tree (benchmarks/_measure.py).
+
+`make_test_rows` is the one function that decides where the test rows come from; everything else
+only needs a table of transforms.schema.DIALOGUE_SCHEMA.
+"""
+import argparse
+import collections
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from transforms import geometry  # noqa: E402
+from transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural  # noqa: E402
+from transforms.schema import DIALOGUE_SCHEMA, PREDICTION_SCHEMA, dialogue_id, join_relation  # noqa: E402
+
+# The paper's test task counts (appendix A.3, Figure 9).
+PAPER_TEST_TASKS = {"identify": 175565, "count": 11704, "refer": 11703, "grounding": 11608,
+                    "classify": 10024, "describe": 6032}
+CATEGORY_WEIGHTS = (0.44, 0.28, 0.05, 0.07, 0.13, 0.03)  # roughly the paper's test category mix
+IMAGE_SIZES = ((256, 256), (512, 512), (800, 800), (600, 400))
+
+
+# ---------------------------------------------------------------------------------------------
+# A simple builder following SPEC section 3 (stand-in for the generator)
+
+
+def _synth_image(rng, image_id, max_boxes=6):
+    W, H = rng.choice(IMAGE_SIZES)
+    n = min(max_boxes, 1 + int(rng.expovariate(0.8)))
+    boxes = []
+    for k in range(n):
+        cat = rng.choices(CATEGORIES, weights=CATEGORY_WEIGHTS)[0]
+        w = max(4, int(W * rng.uniform(0.04, 0.45)))
+        h = max(4, int(H * rng.uniform(0.04, 0.45)))
+        x1, y1 = rng.randrange(0, W - w), rng.randrange(0, H - h)
+        boxes.append({"ann": k, "cat": cat, "xyxy": [x1, y1, x1 + w, y1 + h]})
+    return W, H, boxes
+
+
+def _row(split, image_id, task, subset, unit, variant, W, H, question, answer, **gt):
+    did = dialogue_id(split, image_id, task, subset, unit, variant)
+    row = {"id": did, "split": split, "task": task, "subset": subset, "image_path": f"JPEGImages/{split}/{image_id}.png",
+           "image_id": image_id, "width": W, "height": H, "question": question, "answer": answer,
+           "messages": [{"role": "user", "content": "<image>\n" + question}, {"role": "assistant", "content": answer}],
+           "template_id": f"{task}-synthetic"}
+    for f in ("gt_boxes", "gt_categories", "gt_cells", "gt_sizes", "gt_shapes", "gt_relations"):
+        row[f] = gt.get(f, [])
+    row["gt_count"] = gt.get("gt_count", 0)
+    return row
+
+
+def synth_task_row(rng, task, image_id, split="test"):
+    """One dialogue of `task` for a fresh random image, answer in the SPEC grammar."""
+    W, H, boxes = _synth_image(rng, image_id)
+    bt = geometry.box_text
+    cell = lambda b: geometry.grid_cell(b["xyxy"], W, H)  # noqa: E731
+    ratio = lambda b: ((b["xyxy"][2] - b["xyxy"][0]) * (b["xyxy"][3] - b["xyxy"][1])) / (W * H)  # noqa: E731
+    by_cat = {}
+    for b in boxes:
+        by_cat.setdefault(b["cat"], []).append(b)
+    cats = sorted(by_cat, key=CATEGORY_INDEX.__getitem__)
+    if task == "classify":
+        return _row(split, image_id, task, None, "", 0, W, H, "What kind of targets are in this SAR image?",
+                    f"The image contains {join_words(cats)}.", gt_categories=cats, gt_count=len(cats))
+    if task == "describe":
+        kept = sorted(boxes, key=lambda b: CATEGORY_INDEX[b["cat"]])
+        sizes = [geometry.describe_size(ratio(b)) for b in kept]
+        phrases = []
+        for i, (b, s) in enumerate(zip(kept, sizes)):
+            lead = "a" if i == 0 else "there is one more"
+            verb = " is visible" if i == 0 else ""
+            phrases.append(f"{lead} {s} {b['cat']}{verb} {geometry.POSITION_PHRASES[cell(b)]}")
+        answer = ". ".join(phrases) + "."
+        return _row(split, image_id, task, None, "", 0, W, H, "Describe this SAR image in detail.",
+                    answer[0].upper() + answer[1:], gt_boxes=[b["xyxy"] for b in kept],
+                    gt_categories=[b["cat"] for b in kept], gt_cells=[cell(b) for b in kept], gt_sizes=sizes,
+                    gt_count=len(kept))
+    if task in ("count", "refer"):
+        cat = rng.choice(cats)
+        group = by_cat[cat]
+        n = len(group)
+        if task == "count":
+            lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
+            return _row(split, image_id, task, None, cat, 0, W, H, f"[count] How many {plural(cat)} are there in the image?",
+                        lead + "".join(bt(b["xyxy"]) for b in group), gt_boxes=[b["xyxy"] for b in group],
+                        gt_categories=[cat] * n, gt_cells=[cell(b) for b in group], gt_count=n)
+        subset = "single" if n == 1 else "multi"
+        return _row(split, image_id, task, subset, cat, 0, W, H, f"[refer] Where is the {cat}?",
+                    "".join(f"{bt(b['xyxy'])} ({cell(b)})" for b in group), gt_boxes=[b["xyxy"] for b in group],
+                    gt_categories=[cat] * n, gt_cells=[cell(b) for b in group], gt_count=n)
+    if task == "grounding":
+        subset = "single" if len(boxes) == 1 else "multi"
+        sentences, ordered, rels = [], [], []
+        for cat in cats:
+            group = by_cat[cat]
+            ordered.extend(group)
+            if len(group) == 1:
+                sentences.append(f"There is {article(cat)} {cat} in the {cell(group[0])} portion {bt(group[0]['xyxy'])}.")
+            else:
+                parts = ", ".join(f"one in the {cell(b)} portion {bt(b['xyxy'])}" for b in group)
+                sentences.append(f"There are {len(group)} {plural(cat)}: {parts}.")
+        for i, a in enumerate(cats):
+            for c in cats[i + 1:]:
+                rel, direction = geometry.relation([x["xyxy"] for x in by_cat[a]], [x["xyxy"] for x in by_cat[c]], W, H)
+                tail = f", {direction} it" if direction else ""
+                sentences.append(f"The {a} is {rel} the {c}{tail}.")
+                rels.append(join_relation(a, rel, c, direction))
+        answer = "In this SAR image, I can identify several objects and their locations: " + " ".join(sentences)
+        return _row(split, image_id, task, subset, "", 0, W, H,
+                    "[grounding] Can you describe the spatial arrangement of various features in this SAR image?",
+                    answer, gt_boxes=[b["xyxy"] for b in ordered], gt_categories=[b["cat"] for b in ordered],
+                    gt_cells=[cell(b) for b in ordered], gt_relations=rels, gt_count=len(ordered))
+    if task == "identify":
+        b = rng.choice(boxes)
+        subset = "single" if len(boxes) == 1 else "multi"
+        x1, y1, x2, y2 = b["xyxy"]
+        size = geometry.identify_size(ratio(b))
+        shape = geometry.shape_word((x2 - x1) / (y2 - y1))
+        states_shape = rng.random() < 0.5
+        answer = f"This is {article(size)} {size} {b['cat']} located in the {cell(b)} portion of the image."
+        if states_shape:
+            answer += f" It appears to be {shape} in shape."
+        return _row(split, image_id, task, subset, b["ann"], 0, W, H, f"[identify] What object is located in {bt(b['xyxy'])}?",
+                    answer, gt_boxes=[b["xyxy"]], gt_categories=[b["cat"]], gt_cells=[cell(b)], gt_sizes=[size],
+                    gt_shapes=[shape] if states_shape else [], gt_count=1)
+    raise ValueError(task)
+
+
+def synth_rows(task_counts, seed=0, split="test"):
+    """Rows for {task: n} (each from its own random image), in a fixed order for a given seed."""
+    rng = random.Random(seed)
+    rows, image_id = [], 0
+    for task in sorted(task_counts):
+        for _ in range(task_counts[task]):
+            rows.append(synth_task_row(rng, task, image_id, split))
+            image_id += 1
+    return rows
+
+
+def _scaled(counts, n_rows):
+    total = sum(counts.values())
+    return {t: max(1, round(n * n_rows / total)) for t, n in counts.items()}
+
+
+def simple_rows(n_rows, seed=0, split="test"):
+    """The stand-in builder above with the paper's test task mix (exact counts at full scale)."""
+    counts = dict(PAPER_TEST_TASKS) if n_rows == sum(PAPER_TEST_TASKS.values()) else _scaled(PAPER_TEST_TASKS, n_rows)
+    rows = synth_rows(counts, seed=seed, split=split)
+    return pa.Table.from_pylist(rows, schema=DIALOGUE_SCHEMA)
+
+
+def generator_rows(n_rows, seed=0, split="test"):
+    """The generator's own dialogues (transforms.dialogues.DialogueBuilder, as `sarchat generate`
+    builds them) for SARDet-100K-scale synthetic annotations (transforms.synthetic), grown until
+    there are at least n_rows and trimmed to exactly n_rows in id order. The SARDet test split
+    (11,613 images, 24,023 boxes) gives 222,962 dialogues; the paper's test set has 226,636."""
+    from transforms import coco, records, synthetic
+    from transforms.dialogues import DialogueBuilder, build_shard
+
+    builder = DialogueBuilder(seed=0)
+    images_per_row = 11_613 / 222_962.0
+    boxes_per_image = 24_023 / 11_613.0
+    factor = 1.0
+    while True:
+        n_images = max(1, int(round(n_rows * images_per_row * factor)))
+        n_boxes = max(n_images, int(round(n_images * boxes_per_image)))
+        data = synthetic.sardet_scale_annotations(split, n_images, n_boxes, seed)
+        images, _ = coco.parse_coco(data, f"synthetic/{split}.json", split, f"JPEGImages/{split}")
+        rows, _ = build_shard(builder, images)
+        if len(rows) >= n_rows:
+            return records.rows_to_table(rows[:n_rows])  # rows are sorted by id
+        factor *= 1.02 * n_rows / max(1, len(rows))
+
+
+def make_test_rows(n_rows, seed=0, builder="generator"):
+    """THE SWAP POINT: a pa.Table of n_rows test dialogues (DIALOGUE_SCHEMA). 'generator' uses the
+    generator's per-image builder on synthetic SARDet-scale annotations; 'simple' the stand-in
+    builder of this file (used automatically when the generator's modules are not importable)."""
+    if builder == "generator":
+        try:
+            return generator_rows(n_rows, seed, "test")
+        except ImportError:
+            pass
+    return simple_rows(n_rows, seed, "test")
+
+
+def make_train_rows(n_rows, seed=1, builder="generator"):
+    if builder == "generator":
+        try:
+            return generator_rows(n_rows, seed, "train")
+        except ImportError:
+            pass
+    return simple_rows(n_rows, seed, "train")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def write_dataset(table, out_dir, shards=4):
+    """Write a DIALOGUE_SCHEMA table as the generator's layout OUT/parquet/test/*.parquet."""
+    if isinstance(table, list):
+        table = pa.Table.from_pylist(table, schema=DIALOGUE_SCHEMA)
+    folder = os.path.join(out_dir, "parquet", "test")
+    os.makedirs(folder, exist_ok=True)
+    table = table.sort_by("id")
+    per = (table.num_rows + shards - 1) // shards
+    for k in range(shards):
+        pq.write_table(table.slice(k * per, per), os.path.join(folder, f"dialogues-{k:05d}-of-{shards:05d}.parquet"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=sum(PAPER_TEST_TASKS.values()))
+    ap.add_argument("--train-rows", type=int, default=60000)
+    ap.add_argument("--builder", choices=("generator", "simple"), default="generator")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--num-buckets", type=int, default=64)
+    ap.add_argument("--models", default="blind",
+                    help="comma-separated prediction sets scored together: blind (BlindPrior), oracle (the answers)")
+    ap.add_argument("--multiprocess", action="store_true",
+                    help="also time --direct_running_mode=multi_processing --direct_num_workers=2")
+    args = ap.parse_args(argv)
+    from benchmarks._measure import measure
+    from inference.baselines import BlindPrior
+
+    work = args.workdir or tempfile.mkdtemp(prefix="score_scale_")
+    t0 = time.perf_counter()
+    table = make_test_rows(args.rows, builder=args.builder)
+    write_dataset(table, os.path.join(work, "dataset"))
+    t1 = time.perf_counter()
+    blind = BlindPrior().fit(make_train_rows(args.train_rows, builder=args.builder).to_pylist())
+    rows = table.select(["id", "task", "question", "width", "height", "answer"]).to_pylist()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    predictors = {"blind": blind.predict, "oracle": lambda r: r["answer"]}
+    pred_files = []
+    for model in models:
+        preds = [{"id": r["id"], "prediction": predictors[model](r), "model": model, "error": None, "latency_s": None}
+                 for r in rows]
+        pred_files.append(os.path.join(work, f"{model}.parquet"))
+        pq.write_table(pa.Table.from_pylist(preds, schema=PREDICTION_SCHEMA), pred_files[-1])
+    t2 = time.perf_counter()
+    tasks = dict(sorted(collections.Counter(r["task"] for r in rows).items()))
+    del rows, preds, table
+    print(f"{args.rows} test dialogues ({args.builder} builder: {tasks}) built and written in {t1 - t0:.1f} s; "
+          f"blind fit + predict + write {t2 - t1:.1f} s; workdir {work}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    modes = [("in-process FnApiRunner", [])]
+    if args.multiprocess:
+        modes.append(("FnApiRunner, 2 worker processes",
+                      ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]))
+    for label, extra in modes:
+        out = os.path.join(work, "scores")
+        cmd = [sys.executable, "-m", "beam_pipelines.score", "--dataset", os.path.join(work, "dataset"),
+               "--predictions", *pred_files, "--output", out,
+               "--bootstrap", str(args.bootstrap), "--num-buckets", str(args.num_buckets)] + extra
+        wall, peak_mib, _ = measure(cmd, env=env)
+        n = len(models) * args.rows
+        print(f"[{label}] score wall time {wall:.1f} s, peak RSS (process tree) {peak_mib / 1024:.2f} GiB, "
+              f"{n} scored (model, sample) pairs, {n / wall:,.0f} per second")
+    for model in models:
+        with open(os.path.join(work, "scores", model, "metrics.json")) as f:
+            m = json.load(f)
+        print(f"{model}: overall {m['overall']} (95% CI {m['overall_ci95']}), unweighted {m['overall_macro']}, "
+              f"samples {sum(m['n']['tasks'].values())}, missing {m['missing_predictions']}; tasks {m['tasks']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

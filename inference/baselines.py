@@ -1,0 +1,240 @@
+"""Reference baselines for the scorer: the oracle and a blind prior. Pure, no Beam, no model.
+
+oracle_prediction(row)
+    The dialogue's reference answer. Scored as a prediction it must give 100 on every column.
+
+BlindPrior
+    Answers from training-split statistics only. For a test row it reads nothing but the question
+    text, the task the question asks (its tag / template: any model sees it in the prompt) and the
+    image width and height; never the image, the reference answer or the gt_* fields of the row.
+
+    fit(train_rows) learns, from rows of the train split (DIALOGUE_SCHEMA dicts):
+      classify   the most common set of categories
+      describe   the most common number of kept boxes k and the k most common
+                 (size, category, cell) phrases
+      count      per category: the most common count
+      refer      per category: the most common number of instances
+      grounding  the most common image composition ((category, count) pairs) and, per category
+                 pair, the most common relation (near / far from)
+      identify   the most common category, size word, cell and shape
+      boxes      per category: the median box width and height relative to the image and the
+                 cells ranked by frequency; a prior box is that median size centred in a cell
+    predict(row) fills the task's answer grammar (SPEC section 3) with those priors. The category
+    of count / refer comes from the question text ("How many ships ...").
+
+    BlindPrior(use_question_box=True) also reads the box an identify question names (it is in the
+    question text) and derives its cell, 5-level size and shape from the box geometry and the image
+    size, with the category most common for that size word: still blind to the image, it shows how
+    much of the identify score needs no vision at all.
+"""
+import statistics
+from collections import Counter, defaultdict
+
+from transforms import geometry, parsing
+from transforms.box_formats import get_box_format
+from transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural
+from transforms.schema import split_relation
+
+_CANONICAL = get_box_format("canonical")
+
+
+def oracle_prediction(row) -> str:
+    """The reference answer of a dialogue row."""
+    return row["answer"]
+
+
+def _mode(counter, default=None):
+    if not counter:
+        return default
+    # most common; ties broken by the value's own order so the result never depends on input order
+    best = max(counter.values())
+    return sorted((k for k, v in counter.items() if v == best), key=repr)[0]
+
+
+def _ranked(counter):
+    return [k for k, _ in sorted(counter.items(), key=lambda kv: (-kv[1], repr(kv[0])))]
+
+
+class BlindPrior:
+    """Training-split priors; see the module docstring for what it reads and learns."""
+
+    def __init__(self, use_question_box=False):
+        self.use_question_box = use_question_box
+        self.priors = None
+
+    # -- fitting ---------------------------------------------------------------------------------
+
+    def fit(self, train_rows):
+        classify_sets = Counter()
+        describe_k = Counter()
+        describe_phrases = Counter()
+        count_n = defaultdict(Counter)
+        refer_n = defaultdict(Counter)
+        grounding_sets = Counter()
+        relations = defaultdict(Counter)
+        id_cat, id_size, id_cell, id_shape = Counter(), Counter(), Counter(), Counter()
+        cat_by_size = defaultdict(Counter)
+        rel_w, rel_h = defaultdict(list), defaultdict(list)
+        cells = defaultdict(Counter)
+        box_rows_seen = Counter()
+        for row in train_rows:
+            task = row["task"]
+            cats = list(row.get("gt_categories") or [])
+            if task == "classify":
+                classify_sets[tuple(cats)] += 1
+            elif task == "describe":
+                triples = list(zip(row.get("gt_sizes") or [], cats, row.get("gt_cells") or []))
+                describe_k[len(triples)] += 1
+                describe_phrases.update(triples)
+            elif task == "count":
+                if cats:
+                    count_n[cats[0]][int(row.get("gt_count") or len(cats))] += 1
+            elif task == "refer":
+                if cats:
+                    refer_n[cats[0]][len(cats)] += 1
+            elif task == "grounding":
+                grounding_sets[tuple(sorted(Counter(cats).items(), key=lambda kv: CATEGORY_INDEX[kv[0]]))] += 1
+                for r in row.get("gt_relations") or []:
+                    a, rel, b, _ = split_relation(r)
+                    relations[f"{a}|{b}"][rel] += 1
+            elif task == "identify":
+                size = (row.get("gt_sizes") or [None])[0]
+                if cats:
+                    id_cat[cats[0]] += 1
+                    if size:
+                        cat_by_size[size][cats[0]] += 1
+                if size:
+                    id_size[size] += 1
+                id_cell.update(row.get("gt_cells") or [])
+                id_shape.update(row.get("gt_shapes") or [])
+            if task in ("grounding", "count") and row.get("gt_boxes"):
+                box_rows_seen[task] += 1
+                W, H = float(row["width"]), float(row["height"])
+                for box, cat, cell in zip(row["gt_boxes"], cats, row.get("gt_cells") or []):
+                    # boxes are counted from grounding rows (every box of an image once) and, when a
+                    # training set has no grounding rows, from count rows; see _box_source below
+                    rel_w[(task, cat)].append((box[2] - box[0]) / W)
+                    rel_h[(task, cat)].append((box[3] - box[1]) / H)
+                    cells[(task, cat)][cell] += 1
+        source = "grounding" if box_rows_seen["grounding"] else "count"
+        box_prior = {}
+        all_w = [v for (t, _), vs in rel_w.items() if t == source for v in vs]
+        all_h = [v for (t, _), vs in rel_h.items() if t == source for v in vs]
+        all_cells = Counter()
+        for (t, _), c in cells.items():
+            if t == source:
+                all_cells.update(c)
+        default_box = {"w": statistics.median(all_w) if all_w else 0.1,
+                       "h": statistics.median(all_h) if all_h else 0.1,
+                       "cells": _ranked(all_cells) or ["middle center"]}
+        for cat in CATEGORIES:
+            ws, hs = rel_w.get((source, cat)), rel_h.get((source, cat))
+            if ws:
+                box_prior[cat] = {"w": statistics.median(ws), "h": statistics.median(hs),
+                                  "cells": _ranked(cells[(source, cat)])}
+            else:
+                box_prior[cat] = dict(default_box)
+        top_cat = _mode(id_cat) or _mode(Counter(c for s in classify_sets for c in s)) or "ship"
+        k = _mode(describe_k, 1)
+        self.priors = {
+            "classify": list(_mode(classify_sets, (top_cat,))),
+            "describe": [list(t) for t in _ranked(describe_phrases)[:max(1, k)]] or [["small", top_cat, "middle center"]],
+            "count": {c: _mode(v, 1) for c, v in count_n.items()},
+            "refer": {c: _mode(v, 1) for c, v in refer_n.items()},
+            "grounding": [list(p) for p in _mode(grounding_sets, ((top_cat, 1),))],
+            "relations": {k2: _mode(v) for k2, v in relations.items()},
+            "identify": {"category": top_cat, "size": _mode(id_size, "small"),
+                         "cell": _mode(id_cell, "middle center"), "shape": _mode(id_shape, "roughly square"),
+                         "category_by_size": {s: _mode(v) for s, v in cat_by_size.items()}},
+            "boxes": box_prior,
+            "default_count": _mode(Counter(n for v in count_n.values() for n in v.elements()), 1),
+            "top_category": top_cat,
+        }
+        return self
+
+    def to_dict(self):
+        return {"use_question_box": self.use_question_box, "priors": self.priors}
+
+    @classmethod
+    def from_dict(cls, d):
+        obj = cls(use_question_box=d.get("use_question_box", False))
+        obj.priors = d["priors"]
+        return obj
+
+    # -- predicting ------------------------------------------------------------------------------
+
+    def _question_category(self, question):
+        cats = parsing.find_categories(question or "")
+        return cats[0] if cats else self.priors["top_category"]
+
+    def _prior_boxes(self, cat, n, W, H):
+        """n prior boxes for a category: median size centred in its n most frequent cells."""
+        p = self.priors["boxes"].get(cat) or {"w": 0.1, "h": 0.1, "cells": ["middle center"]}
+        ranked = list(p["cells"]) or ["middle center"]
+        out = []
+        for i in range(n):
+            cell = ranked[i % len(ranked)]
+            row, col = cell.split()
+            cx = (geometry.COLUMNS.index(col) + 0.5) * W / 3.0
+            cy = (geometry.ROWS.index(row) + 0.5) * H / 3.0
+            w, h = p["w"] * W, p["h"] * H
+            box = [max(0, int(round(cx - w / 2))), max(0, int(round(cy - h / 2))),
+                   min(W - 1, int(round(cx + w / 2))), min(H - 1, int(round(cy + h / 2)))]
+            out.append((box, geometry.grid_cell(box, W, H)))
+        return out
+
+    def predict(self, row, box_format=None) -> str:
+        """A blind answer for a test row (reads task, question, width, height only)."""
+        if self.priors is None:
+            raise RuntimeError("BlindPrior.predict before fit")
+        fmt = box_format or _CANONICAL
+        task, W, H = row["task"], int(row["width"]), int(row["height"])
+        P = self.priors
+        if task == "classify":
+            return f"The image contains {join_words(P['classify'])}."
+        if task == "describe":
+            phrases = [f"a {s} {c} {geometry.POSITION_PHRASES.get(cell, 'in the central region of the image')}"
+                       for s, c, cell in P["describe"]]
+            text = "; ".join(phrases) + "."
+            return text[0].upper() + text[1:]
+        if task == "count":
+            cat = self._question_category(row.get("question"))
+            n = int(P["count"].get(cat, P["default_count"]))
+            boxes = self._prior_boxes(cat, n, W, H)
+            lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
+            return lead + "".join(fmt.render_one(b, W, H) for b, _ in boxes)
+        if task == "refer":
+            cat = self._question_category(row.get("question"))
+            n = int(P["refer"].get(cat, 1))
+            return "".join(f"{fmt.render_one(b, W, H)} ({cell})" for b, cell in self._prior_boxes(cat, n, W, H))
+        if task == "grounding":
+            sentences = []
+            cats = [c for c, _ in P["grounding"]]
+            for cat, n in P["grounding"]:
+                boxes = self._prior_boxes(cat, int(n), W, H)
+                if len(boxes) == 1:
+                    b, cell = boxes[0]
+                    sentences.append(f"There is {article(cat)} {cat} in the {cell} portion {fmt.render_one(b, W, H)}.")
+                else:
+                    parts = ", ".join(f"one in the {cell} portion {fmt.render_one(b, W, H)}" for b, cell in boxes)
+                    sentences.append(f"There are {len(boxes)} {plural(cat)}: {parts}.")
+            for i, a in enumerate(cats):
+                for b in cats[i + 1:]:
+                    rel = P["relations"].get(f"{a}|{b}") or "near"
+                    sentences.append(f"The {a} is {rel} the {b}.")
+            return "In this SAR image, I can identify several objects and their locations: " + " ".join(sentences)
+        if task == "identify":
+            ident = P["identify"]
+            size, cell, shape, cat = ident["size"], ident["cell"], ident["shape"], ident["category"]
+            if self.use_question_box:
+                boxes = _CANONICAL.parse(row.get("question") or "", W, H)
+                if boxes:
+                    x1, y1, x2, y2 = boxes[0]
+                    w, h = max(x2 - x1, 1e-9), max(y2 - y1, 1e-9)
+                    cell = geometry.grid_cell([x1, y1, x2, y2], W, H)
+                    size = geometry.identify_size(w * h / (W * H))
+                    shape = geometry.shape_word(w / h)
+                    cat = ident["category_by_size"].get(size) or cat
+            return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
+                    f"It appears to be {shape} in shape.")
+        raise ValueError(f"unknown task {task!r}")

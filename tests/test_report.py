@@ -1,0 +1,91 @@
+"""Reports: the paper's Table 3 as data, report.md layout, self-contained report.html, extensibility."""
+import re
+
+import pytest
+
+from transforms import report
+from transforms.metrics import COLUMNS, TASK_COLUMNS
+from transforms.schema import TASKS
+
+
+def fake_metrics(model, base):
+    cols = {c: (None if c == "grounding.abstract_position" else round(base + i, 2)) for i, c in enumerate(COLUMNS)}
+    tasks = {t: base for t in TASKS}
+    return {"model": model, "columns": cols, "tasks": tasks, "overall": base + 0.5, "overall_macro": base,
+            "overall_ci95": [base, base + 1.0], "n": {"columns": {c: 10 for c in COLUMNS}, "tasks": {t: 10 for t in TASKS}},
+            "parse_failures": {t: {"count": 1, "rate": 10.0} for t in TASKS}, "missing_predictions": 2}
+
+
+def fake_breakdown(base):
+    return {"by_category": {"identify": {"ship": base, "car": base + 5}, "refer": {"ship": base - 5}},
+            "by_size": {"identify": {"very small": base - 10, "small": base, "large": base + 10}},
+            "missing": {t: 0 for t in TASKS}, "samples": {t: 10 for t in TASKS}, "rejected": {"duplicate_id": 3}}
+
+
+MODELS = [fake_metrics("model-a", 40.0), fake_metrics("model-b", 70.0)]
+BREAKDOWNS = {"model-a": fake_breakdown(40.0), "model-b": fake_breakdown(70.0)}
+
+
+def test_paper_table3_data():
+    paper = report.load_paper_table()
+    assert len(paper["rows"]) == 16
+    assert paper["column_order"] == list(COLUMNS)
+    for r in paper["rows"]:
+        assert set(r["columns"]) == set(COLUMNS)
+        assert all(0.0 <= v <= 100.0 for v in r["columns"].values())
+    top = {r["model"]: r for r in paper["rows"]}["InternVL2.5-8B"]
+    assert top["avg_score"] == 92.79 and top["columns"]["count.only_count"] == 74.14
+    assert top["columns"]["grounding.abstract_position"] == 81.25 and top["columns"]["classify"] == 97.25
+    assert sum(paper["test_task_counts"].values()) == 226_636
+    # Eq. 4 from the paper's own columns lands near (not exactly on) its published Avg score
+    for r in paper["rows"]:
+        assert abs(report.paper_recomputed_overall(r, paper) - r["avg_score"]) < 1.0
+    s = report.paper_task_scores(top)
+    assert s["refer"] == pytest.approx(sum(top["columns"][c] for c in TASK_COLUMNS["refer"]) / 4)
+
+
+def test_markdown_table3_layout():
+    md = report.render_markdown(MODELS, BREAKDOWNS)
+    header = next(line for line in md.splitlines() if line.startswith("| Source | Model"))
+    labels = [c.strip() for c in header.strip("|").split("|")]
+    assert labels[:4] == ["Source", "Model", "Param", "Avg score"]
+    assert labels[4:] == [report.COLUMN_LABELS[c] for c in COLUMNS]
+    run_rows = [line for line in md.splitlines() if line.startswith("| this run |")]
+    assert [r.split("|")[2].strip() for r in run_rows] == ["model-a", "model-b"]
+    assert run_rows[0].startswith("| this run | model-a | – | 40.50 | 40.00 | 41.00 | 42.00 | – | 44.00 |")
+    paper_rows = [line for line in md.splitlines() if line.startswith(f"| {report.PAPER_LABEL} |")]
+    assert len(paper_rows) == 16 and "InternVL2.5-8B" in paper_rows[0] and "92.79" in paper_rows[0]
+    assert "copied from the paper" in md
+    # summary: weighted overall, CI, unweighted mean, parse-failure rates per task
+    assert "| model-b | 70.50 | [70.00, 71.00] | 70.00 |" in md
+    assert "| model-a | 10.0 (1) | 10.0 (1) | 10.0 (1) | 10.0 (1) | 10.0 (1) | 10.0 (1) |" in md
+    assert "task score by category" in md and "by object size" in md
+    bare = report.render_markdown(MODELS, include_paper=False)
+    assert report.PAPER_LABEL not in bare and "InternVL" not in bare
+
+
+def test_html_is_self_contained_with_charts():
+    html = report.render_html(MODELS, BREAKDOWNS)
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert html.count("<svg") == 1 + 2 + 1  # radar, two per-category charts, one per-size chart
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)  # no external resource
+    assert "<script" not in html
+    assert "model-a" in html and "InternVL2.5-8B" in html and report.PAPER_LABEL in html
+    assert "Task scores (radar" in html and "Per category" in html and "Per object size" in html
+
+
+def test_extra_sections_are_appended():
+    sec = report.Section("Dataset", html="<p id='ds'>42 images</p>", markdown="42 images")
+    later = lambda: report.Section("Samples", html="<p>sample list</p>", markdown="sample list")  # noqa: E731
+    html = report.render_html(MODELS, BREAKDOWNS, extra_sections=[sec, later])
+    assert html.index("<p id='ds'>42 images</p>") < html.index("sample list") < html.index("</body>")
+    md = report.render_markdown(MODELS, extra_sections=[sec, later])
+    assert md.index("## Dataset\n\n42 images") < md.index("## Samples")
+
+
+def test_reports_without_models_or_breakdowns():
+    assert "SARChat-Bench results" in report.render_html([], None)
+    assert "InternVL2.5-8B" in report.render_markdown([], None)
+    board = [{"rank": 1, "model": "m", "overall": 1.0, "overall_ci95": [None, None], "overall_macro": None,
+              "tasks": {t: None for t in TASKS}, "parse_failures": 0, "missing_predictions": 0, "rejected": 0}]
+    assert "| 1 | m | 1.00 | – | – |" in report.render_leaderboard_md(board)

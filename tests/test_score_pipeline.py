@@ -1,0 +1,246 @@
+"""`sarchat score` end to end on temp dirs: oracle = 100, several models, rejects, formats, determinism."""
+import glob
+import json
+import os
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipelines import score
+from inference.baselines import BlindPrior, oracle_prediction
+from tests.conftest import CATEGORIES, known_dataset
+from transforms import coco, records, synthetic
+from transforms.box_formats import get_box_format
+from transforms.dialogues import DialogueBuilder, build_shard
+from transforms.metrics import COLUMNS
+from transforms.parsing import parse_answer
+from transforms.schema import PREDICTION_SCHEMA, TASKS
+
+METRICS_KEYS = {"model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures",
+                "missing_predictions"}
+
+
+def generated_table(split="test", n_images=70, n_boxes=170, seed=5, with_known=True):
+    """Dialogues from the generator's own builder: synthetic SARDet-like annotations plus the
+    hand-written known dataset of conftest (which has a ship / harbor image with relations)."""
+    builder = DialogueBuilder(seed=0)
+    data = synthetic.sardet_scale_annotations(split, n_images, n_boxes, seed)
+    images, _ = coco.parse_coco(data, "synthetic.json", split, f"JPEGImages/{split}")
+    if with_known:
+        imgs, anns = known_dataset()
+        known, _ = coco.parse_coco({"images": imgs, "annotations": anns, "categories": CATEGORIES},
+                                   "known.json", split, f"JPEGImages/{split}")
+        for im in known:  # keep image ids distinct from the synthetic ones
+            im["image_id"] += 10_000_000
+        images += known
+    rows, _ = build_shard(builder, images)
+    return records.rows_to_table(rows)
+
+
+def write_dataset(table, root, shards=3):
+    folder = os.path.join(root, "parquet", "test")
+    os.makedirs(folder, exist_ok=True)
+    per = (table.num_rows + shards - 1) // shards
+    for k in range(shards):
+        pq.write_table(table.slice(k * per, per), os.path.join(folder, f"dialogues-{k:05d}-of-{shards:05d}.parquet"))
+    return root
+
+
+def write_predictions(rows, path):
+    if path.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA), path)
+    else:
+        with open(path, "w") as f:
+            for r in rows:
+                f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path
+
+
+def run_score(dataset, preds, out, *extra, test=None):
+    argv = ["--dataset", str(dataset), "--predictions", *[str(p) for p in preds], "--output", str(out),
+            "--bootstrap", "200", *extra]
+    assert score.run(argv, test=test) == 0
+
+
+def load(out, model):
+    with open(os.path.join(out, model, "metrics.json")) as f:
+        return json.load(f)
+
+
+def samples(out, model):
+    files = sorted(glob.glob(os.path.join(out, model, "samples", "*.parquet")))
+    return pq.read_table(files).sort_by("id").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generated")
+    table = generated_table()
+    write_dataset(table, str(root))
+    return str(root), table.to_pylist()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_oracle_scores_100_on_every_column_through_the_pipeline(dataset, tmp_path):
+    root, rows = dataset
+    preds = write_predictions([{"id": r["id"], "prediction": oracle_prediction(r), "model": "oracle"} for r in rows],
+                              str(tmp_path / "oracle.parquet"))
+    out = tmp_path / "out"
+    n_task = {t: sum(1 for r in rows if r["task"] == t) for t in TASKS}
+
+    def check(metrics):
+        (model, m), = metrics
+        assert model == "oracle" and set(m) == METRICS_KEYS
+        assert all(m["columns"][c] == 100.0 for c in COLUMNS), m["columns"]  # none null: every column covered
+        assert all(m["tasks"][t] == 100.0 for t in TASKS)
+        assert m["overall"] == 100.0 and m["overall_macro"] == 100.0 and m["overall_ci95"] == [100.0, 100.0]
+        assert m["n"]["tasks"] == n_task
+        assert m["missing_predictions"] == 0
+        assert all(v["count"] == 0 for v in m["parse_failures"].values())
+
+    def hook(p, outputs):
+        assert_that(outputs["metrics"] | beam.combiners.ToList(), lambda got: check(got[0]))
+        assert_that(outputs["rejects"], equal_to([]), label="NoRejects")
+
+    run_score(root, [preds], out, test=hook)
+    m = load(out, "oracle")
+    assert list(m) == ["model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n",
+                       "parse_failures", "missing_predictions"]
+    assert list(m["columns"]) == list(COLUMNS)
+    assert m["n"]["columns"]["grounding.abstract_position"] > 0
+    got = samples(out, "oracle")
+    assert [s["id"] for s in got] == sorted(r["id"] for r in rows)  # every test sample, once
+    assert {s["status"] for s in got} == {"ok"}
+    assert all(sum(s["fp"]) == 0 and sum(s["fn"]) == 0 for s in got)
+    for name in ("leaderboard.json", "leaderboard.md", "report.md", "report.html"):
+        assert os.path.getsize(out / name) > 0
+    assert json.load(open(out / "leaderboard.json"))[0]["model"] == "oracle"
+
+
+def test_several_models_missing_duplicates_unknown_ids_and_determinism(dataset, tmp_path):
+    root, rows = dataset
+    ids = sorted(r["id"] for r in rows)
+    by_id = {r["id"]: r for r in rows}
+    missing = set(ids[:5])
+    dup = ids[10:13]
+    # oracle, in two files; file b repeats three ids with a wrong answer (rejected: a comes first)
+    a = write_predictions([{"id": i, "prediction": oracle_prediction(by_id[i]), "model": "oracle"}
+                           for i in ids if i not in missing], str(tmp_path / "oracle-a.parquet"))
+    b = write_predictions([{"id": i, "prediction": "no idea", "model": "oracle"} for i in dup]
+                          + [{"id": "not-a-test-id", "prediction": "x", "model": "oracle"}],
+                          str(tmp_path / "oracle-b.parquet"))
+    # blind, as JSONL: every id, plus a malformed line, a row without id, an unknown id, a duplicate
+    train = generated_table("train", n_images=150, n_boxes=330, seed=9, with_known=False).to_pylist()
+    blind = BlindPrior().fit(train)
+    lines = [{"id": r["id"], "prediction": blind.predict(r), "model": "blind", "latency_s": 0.01} for r in rows]
+    lines += ["{not json", {"prediction": "x", "model": "blind"}, {"id": "zzz", "prediction": "x", "model": "blind"},
+              {"id": ids[0], "prediction": "again", "model": "blind"}]
+    c = write_predictions(lines, str(tmp_path / "blind.jsonl"))
+
+    out1, out2 = tmp_path / "o1", tmp_path / "o2"
+    run_score(root, [a, b, c], out1, "--num-buckets", "64")
+    run_score(root, [str(tmp_path / "*.parquet"), c], out2, "--num-buckets", "7")
+
+    oracle, blind_m = load(out1, "oracle"), load(out1, "blind")
+    assert oracle["missing_predictions"] == 5 and blind_m["missing_predictions"] == 0
+    assert 95.0 < oracle["overall"] < 100.0  # the 5 missing ones are misses, nothing else
+    assert blind_m["overall"] < 60.0
+    assert sum(v["count"] for v in blind_m["parse_failures"].values()) == 0  # blind answers parse
+    assert oracle["n"] == blind_m["n"]
+    rej = [json.loads(x) for x in open(out1 / "oracle" / "rejected.jsonl")]
+    assert sorted((r["reason"], r["id"]) for r in rej) == sorted(
+        [("duplicate_id", i) for i in dup] + [("unknown_id", "not-a-test-id")])
+    assert all(r["file"].endswith("oracle-b.parquet") for r in rej)
+    rej = [json.loads(x) for x in open(out1 / "blind" / "rejected.jsonl")]
+    assert sorted(r["reason"] for r in rej) == ["duplicate_id", "malformed_row", "missing_id", "unknown_id"]
+    o = samples(out1, "oracle")
+    assert [s["id"] for s in o] == ids
+    assert sum(s["status"] == "missing" for s in o) == 5
+    assert all(s["status"] == "ok" and sum(s["fp"]) + sum(s["fn"]) == 0 for s in o if s["id"] in dup)
+    board = json.load(open(out1 / "leaderboard.json"))
+    assert [r["model"] for r in board] == ["oracle", "blind"] and board[1]["rejected"] == 4
+    # deterministic: another bucket count, other file order -> identical metrics and samples
+    for model in ("oracle", "blind"):
+        assert open(out1 / model / "metrics.json").read() == open(out2 / model / "metrics.json").read()
+        assert open(out1 / model / "breakdown.json").read() == open(out2 / model / "breakdown.json").read()
+        assert samples(out1, model) == samples(out2, model)
+    assert open(out1 / "report.md").read() == open(out2 / "report.md").read()
+
+
+def _reformat(answer, fmt, W, H):
+    canon = get_box_format("canonical")
+    import re
+
+    return re.sub(r"\{<[^{}]*>\}", lambda m: fmt.render(canon.parse(m.group(0), W, H), W, H), answer)
+
+
+def test_box_formats_per_model_flags_and_run_manifest(dataset, tmp_path):
+    root, rows = dataset
+    paths = []
+    for model, spec in (("qwen-ft", "qwen2-vl"), ("intern-ft", "internvl"), ("json-ft", "json-bbox2d:1000")):
+        fmt = get_box_format(spec)
+        folder = tmp_path / model
+        folder.mkdir()
+        paths.append(write_predictions(
+            [{"id": r["id"], "prediction": _reformat(r["answer"], fmt, r["width"], r["height"]), "model": model}
+             for r in rows], str(folder / "predictions.parquet")))
+    # json-ft is resolved from the manifest `sarchat infer` writes beside its predictions
+    (tmp_path / "json-ft" / "manifest.json").write_text(json.dumps({"model": "json-ft",
+                                                                    "box_format": "json-bbox2d:1000"}))
+    out = tmp_path / "out"
+    run_score(root, paths, out, "--adapter", "qwen-ft=qwen2-vl", "--adapter", "intern-ft=internvl")
+    for model in ("qwen-ft", "intern-ft", "json-ft"):
+        m = load(out, model)
+        assert all(m["columns"][c] == 100.0 for c in COLUMNS), (model, m["columns"])
+    board = {r["model"]: r["box_format"] for r in json.load(open(out / "leaderboard.json"))}
+    assert board == {"qwen-ft": "qwen2-vl", "intern-ft": "internvl", "json-ft": "json-bbox2d:1000"}
+    # read as canonical (the wrong declaration), the same answers lose every box
+    out2 = tmp_path / "out2"
+    run_score(root, paths[:1], out2, "--no-samples", "--bootstrap", "0")
+    m = load(out2, "qwen-ft")
+    assert m["columns"]["refer.single.iou50"] == 0.0 and m["parse_failures"]["refer"]["rate"] == 100.0
+    assert m["columns"]["classify"] == 100.0 and m["overall_ci95"] == [None, None]
+
+
+def test_bad_invocations_fail_cleanly(dataset, tmp_path, capsys):
+    root, _ = dataset
+    assert score.run(["--dataset", root, "--predictions", str(tmp_path / "nothing*.parquet"),
+                      "--output", str(tmp_path / "o")]) == 2
+    p = write_predictions([], str(tmp_path / "p.jsonl"))
+    assert score.run(["--dataset", root, "--predictions", p, "--output", str(tmp_path / "o"),
+                      "--adapter", "no-such-adapter"]) == 2
+    assert score.run(["--dataset", str(tmp_path / "missing"), "--predictions", p, "--output", str(tmp_path / "o")]) == 2
+    assert "sarchat score:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+
+
+def test_blind_reads_only_task_question_and_image_size(dataset):
+    _, rows = dataset
+    train = generated_table("train", n_images=120, n_boxes=260, seed=2, with_known=False).to_pylist()
+    for use_box in (False, True):
+        blind = BlindPrior(use_question_box=use_box).fit(train)
+        again = BlindPrior.from_dict(json.loads(json.dumps(blind.to_dict())))
+        for r in rows[:300]:
+            redacted = {k: r[k] for k in ("task", "question", "width", "height")}
+            p = blind.predict(redacted)
+            assert p == blind.predict(r) == again.predict(redacted)
+            assert parse_answer(r["task"], p, get_box_format("canonical"), r["width"], r["height"])["status"] == "ok"
+
+
+def test_blind_uses_training_priors():
+    rows = [{"task": "classify", "gt_categories": ["car"]}] * 3 + [{"task": "classify", "gt_categories": ["ship"]}]
+    rows += [{"task": "count", "gt_categories": ["tank"] * 4, "gt_count": 4, "gt_boxes": [[0, 0, 10, 10]] * 4,
+              "gt_cells": ["top left"] * 4, "width": 100, "height": 100}]
+    blind = BlindPrior().fit(rows)
+    assert blind.predict({"task": "classify", "question": "?", "width": 10, "height": 10}) == "The image contains car."
+    p = blind.predict({"task": "count", "question": "[count] How many tanks are there?", "width": 300, "height": 300})
+    assert p.startswith("There are 4 instances. {<")
+    assert p.count("{<") == 4

@@ -1,0 +1,530 @@
+"""Per-sample scoring, aggregation and the bootstrap of SPEC section 5. Pure functions, no Beam.
+
+Per sample, every column of the sample's task yields true positives, false positives and false
+negatives (TP, FP, FN); a column's accuracy is 100 * sum(TP) / sum(TP + FP + FN) over its samples
+(the paper's Eq. 3). `count.only_count` fits the same mould with one unit per sample: TP=1 when the
+stated count equals gt_count, FP=1 when another number is stated, FN=1 when none is, so the sum
+formula gives "% of samples whose stated count is right".
+
+Columns and their samples (paper's Table 3 order):
+
+  count.only_count             count samples                      stated count == gt_count
+  count.iou25 / count.iou50    count samples                      boxes, t = 0.25 / 0.5
+  grounding.abstract_position  grounding samples with gt_relations (cat1, relation, cat2) triples as sets
+  grounding.multi / .single    grounding, by subset               boxes matched within a category, t = 0.5
+  identify.multi / .single     identify, by subset                attribute sets: category, size, cell,
+                                                                  and shape when gt_shapes is non-empty
+  refer.multi.iou25 / .iou50   refer, multi subset                boxes, t = 0.25 / 0.5
+  refer.single.iou25 / .iou50  refer, single subset               boxes, t = 0.25 / 0.5
+  describe                     describe                           (size, category, cell) multisets
+  classify                     classify                           category sets
+
+Box matching: Hungarian assignment (scipy.optimize.linear_sum_assignment) maximising the total
+continuous IoU, then a matched pair is a TP when IoU >= t; FP = predicted - TP, FN = truth - TP.
+
+Aggregation: a column with no sample is null; task score = mean of its non-null columns (Eq. 5);
+overall = task scores weighted by the task's sample count (Eq. 4) over tasks with a score;
+overall_macro = their unweighted mean. The 95% interval is a seeded percentile bootstrap that
+resamples samples with replacement within each task (task sizes stay fixed, as in Eq. 4).
+"""
+from collections import Counter
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from transforms import parsing
+from transforms.categories import CATEGORY_INDEX
+from transforms.schema import TASKS, split_relation
+
+TASK_COLUMNS = {
+    "count": ("count.only_count", "count.iou25", "count.iou50"),
+    "grounding": ("grounding.abstract_position", "grounding.multi", "grounding.single"),
+    "identify": ("identify.multi", "identify.single"),
+    "refer": ("refer.multi.iou25", "refer.multi.iou50", "refer.single.iou25", "refer.single.iou50"),
+    "describe": ("describe",),
+    "classify": ("classify",),
+}
+# The paper's Table 3 column order.
+COLUMNS = tuple(c for t in ("count", "grounding", "identify", "refer", "describe", "classify")
+                for c in TASK_COLUMNS[t])
+COLUMN_TASK = {c: t for t, cols in TASK_COLUMNS.items() for c in cols}
+
+STATUS_OK = "ok"
+STATUS_UNPARSEABLE = "unparseable"
+STATUS_MISSING = "missing"
+STATUS_CODES = {STATUS_OK: 0, STATUS_UNPARSEABLE: 1, STATUS_MISSING: 2}
+
+GROUNDING_IOU = 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching primitives
+
+
+def iou_matrix(pred, gt):
+    """Continuous IoU of every predicted box (rows) against every truth box (columns)."""
+    p = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
+    g = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
+    ix = np.minimum(p[:, None, 2], g[None, :, 2]) - np.maximum(p[:, None, 0], g[None, :, 0])
+    iy = np.minimum(p[:, None, 3], g[None, :, 3]) - np.maximum(p[:, None, 1], g[None, :, 1])
+    inter = np.where((ix > 0) & (iy > 0), ix * iy, 0.0)
+    area_p = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
+    area_g = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
+    union = area_p[:, None] + area_g[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(union > 0, inter / union, 0.0)
+    return out
+
+
+def match_boxes(pred, gt):
+    """Hungarian matching maximising total IoU -> [(pred index, gt index, iou), ...] by gt index."""
+    if not len(pred) or not len(gt):
+        return []
+    m = iou_matrix(pred, gt)
+    if m.shape == (1, 1):
+        return [(0, 0, float(m[0, 0]))]
+    rows, cols = linear_sum_assignment(m, maximize=True)
+    pairs = sorted(zip(rows.tolist(), cols.tolist()), key=lambda rc: rc[1])
+    return [(r, c, float(m[r, c])) for r, c in pairs]
+
+
+def box_counts(n_pred, n_gt, matches, t):
+    """(TP, FP, FN) at IoU threshold t from the matched pairs."""
+    tp = sum(1 for _, _, v in matches if v >= t)
+    return tp, n_pred - tp, n_gt - tp
+
+
+def ious_per_gt(matches, n_gt):
+    """IoU of each truth box with its matched prediction (0.0 when unmatched), in truth order."""
+    out = [0.0] * n_gt
+    for _, c, v in matches:
+        out[c] = v
+    return out
+
+
+def set_counts(pred, gt):
+    """(TP, FP, FN) of two sets."""
+    p, g = set(pred), set(gt)
+    tp = len(p & g)
+    return tp, len(p) - tp, len(g) - tp
+
+
+def multiset_counts(pred, gt):
+    """(TP, FP, FN) of two multisets (repeated items count as many times as they occur)."""
+    p, g = Counter(pred), Counter(gt)
+    tp = sum((p & g).values())
+    return tp, sum(p.values()) - tp, sum(g.values()) - tp
+
+
+# ---------------------------------------------------------------------------------------------
+# Truth as the scorer sees it
+
+
+def _subset(row):
+    s = row.get("subset")
+    if s in ("single", "multi"):
+        return s
+    return "single" if len(row.get("gt_boxes") or []) == 1 else "multi"
+
+
+def _canon_triple(a, rel, b):
+    if a in CATEGORY_INDEX and b in CATEGORY_INDEX and CATEGORY_INDEX[b] < CATEGORY_INDEX[a]:
+        a, b = b, a
+    return (a, rel, b)
+
+
+def gt_relation_triples(row):
+    return {_canon_triple(*split_relation(r)[:3]) for r in (row.get("gt_relations") or [])}
+
+
+def gt_identify_attributes(row):
+    attrs = {("category", c) for c in row.get("gt_categories") or []}
+    attrs |= {("size", s) for s in row.get("gt_sizes") or []}
+    attrs |= {("cell", c) for c in row.get("gt_cells") or []}
+    attrs |= {("shape", s) for s in row.get("gt_shapes") or []}
+    return attrs
+
+
+def gt_describe_triples(row):
+    return list(zip(row.get("gt_sizes") or [], row.get("gt_categories") or [], row.get("gt_cells") or []))
+
+
+def sample_columns(row):
+    """The columns a test row counts in (depends on its task, subset and, for grounding, relations)."""
+    task = row["task"]
+    if task == "grounding":
+        cols = [f"grounding.{_subset(row)}"]
+        if row.get("gt_relations"):
+            cols.insert(0, "grounding.abstract_position")
+        return cols
+    if task == "identify":
+        return [f"identify.{_subset(row)}"]
+    if task == "refer":
+        s = _subset(row)
+        return [f"refer.{s}.iou25", f"refer.{s}.iou50"]
+    return list(TASK_COLUMNS[task])
+
+
+def _miss(row):
+    """(TP, FP, FN) per column when the answer is unparseable or missing."""
+    task = row["task"]
+    n_boxes = len(row.get("gt_boxes") or [])
+    out = {}
+    for col in sample_columns(row):
+        if col == "count.only_count":
+            fn = 1
+        elif col == "grounding.abstract_position":
+            fn = len(gt_relation_triples(row))
+        elif task == "identify":
+            fn = len(gt_identify_attributes(row))
+        elif task == "describe":
+            fn = len(gt_describe_triples(row))
+        elif task == "classify":
+            fn = len(set(row.get("gt_categories") or []))
+        else:
+            fn = n_boxes
+        out[col] = (0, 0, fn)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-sample scoring
+
+
+def score_parsed(row, parsed):
+    """Columns -> (TP, FP, FN) and per-truth-box IoUs for a parsed answer with status 'ok'."""
+    task = row["task"]
+    gt_boxes = row.get("gt_boxes") or []
+    ious = []
+    out = {}
+    if task == "count":
+        gt_count = row.get("gt_count")
+        if gt_count is None:
+            gt_count = len(gt_boxes)
+        out["count.only_count"] = (1, 0, 0) if parsed["count"] == gt_count else (0, 1, 0)
+        matches = match_boxes(parsed["boxes"], gt_boxes)
+        ious = ious_per_gt(matches, len(gt_boxes))
+        out["count.iou25"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25)
+        out["count.iou50"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)
+    elif task == "refer":
+        s = _subset(row)
+        matches = match_boxes(parsed["boxes"], gt_boxes)
+        ious = ious_per_gt(matches, len(gt_boxes))
+        out[f"refer.{s}.iou25"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25)
+        out[f"refer.{s}.iou50"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)
+    elif task == "grounding":
+        if row.get("gt_relations"):
+            out["grounding.abstract_position"] = set_counts(set(parsed["relations"]), gt_relation_triples(row))
+        gt_cats = row.get("gt_categories") or []
+        ious = [0.0] * len(gt_boxes)
+        tp = 0
+        for cat in sorted(set(gt_cats), key=lambda c: CATEGORY_INDEX.get(c, 99)):
+            gi = [i for i, c in enumerate(gt_cats) if c == cat]
+            pb = [b for b, c in zip(parsed["boxes"], parsed["box_categories"]) if c == cat]
+            for _, c, v in match_boxes(pb, [gt_boxes[i] for i in gi]):
+                ious[gi[c]] = v
+                if v >= GROUNDING_IOU:
+                    tp += 1
+        out[f"grounding.{_subset(row)}"] = (tp, len(parsed["boxes"]) - tp, len(gt_boxes) - tp)
+    elif task == "identify":
+        gt = gt_identify_attributes(row)
+        pred = {("category", c) for c in parsed["categories"]}
+        pred |= {("size", s) for s in parsed["sizes"]}
+        pred |= {("cell", c) for c in parsed["cells"]}
+        if row.get("gt_shapes"):
+            pred |= {("shape", s) for s in parsed["shapes"]}
+        out[f"identify.{_subset(row)}"] = set_counts(pred, gt)
+    elif task == "describe":
+        out["describe"] = multiset_counts(parsed["triples"], gt_describe_triples(row))
+    elif task == "classify":
+        out["classify"] = set_counts(parsed["categories"], row.get("gt_categories") or [])
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    return out, ious
+
+
+def score_sample(row, prediction, box_format, missing=False):
+    """Score one test row against one prediction text.
+
+    Returns {'status': 'ok' | 'unparseable' | 'missing', 'scores': {column: (TP, FP, FN)},
+    'ious': [IoU per truth box, 0.0 unmatched] (box tasks), 'parsed': the parser's dict}.
+    An unparseable or missing answer is a miss: TP = FP = 0 and FN = the truth size per column.
+    """
+    if missing:
+        return {"status": STATUS_MISSING, "scores": _miss(row), "ious": [0.0] * len(row.get("gt_boxes") or [])
+                if row["task"] in ("count", "refer", "grounding") else [], "parsed": None}
+    parsed = parsing.parse_answer(row["task"], prediction or "", box_format, row["width"], row["height"])
+    if parsed["status"] != parsing.OK:
+        return {"status": STATUS_UNPARSEABLE, "scores": _miss(row),
+                "ious": [0.0] * len(row.get("gt_boxes") or []) if row["task"] in ("count", "refer", "grounding") else [],
+                "parsed": parsed}
+    scores, ious = score_parsed(row, parsed)
+    return {"status": STATUS_OK, "scores": scores, "ious": ious, "parsed": parsed}
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation
+
+
+def column_accuracy(tp, fp, fn, n):
+    """Eq. 3 in percent; None when the column has no sample, 100.0 when nothing was due or said."""
+    if not n:
+        return None
+    den = tp + fp + fn
+    return 100.0 if den == 0 else 100.0 * tp / den
+
+
+def task_score(column_values):
+    """Eq. 5: mean of the non-null column accuracies, None when all are null."""
+    vals = [v for v in column_values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def overall_score(task_scores, task_n):
+    """Eq. 4: task scores weighted by their sample counts (tasks without a score are left out)."""
+    num = den = 0.0
+    for t, s in task_scores.items():
+        if s is not None and task_n.get(t):
+            num += s * task_n[t]
+            den += task_n[t]
+    return num / den if den else None
+
+
+def macro_score(task_scores):
+    vals = [s for s in task_scores.values() if s is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+class TaskArrays:
+    """One task's per-sample results as arrays (rows sorted by id): the bootstrap's input.
+
+    tp, fp, fn, mask have one column per entry of TASK_COLUMNS[task]; mask marks the columns a
+    sample counts in. status is a STATUS_CODES value; category / size label the sample for the
+    breakdowns (None when the task has no single category / size per sample).
+    """
+
+    def __init__(self, task, ids, status, category, size, tp, fp, fn, mask):
+        self.task = task
+        # fixed-width unicode arrays (not object arrays): they pickle as one buffer between stages
+        self.ids = np.asarray(ids, dtype=str)
+        self.status = np.asarray(status, dtype=np.int8)
+        self.category = np.asarray(["" if c is None else c for c in category], dtype=str)
+        self.size = np.asarray(["" if c is None else c for c in size], dtype=str)
+        k = len(TASK_COLUMNS[task])
+        self.tp = np.asarray(tp, dtype=np.int64).reshape(-1, k)
+        self.fp = np.asarray(fp, dtype=np.int64).reshape(-1, k)
+        self.fn = np.asarray(fn, dtype=np.int64).reshape(-1, k)
+        self.mask = np.asarray(mask, dtype=bool).reshape(-1, k)
+
+    def __len__(self):
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls, task):
+        k = len(TASK_COLUMNS[task])
+        z = np.zeros((0, k), dtype=np.int64)
+        return cls(task, [], [], [], [], z, z, z, z.astype(bool))
+
+    @classmethod
+    def concat(cls, task, parts):
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty(task)
+        return cls(task, *(np.concatenate([getattr(p, f) for p in parts])
+                           for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")))
+
+    def sorted(self):
+        order = np.argsort(self.ids, kind="stable")
+        return TaskArrays(self.task, self.ids[order], self.status[order], self.category[order],
+                          self.size[order], self.tp[order], self.fp[order], self.fn[order], self.mask[order])
+
+    def select(self, rows):
+        return TaskArrays(self.task, self.ids[rows], self.status[rows], self.category[rows],
+                          self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows])
+
+    def column_values(self):
+        """{column: accuracy or None} and {column: n}."""
+        values, ns = {}, {}
+        tp, fp, fn, n = self.tp.sum(0), self.fp.sum(0), self.fn.sum(0), self.mask.sum(0)
+        for j, col in enumerate(TASK_COLUMNS[self.task]):
+            ns[col] = int(n[j])
+            values[col] = column_accuracy(int(tp[j]), int(fp[j]), int(fn[j]), int(n[j]))
+        return values, ns
+
+    def score(self):
+        values, _ = self.column_values()
+        return task_score(values[c] for c in TASK_COLUMNS[self.task])
+
+
+def arrays_from_results(task, results):
+    """TaskArrays from [(id, result of score_sample, category, size), ...] of one task."""
+    cols = TASK_COLUMNS[task]
+    index = {c: j for j, c in enumerate(cols)}
+    n, k = len(results), len(cols)
+    tp = np.zeros((n, k), dtype=np.int64)
+    fp = np.zeros((n, k), dtype=np.int64)
+    fn = np.zeros((n, k), dtype=np.int64)
+    mask = np.zeros((n, k), dtype=bool)
+    ids, status, category, size = [], [], [], []
+    for i, (sid, res, cat, sz) in enumerate(results):
+        ids.append(sid)
+        status.append(STATUS_CODES[res["status"]])
+        category.append(cat)
+        size.append(sz)
+        for col, (a, b, c) in res["scores"].items():
+            j = index[col]
+            tp[i, j], fp[i, j], fn[i, j], mask[i, j] = a, b, c, True
+    return TaskArrays(task, ids, status, category, size, tp, fp, fn, mask)
+
+
+def _accuracies(num, den, m):
+    """Vectorised column accuracy: NaN where no sample, 100 where nothing due, else 100*num/den."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(den > 0, 100.0 * num / np.where(den > 0, den, 1), 100.0)
+    return np.where(m > 0, acc, np.nan)
+
+
+def bootstrap_overall(task_arrays, n_boot, seed, chunk_elems=4_000_000):
+    """Bootstrap replicates of (overall, overall_macro): arrays of length n_boot.
+
+    Each replicate resamples every task's samples with replacement (same size), recomputes the
+    column sums, the task scores and Eq. 4. Only a sample's (TP, FP, FN, in-column) profile matters
+    to the sums, so the samples are collapsed to their distinct profiles and a replicate draws how
+    many times each profile is picked from Multinomial(n, profile frequencies) -- the exact
+    distribution of resampling n samples with replacement, at a cost independent of n.
+    Deterministic for a given seed (profiles are sorted by np.unique; tasks in TASKS order).
+    """
+    rng = np.random.default_rng(seed)
+    weighted = np.zeros(n_boot)
+    weights = np.zeros(n_boot)
+    macro_sum = np.zeros(n_boot)
+    macro_n = np.zeros(n_boot)
+    for task in TASKS:
+        arr = task_arrays.get(task)
+        if arr is None or not len(arr):
+            continue
+        n, k = len(arr), len(TASK_COLUMNS[task])
+        mat = np.concatenate([arr.tp, arr.tp + arr.fp + arr.fn, arr.mask.astype(np.int64)], axis=1)
+        profiles, counts = np.unique(mat, axis=0, return_counts=True)
+        profiles = profiles.astype(np.float64)
+        pvals = counts / float(n)
+        sums = np.empty((n_boot, 3 * k))
+        step = max(1, chunk_elems // len(profiles))
+        for start in range(0, n_boot, step):
+            b = min(step, n_boot - start)
+            sums[start:start + b] = rng.multinomial(n, pvals, size=b).astype(np.float64) @ profiles
+        acc = _accuracies(sums[:, :k], sums[:, k:2 * k], sums[:, 2 * k:])
+        has = ~np.all(np.isnan(acc), axis=1)
+        with np.errstate(invalid="ignore"):
+            score = np.where(has, np.nanmean(np.where(has[:, None], acc, 0.0), axis=1), 0.0)
+        weighted += np.where(has, score * n, 0.0)
+        weights += np.where(has, n, 0)
+        macro_sum += score
+        macro_n += has
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return weighted / weights, macro_sum / macro_n
+
+
+def percentile_interval(values, level=95.0):
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return [None, None]
+    lo, hi = np.percentile(values, [(100 - level) / 2, 100 - (100 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+def _round(v, nd=4):
+    return None if v is None else round(float(v), nd)
+
+
+def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0):
+    """metrics.json content (SPEC section 5 keys, exactly) for one model.
+
+    task_arrays: {task: TaskArrays} (missing tasks count as empty).
+      columns          {column: accuracy in percent or null}, paper order
+      tasks            {task: mean of its non-null columns or null}
+      overall          Eq. 4, weighted by task sample counts
+      overall_macro    unweighted mean of the task scores
+      overall_ci95     [lo, hi] seeded percentile bootstrap of `overall` ([null, null] if n_boot=0)
+      n                {"columns": {column: samples}, "tasks": {task: samples}}
+      parse_failures   {task: {"count": unparseable answers, "rate": percent of the task's samples}}
+      missing_predictions  test samples without a prediction (scored as misses)
+    """
+    arrays = {t: (task_arrays.get(t) or TaskArrays.empty(t)) for t in TASKS}
+    columns, col_n = {}, {}
+    for t in TASKS:
+        v, n = arrays[t].column_values()
+        columns.update(v)
+        col_n.update(n)
+    tasks = {t: task_score(columns[c] for c in TASK_COLUMNS[t]) for t in TASKS}
+    task_n = {t: len(arrays[t]) for t in TASKS}
+    overall = overall_score(tasks, task_n)
+    if n_boot and overall is not None:
+        reps, _ = bootstrap_overall(arrays, n_boot, seed)
+        ci = percentile_interval(reps)
+    else:
+        ci = [None, None]
+    failures = {}
+    for t in TASKS:
+        k = int(np.sum(arrays[t].status == STATUS_CODES[STATUS_UNPARSEABLE]))
+        failures[t] = {"count": k, "rate": _round(100.0 * k / task_n[t]) if task_n[t] else None}
+    return {
+        "model": model,
+        "columns": {c: _round(columns[c]) for c in COLUMNS},
+        "tasks": {t: _round(tasks[t]) for t in TASKS},
+        "overall": _round(overall),
+        "overall_macro": _round(macro_score(tasks)),
+        "overall_ci95": [_round(v) for v in ci],
+        "n": {"columns": {c: col_n[c] for c in COLUMNS}, "tasks": task_n},
+        "parse_failures": failures,
+        "missing_predictions": int(missing_predictions),
+    }
+
+
+BREAKDOWN_TASKS = ("count", "identify", "refer")
+
+
+def build_breakdown(task_arrays):
+    """Task scores per category (count, identify, refer: one category per sample) and identify
+    scores per object size (the 5 size words), plus per-task missing counts.
+
+    {"by_category": {task: {category: score}}, "by_size": {"identify": {size: score}},
+     "missing": {task: n}, "samples": {task: n}}
+    """
+    from transforms.categories import CATEGORIES
+    from transforms.geometry import IDENTIFY_SIZES
+
+    by_cat, by_size, missing, samples = {}, {}, {}, {}
+    for t in TASKS:
+        arr = task_arrays.get(t) or TaskArrays.empty(t)
+        missing[t] = int(np.sum(arr.status == STATUS_CODES[STATUS_MISSING]))
+        samples[t] = len(arr)
+        if t in BREAKDOWN_TASKS and len(arr):
+            by_cat[t] = {}
+            for cat in CATEGORIES:
+                rows = arr.category == cat
+                if rows.any():
+                    by_cat[t][cat] = _round(arr.select(rows).score())
+        if t == "identify" and len(arr):
+            by_size[t] = {}
+            for sz in reversed(IDENTIFY_SIZES):
+                rows = arr.size == sz
+                if rows.any():
+                    by_size[t][sz] = _round(arr.select(rows).score())
+    return {"by_category": by_cat, "by_size": by_size, "missing": missing, "samples": samples}
+
+
+def sample_category(row):
+    """The one category a count / identify / refer sample is about (None for the other tasks)."""
+    if row["task"] in BREAKDOWN_TASKS:
+        cats = row.get("gt_categories") or []
+        return cats[0] if cats else None
+    return None
+
+
+def sample_size(row):
+    if row["task"] == "identify":
+        sizes = row.get("gt_sizes") or []
+        return sizes[0] if sizes else None
+    return None

@@ -1,0 +1,428 @@
+"""Benchmark reports: report.md (Table-3-style) and report.html (one self-contained file).
+
+Functions only, so that other stages can add sections:
+
+    render_markdown(models_metrics, breakdowns=None, extra_sections=())
+    render_html(models_metrics, breakdowns=None, extra_sections=())
+
+`models_metrics` is a list of metrics.json dicts (SPEC section 5), `breakdowns` maps a model name to
+its breakdown.json dict (per category / per size). An extra section is a `Section(title, html=...,
+markdown=...)`, or any object with those attributes, or a callable returning one; sections are
+appended in order after the built-in ones (a dataset section and a samples section can be added
+this way without touching this module).
+
+Charts are drawn with matplotlib's Agg backend into inline SVG, so report.html has no external
+resource: a radar chart of the six task scores per model (as the paper's Figure 1) and grouped bar
+charts of the task scores per category and per object size. The paper's published Table 3 rows come
+from transforms/paper_table3.json and are labelled as the paper's everywhere they appear.
+"""
+import html
+import io
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+from transforms.metrics import COLUMNS, TASK_COLUMNS, overall_score, task_score
+from transforms.schema import TASKS
+
+TASK_LABELS = {"classify": "Classification", "describe": "Fine-grained description", "count": "Instance counting",
+               "grounding": "Spatial grounding", "identify": "Cross-modal identification", "refer": "Referring"}
+COLUMN_LABELS = {
+    "count.only_count": "Only count", "count.iou25": "Count IoU=.25", "count.iou50": "Count IoU=.5",
+    "grounding.abstract_position": "Abstract position", "grounding.multi": "Ground Multi",
+    "grounding.single": "Ground Single", "identify.multi": "ID Multi", "identify.single": "ID Single",
+    "refer.multi.iou25": "Multi Ref IoU=.25", "refer.multi.iou50": "Multi Ref IoU=.5",
+    "refer.single.iou25": "Single Ref IoU=.25", "refer.single.iou50": "Single Ref IoU=.5",
+    "describe": "Descript", "classify": "Class",
+}
+PAPER_LABEL = "paper, Table 3"
+
+
+@dataclass
+class Section:
+    """An extra report section: a title and its body as HTML and/or Markdown."""
+
+    title: str
+    html: str = ""
+    markdown: str = ""
+
+
+def load_paper_table():
+    """The paper's published Table 3 (transforms/paper_table3.json)."""
+    text = resources.files("transforms").joinpath("paper_table3.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def paper_task_scores(row):
+    """Eq. 5 task scores recomputed from a paper row's published columns."""
+    return {t: task_score(row["columns"].get(c) for c in TASK_COLUMNS[t]) for t in TASKS}
+
+
+def paper_recomputed_overall(row, paper=None):
+    """Eq. 4 from a paper row's columns and the paper's test task sizes (its Avg is not exactly this)."""
+    paper = paper or load_paper_table()
+    return overall_score(paper_task_scores(row), paper["test_task_counts"])
+
+
+def _fmt(v, nd=2):
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def _resolve_sections(extra_sections):
+    out = []
+    for s in extra_sections or ():
+        if callable(s) and not hasattr(s, "title"):
+            s = s()
+        if s is not None:
+            out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables (shared by Markdown and HTML)
+
+
+def table3_rows(models_metrics, include_paper=True):
+    """Rows of the Table-3-style table: [source, model, params, avg, *columns in paper order]."""
+    rows = []
+    for m in models_metrics:
+        rows.append(["this run", m["model"], "", m.get("overall")] + [m["columns"].get(c) for c in COLUMNS])
+    if include_paper:
+        for r in load_paper_table()["rows"]:
+            rows.append([PAPER_LABEL, r["model"], r["params"], r["avg_score"]]
+                        + [r["columns"].get(c) for c in COLUMNS])
+    return rows
+
+
+TABLE3_HEADER = ["Source", "Model", "Param", "Avg score"] + [COLUMN_LABELS[c] for c in COLUMNS]
+
+
+def summary_rows(models_metrics, breakdowns=None):
+    """Per model: overall, 95% CI, unweighted mean, task scores, missing, rejected."""
+    rows = []
+    for m in models_metrics:
+        b = (breakdowns or {}).get(m["model"]) or {}
+        lo, hi = (m.get("overall_ci95") or [None, None])[:2]
+        ci = "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]"
+        rows.append([m["model"], _fmt(m.get("overall")), ci, _fmt(m.get("overall_macro"))]
+                    + [_fmt(m["tasks"].get(t)) for t in TASKS]
+                    + [str(m.get("missing_predictions", 0)), str(sum((b.get("rejected") or {}).values()))])
+    return rows
+
+
+SUMMARY_HEADER = (["Model", "Overall (Eq. 4)", "95% CI", "Unweighted mean"] + [TASK_LABELS[t] for t in TASKS]
+                  + ["Missing predictions", "Rejected predictions"])
+
+
+def _failure_rate(m, t):
+    v = (m.get("parse_failures") or {}).get(t)
+    return v.get("rate") if isinstance(v, dict) else None
+
+
+def _failure_count(m, t):
+    v = (m.get("parse_failures") or {}).get(t)
+    return v.get("count") if isinstance(v, dict) else v
+
+
+def failure_rows(models_metrics):
+    """Per model: parse-failure rate per task in percent (count in parentheses)."""
+    return [[m["model"]] + [f"{_fmt(_failure_rate(m, t), 1)} ({_failure_count(m, t) or 0})" for t in TASKS]
+            for m in models_metrics]
+
+
+FAILURE_HEADER = ["Model"] + [TASK_LABELS[t] for t in TASKS]
+
+
+def _md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
+    return "\n".join(lines)
+
+
+def _t3_cells(row):
+    return [row[0], row[1], row[2] or "–"] + [_fmt(v) for v in row[3:]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True):
+    paper = load_paper_table() if include_paper else None
+    out = ["# SARChat-Bench results", ""]
+    out.append("Scores in percent. Columns follow the paper's Table 3; *Avg score* is the overall score of "
+               "Eq. 4 (task scores weighted by the number of test samples of the task, a task score being the "
+               "mean of its non-null columns, Eq. 5). `–` marks a column without samples.")
+    out.append("")
+    out.append("## Table 3 (this run and the paper's published rows)" if include_paper else "## Table 3 (this run)")
+    out.append("")
+    out.append(_md_table(TABLE3_HEADER, [_t3_cells(r) for r in table3_rows(models_metrics, include_paper)]))
+    out.append("")
+    if include_paper:
+        out.append(f"Rows marked *{PAPER_LABEL}* are copied from the paper (SARChat-Bench-2M, Table 3); they were "
+                   "not produced by this toolkit. The paper's Avg score is shown as published; recomputing Eq. 4 "
+                   "from its own columns and test task sizes gives slightly different values:")
+        out.append("")
+        out.append(_md_table(["Model (paper)", "Avg as published", "Eq. 4 from its columns"],
+                             [[r["model"], _fmt(r["avg_score"]), _fmt(paper_recomputed_overall(r, paper))]
+                              for r in paper["rows"]]))
+        out.append("")
+    out.append("## Summary per model (this run)")
+    out.append("")
+    out.append(_md_table(SUMMARY_HEADER, summary_rows(models_metrics, breakdowns)))
+    out.append("")
+    out.append("The 95% interval is a seeded percentile bootstrap of the overall score that resamples the test "
+               "samples of each task with replacement. Unparseable answers and missing predictions score as misses.")
+    out.append("")
+    out.append("## Parse failures per task, % of the task's samples (count)")
+    out.append("")
+    out.append(_md_table(FAILURE_HEADER, failure_rows(models_metrics)))
+    out.append("")
+    if breakdowns:
+        out.append("## Per category and per object size (this run)")
+        out.append("")
+        for m in models_metrics:
+            b = breakdowns.get(m["model"]) or {}
+            bc = b.get("by_category") or {}
+            if bc:
+                cats = sorted({c for v in bc.values() for c in v}, key=_cat_order)
+                out.append(f"**{m['model']}**, task score by category:")
+                out.append("")
+                out.append(_md_table(["Task"] + cats, [[TASK_LABELS[t]] + [_fmt(bc[t].get(c)) for c in cats]
+                                                       for t in bc]))
+                out.append("")
+            bs = (b.get("by_size") or {}).get("identify") or {}
+            if bs:
+                out.append(f"**{m['model']}**, identification score by object size:")
+                out.append("")
+                out.append(_md_table(list(bs), [[_fmt(v) for v in bs.values()]]))
+                out.append("")
+    for s in _resolve_sections(extra_sections):
+        out.append(f"## {s.title}")
+        out.append("")
+        out.append(getattr(s, "markdown", "") or "")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_leaderboard_md(board):
+    header = ["Rank", "Model", "Overall", "95% CI", "Unweighted"] + [TASK_LABELS[t] for t in TASKS] + [
+        "Parse failures", "Missing", "Rejected"]
+    rows = []
+    for r in board:
+        lo, hi = (r.get("overall_ci95") or [None, None])[:2]
+        rows.append([r["rank"], r["model"], _fmt(r["overall"]), "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]",
+                     _fmt(r["overall_macro"])] + [_fmt(r["tasks"].get(t)) for t in TASKS]
+                    + [r["parse_failures"], r["missing_predictions"], r["rejected"]])
+    return "# SARChat-Bench leaderboard\n\n" + _md_table(header, rows) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts (matplotlib, Agg, inline SVG)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _svg(fig):
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    _pyplot().close(fig)
+    text = buf.getvalue()
+    start = text.find("<svg")
+    return text[start:] if start >= 0 else text
+
+
+def _cat_order(c):
+    from transforms.categories import CATEGORY_INDEX
+
+    return CATEGORY_INDEX.get(c, 99)
+
+
+def radar_svg(models_metrics, include_paper=True):
+    """Radar chart of the six task scores per model; the paper's models as thin grey lines."""
+    plt = _pyplot()
+    import matplotlib as mpl
+
+    mpl.rcParams["svg.hashsalt"] = "sarchat"
+    n = len(TASKS)
+    angles = [2 * math.pi * i / n for i in range(n)] + [0.0]
+    fig = plt.figure(figsize=(7.5, 6.5))
+    ax = fig.add_subplot(111, polar=True)
+    ax.set_theta_offset(math.pi / 2)
+    ax.set_theta_direction(-1)
+    ax.set_xticks(angles[:-1])
+    ax.set_xticklabels([TASK_LABELS[t].replace(" ", "\n", 1) for t in TASKS], fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.set_yticks([20, 40, 60, 80, 100])
+    ax.set_yticklabels(["20", "40", "60", "80", "100"], fontsize=7, color="#666")
+    if include_paper:
+        for i, r in enumerate(load_paper_table()["rows"]):
+            s = paper_task_scores(r)
+            vals = [s[t] or 0.0 for t in TASKS]
+            ax.plot(angles, vals + vals[:1], color="#bbbbbb", linewidth=0.8,
+                    label=f"{PAPER_LABEL} (16 models)" if i == 0 else None)
+    cmap = plt.get_cmap("tab10")
+    styles = ("-", "--", ":", "-.")
+    for i, m in enumerate(models_metrics):
+        vals = [m["tasks"].get(t) or 0.0 for t in TASKS]
+        # markers and line styles keep models with equal scores on some tasks apart
+        ax.plot(angles, vals + vals[:1], color=cmap(i % 10), linewidth=2, linestyle=styles[i % len(styles)],
+                marker="o", markersize=4, label=m["model"], alpha=0.9)
+        ax.fill(angles, vals + vals[:1], color=cmap(i % 10), alpha=0.06)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.05, 1.0), fontsize=8, frameon=False)
+    ax.set_title("Task scores (%)", fontsize=11, pad=18)
+    return _svg(fig)
+
+
+def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
+    """Grouped bar chart: `groups` are the x labels, `series` is [(name, [value or None per group])]."""
+    plt = _pyplot()
+    import matplotlib as mpl
+
+    mpl.rcParams["svg.hashsalt"] = "sarchat"
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) + 2.5), 3.4))
+    k = max(1, len(series))
+    width = 0.8 / k
+    cmap = plt.get_cmap("tab10")
+    for i, (name, values) in enumerate(series):
+        xs = [g + (i - (k - 1) / 2) * width for g in range(len(groups))]
+        ys = [v if v is not None else 0.0 for v in values]
+        bars = ax.bar(xs, ys, width=width * 0.95, color=cmap(i % 10), label=name)
+        for b, v in zip(bars, values):
+            if v is None:
+                b.set_alpha(0.0)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=9)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    if len(series) > 1 or series:
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _svg(fig)
+
+
+def category_charts(models_metrics, breakdowns):
+    """One grouped bar chart per task with a per-category breakdown (count, identify, refer)."""
+    charts = []
+    tasks = []
+    for m in models_metrics:
+        for t in ((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}):
+            if t not in tasks:
+                tasks.append(t)
+    for t in tasks:
+        cats = sorted({c for m in models_metrics
+                       for c in (((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}).get(t) or {})},
+                      key=_cat_order)
+        series = []
+        for m in models_metrics:
+            bc = (((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}).get(t)) or {}
+            series.append((m["model"], [bc.get(c) for c in cats]))
+        charts.append(grouped_bars_svg(f"{TASK_LABELS[t]}: task score by category", cats, series))
+    return charts
+
+
+def size_chart(models_metrics, breakdowns):
+    from transforms.geometry import IDENTIFY_SIZES
+
+    sizes = list(reversed(IDENTIFY_SIZES))
+    present = [s for s in sizes if any(
+        s in ((((breakdowns or {}).get(m["model"]) or {}).get("by_size", {}).get("identify")) or {})
+        for m in models_metrics)]
+    if not present:
+        return None
+    series = []
+    for m in models_metrics:
+        bs = (((breakdowns or {}).get(m["model"]) or {}).get("by_size", {}).get("identify")) or {}
+        series.append((m["model"], [bs.get(s) for s in present]))
+    return grouped_bars_svg("Cross-modal identification: score by object size", present, series)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px 32px;color:#222;max-width:1800px}
+h1{font-size:24px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+p.note{color:#555;font-size:13px;max-width:1100px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0}
+th,td{border:1px solid #ddd;padding:3px 5px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3;text-align:center;white-space:normal;min-width:44px;max-width:90px;vertical-align:bottom}
+td.l{text-align:left}
+tr.run td{background:#eef6ff;font-weight:600} tr.paper td{color:#555}
+.charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.charts svg{max-width:100%;height:auto}
+"""
+
+
+def _html_table(header, rows, row_classes=None, left=2):
+    h = ["<table><thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in header) + "</tr></thead><tbody>"]
+    for i, r in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes else ""
+        cells = "".join(f'<td{" class=l" if j < left else ""}>{html.escape(str(c))}</td>' for j, c in enumerate(r))
+        h.append(f"<tr{cls}>{cells}</tr>")
+    h.append("</tbody></table>")
+    return "\n".join(h)
+
+
+def render_html(models_metrics, breakdowns=None, extra_sections=(), include_paper=True,
+                title="SARChat-Bench results"):
+    """The whole report as one self-contained HTML page (inline SVG charts, inline CSS)."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    parts.append("<p class='note'>Scores in percent. Columns follow the paper's Table 3. <i>Avg score</i> is the "
+                 "overall score of Eq. 4: task scores (mean of their non-null columns, Eq. 5) weighted by each "
+                 "task's number of test samples. Unparseable answers and missing predictions score as misses.</p>")
+    t3 = table3_rows(models_metrics, include_paper)
+    parts.append("<h2>Table 3: this run and the paper's published rows</h2>" if include_paper
+                 else "<h2>Table 3: this run</h2>")
+    parts.append(_html_table(TABLE3_HEADER, [_t3_cells(r) for r in t3],
+                             ["run" if r[0] == "this run" else "paper" for r in t3], left=3))
+    if include_paper:
+        parts.append(f"<p class='note'>Rows marked <i>{PAPER_LABEL}</i> are copied from the paper "
+                     "(SARChat-Bench-2M, Table 3), not produced by this toolkit; their Avg score is as published "
+                     "(Eq. 4 recomputed from the paper's own columns differs by up to about 0.9 points).</p>")
+    parts.append("<h2>Summary per model</h2>")
+    parts.append(_html_table(SUMMARY_HEADER, summary_rows(models_metrics, breakdowns), left=1))
+    parts.append("<p class='note'>95% CI: seeded percentile bootstrap of the overall score, resampling the test "
+                 "samples of each task with replacement. Unweighted mean: plain mean of the six task scores.</p>")
+    parts.append("<h2>Parse failures per task</h2>")
+    parts.append(_html_table(FAILURE_HEADER, failure_rows(models_metrics), left=1))
+    parts.append("<p class='note'>Percent of the task's test samples whose answer could not be parsed (count in "
+                 "parentheses); they score as misses.</p>")
+    parts.append("<h2>Task scores (radar, as the paper's Figure 1)</h2>")
+    parts.append(f"<div class='charts'>{radar_svg(models_metrics, include_paper)}</div>")
+    if breakdowns:
+        cat = category_charts(models_metrics, breakdowns)
+        if cat:
+            parts.append("<h2>Per category</h2>")
+            parts.append("<div class='charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
+        size = size_chart(models_metrics, breakdowns)
+        if size:
+            parts.append("<h2>Per object size</h2>")
+            parts.append(f"<div class='charts'><div>{size}</div></div>")
+    for s in _resolve_sections(extra_sections):
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts.append(getattr(s, "html", "") or f"<pre>{html.escape(getattr(s, 'markdown', '') or '')}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=()):
+    """Write report.md and report.html into `output_dir` (local or gs://)."""
+    from transforms.scoring import join_path, write_text
+
+    write_text(join_path(output_dir, "report.md"), render_markdown(models_metrics, breakdowns, extra_sections),
+               "text/markdown")
+    write_text(join_path(output_dir, "report.html"), render_html(models_metrics, breakdowns, extra_sections),
+               "text/html")
