@@ -14,6 +14,7 @@ import sys
 import time
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
 
 from beam_pipelines.beam_options import make_pipeline
 from transforms import coco
@@ -28,17 +29,26 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="dataset root (local path or gs://): Annotations/<split>.json, JPEGImages/<split>/")
     p.add_argument("--output", required=True, help="output folder (local path or gs://)")
+    add_generation_arguments(p)
+    return p
+
+
+def add_generation_arguments(p):
+    """The flags that shape the dataset (everything but where it goes); shared with `sarchat regenerate`.
+
+    Multi-word flags also answer to their underscore spelling (--identify_variants), the form Flex
+    Template parameters use (beam_pipelines/flex_templates/*.json)."""
     p.add_argument("--splits", default="train,test", help="comma-separated splits (default: train,test)")
     p.add_argument("--formats", default=",".join(FORMATS), help="any of parquet,tfrecord,swift (default: all)")
     p.add_argument("--seed", type=int, default=0, help="template-choice seed (default 0)")
-    p.add_argument("--identify-variants", type=int, default=DEFAULT_IDENTIFY_VARIANTS,
+    p.add_argument("--identify-variants", "--identify_variants", type=int, default=DEFAULT_IDENTIFY_VARIANTS,
                    help="identify questions per box (default 7)")
-    p.add_argument("--images-per-shard", type=int, default=4000, help="images per output shard (default 4000)")
+    p.add_argument("--images-per-shard", "--images_per_shard", type=int, default=4000, help="images per output shard (default 4000)")
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
-    p.add_argument("--image-dir", action="append", default=[], metavar="SPLIT=DIR",
+    p.add_argument("--image-dir", "--image_dir", action="append", default=[], metavar="SPLIT=DIR",
                    help="image folder of a split relative to ROOT, overriding JPEGImages/<split> (repeatable)")
-    p.add_argument("--image-root", default=None,
+    p.add_argument("--image-root", "--image_root", default=None,
                    help="prefix of image paths in the swift files (default: the --input root)")
     return p
 
@@ -99,19 +109,20 @@ def config_hash(config, splits) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def run(argv=None, test=None):
-    """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
-    args, beam_args = build_parser().parse_known_args(argv)
+class UsageError(ValueError):
+    """A flag or input problem reported before any pipeline starts (exit status 2)."""
+
+
+def prepare(args):
+    """Validate flags and pre-flight the inputs: (formats, splits, config, manifest_base)."""
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
-        print(f"sarchat generate: error: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     try:
         splits = plan_splits(args)
     except coco.InputError as e:
-        print(f"sarchat generate: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from e
     config = config_of(args, splits, formats)
     manifest_base = {
         "generator": "sarchat-bench",
@@ -123,13 +134,51 @@ def run(argv=None, test=None):
         "config_hash": config_hash(config, splits),
         "num_shards": {s["split"]: s["num_shards"] for s in splits},
     }
+    return formats, splits, config, manifest_base
+
+
+def build(p, args, output, formats, splits, config, manifest_base):
+    """Add the generation graph writing under `output` to pipeline `p`: (manifest, rejects) PCollections."""
+    return p | "Generate" >> GenerateDialogues(
+        splits, output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base)
+
+
+def submits_only(options) -> bool:
+    """True when running the pipeline only submits or stages it: a Flex Template launch (the launcher
+    passes --template_location and submits the staged job itself after this program exits),
+    --no_wait_until_finish, or a --dry_run. Waiting (and reading the manifest back) is then wrong."""
+    return bool(options.view_as(GoogleCloudOptions).template_location
+                or options.view_as(StandardOptions).no_wait_until_finish
+                or options.view_as(TestOptions).dry_run)
+
+
+def launch(pipeline):
+    """Run the pipeline; wait for it unless it is only being submitted. Returns (result, finished)."""
+    result = pipeline.run()
+    if submits_only(pipeline.options):
+        return result, False
+    result.wait_until_finish()
+    return result, True
+
+
+def run(argv=None, test=None):
+    """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    try:
+        formats, splits, config, manifest_base = prepare(args)
+    except UsageError as e:
+        print(f"sarchat generate: error: {e}", file=sys.stderr)
+        return 2
     started = time.time()
     pipeline = make_pipeline(beam_args)
-    with pipeline as p:
-        manifest, rejects = p | "Generate" >> GenerateDialogues(
-            splits, args.output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base)
-        if test is not None:
-            test(manifest, rejects)
+    manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)
+    if test is not None:
+        test(manifest, rejects)
+    _, finished = launch(pipeline)
+    if not finished:
+        print(f"sarchat generate: submitted; {FileSystems.join(args.output, 'manifest.json')} is written last, "
+              "when the job finishes")
+        return 0
     elapsed = time.time() - started
     with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as f:
         written = json.loads(f.read())

@@ -1,0 +1,279 @@
+"""`sarchat regenerate`: idempotent, versioned generation for scheduled runs.
+
+    sarchat regenerate --input ROOT --output-base BASE [generate flags] [any Beam pipeline option]
+
+Takes the flags of `sarchat generate` except --output. Every run resolves the inputs and the
+configuration to `config_hash` (sha256 over the flags that shape the dataset, the annotation files'
+sha256 and the generator version) and owns one folder:
+
+    BASE/v-<config_hash>/          a published version: the layout of `sarchat generate --output`
+    BASE/LATEST                    one line: the name of the newest published version (v-<hash>)
+    BASE/.tmp-<hash>-<unique>/     a run in progress, or the remains of one that died
+
+- Up to date: when BASE/v-<hash>/manifest.json exists, names the same config_hash and every file it
+  lists is present with its size, the run prints so and exits 0 without starting a pipeline (and
+  points LATEST at that version if it pointed elsewhere: LATEST names the version of the inputs as
+  they are now).
+- Otherwise the pipeline writes into BASE/.tmp-<hash>-<unique>/ (manifest.json last, as always),
+  then its last step publishes: on a local disk one atomic rename of the folder to BASE/v-<hash>/;
+  on an object store (gs://: rename = copy + delete, object by object) every file but
+  manifest.json first, then manifest.json. LATEST is rewritten after that.
+  A run that dies at any point leaves no folder that looks complete: a version is complete only
+  with its manifest, which arrives last. The next run starts afresh (a half-moved BASE/v-<hash>/
+  without manifest is removed before publishing); temporary folders of dead runs are listed in the
+  log and may be deleted when no run is in progress.
+- Publication is a step of the pipeline itself, so it also happens when the job is launched and
+  left running (a Flex Template launch, --no_wait_until_finish), e.g. by Cloud Scheduler.
+- Two concurrent runs with the same inputs produce identical files; the second to finish finds the
+  version complete and only removes its temporary folder.
+
+All file access goes through apache_beam.io.filesystems.FileSystems (local paths, gs://, ...).
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipelines import generate
+from beam_pipelines.beam_options import make_pipeline
+
+LATEST = "LATEST"
+MANIFEST = "manifest.json"
+VERSION_PREFIX = "v-"
+TMP_PREFIX = ".tmp-"
+# Fault injection for the crash tests: the process kills itself (SIGKILL) at the named point.
+CRASH_ENV = "SARCHAT_REGENERATE_CRASH_AT"
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="sarchat regenerate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="dataset root (local path or gs://): Annotations/<split>.json, JPEGImages/<split>/")
+    p.add_argument("--output-base", "--output_base", required=True,
+                   help="folder holding the versions v-<hash>/, LATEST and temporary folders (local path or gs://)")
+    generate.add_generation_arguments(p)
+    return p
+
+
+def version_name(config_hash: str) -> str:
+    return f"{VERSION_PREFIX}{config_hash}"
+
+
+def _checkpoint(name):
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _is_local(path) -> bool:
+    return FileSystems.get_filesystem(path).scheme() in (None, "file")
+
+
+def _read_text(path):
+    with FileSystems.open(path) as f:
+        return f.read().decode("utf-8")
+
+
+def _list_files(folder):
+    """{path relative to folder: size} of every file under folder (recursive)."""
+    root = folder.rstrip("/") + "/"
+    try:
+        results = FileSystems.match([root + "**"])
+    except Exception:  # nothing there (some filesystems raise on an empty match)
+        return {}
+    out = {}
+    for md in results[0].metadata_list:
+        if md.path.startswith(root):
+            out[md.path[len(root):]] = md.size_in_bytes
+    return out
+
+
+def read_manifest(folder):
+    path = FileSystems.join(folder, MANIFEST)
+    try:
+        if not FileSystems.exists(path):
+            return None
+        return json.loads(_read_text(path))
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(folder, expected_hash) -> bool:
+    """A published version: its manifest names expected_hash and every listed file is there, same size."""
+    manifest = read_manifest(folder)
+    if not isinstance(manifest, dict) or manifest.get("config_hash") != expected_hash:
+        return False
+    present = _list_files(folder)
+    for f in manifest.get("files", []):
+        if present.get(f["path"]) != f.get("bytes"):
+            return False
+    return True
+
+
+def read_latest(base):
+    path = FileSystems.join(base, LATEST)
+    try:
+        if not FileSystems.exists(path):
+            return None
+        return _read_text(path).strip() or None
+    except OSError:
+        return None
+
+
+def write_latest(base, name):
+    """Point BASE/LATEST at version `name`. Local: temp file + os.replace (atomic); object stores write
+    an object whole on close, so readers see the old or the new content, never a part."""
+    path = FileSystems.join(base, LATEST)
+    data = (name + "\n").encode("utf-8")
+    if _is_local(path):
+        os.makedirs(base, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".LATEST-", dir=base)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    else:
+        with FileSystems.create(path) as f:
+            f.write(data)
+
+
+def _delete_tree(folder):
+    if _is_local(folder):
+        if FileSystems.exists(folder):
+            FileSystems.delete([folder])
+        return
+    files = [FileSystems.join(folder, rel) for rel in _list_files(folder)]
+    if files:
+        FileSystems.delete(files)
+
+
+def move_tree(src, dst, atomic_rename=None):
+    """Move every file of folder src to folder dst, manifest.json last.
+
+    atomic_rename (default: local paths): one rename of the folder. Otherwise file by file through
+    FileSystems.rename (on GCS a copy then a delete per object), the manifest after all the rest.
+    """
+    if atomic_rename is None:
+        atomic_rename = _is_local(src) and _is_local(dst)
+    if atomic_rename:
+        os.rename(src, dst)
+        return
+    files = sorted(_list_files(src))
+    if MANIFEST not in files:
+        raise IOError(f"{src} has no {MANIFEST}; refusing to publish an incomplete run")
+    rest = [f for f in files if f != MANIFEST]
+    for batch_start in range(0, len(rest), 100):
+        batch = rest[batch_start:batch_start + 100]
+        sources = [FileSystems.join(src, f) for f in batch]
+        targets = [FileSystems.join(dst, f) for f in batch]
+        if _is_local(dst):
+            for t in targets:
+                os.makedirs(os.path.dirname(t), exist_ok=True)
+        FileSystems.rename(sources, targets)
+    _checkpoint("before_manifest_move")
+    if _is_local(dst):
+        os.makedirs(dst, exist_ok=True)
+    FileSystems.rename([FileSystems.join(src, MANIFEST)], [FileSystems.join(dst, MANIFEST)])
+    _delete_tree(src)
+
+
+def publish(base, tmp, name, expected_hash, atomic_rename=None):
+    """Make the finished run in `tmp` the version `name` under `base`, then point LATEST at it.
+
+    Returns "published" or "already published" (another run with the same inputs got there first).
+    """
+    final = FileSystems.join(base, name)
+    if is_complete(final, expected_hash):
+        _delete_tree(tmp)
+        status = "already published"
+    else:
+        if not is_complete(tmp, expected_hash):
+            raise IOError(f"{tmp} is not a complete run (manifest missing or files differ); not publishing")
+        if FileSystems.exists(final):
+            _delete_tree(final)  # the remains of a publication that died half-way (no manifest)
+        move_tree(tmp, final, atomic_rename)
+        status = "published"
+    _checkpoint("before_latest")
+    write_latest(base, name)
+    return status
+
+
+class PublishFn(beam.DoFn):
+    """The last step of the job: receives the manifest of the finished run in `tmp` and publishes it."""
+
+    def __init__(self, base, tmp, name, expected_hash):
+        self.base, self.tmp, self.name, self.expected_hash = base, tmp, name, expected_hash
+
+    def process(self, manifest):
+        _checkpoint("before_publish")
+        status = publish(self.base, self.tmp, self.name, self.expected_hash)
+        yield {"version": self.name, "status": status, "dialogues": sum(
+            c.get("dialogues", 0) for c in manifest.get("counts", {}).values())}
+
+
+def stale_tmp_folders(base):
+    """Temporary folders under base (runs in progress or dead ones)."""
+    root = base.rstrip("/") + "/"
+    try:
+        results = FileSystems.match([root + TMP_PREFIX + "*/**"])
+    except Exception:
+        return []
+    names = {md.path[len(root):].split("/", 1)[0] for md in results[0].metadata_list if md.path.startswith(root)}
+    return sorted(root + n for n in names)
+
+
+def run(argv=None, test=None):
+    """Entry point; `test(published_pcoll)` may add assertions inside the pipeline."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    base = args.output_base.rstrip("/") or args.output_base
+    try:
+        formats, splits, config, manifest_base = generate.prepare(args)
+    except generate.UsageError as e:
+        print(f"sarchat regenerate: error: {e}", file=sys.stderr)
+        return 2
+    h = manifest_base["config_hash"]
+    name = version_name(h)
+    final = FileSystems.join(base, name)
+    if is_complete(final, h):
+        if read_latest(base) != name:
+            write_latest(base, name)
+        print(f"sarchat regenerate: up to date: {final} is complete (config_hash {h}); nothing to do. "
+              f"{FileSystems.join(base, LATEST)} -> {name}")
+        return 0
+    leftovers = stale_tmp_folders(base)
+    if leftovers:
+        print(f"sarchat regenerate: note: {len(leftovers)} temporary folder(s) of other runs under {base} "
+              f"(in progress or interrupted; safe to delete when no run is going): {', '.join(leftovers)}",
+              file=sys.stderr)
+    tmp = FileSystems.join(base, f"{TMP_PREFIX}{h}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
+    manifest_base = dict(manifest_base, output_version=name)
+    started = time.time()
+    pipeline = make_pipeline(beam_args)
+    manifest, _ = generate.build(pipeline, args, tmp, formats, splits, config, manifest_base)
+    published = manifest | "Publish" >> beam.ParDo(PublishFn(base, tmp, name, h))
+    if test is not None:
+        test(published)
+    _, finished = generate.launch(pipeline)
+    if not finished:
+        print(f"sarchat regenerate: submitted; the job writes {tmp}, publishes it as {final} and then "
+              f"updates {FileSystems.join(base, LATEST)}")
+        return 0
+    written = read_manifest(final)
+    if written is None or not is_complete(final, h):
+        print(f"sarchat regenerate: error: the pipeline finished but {final} is not complete", file=sys.stderr)
+        return 1
+    print(generate.summary_table(written, time.time() - started))
+    print(f"sarchat regenerate: published {final}; {FileSystems.join(base, LATEST)} -> {read_latest(base)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,184 @@
+"""`sarchat regenerate`: one version folder per input+config, early exit, crash safety, LATEST."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from beam_pipelines import generate, regenerate
+from tests.test_generate_pipeline import file_bytes, random_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = ["--splits", "test", "--images-per-shard", "5"]
+
+
+def _regen(root, base, *extra):
+    return regenerate.run(["--input", str(root), "--output-base", str(base), *FLAGS, *extra])
+
+
+def _versions(base):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(base, "v-*")))
+
+
+def _complete_versions(base):
+    out = []
+    for name in _versions(base):
+        manifest = regenerate.read_manifest(os.path.join(base, name))
+        if manifest and regenerate.is_complete(os.path.join(base, name), manifest["config_hash"]):
+            out.append(name)
+    return out
+
+
+def _latest(base):
+    path = os.path.join(base, "LATEST")
+    return open(path).read().strip() if os.path.exists(path) else None
+
+
+def _data_files(folder):
+    """Every file's bytes except manifest.json (which records the version name)."""
+    return {k: v for k, v in file_bytes(folder).items() if k != "manifest.json"}
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = tmp_path / "data"
+    random_dataset(root, n_images=12)
+    return root
+
+
+def test_publish_then_early_exit(data, tmp_path, capsys, monkeypatch):
+    base = tmp_path / "base"
+    assert _regen(data, base) == 0
+    (name,) = _versions(base)
+    assert _latest(base) == name and _complete_versions(base) == [name]
+    manifest = json.loads((base / name / "manifest.json").read_text())
+    assert name == f"v-{manifest['config_hash']}" and manifest["output_version"] == name
+    assert not glob.glob(os.path.join(base, ".tmp-*")), "the temporary folder was moved into place"
+    # same files as a plain `sarchat generate` of the same input and flags
+    plain = tmp_path / "plain"
+    assert generate.run(["--input", str(data), "--output", str(plain), *FLAGS]) == 0
+    assert _data_files(base / name) == _data_files(plain)
+    capsys.readouterr()
+
+    # second run: nothing to do, no pipeline started, exit 0
+    monkeypatch.setattr(generate, "launch", lambda p: pytest.fail("a pipeline was started"))
+    before = file_bytes(base)
+    assert _regen(data, base) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert file_bytes(base) == before
+
+    # LATEST pointing elsewhere (e.g. an older input) is set back to the version of the inputs now
+    (base / "LATEST").write_text("v-somethingelse\n")
+    assert _regen(data, base) == 0 and _latest(base) == name
+
+    # a version folder whose files were tampered with is not complete: the next run rebuilds it
+    victim = sorted(glob.glob(os.path.join(base, name, "parquet", "test", "*.parquet")))[0]
+    with open(victim, "ab") as f:
+        f.write(b"x")
+    assert not regenerate.is_complete(str(base / name), manifest["config_hash"])
+    monkeypatch.undo()
+    assert _regen(data, base) == 0
+    assert _complete_versions(base) == [name] and _data_files(base / name) == _data_files(plain)
+
+
+def _run_cli(data, base, crash_at=None):
+    env = dict(os.environ)
+    env.pop(regenerate.CRASH_ENV, None)
+    if crash_at:
+        env[regenerate.CRASH_ENV] = crash_at
+    cmd = [sys.executable, "-m", "beam_pipelines.cli", "regenerate", "--input", str(data),
+           "--output-base", str(base), *FLAGS]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_killed_before_publication_leaves_no_complete_version(data, tmp_path):
+    base = tmp_path / "base"
+    # SIGKILL after every shard, the swift files, the rejects and the manifest were written to the
+    # temporary folder, before the move into place
+    proc = _run_cli(data, base, crash_at="before_publish")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert _versions(base) == [] and _latest(base) is None
+    (tmp,) = glob.glob(os.path.join(base, ".tmp-*"))
+    assert os.path.exists(os.path.join(tmp, "manifest.json")), "the crash came after the shards were written"
+
+    proc = _run_cli(data, base)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "temporary folder(s) of other runs" in proc.stderr  # the dead run's folder is reported
+    (name,) = _complete_versions(base)
+    assert _latest(base) == name and "published" in proc.stdout
+
+    proc = _run_cli(data, base)
+    assert proc.returncode == 0 and "up to date" in proc.stdout
+
+
+def test_killed_between_publication_and_latest(data, tmp_path):
+    base = tmp_path / "base"
+    proc = _run_cli(data, base, crash_at="before_latest")
+    assert proc.returncode == -signal.SIGKILL
+    (name,) = _complete_versions(base)  # published (atomic rename) but LATEST not yet written
+    assert _latest(base) is None
+    proc = _run_cli(data, base)
+    assert proc.returncode == 0 and "up to date" in proc.stdout and _latest(base) == name
+
+
+def test_object_store_publication_crash_mid_move(data, tmp_path, monkeypatch):
+    """File-by-file publication (the gs:// path): a crash before the manifest is moved leaves a
+    version folder without manifest, which is not complete and is replaced by the next run."""
+    base = tmp_path / "base"
+    args = regenerate.build_parser().parse_args(["--input", str(data), "--output-base", str(base), *FLAGS])
+    _, _, _, manifest_base = generate.prepare(args)
+    h = manifest_base["config_hash"]
+    name = regenerate.version_name(h)
+    tmp = base / f".tmp-{h}-test"
+    assert generate.run(["--input", str(data), "--output", str(tmp), *FLAGS]) == 0
+
+    def crash(point):
+        if point == "before_manifest_move":
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(regenerate, "_checkpoint", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        regenerate.publish(str(base), str(tmp), name, h, atomic_rename=False)
+    final = base / name
+    assert final.exists() and not (final / "manifest.json").exists()
+    assert len(_data_files(final)) > 5 and not regenerate.is_complete(str(final), h)
+    assert _latest(base) is None
+    monkeypatch.undo()
+
+    assert _regen(data, base) == 0
+    assert _complete_versions(base) == [name] and _latest(base) == name
+
+    # a concurrent run with the same inputs that finishes second only removes its own folder
+    tmp2 = base / f".tmp-{h}-second"
+    assert generate.run(["--input", str(data), "--output", str(tmp2), *FLAGS]) == 0
+    assert regenerate.publish(str(base), str(tmp2), name, h, atomic_rename=False) == "already published"
+    assert not tmp2.exists() and _complete_versions(base) == [name]
+
+
+def test_changed_input_makes_a_new_version(data, tmp_path):
+    base = tmp_path / "base"
+    assert _regen(data, base) == 0
+    (first,) = _versions(base)
+    ann = data / "Annotations" / "test.json"
+    coco = json.loads(ann.read_text())
+    coco["annotations"] = coco["annotations"][:-3]
+    ann.write_text(json.dumps(coco))
+    assert _regen(data, base) == 0
+    second = _latest(base)
+    assert second != first and sorted(_complete_versions(base)) == sorted([first, second])
+    # a changed flag is a new version too; the previous ones stay untouched
+    assert _regen(data, base, "--seed", "9") == 0
+    assert len(_complete_versions(base)) == 3 and _latest(base) not in (first, second)
+
+
+def test_multi_processing_run(data, tmp_path):
+    base = tmp_path / "base"
+    assert _regen(data, base, "--direct_num_workers=2", "--direct_running_mode=multi_processing") == 0
+    (name,) = _complete_versions(base)
+    plain = tmp_path / "plain"
+    assert generate.run(["--input", str(data), "--output", str(plain), *FLAGS]) == 0
+    assert _data_files(base / name) == _data_files(plain)
+    assert _latest(base) == name
