@@ -59,7 +59,7 @@ def join_relation(cat1, rel, cat2, direction=""):
 
 
 def dialogue_id(split, image_id, task, subset, unit, variant) -> str:
-    """Stable id from (split, image id, task, subset, unit, variant); hashlib, never hash()."""
+    """Stable id from (split, image id, task, subset, unit, variant); hashlib, never the salted built-in hash."""
     key = f"{split}\x1f{image_id}\x1f{task}\x1f{subset or ''}\x1f{unit}\x1f{variant}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
 

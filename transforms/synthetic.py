@@ -28,7 +28,7 @@ often a breakwater on a coastline. Every annotation box is the tight pixel exten
 for that target (wakes and shadows excluded), so it is the ground truth a detector can be scored on.
 
 Determinism: every random number comes from a numpy Generator seeded from sha256 of
-(seed, purpose, split, index) -- never Python's hash() -- so the same seed gives byte-identical
+(seed, purpose, split, index) -- never Python's salted built-in hash -- so the same seed gives byte-identical
 JSON and image files on any machine with the same numpy/Pillow/zlib, whatever the worker count.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ MIN_TEST_IMAGES = 5
 
 
 def rng_for(seed, *parts) -> np.random.Generator:
-    """A numpy Generator seeded from sha256 of the seed and a purpose path (never hash())."""
+    """A numpy Generator seeded from sha256 of the seed and a purpose path (never the salted built-in hash)."""
     text = "|".join(["sarchat-synth", str(seed)] + [str(p) for p in parts])
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest[:16], "little"))))
