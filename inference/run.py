@@ -103,6 +103,8 @@ def build_parser():
                    help="send only standard OpenAI fields (no skip_special_tokens)")
     # baselines
     p.add_argument("--fit-split", default="train", help="split the blind prior is fitted on")
+    p.add_argument("--blind-question-box", action="store_true",
+                   help="blind prior reads the box an identify question names (still never the image)")
     # run control
     p.add_argument("--merge-only", action="store_true", help="only rewrite predictions.parquet from the store")
     p.add_argument("--no-merge", action="store_true", help="do not merge at the end (spawned shards)")
@@ -231,6 +233,7 @@ class Runner:
         self.write_shard_manifest({"status": "running", "started_at": started, "finished_at": None,
                                    "image_root": root, "counts": counts})
         status, t_loop, elapsed = "done", time.perf_counter(), 0.0
+        self.timing = {"setup_s": 0.0, "predict_s": 0.0}
         try:
             if pending:
                 status = self._predict_all(pending, counts)
@@ -243,9 +246,12 @@ class Runner:
         finally:
             elapsed = time.perf_counter() - t_loop
             attempted = counts["done"] + counts["failed"]
+            busy = self.timing["predict_s"]
             extra = {"status": status, "started_at": started, "finished_at": _now(), "image_root": root,
                      "counts": counts, "wall_s": round(elapsed, 3),
-                     "throughput_sps": round(attempted / elapsed, 3) if elapsed > 0 and attempted else None}
+                     "setup_s": round(self.timing["setup_s"], 3), "predict_s": round(busy, 3),
+                     # samples per second once the model is loaded (setup excluded)
+                     "throughput_sps": round(attempted / busy, 3) if busy > 0 and attempted else None}
             self.write_shard_manifest(extra)
             with open(os.path.join(store.runs_dir(cfg.output, self.key), "history.jsonl"), "a",
                       encoding="utf-8") as fh:
@@ -265,8 +271,12 @@ class Runner:
         writer = store.PartWriter(cfg.output, self.key, cfg.shard_index, cfg.num_shards)
         progress = None
         try:
+            t0 = time.perf_counter()
             self.backend.setup()
-            desc = f"{self.backend.name}:{self.model_name}"[:40]
+            self.timing["setup_s"] = time.perf_counter() - t0
+            t_predict = time.perf_counter()
+            desc = self.backend.name if self.model_name == self.backend.name else \
+                f"{self.backend.name}:{os.path.basename(str(self.model_name).rstrip('/'))}"[:40]
             if cfg.num_shards > 1:
                 desc += f" [{cfg.shard_index}/{cfg.num_shards}]"
             progress = _Progress(len(pending), desc, cfg.no_progress, cfg.progress_position)
@@ -292,6 +302,7 @@ class Runner:
                     counts["done"] += len(batch) - n_fail
                     counts["remaining"] -= len(batch)
                     progress.update(len(batch), counts["failed"])
+                    self.timing["predict_s"] = time.perf_counter() - t_predict
         finally:
             if progress is not None:
                 progress.close()

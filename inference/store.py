@@ -275,7 +275,8 @@ def shard_manifests(out_dir, run_key):
             except (OSError, ValueError):
                 continue
             out.append({k: m.get(k) for k in ("shard_index", "num_shards", "started_at", "finished_at",
-                                               "status", "counts", "throughput_sps", "host")})
+                                               "status", "counts", "setup_s", "predict_s", "throughput_sps",
+                                               "host")})
     return out
 
 

@@ -226,3 +226,23 @@ def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",
     with open(os.path.join(generated, "manifest.json"), "w", encoding="utf-8") as fh:
         json.dump({"input_root": image_root, "seed": seed, "fixture": True}, fh)
     return generated, image_root, all_rows
+
+
+def main(argv=None):
+    """`python -m inference.synthetic OUT [--images N] [--size S] [--seed K]`: a Beam-free fixture
+    dataset; prints the generated folder (the --dataset of `sarchat infer`)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="write a tiny synthetic dialogue set for `sarchat infer`")
+    p.add_argument("out")
+    p.add_argument("--images", type=int, default=16)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    generated, _, rows = write_fixture_dataset(args.out, n_images=args.images, size=args.size, seed=args.seed)
+    print(generated)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -60,7 +60,10 @@ def test_answer_grammar():
     dets = [_d("ship", [10, 10, 40, 20]), _d("ship", [200, 200, 230, 212]), _d("harbor", [100, 150, 250, 250])]
     assert cfar.answer_count(dets, "ship") == "There are 2 instances. {<10><10><40><20>}{<200><200><230><212>}"
     assert cfar.answer_count(dets, "harbor") == "There is 1 instance. {<100><150><250><250>}"
-    assert cfar.answer_count(dets, "car") == "There are 0 instances."
+    assert cfar.answer_count([], "car") == "There are 0 instances."
+    # nothing of the asked category: the strongest detection is the best guess
+    strong = [_d("ship", [10, 10, 40, 20]), Detection([50, 50, 70, 70], "tank", 9.0, {})]
+    assert cfar.answer_count(strong, "car") == "There is 1 instance. {<50><50><70><70>}"
     assert cfar.answer_refer(dets, "ship", 256, 256) == \
         "{<10><10><40><20>} (top left){<200><200><230><212>} (bottom right)"
     g = cfar.answer_grounding(dets, 256, 256)

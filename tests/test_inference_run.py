@@ -154,3 +154,22 @@ def test_store_torn_tail_and_merge_rules(tmp_path):
     with pytest.raises(RuntimeError):
         store.PartWriter(out, "k", 0, 1)
     w1.close()
+
+
+def test_oracle_and_blind_backends(tmp_path):
+    pytest.importorskip("inference.baselines")
+    generated, _, rows = write_fixture_dataset(str(tmp_path / "data"), n_images=4, seed=8, splits=("train", "test"))
+    test_rows = {r["id"]: r for r in rows["test"]}
+    out = str(tmp_path / "oracle")
+    assert run(["--dataset", generated, "--backend", "oracle", "--output", out, "--no-progress"]) == 0
+    preds = _preds(out)
+    assert len(preds) == len(test_rows)
+    assert all(p["prediction"] == test_rows[p["id"]]["answer"] and p["model"] == "oracle" for p in preds)
+    out = str(tmp_path / "blind")
+    # the image folder is not even needed: blind answers never read an image
+    assert run(["--dataset", generated, "--backend", "blind", "--output", out, "--no-progress",
+                "--image-root", str(tmp_path / "nowhere")]) == 0
+    preds = _preds(out)
+    assert len(preds) == len(test_rows) and not any(p["error"] for p in preds)
+    manifest = json.loads(open(os.path.join(out, "manifest.json")).read())
+    assert manifest["model_fingerprint"]["fit_split"] == "train" and manifest["adapter"] == "sarchat"

@@ -4,19 +4,20 @@ oracle: `baselines.oracle_prediction(row)`, the reference answer rewritten as a 
         non-null column must score 100; a check of the scorer).
 blind:  `baselines.BlindPrior().fit(train rows)` then `.predict(row)`: answers from the question
         and training-set priors only, never the image (the floor that shows what text alone gets).
+        Fitted on `--fit-split` (default train) of the same dataset; `--blind-question-box` lets
+        it read the box an identify question names (BlindPrior(use_question_box=True)).
 Both answer in canonical boxes (adapter `sarchat`) and read no image.
 """
 import time
 
 from inference.backends.base import Backend, Result
 from inference.dataset import files_fingerprint, iter_rows, split_files
-from transforms.schema import DIALOGUE_FIELDS
 
 
 class OracleBackend(Backend):
     name = "oracle"
     fixed_adapter = "sarchat"
-    columns = DIALOGUE_FIELDS
+    columns = ("answer",)
     default_batch_size = 512
     reads_images = False
 
@@ -45,7 +46,7 @@ class OracleBackend(Backend):
 class BlindBackend(Backend):
     name = "blind"
     fixed_adapter = "sarchat"
-    columns = DIALOGUE_FIELDS
+    columns = ()  # task, question, width, height: dataset.BASE_COLUMNS
     default_batch_size = 512
     reads_images = False
 
@@ -55,7 +56,10 @@ class BlindBackend(Backend):
     def fingerprint(self):
         files = split_files(self.config.dataset, self._train_split())
         return {"kind": "baseline", "name": "blind", "fit_split": self._train_split(),
-                "fit_data": files_fingerprint(files)}
+                "fit_data": files_fingerprint(files), "use_question_box": self._use_box()}
+
+    def _use_box(self):
+        return bool(getattr(self.config, "blind_question_box", False))
 
     def sampling(self):
         return {"deterministic": True}
@@ -66,7 +70,7 @@ class BlindBackend(Backend):
         if not split_files(self.config.dataset, self._train_split()):
             raise FileNotFoundError(f"the blind prior needs the {self._train_split()!r} split of "
                                     f"{self.config.dataset} (--fit-split names another)")
-        self._prior = baselines.BlindPrior()
+        self._prior = baselines.BlindPrior(use_question_box=self._use_box())
         fitted = self._prior.fit(iter_rows(self.config.dataset, self._train_split()))
         if fitted is not None and hasattr(fitted, "predict"):
             self._prior = fitted

@@ -1,7 +1,8 @@
 """`--backend cfar`: the classical CA-CFAR baseline of inference/cfar.py, on CPU.
 
-Detections are cached per image (a small LRU), and the runner feeds samples grouped by image, so
-the several dialogues of one image (count per category, identify per box, ...) detect once.
+Scenes (amplitude, CFAR mask, detections) are cached per image (a small LRU), and the runner
+feeds samples grouped by image, so the several dialogues of one image (count per category,
+identify per box, ...) decode and detect once.
 Image reading and detection run in a thread pool (numpy/scipy release the GIL).
 """
 import time
@@ -39,8 +40,7 @@ class CfarBackend(Backend):
             if hit is not None:
                 self._cache.move_to_end(location)
                 return hit
-        gray = image_gray_array(read_image_bytes(location), location)
-        entry = {"gray": gray, "dets": None, "lock": Lock()}
+        entry = cfar.Scene(image_gray_array(read_image_bytes(location), location), self.params)
         with self._lock:
             self._cache[location] = entry
             while len(self._cache) > self._cache_size:
@@ -50,14 +50,8 @@ class CfarBackend(Backend):
     def _one(self, sample):
         t0 = time.perf_counter()
         try:
-            entry = self._image(sample.image_location)
-            if sample.row["task"] == "identify":
-                text = cfar.answer(sample.row, entry["gray"], dets=[], p=self.params)
-            else:
-                with entry["lock"]:
-                    if entry["dets"] is None:
-                        entry["dets"] = cfar.detect(entry["gray"], self.params)
-                text = cfar.answer(sample.row, entry["gray"], dets=entry["dets"], p=self.params)
+            scene = self._image(sample.image_location)
+            text = cfar.answer(sample.row, scene, p=self.params)
             return Result(text, None, time.perf_counter() - t0)
         except ImageError as exc:
             return Result.failure(str(exc), time.perf_counter() - t0)
