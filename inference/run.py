@@ -367,6 +367,11 @@ def execute(cfg, backend=None, argv=None):
         raise SystemExit(f"--shard-index must be in 0..{cfg.num_shards - 1}")
     runner = Runner(cfg, backend=backend, argv=argv)
     if cfg.merge_only:
+        if not store.part_files(cfg.output, runner.key):
+            keys = store.run_keys(cfg.output)
+            print(f"sarchat infer: no predictions for run key {runner.key} under {cfg.output} "
+                  f"(keys there: {', '.join(keys) or 'none'}); pass the same --backend/--model/--adapter/"
+                  "sampling flags as the run", file=sys.stderr)
         n, n_err = runner.merge()
         print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
               f"{os.path.join(cfg.output, store.PREDICTIONS_PARQUET)}", file=sys.stderr)

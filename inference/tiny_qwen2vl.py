@@ -3,8 +3,9 @@
     python -m inference.tiny_qwen2vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
 
 For smoke-testing the vLLM backend on a GPU machine without fetching multi-GB weights. What it needs:
-`torch`, `transformers` (>= 4.45, which has Qwen2-VL) and `tokenizers` (a transformers
-dependency) -- all in `pip install '.[inference]'` -- and nothing from the network:
+`torch`, `transformers` (>= 4.45, which has Qwen2-VL; checked with 4.57 on CPU and 5.17 on an
+H200 machine), `torchvision` (transformers' video processor) and `tokenizers` -- all in
+`pip install '.[inference]'` (vllm depends on torchvision) -- and nothing from the network:
 
   * tokenizer: a byte-level BPE trained here on the dataset's questions and answers (or a built-in
     sentence list), with Qwen2-VL's special tokens (<|im_start|>, <|im_end|>, <|vision_start|>,
@@ -118,7 +119,7 @@ def build_config(tokenizer, hidden=256, layers=2):
     head_dim = hidden // heads
     half = head_dim // 2
     mrope = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]  # 8/12/12 for 64
-    vision = {"depth": 2, "embed_dim": 128, "hidden_size": hidden, "num_heads": 2, "mlp_ratio": 2.0,
+    vision = {"depth": 2, "embed_dim": 128, "hidden_size": hidden, "num_heads": 2, "mlp_ratio": 2,
               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
               "in_chans": 3, "in_channels": 3, "hidden_act": "quick_gelu"}
     return Qwen2VLConfig(
@@ -153,7 +154,8 @@ def build(out_dir, dataset=None, vocab_size=4000, seed=0):
     with open(os.path.join(out_dir, "chat_template.json"), "w", encoding="utf-8") as fh:
         json.dump({"chat_template": CHAT_TEMPLATE}, fh)
     n_params = sum(p.numel() for p in model.parameters())
-    return {"out": out_dir, "vocab": config.vocab_size if hasattr(config, "vocab_size") else None,
+    text_config = getattr(config, "text_config", None) or config
+    return {"out": out_dir, "vocab": getattr(text_config, "vocab_size", None),
             "tokenizer_size": len(tokenizer), "parameters": n_params}
 
 
