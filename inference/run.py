@@ -47,6 +47,13 @@ def package_version(name):
         return None
 
 
+def _redact_argv(argv):
+    """The command line for the manifest, with any user:password@ of a URL removed."""
+    import re
+
+    return [re.sub(r"(://)[^/@\s]{1,200}@", r"\1***@", str(a)) for a in argv]
+
+
 def _now():
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -195,7 +202,7 @@ class Runner:
     def write_shard_manifest(self, extra):
         m = self.base_manifest()
         m.update({"shard_index": self.cfg.shard_index, "num_shards": self.cfg.num_shards,
-                  "host": socket.gethostname(), "argv": self.argv})
+                  "host": socket.gethostname(), "argv": _redact_argv(self.argv)})
         m.update(extra)
         store.atomic_write_json(self._shard_manifest_path(), m)
         return m
