@@ -45,7 +45,7 @@ from transforms.box_formats import get_box_format
 from transforms.categories import (CATEGORIES, CATEGORY_INDEX, CATEGORY_WORDS, article, canonical_sort,
                                    join_words, plural)
 
-CFAR_VERSION = 1
+CFAR_VERSION = 2  # bump when detection or answers change: part of the run key
 _CANONICAL = get_box_format("canonical")
 _WORD = re.compile(r"[A-Za-z]{2,12}")
 
