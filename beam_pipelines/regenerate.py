@@ -197,8 +197,9 @@ def publish(base, tmp, name, expected_hash, atomic_rename=None):
     else:
         if not is_complete(tmp, expected_hash):
             raise IOError(f"{tmp} is not a complete run (manifest missing or files differ); not publishing")
-        if FileSystems.exists(final):
-            _delete_tree(final)  # the remains of a publication that died half-way (no manifest)
+        # the remains of a publication that died half-way (no manifest). On object stores the
+        # "folder" is a prefix that FileSystems.exists() does not see, so always list and delete.
+        _delete_tree(final)
         move_tree(tmp, final, atomic_rename)
         status = "published"
     _checkpoint("before_latest")

@@ -182,3 +182,127 @@ def test_multi_processing_run(data, tmp_path):
     assert generate.run(["--input", str(data), "--output", str(plain), *FLAGS]) == 0
     assert _data_files(base / name) == _data_files(plain)
     assert _latest(base) == name
+
+
+# ---- an object store with GCS semantics (no directories, rename = copy + delete) -------------
+
+import io as _io  # noqa: E402
+
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata, FileSystem  # noqa: E402
+
+_OBJECTS = {}
+
+
+class _ObjectWriter(_io.BytesIO):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def close(self):
+        if not self.closed:
+            _OBJECTS[self.path] = self.getvalue()  # an object appears whole, on close
+        super().close()
+
+
+class MemObjectFileSystem(FileSystem):
+    """memgcs://bucket/key: a dict of objects; found by Beam's FileSystems through its scheme."""
+
+    @classmethod
+    def scheme(cls):
+        return "memgcs"
+
+    def join(self, basepath, *paths):
+        return "/".join([basepath.rstrip("/")] + [p.strip("/") for p in paths])
+
+    def split(self, path):
+        head, _, tail = path.rstrip("/").rpartition("/")
+        return head, tail
+
+    def mkdirs(self, path):
+        pass
+
+    def has_dirs(self):
+        return False
+
+    def _list(self, dir_or_prefix):
+        for key, data in sorted(_OBJECTS.items()):
+            if key.startswith(dir_or_prefix):
+                yield FileMetadata(key, len(data))
+
+    def create(self, path, mime_type=None, compression_type=CompressionTypes.AUTO):
+        return _ObjectWriter(path)
+
+    def open(self, path, mime_type=None, compression_type=CompressionTypes.AUTO):
+        if path not in _OBJECTS:
+            raise BeamIOError(f"no object {path}")
+        return _io.BytesIO(_OBJECTS[path])
+
+    def copy(self, source_file_names, destination_file_names):
+        for s, d in zip(source_file_names, destination_file_names):
+            _OBJECTS[d] = _OBJECTS[s]
+
+    def rename(self, source_file_names, destination_file_names):
+        self.copy(source_file_names, destination_file_names)
+        self.delete(source_file_names)
+
+    def exists(self, path):
+        return path in _OBJECTS
+
+    def size(self, path):
+        return len(_OBJECTS[path])
+
+    def last_updated(self, path):
+        return 0.0
+
+    def checksum(self, path):
+        return str(hash(_OBJECTS[path]))
+
+    def metadata(self, path):
+        return FileMetadata(path, len(_OBJECTS[path]))
+
+    def delete(self, paths):
+        for path in paths:
+            if path in _OBJECTS:
+                del _OBJECTS[path]
+            else:
+                for key in [k for k in _OBJECTS if k.startswith(path.rstrip("/") + "/")]:
+                    del _OBJECTS[key]
+
+
+def test_object_store_end_to_end(data, tmp_path, monkeypatch, capsys):
+    """The gs:// code path (file-by-file publication, prefixes instead of folders) on an in-memory
+    object store: publish, early exit, a crash half-way through the move, recovery."""
+    _OBJECTS.clear()
+    base = "memgcs://bucket/versions"
+    assert regenerate.run(["--input", str(data), "--output-base", base, *FLAGS]) == 0
+    name = regenerate.read_latest(base)
+    final = f"{base}/{name}"
+    assert regenerate.is_complete(final, name[2:])
+    assert not [k for k in _OBJECTS if "/.tmp-" in k], "the temporary prefix was emptied"
+    plain = tmp_path / "plain"
+    assert generate.run(["--input", str(data), "--output", str(plain), *FLAGS]) == 0
+    stored = {k[len(final) + 1:]: v for k, v in _OBJECTS.items() if k.startswith(final + "/")}
+    assert {k: v for k, v in stored.items() if k != "manifest.json"} == _data_files(plain)
+    capsys.readouterr()
+    assert regenerate.run(["--input", str(data), "--output-base", base, *FLAGS]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+    # crash after the data objects moved, before the manifest: not complete; LATEST unchanged
+    del _OBJECTS[f"{final}/manifest.json"]
+    _OBJECTS[f"{final}/stale-object-from-the-dead-run"] = b"x"
+
+    def crash(point):
+        if point == "before_manifest_move":
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(regenerate, "_checkpoint", crash)
+    with pytest.raises(Exception, match="killed"):
+        regenerate.run(["--input", str(data), "--output-base", base, *FLAGS])
+    assert not regenerate.is_complete(final, name[2:]) and f"{final}/manifest.json" not in _OBJECTS
+    monkeypatch.undo()
+    assert regenerate.run(["--input", str(data), "--output-base", base, *FLAGS]) == 0
+    assert regenerate.is_complete(final, name[2:]) and regenerate.read_latest(base) == name
+    assert f"{final}/stale-object-from-the-dead-run" not in _OBJECTS, "leftovers of the dead run removed"
+    leftovers = [k for k in _OBJECTS if "/.tmp-" in k]
+    assert leftovers and all(k.split("/.tmp-")[0] == base for k in leftovers)  # the killed run's prefix
+    _OBJECTS.clear()

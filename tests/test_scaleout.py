@@ -182,3 +182,11 @@ def test_flex_template_metadata_matches_the_pipeline(path):
 def _required_argv(meta, skip):
     return [f"--{p['name']}={EXAMPLES[p['name']]}" for p in meta["parameters"]
             if not p.get("isOptional") and p["name"] != skip]
+
+
+def test_inference_submits_only_agrees_with_generate():
+    from inference import beam_handler as bh
+
+    for argv in ([], ["--no_wait_until_finish"], ["--dry_run=True"], ["--template_location=gs://b/t/job_object"]):
+        opts = PipelineOptions(argv)
+        assert bh.submits_only(opts) == generate.submits_only(opts), argv
