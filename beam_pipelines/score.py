@@ -2,7 +2,8 @@
 
     sarchat score --dataset GENERATED_OUT --predictions PATH [PATH ...] --output DIR
                   [--adapter NAME | --adapter MODEL=NAME ...] [--split test]
-                  [--bootstrap 1000] [--seed 0] [--num-buckets 64] [beam flags]
+                  [--bootstrap 1000] [--seed 0] [--num-buckets 64]
+                  [--stats STATS_DIR] [--samples 2] [--image-root ROOT] [beam flags]
 
 --dataset      the generator's output folder (reads DATASET/parquet/<split>/*.parquet), or a
                Parquet file / glob of test rows
@@ -17,7 +18,10 @@
 Writes, for each model, DIR/<model>/metrics.json (SPEC section 5 keys), breakdown.json (per
 category / per size), rejected.jsonl (duplicate ids, ids not in the split, ...) and
 samples/*.parquet (per-sample results); and DIR/leaderboard.json, leaderboard.md, report.md,
-report.html. Remaining flags go to Beam (e.g. --direct_num_workers, --runner DataflowRunner).
+report.html. --stats adds a dataset section (the `sarchat stats` plots and tables) to the report;
+--samples N (default 2, 0: none) a samples section: N test samples per task with the image, the
+truth and predicted boxes and every model's answer marked (transforms/report_sections.py).
+Remaining flags go to Beam (e.g. --direct_num_workers, --runner DataflowRunner).
 """
 import argparse
 import sys
@@ -25,7 +29,7 @@ import sys
 import apache_beam as beam
 
 from beam_pipelines.beam_options import make_pipeline
-from transforms import scoring
+from transforms import report_sections, scoring
 
 
 def build_parser():
@@ -40,6 +44,12 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-buckets", type=int, default=64, help="id buckets of the join (parallelism)")
     p.add_argument("--no-samples", action="store_true", help="do not write the per-sample Parquet files")
+    p.add_argument("--stats", default=None, metavar="DIR",
+                   help="a `sarchat stats` output folder (or its stats.json): adds a dataset section to the report")
+    p.add_argument("--samples", type=int, default=2, metavar="N",
+                   help="test samples per task shown with their image, answers and marks in the report (0: none)")
+    p.add_argument("--image-root", default=None,
+                   help="root of the test rows' image_path for the samples section (default: the dataset manifest's input_root)")
     return p
 
 
@@ -94,6 +104,10 @@ def run(argv=None, test=None):
     the PCollections in `outputs` (metrics, breakdowns, rejects, leaderboard)."""
     args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     try:
+        if args.samples < 0:
+            raise ValueError("--samples must be >= 0")
+        if args.stats:
+            report_sections.stats_file(args.stats)
         p = make_pipeline(beam_argv)
         outputs = build(p, args)
     except (ValueError, FileNotFoundError) as e:
@@ -104,6 +118,15 @@ def run(argv=None, test=None):
     result = p.run()
     result.wait_until_finish()
     _print_counters(result)
+    if args.stats or args.samples:
+        try:
+            report_sections.add_report_sections(
+                args.output, dataset=args.dataset, split=args.split, predictions=args.predictions,
+                adapters=args.adapter, stats=args.stats, samples_per_task=args.samples, image_root=args.image_root)
+        except Exception as e:  # the scores are written; say what is missing from the report
+            print(f"sarchat score: could not add the dataset/samples sections to the report: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            return 1
     print(f"sarchat score: wrote {args.output}/leaderboard.json, report.md, report.html and per-model metrics")
     return 0
 

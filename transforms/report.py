@@ -9,7 +9,9 @@ Functions only, so that other stages can add sections:
 its breakdown.json dict (per category / per size). An extra section is a `Section(title, html=...,
 markdown=...)`, or any object with those attributes, or a callable returning one; sections are
 appended in order after the built-in ones (a dataset section and a samples section can be added
-this way without touching this module).
+this way without touching this module). `append_sections(output_dir, sections)` adds sections to a
+report.md / report.html already written (what `sarchat score --stats/--samples` does after its
+pipeline; transforms/report_sections.py builds the dataset and samples sections).
 
 Charts are drawn with matplotlib's Agg backend into inline SVG, so report.html has no external
 resource: a radar chart of the six task scores per model (as the paper's Figure 1) and grouped bar
@@ -200,11 +202,12 @@ def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_
                 out.append(_md_table(list(bs), [[_fmt(v) for v in bs.values()]]))
                 out.append("")
     for s in _resolve_sections(extra_sections):
-        out.append(f"## {s.title}")
-        out.append("")
-        out.append(getattr(s, "markdown", "") or "")
-        out.append("")
+        out += _section_md(s)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _section_md(s):
+    return [f"## {s.title}", "", getattr(s, "markdown", "") or "", ""]
 
 
 def render_leaderboard_md(board):
@@ -362,6 +365,26 @@ td.l{text-align:left}
 tr.run td{background:#eef6ff;font-weight:600} tr.paper td{color:#555}
 .charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .charts svg{max-width:100%;height:auto}
+h3{font-size:15px;margin:20px 0 6px} h4{font-size:13px;margin:14px 0 4px}
+ul.note{color:#555;font-size:13px;max-width:1100px}
+figure{margin:0} figcaption{font-size:11px;color:#555;text-align:center;margin-top:2px}
+.stats-plots figure.plot{max-width:640px} .stats-tables{overflow-x:auto}
+.samples{display:flex;flex-direction:column;gap:18px}
+.sample-body{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .sample-body table.qa{flex:1 1 520px;margin-top:0}
+.sample{border:1px solid #ddd;border-radius:6px;padding:8px 12px;background:#fcfcfc}
+.sample h3{margin:2px 0 8px;font-weight:600}
+.panels{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
+.panels img{display:block;border:1px solid #ccc;image-rendering:auto}
+.noimg{width:200px;height:120px;border:1px dashed #bbb;color:#777;font-size:12px;display:flex;align-items:center;justify-content:center;text-align:center}
+table.qa{width:100%;max-width:1400px;margin-top:8px} table.qa th{width:110px;text-align:left;vertical-align:top;max-width:none}
+table.qa td{white-space:normal;font-size:12.5px;line-height:1.45} table.qa td.ref{background:#f4fbf5}
+.marks{margin-top:4px} .cols{margin-top:3px;color:#666;font-size:11.5px}
+.chip{display:inline-block;border-radius:9px;padding:0 7px;margin:1px 2px;font-size:11.5px;border:1px solid}
+.chip.ok{background:#e7f7ea;border-color:#7ccf8c;color:#17602a} .chip.bad{background:#fdecec;border-color:#ef9a9a;color:#9b1c1c}
+.chip.miss{background:#fff6e0;border-color:#f0c36d;color:#7a5600} .chip.na{background:#f1f1f1;border-color:#ccc;color:#555}
+.sw{display:inline-block;width:18px;height:10px;border:2px solid;vertical-align:middle}
+.sw.gt{border-color:rgb(22,200,60)} .sw.pred{border-color:rgb(235,30,30)}
+.err{color:#9b1c1c;font-size:11.5px}
 """
 
 
@@ -412,10 +435,17 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
             parts.append("<h2>Per object size</h2>")
             parts.append(f"<div class='charts'><div>{size}</div></div>")
     for s in _resolve_sections(extra_sections):
-        parts.append(f"<h2>{html.escape(s.title)}</h2>")
-        parts.append(getattr(s, "html", "") or f"<pre>{html.escape(getattr(s, 'markdown', '') or '')}</pre>")
-    parts.append("</body></html>")
+        parts += _section_html(s)
+    parts.append(_HTML_END)
     return "\n".join(parts) + "\n"
+
+
+_HTML_END = "</body></html>"
+
+
+def _section_html(s):
+    return [f"<h2>{html.escape(s.title)}</h2>",
+            getattr(s, "html", "") or f"<pre>{html.escape(getattr(s, 'markdown', '') or '')}</pre>"]
 
 
 def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=()):
@@ -426,3 +456,35 @@ def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=()
                "text/markdown")
     write_text(join_path(output_dir, "report.html"), render_html(models_metrics, breakdowns, extra_sections),
                "text/html")
+
+
+def append_sections(output_dir, extra_sections):
+    """Append sections to the report.md and report.html already in `output_dir` (as the scoring
+    pipeline wrote them); the files become what render_markdown / render_html would give with
+    these sections as extra_sections (after any the reports already had)."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.scoring import join_path, write_text
+
+    sections = _resolve_sections(extra_sections)
+    if not sections:
+        return
+
+    def read(name):
+        with FileSystems.open(join_path(output_dir, name), compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            return f.read().decode("utf-8")
+
+    md = read("report.md").rstrip("\n").split("\n") + [""]
+    for s in sections:
+        md += _section_md(s)
+    write_text(join_path(output_dir, "report.md"), "\n".join(md).rstrip() + "\n", "text/markdown")
+    page = read("report.html").rstrip("\n")
+    if not page.endswith(_HTML_END):
+        raise ValueError(f"{join_path(output_dir, 'report.html')} does not end with {_HTML_END}")
+    parts = [page[: -len(_HTML_END)].rstrip("\n")]
+    for s in sections:
+        parts += _section_html(s)
+    parts.append(_HTML_END)
+    write_text(join_path(output_dir, "report.html"), "\n".join(parts) + "\n", "text/html")
+

@@ -1,0 +1,303 @@
+"""`sarchat demo [OUT]`: the whole toolkit on bundled synthetic data, on a CPU, in one command.
+
+    sarchat demo [OUT] [--images N] [--seed S] [--tiny] [--verbose]
+
+Stages, each the `run(argv)` of its own subcommand, called in this process:
+
+  1. synth      OUT/data        synthetic SAR images in the SARDet-100K layout (default 200 images)
+  2. generate   OUT/dataset     the six tasks' dialogues (Parquet, TFRecord, ms-swift JSONL)
+  3. stats      OUT/stats       the paper's dataset analysis (stats.json, stats.md, plots)
+  4-6. infer    OUT/runs/<b>    three baselines on the test split: cfar (a classical detector that
+                                looks at the image), blind (training-set priors, no image) and
+                                oracle (the reference answers: the upper bound)
+  7. score      OUT/results     one leaderboard of the three, metrics, report.md and report.html
+                                (with the dataset section and marked samples with their images)
+
+One progress line per stage (name, what it made, seconds); each stage's own output goes to
+OUT/logs/<stage>.log (--verbose shows it). Re-running into the same OUT reuses it: inference
+resumes (nothing is answered twice) and the other stages overwrite their files with identical ones.
+Other settings (--images, --seed, --tiny) start the folder's stages afresh. --tiny is for tests
+and CI: fewer identify variants, Parquet only, no stats plots files, fewer bootstrap replicates.
+"""
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+
+DEFAULT_OUT = "sarchat-demo"
+DEFAULT_IMAGES = 200
+TINY_IMAGES = 40
+MARKER = "demo.json"
+SUBDIRS = ("data", "dataset", "stats", "runs", "results", "logs")
+BACKENDS = ("cfar", "blind", "oracle")
+ABOUT = {
+    "oracle": "answers with the reference answers (the upper bound)",
+    "cfar": "classical CFAR detector on the image, no learning (a CPU baseline)",
+    "blind": "training-set priors from the question alone, never sees the image",
+}
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="sarchat demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("out", nargs="?", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    p.add_argument("--images", type=int, default=None,
+                   help=f"synthetic images, train + test (default {DEFAULT_IMAGES}; {TINY_IMAGES} with --tiny)")
+    p.add_argument("--seed", default="0", help="seed of the synthetic data (default 0)")
+    p.add_argument("--tiny", action="store_true", help="smallest useful setting (tests, CI)")
+    p.add_argument("--verbose", action="store_true", help="show every stage's own output")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# The output folder
+
+
+def prepare_out(out, config):
+    """Create OUT, or reuse a demo folder made with the same settings; a demo folder made with other
+    settings has its stages' folders removed. A non-empty folder that is not a demo folder is refused."""
+    marker = os.path.join(out, MARKER)
+    if os.path.isdir(out) and os.listdir(out):
+        if not os.path.isfile(marker):
+            raise StageFailed(f"{out} exists, is not empty and was not made by `sarchat demo`; "
+                              "give a new folder (or an earlier demo's)")
+        try:
+            with open(marker, encoding="utf-8") as f:
+                before = json.load(f)
+        except (OSError, ValueError):
+            before = None
+        if before == config:
+            return "reused"
+        for d in SUBDIRS:
+            shutil.rmtree(os.path.join(out, d), ignore_errors=True)
+        state = "restarted"
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise StageFailed(f"{out} exists and is not a folder")
+    else:
+        state = "new"
+    os.makedirs(out, exist_ok=True)
+    with open(marker, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one stage
+
+
+@contextlib.contextmanager
+def _captured(log_path, verbose):
+    """Send the stage's stdout, stderr and logging to its log file (and nowhere else unless verbose)."""
+    if verbose:
+        yield None
+        return
+    with open(log_path, "w", encoding="utf-8") as log:
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.handlers = [handler]
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield log
+        finally:
+            root.handlers = saved
+
+
+def _tail(path, n=25):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in lines[-n:])
+
+
+def run_stage(index, total, name, fn, argv, logs, verbose, describe=None):
+    """Run `fn(argv)`; print one line with the stage's name, result and seconds; raise StageFailed."""
+    log_path = os.path.join(logs, name.replace(" ", "-") + ".log")
+    label = f"[{index}/{total}] {name:<13}"
+    print(label + ("\n" if verbose else ""), end="", flush=True)
+    t0 = time.perf_counter()
+    error = None
+    with _captured(log_path, verbose) as log:
+        if log is not None:
+            log.write("$ sarchat " + " ".join([name.split()[0]] + list(argv)) + "\n")
+            log.flush()
+        try:
+            rc = fn(list(argv))
+        except SystemExit as e:  # argparse and some stages exit
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if e.code not in (None, 0) and not isinstance(e.code, int):
+                print(e.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported below with the log
+            traceback.print_exc()
+            rc, error = 1, e
+    seconds = time.perf_counter() - t0
+    if rc not in (0, None):
+        print((label if verbose else "") + f" FAILED after {seconds:.1f} s", flush=True)
+        detail = f"{type(error).__name__}: {error}" if error is not None else f"exit status {rc}"
+        tail = "" if verbose else _tail(log_path)
+        raise StageFailed(f"stage '{name}' failed ({detail}).\n"
+                          + (f"  last lines of its output ({log_path}):\n{tail}\n" if tail else "")
+                          + f"  command: sarchat {name.split()[0]} {' '.join(argv)}")
+    what = ""
+    if describe is not None:
+        try:
+            what = describe()
+        except Exception:  # a summary is a nicety
+            what = ""
+    line = f"{what:<52} {seconds:6.1f} s"
+    print((label + " " + line) if verbose else (" " + line), flush=True)
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# One-line summaries of what each stage made
+
+
+def _describe_synth(data):
+    counts = []
+    for split in ("train", "test"):
+        with open(os.path.join(data, "Annotations", f"{split}.json"), encoding="utf-8") as f:
+            d = json.load(f)
+        counts.append((split, len(d["images"]), len(d["annotations"])))
+    n_img = sum(c[1] for c in counts)
+    n_box = sum(c[2] for c in counts)
+    return f"{n_img} SAR images, {n_box} boxes ({', '.join(f'{c[1]} {c[0]}' for c in counts)})"
+
+
+def _describe_generate(dataset):
+    with open(os.path.join(dataset, "manifest.json"), encoding="utf-8") as f:
+        m = json.load(f)
+    per = {}
+    for split, c in (m.get("counts") or {}).items():
+        n = 0
+        for subsets in (c.get("by_task") or {}).values():
+            n += sum(v for v in subsets.values() if isinstance(v, int))
+        per[split] = n
+    order = {"train": 0, "val": 1, "test": 2}
+    splits = sorted(per, key=lambda k: (order.get(k, 3), k))
+    return f"{sum(per.values()):,} dialogues ({', '.join(f'{per[k]:,} {k}' for k in splits)}), 6 tasks"
+
+
+def _describe_stats(stats):
+    with open(os.path.join(stats, "stats.json"), encoding="utf-8") as f:
+        doc = json.load(f)
+    boxes = sum(v.get("boxes", 0) for v in (doc.get("boxes") or {}).values())
+    return f"stats.json, stats.md ({boxes} boxes, {len(doc.get('splits') or [])} splits)"
+
+
+def _describe_infer(run_dir, backend):
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(os.path.join(run_dir, "predictions.parquet"), columns=["id", "error"])
+    n_err = t.num_rows - t.column("error").null_count
+    return f"{t.num_rows} test answers" + (f", {n_err} failed" if n_err else "") + f" ({backend})"
+
+
+def _describe_score(results):
+    with open(os.path.join(results, "leaderboard.json"), encoding="utf-8") as f:
+        board = json.load(f)
+    return f"{len(board)} models: " + ", ".join(f"{r['model']} {r['overall']:.1f}" for r in board)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _leaderboard_text(board):
+    from transforms.schema import TASKS
+
+    short = {"classify": "class", "describe": "descr", "count": "count", "grounding": "ground",
+             "identify": "ident", "refer": "refer"}
+    head = f"  {'#':<2} {'model':<8} {'overall':>7}  " + " ".join(f"{short[t]:>6}" for t in TASKS)
+    lines = [head]
+    for r in board:
+        vals = " ".join(f"{(r['tasks'].get(t) if r['tasks'].get(t) is not None else float('nan')):6.1f}" for t in TASKS)
+        lines.append(f"  {r['rank']:<2} {r['model']:<8} {r['overall']:7.1f}  {vals}   {ABOUT.get(r['model'], '')}")
+    return "\n".join(lines)
+
+
+def run(argv=None):
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    images = args.images if args.images is not None else (TINY_IMAGES if args.tiny else DEFAULT_IMAGES)
+    if images < 10:
+        print("sarchat demo: --images must be at least 10 (the test split needs a few images)", file=sys.stderr)
+        return 2
+    out = os.path.abspath(args.out)
+    config = {"images": images, "seed": str(args.seed), "tiny": bool(args.tiny)}
+    try:
+        state = prepare_out(out, config)
+    except StageFailed as e:
+        print(f"sarchat demo: {e}", file=sys.stderr)
+        return 2
+    data, dataset, stats, runs, results, logs = (os.path.join(out, d) for d in SUBDIRS)
+    os.makedirs(logs, exist_ok=True)
+
+    from beam_pipelines import generate as generate_stage
+    from beam_pipelines import score as score_stage
+    from beam_pipelines import stats as stats_stage
+    from beam_pipelines import synth as synth_stage
+    from inference import run as infer_stage
+
+    tiny = args.tiny
+    stages = [
+        ("synth", synth_stage.run, [data, "--images", str(images), "--seed", str(args.seed), "--quiet"],
+         lambda: _describe_synth(data)),
+        ("generate", generate_stage.run,
+         ["--input", data, "--output", dataset] + (["--formats", "parquet", "--identify-variants", "2"] if tiny else []),
+         lambda: _describe_generate(dataset)),
+        ("stats", stats_stage.run, ["--input", dataset, "--output", stats, "--plots", "none" if tiny else "png"],
+         lambda: _describe_stats(stats)),
+    ]
+    for b in BACKENDS:
+        run_dir = os.path.join(runs, b)
+        stages.append((f"infer {b}", infer_stage.run,
+                       ["--dataset", dataset, "--split", "test", "--backend", b, "--output", run_dir,
+                        "--image-root", data, "--no-progress"],
+                       (lambda d=run_dir, b=b: _describe_infer(d, b))))
+    stages.append(("score", score_stage.run,
+                   ["--dataset", dataset, "--output", results, "--image-root", data, "--stats", stats,
+                    "--predictions"] + [os.path.join(runs, b, "predictions.parquet") for b in BACKENDS]
+                   + (["--bootstrap", "200", "--samples", "1"] if tiny else []),
+                   lambda: _describe_score(results)))
+
+    note = {"new": "", "reused": " (reusing the earlier run here)",
+            "restarted": " (other settings than the earlier run here: starting afresh)"}[state]
+    print(f"SARChat-Bench demo: {images} synthetic SAR images -> dialogues -> statistics -> 3 baseline models "
+          f"-> scores and report. No GPU, no download.\nOutput: {out}{note}\n", flush=True)
+    t0 = time.perf_counter()
+    try:
+        for i, (name, fn, stage_argv, describe) in enumerate(stages, 1):
+            run_stage(i, len(stages), name, fn, stage_argv, logs, args.verbose, describe)
+    except StageFailed as e:
+        print(f"\nsarchat demo: {e}", file=sys.stderr)
+        return 1
+    total = time.perf_counter() - t0
+    with open(os.path.join(results, "leaderboard.json"), encoding="utf-8") as f:
+        board = json.load(f)
+    report = os.path.join(results, "report.html")
+    print(f"\nDone in {total:.1f} s. Leaderboard (scores in %, overall = the paper's Eq. 4):\n")
+    print(_leaderboard_text(board))
+    print(f"\nReport (one self-contained HTML file: tables, charts, dataset statistics, samples with boxes):\n"
+          f"  {report}\n  open file://{report} in a browser\n"
+          f"Everything else is under {out}: data/ (images), dataset/ (dialogues), stats/, runs/ (predictions), "
+          f"results/ (metrics), logs/.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,205 @@
+"""The HTML report in a real browser (headless Chromium), and the report sections' own logic.
+
+The browser tests load the tiny demo's report (tests/test_demo.py runs it once per session) and
+check what Chromium rendered: the results table with one row per model, the charts (inline SVG with
+a size), every embedded image decoded with a non-zero natural size (the report's own check script
+writes these counts on <body>), and pixels in the screenshot where the first sample image and the
+first chart are. Without Chromium they fail when CI=true and skip otherwise.
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.test_demo import tiny_demo  # noqa: F401  (session fixture, cached in tests.test_demo)
+from transforms import report, report_sections
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium():
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = find_chromium()
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium is not installed (CI=true): apt-get install -y chromium")
+        pytest.skip("chromium is not installed (set CI=true to make this a failure)")
+    return path
+
+
+def run_chromium(chromium, tmp_path, url, *extra, timeout=90):
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+           "--no-default-browser-check", "--hide-scrollbars", f"--user-data-dir={profile}",
+           "--virtual-time-budget=10000", *extra, url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def body_attrs(dom):
+    m = re.search(r"<body([^>]*)>", dom)
+    assert m, dom[:2000]
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', m.group(1)))
+
+
+@pytest.fixture(scope="module")
+def rendered(chromium, tiny_demo, tmp_path_factory):  # noqa: F811
+    report_path = os.path.join(tiny_demo[0], "results", "report.html")
+    tmp = tmp_path_factory.mktemp("chromium")
+    proc = run_chromium(chromium, tmp, "file://" + report_path, "--dump-dom")
+    assert proc.returncode == 0 and "<body" in proc.stdout, proc.stderr[-3000:]
+    return {"dom": proc.stdout, "attrs": body_attrs(proc.stdout), "path": report_path, "tmp": tmp}
+
+
+def test_browser_renders_table_charts_and_images(rendered):
+    a, dom = rendered["attrs"], rendered["dom"]
+    assert a.get("data-render-check") == "done", a
+    # the results table: a row per model of this run
+    for model in ("cfar", "blind", "oracle"):
+        assert re.search(rf'<tr class="run"><td class="l">this run</td><td class="l">{model}</td>', dom), model
+    assert int(a["data-table-rows"]) > 30
+    # charts: radar, per-category/size bars, the dataset plots; every one drawn with a size
+    assert int(a["data-svgs-total"]) >= 6 and a["data-svgs-rendered"] == a["data-svgs-total"], a
+    # images: every embedded image decoded
+    assert int(a["data-images-total"]) >= 6 and a["data-images-ok"] == a["data-images-total"], a
+    assert "<h2>Samples</h2>" in dom and "<h2>Dataset</h2>" in dom
+
+
+def _rect(attr):
+    x, y, w, h = (int(v) for v in attr.split(","))
+    assert w > 0 and h > 0
+    return x, y, w, h
+
+
+def test_screenshot_has_pixels_where_the_chart_and_the_sample_image_are(chromium, rendered):
+    from PIL import Image, ImageStat
+
+    img_rect = _rect(rendered["attrs"]["data-first-img-rect"])
+    svg_rect = _rect(rendered["attrs"]["data-first-svg-rect"])
+    height = max(img_rect[1] + img_rect[3], svg_rect[1] + svg_rect[3]) + 40
+    shot = rendered["tmp"] / "report.png"
+    proc = run_chromium(chromium, rendered["tmp"], "file://" + rendered["path"], f"--screenshot={shot}",
+                        f"--window-size=1400,{height}")
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-3000:]
+    im = Image.open(shot).convert("L")
+    assert im.size[1] >= height - 1
+
+    def region(rect):
+        x, y, w, h = rect
+        return im.crop((x + 2, y + 2, x + w - 2, y + h - 2))
+
+    sample = ImageStat.Stat(region(img_rect))
+    assert sample.stddev[0] > 10, sample.stddev  # speckled SAR image, not a blank box
+    chart = region(svg_rect)
+    dark = sum(chart.histogram()[:200])
+    assert dark > 0.01 * chart.size[0] * chart.size[1], dark  # lines and labels drawn
+    top = ImageStat.Stat(im.crop((0, 0, im.size[0], min(600, im.size[1]))))
+    assert top.stddev[0] > 5  # the tables at the top are drawn too
+
+
+# ---------------------------------------------------------------------------------------------
+# The sections without a browser
+
+
+def test_samples_marks_follow_the_scores(tiny_demo):  # noqa: F811
+    page = open(os.path.join(tiny_demo[0], "results", "report.html"), encoding="utf-8").read()
+    cards = re.findall(r"<div class='sample' id='sample-[0-9a-f]+'>(.*?)</table></div></div>", page, re.S)
+    by_task = {}
+    for card in cards:
+        task = re.search(r"<h3>([^<\u00b7]+)", card).group(1).strip()
+        rows = dict(re.findall(r"<tr><th>([^<]+)</th><td class='l'>(.*?)</td></tr>", card, re.S))
+        marks = {m: r.split("<div class='marks'>")[1] for m, r in rows.items() if m in ("oracle", "cfar", "blind")}
+        by_task.setdefault(task, []).append(marks)
+    assert set(by_task) == set(report.TASK_LABELS.values())
+    for task, samples in by_task.items():
+        for marks in samples:
+            assert "chip bad" not in marks["oracle"] and "chip miss" not in marks["oracle"], (task, marks)
+            assert "chip ok" in marks["oracle"], (task, marks)
+    # the blind baseline never finds a box: nothing it says in a referring answer is marked right
+    for marks in by_task[report.TASK_LABELS["refer"]]:
+        assert "chip ok" not in marks["blind"] and "chip bad" in marks["blind"], marks
+
+
+def test_samples_without_per_sample_files_or_images(tiny_demo, tmp_path):  # noqa: F811
+    out = tiny_demo[0]
+    dataset, results = os.path.join(out, "dataset"), os.path.join(out, "results")
+    preds = sorted(glob.glob(os.path.join(out, "runs", "*", "predictions.parquet")))
+    full = report_sections.samples_section(dataset, results, preds, per_task=1, image_root=os.path.join(out, "data"))
+    # no OUT/<model>/samples/*.parquet (sarchat score --no-samples): the shown samples are scored again
+    bare = tmp_path / "results"
+    bare.mkdir()
+    shutil.copy(os.path.join(results, "leaderboard.json"), bare / "leaderboard.json")
+    again = report_sections.samples_section(dataset, str(bare), preds, per_task=1, image_root=os.path.join(out, "data"))
+    assert again.html == full.html and again.markdown == full.markdown
+    # images not found: a placeholder and a note, no broken <img>
+    noimg = report_sections.samples_section(dataset, results, preds, per_task=1, image_root=str(tmp_path / "nowhere"))
+    assert "image not available" in noimg.html and "<img" not in noimg.html and "--image-root" in noimg.html
+
+
+def test_choose_samples_is_deterministic_and_alternates_subsets():
+    keys = [("b2", "refer", "multi"), ("a1", "refer", "single"), ("a0", "refer", "single"), ("c", "classify", None),
+            ("z", "count", None), ("y", "count", None), ("m", "refer", "multi")]
+    assert report_sections.choose_samples(keys, 2) == ["c", "y", "z", "a0", "b2"]
+    assert report_sections.choose_samples(list(reversed(keys)), 2) == ["c", "y", "z", "a0", "b2"]
+    assert report_sections.choose_samples(keys, 1) == ["c", "y", "b2"]
+
+
+def test_marks_for_box_and_attribute_answers():
+    row = {"task": "count", "gt_boxes": [[0, 0, 10, 10], [20, 20, 30, 30]], "gt_count": 2,
+           "gt_categories": ["ship", "ship"]}
+    res = {"status": "ok", "pred_count": 3, "pred_boxes": [[0, 0, 10, 10], [50, 50, 60, 60], [21, 21, 24, 24]],
+           "pred_labels": []}
+    html = report_sections.marks("count", row, res)
+    assert "chip bad'>\u2717 count 3 (truth 2)" in html
+    assert "\u2713 [0, 0, 10, 10] IoU 1.00" in html and "\u2717 [21, 21, 24, 24] IoU 0.09" in html
+    assert "[50, 50, 60, 60] unmatched" in html and "missed: 1 truth box<" in html
+    ident = {"task": "identify", "gt_categories": ["tank"], "gt_sizes": ["small"], "gt_cells": ["top left"],
+             "gt_shapes": []}
+    html = report_sections.marks("identify", ident, {"status": "ok", "pred_labels": [
+        "category=tank", "size=large", "shape=wide"]})
+    assert "\u2713 category: tank" in html and "\u2717 size: large" in html
+    assert "shape: wide (not scored)" in html and "missed: cell: top left" in html and "missed: size: small" in html
+    assert "unparseable" in report_sections.marks("refer", row, {"status": "unparseable"})
+
+
+def test_markdown_tables_become_html_tables():
+    md = ("# Title\n\nSome *paper* text with `code`.\n\n## Part\n\n| A | B |\n| --- | ---: |\n| x \\| y | 1 |\n\n"
+          "- one\n- two\n\n![plot](plots/x.png)\n")
+    h = report_sections.markdown_to_html(md)
+    assert "Title" not in h and "<h3>Part</h3>" in h
+    assert "<i>paper</i>" in h and "<code>code</code>" in h
+    assert "<table class='md'><thead><tr><th>A</th><th>B</th></tr></thead>" in h
+    assert "<td class=l>x | y</td><td>1</td>" in h
+    assert "<li>one</li><li>two</li>" in h and "plots/x.png" not in h
+
+
+def test_append_sections_equals_rendering_with_extra_sections(tmp_path):
+    metrics = [{"model": "m", "columns": {}, "tasks": {t: 50.0 for t in report.TASK_LABELS}, "overall": 50.0,
+                "overall_macro": 50.0, "overall_ci95": [40.0, 60.0], "n": {}, "parse_failures": {},
+                "missing_predictions": 0}]
+    sections = [report.Section("Samples", html="<p>s</p>", markdown="s"),
+                report.Section("Dataset", html="<p>d</p>", markdown="d")]
+    report.write_reports(str(tmp_path), metrics)
+    report.append_sections(str(tmp_path), sections)
+    assert (tmp_path / "report.html").read_text() == report.render_html(metrics, None, sections)
+    assert (tmp_path / "report.md").read_text() == report.render_markdown(metrics, None, sections)
+
+
+def test_score_rejects_a_missing_stats_folder(tmp_path, capsys):
+    from beam_pipelines import score
+
+    rc = score.run(["--dataset", str(tmp_path), "--predictions", str(tmp_path), "--output", str(tmp_path / "o"),
+                    "--stats", str(tmp_path / "nostats")])
+    assert rc == 2 and "no stats.json" in capsys.readouterr().err
