@@ -25,6 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.beam_options import make_pipeline
+from beam_pipelines.generate import launch
 from transforms import coco, stats
 from transforms.stats_transforms import (BoxStatsFromCoco, BoxStatsFromDialogues, DialogueStatsOf,
                                          ReadDialogueTables, WriteStatsFn, read_bytes)
@@ -150,27 +151,31 @@ def run(argv=None, test=None):
         print(f"sarchat stats: error: {e}", file=sys.stderr)
         return 2
     started = time.time()
-    with make_pipeline(beam_args) as p:
-        empty = p | "NoDialogues" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
-        rejects = p | "NoRejects" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
-        dialogues = empty
-        if patterns:
-            tables = p | "ReadDialogues" >> ReadDialogueTables(patterns)
-            dialogues = tables | "Dialogues" >> DialogueStatsOf()
-        if annotations:
-            boxes, rejects = p | "Boxes" >> BoxStatsFromCoco(sorted(annotations.items()), exact_cap=args.exact_cap)
-        else:
-            boxes = tables | "BoxesFromGt" >> BoxStatsFromDialogues(exact_cap=args.exact_cap)
-        extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
-        doc = (
-            p
-            | "Once" >> beam.Create([None])
-            | "Write" >> beam.ParDo(WriteStatsFn(args.output, info, splits, args.exact_cap, args.plots, extra),
-                                    boxes=beam.pvalue.AsList(boxes), dialogues=beam.pvalue.AsList(dialogues),
-                                    rejects=beam.pvalue.AsList(rejects))
-        )
-        if test is not None:
-            test(doc)
+    p = make_pipeline(beam_args)
+    empty = p | "NoDialogues" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+    rejects = p | "NoRejects" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+    dialogues = empty
+    if patterns:
+        tables = p | "ReadDialogues" >> ReadDialogueTables(patterns)
+        dialogues = tables | "Dialogues" >> DialogueStatsOf()
+    if annotations:
+        boxes, rejects = p | "Boxes" >> BoxStatsFromCoco(sorted(annotations.items()), exact_cap=args.exact_cap)
+    else:
+        boxes = tables | "BoxesFromGt" >> BoxStatsFromDialogues(exact_cap=args.exact_cap)
+    extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
+    doc = (
+        p
+        | "Once" >> beam.Create([None])
+        | "Write" >> beam.ParDo(WriteStatsFn(args.output, info, splits, args.exact_cap, args.plots, extra),
+                                boxes=beam.pvalue.AsList(boxes), dialogues=beam.pvalue.AsList(dialogues),
+                                rejects=beam.pvalue.AsList(rejects))
+    )
+    if test is not None:
+        test(doc)
+    _, finished = launch(p)
+    if not finished:
+        print("sarchat stats: pipeline submitted; stats.json will be written by the job")
+        return 0
     elapsed = time.time() - started
     with FileSystems.open(FileSystems.join(args.output, "stats.json")) as f:
         written = json.loads(f.read())

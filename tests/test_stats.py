@@ -339,3 +339,12 @@ def test_render_functions_are_reusable_and_deterministic(corpus, tmp_path):
     md = stats_render.stats_markdown(doc)
     assert "## Task distribution" not in md and "10,741 (44.38%)" in md and "train (ours)" not in md
     assert md == (tmp_path / "s" / "stats.md").read_text()
+
+
+def test_submit_only_run_does_not_read_results_back(corpus, tmp_path, capsys):
+    # A Flex Template launch or --no_wait_until_finish only submits the job: the launcher must not
+    # try to read stats.json back (the job writes it later).
+    out = tmp_path / "s"
+    assert stats_pipeline.run(["--input", str(corpus["root"]), "--output", str(out), "--plots", "none",
+                               "--no_wait_until_finish"]) == 0
+    assert "pipeline submitted" in capsys.readouterr().out
