@@ -19,7 +19,8 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOpt
 from beam_pipelines.beam_options import make_pipeline
 from transforms import coco
 from transforms.dialogues import DEFAULT_IDENTIFY_VARIANTS
-from transforms.generate import FORMATS, GenerateDialogues, fingerprint, read_bytes
+from transforms.fileio import read_bytes
+from transforms.generate import FORMATS, GenerateDialogues, fingerprint
 
 VERSION = "0.1.0"
 

@@ -14,12 +14,14 @@ from typing import Any, Tuple
 
 import apache_beam as beam
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import coco, records, tfrecord
+from transforms.fileio import read_bytes, write_bytes
 from transforms.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard, gc_paused
-from transforms.schema import DIALOGUE_SCHEMA, seeded_int, swift_task_file
+from transforms.schema import seeded_int, swift_task_file
 
 NAMESPACE = "sarchat.generate"
 FORMATS = ("parquet", "tfrecord", "swift")
@@ -35,22 +37,12 @@ def shard_name(stem, shard, num_shards, ext):
     return f"{stem}-{shard:05d}-of-{num_shards:05d}.{ext}"
 
 
-def read_bytes(path) -> bytes:
-    with FileSystems.open(path) as f:
-        return f.read()
-
-
-def write_bytes(path, data: bytes):
-    with FileSystems.create(path) as f:
-        f.write(data)
-
-
 class ReadCocoSplitFn(beam.DoFn):
     """(split, annotation path, image dir, num_shards) -> ((split, shard), image); rejects tagged."""
 
     def process(self, element):
         split, path, image_dir, num_shards = element
-        data = coco.load_json(read_bytes(path), path)
+        data = coco.load_json(read_bytes(path, CompressionTypes.AUTO), path)
         images, rejects = coco.parse_coco(data, path, split, image_dir)
         Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
         Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))

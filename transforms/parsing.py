@@ -21,7 +21,6 @@ input is parsed in well under a second and simply comes back "unparseable".
 """
 import re
 
-from transforms import geometry
 from transforms.categories import CATEGORY_INDEX, CATEGORY_WORDS
 
 OK = "ok"

@@ -36,6 +36,9 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import metrics as M
 from transforms import report
 from transforms.categories import CATEGORY_INDEX
+from transforms.fileio import exists as _exists
+from transforms.fileio import join_path as _join
+from transforms.fileio import read_bytes as _read_bytes
 from transforms.schema import TASKS
 
 TASK_LABELS = report.TASK_LABELS
@@ -77,25 +80,6 @@ RENDER_CHECK_SCRIPT = """<script>
 
 # ---------------------------------------------------------------------------------------------
 # Files (local or any Beam file system, e.g. gs://)
-
-
-def _read_bytes(path):
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
-
-
-def _exists(path):
-    try:
-        return FileSystems.exists(path)
-    except Exception:
-        return False
-
-
-def _join(*parts):
-    base = parts[0]
-    for p in parts[1:]:
-        base = FileSystems.join(base, p)
-    return base
 
 
 def _glob(pattern):

@@ -37,6 +37,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import metrics as M
 from transforms.box_formats import BoxFormat, get_box_format
+from transforms.fileio import join_path, write_bytes, write_text  # noqa: F401 (re-exported for report.py)
 from transforms.schema import TASKS
 
 NAMESPACE = "sarchat.score"
@@ -82,20 +83,6 @@ def model_dirname(model):
     return safe
 
 
-def join_path(*parts):
-    base = parts[0]
-    for p in parts[1:]:
-        base = FileSystems.join(base, p)
-    return base
-
-
-def write_bytes(path, data, mime="application/octet-stream"):
-    with FileSystems.create(path, mime_type=mime, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(data)
-
-
-def write_text(path, text, mime="text/plain"):
-    write_bytes(path, text.encode("utf-8"), mime)
 
 
 def write_json(path, obj):

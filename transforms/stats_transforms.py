@@ -20,19 +20,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import coco, stats
+from transforms.fileio import read_bytes, write_bytes
 
 NAMESPACE = "sarchat.stats"
 CHUNK_IMAGES = 2000
-
-
-def read_bytes(path) -> bytes:
-    with FileSystems.open(path) as f:
-        return f.read()
-
-
-def write_bytes(path, data: bytes):
-    with FileSystems.create(path) as f:
-        f.write(data)
 
 
 class _MergingCombineFn(beam.CombineFn):
