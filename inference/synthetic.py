@@ -3,7 +3,8 @@
 Not the dataset generator (`sarchat synth` + `sarchat generate` are): this writes, in one call,
 images of speckled sea or land with bright scatterer targets (ships on sea; aircraft, cars and
 tanks on land; bridges over a river; harbors), and a `parquet/<split>/dialogues-*.parquet` with
-DIALOGUE_SCHEMA rows for every task, plus `manifest.json` with `input_root`, i.e. the layout
+DIALOGUE_SCHEMA rows for every task (built by transforms.dialogues.DialogueBuilder, one identify
+question per box), plus `manifest.json` with `input_root`, i.e. the layout
 `sarchat infer` reads. Deterministic for a seed.
 """
 import json
@@ -13,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms import geometry
-from transforms.categories import CATEGORY_INDEX, article, canonical_sort, join_words, plural
-from transforms.schema import DIALOGUE_SCHEMA, dialogue_id
+from transforms import records
+from transforms.dialogues import DialogueBuilder
+from transforms.schema import DIALOGUE_SCHEMA
 
 
 def _speckle(rng, shape, mean_amp, looks=3):
@@ -116,83 +117,14 @@ def make_scene(rng, size=256):
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
-def _rows_for_image(split, image_id, rel_path, w, h, objects):
-    """Dialogue rows (DIALOGUE_SCHEMA) for one image, answers in the SPEC grammar."""
-    rows = []
-    boxes = [[b[0], b[1], min(b[2], w - 1), min(b[3], h - 1)] for _, b in objects]
-    cats = [c for c, _ in objects]
-    cells = [geometry.grid_cell(b, w, h) for b in boxes]
-
-    def row(task, subset, unit, variant, question, answer, **gt):
-        did = dialogue_id(split, image_id, task, subset, unit, variant)
-        base = {"id": did, "split": split, "task": task, "subset": subset, "image_path": rel_path,
-                "image_id": image_id, "width": w, "height": h, "question": question, "answer": answer,
-                "messages": [{"role": "user", "content": "<image>\n" + question},
-                             {"role": "assistant", "content": answer}],
-                "template_id": f"{task}-fixture", "gt_boxes": [], "gt_categories": [], "gt_cells": [],
-                "gt_sizes": [], "gt_shapes": [], "gt_relations": [], "gt_count": 0}
-        base.update(gt)
-        return base
-
-    present = canonical_sort(cats)
-    rows.append(row("classify", None, "", 0, "What kind of targets are in this SAR image?",
-                    f"The image contains {join_words(present)}.", gt_categories=present, gt_count=len(present)))
-    for cat in present:
-        idx = [i for i, c in enumerate(cats) if c == cat]
-        bx = [boxes[i] for i in idx]
-        n = len(idx)
-        ans = ("There is 1 instance. " if n == 1 else f"There are {n} instances. ") + geometry.boxes_text(bx)
-        rows.append(row("count", None, cat, 0, f"[count] How many {plural(cat)} are there in the image?", ans,
-                        gt_boxes=bx, gt_categories=[cat] * n, gt_cells=[cells[i] for i in idx], gt_count=n))
-        sub = "single" if n == 1 else "multi"
-        ans = "".join(f"{geometry.box_text(boxes[i])} ({cells[i]})" for i in idx)
-        rows.append(row("refer", sub, cat, 0, f"[refer] Where is the {cat}?", ans,
-                        gt_boxes=bx, gt_categories=[cat] * n, gt_cells=[cells[i] for i in idx], gt_count=n))
-    order = sorted(range(len(cats)), key=lambda i: CATEGORY_INDEX[cats[i]])
-    sentences, rels = [], []
-    for cat in present:
-        idx = [i for i in order if cats[i] == cat]
-        if len(idx) == 1:
-            i = idx[0]
-            sentences.append(f"There is {article(cat)} {cat} in the {cells[i]} portion {geometry.box_text(boxes[i])}.")
-        else:
-            each = ", ".join(f"one in the {cells[i]} portion {geometry.box_text(boxes[i])}" for i in idx)
-            sentences.append(f"There are {len(idx)} {plural(cat)}: {each}.")
-    for a_i, a in enumerate(present):
-        for b in present[a_i + 1:]:
-            ba = [boxes[i] for i in range(len(cats)) if cats[i] == a]
-            bb = [boxes[i] for i in range(len(cats)) if cats[i] == b]
-            rel, direction = geometry.relation(ba, bb, w, h)
-            sentences.append(f"The {a} is {rel} the {b}.")
-            rels.append(f"{a}|{rel}|{b}|{direction}")
-    rows.append(row("grounding", "single" if len(cats) == 1 else "multi", "", 0,
-                    "[grounding] Describe the objects in this image and where they are.",
-                    "In this SAR image, I can identify several objects and their locations: " + " ".join(sentences),
-                    gt_boxes=[boxes[i] for i in order], gt_categories=[cats[i] for i in order],
-                    gt_cells=[cells[i] for i in order], gt_relations=rels, gt_count=len(cats)))
-    for i, (cat, b) in enumerate(zip(cats, boxes)):
-        xywh = [b[0], b[1], b[2] - b[0], b[3] - b[1]]
-        size = geometry.identify_size(geometry.area_ratio(xywh, w, h))
-        ans = f"This is {article(size)} {size} {cat} located in the {cells[i]} portion of the image."
-        rows.append(row("identify", "single" if len(cats) == 1 else "multi", str(i), 0,
-                        f"[identify] What is the object in {geometry.box_text(b)}?", ans,
-                        gt_boxes=[b], gt_categories=[cat], gt_cells=[cells[i]], gt_sizes=[size], gt_count=1))
-    if geometry.describe_image_ok(w, h):
-        kept = [i for i in order
-                if geometry.describe_box_reason([boxes[i][0], boxes[i][1], boxes[i][2] - boxes[i][0],
-                                                 boxes[i][3] - boxes[i][1]], w, h) is None]
-        if kept:
-            phrases = []
-            for k, i in enumerate(kept):
-                b = boxes[i]
-                size = geometry.describe_size(geometry.area_ratio([b[0], b[1], b[2] - b[0], b[3] - b[1]], w, h))
-                pos = geometry.POSITION_PHRASES[cells[i]]
-                phrases.append(f"A {size} {cats[i]} is visible {pos}." if k == 0
-                               else f"There is one more {size} {cats[i]} {pos}.")
-            rows.append(row("describe", None, "", 0, "Describe this SAR image in detail.", " ".join(phrases),
-                            gt_boxes=[boxes[i] for i in kept], gt_categories=[cats[i] for i in kept],
-                            gt_cells=[cells[i] for i in kept], gt_count=len(kept)))
-    return rows
+def _rows_for_image(builder, split, image_id, rel_path, w, h, objects):
+    """Dialogue rows (DIALOGUE_SCHEMA dicts) for one image, built by the generator's own builder."""
+    image = {"split": split, "image_id": image_id, "file_name": rel_path.rsplit("/", 1)[-1], "image_path": rel_path,
+             "width": w, "height": h,
+             "boxes": [{"ann_id": i, "category": cat, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
+                       for i, (cat, b) in enumerate(objects)]}
+    rows, _ = builder.build(image)
+    return records.rows_to_table(rows).to_pylist()
 
 
 def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",), shards=2, image_ext="png"):
@@ -210,11 +142,12 @@ def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",
         img_dir = os.path.join(image_root, "JPEGImages", split)
         os.makedirs(img_dir, exist_ok=True)
         rows = []
+        builder = DialogueBuilder(seed=seed, identify_variants=1)
         for k in range(n_images):
             img, objects = make_scene(rng, size)
             name = f"{split}_{k:04d}.{image_ext}"
             Image.fromarray(img, mode="L").save(os.path.join(img_dir, name))
-            rows.extend(_rows_for_image(split, k, f"JPEGImages/{split}/{name}", size, size, objects))
+            rows.extend(_rows_for_image(builder, split, k, f"JPEGImages/{split}/{name}", size, size, objects))
         rows.sort(key=lambda r: r["id"])
         all_rows[split] = rows
         pdir = os.path.join(generated, "parquet", split)

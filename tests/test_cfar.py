@@ -8,7 +8,7 @@ import pytest
 from inference import cfar
 from inference.cfar import Detection
 from inference.run import run
-from inference.synthetic import make_scene, write_fixture_dataset
+from inference.synthetic import make_scene
 from transforms.geometry import iou
 
 
