@@ -1,11 +1,8 @@
 """Bad input: each case either fails fast with a message naming the file and position, or becomes
 a counted reject with its reason; never a traceback, never a silent drop."""
-import json
-import math
-
 import pytest
 
-from tests.conftest import CATEGORIES, write_coco
+from tests.conftest import CATEGORIES
 from transforms import coco
 
 

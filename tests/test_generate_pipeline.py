@@ -81,7 +81,7 @@ def test_identical_output_in_process_and_multi_processing(tmp_path):
     ma = run_generate(root, a, "--images-per-shard", "10")
     mb = run_generate(root, b, "--images-per-shard", "10",
                       "--direct_num_workers=2", "--direct_running_mode=multi_processing")
-    assert ma["num_shards"]["test"] == 4
+    assert ma["num_shards"]["test"] == 4 and ma == mb
     assert read_rows(a) == read_rows(b)
     fa, fb = file_bytes(a), file_bytes(b)
     assert fa.keys() == fb.keys() and all(fa[k] == fb[k] for k in fa), "outputs differ between runners"
