@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,34 +17,10 @@ from inference.adapters import get_adapter
 from inference.backends.vllm_backend import VllmBackend
 from inference.run import build_parser as infer_parser
 from inference.run import execute as infer_execute
+from tests import fake_vllm
+from tests.fake_vllm import FakeSamplingParams
 from inference.synthetic import write_fixture_dataset
 from transforms.schema import PREDICTION_SCHEMA
-
-
-@dataclass
-class _Completion:
-    index: int
-    text: str
-    token_ids: list = field(default_factory=list)
-    finish_reason: str = "stop"
-
-
-@dataclass
-class _RequestOutput:
-    request_id: str
-    prompt: str
-    outputs: list
-    finished: bool = True
-
-
-@dataclass
-class FakeSamplingParams:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 16
-    seed: int = None
-    skip_special_tokens: bool = True
-    stop: list = None
 
 
 def answer_for(conv):
@@ -54,20 +29,11 @@ def answer_for(conv):
     return f"answer:{hashlib.sha1(text.encode()).hexdigest()[:10]}<|im_end|>"
 
 
-class FakeLLM:
-    """vllm.LLM.chat's signature; records the conversations it saw."""
+class FakeLLM(fake_vllm.FakeLLM):
+    """The shared fake vllm.LLM, answering with a hash of the prompt."""
 
     def __init__(self, poison=None):
-        self.calls = []
-        self.poison = poison
-
-    def chat(self, messages, sampling_params=None, use_tqdm=True, lora_request=None, chat_template=None,
-             chat_template_content_format="auto", add_generation_prompt=True, continue_final_message=False,
-             tools=None, chat_template_kwargs=None, mm_processor_kwargs=None):
-        self.calls.append({"messages": messages, "sampling_params": sampling_params})
-        if self.poison and any(self.poison in json.dumps(c) for c in messages):
-            raise RuntimeError("engine rejected a prompt")
-        return [_RequestOutput(str(i), "", [_Completion(0, answer_for(c))]) for i, c in enumerate(messages)]
+        super().__init__(answer=answer_for, poison=poison)
 
 
 def make_fake_engine():
