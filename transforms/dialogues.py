@@ -33,7 +33,7 @@ class DialogueBuilder:
         self.identify_variants = identify_variants
         self._describe_styles = self.banks["describe"]["styles"]
         forms = self.banks["grounding"]["relation_forms"]
-        self._forms_with_dir = [f for f in forms]
+        self._forms_with_dir = list(forms)  # any form may be used when a direction exists
         self._forms_without_dir = [f for f in forms if "{dir}" not in f["form"]] or forms[:1]
 
     def _pick(self, task, did):

@@ -140,7 +140,7 @@ class FinalizeFn(beam.DoFn):
             split_counts = counts.setdefault(r["split"], collections.Counter())
             split_counts.update(r["counts"])
         if "swift" in self.formats:
-            files.extend(self._join_swift(counts))
+            files.extend(self._join_swift())
         reject_counts, describe_counts = {}, {}
         by_split = collections.defaultdict(list)
         for r in rejects:
@@ -172,7 +172,7 @@ class FinalizeFn(beam.DoFn):
                     (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         yield manifest
 
-    def _join_swift(self, counts):
+    def _join_swift(self):
         files = []
         for split in sorted(self.num_shards):
             for task_file in SWIFT_TASK_FILES:
