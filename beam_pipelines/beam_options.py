@@ -4,8 +4,12 @@ Beam's DirectRunner first tries the Prism runner, which downloads a binary (impo
 surprising in a batch job). Unless the user names a runner, we run on the in-process FnApiRunner,
 which honours --direct_num_workers and --direct_running_mode=multi_processing.
 """
+import json
+
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions, SetupOptions, StandardOptions,
+                                                  TestOptions)
 
 
 def has_runner_flag(beam_argv) -> bool:
@@ -21,3 +25,30 @@ def make_pipeline(beam_argv, save_main_session: bool = False) -> beam.Pipeline:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     return beam.Pipeline(runner=FnApiRunner(), options=options)
+
+
+def submits_only(options) -> bool:
+    """True when running the pipeline only submits or stages it: a Flex Template launch (the launcher
+    passes --template_location and submits the staged job itself after this program exits),
+    --no_wait_until_finish, or a --dry_run. Waiting (and reading results back) is then wrong."""
+    return bool(options.view_as(GoogleCloudOptions).template_location
+                or options.view_as(StandardOptions).no_wait_until_finish
+                or options.view_as(TestOptions).dry_run)
+
+
+def launch(pipeline):
+    """Run the pipeline; wait for it unless it is only being submitted. Returns (result, finished)."""
+    result = pipeline.run()
+    if submits_only(pipeline.options):
+        return result, False
+    result.wait_until_finish()
+    return result, True
+
+
+def launch_and_read_json(pipeline, path):
+    """Launch; the JSON document the job wrote at `path` once it finished, None when only submitted."""
+    _, finished = launch(pipeline)
+    if not finished:
+        return None
+    with FileSystems.open(path) as f:
+        return json.loads(f.read())

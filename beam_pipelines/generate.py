@@ -14,9 +14,8 @@ import sys
 import time
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
 
-from beam_pipelines.beam_options import make_pipeline
+from beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from transforms import coco
 from transforms.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from transforms.fileio import read_bytes
@@ -144,24 +143,6 @@ def build(p, args, output, formats, splits, config, manifest_base):
         splits, output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base)
 
 
-def submits_only(options) -> bool:
-    """True when running the pipeline only submits or stages it: a Flex Template launch (the launcher
-    passes --template_location and submits the staged job itself after this program exits),
-    --no_wait_until_finish, or a --dry_run. Waiting (and reading the manifest back) is then wrong."""
-    return bool(options.view_as(GoogleCloudOptions).template_location
-                or options.view_as(StandardOptions).no_wait_until_finish
-                or options.view_as(TestOptions).dry_run)
-
-
-def launch(pipeline):
-    """Run the pipeline; wait for it unless it is only being submitted. Returns (result, finished)."""
-    result = pipeline.run()
-    if submits_only(pipeline.options):
-        return result, False
-    result.wait_until_finish()
-    return result, True
-
-
 def run(argv=None, test=None):
     """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
     args, beam_args = build_parser().parse_known_args(argv)
@@ -175,15 +156,12 @@ def run(argv=None, test=None):
     manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)
     if test is not None:
         test(manifest, rejects)
-    _, finished = launch(pipeline)
-    if not finished:
-        print(f"sarchat generate: submitted; {FileSystems.join(args.output, 'manifest.json')} is written last, "
-              "when the job finishes")
+    manifest_path = FileSystems.join(args.output, "manifest.json")
+    written = launch_and_read_json(pipeline, manifest_path)
+    if written is None:
+        print(f"sarchat generate: submitted; {manifest_path} is written last, when the job finishes")
         return 0
-    elapsed = time.time() - started
-    with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as f:
-        written = json.loads(f.read())
-    print(summary_table(written, elapsed))
+    print(summary_table(written, time.time() - started))
     return 0
 
 

@@ -42,7 +42,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines import generate
-from beam_pipelines.beam_options import make_pipeline
+from beam_pipelines.beam_options import launch, make_pipeline
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
@@ -262,7 +262,7 @@ def run(argv=None, test=None):
     published = manifest | "Publish" >> beam.ParDo(PublishFn(base, tmp, name, h))
     if test is not None:
         test(published)
-    _, finished = generate.launch(pipeline)
+    _, finished = launch(pipeline)
     if not finished:
         print(f"sarchat regenerate: submitted; the job writes {tmp}, publishes it as {final} and then "
               f"updates {FileSystems.join(base, LATEST)}")

@@ -24,8 +24,7 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.beam_options import make_pipeline
-from beam_pipelines.generate import launch
+from beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from transforms import coco, stats
 from transforms.stats_transforms import (BoxStatsFromCoco, BoxStatsFromDialogues, DialogueStatsOf,
                                          ReadDialogueTables, WriteStatsFn, read_bytes)
@@ -172,14 +171,11 @@ def run(argv=None, test=None):
     )
     if test is not None:
         test(doc)
-    _, finished = launch(p)
-    if not finished:
+    written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"))
+    if written is None:
         print("sarchat stats: pipeline submitted; stats.json will be written by the job")
         return 0
-    elapsed = time.time() - started
-    with FileSystems.open(FileSystems.join(args.output, "stats.json")) as f:
-        written = json.loads(f.read())
-    print(summary_text(written, elapsed))
+    print(summary_text(written, time.time() - started))
     return 0
 
 

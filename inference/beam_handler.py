@@ -276,16 +276,6 @@ def build(p, dataset, split, output, handler, manifest, tasks=None):
     return predictions, stats | "WriteManifest" >> beam.ParDo(_WriteManifestFn(output, manifest))
 
 
-def submits_only(options) -> bool:
-    """Running only submits or stages the job (Flex Template launch, --no_wait_until_finish,
-    --dry_run): as beam_pipelines.generate.submits_only, without importing the generator."""
-    from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
-
-    return bool(options.view_as(GoogleCloudOptions).template_location
-                or options.view_as(StandardOptions).no_wait_until_finish
-                or options.view_as(TestOptions).dry_run)
-
-
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m inference.beam_handler", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, help="output folder of `sarchat generate` (local or gs://)")
@@ -334,7 +324,7 @@ def config_from_args(args) -> BeamInferenceConfig:
 
 def run(argv=None, test=None):
     """Entry point; `test(predictions_pcoll, manifest_pcoll)` may add assertions inside the pipeline."""
-    from beam_pipelines.beam_options import make_pipeline
+    from beam_pipelines.beam_options import launch, make_pipeline
 
     args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -352,10 +342,7 @@ def run(argv=None, test=None):
         return 2
     if test is not None:
         test(predictions, written)
-    result = p.run()
-    finished = not submits_only(p.options)
-    if finished:
-        result.wait_until_finish()
+    _, finished = launch(p)
     where = FileSystems.join(args.output, "manifest.json")
     print(f"inference.beam_handler: {'wrote' if finished else 'submitted; the job writes'} "
           f"{FileSystems.join(args.output, 'predictions', 'part-*.parquet')} and {where} "

@@ -64,7 +64,7 @@ def test_publish_then_early_exit(data, tmp_path, capsys, monkeypatch):
     capsys.readouterr()
 
     # second run: nothing to do, no pipeline started, exit 0
-    monkeypatch.setattr(generate, "launch", lambda p: pytest.fail("a pipeline was started"))
+    monkeypatch.setattr(regenerate, "launch", lambda p: pytest.fail("a pipeline was started"))
     before = file_bytes(base)
     assert _regen(data, base) == 0
     assert "up to date" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from beam_pipelines import generate, regenerate
+from beam_pipelines.beam_options import submits_only
 from tests.conftest import known_dataset, write_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +56,7 @@ def test_generate_graph_builds_for_dataflow(root):
     formats, splits, config, manifest_base = generate.prepare(args)
     p = beam.Pipeline(options=PipelineOptions(beam_argv))
     generate.build(p, args, args.output, formats, splits, config, manifest_base)
-    assert generate.submits_only(p.options)
+    assert submits_only(p.options)
     result = p.run()  # DataflowRunner with --dry_run: translates and builds the job, submits nothing
     job = result.job
     proto = job.proto_pipeline
@@ -119,9 +120,9 @@ def test_inference_graph_builds_for_dataflow(tmp_path):
 def test_template_location_means_submit_only():
     opts = PipelineOptions(["--runner=DataflowRunner",
                             "--template_location=gs://b/staging/template_launches/123/job_object"])
-    assert generate.submits_only(opts)
-    assert not generate.submits_only(PipelineOptions([]))
-    assert generate.submits_only(PipelineOptions(["--no_wait_until_finish"]))
+    assert submits_only(opts)
+    assert not submits_only(PipelineOptions([]))
+    assert submits_only(PipelineOptions(["--no_wait_until_finish"]))
 
 
 # ---- Flex Template metadata ---------------------------------------------------------------------
@@ -185,9 +186,8 @@ def _required_argv(meta, skip):
             if not p.get("isOptional") and p["name"] != skip]
 
 
-def test_inference_submits_only_agrees_with_generate():
-    from inference import beam_handler as bh
-
-    for argv in ([], ["--no_wait_until_finish"], ["--dry_run=True"], ["--template_location=gs://b/t/job_object"]):
-        opts = PipelineOptions(argv)
-        assert bh.submits_only(opts) == generate.submits_only(opts), argv
+def test_every_submit_only_spelling_is_recognised():
+    # one submits_only (beam_options) serves generate, stats, regenerate and the RunInference handler
+    assert not submits_only(PipelineOptions([]))
+    for argv in (["--no_wait_until_finish"], ["--dry_run=True"], ["--template_location=gs://b/t/job_object"]):
+        assert submits_only(PipelineOptions(argv)), argv
