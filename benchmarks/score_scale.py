@@ -11,7 +11,7 @@
 3. runs `sarchat score` in a child process and prints its wall time and the peak resident memory
    of its process tree (benchmarks/_measure.py).
 
-`make_test_rows` is the one function that decides where the test rows come from; everything else
+`make_rows` is the one function that decides where the test rows come from; everything else
 only needs a table of transforms.schema.DIALOGUE_SCHEMA.
 """
 import argparse
@@ -191,25 +191,16 @@ def generator_rows(n_rows, seed=0, split="test"):
         factor *= 1.02 * n_rows / max(1, len(rows))
 
 
-def make_test_rows(n_rows, seed=0, builder="generator"):
-    """THE SWAP POINT: a pa.Table of n_rows test dialogues (DIALOGUE_SCHEMA). 'generator' uses the
-    generator's per-image builder on synthetic SARDet-scale annotations; 'simple' the stand-in
+def make_rows(n_rows, split="test", seed=0, builder="generator"):
+    """THE SWAP POINT: a pa.Table of n_rows dialogues of a split (DIALOGUE_SCHEMA). 'generator' uses
+    the generator's per-image builder on synthetic SARDet-scale annotations; 'simple' the stand-in
     builder of this file (used automatically when the generator's modules are not importable)."""
     if builder == "generator":
         try:
-            return generator_rows(n_rows, seed, "test")
+            return generator_rows(n_rows, seed, split)
         except ImportError:
             pass
-    return simple_rows(n_rows, seed, "test")
-
-
-def make_train_rows(n_rows, seed=1, builder="generator"):
-    if builder == "generator":
-        try:
-            return generator_rows(n_rows, seed, "train")
-        except ImportError:
-            pass
-    return simple_rows(n_rows, seed, "train")
+    return simple_rows(n_rows, seed, split)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,10 +236,10 @@ def main(argv=None):
 
     work = args.workdir or tempfile.mkdtemp(prefix="score_scale_")
     t0 = time.perf_counter()
-    table = make_test_rows(args.rows, builder=args.builder)
+    table = make_rows(args.rows, "test", seed=0, builder=args.builder)
     write_dataset(table, os.path.join(work, "dataset"))
     t1 = time.perf_counter()
-    blind = BlindPrior().fit(make_train_rows(args.train_rows, builder=args.builder).to_pylist())
+    blind = BlindPrior().fit(make_rows(args.train_rows, "train", seed=1, builder=args.builder).to_pylist())
     rows = table.select(["id", "task", "question", "width", "height", "answer"]).to_pylist()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     predictors = {"blind": blind.predict, "oracle": lambda r: r["answer"]}
