@@ -38,7 +38,7 @@ def tiny_demo(tmp_path_factory):
 
 
 def test_demo_runs_every_stage_and_prints_the_report_path(tiny_demo):
-    out, stdout, _, seconds = tiny_demo
+    out, stdout, _, _ = tiny_demo
     for i, name in enumerate(["synth", "generate", "stats", "infer cfar", "infer blind", "infer oracle", "score"], 1):
         assert re.search(rf"^\[{i}/7\] {re.escape(name)}\s+\S.*\s\d+\.\d s$", stdout, re.M), (name, stdout)
     report = os.path.join(out, "results", "report.html")
@@ -47,7 +47,6 @@ def test_demo_runs_every_stage_and_prints_the_report_path(tiny_demo):
                 "runs/cfar/predictions.parquet", "runs/blind/predictions.parquet", "runs/oracle/predictions.parquet",
                 "results/leaderboard.json", "results/report.md", "logs/score.log"):
         assert os.path.exists(os.path.join(out, sub)), sub
-    assert seconds < 60, f"tiny demo took {seconds:.1f} s"
 
 
 def test_one_leaderboard_oracle_first_and_cfar_sees_the_image(tiny_demo):

@@ -54,28 +54,33 @@ class FakeServer:
                     server.bodies.append(body)
                 try:
                     time.sleep(server.delay)
-                    if self.path != "/v1/chat/completions":
-                        return self._reply(404, {"error": "not found"})
-                    if self.headers.get("Authorization") != f"Bearer {KEY}":
-                        with server.lock:
-                            server.auth_failures += 1
-                        return self._reply(401, {"error": "bad key"})
-                    text = body["messages"][-1]["content"][1]["text"]
-                    if server.bad_request_marker and server.bad_request_marker in text:
-                        return self._reply(400, {"error": "invalid request"})
-                    if server.always_fail_marker and server.always_fail_marker in text:
-                        return self._reply(503, {"error": "overloaded"})
-                    status = server.fail_plan.get(n)
-                    if status == 429:
-                        return self._reply(429, {"error": "slow down"}, [("Retry-After", "0")])
-                    if status:
-                        return self._reply(status, {"error": "boom"})
-                    answer = "There is 1 instance. {<1><2><3><4>}"
-                    return self._reply(200, {"choices": [{"index": 0, "message": {"role": "assistant",
-                                                                                  "content": answer}}]})
+                    reply = self._decide(n, body)
                 finally:
+                    # Leave the in-flight count before the reply goes out: once the client has the
+                    # reply it may send its next request, which must not overlap this one in the count.
                     with server.lock:
                         server.in_flight -= 1
+                self._reply(*reply)
+
+            def _decide(self, n, body):
+                if self.path != "/v1/chat/completions":
+                    return 404, {"error": "not found"}
+                if self.headers.get("Authorization") != f"Bearer {KEY}":
+                    with server.lock:
+                        server.auth_failures += 1
+                    return 401, {"error": "bad key"}
+                text = body["messages"][-1]["content"][1]["text"]
+                if server.bad_request_marker and server.bad_request_marker in text:
+                    return 400, {"error": "invalid request"}
+                if server.always_fail_marker and server.always_fail_marker in text:
+                    return 503, {"error": "overloaded"}
+                status = server.fail_plan.get(n)
+                if status == 429:
+                    return 429, {"error": "slow down"}, [("Retry-After", "0")]
+                if status:
+                    return status, {"error": "boom"}
+                answer = "There is 1 instance. {<1><2><3><4>}"
+                return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]}
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

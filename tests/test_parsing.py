@@ -232,6 +232,9 @@ ADVERSARIAL = [
 BOX_TASKS = ("count", "grounding", "refer")
 
 
+HANG_GUARD_S = 60.0
+
+
 def _matrix(k):
     if os.environ.get("SARCHAT_SLOW_TESTS"):
         return [(t, f) for t in TASKS for f in FORMATS]
@@ -248,7 +251,9 @@ def test_one_megabyte_adversarial_input_is_fast_and_unparseable(k):
         r = P.parse_answer(task, text, get_box_format(spec), 512, 512)
         elapsed = time.perf_counter() - start
         assert r["status"] == P.UNPARSEABLE, (task, spec, text[:40])
-        assert elapsed < 2.0, (task, spec, text[:40], elapsed)
+        # A hang guard, not a speed test: linear parsing of 1 MB takes about a second, a
+        # backtracking (quadratic or worse) pattern on it takes hours.
+        assert elapsed < HANG_GUARD_S, (task, spec, text[:40], elapsed)
 
 
 def test_one_megabyte_of_real_vocabulary_is_linear():
@@ -257,7 +262,7 @@ def test_one_megabyte_of_real_vocabulary_is_linear():
     for task in TASKS:
         start = time.perf_counter()
         P.parse_answer(task, text, CANON, 512, 512)
-        assert time.perf_counter() - start < 5.0, task
+        assert time.perf_counter() - start < HANG_GUARD_S, task
 
 
 _TRICKY = st.lists(st.sampled_from(list("{}<>[]()|,:.-\" 0123456789\n") + [
