@@ -13,6 +13,8 @@ files): PNG for stats/plots/*.png, SVG (fmt="svg") for inlining in an HTML repor
 """
 import io
 
+import numpy as np
+
 from transforms.categories import CATEGORIES
 from transforms.schema import TASKS
 from transforms.stats import (AR_BUCKETS, DESCRIBE_SIZE_ORDER, IDENTIFY_SIZE_ORDER, SHAPE_ORDER,
@@ -422,27 +424,53 @@ def _box_splits(stats):
     return [s for s in stats["splits"] if s in stats.get("boxes", {}) and stats["boxes"][s]["boxes"]]
 
 
+def _split_bars(ax, x, series, annotate=True, after=None):
+    """Bars side by side at each x, one per (split, values, label) in series, values written above
+    them; after(i, split, positions) runs once a split's bars are drawn (the paper's markers)."""
+    width = 0.8 / max(len(series), 1)
+    for i, (split, values, label) in enumerate(series):
+        pos = x - 0.4 + width * (i + 0.5)
+        bars = ax.bar(pos, values, width * 0.92, color=_split_color(split, i), label=label)
+        if annotate:
+            for b, v in zip(bars, values):
+                ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7)
+        if after:
+            after(i, split, pos)
+
+
+def _split_histograms(ax, stats, splits, key, label):
+    """stats["boxes"][split][key] as % of boxes per inner bin, an outline over a pale fill per split;
+    returns [(edges, counts)] with the under/overflow bins still in counts."""
+    out = []
+    for i, s in enumerate(splits):
+        h = stats["boxes"][s][key]
+        edges = np.asarray(h["edges"])
+        counts = np.asarray(h["all"], dtype=float)
+        inner = counts[1:-1] / counts.sum() * 100.0
+        ax.stairs(inner, edges, color=_split_color(s, i), linewidth=1.6, label=label(s))
+        ax.stairs(inner, edges, color=_split_color(s, i), alpha=0.12, fill=True)
+        out.append((edges, counts))
+    return out
+
+
 def _plot_categories(stats, paper):
     splits = _box_splits(stats)
     if not splits:
         return None
     plt = _pyplot()
-    import numpy as np
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     x = np.arange(len(CATEGORIES))
-    width = 0.8 / len(splits)
     t1 = paper["table1_categories"]
-    for i, s in enumerate(splits):
-        pct = [stats["boxes"][s]["categories"][c]["percent"] for c in CATEGORIES]
-        pos = x - 0.4 + width * (i + 0.5)
-        bars = ax.bar(pos, pct, width * 0.92, color=_split_color(s, i), label=f"{s} (ours, n={stats['boxes'][s]['boxes']:,})")
-        for b, v in zip(bars, pct):
-            ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7)
+
+    def paper_markers(i, s, pos):
         if s in PAPER_SPLITS:
             ax.scatter(pos, [t1[s][c]["percent"] for c in CATEGORIES], marker="D", s=22, facecolor="white",
                        edgecolor="black", linewidth=1, zorder=3, label=f"{s} (paper, Table 1)")
+
+    _split_bars(ax, x, [(s, [stats["boxes"][s]["categories"][c]["percent"] for c in CATEGORIES],
+                         f"{s} (ours, n={stats['boxes'][s]['boxes']:,})") for s in splits], after=paper_markers)
     ax.set_xticks(x, CATEGORIES)
     ax.set_ylabel("% of boxes")
     ax.set_title(_TITLES["categories"])
@@ -457,19 +485,12 @@ def _plot_aspect_ratio(stats, paper):
     if not splits:
         return None
     plt = _pyplot()
-    import numpy as np
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    for i, s in enumerate(splits):
-        h = stats["boxes"][s]["ar_histogram"]
-        edges = np.asarray(h["edges"])
-        counts = np.asarray(h["all"], dtype=float)
-        total = counts.sum()
-        inner = counts[1:-1] / total * 100.0
-        ax.stairs(inner, edges, color=_split_color(s, i), linewidth=1.6,
-                  label=f"{s} (median {stats['boxes'][s]['aspect_ratio']['all']['median']:.3f})")
-        ax.stairs(inner, edges, color=_split_color(s, i), alpha=0.12, fill=True)
-        outside = (counts[0] + counts[-1]) / total * 100.0
+    hists = _split_histograms(ax, stats, splits, "ar_histogram",
+                              lambda s: f"{s} (median {stats['boxes'][s]['aspect_ratio']['all']['median']:.3f})")
+    for i, (s, (edges, counts)) in enumerate(zip(splits, hists)):
+        outside = (counts[0] + counts[-1]) / counts.sum() * 100.0
         if outside >= 0.05:
             ax.annotate(f"{s}: {outside:.1f}% outside {edges[0]:g}..{edges[-1]:g}", (0.99, 0.97 - 0.07 * i),
                         xycoords="axes fraction", ha="right", va="top", fontsize=7, color=_split_color(s, i))
@@ -549,21 +570,17 @@ def _plot_shapes(stats, paper):
     if not splits and not dsplits:
         return None
     plt = _pyplot()
-    import numpy as np
 
     panels = [("boxes", splits)] + ([("identify", dsplits)] if dsplits else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.9 * len(panels), 3.4), squeeze=False)
     for ax, (kind, ss) in zip(axes[0], panels):
         x = np.arange(len(SHAPE_ORDER))
-        width = 0.8 / max(len(ss), 1)
-        for i, s in enumerate(ss):
+        series = []
+        for s in ss:
             src = stats["boxes"][s]["shapes"]["all"] if kind == "boxes" else dl[s]["identify_shapes"]
-            pct = [src.get(w, {}).get("percent", 0.0) for w in SHAPE_ORDER]
             n = sum(src.get(w, {}).get("count", 0) for w in SHAPE_ORDER)
-            bars = ax.bar(x - 0.4 + width * (i + 0.5), pct, width * 0.92, color=_split_color(s, i), label=f"{s} (n={n:,})")
-            for b, v in zip(bars, pct):
-                ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=7)
+            series.append((s, [src.get(w, {}).get("percent", 0.0) for w in SHAPE_ORDER], f"{s} (n={n:,})"))
+        _split_bars(ax, x, series)
         ax.set_xticks(x, SHAPE_ORDER)
         ax.grid(axis="x", visible=False)
         ax.set_ylim(0, 100)
@@ -624,7 +641,6 @@ def _plot_image_sizes(stats, paper, top=8):
     if not splits:
         return None
     plt = _pyplot()
-    import numpy as np
 
     totals = {}
     for s in splits:
@@ -634,14 +650,14 @@ def _plot_image_sizes(stats, paper, top=8):
     has_other = len(totals) > top
     labels = keys + (["other"] if has_other else [])
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    x = np.arange(len(labels))
-    width = 0.8 / len(splits)
-    for i, s in enumerate(splits):
+    series = []
+    for s in splits:
         sizes = stats["boxes"][s]["image_sizes"]
         n = stats["boxes"][s]["images"]
         vals = [sizes.get(k, 0) for k in keys] + ([n - sum(sizes.get(k, 0) for k in keys)] if has_other else [])
-        pct = [100.0 * v / n for v in vals]
-        ax.bar(x - 0.4 + width * (i + 0.5), pct, width * 0.92, color=_split_color(s, i), label=f"{s} ({n:,} images)")
+        series.append((s, [100.0 * v / n for v in vals], f"{s} ({n:,} images)"))
+    x = np.arange(len(labels))
+    _split_bars(ax, x, series, annotate=False)
     ax.set_xticks(x, labels, rotation=0 if len(labels) <= 6 else 30, ha="center" if len(labels) <= 6 else "right")
     ax.set_ylabel("% of images")
     ax.set_xlabel("image size W x H (pixels)")
@@ -656,17 +672,10 @@ def _plot_box_sizes(stats, paper):
     if not splits:
         return None
     plt = _pyplot()
-    import numpy as np
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    for i, s in enumerate(splits):
-        h = stats["boxes"][s]["area_histogram"]
-        edges = np.asarray(h["edges"])
-        counts = np.asarray(h["all"], dtype=float)
-        inner = counts[1:-1] / counts.sum() * 100.0
-        ax.stairs(inner, edges, color=_split_color(s, i), linewidth=1.6,
-                  label=f"{s} (median R {stats['boxes'][s]['area_ratio']['median']:.4f})")
-        ax.stairs(inner, edges, color=_split_color(s, i), alpha=0.12, fill=True)
+    _split_histograms(ax, stats, splits, "area_histogram",
+                      lambda s: f"{s} (median R {stats['boxes'][s]['area_ratio']['median']:.4f})")
     ax.set_xscale("log")
     ymax = ax.get_ylim()[1] * 1.3
     ax.set_ylim(0, ymax)
@@ -690,7 +699,6 @@ def _plot_cells(stats, paper):
     if not splits:
         return None
     plt = _pyplot()
-    import numpy as np
 
     fig, axes = plt.subplots(1, len(splits), figsize=(2.7 * len(splits) + 1.0, 3.0), squeeze=False,
                              layout="constrained")
