@@ -532,6 +532,13 @@ def _convolve_sep(img, k):
     return out2
 
 
+def _curve_at(grid, vals, a):
+    """A sampled curve's value and slope (central difference) at along-coordinate a."""
+    p = float(np.interp(a, grid, vals))
+    dp = float(np.interp(a + 1.0, grid, vals) - np.interp(a - 1.0, grid, vals)) / 2.0
+    return p, dp
+
+
 class _Scene:
     """Mutable state while one image is composed: masks, targets, planned boxes."""
 
@@ -578,8 +585,7 @@ class _Scene:
     def coast_point(self, a):
         """Point on the coast at along-coordinate a, its tangent and seaward normal."""
         (tx, ty), (nx, ny), grid, vals, offset = self.coast
-        p = float(np.interp(a, grid, vals))
-        dp = float(np.interp(a + 1.0, grid, vals) - np.interp(a - 1.0, grid, vals)) / 2.0
+        p, dp = _curve_at(grid, vals, a)
         c = self.size / 2.0
         across = offset - p
         x, y = c + a * tx + across * nx, c + a * ty + across * ny
@@ -602,8 +608,7 @@ class _Scene:
 
     def river_point(self, a):
         (tx, ty), (nx, ny), grid, vals, width = self.river
-        p = float(np.interp(a, grid, vals))
-        dp = float(np.interp(a + 1.0, grid, vals) - np.interp(a - 1.0, grid, vals)) / 2.0
+        p, dp = _curve_at(grid, vals, a)
         c = self.size / 2.0
         x, y = c + a * tx + p * nx, c + a * ty + p * ny
         return x, y, math.atan2(ty + dp * ny, tx + dp * nx), math.atan(dp)
