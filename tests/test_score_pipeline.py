@@ -144,7 +144,9 @@ def test_several_models_missing_duplicates_unknown_ids_and_determinism(dataset, 
 
     out1, out2 = tmp_path / "o1", tmp_path / "o2"
     run_score(root, [a, b, c], out1, "--num-buckets", "64")
-    run_score(root, [str(tmp_path / "*.parquet"), c], out2, "--num-buckets", "7")
+    # the second run: two worker processes (the pipeline pickles), another bucket count, another file order
+    run_score(root, [str(tmp_path / "*.parquet"), c], out2, "--num-buckets", "7",
+              "--direct_num_workers=2", "--direct_running_mode=multi_processing")
 
     oracle, blind_m = load(out1, "oracle"), load(out1, "blind")
     assert oracle["missing_predictions"] == 5 and blind_m["missing_predictions"] == 0
@@ -164,7 +166,7 @@ def test_several_models_missing_duplicates_unknown_ids_and_determinism(dataset, 
     assert all(s["status"] == "ok" and sum(s["fp"]) + sum(s["fn"]) == 0 for s in o if s["id"] in dup)
     board = json.load(open(out1 / "leaderboard.json"))
     assert [r["model"] for r in board] == ["oracle", "blind"] and board[1]["rejected"] == 4
-    # deterministic: another bucket count, other file order -> identical metrics and samples
+    # deterministic: other worker count, bucket count and file order -> identical metrics and samples
     for model in ("oracle", "blind"):
         assert open(out1 / model / "metrics.json").read() == open(out2 / model / "metrics.json").read()
         assert open(out1 / model / "breakdown.json").read() == open(out2 / model / "breakdown.json").read()
