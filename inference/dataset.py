@@ -19,18 +19,18 @@ from transforms.schema import DIALOGUE_FIELDS, TASKS
 BASE_COLUMNS = ("id", "split", "task", "subset", "image_path", "image_id", "width", "height", "question")
 
 
-def _is_url(path) -> bool:
+def is_url(path) -> bool:
     return "://" in str(path)
 
 
 def _join(root, rel):
-    if _is_url(root):
+    if is_url(root):
         return root.rstrip("/") + "/" + rel.lstrip("/")
     return os.path.join(root, rel)
 
 
 def _open(path, mode="rb"):
-    if _is_url(path):
+    if is_url(path):
         import fsspec
 
         return fsspec.open(path, mode).open()
@@ -40,7 +40,7 @@ def _open(path, mode="rb"):
 def split_files(dataset, split):
     """The split's Parquet shard files, sorted by name."""
     folder = _join(_join(dataset, "parquet"), split)
-    if _is_url(folder):
+    if is_url(folder):
         import fsspec
 
         fs, _, paths = fsspec.get_fs_token_paths(folder.rstrip("/") + "/dialogues-*.parquet")
@@ -71,7 +71,7 @@ def resolve_image_root(dataset, override=None) -> str:
     if not root:
         return str(dataset)
     root = str(root)
-    if _is_url(root) or os.path.isabs(root) or os.path.isdir(root):
+    if is_url(root) or os.path.isabs(root) or os.path.isdir(root):
         return root
     candidate = os.path.join(str(dataset), root)
     return candidate if os.path.isdir(candidate) else root
@@ -82,7 +82,7 @@ def files_fingerprint(paths) -> str:
     h = hashlib.sha256()
     for p in paths:
         try:
-            size = os.path.getsize(p) if not _is_url(p) else -1
+            size = os.path.getsize(p) if not is_url(p) else -1
         except OSError:
             size = -1
         h.update(f"{posixpath.basename(str(p))}\x1f{size}\n".encode())
@@ -162,7 +162,7 @@ class ImageError(Exception):
 
 
 def image_location(image_root, image_path) -> str:
-    if _is_url(image_path) or os.path.isabs(image_path):
+    if is_url(image_path) or os.path.isabs(image_path):
         return image_path
     return _join(image_root, image_path)
 

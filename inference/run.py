@@ -15,6 +15,9 @@ ones. At the end the shard merges every part file of the run key into DIR/predic
 Several GPUs: `--num-shards K --shard-index I` in K processes (sha256-of-id sharding), or
 `--num-shards K --spawn-shards` to start the K processes here, one per GPU (CUDA_VISIBLE_DEVICES).
 `--merge-only` rewrites predictions.parquet from the store.
+
+`--output gs://bucket/run` (any fsspec URL): the store stays on local disk (`--work-dir`) and is
+mirrored to the URL, see inference/remote.py.
 """
 import argparse
 import datetime as _dt
@@ -27,11 +30,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from inference import store
+from inference import remote, store
 from inference.adapters import ADAPTERS, get_adapter, guess_adapter
 from inference.backends import BACKENDS, get_backend_class
 from inference.backends.base import Result, Sample
-from inference.dataset import BASE_COLUMNS, image_location, load_rows, resolve_image_root
+from inference.dataset import BASE_COLUMNS, image_location, is_url, load_rows, resolve_image_root
 from inference.fingerprint import run_key as make_run_key
 from inference.fingerprint import stable_hash
 
@@ -63,7 +66,12 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help="output folder of `sarchat generate` (holds parquet/ and manifest.json)")
     p.add_argument("--split", default="test")
-    p.add_argument("--output", required=True, help="run folder: store/, runs/, predictions.parquet, manifest.json")
+    p.add_argument("--output", required=True,
+                   help="run folder: store/, runs/, predictions.parquet, manifest.json; local or a URL (gs://...)")
+    p.add_argument("--work-dir", default=None,
+                   help="local folder for the store when --output is a URL (default ~/.cache/sarchat/infer/<hash>)")
+    p.add_argument("--push-interval", type=float, default=60.0,
+                   help="seconds between uploads of this shard's part file when --output is a URL")
     p.add_argument("--backend", default="vllm", help=f"{', '.join(BACKENDS)} or package.module:Class")
     p.add_argument("--model", default=None, help="checkpoint path or hub id (vllm), served model name (openai)")
     p.add_argument("--model-name", default=None, help="name written in the predictions' model column")
@@ -165,6 +173,22 @@ class Runner:
         self.sampling = self.backend.sampling()
         self.key = make_run_key(self.backend.name, self.fingerprint, self.adapter.spec, self.sampling)
         self.model_name = cfg.model_name or cfg.model or self.backend.name
+        remote_url = getattr(cfg, "remote_output", None)
+        self.remote = remote.RemoteRun(remote_url, cfg.output) if remote_url else None
+
+    def location(self, name):
+        """Where the run's file `name` is published: under the URL for a remote run."""
+        return f"{self.remote.url}/{name}" if self.remote else os.path.join(self.cfg.output, name)
+
+    def _part_rel(self):
+        return f"store/{self.key}/{store.part_name(self.cfg.shard_index, self.cfg.num_shards)}.jsonl"
+
+    def _manifest_name(self):
+        return f"shard-{self.cfg.shard_index:05d}-of-{self.cfg.num_shards:05d}.json"
+
+    def push_part(self):
+        if self.remote:
+            self.remote.upload(self._part_rel(), missing_ok=True)
 
     # ---- manifests -----------------------------------------------------------------------------
     def base_manifest(self):
@@ -197,7 +221,7 @@ class Runner:
     def _shard_manifest_path(self):
         folder = store.runs_dir(self.cfg.output, self.key)
         os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, f"shard-{self.cfg.shard_index:05d}-of-{self.cfg.num_shards:05d}.json")
+        return os.path.join(folder, self._manifest_name())
 
     def write_shard_manifest(self, extra):
         m = self.base_manifest()
@@ -205,17 +229,24 @@ class Runner:
                   "host": socket.gethostname(), "argv": _redact_argv(self.argv)})
         m.update(extra)
         store.atomic_write_json(self._shard_manifest_path(), m)
+        if self.remote:
+            self.remote.upload(f"runs/{self.key}/{self._manifest_name()}")
         return m
 
-    def merge(self):
+    def _merge_local(self):
         manifest = self.base_manifest()
         shards = store.shard_manifests(self.cfg.output, self.key)
         starts = [s["started_at"] for s in shards if s.get("started_at")]
         ends = [s["finished_at"] for s in shards if s.get("finished_at")]
         manifest["started_at"] = min(starts) if starts else None
         manifest["finished_at"] = max(ends) if ends else None
-        n, n_err = store.merge(self.cfg.output, self.key, manifest)
-        return n, n_err
+        return store.merge(self.cfg.output, self.key, manifest)
+
+    def merge(self):
+        """Merge every part of the run key into predictions.parquet; (rows, errors)."""
+        if self.remote:
+            return self.remote.merge(self.key, self._merge_local)
+        return self._merge_local()
 
     # ---- the run ---------------------------------------------------------------------------------
     def samples(self):
@@ -230,6 +261,8 @@ class Runner:
         cfg = self.cfg
         started = _now()
         samples, root = self.samples()
+        if self.remote:
+            self.remote.pull(self.key, own_manifest=self._manifest_name())
         done, failed_before = store.scan(cfg.output, self.key)
         pending = [s for s in samples if s.id not in done]
         # Grouped by image: detection caches and vLLM's multimodal cache hit, reads are local.
@@ -259,10 +292,11 @@ class Runner:
                      "setup_s": round(self.timing["setup_s"], 3), "predict_s": round(busy, 3),
                      # samples per second once the model is loaded (setup excluded)
                      "throughput_sps": round(attempted / busy, 3) if busy > 0 and attempted else None}
-            self.write_shard_manifest(extra)
             with open(os.path.join(store.runs_dir(cfg.output, self.key), "history.jsonl"), "a",
                       encoding="utf-8") as fh:
                 fh.write(json.dumps({"shard_index": cfg.shard_index, "num_shards": cfg.num_shards, **extra}) + "\n")
+            self.push_part()
+            self.write_shard_manifest(extra)
             try:
                 self.backend.close()
             except Exception:
@@ -277,6 +311,7 @@ class Runner:
         batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]
         writer = store.PartWriter(cfg.output, self.key, cfg.shard_index, cfg.num_shards)
         progress = None
+        last_push = time.monotonic()
         try:
             t0 = time.perf_counter()
             self.backend.setup()
@@ -309,12 +344,23 @@ class Runner:
                     counts["done"] += len(batch) - n_fail
                     counts["remaining"] -= len(batch)
                     progress.update(len(batch), counts["failed"])
+                    if self.remote and time.monotonic() - last_push >= cfg.push_interval:
+                        self._push_part_quietly()
+                        last_push = time.monotonic()
                     self.timing["predict_s"] = time.perf_counter() - t_predict
         finally:
             if progress is not None:
                 progress.close()
             writer.close()
         return "done"
+
+    def _push_part_quietly(self):
+        # A failed periodic upload costs nothing yet: the batches are safe on local disk and the
+        # next push (or the one at the end) sends the whole part again.
+        try:
+            self.push_part()
+        except remote.RemoteError as exc:
+            print(f"sarchat infer: warning: {exc}; will retry", file=sys.stderr)
 
     def _predict_batch(self, batch, prepared):
         if isinstance(prepared, Exception):
@@ -360,7 +406,7 @@ def _spawn(cfg, argv):
     runner = Runner(cfg, argv=argv)
     n, n_err = runner.merge()
     print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
-          f"{os.path.join(cfg.output, store.PREDICTIONS_PARQUET)}", file=sys.stderr)
+          f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
         print(f"sarchat infer: shards {bad} exited with errors; rerun the same command to resume", file=sys.stderr)
@@ -372,24 +418,35 @@ def execute(cfg, backend=None, argv=None):
     """Run (or merge) with a parsed config; `backend` injects a ready backend (tests)."""
     if cfg.num_shards < 1 or not 0 <= cfg.shard_index < cfg.num_shards:
         raise SystemExit(f"--shard-index must be in 0..{cfg.num_shards - 1}")
+    use_remote_output(cfg)
     runner = Runner(cfg, backend=backend, argv=argv)
     if cfg.merge_only:
+        if runner.remote:
+            runner.remote.pull(runner.key)
         if not store.part_files(cfg.output, runner.key):
             keys = store.run_keys(cfg.output)
-            print(f"sarchat infer: no predictions for run key {runner.key} under {cfg.output} "
+            print(f"sarchat infer: no predictions for run key {runner.key} under {runner.location('store')} "
                   f"(keys there: {', '.join(keys) or 'none'}); pass the same --backend/--model/--adapter/"
                   "sampling flags as the run", file=sys.stderr)
         n, n_err = runner.merge()
         print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
-              f"{os.path.join(cfg.output, store.PREDICTIONS_PARQUET)}", file=sys.stderr)
+              f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
         return 0
     if not cfg.dataset:
         raise SystemExit("--dataset is required")
     counts = runner.run()
     print(f"sarchat infer: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} already done "
-          f"(run key {runner.key}); predictions: {os.path.join(cfg.output, store.PREDICTIONS_PARQUET)}",
+          f"(run key {runner.key}); predictions: {runner.location(store.PREDICTIONS_PARQUET)}",
           file=sys.stderr)
     return 0 if counts["remaining"] == 0 else 1
+
+
+def use_remote_output(cfg):
+    """For a URL --output, point cfg.output at the local work folder and keep the URL aside."""
+    if is_url(cfg.output) and not getattr(cfg, "remote_output", None):
+        cfg.remote_output = cfg.output.rstrip("/")
+        cfg.output = cfg.work_dir or remote.default_work_dir(cfg.remote_output)
+    return cfg
 
 
 def run(argv=None):
@@ -397,11 +454,17 @@ def run(argv=None):
     cfg = build_parser().parse_args(argv)
     if cfg.backend in ("vllm", "openai") and not cfg.model:
         raise SystemExit(f"--model is required for the {cfg.backend} backend")
-    if cfg.spawn_shards and not cfg.merge_only:
-        if not cfg.dataset:
-            raise SystemExit("--dataset is required")
-        return _spawn(cfg, argv)
-    return execute(cfg, argv=argv)
+    use_remote_output(cfg)
+    try:
+        if cfg.spawn_shards and not cfg.merge_only:
+            if not cfg.dataset:
+                raise SystemExit("--dataset is required")
+            return _spawn(cfg, argv)
+        return execute(cfg, argv=argv)
+    except remote.RemoteError as exc:
+        print(f"sarchat infer: {exc}\nwhat is done is kept in {cfg.output}; rerun the same command to "
+              "resume and publish", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
