@@ -18,6 +18,7 @@ pushed and predicts only the rest. One process per (run key, shard) at a time ac
 part's flock guards one machine only. Any fsspec URL works (gs:// via gcsfs, file:// in tests).
 """
 import hashlib
+import logging
 import os
 import posixpath
 
@@ -28,6 +29,20 @@ def default_work_dir(url):
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     digest = hashlib.sha256(url.rstrip("/").encode("utf-8")).hexdigest()[:16]
     return os.path.join(cache, "sarchat", "infer", digest)
+
+
+class _NoTraceback(logging.Filter):
+    """Keeps a library's log line but not its traceback: the failure is reported as a RemoteError."""
+
+    def filter(self, record):
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_library_tracebacks():
+    log = logging.getLogger("gcsfs")  # logs each request that ran out of retries with a traceback
+    if not any(isinstance(f, _NoTraceback) for f in log.filters):
+        log.addFilter(_NoTraceback())
 
 
 class RemoteError(RuntimeError):
@@ -44,6 +59,7 @@ class RemoteRun:
 
         self.url = url.rstrip("/")
         self.local_dir = local_dir
+        _quiet_library_tracebacks()
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.root = self.root.rstrip("/")
 

@@ -5,6 +5,7 @@ memory:// stands in for gs:// inside one process; file:// where a subprocess mus
 """
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -133,6 +134,18 @@ def test_a_failed_upload_is_a_clear_error_and_nothing_is_lost(dataset, tmp_path,
     manifest = json.loads(_remote_bytes(url + "/manifest.json"))
     assert manifest["shards"][0]["counts"]["skipped"] == len(rows)   # published, not predicted again
     assert [p["id"] for p in _remote_preds(url)] == sorted(r["id"] for r in rows)
+
+
+def test_gcsfs_tracebacks_stay_out_of_the_log(tmp_path, caplog):
+    # gcsfs logs every request that ran out of retries with a traceback; the RemoteError says it once
+    remote.RemoteRun("memory://sarchat-remote-five/run", str(tmp_path))
+    try:
+        raise OSError("Cannot connect to host storage.googleapis.com:443")
+    except OSError:
+        logging.getLogger("gcsfs").exception("_request out of retries")
+    (record,) = [r for r in caplog.records if r.name == "gcsfs"]
+    assert record.getMessage() == "_request out of retries" and record.exc_info is None
+    assert "Traceback" not in caplog.text
 
 
 def test_default_work_dir_is_per_url(tmp_path, monkeypatch):
