@@ -5,18 +5,24 @@ and `OUT/manifest.json`, whose `input_root` is the dataset root the relative `im
 from. `--image-root` overrides it. Paths may be local or any fsspec URL (gs://...).
 """
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import os
 import posixpath
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.schema import DIALOGUE_FIELDS, TASKS
 
 # Columns every backend needs; backends add their own (oracle/blind need the answers).
 BASE_COLUMNS = ("id", "split", "task", "subset", "image_path", "image_id", "width", "height", "question")
+
+
+class DatasetError(Exception):
+    """The generated dataset cannot be used as given; the message names the folder or file."""
 
 
 def is_url(path) -> bool:
@@ -43,7 +49,10 @@ def split_files(dataset, split):
     if is_url(folder):
         import fsspec
 
-        fs, _, paths = fsspec.get_fs_token_paths(folder.rstrip("/") + "/dialogues-*.parquet")
+        try:
+            fs, _, paths = fsspec.get_fs_token_paths(folder.rstrip("/") + "/dialogues-*.parquet")
+        except Exception as exc:
+            raise DatasetError(f"cannot list {folder}: {type(exc).__name__}: {exc}") from exc
         protocol = folder.split("://", 1)[0]
         return sorted(f"{protocol}://{p}" for p in paths)
     if not os.path.isdir(folder):
@@ -127,12 +136,13 @@ def load_rows(dataset, split, columns=BASE_COLUMNS, tasks=None, limit=None, num_
     """
     files = split_files(dataset, split)
     if not files:
-        raise FileNotFoundError(f"no dialogues-*.parquet under {_join(_join(dataset, 'parquet'), split)}")
+        raise DatasetError(f"no dialogues-*.parquet under {_join(_join(dataset, 'parquet'), split)} "
+                           "(--dataset is the output folder of `sarchat generate`; --split names one of its splits)")
     cols = [c for c in DIALOGUE_FIELDS if c in set(columns) | {"id", "task", "subset"}]
     wanted = parse_tasks(tasks)
     rows, seen = [], 0
     for path in files:
-        with _open(path, "rb") as fh:
+        with _reading(path), _open(path, "rb") as fh:
             table = pq.read_table(fh, columns=cols)
         for row in table.to_pylist():
             if not _selected(row["task"], row.get("subset"), wanted):
@@ -149,10 +159,18 @@ def iter_rows(dataset, split, columns=None):
     """Every row of a split (all columns unless given), streamed file by file."""
     cols = list(columns) if columns else None
     for path in split_files(dataset, split):
-        with _open(path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
-            for batch in pf.iter_batches(batch_size=4096, columns=cols):
+        with _reading(path), _open(path, "rb") as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=4096, columns=cols):
                 yield from batch.to_pylist()
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Turns a failed read of a dataset file into a DatasetError naming the file."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
 
 
 # ---- images ---------------------------------------------------------------------------------

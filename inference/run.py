@@ -34,7 +34,8 @@ from inference import remote, store
 from inference.adapters import ADAPTERS, get_adapter, guess_adapter
 from inference.backends import BACKENDS, get_backend_class
 from inference.backends.base import Result, Sample
-from inference.dataset import BASE_COLUMNS, image_location, is_url, load_rows, resolve_image_root
+from inference.dataset import (BASE_COLUMNS, DatasetError, image_location, is_url, load_rows, parse_tasks,
+                               resolve_image_root)
 from inference.fingerprint import run_key as make_run_key
 from inference.fingerprint import stable_hash
 
@@ -454,6 +455,10 @@ def run(argv=None):
     cfg = build_parser().parse_args(argv)
     if cfg.backend in ("vllm", "openai") and not cfg.model:
         raise SystemExit(f"--model is required for the {cfg.backend} backend")
+    try:
+        parse_tasks(cfg.tasks)
+    except ValueError as exc:
+        raise SystemExit(f"sarchat infer: --tasks: {exc}") from None
     use_remote_output(cfg)
     try:
         if cfg.spawn_shards and not cfg.merge_only:
@@ -461,6 +466,9 @@ def run(argv=None):
                 raise SystemExit("--dataset is required")
             return _spawn(cfg, argv)
         return execute(cfg, argv=argv)
+    except DatasetError as exc:
+        print(f"sarchat infer: {exc}", file=sys.stderr)
+        return 2
     except remote.RemoteError as exc:
         print(f"sarchat infer: {exc}\nwhat is done is kept in {cfg.output}; rerun the same command to "
               "resume and publish", file=sys.stderr)

@@ -173,3 +173,26 @@ def test_oracle_and_blind_backends(tmp_path):
     assert len(preds) == len(test_rows) and not any(p["error"] for p in preds)
     manifest = json.loads(open(os.path.join(out, "manifest.json")).read())
     assert manifest["model_fingerprint"]["fit_split"] == "train" and manifest["adapter"] == "sarchat"
+
+
+def test_unusable_dataset_or_flags_fail_with_one_clear_line(dataset, tmp_path, capsys):
+    generated, _, _ = dataset
+    bad = tmp_path / "bad"
+    (bad / "parquet" / "test").mkdir(parents=True)
+    broken = bad / "parquet" / "test" / "dialogues-00000-of-00001.parquet"
+    broken.write_bytes(b"not parquet")
+    cases = [
+        (["--dataset", str(tmp_path / "nowhere")], 2, f"no dialogues-*.parquet under {tmp_path / 'nowhere'}"),
+        (["--dataset", str(bad)], 2, f"cannot read {broken}: ArrowInvalid"),
+        (["--dataset", str(bad), "--backend", "blind"], 2, f"cannot read {broken}"),
+        (["--dataset", generated, "--split", "val"], 2, "no dialogues-*.parquet under"),
+    ]
+    for argv, code, message in cases:
+        argv = argv + (["--backend", "cfar"] if "--backend" not in argv else []) + [
+            "--output", str(tmp_path / "out"), "--no-progress"]
+        assert run(argv) == code, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    with pytest.raises(SystemExit, match="--tasks: unknown task 'countt'"):
+        run(["--dataset", generated, "--backend", "cfar", "--output", str(tmp_path / "out"), "--tasks", "countt"])
+    assert not os.path.exists(tmp_path / "out" / "store")  # nothing was started
