@@ -29,7 +29,7 @@ import sys
 import apache_beam as beam
 
 from beam_pipelines.beam_options import make_pipeline
-from transforms import report_sections, scoring
+from transforms import fileio, report_sections, scoring
 
 
 def build_parser():
@@ -60,8 +60,10 @@ def build(p, args):
     if args.bootstrap < 0:
         raise ValueError("--bootstrap must be >= 0")
     test_files = scoring.dataset_files(args.dataset, args.split)
-    scoring.remove_stale_samples(args.output, args.num_buckets)
     pred_files = scoring.expand_inputs(args.predictions, (".parquet", ".jsonl", ".jsonl.gz", ".json"))
+    fileio.check_parquet_files(test_files, "dataset")
+    fileio.check_parquet_files(pred_files, "predictions")
+    scoring.remove_stale_samples(args.output, args.num_buckets)
     formats = scoring.FormatChooser.from_flags(args.adapter, scoring.discover_run_formats(pred_files))
     nb = args.num_buckets
 

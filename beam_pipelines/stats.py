@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from transforms import coco, stats
+from transforms.fileio import UnreadableFileError, check_parquet_files
 from transforms.stats_transforms import (BoxStatsFromCoco, BoxStatsFromDialogues, DialogueStatsOf,
                                          ReadDialogueTables, WriteStatsFn, read_bytes)
 
@@ -146,7 +147,8 @@ def run(argv=None, test=None):
         info, splits, annotations, patterns, manifest_rejects = plan(args)
         for split, path in annotations.items():      # fail fast on unusable JSON, before any worker starts
             coco.check_structure(coco.load_json(read_bytes(path), path), path)
-    except (StatsInputError, coco.InputError) as e:
+        check_parquet_files([path for pattern in patterns for path in _matched(pattern)], "dialogue")
+    except (StatsInputError, coco.InputError, UnreadableFileError) as e:
         print(f"sarchat stats: error: {e}", file=sys.stderr)
         return 2
     started = time.time()

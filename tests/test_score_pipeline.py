@@ -218,6 +218,12 @@ def test_bad_invocations_fail_cleanly(dataset, tmp_path, capsys):
                       "--adapter", "no-such-adapter"]) == 2
     assert score.run(["--dataset", str(tmp_path / "missing"), "--predictions", p, "--output", str(tmp_path / "o")]) == 2
     assert "sarchat score:" in capsys.readouterr().err
+    # a file named .parquet that is not Parquet: one line naming it, before any job starts
+    corrupt = tmp_path / "model-a.parquet"
+    corrupt.write_bytes(b"PAR1 but not really")
+    assert score.run(["--dataset", root, "--predictions", str(corrupt), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"sarchat score: cannot read predictions file {corrupt}: ArrowInvalid" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------------------------

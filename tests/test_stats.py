@@ -327,6 +327,15 @@ def test_bad_inputs_fail_fast(tmp_path, capsys):
     assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--splits", "val"]) == 2
     assert "not in the input" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    # a generated corpus with a shard that is not Parquet: one line naming it
+    gen = tmp_path / "gen"
+    (gen / "parquet" / "test").mkdir(parents=True)
+    (gen / "manifest.json").write_text("{}")
+    shard = gen / "parquet" / "test" / "dialogues-00000-of-00001.parquet"
+    shard.write_bytes(b"junk")
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "o"), "--box-source", "gt"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read dialogue file {shard}: ArrowInvalid" in err and "Traceback" not in err
 
 
 def test_render_functions_are_reusable_and_deterministic(corpus, tmp_path):

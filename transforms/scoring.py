@@ -37,7 +37,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import metrics as M
 from transforms.box_formats import BoxFormat, get_box_format
-from transforms.fileio import join_path, write_bytes, write_text  # noqa: F401 (re-exported for report.py)
+from transforms.fileio import join_path, open_parquet, write_bytes, write_text  # noqa: F401 (re-exported for report.py)
 from transforms.schema import TASKS
 
 NAMESPACE = "sarchat.score"
@@ -218,10 +218,6 @@ def dataset_files(dataset, split):
     return expand_inputs([join_path(dataset, "parquet", split, "*.parquet")], (".parquet",))
 
 
-def _open_parquet(path):
-    return pq.ParquetFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
-
-
 # Batches travel between stages as Arrow IPC bytes: one cheap bytes element per (batch, bucket)
 # instead of thousands of nested dicts for Beam's coders to walk.
 PREDICTION_WIRE_SCHEMA = pa.schema([("id", pa.string()), ("prediction", pa.string()), ("model", pa.string()),
@@ -261,7 +257,7 @@ class ReadDialogueFileFn(beam.DoFn):
     def process(self, path):
         import pyarrow.compute as pc
 
-        pf = _open_parquet(path)
+        pf = open_parquet(path)
         names = set(pf.schema_arrow.names)
         cols = [c for c in DIALOGUE_COLUMNS if c in names]
         for batch in pf.iter_batches(batch_size=self.batch_size, columns=cols):
@@ -325,7 +321,7 @@ class ReadPredictionFileFn(beam.DoFn):
     def process(self, path):
         models = set()
         if path.endswith(".parquet"):
-            pf = _open_parquet(path)
+            pf = open_parquet(path)
             names = set(pf.schema_arrow.names)
             cols = [c for c in PREDICTION_COLUMNS if c in names]
             index = 0
