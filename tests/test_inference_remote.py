@@ -19,6 +19,7 @@ import pytest
 from inference import remote, store
 from inference.run import run
 from inference.synthetic import write_fixture_dataset
+from tests.test_inference_resume import _count_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -155,14 +156,6 @@ def test_default_work_dir_is_per_url(tmp_path, monkeypatch):
     assert remote.default_work_dir("gs://bucket/runs/a/") == a != remote.default_work_dir("gs://bucket/runs/b")
 
 
-def _remote_lines(path):
-    try:
-        with open(path, "rb") as fh:
-            return fh.read().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def test_sigkill_then_resume_on_another_node(dataset, tmp_path):
     generated, rows = dataset
     ids = sorted(r["id"] for r in rows)
@@ -177,14 +170,14 @@ def test_sigkill_then_resume_on_another_node(dataset, tmp_path):
     deadline, part = time.time() + 30, None
     while time.time() < deadline and part is None:
         parts = sorted((bucket / "run" / "store").glob("*/part-*.jsonl")) if (bucket / "run" / "store").exists() else []
-        if parts and _remote_lines(parts[0]) >= 6:
+        if parts and _count_lines(parts[0]) >= 6:
             part = parts[0]
         assert proc.poll() is None, proc.stderr.read().decode()
         time.sleep(0.02)
     assert part, "the run never pushed"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    pushed = _remote_lines(part)
+    pushed = _count_lines(part)
     assert 6 <= pushed < len(ids) and not (bucket / "run" / "predictions.parquet").exists()
 
     env["SLOW_BACKEND_DELAY"] = "0"
