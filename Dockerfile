@@ -32,6 +32,9 @@ COPY beam_pipelines/ beam_pipelines/
 COPY transforms/ transforms/
 COPY templates/ templates/
 COPY inference/ inference/
+COPY report/ report/
+COPY synthetic/ synthetic/
+COPY sarchat/ sarchat/
 # Every dependency at the version constraints.txt pins (the set the tests ran with), then checks.
 RUN pip install -c constraints.txt . \
     && pip check \
@@ -62,7 +65,7 @@ ENV SARCHAT_PIPELINE=${PIPELINE}
 RUN mkdir -p /template \
     && printf '%s\n' \
         'import os, sys' \
-        'from beam_pipelines.cli import main' \
+        'from sarchat.beam_pipelines.cli import main' \
         'sys.exit(main([os.environ.get("SARCHAT_PIPELINE", "regenerate"), *sys.argv[1:]]))' \
         > /template/main.py \
     && test -x /opt/google/dataflow/python_template_launcher \

@@ -1,17 +1,33 @@
-"""SARChat-Bench toolkit: SAR dialogue generation, VLM inference and scoring."""
+"""SARChat-Bench toolkit: SAR dialogue generation, VLM inference and scoring.
+
+The distribution installs one import name, `sarchat`. The repository keeps one top-level folder per
+part (beam_pipelines/, transforms/, templates/, inference/, report/, synthetic/); `package_dir`
+maps `sarchat.<folder>` onto each, so the wheel holds sarchat/transforms/..., and nothing else is
+installed at the top level (README, "Development").
+"""
 from setuptools import find_packages, setup
 
 # Versions pinned here are the ones the Dockerfile and CI use (constraints.txt mirrors them).
 BEAM_VERSION = "2.77.0"
+PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
+
+packages = ["sarchat"]
+package_dir = {"sarchat": "sarchat"}
+for part in PARTS:
+    package_dir[f"sarchat.{part}"] = part
+    packages.append(f"sarchat.{part}")
+    packages += [f"sarchat.{part}.{sub}" for sub in find_packages(part)]
 
 setup(
     name="sarchat-bench",
-    version="0.1.0",
+    version="0.2.0",
     description="Generate SARChat-2M style SAR dialogues, run VLM inference, score SARChat-Bench.",
     python_requires=">=3.10",
-    packages=find_packages(include=["beam_pipelines*", "transforms*", "templates*", "inference*"]),
-    package_data={"templates": ["*.json"], "beam_pipelines": ["flex_templates/*.json"],
-                  "transforms": ["paper_table3.json", "paper_stats.json"]},
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"sarchat.templates": ["*.json"], "sarchat.beam_pipelines": ["flex_templates/*.json"],
+                  "sarchat.report": ["paper_table3.json"], "sarchat.transforms.stats": ["paper_stats.json"],
+                  "sarchat.inference": ["gpu_smoke.sh"]},
     install_requires=[
         f"apache-beam[gcp]=={BEAM_VERSION}",
         "pyarrow>=15",
@@ -32,5 +48,5 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6"],
         "inference": ["vllm>=0.8", "torch>=2.5", "transformers>=4.45"],
     },
-    entry_points={"console_scripts": ["sarchat=beam_pipelines.cli:main"]},
+    entry_points={"console_scripts": ["sarchat=sarchat.beam_pipelines.cli:main"]},
 )

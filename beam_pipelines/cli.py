@@ -9,13 +9,13 @@ import sys
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    "synth": ("beam_pipelines.synth", "write a small synthetic SAR dataset in the SARDet-100K layout"),
-    "generate": ("beam_pipelines.generate", "Beam pipeline: COCO SAR detections -> SARChat dialogues"),
-    "regenerate": ("beam_pipelines.regenerate", "generate into BASE/v-<hash> once per input+config; LATEST pointer"),
-    "infer": ("inference.run", "run a model (vllm, openai, cfar, oracle, blind) over a split"),
-    "score": ("beam_pipelines.score", "Beam pipeline: score predictions, write metrics and report"),
-    "stats": ("beam_pipelines.stats", "Beam pipeline: dataset statistics (the paper's tables)"),
-    "demo": ("beam_pipelines.demo", "synth, generate, stats, infer, score and report in one go"),
+    "synth": ("sarchat.beam_pipelines.synth", "write a small synthetic SAR dataset in the SARDet-100K layout"),
+    "generate": ("sarchat.beam_pipelines.generate", "Beam pipeline: COCO SAR detections -> SARChat dialogues"),
+    "regenerate": ("sarchat.beam_pipelines.regenerate", "generate into BASE/v-<hash> once per input+config; LATEST pointer"),
+    "infer": ("sarchat.inference.run", "run a model (vllm, openai, cfar, oracle, blind) over a split"),
+    "score": ("sarchat.beam_pipelines.score", "Beam pipeline: score predictions, write metrics and report"),
+    "stats": ("sarchat.beam_pipelines.stats", "Beam pipeline: dataset statistics (the paper's tables)"),
+    "demo": ("sarchat.beam_pipelines.demo", "synth, generate, stats, infer, score and report in one go"),
 }
 
 

@@ -219,7 +219,7 @@ def _describe_score(results):
 
 
 def _leaderboard_text(board):
-    from transforms.schema import TASKS
+    from sarchat.transforms.schema import TASKS
 
     short = {"classify": "class", "describe": "descr", "count": "count", "grounding": "ground",
              "identify": "ident", "refer": "refer"}
@@ -247,11 +247,11 @@ def run(argv=None):
     data, dataset, stats, runs, results, logs = (os.path.join(out, d) for d in SUBDIRS)
     os.makedirs(logs, exist_ok=True)
 
-    from beam_pipelines import generate as generate_stage
-    from beam_pipelines import score as score_stage
-    from beam_pipelines import stats as stats_stage
-    from beam_pipelines import synth as synth_stage
-    from inference import run as infer_stage
+    from sarchat.beam_pipelines import generate as generate_stage
+    from sarchat.beam_pipelines import score as score_stage
+    from sarchat.beam_pipelines import stats as stats_stage
+    from sarchat.beam_pipelines import synth as synth_stage
+    from sarchat.inference import run as infer_stage
 
     tiny = args.tiny
     stages = [

@@ -15,11 +15,11 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.beam_options import launch_and_read_json, make_pipeline
-from transforms import coco
-from transforms.dialogues import DEFAULT_IDENTIFY_VARIANTS
-from transforms.fileio import read_bytes
-from transforms.generate import FORMATS, GenerateDialogues, fingerprint
+from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
+from sarchat.transforms import coco
+from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
+from sarchat.transforms.fileio import read_bytes
+from sarchat.transforms.generate.pipeline import FORMATS, GenerateDialogues, fingerprint
 
 VERSION = "0.1.0"
 

@@ -41,8 +41,8 @@ import uuid
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines import generate
-from beam_pipelines.beam_options import launch, make_pipeline
+from sarchat.beam_pipelines import generate
+from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"

@@ -11,7 +11,7 @@
                id, prediction, model (and optional error, latency_s). Several models may be scored
                at once: rows are grouped by their `model` field (file name when it is empty).
 --adapter      how boxes are written: canonical, qwen2-vl, internvl, json-bbox2d[:scale], or a
-               model adapter name of inference.adapters; MODEL=NAME sets it for one model only.
+               model adapter name of sarchat.transforms.adapters; MODEL=NAME sets it for one model only.
                Without it, a model's format is the `box_format` of the manifest.json that
                `sarchat infer` writes beside its predictions, else canonical.
 
@@ -28,8 +28,10 @@ import sys
 
 import apache_beam as beam
 
-from beam_pipelines.beam_options import make_pipeline
-from transforms import fileio, report_sections, scoring
+from sarchat.beam_pipelines.beam_options import make_pipeline
+from sarchat.transforms import fileio
+from sarchat.report import sample_sections as report_sections
+from sarchat.transforms.score import pipeline as scoring
 
 
 def build_parser():

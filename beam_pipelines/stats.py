@@ -24,10 +24,11 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.beam_options import launch_and_read_json, make_pipeline
-from transforms import coco, stats
-from transforms.fileio import UnreadableFileError, check_parquet_files
-from transforms.stats_transforms import (BoxStatsFromCoco, BoxStatsFromDialogues, DialogueStatsOf,
+from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
+from sarchat.transforms import coco
+from sarchat.transforms.stats import dataset_stats as stats
+from sarchat.transforms.fileio import UnreadableFileError, check_parquet_files
+from sarchat.transforms.stats.pipeline import (BoxStatsFromCoco, BoxStatsFromDialogues, DialogueStatsOf,
                                          ReadDialogueTables, WriteStatsFn, read_bytes)
 
 

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from transforms import synthetic
+from sarchat.synthetic import sardet_synth as synthetic
 
 
 def build_parser() -> argparse.ArgumentParser:

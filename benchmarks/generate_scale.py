@@ -26,9 +26,10 @@ SCALE = {"train": (94_493, 198_747), "test": (11_613, 24_023)}
 FLOOR = r"""
 import io, json, sys, time
 import pyarrow.parquet as pq
-from transforms import coco, records
-from transforms.dialogues import DialogueBuilder, build_shard
-from transforms.schema import DIALOGUE_SCHEMA
+from sarchat.transforms import coco
+from sarchat.transforms.generate import records
+from sarchat.transforms.generate.dialogues import DialogueBuilder, build_shard
+from sarchat.transforms.schema import DIALOGUE_SCHEMA
 root, out = sys.argv[1], sys.argv[2]
 builder = DialogueBuilder(seed=0)
 n = 0
@@ -45,7 +46,7 @@ print(json.dumps({"dialogues": n}))
 
 
 def build_annotations(root):
-    from transforms.synthetic import sardet_scale_annotations, write_annotations_only
+    from sarchat.synthetic.sardet_synth import sardet_scale_annotations, write_annotations_only
 
     splits = {split: sardet_scale_annotations(split, n_images, n_boxes, seed=0)
               for split, (n_images, n_boxes) in SCALE.items()}
@@ -78,7 +79,7 @@ def main(argv=None):
         results["floor (plain loop, one Parquet file)"].append((wall, peak))
         for name, (formats, *beam_flags) in configs:
             out_dir = os.path.join(work, f"out_{r}")
-            cmd = [py, "-m", "beam_pipelines.cli", "generate", "--input", root, "--output", out_dir,
+            cmd = [py, "-m", "sarchat.beam_pipelines.cli", "generate", "--input", root, "--output", out_dir,
                    "--formats", formats, *beam_flags]
             wall, peak, _ = measure(cmd)
             results[name].append((wall, peak))

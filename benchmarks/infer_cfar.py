@@ -3,7 +3,7 @@
     python benchmarks/infer_cfar.py [--images 200] [--runs 5] [--dataset GENERATED_OUT]
                                     [--io-workers N] [--batch-size B]
 
-Without --dataset it writes a `sarchat synth` dataset (transforms.synthetic) and runs
+Without --dataset it writes a `sarchat synth` dataset (sarchat.synthetic.sardet_synth) and runs
 `sarchat generate` on it (test split only) in a temporary folder. Each run infers the whole split
 into a fresh output folder (reading Parquet, CFAR on every image, answers, fsync'd store, merge)
 and the median samples/s over the runs is printed, with the same figure per image.
@@ -21,8 +21,8 @@ if REPO not in sys.path:
 
 
 def build_dataset(workdir, n_images, seed):
-    from transforms.synthetic import write_synthetic_dataset
-    from beam_pipelines import generate
+    from sarchat.synthetic.sardet_synth import write_synthetic_dataset
+    from sarchat.beam_pipelines import generate
 
     root, gen = os.path.join(workdir, "root"), os.path.join(workdir, "gen")
     # test_fraction 1.0 would leave train empty; the generator only reads the test split here
@@ -42,8 +42,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=None)
     args = p.parse_args(argv)
 
-    from inference.dataset import load_rows
-    from inference.run import build_parser, execute
+    from sarchat.inference.dataset import load_rows
+    from sarchat.inference.run import build_parser, execute
 
     with tempfile.TemporaryDirectory(prefix="infer_cfar_") as workdir:
         dataset = args.dataset or build_dataset(workdir, args.images, args.seed)

@@ -7,12 +7,12 @@
    the stand-in builder of this file and the paper's exact task mix (--builder simple: identify
    175,565, count 11,704, refer 11,703, grounding 11,608, classify 10,024, describe 6,032), and
    writes them in the generator's Parquet layout (DIR/dataset/parquet/test/*.parquet);
-2. fits inference.baselines.BlindPrior on a synthetic train split and writes its predictions;
+2. fits sarchat.inference.baselines.BlindPrior on a synthetic train split and writes its predictions;
 3. runs `sarchat score` in a child process and prints its wall time and the peak resident memory
    of its process tree (benchmarks/_measure.py).
 
 `make_rows` is the one function that decides where the test rows come from; everything else
-only needs a table of transforms.schema.DIALOGUE_SCHEMA.
+only needs a table of sarchat.transforms.schema.DIALOGUE_SCHEMA.
 """
 import argparse
 import collections
@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from transforms import geometry  # noqa: E402
-from transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural  # noqa: E402
-from transforms.schema import DIALOGUE_SCHEMA, PREDICTION_SCHEMA, dialogue_id, join_relation  # noqa: E402
+from sarchat.transforms import geometry  # noqa: E402
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural  # noqa: E402
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, PREDICTION_SCHEMA, dialogue_id, join_relation  # noqa: E402
 
 # The paper's test task counts (appendix A.3, Figure 9).
 PAPER_TEST_TASKS = {"identify": 175565, "count": 11704, "refer": 11703, "grounding": 11608,
@@ -169,12 +169,14 @@ def simple_rows(n_rows, seed=0, split="test"):
 
 
 def generator_rows(n_rows, seed=0, split="test"):
-    """The generator's own dialogues (transforms.dialogues.DialogueBuilder, as `sarchat generate`
-    builds them) for SARDet-100K-scale synthetic annotations (transforms.synthetic), grown until
+    """The generator's own dialogues (sarchat.transforms.generate.dialogues.DialogueBuilder, as `sarchat generate`
+    builds them) for SARDet-100K-scale synthetic annotations (sarchat.synthetic.sardet_synth), grown until
     there are at least n_rows and trimmed to exactly n_rows in id order. The SARDet test split
     (11,613 images, 24,023 boxes) gives 222,962 dialogues; the paper's test set has 226,636."""
-    from transforms import coco, records, synthetic
-    from transforms.dialogues import DialogueBuilder, build_shard
+    from sarchat.transforms import coco
+    from sarchat.transforms.generate import records
+    from sarchat.synthetic import sardet_synth as synthetic
+    from sarchat.transforms.generate.dialogues import DialogueBuilder, build_shard
 
     builder = DialogueBuilder(seed=0)
     images_per_row = 11_613 / 222_962.0
@@ -232,7 +234,7 @@ def main(argv=None):
                     help="also time --direct_running_mode=multi_processing --direct_num_workers=2")
     args = ap.parse_args(argv)
     from benchmarks._measure import measure
-    from inference.baselines import BlindPrior
+    from sarchat.inference.baselines import BlindPrior
 
     work = args.workdir or tempfile.mkdtemp(prefix="score_scale_")
     t0 = time.perf_counter()
@@ -262,7 +264,7 @@ def main(argv=None):
                       ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]))
     for label, extra in modes:
         out = os.path.join(work, "scores")
-        cmd = [sys.executable, "-m", "beam_pipelines.score", "--dataset", os.path.join(work, "dataset"),
+        cmd = [sys.executable, "-m", "sarchat.beam_pipelines.score", "--dataset", os.path.join(work, "dataset"),
                "--predictions", *pred_files, "--output", out,
                "--bootstrap", str(args.bootstrap), "--num-buckets", str(args.num_buckets)] + extra
         wall, peak_mib, _ = measure(cmd, env=env)

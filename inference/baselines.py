@@ -30,10 +30,11 @@ BlindPrior
 import statistics
 from collections import Counter, defaultdict
 
-from transforms import geometry, parsing
-from transforms.box_formats import get_box_format
-from transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural
-from transforms.schema import split_relation
+from sarchat.transforms import geometry
+from sarchat.transforms.score import parsing
+from sarchat.transforms.box_formats import get_box_format
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural
+from sarchat.transforms.schema import split_relation
 
 _CANONICAL = get_box_format("canonical")
 

@@ -1,10 +1,10 @@
 """The vLLM inference stage as a Beam `RunInference` step, for Dataflow GPU workers.
 
-    python -m inference.beam_handler --dataset GENERATED_OUT --split test --output OUT \
+    python -m sarchat.inference.beam_handler --dataset GENERATED_OUT --split test --output OUT \
         --model Qwen/Qwen2-VL-7B-Instruct [--adapter qwen2-vl] [sampling / vllm flags] [Beam flags]
 
 Same prompts, adapters and prediction rows as `sarchat infer --backend vllm` (inference/run.py):
-the model handler drives `inference.backends.vllm_backend.VllmBackend` (the adapter's chat
+the model handler drives `sarchat.inference.backends.vllm_backend.VllmBackend` (the adapter's chat
 messages with the image as a base64 `image_url` part, batch bisection on engine errors, a
 failed image or prompt becomes that sample's `error`), so a prediction written here and one
 written by `sarchat infer` for the same run key are the same. Beam's own
@@ -34,14 +34,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from inference.adapters import ADAPTERS, get_adapter, guess_adapter
-from inference.backends.base import Result, Sample
-from inference.backends.vllm_backend import VllmBackend
-from inference.dataset import (BASE_COLUMNS, ImageError, image_data_url, image_location, parse_tasks,
+from sarchat.transforms.adapters import ADAPTERS, get_adapter, guess_adapter
+from sarchat.inference.backends.base import Result, Sample
+from sarchat.inference.backends.vllm_backend import VllmBackend
+from sarchat.inference.dataset import (BASE_COLUMNS, ImageError, image_data_url, image_location, parse_tasks,
                                resolve_image_root)
-from inference.fingerprint import run_key as make_run_key
-from inference.fingerprint import stable_hash
-from transforms.schema import PREDICTION_SCHEMA
+from sarchat.inference.fingerprint import run_key as make_run_key
+from sarchat.inference.fingerprint import stable_hash
+from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 METRICS_NAMESPACE = "sarchat.inference"
 
@@ -183,7 +183,7 @@ class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
 
 def run_manifest(config: BeamInferenceConfig, dataset: str, split: str, tasks=None) -> dict:
     """What the run's manifest.json records: the same keys as `sarchat infer`'s base manifest."""
-    from inference.run import package_version
+    from sarchat.inference.run import package_version
 
     adapter = resolve_adapter(config)
     backend = VllmBackend(config, adapter)  # identity only: no engine is built
@@ -196,7 +196,7 @@ def run_manifest(config: BeamInferenceConfig, dataset: str, split: str, tasks=No
                 "torch": package_version("torch"), "transformers": package_version("transformers"),
                 "pyarrow": package_version("pyarrow"), "pillow": package_version("pillow")}
     return {
-        "tool": "inference.beam_handler (RunInference)",
+        "tool": "sarchat.inference.beam_handler (RunInference)",
         "model": config.display_name,
         "model_path": config.model,
         "model_fingerprint": fingerprint,
@@ -277,7 +277,7 @@ def build(p, dataset, split, output, handler, manifest, tasks=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m inference.beam_handler", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m sarchat.inference.beam_handler", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, help="output folder of `sarchat generate` (local or gs://)")
     p.add_argument("--split", default="test")
     p.add_argument("--output", required=True, help="folder for predictions/part-*.parquet and manifest.json")
@@ -324,7 +324,7 @@ def config_from_args(args) -> BeamInferenceConfig:
 
 def run(argv=None, test=None):
     """Entry point; `test(predictions_pcoll, manifest_pcoll)` may add assertions inside the pipeline."""
-    from beam_pipelines.beam_options import launch, make_pipeline
+    from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 
     args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -338,13 +338,13 @@ def run(argv=None, test=None):
         p = make_pipeline(beam_argv)
         predictions, written = build(p, args.dataset, args.split, args.output, handler, manifest, args.tasks)
     except (ValueError, FileNotFoundError, ImportError, AttributeError) as exc:
-        print(f"inference.beam_handler: error: {exc}", file=sys.stderr)
+        print(f"sarchat.inference.beam_handler: error: {exc}", file=sys.stderr)
         return 2
     if test is not None:
         test(predictions, written)
     _, finished = launch(p)
     where = FileSystems.join(args.output, "manifest.json")
-    print(f"inference.beam_handler: {'wrote' if finished else 'submitted; the job writes'} "
+    print(f"sarchat.inference.beam_handler: {'wrote' if finished else 'submitted; the job writes'} "
           f"{FileSystems.join(args.output, 'predictions', 'part-*.parquet')} and {where} "
           f"(run key {manifest['run_key']})")
     return 0

@@ -31,7 +31,7 @@ Answers follow SPEC section 3 in canonical pixel boxes (`answer(row, image)`): c
 the detections of the category the question names (the strongest detection when none has that
 category), identify classifies the region inside the box the question names and derives size,
 cell and shape from that box, grounding lists detections per category with relation sentences
-from transforms.geometry.relation.
+from sarchat.transforms.geometry.relation.
 """
 import re
 import threading
@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from transforms import geometry
-from transforms.box_formats import get_box_format
-from transforms.categories import (CATEGORIES, CATEGORY_INDEX, CATEGORY_WORDS, article, canonical_sort,
+from sarchat.transforms import geometry
+from sarchat.transforms.box_formats import get_box_format
+from sarchat.transforms.categories import (CATEGORIES, CATEGORY_INDEX, CATEGORY_WORDS, article, canonical_sort,
                                    join_words, plural)
 
 CFAR_VERSION = 2  # bump when detection or answers change: part of the run key

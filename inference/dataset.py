@@ -15,7 +15,7 @@ import posixpath
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.schema import DIALOGUE_FIELDS, TASKS
+from sarchat.transforms.schema import DIALOGUE_FIELDS, TASKS
 
 # Columns every backend needs; backends add their own (oracle/blind need the answers).
 BASE_COLUMNS = ("id", "split", "task", "subset", "image_path", "image_id", "width", "height", "question")

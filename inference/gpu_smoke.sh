@@ -26,7 +26,7 @@ step() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 mkdir -p "$WORK"
 cd "$REPO"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-SARCHAT=("$PYTHON" -m beam_pipelines.cli)
+SARCHAT=("$PYTHON" -m sarchat.beam_pipelines.cli)
 
 step "environment"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi not found"
@@ -55,11 +55,11 @@ if "$PYTHON" -c "import apache_beam" 2>/dev/null; then
   DATASET="$WORK/generated"
 else
   echo "apache-beam not installed: using the Beam-free fixture writer (inference/synthetic.py)"
-  DATASET="$("$PYTHON" -m inference.synthetic "$WORK/fixture" --images "$IMAGES" | tail -1)"
+  DATASET="$("$PYTHON" -m sarchat.synthetic.fixture "$WORK/fixture" --images "$IMAGES" | tail -1)"
 fi
 
 step "tiny random Qwen2-VL checkpoint (no download)"
-"$PYTHON" -m inference.tiny_qwen2vl "$WORK/tiny-qwen2-vl" --dataset "$DATASET" --check
+"$PYTHON" -m sarchat.inference.tiny_qwen2vl "$WORK/tiny-qwen2-vl" --dataset "$DATASET" --check
 
 step "sarchat infer --backend vllm on $N test samples"
 INFER=("${SARCHAT[@]}" infer --dataset "$DATASET" --split test --backend vllm

@@ -22,7 +22,7 @@ import logging
 import os
 import posixpath
 
-from inference import store
+from sarchat.inference import store
 
 
 def default_work_dir(url):

@@ -30,14 +30,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from inference import remote, store
-from inference.adapters import ADAPTERS, get_adapter, guess_adapter
-from inference.backends import BACKENDS, get_backend_class
-from inference.backends.base import Result, Sample
-from inference.dataset import (BASE_COLUMNS, DatasetError, image_location, is_url, load_rows, parse_tasks,
+from sarchat.inference import remote, store
+from sarchat.transforms.adapters import ADAPTERS, get_adapter, guess_adapter
+from sarchat.inference.backends import BACKENDS, get_backend_class
+from sarchat.inference.backends.base import Result, Sample
+from sarchat.inference.dataset import (BASE_COLUMNS, DatasetError, image_location, is_url, load_rows, parse_tasks,
                                resolve_image_root)
-from inference.fingerprint import run_key as make_run_key
-from inference.fingerprint import stable_hash
+from sarchat.inference.fingerprint import run_key as make_run_key
+from sarchat.inference.fingerprint import stable_hash
 
 
 def package_version(name):
@@ -400,7 +400,7 @@ def _spawn(cfg, argv):
             group = gpus[(i * tp) % len(gpus):(i * tp) % len(gpus) + tp] if gpus else []
             if group:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(group)
-        cmd = [sys.executable, "-m", "beam_pipelines.cli", "infer", *child_argv,
+        cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer", *child_argv,
                "--shard-index", str(i), "--no-merge", "--progress-position", str(i)]
         procs.append(subprocess.Popen(cmd, env=env))
     codes = [p.wait() for p in procs]

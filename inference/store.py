@@ -33,7 +33,7 @@ from contextlib import contextmanager
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.schema import PREDICTION_SCHEMA
+from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 PREDICTIONS_PARQUET = "predictions.parquet"
 PREDICTIONS_JSONL = "predictions.jsonl"

@@ -1,6 +1,6 @@
 """Build a tiny, randomly initialised Qwen2-VL checkpoint locally, with no download at all.
 
-    python -m inference.tiny_qwen2vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
+    python -m sarchat.inference.tiny_qwen2vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
 
 For smoke-testing the vLLM backend on a GPU machine without fetching multi-GB weights. What it needs:
 `torch`, `transformers` (>= 4.45, which has Qwen2-VL; checked with 4.57 on CPU and 5.17 on an

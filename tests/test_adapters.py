@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.adapters import ADAPTERS, get_adapter, guess_adapter
-from inference.dataset import image_data_url
+from sarchat.transforms.adapters import ADAPTERS, get_adapter, guess_adapter
+from sarchat.inference.dataset import image_data_url
 
 QUESTION = "[identify] What is the object in {<100><50><200><150>}?"
 W, H = 400, 200
@@ -115,7 +115,7 @@ def test_qwen25_padding_keeps_pixel_frame():
 
 
 def test_importing_inference_never_imports_vllm_or_torch():
-    code = ("import sys, inference.run, inference.adapters, inference.backends.vllm_backend, "
-            "inference.backends.openai_backend, inference.backends.cfar_backend; "
+    code = ("import sys, sarchat.inference.run, sarchat.transforms.adapters, sarchat.inference.backends.vllm_backend, "
+            "sarchat.inference.backends.openai_backend, sarchat.inference.backends.cfar_backend; "
             "bad = [m for m in ('vllm', 'torch') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

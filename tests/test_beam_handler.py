@@ -12,15 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.ml.inference.base import PredictionResult
 
-from inference import beam_handler as bh
-from inference.adapters import get_adapter
-from inference.backends.vllm_backend import VllmBackend
-from inference.run import build_parser as infer_parser
-from inference.run import execute as infer_execute
+from sarchat.inference import beam_handler as bh
+from sarchat.transforms.adapters import get_adapter
+from sarchat.inference.backends.vllm_backend import VllmBackend
+from sarchat.inference.run import build_parser as infer_parser
+from sarchat.inference.run import execute as infer_execute
 from tests import fake_vllm
 from tests.fake_vllm import FakeSamplingParams
-from inference.synthetic import write_fixture_dataset
-from transforms.schema import PREDICTION_SCHEMA
+from sarchat.synthetic.fixture import write_fixture_dataset
+from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 
 def answer_for(conv):

@@ -5,11 +5,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from inference import cfar
-from inference.cfar import Detection
-from inference.run import run
-from inference.synthetic import make_scene
-from transforms.geometry import iou
+from sarchat.inference import cfar
+from sarchat.inference.cfar import Detection
+from sarchat.inference.run import run
+from sarchat.synthetic.fixture import make_scene
+from sarchat.transforms.geometry import iou
 
 
 def _sea_with_ship(seed=0, size=256):
@@ -86,8 +86,8 @@ def test_answer_grammar():
 
 
 def test_answers_parse_with_the_scorer():
-    parsing = pytest.importorskip("transforms.parsing")
-    from transforms.box_formats import get_box_format
+    parsing = pytest.importorskip("sarchat.transforms.score.parsing")
+    from sarchat.transforms.box_formats import get_box_format
 
     bf = get_box_format("canonical")
     dets = [_d("ship", [10, 10, 40, 20]), _d("aircraft", [150, 150, 190, 190])]
@@ -102,9 +102,9 @@ def test_answers_parse_with_the_scorer():
 
 
 def test_cfar_end_to_end_on_synth_and_generate(tmp_path):
-    """`sarchat synth`-style scenes (transforms.synthetic) + `sarchat generate` + `sarchat infer --backend cfar`."""
-    synthetic = pytest.importorskip("transforms.synthetic")
-    generate = pytest.importorskip("beam_pipelines.generate")
+    """`sarchat synth`-style scenes (sarchat.synthetic.sardet_synth) + `sarchat generate` + `sarchat infer --backend cfar`."""
+    synthetic = pytest.importorskip("sarchat.synthetic.sardet_synth")
+    generate = pytest.importorskip("sarchat.beam_pipelines.generate")
     root, gen, out = tmp_path / "root", tmp_path / "gen", tmp_path / "out"
     synthetic.write_synthetic_dataset(str(root), n_images=40, seed=0)
     generate.run(["--input", str(root), "--output", str(gen), "--splits", "test", "--formats", "parquet"])

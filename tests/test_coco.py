@@ -3,7 +3,7 @@ a counted reject with its reason; never a traceback, never a silent drop."""
 import pytest
 
 from tests.conftest import CATEGORIES
-from transforms import coco
+from sarchat.transforms import coco
 
 
 def parse(images, annotations, categories=CATEGORIES):

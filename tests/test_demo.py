@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from beam_pipelines import demo
+from sarchat.beam_pipelines import demo
 
 TINY_ARGS = ["--images", "30", "--tiny"]
 _CACHE = {}
@@ -93,7 +93,7 @@ def test_refuses_a_folder_it_did_not_make(tmp_path):
 
 
 def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypatch):
-    from beam_pipelines import stats
+    from sarchat.beam_pipelines import stats
 
     def broken(argv):
         print("stats: something went wrong here")

@@ -1,10 +1,10 @@
 """Dialogue builder on boxes worked out by hand (SPEC sections 2 and 3)."""
 import pytest
 
-import templates
+import sarchat.templates
 from tests.conftest import CATEGORIES, known_dataset
-from transforms import coco
-from transforms.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard
+from sarchat.transforms import coco
+from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard
 
 F = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
 
@@ -113,16 +113,16 @@ def test_seed_changes_templates_not_targets():
 
 
 def test_template_banks_meet_spec_minimums():
-    banks = templates.load_all()
-    for task, minimum in templates.MIN_TEMPLATES.items():
+    banks = sarchat.templates.load_all()
+    for task, minimum in sarchat.templates.MIN_TEMPLATES.items():
         assert len(banks[task]["templates"]) >= minimum
-    assert (templates.MIN_TEMPLATES["classify"], templates.MIN_TEMPLATES["describe"]) == (20, 40)
+    assert (sarchat.templates.MIN_TEMPLATES["classify"], sarchat.templates.MIN_TEMPLATES["describe"]) == (20, 40)
 
 
 def test_template_placeholder_typo_is_caught():
     bank = {"templates": [{"id": f"c{i}", "question": "Q?", "answer": "It is {categorys}."} for i in range(20)]}
-    with pytest.raises(templates.TemplateError, match="categorys"):
-        templates.validate_bank("classify", bank)
+    with pytest.raises(sarchat.templates.TemplateError, match="categorys"):
+        sarchat.templates.validate_bank("classify", bank)
 
 
 def test_identify_variants_bounds():

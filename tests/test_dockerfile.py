@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from beam_pipelines.cli import SUBCOMMANDS
+from sarchat.beam_pipelines.cli import SUBCOMMANDS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,7 +120,7 @@ def test_beam_version_is_the_same_everywhere():
 
 def test_entry_points():
     _, info = setup_info()
-    assert info["entry_points"]["console_scripts"] == ["sarchat=beam_pipelines.cli:main"]
+    assert info["entry_points"]["console_scripts"] == ["sarchat=sarchat.beam_pipelines.cli:main"]
     last_stage = max(s for s, _, _ in DOCKER)
     entry = {s: rest for s, w, rest in DOCKER if w == "ENTRYPOINT"}
     assert json.loads(entry[last_stage]) == ["/opt/apache/beam/boot"], "the default target is the worker image"
@@ -170,12 +170,12 @@ def test_images_install_the_whole_package_with_the_constraints():
     _, info = setup_info()
     for ins in (DOCKER, GPU):
         copied = {r.split()[0].rstrip("/") for _, w, r in ins if w == "COPY" and not r.startswith("--from")}
-        assert {"beam_pipelines", "transforms", "templates", "inference"} <= copied
+        assert {"sarchat", "beam_pipelines", "transforms", "templates", "inference", "report", "synthetic"} <= copied
         assert any("constraints.txt" in r and "setup.py" in r for _, w, r in ins if w == "COPY")
         runs = " ".join(r for _, w, r in ins if w == "RUN")
         assert "pip check" in runs and "sarchat --help" in runs
         assert re.search(r"pip install -c (/tmp/constraints-gpu\.txt|constraints\.txt)\b.* \.( |$)", runs)
-    assert set(info["package_data"]["beam_pipelines"]) == {"flex_templates/*.json"}
+    assert set(info["package_data"]["sarchat.beam_pipelines"]) == {"flex_templates/*.json"}
     assert glob.glob(os.path.join(REPO, "beam_pipelines", "flex_templates", "*.json"))
 
 
@@ -312,9 +312,9 @@ def test_airflow_dag_bodies_are_valid_launch_requests(monkeypatch):
 
 
 def test_cli_lists_regenerate():
-    from beam_pipelines import cli
+    from sarchat.beam_pipelines import cli
 
-    assert cli.SUBCOMMANDS["regenerate"][0] == "beam_pipelines.regenerate"
+    assert cli.SUBCOMMANDS["regenerate"][0] == "sarchat.beam_pipelines.regenerate"
     assert "regenerate" in cli.usage()
 
 

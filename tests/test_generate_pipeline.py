@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines import generate
+from sarchat.beam_pipelines import generate
 from tests.conftest import write_coco
-from transforms import tfrecord
+from sarchat.transforms.generate import tfrecord
 
 
 def run_generate(root, out, *extra, test=None):

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from transforms import geometry as g
+from sarchat.transforms import geometry as g
 
 
 def test_xyxy_rounds_half_up_and_clamps():

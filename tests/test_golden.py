@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from beam_pipelines import demo, generate, synth
+from sarchat.beam_pipelines import demo, generate, synth
 
 GENERATE_DIGESTS = {
     "manifest.json": "3a81cc9a0c924c4e871569e4589add8850a9d1748139a470f5852e40d037c1c6",

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow.parquet as pq
 import pytest
 
-from inference.run import run
-from inference.synthetic import write_fixture_dataset
+from sarchat.inference.run import run
+from sarchat.synthetic.fixture import write_fixture_dataset
 
 KEY = "sk-test-secret-123456"
 

@@ -16,9 +16,9 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from inference import remote, store
-from inference.run import run
-from inference.synthetic import write_fixture_dataset
+from sarchat.inference import remote, store
+from sarchat.inference.run import run
+from sarchat.synthetic.fixture import write_fixture_dataset
 from tests.test_inference_resume import _count_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +161,7 @@ def test_sigkill_then_resume_on_another_node(dataset, tmp_path):
     ids = sorted(r["id"] for r in rows)
     bucket = tmp_path / "bucket"
     url = "file://" + str(bucket / "run")
-    cmd = [sys.executable, "-m", "beam_pipelines.cli", "infer", "--dataset", generated, "--output", url,
+    cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer", "--dataset", generated, "--output", url,
            "--backend", "tests.test_inference_resume:SlowBackend", "--model", "slow", "--no-progress",
            "--push-interval", "0"]
     env = dict(os.environ, SLOW_BACKEND_DELAY="0.1")

@@ -8,9 +8,9 @@ import time
 
 import pyarrow.parquet as pq
 
-from inference import store
-from inference.backends.base import Backend, Result
-from inference.synthetic import write_fixture_dataset
+from sarchat.inference import store
+from sarchat.inference.backends.base import Backend, Result
+from sarchat.synthetic.fixture import write_fixture_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +47,7 @@ def test_sigkill_then_resume(tmp_path):
     ids = sorted(r["id"] for r in rows["test"])
     assert len(ids) >= 20
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "beam_pipelines.cli", "infer", "--dataset", generated, "--output", str(out),
+    cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer", "--dataset", generated, "--output", str(out),
            "--backend", "tests.test_inference_resume:SlowBackend", "--model", "slow", "--no-progress"]
     env = dict(os.environ, SLOW_BACKEND_DELAY="0.1")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

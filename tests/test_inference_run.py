@@ -6,11 +6,11 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from inference import store
-from inference.dataset import load_rows, parse_tasks, shard_of
-from inference.run import run
-from inference.synthetic import write_fixture_dataset
-from transforms.schema import PREDICTION_SCHEMA
+from sarchat.inference import store
+from sarchat.inference.dataset import load_rows, parse_tasks, shard_of
+from sarchat.inference.run import run
+from sarchat.synthetic.fixture import write_fixture_dataset
+from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_store_torn_tail_and_merge_rules(tmp_path):
 
 
 def test_oracle_and_blind_backends(tmp_path):
-    pytest.importorskip("inference.baselines")
+    pytest.importorskip("sarchat.inference.baselines")
     generated, _, rows = write_fixture_dataset(str(tmp_path / "data"), n_images=4, seed=8, splits=("train", "test"))
     test_rows = {r["id"]: r for r in rows["test"]}
     out = str(tmp_path / "oracle")

@@ -7,11 +7,11 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from inference.adapters import get_adapter
-from inference.backends.vllm_backend import VllmBackend
-from inference.run import build_parser, execute
-from inference.synthetic import write_fixture_dataset
-from transforms.schema import PREDICTION_SCHEMA
+from sarchat.transforms.adapters import get_adapter
+from sarchat.inference.backends.vllm_backend import VllmBackend
+from sarchat.inference.run import build_parser, execute
+from sarchat.synthetic.fixture import write_fixture_dataset
+from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 
 from tests.fake_vllm import REAL_CHAT_PARAMS, FakeLLM, FakeSamplingParams  # noqa: E402

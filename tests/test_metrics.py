@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from transforms import metrics as M
-from transforms.box_formats import get_box_format
+from sarchat.transforms.score import metrics as M
+from sarchat.transforms.box_formats import get_box_format
 
 CANON = get_box_format("canonical")
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms import parsing as P
-from transforms.box_formats import get_box_format
+from sarchat.transforms.score import parsing as P
+from sarchat.transforms.box_formats import get_box_format
 
 CANON = get_box_format("canonical")
 FORMATS = ["canonical", "qwen2-vl", "internvl", "json-bbox2d", "json-bbox2d:1000"]

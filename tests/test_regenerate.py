@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from beam_pipelines import generate, regenerate
+from sarchat.beam_pipelines import generate, regenerate
 from tests.test_generate_pipeline import file_bytes, random_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +89,7 @@ def _run_cli(data, base, crash_at=None):
     env.pop(regenerate.CRASH_ENV, None)
     if crash_at:
         env[regenerate.CRASH_ENV] = crash_at
-    cmd = [sys.executable, "-m", "beam_pipelines.cli", "regenerate", "--input", str(data),
+    cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "regenerate", "--input", str(data),
            "--output-base", str(base), *FLAGS]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
 

@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from transforms import report
-from transforms.metrics import COLUMNS, TASK_COLUMNS
-from transforms.schema import TASKS
+from sarchat.report import score_report as report
+from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS
+from sarchat.transforms.schema import TASKS
 
 
 def fake_metrics(model, base):

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from tests.test_demo import tiny_demo  # noqa: F401  (session fixture, cached in tests.test_demo)
-from transforms import report, report_sections
+from sarchat.report import score_report as report, sample_sections as report_sections
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -198,7 +198,7 @@ def test_append_sections_equals_rendering_with_extra_sections(tmp_path):
 
 
 def test_score_rejects_a_missing_stats_folder(tmp_path, capsys):
-    from beam_pipelines import score
+    from sarchat.beam_pipelines import score
 
     rc = score.run(["--dataset", str(tmp_path), "--predictions", str(tmp_path), "--output", str(tmp_path / "o"),
                     "--stats", str(tmp_path / "nostats")])

@@ -14,8 +14,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from beam_pipelines import generate, regenerate
-from beam_pipelines.beam_options import submits_only
+from sarchat.beam_pipelines import generate, regenerate
+from sarchat.beam_pipelines.beam_options import submits_only
 from tests.conftest import known_dataset, write_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,8 +101,8 @@ def test_regenerate_graph_has_publish_step(root, tmp_path):
 
 
 def test_inference_graph_builds_for_dataflow(tmp_path):
-    from inference import beam_handler as bh
-    from inference.synthetic import write_fixture_dataset
+    from sarchat.inference import beam_handler as bh
+    from sarchat.synthetic.fixture import write_fixture_dataset
 
     generated, image_root, _ = write_fixture_dataset(str(tmp_path), n_images=1, seed=1)
     config = bh.BeamInferenceConfig(model="Qwen/Qwen2-VL-7B-Instruct")

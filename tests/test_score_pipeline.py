@@ -9,15 +9,17 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines import score
-from inference.baselines import BlindPrior, oracle_prediction
+from sarchat.beam_pipelines import score
+from sarchat.inference.baselines import BlindPrior, oracle_prediction
 from tests.conftest import CATEGORIES, known_dataset
-from transforms import coco, records, synthetic
-from transforms.box_formats import get_box_format
-from transforms.dialogues import DialogueBuilder, build_shard
-from transforms.metrics import COLUMNS
-from transforms.parsing import parse_answer
-from transforms.schema import PREDICTION_SCHEMA, TASKS
+from sarchat.transforms import coco
+from sarchat.transforms.generate import records
+from sarchat.synthetic import sardet_synth as synthetic
+from sarchat.transforms.box_formats import get_box_format
+from sarchat.transforms.generate.dialogues import DialogueBuilder, build_shard
+from sarchat.transforms.score.metrics import COLUMNS
+from sarchat.transforms.score.parsing import parse_answer
+from sarchat.transforms.schema import PREDICTION_SCHEMA, TASKS
 
 METRICS_KEYS = {"model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures",
                 "missing_predictions"}

@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipelines import generate
-from beam_pipelines import stats as stats_pipeline
+from sarchat.beam_pipelines import generate
+from sarchat.beam_pipelines import stats as stats_pipeline
 from tests.conftest import write_coco
-from transforms import stats as S
-from transforms import stats_render
+from sarchat.transforms.stats import dataset_stats as S
+from sarchat.report import stats_report as stats_render
 
 CATS = ["ship", "aircraft", "car", "tank", "bridge", "harbor"]
 
@@ -161,7 +161,7 @@ def test_vectorised_box_features_match_scalar_reference():
 
 def test_box_stats_merge_equals_single_pass(tmp_path):
     images, anns = varied_dataset(tmp_path, "test", 40, 9)
-    from transforms import coco
+    from sarchat.transforms import coco
 
     parsed, _ = coco.parse_coco(json.load(open(tmp_path / "Annotations" / "test.json")), "t", "test", "")
     whole = S.BoxStats(exact_cap=50).add_images(parsed)

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from beam_pipelines import generate, synth
+from sarchat.beam_pipelines import generate, synth
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWIFT_PYTHON = os.environ.get("SARCHAT_SWIFT_PYTHON")
@@ -30,7 +30,7 @@ def test_swift_sft_trains_on_every_task_file(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", CUDA_VISIBLE_DEVICES="",
                HF_HOME=str(tmp_path / "hf"), MODELSCOPE_CACHE=str(tmp_path / "ms"))
     model = tmp_path / "tiny-qwen2-vl"
-    subprocess.run([SWIFT_PYTHON, "-m", "inference.tiny_qwen2vl", str(model), "--dataset", str(gen)],
+    subprocess.run([SWIFT_PYTHON, "-m", "sarchat.inference.tiny_qwen2vl", str(model), "--dataset", str(gen)],
                    check=True, env=env, capture_output=True, timeout=600)
     out = tmp_path / "sft"
     proc = subprocess.run(

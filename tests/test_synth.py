@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_pipelines import synth
-from transforms import geometry
-from transforms import synthetic as S
-from transforms.categories import CATEGORIES
+from sarchat.beam_pipelines import synth
+from sarchat.transforms import geometry
+from sarchat.synthetic import sardet_synth as S
+from sarchat.transforms.categories import CATEGORIES
 
 N_IMAGES = 48
 SEED = "t1"
@@ -366,7 +366,7 @@ def test_cli_sardet_scale(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_through_sarchat_main(tmp_path, capsys):
-    from beam_pipelines import cli
+    from sarchat.beam_pipelines import cli
 
     assert cli.main(["synth", str(tmp_path / "d"), "--images", "6", "--seed", "x", "--workers", "1"]) == 0
     summary = json.loads(capsys.readouterr().out)

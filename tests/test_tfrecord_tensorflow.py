@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.test_generate_pipeline import random_dataset, read_rows, run_generate
-from transforms import tfrecord
+from sarchat.transforms.generate import tfrecord
 
 READER = r"""
 import json, sys

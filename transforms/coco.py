@@ -10,8 +10,8 @@ Two kinds of failure:
 import json
 import posixpath
 
-from transforms import geometry
-from transforms.categories import canonical_category
+from sarchat.transforms import geometry
+from sarchat.transforms.categories import canonical_category
 
 
 class InputError(ValueError):

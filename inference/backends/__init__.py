@@ -5,11 +5,11 @@ Backend modules are imported lazily: vLLM is imported only by the vllm backend's
 import importlib
 
 BACKENDS = {
-    "vllm": ("inference.backends.vllm_backend", "VllmBackend"),
-    "openai": ("inference.backends.openai_backend", "OpenAIBackend"),
-    "cfar": ("inference.backends.cfar_backend", "CfarBackend"),
-    "oracle": ("inference.backends.baselines_backend", "OracleBackend"),
-    "blind": ("inference.backends.baselines_backend", "BlindBackend"),
+    "vllm": ("sarchat.inference.backends.vllm_backend", "VllmBackend"),
+    "openai": ("sarchat.inference.backends.openai_backend", "OpenAIBackend"),
+    "cfar": ("sarchat.inference.backends.cfar_backend", "CfarBackend"),
+    "oracle": ("sarchat.inference.backends.baselines_backend", "OracleBackend"),
+    "blind": ("sarchat.inference.backends.baselines_backend", "BlindBackend"),
 }
 
 

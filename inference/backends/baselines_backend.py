@@ -10,8 +10,8 @@ Both answer in canonical boxes (adapter `sarchat`) and read no image.
 """
 import time
 
-from inference.backends.base import Backend, Result
-from inference.dataset import files_fingerprint, iter_rows, split_files
+from sarchat.inference.backends.base import Backend, Result
+from sarchat.inference.dataset import files_fingerprint, iter_rows, split_files
 
 
 class OracleBackend(Backend):
@@ -28,7 +28,7 @@ class OracleBackend(Backend):
         return {"deterministic": True}
 
     def setup(self):
-        from inference import baselines
+        from sarchat.inference import baselines
 
         self._fn = baselines.oracle_prediction
 
@@ -65,7 +65,7 @@ class BlindBackend(Backend):
         return {"deterministic": True}
 
     def setup(self):
-        from inference import baselines
+        from sarchat.inference import baselines
 
         if not split_files(self.config.dataset, self._train_split()):
             raise FileNotFoundError(f"the blind prior needs the {self._train_split()!r} split of "

@@ -10,9 +10,9 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from threading import Lock
 
-from inference import cfar
-from inference.backends.base import Backend, Result
-from inference.dataset import ImageError, image_gray_array, read_image_bytes
+from sarchat.inference import cfar
+from sarchat.inference.backends.base import Backend, Result
+from sarchat.inference.dataset import ImageError, image_gray_array, read_image_bytes
 
 
 class CfarBackend(Backend):

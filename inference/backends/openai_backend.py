@@ -27,8 +27,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from inference.backends.base import Backend, Result
-from inference.dataset import ImageError, image_data_url, read_image_bytes
+from sarchat.inference.backends.base import Backend, Result
+from sarchat.inference.dataset import ImageError, image_data_url, read_image_bytes
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")

@@ -15,9 +15,9 @@ import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from inference.backends.base import Backend, Result
-from inference.dataset import ImageError, image_data_url, read_image_bytes
-from inference.fingerprint import model_fingerprint
+from sarchat.inference.backends.base import Backend, Result
+from sarchat.inference.dataset import ImageError, image_data_url, read_image_bytes
+from sarchat.inference.fingerprint import model_fingerprint
 
 
 def parse_engine_args(items):
@@ -69,7 +69,7 @@ class VllmBackend(Backend):
         if self.adapter.stop:
             sp["stop"] = list(self.adapter.stop)
         if self.chat_template and getattr(cfg, "chat_template", None):
-            from inference.fingerprint import stable_hash
+            from sarchat.inference.fingerprint import stable_hash
 
             sp["chat_template_sha"] = stable_hash(self.chat_template)
         return sp
@@ -91,7 +91,7 @@ class VllmBackend(Backend):
         return kw
 
     def versions(self):
-        from inference.run import package_version
+        from sarchat.inference.run import package_version
 
         return {"vllm": package_version("vllm"), "torch": package_version("torch"),
                 "transformers": package_version("transformers")}

@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms import coco, stats
-from transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms import coco
+from sarchat.transforms.stats import dataset_stats as stats
+from sarchat.transforms.fileio import read_bytes, write_bytes
 
 NAMESPACE = "sarchat.stats"
 CHUNK_IMAGES = 2000
@@ -41,7 +42,7 @@ class _MergingCombineFn(beam.CombineFn):
 
 
 class BoxStatsFn(_MergingCombineFn):
-    """box chunks (transforms.stats.chunk_from_*) -> BoxStats summary dict."""
+    """box chunks (sarchat.transforms.stats.dataset_stats.chunk_from_*) -> BoxStats summary dict."""
 
     def __init__(self, exact_cap=stats.DEFAULT_EXACT_CAP):
         self.exact_cap = exact_cap
@@ -194,7 +195,7 @@ class WriteStatsFn(beam.DoFn):
         self.exact_cap, self.plot_format, self.extra_rejects = exact_cap, plot_format, extra_rejects or {}
 
     def process(self, _, boxes, dialogues, rejects):
-        from transforms import stats_render
+        from sarchat.report import stats_report as stats_render
 
         all_rejects = dict(self.extra_rejects)
         all_rejects.update(rejects)

@@ -1,6 +1,6 @@
 """Build the six tasks' dialogues for one image (SPEC section 3). Pure functions, no Beam.
 
-Input is an image record from transforms.coco.parse_coco (valid boxes only). Output rows are
+Input is an image record from sarchat.transforms.coco.parse_coco (valid boxes only). Output rows are
 tuples in DIALOGUE_ROW_FIELDS order (cheap to sort and to turn into Arrow columns), plus the boxes
 the description filters dropped, as rejects with their reason.
 """
@@ -8,10 +8,10 @@ import contextlib
 import gc
 import random
 
-from templates import load_all
-from transforms import geometry
-from transforms.categories import CATEGORY_INDEX, article, join_words, plural
-from transforms.schema import dialogue_id, join_relation, seeded_int
+from sarchat.templates import load_all
+from sarchat.transforms import geometry
+from sarchat.transforms.categories import CATEGORY_INDEX, article, join_words, plural
+from sarchat.transforms.schema import dialogue_id, join_relation, seeded_int
 
 # DIALOGUE_SCHEMA minus `messages`, which is derived from question and answer when writing.
 DIALOGUE_ROW_FIELDS = (

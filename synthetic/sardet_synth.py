@@ -42,7 +42,7 @@ import os
 
 import numpy as np
 
-from transforms.categories import CATEGORIES
+from sarchat.transforms.categories import CATEGORIES
 
 SYNTH_VERSION = 1
 

@@ -17,7 +17,7 @@ import struct
 
 import google_crc32c
 
-from transforms.dialogues import DIALOGUE_ROW_FIELDS
+from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -95,7 +95,7 @@ _IDX = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
 
 def example_of_row(row, _example=None) -> bytes:
     """A dialogue row tuple -> serialized tf.train.Example with the fields of SPEC section 4."""
-    from transforms.records import USER_PREFIX
+    from sarchat.transforms.generate.records import USER_PREFIX
 
     ex = (_example or example_class())()
     fm = ex.features.feature

@@ -12,7 +12,7 @@ its task and is counted as a parse failure. What "unparseable" means, per task:
   identify   none of the attributes: category word, size word, grid cell / position phrase, shape word
   refer      no box in the declared format
 
-Boxes are read only in the format the model adapter declares (transforms.box_formats.BoxFormat),
+Boxes are read only in the format the model adapter declares (sarchat.transforms.box_formats.BoxFormat),
 with the scale it declares; nothing is guessed from the values.
 
 Every regular expression here has bounded, non-nested quantifiers (or a character class that stops
@@ -21,7 +21,7 @@ input is parsed in well under a second and simply comes back "unparseable".
 """
 import re
 
-from transforms.categories import CATEGORY_INDEX, CATEGORY_WORDS
+from sarchat.transforms.categories import CATEGORY_INDEX, CATEGORY_WORDS
 
 OK = "ok"
 UNPARSEABLE = "unparseable"

@@ -13,7 +13,7 @@ Hungarian assignment), dashed when not; missed truth boxes are dashed green. Bes
 the reference answer and every model's answer with the scored parts marked (matched boxes, stated
 count, categories, attributes, relations, description triples). The marks come from the per-sample
 results that `sarchat score` writes (OUT/<model>/samples/*.parquet); without them (--no-samples)
-the few shown samples are scored again with transforms.metrics, which gives the same results.
+the few shown samples are scored again with sarchat.transforms.score.metrics, which gives the same results.
 
 Everything is inline: the report stays one self-contained HTML file. A short script at the end of
 the section records on <body> how many images decoded (data-images-ok / data-images-total) and how
@@ -33,13 +33,13 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import metrics as M
-from transforms import report
-from transforms.categories import CATEGORY_INDEX
-from transforms.fileio import exists as _exists
-from transforms.fileio import join_path as _join
-from transforms.fileio import read_bytes as _read_bytes
-from transforms.schema import TASKS
+from sarchat.transforms.score import metrics as M
+from sarchat.report import score_report as report
+from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms.fileio import exists as _exists
+from sarchat.transforms.fileio import join_path as _join
+from sarchat.transforms.fileio import read_bytes as _read_bytes
+from sarchat.transforms.schema import TASKS
 
 TASK_LABELS = report.TASK_LABELS
 SAMPLE_ROW_COLUMNS = ("id", "split", "task", "subset", "image_path", "width", "height", "question", "answer",
@@ -206,7 +206,7 @@ def load_stats(path):
 
 def dataset_section(stats, title="Dataset"):
     """The stats plots as inline SVG plus the stats tables (stats.md) as HTML tables."""
-    from transforms.stats_render import plot_titles, render_plots, stats_markdown
+    from sarchat.report.stats_report import plot_titles, render_plots, stats_markdown
 
     if not isinstance(stats, dict):
         stats = load_stats(stats)
@@ -302,7 +302,7 @@ def _read_parquet_filtered(path, columns, ids):
 
 def read_test_rows(dataset, split, per_task):
     """(chosen ids in display order, {id: test row})."""
-    from transforms.scoring import dataset_files
+    from sarchat.transforms.score.pipeline import dataset_files
 
     files = dataset_files(dataset, split)
     keys = []
@@ -341,14 +341,14 @@ def read_sample_results(score_dir, model_dir, ids):
 
 
 def _sample_columns():
-    from transforms.scoring import SAMPLE_SCHEMA
+    from sarchat.transforms.score.pipeline import SAMPLE_SCHEMA
 
     return tuple(SAMPLE_SCHEMA.names)
 
 
 def read_predictions(prediction_files, ids):
     """{(model, id): prediction row}, the first by (file, row) as the scorer takes it."""
-    from transforms.scoring import PREDICTION_COLUMNS, _model_of
+    from sarchat.transforms.score.pipeline import PREDICTION_COLUMNS, _model_of
 
     out = {}
     for path in sorted(prediction_files):
@@ -577,7 +577,7 @@ def _figure(uri, size, caption):
 def samples_section(dataset, score_dir, prediction_files=(), split="test", per_task=2, image_root=None,
                     formats=None, max_side=DEFAULT_MAX_SIDE, title="Samples"):
     """A few scored test samples per task with images, answers and marks (the paper's Figure 3)."""
-    from transforms.scoring import FormatChooser, sample_record
+    from sarchat.transforms.score.pipeline import FormatChooser, sample_record
 
     order, rows = read_test_rows(dataset, split, per_task)
     ids = set(order)
@@ -702,7 +702,7 @@ def add_report_sections(score_dir, dataset=None, split="test", predictions=(), a
                         samples_per_task=2, image_root=None):
     """Add the dataset and samples sections to score_dir's report.html and report.md (written by
     the scoring pipeline). Returns the sections added."""
-    from transforms.scoring import FormatChooser, discover_run_formats, expand_inputs
+    from sarchat.transforms.score.pipeline import FormatChooser, discover_run_formats, expand_inputs
 
     sections = []
     if samples_per_task and dataset:

@@ -18,10 +18,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms import coco, records, tfrecord
-from transforms.fileio import read_bytes, write_bytes
-from transforms.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard, gc_paused
-from transforms.schema import seeded_int, swift_task_file
+from sarchat.transforms import coco
+from sarchat.transforms.generate import records, tfrecord
+from sarchat.transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard, gc_paused
+from sarchat.transforms.schema import seeded_int, swift_task_file
 
 NAMESPACE = "sarchat.generate"
 FORMATS = ("parquet", "tfrecord", "swift")

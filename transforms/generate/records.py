@@ -4,8 +4,8 @@ import posixpath
 
 import pyarrow as pa
 
-from transforms.dialogues import DIALOGUE_ROW_FIELDS
-from transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE
+from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE
 
 _IDX = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
 USER_PREFIX = "<image>\n"

@@ -32,9 +32,9 @@ from collections import Counter
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from transforms import parsing
-from transforms.categories import CATEGORY_INDEX
-from transforms.schema import TASKS, split_relation
+from sarchat.transforms.score import parsing
+from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms.schema import TASKS, split_relation
 
 TASK_COLUMNS = {
     "count": ("count.only_count", "count.iou25", "count.iou50"),
@@ -492,8 +492,8 @@ def build_breakdown(task_arrays):
     {"by_category": {task: {category: score}}, "by_size": {"identify": {size: score}},
      "missing": {task: n}, "samples": {task: n}}
     """
-    from transforms.categories import CATEGORIES
-    from transforms.geometry import IDENTIFY_SIZES
+    from sarchat.transforms.categories import CATEGORIES
+    from sarchat.transforms.geometry import IDENTIFY_SIZES
 
     by_cat, by_size, missing, samples = {}, {}, {}, {}
     for t in TASKS:

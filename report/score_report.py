@@ -16,7 +16,7 @@ pipeline; transforms/report_sections.py builds the dataset and samples sections)
 Charts are drawn with matplotlib's Agg backend into inline SVG, so report.html has no external
 resource: a radar chart of the six task scores per model (as the paper's Figure 1) and grouped bar
 charts of the task scores per category and per object size. The paper's published Table 3 rows come
-from transforms/paper_table3.json and are labelled as the paper's everywhere they appear.
+from report/paper_table3.json and are labelled as the paper's everywhere they appear.
 """
 import html
 import io
@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 
-from transforms.metrics import COLUMNS, TASK_COLUMNS, overall_score, task_score
-from transforms.schema import TASKS
+from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS, overall_score, task_score
+from sarchat.transforms.schema import TASKS
 
 TASK_LABELS = {"classify": "Classification", "describe": "Fine-grained description", "count": "Instance counting",
                "grounding": "Spatial grounding", "identify": "Cross-modal identification", "refer": "Referring"}
@@ -51,8 +51,8 @@ class Section:
 
 
 def load_paper_table():
-    """The paper's published Table 3 (transforms/paper_table3.json)."""
-    text = resources.files("transforms").joinpath("paper_table3.json").read_text(encoding="utf-8")
+    """The paper's published Table 3 (report/paper_table3.json)."""
+    text = resources.files("sarchat.report").joinpath("paper_table3.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -245,7 +245,7 @@ def _svg(fig):
 
 
 def _cat_order(c):
-    from transforms.categories import CATEGORY_INDEX
+    from sarchat.transforms.categories import CATEGORY_INDEX
 
     return CATEGORY_INDEX.get(c, 99)
 
@@ -336,7 +336,7 @@ def category_charts(models_metrics, breakdowns):
 
 
 def size_chart(models_metrics, breakdowns):
-    from transforms.geometry import IDENTIFY_SIZES
+    from sarchat.transforms.geometry import IDENTIFY_SIZES
 
     sizes = list(reversed(IDENTIFY_SIZES))
     present = [s for s in sizes if any(
@@ -450,7 +450,7 @@ def _section_html(s):
 
 def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=()):
     """Write report.md and report.html into `output_dir` (local or gs://)."""
-    from transforms.scoring import join_path, write_text
+    from sarchat.transforms.score.pipeline import join_path, write_text
 
     write_text(join_path(output_dir, "report.md"), render_markdown(models_metrics, breakdowns, extra_sections),
                "text/markdown")
@@ -465,7 +465,7 @@ def append_sections(output_dir, extra_sections):
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    from transforms.scoring import join_path, write_text
+    from sarchat.transforms.score.pipeline import join_path, write_text
 
     sections = _resolve_sections(extra_sections)
     if not sections:

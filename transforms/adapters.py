@@ -1,7 +1,7 @@
 """Model adapters: how each VLM family is prompted and how it writes boxes. Pure, no vLLM.
 
 An adapter knows
-  * the box format the model writes (`box_format`, a transforms.box_formats.BoxFormat); the scorer
+  * the box format the model writes (`box_format`, a sarchat.transforms.box_formats.BoxFormat); the scorer
     reads a run's answers with `get_adapter(manifest["adapter"]).box_format`;
   * how our pixel boxes in a question are rewritten into the model's coordinate form
     (`convert_question`);
@@ -26,7 +26,7 @@ Box conventions (SPEC section 5; the scale is declared here, never guessed from 
   llava-1.5, phi-3.5-vision, deepseek-vl2
                 canonical {<x1><y1><x2><y2>} in pixels. Their native conventions (LLaVA-1.5's
                 [0..1] floats, DeepSeek-VL2's <|det|>[[..]]<|/det|> in 0..999) have no BoxFormat
-                in transforms.box_formats, and the paper fine-tunes these models on our canonical
+                in sarchat.transforms.box_formats, and the paper fine-tunes these models on our canonical
                 answers, so canonical is what a benchmarked checkpoint writes. For a zero-shot run
                 the format hint (below) asks for canonical pixels and states the image size.
   sarchat       canonical, no hint: a model fine-tuned on our corpus (the ms-swift export).
@@ -43,7 +43,7 @@ part of the sampling hash (`prompt_spec`); `--no-format-hint` switches it off.
 import re
 from dataclasses import dataclass, field, replace
 
-from transforms.box_formats import BoxFormat, get_box_format
+from sarchat.transforms.box_formats import BoxFormat, get_box_format
 
 # Bump when the prompt construction changes: it is part of the run key, so old results are not
 # mixed with new ones.

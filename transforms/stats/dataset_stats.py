@@ -37,9 +37,9 @@ from importlib import resources
 
 import numpy as np
 
-from transforms import geometry
-from transforms.categories import CATEGORIES, CATEGORY_INDEX
-from transforms.schema import SUBSET_TASKS, TASKS, split_relation
+from sarchat.transforms import geometry
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX
+from sarchat.transforms.schema import SUBSET_TASKS, TASKS, split_relation
 
 # --- constants ------------------------------------------------------------------------------------
 
@@ -675,8 +675,8 @@ def assemble_stats(input_info, splits, boxes=None, dialogues=None, rejects=None,
 
 
 def load_paper_stats():
-    """The paper's published numbers (transforms/paper_stats.json)."""
-    text = resources.files("transforms").joinpath("paper_stats.json").read_text(encoding="utf-8")
+    """The paper's published numbers (transforms/stats/paper_stats.json)."""
+    text = resources.files("sarchat.transforms.stats").joinpath("paper_stats.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

@@ -4,7 +4,7 @@
     render_plots(stats, fmt="png", paper=None) -> {name: bytes}       # names in PLOT_NAMES order
     plot_titles() -> {name: title}
 
-Our numbers and the paper's published ones (transforms/paper_stats.json) stand side by side and every
+Our numbers and the paper's published ones (transforms/stats/paper_stats.json) stand side by side and every
 paper number is labelled with the table or figure it comes from. The paper reports a "Training" and a
 "Test" set; they are compared with our splits named train and test only.
 
@@ -15,9 +15,9 @@ import io
 
 import numpy as np
 
-from transforms.categories import CATEGORIES
-from transforms.schema import TASKS
-from transforms.stats import (AR_BUCKETS, DESCRIBE_SIZE_ORDER, IDENTIFY_SIZE_ORDER, SHAPE_ORDER,
+from sarchat.transforms.categories import CATEGORIES
+from sarchat.transforms.schema import TASKS
+from sarchat.transforms.stats.dataset_stats import (AR_BUCKETS, DESCRIBE_SIZE_ORDER, IDENTIFY_SIZE_ORDER, SHAPE_ORDER,
                               load_paper_stats)
 
 TASK_LABELS = {"classify": "Classification", "describe": "Fine-grained description", "count": "Instance counting",

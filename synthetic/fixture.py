@@ -3,7 +3,7 @@
 Not the dataset generator (`sarchat synth` + `sarchat generate` are): this writes, in one call,
 images of speckled sea or land with bright scatterer targets (ships on sea; aircraft, cars and
 tanks on land; bridges over a river; harbors), and a `parquet/<split>/dialogues-*.parquet` with
-DIALOGUE_SCHEMA rows for every task (built by transforms.dialogues.DialogueBuilder, one identify
+DIALOGUE_SCHEMA rows for every task (built by sarchat.transforms.generate.dialogues.DialogueBuilder, one identify
 question per box), plus `manifest.json` with `input_root`, i.e. the layout
 `sarchat infer` reads. Deterministic for a seed.
 """
@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms import records
-from transforms.dialogues import DialogueBuilder
-from transforms.schema import DIALOGUE_SCHEMA
+from sarchat.transforms.generate import records
+from sarchat.transforms.generate.dialogues import DialogueBuilder
+from sarchat.transforms.schema import DIALOGUE_SCHEMA
 
 
 def _speckle(rng, shape, mean_amp, looks=3):
@@ -162,7 +162,7 @@ def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",
 
 
 def main(argv=None):
-    """`python -m inference.synthetic OUT [--images N] [--size S] [--seed K]`: a Beam-free fixture
+    """`python -m sarchat.synthetic.fixture OUT [--images N] [--size S] [--seed K]`: a Beam-free fixture
     dataset; prints the generated folder (the --dataset of `sarchat infer`)."""
     import argparse
 

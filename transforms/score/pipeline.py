@@ -1,6 +1,6 @@
 """Beam pieces of the scorer: readers, the bucketed join, one CombineFn per task, writers.
 
-The pure work (parsing, matching, metric math) lives in transforms.parsing and transforms.metrics;
+The pure work (parsing, matching, metric math) lives in sarchat.transforms.score.parsing and sarchat.transforms.score.metrics;
 everything here is thin plumbing around it, batched so that a full test split (226,636 dialogues)
 is a few hundred Beam elements rather than hundreds of thousands:
 
@@ -35,10 +35,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms import metrics as M
-from transforms.box_formats import BoxFormat, get_box_format
-from transforms.fileio import join_path, open_parquet, write_bytes, write_text  # noqa: F401 (re-exported for report.py)
-from transforms.schema import TASKS
+from sarchat.transforms.score import metrics as M
+from sarchat.transforms.box_formats import BoxFormat, get_box_format
+from sarchat.transforms.fileio import join_path, open_parquet, write_bytes, write_text  # noqa: F401 (re-exported for report.py)
+from sarchat.transforms.schema import TASKS
 
 NAMESPACE = "sarchat.score"
 
@@ -105,8 +105,8 @@ def resolve_box_format(name):
     """A BoxFormat for an --adapter value.
 
     Box format specs (canonical, qwen2-vl, internvl, json-bbox2d[:scale]) go to
-    transforms.box_formats.get_box_format; any other name (a model adapter such as 'qwen2.5-vl',
-    'llava-1.5' or 'qwen2-vl:canonical') to inference.adapters.get_adapter(name).box_format when that
+    sarchat.transforms.box_formats.get_box_format; any other name (a model adapter such as 'qwen2.5-vl',
+    'llava-1.5' or 'qwen2-vl:canonical') to sarchat.transforms.adapters.get_adapter(name).box_format when that
     module exists (imported lazily: the scorer does not need the inference stage installed).
     Raises ValueError for an unknown name.
     """
@@ -116,7 +116,7 @@ def resolve_box_format(name):
     if _is_builtin_spec(name):
         return get_box_format(name)
     try:
-        from inference import adapters  # optional, owned by the inference stage
+        from sarchat.inference import adapters  # optional, owned by the inference stage
         getter = adapters.get_adapter
     except (ImportError, AttributeError):
         return get_box_format(name)  # raises ValueError naming the known formats
@@ -646,7 +646,7 @@ class WriteReportsFn(beam.DoFn):
         self.output_dir = output_dir
 
     def process(self, entries):
-        from transforms import report
+        from sarchat.report import score_report as report
 
         entries = sorted(entries, key=lambda e: e["model"])
         board = leaderboard(entries)
