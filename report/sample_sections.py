@@ -39,12 +39,12 @@ from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.fileio import exists as _exists
 from sarchat.transforms.fileio import join_path as _join
 from sarchat.transforms.fileio import read_bytes as _read_bytes
-from sarchat.transforms.schema import TASKS
+from sarchat.transforms.tasks import ANSWER_BOX_TASKS, TASKS
 
 TASK_LABELS = report.TASK_LABELS
 SAMPLE_ROW_COLUMNS = ("id", "split", "task", "subset", "image_path", "width", "height", "question", "answer",
                       "gt_boxes", "gt_categories", "gt_cells", "gt_sizes", "gt_shapes", "gt_relations", "gt_count")
-BOX_TASKS = ("count", "grounding", "refer")
+BOX_TASKS = ANSWER_BOX_TASKS
 MATCH_IOU = 0.5
 GT_COLOR = (22, 200, 60)
 PRED_COLOR = (235, 30, 30)

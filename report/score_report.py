@@ -26,18 +26,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS, overall_score, task_score
-from sarchat.transforms.schema import TASKS
+from sarchat.transforms.tasks import COLUMN_LABELS, TASK_LABELS, TASKS  # noqa: F401 (re-exported)
 
-TASK_LABELS = {"classify": "Classification", "describe": "Fine-grained description", "count": "Instance counting",
-               "grounding": "Spatial grounding", "identify": "Cross-modal identification", "refer": "Referring"}
-COLUMN_LABELS = {
-    "count.only_count": "Only count", "count.iou25": "Count IoU=.25", "count.iou50": "Count IoU=.5",
-    "grounding.abstract_position": "Abstract position", "grounding.multi": "Ground Multi",
-    "grounding.single": "Ground Single", "identify.multi": "ID Multi", "identify.single": "ID Single",
-    "refer.multi.iou25": "Multi Ref IoU=.25", "refer.multi.iou50": "Multi Ref IoU=.5",
-    "refer.single.iou25": "Single Ref IoU=.25", "refer.single.iou50": "Single Ref IoU=.5",
-    "describe": "Descript", "classify": "Class",
-}
 PAPER_LABEL = "paper, Table 3"
 
 

@@ -16,12 +16,10 @@ import io
 import numpy as np
 
 from sarchat.transforms.categories import CATEGORIES
-from sarchat.transforms.schema import TASKS
+from sarchat.transforms.tasks import TASK_LABELS, TASKS
 from sarchat.transforms.stats.dataset_stats import (AR_BUCKETS, DESCRIBE_SIZE_ORDER, IDENTIFY_SIZE_ORDER, SHAPE_ORDER,
                               load_paper_stats)
 
-TASK_LABELS = {"classify": "Classification", "describe": "Fine-grained description", "count": "Instance counting",
-               "grounding": "Spatial grounding", "identify": "Cross-modal identification", "refer": "Referring"}
 PAPER_SPLITS = ("train", "test")
 PLOT_NAMES = ("categories", "aspect_ratio", "ar_buckets", "shapes", "tasks", "image_sizes", "box_sizes", "cells")
 _TITLES = {

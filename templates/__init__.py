@@ -9,7 +9,7 @@ import json
 import string
 from importlib import resources
 
-MIN_TEMPLATES = {"classify": 20, "describe": 40, "count": 15, "grounding": 15, "identify": 20, "refer": 30}
+from sarchat.transforms.tasks import MIN_TEMPLATES
 
 # Placeholders each kind of text may use.
 _ALLOWED = {

@@ -44,12 +44,12 @@ import re
 from dataclasses import dataclass, field, replace
 
 from sarchat.transforms.box_formats import BoxFormat, get_box_format
+from sarchat.transforms.tasks import BOX_TASKS
 
 # Bump when the prompt construction changes: it is part of the run key, so old results are not
 # mixed with new ones.
 PROMPT_VERSION = 1
 
-BOX_TASKS = ("count", "grounding", "identify", "refer")
 
 # Canonical boxes in our questions: {<x1><y1><x2><y2>} (bounded quantifiers, linear time).
 _CANONICAL_BOX = re.compile(r"\{<(-?\d{1,7}(?:\.\d{1,8})?)><(-?\d{1,7}(?:\.\d{1,8})?)>"

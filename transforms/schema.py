@@ -3,11 +3,7 @@ import hashlib
 
 import pyarrow as pa
 
-TASKS = ("classify", "describe", "count", "grounding", "identify", "refer")
-TASK_TAGS = {"classify": "", "describe": "", "count": "[count]", "grounding": "[grounding]",
-             "identify": "[identify]", "refer": "[refer]"}
-SUBSET_TASKS = ("grounding", "identify", "refer")
-SUBSETS = ("single", "multi")
+from sarchat.transforms.tasks import SUBSET_TASKS, SUBSETS, TASK_TAGS, TASKS  # noqa: F401 (declared once, there)
 
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 

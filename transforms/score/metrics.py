@@ -34,20 +34,10 @@ from scipy.optimize import linear_sum_assignment
 
 from sarchat.transforms.score import parsing
 from sarchat.transforms.categories import CATEGORY_INDEX
-from sarchat.transforms.schema import TASKS, split_relation
+from sarchat.transforms.schema import split_relation
+from sarchat.transforms.tasks import BREAKDOWN_TASKS, COLUMN_TASK, COLUMNS, TASK_COLUMNS, TASKS  # noqa: F401
 
-TASK_COLUMNS = {
-    "count": ("count.only_count", "count.iou25", "count.iou50"),
-    "grounding": ("grounding.abstract_position", "grounding.multi", "grounding.single"),
-    "identify": ("identify.multi", "identify.single"),
-    "refer": ("refer.multi.iou25", "refer.multi.iou50", "refer.single.iou25", "refer.single.iou50"),
-    "describe": ("describe",),
-    "classify": ("classify",),
-}
-# The paper's Table 3 column order.
-COLUMNS = tuple(c for t in ("count", "grounding", "identify", "refer", "describe", "classify")
-                for c in TASK_COLUMNS[t])
-COLUMN_TASK = {c: t for t, cols in TASK_COLUMNS.items() for c in cols}
+# Columns per task, their Table 3 order and the breakdown tasks are declared in the task table.
 
 STATUS_OK = "ok"
 STATUS_UNPARSEABLE = "unparseable"
@@ -480,9 +470,6 @@ def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0
         "parse_failures": failures,
         "missing_predictions": int(missing_predictions),
     }
-
-
-BREAKDOWN_TASKS = ("count", "identify", "refer")
 
 
 def build_breakdown(task_arrays):

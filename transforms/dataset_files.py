@@ -1,0 +1,106 @@
+"""The one place that reads which files make up a generated dataset: its manifest.json.
+
+`sarchat generate` writes manifest.json last and removes it first (SPEC section 4), so a folder
+without one is incomplete or not ours, and no command reads it as a dataset. Consumers (stats,
+infer, score, demo, the RunInference pipeline) take the list of files from the manifest, never from
+a folder listing, and a listed file whose size differs from the manifest is refused: a shard left
+by an earlier run with another shard count, or a file cut short, cannot slip into the numbers.
+Local paths and any scheme of Beam's FileSystems (gs://, ...) work.
+"""
+import json
+import os
+import posixpath
+
+from sarchat.transforms.errors import DatasetError
+
+MANIFEST = "manifest.json"
+
+
+def is_url(path) -> bool:
+    return "://" in str(path)
+
+
+def join(root, rel):
+    root = str(root)
+    if is_url(root):
+        return root.rstrip("/") + "/" + rel
+    return os.path.join(root, *rel.split("/"))
+
+
+def _read(path) -> bytes:
+    if is_url(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.open(path) as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _size(path):
+    if is_url(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            found = FileSystems.match([path])[0].metadata_list
+        except Exception:
+            return None
+        return found[0].size_in_bytes if found else None
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def read_manifest(dataset) -> dict:
+    """The dataset's manifest.json as a dict; DatasetError naming the file when it is missing, not
+    JSON or not an object with a `files` list."""
+    path = join(dataset, MANIFEST)
+    try:
+        raw = _read(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{dataset} has no {MANIFEST}: not a generated dataset, or its generation "
+                           "did not finish (the manifest is written last)") from None
+    except Exception as exc:  # permission, object store errors
+        raise DatasetError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        raise DatasetError(f"{path} is not a dataset manifest (an object with a 'files' list)")
+    return manifest
+
+
+def listed_files(dataset, prefix, suffix="", manifest=None, check_sizes=True):
+    """Full paths of the manifest's files whose path starts with `prefix` (e.g. "parquet/test/"),
+    sorted; each checked to exist with the size the manifest records."""
+    manifest = read_manifest(dataset) if manifest is None else manifest
+    out = []
+    for entry in manifest["files"]:
+        rel = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(rel, str) or not rel.startswith(prefix) or not rel.endswith(suffix):
+            continue
+        if rel.startswith("/") or ".." in posixpath.normpath(rel).split("/"):
+            raise DatasetError(f"{join(dataset, MANIFEST)} lists a path outside the dataset: {rel!r}")
+        path = join(dataset, rel)
+        if check_sizes:
+            size = _size(path)
+            if size is None:
+                raise DatasetError(f"{path} is listed in {MANIFEST} but missing")
+            if entry.get("bytes") is not None and size != entry["bytes"]:
+                raise DatasetError(f"{path} has {size} bytes, {MANIFEST} says {entry['bytes']}: "
+                                   "the file changed after generation; regenerate the dataset")
+        out.append(path)
+    return sorted(out)
+
+
+def split_parquet_files(dataset, split, manifest=None):
+    """The Parquet shards of one split, as the manifest lists them."""
+    return listed_files(dataset, f"parquet/{split}/", ".parquet", manifest=manifest)
+
+
+def dataset_version(manifest) -> str:
+    """The dataset version of SPEC section 4: the manifest's `dataset_version`, else its
+    `config_hash` (manifests written before the version field existed)."""
+    return str(manifest.get("dataset_version") or manifest.get("config_hash") or "")
