@@ -16,6 +16,7 @@ import sys
 import time
 
 from sarchat.synthetic import sardet_synth as synthetic
+from sarchat.synthetic.constants import MIN_TEST_IMAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", default="0", help="random seed, any string (default %(default)s)")
     p.add_argument("--test-fraction", type=float, default=synthetic.DEFAULT_TEST_FRACTION,
                    help="share of images in the test split (default %(default)s; at least "
-                        f"{synthetic.MIN_TEST_IMAGES} test images when the set allows)")
+                        f"{MIN_TEST_IMAGES} test images when the set allows)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes rendering images (default %(default)s; output does not depend on it)")
     p.add_argument("--sardet-scale", action="store_true",

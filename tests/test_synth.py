@@ -11,7 +11,12 @@ from PIL import Image
 
 from sarchat.beam_pipelines import synth
 from sarchat.transforms import geometry
+from sarchat.synthetic import constants as C
+from sarchat.synthetic import random_fields as F
+from sarchat.synthetic import sar_targets as T
 from sarchat.synthetic import sardet_synth as S
+from sarchat.synthetic import scene_plan as P
+from sarchat.synthetic import scene_render as R
 from sarchat.transforms.categories import CATEGORIES
 
 N_IMAGES = 48
@@ -81,14 +86,14 @@ def test_layout_and_coco_validity(dataset):
         n_total += len(images)
     assert n_total == N_IMAGES
     n_test = len(_load(dataset, "test")["images"])
-    assert S.MIN_TEST_IMAGES <= n_test <= 0.2 * N_IMAGES
+    assert C.MIN_TEST_IMAGES <= n_test <= 0.2 * N_IMAGES
 
 
 def test_split_sizes():
-    assert S.split_sizes(200, S.DEFAULT_TEST_FRACTION) == (176, 24)
-    assert S.split_sizes(20, 0.1)[1] == 5  # at least a handful of test images
-    assert S.split_sizes(3, 0.1) == (2, 1)
-    assert S.split_sizes(10, 0.0) == (10, 0)
+    assert P.split_sizes(200, C.DEFAULT_TEST_FRACTION) == (176, 24)
+    assert P.split_sizes(20, 0.1)[1] == 5  # at least a handful of test images
+    assert P.split_sizes(3, 0.1) == (2, 1)
+    assert P.split_sizes(10, 0.0) == (10, 0)
 
 
 def test_boxes_do_not_overlap_much(dataset):
@@ -123,10 +128,10 @@ def test_different_seed_differs(dataset, tmp_path):
 
 def test_rng_is_hash_derived_not_python_hash():
     # the same (seed, parts) always give the same stream, and no part is ignored
-    a = S.rng_for(7, "image", "train", 3).random(4)
-    assert np.array_equal(a, S.rng_for(7, "image", "train", 3).random(4))
-    assert not np.array_equal(a, S.rng_for(7, "image", "train", 4).random(4))
-    assert not np.array_equal(a, S.rng_for("7x", "image", "train", 3).random(4))
+    a = F.rng_for(7, "image", "train", 3).random(4)
+    assert np.array_equal(a, F.rng_for(7, "image", "train", 3).random(4))
+    assert not np.array_equal(a, F.rng_for(7, "image", "train", 4).random(4))
+    assert not np.array_equal(a, F.rng_for("7x", "image", "train", 3).random(4))
 
 
 def test_annotations_without_images_match_the_rendered_set(dataset):
@@ -229,20 +234,20 @@ def test_boxes_hold_the_bright_targets(dataset):
 def test_bbox_is_the_tight_extent_of_what_is_drawn():
     # an axis-aligned bar centred at (50.5, 40.5), half length 10, half width 3 covers pixel
     # columns 40..60 and rows 37..43
-    target = {"prims": [S._rect(50.5, 40.5, 0.0, 10.0, 3.0, 1.0)], "points": np.zeros((0, 3))}
-    (rows, cols), body, bbox = S.render_target(target, 100, 100)
+    target = {"prims": [T._rect(50.5, 40.5, 0.0, 10.0, 3.0, 1.0)], "points": np.zeros((0, 3))}
+    (rows, cols), body, bbox = T.render_target(target, 100, 100)
     assert bbox == (40, 37, 60, 43)
     assert body[37 - rows.start, 40 - cols.start] > 0
     # a storage tank of radius 8 at (30, 30): a square box about 16 pixels wide
-    tank = S.make_tank(np.random.default_rng(1), 30.0, 30.0, 8.0, 0.0, 1.0)
-    _, _, (x0, y0, x1, y1) = S.render_target(tank, 64, 64)
+    tank = T.make_tank(np.random.default_rng(1), 30.0, 30.0, 8.0, 0.0, 1.0)
+    _, _, (x0, y0, x1, y1) = T.render_target(tank, 64, 64)
     assert abs((x1 - x0) - (y1 - y0)) <= 1 and 14 <= x1 - x0 + 1 <= 18
     assert x0 <= 30 <= x1 and y0 <= 30 <= y1
 
 
 def test_scene_backgrounds_look_like_sar():
     """Speckle: a sea-only scene has a dark median and grainy texture; land is brighter than sea."""
-    img, anns = S.render_scene("bg", "train", 1, "sea", 256)
+    img, anns = R.render_scene("bg", "train", 1, "sea", 256)
     in_boxes = np.zeros(img.shape, dtype=bool)
     for _, (x, y, w, h) in anns:
         in_boxes[y:y + h, x:x + w] = True
@@ -250,7 +255,7 @@ def test_scene_backgrounds_look_like_sar():
     assert np.median(sea) < 110
     # neighbouring pixels decorrelate (speckle), unlike a smooth cartoon
     assert np.mean(np.abs(np.diff(img.astype(np.float64), axis=1))) > 8
-    land_img, _ = S.render_scene("bg", "train", 2, "land", 256)
+    land_img, _ = R.render_scene("bg", "train", 2, "land", 256)
     assert np.median(land_img) > np.median(sea) + 20
 
 
@@ -287,7 +292,7 @@ def test_category_mix_near_table1():
 
 
 def test_default_set_has_a_harbor():
-    coco = S.synth_annotations("train", S.split_sizes(S.DEFAULT_IMAGES, S.DEFAULT_TEST_FRACTION)[0], 0)
+    coco = S.synth_annotations("train", P.split_sizes(C.DEFAULT_IMAGES, C.DEFAULT_TEST_FRACTION)[0], 0)
     assert any(a["category_id"] == CATEGORIES.index("harbor") for a in coco["annotations"])
 
 
@@ -300,7 +305,7 @@ def test_sardet_scale_counts_are_exact(split, n_images, n_boxes):
     assert len(coco["images"]) == n_images
     assert len(coco["annotations"]) == n_boxes
     counts = np.bincount([a["category_id"] for a in coco["annotations"]], minlength=6)
-    table = np.array(S.TABLE1_COUNTS.get(split, S.TABLE1_COUNTS["train"]), dtype=np.float64)
+    table = np.array(C.TABLE1_COUNTS.get(split, C.TABLE1_COUNTS["train"]), dtype=np.float64)
     expected = n_boxes * table / table.sum()
     assert np.all(np.abs(counts - expected) < 1.0 + 1e-9)
     images = {im["id"]: im for im in coco["images"]}
@@ -355,8 +360,8 @@ def test_write_annotations_only(tmp_path):
 
 
 def test_cli_sardet_scale(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(S.SARDET_SCALE, "train", (40, 90))
-    monkeypatch.setitem(S.SARDET_SCALE, "test", (10, 21))
+    monkeypatch.setitem(C.SARDET_SCALE, "train", (40, 90))
+    monkeypatch.setitem(C.SARDET_SCALE, "test", (10, 21))
     assert synth.run([str(tmp_path), "--sardet-scale", "--seed", "5"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["train"] == {"images": 40, "boxes": 90}
