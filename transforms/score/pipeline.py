@@ -116,7 +116,7 @@ def resolve_box_format(name):
     if _is_builtin_spec(name):
         return get_box_format(name)
     try:
-        from sarchat.inference import adapters  # optional, owned by the inference stage
+        from sarchat.transforms import adapters
         getter = adapters.get_adapter
     except (ImportError, AttributeError):
         return get_box_format(name)  # raises ValueError naming the known formats
