@@ -36,7 +36,7 @@ COPY report/ report/
 COPY synthetic/ synthetic/
 COPY sarchat/ sarchat/
 # Every dependency at the version constraints.txt pins (the set the tests ran with), then checks.
-RUN pip install -c constraints.txt . \
+RUN pip install -c constraints.txt '.[gcp]' \
     && pip check \
     && python -c "import apache_beam, sys; v = apache_beam.__version__; sys.exit(0 if v == '${BEAM_VERSION}' else 'apache-beam ' + v + ' != ${BEAM_VERSION}')" \
     && sarchat --help > /dev/null

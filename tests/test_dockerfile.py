@@ -106,7 +106,8 @@ GPU = instructions("Dockerfile.gpu")
 def test_beam_version_is_the_same_everywhere():
     beam_version, info = setup_info()
     assert beam_version == apache_beam.__version__ == "2.77.0"
-    assert f"apache-beam[gcp]=={beam_version}" in info["install_requires"]
+    assert f"apache-beam=={beam_version}" in info["install_requires"]
+    assert f"apache-beam[gcp]=={beam_version}" in info["extras_require"]["gcp"]
     assert constraints()["apache-beam"] == beam_version
     for ins in (DOCKER, GPU):
         values = args_of(ins)
@@ -174,7 +175,8 @@ def test_images_install_the_whole_package_with_the_constraints():
         assert any("constraints.txt" in r and "setup.py" in r for _, w, r in ins if w == "COPY")
         runs = " ".join(r for _, w, r in ins if w == "RUN")
         assert "pip check" in runs and "sarchat --help" in runs
-        assert re.search(r"pip install -c (/tmp/constraints-gpu\.txt|constraints\.txt)\b.* \.( |$)", runs)
+        # the images run on Dataflow and read gs://: they install the gcp extra
+        assert re.search(r"pip install -c (/tmp/constraints-gpu\.txt|constraints\.txt)\b.* '\.\[gcp\]'( |$)", runs)
     assert set(info["package_data"]["sarchat.beam_pipelines"]) == {"flex_templates/*.json"}
     assert glob.glob(os.path.join(REPO, "beam_pipelines", "flex_templates", "*.json"))
 
@@ -182,7 +184,7 @@ def test_images_install_the_whole_package_with_the_constraints():
 def test_constraints_pin_every_requirement_compatibly():
     _, info = setup_info()
     pins = constraints()
-    for raw in info["install_requires"] + info["extras_require"]["test"]:
+    for raw in info["install_requires"] + info["extras_require"]["test"] + info["extras_require"]["gcp"]:
         req = Requirement(raw)
         key = canonicalize_name(req.name)
         assert key in pins, f"constraints.txt does not pin {req.name}"
