@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 from sarchat.transforms import coco
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
 from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard, gc_paused
 from sarchat.transforms.schema import seeded_int, swift_task_file
 
@@ -169,6 +170,12 @@ class FinalizeFn(beam.DoFn):
         manifest["rejects"] = reject_counts
         manifest["describe_filtered"] = describe_counts
         manifest["files"] = sorted(({**f, "path": _relative(self.output, f["path"])} for f in files), key=lambda f: f["path"])
+        # The dataset card names the data files, so it is written once they are all known, and is
+        # itself listed in the manifest, which is still written last.
+        card = render_card(manifest).encode("utf-8")
+        write_bytes(FileSystems.join(self.output, CARD_FILE), card)
+        manifest["files"] = sorted(manifest["files"] + [{"path": CARD_FILE, "rows": 0, "bytes": len(card)}],
+                                   key=lambda f: f["path"])
         write_bytes(FileSystems.join(self.output, "manifest.json"),
                     (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         yield manifest
