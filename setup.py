@@ -49,7 +49,8 @@ setup(
         # gs:// for the pipelines (Beam's GCS filesystem), for infer's fsspec store, and Dataflow.
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1"],
         # The tests cover the Dataflow and gs:// paths too (Flex Template metadata, object stores).
-        "test": ["pytest>=7", "hypothesis>=6", f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1"],
+        # (datasets: the dataset card test loads OUT the way Hugging Face users do)
+        "test": ["pytest>=7", "hypothesis>=6", f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1", "datasets>=3"],
         "inference": ["vllm>=0.8", "torch>=2.5", "transformers>=4.45"],
     },
     entry_points={"console_scripts": ["sarchat=sarchat.beam_pipelines.cli:main"]},
