@@ -1,23 +1,85 @@
 """Shared Beam set-up: split our flags from Beam's, and pick the runner we mean.
 
+Our flags and Beam's share one command line. `parse_pipeline_args(parser, argv)` parses ours and
+lets through only what Beam's PipelineOptions really defines (--runner, --direct_num_workers,
+--project, ...): anything else (`--seeds 3`, a stray word) is a UsageError with the closest flag of
+ours or Beam's as a suggestion. Beam itself would only log "Unparseable argument" and run with the
+default. `make_pipeline` checks again, so a launcher that parses on its own is covered too.
+
 Beam's DirectRunner first tries the Prism runner, which downloads a binary (impossible offline and
 surprising in a batch job). Unless the user names a runner, we run on the in-process FnApiRunner,
 which honours --direct_num_workers and --direct_running_mode=multi_processing.
+
+Beam is imported inside the functions, after our flags are parsed: `sarchat SUB --help` and a bad
+flag answer without paying for it.
 """
+import difflib
 import json
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions, SetupOptions, StandardOptions,
-                                                  TestOptions)
+from sarchat.transforms.errors import UsageError
 
 
 def has_runner_flag(beam_argv) -> bool:
     return any(a == "--runner" or a.startswith("--runner=") for a in beam_argv)
 
 
-def make_pipeline(beam_argv, save_main_session: bool = False) -> beam.Pipeline:
+def _beam_parser():
+    """An argparse parser holding every option of every PipelineOptions class Beam has loaded (the
+    set PipelineOptions.get_all_options parses with); its errors raise UsageError."""
+    from apache_beam.options import pipeline_options as po
+
+    class Parser(po._BeamArgumentParser):  # pylint: disable=protected-access
+        def error(self, message):
+            raise UsageError(f"Beam pipeline option: {message}")
+
+    parser = Parser(allow_abbrev=False, add_help=False)
+    classes = {}
+    for cls in po.PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return parser
+
+
+def beam_option_strings() -> list:
+    parser = _beam_parser()
+    return sorted(s for action in parser._actions for s in action.option_strings)
+
+
+def check_beam_args(beam_argv, our_flags=()):
+    """UsageError unless every word of beam_argv is a Beam pipeline option or its value."""
+    beam_argv = list(beam_argv)
+    if not beam_argv:
+        return
+    parser = _beam_parser()
+    _, unknown = parser.parse_known_args(beam_argv)
+    if not unknown:
+        return
+    word = unknown[0]
+    if not word.startswith("-"):
+        raise UsageError(f"unexpected argument {word!r} (not a value of any flag)")
+    flag = word.split("=", 1)[0]
+    known = sorted(set(our_flags) | {s for a in parser._actions for s in a.option_strings})
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise UsageError(f"unknown flag {flag}: neither a flag of this command nor a Beam pipeline option{hint}")
+
+
+def parse_pipeline_args(parser, argv):
+    """(our args, Beam's argv): our parser takes its flags, the rest must be Beam pipeline options."""
+    from sarchat.beam_pipelines.flags import option_strings
+
+    args, beam_argv = parser.parse_known_args(list(argv))
+    check_beam_args(beam_argv, option_strings(parser))
+    return args, beam_argv
+
+
+def make_pipeline(beam_argv, save_main_session: bool = False):
     """A Pipeline from the leftover command-line flags (after our argparse took its own)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+    check_beam_args(beam_argv)
     options = PipelineOptions(list(beam_argv))
     options.view_as(SetupOptions).save_main_session = save_main_session
     if has_runner_flag(beam_argv):
@@ -31,6 +93,8 @@ def submits_only(options) -> bool:
     """True when running the pipeline only submits or stages it: a Flex Template launch (the launcher
     passes --template_location and submits the staged job itself after this program exits),
     --no_wait_until_finish, or a --dry_run. Waiting (and reading results back) is then wrong."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
+
     return bool(options.view_as(GoogleCloudOptions).template_location
                 or options.view_as(StandardOptions).no_wait_until_finish
                 or options.view_as(TestOptions).dry_run)
@@ -47,6 +111,8 @@ def launch(pipeline):
 
 def launch_and_read_json(pipeline, path):
     """Launch; the JSON document the job wrote at `path` once it finished, None when only submitted."""
+    from apache_beam.io.filesystems import FileSystems
+
     _, finished = launch(pipeline)
     if not finished:
         return None

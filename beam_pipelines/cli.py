@@ -1,11 +1,23 @@
 """The `sarchat` console command: one subcommand per stage.
 
 Each subcommand lives in its own module with a `run(argv)` function that parses its own flags
-(and, for Beam pipelines, passes the rest to PipelineOptions). Modules are imported lazily so that
-`sarchat synth` does not pay for importing Beam, and `sarchat infer` only imports vLLM when asked.
+(and, for Beam pipelines, passes the rest to PipelineOptions, beam_options.parse_pipeline_args).
+Modules are imported lazily so that `sarchat synth` does not pay for importing Beam, and
+`sarchat infer` only imports vLLM when asked.
+
+Errors (docs/cli.md): a subcommand raises a SarchatError (sarchat.transforms.errors) whose message
+names the file, record or flag; this module prints it once, on one line,
+
+    sarchat <command>: error: <message>
+
+and exits with its exit_code (2: a usage error, 1: anything else). A disk that fills up is one such
+line too, however deep in a pipeline it happened. Other exceptions are bugs and keep their traceback.
 """
 import importlib
+import re
 import sys
+
+from sarchat.transforms.errors import SarchatError
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
@@ -18,14 +30,70 @@ SUBCOMMANDS = {
     "demo": ("sarchat.beam_pipelines.demo", "synth, generate, stats, infer, score and report in one go"),
 }
 
+EXIT_USAGE = 2
+EXIT_RUNTIME = 1
+EXIT_INTERRUPTED = 130
+# "[Errno 28] No space left on device: '/path'" as Beam re-raises a worker's OSError in its text.
+_ERRNO_TEXT = re.compile(r"\[Errno (\d+)\] ([^:\n\]]+)(?:: '([^'\n]+)')?")
+
+
+def version() -> str:
+    import sarchat
+
+    return sarchat.__version__
+
 
 def usage() -> str:
-    lines = ["usage: sarchat SUBCOMMAND [options]", "", "subcommands:"]
+    lines = ["usage: sarchat SUBCOMMAND [options]", "       sarchat --version", "", "subcommands:"]
     for name, (_, text) in SUBCOMMANDS.items():
         lines.append(f"  {name:<10} {text}")
     lines.append("")
-    lines.append("`sarchat SUBCOMMAND --help` lists a subcommand's options.")
+    lines.append("`sarchat SUBCOMMAND --help` lists a subcommand's options. Exit status: 0 done, "
+                 "1 failed (bad input, full disk, failed run), 2 bad command line.")
     return "\n".join(lines)
+
+
+def one_line(text) -> str:
+    """The first line of a message (Beam appends the worker's traceback to re-raised errors)."""
+    text = str(text).strip()
+    return text.splitlines()[0].strip() if text else "failed (no message)"
+
+
+def _chain(exc):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def disk_full_message(exc):
+    """A one-line message when `exc` (or what caused it) is a full disk or file size limit, else None."""
+    from sarchat.transforms.fileio import DISK_FULL_ERRNOS
+
+    for e in _chain(exc):
+        if isinstance(e, SarchatError):
+            continue
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            where = f" writing {e.filename}" if e.filename else ""
+            return f"{e.strerror or e}{where} (disk full or file size limit): free some space and run again"
+        for m in _ERRNO_TEXT.finditer(str(e)):
+            if int(m.group(1)) in DISK_FULL_ERRNOS:
+                where = f" writing {m.group(3)}" if m.group(3) else ""
+                return f"{m.group(2).strip()}{where} (disk full or file size limit): free some space and run again"
+    return None
+
+
+def sarchat_error_in(exc):
+    """The SarchatError a pipeline raised, also when the runner re-raised it inside another exception."""
+    for e in _chain(exc):
+        if isinstance(e, SarchatError):
+            return e
+    return None
+
+
+def error_line(command, message) -> str:
+    return f"sarchat {command}: error: {one_line(message)}"
 
 
 def main(argv=None) -> int:
@@ -33,12 +101,39 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
+    if argv[0] in ("--version", "-V", "version"):
+        print(f"sarchat {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"sarchat: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    result = module.run(rest)
+        import difflib
+
+        close = difflib.get_close_matches(name, list(SUBCOMMANDS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; choose from {', '.join(SUBCOMMANDS)}"
+        print(f"sarchat: error: unknown subcommand {name!r}{hint} (see `sarchat --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        result = module.run(rest)
+    except KeyboardInterrupt:
+        print(f"sarchat {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        # argparse's --help exits 0; older code raises SystemExit("message") for a bad flag
+        if exc.code is None or isinstance(exc.code, int):
+            return int(exc.code or 0)
+        print(error_line(name, exc.code), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - expected failures become one line, bugs keep their traceback
+        known = sarchat_error_in(exc)
+        full = disk_full_message(exc)
+        if known is None and full is None:
+            raise
+        if full is not None and (known is None or "disk full" not in str(known)):
+            print(error_line(name, full), file=sys.stderr)
+            return EXIT_RUNTIME
+        print(error_line(name, known), file=sys.stderr)
+        return known.exit_code
     return int(result or 0)
 
 

@@ -18,21 +18,36 @@ OUT/logs/<stage>.log (--verbose shows it). Re-running into the same OUT reuses i
 resumes (nothing is answered twice) and the other stages overwrite their files with identical ones.
 Other settings (--images, --seed, --tiny) start the folder's stages afresh. --tiny is for tests
 and CI: fewer identify variants, Parquet only, no stats plots files, fewer bootstrap replicates.
+
+What the demo deletes: only files it wrote itself. OUT/demo.json lists every file the demo's stages
+wrote (path, size, sha256) and is signed with HMAC-SHA256 under a key private to this user
+(~/.config/sarchat/demo.key, created on first use) over the folder's real path, a random token of
+the folder and the list. Starting afresh deletes the listed files whose content is still what was
+listed, and the listed folders left empty; a file the user added or changed is kept. A demo.json
+that does not verify (forged, copied from another folder, edited, another user's) means the folder
+is not ours: the demo refuses it and deletes nothing.
 """
 import argparse
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
-import shutil
+import secrets
 import sys
 import time
 import traceback
+
+from sarchat.beam_pipelines import flags
+from sarchat.transforms.errors import OutputError, RunFailed, SarchatError
 
 DEFAULT_OUT = "sarchat-demo"
 DEFAULT_IMAGES = 200
 TINY_IMAGES = 40
 MARKER = "demo.json"
+MARKER_FORMAT = "sarchat-demo/2"
+KEY_FILE_ENV = "SARCHAT_DEMO_KEY_FILE"  # where the signing key lives (tests point it elsewhere)
 SUBDIRS = ("data", "dataset", "stats", "runs", "results", "logs")
 BACKENDS = ("cfar", "blind", "oracle")
 ABOUT = {
@@ -42,17 +57,18 @@ ABOUT = {
 }
 
 
-class StageFailed(RuntimeError):
-    pass
+class StageFailed(RunFailed):
+    """A stage of the demo failed; the message says which, and where its log is."""
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="sarchat demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("out", nargs="?", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
-    p.add_argument("--images", type=int, default=None,
-                   help=f"synthetic images, train + test (default {DEFAULT_IMAGES}; {TINY_IMAGES} with --tiny)")
+    p = flags.ArgumentParser(prog="sarchat demo", description=__doc__.split("\n\n")[0],
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("out", nargs="?", default=DEFAULT_OUT, type=flags.output_folder("OUT"),
+                   help=f"output folder (default ./{DEFAULT_OUT})")
+    p.add_argument("--images", type=flags.at_least(10), default=None,
+                   help=f"synthetic images, train + test, at least 10 (default {DEFAULT_IMAGES}; {TINY_IMAGES} with --tiny)")
     p.add_argument("--seed", default="0", help="seed of the synthetic data (default 0)")
     p.add_argument("--tiny", action="store_true", help="smallest useful setting (tests, CI)")
     p.add_argument("--verbose", action="store_true", help="show every stage's own output")
@@ -63,33 +79,178 @@ def build_parser():
 # The output folder
 
 
+def key_path() -> str:
+    if os.environ.get(KEY_FILE_ENV):
+        return os.environ[KEY_FILE_ENV]
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(config_home, "sarchat", "demo.key")
+
+
+def signing_key() -> bytes:
+    """This user's demo key: 32 random bytes in a file only the user can read, made on first use."""
+    path = key_path()
+    try:
+        with open(path, "rb") as f:
+            key = f.read().strip()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"cannot read the demo's signing key {path}: {exc.strerror or exc}") from None
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # a concurrent demo made it first
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise OutputError(f"cannot create the demo's signing key {path}: {exc.strerror or exc}") from None
+    key = secrets.token_hex(32).encode("ascii")
+    with os.fdopen(fd, "wb") as f:
+        f.write(key + b"\n")
+    return key
+
+
+def _digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return [os.path.getsize(path), h.hexdigest()]
+
+
+def _walk(out):
+    """({relative path: absolute path} of the files, set of relative folders) under the stage folders."""
+    files, dirs = {}, set()
+    for sub in SUBDIRS:
+        top = os.path.join(out, sub)
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue
+        dirs.add(sub)
+        for folder, subdirs, names in os.walk(top):
+            rel_folder = os.path.relpath(folder, out).replace(os.sep, "/")
+            dirs.update(f"{rel_folder}/{d}" for d in subdirs)
+            for name in names:
+                files[f"{rel_folder}/{name}"] = os.path.join(folder, name)
+    return files, dirs
+
+
+class Ledger:
+    """The signed list of what this demo folder's stages wrote (OUT/demo.json, see the module doc)."""
+
+    def __init__(self, out, config, token, files=None, dirs=None, foreign=()):
+        self.out, self.config, self.token = out, config, token
+        self.files = dict(files or {})     # relative path -> [size, sha256]
+        self.dirs = set(dirs or ())        # relative folders the demo made
+        self.foreign = set(foreign)        # files (and folders) present before that are not ours
+        self._seen = {}                    # relative path -> (size, mtime_ns) when last hashed
+
+    @staticmethod
+    def signature(key, out, token, config, files, dirs) -> str:
+        payload = json.dumps({"format": MARKER_FORMAT, "folder": os.path.realpath(out), "token": token,
+                              "config": config, "files": files, "dirs": sorted(dirs)}, sort_keys=True)
+        return hmac.new(key, payload.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    @classmethod
+    def load(cls, out):
+        """The verified ledger of `out`, or None when demo.json is missing, unreadable or not signed
+        by this user's key for this folder."""
+        try:
+            with open(os.path.join(out, MARKER), encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("format") != MARKER_FORMAT:
+            return None
+        try:
+            token, config, files, dirs = doc["token"], doc["config"], doc["files"], doc["dirs"]
+            expected = cls.signature(signing_key(), out, token, config, files, dirs)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(doc.get("signature"), str) or not hmac.compare_digest(doc["signature"], expected):
+            return None
+        return cls(out, config, token, files, dirs)
+
+    def save(self):
+        doc = {"format": MARKER_FORMAT, "config": self.config, "token": self.token, "files": self.files,
+               "dirs": sorted(self.dirs)}
+        doc["signature"] = self.signature(signing_key(), self.out, self.token, self.config, self.files, self.dirs)
+        from sarchat.transforms.fileio import write_text
+
+        write_text(os.path.join(self.out, MARKER), json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+    def split_present(self):
+        """Compare the folder with the list: listed files still as written stay ours, everything
+        else under the stage folders (added or changed since) becomes foreign."""
+        files, dirs = _walk(self.out)
+        ours = {}
+        for rel, path in files.items():
+            listed = self.files.get(rel)
+            if listed is not None and not os.path.islink(path) and _digest(path) == listed:
+                ours[rel] = listed
+            else:
+                self.foreign.add(rel)
+        self.foreign.update(d for d in dirs if d not in self.dirs)
+        self.files = ours
+
+    def record(self):
+        """Add every file and folder under the stage folders that is not foreign, and save."""
+        files, dirs = _walk(self.out)
+        for rel, path in files.items():
+            if rel in self.foreign or os.path.islink(path):
+                continue
+            st = os.stat(path)
+            if self._seen.get(rel) != (st.st_size, st.st_mtime_ns) or rel not in self.files:
+                self.files[rel] = _digest(path)
+                self._seen[rel] = (st.st_size, st.st_mtime_ns)
+        self.files = {rel: v for rel, v in self.files.items() if rel in files}
+        self.dirs = {d for d in dirs if d not in self.foreign}
+        self.save()
+
+    def delete_listed(self):
+        """Delete the listed files (checked by split_present) and the listed folders left empty."""
+        for rel in sorted(self.files):
+            try:
+                os.unlink(os.path.join(self.out, *rel.split("/")))
+            except FileNotFoundError:
+                pass
+        for rel in sorted(self.dirs, key=lambda d: d.count("/"), reverse=True):
+            try:
+                os.rmdir(os.path.join(self.out, *rel.split("/")))
+            except OSError:  # not empty: something of the user's is inside
+                pass
+        self.files, self.dirs = {}, set()
+
+
 def prepare_out(out, config):
     """Create OUT, or reuse a demo folder made with the same settings; a demo folder made with other
-    settings has its stages' folders removed. A non-empty folder that is not a demo folder is refused."""
-    marker = os.path.join(out, MARKER)
+    settings loses the files its stages wrote. A non-empty folder without a valid signed demo.json
+    is refused and nothing in it is touched. Returns (state, ledger)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(f"OUT {out} exists and is not a folder")
     if os.path.isdir(out) and os.listdir(out):
-        if not os.path.isfile(marker):
-            raise StageFailed(f"{out} exists, is not empty and was not made by `sarchat demo`; "
+        if not os.path.isfile(os.path.join(out, MARKER)):
+            raise OutputError(f"{out} exists, is not empty and was not made by `sarchat demo`; "
                               "give a new folder (or an earlier demo's)")
-        try:
-            with open(marker, encoding="utf-8") as f:
-                before = json.load(f)
-        except (OSError, ValueError):
-            before = None
-        if before == config:
-            return "reused"
-        for d in SUBDIRS:
-            shutil.rmtree(os.path.join(out, d), ignore_errors=True)
-        state = "restarted"
-    elif os.path.exists(out) and not os.path.isdir(out):
-        raise StageFailed(f"{out} exists and is not a folder")
+        ledger = Ledger.load(out)
+        if ledger is None:
+            raise OutputError(f"{os.path.join(out, MARKER)} is not a demo.json signed by your `sarchat demo` "
+                              f"for this folder (forged, copied, edited or older); nothing was deleted: "
+                              "give a new folder")
+        ledger.split_present()
+        if ledger.config == config:
+            state = "reused"
+        else:
+            ledger.delete_listed()
+            ledger = Ledger(out, config, secrets.token_hex(16), foreign=ledger.foreign)
+            state = "restarted"
     else:
+        ledger = Ledger(out, config, secrets.token_hex(16))
         state = "new"
     os.makedirs(out, exist_ok=True)
-    with open(marker, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    return state
+    ledger.record()
+    return state, ledger
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,17 +304,26 @@ def run_stage(index, total, name, fn, argv, logs, verbose, describe=None):
                 print(e.code, file=sys.stderr)
         except KeyboardInterrupt:
             raise
+        except SarchatError as e:  # an expected failure: its message says it all
+            print(f"sarchat {name.split()[0]}: error: {e}", file=sys.stderr)
+            rc, error = e.exit_code, e
         except Exception as e:  # noqa: BLE001 - reported below with the log
             traceback.print_exc()
             rc, error = 1, e
     seconds = time.perf_counter() - t0
     if rc not in (0, None):
         print((label if verbose else "") + f" FAILED after {seconds:.1f} s", flush=True)
-        detail = f"{type(error).__name__}: {error}" if error is not None else f"exit status {rc}"
+        if isinstance(error, SarchatError):
+            detail = str(error).strip().splitlines()[0]
+        elif error is not None:
+            detail = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        else:
+            detail = f"exit status {rc}"
         tail = "" if verbose else _tail(log_path)
-        raise StageFailed(f"stage '{name}' failed ({detail}).\n"
-                          + (f"  last lines of its output ({log_path}):\n{tail}\n" if tail else "")
-                          + f"  command: sarchat {name.split()[0]} {' '.join(argv)}")
+        if tail:  # the progress stream shows what went wrong; the error line stays one line
+            print(f"  last lines of its output ({log_path}):\n{tail}", flush=True)
+        raise StageFailed(f"stage '{name}' failed ({detail}); log: {log_path}; "
+                          f"command: sarchat {name.split()[0]} {' '.join(argv)}")
     what = ""
     if describe is not None:
         try:
@@ -234,16 +404,9 @@ def _leaderboard_text(board):
 def run(argv=None):
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     images = args.images if args.images is not None else (TINY_IMAGES if args.tiny else DEFAULT_IMAGES)
-    if images < 10:
-        print("sarchat demo: --images must be at least 10 (the test split needs a few images)", file=sys.stderr)
-        return 2
     out = os.path.abspath(args.out)
     config = {"images": images, "seed": str(args.seed), "tiny": bool(args.tiny)}
-    try:
-        state = prepare_out(out, config)
-    except StageFailed as e:
-        print(f"sarchat demo: {e}", file=sys.stderr)
-        return 2
+    state, ledger = prepare_out(out, config)  # OutputError: not our folder, nothing touched
     data, dataset, stats, runs, results, logs = (os.path.join(out, d) for d in SUBDIRS)
     os.makedirs(logs, exist_ok=True)
 
@@ -280,12 +443,11 @@ def run(argv=None):
     print(f"SARChat-Bench demo: {images} synthetic SAR images -> dialogues -> statistics -> 3 baseline models "
           f"-> scores and report. No GPU, no download.\nOutput: {out}{note}\n", flush=True)
     t0 = time.perf_counter()
-    try:
-        for i, (name, fn, stage_argv, describe) in enumerate(stages, 1):
+    for i, (name, fn, stage_argv, describe) in enumerate(stages, 1):
+        try:
             run_stage(i, len(stages), name, fn, stage_argv, logs, args.verbose, describe)
-    except StageFailed as e:
-        print(f"\nsarchat demo: {e}", file=sys.stderr)
-        return 1
+        finally:  # what a stage wrote is listed even when it failed, so a restart can remove it
+            ledger.record()
     total = time.perf_counter() - t0
     with open(os.path.join(results, "leaderboard.json"), encoding="utf-8") as f:
         board = json.load(f)

@@ -15,8 +15,10 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
+from sarchat.beam_pipelines import flags
+from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
 from sarchat.transforms import coco
+from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from sarchat.transforms.fileio import read_bytes
 from sarchat.transforms.generate.pipeline import FORMATS, GenerateDialogues, fingerprint
@@ -25,10 +27,11 @@ VERSION = "0.1.0"
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="sarchat generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.ArgumentParser(prog="sarchat generate", description=__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="dataset root (local path or gs://): Annotations/<split>.json, JPEGImages/<split>/")
-    p.add_argument("--output", required=True, help="output folder (local path or gs://)")
+    p.add_argument("--output", required=True, type=flags.output_folder("--output"),
+                   help="output folder (local path or gs://)")
     add_generation_arguments(p)
     return p
 
@@ -40,10 +43,10 @@ def add_generation_arguments(p):
     Template parameters use (beam_pipelines/flex_templates/*.json)."""
     p.add_argument("--splits", default="train,test", help="comma-separated splits (default: train,test)")
     p.add_argument("--formats", default=",".join(FORMATS), help="any of parquet,tfrecord,swift (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="template-choice seed (default 0)")
-    p.add_argument("--identify-variants", "--identify_variants", type=int, default=DEFAULT_IDENTIFY_VARIANTS,
+    p.add_argument("--seed", type=flags.seed, default=0, help="template-choice seed (default 0)")
+    p.add_argument("--identify-variants", "--identify_variants", type=flags.identify_variants, default=DEFAULT_IDENTIFY_VARIANTS,
                    help="identify questions per box (default 7)")
-    p.add_argument("--images-per-shard", "--images_per_shard", type=int, default=4000, help="images per output shard (default 4000)")
+    p.add_argument("--images-per-shard", "--images_per_shard", type=flags.positive_int, default=4000, help="images per output shard (default 4000)")
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
     p.add_argument("--image-dir", "--image_dir", action="append", default=[], metavar="SPLIT=DIR",
@@ -109,16 +112,12 @@ def config_hash(config, splits) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-class UsageError(ValueError):
-    """A flag or input problem reported before any pipeline starts (exit status 2)."""
-
-
 def prepare(args):
     """Validate flags and pre-flight the inputs: (formats, splits, config, manifest_base)."""
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
-        raise UsageError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+        raise UsageError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     try:
         splits = plan_splits(args)
     except coco.InputError as e:
@@ -145,12 +144,8 @@ def build(p, args, output, formats, splits, config, manifest_base):
 
 def run(argv=None, test=None):
     """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
-    args, beam_args = build_parser().parse_known_args(argv)
-    try:
-        formats, splits, config, manifest_base = prepare(args)
-    except UsageError as e:
-        print(f"sarchat generate: error: {e}", file=sys.stderr)
-        return 2
+    args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
     started = time.time()
     pipeline = make_pipeline(beam_args)
     manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)

@@ -30,19 +30,19 @@ sha256 and the generator version) and owns one folder:
 All file access goes through apache_beam.io.filesystems.FileSystems (local paths, gs://, ...).
 """
 import argparse
-import json
 import os
 import signal
 import sys
-import tempfile
 import time
 import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from sarchat.beam_pipelines import generate
-from sarchat.beam_pipelines.beam_options import launch, make_pipeline
+from sarchat.beam_pipelines import flags, generate
+from sarchat.beam_pipelines.beam_options import launch, make_pipeline, parse_pipeline_args
+from sarchat.transforms import dataset_files, fileio
+from sarchat.transforms.errors import DatasetError, OutputError, RunFailed
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
@@ -53,10 +53,10 @@ CRASH_ENV = "SARCHAT_REGENERATE_CRASH_AT"
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="sarchat regenerate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.ArgumentParser(prog="sarchat regenerate", description=__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="dataset root (local path or gs://): Annotations/<split>.json, JPEGImages/<split>/")
-    p.add_argument("--output-base", "--output_base", required=True,
+    p.add_argument("--output-base", "--output_base", required=True, type=flags.output_folder("--output-base"),
                    help="folder holding the versions v-<hash>/, LATEST and temporary folders (local path or gs://)")
     generate.add_generation_arguments(p)
     return p
@@ -95,13 +95,16 @@ def _list_files(folder):
 
 
 def read_manifest(folder):
+    """The folder's manifest.json, None when there is none (a version not yet or half published).
+    One that is there but unreadable, not JSON or not a manifest object is a DatasetError: such a
+    folder is neither ours to delete nor complete, so the run stops and says which file it is."""
     path = FileSystems.join(folder, MANIFEST)
-    try:
-        if not FileSystems.exists(path):
-            return None
-        return json.loads(_read_text(path))
-    except (OSError, ValueError):
+    if not FileSystems.exists(path):
         return None
+    try:
+        return dataset_files.read_manifest(folder)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}; nothing was changed: remove {folder} to let regenerate rebuild it") from None
 
 
 def is_complete(folder, expected_hash) -> bool:
@@ -114,6 +117,15 @@ def is_complete(folder, expected_hash) -> bool:
         if present.get(f["path"]) != f.get("bytes"):
             return False
     return True
+
+
+def check_latest(base):
+    """OutputError when BASE/LATEST is a folder: it must be a one-line file, and rewriting it would
+    fail after the whole pipeline ran (or, worse, replace someone's folder)."""
+    path = FileSystems.join(base, LATEST)
+    if _is_local(path) and os.path.isdir(path):
+        raise OutputError(f"{path} is a folder; it should be the one-line file naming the newest version "
+                          f"({VERSION_PREFIX}<hash>): move it away and run again")
 
 
 def read_latest(base):
@@ -129,17 +141,17 @@ def read_latest(base):
 def write_latest(base, name):
     """Point BASE/LATEST at version `name`. Local: temp file + os.replace (atomic); object stores write
     an object whole on close, so readers see the old or the new content, never a part."""
+    check_latest(base)
     path = FileSystems.join(base, LATEST)
     data = (name + "\n").encode("utf-8")
     if _is_local(path):
-        os.makedirs(base, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".LATEST-", dir=base)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+
+        fileio.atomic_write_local(path, write)
     else:
         with FileSystems.create(path) as f:
             f.write(data)
@@ -233,13 +245,10 @@ def stale_tmp_folders(base):
 
 def run(argv=None, test=None):
     """Entry point; `test(published_pcoll)` may add assertions inside the pipeline."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
     base = args.output_base.rstrip("/") or args.output_base
-    try:
-        formats, splits, config, manifest_base = generate.prepare(args)
-    except generate.UsageError as e:
-        print(f"sarchat regenerate: error: {e}", file=sys.stderr)
-        return 2
+    check_latest(base)
+    formats, splits, config, manifest_base = generate.prepare(args)  # UsageError: exit 2
     h = manifest_base["config_hash"]
     name = version_name(h)
     final = FileSystems.join(base, name)
@@ -269,8 +278,7 @@ def run(argv=None, test=None):
         return 0
     written = read_manifest(final)
     if written is None or not is_complete(final, h):
-        print(f"sarchat regenerate: error: the pipeline finished but {final} is not complete", file=sys.stderr)
-        return 1
+        raise RunFailed(f"the pipeline finished but {final} is not complete")
     print(generate.summary_table(written, time.time() - started))
     print(f"sarchat regenerate: published {final}; {FileSystems.join(base, LATEST)} -> {read_latest(base)}")
     return 0

@@ -28,6 +28,7 @@ import sys
 
 import apache_beam as beam
 
+from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import make_pipeline
 from sarchat.transforms import fileio
 from sarchat.report import sample_sections as report_sections
@@ -38,7 +39,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="sarchat score", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, help="generated dataset folder (or test Parquet file / glob)")
     p.add_argument("--predictions", required=True, nargs="+", help="prediction files, globs or folders")
-    p.add_argument("--output", required=True, help="output folder (local or gs://)")
+    p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="output folder (local or gs://)")
     p.add_argument("--adapter", action="append", default=None,
                    help="box format / adapter name for all models, or MODEL=NAME for one (repeatable)")
     p.add_argument("--split", default="test")

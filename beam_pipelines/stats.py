@@ -24,6 +24,7 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from sarchat.transforms import coco
 from sarchat.transforms.stats import dataset_stats as stats
@@ -40,7 +41,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="sarchat stats", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json)")
-    p.add_argument("--output", required=True, help="folder for stats.json, stats.md and plots/")
+    p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="folder for stats.json, stats.md and plots/")
     p.add_argument("--splits", default=None, help="comma-separated splits (default: every split found)")
     p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default="auto",
                    help="generated input only: box stats from the source annotations (exact) or the grounding "
@@ -48,7 +49,7 @@ def build_parser():
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
     p.add_argument("--plots", choices=("png", "svg", "none"), default="png", help="plot format (default png)")
-    p.add_argument("--exact-cap", "--exact_cap", type=int, default=stats.DEFAULT_EXACT_CAP,
+    p.add_argument("--exact-cap", "--exact_cap", type=flags.positive_int, default=stats.DEFAULT_EXACT_CAP,
                    help="exact medians up to this many values per key, log-histogram beyond (default %(default)s)")
     return p
 

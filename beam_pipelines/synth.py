@@ -15,20 +15,22 @@ import os
 import sys
 import time
 
+from sarchat.beam_pipelines import flags
 from sarchat.synthetic import sardet_synth as synthetic
 from sarchat.synthetic.constants import MIN_TEST_IMAGES
+from sarchat.transforms.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sarchat synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("out", help="output dataset root (created if missing)")
-    p.add_argument("--images", type=int, default=synthetic.DEFAULT_IMAGES,
+    p = flags.ArgumentParser(prog="sarchat synth", description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=flags.output_folder("OUT"), help="output dataset root (created if missing)")
+    p.add_argument("--images", type=flags.positive_int, default=synthetic.DEFAULT_IMAGES,
                    help="total number of images, train + test (default %(default)s)")
     p.add_argument("--seed", default="0", help="random seed, any string (default %(default)s)")
     p.add_argument("--test-fraction", type=float, default=synthetic.DEFAULT_TEST_FRACTION,
                    help="share of images in the test split (default %(default)s; at least "
                         f"{MIN_TEST_IMAGES} test images when the set allows)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--workers", type=flags.positive_int, default=min(2, os.cpu_count() or 1),
                    help="processes rendering images (default %(default)s; output does not depend on it)")
     p.add_argument("--sardet-scale", action="store_true",
                    help="write SARDet-100K-scale annotation JSON only (no images); ignores --images")
@@ -38,12 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv=None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.images < 1:
-        print("sarchat synth: --images must be at least 1", file=sys.stderr)
-        return 2
     if not 0.0 <= args.test_fraction < 1.0:
-        print("sarchat synth: --test-fraction must be in [0, 1)", file=sys.stderr)
-        return 2
+        raise UsageError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     t0 = time.perf_counter()
     if args.sardet_scale:
         splits = {}

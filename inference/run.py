@@ -31,6 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from sarchat.inference import remote, store
+from sarchat.transforms.fileio import check_output_location
 from sarchat.transforms.adapters import ADAPTERS, get_adapter, guess_adapter
 from sarchat.inference.backends import BACKENDS, get_backend_class
 from sarchat.inference.backends.base import Result, Sample
@@ -67,7 +68,7 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help="output folder of `sarchat generate` (holds parquet/ and manifest.json)")
     p.add_argument("--split", default="test")
-    p.add_argument("--output", required=True,
+    p.add_argument("--output", required=True, type=lambda text: check_output_location(text, "--output"),
                    help="run folder: store/, runs/, predictions.parquet, manifest.json; local or a URL (gs://...)")
     p.add_argument("--work-dir", default=None,
                    help="local folder for the store when --output is a URL (default ~/.cache/sarchat/infer/<hash>)")

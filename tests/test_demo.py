@@ -4,6 +4,7 @@ The tiny demo runs once per test session (tiny_demo below) and tests/test_report
 the same run through the module-level cache.
 """
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from sarchat.beam_pipelines import demo
+from sarchat.transforms.errors import OutputError
 
 TINY_ARGS = ["--images", "30", "--tiny"]
 _CACHE = {}
@@ -87,9 +89,74 @@ def test_rerun_into_the_same_folder_reuses_it(tiny_demo, tmp_path):
 
 def test_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
-    rc, stdout, stderr, _ = run_demo([str(tmp_path), "--tiny"])
-    assert rc == 2 and "was not made by `sarchat demo`" in stderr
+    with pytest.raises(OutputError, match="was not made by `sarchat demo`"):
+        run_demo([str(tmp_path), "--tiny"])
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def _tree(folder):
+    """{relative path: sha256} of every file under folder."""
+    out = {}
+    for d, _, names in os.walk(folder):
+        for n in names:
+            p = os.path.join(d, n)
+            out[os.path.relpath(p, folder)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("marker", [
+    '{"images": 30, "seed": "0", "tiny": true}\n',                      # the old, unsigned marker
+    None,                                                                  # a signed one, edited after
+])
+def test_a_forged_marker_loses_nothing(tmp_path, marker):
+    out = tmp_path / "user"
+    for sub in demo.SUBDIRS:
+        (out / sub).mkdir(parents=True)
+        (out / sub / "precious.txt").write_text(f"the user's {sub}")
+    if marker is None:  # a genuine ledger of this folder, then its list extended by hand
+        ledger = demo.Ledger(str(out), {"images": 30, "seed": "0", "tiny": True}, "t" * 32)
+        ledger.save()
+        doc = json.loads((out / demo.MARKER).read_text())
+        doc["files"]["results/precious.txt"] = [15, "0" * 64]
+        marker = json.dumps(doc)
+    (out / demo.MARKER).write_text(marker)
+    before = _tree(out)
+    with pytest.raises(OutputError, match="not a demo.json signed by your `sarchat demo`"):
+        run_demo([str(out), "--images", "12", "--tiny"])   # other settings: would start afresh
+    assert _tree(out) == before
+
+
+def test_a_marker_copied_from_another_folder_does_not_verify(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    ledger = demo.Ledger(str(mine), {"images": 12}, "a" * 32)
+    ledger.save()
+    assert demo.Ledger.load(str(mine)) is not None
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / demo.MARKER).write_bytes((mine / demo.MARKER).read_bytes())
+    assert demo.Ledger.load(str(other)) is None
+
+
+def test_restart_deletes_only_what_the_demo_wrote(tmp_path):
+    out = tmp_path / "d"
+    state, ledger = demo.prepare_out(str(out), {"images": 12, "seed": "0", "tiny": True})
+    assert state == "new"
+    (out / "data").mkdir()
+    (out / "data" / "ours.bin").write_bytes(b"written by a stage")
+    (out / "results").mkdir()
+    (out / "results" / "report.html").write_text("<html>ours</html>")
+    ledger.record()
+    # the user adds a file and edits one of ours
+    (out / "results" / "notes.txt").write_text("mine")
+    (out / "results" / "report.html").write_text("<html>my edits</html>")
+    state, _ = demo.prepare_out(str(out), {"images": 20, "seed": "0", "tiny": True})
+    assert state == "restarted"
+    assert not (out / "data").exists()                          # ours, unchanged: gone (folder too)
+    assert (out / "results" / "notes.txt").read_text() == "mine"     # the user's: kept
+    assert (out / "results" / "report.html").read_text() == "<html>my edits</html>"  # changed: kept
+    again = demo.Ledger.load(str(out))
+    assert again is not None and "results/notes.txt" not in again.files
 
 
 def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypatch):
@@ -101,9 +168,16 @@ def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypat
 
     monkeypatch.setattr(stats, "run", broken)
     out = str(tmp_path / "demo")
-    rc, stdout, stderr, _ = run_demo([out, "--images", "12", "--tiny"])
-    assert rc == 1
+    out_text, err_text = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out_text), contextlib.redirect_stderr(err_text):
+        with pytest.raises(demo.StageFailed) as failed:
+            demo.run([out, "--images", "12", "--tiny"])
+    stdout = out_text.getvalue()
+    assert failed.value.exit_code == 1
     assert "[3/7] stats" in stdout and "FAILED" in stdout
-    assert "stage 'stats' failed (exit status 2)" in stderr
-    assert "stats: something went wrong here" in stderr  # the log's tail
+    assert "stage 'stats' failed (exit status 2)" in str(failed.value)
+    assert "\n" not in str(failed.value) and "logs/stats.log" in str(failed.value)
+    assert "stats: something went wrong here" in stdout  # the log's tail, with the progress
     assert "[4/7]" not in stdout
+    # the stages that ran are on the signed list, so a restart can remove them
+    assert any(rel.startswith("data/") for rel in demo.Ledger.load(out).files)

@@ -9,6 +9,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from sarchat.beam_pipelines import generate
+from sarchat.transforms.errors import UsageError
 from tests.conftest import write_coco
 from sarchat.transforms.generate import tfrecord
 
@@ -181,12 +182,12 @@ def test_unusable_input_fails_fast_with_clear_message(tmp_path, capsys):
     root = tmp_path / "data"
     (root / "Annotations").mkdir(parents=True)
     (root / "Annotations" / "test.json").write_text('{"images": [}')
-    assert generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "test"]) == 2
-    err = capsys.readouterr().err
-    assert "Annotations/test.json: malformed JSON at line 1 column 13" in err
-    assert generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "val"]) == 2
-    assert "annotation file of split 'val' not found" in capsys.readouterr().err
+    # generate raises UsageError (exit 2); the `sarchat` command prints it as one line (tests/test_bad_input.py)
+    with pytest.raises(UsageError, match="Annotations/test.json: malformed JSON at line 1 column 13"):
+        generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "test"])
+    with pytest.raises(UsageError, match="annotation file of split 'val' not found"):
+        generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "val"])
     write_coco(str(root), "test", [], [])
-    assert generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "test"]) == 2
-    assert "split is empty" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="split is empty"):
+        generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "test"])
     assert not (tmp_path / "o" / "manifest.json").exists()

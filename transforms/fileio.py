@@ -2,21 +2,137 @@
 
 One copy of these helpers for every pipeline. Reads are byte-exact unless a caller asks for
 AUTO (which decompresses by file extension, e.g. an `annotations.json.gz`).
+
+Writes never leave a half-written file under a name a user reads (SPEC section 4): on a local disk
+the bytes go to `<name>.tmp-<pid>-<random>` in the same folder, which is renamed over `<name>` once
+complete (os.replace is atomic within a folder); a failed write removes its temporary, and the next
+write of the same name removes temporaries left by processes that died (SIGKILL, power loss).
+Object stores write an object whole when it is closed, so they need no temporary.
+
+A disk that is full (ENOSPC, EDQUOT) or a file size limit (EFBIG) ends the write with an
+OutputError naming the file: one line for the user, nothing truncated left behind.
+
+Beam and pyarrow are imported on first use, so the command line's flag checks
+(`check_output_location`) do not pay for them.
 """
-import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+import errno
+import glob
+import os
+import re
+import secrets
+
+from sarchat.transforms.errors import InputError, OutputError
+
+# errno values that mean "no room for these bytes": the disk, a quota, or RLIMIT_FSIZE.
+DISK_FULL_ERRNOS = frozenset(e for e in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None)) if e)
+TMP_MARK = ".tmp-"
 
 
-def read_bytes(path, compression=CompressionTypes.UNCOMPRESSED) -> bytes:
-    with FileSystems.open(path, compression_type=compression) as f:
+def _uncompressed():
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.UNCOMPRESSED
+
+
+def _filesystems():
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def is_local(path) -> bool:
+    """A path on this machine's disk (plain or file://), as opposed to an object store URL."""
+    path = str(path)
+    return "://" not in path or path.startswith("file://")
+
+
+def local_path(path) -> str:
+    path = str(path)
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def read_bytes(path, compression=None) -> bytes:
+    compression = _uncompressed() if compression is None else compression
+    with _filesystems().open(path, compression_type=compression) as f:
         return f.read()
 
 
+def is_disk_full(exc) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def _disk_full_error(path, exc) -> OutputError:
+    return OutputError(f"cannot write {path}: {exc.strerror or exc} (disk full or file size limit); "
+                       "the file was not written, free some space and run again")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _temporary_pattern(name):
+    return re.compile(re.escape(name) + re.escape(TMP_MARK) + r"(\d+)(?:-[0-9a-f]+)?$")
+
+
+def remove_stale_temporaries(folder, name) -> list:
+    """Remove `<name>.tmp-<pid>[-<random>]` files in `folder` whose writing process is gone (a run
+    killed mid-write); temporaries of live processes stay. Returns the removed paths."""
+    pattern = _temporary_pattern(name)
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(name) + TMP_MARK + "*")):
+        m = pattern.match(os.path.basename(path))
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except FileNotFoundError:  # another process cleaned it first
+                pass
+    return removed
+
+
+def atomic_write_local(path, writer):
+    """Call `writer(tmp_path)` to write a temporary beside `path`, then rename it to `path`.
+
+    A failing writer (disk full, a bug, Ctrl-C) leaves `path` as it was and no temporary behind."""
+    path = local_path(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(folder, name)
+    tmp = os.path.join(folder, f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if is_disk_full(exc):
+            raise _disk_full_error(path, exc) from exc
+        raise
+
+
 def write_bytes(path, data: bytes, mime="application/octet-stream"):
-    with FileSystems.create(path, mime_type=mime, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(data)
+    if is_local(path):
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                f.write(data)
+
+        atomic_write_local(path, write)
+        return
+    try:
+        with _filesystems().create(path, mime_type=mime, compression_type=_uncompressed()) as f:
+            f.write(data)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise _disk_full_error(path, exc) from exc
+        raise
 
 
 def write_text(path, text: str, mime="text/plain"):
@@ -26,29 +142,54 @@ def write_text(path, text: str, mime="text/plain"):
 def join_path(*parts):
     base = parts[0]
     for p in parts[1:]:
-        base = FileSystems.join(base, p)
+        base = _filesystems().join(base, p)
     return base
 
 
 def exists(path) -> bool:
     """FileSystems.exists, False where the scheme cannot answer (no credentials, unknown scheme)."""
     try:
-        return FileSystems.exists(path)
+        return _filesystems().exists(path)
     except Exception:
         return False
 
 
-class UnreadableFileError(ValueError):
+def check_output_location(path, flag="--output") -> str:
+    """OutputError unless `path` can be an output folder: on a local disk it may not be a regular
+    file nor lie under one (`--output report.html/x`). Object store URLs are not checked here (a
+    prefix is never a file). Returns the path unchanged: every launcher's output flag uses this
+    through `sarchat.beam_pipelines.flags.output_folder`."""
+    if not is_local(path) or not str(path):
+        return path
+    probe = os.path.abspath(local_path(path))
+    while True:
+        if os.path.exists(probe):
+            if not os.path.isdir(probe):
+                if probe == os.path.abspath(local_path(path)):
+                    raise OutputError(f"{flag} {path} is a file, not a folder")
+                raise OutputError(f"{flag} {path} lies under {probe}, which is a file, not a folder")
+            return path
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return path
+        probe = parent
+
+
+class UnreadableFileError(InputError):
     """An input file that cannot be read at all; the message names it."""
 
 
-def open_parquet(path) -> pq.ParquetFile:
-    return pq.ParquetFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
+def open_parquet(path):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(_filesystems().open(path, compression_type=_uncompressed()))
 
 
 def check_parquet_files(paths, what):
     """UnreadableFileError naming the file when a Parquet input is not Parquet (only its footer is read):
     a launcher fails with one line instead of a worker traceback halfway through the job."""
+    import pyarrow as pa
+
     for path in paths:
         if path.endswith(".parquet"):
             try:
