@@ -80,6 +80,7 @@ def plan_splits(args):
             "split": split,
             "annotations": path,
             "image_dir": dir_override.get(split, f"JPEGImages/{split}"),
+            "input_root": args.input,
             "num_shards": max(1, math.ceil(n_images / args.images_per_shard)),
             "fingerprint": {"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
                             "annotations": len(parsed["annotations"])},
