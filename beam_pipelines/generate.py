@@ -15,8 +15,11 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
+from sarchat import templates
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from sarchat.transforms import coco
+from sarchat.transforms.errors import SarchatError
+from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from sarchat.transforms.fileio import read_bytes
 from sarchat.transforms.generate.pipeline import FORMATS, GenerateDialogues, fingerprint
@@ -104,9 +107,19 @@ def config_of(args, splits, formats):
 
 
 def config_hash(config, splits) -> str:
-    """Fingerprint of everything that determines the output: inputs and configuration."""
+    """Fingerprint of the inputs, the configuration and the generator version: names the versions of
+    `sarchat regenerate` (BASE/v-<config_hash>)."""
     key = json.dumps({"config": config, "inputs": {s["split"]: s["fingerprint"]["sha256"] for s in splits},
                       "version": VERSION}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def dataset_version(config, splits, template_fingerprints) -> str:
+    """The dataset version of SPEC section 4: a hash of the generator version, the template banks
+    (each bank's version and content hash), the configuration and the input fingerprints. Every
+    predictions file records it, and score refuses predictions of another version."""
+    key = json.dumps({"generator": VERSION, "templates": template_fingerprints, "config": config,
+                      "inputs": {s["split"]: s["fingerprint"] for s in splits}}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -125,6 +138,7 @@ def prepare(args):
     except coco.InputError as e:
         raise UsageError(str(e)) from e
     config = config_of(args, splits, formats)
+    template_fingerprints = templates.fingerprints()
     manifest_base = {
         "generator": "sarchat-bench",
         "version": VERSION,
@@ -133,6 +147,8 @@ def prepare(args):
         "seed": args.seed,
         "config": config,
         "config_hash": config_hash(config, splits),
+        "dataset_version": dataset_version(config, splits, template_fingerprints),
+        "templates": template_fingerprints,
         "num_shards": {s["split"]: s["num_shards"] for s in splits},
     }
     return formats, splits, config, manifest_base
@@ -152,6 +168,12 @@ def run(argv=None, test=None):
     except UsageError as e:
         print(f"sarchat generate: error: {e}", file=sys.stderr)
         return 2
+    try:
+        # SPEC section 4: the old manifest goes first, then what its run wrote; ours comes last.
+        clear_previous_output(args.output)
+    except SarchatError as e:
+        print(f"sarchat generate: error: {e}", file=sys.stderr)
+        return e.exit_code
     started = time.time()
     pipeline = make_pipeline(beam_args)
     manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)

@@ -12,7 +12,7 @@ import pytest
 from sarchat.beam_pipelines import demo, generate, synth
 
 GENERATE_DIGESTS = {
-    "manifest.json": "3a81cc9a0c924c4e871569e4589add8850a9d1748139a470f5852e40d037c1c6",
+    "manifest.json": "131cf403a89554bdf2c07411550e888a1a2a7b5a816a32f1931d5dc38788fa3b",
     "parquet/test/dialogues-00000-of-00001.parquet": "4efc11fc24f6e17c69cc6feee661683cd33a14dfa3ab0359a1613588a1cab27c",
     "parquet/train/dialogues-00000-of-00004.parquet": "512d14a809fcd7ad033c1977ffa53e0307a3aaa112b4c5ecf528335fbdc02bf9",
     "parquet/train/dialogues-00001-of-00004.parquet": "f1d9aba416ba32c2024f1494d6649988b7c9c39d30ba7e79bee0f9ede40c88a0",
