@@ -15,10 +15,12 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
+from sarchat import templates
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
 from sarchat.transforms import coco
 from sarchat.transforms.errors import UsageError
+from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from sarchat.transforms.fileio import read_bytes
 from sarchat.transforms.generate.pipeline import FORMATS, GenerateDialogues, fingerprint
@@ -83,6 +85,7 @@ def plan_splits(args):
             "split": split,
             "annotations": path,
             "image_dir": dir_override.get(split, f"JPEGImages/{split}"),
+            "input_root": args.input,
             "num_shards": max(1, math.ceil(n_images / args.images_per_shard)),
             "fingerprint": {"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
                             "annotations": len(parsed["annotations"])},
@@ -106,9 +109,19 @@ def config_of(args, splits, formats):
 
 
 def config_hash(config, splits) -> str:
-    """Fingerprint of everything that determines the output: inputs and configuration."""
+    """Fingerprint of the inputs, the configuration and the generator version: names the versions of
+    `sarchat regenerate` (BASE/v-<config_hash>)."""
     key = json.dumps({"config": config, "inputs": {s["split"]: s["fingerprint"]["sha256"] for s in splits},
                       "version": VERSION}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def dataset_version(config, splits, template_fingerprints) -> str:
+    """The dataset version of SPEC section 4: a hash of the generator version, the template banks
+    (each bank's version and content hash), the configuration and the input fingerprints. Every
+    predictions file records it, and score refuses predictions of another version."""
+    key = json.dumps({"generator": VERSION, "templates": template_fingerprints, "config": config,
+                      "inputs": {s["split"]: s["fingerprint"] for s in splits}}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -123,6 +136,7 @@ def prepare(args):
     except coco.InputError as e:
         raise UsageError(str(e)) from e
     config = config_of(args, splits, formats)
+    template_fingerprints = templates.fingerprints()
     manifest_base = {
         "generator": "sarchat-bench",
         "version": VERSION,
@@ -131,6 +145,8 @@ def prepare(args):
         "seed": args.seed,
         "config": config,
         "config_hash": config_hash(config, splits),
+        "dataset_version": dataset_version(config, splits, template_fingerprints),
+        "templates": template_fingerprints,
         "num_shards": {s["split"]: s["num_shards"] for s in splits},
     }
     return formats, splits, config, manifest_base
@@ -146,6 +162,8 @@ def run(argv=None, test=None):
     """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
     args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
     formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
+    # SPEC section 4: the old manifest goes first, then what its run wrote; ours comes last.
+    clear_previous_output(args.output)  # SarchatError: `sarchat` prints it
     started = time.time()
     pipeline = make_pipeline(beam_args)
     manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)

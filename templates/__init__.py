@@ -5,6 +5,7 @@ checked against the fields the generator fills, so a typo in a data file fails l
 rather than as a KeyError deep inside a pipeline worker.
 """
 import functools
+import hashlib
 import json
 import string
 from importlib import resources
@@ -87,3 +88,16 @@ def load_bank(task: str) -> dict:
 
 def load_all() -> dict:
     return {task: load_bank(task) for task in MIN_TEMPLATES}
+
+
+def bank_fingerprint(bank) -> str:
+    """sha256 of a bank's content (canonical JSON: key order and whitespace do not count)."""
+    return hashlib.sha256(json.dumps(bank, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def fingerprints(banks=None) -> dict:
+    """{task: {"version": the bank's declared version, "sha256": its content hash}} for the manifest
+    and the dataset version: any edit of a bank changes the dataset version."""
+    banks = load_all() if banks is None else banks
+    return {task: {"version": bank.get("version", 1), "sha256": bank_fingerprint(bank)}
+            for task, bank in sorted(banks.items())}

@@ -83,10 +83,55 @@ def test_annotation_of_unknown_image():
     assert reasons(rejects) == ["unknown_image"]
 
 
-@pytest.mark.parametrize("name", ["/etc/passwd", "../../secret.jpg", "a/../../b.jpg", "C:\\x.jpg", "gs://b/x.jpg", ""])
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../secret.jpg", "a/../../b.jpg", "C:\\x.jpg", "gs://b/x.jpg", "",
+                                  "a.jpg\x00../../etc/passwd", "\x00"])
 def test_unsafe_file_names_reject_the_image_and_its_boxes(name):
     images, rejects = parse([dict(IMG, file_name=name)], [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [2, 2, 5, 5]}])
     assert images == [] and reasons(rejects) == ["image_rejected", "unsafe_file_name"]
+
+
+def _image_tree(tmp_path):
+    """ROOT/JPEGImages/test with a real image, a symlink to it, and symlinks that lead out of it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"secret")
+    folder = tmp_path / "root" / "JPEGImages" / "test"
+    folder.mkdir(parents=True)
+    (folder / "real.jpg").write_bytes(b"img")
+    (folder / "alias.jpg").symlink_to(folder / "real.jpg")
+    (folder / "out.jpg").symlink_to(outside / "secret.jpg")
+    (folder / "up.jpg").symlink_to("../../../outside/secret.jpg")
+    (folder / "subdir").symlink_to(outside)
+    return tmp_path / "root"
+
+
+def test_symlinks_leaving_the_image_folder_reject_the_image_and_its_boxes(tmp_path):
+    root = _image_tree(tmp_path)
+    names = ["real.jpg", "alias.jpg", "out.jpg", "up.jpg", "subdir/secret.jpg", "missing.jpg"]
+    imgs = [dict(IMG, id=i + 1, file_name=n) for i, n in enumerate(names)]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 0, "bbox": [2, 2, 5, 5]} for i in range(len(names))]
+    folder = coco.local_image_folder(str(root), "JPEGImages/test")
+    images, rejects = coco.parse_coco({"images": imgs, "annotations": anns, "categories": CATEGORIES},
+                                      "ann.json", "test", "JPEGImages/test", image_folder=folder)
+    assert [im["file_name"] for im in images] == ["real.jpg", "alias.jpg", "missing.jpg"]
+    outside = sorted(r["detail"] for r in rejects if r["reason"] == "file_name_outside_image_root")
+    assert outside == ["out.jpg", "subdir/secret.jpg", "up.jpg"]
+    assert reasons(rejects).count("image_rejected") == 3  # their boxes are counted too
+    # without a local folder (object stores) nothing is checked on disk
+    images, _ = coco.parse_coco({"images": imgs, "annotations": anns, "categories": CATEGORIES},
+                                "ann.json", "test", "JPEGImages/test")
+    assert len(images) == len(names)
+
+
+def test_an_image_folder_that_is_itself_a_symlink_is_fine(tmp_path):
+    real = tmp_path / "disk2" / "test"
+    real.mkdir(parents=True)
+    (real / "a.jpg").write_bytes(b"img")
+    (tmp_path / "root" / "JPEGImages").mkdir(parents=True)
+    (tmp_path / "root" / "JPEGImages" / "test").symlink_to(real)
+    folder = coco.local_image_folder(str(tmp_path / "root"), "JPEGImages/test")
+    assert not coco.escapes_folder(folder, "a.jpg")
+    assert coco.local_image_folder("gs://bucket/root", "JPEGImages/test") is None
 
 
 def test_safe_nested_file_name_is_normalised():

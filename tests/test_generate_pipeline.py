@@ -191,3 +191,24 @@ def test_unusable_input_fails_fast_with_clear_message(tmp_path, capsys):
     with pytest.raises(UsageError, match="split is empty"):
         generate.run(["--input", str(root), "--output", str(tmp_path / "o"), "--splits", "test"])
     assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_images_leaving_the_image_root_are_written_out_rejects(tmp_path):
+    root = tmp_path / "data"
+    folder = root / "JPEGImages" / "test"
+    folder.mkdir(parents=True)
+    (tmp_path / "secret.jpg").write_bytes(b"not an image of the dataset")
+    (folder / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    images = [{"id": 1, "file_name": "ok.jpg", "width": 100, "height": 100},
+              {"id": 2, "file_name": "link.jpg", "width": 100, "height": 100},
+              {"id": 3, "file_name": "a.jpg\x00../../secret.jpg", "width": 100, "height": 100}]
+    anns = [{"id": i, "image_id": i, "category_id": 0, "bbox": [10, 10, 20, 20]} for i in (1, 2, 3)]
+    write_coco(str(root), "test", images, anns)
+    out = tmp_path / "out"
+    manifest = run_generate(root, out, "--formats", "parquet")
+    assert manifest["rejects"]["test"] == {"file_name_outside_image_root": 1, "image_rejected": 2,
+                                           "unsafe_file_name": 1}
+    rejected = [json.loads(x) for x in open(out / "rejects" / "test.jsonl")]
+    assert {(r["record"], r["reason"]) for r in rejected} >= {("image 2", "file_name_outside_image_root"),
+                                                             ("image 3", "unsafe_file_name")}
+    assert {r["image_id"] for r in read_rows(out)} == {1}

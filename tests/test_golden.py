@@ -12,8 +12,8 @@ import pytest
 from sarchat.beam_pipelines import demo, generate, synth
 
 GENERATE_DIGESTS = {
-    "README.md": "430b71c40a6c7217a03d331c51d7e6a09c7a0ee70248a9835fa0be5b0b60f07c",
-    "manifest.json": "b29de36f3b15824caf1540129c463a3b6256b91f78901a00f0a97fe9bc99a888",
+    "README.md": "93f1dbad931e1aa7a6620cfd068b4bf3046690574a51148563a5ae9ba68a4243",
+    "manifest.json": "cd3748d676ceec9c26614aace4ee32e92bba8fd09319106f70455b6dae480567",
     "parquet/test/dialogues-00000-of-00001.parquet": "4efc11fc24f6e17c69cc6feee661683cd33a14dfa3ab0359a1613588a1cab27c",
     "parquet/train/dialogues-00000-of-00004.parquet": "512d14a809fcd7ad033c1977ffa53e0307a3aaa112b4c5ecf528335fbdc02bf9",
     "parquet/train/dialogues-00001-of-00004.parquet": "f1d9aba416ba32c2024f1494d6649988b7c9c39d30ba7e79bee0f9ede40c88a0",

@@ -8,6 +8,7 @@ Two kinds of failure:
   as a reject, so nothing is dropped silently.
 """
 import json
+import os
 import posixpath
 
 from sarchat.transforms import geometry
@@ -54,8 +55,9 @@ def _is_int(v):
 
 
 def safe_relative_path(file_name):
-    """The file name as a clean relative POSIX path, or None when it is absolute or climbs out."""
-    if not isinstance(file_name, str) or not file_name.strip():
+    """The file name as a clean relative POSIX path, or None when it is absolute, climbs out or holds
+    a NUL byte (which the OS would cut the path at, so the name read is not the name checked)."""
+    if not isinstance(file_name, str) or not file_name.strip() or "\x00" in file_name:
         return None
     name = file_name.replace("\\", "/")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":") or "://" in name:
@@ -66,7 +68,22 @@ def safe_relative_path(file_name):
     return norm
 
 
-def parse_coco(data, source: str, split: str, image_dir: str):
+def local_image_folder(root, image_dir):
+    """The split's image folder on the local disk, resolved (symlinks followed), or None when the
+    dataset lives on an object store (gs://, ...), where there are no symlinks to follow."""
+    if "://" in str(root) or "://" in str(image_dir):
+        return None
+    return os.path.realpath(os.path.join(str(root), image_dir) if image_dir else str(root))
+
+
+def escapes_folder(folder_real, rel):
+    """True when folder/rel, with every symlink on the way resolved, lies outside `folder_real`
+    (an already resolved folder). A file that does not exist resolves to itself: not outside."""
+    target = os.path.realpath(os.path.join(folder_real, rel))
+    return not (target == folder_real or target.startswith(folder_real.rstrip(os.sep) + os.sep))
+
+
+def parse_coco(data, source: str, split: str, image_dir: str, image_folder=None):
     """COCO dict -> (images, rejects).
 
     images: [{split, image_id, file_name, image_path, width, height,
@@ -74,6 +91,9 @@ def parse_coco(data, source: str, split: str, image_dir: str):
               order; only images with at least one valid box.
     rejects: one dict per dropped category, image or annotation, with its reason.
     `image_dir` is the image folder relative to the dataset root (image_path = image_dir/file_name).
+    `image_folder`, the resolved local image folder (local_image_folder), makes an image whose file
+    resolves outside it (a symlink leading out) a reject "file_name_outside_image_root"; the
+    generator never opens images, so this is the one place such a file would otherwise pass.
     """
     check_structure(data, source)
     rejects = []
@@ -110,6 +130,8 @@ def parse_coco(data, source: str, split: str, image_dir: str):
             rel = safe_relative_path(img.get("file_name"))
             if rel is None:
                 reason, detail = "unsafe_file_name", str(img.get("file_name"))
+            elif image_folder is not None and escapes_folder(image_folder, rel):
+                reason, detail = "file_name_outside_image_root", rel
         if reason:
             bad_images[image_id] = reason
             rejects.append(_reject(split, source, record, i, reason, detail))

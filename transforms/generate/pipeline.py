@@ -40,12 +40,15 @@ def shard_name(stem, shard, num_shards, ext):
 
 
 class ReadCocoSplitFn(beam.DoFn):
-    """(split, annotation path, image dir, num_shards) -> ((split, shard), image); rejects tagged."""
+    """(split, annotation path, image dir, num_shards, input root) -> ((split, shard), image);
+    rejects tagged. On a local disk an image whose file resolves outside the split's image folder
+    (a symlink leading out) is rejected too."""
 
     def process(self, element):
-        split, path, image_dir, num_shards = element
+        split, path, image_dir, num_shards, input_root = element
         data = coco.load_json(read_bytes(path, CompressionTypes.AUTO), path)
-        images, rejects = coco.parse_coco(data, path, split, image_dir)
+        folder = coco.local_image_folder(input_root, image_dir) if input_root is not None else None
+        images, rejects = coco.parse_coco(data, path, split, image_dir, image_folder=folder)
         Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
         Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))
         for r in rejects:
@@ -228,7 +231,8 @@ class GenerateDialogues(beam.PTransform):
         num_shards = {s["split"]: s["num_shards"] for s in self.splits}
         parsed = (
             pbegin
-            | "Splits" >> beam.Create([(s["split"], s["annotations"], s["image_dir"], s["num_shards"]) for s in self.splits])
+            | "Splits" >> beam.Create([(s["split"], s["annotations"], s["image_dir"], s["num_shards"], s.get("input_root"))
+                                      for s in self.splits])
             | "ReadCoco" >> beam.ParDo(ReadCocoSplitFn()).with_output_types(Tuple[Tuple[str, int], Any])
             .with_outputs("rejects", main="images")
         )

@@ -1,0 +1,120 @@
+"""The output lifecycle of `sarchat generate` (SPEC section 4): what a rerun removes, and in which order.
+
+A rerun into a folder first removes the old `manifest.json` (from then on the folder is incomplete
+and no command reads it as a dataset), then every file its predecessor wrote as that manifest lists
+them, then any file of our own naming that a killed run may have left unlisted (dialogue shards of
+any shard count, swift part files); the run writes its new manifest last. So a rerun with another
+shard count, seed or --formats never leaves old shards beside the new manifest, and a rerun killed
+half-way leaves a folder without a manifest, never an old manifest over a mix of old and new files.
+
+Only our own files are ever removed: a manifest that is not a `sarchat generate` manifest makes
+the run refuse the folder, and a listed path outside our folders (absolute, with `..`, or under
+a folder we never write) is skipped. The decisions are pure functions of paths (`removable`,
+`is_generated_name`); `clear_previous_output` does the I/O through Beam's FileSystems, so local
+paths and object stores (gs://, where "folders" are only name prefixes) behave the same.
+"""
+import json
+import posixpath
+import re
+
+from sarchat.transforms.errors import OutputError
+
+MANIFEST = "manifest.json"
+GENERATOR = "sarchat-bench"
+# Top-level folders a generate run writes into; nothing outside them is ever removed.
+OWN_FOLDERS = ("parquet", "tfrecord", "swift", "authors", "rejects")
+# dialogues-<shard>-of-<count>.<ext> under parquet/<split>/ or tfrecord/<split>/ (pipeline.shard_name).
+_SHARD_RE = re.compile(r"(parquet/[^/]+/dialogues-\d{5}-of-\d{5}\.parquet|tfrecord/[^/]+/dialogues-\d{5}-of-\d{5}\.tfrecord)")
+# swift/_parts/<split>/<task file>-<shard>.jsonl (pipeline.swift_part_path), joined and removed by the
+# finalize step; a killed run leaves them behind.
+_PART_RE = re.compile(r"swift/_parts/[^/]+/[a-z_]+-\d{5}\.jsonl")
+
+
+def is_generated_name(rel: str) -> bool:
+    """A path (relative to the output root) that only a generate run writes: a dialogue shard of
+    any shard count or a swift part file."""
+    return bool(_SHARD_RE.fullmatch(rel) or _PART_RE.fullmatch(rel))
+
+
+def safe_listed_path(rel) -> bool:
+    """A path from an old manifest that may be removed: relative, clean, inside one of our folders."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel or "://" in rel or "\x00" in rel:
+        return False
+    norm = posixpath.normpath(rel)
+    if norm != rel or ".." in norm.split("/"):
+        return False
+    return norm.split("/", 1)[0] in OWN_FOLDERS and "/" in norm
+
+
+def check_own_manifest(raw: bytes, where: str) -> dict:
+    """The old manifest as a dict when it is one of ours; OutputError naming it otherwise (we never
+    overwrite or delete a file we did not write)."""
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise OutputError(f"{where} exists and is not a manifest of sarchat generate (not JSON: {exc}); "
+                          "refusing to write over it: remove it or choose another --output") from None
+    if not isinstance(manifest, dict) or manifest.get("generator") != GENERATOR or not isinstance(manifest.get("files"), list):
+        raise OutputError(f"{where} exists and is not a manifest of sarchat generate; refusing to write over "
+                          "its folder: choose another --output")
+    return manifest
+
+
+def removable(old_manifest, present):
+    """Relative paths to remove before a rerun: what the old manifest lists (when safe) plus every
+    present file of our own naming. `present` is the relative paths found under our folders."""
+    listed = set()
+    if old_manifest:
+        for entry in old_manifest.get("files", []):
+            rel = entry.get("path") if isinstance(entry, dict) else None
+            if safe_listed_path(rel):
+                listed.add(rel)
+    return sorted(listed | {rel for rel in present if is_generated_name(rel)})
+
+
+def _relative(root, path):
+    root = root.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else None
+
+
+def _present(output):
+    """Relative paths of the files under our folders of `output` (an empty list where there are none)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    out = []
+    for folder in OWN_FOLDERS:
+        pattern = FileSystems.join(output, folder) + "/**"
+        try:
+            results = FileSystems.match([pattern])
+        except Exception:  # nothing there (some filesystems raise instead of matching nothing)
+            continue
+        for md in results[0].metadata_list:
+            rel = _relative(output, md.path.replace("\\", "/"))
+            if rel is not None:
+                out.append(rel)
+    return out
+
+
+def clear_previous_output(output):
+    """Make `output` ready for a new run: remove the old manifest first, then what its run wrote.
+
+    Returns the relative paths removed (the manifest first). OutputError when `output` holds a
+    manifest.json that is not ours.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    manifest_path = FileSystems.join(output, MANIFEST)
+    removed = []
+    old = None
+    if FileSystems.exists(manifest_path):
+        with FileSystems.open(manifest_path) as f:
+            raw = f.read()
+        old = check_own_manifest(raw, manifest_path)
+        FileSystems.delete([manifest_path])
+        removed.append(MANIFEST)
+    for rel in removable(old, _present(output)):
+        path = FileSystems.join(output, *rel.split("/"))
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+            removed.append(rel)
+    return removed
