@@ -96,7 +96,7 @@ def test_rerun_with_other_shards_and_formats_leaves_only_the_new_files(data, tmp
     assert gen(data, out, "--images-per-shard", "100", "--formats", "parquet", "--seed", "3") == 0
     second = manifest_of(out)
     listed = {f["path"] for f in second["files"]}
-    assert second["num_shards"]["test"] == 1 and all(p.startswith(("parquet/", "rejects/")) for p in listed)
+    assert second["num_shards"]["test"] == 1 and all(p.startswith(("parquet/", "rejects/")) or p == "README.md" for p in listed)
     assert on_disk(out) == listed | {"manifest.json", "parquet/test/my-notes.txt", "README-mine.md"}
     assert (out / "parquet" / "test" / "my-notes.txt").read_text() == "mine"
     assert second["dataset_version"] != first["dataset_version"]

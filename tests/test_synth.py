@@ -379,8 +379,9 @@ def test_cli_through_sarchat_main(tmp_path, capsys):
     assert (tmp_path / "d" / "Annotations" / "train.json").exists()
 
 
-def test_cli_rejects_bad_arguments(tmp_path):
-    assert synth.run([str(tmp_path), "--images", "0"]) == 2
-    assert synth.run([str(tmp_path), "--test-fraction", "1.5"]) == 2
-    with pytest.raises(SystemExit):
-        synth.run([])
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    assert cli.main(["synth", str(tmp_path), "--images", "0"]) == 2
+    assert cli.main(["synth", str(tmp_path), "--test-fraction", "1.5"]) == 2
+    assert cli.main(["synth"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("sarchat synth: error: ") for line in err), err
