@@ -1,6 +1,6 @@
 """`sarchat generate`: COCO-format SAR detections -> the six SARChat tasks' dialogues.
 
-    sarchat generate --input ROOT --output OUT [--splits train,test] [--formats parquet,tfrecord,swift]
+    sarchat generate --input ROOT --output OUT [--splits train,test] [--formats parquet,tfrecord,swift,authors]
                      [--seed S] [--identify-variants K] [any Beam pipeline option]
 
 Flags this module does not know are Beam's (e.g. --runner, --direct_num_workers,
@@ -23,9 +23,10 @@ from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from sarchat.transforms.fileio import read_bytes
-from sarchat.transforms.generate.pipeline import FORMATS, GenerateDialogues, fingerprint
+from sarchat.transforms.generate.pipeline import DEFAULT_FORMATS, FORMATS, GenerateDialogues, fingerprint
 
-VERSION = "0.1.0"
+# 0.2.0: the real SARChat question forms (issue 11); each template bank is also fingerprinted in the manifest.
+VERSION = "0.2.0"
 
 
 def build_parser():
@@ -44,7 +45,9 @@ def add_generation_arguments(p):
     Multi-word flags also answer to their underscore spelling (--identify_variants), the form Flex
     Template parameters use (beam_pipelines/flex_templates/*.json)."""
     p.add_argument("--splits", default="train,test", help="comma-separated splits (default: train,test)")
-    p.add_argument("--formats", default=",".join(FORMATS), help="any of parquet,tfrecord,swift (default: all)")
+    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                   help=f"any of {','.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}); authors = the SARChat "
+                        "authors' JSON files (SARChat_<task>_test.json, SARChat_total_task_train.json)")
     p.add_argument("--seed", type=flags.seed, default=0, help="template-choice seed (default 0)")
     p.add_argument("--identify-variants", "--identify_variants", type=flags.identify_variants, default=DEFAULT_IDENTIFY_VARIANTS,
                    help="identify questions per box (default 7)")

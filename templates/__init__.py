@@ -2,7 +2,14 @@
 
 The SPEC's minimum bank sizes are enforced on load, and every template's placeholders are
 checked against the fields the generator fills, so a typo in a data file fails loudly at start-up
-rather than as a KeyError deep inside a pipeline worker.
+rather than as a KeyError deep inside a pipeline worker. Some placeholders are required: every
+refer question states the count ({n}), every classify question names the candidate categories
+({candidates}), every identify question names its box ({box}).
+
+Versioning: each bank declares a `version`, and the manifest records every bank's version and
+content hash (`fingerprints`), which the dataset version covers. A template id is never reused
+for another text: templates/released.json pins the content hash of every id ever shipped, and a
+test holds the banks to it, so an old `template_id` in a dataset always means what it meant.
 """
 import functools
 import hashlib
@@ -14,17 +21,25 @@ from sarchat.transforms.tasks import MIN_TEMPLATES
 
 # Placeholders each kind of text may use.
 _ALLOWED = {
-    ("classify", "question"): set(),
+    ("classify", "question"): {"candidates"},
     ("classify", "answer"): {"categories"},
     ("describe", "question"): set(),
     ("describe", "style"): {"size", "category", "position"},
     ("count", "question"): {"category", "category_plural"},
-    ("refer", "question"): {"category", "category_plural"},
+    ("refer", "question"): {"category", "category_plural", "n", "category_n", "be"},
     ("grounding", "question"): set(),
     ("grounding", "relation"): {"a", "b", "rel", "dir"},
     ("identify", "question"): {"box"},
     ("identify", "answer"): {"size", "category", "cell"},
     ("identify", "shape"): {"shape"},
+}
+
+
+# Placeholders a kind of text must use (the real SARChat questions all do, SPEC section 3).
+_REQUIRED = {
+    ("refer", "question"): {"n", "category_n"},
+    ("classify", "question"): {"candidates"},
+    ("identify", "question"): {"box"},
 }
 
 
@@ -42,6 +57,9 @@ def _check(task, kind, text, where):
     unknown = _fields(text) - _ALLOWED[(task, kind)]
     if unknown:
         raise TemplateError(f"templates/{task}.json {where}: unknown placeholder(s) {sorted(unknown)} in {kind}")
+    missing = _REQUIRED.get((task, kind), set()) - _fields(text)
+    if missing:
+        raise TemplateError(f"templates/{task}.json {where}: {kind} must use placeholder(s) {sorted(missing)}")
 
 
 def validate_bank(task, bank):
@@ -66,8 +84,11 @@ def validate_bank(task, bank):
                 raise TemplateError(f"templates/describe.json {where}: unknown style {t.get('style')!r}")
     if task == "describe":
         for name, style in bank["styles"].items():
-            for part in ("lead", "first", "more", "sep", "end"):
+            for part in ("lead", "first", "sep", "end"):
                 _check(task, "style", style.get(part), f"style {name}")
+            more = style.get("more")
+            for form in (more if isinstance(more, list) and more else [more]):
+                _check(task, "style", form, f"style {name} more")
     if task == "grounding":
         forms = bank.get("relation_forms") or []
         if not forms:
@@ -91,8 +112,30 @@ def load_all() -> dict:
 
 
 def bank_fingerprint(bank) -> str:
-    """sha256 of a bank's content (canonical JSON: key order and whitespace do not count)."""
-    return hashlib.sha256(json.dumps(bank, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    """sha256 of a bank's content (canonical JSON: key order, whitespace and the prose
+    `description` do not count)."""
+    content = {k: v for k, v in bank.items() if k != "description"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def template_content(task, bank, template) -> dict:
+    """What a template id stands for: its texts, with a describe template's style spelled out."""
+    content = {k: v for k, v in template.items() if k != "id"}
+    if task == "describe":
+        content["style"] = bank["styles"][template["style"]]
+    return content
+
+
+def template_hashes(task, bank) -> dict:
+    """{template id: sha256 of what it stands for} (checked against templates/released.json)."""
+    return {t["id"]: hashlib.sha256(json.dumps(template_content(task, bank, t), sort_keys=True,
+                                               ensure_ascii=False).encode("utf-8")).hexdigest()
+            for t in bank["templates"]}
+
+
+def released_ids() -> dict:
+    """templates/released.json: {task: {template id: content hash}} of every id ever shipped."""
+    return json.loads(resources.files(__name__).joinpath("released.json").read_text(encoding="utf-8"))["ids"]
 
 
 def fingerprints(banks=None) -> dict:

@@ -70,7 +70,7 @@ def test_identify_variants_attributes(rows_by_image):
     assert len(ship) == 7 and len({r["template_id"] for r in ship}) == 7
     for r in ship:
         assert r["gt_sizes"] == ["very small"] and r["gt_cells"] == ["bottom center"] and r["gt_categories"] == ["ship"]
-        assert "very small ship" in r["answer"] and "bottom center" in r["answer"]
+        assert "very small" in r["answer"] and "ship" in r["answer"] and "bottom center" in r["answer"]
         assert "{<294><358><329><427>}" in r["question"]
         assert (r["gt_shapes"] == ["tall"]) == ("tall" in r["answer"])
     assert {r["subset"] for r in pick(rows_by_image[2][0], "identify")} == {"single"}
@@ -120,11 +120,78 @@ def test_template_banks_meet_spec_minimums():
 
 
 def test_template_placeholder_typo_is_caught():
-    bank = {"templates": [{"id": f"c{i}", "question": "Q?", "answer": "It is {categorys}."} for i in range(20)]}
+    bank = {"templates": [{"id": f"c{i}", "question": "Which of {candidates}?", "answer": "It is {categorys}."}
+                          for i in range(20)]}
     with pytest.raises(sarchat.templates.TemplateError, match="categorys"):
         sarchat.templates.validate_bank("classify", bank)
 
 
 def test_identify_variants_bounds():
     with pytest.raises(ValueError, match="identify_variants"):
-        DialogueBuilder(identify_variants=21)
+        DialogueBuilder(identify_variants=len(sarchat.templates.load_bank("identify")["templates"]) + 1)
+
+
+@pytest.mark.parametrize("task,question,missing", [
+    ("refer", "[refer] Where is the {category}?", "n"),
+    ("refer", "[refer] Find {n} of them.", "category_n"),
+    ("classify", "What kind of targets are in this SAR image?", "candidates"),
+])
+def test_banks_require_the_count_and_the_candidates(task, question, missing):
+    template = {"id": "x-1", "question": question, "answer": "It is {categories}."}
+    bank = {"templates": [dict(template, id=f"x-{i}") for i in range(40)]}
+    with pytest.raises(sarchat.templates.TemplateError, match=missing):
+        sarchat.templates.validate_bank(task, bank)
+
+
+def test_every_refer_question_states_the_count_and_every_classify_question_the_candidates(rows_by_image):
+    banks = sarchat.templates.load_all()
+    assert len(banks["refer"]["templates"]) >= 30
+    assert all("{n} {category_n}" in t["question"] for t in banks["refer"]["templates"])
+    assert all("{candidates}" in t["question"] for t in banks["classify"]["templates"])
+    rows = [r for rows, _ in rows_by_image.values() for r in rows]
+    for r in pick(rows, "refer"):
+        n = len(r["gt_boxes"])
+        noun = r["gt_categories"][0] if n == 1 or r["gt_categories"][0] == "aircraft" else r["gt_categories"][0] + "s"
+        assert f"{n} {noun}" in r["question"], r["question"]
+    for r in pick(rows, "classify"):
+        assert "aircraft, bridge, car, harbor, ship, tank" in r["question"]
+
+
+def test_describe_more_forms_are_taken_in_turn():
+    style = {"lead": "L: ", "first": "A {size} {category} {position}", "more": ["B {size} {category}", "C {size} {category}"],
+             "sep": " ", "end": "."}
+    banks = dict(sarchat.templates.load_all())
+    describe = {"styles": {"s": style}, "templates": [{"id": "d", "question": "Q?", "style": "s"}]}
+    builder = DialogueBuilder(seed=0, banks=dict(banks, describe=describe))
+    image = {"split": "test", "image_id": 1, "image_path": "a.jpg", "width": 512, "height": 512, "boxes": [
+        {"ann_id": i, "category": "ship", "bbox": [10 + 100 * i, 10, 60, 60]} for i in range(4)]}
+    rows, _ = builder.build(image)
+    (d,) = [dict(zip(DIALOGUE_ROW_FIELDS, r)) for r in rows if r[F["task"]] == "describe"]
+    assert d["answer"] == ("L: A small ship in the top left portion of the image B small ship C small ship B small ship.")
+
+
+def test_template_ids_never_change_meaning():
+    """Every id of the banks is pinned in templates/released.json with the hash of what it stands for:
+    an edited template must get a new id (and the new id a new pin), never reuse an old one."""
+    released = sarchat.templates.released_ids()
+    banks = sarchat.templates.load_all()
+    for task, bank in banks.items():
+        current = sarchat.templates.template_hashes(task, bank)
+        unpinned = sorted(set(current) - set(released[task]))
+        assert not unpinned, f"{task}: new template ids {unpinned} must be added to templates/released.json"
+        changed = sorted(i for i in current if released[task][i] != current[i])
+        assert not changed, f"{task}: template ids {changed} changed meaning; give the new text a new id"
+    # the retired ids of the first banks stay pinned, so they cannot come back with another text
+    assert {"refer-01", "classify-01"} <= set(released["refer"]) | set(released["classify"])
+    assert "refer-01" not in {t["id"] for t in banks["refer"]["templates"]}
+
+
+def test_a_changed_template_is_caught_by_its_pin():
+    bank = sarchat.templates.load_bank("count")
+    edited = dict(bank, templates=[dict(bank["templates"][0], question="[count] How many {category_plural}?")]
+                  + bank["templates"][1:])
+    released = sarchat.templates.released_ids()["count"]
+    first = bank["templates"][0]["id"]
+    assert sarchat.templates.template_hashes("count", bank)[first] == released[first]
+    assert sarchat.templates.template_hashes("count", edited)[first] != released[first]
+    assert sarchat.templates.bank_fingerprint(edited) != sarchat.templates.bank_fingerprint(bank)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from sarchat.beam_pipelines import generate
+from sarchat.beam_pipelines import cli, generate
 from sarchat.transforms.generate import lifecycle, pipeline
 from tests import memfs
 from tests.conftest import write_coco
@@ -25,7 +25,8 @@ def manifest_of(out):
 
 
 def gen(root, out, *extra):
-    return generate.run(["--input", str(root), "--output", str(out), "--splits", "test", *extra])
+    """`sarchat generate` as a user runs it (errors are one line and an exit code)."""
+    return cli.main(["generate", "--input", str(root), "--output", str(out), "--splits", "test", *extra])
 
 
 # ---- pure decisions
@@ -131,6 +132,19 @@ def test_a_killed_rerun_leaves_no_manifest_over_a_mix(data, tmp_path, monkeypatc
         gen(data, out, "--images-per-shard", "5")
     assert not (out / "manifest.json").exists()
     assert not (on_disk(out) & old_files), "files of the previous run survived beside the new shards"
+
+
+def test_a_users_readme_is_never_overwritten(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("my notes")
+    assert gen(data, out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "README.md" in err[0] and err[0].startswith("sarchat generate: error: ")
+    assert on_disk(out) == {"README.md"} and (out / "README.md").read_text() == "my notes"
+    (out / "README.md").unlink()
+    assert gen(data, out) == 0 and (out / "README.md").read_text().rstrip().endswith("replaced on every run -->")
+    assert gen(data, out, "--seed", "4") == 0  # our own card is replaced on a rerun
 
 
 def test_a_foreign_manifest_is_left_alone_with_one_clear_line(data, tmp_path, capsys):

@@ -79,13 +79,15 @@ def test_identical_output_in_process_and_multi_processing(tmp_path):
     root = tmp_path / "data"
     images, anns = random_dataset(root)
     a, b = tmp_path / "a", tmp_path / "b"
-    ma = run_generate(root, a, "--images-per-shard", "10")
-    mb = run_generate(root, b, "--images-per-shard", "10",
+    every_format = ("--formats", "parquet,tfrecord,swift,authors")
+    ma = run_generate(root, a, "--images-per-shard", "10", *every_format)
+    mb = run_generate(root, b, "--images-per-shard", "10", *every_format,
                       "--direct_num_workers=2", "--direct_running_mode=multi_processing")
     assert ma["num_shards"]["test"] == 4 and ma == mb
     assert read_rows(a) == read_rows(b)
     fa, fb = file_bytes(a), file_bytes(b)
     assert fa.keys() == fb.keys() and all(fa[k] == fb[k] for k in fa), "outputs differ between runners"
+    assert os.path.join("authors", "SARChat_classify_identify_multi_test.json") in fa
     # every input box is a dialogue or a reject with a reason
     rejected = [json.loads(x) for x in open(a / "rejects" / "test.jsonl")]
     box_rejects = [r for r in rejected if r["record"].startswith("annotation") and r.get("task") != "describe"]

@@ -2,6 +2,8 @@
 default, and of the scores of `sarchat demo --tiny`. Pinned before the redesign moved any code, so
 a refactor that changes one byte of output fails here. A change of output made on purpose (new
 templates, a new dataset version) updates these digests in the same commit and says why.
+Procedure: SARCHAT_PRINT_GOLDEN=1 pytest -s tests/test_golden.py prints the digests of this run.
+Re-pinned for issue 11 (the real SARChat question forms, generator 0.2.0).
 """
 import hashlib
 import json
@@ -12,42 +14,42 @@ import pytest
 from sarchat.beam_pipelines import demo, generate, synth
 
 GENERATE_DIGESTS = {
-    "README.md": "93f1dbad931e1aa7a6620cfd068b4bf3046690574a51148563a5ae9ba68a4243",
-    "manifest.json": "cd3748d676ceec9c26614aace4ee32e92bba8fd09319106f70455b6dae480567",
-    "parquet/test/dialogues-00000-of-00001.parquet": "4efc11fc24f6e17c69cc6feee661683cd33a14dfa3ab0359a1613588a1cab27c",
-    "parquet/train/dialogues-00000-of-00004.parquet": "512d14a809fcd7ad033c1977ffa53e0307a3aaa112b4c5ecf528335fbdc02bf9",
-    "parquet/train/dialogues-00001-of-00004.parquet": "f1d9aba416ba32c2024f1494d6649988b7c9c39d30ba7e79bee0f9ede40c88a0",
-    "parquet/train/dialogues-00002-of-00004.parquet": "50bd592c5d8b2473ee5ac6d125c3bb1a85465dfedd0cd654593523d1bd15f041",
-    "parquet/train/dialogues-00003-of-00004.parquet": "d2d2a286e9a7ed09ac788483330d2e9f03a69ad7e8aba1b8333cc12a71c2d19e",
+    "README.md": "1bbdee9025ef2453dd60c3e9bbd91b2b399f37f370f8705cbf9610969243daca",
+    "manifest.json": "911d837e7eb8490f174f409fecfc8d5d3a2e7cd0e13cfafb5aaa25b03e079bb1",
+    "parquet/test/dialogues-00000-of-00001.parquet": "2d9a05912ef91c4abcb65ca90c2bdc7357e676d6003ba81831342ae7400cc19e",
+    "parquet/train/dialogues-00000-of-00004.parquet": "c48cbca7a14fc03d75cb0e5a96114fe9ecf83943c7996fa973d03cb674925598",
+    "parquet/train/dialogues-00001-of-00004.parquet": "d5e658289601180955ec7da7a23f8b7180575497d0b4898319765ed085be9402",
+    "parquet/train/dialogues-00002-of-00004.parquet": "fd4b576e7053e797b5ff239fa0e5bf961bd1d151ddf9d5deb76b8b8d0a2a658a",
+    "parquet/train/dialogues-00003-of-00004.parquet": "fa2e6c79671eb1dda4f21b4de6d725a565d6478bd9391f354c0798314ba10c1f",
     "rejects/test.jsonl": "362418fe0ce5bf2fa18df6b3ebe80fbfa5d702e28428bd419d4c5c51ba93caca",
     "rejects/train.jsonl": "f58a7dc63ddf659af517c22ef32a0916dfef29a390e1db8f7e871aa884cc2c0a",
-    "swift/test/classify.jsonl": "733c5c80089c93228698d5d7f421fb12ad11b44f37c7ba358dc7b2bb7cbf084e",
-    "swift/test/count.jsonl": "09a2fc8334ee230d52af437bcefb1099c22a3bcd6d18dbd3cd6d51b896892c94",
-    "swift/test/describe.jsonl": "30eb182492a0dc91630378a61e9b34e1083a50c629b3096545a0dd8f34685a91",
-    "swift/test/grounding_multi.jsonl": "b27e0f23c91c80041ef65608fc4c351e70705e9393c8c3194a01f6dc0ce3d183",
-    "swift/test/grounding_single.jsonl": "045fc0432e74b15513df50212f2dfa1fe3fb353cf4fcc36253b517a4c2a7aa9a",
-    "swift/test/identify_multi.jsonl": "ff257c41bb550e1c0b98d3ffd32421c07757009bc2e1190c2657942f061e74fd",
-    "swift/test/identify_single.jsonl": "fbad391b40dd2112e7c2dbe7aa4725c90751e3541d7a8c9e4b04fa6ac9749974",
-    "swift/test/refer_multi.jsonl": "f67845a19a92c533e6b38791308bd802bc47d63490150c3a39685d02c6fce4fd",
-    "swift/test/refer_single.jsonl": "f6877f5b46d3cb6a9ccb579bcf4b3e9321aa3bd60a8b081b07dd1175fc49cee3",
-    "swift/train/classify.jsonl": "450dcda7bf66103d799c110bd75498afd42d1916f9386dffef5d057bef41aca4",
-    "swift/train/count.jsonl": "0a6e73b7d65ad29465065fcb0efc45202774fb9c2f1668ea2fd33493dc9a2541",
-    "swift/train/describe.jsonl": "2a8f2ac576f405fa5df43bd35c932d14da010b92879d38abac72e2ac11acdc57",
-    "swift/train/grounding_multi.jsonl": "f3c5838bf709d52bcfb720a3b20f8b892f7a86d5b86156c1b50c006963c39ee6",
-    "swift/train/grounding_single.jsonl": "e39569052bdd9b0559f77f47876fb405f15d771709902378ba7dd9d7c04812b9",
-    "swift/train/identify_multi.jsonl": "e8f532c77f08475cba49a3a11504af2c3e71d565f1719352d9682e8a1a689ac9",
-    "swift/train/identify_single.jsonl": "e6cf5b8ad21c243ea54e9589d2f004b50adb28cb600673cef827dd2cafc7c0b7",
-    "swift/train/refer_multi.jsonl": "fcdb2c68a352ebfb27b57cd9903c2ec9577d9dde04ff7977ad19d066791d7511",
-    "swift/train/refer_single.jsonl": "1d922e3aaf5cd84bf5e3158dabfc2c2f68efe3607f94196c2ef781e5975db958",
-    "tfrecord/test/dialogues-00000-of-00001.tfrecord": "2d2a1e4fc197d966db2987aab76cb4a58d2e68fba01feaa17ba25f8968736889",
-    "tfrecord/train/dialogues-00000-of-00004.tfrecord": "db2b9d2bc8e163578dd819d563f9af09d892ce9ea4faf810d63384fa88d1b470",
-    "tfrecord/train/dialogues-00001-of-00004.tfrecord": "11af3bfab51926f9e6fc636b37f2c1bf1bf35db0e666938b198a71c16f3f62ff",
-    "tfrecord/train/dialogues-00002-of-00004.tfrecord": "73819cd1ed1d8ba3020eaf482cdde6f20ef1ceb6036dd2563c15a5e614f6c0a5",
-    "tfrecord/train/dialogues-00003-of-00004.tfrecord": "4483bfd535b5da922c553703c865e2ce6d1d82cd7af30260716c98cbb6ddadcf",
+    "swift/test/classify.jsonl": "085b9a26b2c274b7c7e03e5d3d0de1651803d21b42a9a2dac3d2e62530e40fed",
+    "swift/test/count.jsonl": "29f1adec566aaf590c6175d72be61dbd5c3e86490274c56c91dc28b12e205114",
+    "swift/test/describe.jsonl": "b086d257131c8df75d62ab33f88649b78018a30f70eae4eec45e966b5bdb8998",
+    "swift/test/grounding_multi.jsonl": "8480d3280a3658dd1cab5f2cb3cece59b053a58d286e4462a5c41746c690d0a3",
+    "swift/test/grounding_single.jsonl": "9a6b6b4170b8b0287505915a22249370cfa125b6cb3b929c8e4cfa2ce25510ad",
+    "swift/test/identify_multi.jsonl": "0d98081430a333a23f952d092363d042b83acd0c4585150423764ca0ea0ebd26",
+    "swift/test/identify_single.jsonl": "ebdf94d648e441986a5c300c4ce45f8bef2266c3a940f7e8bd815ba23cdf37db",
+    "swift/test/refer_multi.jsonl": "6ca868828fbd1c54fc5091e18d9351522532336f373985319c40c518afb2c5b8",
+    "swift/test/refer_single.jsonl": "ca9e071ed1c9c47f7ade3e49a8d03745a9d4c32409224daad03ec8b49d5fe1f2",
+    "swift/train/classify.jsonl": "117ecb8bb6d4330c47867af7c5aa16970e501514c4497558dfa2a73cc7978453",
+    "swift/train/count.jsonl": "b7409ea0f09063b423a33d194e0d69730f99c8359deea7c1e5b5940aceeb0bc8",
+    "swift/train/describe.jsonl": "e0e66621552a66278466d0e95fba0cbdcc94c9db311c3168af2d180d9b785d13",
+    "swift/train/grounding_multi.jsonl": "90e16c90e051e1480c25f4b2b7f14908d3fe255853b0f50e2e9a60e853e14cb2",
+    "swift/train/grounding_single.jsonl": "435b136dd7fc16e8edbcf30e0d2496557700076f464ee8441742ceb943550ad7",
+    "swift/train/identify_multi.jsonl": "96739be622528b907c36606458d5eb7866785d005f7dff45da82dd1b6edeeabe",
+    "swift/train/identify_single.jsonl": "5f7104c2ccac9dde5c24247432e74a555c2841b82b55b8c83ba18a74a886baa1",
+    "swift/train/refer_multi.jsonl": "f6d4488f010b5e3fd01d3f6f76df30a16c726a33b96af182411f453eb8b11bc8",
+    "swift/train/refer_single.jsonl": "c4a5f840b796eb836ad2416746971a237a7ecbfb45c1deb5434642702e85290a",
+    "tfrecord/test/dialogues-00000-of-00001.tfrecord": "41befd20c73da3f25a25d29042d7f0e9c396b1d58c3b997d5836bebd18c9eaeb",
+    "tfrecord/train/dialogues-00000-of-00004.tfrecord": "8ff5f49a3f0866576ec4ae95568855d20501ea1b2b74b3df83c709e81977c49b",
+    "tfrecord/train/dialogues-00001-of-00004.tfrecord": "783e36187102ea89c7b02e8d583b3c790029ec35cb4bd196bfc57f3cc4eac473",
+    "tfrecord/train/dialogues-00002-of-00004.tfrecord": "0a45c67bf460a26b5933e099fbeb73f4f4cbef9e64fbaa48dc9281fc0b2454dc",
+    "tfrecord/train/dialogues-00003-of-00004.tfrecord": "a5878bdefce2e59ba7ed7631bbeb7c658321396d35b89c4e9bb776aa4567ca71",
 }
 SCORE_DIGESTS = {
-    "blind": "f2a0a2977c852d04e1489002513fa7e1eeea4f174dda2ac1f7cbdeabe9da7e28",
-    "cfar": "7d124c7aa109d18303eb945b0edcd44caf1da290d738bf20df1cb7532332d498",
+    "blind": "70e9da593f42c8fb10745263a07110262e773b7f7ecb46e787665510040a85c2",
+    "cfar": "97a3efde46b19af88343280f085f01c34c597910d791dc268ee8eea9d4823da8",
     "oracle": "09a3801ca73c03d153dc45d8a666c6561224b4a81a07caa92317370734240080",
 }
 

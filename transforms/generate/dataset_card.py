@@ -14,6 +14,10 @@ from sarchat.transforms.schema import DIALOGUE_SCHEMA
 from sarchat.transforms.tasks import TASKS
 
 CARD_FILE = "README.md"
+# The card's last line. A README.md ending with it was written by generate and is replaced on a
+# rerun; any other README.md in the output folder is the user's, and generate refuses the folder
+# rather than overwrite it (transforms/generate/lifecycle.py).
+CARD_MARK = "<!-- written by sarchat generate from manifest.json; replaced on every run -->"
 
 # What each column holds (SPEC section 4), for the card's schema table.
 COLUMN_NOTES = {
@@ -120,5 +124,10 @@ def render_card(manifest: dict) -> str:
              "## License", "",
              "The images and boxes come from the source detection dataset (for SARChat, SARDet-100K and the "
              "datasets it merges); their licenses and terms of use apply to everything here. The questions "
-             "and answers are generated from those annotations by templates.", ""]
+             "and answers are generated from those annotations by templates.", "", CARD_MARK, ""]
     return "\n".join(front + body)
+
+
+def is_generated_card(data: bytes) -> bool:
+    """A README.md that generate wrote (its last line is CARD_MARK)."""
+    return data.rstrip().endswith(CARD_MARK.encode("utf-8"))

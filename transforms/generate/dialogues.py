@@ -10,7 +10,7 @@ import random
 
 from sarchat.templates import load_all
 from sarchat.transforms import geometry
-from sarchat.transforms.categories import CATEGORY_INDEX, article, join_words, plural
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural
 from sarchat.transforms.schema import dialogue_id, join_relation, seeded_int
 
 # DIALOGUE_SCHEMA minus `messages`, which is derived from question and answer when writing.
@@ -19,6 +19,9 @@ DIALOGUE_ROW_FIELDS = (
     "template_id", "gt_boxes", "gt_categories", "gt_cells", "gt_sizes", "gt_shapes", "gt_relations", "gt_count",
 )
 DEFAULT_IDENTIFY_VARIANTS = 7
+# Classify questions name the candidates alphabetically, as the paper's appendix and the real
+# SARChat questions do: "aircraft, bridge, car, harbor, ship, tank".
+CANDIDATES = ", ".join(sorted(CATEGORIES))
 
 
 class DialogueBuilder:
@@ -79,7 +82,8 @@ class DialogueBuilder:
         did = dialogue_id(split, image_id, "classify", None, "", 0)
         t = self._pick("classify", did)
         answer = t["answer"].format(categories=join_words(cats))
-        return (did, split, "classify", None, *base, t["question"], answer, t["id"],
+        question = t["question"].format(candidates=CANDIDATES)
+        return (did, split, "classify", None, *base, question, answer, t["id"],
                 [], list(cats), [], [], [], [], len(cats))
 
     def _describe(self, image, base, boxes):
@@ -102,9 +106,10 @@ class DialogueBuilder:
         t = self._pick("describe", did)
         style = self._describe_styles[t["style"]]
         sizes = [geometry.describe_size(b["ratio"]) for b in kept]
+        more = style["more"] if isinstance(style["more"], list) else [style["more"]]
         phrases = []
         for i, (b, size) in enumerate(zip(kept, sizes)):
-            form = style["first"] if i == 0 else style["more"]
+            form = style["first"] if i == 0 else more[(i - 1) % len(more)]
             phrases.append(form.format(size=size, category=b["category"], position=geometry.POSITION_PHRASES[b["cell"]]))
         answer = style["lead"] + style["sep"].join(phrases) + style["end"]
         answer = answer[0].upper() + answer[1:]
@@ -174,7 +179,9 @@ class DialogueBuilder:
         did = dialogue_id(split, image_id, "refer", subset, cat, 0)
         t = self._pick("refer", did)
         answer = "".join(f"{b['text']} ({b['cell']})" for b in cat_boxes)
-        question = t["question"].format(category=cat, category_plural=plural(cat))
+        n = len(cat_boxes)
+        question = t["question"].format(category=cat, category_plural=plural(cat), n=n, category_n=plural(cat, n),
+                                        be="is" if n == 1 else "are")
         return (did, split, "refer", subset, *base, question, answer, t["id"],
                 [b["xyxy"] for b in cat_boxes], [cat] * len(cat_boxes), [b["cell"] for b in cat_boxes],
                 [], [], [], len(cat_boxes))

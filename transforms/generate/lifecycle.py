@@ -18,6 +18,7 @@ import posixpath
 import re
 
 from sarchat.transforms.errors import OutputError
+from sarchat.transforms.generate.dataset_card import CARD_FILE, is_generated_card
 
 MANIFEST = "manifest.json"
 GENERATOR = "sarchat-bench"
@@ -112,6 +113,16 @@ def clear_previous_output(output):
         old = check_own_manifest(raw, manifest_path)
         FileSystems.delete([manifest_path])
         removed.append(MANIFEST)
+    # The dataset card sits at the root, outside our folders: ours when it carries our mark, else the
+    # user's, and then we refuse the folder rather than overwrite it.
+    card_path = FileSystems.join(output, CARD_FILE)
+    if FileSystems.exists(card_path):
+        with FileSystems.open(card_path) as f:
+            if not is_generated_card(f.read()):
+                raise OutputError(f"{card_path} exists and was not written by sarchat generate (its dataset "
+                                  "card goes there); refusing to overwrite it: move it or choose another --output")
+        FileSystems.delete([card_path])
+        removed.append(CARD_FILE)
     for rel in removable(old, _present(output)):
         path = FileSystems.join(output, *rel.split("/"))
         if FileSystems.exists(path):

@@ -26,7 +26,10 @@ from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueB
 from sarchat.transforms.schema import seeded_int, swift_task_file
 
 NAMESPACE = "sarchat.generate"
-FORMATS = ("parquet", "tfrecord", "swift")
+FORMATS = ("parquet", "tfrecord", "swift", "authors")
+DEFAULT_FORMATS = ("parquet", "tfrecord", "swift")
+# Formats built from the per-shard ms-swift part files.
+_SWIFT_BASED = ("swift", "authors")
 _TASK = DIALOGUE_ROW_FIELDS.index("task")
 _SUBSET = DIALOGUE_ROW_FIELDS.index("subset")
 
@@ -89,7 +92,7 @@ class WriteShardFn(beam.DoFn):
                 data = tfrecord.encode_rows(rows)
             write_bytes(path, data)
             files.append({"path": path, "rows": len(rows), "bytes": len(data)})
-        if "swift" in self.formats:
+        if any(f in self.formats for f in _SWIFT_BASED):
             by_file = collections.defaultdict(list)
             with gc_paused():
                 for r in rows:
@@ -117,6 +120,22 @@ def swift_part_path(output, split, task_file, shard):
 
 SWIFT_TASK_FILES = ("classify", "describe", "count", "grounding_single", "grounding_multi",
                     "identify_single", "identify_multi", "refer_single", "refer_multi")
+# The authors' file names (their inference script reads these): SARChat_<name>_<split>.json per task
+# file, and the training set as one SARChat_total_task_train.json.
+AUTHORS_TASK_NAMES = {
+    "classify": "classify", "describe": "describe", "count": "classify_count",
+    "grounding_single": "classify_grounding_single", "grounding_multi": "classify_grounding_multi",
+    "identify_single": "classify_identify_single", "identify_multi": "classify_identify_multi",
+    "refer_single": "classify_refer_single", "refer_multi": "classify_refer_multi",
+}
+AUTHORS_TOTAL_SPLITS = ("train",)
+
+
+def authors_files(split):
+    """[(file name, [task files it holds])] of the authors' layout for one split."""
+    if split in AUTHORS_TOTAL_SPLITS:
+        return [(f"SARChat_total_task_{split}.json", list(SWIFT_TASK_FILES))]
+    return [(f"SARChat_{AUTHORS_TASK_NAMES[t]}_{split}.json", [t]) for t in SWIFT_TASK_FILES]
 
 
 class FinalizeFn(beam.DoFn):
@@ -146,6 +165,10 @@ class FinalizeFn(beam.DoFn):
             split_counts.update(r["counts"])
         if "swift" in self.formats:
             files.extend(self._join_swift())
+        if "authors" in self.formats:
+            files.extend(self._write_authors())
+        if any(f in self.formats for f in _SWIFT_BASED):
+            self._remove_swift_parts()
         reject_counts, describe_counts = {}, {}
         by_split = collections.defaultdict(list)
         for r in rejects:
@@ -183,16 +206,55 @@ class FinalizeFn(beam.DoFn):
                     (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         yield manifest
 
+    def _parts(self, split, task_files):
+        """The existing part files of these task files, task file by task file, shard by shard."""
+        for task_file in task_files:
+            for s in range(self.num_shards[split]):
+                path = swift_part_path(self.output, split, task_file, s)
+                if FileSystems.exists(path):
+                    yield path
+
     def _join_swift(self):
+        """swift/<split>/<task file>.jsonl: the parts concatenated, streamed (one part in memory)."""
         files = []
         for split in sorted(self.num_shards):
             for task_file in SWIFT_TASK_FILES:
-                parts = [swift_part_path(self.output, split, task_file, s) for s in range(self.num_shards[split])]
-                parts = [p for p in parts if FileSystems.exists(p)]
-                data = b"".join(read_bytes(p) for p in parts)
                 path = FileSystems.join(self.output, "swift", split, f"{task_file}.jsonl")
-                write_bytes(path, data)
-                files.append({"path": path, "rows": data.count(b"\n"), "bytes": len(data)})
+                rows = size = 0
+                with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                    for part in self._parts(split, [task_file]):
+                        data = read_bytes(part)
+                        f.write(data)
+                        rows += data.count(b"\n")
+                        size += len(data)
+                files.append({"path": path, "rows": rows, "bytes": size})
+        return files
+
+    def _write_authors(self):
+        """authors/SARChat_*.json: JSON arrays of the same ms-swift rows, one row per line."""
+        files = []
+        for split in sorted(self.num_shards):
+            for name, task_files in authors_files(split):
+                path = FileSystems.join(self.output, "authors", name)
+                rows = 0
+                with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                    f.write(b"[")
+                    size = 1
+                    for part in self._parts(split, task_files):
+                        for line in read_bytes(part).split(b"\n"):
+                            if not line:
+                                continue
+                            chunk = (b",\n" if rows else b"\n") + line
+                            f.write(chunk)
+                            size += len(chunk)
+                            rows += 1
+                    tail = b"\n]\n" if rows else b"]\n"
+                    f.write(tail)
+                    size += len(tail)
+                files.append({"path": path, "rows": rows, "bytes": size})
+        return files
+
+    def _remove_swift_parts(self):
         parts_dir = FileSystems.join(self.output, "swift", "_parts")
         leftovers = [m.path for mr in FileSystems.match([FileSystems.join(parts_dir, "*", "*")]) for m in mr.metadata_list]
         if leftovers:
@@ -202,7 +264,6 @@ class FinalizeFn(beam.DoFn):
                 FileSystems.delete([parts_dir])
             except Exception:  # object stores have no directories; nothing left to delete
                 pass
-        return files
 
 
 def _nest(counter):
