@@ -195,3 +195,30 @@ def test_a_changed_template_is_caught_by_its_pin():
     assert sarchat.templates.template_hashes("count", bank)[first] == released[first]
     assert sarchat.templates.template_hashes("count", edited)[first] != released[first]
     assert sarchat.templates.bank_fingerprint(edited) != sarchat.templates.bank_fingerprint(bank)
+
+
+def test_describe_sentences_start_with_a_capital():
+    """Every describe style that ends a phrase with a full stop starts the next with a capital
+    ('... of the image. There is one more ...'): the old `visible` style wrote '. there is'."""
+    import re
+
+    from sarchat import templates
+
+    bank = templates.load_bank("describe")
+    for name, style in bank["styles"].items():
+        if style["sep"].rstrip().endswith("."):
+            forms = style["more"] if isinstance(style["more"], list) else [style["more"]]
+            assert all(f[:1].isupper() for f in forms), name
+    images, annotations = known_dataset()
+    parsed, _ = coco.parse_coco({"images": images, "annotations": annotations, "categories": CATEGORIES},
+                                "test.json", "test", "JPEGImages/test")
+    styles = set()
+    for seed in range(60):
+        builder = DialogueBuilder(seed=seed)
+        for image in parsed:
+            for r in builder.build(image)[0]:
+                r = dict(zip(DIALOGUE_ROW_FIELDS, r))
+                if r["task"] == "describe":
+                    styles.add(r["template_id"])
+                    assert not re.search(r"\. [a-z]", r["answer"]), r["answer"]
+    assert {f"describe-{k}" for k in range(51, 56)} & styles, "no visible_sentences answer drawn"

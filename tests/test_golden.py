@@ -14,13 +14,13 @@ import pytest
 from sarchat.beam_pipelines import demo, generate, synth
 
 GENERATE_DIGESTS = {
-    "README.md": "1bbdee9025ef2453dd60c3e9bbd91b2b399f37f370f8705cbf9610969243daca",
-    "manifest.json": "911d837e7eb8490f174f409fecfc8d5d3a2e7cd0e13cfafb5aaa25b03e079bb1",
+    "README.md": "f067567d5049978f0b3796112063468588418d22be485a2fa8e019dd6d96c089",
+    "manifest.json": "4e0ea7207473b68d9d83b8ab365d181f197174765a607399d815e897a9ca7925",
     "parquet/test/dialogues-00000-of-00001.parquet": "2d9a05912ef91c4abcb65ca90c2bdc7357e676d6003ba81831342ae7400cc19e",
-    "parquet/train/dialogues-00000-of-00004.parquet": "c48cbca7a14fc03d75cb0e5a96114fe9ecf83943c7996fa973d03cb674925598",
-    "parquet/train/dialogues-00001-of-00004.parquet": "d5e658289601180955ec7da7a23f8b7180575497d0b4898319765ed085be9402",
-    "parquet/train/dialogues-00002-of-00004.parquet": "fd4b576e7053e797b5ff239fa0e5bf961bd1d151ddf9d5deb76b8b8d0a2a658a",
-    "parquet/train/dialogues-00003-of-00004.parquet": "fa2e6c79671eb1dda4f21b4de6d725a565d6478bd9391f354c0798314ba10c1f",
+    "parquet/train/dialogues-00000-of-00004.parquet": "757368fce494fa9aaa6ada1c381146d725074d25892a1d5c508be67d12387eff",
+    "parquet/train/dialogues-00001-of-00004.parquet": "e60e8c29b57fbbc372b86085df54aeef0ec65a345dd04883c0d3bcf5403e7b82",
+    "parquet/train/dialogues-00002-of-00004.parquet": "ba4503cad4b124ba24c73e948ce4c47d1537ec608a40887e845c061be8a82213",
+    "parquet/train/dialogues-00003-of-00004.parquet": "bb40c9dfca78465e037aae48439a537c194f1df3b027a8cfcd5e2f2d1eb8034f",
     "rejects/test.jsonl": "362418fe0ce5bf2fa18df6b3ebe80fbfa5d702e28428bd419d4c5c51ba93caca",
     "rejects/train.jsonl": "f58a7dc63ddf659af517c22ef32a0916dfef29a390e1db8f7e871aa884cc2c0a",
     "swift/test/classify.jsonl": "085b9a26b2c274b7c7e03e5d3d0de1651803d21b42a9a2dac3d2e62530e40fed",
@@ -34,7 +34,7 @@ GENERATE_DIGESTS = {
     "swift/test/refer_single.jsonl": "ca9e071ed1c9c47f7ade3e49a8d03745a9d4c32409224daad03ec8b49d5fe1f2",
     "swift/train/classify.jsonl": "117ecb8bb6d4330c47867af7c5aa16970e501514c4497558dfa2a73cc7978453",
     "swift/train/count.jsonl": "b7409ea0f09063b423a33d194e0d69730f99c8359deea7c1e5b5940aceeb0bc8",
-    "swift/train/describe.jsonl": "e0e66621552a66278466d0e95fba0cbdcc94c9db311c3168af2d180d9b785d13",
+    "swift/train/describe.jsonl": "776c5ca79dafcf23ad7b92096c1969a5b736e3db66a360f4e3c67609ca5d7176",
     "swift/train/grounding_multi.jsonl": "90e16c90e051e1480c25f4b2b7f14908d3fe255853b0f50e2e9a60e853e14cb2",
     "swift/train/grounding_single.jsonl": "435b136dd7fc16e8edbcf30e0d2496557700076f464ee8441742ceb943550ad7",
     "swift/train/identify_multi.jsonl": "96739be622528b907c36606458d5eb7866785d005f7dff45da82dd1b6edeeabe",
@@ -42,10 +42,10 @@ GENERATE_DIGESTS = {
     "swift/train/refer_multi.jsonl": "f6d4488f010b5e3fd01d3f6f76df30a16c726a33b96af182411f453eb8b11bc8",
     "swift/train/refer_single.jsonl": "c4a5f840b796eb836ad2416746971a237a7ecbfb45c1deb5434642702e85290a",
     "tfrecord/test/dialogues-00000-of-00001.tfrecord": "41befd20c73da3f25a25d29042d7f0e9c396b1d58c3b997d5836bebd18c9eaeb",
-    "tfrecord/train/dialogues-00000-of-00004.tfrecord": "8ff5f49a3f0866576ec4ae95568855d20501ea1b2b74b3df83c709e81977c49b",
-    "tfrecord/train/dialogues-00001-of-00004.tfrecord": "783e36187102ea89c7b02e8d583b3c790029ec35cb4bd196bfc57f3cc4eac473",
-    "tfrecord/train/dialogues-00002-of-00004.tfrecord": "0a45c67bf460a26b5933e099fbeb73f4f4cbef9e64fbaa48dc9281fc0b2454dc",
-    "tfrecord/train/dialogues-00003-of-00004.tfrecord": "a5878bdefce2e59ba7ed7631bbeb7c658321396d35b89c4e9bb776aa4567ca71",
+    "tfrecord/train/dialogues-00000-of-00004.tfrecord": "f9c15e9bd32e97f50c11798c41bd1d9acf5a5bf0692b61d34cf663580ba680db",
+    "tfrecord/train/dialogues-00001-of-00004.tfrecord": "4f8add2f2c32376953e8660ab771c5c6e1d8e7342537d169e1551bb60e70916d",
+    "tfrecord/train/dialogues-00002-of-00004.tfrecord": "34219c1fb6c770cae84444f81bf15f1ae9545d044345dd6a5144f9c70c31beed",
+    "tfrecord/train/dialogues-00003-of-00004.tfrecord": "538cc48610ea5452613327fa2ececc288866916ee77ea9580c166399299d0ca7",
 }
 SCORE_DIGESTS = {
     "blind": "70e9da593f42c8fb10745263a07110262e773b7f7ecb46e787665510040a85c2",
