@@ -7,6 +7,7 @@ DIALOGUE_SCHEMA rows for every task (built by sarchat.transforms.generate.dialog
 question per box), plus `manifest.json` with `input_root`, i.e. the layout
 `sarchat infer` reads. Deterministic for a seed.
 """
+import hashlib
 import json
 import os
 
@@ -156,8 +157,20 @@ def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",
             part = [r for j, r in enumerate(rows) if j % shards == s]
             pq.write_table(pa.Table.from_pylist(part, schema=DIALOGUE_SCHEMA),
                            os.path.join(pdir, f"dialogues-{s:05d}-of-{shards:05d}.parquet"))
+    # Like generate's manifest: the files with their sizes (consumers read only those) and a
+    # dataset version that changes with the content.
+    files, digest = [], hashlib.sha256()
+    for folder, _, names in sorted(os.walk(os.path.join(generated, "parquet"))):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            with open(path, "rb") as fh:
+                data = fh.read()
+            rel = os.path.relpath(path, generated).replace(os.sep, "/")
+            files.append({"path": rel, "bytes": len(data)})
+            digest.update(rel.encode() + b"\x1f" + hashlib.sha256(data).digest())
     with open(os.path.join(generated, "manifest.json"), "w", encoding="utf-8") as fh:
-        json.dump({"input_root": image_root, "seed": seed, "fixture": True}, fh)
+        json.dump({"input_root": image_root, "seed": seed, "fixture": True, "files": files,
+                   "dataset_version": digest.hexdigest()[:16]}, fh)
     return generated, image_root, all_rows
 
 
