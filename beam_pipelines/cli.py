@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "generate": ("sarchat.beam_pipelines.generate", "Beam pipeline: COCO SAR detections -> SARChat dialogues"),
     "regenerate": ("sarchat.beam_pipelines.regenerate", "generate into BASE/v-<hash> once per input+config; LATEST pointer"),
     "infer": ("sarchat.inference.run", "run a model (vllm, openai, cfar, oracle, blind) over a split"),
+    "infer-beam": ("sarchat.beam_pipelines.infer_beam", "Beam RunInference pipeline: vLLM over a split (Dataflow GPUs)"),
     "score": ("sarchat.beam_pipelines.score", "Beam pipeline: score predictions, write metrics and report"),
     "stats": ("sarchat.beam_pipelines.stats", "Beam pipeline: dataset statistics (the paper's tables)"),
     "demo": ("sarchat.beam_pipelines.demo", "synth, generate, stats, infer, score and report in one go"),

@@ -43,7 +43,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from sarchat.inference.dataset import load_rows
-    from sarchat.inference.run import build_parser, execute
+    from sarchat.inference.run import execute, parse_config
 
     with tempfile.TemporaryDirectory(prefix="infer_cfar_") as workdir:
         dataset = args.dataset or build_dataset(workdir, args.images, args.seed)
@@ -58,7 +58,7 @@ def main(argv=None):
                 flags += ["--io-workers", str(args.io_workers)]
             if args.batch_size:
                 flags += ["--batch-size", str(args.batch_size)]
-            cfg = build_parser().parse_args(flags)
+            cfg = parse_config(flags)
             t0 = time.perf_counter()
             execute(cfg)
             rates.append(len(rows) / (time.perf_counter() - t0))

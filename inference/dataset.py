@@ -1,28 +1,28 @@
-"""Reading the generated dialogues for inference: Parquet shards, selection, sharding, images.
+"""Reading the generated dialogues for inference: the manifest's Parquet shards, selection,
+sharding, images.
 
 `sarchat generate --output OUT` writes `OUT/parquet/<split>/dialogues-*.parquet` (DIALOGUE_SCHEMA)
-and `OUT/manifest.json`, whose `input_root` is the dataset root the relative `image_path`s hang
-from. `--image-root` overrides it. Paths may be local or any fsspec URL (gs://...).
+and, last, `OUT/manifest.json`, which lists every file with its size and whose `input_root` is the
+dataset root the relative `image_path`s hang from (`--image-root` overrides it). The files read are
+the ones the manifest lists, through sarchat.transforms.dataset_files (a folder without a manifest,
+or a listed file of another size, is refused). Paths may be local or any fsspec URL (gs://...).
 """
 import base64
 import contextlib
 import hashlib
 import io
-import json
 import os
-import posixpath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sarchat.transforms.schema import DIALOGUE_FIELDS, TASKS
+from sarchat.inference.config import DEFAULT_MAX_IMAGE_PIXELS, parse_tasks, task_entries, task_entry
+from sarchat.transforms import dataset_files
+from sarchat.transforms.errors import DatasetError, UsageError
+from sarchat.transforms.schema import DIALOGUE_FIELDS
 
 # Columns every backend needs; backends add their own (oracle/blind need the answers).
 BASE_COLUMNS = ("id", "split", "task", "subset", "image_path", "image_id", "width", "height", "question")
-
-
-class DatasetError(Exception):
-    """The generated dataset cannot be used as given; the message names the folder or file."""
 
 
 def is_url(path) -> bool:
@@ -43,39 +43,42 @@ def _open(path, mode="rb"):
     return open(path, mode)
 
 
-def split_files(dataset, split):
-    """The split's Parquet shard files, sorted by name."""
-    folder = _join(_join(dataset, "parquet"), split)
-    if is_url(folder):
-        import fsspec
-
-        try:
-            fs, _, paths = fsspec.get_fs_token_paths(folder.rstrip("/") + "/dialogues-*.parquet")
-        except Exception as exc:
-            raise DatasetError(f"cannot list {folder}: {type(exc).__name__}: {exc}") from exc
-        protocol = folder.split("://", 1)[0]
-        return sorted(f"{protocol}://{p}" for p in paths)
-    if not os.path.isdir(folder):
-        return []
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
-                  if n.startswith("dialogues-") and n.endswith(".parquet"))
-
-
 def read_manifest(dataset) -> dict:
-    path = _join(dataset, "manifest.json")
-    try:
-        with _open(path, "rb") as fh:
-            return json.loads(fh.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """The dataset's manifest.json (DatasetError naming it when missing or not a manifest)."""
+    return dataset_files.read_manifest(dataset)
 
 
-def resolve_image_root(dataset, override=None) -> str:
+def dataset_version(dataset, manifest=None) -> str:
+    return dataset_files.dataset_version(manifest if manifest is not None else read_manifest(dataset))
+
+
+def _splits_listed(manifest):
+    found = set()
+    for entry in manifest.get("files", []):
+        rel = entry.get("path") if isinstance(entry, dict) else None
+        if isinstance(rel, str) and rel.startswith("parquet/") and rel.count("/") >= 2:
+            found.add(rel.split("/")[1])
+    return sorted(found)
+
+
+def split_files(dataset, split, manifest=None, flag="--split"):
+    """The split's Parquet shards as the manifest lists them (sizes checked); DatasetError when
+    the manifest lists none."""
+    manifest = read_manifest(dataset) if manifest is None else manifest
+    files = dataset_files.split_parquet_files(dataset, split, manifest=manifest)
+    if not files:
+        splits = _splits_listed(manifest)
+        raise DatasetError(f"{flag} {split}: {_join(dataset, dataset_files.MANIFEST)} lists no "
+                           f"parquet/{split}/ files (its splits: {', '.join(splits) or 'none'})")
+    return files
+
+
+def resolve_image_root(dataset, override=None, manifest=None) -> str:
     """--image-root, else manifest.json's input_root (relative paths tried from the cwd, then
     from the dataset folder), else the dataset folder itself."""
     if override:
         return str(override)
-    manifest = read_manifest(dataset)
+    manifest = read_manifest(dataset) if manifest is None else manifest
     root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
     if not root:
         return str(dataset)
@@ -84,34 +87,6 @@ def resolve_image_root(dataset, override=None) -> str:
         return root
     candidate = os.path.join(str(dataset), root)
     return candidate if os.path.isdir(candidate) else root
-
-
-def files_fingerprint(paths) -> str:
-    """Cheap fingerprint of input files: names and sizes (used for the blind prior's training data)."""
-    h = hashlib.sha256()
-    for p in paths:
-        try:
-            size = os.path.getsize(p) if not is_url(p) else -1
-        except OSError:
-            size = -1
-        h.update(f"{posixpath.basename(str(p))}\x1f{size}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def parse_tasks(spec):
-    """'count,refer_single grounding' -> {('count', None), ('refer', 'single'), ('grounding', None)}."""
-    if not spec:
-        return None
-    items = []
-    for part in spec if isinstance(spec, (list, tuple)) else [spec]:
-        items.extend(t for t in str(part).replace(",", " ").split() if t)
-    wanted = set()
-    for item in items:
-        task, _, subset = item.partition("_")
-        if task not in TASKS or (subset and subset not in ("single", "multi")):
-            raise ValueError(f"unknown task {item!r}; tasks: {', '.join(TASKS)} (or TASK_single / TASK_multi)")
-        wanted.add((task, subset or None))
-    return wanted
 
 
 def _selected(task, subset, wanted):
@@ -128,37 +103,43 @@ def shard_of(sample_id: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
-def load_rows(dataset, split, columns=BASE_COLUMNS, tasks=None, limit=None, num_shards=1, shard_index=0):
+def load_rows(dataset, split, columns=BASE_COLUMNS, tasks=None, limit=None, num_shards=1, shard_index=0,
+              manifest=None):
     """Dialogue rows (dicts) of one split, in a deterministic global order.
 
     Selection: task filter, then the first `limit` rows (files in name order, rows in file order;
     identical for every shard), then this shard's part (sha256 of the id mod num_shards).
+    A --tasks entry that matches no dialogue of the split is a UsageError naming it.
     """
-    files = split_files(dataset, split)
-    if not files:
-        raise DatasetError(f"no dialogues-*.parquet under {_join(_join(dataset, 'parquet'), split)} "
-                           "(--dataset is the output folder of `sarchat generate`; --split names one of its splits)")
+    files = split_files(dataset, split, manifest)
     cols = [c for c in DIALOGUE_FIELDS if c in set(columns) | {"id", "task", "subset"}]
     wanted = parse_tasks(tasks)
+    entries = {e: task_entry(e) for e in task_entries(tasks)} if tasks else {}
+    unmatched = set(entries)
     rows, seen = [], 0
     for path in files:
         with _reading(path), _open(path, "rb") as fh:
-            table = pq.read_table(fh, columns=cols)
+            table = pq.read_table(fh, columns=cols if limit is None or seen < limit else ["task", "subset"])
         for row in table.to_pylist():
             if not _selected(row["task"], row.get("subset"), wanted):
                 continue
+            if unmatched:
+                unmatched -= {e for e in unmatched if _selected(row["task"], row.get("subset"), {entries[e]})}
             if limit is not None and seen >= limit:
-                return rows
+                continue
             seen += 1
             if shard_of(row["id"], num_shards) == shard_index:
                 rows.append(row)
+    if unmatched:
+        raise UsageError(f"--tasks {' '.join(sorted(unmatched))}: selects no dialogue of split {split!r} "
+                         f"of {dataset}")
     return rows
 
 
-def iter_rows(dataset, split, columns=None):
+def iter_rows(dataset, split, columns=None, manifest=None, flag="--split"):
     """Every row of a split (all columns unless given), streamed file by file."""
     cols = list(columns) if columns else None
-    for path in split_files(dataset, split):
+    for path in split_files(dataset, split, manifest, flag=flag):
         with _reading(path), _open(path, "rb") as fh:
             for batch in pq.ParquetFile(fh).iter_batches(batch_size=4096, columns=cols):
                 yield from batch.to_pylist()
@@ -195,22 +176,35 @@ def read_image_bytes(location) -> bytes:
         raise ImageError(f"cannot read image {location}: {exc}") from exc
 
 
-def decode_image(data: bytes, location=""):
-    """A fully decoded PIL image (raises ImageError on a corrupt or truncated file)."""
+def decode_image(data: bytes, location="", expected_size=None, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+    """A fully decoded PIL image; ImageError on a corrupt or truncated file, and, from the header
+    alone (before any pixel is decoded), on an image whose size is not `expected_size` (the row's
+    width, height) or that has more than `max_pixels` pixels."""
     from PIL import Image
 
     try:
         img = Image.open(io.BytesIO(data))
+        width, height = img.size
+    except Exception as exc:  # PIL raises many types for corrupt data (DecompressionBombError too)
+        raise ImageError(f"corrupt image {location}: {type(exc).__name__}: {exc}") from exc
+    if expected_size is not None and (width, height) != tuple(int(v) for v in expected_size):
+        raise ImageError(f"image {location} is {width}x{height} pixels, the dataset says "
+                         f"{int(expected_size[0])}x{int(expected_size[1])}")
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"image {location} has {width}x{height} = {width * height} pixels, more than "
+                         f"--max-image-pixels {max_pixels}; not decoded")
+    try:
         img.load()
         return img
-    except Exception as exc:  # PIL raises many types for corrupt data
+    except Exception as exc:
         raise ImageError(f"corrupt image {location}: {type(exc).__name__}: {exc}") from exc
 
 
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
-def image_data_url(data: bytes, location="", pad_to_multiple: int = 0) -> str:
+def image_data_url(data: bytes, location="", pad_to_multiple: int = 0, expected_size=None,
+                   max_pixels=DEFAULT_MAX_IMAGE_PIXELS) -> str:
     """A base64 data URL for the image; decodes it first so a corrupt file fails here, per sample.
 
     JPEG and PNG in 8-bit L/RGB(A) are sent as they are; anything else (BMP, TIFF, 16-bit) is
@@ -219,7 +213,7 @@ def image_data_url(data: bytes, location="", pad_to_multiple: int = 0) -> str:
     """
     from PIL import Image
 
-    img = decode_image(data, location)
+    img = decode_image(data, location, expected_size, max_pixels)
     fmt = img.format
     if pad_to_multiple and pad_to_multiple > 1:
         m = pad_to_multiple
@@ -254,11 +248,25 @@ def _to_8bit(img):
     return Image.fromarray(arr, mode="L")
 
 
-def image_gray_array(data: bytes, location=""):
+def image_gray_array(data: bytes, location="", expected_size=None, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """The image as a float32 2-D amplitude array (channels averaged)."""
     import numpy as np
 
-    img = decode_image(data, location)
+    img = decode_image(data, location, expected_size, max_pixels)
     if img.mode not in ("L", "I", "I;16", "F"):
         img = img.convert("L")
     return np.asarray(img, dtype=np.float32)
+
+
+def row_size(row):
+    """(width, height) the dataset row declares for its image."""
+    return int(row["width"]), int(row["height"])
+
+
+def sample_messages(sample, adapter, use_hint=True, read_image=read_image_bytes,
+                    max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+    """The chat messages of one sample: its image (read, checked against the row's size, decoded)
+    as a data URL and the adapter's question text. ImageError for an unusable image."""
+    data = read_image(sample.image_location)
+    url = image_data_url(data, sample.image_location, adapter.pad_to_multiple, row_size(sample.row), max_pixels)
+    return adapter.build_messages(sample.row, url, use_hint=use_hint)

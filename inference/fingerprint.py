@@ -36,6 +36,8 @@ def model_fingerprint(model: str, revision: str = None) -> dict:
     return {"kind": "hub", "name": model, "revision": revision or "default"}
 
 
-def run_key(backend: str, fingerprint: dict, adapter_spec: str, sampling: dict) -> str:
+def run_key(backend: str, fingerprint: dict, adapter_spec: str, sampling: dict, dataset_version: str,
+            engine: dict) -> str:
+    """The store's key: everything that can change an answer (see inference/manifest.py)."""
     return stable_hash({"backend": backend, "model": fingerprint, "adapter": adapter_spec,
-                        "sampling": sampling})
+                        "sampling": sampling, "dataset": dataset_version, "engine": engine})

@@ -5,8 +5,9 @@ needs both. So a run with a URL as --output keeps the store of inference/store.p
 folder (--work-dir; by default ~/.cache/sarchat/infer/<hash of the URL>) and mirrors it:
 
     pull    before the run and before each merge: every remote part file that is missing here or
-            longer than the local copy (parts are append-only, so longer means newer), and the
-            other shards' manifests
+            longer than the local copy (parts are append-only, so longer means newer), the
+            other shards' manifests, and this shard's own when there is no local one yet (a rerun
+            on a fresh node with nothing left to do keeps the figures of the run that did the work)
     push    this shard's part file every --push-interval seconds and at the end, its manifest
             whenever it is written
     merge   pull, merge locally, upload predictions.parquet, predictions.jsonl and manifest.json;
@@ -23,6 +24,7 @@ import os
 import posixpath
 
 from sarchat.inference import store
+from sarchat.transforms.errors import OutputError
 
 
 def default_work_dir(url):
@@ -45,7 +47,7 @@ def _quiet_library_tracebacks():
         log.addFilter(_NoTraceback())
 
 
-class RemoteError(RuntimeError):
+class RemoteError(OutputError):
     """A remote read or write failed; what was done is in the local work folder, rerun to resume."""
 
 
@@ -123,8 +125,11 @@ class RemoteRun:
             if not os.path.exists(local) or os.path.getsize(local) < size:
                 self._download(rel)
         for name in sorted(self._listing(f"runs/{run_key}")):
-            if name.startswith("shard-") and name.endswith(".json") and name != own_manifest:
-                self._download(f"runs/{run_key}/{name}")
+            rel = f"runs/{run_key}/{name}"
+            if not (name.startswith("shard-") and name.endswith(".json")):
+                continue
+            if name != own_manifest or not os.path.exists(self._local(rel)):
+                self._download(rel)
         return sizes
 
     def merge(self, run_key, merge_local):

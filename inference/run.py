@@ -7,10 +7,13 @@ Backends: vllm (in-process vLLM), openai (any OpenAI-compatible endpoint), cfar 
 baseline), oracle and blind (inference/baselines.py), or `package.module:Class`.
 
 Nothing lost, nothing twice: every batch's predictions are appended to this shard's JSONL part file
-and fsync'd before the next batch starts; a rerun with the same settings (same run key: model
-fingerprint, backend, adapter, sampling) skips the ids already answered and retries the failed
-ones. At the end the shard merges every part file of the run key into DIR/predictions.parquet
-(PREDICTION_SCHEMA, one row per id) and writes DIR/manifest.json. See inference/store.py.
+and fsync'd before the next batch starts; a rerun with the same settings (the same run key, which
+covers everything that can change an answer, the dataset version included: inference/manifest.py)
+skips the ids already answered and retries the failed ones. At the end the shard merges every part
+file of the run key into DIR/predictions.parquet (PREDICTION_SCHEMA, one row per id, the dataset
+version in its metadata) and writes DIR/manifest.json. See inference/store.py.
+The command exits 1 when any selected sample is left without a prediction (the failures stay in
+the store, and the next run retries them).
 
 Several GPUs: `--num-shards K --shard-index I` in K processes (sha256-of-id sharding), or
 `--num-shards K --spawn-shards` to start the K processes here, one per GPU (CUDA_VISIBLE_DEVICES).
@@ -19,11 +22,9 @@ Several GPUs: `--num-shards K --shard-index I` in K processes (sha256-of-id shar
 `--output gs://bucket/run` (any fsspec URL): the store stays on local disk (`--work-dir`) and is
 mirrored to the URL, see inference/remote.py.
 """
-import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -31,32 +32,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from sarchat.inference import remote, store
-from sarchat.transforms.fileio import check_output_location
-from sarchat.transforms.adapters import ADAPTERS, get_adapter, guess_adapter
-from sarchat.inference.backends import BACKENDS, get_backend_class
-from sarchat.inference.backends.base import Result, Sample
-from sarchat.inference.dataset import (BASE_COLUMNS, DatasetError, image_location, is_url, load_rows, parse_tasks,
-                               resolve_image_root)
-from sarchat.inference.fingerprint import run_key as make_run_key
-from sarchat.inference.fingerprint import stable_hash
+from sarchat.inference.backends.base import Sample, predict_batch
+from sarchat.inference.config import (InferenceConfig, OneLineParser, add_baseline_flags, add_dataset_flags,
+                                      add_model_flags, add_openai_flags, add_run_flags, add_sampling_flags,
+                                      add_vllm_flags, get_backend_class, print_error)
+from sarchat.inference.dataset import (BASE_COLUMNS, dataset_version, image_location, load_rows, read_manifest,
+                                       resolve_image_root)
+from sarchat.inference.manifest import (model_column, redact, redact_argv, resolve_adapter, run_identity,
+                                        run_manifest)
+from sarchat.transforms.adapters import get_adapter
+from sarchat.transforms.errors import RunFailed, SarchatError
 
-
-def package_version(name):
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover
-        return None
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def _redact_argv(argv):
-    """The command line for the manifest, with any user:password@ of a URL removed."""
-    import re
-
-    return [re.sub(r"(://)[^/@\s]{1,200}@", r"\1***@", str(a)) for a in argv]
+COMMAND = "infer"
+# How many failed samples the closing error line quotes.
+FIRST_ERRORS = 3
 
 
 def _now():
@@ -64,70 +53,21 @@ def _now():
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="sarchat infer", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="output folder of `sarchat generate` (holds parquet/ and manifest.json)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--output", required=True, type=lambda text: check_output_location(text, "--output"),
-                   help="run folder: store/, runs/, predictions.parquet, manifest.json; local or a URL (gs://...)")
-    p.add_argument("--work-dir", default=None,
-                   help="local folder for the store when --output is a URL (default ~/.cache/sarchat/infer/<hash>)")
-    p.add_argument("--push-interval", type=float, default=60.0,
-                   help="seconds between uploads of this shard's part file when --output is a URL")
-    p.add_argument("--backend", default="vllm", help=f"{', '.join(BACKENDS)} or package.module:Class")
-    p.add_argument("--model", default=None, help="checkpoint path or hub id (vllm), served model name (openai)")
-    p.add_argument("--model-name", default=None, help="name written in the predictions' model column")
-    p.add_argument("--adapter", default=None,
-                   help=f"{', '.join(ADAPTERS)} or NAME:BOXFORMAT; default: guessed from --model")
-    p.add_argument("--tasks", nargs="*", default=None,
-                   help="tasks to run (classify describe count grounding identify refer, or TASK_single/TASK_multi)")
-    p.add_argument("--limit", type=int, default=None, help="first N selected dialogues (before sharding)")
-    p.add_argument("--num-shards", type=int, default=1)
-    p.add_argument("--shard-index", type=int, default=0)
-    p.add_argument("--spawn-shards", action="store_true",
-                   help="start --num-shards processes here (one GPU each), wait, merge")
-    p.add_argument("--gpus", default=None, help="GPU ids for --spawn-shards, e.g. 0,1,2,3 (default 0..K*TP-1)")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per batch (and per fsync)")
-    p.add_argument("--image-root", default=None, help="dataset root for image_path (default: manifest input_root)")
-    p.add_argument("--io-workers", type=int, default=8, help="threads reading and encoding images")
-    # sampling
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-format-hint", action="store_true",
-                   help="do not append the box-format sentence for zero-shot adapters")
-    # vllm
-    g = p.add_argument_group("vllm backend")
-    g.add_argument("--revision", default=None)
-    g.add_argument("--tensor-parallel-size", type=int, default=1)
-    g.add_argument("--gpu-memory-utilization", type=float, default=None)
-    g.add_argument("--max-model-len", type=int, default=None)
-    g.add_argument("--trust-remote-code", action="store_true")
-    g.add_argument("--engine-arg", action="append", default=[], metavar="KEY=JSON",
-                   help="extra vllm.LLM argument, repeatable (e.g. max_num_seqs=128)")
-    g.add_argument("--chat-template", default=None, help="jinja chat template file overriding the adapter's")
-    # openai
-    g = p.add_argument_group("openai backend")
-    g.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1 (default $OPENAI_BASE_URL)")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    g.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
-    g.add_argument("--max-retries", type=int, default=6)
-    g.add_argument("--retry-base", type=float, default=1.0, help="first backoff in seconds (doubles)")
-    g.add_argument("--retry-max-wait", type=float, default=60.0)
-    g.add_argument("--request-timeout", type=float, default=300.0)
-    g.add_argument("--no-vllm-extras", action="store_true",
-                   help="send only standard OpenAI fields (no skip_special_tokens)")
-    # baselines
-    p.add_argument("--fit-split", default="train", help="split the blind prior is fitted on")
-    p.add_argument("--blind-question-box", action="store_true",
-                   help="blind prior reads the box an identify question names (still never the image)")
-    # run control
-    p.add_argument("--merge-only", action="store_true", help="only rewrite predictions.parquet from the store")
-    p.add_argument("--no-merge", action="store_true", help="do not merge at the end (spawned shards)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--progress-position", type=int, default=None, help=argparse.SUPPRESS)
+    p = OneLineParser(prog="sarchat infer", description=__doc__.split("\n\n")[0])
+    add_dataset_flags(p, output_help="run folder: store/, runs/, predictions.parquet, manifest.json; "
+                                     "local or a URL (gs://...)")
+    add_run_flags(p)
+    add_model_flags(p)
+    add_sampling_flags(p)
+    add_vllm_flags(p)
+    add_openai_flags(p)
+    add_baseline_flags(p)
     return p
+
+
+def parse_config(argv) -> InferenceConfig:
+    """The run's InferenceConfig from `sarchat infer`'s flags (argparse exits 2 on a bad flag)."""
+    return InferenceConfig.from_args(build_parser().parse_args(list(argv)))
 
 
 class _Progress:
@@ -152,31 +92,38 @@ class _Progress:
             self.bar.close()
 
 
-def resolve_adapter(cfg, backend_cls):
-    fixed = getattr(backend_cls, "fixed_adapter", None)
-    if fixed:
-        if cfg.adapter and get_adapter(cfg.adapter).name != get_adapter(fixed).name:
-            print(f"sarchat infer: the {cfg.backend} backend answers in canonical boxes; "
-                  f"using adapter {fixed!r} instead of {cfg.adapter!r}", file=sys.stderr)
-        return get_adapter(fixed)
-    return get_adapter(cfg.adapter or guess_adapter(cfg.model or ""))
+def _adapter(cfg, backend_cls):
+    adapter = resolve_adapter(cfg, backend_cls)
+    if cfg.adapter and get_adapter(cfg.adapter).name != adapter.name:
+        print(f"sarchat infer: the {cfg.backend} backend answers in canonical boxes; "
+              f"using adapter {adapter.name!r} instead of {cfg.adapter!r}", file=sys.stderr)
+    return adapter
+
+
+def _adapter(cfg, backend_cls):
+    adapter = resolve_adapter(cfg, backend_cls)
+    if cfg.adapter and get_adapter(cfg.adapter).name != adapter.name:
+        print(f"sarchat infer: the {cfg.backend} backend answers in canonical boxes; "
+              f"using adapter {adapter.name!r} instead of {cfg.adapter!r}", file=sys.stderr)
+    return adapter
 
 
 class Runner:
     """One invocation for one shard: select, skip what is done, predict, append, merge."""
 
-    def __init__(self, cfg, backend=None, argv=None):
+    def __init__(self, cfg: InferenceConfig, backend=None, argv=None):
         self.cfg = cfg
         self.argv = list(argv or [])
+        self.dataset_manifest = read_manifest(cfg.dataset)
+        self.dataset_version = dataset_version(cfg.dataset, self.dataset_manifest)
         backend_cls = type(backend) if backend is not None else get_backend_class(cfg.backend)
-        self.adapter = backend.adapter if backend is not None else resolve_adapter(cfg, backend_cls)
+        self.adapter = backend.adapter if backend is not None else _adapter(cfg, backend_cls)
         self.backend = backend if backend is not None else backend_cls(cfg, self.adapter)
-        self.fingerprint = self.backend.fingerprint()
-        self.sampling = self.backend.sampling()
-        self.key = make_run_key(self.backend.name, self.fingerprint, self.adapter.spec, self.sampling)
-        self.model_name = cfg.model_name or cfg.model or self.backend.name
-        remote_url = getattr(cfg, "remote_output", None)
-        self.remote = remote.RemoteRun(remote_url, cfg.output) if remote_url else None
+        self.identity = run_identity(self.backend, self.dataset_version)
+        self.key = self.identity.key
+        self.model_name = model_column(cfg, self.backend)
+        self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
+        self.failures = []
 
     def location(self, name):
         """Where the run's file `name` is published: under the URL for a remote run."""
@@ -194,46 +141,33 @@ class Runner:
 
     # ---- manifests -----------------------------------------------------------------------------
     def base_manifest(self):
-        cfg = self.cfg
-        versions = {"python": platform.python_version(), "sarchat-bench": package_version("sarchat-bench"),
-                    "numpy": package_version("numpy"), "scipy": package_version("scipy"),
-                    "pyarrow": package_version("pyarrow"), "pillow": package_version("pillow"),
-                    "tqdm": package_version("tqdm")}
-        versions.update(self.backend.versions() or {})
-        return {
-            "tool": "sarchat infer",
-            "model": self.model_name,
-            "model_path": cfg.model,
-            "model_fingerprint": self.fingerprint,
-            "adapter": self.adapter.name,
-            "box_format": self.adapter.box_format.spec,
-            "prompt_spec": self.adapter.spec,
-            "backend": self.backend.name,
-            "backend_info": self.backend.info(),
-            "sampling": self.sampling,
-            "sampling_hash": stable_hash(self.sampling),
-            "run_key": self.key,
-            "dataset": cfg.dataset,
-            "split": cfg.split,
-            "tasks": cfg.tasks,
-            "limit": cfg.limit,
-            "versions": versions,
-        }
+        return run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
 
     def _shard_manifest_path(self):
         folder = store.runs_dir(self.cfg.output, self.key)
         os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, self._manifest_name())
 
+    def _previous_shard_manifest(self):
+        try:
+            with open(self._shard_manifest_path(), encoding="utf-8") as fh:
+                found = json.load(fh)
+            return found if isinstance(found, dict) else None
+        except (OSError, ValueError):
+            return None
+
     def write_shard_manifest(self, extra):
         m = self.base_manifest()
         m.update({"shard_index": self.cfg.shard_index, "num_shards": self.cfg.num_shards,
-                  "host": socket.gethostname(), "argv": _redact_argv(self.argv)})
+                  "host": socket.gethostname(), "argv": redact_argv(self.argv)})
         m.update(extra)
+        self._publish_shard_manifest(m)
+        return m
+
+    def _publish_shard_manifest(self, m):
         store.atomic_write_json(self._shard_manifest_path(), m)
         if self.remote:
             self.remote.upload(f"runs/{self.key}/{self._manifest_name()}")
-        return m
 
     def _merge_local(self):
         manifest = self.base_manifest()
@@ -242,7 +176,7 @@ class Runner:
         ends = [s["finished_at"] for s in shards if s.get("finished_at")]
         manifest["started_at"] = min(starts) if starts else None
         manifest["finished_at"] = max(ends) if ends else None
-        return store.merge(self.cfg.output, self.key, manifest)
+        return store.merge(self.cfg.output, self.key, manifest, self.dataset_version)
 
     def merge(self):
         """Merge every part of the run key into predictions.parquet; (rows, errors)."""
@@ -255,8 +189,9 @@ class Runner:
         cfg = self.cfg
         columns = tuple(BASE_COLUMNS) + tuple(self.backend.columns or ())
         rows = load_rows(cfg.dataset, cfg.split, columns=columns, tasks=cfg.tasks, limit=cfg.limit,
-                         num_shards=cfg.num_shards, shard_index=cfg.shard_index)
-        root = resolve_image_root(cfg.dataset, cfg.image_root) if getattr(self.backend, "reads_images", True) else ""
+                         num_shards=cfg.num_shards, shard_index=cfg.shard_index, manifest=self.dataset_manifest)
+        root = resolve_image_root(cfg.dataset, cfg.image_root, self.dataset_manifest) \
+            if getattr(self.backend, "reads_images", True) else ""
         return [Sample(r, image_location(root, r["image_path"]) if root else r["image_path"]) for r in rows], root
 
     def run(self):
@@ -272,13 +207,19 @@ class Runner:
         counts = {"selected": len(samples), "skipped": len(samples) - len(pending),
                   "retried": sum(1 for s in pending if s.id in failed_before),
                   "done": 0, "failed": 0, "remaining": len(pending)}
+        if not pending:
+            self._nothing_to_do(started, root, counts)
+            return counts
+        # The backend starts (engine loaded, endpoint checked) before anything is written: one that
+        # cannot start leaves no trace in the run folder.
+        t_loop = time.perf_counter()
+        self.backend.setup()
+        self.timing = {"setup_s": time.perf_counter() - t_loop, "predict_s": 0.0}
         self.write_shard_manifest({"status": "running", "started_at": started, "finished_at": None,
                                    "image_root": root, "counts": counts})
-        status, t_loop, elapsed = "done", time.perf_counter(), 0.0
-        self.timing = {"setup_s": 0.0, "predict_s": 0.0}
+        status = "done"
         try:
-            if pending:
-                status = self._predict_all(pending, counts)
+            status = self._predict_all(pending, counts)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -294,9 +235,7 @@ class Runner:
                      "setup_s": round(self.timing["setup_s"], 3), "predict_s": round(busy, 3),
                      # samples per second once the model is loaded (setup excluded)
                      "throughput_sps": round(attempted / busy, 3) if busy > 0 and attempted else None}
-            with open(os.path.join(store.runs_dir(cfg.output, self.key), "history.jsonl"), "a",
-                      encoding="utf-8") as fh:
-                fh.write(json.dumps({"shard_index": cfg.shard_index, "num_shards": cfg.num_shards, **extra}) + "\n")
+            self._append_history(extra)
             self.push_part()
             self.write_shard_manifest(extra)
             try:
@@ -307,17 +246,40 @@ class Runner:
                 self.merge()
         return counts
 
+    def _append_history(self, extra):
+        folder = store.runs_dir(self.cfg.output, self.key)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "history.jsonl"), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"shard_index": self.cfg.shard_index, "num_shards": self.cfg.num_shards,
+                                 **extra}) + "\n")
+
+    def _nothing_to_do(self, started, root, counts):
+        """Every selected id is answered: the shard's manifest keeps the figures of the run that
+        did the work (a rerun must not replace them with zeros); only the history says we looked."""
+        self._append_history({"status": "nothing to do", "started_at": started, "finished_at": _now(),
+                              "image_root": root, "counts": counts})
+        previous = self._previous_shard_manifest()
+        if previous is None:  # the work was done under another shard count, or the file was lost
+            self.write_shard_manifest({"status": "done", "started_at": started, "finished_at": _now(),
+                                       "image_root": root, "counts": counts})
+        elif previous.get("status") != "done":  # e.g. killed after its last batch was stored
+            previous["status"] = "done"
+            self._publish_shard_manifest(previous)
+        try:
+            self.backend.close()
+        except Exception:
+            pass
+        if not self.cfg.no_merge:
+            self.merge()
+
     def _predict_all(self, pending, counts):
         cfg = self.cfg
-        bs = max(1, int(cfg.batch_size or self.backend.default_batch_size))
+        bs = int(cfg.batch_size or self.backend.default_batch_size)
         batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]
         writer = store.PartWriter(cfg.output, self.key, cfg.shard_index, cfg.num_shards)
         progress = None
         last_push = time.monotonic()
         try:
-            t0 = time.perf_counter()
-            self.backend.setup()
-            self.timing["setup_s"] = time.perf_counter() - t0
             t_predict = time.perf_counter()
             desc = self.backend.name if self.model_name == self.backend.name else \
                 f"{self.backend.name}:{os.path.basename(str(self.model_name).rstrip('/'))}"[:40]
@@ -333,12 +295,13 @@ class Runner:
                         prepared = exc
                     if k + 1 < len(batches):
                         future = prefetch.submit(self.backend.prepare, batches[k + 1])
-                    results = self._predict_batch(batch, prepared)
+                    results = predict_batch(self.backend, batch, prepared)
                     records = []
                     n_fail = 0
                     for sample, res in zip(batch, results):
                         if res.error is not None:
                             n_fail += 1
+                            self.failures.append((sample.id, res.error))
                         records.append(store.make_record(sample.id, res.prediction, self.model_name,
                                                          res.error, res.latency_s, self.key))
                     writer.append(records)  # flushed and fsync'd: the batch is now durable
@@ -364,22 +327,18 @@ class Runner:
         except remote.RemoteError as exc:
             print(f"sarchat infer: warning: {exc}; will retry", file=sys.stderr)
 
-    def _predict_batch(self, batch, prepared):
-        if isinstance(prepared, Exception):
-            return [Result.failure(f"prepare failed: {type(prepared).__name__}: {prepared}")] * len(batch)
-        try:
-            results = list(self.backend.predict(prepared))
-            if len(results) != len(batch):
-                raise RuntimeError(f"backend returned {len(results)} results for {len(batch)} samples")
-        except Exception as exc:
-            return [Result.failure(f"batch failed: {type(exc).__name__}: {exc}")] * len(batch)
-        return [r if isinstance(r, Result) else Result.failure(f"bad result {r!r}") for r in results]
+
+def failure_summary(n_failed, n_selected, first_errors, key):
+    """The closing error line of a run that left samples without a prediction."""
+    quoted = "; ".join(f"{sid}: {redact(err)[:200]}" for sid, err in first_errors[:FIRST_ERRORS])
+    return (f"{n_failed} of {n_selected} selected samples have no prediction (run key {key}); "
+            f"first errors: {quoted}. They stay recorded; rerun the same command to retry them")
 
 
 def _spawn(cfg, argv):
     """Start one child per shard (CUDA_VISIBLE_DEVICES per child), wait, merge."""
     k = cfg.num_shards
-    tp = max(1, cfg.tensor_parallel_size)
+    tp = cfg.tensor_parallel_size
     gpus = [g for g in (cfg.gpus.split(",") if cfg.gpus else [str(i) for i in range(k * tp)]) if g != ""]
     child_argv, skip = [], False
     for a in argv:
@@ -411,69 +370,56 @@ def _spawn(cfg, argv):
           f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
-        print(f"sarchat infer: shards {bad} exited with errors; rerun the same command to resume", file=sys.stderr)
-        return 1
+        raise RunFailed(f"shards {bad} exited with errors; rerun the same command to resume")
+    if n_err:
+        raise RunFailed(f"{n_err} of {n} samples have no prediction (run key {runner.key}); "
+                        "rerun the same command to retry them")
     return 0
 
 
-def execute(cfg, backend=None, argv=None):
-    """Run (or merge) with a parsed config; `backend` injects a ready backend (tests)."""
-    if cfg.num_shards < 1 or not 0 <= cfg.shard_index < cfg.num_shards:
-        raise SystemExit(f"--shard-index must be in 0..{cfg.num_shards - 1}")
-    use_remote_output(cfg)
+def execute(cfg: InferenceConfig, backend=None, argv=None):
+    """Run (or merge) with a config; `backend` injects a ready backend (tests). Raises SarchatError
+    (RunFailed when samples are left without a prediction)."""
     runner = Runner(cfg, backend=backend, argv=argv)
     if cfg.merge_only:
         if runner.remote:
             runner.remote.pull(runner.key)
         if not store.part_files(cfg.output, runner.key):
             keys = store.run_keys(cfg.output)
-            print(f"sarchat infer: no predictions for run key {runner.key} under {runner.location('store')} "
-                  f"(keys there: {', '.join(keys) or 'none'}); pass the same --backend/--model/--adapter/"
-                  "sampling flags as the run", file=sys.stderr)
+            raise RunFailed(f"no predictions for run key {runner.key} under {runner.location('store')} "
+                            f"(keys there: {', '.join(keys) or 'none'}); pass the same --dataset/--backend/"
+                            "--model/--adapter/sampling/engine flags as the run")
         n, n_err = runner.merge()
         print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
               f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
+        if n_err:
+            raise RunFailed(f"{n_err} of {n} merged samples have no prediction (run key {runner.key}); "
+                            "rerun the shards to retry them")
         return 0
-    if not cfg.dataset:
-        raise SystemExit("--dataset is required")
     counts = runner.run()
     print(f"sarchat infer: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} already done "
           f"(run key {runner.key}); predictions: {runner.location(store.PREDICTIONS_PARQUET)}",
           file=sys.stderr)
-    return 0 if counts["remaining"] == 0 else 1
-
-
-def use_remote_output(cfg):
-    """For a URL --output, point cfg.output at the local work folder and keep the URL aside."""
-    if is_url(cfg.output) and not getattr(cfg, "remote_output", None):
-        cfg.remote_output = cfg.output.rstrip("/")
-        cfg.output = cfg.work_dir or remote.default_work_dir(cfg.remote_output)
-    return cfg
+    if counts["failed"]:
+        raise RunFailed(failure_summary(counts["failed"], counts["selected"], runner.failures, runner.key))
+    return 0
 
 
 def run(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = build_parser().parse_args(argv)
-    if cfg.backend in ("vllm", "openai") and not cfg.model:
-        raise SystemExit(f"--model is required for the {cfg.backend} backend")
+    cfg = None
     try:
-        parse_tasks(cfg.tasks)
-    except ValueError as exc:
-        raise SystemExit(f"sarchat infer: --tasks: {exc}") from None
-    use_remote_output(cfg)
-    try:
+        cfg = parse_config(argv)
         if cfg.spawn_shards and not cfg.merge_only:
-            if not cfg.dataset:
-                raise SystemExit("--dataset is required")
             return _spawn(cfg, argv)
         return execute(cfg, argv=argv)
-    except DatasetError as exc:
-        print(f"sarchat infer: {exc}", file=sys.stderr)
-        return 2
     except remote.RemoteError as exc:
-        print(f"sarchat infer: {exc}\nwhat is done is kept in {cfg.output}; rerun the same command to "
-              "resume and publish", file=sys.stderr)
-        return 1
+        print_error(COMMAND, f"{exc}; what is done is kept in {cfg.output}; rerun the same command to "
+                             "resume and publish")
+        return exc.exit_code
+    except SarchatError as exc:
+        print_error(COMMAND, exc)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ Layout under the output folder DIR:
     DIR/predictions.jsonl                       the same rows as JSON lines
     DIR/manifest.json                           the run manifest (written with the merge)
 
-The run key hashes (model fingerprint, backend, adapter/prompt spec, sampling parameters), so a
-rerun with the same settings finds its records and skips them, and a run with other settings never
-mixes with them. A record is
+The run key hashes everything that can change an answer (inference/manifest.py: the dataset
+version, backend, model fingerprint, adapter/prompt spec, sampling and engine settings), so a rerun
+with the same settings finds its records and skips them, and a run with other settings (or on a
+regenerated dataset) never mixes with them. A record is
     {"id", "prediction", "model", "error", "latency_s", "key", "t"}
 with `error` null on success. Success records are final; error records are retried by the next
 run. A run killed mid-write leaves at most one torn last line: readers skip lines that are not
@@ -22,7 +23,8 @@ complete JSON objects, and the next writer starts on a fresh line.
 Merge: every part file of the run key (all shard indices and shard counts), per id the first
 success record in (file name, line) order, else the last error record (prediction "" and the
 error). Rows sorted by id. Written to a temporary file and renamed, under DIR/.merge.lock, so the
-last shard to finish always writes a complete file.
+last shard to finish always writes a complete file. predictions.parquet carries the dataset version
+in its Parquet key-value metadata (DATASET_VERSION_KEY), as the RunInference pipeline's files do.
 """
 import fcntl
 import json
@@ -33,11 +35,31 @@ from contextlib import contextmanager
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sarchat.transforms.errors import OutputError
 from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 PREDICTIONS_PARQUET = "predictions.parquet"
 PREDICTIONS_JSONL = "predictions.jsonl"
 MANIFEST = "manifest.json"
+# Parquet key-value metadata of every predictions file: the dataset version it was made on.
+DATASET_VERSION_KEY = "sarchat.dataset_version"
+
+
+def prediction_schema(dataset_version):
+    """PREDICTION_SCHEMA with the dataset version in its key-value metadata."""
+    return PREDICTION_SCHEMA.with_metadata({DATASET_VERSION_KEY: str(dataset_version or "")})
+
+
+def prediction_row(sample_id, prediction, model, error, latency_s):
+    """One row of PREDICTION_SCHEMA: `error` None on success, else the error and prediction ""."""
+    ok = error in (None, "")
+    return {
+        "id": sample_id,
+        "prediction": prediction if ok else (prediction or ""),
+        "model": model,
+        "error": None if ok else str(error),
+        "latency_s": None if latency_s is None else round(float(latency_s), 6),
+    }
 
 
 def store_dir(out_dir, run_key):
@@ -124,7 +146,7 @@ class PartWriter:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             self._lock.close()
-            raise RuntimeError(f"another process is writing {self.path} (same run key and shard); "
+            raise OutputError(f"another process is writing {self.path} (same run key and shard); "
                                "wait for it or stop it first") from exc
         existed = os.path.exists(self.path)
         self._fh = open(self.path, "ab")
@@ -174,15 +196,9 @@ class PartWriter:
 
 
 def make_record(sample_id, prediction, model, error, latency_s, run_key):
-    return {
-        "id": sample_id,
-        "prediction": prediction if error is None else (prediction or ""),
-        "model": model,
-        "error": error,
-        "latency_s": None if latency_s is None else round(float(latency_s), 6),
-        "key": run_key,
-        "t": round(time.time(), 3),
-    }
+    """A store record: the prediction row plus the run key and the time."""
+    return {**prediction_row(sample_id, prediction, model, error, latency_s), "key": run_key,
+            "t": round(time.time(), 3)}
 
 
 @contextmanager
@@ -228,21 +244,16 @@ def merged_rows(out_dir, run_key):
     rows = []
     for sid in sorted(best):
         ok, rec = best[sid]
-        rows.append({
-            "id": sid,
-            "prediction": rec.get("prediction") if ok else (rec.get("prediction") or ""),
-            "model": rec.get("model"),
-            "error": None if ok else str(rec.get("error")),
-            "latency_s": rec.get("latency_s"),
-        })
+        rows.append(prediction_row(sid, rec.get("prediction"), rec.get("model"),
+                                   None if ok else rec.get("error"), rec.get("latency_s")))
     return rows
 
 
-def merge(out_dir, run_key, manifest=None):
+def merge(out_dir, run_key, manifest=None, dataset_version=None):
     """Write DIR/predictions.parquet (+ .jsonl, + manifest.json); returns (n rows, n errors)."""
     with _merge_lock(out_dir):
         rows = merged_rows(out_dir, run_key)
-        table = pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA)
+        table = pa.Table.from_pylist(rows, schema=prediction_schema(dataset_version))
         _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_PARQUET),
                             lambda tmp: pq.write_table(table, tmp))
 

@@ -1,6 +1,7 @@
-"""The RunInference model handler (inference/beam_handler.py) against a fake vllm.LLM: Beam's
-ModelHandler contract, images in the prompts, per-sample failures, and a pipeline whose predictions
-equal those of `sarchat infer --backend vllm` with the same engine."""
+"""The RunInference model handler (inference/beam_handler.py) and `sarchat infer-beam`
+(beam_pipelines/infer_beam.py) against a fake vllm.LLM: Beam's ModelHandler contract, images in the
+prompts, per-sample failures, and a pipeline whose predictions, run key and dataset version equal
+those of `sarchat infer --backend vllm` with the same engine."""
 import base64
 import glob
 import hashlib
@@ -12,11 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.ml.inference.base import PredictionResult
 
+from sarchat.beam_pipelines import infer_beam
 from sarchat.inference import beam_handler as bh
-from sarchat.transforms.adapters import get_adapter
+from sarchat.inference import store
 from sarchat.inference.backends.vllm_backend import VllmBackend
-from sarchat.inference.run import build_parser as infer_parser
+from sarchat.inference.config import InferenceConfig
 from sarchat.inference.run import execute as infer_execute
+from sarchat.inference.run import parse_config
+from sarchat.transforms.adapters import get_adapter
 from tests import fake_vllm
 from tests.fake_vllm import FakeSamplingParams
 from sarchat.synthetic.fixture import write_fixture_dataset
@@ -52,7 +56,7 @@ def dataset(tmp_path_factory):
 
 
 def _handler(image_root, engine, **kw):
-    config = bh.BeamInferenceConfig(model=MODEL, seed=3, max_tokens=64)
+    config = InferenceConfig(model=MODEL, seed=3, max_tokens=64)
     return bh.SarchatVLMModelHandler(config, image_root, engine_factory=lambda: engine,
                                      sampling_params_cls=FakeSamplingParams, **kw)
 
@@ -124,8 +128,11 @@ def test_pipeline_matches_sarchat_infer(dataset, tmp_path, mode):
     argv = ["--dataset", generated, "--split", "test", "--output", str(out), "--model", MODEL,
             "--tasks", "count", "refer", "grounding", "--max-batch-size", "4", "--seed", "3",
             "--engine-factory", "tests.test_beam_handler:make_fake_engine", *extra]
-    assert bh.run(argv) == 0
+    assert infer_beam.run(argv) == 0
     beam_preds = _read_predictions(str(out))
+    version = json.loads(open(os.path.join(generated, "manifest.json")).read())["dataset_version"]
+    for f in glob.glob(os.path.join(str(out), "predictions", "part-*.parquet")):
+        assert pq.read_schema(f).metadata[store.DATASET_VERSION_KEY.encode()] == version.encode()
     wanted = {r["id"] for r in rows if r["task"] in ("count", "refer", "grounding")}
     assert set(beam_preds) == wanted and len(wanted) < len(rows)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -134,14 +141,46 @@ def test_pipeline_matches_sarchat_infer(dataset, tmp_path, mode):
 
     # `sarchat infer --backend vllm` with the same engine and settings: same run key, same rows
     ref = tmp_path / "infer"
-    cfg = infer_parser().parse_args(["--dataset", generated, "--output", str(ref), "--backend", "vllm",
-                                     "--model", MODEL, "--no-progress", "--seed", "3",
-                                     "--tasks", "count", "refer", "grounding"])
+    cfg = parse_config(["--dataset", generated, "--output", str(ref), "--backend", "vllm",
+                        "--model", MODEL, "--no-progress", "--seed", "3", "--tasks", "count", "refer", "grounding"])
     backend = VllmBackend(cfg, get_adapter("qwen2-vl"), engine=FakeLLM(), sampling_params_cls=dict)
     assert infer_execute(cfg, backend=backend) == 0
     ref_manifest = json.loads((ref / "manifest.json").read_text())
     assert manifest["run_key"] == ref_manifest["run_key"]
-    assert manifest["sampling"] == ref_manifest["sampling"]
+    for key in ("sampling", "engine", "dataset_version", "model_fingerprint", "prompt_spec", "tasks"):
+        assert manifest[key] == ref_manifest[key], key
+    assert manifest["dataset_version"] == version
     ref_preds = {p["id"]: p for p in pq.read_table(ref / "predictions.parquet").to_pylist()}
     strip = lambda p: {k: v for k, v in p.items() if k != "latency_s"}  # noqa: E731
     assert {i: strip(p) for i, p in beam_preds.items()} == {i: strip(p) for i, p in ref_preds.items()}
+
+
+def test_infer_beam_is_a_sarchat_subcommand_with_the_shared_flags(dataset, tmp_path):
+    import subprocess
+    import sys
+
+    generated, _, _ = dataset
+    (tmp_path / "empty").mkdir()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo)
+    cases = [
+        (["--max-tokens", "0"], 2, "sarchat infer-beam: error: argument --max-tokens/--max_tokens: expected a "
+                                   "positive integer, got '0'"),
+        (["--tasks", "countt"], 2, "argument --tasks: unknown task 'countt'"),
+        (["--output", generated], 1, f"sarchat infer-beam: error: --output {generated} is the dataset folder"),
+        (["--dataset", str(tmp_path / "empty")], 1, f"sarchat infer-beam: error: {tmp_path / 'empty'} has no "
+                                                    "manifest.json"),
+        (["--engine-factory", "nosuchmodule:make"], 2, "--engine-factory nosuchmodule:make: ModuleNotFoundError"),
+    ]
+    for extra, code, message in cases:
+        argv = ["--dataset", generated, "--output", str(tmp_path / "out"), "--model", MODEL]
+        for k in range(0, len(extra), 2):  # later flags replace earlier ones
+            if extra[k] in argv:
+                argv[argv.index(extra[k]) + 1] = extra[k + 1]
+            else:
+                argv += extra[k:k + 2]
+        done = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer-beam", *argv],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == code, (extra, done.stderr)
+        assert message in done.stderr and done.stderr.count("\n") == 1, (extra, done.stderr)
+    assert not (tmp_path / "out").exists()

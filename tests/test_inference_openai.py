@@ -17,8 +17,16 @@ KEY = "sk-test-secret-123456"
 class FakeServer:
     """Chat completions endpoint: checks auth, fails some calls with 429/500, counts concurrency."""
 
-    def __init__(self, fail_plan=None, delay=0.02, always_fail_marker=None, bad_request_marker=None):
+    def __init__(self, fail_plan=None, delay=0.02, always_fail_marker=None, bad_request_marker=None,
+                 models=("served-model",), refuse_templates=False, redirect_to=None, drip_seconds=None):
         self.fail_plan = dict(fail_plan or {})   # call number -> status
+        self.models = list(models)               # what GET /v1/models lists
+        self.refuse_templates = refuse_templates  # answer 400 to a request carrying chat_template, as vLLM does
+        self.redirect_to = redirect_to           # answer every POST with 307 to this URL
+        self.drip_seconds = drip_seconds         # send the reply one byte at a time over this long
+        self.probes = []                         # text-only start-up requests
+        self.model_checks = 0
+        self.drip_cut = False
         self.delay = delay
         self.always_fail_marker = always_fail_marker
         self.bad_request_marker = bad_request_marker
@@ -44,8 +52,30 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self):
+                if self.path != "/v1/models":
+                    return self._reply(404, {"error": "not found"})
+                with server.lock:
+                    server.model_checks += 1
+                if self.headers.get("Authorization") != f"Bearer {KEY}":
+                    return self._reply(401, {"error": "bad key"})
+                self._reply(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if server.redirect_to:
+                    with server.lock:
+                        server.calls += 1
+                    return self._reply(307, {}, [("Location", server.redirect_to)])
+                if isinstance(body["messages"][-1]["content"], str):  # the start-up template check
+                    server.probes.append(body)
+                    if server.refuse_templates and "chat_template" in body:
+                        return self._reply(400, {"error": "Chat template is passed with request, but "
+                                                          "--trust-request-chat-template is not set."})
+                    return self._reply(200, {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                                  "content": "OK"}}]})
+                if server.drip_seconds:
+                    return self._drip(server.drip_seconds)
                 with server.lock:
                     server.calls += 1
                     n = server.calls
@@ -61,6 +91,19 @@ class FakeServer:
                     with server.lock:
                         server.in_flight -= 1
                 self._reply(*reply)
+
+            def _drip(self, seconds):
+                data = json.dumps({"choices": [{"index": 0, "message": {"content": "x" * 20}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(seconds / len(data))
+                except OSError:  # the client hung up at its deadline
+                    server.drip_cut = True
 
             def _decide(self, n, body):
                 if self.path != "/v1/chat/completions":
@@ -165,11 +208,104 @@ def test_give_up_then_resume_and_non_retryable(dataset, tmp_path, monkeypatch):
     assert sum(1 for p in preds if p["error"] and "HTTP 400" in p["error"]) == n_refer
 
 
-def test_missing_key_sends_no_auth(dataset, tmp_path, monkeypatch):
+def test_missing_key_stops_at_start_up(dataset, tmp_path, monkeypatch, capsys):
     generated, rows = dataset
     monkeypatch.delenv("SARCHAT_TEST_KEY", raising=False)
     with FakeServer() as srv:
-        run(_argv(generated, srv.url, tmp_path, "--limit", "2", "--max-retries", "0"))
-    assert srv.auth_failures == 2
+        code = run(_argv(generated, srv.url, tmp_path, "--limit", "2", "--max-retries", "0"))
+    assert code == 1 and srv.calls == 0 and srv.model_checks == 1
+    err = capsys.readouterr().err
+    assert err == (f"sarchat infer: error: the endpoint {srv.url}/models refused the request with no key "
+                   "($SARCHAT_TEST_KEY is unset): HTTP 401\n")
+    assert not (tmp_path / "store").exists()
+
+
+def _one_line(capsys):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_unreachable_endpoint_or_unserved_model_is_one_line(dataset, tmp_path, monkeypatch, capsys):
+    generated, _ = dataset
+    monkeypatch.setenv("SARCHAT_TEST_KEY", KEY)
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    assert run(_argv(generated, url, tmp_path / "a", "--max-retries", "1")) == 1
+    err = _one_line(capsys)
+    assert err.startswith(f"sarchat infer: error: cannot reach the endpoint {url}/models (--base-url): connection error")
+    with FakeServer(models=["other-model"]) as srv:
+        assert run(_argv(generated, srv.url, tmp_path / "b")) == 2
+    assert srv.calls == 0
+    assert _one_line(capsys) == (f"sarchat infer: error: --model served-model: {srv.url}/models does not serve it "
+                                 "(it serves other-model)\n")
+
+
+def test_chat_template_and_processor_settings_are_sent(dataset, tmp_path, monkeypatch, capsys):
+    generated, rows = dataset
+    monkeypatch.setenv("SARCHAT_TEST_KEY", KEY)
+    from sarchat.transforms.adapters import get_adapter
+
+    with FakeServer() as srv:  # qwen2-vl: no template of its own, processor settings
+        assert run(_argv(generated, srv.url, tmp_path / "q", "--limit", "3")) == 0
+    assert srv.probes == [] and all("chat_template" not in b for b in srv.bodies)
+    assert all(b["mm_processor_kwargs"] == {"size": {"shortest_edge": 784, "longest_edge": 1003520}}
+               for b in srv.bodies)
+
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    argv = _argv(generated, "URL", tmp_path / "l", "--limit", "3")
+    argv[argv.index("qwen2-vl")] = "llava-1.5"
+    with FakeServer() as srv:
+        assert run([srv.url if a == "URL" else a for a in argv]) == 0
+        assert run([srv.url if a == "URL" else a for a in argv] + ["--chat-template", str(template),
+                                                                    "--output", str(tmp_path / "l2")]) == 0
+    llava = get_adapter("llava-1.5").chat_template
+    assert [b["chat_template"] for b in srv.bodies] == [llava] * 3 + [template.read_text()] * 3
+    assert len(srv.probes) == 2 and srv.probes[0]["chat_template"] == llava  # checked at start-up
+    keys = [json.loads((tmp_path / d / "manifest.json").read_text())["run_key"] for d in ("q", "l", "l2")]
+    assert len(set(keys)) == 3
+    capsys.readouterr()
+
+    with FakeServer(refuse_templates=True) as srv:  # vLLM without --trust-request-chat-template
+        assert run([srv.url if a == "URL" else a for a in argv] + ["--output", str(tmp_path / "r")]) == 2
+    assert srv.calls == 0 and not (tmp_path / "r" / "predictions.parquet").exists()
+    err = _one_line(capsys)
+    assert "refuses the chat template sent with requests (HTTP 400" in err and "--trust-request-chat-template" in err
+
+    assert run(["http://127.0.0.1:9/v1" if a == "URL" else a for a in argv] + ["--no-vllm-extras"]) == 2
+    assert _one_line(capsys) == ("sarchat infer: error: the llava-1.5 adapter needs its chat template sent with "
+                                 "each request (vLLM's chat_template field), which --no-vllm-extras forbids; "
+                                 "drop --no-vllm-extras\n")
+
+
+def test_redirects_are_not_followed_and_the_key_stays_home(dataset, tmp_path, monkeypatch, capsys):
+    generated, rows = dataset
+    monkeypatch.setenv("SARCHAT_TEST_KEY", KEY)
+    with FakeServer() as elsewhere:
+        with FakeServer(redirect_to=elsewhere.url + "/chat/completions") as srv:
+            assert run(_argv(generated, srv.url, tmp_path, "--limit", "2")) == 1
+    assert srv.calls == 2 and elsewhere.calls == 0 and elsewhere.auth_failures == 0
     preds = pq.read_table(tmp_path / "predictions.parquet").to_pylist()
-    assert len(preds) == 2 and all("HTTP 401" in p["error"] for p in preds)
+    assert all(p["prediction"] == "" and p["error"] == f"HTTP 307: redirect to {elsewhere.url}/chat/completions "
+               "not followed (requests go to --base-url only)" for p in preds)
+    assert "2 of 2 selected samples have no prediction" in capsys.readouterr().err
+
+
+def test_request_timeout_is_a_total_deadline(dataset, tmp_path, monkeypatch):
+    generated, rows = dataset
+    monkeypatch.setenv("SARCHAT_TEST_KEY", KEY)
+    # every byte arrives well within any per-read timeout, the whole reply would take 20 s
+    with FakeServer(drip_seconds=20) as srv:
+        assert run(_argv(generated, srv.url, tmp_path, "--limit", "1", "--max-retries", "0",
+                         "--request-timeout", "0.5")) == 1
+        deadline = time.time() + 5
+        while not srv.drip_cut and time.time() < deadline:
+            time.sleep(0.05)
+    (pred,) = pq.read_table(tmp_path / "predictions.parquet").to_pylist()
+    assert pred["error"].startswith("no complete reply within --request-timeout 0.5 s")
+    assert srv.drip_cut  # the client hung up mid-reply

@@ -60,10 +60,14 @@ def test_published_to_the_url_and_resumed_on_a_fresh_node(dataset, tmp_path):
     # the local work folder is an ordinary run folder too
     assert pq.read_table(tmp_path / "node-a" / "predictions.parquet").to_pylist() == preds
 
-    # another machine, empty disk: pulls the store and has nothing left to predict
+    shard_before = manifest["shards"][0]
+    # another machine, empty disk: pulls the store and has nothing left to predict; the shard keeps
+    # the figures of the run that did the work
     assert _cfar(generated, url, tmp_path / "node-b") == 0
     manifest = json.loads(_remote_bytes(url + "/manifest.json"))
-    assert manifest["shards"][0]["counts"]["skipped"] == len(ids) and manifest["shards"][0]["counts"]["done"] == 0
+    assert manifest["shards"][0] == shard_before and shard_before["counts"]["done"] == len(ids)
+    history = (tmp_path / "node-b" / "runs" / key / "history.jsonl").read_text().splitlines()
+    assert [json.loads(h)["counts"]["skipped"] for h in history] == [len(ids)]
     assert _remote_preds(url) == preds
     assert sorted(r["id"] for r in store.read_records(store.part_files(str(tmp_path / "node-b"), key)[0])) == ids
 
@@ -133,7 +137,9 @@ def test_a_failed_upload_is_a_clear_error_and_nothing_is_lost(dataset, tmp_path,
     refuse["suffix"] = "/no-such-file"
     assert _cfar(generated, url, tmp_path / "node") == 0
     manifest = json.loads(_remote_bytes(url + "/manifest.json"))
-    assert manifest["shards"][0]["counts"]["skipped"] == len(rows)   # published, not predicted again
+    assert manifest["shards"][0]["counts"]["done"] == len(rows)      # the figures of the run that did it
+    history = (tmp_path / "node" / "runs" / manifest["run_key"] / "history.jsonl").read_text().splitlines()
+    assert json.loads(history[-1])["counts"]["skipped"] == len(rows)  # published, not predicted again
     assert [p["id"] for p in _remote_preds(url)] == sorted(r["id"] for r in rows)
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from sarchat.transforms.adapters import get_adapter
 from sarchat.inference.backends.vllm_backend import VllmBackend
-from sarchat.inference.run import build_parser, execute
+from sarchat.inference.run import execute, parse_config
 from sarchat.synthetic.fixture import write_fixture_dataset
+from sarchat.transforms.errors import RunFailed
 from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 
@@ -29,8 +30,8 @@ def dataset(tmp_path_factory):
 
 
 def _cfg(generated, out, *extra):
-    return build_parser().parse_args(["--dataset", generated, "--output", str(out), "--backend", "vllm",
-                                      "--model", "Qwen/Qwen2-VL-7B-Instruct", "--no-progress", *extra])
+    return parse_config(["--dataset", generated, "--output", str(out), "--backend", "vllm",
+                         "--model", "Qwen/Qwen2-VL-7B-Instruct", "--no-progress", *extra])
 
 
 def test_messages_image_parts_and_sampling(dataset, tmp_path):
@@ -74,8 +75,8 @@ def test_messages_image_parts_and_sampling(dataset, tmp_path):
     assert manifest["predictions"]["rows"] == len(rows)
 
 
-def test_engine_kwargs():
-    cfg = _cfg("unused", "unused", "--engine-arg", "max_num_seqs=64", "--engine-arg", "enforce_eager=true")
+def test_engine_kwargs(dataset):
+    cfg = _cfg(dataset[0], "unused", "--engine-arg", "max_num_seqs=64", "--engine-arg", "enforce_eager=true")
     kw = VllmBackend(cfg, get_adapter("deepseek-vl2"), engine=FakeLLM()).engine_kwargs()
     assert kw["limit_mm_per_prompt"] == {"image": 1}
     assert kw["seed"] == 0 and kw["model"] == "Qwen/Qwen2-VL-7B-Instruct"
@@ -99,7 +100,8 @@ def test_failures_are_isolated_and_retried(dataset, tmp_path):
     cfg = _cfg(generated, out, "--image-root", str(images), "--adapter", "deepseek-vl2")
     engine = FakeLLM(answer=lambda conv: "ok", poison=poison_b64[100:160])
     backend = VllmBackend(cfg, get_adapter("deepseek-vl2"), engine=engine, sampling_params_cls=FakeSamplingParams)
-    execute(cfg, backend=backend)
+    with pytest.raises(RunFailed, match=r"selected samples have no prediction"):
+        execute(cfg, backend=backend)
     assert all(c["chat_template"] == get_adapter("deepseek-vl2").chat_template for c in engine.calls)
     preds = {p["id"]: p for p in pq.read_table(out / "predictions.parquet").to_pylist()}
     assert len(preds) == len(rows)

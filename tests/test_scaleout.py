@@ -102,15 +102,16 @@ def test_regenerate_graph_has_publish_step(root, tmp_path):
 
 def test_inference_graph_builds_for_dataflow(tmp_path):
     from sarchat.inference import beam_handler as bh
+    from sarchat.inference.config import InferenceConfig
     from sarchat.synthetic.fixture import write_fixture_dataset
 
     generated, image_root, _ = write_fixture_dataset(str(tmp_path), n_images=1, seed=1)
-    config = bh.BeamInferenceConfig(model="Qwen/Qwen2-VL-7B-Instruct")
+    config = InferenceConfig(dataset=generated, output="gs://sarchat-ci-bucket/preds", model="Qwen/Qwen2-VL-7B-Instruct")
     handler = bh.SarchatVLMModelHandler(config, "gs://sarchat-ci-bucket/images")
-    manifest = bh.run_manifest(config, generated, "test")
+    manifest = bh.beam_run_manifest(config, "v-test")
     p = beam.Pipeline(options=PipelineOptions(DATAFLOW + ["--machine_type=g2-standard-8",
         "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]))
-    bh.build(p, generated, "test", "gs://sarchat-ci-bucket/preds", handler, manifest)
+    bh.build(p, config, handler, manifest)
     proto = p.run().job.proto_pipeline
     names = {t.unique_name for t in proto.components.transforms.values()}
     assert any(n.startswith("Infer/RunInference") for n in names)

@@ -44,6 +44,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from sarchat.transforms.box_formats import BoxFormat, get_box_format
+from sarchat.transforms.errors import InputError
 from sarchat.transforms.tasks import BOX_TASKS
 
 # Bump when the prompt construction changes: it is part of the run key, so old results are not
@@ -250,16 +251,50 @@ def get_adapter(name: str) -> Adapter:
     base, sep, box_spec = (name or "").partition(":")
     key = base.strip().lower()
     if key not in ADAPTERS:
-        raise ValueError(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)} "
+        raise InputError(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)} "
                          f"(optionally NAME:BOXFORMAT, e.g. qwen2-vl:canonical)")
     adapter = ADAPTERS[key]
     if sep:
-        bf = get_box_format(box_spec)
+        try:
+            bf = get_box_format(box_spec)
+        except ValueError as exc:
+            raise InputError(f"adapter {name!r}: {exc}") from None
         overrides = dict(adapter.sampling_overrides)
         adapter = replace(adapter, name=f"{key}:{bf.spec}", box_format=bf, format_hint=False,
                           pad_to_multiple=adapter.pad_to_multiple if bf.name == "json-bbox2d" and not bf.scale else 0,
                           sampling_overrides=overrides)
     return adapter
+
+
+def processor_kwargs(kwargs: dict, legacy: bool = False) -> dict:
+    """mm_processor_kwargs in the form a transformers version reads.
+
+    Qwen-VL image processors take the pixel budget as size={"shortest_edge": MIN, "longest_edge":
+    MAX}; transformers 5 deprecates the older min_pixels=/max_pixels= keywords, which transformers
+    4.x processors read. The adapters declare min_pixels/max_pixels (either form is accepted from
+    --engine-arg too); `legacy=False` rewrites them as `size`, `legacy=True` the other way round.
+    Other keys pass unchanged."""
+    out = dict(kwargs or {})
+    size = dict(out["size"]) if isinstance(out.get("size"), dict) else None
+    low, high = out.pop("min_pixels", None), out.pop("max_pixels", None)
+    if legacy:
+        if size is not None and {"shortest_edge", "longest_edge"} >= set(size):
+            low = size.get("shortest_edge", low)
+            high = size.get("longest_edge", high)
+            del out["size"]
+        if low is not None:
+            out["min_pixels"] = low
+        if high is not None:
+            out["max_pixels"] = high
+        return out
+    if low is not None or high is not None:
+        size = dict(size or {})
+        if low is not None:
+            size["shortest_edge"] = low
+        if high is not None:
+            size["longest_edge"] = high
+        out["size"] = size
+    return out
 
 
 def guess_adapter(model: str) -> str:

@@ -6,6 +6,7 @@ A backend turns a batch of samples into one result per sample, in order:
         name = "mine"
         def fingerprint(self) -> dict: ...       # identifies the model (part of the run key)
         def sampling(self) -> dict: ...          # decoding settings (part of the run key)
+        def engine_settings(self) -> dict: ...   # engine/processor settings, chat template sent (run key)
         def setup(self): ...                     # heavy start-up, only called when work remains
         def prepare(self, samples): ...          # optional, overlapped with the previous batch
         def predict(self, prepared) -> list[Result]: ...
@@ -14,7 +15,10 @@ A backend turns a batch of samples into one result per sample, in order:
 `predict` must never raise for a per-sample problem (missing or corrupt image, endpoint error after
 retries): it returns Result(prediction=None, error="...") for that sample. An exception from
 `predict` is treated as a failure of every sample of the batch. Backends are constructed with the
-run's InferenceConfig and the model Adapter; `--backend package.module:factory` loads a custom one.
+run's InferenceConfig (inference/config.py) and the model Adapter; `--backend package.module:Class`
+loads a custom one. A backend that cannot start (an unreachable endpoint, vLLM not installed)
+raises a sarchat.transforms.errors.SarchatError from `setup()`, whose message is the one line the
+user sees.
 """
 from dataclasses import dataclass
 
@@ -60,6 +64,10 @@ class Backend:
     def sampling(self) -> dict:
         return {}
 
+    def engine_settings(self) -> dict:
+        """Settings besides the model and sampling that change answers (part of the run key)."""
+        return {}
+
     def setup(self):
         pass
 
@@ -79,3 +87,18 @@ class Backend:
     def info(self) -> dict:
         """Settings worth recording in the manifest that do not change the answers."""
         return {}
+
+
+def predict_batch(backend, samples, prepared):
+    """One Result per sample, in order, whatever happens: `prepared` is what backend.prepare
+    returned for `samples` (or the exception it raised); a failing predict fails every sample of
+    the batch, recorded per sample. Shared by `sarchat infer` and the RunInference handler."""
+    if isinstance(prepared, Exception):
+        return [Result.failure(f"prepare failed: {type(prepared).__name__}: {prepared}")] * len(samples)
+    try:
+        results = list(backend.predict(prepared))
+        if len(results) != len(samples):
+            raise RuntimeError(f"backend returned {len(results)} results for {len(samples)} samples")
+    except Exception as exc:
+        return [Result.failure(f"batch failed: {type(exc).__name__}: {exc}")] * len(samples)
+    return [r if isinstance(r, Result) else Result.failure(f"bad result {r!r}") for r in results]

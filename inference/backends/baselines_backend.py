@@ -4,14 +4,15 @@ oracle: `baselines.oracle_prediction(row)`, the reference answer rewritten as a 
         non-null column must score 100; a check of the scorer).
 blind:  `baselines.BlindPrior().fit(train rows)` then `.predict(row)`: answers from the question
         and training-set priors only, never the image (the floor that shows what text alone gets).
-        Fitted on `--fit-split` (default train) of the same dataset; `--blind-question-box` lets
+        Fitted on `--fit-split` (default train) of the same dataset (a split the manifest does not
+        list stops the run with one line); `--blind-question-box` lets
         it read the box an identify question names (BlindPrior(use_question_box=True)).
 Both answer in canonical boxes (adapter `sarchat`) and read no image.
 """
 import time
 
 from sarchat.inference.backends.base import Backend, Result
-from sarchat.inference.dataset import files_fingerprint, iter_rows, split_files
+from sarchat.inference.dataset import iter_rows, split_files
 
 
 class OracleBackend(Backend):
@@ -50,16 +51,12 @@ class BlindBackend(Backend):
     default_batch_size = 512
     reads_images = False
 
-    def _train_split(self):
-        return getattr(self.config, "fit_split", None) or "train"
-
     def fingerprint(self):
-        files = split_files(self.config.dataset, self._train_split())
-        return {"kind": "baseline", "name": "blind", "fit_split": self._train_split(),
-                "fit_data": files_fingerprint(files), "use_question_box": self._use_box()}
-
-    def _use_box(self):
-        return bool(getattr(self.config, "blind_question_box", False))
+        # The training rows are those of the run's dataset version, which the run key holds; the
+        # split must exist (checked here, before any work: a --fit-split with no data is one line).
+        split_files(self.config.dataset, self.config.fit_split, flag="--fit-split")
+        return {"kind": "baseline", "name": "blind", "fit_split": self.config.fit_split,
+                "use_question_box": bool(self.config.blind_question_box)}
 
     def sampling(self):
         return {"deterministic": True}
@@ -67,11 +64,8 @@ class BlindBackend(Backend):
     def setup(self):
         from sarchat.inference import baselines
 
-        if not split_files(self.config.dataset, self._train_split()):
-            raise FileNotFoundError(f"the blind prior needs the {self._train_split()!r} split of "
-                                    f"{self.config.dataset} (--fit-split names another)")
-        self._prior = baselines.BlindPrior(use_question_box=self._use_box())
-        fitted = self._prior.fit(iter_rows(self.config.dataset, self._train_split()))
+        self._prior = baselines.BlindPrior(use_question_box=bool(self.config.blind_question_box))
+        fitted = self._prior.fit(iter_rows(self.config.dataset, self.config.fit_split, flag="--fit-split"))
         if fitted is not None and hasattr(fitted, "predict"):
             self._prior = fitted
 

