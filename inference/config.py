@@ -19,7 +19,7 @@ import importlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from sarchat.transforms.adapters import ADAPTERS, get_adapter

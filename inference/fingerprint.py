@@ -37,7 +37,8 @@ def model_fingerprint(model: str, revision: str = None) -> dict:
 
 
 def run_key(backend: str, fingerprint: dict, adapter_spec: str, sampling: dict, dataset_version: str,
-            engine: dict) -> str:
+            engine: dict, prompt: dict = None) -> str:
     """The store's key: everything that can change an answer (see inference/manifest.py)."""
     return stable_hash({"backend": backend, "model": fingerprint, "adapter": adapter_spec,
-                        "sampling": sampling, "dataset": dataset_version, "engine": engine})
+                        "sampling": sampling, "dataset": dataset_version, "engine": engine,
+                        "prompt": prompt or {}})

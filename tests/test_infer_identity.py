@@ -49,6 +49,7 @@ def test_run_key_changes_with_whatever_changes_an_answer(dataset, tmp_path):
         "adapter": ["--adapter", "qwen2-vl:canonical"],
         "sampling": ["--max-tokens", "64"],
         "trust-remote-code": ["--trust-remote-code"],
+        "format hint": ["--no-format-hint"],
     }
     keys = {name: _key(generated, tmp_path, *flags) for name, flags in changed.items()}
     keys["other template text"] = _key(generated, tmp_path, "--chat-template", str(other))

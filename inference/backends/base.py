@@ -68,6 +68,10 @@ class Backend:
         """Settings besides the model and sampling that change answers (part of the run key)."""
         return {}
 
+    def prompt_settings(self) -> dict:
+        """How the prompt is built beyond the adapter (part of the run key), e.g. the box-format hint."""
+        return {}
+
     def setup(self):
         pass
 

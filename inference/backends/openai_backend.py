@@ -139,6 +139,9 @@ class OpenAIBackend(Backend):
             out["mm_processor_kwargs"] = self.mm_processor_kwargs
         return out
 
+    def prompt_settings(self) -> dict:
+        return {"format_hint": self.use_hint}  # --no-format-hint changes what the model is asked
+
     def engine_settings(self):
         return {"chat_template_sha": stable_hash(self.chat_template) if self._extras().get("chat_template") else None,
                 "mm_processor_kwargs": self._extras().get("mm_processor_kwargs"),

@@ -91,6 +91,9 @@ class VllmBackend(Backend):
             kw["mm_processor_kwargs"] = processor_kwargs(kw["mm_processor_kwargs"], legacy=legacy_processor_kwargs)
         return kw
 
+    def prompt_settings(self) -> dict:
+        return {"format_hint": self.use_hint}  # --no-format-hint changes what the model is asked
+
     def engine_settings(self):
         # The canonical processor-kwargs form, so the key does not depend on the transformers version.
         kw = {k: v for k, v in self.engine_kwargs(legacy_processor_kwargs=False).items()
