@@ -11,6 +11,7 @@ from PIL import Image
 
 from sarchat.beam_pipelines import synth
 from sarchat.transforms import geometry
+from sarchat.transforms.errors import UsageError
 from sarchat.synthetic import sardet_synth as S
 from sarchat.transforms.categories import CATEGORIES
 
@@ -375,7 +376,10 @@ def test_cli_through_sarchat_main(tmp_path, capsys):
 
 
 def test_cli_rejects_bad_arguments(tmp_path):
-    assert synth.run([str(tmp_path), "--images", "0"]) == 2
-    assert synth.run([str(tmp_path), "--test-fraction", "1.5"]) == 2
-    with pytest.raises(SystemExit):
+    # UsageError (exit 2): the `sarchat` command prints it as one line (tests/test_bad_input.py)
+    with pytest.raises(UsageError, match="--images"):
+        synth.run([str(tmp_path), "--images", "0"])
+    with pytest.raises(UsageError, match="--test-fraction"):
+        synth.run([str(tmp_path), "--test-fraction", "1.5"])
+    with pytest.raises(UsageError, match="required: out"):
         synth.run([])
