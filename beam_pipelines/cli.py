@@ -54,9 +54,13 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
+
+
 def one_line(text) -> str:
-    """The first line of a message (Beam appends the worker's traceback to re-raised errors)."""
-    text = str(text).strip()
+    """The first line of a message (Beam appends the worker's traceback to re-raised errors), without
+    Beam's " [while running 'Step']" tags."""
+    text = _BEAM_STEP.sub("", str(text)).strip()
     return text.splitlines()[0].strip() if text else "failed (no message)"
 
 
@@ -93,6 +97,42 @@ def sarchat_error_in(exc):
     return None
 
 
+class _ReportedByTheCommandLine:
+    """Logging filter: drop a log record carrying an exception that `sarchat` reports itself (Beam
+    logs a failing DoFn's exception with its traceback before re-raising it), so the user sees the
+    failure once, as the error line."""
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or (sarchat_error_in(exc) is None and disk_full_message(exc) is None)
+
+
+def _one_line_argparse_errors():
+    """Every subcommand's argparse errors become a UsageError, printed as the one error line (the
+    parsers built with flags.ArgumentParser do this themselves; this covers any other)."""
+    import argparse
+
+    from sarchat.beam_pipelines.flags import ArgumentParser
+
+    argparse.ArgumentParser.error = ArgumentParser.error
+
+
+def _install_log_handler():
+    """One stderr handler for the whole run (warnings and errors, one line each), unless the
+    process has configured logging already (then its handlers get the filter)."""
+    import logging
+
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for handler in root.handlers:
+        if not any(isinstance(f, _ReportedByTheCommandLine) for f in handler.filters):
+            handler.addFilter(_ReportedByTheCommandLine())
+
+
 def error_line(command, message) -> str:
     return f"sarchat {command}: error: {one_line(message)}"
 
@@ -113,6 +153,8 @@ def main(argv=None) -> int:
         hint = f"; did you mean {close[0]}?" if close else f"; choose from {', '.join(SUBCOMMANDS)}"
         print(f"sarchat: error: unknown subcommand {name!r}{hint} (see `sarchat --help`)", file=sys.stderr)
         return EXIT_USAGE
+    _install_log_handler()
+    _one_line_argparse_errors()
     try:
         module = importlib.import_module(SUBCOMMANDS[name][0])
         result = module.run(rest)
@@ -123,7 +165,10 @@ def main(argv=None) -> int:
         # argparse's --help exits 0; older code raises SystemExit("message") for a bad flag
         if exc.code is None or isinstance(exc.code, int):
             return int(exc.code or 0)
-        print(error_line(name, exc.code), file=sys.stderr)
+        message = str(exc.code)
+        if message.startswith(f"sarchat {name}: "):
+            message = message[len(f"sarchat {name}: "):]
+        print(error_line(name, message), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - expected failures become one line, bugs keep their traceback
         known = sarchat_error_in(exc)

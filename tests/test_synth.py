@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sarchat.beam_pipelines import synth
+from sarchat.beam_pipelines import cli, synth
 from sarchat.transforms import geometry
 from sarchat.synthetic import constants as C
 from sarchat.synthetic import random_fields as F

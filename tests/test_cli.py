@@ -1,0 +1,203 @@
+"""The command line's conventions (docs/cli.md): --version, the error line, flag types, which flags
+reach Beam, --help without Beam, output checks and atomic writes."""
+import argparse
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+
+import sarchat
+from sarchat.beam_pipelines import beam_options, cli, flags
+from sarchat.transforms import fileio
+from sarchat.transforms.errors import OutputError, SarchatError, UsageError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def test_version_is_the_package_version():
+    proc = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "--version"], env=_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"sarchat {sarchat.__version__}"
+
+
+def test_a_sarchat_error_is_one_line_with_its_exit_code(monkeypatch, capsys):
+    from sarchat.beam_pipelines import synth
+
+    def failing(argv):
+        raise OutputError("cannot write /x/y: because\nsecond line is not shown")
+
+    monkeypatch.setattr(synth, "run", failing)
+    assert cli.main(["synth", "out"]) == 1
+    assert capsys.readouterr().err == "sarchat synth: error: cannot write /x/y: because\n"
+
+    def usage(argv):
+        raise UsageError("--flag: bad")
+
+    monkeypatch.setattr(synth, "run", usage)
+    assert cli.main(["synth", "out"]) == 2
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    from sarchat.beam_pipelines import synth
+
+    monkeypatch.setattr(synth, "run", lambda argv: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["synth", "out"])
+
+
+def test_disk_full_is_recognised_through_beam_wrapping():
+    inner = OSError(errno.ENOSPC, "No space left on device", "/data/out/report.html")
+    assert "writing /data/out/report.html" in cli.disk_full_message(inner)
+    # Beam re-raises a worker's OSError as a RuntimeError carrying its text
+    wrapped = RuntimeError("OSError: [Errno 28] No space left on device: '/o/x.parquet' [while running 'Write']")
+    assert "No space left on device writing /o/x.parquet" in cli.disk_full_message(wrapped)
+    assert cli.disk_full_message(RuntimeError("[Errno 2] No such file or directory: 'x'")) is None
+    assert cli.one_line("msg [while running 'Generate/Write']\nTraceback ...") == "msg"
+
+
+@pytest.mark.parametrize("fn, good, bad", [
+    (flags.positive_int, [("1", 1), ("4000", 4000)], ["0", "-3", "x", "1.5"]),
+    (flags.non_negative_int, [("0", 0), ("7", 7)], ["-1", "seven"]),
+    (flags.seed, [("0", 0), ("12345", 12345)], ["-1"]),
+    (flags.int_between(1, 20), [("1", 1), ("20", 20)], ["0", "21"]),
+    (flags.at_least(10), [("10", 10)], ["9"]),
+    (flags.identify_variants, [("1", 1), ("20", 20)], ["0", "21"]),  # the identify bank has 20 templates
+])
+def test_flag_types(fn, good, bad):
+    for text, value in good:
+        assert fn(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace(".", r"\.")):
+            fn(text)
+
+
+def test_parse_errors_are_usage_errors_and_abbreviations_are_not_guessed():
+    p = flags.ArgumentParser(prog="sarchat x")
+    p.add_argument("--images-per-shard", type=flags.positive_int)
+    with pytest.raises(UsageError, match="--images-per-shard"):
+        p.parse_args(["--images-per-shard", "0"])
+    args, rest = p.parse_known_args(["--images", "3"])   # not silently --images-per-shard
+    assert args.images_per_shard is None and rest == ["--images", "3"]
+
+
+def test_only_beam_options_pass_through():
+    ours = ["--seed", "--input", "--output"]
+    for argv in (["--runner", "DataflowRunner", "--project=p", "--region", "r", "--temp_location=gs://b/t"],
+                 ["--direct_num_workers=2", "--direct_running_mode", "multi_processing"],
+                 ["--experiments=a", "--experiments", "b", "--save_main_session", "--dry_run=True"],
+                 ["--template_location=gs://b/t/job", "--sdk_container_image=img"]):
+        beam_options.check_beam_args(argv, ours)
+    with pytest.raises(UsageError, match=r"unknown flag --seeds: .*did you mean --seed\?"):
+        beam_options.check_beam_args(["--seeds", "3"], ours)
+    with pytest.raises(UsageError, match="did you mean --direct_num_workers"):
+        beam_options.check_beam_args(["--direct-num-workers=2"], ours)
+    with pytest.raises(UsageError, match="unexpected argument 'typo'"):
+        beam_options.check_beam_args(["typo"], ours)
+    with pytest.raises(UsageError, match="--xyzzy"):   # no close match: no suggestion, still refused
+        beam_options.check_beam_args(["--xyzzy"], ours)
+
+
+def test_make_pipeline_refuses_unknown_flags_too():
+    with pytest.raises(UsageError, match="--seeds"):
+        beam_options.make_pipeline(["--seeds", "3"])
+
+
+def _imports_beam(argv):
+    code = ("import sys; from sarchat.beam_pipelines.cli import main\n"
+            f"rc = main({argv!r})\n"
+            "print('BEAM' if 'apache_beam' in sys.modules else 'NO-BEAM')\n")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage: sarchat" in proc.stdout
+    return proc.stdout.strip().splitlines()[-1] == "BEAM" or " apache_beam" in proc.stderr
+
+
+BEAM_AT_HELP = "generate.py imports FORMATS from transforms/generate/pipeline.py (a Beam module) to build its parser"
+
+
+@pytest.mark.parametrize("command", [
+    "synth", "demo", "infer",
+    pytest.param("generate", marks=pytest.mark.xfail(reason=BEAM_AT_HELP, strict=True)),
+    pytest.param("regenerate", marks=pytest.mark.xfail(reason=BEAM_AT_HELP + " (regenerate uses its flags)", strict=True)),
+    pytest.param("stats", marks=pytest.mark.xfail(reason="stats.py imports Beam at the top", strict=True)),
+    pytest.param("score", marks=pytest.mark.xfail(reason="score.py imports Beam at the top", strict=True)),
+])
+def test_help_does_not_import_beam(command):
+    assert not _imports_beam([command, "--help"])
+
+
+def test_a_bad_flag_answers_before_beam_is_imported():
+    code = ("import sys; from sarchat.beam_pipelines.cli import main\n"
+            "rc = main(['demo', '--images', '3'])\n"
+            "print(rc, 'apache_beam' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+
+
+def test_output_location(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("x")
+    assert fileio.check_output_location(str(tmp_path / "new" / "deeper")) == str(tmp_path / "new" / "deeper")
+    assert fileio.check_output_location(str(tmp_path)) == str(tmp_path)
+    assert fileio.check_output_location("gs://bucket/out") == "gs://bucket/out"
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        fileio.check_output_location(str(f), "--output")
+    with pytest.raises(OutputError, match=f"lies under {f}"):
+        fileio.check_output_location(str(f / "a" / "b"), "--output")
+    with pytest.raises(OutputError, match="^OUT "):
+        flags.output_folder("OUT")("file://" + str(f))
+
+
+def test_writes_are_atomic_and_clean_up(tmp_path, monkeypatch):
+    target = tmp_path / "report.html"
+    target.write_text("old, complete")
+
+    def fails(tmp):
+        with open(tmp, "w") as fh:
+            fh.write("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OutputError, match="report.html: No space left on device"):
+        fileio.atomic_write_local(str(target), fails)
+    assert target.read_text() == "old, complete"          # the reader still sees the whole old file
+    assert os.listdir(tmp_path) == ["report.html"]         # and no temporary
+    fileio.write_text(str(tmp_path / "sub" / "new.json"), "{}")
+    assert (tmp_path / "sub" / "new.json").read_text() == "{}"
+    assert os.listdir(tmp_path / "sub") == ["new.json"]
+
+
+def test_a_rerun_removes_temporaries_of_dead_writers_only(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"metrics.json.tmp-{dead.pid}-0123abcd"
+    legacy = tmp_path / f"metrics.json.tmp-{dead.pid}"                 # store.py's spelling
+    live = tmp_path / f"metrics.json.tmp-{os.getppid()}-89abcdef"      # a writer still running
+    other = tmp_path / f"other.json.tmp-{dead.pid}-0123abcd"            # another file's: not this write's
+    for p in (stale, legacy, live, other):
+        p.write_text("partial")
+    fileio.write_text(str(tmp_path / "metrics.json"), "{}")
+    assert sorted(os.listdir(tmp_path)) == sorted(["metrics.json", live.name, other.name])
+
+
+def test_every_subcommand_module_has_run_and_build_parser():
+    import importlib
+
+    for name, (module, _) in cli.SUBCOMMANDS.items():
+        mod = importlib.import_module(module)
+        assert callable(mod.run) and callable(mod.build_parser), name
+
+
+def test_error_classes_share_one_base():
+    from sarchat.beam_pipelines import demo, generate
+
+    assert issubclass(demo.StageFailed, SarchatError) and demo.StageFailed.exit_code == 1
+    assert generate.UsageError is UsageError
+    assert issubclass(fileio.UnreadableFileError, SarchatError) and issubclass(fileio.UnreadableFileError, ValueError)
