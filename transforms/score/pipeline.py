@@ -63,9 +63,10 @@ class ScoreSettings:
     image_max_side: int = 256       # pixels of the longer side of a sample image in the report
 
     def __post_init__(self):
-        for name, least in (("num_buckets", 1), ("bootstrap", 0), ("samples_per_task", 0), ("image_max_side", 16)):
+        for name, flag, least in (("num_buckets", "--num-buckets", 1), ("bootstrap", "--bootstrap", 0),
+                                  ("samples_per_task", "--samples", 0), ("image_max_side", "image_max_side", 16)):
             if getattr(self, name) < least:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(self, name)}")
+                raise UsageError(f"{flag} must be >= {least}, got {getattr(self, name)}")
 
 
 class ReadDialogueFileFn(beam.DoFn):
