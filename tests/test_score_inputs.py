@@ -83,6 +83,10 @@ def test_a_runinference_folder_means_its_part_files_one_source(tmp_path):
     assert [os.path.basename(p) for p, _ in found] == ["part-00000.parquet", "part-00001.parquet"]
     scanned = [pf.scan_prediction_file(p, s) for p, s in found]
     pf.check_model_sources(scanned)  # parts of one run: one source, no clash
+    # the part files named by a glob are still one run
+    by_glob = pf.expand_prediction_inputs([str(run / "predictions" / "part-*.parquet")])
+    assert {s for _, s in by_glob} == {str(run)}
+    pf.check_model_sources([pf.scan_prediction_file(p, s) for p, s in by_glob])
 
 
 def test_scan_counts_rows_models_malformed_lines_and_accepts_a_bom(tmp_path):

@@ -1,6 +1,6 @@
 """Beam pieces of the scorer: one composite `ScorePredictions` and the DoFns / CombineFns it applies.
 
-The pure work lives beside this file (prediction_files, test_rows, id_buckets, metrics, parsing,
+The pure work lives beside this file (prediction_files, dialogue_rows, id_buckets, metrics, parsing,
 sample_records, sample_choice, score_outputs) and the rendering in sarchat.report; everything here
 is thin plumbing, batched so that a full test split (226,636 dialogues) is a few hundred Beam
 elements rather than hundreds of thousands:
@@ -43,7 +43,7 @@ from sarchat.transforms.score.prediction_files import (MALFORMED, PREDICTION_WIR
 from sarchat.transforms.score.sample_choice import choose_from_candidates, merge_candidates, smallest_candidates
 from sarchat.transforms.score.sample_records import SampleColumns, sample_record
 from sarchat.transforms.score.score_inputs import ScoreInputs
-from sarchat.transforms.score.test_rows import iter_test_tables, read_shown_rows
+from sarchat.transforms.score.dialogue_rows import iter_test_tables, read_shown_rows
 from sarchat.transforms.tasks import TASKS
 
 NAMESPACE = "sarchat.score"

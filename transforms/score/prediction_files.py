@@ -13,9 +13,12 @@ starts; in the job, `iter_prediction_batches` feeds the scorer.
   rejected.jsonl, never a model of its own.
 - A file without rows, a Parquet file without an `id` or `prediction` column, a JSONL file none of
   whose rows has one, and the same model in two prediction sources are errors naming the file(s).
-- Rows without a `model` take the file's name (ad-hoc files); a source is a run folder or one file.
+- Rows without a `model` take the file's name (ad-hoc files). A source is a run folder (all the
+  files of one `sarchat infer` or RunInference run, however they are named on the command line)
+  or else one file.
 """
 import json
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -62,8 +65,6 @@ def _is_glob(pattern):
 def _is_dir(path):
     if "://" in path:
         return not path.endswith(PREDICTION_SUFFIXES) and exists(join_path(path, RUN_MANIFEST))
-    import os
-
     return os.path.isdir(path)
 
 
@@ -105,6 +106,18 @@ def _folder_files(folder):
                      "run folder or the prediction files themselves)")
 
 
+def _source_of(path):
+    """A file's source: the run folder it belongs to (the folder, or for the RunInference layout
+    the parent of its predictions/ folder, holding a run manifest), else the file itself."""
+    folder = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+    if folder and read_run_manifest(folder) is not None:
+        return folder
+    parent = posixpath.dirname(folder) if "://" in folder else os.path.dirname(folder)
+    if folder and posixpath.basename(folder.rstrip("/")) == "predictions" and read_run_manifest(parent) is not None:
+        return parent
+    return path
+
+
 def expand_prediction_inputs(patterns):
     """[(file, source)] for the --predictions values: a file, a glob (its prediction files) or a
     run folder (its predictions.parquet). UsageError naming the value that matches nothing,
@@ -118,7 +131,7 @@ def expand_prediction_inputs(patterns):
                 if _is_dir(path):
                     found += [(f, path) for f in _folder_files(path)]
                 elif _is_prediction_name(path):
-                    found.append((path, path))
+                    found.append((path, _source_of(path)))
             if not found:
                 raise UsageError(f"--predictions {pattern}: no prediction files match "
                                  f"({', '.join(PREDICTION_SUFFIXES)})")
@@ -129,7 +142,7 @@ def expand_prediction_inputs(patterns):
             if posixpath.basename(pattern) == RUN_MANIFEST:
                 raise InputError(f"--predictions {pattern}: a run manifest, not predictions "
                                  f"(give its folder or its {PREDICTIONS_PARQUET})")
-            out.append((pattern, pattern))
+            out.append((pattern, _source_of(pattern)))
         else:
             raise UsageError(f"--predictions {pattern}: no such file or folder")
     seen, unique = set(), []
@@ -231,7 +244,7 @@ def _parquet_version(pf):
 
 def scan_prediction_file(path, source=None):
     """A PredictionFile for `path`; InputError naming the file when it cannot be scored at all."""
-    source = source or path
+    source = source or _source_of(path)
     folder = source if source != path else posixpath.dirname(path)
     manifest = read_run_manifest(folder)
     version = None
