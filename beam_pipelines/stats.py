@@ -4,8 +4,9 @@
                   [--box-source auto|annotations|gt] [--plots png|svg|none] [any Beam pipeline option]
 
 The input kind is detected:
-- a generated corpus (OUT/manifest.json): dialogue-level stats from OUT/parquet/<split>/*.parquet
-  (tasks and subsets as Table 5 / Figures 8-9, attribute words, answer lengths, templates) and
+- a generated corpus (OUT/manifest.json): dialogue-level stats from the parquet/<split>/ shards
+  the manifest lists (a listed shard of another size than the manifest says is refused; files the
+  manifest does not list are never read) (tasks and subsets as Table 5 / Figures 8-9, attribute words, answer lengths, templates) and
   box-level stats from the annotation files the manifest names when they still exist with the same
   sha256 (exact), else from the grounding dialogues' integer boxes (approximate; --box-source picks);
 - a dataset root (ROOT/Annotations/<split>.json, COCO detection JSON): box-level stats only.
@@ -21,20 +22,16 @@ import json
 import sys
 import time
 
-import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
-from sarchat.transforms import coco
+from sarchat.transforms import coco, dataset_files
+from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
+from sarchat.transforms.fileio import exists, open_parquet, read_bytes
 from sarchat.transforms.stats import dataset_stats as stats
-from sarchat.transforms.fileio import UnreadableFileError, check_parquet_files
-from sarchat.transforms.stats.pipeline import (BoxStatsFromCoco, BoxStatsFromDialogues, DialogueStatsOf,
-                                         ReadDialogueTables, WriteStatsFn, read_bytes)
-
-
-class StatsInputError(ValueError):
-    pass
+from sarchat.transforms.stats.pipeline import DatasetStats, StatsSettings
 
 
 def build_parser():
@@ -59,7 +56,7 @@ def _pairs(values):
     for v in values:
         split, sep, path = v.partition("=")
         if not sep or not split or not path:
-            raise StatsInputError(f"--annotations expects SPLIT=PATH, got {v!r}")
+            raise UsageError(f"--annotations expects SPLIT=PATH, got {v!r}")
         out[split] = path
     return out
 
@@ -79,24 +76,32 @@ def _wanted(found, requested):
     wanted = [s.strip() for s in requested.split(",") if s.strip()]
     missing = [s for s in wanted if s not in found]
     if missing:
-        raise StatsInputError(f"split(s) {missing} not in the input (found: {', '.join(found) or 'none'})")
+        raise UsageError(f"--splits: split(s) {missing} not in the input (found: {', '.join(found) or 'none'})")
     if not wanted:
-        raise StatsInputError("--splits names no split")
+        raise UsageError("--splits names no split")
     return wanted
 
 
+def _split_of(rel):
+    """'parquet/test/dialogues-00000-of-00001.parquet' -> 'test'."""
+    parts = rel.split("/")
+    return parts[1] if len(parts) >= 3 else None
+
+
 def plan(args):
-    """-> (input_info, splits, annotation paths {split: path} or {}, parquet patterns, manifest rejects)."""
+    """-> (input_info, splits, annotation paths {split: path} or {}, dialogue files, manifest rejects)."""
     root = args.input
     overrides = _pairs(args.annotations)
-    manifest_path = FileSystems.join(root, "manifest.json")
-    if FileSystems.exists(manifest_path):
-        manifest = json.loads(read_bytes(manifest_path))
+    if exists(FileSystems.join(root, dataset_files.MANIFEST)):
+        manifest = dataset_files.read_manifest(root)
         found = {}
-        for path in _matched(FileSystems.join(root, "parquet", "*", "*.parquet")):
-            found.setdefault(_base(path.rsplit("/", 1)[0]), []).append(path)
+        for path in dataset_files.listed_files(root, "parquet/", ".parquet", manifest=manifest):
+            rel = path[len(str(root)):].lstrip("/\\").replace("\\", "/")
+            found.setdefault(_split_of(rel), []).append(path)
+        found.pop(None, None)
         if not found:
-            raise StatsInputError(f"{root}: manifest.json but no parquet/<split>/*.parquet (was the corpus generated with --formats parquet?)")
+            raise DatasetError(f"{FileSystems.join(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
+                               "(was the corpus generated with --formats parquet?)")
         splits = _wanted(found, args.splits)
         annotations, notes = {}, []
         if args.box_source != "gt":
@@ -109,7 +114,7 @@ def plan(args):
                 else:
                     annotations[split] = path
             if args.box_source == "annotations" and notes:
-                raise StatsInputError("--box-source annotations: " + "; ".join(notes))
+                raise InputError("--box-source annotations: " + "; ".join(notes))
             if len(annotations) < len(splits):      # one source for every split, so splits compare
                 annotations = {}
         box_source = "annotations" if annotations else "gt_boxes"
@@ -120,16 +125,25 @@ def plan(args):
                 "annotations": annotations}
         if notes:
             info["notes"] = notes
-        patterns = [FileSystems.join(root, "parquet", s, "*.parquet") for s in splits]
-        return info, splits, annotations, patterns, manifest.get("rejects", {})
+        files = [f for s in splits for f in sorted(found[s])]
+        return info, splits, annotations, files, manifest.get("rejects", {})
     found = {_base(p)[:-len(".json")]: p for p in _matched(FileSystems.join(root, "Annotations", "*.json"))}
     found.update(overrides)
     if not found:
-        raise StatsInputError(f"{root}: neither manifest.json (a generated corpus) nor Annotations/*.json (a dataset root)")
+        raise DatasetError(f"{root}: neither manifest.json (a generated corpus; a generation that did not finish "
+                           "has none) nor Annotations/*.json (a dataset root)")
     splits = _wanted(found, args.splits)
     annotations = {s: found[s] for s in splits}
     info = {"kind": "dataset", "root": root, "box_source": "annotations", "annotations": annotations}
     return info, splits, annotations, [], {}
+
+
+def _check_dialogue_files(files):
+    for path in files:  # only the footer is read: a launcher error, not a worker traceback
+        try:
+            open_parquet(path).close()
+        except (OSError, pa.ArrowException) as exc:
+            raise DatasetError(f"cannot read dialogue file {path}: {type(exc).__name__}: {exc}") from None
 
 
 def _annotation_problem(path, sha256):
@@ -142,37 +156,34 @@ def _annotation_problem(path, sha256):
     return None
 
 
+def settings_of(args):
+    """StatsSettings for the flags: the input planned and checked (SarchatError naming the file/flag)."""
+    if args.exact_cap < 1:
+        raise UsageError(f"--exact-cap must be >= 1, got {args.exact_cap}")
+    info, splits, annotations, files, manifest_rejects = plan(args)
+    for split, path in annotations.items():      # fail fast on unusable JSON, before any worker starts
+        try:
+            coco.check_structure(coco.load_json(read_bytes(path), path), path)
+        except coco.InputError as e:
+            raise InputError(str(e)) from None
+    _check_dialogue_files(files)
+    extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
+    return StatsSettings(output=args.output, input_info=info, splits=tuple(splits),
+                         annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(files),
+                         exact_cap=args.exact_cap, plot_format=args.plots, extra_rejects=extra)
+
+
 def run(argv=None, test=None):
     """Entry point; `test(stats_pcoll)` may add assertions on the stats.json document inside the pipeline."""
     args, beam_args = build_parser().parse_known_args(argv)
     try:
-        info, splits, annotations, patterns, manifest_rejects = plan(args)
-        for split, path in annotations.items():      # fail fast on unusable JSON, before any worker starts
-            coco.check_structure(coco.load_json(read_bytes(path), path), path)
-        check_parquet_files([path for pattern in patterns for path in _matched(pattern)], "dialogue")
-    except (StatsInputError, coco.InputError, UnreadableFileError) as e:
+        settings = settings_of(args)
+    except SarchatError as e:  # until cli.py prints these itself
         print(f"sarchat stats: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     started = time.time()
     p = make_pipeline(beam_args)
-    empty = p | "NoDialogues" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
-    rejects = p | "NoRejects" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
-    dialogues = empty
-    if patterns:
-        tables = p | "ReadDialogues" >> ReadDialogueTables(patterns)
-        dialogues = tables | "Dialogues" >> DialogueStatsOf()
-    if annotations:
-        boxes, rejects = p | "Boxes" >> BoxStatsFromCoco(sorted(annotations.items()), exact_cap=args.exact_cap)
-    else:
-        boxes = tables | "BoxesFromGt" >> BoxStatsFromDialogues(exact_cap=args.exact_cap)
-    extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
-    doc = (
-        p
-        | "Once" >> beam.Create([None])
-        | "Write" >> beam.ParDo(WriteStatsFn(args.output, info, splits, args.exact_cap, args.plots, extra),
-                                boxes=beam.pvalue.AsList(boxes), dialogues=beam.pvalue.AsList(dialogues),
-                                rejects=beam.pvalue.AsList(rejects))
-    )
+    doc = p | "Stats" >> DatasetStats(settings)
     if test is not None:
         test(doc)
     written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"))

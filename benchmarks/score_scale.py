@@ -209,15 +209,22 @@ def make_rows(n_rows, split="test", seed=0, builder="generator"):
 
 
 def write_dataset(table, out_dir, shards=4):
-    """Write a DIALOGUE_SCHEMA table as the generator's layout OUT/parquet/test/*.parquet."""
+    """Write a DIALOGUE_SCHEMA table as the generator's layout OUT/parquet/test/*.parquet, with the
+    manifest.json listing the shards and their sizes (score reads the files the manifest lists)."""
     if isinstance(table, list):
         table = pa.Table.from_pylist(table, schema=DIALOGUE_SCHEMA)
     folder = os.path.join(out_dir, "parquet", "test")
     os.makedirs(folder, exist_ok=True)
     table = table.sort_by("id")
     per = (table.num_rows + shards - 1) // shards
+    files = []
     for k in range(shards):
-        pq.write_table(table.slice(k * per, per), os.path.join(folder, f"dialogues-{k:05d}-of-{shards:05d}.parquet"))
+        name = f"dialogues-{k:05d}-of-{shards:05d}.parquet"
+        pq.write_table(table.slice(k * per, per), os.path.join(folder, name))
+        files.append({"path": f"parquet/test/{name}", "rows": min(per, max(0, table.num_rows - k * per)),
+                      "bytes": os.path.getsize(os.path.join(folder, name))})
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump({"generator": "benchmarks/score_scale.py", "config_hash": "score-scale", "files": files}, f, indent=1)
 
 
 def main(argv=None):

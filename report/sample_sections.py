@@ -1,19 +1,21 @@
 """Extra sections of the benchmark report: the dataset and a few scored samples (paper's Figure 3).
 
-    dataset_section(stats)                      -> report.Section   (stats.json dict, file or folder)
-    samples_section(dataset, score_dir, ...)    -> report.Section
-    add_report_sections(score_dir, ...)         # what `sarchat score --stats DIR` / `--samples N` call
+    dataset_section(stats)                                   -> score_report.Section (a stats.json dict)
+    samples_section(order, rows, models, results, ...)       -> score_report.Section
 
-The dataset section inlines the `sarchat stats` plots as SVG (transforms/stats_render.render_plots)
-and its Markdown tables (stats_markdown) converted to HTML tables. The samples section shows, for a
-few test samples per task (the smallest ids, alternating subsets, so the choice is deterministic),
-the image downscaled and embedded as base64 JPEG with the ground-truth boxes (green) and, one panel
-per model, the model's parsed boxes (red): solid when matched (IoU >= 0.5 after the scorer's
-Hungarian assignment), dashed when not; missed truth boxes are dashed green. Beside it: the question,
-the reference answer and every model's answer with the scored parts marked (matched boxes, stated
-count, categories, attributes, relations, description triples). The marks come from the per-sample
-results that `sarchat score` writes (OUT/<model>/samples/*.parquet); without them (--no-samples)
-the few shown samples are scored again with sarchat.transforms.score.metrics, which gives the same results.
+Both are fed only from the scoring pipeline's own outputs (sarchat.transforms.score.pipeline's
+WriteReportsFn): the stats document read at launch, the ids it chose (sample_choice: the smallest
+ids of each task, subsets in turn), their test rows and every model's result for them, as the
+scorer computed it. Nothing here reads a file but the sample images.
+
+The dataset section inlines the `sarchat stats` plots as SVG and its Markdown tables converted to
+HTML tables. The samples section shows each chosen sample's image, downscaled and embedded as
+base64 JPEG, with the ground-truth boxes (green) and, one panel per model, the model's parsed boxes
+(red): solid when matched (IoU >= 0.5 after the scorer's Hungarian assignment), dashed when not;
+missed truth boxes are dashed green. Beside it: the question, the reference answer and every
+model's answer with the scored parts marked (one function per task in MARKS). What one sample
+shows is capped (MAX_TEXT characters of text, MAX_CHIPS marks, MAX_BOXES boxes drawn) and says so
+when it was cut, so that an adversarial answer cannot blow the page up.
 
 Everything is inline: the report stays one self-contained HTML file. A short script at the end of
 the section records on <body> how many images decoded (data-images-ok / data-images-total) and how
@@ -23,29 +25,23 @@ page (data-first-img-rect, data-first-svg-rect: x,y,w,h), so a headless browser 
 import base64
 import html
 import io
-import json
 import os
 import re
+from collections import Counter
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
-from sarchat.transforms.score import metrics as M
 from sarchat.report import score_report as report
+from sarchat.report.stats_report import plot_titles, render_plots, stats_markdown
 from sarchat.transforms.categories import CATEGORY_INDEX
-from sarchat.transforms.fileio import exists as _exists
-from sarchat.transforms.fileio import join_path as _join
 from sarchat.transforms.fileio import read_bytes as _read_bytes
-from sarchat.transforms.tasks import ANSWER_BOX_TASKS, TASKS
+from sarchat.transforms.score import metrics as M
+from sarchat.transforms.tasks import ANSWER_BOX_TASKS, TASK_LABELS
 
-TASK_LABELS = report.TASK_LABELS
-SAMPLE_ROW_COLUMNS = ("id", "split", "task", "subset", "image_path", "width", "height", "question", "answer",
-                      "gt_boxes", "gt_categories", "gt_cells", "gt_sizes", "gt_shapes", "gt_relations", "gt_count")
 BOX_TASKS = ANSWER_BOX_TASKS
 MATCH_IOU = 0.5
+MAX_TEXT = 900        # characters of a question, reference or answer shown
+MAX_ERROR = 300       # characters of an inference error shown
+MAX_CHIPS = 60        # marks shown per answer
+MAX_BOXES = 200       # predicted boxes drawn per panel
 GT_COLOR = (22, 200, 60)
 PRED_COLOR = (235, 30, 30)
 DEFAULT_MAX_SIDE = 256
@@ -76,18 +72,6 @@ RENDER_CHECK_SCRIPT = """<script>
   if (document.readyState === 'complete') { check(); } else { window.addEventListener('load', check); }
 })();
 </script>"""
-
-
-# ---------------------------------------------------------------------------------------------
-# Files (local or any Beam file system, e.g. gs://)
-
-
-def _glob(pattern):
-    try:
-        found = FileSystems.match([pattern])
-    except Exception:
-        return []
-    return sorted(m.path for r in found for m in r.metadata_list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,21 +179,9 @@ def _md_table_html(block):
 # Dataset section
 
 
-def load_stats(path):
-    """A stats.json document from a `sarchat stats` output folder or the file itself."""
-    candidates = [path] if str(path).endswith(".json") else [_join(path, "stats.json"), path]
-    for c in candidates:
-        if _exists(c) and not os.path.isdir(c):
-            return json.loads(_read_bytes(c).decode("utf-8"))
-    raise FileNotFoundError(f"no stats.json in {path} (the output folder of `sarchat stats`)")
-
-
 def dataset_section(stats, title="Dataset"):
-    """The stats plots as inline SVG plus the stats tables (stats.md) as HTML tables."""
-    from sarchat.report.stats_report import plot_titles, render_plots, stats_markdown
-
-    if not isinstance(stats, dict):
-        stats = load_stats(stats)
+    """The stats plots as inline SVG plus the stats tables (stats.md) as HTML tables (`stats`: a
+    stats.json document)."""
     titles = plot_titles()
     plots = render_plots(stats, fmt="svg")
     md = stats_markdown(stats)
@@ -231,150 +203,6 @@ def dataset_section(stats, title="Dataset"):
     md_body = re.sub(r"^#", "##", md, flags=re.M)  # one level below the section's own heading
     md_body = md_body.split("\n", 1)[1].lstrip() if md_body.startswith("## Dataset statistics") else md_body
     return report.Section(title, html="\n".join(parts), markdown=md_body.rstrip())
-
-
-# ---------------------------------------------------------------------------------------------
-# Samples section: reading
-
-
-def image_root_for(dataset, override=None):
-    """--image-root, else the generated dataset's manifest `input_root` (relative: from the current
-    folder, then from the dataset folder), else None."""
-    if override:
-        return str(override)
-    if str(dataset).endswith(".parquet") or any(ch in str(dataset) for ch in "*?["):
-        return None
-    path = _join(dataset, "manifest.json")
-    if not _exists(path):
-        return None
-    try:
-        manifest = json.loads(_read_bytes(path).decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
-    if not root:
-        return None
-    root = str(root)
-    if "://" in root or os.path.isabs(root) or os.path.isdir(root):
-        return root
-    candidate = os.path.join(str(dataset), root)
-    return candidate if os.path.isdir(candidate) else root
-
-
-def choose_samples(ids_tasks_subsets, per_task):
-    """Deterministic choice: per task (TASKS order), the smallest ids, taking subsets in turn
-    (multi, single, ...) so both appear when a task has them. Input: [(id, task, subset)]."""
-    by_task = {}
-    for sid, task, subset in ids_tasks_subsets:
-        by_task.setdefault(task, {}).setdefault(subset or "", []).append(sid)
-    chosen = []
-    for task in TASKS:
-        groups = by_task.get(task)
-        if not groups:
-            continue
-        queues = [sorted(groups[k]) for k in sorted(groups)]
-        picked, k = [], 0
-        while len(picked) < per_task and any(queues):
-            q = queues[k % len(queues)]
-            if q:
-                picked.append(q.pop(0))
-            k += 1
-        chosen += sorted(picked)
-    return chosen
-
-
-def _read_parquet_filtered(path, columns, ids):
-    """The named columns of a Parquet file (those it has), rows whose id is in `ids` (all: None)."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        schema = pq.ParquetFile(f).schema_arrow
-        cols = [c for c in columns if c in schema.names]
-        string_ids = "id" in schema.names and pa.types.is_string(schema.field("id").type)
-        f.seek(0)
-        if ids is not None and ids and string_ids:  # row groups skipped on their id statistics
-            table = pq.read_table(f, columns=cols, filters=[("id", "in", sorted(ids))])
-        else:
-            table = pq.read_table(f, columns=cols)
-    if ids is not None:
-        keys = pc.cast(table.column("id"), pa.string())
-        table = table.filter(pc.fill_null(pc.is_in(keys, value_set=pa.array(sorted(ids), type=pa.string())), False))
-    return table
-
-
-def read_test_rows(dataset, split, per_task):
-    """(chosen ids in display order, {id: test row})."""
-    from sarchat.transforms.score.pipeline import dataset_files
-
-    files = dataset_files(dataset, split)
-    keys = []
-    for f in files:
-        t = _read_parquet_filtered(f, ("id", "split", "task", "subset"), None)
-        rows = t.to_pylist()
-        keys += [(r["id"], r["task"], r.get("subset")) for r in rows if r.get("split", split) in (None, split)]
-    chosen = choose_samples(keys, per_task)
-    wanted = set(chosen)
-    rows = {}
-    for f in files:
-        for r in _read_parquet_filtered(f, SAMPLE_ROW_COLUMNS, wanted).to_pylist():
-            if r.get("split", split) in (None, split) and r["id"] not in rows:
-                rows[r["id"]] = r
-    return [i for i in chosen if i in rows], rows
-
-
-def read_models(score_dir):
-    """[{'model', 'dir', 'box_format'}] in leaderboard order (best first)."""
-    path = _join(score_dir, "leaderboard.json")
-    if not _exists(path):
-        return []
-    board = json.loads(_read_bytes(path).decode("utf-8"))
-    return [{"model": r["model"], "dir": r.get("dir"), "box_format": r.get("box_format")} for r in board]
-
-
-def read_sample_results(score_dir, model_dir, ids):
-    """{id: per-sample result row} from OUT/<model>/samples/*.parquet ({} when not written)."""
-    out = {}
-    if not model_dir:
-        return out
-    for f in _glob(_join(score_dir, model_dir, "samples", "samples-*.parquet")):
-        for r in _read_parquet_filtered(f, _sample_columns(), ids).to_pylist():
-            out.setdefault(r["id"], r)
-    return out
-
-
-def _sample_columns():
-    from sarchat.transforms.score.pipeline import SAMPLE_SCHEMA
-
-    return tuple(SAMPLE_SCHEMA.names)
-
-
-def read_predictions(prediction_files, ids):
-    """{(model, id): prediction row}, the first by (file, row) as the scorer takes it."""
-    from sarchat.transforms.score.pipeline import PREDICTION_COLUMNS, _model_of
-
-    out = {}
-    for path in sorted(prediction_files):
-        rows = []
-        if path.endswith(".parquet"):
-            t = _read_parquet_filtered(path, PREDICTION_COLUMNS, ids)
-            rows = t.to_pylist()
-        else:
-            data = _read_bytes(path)
-            if path.endswith(".gz"):
-                import gzip
-
-                data = gzip.decompress(data)
-            for line in data.decode("utf-8", errors="replace").splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(r, dict) and str(r.get("id")) in ids:
-                    rows.append(r)
-        for r in rows:
-            key = (_model_of(r, path), str(r.get("id")))
-            out.setdefault(key, r)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,79 +240,108 @@ def _fmt_box(b):
     return "[" + ", ".join(f"{v:.0f}" for v in b) + "]"
 
 
-def marks(task, row, res):
-    """HTML chips marking the parts of one model's answer that scored (and the truth it missed)."""
+def _box_chips(task, row, res):
+    pred_iou, gt_hit = _box_matches(task, row, res)
+    pcats = res.get("pred_box_categories") or []
+    chips = []
+    for i, (b, v) in enumerate(zip(res.get("pred_boxes") or [], pred_iou)):
+        label = (f"{pcats[i]} " if task == "grounding" and i < len(pcats) and pcats[i] else "") + _fmt_box(b)
+        label += f" IoU {v:.2f}" if v is not None else " unmatched"
+        chips.append(_chip(label, "ok" if v is not None and v >= MATCH_IOU else "bad"))
+    missed = sum(1 for h in gt_hit if not h)
+    if missed:
+        chips.append(_chip(f"{missed} truth box{'es' if missed > 1 else ''}", "miss"))
+    return chips
+
+
+def _marks_count(row, res):
+    gt_count = row.get("gt_count")
+    if gt_count is None:
+        gt_count = len(row.get("gt_boxes") or [])
+    n = res.get("pred_count")
+    return [_chip(f"count {n}" + ("" if n == gt_count else f" (truth {gt_count})"),
+                  "ok" if n == gt_count else "bad")] + _box_chips("count", row, res)
+
+
+def _marks_refer(row, res):
+    gt_cells = list(row.get("gt_cells") or [])
+    return _box_chips("refer", row, res) + [_chip(c, "ok" if c in gt_cells else "bad")
+                                             for c in res.get("pred_labels") or []]
+
+
+def _marks_grounding(row, res):
+    chips = _box_chips("grounding", row, res)
+    gt = M.gt_relation_triples(row)
+    said = set()
+    for lab in res.get("pred_labels") or []:
+        t = tuple(lab.split("|")[:3])
+        said.add(t)
+        chips.append(_chip(" ".join(t), "ok" if t in gt else "bad"))
+    return chips + [_chip(" ".join(t), "miss") for t in sorted(gt - said)]
+
+
+def _marks_identify(row, res):
+    gt = M.gt_identify_attributes(row)
+    said, chips = set(), []
+    for lab in res.get("pred_labels") or []:
+        k, _, v = lab.partition("=")
+        said.add((k, v))
+        if k == "shape" and not row.get("gt_shapes"):
+            chips.append(_chip(f"{k}: {v} (not scored)", "na"))
+        else:
+            chips.append(_chip(f"{k}: {v}", "ok" if (k, v) in gt else "bad"))
+    return chips + [_chip(f"{k}: {v}", "miss") for k, v in sorted(gt - said)]
+
+
+def _marks_describe(row, res):
+    gt = Counter(M.gt_describe_triples(row))
+    chips = []
+    for lab in res.get("pred_labels") or []:
+        t = tuple(x or None for x in lab.split("|"))
+        ok = gt[t] > 0
+        if ok:
+            gt[t] -= 1
+        chips.append(_chip(" ".join(x or "?" for x in t), "ok" if ok else "bad"))
+    for t, n in sorted(gt.items(), key=lambda kv: tuple(x or "" for x in kv[0])):
+        chips += [_chip(" ".join(x or "?" for x in t), "miss")] * n
+    return chips
+
+
+def _marks_classify(row, res):
+    gt = list(row.get("gt_categories") or [])
+    said = list(res.get("pred_labels") or [])
+    return [_chip(c, "ok" if c in gt else "bad") for c in said] + [_chip(c, "miss") for c in gt if c not in said]
+
+
+# One function per task: (test row, per-sample result) -> HTML chips of the scored parts.
+MARKS = {
+    "classify": _marks_classify,
+    "describe": _marks_describe,
+    "count": _marks_count,
+    "grounding": _marks_grounding,
+    "identify": _marks_identify,
+    "refer": _marks_refer,
+}
+
+_MISS_NOTES = {
+    M.STATUS_MISSING: "no prediction (scored as a miss)",
+    M.STATUS_UNPARSEABLE: "unparseable (scored as a miss)",
+    M.STATUS_INFERENCE_ERROR: "inference error (scored as a miss)",
+}
+
+
+def marks(task, row, res, max_chips=MAX_CHIPS):
+    """HTML chips marking the parts of one model's answer that scored (and the truth it missed);
+    at most max_chips, then a note of how many more there were."""
     if res is None:
         return "<span class='chip na'>no result</span>"
-    status = res.get("status")
-    if status == M.STATUS_MISSING:
-        return "<span class='chip bad'>no prediction (scored as a miss)</span>"
-    if status == M.STATUS_UNPARSEABLE:
-        return "<span class='chip bad'>unparseable (scored as a miss)</span>"
-    chips = []
-    if task == "count":
-        gt_count = row.get("gt_count")
-        if gt_count is None:
-            gt_count = len(row.get("gt_boxes") or [])
-        n = res.get("pred_count")
-        chips.append(_chip(f"count {n}" + ("" if n == gt_count else f" (truth {gt_count})"),
-                           "ok" if n == gt_count else "bad"))
-    if task in BOX_TASKS:
-        pred_iou, gt_hit = _box_matches(task, row, res)
-        pcats = res.get("pred_box_categories") or []
-        for i, (b, v) in enumerate(zip(res.get("pred_boxes") or [], pred_iou)):
-            label = (f"{pcats[i]} " if task == "grounding" and i < len(pcats) and pcats[i] else "") + _fmt_box(b)
-            label += f" IoU {v:.2f}" if v is not None else " unmatched"
-            chips.append(_chip(label, "ok" if v is not None and v >= MATCH_IOU else "bad"))
-        missed = sum(1 for h in gt_hit if not h)
-        if missed:
-            chips.append(_chip(f"{missed} truth box{'es' if missed > 1 else ''}", "miss"))
-    if task == "refer":
-        gt_cells = list(row.get("gt_cells") or [])
-        for c in res.get("pred_labels") or []:
-            chips.append(_chip(c, "ok" if c in gt_cells else "bad"))
-    if task == "grounding":
-        gt = M.gt_relation_triples(row)
-        said = set()
-        for lab in res.get("pred_labels") or []:
-            t = tuple(lab.split("|")[:3])
-            said.add(t)
-            chips.append(_chip(" ".join(t), "ok" if t in gt else "bad"))
-        for t in sorted(gt - said):
-            chips.append(_chip(" ".join(t), "miss"))
-    if task == "identify":
-        gt = M.gt_identify_attributes(row)
-        said = set()
-        for lab in res.get("pred_labels") or []:
-            k, _, v = lab.partition("=")
-            said.add((k, v))
-            if k == "shape" and not row.get("gt_shapes"):
-                chips.append(_chip(f"{k}: {v} (not scored)", "na"))
-            else:
-                chips.append(_chip(f"{k}: {v}", "ok" if (k, v) in gt else "bad"))
-        for k, v in sorted(gt - said):
-            chips.append(_chip(f"{k}: {v}", "miss"))
-    if task == "describe":
-        from collections import Counter
-
-        gt = Counter(M.gt_describe_triples(row))
-        for lab in res.get("pred_labels") or []:
-            t = tuple(x or None for x in lab.split("|"))
-            ok = gt[t] > 0
-            if ok:
-                gt[t] -= 1
-            chips.append(_chip(" ".join(x or "?" for x in t), "ok" if ok else "bad"))
-        for t, n in sorted(gt.items(), key=lambda kv: tuple(x or "" for x in kv[0])):
-            for _ in range(n):
-                chips.append(_chip(" ".join(x or "?" for x in t), "miss"))
-    if task == "classify":
-        gt = list(row.get("gt_categories") or [])
-        said = list(res.get("pred_labels") or [])
-        for c in said:
-            chips.append(_chip(c, "ok" if c in gt else "bad"))
-        for c in gt:
-            if c not in said:
-                chips.append(_chip(c, "miss"))
+    note = _MISS_NOTES.get(res.get("status"))
+    if note:
+        return f"<span class='chip bad'>{note}</span>"
+    chips = MARKS[task](row, res)
+    if len(chips) > max_chips:
+        cut = len(chips) - max_chips
+        chips = chips[:max_chips] + [f"<span class='cut'>(cut: {cut} more marks not shown)</span>"]
     return " ".join(chips) or "<span class='chip na'>nothing scored</span>"
 
 
@@ -574,32 +431,12 @@ def _figure(uri, size, caption):
 # Samples section
 
 
-def samples_section(dataset, score_dir, prediction_files=(), split="test", per_task=2, image_root=None,
-                    formats=None, max_side=DEFAULT_MAX_SIDE, title="Samples"):
-    """A few scored test samples per task with images, answers and marks (the paper's Figure 3)."""
-    from sarchat.transforms.score.pipeline import FormatChooser, sample_record
+def samples_section(order, rows, models, results, image_root=None, max_side=DEFAULT_MAX_SIDE, title="Samples"):
+    """A few scored test samples per task with images, answers and marks (the paper's Figure 3).
 
-    order, rows = read_test_rows(dataset, split, per_task)
-    ids = set(order)
-    models = read_models(score_dir)
-    preds = read_predictions(prediction_files, ids) if prediction_files else {}
-    if not models:
-        models = [{"model": m, "dir": None} for m in sorted({k[0] for k in preds})]
-    formats = formats or FormatChooser()
-    results = {}
-    for m in models:
-        got = read_sample_results(score_dir, m.get("dir"), ids)
-        for sid in order:
-            res = got.get(sid)
-            if res is None and (m["model"], sid) in preds:  # per-sample files not written: score again
-                p = preds[(m["model"], sid)]
-                row = rows[sid]
-                fmt = formats.for_model(m["model"])
-                res = sample_record(row, m["model"], p, M.score_sample(row, p.get("prediction"), fmt))
-            elif res is None:
-                res = sample_record(rows[sid], m["model"], None, M.score_sample(rows[sid], None, None, missing=True))
-            results[(m["model"], sid)] = res
-    root = image_root_for(dataset, image_root)
+    order: the shown ids in display order; rows: {id: test row with question, answer, image_path};
+    models: model names in leaderboard order; results: {(model, id): {'prediction', 'error',
+    'result': the scorer's per-sample record}} -- all as the scoring pipeline computed them."""
     intro = ("<p class='note'>A few test samples per task (the smallest ids of each task, subsets in turn). "
              "Boxes: <span class='sw gt'></span> ground truth, <span class='sw pred'></span> the model's parsed boxes; "
              f"solid when matched (IoU &ge; {MATCH_IOU} after the scorer's Hungarian assignment; grounding matches "
@@ -612,7 +449,7 @@ def samples_section(dataset, score_dir, prediction_files=(), split="test", per_t
     for sid in order:
         row = rows[sid]
         task = row["task"]
-        image = load_image(root, row.get("image_path"))
+        image = load_image(image_root, row.get("image_path"))
         W, H = row.get("width"), row.get("height")
         figs = []
         if image is None:
@@ -626,29 +463,30 @@ def samples_section(dataset, score_dir, prediction_files=(), split="test", per_t
             figs.append(_figure(uri, size, f"{gt_caption} ({n} box{'es' if n != 1 else ''})" if n else gt_caption))
             if task in BOX_TASKS:
                 for m in models:
-                    res = results[(m["model"], sid)]
+                    res = (results.get((m, sid)) or {}).get("result") or {}
                     pred_iou, gt_hit = _box_matches(task, row, res)
                     ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
+                    boxes = res.get("pred_boxes") or []
+                    drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
                     uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], gt_hit,
-                                           res.get("pred_boxes") or [], ok, max_side=max_side)
+                                           boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side)
                     same = " (same category)" if task == "grounding" else ""
-                    figs.append(_figure(uri, size, f"{m['model']}: {sum(ok)}/{len(ok)} boxes matched{same}"))
+                    figs.append(_figure(uri, size, f"{m}: {sum(ok)}/{len(ok)} boxes matched{same}{drawn}"))
         qa = [f"<tr><th>Question</th><td class='l'>{_text(row.get('question'))}</td></tr>",
               f"<tr><th>Reference</th><td class='l ref'>{_text(row.get('answer'))}</td></tr>"]
         md.append(f"- `{sid}` ({task}{', ' + row['subset'] if row.get('subset') else ''}): "
                   f"{_md_escape(_strip_image_tag(row.get('question')))}")
         for m in models:
-            res = results[(m["model"], sid)]
-            p = preds.get((m["model"], sid)) or {}
-            answer = p.get("prediction")
-            err = p.get("error")
+            shown = results.get((m, sid)) or {}
+            res = shown.get("result")
+            answer, err = shown.get("prediction"), shown.get("error")
             text = _text(answer) if answer else "<i>(no answer)</i>"
             if err:
-                text += f"<div class='err'>error: {html.escape(str(err)[:300])}</div>"
-            qa.append(f"<tr><th>{html.escape(m['model'])}</th><td class='l'>{text}"
+                text += f"<div class='err'>error: {_text(err, MAX_ERROR)}</div>"
+            qa.append(f"<tr><th>{html.escape(m)}</th><td class='l'>{text}"
                       f"<div class='marks'>{marks(task, row, res)}</div>"
                       f"<div class='cols'>{html.escape(score_line(res))}</div></td></tr>")
-            md.append(f"  - {m['model']}: {_md_escape(score_line(res)) or '–'}")
+            md.append(f"  - {m}: {_md_escape(score_line(res)) or '–'}")
         dot = " \u00b7 "
         subset = dot + row["subset"] if row.get("subset") else ""
         head = (f"{html.escape(TASK_LABELS.get(task, task))}{html.escape(subset)}{dot}<code>{html.escape(sid)}</code>"
@@ -659,7 +497,7 @@ def samples_section(dataset, score_dir, prediction_files=(), split="test", per_t
     if not order:
         body = "<p class='note'>No test samples found.</p>"
     else:
-        body = intro + (f"<p class='note'>Images not found under <code>{html.escape(str(root))}</code>: "
+        body = intro + (f"<p class='note'>Images not found under <code>{html.escape(str(image_root))}</code>: "
                         f"{missing_images} (pass <code>--image-root</code>).</p>" if missing_images else "")
         body += "<div class='samples'>" + "\n".join(cards) + "</div>"
     body += RENDER_CHECK_SCRIPT
@@ -673,45 +511,16 @@ def _strip_image_tag(text):
     return text[len("<image>"):].lstrip("\n") if text.startswith("<image>") else text
 
 
-def _text(text, limit=900):
+def _text(text, limit=MAX_TEXT):
+    """Escaped text for the page, at most `limit` characters, saying so when it was cut."""
     text = _strip_image_tag(text)
+    cut = ""
     if len(text) > limit:
-        text = text[:limit] + " \u2026"
-    return html.escape(text).replace("\n", "<br>")
+        cut = f" \u2026 <span class='cut'>(cut: {limit:,} of {len(text):,} characters shown)</span>"
+        text = text[:limit]
+    return html.escape(text).replace("\n", "<br>") + cut
 
 
 def _md_escape(text, limit=200):
     text = str(text or "").replace("\n", " ").replace("|", "\\|")
     return text[:limit] + ("\u2026" if len(text) > limit else "")
-
-
-# ---------------------------------------------------------------------------------------------
-# Wiring for `sarchat score`
-
-
-def stats_file(path):
-    """Check early that --stats names a stats.json (or a folder holding one); returns the file."""
-    candidates = [path] if str(path).endswith(".json") else [_join(path, "stats.json")]
-    for c in candidates:
-        if _exists(c):
-            return c
-    raise FileNotFoundError(f"--stats {path}: no stats.json there (give the output folder of `sarchat stats`)")
-
-
-def add_report_sections(score_dir, dataset=None, split="test", predictions=(), adapters=None, stats=None,
-                        samples_per_task=2, image_root=None):
-    """Add the dataset and samples sections to score_dir's report.html and report.md (written by
-    the scoring pipeline). Returns the sections added."""
-    from sarchat.transforms.score.pipeline import FormatChooser, discover_run_formats, expand_inputs
-
-    sections = []
-    if samples_per_task and dataset:
-        files = expand_inputs(list(predictions or ()), (".parquet", ".jsonl", ".jsonl.gz", ".json"))
-        formats = FormatChooser.from_flags(adapters, discover_run_formats(files))
-        sections.append(samples_section(dataset, score_dir, files, split=split, per_task=samples_per_task,
-                                        image_root=image_root, formats=formats))
-    if stats:
-        sections.append(dataset_section(load_stats(stats)))
-    if sections:
-        report.append_sections(score_dir, sections)
-    return sections

@@ -9,9 +9,9 @@ Functions only, so that other stages can add sections:
 its breakdown.json dict (per category / per size). An extra section is a `Section(title, html=...,
 markdown=...)`, or any object with those attributes, or a callable returning one; sections are
 appended in order after the built-in ones (a dataset section and a samples section can be added
-this way without touching this module). `append_sections(output_dir, sections)` adds sections to a
-report.md / report.html already written (what `sarchat score --stats/--samples` does after its
-pipeline; transforms/report_sections.py builds the dataset and samples sections).
+this way without touching this module; the scoring pipeline passes its samples section and, with
+--stats, its dataset section, both built by sarchat.report.sample_sections from its own outputs).
+`write_reports(output_dir, ...)` writes report.md and report.html in one go.
 
 Charts are drawn with matplotlib's Agg backend into inline SVG, so report.html has no external
 resource: a radar chart of the six task scores per model (as the paper's Figure 1) and grouped bar
@@ -25,6 +25,9 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 
+from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms.fileio import join_path, write_text
+from sarchat.transforms.geometry import IDENTIFY_SIZES
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS, overall_score, task_score
 from sarchat.transforms.tasks import COLUMN_LABELS, TASK_LABELS, TASKS  # noqa: F401 (re-exported)
 
@@ -90,8 +93,12 @@ def table3_rows(models_metrics, include_paper=True):
 TABLE3_HEADER = ["Source", "Model", "Param", "Avg score"] + [COLUMN_LABELS[c] for c in COLUMNS]
 
 
+def _total(m, key):
+    return sum((v.get("count") or 0) if isinstance(v, dict) else (v or 0) for v in (m.get(key) or {}).values())
+
+
 def summary_rows(models_metrics, breakdowns=None):
-    """Per model: overall, 95% CI, unweighted mean, task scores, missing, rejected."""
+    """Per model: overall, 95% CI, unweighted mean, task scores, missing, inference errors, rejected."""
     rows = []
     for m in models_metrics:
         b = (breakdowns or {}).get(m["model"]) or {}
@@ -99,28 +106,50 @@ def summary_rows(models_metrics, breakdowns=None):
         ci = "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]"
         rows.append([m["model"], _fmt(m.get("overall")), ci, _fmt(m.get("overall_macro"))]
                     + [_fmt(m["tasks"].get(t)) for t in TASKS]
-                    + [str(m.get("missing_predictions", 0)), str(sum((b.get("rejected") or {}).values()))])
+                    + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")),
+                       str(sum((b.get("rejected") or {}).values()))])
     return rows
 
 
 SUMMARY_HEADER = (["Model", "Overall (Eq. 4)", "95% CI", "Unweighted mean"] + [TASK_LABELS[t] for t in TASKS]
-                  + ["Missing predictions", "Rejected predictions"])
+                  + ["Missing predictions", "Inference errors", "Rejected predictions"])
 
 
-def _failure_rate(m, t):
-    v = (m.get("parse_failures") or {}).get(t)
+def _failure_rate(m, t, key="parse_failures"):
+    v = (m.get(key) or {}).get(t)
     return v.get("rate") if isinstance(v, dict) else None
 
 
-def _failure_count(m, t):
-    v = (m.get("parse_failures") or {}).get(t)
+def _failure_count(m, t, key="parse_failures"):
+    v = (m.get(key) or {}).get(t)
     return v.get("count") if isinstance(v, dict) else v
 
 
-def failure_rows(models_metrics):
-    """Per model: parse-failure rate per task in percent (count in parentheses)."""
-    return [[m["model"]] + [f"{_fmt(_failure_rate(m, t), 1)} ({_failure_count(m, t) or 0})" for t in TASKS]
+def failure_rows(models_metrics, key="parse_failures"):
+    """Per model: parse-failure (or inference-error) rate per task in percent (count in parentheses)."""
+    return [[m["model"]] + [f"{_fmt(_failure_rate(m, t, key), 1)} ({_failure_count(m, t, key) or 0})" for t in TASKS]
             for m in models_metrics]
+
+
+def provenance_lines(models_metrics):
+    """One sentence per model: on which dataset version its predictions were made (SPEC section 4)."""
+    out = []
+    for m in models_metrics:
+        if "dataset_version" not in m:
+            continue
+        ds, pv = m.get("dataset_version"), m.get("predictions_dataset_version")
+        if m.get("dataset_version_mismatch"):
+            out.append(f"{m['model']}: WARNING: predictions made on dataset version {pv}, scored on version {ds} "
+                       "(allowed by --allow-version-mismatch); these numbers are not comparable with the others")
+        elif ds is None:
+            out.append(f"{m['model']}: dataset version unknown (test rows given as files)"
+                       + (f"; predictions made on {pv}" if pv else ""))
+        elif pv is None:
+            out.append(f"{m['model']}: dataset version {ds}; the predictions record no version (external "
+                       "predictions): unknown whether they were made on this dataset")
+        else:
+            out.append(f"{m['model']}: dataset version {ds}, predictions made on the same version")
+    return out
 
 
 FAILURE_HEADER = ["Model"] + [TASK_LABELS[t] for t in TASKS]
@@ -141,7 +170,7 @@ def _t3_cells(row):
 # Markdown
 
 
-def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True):
+def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0):
     paper = load_paper_table() if include_paper else None
     out = ["# SARChat-Bench results", ""]
     out.append("Scores in percent. Columns follow the paper's Table 3; *Avg score* is the overall score of "
@@ -172,6 +201,23 @@ def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_
     out.append("")
     out.append(_md_table(FAILURE_HEADER, failure_rows(models_metrics)))
     out.append("")
+    out.append("## Inference errors per task, % of the task's samples (count)")
+    out.append("")
+    out.append(_md_table(FAILURE_HEADER, failure_rows(models_metrics, "inference_errors")))
+    out.append("")
+    out.append("Samples whose prediction row carries an error (the model was never heard); they score as misses "
+               "and are not parse failures.")
+    out.append("")
+    prov = provenance_lines(models_metrics)
+    if prov:
+        out.append("## Dataset version")
+        out.append("")
+        out += [f"- {line}" for line in prov]
+        out.append("")
+    if unattributed_rejects:
+        out.append(f"{unattributed_rejects} malformed prediction lines belong to no model (files of several models): "
+                   "see rejected.jsonl.")
+        out.append("")
     if breakdowns:
         out.append("## Per category and per object size (this run)")
         out.append("")
@@ -202,13 +248,13 @@ def _section_md(s):
 
 def render_leaderboard_md(board):
     header = ["Rank", "Model", "Overall", "95% CI", "Unweighted"] + [TASK_LABELS[t] for t in TASKS] + [
-        "Parse failures", "Missing", "Rejected"]
+        "Parse failures", "Inference errors", "Missing", "Rejected"]
     rows = []
     for r in board:
         lo, hi = (r.get("overall_ci95") or [None, None])[:2]
         rows.append([r["rank"], r["model"], _fmt(r["overall"]), "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]",
                      _fmt(r["overall_macro"])] + [_fmt(r["tasks"].get(t)) for t in TASKS]
-                    + [r["parse_failures"], r["missing_predictions"], r["rejected"]])
+                    + [r["parse_failures"], r.get("inference_errors", 0), r["missing_predictions"], r["rejected"]])
     return "# SARChat-Bench leaderboard\n\n" + _md_table(header, rows) + "\n"
 
 
@@ -235,8 +281,6 @@ def _svg(fig):
 
 
 def _cat_order(c):
-    from sarchat.transforms.categories import CATEGORY_INDEX
-
     return CATEGORY_INDEX.get(c, 99)
 
 
@@ -326,8 +370,6 @@ def category_charts(models_metrics, breakdowns):
 
 
 def size_chart(models_metrics, breakdowns):
-    from sarchat.transforms.geometry import IDENTIFY_SIZES
-
     sizes = list(reversed(IDENTIFY_SIZES))
     present = [s for s in sizes if any(
         s in ((((breakdowns or {}).get(m["model"]) or {}).get("by_size", {}).get("identify")) or {})
@@ -374,7 +416,7 @@ table.qa td{white-space:normal;font-size:12.5px;line-height:1.45} table.qa td.re
 .chip.miss{background:#fff6e0;border-color:#f0c36d;color:#7a5600} .chip.na{background:#f1f1f1;border-color:#ccc;color:#555}
 .sw{display:inline-block;width:18px;height:10px;border:2px solid;vertical-align:middle}
 .sw.gt{border-color:rgb(22,200,60)} .sw.pred{border-color:rgb(235,30,30)}
-.err{color:#9b1c1c;font-size:11.5px}
+.err{color:#9b1c1c;font-size:11.5px} li.warn{color:#9b1c1c;font-weight:600} .cut{color:#7a5600;font-size:11.5px}
 """
 
 
@@ -389,7 +431,7 @@ def _html_table(header, rows, row_classes=None, left=2):
 
 
 def render_html(models_metrics, breakdowns=None, extra_sections=(), include_paper=True,
-                title="SARChat-Bench results"):
+                title="SARChat-Bench results", unattributed_rejects=0):
     """The whole report as one self-contained HTML page (inline SVG charts, inline CSS)."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
@@ -413,6 +455,18 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
     parts.append(_html_table(FAILURE_HEADER, failure_rows(models_metrics), left=1))
     parts.append("<p class='note'>Percent of the task's test samples whose answer could not be parsed (count in "
                  "parentheses); they score as misses.</p>")
+    parts.append("<h2>Inference errors per task</h2>")
+    parts.append(_html_table(FAILURE_HEADER, failure_rows(models_metrics, "inference_errors"), left=1))
+    parts.append("<p class='note'>Percent of the task's test samples whose prediction row carries an error (the "
+                 "model was never heard; count in parentheses); they score as misses and are not parse failures.</p>")
+    prov = provenance_lines(models_metrics)
+    if prov:
+        parts.append("<h2>Dataset version</h2>")
+        parts.append("<ul class='note'>" + "".join(
+            f"<li{' class=warn' if 'WARNING' in line else ''}>{html.escape(line)}</li>" for line in prov) + "</ul>")
+    if unattributed_rejects:
+        parts.append(f"<p class='note'>{unattributed_rejects} malformed prediction lines belong to no model (files of "
+                     "several models): see <code>rejected.jsonl</code>.</p>")
     parts.append("<h2>Task scores (radar, as the paper's Figure 1)</h2>")
     parts.append(f"<div class='charts'>{radar_svg(models_metrics, include_paper)}</div>")
     if breakdowns:
@@ -438,43 +492,11 @@ def _section_html(s):
             getattr(s, "html", "") or f"<pre>{html.escape(getattr(s, 'markdown', '') or '')}</pre>"]
 
 
-def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=()):
+def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=(), unattributed_rejects=0):
     """Write report.md and report.html into `output_dir` (local or gs://)."""
-    from sarchat.transforms.score.pipeline import join_path, write_text
-
-    write_text(join_path(output_dir, "report.md"), render_markdown(models_metrics, breakdowns, extra_sections),
+    write_text(join_path(output_dir, "report.md"),
+               render_markdown(models_metrics, breakdowns, extra_sections, unattributed_rejects=unattributed_rejects),
                "text/markdown")
-    write_text(join_path(output_dir, "report.html"), render_html(models_metrics, breakdowns, extra_sections),
+    write_text(join_path(output_dir, "report.html"),
+               render_html(models_metrics, breakdowns, extra_sections, unattributed_rejects=unattributed_rejects),
                "text/html")
-
-
-def append_sections(output_dir, extra_sections):
-    """Append sections to the report.md and report.html already in `output_dir` (as the scoring
-    pipeline wrote them); the files become what render_markdown / render_html would give with
-    these sections as extra_sections (after any the reports already had)."""
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-
-    from sarchat.transforms.score.pipeline import join_path, write_text
-
-    sections = _resolve_sections(extra_sections)
-    if not sections:
-        return
-
-    def read(name):
-        with FileSystems.open(join_path(output_dir, name), compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            return f.read().decode("utf-8")
-
-    md = read("report.md").rstrip("\n").split("\n") + [""]
-    for s in sections:
-        md += _section_md(s)
-    write_text(join_path(output_dir, "report.md"), "\n".join(md).rstrip() + "\n", "text/markdown")
-    page = read("report.html").rstrip("\n")
-    if not page.endswith(_HTML_END):
-        raise ValueError(f"{join_path(output_dir, 'report.html')} does not end with {_HTML_END}")
-    parts = [page[: -len(_HTML_END)].rstrip("\n")]
-    for s in sections:
-        parts += _section_html(s)
-    parts.append(_HTML_END)
-    write_text(join_path(output_dir, "report.html"), "\n".join(parts) + "\n", "text/html")
-

@@ -243,8 +243,10 @@ def test_build_metrics_by_hand():
     ])
     classify = _arrays("classify", [(row("classify", gt_categories=["ship", "car"]), "ship and tank")])
     m = M.build_metrics("toy", {"count": count, "classify": classify}, missing_predictions=1, n_boot=200, seed=3)
-    assert set(m) == {"model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures",
-                      "missing_predictions"}
+    assert list(m) == ["model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n",
+                       "parse_failures", "inference_errors", "missing_predictions", "dataset_version",
+                       "predictions_dataset_version", "dataset_version_mismatch"]
+    assert m["dataset_version"] is None and m["dataset_version_mismatch"] is False
     c = m["columns"]
     # only_count: 1 right of 3; iou25: TP 2+2+0, FP 1, FN 0+0+2 -> 4/7; iou50: TP 1+2, FP 2, FN 1+0+2 -> 3/8
     assert c["count.only_count"] == approx(round(100 / 3, 4))
@@ -301,3 +303,45 @@ def test_breakdown_by_category_and_size():
     assert b["by_category"]["identify"] == {"ship": 100.0, "car": approx(round(100 * 2 / 7, 4))}  # (2,1,1) + missing (0,0,3)
     assert b["by_size"]["identify"] == {"small": approx(round(100 * 5 / 7, 4)), "large": 0.0}
     assert b["missing"]["identify"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-task tables and inference errors
+
+
+def test_tables_cover_exactly_the_declared_tasks():
+    from sarchat.transforms.tasks import TASKS
+
+    for table in (M.SCORERS, M.MISS_RULES, M.SAMPLE_COLUMN_RULES):
+        assert list(table) == list(TASKS)
+
+
+def test_miss_rules_give_the_truth_size_per_column():
+    g = row("grounding", "multi", gt_boxes=[[0, 0, 5, 5], [9, 9, 20, 20]], gt_categories=["ship", "car"],
+            gt_relations=["ship|far from|car|to the upper left of"])
+    assert M.MISS_RULES["grounding"](g) == {"grounding.abstract_position": (0, 0, 1), "grounding.multi": (0, 0, 2)}
+    c = row("count", gt_boxes=[[0, 0, 5, 5]] * 3, gt_count=3)
+    assert M.MISS_RULES["count"](c) == {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, 3),
+                                        "count.iou50": (0, 0, 3)}
+    i = row("identify", "single", gt_categories=["tank"], gt_sizes=["small"], gt_cells=["top left"])
+    assert M.MISS_RULES["identify"](i) == {"identify.single": (0, 0, 3)}
+    assert M.MISS_RULES["classify"](row("classify", gt_categories=["ship", "ship", "car"])) == {"classify": (0, 0, 2)}
+    # a miss covers exactly the columns a sample counts in
+    for r in (g, c, i, row("refer", "multi", gt_boxes=[[0, 0, 5, 5]] * 2)):
+        assert list(M.MISS_RULES[r["task"]](r)) == M.sample_columns(r)
+
+
+def test_an_inference_error_is_a_miss_not_a_parse_failure():
+    c = row("count", gt_boxes=[[0, 0, 10, 10]], gt_count=1, gt_categories=["ship"])
+    right = "There is 1 instance. {<0><0><10><10>}"
+    res = M.score_sample(c, right, CANON, error="TimeoutError: no answer in 60 s")
+    assert res["status"] == M.STATUS_INFERENCE_ERROR  # the text of a failed request is never scored
+    assert res["scores"] == M.MISS_RULES["count"](c) and res["ious"] == [0.0]
+    arr = M.arrays_from_results("count", [("a", res, "ship", None), ("b", M.score_sample(c, right, CANON), "ship", None),
+                                          ("c", M.score_sample(c, "no idea", CANON), "ship", None)])
+    m = M.build_metrics("toy", {"count": arr}, n_boot=0, dataset_version="v1", predictions_dataset_version="v1")
+    assert m["inference_errors"]["count"] == {"count": 1, "rate": approx(round(100 / 3, 4))}
+    assert m["parse_failures"]["count"] == {"count": 1, "rate": approx(round(100 / 3, 4))}
+    assert m["inference_errors"]["refer"] == {"count": 0, "rate": None}
+    assert m["columns"]["count.only_count"] == approx(round(100 / 3, 4))
+    assert m["dataset_version"] == m["predictions_dataset_version"] == "v1"

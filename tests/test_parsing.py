@@ -279,3 +279,16 @@ def test_random_strings_never_crash(text, spec, task):
     assert r["status"] in (P.OK, P.UNPARSEABLE)
     for b in r.get("boxes") or []:
         assert len(b) == 4 and b[0] <= b[2] and b[1] <= b[3]
+
+
+def test_parsers_table_covers_exactly_the_declared_tasks():
+    from sarchat.transforms.tasks import TASKS
+
+    assert list(P.PARSERS) == list(TASKS)
+    fmt = get_box_format("canonical")
+    # every parser takes (text, box_format, width, height) and says whether it found anything
+    for task, parser in P.PARSERS.items():
+        assert parser("", fmt, 100, 100)["status"] == P.UNPARSEABLE, task
+        assert P.parse_answer(task, "", fmt, 100, 100) == parser("", fmt, 100, 100)
+    with pytest.raises(ValueError, match="unknown task"):
+        P.parse_answer("caption", "x", fmt, 100, 100)

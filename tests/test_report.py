@@ -89,3 +89,56 @@ def test_reports_without_models_or_breakdowns():
     board = [{"rank": 1, "model": "m", "overall": 1.0, "overall_ci95": [None, None], "overall_macro": None,
               "tasks": {t: None for t in TASKS}, "parse_failures": 0, "missing_predictions": 0, "rejected": 0}]
     assert "| 1 | m | 1.00 | – | – |" in report.render_leaderboard_md(board)
+
+
+def test_inference_errors_and_dataset_versions_are_reported():
+    a = dict(fake_metrics("model-a", 40.0), inference_errors={t: {"count": 3, "rate": 30.0} for t in TASKS},
+             dataset_version="v1", predictions_dataset_version="v1", dataset_version_mismatch=False)
+    b = dict(fake_metrics("model-b", 70.0), inference_errors={t: {"count": 0, "rate": 0.0} for t in TASKS},
+             dataset_version="v1", predictions_dataset_version="v0", dataset_version_mismatch=True)
+    c = dict(fake_metrics("model-c", 50.0), dataset_version="v1", predictions_dataset_version=None)
+    md = report.render_markdown([a, b, c], BREAKDOWNS)
+    header = next(line for line in md.splitlines() if line.startswith("| Model | Overall (Eq. 4)"))
+    assert header.rstrip(" |").endswith("Missing predictions | Inference errors | Rejected predictions")
+    assert "| model-a | 30.0 (3) | 30.0 (3) |" in md  # the per-task inference error table
+    assert "- model-a: dataset version v1, predictions made on the same version" in md
+    assert ("- model-b: WARNING: predictions made on dataset version v0, scored on version v1 "
+            "(allowed by --allow-version-mismatch)") in md
+    assert "- model-c: dataset version v1; the predictions record no version" in md
+    page = report.render_html([a, b, c], BREAKDOWNS)
+    assert "<h2>Inference errors per task</h2>" in page and "<li class=warn>model-b: WARNING" in page
+    board = [{"rank": 1, "model": "m", "overall": 1.0, "overall_ci95": [None, None], "overall_macro": None,
+              "tasks": {t: None for t in TASKS}, "parse_failures": 2, "inference_errors": 5,
+              "missing_predictions": 0, "rejected": 1}]
+    assert "| Parse failures | Inference errors | Missing | Rejected |" in report.render_leaderboard_md(board)
+    assert report.render_leaderboard_md(board).rstrip().endswith("| 2 | 5 | 0 | 1 |")
+
+
+def test_marks_table_covers_exactly_the_declared_tasks():
+    from sarchat.report import sample_sections
+
+    assert list(sample_sections.MARKS) == list(TASKS)
+
+
+def test_what_one_sample_shows_is_capped(tmp_path):
+    from PIL import Image
+
+    from sarchat.report import sample_sections as S
+
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(tmp_path / "img.png")
+    row = {"id": "s", "task": "count", "subset": None, "image_path": "img.png", "width": 64, "height": 64,
+           "question": "<image>\n[count] How many ships? " + "q" * 5000, "answer": "There is 1 instance. {<1><1><9><9>}",
+           "gt_boxes": [[1, 1, 9, 9]], "gt_count": 1, "gt_categories": ["ship"]}
+    boxes = [[i % 60, 1, i % 60 + 3, 4] for i in range(1000)]
+    result = {"status": "ok", "pred_count": 1000, "pred_boxes": boxes, "pred_labels": [], "columns": ["count.iou50"],
+              "tp": [0], "fp": [1000], "fn": [1]}
+    huge = "There are 1000 instances. " + "{<1><1><4><4>}" * 1000
+    sec = S.samples_section(["s"], {"s": row}, ["m"], {("m", "s"): {"prediction": huge, "error": "E" * 10_000,
+                                                                     "result": result}},
+                            image_root=str(tmp_path))
+    assert f"(cut: {S.MAX_TEXT:,} of {len(huge):,} characters shown)" in sec.html
+    assert f"(cut: {S.MAX_TEXT:,} of {len(row['question']) - len('<image>' + chr(10)):,} characters shown)" in sec.html
+    assert f"(cut: {S.MAX_ERROR} of 10,000 characters shown)" in sec.html
+    assert f"(cut: {1000 + 2 - S.MAX_CHIPS} more marks not shown)" in sec.html  # count, 1000 boxes, the missed one
+    assert f"{S.MAX_BOXES} of 1000 drawn" in sec.html
+    assert len(sec.html) < 200_000

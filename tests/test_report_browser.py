@@ -6,7 +6,6 @@ a size), every embedded image decoded with a non-zero natural size (the report's
 writes these counts on <body>), and pixels in the screenshot where the first sample image and the
 first chart are. Without Chromium they fail when CI=true and skip otherwise.
 """
-import glob
 import os
 import re
 import shutil
@@ -132,28 +131,30 @@ def test_samples_marks_follow_the_scores(tiny_demo):  # noqa: F811
         assert "chip ok" not in marks["blind"] and "chip bad" in marks["blind"], marks
 
 
-def test_samples_without_per_sample_files_or_images(tiny_demo, tmp_path):  # noqa: F811
-    out = tiny_demo[0]
-    dataset, results = os.path.join(out, "dataset"), os.path.join(out, "results")
-    preds = sorted(glob.glob(os.path.join(out, "runs", "*", "predictions.parquet")))
-    full = report_sections.samples_section(dataset, results, preds, per_task=1, image_root=os.path.join(out, "data"))
-    # no OUT/<model>/samples/*.parquet (sarchat score --no-samples): the shown samples are scored again
-    bare = tmp_path / "results"
-    bare.mkdir()
-    shutil.copy(os.path.join(results, "leaderboard.json"), bare / "leaderboard.json")
-    again = report_sections.samples_section(dataset, str(bare), preds, per_task=1, image_root=os.path.join(out, "data"))
-    assert again.html == full.html and again.markdown == full.markdown
+def test_samples_section_without_images_has_placeholders():
+    row = {"id": "s1", "task": "classify", "subset": None, "image_path": "JPEGImages/test/x.png", "width": 10,
+           "height": 10, "question": "<image>\nWhat is in the image?", "answer": "The image contains ship.",
+           "gt_categories": ["ship"], "gt_boxes": []}
+    result = {"status": "ok", "pred_labels": ["ship"], "columns": ["classify"], "tp": [1], "fp": [0], "fn": [0]}
+    sec = report_sections.samples_section(["s1"], {"s1": row}, ["m"], {("m", "s1"): {
+        "prediction": "ship", "error": None, "result": result}}, image_root="/nowhere")
     # images not found: a placeholder and a note, no broken <img>
-    noimg = report_sections.samples_section(dataset, results, preds, per_task=1, image_root=str(tmp_path / "nowhere"))
-    assert "image not available" in noimg.html and "<img" not in noimg.html and "--image-root" in noimg.html
+    assert "image not available" in sec.html and "<img" not in sec.html and "--image-root" in sec.html
+    assert "\u2713 ship" in sec.html and "Class: TP 1" in sec.markdown
 
 
 def test_choose_samples_is_deterministic_and_alternates_subsets():
+    from sarchat.transforms.score import sample_choice
+
     keys = [("b2", "refer", "multi"), ("a1", "refer", "single"), ("a0", "refer", "single"), ("c", "classify", None),
             ("z", "count", None), ("y", "count", None), ("m", "refer", "multi")]
-    assert report_sections.choose_samples(keys, 2) == ["c", "y", "z", "a0", "b2"]
-    assert report_sections.choose_samples(list(reversed(keys)), 2) == ["c", "y", "z", "a0", "b2"]
-    assert report_sections.choose_samples(keys, 1) == ["c", "y", "b2"]
+    assert sample_choice.choose_samples(keys, 2) == ["c", "y", "z", "a0", "b2"]
+    assert sample_choice.choose_samples(list(reversed(keys)), 2) == ["c", "y", "z", "a0", "b2"]
+    assert sample_choice.choose_samples(keys, 1) == ["c", "y", "b2"]
+    # chosen from per-part candidates merged in any order: the same as from all keys at once
+    parts = [sample_choice.smallest_candidates(keys[:3], 2), sample_choice.smallest_candidates(keys[3:], 2)]
+    for merged in (sample_choice.merge_candidates(parts, 2), sample_choice.merge_candidates(parts[::-1], 2)):
+        assert sample_choice.choose_from_candidates(merged, 2) == ["c", "y", "z", "a0", "b2"]
 
 
 def test_marks_for_box_and_attribute_answers():
@@ -185,21 +186,10 @@ def test_markdown_tables_become_html_tables():
     assert "<li>one</li><li>two</li>" in h and "plots/x.png" not in h
 
 
-def test_append_sections_equals_rendering_with_extra_sections(tmp_path):
-    metrics = [{"model": "m", "columns": {}, "tasks": {t: 50.0 for t in report.TASK_LABELS}, "overall": 50.0,
-                "overall_macro": 50.0, "overall_ci95": [40.0, 60.0], "n": {}, "parse_failures": {},
-                "missing_predictions": 0}]
-    sections = [report.Section("Samples", html="<p>s</p>", markdown="s"),
-                report.Section("Dataset", html="<p>d</p>", markdown="d")]
-    report.write_reports(str(tmp_path), metrics)
-    report.append_sections(str(tmp_path), sections)
-    assert (tmp_path / "report.html").read_text() == report.render_html(metrics, None, sections)
-    assert (tmp_path / "report.md").read_text() == report.render_markdown(metrics, None, sections)
-
-
 def test_score_rejects_a_missing_stats_folder(tmp_path, capsys):
     from sarchat.beam_pipelines import score
 
     rc = score.run(["--dataset", str(tmp_path), "--predictions", str(tmp_path), "--output", str(tmp_path / "o"),
                     "--stats", str(tmp_path / "nostats")])
-    assert rc == 2 and "no stats.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and f"sarchat score: error: --stats {tmp_path / 'nostats'}: no stats.json there" in err

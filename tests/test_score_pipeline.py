@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 
 import apache_beam as beam
 import pyarrow as pa
@@ -21,8 +22,10 @@ from sarchat.transforms.score.metrics import COLUMNS
 from sarchat.transforms.score.parsing import parse_answer
 from sarchat.transforms.schema import PREDICTION_SCHEMA, TASKS
 
-METRICS_KEYS = {"model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures",
-                "missing_predictions"}
+METRICS_ORDER = ["model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures",
+                 "inference_errors", "missing_predictions", "dataset_version", "predictions_dataset_version",
+                 "dataset_version_mismatch"]
+METRICS_KEYS = set(METRICS_ORDER)
 
 
 def generated_table(split="test", n_images=70, n_boxes=170, seed=5, with_known=True):
@@ -42,12 +45,28 @@ def generated_table(split="test", n_images=70, n_boxes=170, seed=5, with_known=T
     return records.rows_to_table(rows)
 
 
-def write_dataset(table, root, shards=3):
+def write_manifest(root, version="v-test", **extra):
+    """A generator-style manifest.json listing every Parquet file under root with its size."""
+    files = []
+    for folder, _, names in os.walk(root):
+        for name in sorted(names):
+            if name.endswith(".parquet"):
+                path = os.path.join(folder, name)
+                files.append({"path": os.path.relpath(path, root).replace(os.sep, "/"), "bytes": os.path.getsize(path)})
+    manifest = {"generator": "sarchat-bench", "config_hash": version, "files": sorted(files, key=lambda f: f["path"]),
+                **extra}
+    with open(os.path.join(root, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    return manifest
+
+
+def write_dataset(table, root, shards=3, version="v-test"):
     folder = os.path.join(root, "parquet", "test")
     os.makedirs(folder, exist_ok=True)
     per = (table.num_rows + shards - 1) // shards
     for k in range(shards):
         pq.write_table(table.slice(k * per, per), os.path.join(folder, f"dialogues-{k:05d}-of-{shards:05d}.parquet"))
+    write_manifest(root, version)
     return root
 
 
@@ -111,8 +130,10 @@ def test_oracle_scores_100_on_every_column_through_the_pipeline(dataset, tmp_pat
 
     run_score(root, [preds], out, test=hook)
     m = load(out, "oracle")
-    assert list(m) == ["model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n",
-                       "parse_failures", "missing_predictions"]
+    assert list(m) == METRICS_ORDER
+    assert m["dataset_version"] == "v-test" and m["predictions_dataset_version"] is None
+    assert m["dataset_version_mismatch"] is False
+    assert all(v == {"count": 0, "rate": 0.0} for v in m["inference_errors"].values())
     assert list(m["columns"]) == list(COLUMNS)
     assert m["n"]["columns"]["grounding.abstract_position"] > 0
     got = samples(out, "oracle")
@@ -130,12 +151,12 @@ def test_several_models_missing_duplicates_unknown_ids_and_determinism(dataset, 
     by_id = {r["id"]: r for r in rows}
     missing = set(ids[:5])
     dup = ids[10:13]
-    # oracle, in two files; file b repeats three ids with a wrong answer (rejected: a comes first)
+    # oracle; later rows repeat three ids with a wrong answer (rejected: the first row is scored)
     a = write_predictions([{"id": i, "prediction": oracle_prediction(by_id[i]), "model": "oracle"}
-                           for i in ids if i not in missing], str(tmp_path / "oracle-a.parquet"))
-    b = write_predictions([{"id": i, "prediction": "no idea", "model": "oracle"} for i in dup]
+                           for i in ids if i not in missing]
+                          + [{"id": i, "prediction": "no idea", "model": "oracle"} for i in dup]
                           + [{"id": "not-a-test-id", "prediction": "x", "model": "oracle"}],
-                          str(tmp_path / "oracle-b.parquet"))
+                          str(tmp_path / "oracle.parquet"))
     # blind, as JSONL: every id, plus a malformed line, a row without id, an unknown id, a duplicate
     train = generated_table("train", n_images=150, n_boxes=330, seed=9, with_known=False).to_pylist()
     blind = BlindPrior().fit(train)
@@ -145,7 +166,7 @@ def test_several_models_missing_duplicates_unknown_ids_and_determinism(dataset, 
     c = write_predictions(lines, str(tmp_path / "blind.jsonl"))
 
     out1, out2 = tmp_path / "o1", tmp_path / "o2"
-    run_score(root, [a, b, c], out1, "--num-buckets", "64")
+    run_score(root, [a, c], out1, "--num-buckets", "64")
     # the second run: two worker processes (the pipeline pickles), another bucket count, another file order
     run_score(root, [str(tmp_path / "*.parquet"), c], out2, "--num-buckets", "7",
               "--direct_num_workers=2", "--direct_running_mode=multi_processing")
@@ -159,7 +180,7 @@ def test_several_models_missing_duplicates_unknown_ids_and_determinism(dataset, 
     rej = [json.loads(x) for x in open(out1 / "oracle" / "rejected.jsonl")]
     assert sorted((r["reason"], r["id"]) for r in rej) == sorted(
         [("duplicate_id", i) for i in dup] + [("unknown_id", "not-a-test-id")])
-    assert all(r["file"].endswith("oracle-b.parquet") for r in rej)
+    assert all(r["file"].endswith("oracle.parquet") and r["row"] >= len(ids) - 5 for r in rej)
     rej = [json.loads(x) for x in open(out1 / "blind" / "rejected.jsonl")]
     assert sorted(r["reason"] for r in rej) == ["duplicate_id", "malformed_row", "missing_id", "unknown_id"]
     o = samples(out1, "oracle")
@@ -215,17 +236,116 @@ def test_bad_invocations_fail_cleanly(dataset, tmp_path, capsys):
     root, _ = dataset
     assert score.run(["--dataset", root, "--predictions", str(tmp_path / "nothing*.parquet"),
                       "--output", str(tmp_path / "o")]) == 2
-    p = write_predictions([], str(tmp_path / "p.jsonl"))
+    p = write_predictions([{"id": "x", "prediction": "y", "model": "m"}], str(tmp_path / "p.jsonl"))
     assert score.run(["--dataset", root, "--predictions", p, "--output", str(tmp_path / "o"),
                       "--adapter", "no-such-adapter"]) == 2
+    assert "sarchat score: error: --adapter: unknown adapter or box format 'no-such-adapter'" in capsys.readouterr().err
     assert score.run(["--dataset", str(tmp_path / "missing"), "--predictions", p, "--output", str(tmp_path / "o")]) == 2
-    assert "sarchat score:" in capsys.readouterr().err
+    assert score.run(["--dataset", root, "--predictions", p, "--output", str(tmp_path / "o"), "--num-buckets", "0"]) == 2
+    assert "sarchat score: error: --num-buckets must be >= 1" in capsys.readouterr().err
     # a file named .parquet that is not Parquet: one line naming it, before any job starts
     corrupt = tmp_path / "model-a.parquet"
     corrupt.write_bytes(b"PAR1 but not really")
-    assert score.run(["--dataset", root, "--predictions", str(corrupt), "--output", str(tmp_path / "o")]) == 2
+    assert score.run(["--dataset", root, "--predictions", str(corrupt), "--output", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
-    assert f"sarchat score: cannot read predictions file {corrupt}: ArrowInvalid" in err and "Traceback" not in err
+    assert f"sarchat score: error: cannot read predictions file {corrupt}: ArrowInvalid" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def _oracle_rows(rows, model, **extra):
+    return [{"id": r["id"], "prediction": oracle_prediction(r), "model": model, **extra} for r in rows]
+
+
+def test_inference_errors_run_folders_bom_and_malformed_lines(dataset, tmp_path):
+    root, rows = dataset
+    ids = sorted(r["id"] for r in rows)
+    failed = set(ids[:4])
+    # a `sarchat infer` run folder: predictions.parquet, predictions.jsonl and the run manifest
+    run = tmp_path / "run-qwen"
+    run.mkdir()
+    preds = _oracle_rows(rows, "qwen")
+    for p in preds:  # a failed request keeps whatever text came back: it must not be scored
+        if p["id"] in failed:
+            p["error"] = "TimeoutError: no answer within 60 s"
+    write_predictions(preds, str(run / "predictions.parquet"))
+    write_predictions(preds, str(run / "predictions.jsonl"))
+    (run / "manifest.json").write_text(json.dumps({"model": "qwen", "box_format": "canonical",
+                                                   "dataset_version": "v-test"}))
+    # JSONL with a UTF-8 byte order mark and two malformed lines
+    lines = [json.dumps(p) for p in _oracle_rows(rows, "bommy")]
+    lines[3:3] = ["{not json", "[1, 2]"]
+    jsonl = tmp_path / "bommy.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8") + b"\n")
+    out = tmp_path / "out"
+    run_score(root, [run, jsonl], out, "--bootstrap", "0", "--samples", "1")
+
+    board = json.load(open(out / "leaderboard.json"))
+    assert sorted(r["model"] for r in board) == ["bommy", "qwen"]  # no model "manifest" or "predictions"
+    q = load(out, "qwen")
+    assert q["inference_errors"]["classify"]["count"] + sum(v["count"] for v in q["inference_errors"].values()) > 0
+    assert sum(v["count"] for v in q["inference_errors"].values()) == 4
+    assert sum(v["count"] for v in q["parse_failures"].values()) == 0  # errors are not parse failures
+    assert q["missing_predictions"] == 0 and q["overall"] < 100.0
+    assert q["dataset_version"] == q["predictions_dataset_version"] == "v-test" and not q["dataset_version_mismatch"]
+    statuses = {s["id"]: s["status"] for s in samples(out, "qwen")}
+    assert {i for i, st in statuses.items() if st == "inference_error"} == failed
+    b = load(out, "bommy")
+    assert b["overall"] == 100.0 and b["missing_predictions"] == 0  # the BOM-prefixed first row is scored
+    assert b["predictions_dataset_version"] is None
+    rej = [json.loads(x) for x in open(out / "bommy" / "rejected.jsonl")]
+    assert [(r["reason"], r["row"], r["model"]) for r in rej] == [("malformed_row", 3, "bommy"),
+                                                                  ("malformed_row", 4, "bommy")]
+    assert {r["model"]: r["inference_errors"] for r in board} == {"qwen": 4, "bommy": 0}
+    md = open(out / "report.md").read()
+    assert "## Inference errors per task" in md and "| qwen |" in md
+    assert "bommy: dataset version v-test; the predictions record no version" in md
+    assert "qwen: dataset version v-test, predictions made on the same version" in md
+
+
+def test_predictions_of_another_dataset_version(dataset, tmp_path, capsys):
+    root, rows = dataset
+    table = pa.Table.from_pylist(_oracle_rows(rows, "old"), schema=PREDICTION_SCHEMA)
+    path = tmp_path / "old.parquet"
+    pq.write_table(table.replace_schema_metadata({"sarchat.dataset_version": "v-older"}), str(path))
+    out = tmp_path / "out"
+    argv = ["--dataset", root, "--predictions", str(path), "--output", str(out), "--bootstrap", "0", "--samples", "0"]
+    assert score.run(argv) == 1
+    err = capsys.readouterr().err
+    assert (f"sarchat score: error: {path} holds predictions made on dataset version v-older, but {root} is "
+            "version v-test") in err and "--allow-version-mismatch" in err
+    assert not out.exists()
+    assert score.run(argv + ["--allow-version-mismatch"]) == 0
+    assert "warning: old: predictions made on dataset version v-older" in capsys.readouterr().err
+    m = load(out, "old")
+    assert m["dataset_version"] == "v-test" and m["predictions_dataset_version"] == "v-older"
+    assert m["dataset_version_mismatch"] is True
+    assert "WARNING: predictions made on dataset version v-older, scored on version v-test" in open(out / "report.md").read()
+    assert "WARNING: predictions made on dataset version v-older" in open(out / "report.html").read()
+
+
+def test_a_huge_answer_is_cut_in_the_report_and_the_job_writes_the_sections(dataset, tmp_path, capsys):
+    from sarchat.transforms.score.sample_choice import choose_samples
+
+    root, rows = dataset
+    shown = choose_samples([(r["id"], r["task"], r["subset"]) for r in rows], 1)
+    by_id = {r["id"]: r for r in rows}
+    count_id = next(i for i in shown if by_id[i]["task"] == "count")
+    preds = _oracle_rows(rows, "huge")
+    huge = "There are 3 instances. " + "{<1><1><5><5>}" * 5000 + " ship" * 400_000  # about 2 MB
+    for p in preds:
+        if p["id"] == count_id:
+            p["prediction"] = huge
+    path = write_predictions(preds, str(tmp_path / "huge.parquet"))
+    out = tmp_path / "out"
+    # --no_wait_until_finish: the launcher reads nothing back; the job itself writes the report sections
+    run_score(root, [path], out, "--bootstrap", "0", "--no-samples", "--samples", "1", "--no_wait_until_finish")
+    assert "pipeline submitted" in capsys.readouterr().out
+    page = open(out / "report.html", encoding="utf-8").read()
+    assert len(page) < 1_500_000, len(page)  # the answer alone is 2 MB
+    assert f"(cut: 900 of {len(huge):,} characters shown)" in page
+    assert "(cut: 4942 more marks not shown)" in page  # the count, 5000 boxes, the missed truth: 60 shown
+    assert "<h2>Samples</h2>" in page and f"id='sample-{count_id}'" in page
+    assert len(re.findall(r"<div class='sample' id=", page)) == len(shown)
 
 
 # ---------------------------------------------------------------------------------------------

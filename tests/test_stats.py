@@ -313,16 +313,16 @@ def test_changed_annotations_fall_back_to_grounding_boxes(corpus, tmp_path, caps
     doc = run_stats(gen, tmp_path / "s", "--plots", "none", "--splits", "test")
     assert doc["splits"] == ["test"] and doc["input"]["box_source"] == "gt_boxes"
     assert any("not found" in n for n in doc["input"]["notes"])
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "t"), "--box-source", "annotations"]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "t"), "--box-source", "annotations"]) == 1
+    assert "sarchat stats: error: --box-source annotations: " in capsys.readouterr().err
 
 
 def test_bad_inputs_fail_fast(tmp_path, capsys):
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
-    assert "neither manifest.json" in capsys.readouterr().err
+    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    assert "sarchat stats: error: " in capsys.readouterr().err
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "Annotations" / "test.json").write_text('{"images": [}')
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
     assert "malformed JSON" in capsys.readouterr().err
     assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--splits", "val"]) == 2
     assert "not in the input" in capsys.readouterr().err
@@ -330,12 +330,56 @@ def test_bad_inputs_fail_fast(tmp_path, capsys):
     # a generated corpus with a shard that is not Parquet: one line naming it
     gen = tmp_path / "gen"
     (gen / "parquet" / "test").mkdir(parents=True)
-    (gen / "manifest.json").write_text("{}")
     shard = gen / "parquet" / "test" / "dialogues-00000-of-00001.parquet"
     shard.write_bytes(b"junk")
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "o"), "--box-source", "gt"]) == 2
+    (gen / "manifest.json").write_text(json.dumps({"files": [{"path": "parquet/test/dialogues-00000-of-00001.parquet",
+                                                              "bytes": 4}]}))
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "o"), "--box-source", "gt"]) == 1
     err = capsys.readouterr().err
-    assert f"cannot read dialogue file {shard}: ArrowInvalid" in err and "Traceback" not in err
+    assert f"sarchat stats: error: cannot read dialogue file {shard}: ArrowInvalid" in err and "Traceback" not in err
+    # a manifest that is not one
+    (gen / "manifest.json").write_text("{}")
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "o")]) == 1
+    assert "is not a dataset manifest" in capsys.readouterr().err
+
+
+def test_stats_read_the_files_the_manifest_lists_and_nothing_else(corpus, tmp_path, capsys):
+    import shutil
+
+    gen = tmp_path / "gen"
+    shutil.copytree(corpus["gen"], gen)
+    expected = run_stats(corpus["gen"], tmp_path / "s0", "--plots", "none", "--box-source", "gt")
+    # a stale shard of an earlier run with another shard count: not in the manifest, never read
+    test_dir = gen / "parquet" / "test"
+    first = sorted(test_dir.iterdir())[0]
+    shutil.copy(first, test_dir / "dialogues-00000-of-00009.parquet")
+    again = run_stats(gen, tmp_path / "s1", "--plots", "none", "--box-source", "gt")
+    assert again["dialogues"] == expected["dialogues"] and again["boxes"] == expected["boxes"]
+    # a listed shard whose size differs from the manifest: refused, named
+    with open(first, "ab") as f:
+        f.write(b"\0")
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "s2")]) == 1
+    err = capsys.readouterr().err
+    assert f"sarchat stats: error: {first} has" in err and "manifest.json says" in err
+    # no manifest (a generation that did not finish): refused
+    (gen / "manifest.json").unlink()
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "s3")]) == 1
+    assert "neither manifest.json" in capsys.readouterr().err
+
+
+def test_stats_settings_are_typed_and_checked(corpus, tmp_path):
+    from sarchat.transforms.errors import UsageError
+    from sarchat.transforms.stats.pipeline import StatsSettings
+
+    args = stats_pipeline.build_parser().parse_args(["--input", str(corpus["gen"]), "--output", str(tmp_path),
+                                                     "--box-source", "gt"])
+    settings = stats_pipeline.settings_of(args)
+    assert isinstance(settings, StatsSettings) and settings.annotations == ()
+    assert set(settings.splits) == {"train", "test"}
+    assert all(f.endswith(".parquet") and "/parquet/" in f for f in settings.dialogue_files)
+    with pytest.raises(UsageError, match="--exact-cap"):
+        stats_pipeline.settings_of(stats_pipeline.build_parser().parse_args(
+            ["--input", str(corpus["gen"]), "--output", str(tmp_path), "--exact-cap", "0"]))
 
 
 def test_render_functions_are_reusable_and_deterministic(corpus, tmp_path):

@@ -33,16 +33,19 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from sarchat.transforms.score import parsing
-from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX
+from sarchat.transforms.geometry import IDENTIFY_SIZES
 from sarchat.transforms.schema import split_relation
-from sarchat.transforms.tasks import BREAKDOWN_TASKS, COLUMN_TASK, COLUMNS, TASK_COLUMNS, TASKS  # noqa: F401
+from sarchat.transforms.tasks import (ANSWER_BOX_TASKS, BREAKDOWN_TASKS, COLUMN_TASK, COLUMNS, SPECS,  # noqa: F401
+                                      TASK_COLUMNS, TASKS)
 
 # Columns per task, their Table 3 order and the breakdown tasks are declared in the task table.
 
 STATUS_OK = "ok"
 STATUS_UNPARSEABLE = "unparseable"
 STATUS_MISSING = "missing"
-STATUS_CODES = {STATUS_OK: 0, STATUS_UNPARSEABLE: 1, STATUS_MISSING: 2}
+STATUS_INFERENCE_ERROR = "inference_error"   # the prediction row carries an error: a miss, not a parse failure
+STATUS_CODES = {STATUS_OK: 0, STATUS_UNPARSEABLE: 1, STATUS_MISSING: 2, STATUS_INFERENCE_ERROR: 3}
 
 GROUNDING_IOU = 0.5
 
@@ -139,115 +142,152 @@ def gt_describe_triples(row):
     return list(zip(row.get("gt_sizes") or [], row.get("gt_categories") or [], row.get("gt_cells") or []))
 
 
+def _n_boxes(row):
+    return len(row.get("gt_boxes") or [])
+
+
+# The columns a test row counts in, per task (grounding's relation column only when the row has
+# relations; identify and refer by subset).
+SAMPLE_COLUMN_RULES = {
+    "classify": lambda row: ["classify"],
+    "describe": lambda row: ["describe"],
+    "count": lambda row: ["count.only_count", "count.iou25", "count.iou50"],
+    "grounding": lambda row: (["grounding.abstract_position"] if row.get("gt_relations") else [])
+                             + [f"grounding.{_subset(row)}"],
+    "identify": lambda row: [f"identify.{_subset(row)}"],
+    "refer": lambda row: [f"refer.{_subset(row)}.iou25", f"refer.{_subset(row)}.iou50"],
+}
+
+
 def sample_columns(row):
     """The columns a test row counts in (depends on its task, subset and, for grounding, relations)."""
-    task = row["task"]
-    if task == "grounding":
-        cols = [f"grounding.{_subset(row)}"]
-        if row.get("gt_relations"):
-            cols.insert(0, "grounding.abstract_position")
-        return cols
-    if task == "identify":
-        return [f"identify.{_subset(row)}"]
-    if task == "refer":
-        s = _subset(row)
-        return [f"refer.{s}.iou25", f"refer.{s}.iou50"]
-    return list(TASK_COLUMNS[task])
+    return SAMPLE_COLUMN_RULES[row["task"]](row)
 
 
-def _miss(row):
-    """(TP, FP, FN) per column when the answer is unparseable or missing."""
-    task = row["task"]
-    n_boxes = len(row.get("gt_boxes") or [])
+# A miss (an unparseable answer, a missing prediction, an inference error): per column of the row,
+# (TP, FP, FN) = (0, 0, what the truth holds in that column's unit).
+def _miss_count(row):
+    n = _n_boxes(row)
+    return {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, n), "count.iou50": (0, 0, n)}
+
+
+def _miss_grounding(row):
     out = {}
-    for col in sample_columns(row):
-        if col == "count.only_count":
-            fn = 1
-        elif col == "grounding.abstract_position":
-            fn = len(gt_relation_triples(row))
-        elif task == "identify":
-            fn = len(gt_identify_attributes(row))
-        elif task == "describe":
-            fn = len(gt_describe_triples(row))
-        elif task == "classify":
-            fn = len(set(row.get("gt_categories") or []))
-        else:
-            fn = n_boxes
-        out[col] = (0, 0, fn)
+    if row.get("gt_relations"):
+        out["grounding.abstract_position"] = (0, 0, len(gt_relation_triples(row)))
+    out[f"grounding.{_subset(row)}"] = (0, 0, _n_boxes(row))
     return out
 
 
+MISS_RULES = {
+    "classify": lambda row: {"classify": (0, 0, len(set(row.get("gt_categories") or [])))},
+    "describe": lambda row: {"describe": (0, 0, len(gt_describe_triples(row)))},
+    "count": _miss_count,
+    "grounding": _miss_grounding,
+    "identify": lambda row: {f"identify.{_subset(row)}": (0, 0, len(gt_identify_attributes(row)))},
+    "refer": lambda row: {c: (0, 0, _n_boxes(row)) for c in sample_columns(row)},
+}
+
+
+def _miss(row):
+    """(TP, FP, FN) per column when the answer is unparseable, missing or an inference error."""
+    return MISS_RULES[row["task"]](row)
+
+
 # ---------------------------------------------------------------------------------------------
-# Per-sample scoring
+# Per-sample scoring: one scorer per task, scorer(row, parsed) -> ({column: (TP, FP, FN)}, ious)
+
+
+def _score_count(row, parsed):
+    gt_boxes = row.get("gt_boxes") or []
+    gt_count = row.get("gt_count")
+    if gt_count is None:
+        gt_count = len(gt_boxes)
+    matches = match_boxes(parsed["boxes"], gt_boxes)
+    out = {"count.only_count": (1, 0, 0) if parsed["count"] == gt_count else (0, 1, 0),
+           "count.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
+           "count.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
+    return out, ious_per_gt(matches, len(gt_boxes))
+
+
+def _score_refer(row, parsed):
+    gt_boxes = row.get("gt_boxes") or []
+    s = _subset(row)
+    matches = match_boxes(parsed["boxes"], gt_boxes)
+    out = {f"refer.{s}.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
+           f"refer.{s}.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
+    return out, ious_per_gt(matches, len(gt_boxes))
+
+
+def _score_grounding(row, parsed):
+    gt_boxes = row.get("gt_boxes") or []
+    out = {}
+    if row.get("gt_relations"):
+        out["grounding.abstract_position"] = set_counts(set(parsed["relations"]), gt_relation_triples(row))
+    gt_cats = row.get("gt_categories") or []
+    ious = [0.0] * len(gt_boxes)
+    tp = 0
+    for cat in sorted(set(gt_cats), key=lambda c: CATEGORY_INDEX.get(c, 99)):
+        gi = [i for i, c in enumerate(gt_cats) if c == cat]
+        pb = [b for b, c in zip(parsed["boxes"], parsed["box_categories"]) if c == cat]
+        for _, c, v in match_boxes(pb, [gt_boxes[i] for i in gi]):
+            ious[gi[c]] = v
+            if v >= GROUNDING_IOU:
+                tp += 1
+    out[f"grounding.{_subset(row)}"] = (tp, len(parsed["boxes"]) - tp, len(gt_boxes) - tp)
+    return out, ious
+
+
+def _score_identify(row, parsed):
+    pred = {("category", c) for c in parsed["categories"]}
+    pred |= {("size", s) for s in parsed["sizes"]}
+    pred |= {("cell", c) for c in parsed["cells"]}
+    if row.get("gt_shapes"):  # shape is scored only when the truth states one
+        pred |= {("shape", s) for s in parsed["shapes"]}
+    return {f"identify.{_subset(row)}": set_counts(pred, gt_identify_attributes(row))}, []
+
+
+SCORERS = {
+    "classify": lambda row, parsed: ({"classify": set_counts(parsed["categories"], row.get("gt_categories") or [])},
+                                     []),
+    "describe": lambda row, parsed: ({"describe": multiset_counts(parsed["triples"], gt_describe_triples(row))}, []),
+    "count": _score_count,
+    "grounding": _score_grounding,
+    "identify": _score_identify,
+    "refer": _score_refer,
+}
 
 
 def score_parsed(row, parsed):
     """Columns -> (TP, FP, FN) and per-truth-box IoUs for a parsed answer with status 'ok'."""
-    task = row["task"]
-    gt_boxes = row.get("gt_boxes") or []
-    ious = []
-    out = {}
-    if task == "count":
-        gt_count = row.get("gt_count")
-        if gt_count is None:
-            gt_count = len(gt_boxes)
-        out["count.only_count"] = (1, 0, 0) if parsed["count"] == gt_count else (0, 1, 0)
-        matches = match_boxes(parsed["boxes"], gt_boxes)
-        ious = ious_per_gt(matches, len(gt_boxes))
-        out["count.iou25"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25)
-        out["count.iou50"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)
-    elif task == "refer":
-        s = _subset(row)
-        matches = match_boxes(parsed["boxes"], gt_boxes)
-        ious = ious_per_gt(matches, len(gt_boxes))
-        out[f"refer.{s}.iou25"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25)
-        out[f"refer.{s}.iou50"] = box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)
-    elif task == "grounding":
-        if row.get("gt_relations"):
-            out["grounding.abstract_position"] = set_counts(set(parsed["relations"]), gt_relation_triples(row))
-        gt_cats = row.get("gt_categories") or []
-        ious = [0.0] * len(gt_boxes)
-        tp = 0
-        for cat in sorted(set(gt_cats), key=lambda c: CATEGORY_INDEX.get(c, 99)):
-            gi = [i for i, c in enumerate(gt_cats) if c == cat]
-            pb = [b for b, c in zip(parsed["boxes"], parsed["box_categories"]) if c == cat]
-            for _, c, v in match_boxes(pb, [gt_boxes[i] for i in gi]):
-                ious[gi[c]] = v
-                if v >= GROUNDING_IOU:
-                    tp += 1
-        out[f"grounding.{_subset(row)}"] = (tp, len(parsed["boxes"]) - tp, len(gt_boxes) - tp)
-    elif task == "identify":
-        gt = gt_identify_attributes(row)
-        pred = {("category", c) for c in parsed["categories"]}
-        pred |= {("size", s) for s in parsed["sizes"]}
-        pred |= {("cell", c) for c in parsed["cells"]}
-        if row.get("gt_shapes"):
-            pred |= {("shape", s) for s in parsed["shapes"]}
-        out[f"identify.{_subset(row)}"] = set_counts(pred, gt)
-    elif task == "describe":
-        out["describe"] = multiset_counts(parsed["triples"], gt_describe_triples(row))
-    elif task == "classify":
-        out["classify"] = set_counts(parsed["categories"], row.get("gt_categories") or [])
-    else:
-        raise ValueError(f"unknown task {task!r}")
-    return out, ious
+    try:
+        scorer = SCORERS[row["task"]]
+    except KeyError:
+        raise ValueError(f"unknown task {row['task']!r}") from None
+    return scorer(row, parsed)
 
 
-def score_sample(row, prediction, box_format, missing=False):
+def _miss_result(row, status, parsed=None):
+    ious = [0.0] * _n_boxes(row) if row["task"] in ANSWER_BOX_TASKS else []
+    return {"status": status, "scores": _miss(row), "ious": ious, "parsed": parsed}
+
+
+def score_sample(row, prediction, box_format, missing=False, error=None):
     """Score one test row against one prediction text.
 
-    Returns {'status': 'ok' | 'unparseable' | 'missing', 'scores': {column: (TP, FP, FN)},
-    'ious': [IoU per truth box, 0.0 unmatched] (box tasks), 'parsed': the parser's dict}.
-    An unparseable or missing answer is a miss: TP = FP = 0 and FN = the truth size per column.
+    Returns {'status': 'ok' | 'unparseable' | 'missing' | 'inference_error', 'scores': {column:
+    (TP, FP, FN)}, 'ious': [IoU per truth box, 0.0 unmatched] (box tasks), 'parsed': the parser's
+    dict}. An unparseable or missing answer, or a prediction row whose `error` is non-empty (the
+    model was never heard: whatever text it has is not scored), is a miss: TP = FP = 0 and FN = the
+    truth size per column.
     """
     if missing:
-        return {"status": STATUS_MISSING, "scores": _miss(row), "ious": [0.0] * len(row.get("gt_boxes") or [])
-                if row["task"] in ("count", "refer", "grounding") else [], "parsed": None}
+        return _miss_result(row, STATUS_MISSING)
+    if error:
+        return _miss_result(row, STATUS_INFERENCE_ERROR)
     parsed = parsing.parse_answer(row["task"], prediction or "", box_format, row["width"], row["height"])
     if parsed["status"] != parsing.OK:
-        return {"status": STATUS_UNPARSEABLE, "scores": _miss(row),
-                "ious": [0.0] * len(row.get("gt_boxes") or []) if row["task"] in ("count", "refer", "grounding") else [],
-                "parsed": parsed}
+        return _miss_result(row, STATUS_UNPARSEABLE, parsed)
     scores, ious = score_parsed(row, parsed)
     return {"status": STATUS_OK, "scores": scores, "ious": ious, "parsed": parsed}
 
@@ -428,8 +468,15 @@ def _round(v, nd=4):
     return None if v is None else round(float(v), nd)
 
 
-def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0):
-    """metrics.json content (SPEC section 5 keys, exactly) for one model.
+def _status_counts(arrays, status, n):
+    k = int(np.sum(arrays.status == STATUS_CODES[status]))
+    return {"count": k, "rate": _round(100.0 * k / n) if n else None}
+
+
+def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0, dataset_version=None,
+                  predictions_dataset_version=None, dataset_version_mismatch=False):
+    """metrics.json content for one model: the SPEC section 5 keys, in its order, then two keys
+    saying on which dataset version the predictions were made.
 
     task_arrays: {task: TaskArrays} (missing tasks count as empty).
       columns          {column: accuracy in percent or null}, paper order
@@ -439,7 +486,12 @@ def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0
       overall_ci95     [lo, hi] seeded percentile bootstrap of `overall` ([null, null] if n_boot=0)
       n                {"columns": {column: samples}, "tasks": {task: samples}}
       parse_failures   {task: {"count": unparseable answers, "rate": percent of the task's samples}}
+      inference_errors {task: {"count": prediction rows with an error, "rate": percent}} (misses too,
+                       never counted as parse failures)
       missing_predictions  test samples without a prediction (scored as misses)
+      dataset_version  the version of the dataset scored against (null: test rows given as files)
+      predictions_dataset_version  the version the predictions record (null: they record none)
+      dataset_version_mismatch     true when the two differ (scored anyway: --allow-version-mismatch)
     """
     arrays = {t: (task_arrays.get(t) or TaskArrays.empty(t)) for t in TASKS}
     columns, col_n = {}, {}
@@ -455,10 +507,6 @@ def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0
         ci = percentile_interval(reps)
     else:
         ci = [None, None]
-    failures = {}
-    for t in TASKS:
-        k = int(np.sum(arrays[t].status == STATUS_CODES[STATUS_UNPARSEABLE]))
-        failures[t] = {"count": k, "rate": _round(100.0 * k / task_n[t]) if task_n[t] else None}
     return {
         "model": model,
         "columns": {c: _round(columns[c]) for c in COLUMNS},
@@ -467,8 +515,12 @@ def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0
         "overall_macro": _round(macro_score(tasks)),
         "overall_ci95": [_round(v) for v in ci],
         "n": {"columns": {c: col_n[c] for c in COLUMNS}, "tasks": task_n},
-        "parse_failures": failures,
+        "parse_failures": {t: _status_counts(arrays[t], STATUS_UNPARSEABLE, task_n[t]) for t in TASKS},
+        "inference_errors": {t: _status_counts(arrays[t], STATUS_INFERENCE_ERROR, task_n[t]) for t in TASKS},
         "missing_predictions": int(missing_predictions),
+        "dataset_version": dataset_version or None,
+        "predictions_dataset_version": predictions_dataset_version or None,
+        "dataset_version_mismatch": bool(dataset_version_mismatch),
     }
 
 
@@ -479,9 +531,6 @@ def build_breakdown(task_arrays):
     {"by_category": {task: {category: score}}, "by_size": {"identify": {size: score}},
      "missing": {task: n}, "samples": {task: n}}
     """
-    from sarchat.transforms.categories import CATEGORIES
-    from sarchat.transforms.geometry import IDENTIFY_SIZES
-
     by_cat, by_size, missing, samples = {}, {}, {}, {}
     for t in TASKS:
         arr = task_arrays.get(t) or TaskArrays.empty(t)
@@ -493,7 +542,7 @@ def build_breakdown(task_arrays):
                 rows = arr.category == cat
                 if rows.any():
                     by_cat[t][cat] = _round(arr.select(rows).score())
-        if t == "identify" and len(arr):
+        if SPECS[t].by_size and len(arr):
             by_size[t] = {}
             for sz in reversed(IDENTIFY_SIZES):
                 rows = arr.size == sz
@@ -504,14 +553,15 @@ def build_breakdown(task_arrays):
 
 def sample_category(row):
     """The one category a count / identify / refer sample is about (None for the other tasks)."""
-    if row["task"] in BREAKDOWN_TASKS:
+    if SPECS[row["task"]].by_category:
         cats = row.get("gt_categories") or []
         return cats[0] if cats else None
     return None
 
 
 def sample_size(row):
-    if row["task"] == "identify":
+    """The one object size an identify sample is about (None for the other tasks)."""
+    if SPECS[row["task"]].by_size:
         sizes = row.get("gt_sizes") or []
         return sizes[0] if sizes else None
     return None

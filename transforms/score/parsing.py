@@ -130,15 +130,6 @@ def find_shapes(text):
     return [_shape(m.group(1)) for m in _SHAPE_RE.finditer(_low(text))]
 
 
-def _unique(seq):
-    seen, out = set(), []
-    for x in seq:
-        if x not in seen:
-            seen.add(x)
-            out.append(x)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Numbers
 
@@ -359,18 +350,22 @@ def parse_refer(text, box_format, width, height):
     return {"status": OK if boxes else UNPARSEABLE, "boxes": boxes, "cells": find_cells(text)}
 
 
+# One parser per task, all called as parser(text, box_format, width, height): the tasks whose
+# answers carry no boxes ignore the format and the image size.
+PARSERS = {
+    "classify": lambda text, box_format, width, height: parse_classify(text),
+    "describe": lambda text, box_format, width, height: parse_describe(text),
+    "count": parse_count,
+    "grounding": parse_grounding,
+    "identify": lambda text, box_format, width, height: parse_identify(text),
+    "refer": parse_refer,
+}
+
+
 def parse_answer(task, text, box_format, width, height):
-    """Dispatch on the task id."""
-    if task == "classify":
-        return parse_classify(text)
-    if task == "describe":
-        return parse_describe(text)
-    if task == "count":
-        return parse_count(text, box_format, width, height)
-    if task == "grounding":
-        return parse_grounding(text, box_format, width, height)
-    if task == "identify":
-        return parse_identify(text)
-    if task == "refer":
-        return parse_refer(text, box_format, width, height)
-    raise ValueError(f"unknown task {task!r}")
+    """The task's parser from PARSERS (ValueError for a task id it does not know)."""
+    try:
+        parser = PARSERS[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}") from None
+    return parser(text, box_format, width, height)

@@ -1,17 +1,22 @@
-"""PTransforms and CombineFns of `sarchat stats`: thin wrappers around transforms/stats.py.
+"""PTransforms and CombineFns of `sarchat stats`: thin wrappers around transforms/stats/dataset_stats.py.
+
+`DatasetStats(StatsSettings)` is the whole job: pbegin -> the stats.json document (also written,
+with stats.md and the plots, by WriteStatsFn).
 
 Box level: one element per split (annotation path) -> ReadCocoChunksFn parses the COCO JSON and
 emits (split, box chunk) for every CHUNK_IMAGES images, plus (split, reject counts) -> Reshuffle ->
 CombinePerKey(BoxStatsFn). From a generated corpus the chunks come from the grounding rows instead
 (one row per image holding every valid box).
 
-Dialogue level: ReadFromParquetBatched (Arrow tables) -> (split, table) -> CombinePerKey(DialogueStatsFn),
-whose add_input is vectorised over a whole table.
+Dialogue level: the Parquet shards the dataset's manifest lists -> ReadAllFromParquetBatched (Arrow
+tables) -> (split, table) -> CombinePerKey(DialogueStatsFn), whose add_input is vectorised over a
+whole table.
 
 Every accumulator merges exactly (integers, exact sums, order-free sketches), so the output is the
 same whatever the bundle boundaries, merge order, runner or worker count.
 """
 import collections
+from dataclasses import dataclass, field
 from typing import Any, Tuple
 
 import apache_beam as beam
@@ -19,9 +24,10 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from sarchat.report import stats_report as stats_render
 from sarchat.transforms import coco
-from sarchat.transforms.stats import dataset_stats as stats
 from sarchat.transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms.stats import dataset_stats as stats
 
 NAMESPACE = "sarchat.stats"
 CHUNK_IMAGES = 2000
@@ -150,19 +156,20 @@ class BoxStatsFromCoco(beam.PTransform):
 
 
 class ReadDialogueTables(beam.PTransform):
-    """Parquet file patterns -> (split, pyarrow Table) batches with the columns the stats need."""
+    """Parquet files (as the dataset manifest lists them) -> (split, pyarrow Table) batches with
+    the columns the stats need."""
 
-    def __init__(self, patterns):
+    def __init__(self, files):
         super().__init__()
-        self.patterns = list(patterns)
+        self.files = list(files)
 
     def expand(self, pbegin):
-        from apache_beam.io.parquetio import ReadFromParquetBatched
+        from apache_beam.io.parquetio import ReadAllFromParquetBatched
 
-        reads = [pbegin | f"Read {i}" >> ReadFromParquetBatched(p, columns=list(stats.DIALOGUE_COLUMNS))
-                 for i, p in enumerate(self.patterns)]
-        tables = reads[0] if len(reads) == 1 else tuple(reads) | "AllTables" >> beam.Flatten()
-        return tables | "BySplit" >> beam.ParDo(TablesBySplitFn()).with_output_types(Tuple[str, Any])
+        return (pbegin
+                | "DialogueFiles" >> beam.Create(self.files)
+                | "ReadParquet" >> ReadAllFromParquetBatched(columns=list(stats.DIALOGUE_COLUMNS))
+                | "BySplit" >> beam.ParDo(TablesBySplitFn()).with_output_types(Tuple[str, Any]))
 
 
 class DialogueStatsOf(beam.PTransform):
@@ -195,8 +202,6 @@ class WriteStatsFn(beam.DoFn):
         self.exact_cap, self.plot_format, self.extra_rejects = exact_cap, plot_format, extra_rejects or {}
 
     def process(self, _, boxes, dialogues, rejects):
-        from sarchat.report import stats_report as stats_render
-
         all_rejects = dict(self.extra_rejects)
         all_rejects.update(rejects)
         doc = stats.assemble_stats(self.input_info, self.splits, boxes=dict(boxes), dialogues=dict(dialogues),
@@ -211,3 +216,51 @@ class WriteStatsFn(beam.DoFn):
         write_bytes(FileSystems.join(self.output, "stats.md"),
                     stats_render.stats_markdown(doc, plot_links=links).encode("utf-8"))
         yield doc
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    """What `sarchat stats` computes, planned and checked at launch (beam_pipelines/stats.py plan)."""
+
+    output: str                               # folder of stats.json, stats.md, plots/
+    input_info: dict                          # stats.json's `input` block
+    splits: Tuple[str, ...]
+    annotations: Tuple[Tuple[str, str], ...] = ()   # (split, COCO JSON path): exact box stats from these
+    dialogue_files: Tuple[str, ...] = ()      # the generated corpus's Parquet shards (its manifest's list)
+    exact_cap: int = stats.DEFAULT_EXACT_CAP
+    plot_format: str = "png"                  # png | svg | none
+    extra_rejects: dict = field(default_factory=dict)   # the generator's rejects per split
+
+
+class DatasetStats(beam.PTransform):
+    """pbegin -> PCollection of the one stats.json document (written with stats.md and the plots).
+
+    Box statistics come from the annotations when the settings name them, else from the grounding
+    rows of the dialogue files; dialogue statistics from the dialogue files when there are any."""
+
+    def __init__(self, settings: StatsSettings, label=None):
+        super().__init__(label)
+        self.settings = settings
+
+    def expand(self, pbegin):
+        s = self.settings
+        dialogues = pbegin | "NoDialogues" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+        rejects = pbegin | "NoRejects" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+        tables = None
+        if s.dialogue_files:
+            tables = pbegin | "ReadDialogues" >> ReadDialogueTables(s.dialogue_files)
+            dialogues = tables | "Dialogues" >> DialogueStatsOf()
+        if s.annotations:
+            boxes, rejects = pbegin | "Boxes" >> BoxStatsFromCoco(sorted(s.annotations), exact_cap=s.exact_cap)
+        elif tables is not None:
+            boxes = tables | "BoxesFromGt" >> BoxStatsFromDialogues(exact_cap=s.exact_cap)
+        else:
+            boxes = pbegin | "NoBoxes" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+        return (
+            pbegin
+            | "Once" >> beam.Create([None])
+            | "Write" >> beam.ParDo(WriteStatsFn(s.output, s.input_info, s.splits, s.exact_cap, s.plot_format,
+                                                 s.extra_rejects),
+                                    boxes=beam.pvalue.AsList(boxes), dialogues=beam.pvalue.AsList(dialogues),
+                                    rejects=beam.pvalue.AsList(rejects))
+        )

@@ -1,0 +1,302 @@
+"""The one reader of prediction files (SPEC section 4 predictions). Pure code, no Beam transforms.
+
+A prediction row is `id`, `prediction` (raw model text), `model`, and optional `error`,
+`latency_s`, in Parquet or JSONL (optionally .gz; a UTF-8 byte order mark is accepted). Used twice
+with the same functions: at launch, `scan_prediction_file` checks every file (columns, rows, model
+names, the dataset version it records) so that a bad input is one clear line before any worker
+starts; in the job, `iter_prediction_batches` feeds the scorer.
+
+- `--predictions DIR` means DIR's predictions.parquet (the file `sarchat infer` writes), or the
+  part files its run manifest names (`predictions.parquet_glob`, the RunInference layout). A file
+  named manifest.json is never read as predictions.
+- A line that is not a JSON object (or not UTF-8) is a malformed row: counted and written to
+  rejected.jsonl, never a model of its own.
+- A file without rows, a Parquet file without an `id` or `prediction` column, a JSONL file none of
+  whose rows has one, and the same model in two prediction sources are errors naming the file(s).
+- Rows without a `model` take the file's name (ad-hoc files). A source is a run folder (all the
+  files of one `sarchat infer` or RunInference run, however they are named on the command line)
+  or else one file.
+"""
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from sarchat.transforms.errors import InputError, UsageError
+from sarchat.transforms.fileio import exists, join_path, open_parquet, read_bytes
+
+PREDICTION_COLUMNS = ("id", "prediction", "model", "error", "latency_s")
+REQUIRED_COLUMNS = ("id", "prediction")
+PREDICTION_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json")
+PREDICTIONS_PARQUET = "predictions.parquet"
+RUN_MANIFEST = "manifest.json"
+VERSION_KEY = b"sarchat.dataset_version"   # Parquet key-value metadata written by `sarchat infer`
+MALFORMED = "malformed_row"
+_BOM = b"\xef\xbb\xbf"
+
+# Batches travel between stages as Arrow IPC bytes (sarchat.transforms.score.id_buckets); the row
+# dicts below are what they hold, plus the file and row they came from (for rejects and ties).
+PREDICTION_WIRE_SCHEMA = pa.schema([("id", pa.string()), ("prediction", pa.string()), ("model", pa.string()),
+                                    ("error", pa.string()), ("latency_s", pa.float64()),
+                                    ("_file", pa.string()), ("_row", pa.int64())])
+
+
+@dataclass(frozen=True)
+class PredictionFile:
+    """What the launch scan learnt about one prediction file."""
+
+    path: str
+    source: str                      # the run folder or the file itself (a model may have one source)
+    models: Tuple[str, ...]          # distinct model names of its rows, sorted
+    rows: int                        # rows read (malformed ones not included)
+    malformed: int                   # lines that are not a JSON object
+    dataset_version: Optional[str]   # recorded in the file or its run manifest; None: not recorded
+    run_manifest: Optional[dict] = None
+
+
+def _is_glob(pattern):
+    return any(ch in pattern for ch in "*?[")
+
+
+def _is_dir(path):
+    if "://" in path:
+        return not path.endswith(PREDICTION_SUFFIXES) and exists(join_path(path, RUN_MANIFEST))
+    return os.path.isdir(path)
+
+
+def _match(pattern):
+    try:
+        found = FileSystems.match([pattern])
+    except Exception:  # some file systems raise on an empty match
+        return []
+    return sorted(m.path for r in found for m in r.metadata_list)
+
+
+def _is_prediction_name(path):
+    return path.endswith(PREDICTION_SUFFIXES) and posixpath.basename(path) != RUN_MANIFEST
+
+
+def read_run_manifest(folder):
+    """The run manifest.json `sarchat infer` writes in `folder` (a dict naming its `model`), or None."""
+    path = join_path(folder, RUN_MANIFEST) if folder else RUN_MANIFEST
+    try:
+        if not exists(path):
+            return None
+        m = json.loads(read_bytes(path).decode("utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) and isinstance(m.get("model"), str) else None
+
+
+def _folder_files(folder):
+    direct = join_path(folder, PREDICTIONS_PARQUET)
+    if exists(direct):
+        return [direct]
+    manifest = read_run_manifest(folder) or {}
+    glob = (manifest.get("predictions") or {}).get("parquet_glob") if isinstance(manifest.get("predictions"), dict) else None
+    if isinstance(glob, str) and glob and ".." not in glob.split("/"):
+        parts = [p for p in _match(join_path(folder, glob)) if p.endswith(".parquet")]
+        if parts:
+            return parts
+    raise InputError(f"--predictions {folder}: the folder has no {PREDICTIONS_PARQUET} (give a `sarchat infer` "
+                     "run folder or the prediction files themselves)")
+
+
+def _source_of(path):
+    """A file's source: the run folder it belongs to (the folder, or for the RunInference layout
+    the parent of its predictions/ folder, holding a run manifest), else the file itself."""
+    folder = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+    if folder and read_run_manifest(folder) is not None:
+        return folder
+    parent = posixpath.dirname(folder) if "://" in folder else os.path.dirname(folder)
+    if folder and posixpath.basename(folder.rstrip("/")) == "predictions" and read_run_manifest(parent) is not None:
+        return parent
+    return path
+
+
+def expand_prediction_inputs(patterns):
+    """[(file, source)] for the --predictions values: a file, a glob (its prediction files) or a
+    run folder (its predictions.parquet). UsageError naming the value that matches nothing,
+    InputError for a folder without predictions."""
+    out = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        if _is_glob(pattern):
+            found = []
+            for path in _match(pattern):
+                if _is_dir(path):
+                    found += [(f, path) for f in _folder_files(path)]
+                elif _is_prediction_name(path):
+                    found.append((path, _source_of(path)))
+            if not found:
+                raise UsageError(f"--predictions {pattern}: no prediction files match "
+                                 f"({', '.join(PREDICTION_SUFFIXES)})")
+            out += found
+        elif _is_dir(pattern):
+            out += [(f, pattern) for f in _folder_files(pattern)]
+        elif exists(pattern):
+            if posixpath.basename(pattern) == RUN_MANIFEST:
+                raise InputError(f"--predictions {pattern}: a run manifest, not predictions "
+                                 f"(give its folder or its {PREDICTIONS_PARQUET})")
+            out.append((pattern, _source_of(pattern)))
+        else:
+            raise UsageError(f"--predictions {pattern}: no such file or folder")
+    seen, unique = set(), []
+    for path, source in out:
+        if path not in seen:
+            seen.add(path)
+            unique.append((path, source))
+    return unique
+
+
+def model_of(row, path):
+    """The row's `model`, else the file's name without its suffix (ad-hoc files without the column)."""
+    m = row.get("model")
+    if isinstance(m, str) and m.strip():
+        return m.strip()
+    stem = posixpath.basename(path)
+    for suffix in (".gz", ".jsonl", ".json", ".parquet"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem or "model"
+
+
+def clean_prediction(row, path, index):
+    """A row of PREDICTION_WIRE_SCHEMA: strings where strings belong, the file and row it came from."""
+    out = {k: row.get(k) for k in PREDICTION_COLUMNS}
+    out["model"] = model_of(row, path)
+    pid = out["id"]
+    out["id"] = None if pid is None else str(pid)
+    if out["prediction"] is not None and not isinstance(out["prediction"], str):
+        out["prediction"] = str(out["prediction"])
+    if out["error"] is not None and not isinstance(out["error"], str):
+        out["error"] = str(out["error"])
+    try:
+        out["latency_s"] = None if out["latency_s"] is None else float(out["latency_s"])
+    except (TypeError, ValueError):
+        out["latency_s"] = None
+    out["_file"], out["_row"] = path, index
+    return out
+
+
+def _jsonl_lines(path):
+    """(row index, dict or None) per non-blank line; None for a line that is not a JSON object in UTF-8."""
+    with FileSystems.open(path) as f:  # AUTO compression: .gz is decompressed
+        index = 0
+        while True:
+            raw = f.readline()
+            if not raw:
+                return
+            if index == 0 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            if raw.strip():
+                try:
+                    row = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    row = None
+                yield index, (row if isinstance(row, dict) else None)
+            index += 1
+
+
+def _read_parquet(path, what):
+    try:
+        return open_parquet(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read {what} file {path}: {type(exc).__name__}: {exc}") from None
+
+
+def iter_prediction_batches(path, batch_size=65536):
+    """([clean rows], [malformed row indices]) per batch of a prediction file."""
+    if path.endswith(".parquet"):
+        pf = _read_parquet(path, "predictions")
+        names = set(pf.schema_arrow.names)
+        cols = [c for c in PREDICTION_COLUMNS if c in names]
+        index = 0
+        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+            rows = []
+            for r in batch.to_pylist():
+                rows.append(clean_prediction(r, path, index))
+                index += 1
+            yield rows, []
+        return
+    rows, malformed = [], []
+    for index, row in _jsonl_lines(path):
+        if row is None:
+            malformed.append(index)
+        else:
+            rows.append(clean_prediction(row, path, index))
+        if len(rows) >= batch_size:
+            yield rows, malformed
+            rows, malformed = [], []
+    if rows or malformed:
+        yield rows, malformed
+
+
+def _parquet_version(pf):
+    meta = pf.metadata.metadata or {}
+    v = meta.get(VERSION_KEY)
+    return v.decode("utf-8", "replace") if v else None
+
+
+def scan_prediction_file(path, source=None):
+    """A PredictionFile for `path`; InputError naming the file when it cannot be scored at all."""
+    source = source or _source_of(path)
+    folder = source if source != path else posixpath.dirname(path)
+    manifest = read_run_manifest(folder)
+    version = None
+    models, rows, malformed = set(), 0, 0
+    if path.endswith(".parquet"):
+        pf = _read_parquet(path, "predictions")
+        names = pf.schema_arrow.names
+        lacking = [c for c in REQUIRED_COLUMNS if c not in names]
+        if lacking:
+            raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column "
+                             f"(prediction files need {', '.join(REQUIRED_COLUMNS)}; found {', '.join(names) or 'none'})")
+        rows = pf.metadata.num_rows
+        if "model" in names:
+            for batch in pf.iter_batches(columns=["model"]):
+                models.update(model_of({"model": m}, path) for m in batch.column(0).to_pylist())
+        elif rows:
+            models.add(model_of({}, path))
+        version = _parquet_version(pf)
+    else:
+        seen_keys = set()
+        for _, row in _jsonl_lines(path):
+            if row is None:
+                malformed += 1
+                continue
+            rows += 1
+            seen_keys.update(k for k in REQUIRED_COLUMNS if k in row)
+            models.add(model_of(row, path))
+        lacking = [c for c in REQUIRED_COLUMNS if c not in seen_keys]
+        if rows and lacking:
+            raise InputError(f"{path}: no row has {' or '.join(repr(c) for c in lacking)} "
+                             f"(prediction rows need {', '.join(REQUIRED_COLUMNS)})")
+    if not rows:
+        extra = f" ({malformed} malformed line{'s' if malformed != 1 else ''})" if malformed else ""
+        raise InputError(f"{path} holds no prediction rows{extra}")
+    if version is None and manifest is not None and manifest.get("dataset_version"):
+        version = str(manifest["dataset_version"])
+    return PredictionFile(path, source, tuple(sorted(models)), rows, malformed, version, manifest)
+
+
+def check_model_sources(files):
+    """InputError when one model's rows come from two sources (two runs or files): scoring one and
+    dropping the other as duplicates would be silently wrong."""
+    first = {}
+    for f in files:
+        for m in f.models:
+            other = first.setdefault(m, f)
+            if other.source != f.source:
+                raise InputError(f"model {m!r} is in two prediction sources, {other.path} and {f.path}: give each "
+                                 "run its own model name (the `model` column) or score them separately")
+
+
+def model_of_malformed(file_info):
+    """The model a malformed line of this file is counted against: the file's only model, else None
+    (a file of several models: the line goes to the run-level rejected.jsonl)."""
+    return file_info.models[0] if len(file_info.models) == 1 else None
