@@ -3,14 +3,15 @@
     sarchat regenerate --input ROOT --output-base BASE [generate flags] [any Beam pipeline option]
 
 Takes the flags of `sarchat generate` except --output. Every run resolves the inputs and the
-configuration to `config_hash` (sha256 over the flags that shape the dataset, the annotation files'
-sha256 and the generator version) and owns one folder:
+configuration to the dataset version (`dataset_version` of the manifest: sha256 over the generator
+version, the template banks, the flags that shape the dataset and the annotation files' sha256; a
+template edit alone is a new version) and owns one folder:
 
-    BASE/v-<config_hash>/          a published version: the layout of `sarchat generate --output`
+    BASE/v-<dataset_version>/      a published version: the layout of `sarchat generate --output`
     BASE/LATEST                    one line: the name of the newest published version (v-<hash>)
     BASE/.tmp-<hash>-<unique>/     a run in progress, or the remains of one that died
 
-- Up to date: when BASE/v-<hash>/manifest.json exists, names the same config_hash and every file it
+- Up to date: when BASE/v-<hash>/manifest.json exists, names the same dataset_version and every file it
   lists is present with its size, the run prints so and exits 0 without starting a pipeline (and
   points LATEST at that version if it pointed elsewhere: LATEST names the version of the inputs as
   they are now).
@@ -62,8 +63,8 @@ def build_parser():
     return p
 
 
-def version_name(config_hash: str) -> str:
-    return f"{VERSION_PREFIX}{config_hash}"
+def version_name(dataset_version: str) -> str:
+    return f"{VERSION_PREFIX}{dataset_version}"
 
 
 def _checkpoint(name):
@@ -108,9 +109,10 @@ def read_manifest(folder):
 
 
 def is_complete(folder, expected_hash) -> bool:
-    """A published version: its manifest names expected_hash and every listed file is there, same size."""
+    """A published version: its manifest names the expected dataset version and every listed file is
+    there, with its size."""
     manifest = read_manifest(folder)
-    if not isinstance(manifest, dict) or manifest.get("config_hash") != expected_hash:
+    if not isinstance(manifest, dict) or manifest.get("dataset_version") != expected_hash:
         return False
     present = _list_files(folder)
     for f in manifest.get("files", []):
@@ -249,13 +251,13 @@ def run(argv=None, test=None):
     base = args.output_base.rstrip("/") or args.output_base
     check_latest(base)
     formats, splits, config, manifest_base = generate.prepare(args)  # UsageError: exit 2
-    h = manifest_base["config_hash"]
+    h = manifest_base["dataset_version"]
     name = version_name(h)
     final = FileSystems.join(base, name)
     if is_complete(final, h):
         if read_latest(base) != name:
             write_latest(base, name)
-        print(f"sarchat regenerate: up to date: {final} is complete (config_hash {h}); nothing to do. "
+        print(f"sarchat regenerate: up to date: {final} is complete (dataset version {h}); nothing to do. "
               f"{FileSystems.join(base, LATEST)} -> {name}")
         return 0
     leftovers = stale_tmp_folders(base)

@@ -18,7 +18,6 @@ DIR/plots/*.png. Flags this module does not know are Beam's (see beam_pipelines/
 """
 import argparse
 import hashlib
-import json
 import sys
 import time
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from sarchat.inference.config import DEFAULT_MAX_IMAGE_PIXELS, parse_tasks, task_entries, task_entry
 from sarchat.transforms import dataset_files
-from sarchat.transforms.errors import DatasetError, UsageError
+from sarchat.transforms.errors import DatasetError, InputError, UsageError
 from sarchat.transforms.schema import DIALOGUE_FIELDS
 
 # Columns every backend needs; backends add their own (oracle/blind need the answers).
@@ -156,7 +156,7 @@ def _reading(path):
 
 # ---- images ---------------------------------------------------------------------------------
 
-class ImageError(Exception):
+class ImageError(InputError):
     """A sample's image is missing or cannot be decoded (recorded per sample, retried next run)."""
 
 

@@ -17,6 +17,7 @@ import json
 import string
 from importlib import resources
 
+from sarchat.transforms.errors import InputError
 from sarchat.transforms.tasks import MIN_TEMPLATES
 
 # Placeholders each kind of text may use.
@@ -43,8 +44,8 @@ _REQUIRED = {
 }
 
 
-class TemplateError(ValueError):
-    pass
+class TemplateError(InputError):
+    """A template bank (a data file) that breaks the bank rules; the message names the file and template."""
 
 
 def _fields(text):

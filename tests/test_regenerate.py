@@ -27,7 +27,7 @@ def _complete_versions(base):
     out = []
     for name in _versions(base):
         manifest = regenerate.read_manifest(os.path.join(base, name))
-        if manifest and regenerate.is_complete(os.path.join(base, name), manifest["config_hash"]):
+        if manifest and regenerate.is_complete(os.path.join(base, name), manifest["dataset_version"]):
             out.append(name)
     return out
 
@@ -55,7 +55,7 @@ def test_publish_then_early_exit(data, tmp_path, capsys, monkeypatch):
     (name,) = _versions(base)
     assert _latest(base) == name and _complete_versions(base) == [name]
     manifest = json.loads((base / name / "manifest.json").read_text())
-    assert name == f"v-{manifest['config_hash']}" and manifest["output_version"] == name
+    assert name == f"v-{manifest['dataset_version']}" and manifest["output_version"] == name
     assert not glob.glob(os.path.join(base, ".tmp-*")), "the temporary folder was moved into place"
     # same files as a plain `sarchat generate` of the same input and flags
     plain = tmp_path / "plain"
@@ -78,7 +78,7 @@ def test_publish_then_early_exit(data, tmp_path, capsys, monkeypatch):
     victim = sorted(glob.glob(os.path.join(base, name, "parquet", "test", "*.parquet")))[0]
     with open(victim, "ab") as f:
         f.write(b"x")
-    assert not regenerate.is_complete(str(base / name), manifest["config_hash"])
+    assert not regenerate.is_complete(str(base / name), manifest["dataset_version"])
     monkeypatch.undo()
     assert _regen(data, base) == 0
     assert _complete_versions(base) == [name] and _data_files(base / name) == _data_files(plain)
@@ -130,7 +130,7 @@ def test_object_store_publication_crash_mid_move(data, tmp_path, monkeypatch):
     base = tmp_path / "base"
     args = regenerate.build_parser().parse_args(["--input", str(data), "--output-base", str(base), *FLAGS])
     _, _, _, manifest_base = generate.prepare(args)
-    h = manifest_base["config_hash"]
+    h = manifest_base["dataset_version"]
     name = regenerate.version_name(h)
     tmp = base / f".tmp-{h}-test"
     assert generate.run(["--input", str(data), "--output", str(tmp), *FLAGS]) == 0
@@ -306,3 +306,21 @@ def test_object_store_end_to_end(data, tmp_path, monkeypatch, capsys):
     leftovers = [k for k in _OBJECTS if "/.tmp-" in k]
     assert leftovers and all(k.split("/.tmp-")[0] == base for k in leftovers)  # the killed run's prefix
     _OBJECTS.clear()
+
+
+def test_a_template_change_alone_makes_a_new_version(data, tmp_path, monkeypatch):
+    """The version covers the template banks: an edited bank with the same inputs and flags is not
+    'up to date' (it was, when versions were named by config_hash)."""
+    base = tmp_path / "base"
+    assert _regen(data, base) == 0
+    (first,) = _versions(base)
+    real = generate.templates.fingerprints
+
+    def edited(*a, **k):
+        fp = real(*a, **k)
+        fp["refer"] = {**fp["refer"], "sha256": "0" * 64}
+        return fp
+
+    monkeypatch.setattr(generate.templates, "fingerprints", edited)
+    assert _regen(data, base) == 0
+    assert _latest(base) != first and len(_complete_versions(base)) == 2

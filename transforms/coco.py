@@ -13,10 +13,8 @@ import posixpath
 
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import canonical_category
-
-
-class InputError(ValueError):
-    """The input as a whole cannot be used; the message names the file and what is wrong."""
+# The input as a whole cannot be used; the message names the file and what is wrong.
+from sarchat.transforms.errors import InputError  # noqa: F401 (raised here, caught by callers as coco.InputError)
 
 
 def load_json(data, source: str):
