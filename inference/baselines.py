@@ -37,6 +37,9 @@ from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, j
 from sarchat.transforms.schema import split_relation
 
 _CANONICAL = get_box_format("canonical")
+# The blind answer per task: BlindPrior._answer_<name> (keyed by task id; tests/test_task_table.py).
+ANSWER_METHODS = {"classify": "classify", "describe": "describe", "count": "count", "grounding": "grounding",
+                  "identify": "identify", "refer": "refer"}
 
 
 def oracle_prediction(row) -> str:
@@ -188,54 +191,61 @@ class BlindPrior:
         """A blind answer for a test row (reads task, question, width, height only)."""
         if self.priors is None:
             raise RuntimeError("BlindPrior.predict before fit")
-        fmt = box_format or _CANONICAL
-        task, W, H = row["task"], int(row["width"]), int(row["height"])
+        if row["task"] not in ANSWER_METHODS:
+            raise ValueError(f"unknown task {row['task']!r}")
+        answer = getattr(self, "_answer_" + ANSWER_METHODS[row["task"]])
+        return answer(row, box_format or _CANONICAL, int(row["width"]), int(row["height"]))
+
+    def _answer_classify(self, row, fmt, W, H):
+        return f"The image contains {join_words(self.priors['classify'])}."
+
+    def _answer_describe(self, row, fmt, W, H):
+        phrases = [f"a {s} {c} {geometry.POSITION_PHRASES.get(cell, 'in the central region of the image')}"
+                   for s, c, cell in self.priors["describe"]]
+        text = "; ".join(phrases) + "."
+        return text[0].upper() + text[1:]
+
+    def _answer_count(self, row, fmt, W, H):
+        cat = self._question_category(row.get("question"))
+        n = int(self.priors["count"].get(cat, self.priors["default_count"]))
+        boxes = self._prior_boxes(cat, n, W, H)
+        lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
+        return lead + "".join(fmt.render_one(b, W, H) for b, _ in boxes)
+
+    def _answer_refer(self, row, fmt, W, H):
+        cat = self._question_category(row.get("question"))
+        n = int(self.priors["refer"].get(cat, 1))
+        return "".join(f"{fmt.render_one(b, W, H)} ({cell})" for b, cell in self._prior_boxes(cat, n, W, H))
+
+    def _answer_grounding(self, row, fmt, W, H):
         P = self.priors
-        if task == "classify":
-            return f"The image contains {join_words(P['classify'])}."
-        if task == "describe":
-            phrases = [f"a {s} {c} {geometry.POSITION_PHRASES.get(cell, 'in the central region of the image')}"
-                       for s, c, cell in P["describe"]]
-            text = "; ".join(phrases) + "."
-            return text[0].upper() + text[1:]
-        if task == "count":
-            cat = self._question_category(row.get("question"))
-            n = int(P["count"].get(cat, P["default_count"]))
-            boxes = self._prior_boxes(cat, n, W, H)
-            lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
-            return lead + "".join(fmt.render_one(b, W, H) for b, _ in boxes)
-        if task == "refer":
-            cat = self._question_category(row.get("question"))
-            n = int(P["refer"].get(cat, 1))
-            return "".join(f"{fmt.render_one(b, W, H)} ({cell})" for b, cell in self._prior_boxes(cat, n, W, H))
-        if task == "grounding":
-            sentences = []
-            cats = [c for c, _ in P["grounding"]]
-            for cat, n in P["grounding"]:
-                boxes = self._prior_boxes(cat, int(n), W, H)
-                if len(boxes) == 1:
-                    b, cell = boxes[0]
-                    sentences.append(f"There is {article(cat)} {cat} in the {cell} portion {fmt.render_one(b, W, H)}.")
-                else:
-                    parts = ", ".join(f"one in the {cell} portion {fmt.render_one(b, W, H)}" for b, cell in boxes)
-                    sentences.append(f"There are {len(boxes)} {plural(cat)}: {parts}.")
-            for i, a in enumerate(cats):
-                for b in cats[i + 1:]:
-                    rel = P["relations"].get(f"{a}|{b}") or "near"
-                    sentences.append(f"The {a} is {rel} the {b}.")
-            return "In this SAR image, I can identify several objects and their locations: " + " ".join(sentences)
-        if task == "identify":
-            ident = P["identify"]
-            size, cell, shape, cat = ident["size"], ident["cell"], ident["shape"], ident["category"]
-            if self.use_question_box:
-                boxes = _CANONICAL.parse(row.get("question") or "", W, H)
-                if boxes:
-                    x1, y1, x2, y2 = boxes[0]
-                    w, h = max(x2 - x1, 1e-9), max(y2 - y1, 1e-9)
-                    cell = geometry.grid_cell([x1, y1, x2, y2], W, H)
-                    size = geometry.identify_size(w * h / (W * H))
-                    shape = geometry.shape_word(w / h)
-                    cat = ident["category_by_size"].get(size) or cat
-            return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
-                    f"It appears to be {shape} in shape.")
-        raise ValueError(f"unknown task {task!r}")
+        sentences = []
+        cats = [c for c, _ in P["grounding"]]
+        for cat, n in P["grounding"]:
+            boxes = self._prior_boxes(cat, int(n), W, H)
+            if len(boxes) == 1:
+                b, cell = boxes[0]
+                sentences.append(f"There is {article(cat)} {cat} in the {cell} portion {fmt.render_one(b, W, H)}.")
+            else:
+                parts = ", ".join(f"one in the {cell} portion {fmt.render_one(b, W, H)}" for b, cell in boxes)
+                sentences.append(f"There are {len(boxes)} {plural(cat)}: {parts}.")
+        for i, a in enumerate(cats):
+            for b in cats[i + 1:]:
+                rel = P["relations"].get(f"{a}|{b}") or "near"
+                sentences.append(f"The {a} is {rel} the {b}.")
+        return "In this SAR image, I can identify several objects and their locations: " + " ".join(sentences)
+
+    def _answer_identify(self, row, fmt, W, H):
+        ident = self.priors["identify"]
+        size, cell, shape, cat = ident["size"], ident["cell"], ident["shape"], ident["category"]
+        if self.use_question_box:
+            boxes = _CANONICAL.parse(row.get("question") or "", W, H)
+            if boxes:
+                x1, y1, x2, y2 = boxes[0]
+                w, h = max(x2 - x1, 1e-9), max(y2 - y1, 1e-9)
+                cell = geometry.grid_cell([x1, y1, x2, y2], W, H)
+                size = geometry.identify_size(w * h / (W * H))
+                shape = geometry.shape_word(w / h)
+                cat = ident["category_by_size"].get(size) or cat
+        return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
+                f"It appears to be {shape} in shape.")

@@ -396,6 +396,18 @@ def answer_identify(gray, question, width, height, p=CfarParams()):
             f"It appears to be {shape} in shape.")
 
 
+# The answer per task, from the row and the scene's detections (identify looks at the asked box
+# itself instead). Keyed by task id; tests/test_task_table.py checks it covers every task.
+ANSWERS = {
+    "classify": lambda row, dets, w, h: answer_classify(dets),
+    "describe": lambda row, dets, w, h: answer_describe(dets, w, h),
+    "count": lambda row, dets, w, h: answer_count(dets, asked_category(row["question"]) or "ship"),
+    "grounding": lambda row, dets, w, h: answer_grounding(dets, w, h),
+    "refer": lambda row, dets, w, h: answer_refer(dets, asked_category(row["question"]) or "ship", w, h),
+    "identify": None,  # answer_identify(image, question, ...): no detection pass over the whole scene
+}
+
+
 def answer(row, image, dets=None, p=CfarParams()):
     """The answer to one dialogue row given its image (2-D amplitude array or a Scene)."""
     width, height = int(row["width"]), int(row["height"])
@@ -404,15 +416,5 @@ def answer(row, image, dets=None, p=CfarParams()):
         return answer_identify(image, row["question"], width, height, p)
     if dets is None:
         dets = detect(image, p)
-    if task == "classify":
-        return answer_classify(dets)
-    if task == "describe":
-        return answer_describe(dets, width, height)
-    if task == "grounding":
-        return answer_grounding(dets, width, height)
-    if task in ("count", "refer"):
-        cat = asked_category(row["question"]) or "ship"
-        if task == "count":
-            return answer_count(dets, cat)
-        return answer_refer(dets, cat, width, height)
-    return answer_classify(dets)
+    by_task = ANSWERS.get(task) or ANSWERS["classify"]
+    return by_task(row, dets, width, height)
