@@ -6,7 +6,7 @@ Qwen2.5-VL's counterpart of tiny_qwen2vl.py (same tokenizer, ChatML template and
 built by that module), for running the `qwen2.5-vl` adapter through real vLLM on a CPU
 (tests/test_real_vllm.py). The model: Qwen2_5_VLConfig with a 2-layer, 256-wide text model
 (M-RoPE 8/12/12) and a 2-block, 128-wide windowed vision tower (SwiGLU MLP, RMSNorm, window 112 px,
-block 1 with full attention) projecting to 256; weights random (seed 0), bfloat16. transformers'
+block 1 with full attention) projecting to 256, lm_head untied; weights random (seed 0), bfloat16. transformers'
 own save_pretrained names are what vLLM 0.32 loads for this architecture.
 """
 import argparse
@@ -46,11 +46,13 @@ def build_config(tokenizer, hidden=256, layers=2):
               "window_size": 112, "fullatt_block_indexes": [1], "tokens_per_second": 2, "hidden_act": "silu"}
     flat = {k: text.get(k, base.get(k)) for k in (
         "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings")}
+        "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps")}
+    # untied: with tied random embeddings the model mostly repeats its last input token ("\n"),
+    # so answers would barely depend on the input
     rope = text.get("rope_scaling") or base.get("rope_scaling") or text.get("rope_parameters") \
         or base.get("rope_parameters")
     return Qwen2_5_VLConfig(
-        **flat, rope_theta=1000000.0, use_sliding_window=False, rope_scaling=rope, vision_config=vision,
+        **flat, tie_word_embeddings=False, rope_theta=1000000.0, use_sliding_window=False, rope_scaling=rope, vision_config=vision,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         vision_token_id=ids["<|vision_pad|>"], bos_token_id=ids["<|endoftext|>"],

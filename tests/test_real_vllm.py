@@ -7,7 +7,7 @@ check the same plumbing against a fake engine in every run.
 
 Everything is built here, nothing is downloaded: a dataset from `sarchat synth` + `sarchat generate`
 (5 test images, 30 dialogues), tiny random checkpoints with tokenizers trained locally
-(sarchat.inference.tiny_qwen2vl, tiny_llava). Every `sarchat infer` runs as a user runs it, in a
+(sarchat.inference.tiny_qwen2vl, tiny_llava, tiny_qwen25vl). Every `sarchat infer` runs as a user runs it, in a
 subprocess of the vLLM interpreter with this checkout on PYTHONPATH; the tests read only the run's
 user-facing files (RUN/predictions.parquet, RUN/manifest.json) and, to kill a run mid-batch, watch
 for the first batch to reach the store.
@@ -39,7 +39,8 @@ SERVER_START_S = 300
 RUN_TIMEOUT_S = 600
 
 # adapter -> the module that builds its tiny checkpoint
-TINY_MODELS = {"qwen2-vl": "sarchat.inference.tiny_qwen2vl", "llava-1.5": "sarchat.inference.tiny_llava"}
+TINY_MODELS = {"qwen2-vl": "sarchat.inference.tiny_qwen2vl", "llava-1.5": "sarchat.inference.tiny_llava",
+               "qwen2.5-vl": "sarchat.inference.tiny_qwen25vl"}
 
 
 def _vllm_python():
@@ -166,7 +167,7 @@ def _store_lines(run):
 
 
 def test_sigkill_mid_run_resumes_to_the_same_predictions(work):
-    adapter = "qwen2-vl"
+    adapter = "llava-1.5"  # its random answers differ between inputs the most
     reference, _ = full_run(work, adapter)
     run = str(work["root"] / "runs" / "killed")
     cmd = infer_cmd(work["dataset"], work["models"][adapter], adapter, run, "--batch-size", "2")
@@ -237,7 +238,8 @@ def server_args(adapter_name):
     """The vLLM server flags equal to what `--backend vllm` passes to vllm.LLM for this adapter."""
     from sarchat.transforms.adapters import get_adapter
 
-    args = ["--seed", "0", "--limit-mm-per-prompt", json.dumps({"image": 1}), "--enforce-eager"]
+    args = ["--seed", "0", "--limit-mm-per-prompt", json.dumps({"image": 1}), "--enforce-eager",
+            "--distributed-executor-backend", "uni"]
     for key, value in get_adapter(adapter_name).engine_kwargs.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -329,19 +331,6 @@ def _same_answers(got_run, want_run, ids):
                        f"vs {want[differ[0]]['prediction']!r}"
 
 
-def test_openai_backend_on_the_vllm_server_equals_the_vllm_backend(work, servers):
-    """Qwen2-VL's adapter uses the checkpoint's own template, which the server applies too."""
-    reference, _ = full_run(work, "qwen2-vl")
-    run, _ = _openai_run(work, servers("qwen2-vl"), "qwen2-vl", "openai-qwen2-vl")
-    _same_answers(run, reference, work["ids"])
-    m = manifest(run)
-    assert m["backend"] == "openai" and m["predictions"]["rows"] == len(work["ids"])
-    before = predictions(run)
-    _, again = _openai_run(work, servers("qwen2-vl"), "qwen2-vl", "openai-qwen2-vl")
-    assert f"0 done, 0 failed, {len(work['ids'])} already done" in again.stderr
-    assert predictions(run) == before
-
-
 def test_same_template_same_answers_on_both_backends(work, servers):
     """LLaVA with one template, the checkpoint's, on both backends: `--chat-template FILE` for
     `--backend vllm`; for `--backend openai` the server applies its checkpoint's template (today the
@@ -359,6 +348,13 @@ def test_same_template_same_answers_on_both_backends(work, servers):
     run, _ = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-checkpoint-template",
                          "--chat-template", str(template))
     _same_answers(run, vllm_run, work["ids"])
+    m = manifest(run)
+    assert m["backend"] == "openai" and m["predictions"]["rows"] == len(work["ids"])
+    before = predictions(run)
+    _, again = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-checkpoint-template",
+                           "--chat-template", str(template))
+    assert f"0 done, 0 failed, {len(work['ids'])} already done" in again.stderr
+    assert predictions(run) == before
 
 
 @pytest.mark.xfail(strict=False, reason="bug being fixed: the openai backend does not send the adapter's chat "
