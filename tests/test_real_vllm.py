@@ -1,0 +1,365 @@
+"""`sarchat infer` against real vLLM: the in-process engine and vLLM's OpenAI-compatible server.
+
+vLLM is not a dependency of the test suite, so this runs where an interpreter with vLLM is named:
+SARCHAT_VLLM_PYTHON=/path/to/python (`.ci/vllm_env.sh` builds one for CPUs and prints it;
+`.ci/vllm_checks.sh` builds it and runs this file). Elsewhere it is skipped; tests/test_inference_*.py
+check the same plumbing against a fake engine in every run.
+
+Everything is built here, nothing is downloaded: a dataset from `sarchat synth` + `sarchat generate`
+(5 test images, 30 dialogues), tiny random checkpoints with tokenizers trained locally
+(sarchat.inference.tiny_qwen2vl, tiny_llava, tiny_qwen25vl). Every `sarchat infer` runs as a user runs it, in a
+subprocess of the vLLM interpreter with this checkout on PYTHONPATH; the tests read only the run's
+user-facing files (RUN/predictions.parquet, RUN/manifest.json) and, to kill a run mid-batch, watch
+for the first batch to reach the store.
+
+The engine settings are chosen for start-up time on a 2-core CPU and are the same for both backends:
+`enforce_eager=true` (no torch.compile, about 110 s saved per start), the uni-process executor and
+VLLM_ENABLE_V1_MULTIPROCESSING=0 for `--backend vllm` (one process, about 40 s saved, and a SIGKILL
+of the run kills the engine with it). Greedy answers do not depend on them (checked: the same 30
+answers compiled, eager and in-process).
+"""
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_TOKENS = "12"
+BATCH = "6"
+ENGINE_ARGS = ["--engine-arg", "enforce_eager=true", "--engine-arg", "distributed_executor_backend=uni"]
+SERVER_START_S = 300
+RUN_TIMEOUT_S = 600
+
+# adapter -> the module that builds its tiny checkpoint
+TINY_MODELS = {"qwen2-vl": "sarchat.inference.tiny_qwen2vl", "llava-1.5": "sarchat.inference.tiny_llava",
+               "qwen2.5-vl": "sarchat.inference.tiny_qwen25vl"}
+
+
+def _vllm_python():
+    explicit = os.environ.get("SARCHAT_VLLM_PYTHON")
+    if explicit:
+        return explicit
+    import importlib.util
+
+    return sys.executable if importlib.util.find_spec("vllm") is not None else None
+
+
+VLLM_PYTHON = _vllm_python()
+pytestmark = pytest.mark.skipif(VLLM_PYTHON is None,
+                                reason="no vLLM here: set SARCHAT_VLLM_PYTHON (bash .ci/vllm_env.sh prints one)")
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update({"VLLM_CPU_KVCACHE_SPACE": "2", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false",
+                "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+    env.update(extra)
+    return env
+
+
+def _check(proc, what):
+    assert proc.returncode == 0, f"{what} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def _sarchat_here(*args):
+    """A Beam stage (synth, generate) in this interpreter, which has Beam."""
+    return _check(subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], capture_output=True,
+                                 text=True, env=_env(), timeout=RUN_TIMEOUT_S), args[0])
+
+
+def infer_cmd(dataset, model, adapter, output, *extra, backend="vllm"):
+    cmd = [VLLM_PYTHON, "-m", "sarchat.beam_pipelines.cli", "infer", "--dataset", dataset, "--split", "test",
+           "--backend", backend, "--model", model, "--adapter", adapter, "--output", str(output),
+           "--max-tokens", MAX_TOKENS, "--batch-size", BATCH, "--no-progress"]
+    if backend == "vllm":
+        cmd += ENGINE_ARGS
+    return cmd + list(extra)
+
+
+def infer(*args, **kw):
+    proc = subprocess.run(infer_cmd(*args, **kw), capture_output=True, text=True, env=_env(), timeout=RUN_TIMEOUT_S)
+    return _check(proc, "sarchat infer")
+
+
+def predictions(run):
+    return {r["id"]: r for r in pq.read_table(os.path.join(run, "predictions.parquet")).to_pylist()}
+
+
+def manifest(run):
+    with open(os.path.join(run, "manifest.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real_vllm")
+    _sarchat_here("synth", str(root / "raw"), "--images", "40", "--seed", "real-vllm", "--quiet")
+    _sarchat_here("generate", "--input", str(root / "raw"), "--output", str(root / "out"), "--splits", "test",
+                  "--formats", "parquet", "--identify-variants", "1")
+    dataset = str(root / "out")
+    ids = sorted(r["id"] for path in glob.glob(os.path.join(dataset, "parquet", "test", "*.parquet"))
+                 for r in pq.read_table(path, columns=["id"]).to_pylist())
+    assert len(ids) >= 20 and len(set(ids)) == len(ids)
+    models = {}
+    for adapter, module in TINY_MODELS.items():
+        out = str(root / "models" / adapter)
+        _check(subprocess.run([VLLM_PYTHON, "-m", module, out, "--dataset", dataset], capture_output=True,
+                              text=True, env=_env(), timeout=RUN_TIMEOUT_S), module)
+        models[adapter] = out
+    return {"root": root, "dataset": dataset, "ids": ids, "models": models, "runs": {}}
+
+
+def full_run(work, adapter):
+    """The whole test split through `--backend vllm` once per adapter (shared by the tests)."""
+    if adapter not in work["runs"]:
+        run = work["root"] / "runs" / f"vllm-{adapter}"
+        proc = infer(work["dataset"], work["models"][adapter], adapter, run)
+        work["runs"][adapter] = (str(run), proc)
+    return work["runs"][adapter]
+
+
+@pytest.mark.parametrize("adapter", list(TINY_MODELS))
+def test_vllm_backend_answers_every_test_id_once_and_a_rerun_does_nothing(work, adapter):
+    run, _ = full_run(work, adapter)
+    table = pq.read_table(os.path.join(run, "predictions.parquet"))
+    ids = table.column("id").to_pylist()
+    assert sorted(ids) == work["ids"]  # every test id, exactly once
+    rows = predictions(run)
+    assert all(r["error"] is None for r in rows.values()), [r["error"] for r in rows.values() if r["error"]][:3]
+    m = manifest(run)
+    assert (m["backend"], m["adapter"], m["split"]) == ("vllm", adapter, "test")
+    assert m["predictions"]["rows"] == len(work["ids"]) and m["predictions"]["errors"] == 0
+    # the answers come from the model: they differ between inputs (a random model, not a constant)
+    assert len({r["prediction"] for r in rows.values()}) > 1
+
+    again = infer(work["dataset"], work["models"][adapter], adapter, run)
+    assert f"0 done, 0 failed, {len(work['ids'])} already done" in again.stderr
+    assert predictions(run) == rows  # latencies included: nothing was recomputed
+    assert manifest(run)["run_key"] == m["run_key"]
+
+
+@pytest.mark.xfail(strict=False, reason="bug being fixed: the run manifest records vllm: null on vllm-cpu "
+                                        "(the version is looked up under the distribution name 'vllm' only)")
+def test_manifest_records_the_real_vllm_version(work):
+    run, _ = full_run(work, "qwen2-vl")
+    version = subprocess.run([VLLM_PYTHON, "-c", "import vllm; print(vllm.__version__)"], capture_output=True,
+                             text=True, env=_env(), timeout=120).stdout.strip().splitlines()[-1]
+    assert manifest(run)["versions"]["vllm"] == version
+
+
+def _store_lines(run):
+    n = 0
+    for path in glob.glob(os.path.join(run, "store", "**", "*.jsonl"), recursive=True):
+        with open(path, "rb") as fh:
+            n += fh.read().count(b"\n")
+    return n
+
+
+def test_sigkill_mid_run_resumes_to_the_same_predictions(work):
+    adapter = "llava-1.5"  # its random answers differ between inputs the most
+    reference, _ = full_run(work, adapter)
+    run = str(work["root"] / "runs" / "killed")
+    cmd = infer_cmd(work["dataset"], work["models"][adapter], adapter, run, "--batch-size", "2")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while _store_lines(run) == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stderr.read()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)  # the engine and every thread with it, no clean-up
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    written = _store_lines(run)
+    assert 0 < written < len(work["ids"]), f"killed after {written} of {len(work['ids'])}: not mid-run"
+
+    resumed = infer(work["dataset"], work["models"][adapter], adapter, run, "--batch-size", "2")
+    assert f"{len(work['ids']) - written} done, 0 failed, {written} already done" in resumed.stderr
+    got, want = predictions(run), predictions(reference)
+    assert sorted(got) == work["ids"]
+    assert {i: r["prediction"] for i, r in got.items()} == {i: r["prediction"] for i, r in want.items()}
+
+
+def test_run_key_follows_what_decides_the_answers(work):
+    """The same flags give the same key; a different template or engine setting gives a new one.
+    Read without starting an engine: `--merge-only` on an empty folder names the run key in its
+    manifest."""
+    model = work["models"]["llava-1.5"]
+    template = work["root"] / "other-template.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+    def key(name, *extra):
+        out = work["root"] / "keys" / name
+        infer(work["dataset"], model, "llava-1.5", out, "--merge-only", *extra)
+        return manifest(out)["run_key"]
+
+    base = key("base")
+    assert key("base-again") == base
+    assert key("template", "--chat-template", str(template)) != base
+    assert key("max-tokens", "--max-tokens", "5") != base
+
+
+@pytest.mark.xfail(strict=False, reason="bug being fixed: the run key ignores --engine-arg and --max-model-len")
+@pytest.mark.parametrize("flags", [["--engine-arg", "max_num_seqs=7"], ["--max-model-len", "2048"]],
+                         ids=["engine-arg", "max-model-len"])
+def test_run_key_follows_engine_settings(work, flags):
+    model = work["models"]["llava-1.5"]
+    keys = []
+    for name, extra in (("engine-base", []), ("engine-" + flags[0].strip("-"), flags)):
+        out = work["root"] / "keys" / name
+        infer(work["dataset"], model, "llava-1.5", out, "--merge-only", *extra)
+        keys.append(manifest(out)["run_key"])
+    assert keys[0] != keys[1]
+
+
+# ---- the real vLLM OpenAI-compatible server -------------------------------------------------------
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_args(adapter_name):
+    """The vLLM server flags equal to what `--backend vllm` passes to vllm.LLM for this adapter."""
+    from sarchat.transforms.adapters import get_adapter
+
+    args = ["--seed", "0", "--limit-mm-per-prompt", json.dumps({"image": 1}), "--enforce-eager",
+            "--distributed-executor-backend", "uni"]
+    for key, value in get_adapter(adapter_name).engine_kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        else:
+            args += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return args
+
+
+class Server:
+    """`python -m vllm.entrypoints.openai.api_server` on 127.0.0.1 (`vllm serve` crashes on vllm-cpu
+    0.32.0); bounded start-up wait, always killed with its whole process group."""
+
+    def __init__(self, model, name, args, log_path):
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = open(log_path, "w", encoding="utf-8")
+        cmd = [VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+               "--served-model-name", name, "--host", "127.0.0.1", "--port", str(self.port), *args]
+        env = _env()
+        env.pop("VLLM_ENABLE_V1_MULTIPROCESSING")  # the server runs its engine in its own process
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.log_path = log_path
+
+    def wait_ready(self, timeout=SERVER_START_S):
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with opener.open(self.base_url + "/models", timeout=5) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(1)
+        self.stop()
+        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+            tail = fh.read()[-4000:]
+        raise AssertionError(f"vLLM server not ready in {timeout} s (exit {self.proc.returncode}):\n{tail}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def servers(work):
+    started = {}
+    try:
+        def get(adapter):
+            if adapter not in started:
+                started[adapter] = Server(work["models"][adapter], f"tiny-{adapter}", server_args(adapter),
+                                          str(work["root"] / f"server-{adapter}.log")).wait_ready()
+            return started[adapter]
+        yield get
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def _openai_run(work, server, adapter, name, *extra):
+    run = work["root"] / "runs" / name
+    proc = infer(work["dataset"], f"tiny-{adapter}", adapter, run, "--base-url", server.base_url,
+                 "--concurrency", "4", "--max-retries", "1", *extra, backend="openai")
+    return str(run), proc
+
+
+def _answers(run):
+    return {i: r["prediction"] for i, r in predictions(run).items()}
+
+
+def _same_answers(got_run, want_run, ids):
+    got, want = predictions(got_run), predictions(want_run)
+    assert sorted(got) == ids
+    assert all(r["error"] is None for r in got.values()), [r["error"] for r in got.values() if r["error"]][:3]
+    differ = [i for i in ids if got[i]["prediction"] != want[i]["prediction"]]
+    assert not differ, f"{len(differ)}/{len(ids)} answers differ, e.g. {got[differ[0]]['prediction']!r} " \
+                       f"vs {want[differ[0]]['prediction']!r}"
+
+
+def test_same_template_same_answers_on_both_backends(work, servers):
+    """LLaVA with one template, the checkpoint's, on both backends: `--chat-template FILE` for
+    `--backend vllm`; for `--backend openai` the server applies its checkpoint's template (today the
+    backend sends none) or the one `--chat-template` names (once it sends it) -- the same either way."""
+    from sarchat.inference.tiny_llava import CHAT_TEMPLATE
+
+    template = work["root"] / "llava-checkpoint-template.jinja"
+    template.write_text(CHAT_TEMPLATE)
+    vllm_run = str(work["root"] / "runs" / "vllm-llava-checkpoint-template")
+    infer(work["dataset"], work["models"]["llava-1.5"], "llava-1.5", vllm_run, "--chat-template", str(template))
+    default_run, _ = full_run(work, "llava-1.5")
+    assert manifest(vllm_run)["run_key"] != manifest(default_run)["run_key"]  # another template, another key
+    # the adapter's template and the checkpoint's differ, and it shows in the answers
+    assert _answers(vllm_run) != _answers(default_run)
+    run, _ = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-checkpoint-template",
+                         "--chat-template", str(template))
+    _same_answers(run, vllm_run, work["ids"])
+    m = manifest(run)
+    assert m["backend"] == "openai" and m["predictions"]["rows"] == len(work["ids"])
+    before = predictions(run)
+    _, again = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-checkpoint-template",
+                           "--chat-template", str(template))
+    assert f"0 done, 0 failed, {len(work['ids'])} already done" in again.stderr
+    assert predictions(run) == before
+
+
+@pytest.mark.xfail(strict=False, reason="bug being fixed: the openai backend does not send the adapter's chat "
+                                        "template (LLaVA-1.5's) to the server")
+def test_openai_backend_sends_the_adapters_template(work, servers):
+    default_run, _ = full_run(work, "llava-1.5")
+    run, _ = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-adapter-template")
+    _same_answers(run, default_run, work["ids"])
