@@ -22,7 +22,8 @@ from sarchat.transforms import coco
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
-from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard, gc_paused
+from sarchat.transforms.generate.columnar import build_shard_table
+from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.schema import seeded_int, swift_task_file
 
 NAMESPACE = "sarchat.generate"
@@ -30,8 +31,6 @@ FORMATS = ("parquet", "tfrecord", "swift", "authors")
 DEFAULT_FORMATS = ("parquet", "tfrecord", "swift")
 # Formats built from the per-shard ms-swift part files.
 _SWIFT_BASED = ("swift", "authors")
-_TASK = DIALOGUE_ROW_FIELDS.index("task")
-_SUBSET = DIALOGUE_ROW_FIELDS.index("subset")
 
 
 def shard_of(split, image_id, num_shards) -> int:
@@ -75,43 +74,35 @@ class WriteShardFn(beam.DoFn):
         (split, shard), images = element
         n = self.num_shards[split]
         images = list(images)
-        rows, describe_rejects = build_shard(self.builder, images)
+        table, describe_rejects = build_shard_table(self.builder, images)
         for r in describe_rejects:
             Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
             yield beam.pvalue.TaggedOutput("rejects", dict(r, file="", index=-1, task="describe"))
-        counts = collections.Counter(f"{r[_TASK]}/{r[_SUBSET] or ''}" for r in rows)
+        counts = records.task_counts(table)
         for key, value in counts.items():
             Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
         files = []
         if "parquet" in self.formats:
             path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
-            files.append(write_parquet(path, rows))
+            files.append(write_parquet(path, table))
         if "tfrecord" in self.formats:
             path = FileSystems.join(self.output, "tfrecord", split, shard_name("dialogues", shard, n, "tfrecord"))
-            with gc_paused():
-                data = tfrecord.encode_rows(rows)
+            data = tfrecord.encode_table(table)
             write_bytes(path, data)
-            files.append({"path": path, "rows": len(rows), "bytes": len(data)})
+            files.append({"path": path, "rows": table.num_rows, "bytes": len(data)})
         if any(f in self.formats for f in _SWIFT_BASED):
-            by_file = collections.defaultdict(list)
-            with gc_paused():
-                for r in rows:
-                    by_file[swift_task_file(r[_TASK], r[_SUBSET])].append(records.swift_line(r, self.image_root))
-            for task_file, lines in sorted(by_file.items()):
-                path = swift_part_path(self.output, split, task_file, shard)
-                write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+            for task_file, data in records.swift_parts(table, self.image_root):
+                write_bytes(swift_part_path(self.output, split, task_file, shard), data)
         yield {"split": split, "shard": shard, "images": len(images),
                "boxes": sum(len(im["boxes"]) for im in images), "counts": dict(counts), "files": files}
 
 
-def write_parquet(path, rows):
+def write_parquet(path, table):
     buf = io.BytesIO()
-    with gc_paused():
-        table = records.rows_to_table(rows)
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     write_bytes(path, data)
-    return {"path": path, "rows": len(rows), "bytes": len(data)}
+    return {"path": path, "rows": table.num_rows, "bytes": len(data)}
 
 
 def swift_part_path(output, split, task_file, shard):
@@ -153,7 +144,7 @@ class FinalizeFn(beam.DoFn):
                 if "parquet" in self.formats:
                     path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
                     if path not in written:
-                        files.append(write_parquet(path, []))
+                        files.append(write_parquet(path, records.rows_to_table([])))
                 if "tfrecord" in self.formats:
                     path = FileSystems.join(self.output, "tfrecord", split, shard_name("dialogues", shard, n, "tfrecord"))
                     if path not in written:
