@@ -23,7 +23,8 @@ from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from sarchat.transforms.fileio import read_bytes
-from sarchat.transforms.generate.pipeline import DEFAULT_FORMATS, FORMATS, GenerateDialogues, fingerprint
+from sarchat.transforms.generate.pipeline import (DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS, GenerateDialogues,
+                                                  fingerprint)
 
 # 0.2.0: the real SARChat question forms (issue 11); each template bank is also fingerprinted in the manifest.
 VERSION = "0.2.0"
@@ -56,6 +57,9 @@ def add_generation_arguments(p):
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
     p.add_argument("--image-dir", "--image_dir", action="append", default=[], metavar="SPLIT=DIR",
                    help="image folder of a split relative to ROOT, overriding JPEGImages/<split> (repeatable)")
+    p.add_argument("--tfrecord-compression", "--tfrecord_compression", choices=TFRECORD_COMPRESSIONS, default="none",
+                   help="compression of the TFRecord files: none (default) or gzip (dialogues-*.tfrecord.gz, "
+                        "read with tf.data.TFRecordDataset(path, compression_type='GZIP'))")
     p.add_argument("--image-root", "--image_root", default=None,
                    help="prefix of image paths in the swift files (default: the --input root)")
     return p
@@ -108,6 +112,8 @@ def config_of(args, splits, formats):
         "image_dirs": {s["split"]: s["image_dir"] for s in splits},
         "image_root": args.image_root if args.image_root is not None else args.input,
     }
+    if args.tfrecord_compression != "none":  # only when set, so the default's config (and its hash) is unchanged
+        config["tfrecord_compression"] = args.tfrecord_compression
     return config
 
 
@@ -158,7 +164,8 @@ def prepare(args):
 def build(p, args, output, formats, splits, config, manifest_base):
     """Add the generation graph writing under `output` to pipeline `p`: (manifest, rejects) PCollections."""
     return p | "Generate" >> GenerateDialogues(
-        splits, output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base)
+        splits, output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base,
+        tfrecord_compression=args.tfrecord_compression)
 
 
 def run(argv=None, test=None):

@@ -1,96 +1,180 @@
-"""SARDet-100K-scale generation benchmark.
+"""SARDet-100K-scale generation benchmark: the floor, the wall, the ratio, and a scale sweep.
 
 Builds annotations at the paper's scale (train 94,493 images / 198,747 boxes, test 11,613 / 24,023,
-Table 1 category mix; no image files: the generator never opens images), then measures:
-  - `sarchat generate` (Beam, FnApiRunner, 2 worker processes), Parquet only and all formats;
-  - the floor: the same pure functions (parse_coco, build_shard, rows_to_table) in a plain
-    in-process loop writing one Parquet file.
-Prints wall time, dialogues per second, peak memory of the whole process tree, and the ratio
-Beam / floor measured in the same run. Medians over --repeats runs.
+Table 1 category mix; no image files: the generator never opens images), then, in each run:
+  - `sarchat generate` (Beam FnApiRunner, 2 worker processes), Parquet only, then all three
+    formats (parquet,tfrecord,swift);
+  - the floor: what no generator can avoid, json.loads of the inputs plus a zstd Parquet rewrite of
+    the rows that run generated (a fresh process that loads the generated table untimed, then
+    times the two steps).
+Ratios (wall / floor, all formats / Parquet only) are taken within one run, then the median over
+--repeats runs is printed. Peak memory is the largest resident set of any one process of the
+command's tree (the launcher or a worker), sampled every 0.1 s.
+The scale sweep (--scale 0.25,0.5,1,2,4) runs Parquet only on 2 workers at each multiple of the
+SARDet size: wall and peak per worker, medians of --sweep-repeats runs.
 
-    python benchmarks/generate_scale.py [--repeats 3] [--workdir /tmp/sarchat-bench] [--formats-all]
+    python benchmarks/generate_scale.py [--repeats 3] [--scale 0.25,0.5,1,2,4] [--sweep-repeats 1]
+                                        [--workdir /tmp/sarchat-bench]
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._measure import measure  # noqa: E402
-
 SCALE = {"train": (94_493, 198_747), "test": (11_613, 24_023)}
+TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
 FLOOR = r"""
 import io, json, sys, time
-import pyarrow.parquet as pq
-from sarchat.transforms import coco
-from sarchat.transforms.generate import records
-from sarchat.transforms.generate.dialogues import DialogueBuilder, build_shard
-from sarchat.transforms.schema import DIALOGUE_SCHEMA
+import pyarrow as pa, pyarrow.parquet as pq
+from sarchat.transforms.dataset_files import read_manifest, split_parquet_files
 root, out = sys.argv[1], sys.argv[2]
-builder = DialogueBuilder(seed=0)
-n = 0
-with pq.ParquetWriter(out, DIALOGUE_SCHEMA, compression="zstd") as writer:
-    for split in ("train", "test"):
-        path = f"{root}/Annotations/{split}.json"
-        images, _ = coco.parse_coco(coco.load_json(open(path, "rb").read(), path), path, split, f"JPEGImages/{split}")
-        for i in range(0, len(images), 4000):
-            rows, _ = build_shard(builder, images[i:i + 4000])
-            writer.write_table(records.rows_to_table(rows))
-            n += len(rows)
-print(json.dumps({"dialogues": n}))
+manifest = read_manifest(out)
+paths = [p for split in ("train", "test") for p in split_parquet_files(out, split, manifest=manifest)]
+table = pa.concat_tables([pq.read_table(p) for p in paths]).combine_chunks()  # untimed
+start = time.perf_counter()
+for split in ("train", "test"):
+    with open(f"{root}/Annotations/{split}.json", "rb") as f:
+        json.loads(f.read())
+buf = io.BytesIO()
+pq.write_table(table, buf, compression="zstd")
+print(json.dumps({"floor_s": time.perf_counter() - start, "rows": table.num_rows, "bytes": len(buf.getvalue())}))
 """
 
 
-def build_annotations(root):
+def _status_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(root_pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    out, stack = [], [root_pid]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def measure(cmd, interval=0.1):
+    """(wall s, peak RSS MiB of the largest single process in the tree, output)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peaks, done = {}, threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid in _tree(proc.pid):
+                peaks[pid] = max(peaks.get(pid, 0), _status_kib(pid, "VmRSS:"))
+            done.wait(interval)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    t.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}")
+    return wall, max(peaks.values(), default=0) / 1024.0, out
+
+
+def build_annotations(root, scale=1.0):
     from sarchat.synthetic.sardet_synth import sardet_scale_annotations, write_annotations_only
 
-    splits = {split: sardet_scale_annotations(split, n_images, n_boxes, seed=0)
+    splits = {split: sardet_scale_annotations(split, round(n_images * scale), round(n_boxes * scale), seed=0)
               for split, (n_images, n_boxes) in SCALE.items()}
     write_annotations_only(root, splits)
+
+
+def dataset(work, scale):
+    root = os.path.join(work, f"sardet_x{scale:g}")
+    if not os.path.exists(os.path.join(root, "Annotations", "test.json")):
+        build_annotations(root, scale)
+    return root
+
+
+def generate(root, out, formats, extra=()):
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "generate", "--input", root, "--output", out,
+           "--formats", formats, *TWO_WORKERS, *extra]
+    return measure(cmd)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scale", default="0.25,0.5,1,2,4", help="multiples of SARDet for the sweep ('' skips it)")
+    p.add_argument("--sweep-repeats", type=int, default=1)
     p.add_argument("--workdir", default=None)
-    p.add_argument("--formats-all", action="store_true", help="also time parquet,tfrecord,swift")
     args = p.parse_args(argv)
     work = args.workdir or tempfile.mkdtemp(prefix="sarchat-bench-")
-    root = os.path.join(work, "sardet_scale")
-    if not os.path.exists(os.path.join(root, "Annotations", "test.json")):
-        build_annotations(root)
-    py = sys.executable
-    configs = [("beam 2 workers, parquet", ["parquet", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
-               ("beam in-process, parquet", ["parquet"])]
-    if args.formats_all:
-        configs.append(("beam 2 workers, all formats",
-                        ["parquet,tfrecord,swift", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]))
-    results = {name: [] for name, _ in configs}
-    results["floor (plain loop, one Parquet file)"] = []
-    dialogues = None
+    root = dataset(work, 1.0)
+    out = os.path.join(work, "out")
+    runs = []
     for r in range(args.repeats):
-        floor_out = os.path.join(work, "floor.parquet")
-        wall, peak, out = measure([py, "-c", FLOOR, root, floor_out])
-        dialogues = json.loads(out.strip().splitlines()[-1])["dialogues"]
-        results["floor (plain loop, one Parquet file)"].append((wall, peak))
-        for name, (formats, *beam_flags) in configs:
-            out_dir = os.path.join(work, f"out_{r}")
-            cmd = [py, "-m", "sarchat.beam_pipelines.cli", "generate", "--input", root, "--output", out_dir,
-                   "--formats", formats, *beam_flags]
-            wall, peak, _ = measure(cmd)
-            results[name].append((wall, peak))
-        print(f"run {r + 1}/{args.repeats}: " + ", ".join(f"{k}: {v[-1][0]:.1f}s" for k, v in results.items()), flush=True)
-    floor = statistics.median(w for w, _ in results["floor (plain loop, one Parquet file)"])
-    print(f"\n{dialogues:,} dialogues; medians of {args.repeats} runs; machine: {os.cpu_count()} cores")
-    print(f"{'configuration':<40} {'wall s':>8} {'dialogues/s':>12} {'peak MiB':>9} {'/ floor':>8}")
-    for name, runs in results.items():
-        wall = statistics.median(w for w, _ in runs)
-        peak = statistics.median(m for _, m in runs)
-        print(f"{name:<40} {wall:>8.1f} {dialogues / wall:>12,.0f} {peak:>9.0f} {wall / floor:>8.2f}")
+        pq_wall, pq_peak, _ = generate(root, out, "parquet")
+        floor = json.loads(subprocess.run([sys.executable, "-c", FLOOR, root, out], check=True,
+                                          capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        all_wall, all_peak, _ = generate(root, out, "parquet,tfrecord,swift")
+        runs.append({"floor": floor["floor_s"], "rows": floor["rows"], "parquet": pq_wall, "parquet_peak": pq_peak,
+                     "all": all_wall, "all_peak": all_peak})
+        x = runs[-1]
+        print(f"run {r + 1}/{args.repeats}: floor {x['floor']:.1f}s, parquet {x['parquet']:.1f}s "
+              f"({x['parquet'] / x['floor']:.2f}x), all formats {x['all']:.1f}s ({x['all'] / x['parquet']:.2f}x parquet)",
+              flush=True)
+    med = lambda key: statistics.median(run[key] for run in runs)  # noqa: E731
+    ratio = lambda a, b: statistics.median(run[a] / run[b] for run in runs)  # noqa: E731
+    rows = runs[0]["rows"]
+    print(f"\n{rows:,} dialogues; 2 worker processes; medians of {args.repeats} runs; {os.cpu_count()} cores")
+    print(f"{'configuration':<44} {'wall s':>7} {'dialogues/s':>12} {'peak MiB/proc':>14} {'ratio':>22}")
+    print(f"{'floor: json.loads + zstd Parquet rewrite':<44} {med('floor'):>7.1f} {rows / med('floor'):>12,.0f} {'':>14} {'1.00 (floor)':>22}")
+    print(f"{'generate, Parquet only':<44} {med('parquet'):>7.1f} {rows / med('parquet'):>12,.0f} "
+          f"{med('parquet_peak'):>14.0f} {ratio('parquet', 'floor'):>11.2f} x floor")
+    print(f"{'generate, parquet,tfrecord,swift':<44} {med('all'):>7.1f} {rows / med('all'):>12,.0f} "
+          f"{med('all_peak'):>14.0f} {ratio('all', 'parquet'):>11.2f} x parquet")
+    scales = [float(s) for s in args.scale.split(",") if s.strip()]
+    if scales:
+        print(f"\nscale sweep, Parquet only, 2 workers, medians of {args.sweep_repeats} run(s)")
+        print(f"{'scale':>6} {'images':>10} {'dialogues':>11} {'wall s':>8} {'s per 1x':>9} {'peak MiB/proc':>14}")
+        for scale in scales:
+            sroot = dataset(work, scale)
+            walls, peaks = [], []
+            for _ in range(args.sweep_repeats):
+                wall, peak, _ = generate(sroot, out, "parquet")
+                walls.append(wall)
+                peaks.append(peak)
+            with open(os.path.join(out, "manifest.json")) as f:
+                counts = json.load(f)["counts"]
+            images = sum(c["images"] for c in counts.values())
+            dialogues = sum(c["dialogues"] for c in counts.values())
+            wall = statistics.median(walls)
+            print(f"{scale:>6g} {images:>10,} {dialogues:>11,} {wall:>8.1f} {wall / scale:>9.1f} "
+                  f"{statistics.median(peaks):>14.0f}", flush=True)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -173,6 +173,21 @@ def test_tfrecord_matches_parquet(known_root, tmp_path):
         assert ex["subset"] == ([] if row["subset"] is None else [row["subset"]])
 
 
+def test_tfrecord_gzip_holds_the_same_records(known_root, tmp_path):
+    import gzip
+    plain, packed = tmp_path / "plain", tmp_path / "gz"
+    run_generate(known_root, plain, "--formats", "tfrecord")
+    manifest = run_generate(known_root, packed, "--formats", "tfrecord", "--tfrecord-compression", "gzip")
+    (path,) = glob.glob(os.path.join(packed, "tfrecord", "test", "*.tfrecord.gz"))
+    (plain_path,) = glob.glob(os.path.join(plain, "tfrecord", "test", "*.tfrecord"))
+    data = gzip.decompress(open(path, "rb").read())
+    assert data == open(plain_path, "rb").read() and list(tfrecord.read_records(data))
+    listed = {f["path"]: f["bytes"] for f in manifest["files"]}
+    assert listed[os.path.relpath(path, packed)] == os.path.getsize(path)
+    assert manifest["config"]["tfrecord_compression"] == "gzip"
+    assert manifest["dataset_version"] != json.load(open(plain / "manifest.json"))["dataset_version"]
+
+
 def test_tfrecord_crc_is_checked():
     data = bytearray(tfrecord.frame(b"hello"))
     data[13] ^= 1

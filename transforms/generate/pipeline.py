@@ -22,16 +22,16 @@ from sarchat.transforms import coco
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
-from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard, gc_paused
+from sarchat.transforms.generate.columnar import build_shard_table
+from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.schema import seeded_int, swift_task_file
 
 NAMESPACE = "sarchat.generate"
 FORMATS = ("parquet", "tfrecord", "swift", "authors")
 DEFAULT_FORMATS = ("parquet", "tfrecord", "swift")
+TFRECORD_COMPRESSIONS = ("none", "gzip")
 # Formats built from the per-shard ms-swift part files.
 _SWIFT_BASED = ("swift", "authors")
-_TASK = DIALOGUE_ROW_FIELDS.index("task")
-_SUBSET = DIALOGUE_ROW_FIELDS.index("subset")
 
 
 def shard_of(split, image_id, num_shards) -> int:
@@ -64,9 +64,10 @@ class ReadCocoSplitFn(beam.DoFn):
 class WriteShardFn(beam.DoFn):
     """All images of one (split, shard) -> dialogue files of that shard, and a result record."""
 
-    def __init__(self, output, formats, seed, identify_variants, image_root, num_shards):
+    def __init__(self, output, formats, seed, identify_variants, image_root, num_shards, tfrecord_compression="none"):
         self.output, self.formats, self.seed = output, tuple(formats), seed
         self.identify_variants, self.image_root, self.num_shards = identify_variants, image_root, num_shards
+        self.tfrecord_compression = tfrecord_compression
 
     def setup(self):
         self.builder = DialogueBuilder(self.seed, self.identify_variants)
@@ -75,43 +76,49 @@ class WriteShardFn(beam.DoFn):
         (split, shard), images = element
         n = self.num_shards[split]
         images = list(images)
-        rows, describe_rejects = build_shard(self.builder, images)
+        table, describe_rejects = build_shard_table(self.builder, images)
         for r in describe_rejects:
             Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
             yield beam.pvalue.TaggedOutput("rejects", dict(r, file="", index=-1, task="describe"))
-        counts = collections.Counter(f"{r[_TASK]}/{r[_SUBSET] or ''}" for r in rows)
+        counts = records.task_counts(table)
         for key, value in counts.items():
             Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
         files = []
         if "parquet" in self.formats:
             path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
-            files.append(write_parquet(path, rows))
+            files.append(write_parquet(path, table))
         if "tfrecord" in self.formats:
-            path = FileSystems.join(self.output, "tfrecord", split, shard_name("dialogues", shard, n, "tfrecord"))
-            with gc_paused():
-                data = tfrecord.encode_rows(rows)
+            path = tfrecord_path(self.output, split, shard, n, self.tfrecord_compression)
+            data = tfrecord_bytes(tfrecord.encode_table(table), self.tfrecord_compression)
             write_bytes(path, data)
-            files.append({"path": path, "rows": len(rows), "bytes": len(data)})
+            files.append({"path": path, "rows": table.num_rows, "bytes": len(data)})
         if any(f in self.formats for f in _SWIFT_BASED):
-            by_file = collections.defaultdict(list)
-            with gc_paused():
-                for r in rows:
-                    by_file[swift_task_file(r[_TASK], r[_SUBSET])].append(records.swift_line(r, self.image_root))
-            for task_file, lines in sorted(by_file.items()):
-                path = swift_part_path(self.output, split, task_file, shard)
-                write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+            for task_file, data in records.swift_parts(table, self.image_root):
+                write_bytes(swift_part_path(self.output, split, task_file, shard), data)
         yield {"split": split, "shard": shard, "images": len(images),
                "boxes": sum(len(im["boxes"]) for im in images), "counts": dict(counts), "files": files}
 
 
-def write_parquet(path, rows):
+def write_parquet(path, table):
     buf = io.BytesIO()
-    with gc_paused():
-        table = records.rows_to_table(rows)
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     write_bytes(path, data)
-    return {"path": path, "rows": len(rows), "bytes": len(data)}
+    return {"path": path, "rows": table.num_rows, "bytes": len(data)}
+
+
+def tfrecord_path(output, split, shard, num_shards, compression):
+    ext = "tfrecord.gz" if compression == "gzip" else "tfrecord"
+    return FileSystems.join(output, "tfrecord", split, shard_name("dialogues", shard, num_shards, ext))
+
+
+def tfrecord_bytes(data, compression):
+    """A TFRecord file's bytes, gzip-compressed for --tfrecord-compression gzip (what
+    tf.data.TFRecordDataset(path, compression_type="GZIP") reads); mtime 0 keeps it deterministic."""
+    if compression == "gzip":
+        import gzip
+        return gzip.compress(data, compresslevel=6, mtime=0)
+    return data
 
 
 def swift_part_path(output, split, task_file, shard):
@@ -141,8 +148,9 @@ def authors_files(split):
 class FinalizeFn(beam.DoFn):
     """Runs once, after every shard: swift files, empty shards, rejects, then manifest.json last."""
 
-    def __init__(self, output, formats, num_shards, manifest_base):
+    def __init__(self, output, formats, num_shards, manifest_base, tfrecord_compression="none"):
         self.output, self.formats, self.num_shards, self.manifest_base = output, tuple(formats), num_shards, manifest_base
+        self.tfrecord_compression = tfrecord_compression
 
     def process(self, results, rejects):
         files = [f for r in results for f in r["files"]]
@@ -153,12 +161,13 @@ class FinalizeFn(beam.DoFn):
                 if "parquet" in self.formats:
                     path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
                     if path not in written:
-                        files.append(write_parquet(path, []))
+                        files.append(write_parquet(path, records.rows_to_table([])))
                 if "tfrecord" in self.formats:
-                    path = FileSystems.join(self.output, "tfrecord", split, shard_name("dialogues", shard, n, "tfrecord"))
+                    path = tfrecord_path(self.output, split, shard, n, self.tfrecord_compression)
                     if path not in written:
-                        write_bytes(path, b"")
-                        files.append({"path": path, "rows": 0, "bytes": 0})
+                        data = tfrecord_bytes(b"", self.tfrecord_compression)
+                        write_bytes(path, data)
+                        files.append({"path": path, "rows": 0, "bytes": len(data)})
         counts = {}
         for r in results:
             split_counts = counts.setdefault(r["split"], collections.Counter())
@@ -283,8 +292,10 @@ def _relative(root, path):
 class GenerateDialogues(beam.PTransform):
     """Splits -> dialogue files under `output`; returns (manifest PCollection, rejects PCollection)."""
 
-    def __init__(self, splits, output, formats, seed, identify_variants, image_root, manifest_base):
+    def __init__(self, splits, output, formats, seed, identify_variants, image_root, manifest_base,
+                 tfrecord_compression="none"):
         super().__init__()
+        self.tfrecord_compression = tfrecord_compression
         self.splits, self.output, self.formats, self.seed = splits, output, formats, seed
         self.identify_variants, self.image_root, self.manifest_base = identify_variants, image_root, manifest_base
 
@@ -301,13 +312,14 @@ class GenerateDialogues(beam.PTransform):
             parsed.images
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
-                                                       self.image_root, num_shards)).with_outputs("rejects", main="results")
+                                                       self.image_root, num_shards, self.tfrecord_compression)).with_outputs("rejects", main="results")
         )
         rejects = (parsed.rejects, shards.rejects) | "AllRejects" >> beam.Flatten()
         manifest = (
             shards.results
             | "CollectResults" >> beam.combiners.ToList()
-            | "Finalize" >> beam.ParDo(FinalizeFn(self.output, self.formats, num_shards, self.manifest_base),
+            | "Finalize" >> beam.ParDo(FinalizeFn(self.output, self.formats, num_shards, self.manifest_base,
+                                                  self.tfrecord_compression),
                                        rejects=beam.pvalue.AsList(rejects))
         )
         return manifest, rejects
