@@ -84,7 +84,10 @@ def plan_splits(args):
         path = ann_override.get(split) or FileSystems.join(args.input, "Annotations", f"{split}.json")
         if not FileSystems.exists(path):
             raise coco.InputError(f"{path}: annotation file of split '{split}' not found")
-        data = read_bytes(path)
+        # AUTO: an `annotations.json.gz` is read decompressed, as the pipeline's reader does
+        from apache_beam.io.filesystem import CompressionTypes
+
+        data = read_bytes(path, CompressionTypes.AUTO)
         parsed = coco.load_json(data, path)
         coco.check_structure(parsed, path)
         n_images = len(parsed["images"])

@@ -80,7 +80,7 @@ def _regenerate_version(paths):
     args = regenerate.build_parser().parse_args(["--input", paths["root"], "--output-base", paths["tmp"] + "/base",
                                                  "--formats", "parquet"])
     _, _, _, manifest_base = generate.prepare(args)
-    return os.path.join(paths["tmp"], "base", regenerate.version_name(manifest_base["config_hash"]))
+    return os.path.join(paths["tmp"], "base", regenerate.version_name(manifest_base["dataset_version"]))
 
 
 def corrupt_version_manifest(text):

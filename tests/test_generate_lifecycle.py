@@ -145,6 +145,11 @@ def test_a_users_readme_is_never_overwritten(data, tmp_path, capsys):
     (out / "README.md").unlink()
     assert gen(data, out) == 0 and (out / "README.md").read_text().rstrip().endswith("replaced on every run -->")
     assert gen(data, out, "--seed", "4") == 0  # our own card is replaced on a rerun
+    # a user who edits the card of a finished dataset: the rerun is refused and the dataset stays whole
+    before = on_disk(out)
+    (out / "README.md").write_text("my edited card")
+    assert gen(data, out, "--seed", "5") == 1
+    assert on_disk(out) == before and (out / "manifest.json").exists()
 
 
 def test_a_foreign_manifest_is_left_alone_with_one_clear_line(data, tmp_path, capsys):

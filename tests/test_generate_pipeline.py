@@ -229,3 +229,16 @@ def test_images_leaving_the_image_root_are_written_out_rejects(tmp_path):
     assert {(r["record"], r["reason"]) for r in rejected} >= {("image 2", "file_name_outside_image_root"),
                                                              ("image 3", "unsafe_file_name")}
     assert {r["image_id"] for r in read_rows(out)} == {1}
+
+
+def test_gzipped_annotations_give_the_same_rows(known_root, tmp_path):
+    """--annotations test=...json.gz: the launcher's pre-flight reads it decompressed, as the
+    pipeline does (it used to refuse it as 'not UTF-8 text')."""
+    import gzip
+
+    plain = known_root / "Annotations" / "test.json"
+    packed = tmp_path / "test.json.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    run_generate(known_root, tmp_path / "a", "--formats", "parquet")
+    run_generate(known_root, tmp_path / "b", "--formats", "parquet", "--annotations", f"test={packed}")
+    assert read_rows(tmp_path / "a") == read_rows(tmp_path / "b")

@@ -345,3 +345,15 @@ def test_an_inference_error_is_a_miss_not_a_parse_failure():
     assert m["inference_errors"]["refer"] == {"count": 0, "rate": None}
     assert m["columns"]["count.only_count"] == approx(round(100 / 3, 4))
     assert m["dataset_version"] == m["predictions_dataset_version"] == "v1"
+
+
+def test_a_zero_width_truth_box_matches_its_exact_copy_only():
+    """A truth box clamped onto the image edge ({<511><5><511><10>}) has no area; the reference
+    answer must still score 100, and any other box 0."""
+    from sarchat.transforms.score.metrics import iou_matrix
+
+    edge = [511, 5, 511, 10]
+    assert iou_matrix([edge], [edge])[0, 0] == 1.0
+    assert iou_matrix([[510, 5, 512, 10]], [edge])[0, 0] == 0.0
+    assert iou_matrix([[511, 5, 511, 11]], [edge])[0, 0] == 0.0
+    assert iou_matrix([[0, 0, 10, 10]], [[0, 0, 10, 10]])[0, 0] == 1.0

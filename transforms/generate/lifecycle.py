@@ -104,6 +104,16 @@ def clear_previous_output(output):
     """
     from apache_beam.io.filesystems import FileSystems
 
+    # Checked before anything is deleted. The dataset card sits at the root, outside our folders:
+    # ours when it carries our mark, else the user's, and then we refuse the folder and touch nothing.
+    card_path = FileSystems.join(output, CARD_FILE)
+    own_card = False
+    if FileSystems.exists(card_path):
+        with FileSystems.open(card_path) as f:
+            if not is_generated_card(f.read()):
+                raise OutputError(f"{card_path} exists and was not written by sarchat generate (its dataset "
+                                  "card goes there); refusing to overwrite it: move it or choose another --output")
+        own_card = True
     manifest_path = FileSystems.join(output, MANIFEST)
     removed = []
     old = None
@@ -113,14 +123,7 @@ def clear_previous_output(output):
         old = check_own_manifest(raw, manifest_path)
         FileSystems.delete([manifest_path])
         removed.append(MANIFEST)
-    # The dataset card sits at the root, outside our folders: ours when it carries our mark, else the
-    # user's, and then we refuse the folder rather than overwrite it.
-    card_path = FileSystems.join(output, CARD_FILE)
-    if FileSystems.exists(card_path):
-        with FileSystems.open(card_path) as f:
-            if not is_generated_card(f.read()):
-                raise OutputError(f"{card_path} exists and was not written by sarchat generate (its dataset "
-                                  "card goes there); refusing to overwrite it: move it or choose another --output")
+    if own_card:
         FileSystems.delete([card_path])
         removed.append(CARD_FILE)
     for rel in removable(old, _present(output)):

@@ -66,6 +66,11 @@ def iou_matrix(pred, gt):
     union = area_p[:, None] + area_g[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(union > 0, inter / union, 0.0)
+    # A truth box can have no area: one under a pixel wide rounds to x1 == x2, and one clamped to
+    # the image edge collapses onto it. Its exact copy is a perfect answer (IoU 1), or a reference
+    # answer could never score 100; any other box still scores 0 against it.
+    degenerate = (union <= 0) & np.all(p[:, None, :] == g[None, :, :], axis=2)
+    out[degenerate] = 1.0
     return out
 
 
