@@ -120,7 +120,7 @@ def plan(args):
         if box_source == "gt_boxes" and args.box_source == "auto" and notes:
             notes.append("box statistics fall back to the grounding rows' integer boxes")
         info = {"kind": "generated", "root": root, "box_source": box_source,
-                "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash") if k in manifest},
+                "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash", "dataset_version") if k in manifest},
                 "annotations": annotations}
         if notes:
             info["notes"] = notes
