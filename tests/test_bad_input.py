@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 import pytest
 
 from sarchat.templates import load_bank
-from tests.conftest import known_dataset, write_coco
+from tests.helpers import known_dataset, write_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -2,7 +2,7 @@
 a counted reject with its reason; never a traceback, never a silent drop."""
 import pytest
 
-from tests.conftest import CATEGORIES
+from tests.helpers import CATEGORIES
 from sarchat.transforms import coco
 
 

@@ -1,7 +1,7 @@
 """`sarchat demo` end to end on a tiny setting: every stage, one leaderboard, the report; reruns.
 
-The tiny demo runs once per test session (tiny_demo below) and tests/test_report_browser.py reuses
-the same run through the module-level cache.
+The tiny demo runs once per test session (the tiny_demo fixture of conftest.py), and
+tests/test_report_browser.py reuses the same run.
 """
 import contextlib
 import hashlib
@@ -9,34 +9,14 @@ import io
 import json
 import os
 import re
-import time
 
 import pytest
 
 from sarchat.beam_pipelines import demo
+from tests.helpers import TINY_DEMO_ARGS as TINY_ARGS
+from tests.helpers import run_demo
 from sarchat.transforms.errors import OutputError
 
-TINY_ARGS = ["--images", "30", "--tiny"]
-_CACHE = {}
-
-
-def run_demo(argv):
-    out, err = io.StringIO(), io.StringIO()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = demo.run(argv)
-    return rc, out.getvalue(), err.getvalue(), time.perf_counter() - t0
-
-
-@pytest.fixture(scope="session")
-def tiny_demo(tmp_path_factory):
-    """(OUT, stdout, stderr, seconds) of one `sarchat demo OUT --images 30 --tiny` per session."""
-    if "run" not in _CACHE:
-        out = str(tmp_path_factory.mktemp("demo") / "sarchat-demo")
-        rc, stdout, stderr, seconds = run_demo([out] + TINY_ARGS)
-        assert rc == 0, f"demo failed:\n{stdout}\n{stderr}"
-        _CACHE["run"] = (out, stdout, stderr, seconds)
-    return _CACHE["run"]
 
 
 def test_demo_runs_every_stage_and_prints_the_report_path(tiny_demo):

@@ -2,7 +2,7 @@
 import pytest
 
 import sarchat.templates
-from tests.conftest import CATEGORIES, known_dataset
+from tests.helpers import CATEGORIES, known_dataset
 from sarchat.transforms import coco
 from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard
 

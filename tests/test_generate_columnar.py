@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import CATEGORIES, known_dataset
+from tests.helpers import CATEGORIES, known_dataset
 from sarchat.synthetic.sardet_synth import sardet_scale_annotations, split_sizes, synth_annotations
 from sarchat.synthetic.constants import DEFAULT_IMAGES, DEFAULT_TEST_FRACTION
 from sarchat.transforms import coco

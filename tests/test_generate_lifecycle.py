@@ -10,8 +10,8 @@ import pytest
 from sarchat.beam_pipelines import cli, generate
 from sarchat.transforms.generate import lifecycle, pipeline
 from tests import memfs
-from tests.conftest import write_coco
-from tests.test_generate_pipeline import random_dataset
+from tests.helpers import write_coco
+from tests.helpers import random_dataset
 
 
 def on_disk(out):

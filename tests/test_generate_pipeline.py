@@ -2,28 +2,14 @@
 import glob
 import json
 import os
-import random
 
-import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from sarchat.beam_pipelines import generate
 from sarchat.transforms.errors import UsageError
-from tests.conftest import write_coco
+from tests.helpers import file_bytes, random_dataset, read_rows, run_generate, write_coco
 from sarchat.transforms.generate import tfrecord
-
-
-def run_generate(root, out, *extra, test=None):
-    argv = ["--input", str(root), "--output", str(out), "--splits", "test", *extra]
-    assert generate.run(argv, test=test) == 0
-    with open(os.path.join(out, "manifest.json")) as f:
-        return json.load(f)
-
-
-def read_rows(out, split="test"):
-    table = pq.read_table(sorted(glob.glob(os.path.join(out, "parquet", split, "*.parquet"))))
-    return table.sort_by("id").to_pylist()
 
 
 def test_known_dataset_outputs_and_accounting(known_root, tmp_path):
@@ -51,28 +37,6 @@ def test_known_dataset_outputs_and_accounting(known_root, tmp_path):
     on_disk = {os.path.relpath(p, out) for p in glob.glob(os.path.join(out, "**", "*"), recursive=True) if os.path.isfile(p)}
     assert on_disk - {"manifest.json"} == listed
     assert manifest["inputs"]["test"]["sha256"] and manifest["seed"] == 0 and manifest["config"]["identify_variants"] == 7
-
-
-def random_dataset(root, n_images=40, seed=3):
-    rnd = random.Random(seed)
-    images, anns = [], []
-    for i in range(n_images):
-        size = rnd.choice([256, 512, 800])
-        images.append({"id": 1000 + i, "file_name": f"img_{i}.jpg", "width": size, "height": size})
-        for _ in range(rnd.randint(1, 4)):
-            w, h = rnd.uniform(5, size / 3), rnd.uniform(5, size / 3)
-            anns.append({"id": len(anns) + 1, "image_id": 1000 + i, "category_id": rnd.randrange(6),
-                         "bbox": [rnd.uniform(-10, size - w), rnd.uniform(0, size - h), w, h]})
-    # a few bad records
-    anns.append({"id": len(anns) + 1, "image_id": 1000, "category_id": 0, "bbox": [1, 1, float("nan"), 4]})
-    anns.append({"id": len(anns) + 1, "image_id": 5, "category_id": 0, "bbox": [1, 1, 4, 4]})
-    write_coco(str(root), "test", images, anns)
-    return images, anns
-
-
-def file_bytes(out):
-    return {os.path.relpath(p, out): open(p, "rb").read()
-            for p in glob.glob(os.path.join(out, "**", "*"), recursive=True) if os.path.isfile(p)}
 
 
 def test_identical_output_in_process_and_multi_processing(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 from sarchat.inference import remote, store
 from sarchat.inference.run import run
 from sarchat.synthetic.fixture import write_fixture_dataset
-from tests.test_inference_resume import _count_lines
+from tests.helpers import count_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -176,14 +176,14 @@ def test_sigkill_then_resume_on_another_node(dataset, tmp_path):
     deadline, part = time.time() + 30, None
     while time.time() < deadline and part is None:
         parts = sorted((bucket / "run" / "store").glob("*/part-*.jsonl")) if (bucket / "run" / "store").exists() else []
-        if parts and _count_lines(parts[0]) >= 6:
+        if parts and count_lines(parts[0]) >= 6:
             part = parts[0]
         assert proc.poll() is None, proc.stderr.read().decode()
         time.sleep(0.02)
     assert part, "the run never pushed"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    pushed = _count_lines(part)
+    pushed = count_lines(part)
     assert 6 <= pushed < len(ids) and not (bucket / "run" / "predictions.parquet").exists()
 
     env["SLOW_BACKEND_DELAY"] = "0"

@@ -8,6 +8,7 @@ import time
 
 import pyarrow.parquet as pq
 
+from tests.helpers import count_lines
 from sarchat.inference import store
 from sarchat.inference.backends.base import Backend, Result
 from sarchat.synthetic.fixture import write_fixture_dataset
@@ -34,14 +35,6 @@ class SlowBackend(Backend):
         return [Result(f"answer to {s.id}", None, 0.1) for s in samples]
 
 
-def _count_lines(path):
-    try:
-        with open(path, "rb") as fh:
-            return fh.read().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def test_sigkill_then_resume(tmp_path):
     generated, _, rows = write_fixture_dataset(str(tmp_path / "data"), n_images=5, seed=2)
     ids = sorted(r["id"] for r in rows["test"])
@@ -57,7 +50,7 @@ def test_sigkill_then_resume(tmp_path):
         keys = store.run_keys(str(out))
         if keys:
             parts = store.part_files(str(out), keys[0])
-            if parts and _count_lines(parts[0]) >= 6:
+            if parts and count_lines(parts[0]) >= 6:
                 part = parts[0]
                 break
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -66,7 +59,7 @@ def test_sigkill_then_resume(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
-    written = _count_lines(part)
+    written = count_lines(part)
     assert 6 <= written < len(ids)
     assert not (out / "predictions.parquet").exists()  # killed before the merge
 

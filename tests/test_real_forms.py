@@ -20,7 +20,7 @@ from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder
 from sarchat.transforms.generate.pipeline import AUTHORS_TASK_NAMES, SWIFT_TASK_FILES
 from sarchat.transforms.score import parsing
-from tests.conftest import CATEGORIES, write_coco
+from tests.helpers import CATEGORIES, write_coco
 
 SHIPS = [[294, 358, 329, 427], [61, 448, 122, 503], [27, 199, 78, 261], [193, 157, 245, 306]]
 AIRCRAFT3 = [[251, 265, 323, 342], [185, 276, 256, 355], [88, 275, 177, 356]]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from sarchat.beam_pipelines import generate, regenerate
-from tests.test_generate_pipeline import file_bytes, random_dataset
+from tests.helpers import file_bytes, random_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--splits", "test", "--images-per-shard", "5"]

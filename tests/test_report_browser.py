@@ -13,7 +13,6 @@ import subprocess
 
 import pytest
 
-from tests.test_demo import tiny_demo  # noqa: F401  (session fixture, cached in tests.test_demo)
 from sarchat.report import score_report as report, sample_sections as report_sections
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -16,7 +16,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 
 from sarchat.beam_pipelines import generate, regenerate
 from sarchat.beam_pipelines.beam_options import submits_only
-from tests.conftest import known_dataset, write_coco
+from tests.helpers import known_dataset, write_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "us-central1-docker.pkg.dev/sarchat-ci/sarchat/sarchat:test"

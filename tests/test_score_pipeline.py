@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from sarchat.beam_pipelines import score
 from sarchat.inference.baselines import BlindPrior, oracle_prediction
-from tests.conftest import CATEGORIES, known_dataset
+from tests.helpers import CATEGORIES, known_dataset
 from sarchat.transforms import coco
 from sarchat.transforms.generate import records
 from sarchat.synthetic import sardet_synth as synthetic

@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from sarchat.beam_pipelines import generate
 from sarchat.beam_pipelines import stats as stats_pipeline
-from tests.conftest import write_coco
+from tests.helpers import write_coco
 from sarchat.transforms.stats import dataset_stats as S
 from sarchat.report import stats_report as stats_render
 

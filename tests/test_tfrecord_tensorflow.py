@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.test_generate_pipeline import random_dataset, read_rows, run_generate
+from tests.helpers import random_dataset, read_rows, run_generate
 from sarchat.transforms.generate import tfrecord
 
 READER = r"""

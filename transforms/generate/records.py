@@ -12,10 +12,6 @@ _IDX = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
 USER_PREFIX = "<image>\n"
 
 
-def messages_of(question, answer):
-    return [{"role": "user", "content": USER_PREFIX + question}, {"role": "assistant", "content": answer}]
-
-
 def rows_to_table(rows) -> pa.Table:
     """Row tuples (DIALOGUE_ROW_FIELDS order) -> Arrow table with DIALOGUE_SCHEMA, built column-wise."""
     n = len(rows)
@@ -54,10 +50,6 @@ def swift_line(row, image_root: str) -> str:
 
 def _dumps(s):
     return json.dumps(s, ensure_ascii=False)
-
-
-def row_field(row, name):
-    return row[_IDX[name]]
 
 
 def task_counts(table) -> dict:
