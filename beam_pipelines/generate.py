@@ -22,7 +22,7 @@ from sarchat.transforms import coco
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
-from sarchat.transforms.fileio import read_bytes
+from sarchat.transforms.fileio import check_no_overlap, read_bytes
 from sarchat.transforms.generate.pipeline import (DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS, GenerateDialogues,
                                                   fingerprint)
 
@@ -176,6 +176,8 @@ def run(argv=None, test=None):
     args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
     formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
     # SPEC section 4: the old manifest goes first, then what its run wrote; ours comes last.
+    check_no_overlap([("the input folder (--input)", args.input)]
+                     + [(f"the {s['split']} annotations", s["annotations"]) for s in splits], args.output)
     clear_previous_output(args.output)  # SarchatError: `sarchat` prints it
     started = time.time()
     pipeline = make_pipeline(beam_args)

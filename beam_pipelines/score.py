@@ -32,6 +32,7 @@ import argparse
 import sys
 
 from sarchat.beam_pipelines import flags
+from sarchat.transforms.fileio import check_no_overlap
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.transforms.errors import SarchatError
 from sarchat.transforms.score.pipeline import NAMESPACE, ScorePredictions, ScoreSettings
@@ -80,6 +81,9 @@ def run(argv=None, test=None):
     args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     try:
         settings = settings_of(args)
+        check_no_overlap([("the dataset (--dataset)", args.dataset)]
+                         + [("a --predictions input", p) for p in args.predictions if not any(c in p for c in "*?[")],
+                         args.output)
         inputs = inputs_of(args)
         p = make_pipeline(beam_argv)
         remove_stale_samples(args.output, settings.num_buckets)

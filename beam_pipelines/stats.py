@@ -28,7 +28,7 @@ from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from sarchat.transforms import coco, dataset_files
 from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
-from sarchat.transforms.fileio import exists, open_parquet, read_bytes
+from sarchat.transforms.fileio import check_no_overlap, exists, open_parquet, read_bytes
 from sarchat.transforms.stats import dataset_stats as stats
 from sarchat.transforms.stats.pipeline import DatasetStats, StatsSettings
 
@@ -176,6 +176,7 @@ def run(argv=None, test=None):
     """Entry point; `test(stats_pcoll)` may add assertions on the stats.json document inside the pipeline."""
     args, beam_args = build_parser().parse_known_args(argv)
     try:
+        check_no_overlap([("the input (--input)", args.input)], args.output)
         settings = settings_of(args)
     except SarchatError as e:  # until cli.py prints these itself
         print(f"sarchat stats: error: {e}", file=sys.stderr)

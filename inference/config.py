@@ -17,13 +17,13 @@ import argparse
 import dataclasses
 import importlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from sarchat.transforms.adapters import ADAPTERS, get_adapter
-from sarchat.transforms.errors import OutputError, UsageError
+from sarchat.transforms.errors import UsageError
+from sarchat.transforms import fileio
 from sarchat.transforms.fileio import check_output_location
 from sarchat.transforms.tasks import SPECS, TASKS
 
@@ -143,28 +143,10 @@ def is_url(path) -> bool:
     return "://" in str(path)
 
 
-def _norm(path) -> str:
-    """A comparable form of a local path or URL (symlinks resolved, no trailing slash)."""
-    path = str(path)
-    if is_url(path):
-        scheme, rest = path.split("://", 1)
-        if scheme == "file":
-            return os.path.realpath(rest)
-        return f"{scheme}://{rest.rstrip('/')}"
-    return os.path.realpath(os.path.abspath(path))
-
-
-def _inside(inner, outer) -> bool:
-    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
-
-
 def check_no_overlap(dataset, output, flag="--output"):
     """OutputError when the run folder is the dataset folder, lies inside it or holds it: the run
     writes manifest.json and predictions there, which would overwrite or mix with the dataset."""
-    d, o = _norm(dataset), _norm(output)
-    if _inside(o, d) or _inside(d, o):
-        where = "is" if o == d else ("lies inside" if _inside(o, d) else "holds")
-        raise OutputError(f"{flag} {output} {where} the dataset folder {dataset}; write the run elsewhere")
+    fileio.check_no_overlap([("the dataset folder", dataset)], output, flag, what="run")
 
 
 def read_chat_template(path) -> str:

@@ -147,6 +147,18 @@ SCORE = ["--dataset", "{gen}", "--predictions", "{preds}", "--output", "{tmp}/sc
          "--bootstrap", "0"]
 
 CASES = [
+    # outputs that overlap an input (exit 1, nothing written)
+    Case("generate into its input", "generate", ["--input", "{root}", "--output", "{root}"], 1,
+         ["--output", "is the input folder (--input)"]),
+    Case("generate inside its input", "generate", ["--input", "{root}", "--output", "{root}/out"], 1,
+         ["--output", "lies inside the input folder (--input)"]),
+    Case("regenerate base holding its input", "regenerate", ["--input", "{root}", "--output-base", "{root}/.."], 1,
+         ["--output-base", "holds the input folder (--input)"]),
+    Case("stats into its input", "stats", ["--input", "{gen}", "--output", "{gen}/stats"], 1,
+         ["--output", "lies inside the input (--input)"], needs=("gen",)),
+    Case("score inside the dataset", "score", ["--dataset", "{gen}", "--predictions", "{preds}", "--output",
+                                              "{gen}/scores"], 1, ["--output", "the dataset (--dataset)"],
+         needs=("gen", "preds")),
     # flags checked when parsed (exit 2)
     Case("mistyped flag", "generate", GEN + ["--seeds", "3"], 2, ["--seeds", "did you mean --seed?"]),
     Case("mistyped flag with =", "regenerate", REGEN + ["--image-roots=x"], 2, ["--image-roots", "--image-root"]),
@@ -329,3 +341,33 @@ def test_disk_full_while_generating(tmp_path):
     again = run_sarchat(args, cwd=str(tmp_path), env=env)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "out" / "manifest.json").exists() and _temporaries(str(tmp_path / "out")) == []
+
+
+def test_sigkill_during_a_rerun_leaves_no_manifest_and_the_next_run_completes(tmp_path):
+    """`sarchat generate` killed (SIGKILL, no clean-up possible) while it rewrites a finished
+    dataset: the folder is left without manifest.json (so no command reads it as a dataset), never
+    with the old manifest over a mix; the next run completes with the files a clean run writes."""
+    import signal
+    import time
+
+    from sarchat.synthetic.sardet_synth import write_synthetic_dataset
+
+    root = tmp_path / "root"
+    write_synthetic_dataset(str(root), n_images=60, seed=0)
+    env = user_env(tmp_path)
+    out = tmp_path / "out"
+    base = ["generate", "--input", str(root), "--output", str(out), "--images-per-shard", "10"]
+    assert run_sarchat(base, cwd=str(tmp_path), env=env).returncode == 0
+    proc = subprocess.Popen(sarchat_command() + base + ["--seed", "7"], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while (out / "manifest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the rerun removes the old manifest first
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "a killed rerun left a manifest over its files"
+    assert run_sarchat(base + ["--seed", "7"], cwd=str(tmp_path), env=env).returncode == 0
+    clean = tmp_path / "clean"
+    assert run_sarchat(["generate", "--input", str(root), "--output", str(clean), "--images-per-shard", "10",
+                        "--seed", "7"], cwd=str(tmp_path), env=env).returncode == 0
+    assert tree_hashes(str(out)) == tree_hashes(str(clean))

@@ -175,6 +175,36 @@ def check_output_location(path, flag="--output") -> str:
         probe = parent
 
 
+def comparable_path(path) -> str:
+    """A comparable form of a local path or URL (symlinks resolved, no trailing slash)."""
+    path = str(path)
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        if scheme == "file":
+            return os.path.realpath(rest)
+        return f"{scheme}://{rest.rstrip('/')}"
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _inside(inner, outer) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def check_no_overlap(inputs, output, output_flag="--output", what="output"):
+    """OutputError when the output folder is an input, lies inside one or holds one: a command
+    writes manifest.json, README.md and its folders there, and a rerun clears what it wrote, so an
+    overlap could overwrite or mix with what it reads. `inputs` is [(label, path), ...], the label
+    naming the input in the message ("the input folder (--input)")."""
+    o = comparable_path(output)
+    for label, path in inputs:
+        if not path:
+            continue
+        d = comparable_path(path)
+        if _inside(o, d) or _inside(d, o):
+            where = "is" if o == d else ("lies inside" if _inside(o, d) else "holds")
+            raise OutputError(f"{output_flag} {output} {where} {label} {path}; write the {what} elsewhere")
+
+
 class UnreadableFileError(InputError):
     """An input file that cannot be read at all; the message names it."""
 

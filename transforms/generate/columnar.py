@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sarchat.transforms import geometry
-from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural
+from sarchat.transforms.categories import CATEGORY_INDEX, article, join_words, plural
 from sarchat.transforms.generate.dialogues import CANDIDATES, gc_paused
 from sarchat.transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE, join_relation, seeded_int
 

@@ -24,7 +24,7 @@ from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
 from sarchat.transforms.generate.columnar import build_shard_table
 from sarchat.transforms.generate.dialogues import DialogueBuilder
-from sarchat.transforms.schema import seeded_int, swift_task_file
+from sarchat.transforms.schema import seeded_int
 
 NAMESPACE = "sarchat.generate"
 FORMATS = ("parquet", "tfrecord", "swift", "authors")
