@@ -1,11 +1,12 @@
-"""Wall time and peak resident memory of a command's whole process tree (Linux /proc)."""
+"""Wall time and peak resident memory of a command's process tree (Linux /proc)."""
 import os
 import subprocess
 import threading
 import time
 
 
-def _tree_rss_kib(root_pid):
+def _tree_pids(root_pid):
+    """root_pid and all its descendants (from /proc/<pid>/stat parent links)."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -16,31 +17,39 @@ def _tree_rss_kib(root_pid):
             children.setdefault(ppid, []).append(int(entry))
         except (OSError, ValueError, IndexError):
             continue
-    total, stack = 0, [root_pid]
+    out, stack = [], [root_pid]
     while stack:
         pid = stack.pop()
+        out.append(pid)
         stack.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            pass
-    return total
+    return out
 
 
-def measure(cmd, env=None, interval=0.1):
-    """Run `cmd`; return (wall seconds, peak RSS of the process tree in MiB, stdout+stderr text)."""
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def measure(cmd, env=None, interval=0.1, per_process=False):
+    """Run `cmd`; return (wall seconds, peak RSS in MiB, stdout+stderr text). The peak is of the
+    whole process tree's sum, or with per_process=True of its largest single process (a Beam
+    worker: what one machine of that size must hold)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    peak = [0]
-    done = threading.Event()
+    peaks, tree_peak, done = {}, [0], threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss_kib(proc.pid))
+            now = {pid: rss_kib(pid) for pid in _tree_pids(proc.pid)}
+            tree_peak[0] = max(tree_peak[0], sum(now.values()))
+            for pid, kib in now.items():
+                peaks[pid] = max(peaks.get(pid, 0), kib)
             done.wait(interval)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -51,4 +60,5 @@ def measure(cmd, env=None, interval=0.1):
     t.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}")
-    return wall, peak[0] / 1024.0, out
+    peak = max(peaks.values(), default=0) if per_process else tree_peak[0]
+    return wall, peak / 1024.0, out

@@ -24,10 +24,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import _measure  # noqa: E402
 
 SCALE = {"train": (94_493, 198_747), "test": (11_613, 24_023)}
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -50,56 +49,9 @@ print(json.dumps({"floor_s": time.perf_counter() - start, "rows": table.num_rows
 """
 
 
-def _status_kib(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _tree(root_pid):
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    out, stack = [], [root_pid]
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        stack.extend(children.get(pid, []))
-    return out
-
-
 def measure(cmd, interval=0.1):
     """(wall s, peak RSS MiB of the largest single process in the tree, output)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peaks, done = {}, threading.Event()
-
-    def sample():
-        while not done.is_set():
-            for pid in _tree(proc.pid):
-                peaks[pid] = max(peaks.get(pid, 0), _status_kib(pid, "VmRSS:"))
-            done.wait(interval)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    out, _ = proc.communicate()
-    wall = time.perf_counter() - start
-    done.set()
-    t.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}")
-    return wall, max(peaks.values(), default=0) / 1024.0, out
+    return _measure.measure(cmd, interval=interval, per_process=True)
 
 
 def build_annotations(root, scale=1.0):

@@ -100,14 +100,6 @@ def _adapter(cfg, backend_cls):
     return adapter
 
 
-def _adapter(cfg, backend_cls):
-    adapter = resolve_adapter(cfg, backend_cls)
-    if cfg.adapter and get_adapter(cfg.adapter).name != adapter.name:
-        print(f"sarchat infer: the {cfg.backend} backend answers in canonical boxes; "
-              f"using adapter {adapter.name!r} instead of {cfg.adapter!r}", file=sys.stderr)
-    return adapter
-
-
 class Runner:
     """One invocation for one shard: select, skip what is done, predict, append, merge."""
 

@@ -22,11 +22,11 @@ Weights are written under the names of the original llava-hf checkpoints, which 
 and written with safetensors directly; transformers still loads the result (its llava key mapping
 reads the legacy names), which `--check` shows.
 """
-import argparse
 import json
 import os
 
 from sarchat.inference.tiny_qwen2vl import corpus
+from sarchat.inference import tiny_checkpoints
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_SIZE = 224
@@ -137,33 +137,11 @@ def build(out_dir, dataset=None, vocab_size=4000, seed=0):
 
 def check(out_dir):
     """Load back with transformers and generate two tokens for one image + question."""
-    import numpy as np
-    import torch
-    from PIL import Image
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    processor = AutoProcessor.from_pretrained(out_dir)
-    model = LlavaForConditionalGeneration.from_pretrained(out_dir, torch_dtype=torch.float32)
-    image = Image.fromarray((np.random.default_rng(0).random((256, 256)) * 255).astype("uint8")).convert("RGB")
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "[count] How many ships?"}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(text=[prompt], images=[image], return_tensors="pt")
-    out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
-    return {"prompt_tokens": int(inputs["input_ids"].shape[1]),
-            "generated": int(out.shape[1] - inputs["input_ids"].shape[1])}
+    return tiny_checkpoints.check_generation(out_dir, "LlavaForConditionalGeneration", 256)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out")
-    p.add_argument("--dataset", default=None, help="generated dataset whose texts train the tokenizer")
-    p.add_argument("--vocab", type=int, default=4000)
-    p.add_argument("--check", action="store_true", help="load back and generate with transformers")
-    args = p.parse_args(argv)
-    info = build(args.out, args.dataset, args.vocab)
-    if args.check:
-        info["check"] = check(args.out)
-    print(json.dumps(info))
+    tiny_checkpoints.main(build, check, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

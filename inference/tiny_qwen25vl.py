@@ -9,11 +9,11 @@ built by that module), for running the `qwen2.5-vl` adapter through real vLLM on
 block 1 with full attention) projecting to 256, lm_head untied; weights random (seed 0), bfloat16. transformers'
 own save_pretrained names are what vLLM 0.32 loads for this architecture.
 """
-import argparse
 import json
 import os
 
 from sarchat.inference import tiny_qwen2vl
+from sarchat.inference import tiny_checkpoints
 
 
 def build_processor(tokenizer):
@@ -84,33 +84,11 @@ def build(out_dir, dataset=None, vocab_size=4000, seed=0):
 
 def check(out_dir):
     """Load back with transformers and generate two tokens for one image + question."""
-    import numpy as np
-    import torch
-    from PIL import Image
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
-    processor = AutoProcessor.from_pretrained(out_dir)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out_dir, torch_dtype=torch.float32)
-    image = Image.fromarray((np.random.default_rng(0).random((252, 252)) * 255).astype("uint8")).convert("RGB")
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "[count] How many ships?"}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(text=[prompt], images=[image], return_tensors="pt")
-    out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
-    return {"prompt_tokens": int(inputs["input_ids"].shape[1]),
-            "generated": int(out.shape[1] - inputs["input_ids"].shape[1])}
+    return tiny_checkpoints.check_generation(out_dir, "Qwen2_5_VLForConditionalGeneration", 252)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out")
-    p.add_argument("--dataset", default=None, help="generated dataset whose texts train the tokenizer")
-    p.add_argument("--vocab", type=int, default=4000)
-    p.add_argument("--check", action="store_true", help="load back and generate with transformers")
-    args = p.parse_args(argv)
-    info = build(args.out, args.dataset, args.vocab)
-    if args.check:
-        info["check"] = check(args.out)
-    print(json.dumps(info))
+    tiny_checkpoints.main(build, check, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -123,19 +123,25 @@ def _overview_md(stats, paper):
     return "\n".join(text)
 
 
-def _categories_md(stats, paper):
-    if not stats["boxes"]:
-        return ""
-    t1 = paper["table1_categories"]
-    header, cols = ["Category"], []
+def _ours_and_paper_columns(stats, first, table):
+    """(header, [(kind, split)]) of a box table: per split ours, then the paper's where it has one."""
+    header, cols = [first], []
     for s in stats["splits"]:
         if s not in stats["boxes"]:
             continue
         header.append(f"{s} (ours)")
         cols.append(("ours", s))
         if s in PAPER_SPLITS:
-            header.append(f"{s} (*paper*, Table 1)")
+            header.append(f"{s} (*paper*, {table})")
             cols.append(("paper", s))
+    return header, cols
+
+
+def _categories_md(stats, paper):
+    if not stats["boxes"]:
+        return ""
+    t1 = paper["table1_categories"]
+    header, cols = _ours_and_paper_columns(stats, "Category", "Table 1")
     rows = []
     for cat in CATEGORIES:
         row = [cat]
@@ -156,15 +162,7 @@ def _ar_md(stats, paper):
     if not stats["boxes"]:
         return ""
     t2 = paper["table2_aspect_ratio"]
-    header, cols = ["Metric"], []
-    for s in stats["splits"]:
-        if s not in stats["boxes"]:
-            continue
-        header.append(f"{s} (ours)")
-        cols.append(("ours", s))
-        if s in PAPER_SPLITS:
-            header.append(f"{s} (*paper*, Table 2)")
-            cols.append(("paper", s))
+    header, cols = _ours_and_paper_columns(stats, "Metric", "Table 2")
     rows = []
     for label, key, nd in (("Mean", "mean", 3), ("Median", "median", 4), ("SD", "std", 3), ("P25", "p25", 3),
                            ("P75", "p75", 3), ("Min", "min", 4), ("Max", "max", 2)):

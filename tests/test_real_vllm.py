@@ -28,6 +28,8 @@ import sys
 import time
 import urllib.request
 
+import re
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -192,6 +194,17 @@ def test_sigkill_mid_run_resumes_to_the_same_predictions(work):
     assert {i: r["prediction"] for i, r in got.items()} == {i: r["prediction"] for i, r in want.items()}
 
 
+def _merge_only_key(work, model, name, *extra):
+    """The run key of a configuration, without starting an engine: `--merge-only` on an empty run
+    folder refuses (exit 1) with one line that names the key it looked for."""
+    out = work["root"] / "keys" / name
+    proc = subprocess.run(infer_cmd(work["dataset"], model, "llava-1.5", out, "--merge-only", *extra),
+                          capture_output=True, text=True, env=_env(), timeout=RUN_TIMEOUT_S)
+    found = re.search(r"no predictions for run key ([0-9a-f]{8,})", proc.stderr)
+    assert proc.returncode == 1 and found, proc.stderr[-2000:]
+    return found.group(1)
+
+
 def test_run_key_follows_what_decides_the_answers(work):
     """The same flags give the same key; a different template or engine setting gives a new one.
     Read without starting an engine: `--merge-only` on an empty folder names the run key in its
@@ -201,9 +214,7 @@ def test_run_key_follows_what_decides_the_answers(work):
     template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
 
     def key(name, *extra):
-        out = work["root"] / "keys" / name
-        infer(work["dataset"], model, "llava-1.5", out, "--merge-only", *extra)
-        return manifest(out)["run_key"]
+        return _merge_only_key(work, model, name, *extra)
 
     base = key("base")
     assert key("base-again") == base
@@ -217,9 +228,7 @@ def test_run_key_follows_engine_settings(work, flags):
     model = work["models"]["llava-1.5"]
     keys = []
     for name, extra in (("engine-base", []), ("engine-" + flags[0].strip("-"), flags)):
-        out = work["root"] / "keys" / name
-        infer(work["dataset"], model, "llava-1.5", out, "--merge-only", *extra)
-        keys.append(manifest(out)["run_key"])
+        keys.append(_merge_only_key(work, model, name, *extra))
     assert keys[0] != keys[1]
 
 
@@ -255,7 +264,10 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log = open(log_path, "w", encoding="utf-8")
         cmd = [VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-               "--served-model-name", name, "--host", "127.0.0.1", "--port", str(self.port), *args]
+               "--served-model-name", name, "--host", "127.0.0.1", "--port", str(self.port),
+               # vLLM refuses a chat template sent with a request unless told to trust it; the openai
+               # backend sends the adapter's (or --chat-template's) so both backends prompt alike.
+               "--trust-request-chat-template", *args]
         env = _env()
         env.pop("VLLM_ENABLE_V1_MULTIPROCESSING")  # the server runs its engine in its own process
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -340,8 +352,9 @@ def test_same_template_same_answers_on_both_backends(work, servers):
     infer(work["dataset"], work["models"]["llava-1.5"], "llava-1.5", vllm_run, "--chat-template", str(template))
     default_run, _ = full_run(work, "llava-1.5")
     assert manifest(vllm_run)["run_key"] != manifest(default_run)["run_key"]  # another template, another key
-    # the adapter's template and the checkpoint's differ, and it shows in the answers
-    assert _answers(vllm_run) != _answers(default_run)
+    # (The two templates differ by one token before "ASSISTANT:", too little to move a random tiny
+    # model's greedy answers; that the template is sent is checked against a local fake server in
+    # tests/test_inference_openai.py.)
     run, _ = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-checkpoint-template",
                          "--chat-template", str(template))
     _same_answers(run, vllm_run, work["ids"])
