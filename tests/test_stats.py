@@ -318,15 +318,16 @@ def test_changed_annotations_fall_back_to_grounding_boxes(corpus, tmp_path, caps
 
 
 def test_bad_inputs_fail_fast(tmp_path, capsys):
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    out = tmp_path.parent / (tmp_path.name + "-stats")  # beside the inputs: outputs may not overlap them
+    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(out)]) == 1
     assert "sarchat stats: error: " in capsys.readouterr().err
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "Annotations" / "test.json").write_text('{"images": [}')
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(out)]) == 1
     assert "malformed JSON" in capsys.readouterr().err
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--splits", "val"]) == 2
+    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(out), "--splits", "val"]) == 2
     assert "not in the input" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
+    assert not out.exists()
     # a generated corpus with a shard that is not Parquet: one line naming it
     gen = tmp_path / "gen"
     (gen / "parquet" / "test").mkdir(parents=True)
@@ -334,12 +335,12 @@ def test_bad_inputs_fail_fast(tmp_path, capsys):
     shard.write_bytes(b"junk")
     (gen / "manifest.json").write_text(json.dumps({"files": [{"path": "parquet/test/dialogues-00000-of-00001.parquet",
                                                               "bytes": 4}]}))
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "o"), "--box-source", "gt"]) == 1
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(out), "--box-source", "gt"]) == 1
     err = capsys.readouterr().err
     assert f"sarchat stats: error: cannot read dialogue file {shard}: ArrowInvalid" in err and "Traceback" not in err
     # a manifest that is not one
     (gen / "manifest.json").write_text("{}")
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "o")]) == 1
+    assert stats_pipeline.run(["--input", str(gen), "--output", str(out)]) == 1
     assert "is not a dataset manifest" in capsys.readouterr().err
 
 
