@@ -4,6 +4,7 @@
                   [--adapter NAME | --adapter MODEL=NAME ...] [--split test]
                   [--bootstrap 1000] [--seed 0] [--num-buckets 64] [--allow-version-mismatch]
                   [--stats STATS_DIR] [--samples 2] [--image-root ROOT] [beam flags]
+    sarchat score --explain ID --output DIR
 
 --dataset      the generator's output folder: the split's Parquet files exactly as its manifest.json
                lists them (a folder without a manifest, or a listed file of another size, is refused);
@@ -21,12 +22,16 @@
 
 Writes, for each model, DIR/<model>/metrics.json (SPEC section 5 keys), breakdown.json (per
 category / per size), rejected.jsonl (duplicate ids, ids not in the split, malformed lines, ...)
-and samples/*.parquet (per-sample results); and DIR/leaderboard.json, leaderboard.md, report.md,
+samples/*.parquet (per-sample results) and samples_<task>.jsonl (one JSON object per test
+sample, sorted by id: question, reference, response, parsed targets, TP/FP/FN per column, IoUs,
+status, inference error); and DIR/leaderboard.json, leaderboard.md, report.md,
 report.html, rejected.jsonl (malformed lines of files of several models). --stats adds a dataset
 section (the `sarchat stats` plots and tables) to the report; --samples N (default 2, 0: none) a
 samples section: N test samples per task with the image, the truth and predicted boxes and every
 model's answer marked. The job writes everything itself, so a Flex Template or --no_wait launch
 is complete when the job is. Remaining flags go to Beam (e.g. --direct_num_workers, --runner).
+--explain ID prints that sample's records of every model from DIR's samples_<task>.jsonl files
+(no scoring; exit 1 when no model has the id).
 """
 import argparse
 import sys
@@ -38,6 +43,7 @@ from sarchat.transforms.errors import SarchatError
 from sarchat.transforms.score.pipeline import NAMESPACE, ScorePredictions, ScoreSettings
 from sarchat.transforms.score.score_inputs import plan_score_inputs
 from sarchat.transforms.score.score_outputs import remove_stale_samples
+from sarchat.transforms.score.sample_lines import explain_text, find_sample
 
 
 def build_parser():
@@ -51,7 +57,8 @@ def build_parser():
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for overall_ci95 (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-buckets", "--num_buckets", type=int, default=64, help="id buckets of the join (parallelism)")
-    p.add_argument("--no-samples", action="store_true", help="do not write the per-sample Parquet files")
+    p.add_argument("--no-samples", action="store_true",
+                   help="do not write the per-sample files (samples/*.parquet, samples_<task>.jsonl)")
     p.add_argument("--allow-version-mismatch", "--allow_version_mismatch", action="store_true",
                    help="score predictions made on another dataset version (the report says so)")
     p.add_argument("--stats", default=None, metavar="DIR",
@@ -60,7 +67,29 @@ def build_parser():
                    help="test samples per task shown with their image, answers and marks in the report (0: none)")
     p.add_argument("--image-root", "--image_root", default=None,
                    help="root of the test rows' image_path for the samples section (default: the dataset manifest's input_root)")
+    p.add_argument("--explain", default=None, metavar="ID",
+                   help="print sample ID's results of every model from --output's samples_<task>.jsonl (no scoring)")
     return p
+
+
+def explain_parser():
+    p = argparse.ArgumentParser(prog="sarchat score --explain",
+                                description="print one sample's per-model results from a score output folder")
+    p.add_argument("--explain", required=True, metavar="ID", help="the sample id")
+    p.add_argument("--output", required=True, help="a `sarchat score` output folder")
+    return p
+
+
+def explain(argv):
+    """`sarchat score --explain ID --output DIR`: no pipeline, only DIR's jsonl files are read."""
+    args = explain_parser().parse_args(argv)
+    try:
+        text = explain_text(find_sample(args.output, args.explain))
+    except SarchatError as e:
+        print(f"sarchat score: error: {e}", file=sys.stderr)
+        return e.exit_code
+    sys.stdout.write(text)
+    return 0
 
 
 def settings_of(args):
@@ -78,7 +107,10 @@ def run(argv=None, test=None):
     """Parse flags, build and launch the pipeline. `test(pipeline, outputs)`, when given, is called
     before running so that a test can attach assertions (apache_beam.testing.util.assert_that) to
     the PCollections in `outputs` (metrics, breakdowns, rejects, leaderboard)."""
-    args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--explain" or a.startswith("--explain=") for a in argv):
+        return explain(argv)
+    args, beam_argv = build_parser().parse_known_args(argv)
     try:
         settings = settings_of(args)
         check_no_overlap([("the dataset (--dataset)", args.dataset)]

@@ -11,7 +11,9 @@ elements rather than hundreds of thousands:
                                                                        v
            ScoreBucketFn: join on id inside the bucket, score every (model, test row),
            write OUT/<model>/samples/samples-<bucket>-of-<n>.parquet, emit one TaskArrays
-           per (model, task), the rejected prediction rows and the results of the shown ids
+           per (model, task), the rejected prediction rows, the results of the shown ids and
+           the bucket's samples_<task>.jsonl lines -> GroupByKey (model, task) -> one
+           OUT/<model>/samples_<task>.jsonl sorted by id; then the stale ones are removed
                                                                        |
            Partition by task -> CombinePerKey(TaskMetricsFn(task)) per task, keyed by model
                                                                        |
@@ -43,7 +45,8 @@ from sarchat.transforms.score.prediction_files import (MALFORMED, PREDICTION_WIR
 from sarchat.transforms.score.sample_choice import choose_from_candidates, merge_candidates, smallest_candidates
 from sarchat.transforms.score.sample_records import SampleColumns, sample_record
 from sarchat.transforms.score.score_inputs import ScoreInputs
-from sarchat.transforms.score.dialogue_rows import iter_test_tables, read_shown_rows
+from sarchat.transforms.score.dialogue_rows import DIALOGUE_COLUMNS, iter_test_tables, read_shown_rows
+from sarchat.transforms.score.sample_lines import merged_text, sample_line, sample_lines_name, stale_sample_line_files
 from sarchat.transforms.tasks import TASKS
 
 NAMESPACE = "sarchat.score"
@@ -75,15 +78,15 @@ class ReadDialogueFileFn(beam.DoFn):
 
     CANDIDATES = "candidates"
 
-    def __init__(self, split, num_buckets, samples_per_task=0, batch_size=65536):
+    def __init__(self, split, num_buckets, samples_per_task=0, batch_size=65536, columns=DIALOGUE_COLUMNS):
         self.split, self.num_buckets, self.batch_size = split, num_buckets, batch_size
-        self.samples_per_task = samples_per_task
+        self.samples_per_task, self.columns = samples_per_task, tuple(columns)
         self.rows = Metrics.counter(NAMESPACE, "test_rows")
         self.other_split = Metrics.counter(NAMESPACE, "rows_of_other_splits_skipped")
 
     def process(self, path):
         keys = []
-        for table, skipped in iter_test_tables(path, self.split, batch_size=self.batch_size):
+        for table, skipped in iter_test_tables(path, self.split, self.columns, self.batch_size):
             self.other_split.inc(skipped)
             self.rows.inc(table.num_rows)
             if table.num_rows:
@@ -167,11 +170,14 @@ class ScoreBucketFn(beam.DoFn):
     - writes the bucket's per-sample results per model, sorted by id, to
       OUT/<model>/samples/samples-<bucket>-of-<num_buckets>.parquet;
     - main output: (task, model, TaskArrays); tag 'rejects': (model, reject record); tag 'shown':
-      (id, model, {'prediction', 'error', 'result': sample record}) for the report's shown ids.
+      (id, model, {'prediction', 'error', 'result': sample record}) for the report's shown ids;
+      tag 'lines' (when writing samples): ((model, task), [(id, samples_<task>.jsonl line)]) per
+      bucket, the line joining the test row's question and answer with the prediction's text.
     """
 
     REJECTS = "rejects"
     SHOWN = "shown"
+    LINES = "lines"
 
     def __init__(self, output_dir, formats, num_buckets, models, write_samples=True):
         self.output_dir, self.formats, self.num_buckets = output_dir, formats, num_buckets
@@ -221,6 +227,7 @@ class ScoreBucketFn(beam.DoFn):
             fmt = self.formats.for_model(model)
             records = SampleColumns()
             per_task = {t: [] for t in TASKS}
+            lines = {t: [] for t in TASKS}
             for sid in ids:
                 row = tests[sid]
                 cands = preds.get(sid)
@@ -243,6 +250,7 @@ class ScoreBucketFn(beam.DoFn):
                 per_task[row["task"]].append((sid, result, category, size))
                 if self.write_samples:
                     records.add(row, model, pred, result, category, size)
+                    lines[row["task"]].append((sid, sample_line(row, records.row(len(records) - 1), pred)))
                 if sid in shown:
                     yield beam.pvalue.TaggedOutput(self.SHOWN, (sid, model, {
                         "prediction": pred.get("prediction") if pred else None,
@@ -258,6 +266,39 @@ class ScoreBucketFn(beam.DoFn):
             for task, results in per_task.items():
                 if results:
                     yield task, model, M.arrays_from_results(task, results)
+                if lines[task]:
+                    yield beam.pvalue.TaggedOutput(self.LINES, ((model, task), lines[task]))
+
+
+class WriteSampleLinesFn(beam.DoFn):
+    """((model, task), [[(id, line)] per bucket]) -> OUT/<model dir>/samples_<task>.jsonl, sorted by
+    id, written atomically; emits the path written."""
+
+    def __init__(self, output_dir):
+        self.output_dir = output_dir
+
+    def process(self, element):
+        (model, task), parts = element
+        path = join_path(self.output_dir, outputs.model_dirname(model), sample_lines_name(task))
+        write_text(path, merged_text(parts), "application/jsonl")
+        yield path
+
+
+class RemoveStaleSampleLinesFn(beam.DoFn):
+    """[paths this run wrote] -> delete the other samples_<task>.jsonl under OUT (an earlier run's
+    models or tasks; all of them when this run wrote none, e.g. --no-samples): none is left that
+    disagrees with this run's metrics."""
+
+    def __init__(self, output_dir):
+        self.output_dir = output_dir
+
+    def process(self, written):
+        from apache_beam.io.filesystems import FileSystems
+
+        stale = stale_sample_line_files(self.output_dir, written)
+        if stale:
+            FileSystems.delete(stale)
+        yield len(stale)
 
 
 class TaskMetricsFn(beam.CombineFn):
@@ -381,10 +422,12 @@ class ScorePredictions(beam.PTransform):
         s, inp = self.settings, self.inputs
         nb, per_task = s.num_buckets, s.samples_per_task
         files = [f.path for f in inp.prediction_files]
+        # the samples_<task>.jsonl files carry the question and reference answer of every row
+        test_columns = DIALOGUE_COLUMNS + (("question", "answer") if s.write_samples else ())
         read_tests = (pbegin
                       | "TestFiles" >> beam.Create(list(inp.test_files))
-                      | "ReadTests" >> beam.ParDo(ReadDialogueFileFn(s.split, nb, per_task)).with_outputs(
-                          ReadDialogueFileFn.CANDIDATES, main="rows"))
+                      | "ReadTests" >> beam.ParDo(ReadDialogueFileFn(s.split, nb, per_task, columns=test_columns))
+                      .with_outputs(ReadDialogueFileFn.CANDIDATES, main="rows"))
         shown = (read_tests[ReadDialogueFileFn.CANDIDATES]
                  | "ChooseShownSamples" >> beam.CombineGlobally(ChooseSamplesFn(per_task)))
         preds = (pbegin
@@ -398,8 +441,13 @@ class ScorePredictions(beam.PTransform):
             | "ScoreBuckets" >> beam.ParDo(
                 ScoreBucketFn(s.output_dir, inp.formats, nb, inp.models, write_samples=s.write_samples),
                 shown=beam.pvalue.AsSingleton(shown)).with_outputs(
-                    ScoreBucketFn.REJECTS, ScoreBucketFn.SHOWN, main="arrays")
+                    ScoreBucketFn.REJECTS, ScoreBucketFn.SHOWN, ScoreBucketFn.LINES, main="arrays")
         )
+        (scored[ScoreBucketFn.LINES]
+         | "GroupSampleLines" >> beam.GroupByKey()
+         | "WriteSampleLines" >> beam.ParDo(WriteSampleLinesFn(s.output_dir))
+         | "WrittenSampleLines" >> beam.combiners.ToList()
+         | "RemoveStaleSampleLines" >> beam.ParDo(RemoveStaleSampleLinesFn(s.output_dir)))
         rejects = ((scored[ScoreBucketFn.REJECTS], preds[ReadPredictionFileFn.REJECTS])
                    | "AllRejects" >> beam.Flatten())
         of_model, of_none = rejects | "ByOwner" >> beam.Partition(lambda kv, n: 0 if kv[0] is not None else 1, 2)

@@ -1,0 +1,136 @@
+"""Per-sample results readable on their own: OUT/<model dir>/samples_<task>.jsonl. Pure code, no Beam.
+
+One JSON object a line per (model, test sample), sorted by id (lmms-eval's `samples_<task>.jsonl`
+convention): the test row's question and reference answer beside the model's raw response, what
+the parser found, the TP / FP / FN per Table 3 column and the IoUs, so that one sample reads
+without joining the test Parquet, the predictions and the samples/*.parquet shards. The scorer
+writes them (ScorePredictions); `sarchat score --explain ID` reads them.
+"""
+import json
+import math
+import re
+
+from apache_beam.io.filesystems import FileSystems
+
+from sarchat.transforms.errors import InputError
+from sarchat.transforms.fileio import join_path, read_bytes
+
+SAMPLE_LINES_RE = re.compile(r"samples_([A-Za-z0-9]+)\.jsonl$")
+
+
+def sample_lines_name(task):
+    return f"samples_{task}.jsonl"
+
+
+def _finite(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def sample_line_record(row, record, pred):
+    """One jsonl object from the test row (question, answer), the sample record of
+    sample_records.sample_record and the prediction row (its raw text)."""
+    return {
+        "id": record["id"],
+        "task": record["task"],
+        "subset": record["subset"],
+        "model": record["model"],
+        "question": row.get("question"),
+        "reference": row.get("answer"),
+        "response": pred.get("prediction") if pred else None,
+        "status": record["status"],
+        "error": record["error"],
+        "latency_s": _finite(record["latency_s"]),
+        "category": record["category"],
+        "size": record["size"],
+        "parsed": {
+            "count": record["pred_count"],
+            "boxes": record["pred_boxes"],
+            "box_categories": record["pred_box_categories"],
+            "labels": record["pred_labels"],
+        },
+        "ious": record["ious"],
+        "scores": {c: {"tp": tp, "fp": fp, "fn": fn}
+                   for c, tp, fp, fn in zip(record["columns"], record["tp"], record["fp"], record["fn"])},
+    }
+
+
+def sample_line(row, record, pred):
+    """The record as one line of JSON (no NaN: a non-finite latency is null)."""
+    return json.dumps(sample_line_record(row, record, pred), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def merged_text(parts):
+    """[[(id, line), ...] per bucket] -> the file's text, sorted by id (whatever the bucket order)."""
+    return "".join(line for _, line in sorted((kv for part in parts for kv in part), key=lambda kv: kv[0]))
+
+
+def _match(pattern):
+    try:
+        return [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    except Exception:  # nothing there (some file systems raise on an empty match)
+        return []
+
+
+def sample_line_files(output_dir):
+    """Every OUT/<model dir>/samples_<task>.jsonl, sorted by path."""
+    return sorted(p for p in _match(join_path(output_dir, "*", "samples_*.jsonl")) if SAMPLE_LINES_RE.search(p))
+
+
+def stale_sample_line_files(output_dir, written):
+    """samples_<task>.jsonl files under OUT that this run did not write (a model or task of an
+    earlier run, or every one when this run wrote none)."""
+    keep = {p.replace("\\", "/") for p in written}
+    return [p for p in sample_line_files(output_dir) if p.replace("\\", "/") not in keep]
+
+
+def find_sample(output_dir, sample_id):
+    """[jsonl record] of `sample_id`, one per model that has it, sorted by model."""
+    files = sample_line_files(output_dir)
+    if not files:
+        raise InputError(f"{output_dir}: no samples_<task>.jsonl files (not a `sarchat score` output folder, "
+                         "or it was scored with --no-samples)")
+    prefix = '{"id": ' + json.dumps(sample_id, ensure_ascii=False) + ","
+    found = []
+    for path in files:
+        for line in read_bytes(path).decode("utf-8").splitlines():
+            if line.startswith(prefix):
+                found.append(json.loads(line))
+    if not found:
+        raise InputError(f"{output_dir}: no sample with id {sample_id!r} in {len(files)} samples_<task>.jsonl files")
+    return sorted(found, key=lambda r: r["model"])
+
+
+def _indent(text, pad="    "):
+    return "\n".join(pad + line for line in (text if text is not None else "(none)").splitlines() or [""])
+
+
+def _parsed_text(parsed):
+    parts = []
+    if parsed.get("count") is not None:
+        parts.append(f"count {parsed['count']}")
+    boxes = parsed.get("boxes") or []
+    if boxes:
+        cats = parsed.get("box_categories") or [None] * len(boxes)
+        parts.append("boxes " + ", ".join(
+            ("%s " % c if c else "") + "[" + ", ".join("%g" % v for v in b) + "]" for b, c in zip(boxes, cats)))
+    if parsed.get("labels"):
+        parts.append("labels " + ", ".join(parsed["labels"]))
+    return "; ".join(parts) or "(nothing)"
+
+
+def explain_text(records):
+    """A readable page of one sample's records (one per model)."""
+    first = records[0]
+    lines = [f"sample {first['id']}  task {first['task']}" + (f"  subset {first['subset']}" if first["subset"] else ""),
+             "question:", _indent(first["question"]), "reference:", _indent(first["reference"])]
+    for r in records:
+        lines.append("")
+        lines.append(f"model {r['model']}: {r['status']}" + (f" (inference error: {r['error']})" if r["error"] else ""))
+        lines.append("  response:")
+        lines.append(_indent(r["response"]))
+        lines.append("  parsed: " + _parsed_text(r["parsed"]))
+        for col, s in r["scores"].items():
+            lines.append(f"  {col}: TP {s['tp']}  FP {s['fp']}  FN {s['fn']}")
+        if r["ious"]:
+            lines.append("  IoU per truth box: " + ", ".join("%.3f" % v for v in r["ious"]))
+    return "\n".join(lines) + "\n"
