@@ -35,9 +35,9 @@ from sarchat.beam_pipelines import flags
 from sarchat.transforms.fileio import check_no_overlap
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.transforms.errors import SarchatError
-from sarchat.transforms.score.pipeline import NAMESPACE, ScorePredictions, ScoreSettings
-from sarchat.transforms.score.score_inputs import plan_score_inputs
-from sarchat.transforms.score.score_outputs import remove_stale_samples
+
+# The score pipeline and its input planning import Beam: they are imported inside the functions that
+# run after the flags are parsed, so `sarchat score --help` answers without loading it.
 
 
 def build_parser():
@@ -64,12 +64,16 @@ def build_parser():
 
 
 def settings_of(args):
+    from sarchat.transforms.score.pipeline import ScoreSettings
+
     return ScoreSettings(output_dir=args.output, split=args.split, num_buckets=args.num_buckets,
                          bootstrap=args.bootstrap, seed=args.seed, write_samples=not args.no_samples,
                          samples_per_task=args.samples)
 
 
 def inputs_of(args):
+    from sarchat.transforms.score.score_inputs import plan_score_inputs
+
     return plan_score_inputs(args.dataset, args.split, args.predictions, args.adapter, args.allow_version_mismatch,
                              args.image_root, args.stats)
 
@@ -79,6 +83,9 @@ def run(argv=None, test=None):
     before running so that a test can attach assertions (apache_beam.testing.util.assert_that) to
     the PCollections in `outputs` (metrics, breakdowns, rejects, leaderboard)."""
     args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    from sarchat.transforms.score.pipeline import ScorePredictions
+    from sarchat.transforms.score.score_outputs import remove_stale_samples
+
     try:
         settings = settings_of(args)
         check_no_overlap([("the dataset (--dataset)", args.dataset)]
@@ -109,6 +116,8 @@ def run(argv=None, test=None):
 
 def _print_counters(result):
     """The pipeline's counters (scored, missing, parse failures per task, rejects per reason)."""
+    from sarchat.transforms.score.pipeline import NAMESPACE
+
     try:
         counters = result.metrics().query()["counters"]
     except Exception:  # a runner without metrics support

@@ -123,16 +123,7 @@ def _imports_beam(argv):
     return proc.stdout.strip().splitlines()[-1] == "BEAM" or " apache_beam" in proc.stderr
 
 
-BEAM_AT_HELP = "generate.py imports FORMATS from transforms/generate/pipeline.py (a Beam module) to build its parser"
-
-
-@pytest.mark.parametrize("command", [
-    "synth", "demo", "infer",
-    pytest.param("generate", marks=pytest.mark.xfail(reason=BEAM_AT_HELP, strict=True)),
-    pytest.param("regenerate", marks=pytest.mark.xfail(reason=BEAM_AT_HELP + " (regenerate uses its flags)", strict=True)),
-    pytest.param("stats", marks=pytest.mark.xfail(reason="stats.py imports Beam at the top", strict=True)),
-    pytest.param("score", marks=pytest.mark.xfail(reason="score.py imports Beam at the top", strict=True)),
-])
+@pytest.mark.parametrize("command", ["synth", "demo", "infer", "generate", "regenerate", "stats", "score"])
 def test_help_does_not_import_beam(command):
     assert not _imports_beam([command, "--help"])
 
