@@ -42,7 +42,7 @@ def build_parser():
     p.add_argument("--splits", default=None, help="comma-separated splits (default: every split found)")
     p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default="auto",
                    help="generated input only: box stats from the source annotations (exact) or the grounding "
-                        "rows' integer boxes (approximate); auto = annotations when unchanged, else gt")
+                        "rows' integer boxes (approximate); auto = annotations when unchanged, else gt (default %(default)s)")
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
     p.add_argument("--plots", choices=("png", "svg", "none"), default="png", help="plot format (default png)")
