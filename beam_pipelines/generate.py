@@ -13,8 +13,6 @@ import math
 import sys
 import time
 
-from apache_beam.io.filesystems import FileSystems
-
 from sarchat import templates
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
@@ -23,8 +21,10 @@ from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from sarchat.transforms.fileio import check_no_overlap, read_bytes
-from sarchat.transforms.generate.pipeline import (DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS, GenerateDialogues,
-                                                  fingerprint)
+from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS
+
+# Beam (FileSystems, the pipeline module) is imported inside the functions that run after the flags
+# are parsed: `sarchat generate --help` and a bad flag answer without loading it.
 
 # 0.2.0: the real SARChat question forms (issue 11); each template bank is also fingerprinted in the manifest.
 VERSION = "0.2.0"
@@ -77,6 +77,11 @@ def _pairs(values, flag):
 
 def plan_splits(args):
     """Resolve and pre-flight each split: fail fast (file, position) before any worker starts."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    from sarchat.transforms.generate.pipeline import fingerprint
+
     ann_override = _pairs(args.annotations, "--annotations")
     dir_override = _pairs(args.image_dir, "--image-dir")
     splits = []
@@ -85,8 +90,6 @@ def plan_splits(args):
         if not FileSystems.exists(path):
             raise coco.InputError(f"{path}: annotation file of split '{split}' not found")
         # AUTO: an `annotations.json.gz` is read decompressed, as the pipeline's reader does
-        from apache_beam.io.filesystem import CompressionTypes
-
         data = read_bytes(path, CompressionTypes.AUTO)
         parsed = coco.load_json(data, path)
         coco.check_structure(parsed, path)
@@ -166,6 +169,8 @@ def prepare(args):
 
 def build(p, args, output, formats, splits, config, manifest_base):
     """Add the generation graph writing under `output` to pipeline `p`: (manifest, rejects) PCollections."""
+    from sarchat.transforms.generate.pipeline import GenerateDialogues
+
     return p | "Generate" >> GenerateDialogues(
         splits, output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base,
         tfrecord_compression=args.tfrecord_compression)
@@ -174,6 +179,8 @@ def build(p, args, output, formats, splits, config, manifest_base):
 def run(argv=None, test=None):
     """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
     args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    from apache_beam.io.filesystems import FileSystems  # after the flags: a bad flag answers without Beam
+
     formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
     # SPEC section 4: the old manifest goes first, then what its run wrote; ours comes last.
     check_no_overlap([("the input folder (--input)", args.input)]

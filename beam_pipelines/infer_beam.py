@@ -32,9 +32,10 @@ def build_parser():
     add_sampling_flags(p, underscore_aliases=True)
     add_vllm_flags(p, underscore_aliases=True)
     g = p.add_argument_group("RunInference")
-    g.add_argument("--min-batch-size", "--min_batch_size", type=positive_int, default=1)
+    g.add_argument("--min-batch-size", "--min_batch_size", type=positive_int, default=1,
+                   help="fewest dialogues per RunInference batch (default %(default)s)")
     g.add_argument("--max-batch-size", "--max_batch_size", type=positive_int, default=64,
-                   help="dialogues per RunInference batch (one llm.chat call)")
+                   help="most dialogues per RunInference batch, one llm.chat call (default %(default)s)")
     g.add_argument("--no-share-model", "--no_share_model", action="store_true",
                    help="load one engine per SDK process instead of one per VM (large_model=False)")
     g.add_argument("--model-copies", "--model_copies", type=non_negative_int, default=None,

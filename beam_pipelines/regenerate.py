@@ -37,9 +37,6 @@ import sys
 import time
 import uuid
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-
 from sarchat.beam_pipelines import flags, generate
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline, parse_pipeline_args
 from sarchat.transforms import dataset_files, fileio
@@ -51,6 +48,8 @@ VERSION_PREFIX = "v-"
 TMP_PREFIX = ".tmp-"
 # Fault injection for the crash tests: the process kills itself (SIGKILL) at the named point.
 CRASH_ENV = "SARCHAT_REGENERATE_CRASH_AT"
+# Beam is imported inside the functions (FileSystems) and PublishFn lives in regenerate_publish.py:
+# `sarchat regenerate --help` and a bad flag answer without loading Beam.
 
 
 def build_parser():
@@ -73,16 +72,22 @@ def _checkpoint(name):
 
 
 def _is_local(path) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+
     return FileSystems.get_filesystem(path).scheme() in (None, "file")
 
 
 def _read_text(path):
+    from apache_beam.io.filesystems import FileSystems
+
     with FileSystems.open(path) as f:
         return f.read().decode("utf-8")
 
 
 def _list_files(folder):
     """{path relative to folder: size} of every file under folder (recursive)."""
+    from apache_beam.io.filesystems import FileSystems
+
     root = folder.rstrip("/") + "/"
     try:
         results = FileSystems.match([root + "**"])
@@ -99,6 +104,8 @@ def read_manifest(folder):
     """The folder's manifest.json, None when there is none (a version not yet or half published).
     One that is there but unreadable, not JSON or not a manifest object is a DatasetError: such a
     folder is neither ours to delete nor complete, so the run stops and says which file it is."""
+    from apache_beam.io.filesystems import FileSystems
+
     path = FileSystems.join(folder, MANIFEST)
     if not FileSystems.exists(path):
         return None
@@ -124,6 +131,8 @@ def is_complete(folder, expected_hash) -> bool:
 def check_latest(base):
     """OutputError when BASE/LATEST is a folder: it must be a one-line file, and rewriting it would
     fail after the whole pipeline ran (or, worse, replace someone's folder)."""
+    from apache_beam.io.filesystems import FileSystems
+
     path = FileSystems.join(base, LATEST)
     if _is_local(path) and os.path.isdir(path):
         raise OutputError(f"{path} is a folder; it should be the one-line file naming the newest version "
@@ -131,6 +140,8 @@ def check_latest(base):
 
 
 def read_latest(base):
+    from apache_beam.io.filesystems import FileSystems
+
     path = FileSystems.join(base, LATEST)
     try:
         if not FileSystems.exists(path):
@@ -143,6 +154,8 @@ def read_latest(base):
 def write_latest(base, name):
     """Point BASE/LATEST at version `name`. Local: temp file + os.replace (atomic); object stores write
     an object whole on close, so readers see the old or the new content, never a part."""
+    from apache_beam.io.filesystems import FileSystems
+
     check_latest(base)
     path = FileSystems.join(base, LATEST)
     data = (name + "\n").encode("utf-8")
@@ -160,6 +173,8 @@ def write_latest(base, name):
 
 
 def _delete_tree(folder):
+    from apache_beam.io.filesystems import FileSystems
+
     if _is_local(folder):
         if FileSystems.exists(folder):
             FileSystems.delete([folder])
@@ -175,6 +190,8 @@ def move_tree(src, dst, atomic_rename=None):
     atomic_rename (default: local paths): one rename of the folder. Otherwise file by file through
     FileSystems.rename (on GCS a copy then a delete per object), the manifest after all the rest.
     """
+    from apache_beam.io.filesystems import FileSystems
+
     if atomic_rename is None:
         atomic_rename = _is_local(src) and _is_local(dst)
     if atomic_rename:
@@ -204,6 +221,8 @@ def publish(base, tmp, name, expected_hash, atomic_rename=None):
 
     Returns "published" or "already published" (another run with the same inputs got there first).
     """
+    from apache_beam.io.filesystems import FileSystems
+
     final = FileSystems.join(base, name)
     if is_complete(final, expected_hash):
         _delete_tree(tmp)
@@ -221,21 +240,10 @@ def publish(base, tmp, name, expected_hash, atomic_rename=None):
     return status
 
 
-class PublishFn(beam.DoFn):
-    """The last step of the job: receives the manifest of the finished run in `tmp` and publishes it."""
-
-    def __init__(self, base, tmp, name, expected_hash):
-        self.base, self.tmp, self.name, self.expected_hash = base, tmp, name, expected_hash
-
-    def process(self, manifest):
-        _checkpoint("before_publish")
-        status = publish(self.base, self.tmp, self.name, self.expected_hash)
-        yield {"version": self.name, "status": status, "dialogues": sum(
-            c.get("dialogues", 0) for c in manifest.get("counts", {}).values())}
-
-
 def stale_tmp_folders(base):
     """Temporary folders under base (runs in progress or dead ones)."""
+    from apache_beam.io.filesystems import FileSystems
+
     root = base.rstrip("/") + "/"
     try:
         results = FileSystems.match([root + TMP_PREFIX + "*/**"])
@@ -248,6 +256,11 @@ def stale_tmp_folders(base):
 def run(argv=None, test=None):
     """Entry point; `test(published_pcoll)` may add assertions inside the pipeline."""
     args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    import apache_beam as beam  # after the flags: a bad flag answers without loading Beam
+    from apache_beam.io.filesystems import FileSystems
+
+    from sarchat.beam_pipelines.regenerate_publish import PublishFn
+
     base = args.output_base.rstrip("/") or args.output_base
     check_latest(base)
     formats, splits, config, manifest_base = generate.prepare(args)  # UsageError: exit 2
@@ -286,6 +299,15 @@ def run(argv=None, test=None):
     print(generate.summary_table(written, time.time() - started))
     print(f"sarchat regenerate: published {final}; {FileSystems.join(base, LATEST)} -> {read_latest(base)}")
     return 0
+
+
+def __getattr__(name):
+    """`regenerate.PublishFn`, kept for callers that build the publish step themselves."""
+    if name == "PublishFn":
+        from sarchat.beam_pipelines.regenerate_publish import PublishFn
+
+        return PublishFn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -40,10 +40,9 @@ from sarchat.beam_pipelines import flags
 from sarchat.transforms.fileio import check_no_overlap
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.transforms.errors import SarchatError
-from sarchat.transforms.score.pipeline import NAMESPACE, ScorePredictions, ScoreSettings
-from sarchat.transforms.score.score_inputs import plan_score_inputs
-from sarchat.transforms.score.score_outputs import remove_stale_samples
-from sarchat.transforms.score.sample_lines import explain_text, find_sample
+
+# The score pipeline and its input planning import Beam: they are imported inside the functions that
+# run after the flags are parsed, so `sarchat score --help` answers without loading it.
 
 
 def build_parser():
@@ -53,10 +52,10 @@ def build_parser():
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="output folder (local or gs://)")
     p.add_argument("--adapter", action="append", default=None,
                    help="box format / adapter name for all models, or MODEL=NAME for one (repeatable)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for overall_ci95 (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-buckets", "--num_buckets", type=int, default=64, help="id buckets of the join (parallelism)")
+    p.add_argument("--split", default="test", help="split of the dataset to score (default %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default %(default)s)")
+    p.add_argument("--num-buckets", "--num_buckets", type=int, default=64, help="id buckets of the join (parallelism; default %(default)s)")
     p.add_argument("--no-samples", action="store_true",
                    help="do not write the per-sample files (samples/*.parquet, samples_<task>.jsonl)")
     p.add_argument("--allow-version-mismatch", "--allow_version_mismatch", action="store_true",
@@ -64,7 +63,8 @@ def build_parser():
     p.add_argument("--stats", default=None, metavar="DIR",
                    help="a `sarchat stats` output folder (or its stats.json): adds a dataset section to the report")
     p.add_argument("--samples", type=int, default=2, metavar="N",
-                   help="test samples per task shown with their image, answers and marks in the report (0: none)")
+                   help="test samples per task shown with their image, answers and marks in the report "
+                        "(0: none; default %(default)s)")
     p.add_argument("--image-root", "--image_root", default=None,
                    help="root of the test rows' image_path for the samples section (default: the dataset manifest's input_root)")
     p.add_argument("--explain", default=None, metavar="ID",
@@ -83,6 +83,8 @@ def explain_parser():
 def explain(argv):
     """`sarchat score --explain ID --output DIR`: no pipeline, only DIR's jsonl files are read."""
     args = explain_parser().parse_args(argv)
+    from sarchat.transforms.score.sample_lines import explain_text, find_sample
+
     try:
         text = explain_text(find_sample(args.output, args.explain))
     except SarchatError as e:
@@ -93,12 +95,16 @@ def explain(argv):
 
 
 def settings_of(args):
+    from sarchat.transforms.score.pipeline import ScoreSettings
+
     return ScoreSettings(output_dir=args.output, split=args.split, num_buckets=args.num_buckets,
                          bootstrap=args.bootstrap, seed=args.seed, write_samples=not args.no_samples,
                          samples_per_task=args.samples)
 
 
 def inputs_of(args):
+    from sarchat.transforms.score.score_inputs import plan_score_inputs
+
     return plan_score_inputs(args.dataset, args.split, args.predictions, args.adapter, args.allow_version_mismatch,
                              args.image_root, args.stats)
 
@@ -111,6 +117,9 @@ def run(argv=None, test=None):
     if any(a == "--explain" or a.startswith("--explain=") for a in argv):
         return explain(argv)
     args, beam_argv = build_parser().parse_known_args(argv)
+    from sarchat.transforms.score.pipeline import ScorePredictions
+    from sarchat.transforms.score.score_outputs import remove_stale_samples
+
     try:
         settings = settings_of(args)
         check_no_overlap([("the dataset (--dataset)", args.dataset)]
@@ -141,6 +150,8 @@ def run(argv=None, test=None):
 
 def _print_counters(result):
     """The pipeline's counters (scored, missing, parse failures per task, rejects per reason)."""
+    from sarchat.transforms.score.pipeline import NAMESPACE
+
     try:
         counters = result.metrics().query()["counters"]
     except Exception:  # a runner without metrics support

@@ -22,7 +22,6 @@ import sys
 import time
 
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
@@ -30,7 +29,9 @@ from sarchat.transforms import coco, dataset_files
 from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
 from sarchat.transforms.fileio import check_no_overlap, exists, open_parquet, read_bytes
 from sarchat.transforms.stats import dataset_stats as stats
-from sarchat.transforms.stats.pipeline import DatasetStats, StatsSettings
+
+# Beam (FileSystems, the stats pipeline) is imported inside the functions that run after the flags
+# are parsed: `sarchat stats --help` answers without loading it.
 
 
 def build_parser():
@@ -41,7 +42,7 @@ def build_parser():
     p.add_argument("--splits", default=None, help="comma-separated splits (default: every split found)")
     p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default="auto",
                    help="generated input only: box stats from the source annotations (exact) or the grounding "
-                        "rows' integer boxes (approximate); auto = annotations when unchanged, else gt")
+                        "rows' integer boxes (approximate); auto = annotations when unchanged, else gt (default %(default)s)")
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
     p.add_argument("--plots", choices=("png", "svg", "none"), default="png", help="plot format (default png)")
@@ -61,6 +62,8 @@ def _pairs(values):
 
 
 def _matched(pattern):
+    from apache_beam.io.filesystems import FileSystems
+
     return sorted(m.path for mr in FileSystems.match([pattern]) for m in mr.metadata_list)
 
 
@@ -89,6 +92,8 @@ def _split_of(rel):
 
 def plan(args):
     """-> (input_info, splits, annotation paths {split: path} or {}, dialogue files, manifest rejects)."""
+    from apache_beam.io.filesystems import FileSystems
+
     root = args.input
     overrides = _pairs(args.annotations)
     if exists(FileSystems.join(root, dataset_files.MANIFEST)):
@@ -146,6 +151,8 @@ def _check_dialogue_files(files):
 
 
 def _annotation_problem(path, sha256):
+    from apache_beam.io.filesystems import FileSystems
+
     if not path:
         return "the manifest names no annotation file"
     if not FileSystems.exists(path):
@@ -157,6 +164,8 @@ def _annotation_problem(path, sha256):
 
 def settings_of(args):
     """StatsSettings for the flags: the input planned and checked (SarchatError naming the file/flag)."""
+    from sarchat.transforms.stats.pipeline import StatsSettings
+
     if args.exact_cap < 1:
         raise UsageError(f"--exact-cap must be >= 1, got {args.exact_cap}")
     info, splits, annotations, files, manifest_rejects = plan(args)
@@ -175,6 +184,10 @@ def settings_of(args):
 def run(argv=None, test=None):
     """Entry point; `test(stats_pcoll)` may add assertions on the stats.json document inside the pipeline."""
     args, beam_args = build_parser().parse_known_args(argv)
+    from apache_beam.io.filesystems import FileSystems
+
+    from sarchat.transforms.stats.pipeline import DatasetStats
+
     try:
         check_no_overlap([("the input (--input)", args.input)], args.output)
         settings = settings_of(args)

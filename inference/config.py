@@ -340,14 +340,14 @@ def add_dataset_flags(p, underscore_aliases=False, output_help=None):
     a = _Flags(p, underscore_aliases)
     a("--dataset", required=True,
       help="output folder of `sarchat generate` (its manifest.json lists the files; local or a URL)")
-    a("--split", default=_D["split"])
+    a("--split", default=_D["split"], help="split of the dataset to run over (default %(default)s)")
     a("--output", required=True, type=lambda text: check_output_location(text, "--output"),
       help=output_help or "run folder")
     a("--tasks", nargs="+", type=tasks_arg, default=None,
       help="tasks to run (classify describe count grounding identify refer, or TASK_single/TASK_multi)")
     a("--image-root", default=None, help="dataset root for image_path (default: the manifest's input_root)")
     a("--max-image-pixels", type=positive_int, default=_D["max_image_pixels"],
-      help="refuse (per sample) images with more pixels than this, before decoding them")
+      help="refuse (per sample) images with more pixels than this, before decoding them (default %(default)s)")
 
 
 def add_model_flags(p, underscore_aliases=False, model_required=False):
@@ -361,46 +361,53 @@ def add_model_flags(p, underscore_aliases=False, model_required=False):
 
 def add_sampling_flags(p, underscore_aliases=False):
     a = _Flags(p, underscore_aliases)
-    a("--temperature", type=non_negative_float, default=_D["temperature"])
-    a("--top-p", type=unit_float, default=_D["top_p"])
-    a("--max-tokens", type=positive_int, default=_D["max_tokens"])
-    a("--seed", type=non_negative_int, default=_D["seed"])
+    a("--temperature", type=non_negative_float, default=_D["temperature"],
+      help="sampling temperature; 0 is greedy, deterministic decoding (default %(default)s)")
+    a("--top-p", type=unit_float, default=_D["top_p"], help="nucleus sampling probability mass, in (0, 1] (default %(default)s)")
+    a("--max-tokens", type=positive_int, default=_D["max_tokens"], help="most tokens generated per answer (default %(default)s)")
+    a("--seed", type=non_negative_int, default=_D["seed"], help="sampling seed, recorded in the run manifest (default %(default)s)")
     a("--no-format-hint", action="store_true", help="do not append the box-format sentence for zero-shot adapters")
 
 
 def add_vllm_flags(p, underscore_aliases=False):
     g = p.add_argument_group("vllm engine")
     a = _Flags(g, underscore_aliases)
-    a("--revision", default=None)
-    a("--tensor-parallel-size", type=positive_int, default=_D["tensor_parallel_size"])
-    a("--gpu-memory-utilization", type=unit_float, default=None)
-    a("--max-model-len", type=positive_int, default=None)
-    a("--trust-remote-code", action="store_true")
+    a("--revision", default=None, help="model revision (hub branch, tag or commit; default: the hub's default)")
+    a("--tensor-parallel-size", type=positive_int, default=_D["tensor_parallel_size"],
+      help="GPUs one engine spans (default %(default)s)")
+    a("--gpu-memory-utilization", type=unit_float, default=None,
+      help="fraction of GPU memory vLLM may use, in (0, 1] (default: vLLM's own)")
+    a("--max-model-len", type=positive_int, default=None,
+      help="context length in tokens (default: the model's own)")
+    a("--trust-remote-code", action="store_true", help="let vLLM run the model repository's own Python code")
     a("--engine-arg", action="append", type=engine_arg, default=[], metavar="KEY=JSON",
       help="extra vllm.LLM argument, repeatable (e.g. max_num_seqs=128); part of the run key")
     a("--chat-template", type=chat_template_arg, default=None,
       help="jinja chat template file overriding the adapter's (sent to the openai endpoint too)")
-    a("--io-workers", type=positive_int, default=_D["io_workers"], help="threads reading and encoding images")
+    a("--io-workers", type=positive_int, default=_D["io_workers"], help="threads reading and encoding images (default %(default)s)")
 
 
 def add_openai_flags(p):
     g = p.add_argument_group("openai backend")
     g.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1 (default $OPENAI_BASE_URL)")
-    g.add_argument("--api-key-env", default=_D["api_key_env"], help="environment variable holding the API key")
-    g.add_argument("--concurrency", type=positive_int, default=_D["concurrency"], help="requests in flight at most")
-    g.add_argument("--max-retries", type=non_negative_int, default=_D["max_retries"])
+    g.add_argument("--api-key-env", default=_D["api_key_env"], help="environment variable holding the API key (default %(default)s)")
+    g.add_argument("--concurrency", type=positive_int, default=_D["concurrency"], help="requests in flight at most (default %(default)s)")
+    g.add_argument("--max-retries", type=non_negative_int, default=_D["max_retries"],
+                   help="retries of a request that timed out, lost its connection or got HTTP 408/429/5xx "
+                        "(default %(default)s)")
     g.add_argument("--retry-base", type=positive_float, default=_D["retry_base"],
-                   help="first backoff in seconds (doubles)")
-    g.add_argument("--retry-max-wait", type=positive_float, default=_D["retry_max_wait"])
+                   help="first backoff in seconds, doubling per retry (default %(default)s)")
+    g.add_argument("--retry-max-wait", type=positive_float, default=_D["retry_max_wait"],
+                   help="longest backoff in seconds (default %(default)s)")
     g.add_argument("--request-timeout", type=positive_float, default=_D["request_timeout"],
-                   help="seconds one request may take in all (connect, send, wait, read)")
+                   help="seconds one request may take in all (connect, send, wait, read; default %(default)s)")
     g.add_argument("--no-vllm-extras", action="store_true",
                    help="send only standard OpenAI fields (no skip_special_tokens, chat_template, "
                         "mm_processor_kwargs): for endpoints that are not vLLM")
 
 
 def add_baseline_flags(p):
-    p.add_argument("--fit-split", default=_D["fit_split"], help="split the blind prior is fitted on")
+    p.add_argument("--fit-split", default=_D["fit_split"], help="split the blind prior is fitted on (default %(default)s)")
     p.add_argument("--blind-question-box", action="store_true",
                    help="blind prior reads the box an identify question names (still never the image)")
 
@@ -408,21 +415,24 @@ def add_baseline_flags(p):
 def add_run_flags(p):
     """`sarchat infer` only: backend choice, the store, sharding and run control."""
     p.add_argument("--backend", type=backend_arg, default=_D["backend"],
-                   help=f"{', '.join(BACKENDS)} or package.module:Class")
+                   help=f"{', '.join(BACKENDS)} or package.module:Class (default %(default)s)")
     p.add_argument("--work-dir", default=None,
                    help="local folder for the store when --output is a URL (default ~/.cache/sarchat/infer/<hash>)")
     p.add_argument("--push-interval", type=non_negative_float, default=_D["push_interval"],
-                   help="seconds between uploads of this shard's part file when --output is a URL (0: every batch)")
+                   help="seconds between uploads of this shard's part file when --output is a URL "
+                        "(0: every batch; default %(default)s)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N selected dialogues (before sharding)")
-    p.add_argument("--num-shards", type=positive_int, default=_D["num_shards"])
-    p.add_argument("--shard-index", type=non_negative_int, default=_D["shard_index"])
+    p.add_argument("--num-shards", type=positive_int, default=_D["num_shards"],
+                   help="split the selected dialogues into this many shards, one process each (default %(default)s)")
+    p.add_argument("--shard-index", type=non_negative_int, default=_D["shard_index"],
+                   help="the shard this process runs, 0 .. --num-shards - 1 (default %(default)s)")
     p.add_argument("--spawn-shards", action="store_true",
                    help="start --num-shards processes here (one GPU each), wait, merge")
     p.add_argument("--gpus", default=None, help="GPU ids for --spawn-shards, e.g. 0,1,2,3 (default 0..K*TP-1)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="samples per batch (and per fsync)")
     p.add_argument("--merge-only", action="store_true", help="only rewrite predictions.parquet from the store")
     p.add_argument("--no-merge", action="store_true", help="do not merge at the end (spawned shards)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument("--progress-position", type=non_negative_int, default=None, help=argparse.SUPPRESS)
 
 

@@ -123,18 +123,53 @@ def _imports_beam(argv):
     return proc.stdout.strip().splitlines()[-1] == "BEAM" or " apache_beam" in proc.stderr
 
 
-BEAM_AT_HELP = "generate.py imports FORMATS from transforms/generate/pipeline.py (a Beam module) to build its parser"
-
-
-@pytest.mark.parametrize("command", [
-    "synth", "demo", "infer",
-    pytest.param("generate", marks=pytest.mark.xfail(reason=BEAM_AT_HELP, strict=True)),
-    pytest.param("regenerate", marks=pytest.mark.xfail(reason=BEAM_AT_HELP + " (regenerate uses its flags)", strict=True)),
-    pytest.param("stats", marks=pytest.mark.xfail(reason="stats.py imports Beam at the top", strict=True)),
-    pytest.param("score", marks=pytest.mark.xfail(reason="score.py imports Beam at the top", strict=True)),
-])
+@pytest.mark.parametrize("command", ["synth", "demo", "infer", "generate", "regenerate", "stats", "score"])
 def test_help_does_not_import_beam(command):
     assert not _imports_beam([command, "--help"])
+
+
+def _no_default(value) -> bool:
+    return value is None or value is False or value is argparse.SUPPRESS or (isinstance(value, (list, tuple)) and not value)
+
+
+def flag_help_problems(parser) -> list:
+    """'FLAG: why' for each optional flag without help text, or whose help does not show its default
+    (a default other than None/False/[] must appear, as written by %(default)s or literally, beside
+    the word "default")."""
+    formatter = parser._get_formatter()
+    problems = []
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction) or action.help is argparse.SUPPRESS:
+            continue
+        flag = action.option_strings[0]
+        if not (action.help or "").strip():
+            problems.append(f"{flag}: no help")
+            continue
+        if _no_default(action.default):
+            continue
+        shown = formatter._expand_help(action)
+        if "default" not in shown.lower() or str(action.default) not in shown:
+            problems.append(f"{flag}: help does not show its default {action.default!r}")
+    return problems
+
+
+def test_the_flag_help_check_can_fail():
+    p = flags.ArgumentParser(prog="sarchat x")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--size", type=int, default=4000, help="images per shard")
+    p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
+    p.add_argument("--root", default=None, help="image root (default: the input)")
+    p.add_argument("--secret", default=3, help=argparse.SUPPRESS)
+    assert flag_help_problems(p) == ["--quiet: no help", "--size: help does not show its default 4000"]
+
+
+@pytest.mark.parametrize("command", sorted(cli.SUBCOMMANDS))
+def test_every_flag_has_help_showing_its_default(command):
+    import importlib
+
+    parser = importlib.import_module(cli.SUBCOMMANDS[command][0]).build_parser()
+    assert len([a for a in parser._actions if a.option_strings]) > 1   # more than --help: flags were checked
+    assert flag_help_problems(parser) == []
 
 
 def test_a_bad_flag_answers_before_beam_is_imported():

@@ -24,12 +24,10 @@ from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
 from sarchat.transforms.generate.columnar import build_shard_table
 from sarchat.transforms.generate.dialogues import DialogueBuilder
+from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS  # noqa: F401 (re-exported)
 from sarchat.transforms.schema import seeded_int
 
 NAMESPACE = "sarchat.generate"
-FORMATS = ("parquet", "tfrecord", "swift", "authors")
-DEFAULT_FORMATS = ("parquet", "tfrecord", "swift")
-TFRECORD_COMPRESSIONS = ("none", "gzip")
 # Formats built from the per-shard ms-swift part files.
 _SWIFT_BASED = ("swift", "authors")
 
