@@ -72,7 +72,37 @@ def test_browser_renders_table_charts_and_images(rendered):
     assert int(a["data-svgs-total"]) >= 6 and a["data-svgs-rendered"] == a["data-svgs-total"], a
     # images: every embedded image decoded
     assert int(a["data-images-total"]) >= 6 and a["data-images-ok"] == a["data-images-total"], a
-    assert "<h2>Samples</h2>" in dom and "<h2>Dataset</h2>" in dom
+    assert re.search(r'<h2 id="[^"]+">Samples</h2>', dom) and re.search(r'<h2 id="[^"]+">Dataset</h2>', dom)
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_report_says_what_it_shows_and_nothing_overflows(chromium, tiny_demo, tmp_path, width):  # noqa: F811
+    report_path = os.path.join(tiny_demo[0], "results", "report.html")
+    proc = run_chromium(chromium, tmp_path, "file://" + report_path, "--dump-dom", f"--window-size={width},900")
+    assert proc.returncode == 0 and "<body" in proc.stdout, proc.stderr[-3000:]
+    dom, a = proc.stdout, body_attrs(proc.stdout)
+    assert a.get("data-render-check") == "done" and a["data-window-width"] == str(width), a
+    # header and provenance: synthetic source, sizes, fingerprint, toolkit version, date, backends
+    header = dom[dom.index("<header"):dom.index("</header>")]
+    for text in ("SYNTHETIC", "dialogues", "Dataset version", "sarchat ", " UTC", "Backend", "Adapter"):
+        assert text in header, text
+    for model in ("cfar", "blind", "oracle"):  # the demo's baselines: backend named after the model
+        assert f'<td class="l">{model}</td><td class="l">{model}</td><td class="l">sarchat</td>' in header, model
+    assert re.search(r"<dt>Dataset version</dt><dd>[0-9a-f]{16}</dd>", header)
+    assert 'id="test-set-warning"' in dom and "synthetic" in dom.split('id="test-set-warning"')[1][:200]
+    assert dom.count("<nav class=\"toc\"") == 1
+    # radar: task labels as text, every line named, no axis label over a marker
+    texts = a["data-radar-texts"].split("|")
+    assert {"Classification", "Referring", "20", "100", "InternVL2.5-8B (8B)", "oracle"} <= set(texts), texts
+    assert int(a["data-radar-named-lines"]) == 16 + 3
+    assert a["data-radar-label-marker-overlaps"] == "0"
+    # samples: captions count truth boxes found
+    captions = re.findall(r"<figcaption>([^<]*truth boxes found[^<]*)</figcaption>", dom)
+    assert captions and all(re.search(r": \d+ of \d+ truth boxes found", c) for c in captions), captions[:5]
+    assert any(c.startswith("oracle:") and re.search(r"(\d+) of \1 truth", c) for c in captions)
+    # nothing wider than the window, no element beyond its right edge (but inside a table's scroller)
+    assert int(a["data-scroll-width"]) <= width, a
+    assert a["data-overflow-count"] == "0", a["data-overflowing"]
 
 
 def _rect(attr):
