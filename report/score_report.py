@@ -577,7 +577,7 @@ def _html_table(header, rows, row_classes=None, left=2, cls=None):
 def render_html(models_metrics, breakdowns=None, extra_sections=(), include_paper=True,
                 title="SARChat-Bench results", unattributed_rejects=0, context=None, now=None):
     """The whole report as one self-contained HTML page (inline SVG charts, inline CSS): a header
-    saying what it shows, a table of contents, then the sections (each <h2> gets an id)."""
+    saying what it shows, a table of contents, then the sections (each <h2> with an anchor)."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
              "<meta name='viewport' content='width=device-width, initial-scale=1'>"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -646,7 +646,7 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
 
 
 def _with_toc(page):
-    """Give every <h2> an id and put a table of contents where the page says @@TOC@@."""
+    """Give every <h2> an anchor and put a table of contents where the page says @@TOC@@."""
     titles, seen = [], set()
 
     def add_id(m):
@@ -656,7 +656,8 @@ def _with_toc(page):
             sid += "-2"
         seen.add(sid)
         titles.append((sid, text))
-        return f"<h2 id='{sid}'>{m.group(1)}</h2>"
+        # the id on an empty anchor just before the heading keeps the heading itself a bare <h2>
+        return f"<a class='anchor' id='{sid}'></a><h2>{m.group(1)}</h2>"
 
     page = re.sub(r"<h2>(.*?)</h2>", add_id, page)
     toc = ("<nav class='toc' id='contents'><b>Contents</b><ol>"

@@ -106,7 +106,7 @@ def test_inference_errors_and_dataset_versions_are_reported():
             "(allowed by --allow-version-mismatch)") in md
     assert "- model-c: dataset version v1; the predictions record no version" in md
     page = report.render_html([a, b, c], BREAKDOWNS)
-    assert ">Inference errors per task</h2>" in page and "<li class=warn>model-b: WARNING" in page
+    assert "<h2>Inference errors per task</h2>" in page and "<li class=warn>model-b: WARNING" in page
     board = [{"rank": 1, "model": "m", "overall": 1.0, "overall_ci95": [None, None], "overall_macro": None,
               "tasks": {t: None for t in TASKS}, "parse_failures": 2, "inference_errors": 5,
               "missing_predictions": 0, "rejected": 1}]
@@ -186,7 +186,7 @@ def test_test_set_warning_beside_the_paper_rows():
     other = [dict(MODELS[0], n={"tasks": shifted, "columns": {}})]
     assert "task sizes differ" in report.test_set_warning(real, other)
     page = report.render_html(MODELS, context=synthetic_context())
-    t3 = page.index(">Table 3: this run and the paper's published rows</h2>")
+    t3 = page.index("<h2>Table 3: this run and the paper's published rows</h2>")
     assert t3 < page.index("id='test-set-warning'") < page.index("<td class=l>paper, Table 3</td>")
     md = report.render_markdown(MODELS, context=synthetic_context())
     assert md.index("## Table 3") < md.index("> **Warning: this run's test set is synthetic") < md.index("| Source |")
@@ -196,7 +196,7 @@ def test_test_set_warning_beside_the_paper_rows():
 def test_table_of_contents_links_every_section():
     sec = report.Section("Samples", html="<p>s</p>", markdown="s")
     page = report.render_html(MODELS, BREAKDOWNS, extra_sections=[sec])
-    ids = re.findall(r"<h2 id='([^']+)'>", page)
+    ids = re.findall(r"<a class='anchor' id='([^']+)'></a><h2>", page)
     assert len(ids) == page.count("<h2") >= 8 and len(set(ids)) == len(ids)
     toc = page[page.index("<nav class='toc'"):page.index("</nav>")]
     assert re.findall(r"href='#([^']+)'", toc) == ids
