@@ -108,6 +108,23 @@ def test_report_says_what_it_shows_and_nothing_overflows(chromium, tiny_demo, tm
     assert a["data-overflow-count"] == "0", a["data-overflowing"]
 
 
+def test_clicking_a_sample_image_enlarges_it(chromium, tiny_demo, tmp_path):  # noqa: F811
+    page = open(os.path.join(tiny_demo[0], "results", "report.html"), encoding="utf-8").read()
+    click = ("<script>window.addEventListener('load', function () {"
+             "var img = document.querySelector('.samples label.zoom img'), b = document.body;"
+             "b.setAttribute('data-before', Math.round(img.getBoundingClientRect().width));"
+             "img.click();"
+             "b.setAttribute('data-after', Math.round(img.getBoundingClientRect().width));"
+             "b.setAttribute('data-fixed', getComputedStyle(img.parentElement).position);"
+             "});</script></body>")
+    copy = tmp_path / "clicked.html"
+    copy.write_text(page.replace("</body>", click, 1) if page.count("</body>") == 1 else page, encoding="utf-8")
+    proc = run_chromium(chromium, tmp_path, "file://" + str(copy), "--dump-dom", "--window-size=1024,900")
+    a = body_attrs(proc.stdout)
+    assert a.get("data-fixed") == "fixed", a
+    assert int(a["data-after"]) >= 2 * int(a["data-before"]) > 0, a
+
+
 def _rect(attr):
     x, y, w, h = (int(v) for v in attr.split(","))
     assert w > 0 and h > 0
