@@ -67,6 +67,39 @@ RENDER_CHECK_SCRIPT = """<script>
     }
     b.setAttribute('data-first-img-rect', rect(document.querySelector('.samples img')));
     b.setAttribute('data-first-svg-rect', rect(document.querySelector('svg')));
+    // horizontal overflow: elements whose right edge is beyond the window, except inside a
+    // scrollable table wrapper (.table-wrap) or a closed zoom overlay
+    var vw = window.innerWidth, over = [];
+    var all = document.body.getElementsByTagName('*');
+    for (var k = 0; k < all.length; k++) {
+      var el = all[k];
+      if (el.closest('.table-wrap') && el.className !== 'table-wrap') continue;
+      var rr = el.getBoundingClientRect();
+      if (rr.width > 0 && rr.right + window.scrollX > vw + 0.5) over.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && el.className.baseVal === undefined ? '.' + el.className : ''));
+    }
+    b.setAttribute('data-window-width', vw);
+    b.setAttribute('data-scroll-width', document.documentElement.scrollWidth);
+    b.setAttribute('data-overflowing', over.slice(0, 20).join(' '));
+    b.setAttribute('data-overflow-count', over.length);
+    // the radar: its text labels, named lines, and labels that overlap a marker
+    var radar = document.querySelector('#radar svg'), texts = [], named = 0, hits = 0;
+    if (radar) {
+      var tx = radar.querySelectorAll('text');
+      for (var t = 0; t < tx.length; t++) texts.push(tx[t].textContent.trim());
+      named = radar.querySelectorAll('g.radar-line > title').length;
+      var marks = radar.querySelectorAll('g.radar-line use');
+      var axisLabels = radar.querySelectorAll('g[id^="xtick"] text, g[id^="ytick"] text');
+      for (var u = 0; u < axisLabels.length; u++) {
+        var a = axisLabels[u].getBoundingClientRect();
+        for (var v = 0; v < marks.length; v++) {
+          var q = marks[v].getBoundingClientRect();
+          if (q.width > 0 && a.left < q.right && q.left < a.right && a.top < q.bottom && q.top < a.bottom) hits++;
+        }
+      }
+    }
+    b.setAttribute('data-radar-texts', texts.join('|'));
+    b.setAttribute('data-radar-named-lines', named);
+    b.setAttribute('data-radar-label-marker-overlaps', hits);
     b.setAttribute('data-render-check', 'done');
   }
   if (document.readyState === 'complete') { check(); } else { window.addEventListener('load', check); }
@@ -387,9 +420,33 @@ def load_image(root, rel_path):
         return None
 
 
-def draw_panel(image, width, height, gt_boxes, gt_hit=None, pred_boxes=(), pred_ok=(), max_side=DEFAULT_MAX_SIDE):
+def _label(draw, box, text, color, font):
+    """`text` on a dark strip at the box's top left corner (above the box when there is room)."""
+    if not text:
+        return
+    x1, y1 = box[0], box[1]
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 4, bottom - top + 2
+    y = y1 - h if y1 - h >= 0 else y1
+    x = max(0, min(x1, draw.im.size[0] - w))
+    draw.rectangle([x, y, x + w, y + h], fill=(0, 0, 0))
+    draw.text((x + 2 - left, y + 1 - top), text, fill=color, font=font)
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_panel(image, width, height, gt_boxes, gt_hit=None, pred_boxes=(), pred_ok=(), max_side=DEFAULT_MAX_SIDE,
+               gt_labels=(), pred_labels=()):
     """A downscaled copy of `image` with truth boxes (green; dashed when missed) and predicted boxes
-    (red; dashed when unmatched), as a base64 JPEG data URI; also returns its size."""
+    (red; dashed when unmatched), each with its category label when given, as a base64 JPEG data
+    URI; also returns its size."""
     from PIL import ImageDraw
 
     im = image.copy()
@@ -412,19 +469,35 @@ def draw_panel(image, width, height, gt_boxes, gt_hit=None, pred_boxes=(), pred_
             _dashed_rect(draw, sc(b), GT_COLOR, lw)
         else:
             draw.rectangle(sc(b), outline=GT_COLOR, width=lw)
-    for b, ok in zip(pred_boxes or [], pred_ok or [True] * len(pred_boxes or [])):
+    for i, (b, ok) in enumerate(zip(pred_boxes or [], pred_ok or [True] * len(pred_boxes or []))):
         if ok:
             draw.rectangle(sc(b), outline=PRED_COLOR, width=lw)
         else:
             _dashed_rect(draw, sc(b), PRED_COLOR, lw)
+    font = _font()
+    labels = [(sc(b), gt_labels[i], GT_COLOR) for i, b in enumerate(gt_boxes or []) if i < len(gt_labels or ())]
+    labels += [(sc(b), pred_labels[i], PRED_COLOR) for i, b in enumerate(pred_boxes or [])
+               if i < len(pred_labels or ()) and pred_labels[i]]
+    for box, text, color in labels[:MAX_BOXES]:  # drawn last, so that no box line crosses a label
+        _label(draw, box, str(text), color, font)
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=82)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), size
 
 
-def _figure(uri, size, caption):
-    return (f"<figure><img src='{uri}' width='{size[0]}' height='{size[1]}' alt='{html.escape(caption, quote=True)}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+def _figure(uri, size, caption, key):
+    """An image that enlarges when clicked (CSS only: a hidden checkbox toggles a full-window view)."""
+    zid = "zoom-" + re.sub(r"[^A-Za-z0-9_-]", "_", key)
+    alt = html.escape(caption, quote=True)
+    return (f"<figure><input type='checkbox' class='zoom' id='{zid}'><label class='zoom' for='{zid}' "
+            f"title='click to enlarge / close'><img src='{uri}' width='{size[0]}' height='{size[1]}' alt='{alt}'>"
+            f"</label><figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def truth_caption(model, found, n_truth, n_pred, same_category=False, drawn=""):
+    """'model: k of n truth boxes found' -- divided by the truth boxes, never by the predicted ones."""
+    return (f"{model}: {found} of {n_truth} truth boxes found"
+            f"{' (same category)' if same_category else ''}, {n_pred} predicted{drawn}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +516,9 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
              "within a category), dashed when not (a dashed green box is a truth box the model missed). "
              "Marks: <span class='chip ok'>\u2713 scored right</span> <span class='chip bad'>\u2717 wrong</span> "
              "<span class='chip miss'>missed: in the truth, not in the answer</span>. "
-             "Per column TP / FP / FN as counted in the scores above.</p>")
+             "Per column TP / FP / FN as counted in the scores above. Under each model's panel: how many of the "
+             "sample's truth boxes it found (matched at IoU &ge; 0.5), out of all truth boxes. Boxes carry their "
+             "category. Click an image to enlarge it, click again to close.</p>")
     cards, md = [], []
     missing_images = 0
     for sid in order:
@@ -454,13 +529,15 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
         figs = []
         if image is None:
             missing_images += 1
-            figs.append(f"<div class='noimg'>image not available<br><code>{html.escape(str(row.get('image_path')))}"
-                        "</code></div>")
+            figs.append(f"<div class='noimg'><span>image not available</span><code>"
+                        f"{html.escape(str(row.get('image_path')))}</code></div>")
         else:
             gt_caption = "ground truth" if row.get("gt_boxes") else "image"
-            uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], max_side=max_side)
+            gt_labels = list(row.get("gt_categories") or [])
+            uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], max_side=max_side, gt_labels=gt_labels)
             n = len(row.get("gt_boxes") or [])
-            figs.append(_figure(uri, size, f"{gt_caption} ({n} box{'es' if n != 1 else ''})" if n else gt_caption))
+            figs.append(_figure(uri, size, f"{gt_caption} ({n} box{'es' if n != 1 else ''})" if n else gt_caption,
+                                f"{sid}-truth"))
             if task in BOX_TASKS:
                 for m in models:
                     res = (results.get((m, sid)) or {}).get("result") or {}
@@ -468,10 +545,12 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
                     ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
                     boxes = res.get("pred_boxes") or []
                     drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
+                    pcats = list(res.get("pred_box_categories") or []) if task == "grounding" else []
                     uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], gt_hit,
-                                           boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side)
-                    same = " (same category)" if task == "grounding" else ""
-                    figs.append(_figure(uri, size, f"{m}: {sum(ok)}/{len(ok)} boxes matched{same}{drawn}"))
+                                           boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side,
+                                           gt_labels=gt_labels, pred_labels=pcats[:MAX_BOXES])
+                    figs.append(_figure(uri, size, truth_caption(m, sum(gt_hit), len(gt_hit), len(boxes),
+                                                                 task == "grounding", drawn), f"{sid}-{m}"))
         qa = [f"<tr><th>Question</th><td class='l'>{_text(row.get('question'))}</td></tr>",
               f"<tr><th>Reference</th><td class='l ref'>{_text(row.get('answer'))}</td></tr>"]
         md.append(f"- `{sid}` ({task}{', ' + row['subset'] if row.get('subset') else ''}): "

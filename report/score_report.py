@@ -18,13 +18,16 @@ resource: a radar chart of the six task scores per model (as the paper's Figure 
 charts of the task scores per category and per object size. The paper's published Table 3 rows come
 from report/paper_table3.json and are labelled as the paper's everywhere they appear.
 """
+import datetime
 import html
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 
+from sarchat import __version__ as TOOLKIT_VERSION
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.fileio import join_path, write_text
 from sarchat.transforms.geometry import IDENTIFY_SIZES
@@ -167,18 +170,113 @@ def _t3_cells(row):
 
 
 # ---------------------------------------------------------------------------------------------
+# Header: what the report shows (data source, test split, versions, date, each model's backend)
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _test_dialogues(context, models_metrics):
+    n = (context or {}).get("dialogues")
+    if n is None and models_metrics:
+        n = sum((models_metrics[0].get("n") or {}).get("tasks", {}).values()) or None
+    return n
+
+
+def header_facts(context, models_metrics, now=None):
+    """[(label, text)] of the report's header. `context` is the scorer's report context
+    (score_inputs.report_context_of; None: only what metrics.json says); `now` the date shown."""
+    ctx = context or {}
+    src = ctx.get("source") or {"kind": "unknown", "name": "not recorded", "detail": ""}
+    kind = {"synthetic": "SYNTHETIC", "dataset": "dataset", "unknown": "unknown"}.get(src.get("kind"), "unknown")
+    source = f"{kind}: {src.get('name')}" + (f" ({src['detail']})" if src.get("detail") else "")
+    images, dialogues = ctx.get("images"), _test_dialogues(ctx, models_metrics)
+    split = ctx.get("split") or "test"
+    version = ctx.get("dataset_version") or next(
+        (m.get("dataset_version") for m in models_metrics if m.get("dataset_version")), None)
+    facts = [("Data source", source),
+             (f"Test split ({split})", f"{_count(images)} images, {_count(dialogues)} dialogues"),
+             ("Dataset version", version or "unknown (test rows given as files)"),
+             ("Toolkit", f"sarchat {TOOLKIT_VERSION}"),
+             ("Date", now or _utc_now())]
+    if ctx.get("dataset"):
+        facts.insert(1, ("Dataset folder", ctx["dataset"]))
+    return facts
+
+
+def _count(n):
+    return "unknown" if n is None else f"{n:,}"
+
+
+def model_rows(context, models_metrics):
+    """[model, backend, adapter, run folder] per model (from the run manifest beside its predictions)."""
+    known = (context or {}).get("models") or {}
+    rows = []
+    for m in models_metrics:
+        k = known.get(m["model"]) or {}
+        rows.append([m["model"], k.get("backend") or "unknown", k.get("adapter") or "unknown",
+                     k.get("run") or "– (no run manifest)"])
+    return rows
+
+
+MODEL_HEADER = ["Model", "Backend", "Adapter", "Run folder"]
+
+
+def test_set_warning(context, models_metrics, paper=None):
+    """A plain sentence when this run's test set is not the paper's (synthetic, or another size or
+    other task sizes than the paper's test split), else None."""
+    paper = paper or load_paper_table()
+    paper_counts = paper["test_task_counts"]
+    paper_n = sum(paper_counts.values())
+    src = ((context or {}).get("source") or {}).get("kind")
+    n = _test_dialogues(context, models_metrics)
+    ours = (models_metrics[0].get("n") or {}).get("tasks") if models_metrics else None
+    tail = (f"the paper's rows were measured on its SARDet-100K test split ({paper_n:,} dialogues), so they are "
+            "not comparable with this run's rows.")
+    if src == "synthetic":
+        return f"Warning: this run's test set is synthetic ({_count(n)} dialogues made by `sarchat synth`); " + tail
+    if n is not None and n != paper_n:
+        return f"Warning: this run's test set is not the paper's: {_count(n)} dialogues; " + tail
+    if ours and any(ours.get(t) != c for t, c in paper_counts.items()):
+        return ("Warning: this run's test set is not the paper's: its task sizes differ from the paper's "
+                "test split; " + tail)
+    return None
+
+
+def _slug(title):
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def _md_anchor(title):
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+# ---------------------------------------------------------------------------------------------
 # Markdown
 
 
-def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0):
+def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0,
+                    context=None, now=None):
     paper = load_paper_table() if include_paper else None
     out = ["# SARChat-Bench results", ""]
+    out += [f"- **{label}:** {text}" for label, text in header_facts(context, models_metrics, now)]
+    out.append("")
+    if models_metrics:
+        out.append(_md_table(MODEL_HEADER, model_rows(context, models_metrics)))
+        out.append("")
+    out.append("@@TOC@@")
+    out.append("")
     out.append("Scores in percent. Columns follow the paper's Table 3; *Avg score* is the overall score of "
                "Eq. 4 (task scores weighted by the number of test samples of the task, a task score being the "
                "mean of its non-null columns, Eq. 5). `–` marks a column without samples.")
     out.append("")
     out.append("## Table 3 (this run and the paper's published rows)" if include_paper else "## Table 3 (this run)")
     out.append("")
+    warning = test_set_warning(context, models_metrics, paper) if include_paper else None
+    if warning:
+        out += [f"> **{warning}**", ""]
     out.append(_md_table(TABLE3_HEADER, [_t3_cells(r) for r in table3_rows(models_metrics, include_paper)]))
     out.append("")
     if include_paper:
@@ -239,7 +337,9 @@ def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_
                 out.append("")
     for s in _resolve_sections(extra_sections):
         out += _section_md(s)
-    return "\n".join(out).rstrip() + "\n"
+    titles = [line[3:] for line in out if line.startswith("## ")]
+    toc = "**Contents:** " + " · ".join(f"[{t}](#{_md_anchor(t)})" for t in titles)
+    return "\n".join(toc if line == "@@TOC@@" else line for line in out).rstrip() + "\n"
 
 
 def _section_md(s):
@@ -285,39 +385,72 @@ def _cat_order(c):
 
 
 def radar_svg(models_metrics, include_paper=True):
-    """Radar chart of the six task scores per model; the paper's models as thin grey lines."""
+    """Radar chart of the six task scores per model (the paper's Figure 1).
+
+    This run's models: thick saturated lines with markers, drawn on top. The paper's models: thin
+    lines in muted colours, each named in the legend and, in the page, on hover (an SVG <title> on
+    its line). Text is kept as SVG text (svg.fonttype none) so that it stays readable and
+    searchable; task labels sit outside the 100 circle (tick padding) and the radial tick labels
+    between two axes, so neither collides with a marker."""
     plt = _pyplot()
     import matplotlib as mpl
 
     mpl.rcParams["svg.hashsalt"] = "sarchat"
+    mpl.rcParams["svg.fonttype"] = "none"
     n = len(TASKS)
     angles = [2 * math.pi * i / n for i in range(n)] + [0.0]
-    fig = plt.figure(figsize=(7.5, 6.5))
-    ax = fig.add_subplot(111, polar=True)
+    fig = plt.figure(figsize=(9.5, 6.2))
+    ax = fig.add_axes([0.04, 0.08, 0.52, 0.8], polar=True)
     ax.set_theta_offset(math.pi / 2)
     ax.set_theta_direction(-1)
     ax.set_xticks(angles[:-1])
     ax.set_xticklabels([TASK_LABELS[t].replace(" ", "\n", 1) for t in TASKS], fontsize=9)
+    ax.tick_params(axis="x", pad=24)
     ax.set_ylim(0, 100)
     ax.set_yticks([20, 40, 60, 80, 100])
     ax.set_yticklabels(["20", "40", "60", "80", "100"], fontsize=7, color="#666")
+    ax.set_rlabel_position(180 / n)  # halfway between the first two axes: no line passes there at a marker
+    titles = {}
+    handles_paper = []
     if include_paper:
+        muted = plt.get_cmap("tab20")
+        dashes = ("-", "--", ":", "-.")
         for i, r in enumerate(load_paper_table()["rows"]):
             s = paper_task_scores(r)
             vals = [s[t] or 0.0 for t in TASKS]
-            ax.plot(angles, vals + vals[:1], color="#bbbbbb", linewidth=0.8,
-                    label=f"{PAPER_LABEL} (16 models)" if i == 0 else None)
+            gid = f"radar-paper-{i}"
+            (line,) = ax.plot(angles, vals + vals[:1], color=muted((2 * i + 1) % 20), linewidth=1.0,
+                              linestyle=dashes[(i // 10) % len(dashes)], alpha=0.9, zorder=2,
+                              label=f"{r['model']} ({r.get('params') or '?'})")
+            line.set_gid(gid)
+            titles[gid] = f"{PAPER_LABEL}: {r['model']}"
+            handles_paper.append(line)
     cmap = plt.get_cmap("tab10")
     styles = ("-", "--", ":", "-.")
+    handles_ours = []
     for i, m in enumerate(models_metrics):
         vals = [m["tasks"].get(t) or 0.0 for t in TASKS]
+        gid = f"radar-run-{i}"
         # markers and line styles keep models with equal scores on some tasks apart
-        ax.plot(angles, vals + vals[:1], color=cmap(i % 10), linewidth=2, linestyle=styles[i % len(styles)],
-                marker="o", markersize=4, label=m["model"], alpha=0.9)
-        ax.fill(angles, vals + vals[:1], color=cmap(i % 10), alpha=0.06)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.05, 1.0), fontsize=8, frameon=False)
-    ax.set_title("Task scores (%)", fontsize=11, pad=18)
-    return _svg(fig)
+        (line,) = ax.plot(angles, vals + vals[:1], color=cmap(i % 10), linewidth=2.6, linestyle=styles[i % len(styles)],
+                          marker="o", markersize=5, label=m["model"], zorder=5)
+        line.set_gid(gid)
+        titles[gid] = f"this run: {m['model']}"
+        ax.fill(angles, vals + vals[:1], color=cmap(i % 10), alpha=0.06, zorder=4)
+        handles_ours.append(line)
+    if handles_ours:
+        leg = fig.legend(handles=handles_ours, loc="upper left", bbox_to_anchor=(0.6, 0.95), fontsize=9,
+                         frameon=False, title="this run", title_fontsize=9)
+        leg._legend_box.align = "left"
+    if handles_paper:
+        fig.legend(handles=handles_paper, loc="upper left", bbox_to_anchor=(0.6, 0.95 - 0.045 * (len(handles_ours) + 2)),
+                   fontsize=7.5, frameon=False, ncol=2, title=f"{PAPER_LABEL} (thin lines)", title_fontsize=8,
+                   columnspacing=1.0, handlelength=2.2)
+    fig.suptitle("Task scores (%)", fontsize=11, x=0.3, y=0.99)
+    svg = _svg(fig)
+    for gid, text in titles.items():  # names on hover: an SVG <title> as the first child of the line's group
+        svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}" class="radar-line"><title>{html.escape(text)}</title>', 1)
+    return svg
 
 
 def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
@@ -388,6 +521,12 @@ def size_chart(models_metrics, breakdowns):
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px 32px;color:#222;max-width:1800px}
+*{box-sizing:border-box} .table-wrap{overflow-x:auto;max-width:100%}
+dl.facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 14px;font-size:13px;margin:8px 0}
+dl.facts dt{font-weight:600;color:#444} dl.facts dd{margin:0;overflow-wrap:anywhere} dd.synthetic{color:#9b1c1c;font-weight:600}
+nav.toc{font-size:13px;margin:12px 0;padding:6px 12px;border:1px solid #ddd;border-radius:6px;background:#fafafa}
+nav.toc ol{margin:4px 0;padding-left:22px;columns:2 260px} nav.toc a{color:#1a4f8b}
+p.warn{color:#9b1c1c;font-weight:600;font-size:13px;max-width:1100px;border-left:4px solid #ef9a9a;padding-left:8px}
 h1{font-size:24px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 p.note{color:#555;font-size:13px;max-width:1100px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}
@@ -402,12 +541,16 @@ ul.note{color:#555;font-size:13px;max-width:1100px}
 figure{margin:0} figcaption{font-size:11px;color:#555;text-align:center;margin-top:2px}
 .stats-plots figure.plot{max-width:640px} .stats-tables{overflow-x:auto}
 .samples{display:flex;flex-direction:column;gap:18px}
-.sample-body{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .sample-body table.qa{flex:1 1 520px;margin-top:0}
+.sample-body{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .sample-body table.qa{flex:1 1 420px;min-width:0;margin-top:0}
+table.qa td{overflow-wrap:anywhere}
 .sample{border:1px solid #ddd;border-radius:6px;padding:8px 12px;background:#fcfcfc}
 .sample h3{margin:2px 0 8px;font-weight:600}
 .panels{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 .panels img{display:block;border:1px solid #ccc;image-rendering:auto}
-.noimg{width:200px;height:120px;border:1px dashed #bbb;color:#777;font-size:12px;display:flex;align-items:center;justify-content:center;text-align:center}
+.noimg{width:200px;min-height:120px;padding:6px;border:1px dashed #bbb;color:#777;font-size:12px;display:flex;flex-direction:column;align-items:center;justify-content:center;text-align:center;overflow-wrap:anywhere;word-break:break-all}
+input.zoom{display:none} label.zoom{cursor:zoom-in;display:block}
+input.zoom:checked+label.zoom{position:fixed;inset:0;z-index:10;background:rgba(0,0,0,.82);display:flex;align-items:center;justify-content:center;cursor:zoom-out}
+input.zoom:checked+label.zoom img{width:auto;height:auto;min-width:min(80vw,80vh);max-width:95vw;max-height:92vh}
 table.qa{width:100%;max-width:1400px;margin-top:8px} table.qa th{width:110px;text-align:left;vertical-align:top;max-width:none}
 table.qa td{white-space:normal;font-size:12.5px;line-height:1.45} table.qa td.ref{background:#f4fbf5}
 .marks{margin-top:4px} .cols{margin-top:3px;color:#666;font-size:11.5px}
@@ -420,27 +563,42 @@ table.qa td{white-space:normal;font-size:12.5px;line-height:1.45} table.qa td.re
 """
 
 
-def _html_table(header, rows, row_classes=None, left=2):
-    h = ["<table><thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in header) + "</tr></thead><tbody>"]
+def _html_table(header, rows, row_classes=None, left=2, cls=None):
+    """A table inside a horizontally scrollable wrapper (wide tables scroll, never widen the page)."""
+    h = [f"<div class='table-wrap'><table{f' class={cls}' if cls else ''}><thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in header) + "</tr></thead><tbody>"]
     for i, r in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes else ""
         cells = "".join(f'<td{" class=l" if j < left else ""}>{html.escape(str(c))}</td>' for j, c in enumerate(r))
         h.append(f"<tr{cls}>{cells}</tr>")
-    h.append("</tbody></table>")
+    h.append("</tbody></table></div>")
     return "\n".join(h)
 
 
 def render_html(models_metrics, breakdowns=None, extra_sections=(), include_paper=True,
-                title="SARChat-Bench results", unattributed_rejects=0):
-    """The whole report as one self-contained HTML page (inline SVG charts, inline CSS)."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+                title="SARChat-Bench results", unattributed_rejects=0, context=None, now=None):
+    """The whole report as one self-contained HTML page (inline SVG charts, inline CSS): a header
+    saying what it shows, a table of contents, then the sections (each <h2> with an anchor)."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    facts = header_facts(context, models_metrics, now)
+    parts.append("<header id='provenance'><dl class='facts'>" + "".join(
+        f"<dt>{html.escape(k)}</dt><dd{' class=synthetic' if v.startswith('SYNTHETIC') else ''}>{html.escape(v)}</dd>"
+        for k, v in facts) + "</dl>")
+    if models_metrics:
+        parts.append(_html_table(MODEL_HEADER, model_rows(context, models_metrics), left=4, cls="models"))
+    parts.append("</header>")
+    parts.append("@@TOC@@")
     parts.append("<p class='note'>Scores in percent. Columns follow the paper's Table 3. <i>Avg score</i> is the "
                  "overall score of Eq. 4: task scores (mean of their non-null columns, Eq. 5) weighted by each "
                  "task's number of test samples. Unparseable answers and missing predictions score as misses.</p>")
     t3 = table3_rows(models_metrics, include_paper)
     parts.append("<h2>Table 3: this run and the paper's published rows</h2>" if include_paper
                  else "<h2>Table 3: this run</h2>")
+    warning = test_set_warning(context, models_metrics) if include_paper else None
+    if warning:
+        parts.append(f"<p class='warn' id='test-set-warning'>{html.escape(warning)}</p>")
     parts.append(_html_table(TABLE3_HEADER, [_t3_cells(r) for r in t3],
                              ["run" if r[0] == "this run" else "paper" for r in t3], left=3))
     if include_paper:
@@ -468,7 +626,10 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
         parts.append(f"<p class='note'>{unattributed_rejects} malformed prediction lines belong to no model (files of "
                      "several models): see <code>rejected.jsonl</code>.</p>")
     parts.append("<h2>Task scores (radar, as the paper's Figure 1)</h2>")
-    parts.append(f"<div class='charts'>{radar_svg(models_metrics, include_paper)}</div>")
+    parts.append(f"<div class='charts' id='radar'>{radar_svg(models_metrics, include_paper)}</div>")
+    if include_paper:
+        parts.append("<p class='note'>This run's models: thick coloured lines with markers. The paper's models: thin "
+                     "lines, named in the legend and on hover.</p>")
     if breakdowns:
         cat = category_charts(models_metrics, breakdowns)
         if cat:
@@ -481,7 +642,27 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
     for s in _resolve_sections(extra_sections):
         parts += _section_html(s)
     parts.append(_HTML_END)
-    return "\n".join(parts) + "\n"
+    return _with_toc("\n".join(parts) + "\n")
+
+
+def _with_toc(page):
+    """Give every <h2> an anchor and put a table of contents where the page says @@TOC@@."""
+    titles, seen = [], set()
+
+    def add_id(m):
+        text = re.sub(r"<[^>]+>", "", m.group(1))
+        sid = "sec-" + _slug(html.unescape(text))
+        while sid in seen:
+            sid += "-2"
+        seen.add(sid)
+        titles.append((sid, text))
+        # the id on an empty anchor just before the heading keeps the heading itself a bare <h2>
+        return f"<a class='anchor' id='{sid}'></a><h2>{m.group(1)}</h2>"
+
+    page = re.sub(r"<h2>(.*?)</h2>", add_id, page)
+    toc = ("<nav class='toc' id='contents'><b>Contents</b><ol>"
+           + "".join(f"<li><a href='#{sid}'>{text}</a></li>" for sid, text in titles) + "</ol></nav>")
+    return page.replace("@@TOC@@", toc, 1)
 
 
 _HTML_END = "</body></html>"
@@ -492,11 +673,16 @@ def _section_html(s):
             getattr(s, "html", "") or f"<pre>{html.escape(getattr(s, 'markdown', '') or '')}</pre>"]
 
 
-def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=(), unattributed_rejects=0):
-    """Write report.md and report.html into `output_dir` (local or gs://)."""
+def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=(), unattributed_rejects=0,
+                  context=None, now=None):
+    """Write report.md and report.html into `output_dir` (local or gs://); `context`: what the header
+    says about the inputs (score_inputs.report_context_of), `now`: the date shown (default: now, UTC)."""
+    now = now or _utc_now()
     write_text(join_path(output_dir, "report.md"),
-               render_markdown(models_metrics, breakdowns, extra_sections, unattributed_rejects=unattributed_rejects),
+               render_markdown(models_metrics, breakdowns, extra_sections, unattributed_rejects=unattributed_rejects,
+                               context=context, now=now),
                "text/markdown")
     write_text(join_path(output_dir, "report.html"),
-               render_html(models_metrics, breakdowns, extra_sections, unattributed_rejects=unattributed_rejects),
+               render_html(models_metrics, breakdowns, extra_sections, unattributed_rejects=unattributed_rejects,
+                           context=context, now=now),
                "text/html")

@@ -142,3 +142,148 @@ def test_what_one_sample_shows_is_capped(tmp_path):
     assert f"(cut: {1000 + 2 - S.MAX_CHIPS} more marks not shown)" in sec.html  # count, 1000 boxes, the missed one
     assert f"{S.MAX_BOXES} of 1000 drawn" in sec.html
     assert len(sec.html) < 200_000
+
+
+# ---------------------------------------------------------------------------------------------
+# What the report shows: header, test-set warning, contents, radar names, sample captions
+
+
+def synthetic_context(dialogues=38, kind="synthetic"):
+    return {"dataset": "/d/dataset", "split": "test", "dataset_version": "abc123", "images": 5, "dialogues": dialogues,
+            "source": {"kind": kind, "name": "SARChat-Bench synthetic SAR dataset", "detail": "seed 0"},
+            "models": {"model-a": {"backend": "vllm", "adapter": "qwen2-vl", "run": "/runs/a"}}}
+
+
+def test_header_names_source_sizes_versions_date_and_each_models_backend():
+    page = report.render_html(MODELS, BREAKDOWNS, context=synthetic_context(), now="2026-01-02 03:04 UTC")
+    header = page[page.index("<header"):page.index("</header>")]
+    for text in ("SYNTHETIC: SARChat-Bench synthetic SAR dataset", "5 images, 38 dialogues", "abc123",
+                 f"sarchat {report.TOOLKIT_VERSION}", "2026-01-02 03:04 UTC", "/d/dataset"):
+        assert text in header, text
+    # model-a from its run manifest; model-b has none: unknown, not guessed
+    assert "<td class=l>model-a</td><td class=l>vllm</td><td class=l>qwen2-vl</td>" in header
+    assert "<td class=l>model-b</td><td class=l>unknown</td><td class=l>unknown</td>" in header
+    md = report.render_markdown(MODELS, context=synthetic_context(), now="2026-01-02 03:04 UTC")
+    assert "- **Data source:** SYNTHETIC: SARChat-Bench synthetic SAR dataset (seed 0)" in md
+    assert "- **Date:** 2026-01-02 03:04 UTC" in md and "| model-b | unknown | unknown |" in md
+    # without a context (external use): what metrics.json says, the rest unknown
+    bare = report.render_html(MODELS)
+    assert "unknown: not recorded" in bare and "20 dialogues" not in bare and "60 dialogues" in bare
+
+
+def test_test_set_warning_beside_the_paper_rows():
+    paper = report.load_paper_table()
+    counts = paper["test_task_counts"]
+    as_paper = [dict(MODELS[0], n={"tasks": dict(counts), "columns": {}})]
+    real = synthetic_context(sum(counts.values()), kind="dataset")
+    assert report.test_set_warning(real, as_paper) is None
+    # synthetic: warned whatever its size
+    assert "synthetic" in report.test_set_warning(synthetic_context(sum(counts.values())), as_paper)
+    # a named dataset of another size
+    assert "not the paper's: 38 dialogues" in report.test_set_warning(synthetic_context(38, kind="dataset"), as_paper)
+    # same total, other task sizes
+    shifted = dict(counts, classify=counts["classify"] - 1, count=counts["count"] + 1)
+    other = [dict(MODELS[0], n={"tasks": shifted, "columns": {}})]
+    assert "task sizes differ" in report.test_set_warning(real, other)
+    page = report.render_html(MODELS, context=synthetic_context())
+    t3 = page.index("<h2>Table 3: this run and the paper's published rows</h2>")
+    assert t3 < page.index("id='test-set-warning'") < page.index("<td class=l>paper, Table 3</td>")
+    md = report.render_markdown(MODELS, context=synthetic_context())
+    assert md.index("## Table 3") < md.index("> **Warning: this run's test set is synthetic") < md.index("| Source |")
+    assert "Warning" not in report.render_markdown(MODELS, context=synthetic_context(), include_paper=False)
+
+
+def test_table_of_contents_links_every_section():
+    sec = report.Section("Samples", html="<p>s</p>", markdown="s")
+    page = report.render_html(MODELS, BREAKDOWNS, extra_sections=[sec])
+    ids = re.findall(r"<a class='anchor' id='([^']+)'></a><h2>", page)
+    assert len(ids) == page.count("<h2") >= 8 and len(set(ids)) == len(ids)
+    toc = page[page.index("<nav class='toc'"):page.index("</nav>")]
+    assert re.findall(r"href='#([^']+)'", toc) == ids
+    assert page.index("</nav>") < page.index("<h2")
+    md = report.render_markdown(MODELS, BREAKDOWNS, extra_sections=[sec])
+    assert "[Samples](#samples)" in md and "[Table 3 (this run and the paper's published rows)](#table-3-this-run-and-" \
+        "the-papers-published-rows)" in md
+
+
+def test_radar_names_every_model_on_hover_and_in_the_legend():
+    svg = report.radar_svg(MODELS)
+    for r in report.load_paper_table()["rows"]:
+        assert f"<title>{report.PAPER_LABEL}: {r['model']}</title>" in svg, r["model"]
+        assert f">{r['model']} ({r['params']})<" in svg  # legend entry as SVG text
+    for m in MODELS:
+        assert f"<title>this run: {m['model']}</title>" in svg
+    for t in TASKS:
+        assert report.TASK_LABELS[t].split(" ")[0] in svg  # axis labels are text, not paths
+
+
+def test_sample_captions_divide_by_the_truth_boxes(tmp_path):
+    from PIL import Image
+
+    from sarchat.report import sample_sections as S
+
+    Image.new("RGB", (100, 100), (90, 90, 90)).save(tmp_path / "img.png")
+    truth = [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 70, 70]]
+    row = {"id": "s", "task": "count", "subset": None, "image_path": "img.png", "width": 100, "height": 100,
+           "question": "How many ships?", "answer": "4", "gt_boxes": truth, "gt_count": 4,
+           "gt_categories": ["ship"] * 4}
+    result = {"status": "ok", "pred_count": 1, "pred_boxes": [[0, 0, 10, 10]], "pred_labels": [],
+              "columns": ["count.iou50"], "tp": [1], "fp": [0], "fn": [3]}
+    sec = S.samples_section(["s"], {"s": row}, ["m"], {("m", "s"): {"prediction": "1", "error": None,
+                                                                     "result": result}}, image_root=str(tmp_path))
+    # one predicted box, right: 1 of the 4 truth boxes, not "1/1"
+    assert "m: 1 of 4 truth boxes found, 1 predicted" in sec.html and "1/1" not in sec.html
+    # every image enlarges on click (a checkbox and its label, no script)
+    assert sec.html.count("<input type='checkbox' class='zoom'") == sec.html.count("<img") == 2
+
+
+def test_boxes_carry_their_category_label():
+    from PIL import Image
+
+    from sarchat.report import sample_sections as S
+
+    image = Image.new("RGB", (200, 200), (0, 0, 0))
+    box = [[60, 80, 140, 160]]
+    plain, _ = S.draw_panel(image, 200, 200, box, max_side=200)
+    labelled, _ = S.draw_panel(image, 200, 200, box, max_side=200, gt_labels=["aircraft"])
+
+    def pixels(uri):
+        import base64
+        import io
+
+        im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+        return im.crop((60, 60, 140, 79))  # the strip above the box, where the label goes
+
+    from PIL import ImageStat
+
+    assert ImageStat.Stat(pixels(plain)).mean[1] < 5
+    assert ImageStat.Stat(pixels(labelled)).mean[1] > 5  # green text drawn there
+
+
+def test_data_source_comes_from_the_annotation_files_info(tmp_path):
+    import hashlib
+    import json
+
+    from sarchat.transforms.score import score_inputs as SI
+
+    def entry(doc):
+        path = tmp_path / f"ann-{len(list(tmp_path.iterdir()))}.json"
+        data = json.dumps(doc).encode()
+        path.write_bytes(data)
+        return path, {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+    _, synth = entry({"info": {"generator": "sarchat synth", "description": "synthetic SAR", "seed": "7"},
+                      "images": []})
+    src = SI.data_source({"inputs": {"test": synth}}, "test")
+    assert src["kind"] == "synthetic" and src["name"] == "synthetic SAR" and "seed 7" in src["detail"]
+    _, real = entry({"info": {"description": "SARDet-100K"}, "images": []})
+    assert SI.data_source({"inputs": {"test": real}}, "test")["kind"] == "dataset"
+    assert SI.data_source({"inputs": {"test": real}}, "test")["name"] == "SARDet-100K"
+    # the file changed since generation (or is gone): nothing proven either way
+    path, changed = entry({"info": {"generator": "sarchat synth"}, "images": []})
+    path.write_text(json.dumps({"info": {"generator": "sarchat synth"}, "images": [1]}))
+    assert SI.data_source({"inputs": {"test": changed}}, "test")["kind"] == "unknown"
+    assert SI.data_source({"inputs": {"test": {"path": str(tmp_path / "gone.json")}}}, "test")["kind"] == "unknown"
+    assert SI.data_source(None, "test")["kind"] == "unknown"
+    # a generator recorded in the manifest's input entry itself wins
+    assert SI.data_source({"inputs": {"test": {"generator": "sarchat synth"}}}, "test")["kind"] == "synthetic"

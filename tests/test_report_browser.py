@@ -75,6 +75,56 @@ def test_browser_renders_table_charts_and_images(rendered):
     assert "<h2>Samples</h2>" in dom and "<h2>Dataset</h2>" in dom
 
 
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_report_says_what_it_shows_and_nothing_overflows(chromium, tiny_demo, tmp_path, width):  # noqa: F811
+    report_path = os.path.join(tiny_demo[0], "results", "report.html")
+    proc = run_chromium(chromium, tmp_path, "file://" + report_path, "--dump-dom", f"--window-size={width},900")
+    assert proc.returncode == 0 and "<body" in proc.stdout, proc.stderr[-3000:]
+    dom, a = proc.stdout, body_attrs(proc.stdout)
+    assert a.get("data-render-check") == "done" and a["data-window-width"] == str(width), a
+    # header and provenance: synthetic source, sizes, fingerprint, toolkit version, date, backends
+    header = dom[dom.index("<header"):dom.index("</header>")]
+    for text in ("SYNTHETIC", "dialogues", "Dataset version", "sarchat ", " UTC", "Backend", "Adapter"):
+        assert text in header, text
+    for model in ("cfar", "blind", "oracle"):  # the demo's baselines: backend named after the model
+        assert f'<td class="l">{model}</td><td class="l">{model}</td><td class="l">sarchat</td>' in header, model
+    assert re.search(r"<dt>Dataset version</dt><dd>[0-9a-f]{16}</dd>", header)
+    assert 'id="test-set-warning"' in dom and "synthetic" in dom.split('id="test-set-warning"')[1][:200]
+    assert dom.count("<nav class=\"toc\"") == 1
+    toc = dom[dom.index("<nav"):dom.index("</nav>")]
+    anchors = re.findall(r'<a class="anchor" id="([^"]+)"></a><h2>', dom)
+    assert re.findall(r'href="#([^"]+)"', toc) == anchors and len(anchors) >= 10
+    # radar: task labels as text, every line named, no axis label over a marker
+    texts = a["data-radar-texts"].split("|")
+    assert {"Classification", "Referring", "20", "100", "InternVL2.5-8B (8B)", "oracle"} <= set(texts), texts
+    assert int(a["data-radar-named-lines"]) == 16 + 3
+    assert a["data-radar-label-marker-overlaps"] == "0"
+    # samples: captions count truth boxes found
+    captions = re.findall(r"<figcaption>([^<]*truth boxes found[^<]*)</figcaption>", dom)
+    assert captions and all(re.search(r": \d+ of \d+ truth boxes found", c) for c in captions), captions[:5]
+    assert any(c.startswith("oracle:") and re.search(r"(\d+) of \1 truth", c) for c in captions)
+    # nothing wider than the window, no element beyond its right edge (but inside a table's scroller)
+    assert int(a["data-scroll-width"]) <= width, a
+    assert a["data-overflow-count"] == "0", a["data-overflowing"]
+
+
+def test_clicking_a_sample_image_enlarges_it(chromium, tiny_demo, tmp_path):  # noqa: F811
+    page = open(os.path.join(tiny_demo[0], "results", "report.html"), encoding="utf-8").read()
+    click = ("<script>window.addEventListener('load', function () {"
+             "var img = document.querySelector('.samples label.zoom img'), b = document.body;"
+             "b.setAttribute('data-before', Math.round(img.getBoundingClientRect().width));"
+             "img.click();"
+             "b.setAttribute('data-after', Math.round(img.getBoundingClientRect().width));"
+             "b.setAttribute('data-fixed', getComputedStyle(img.parentElement).position);"
+             "});</script></body>")
+    copy = tmp_path / "clicked.html"
+    copy.write_text(page.replace("</body>", click, 1) if page.count("</body>") == 1 else page, encoding="utf-8")
+    proc = run_chromium(chromium, tmp_path, "file://" + str(copy), "--dump-dom", "--window-size=1024,900")
+    a = body_attrs(proc.stdout)
+    assert a.get("data-fixed") == "fixed", a
+    assert int(a["data-after"]) >= 2 * int(a["data-before"]) > 0, a
+
+
 def _rect(attr):
     x, y, w, h = (int(v) for v in attr.split(","))
     assert w > 0 and h > 0

@@ -378,8 +378,9 @@ class WriteReportsFn(beam.DoFn):
     report.md and report.html in OUT, with the samples section (from the shown ids' test rows and
     results) and the dataset section (a stats.json document) when there are any."""
 
-    def __init__(self, output_dir, stats=None, image_root=None, image_max_side=256, samples_per_task=0):
-        self.output_dir, self.stats = output_dir, stats
+    def __init__(self, output_dir, stats=None, image_root=None, image_max_side=256, samples_per_task=0,
+                 context=None):
+        self.output_dir, self.stats, self.context = output_dir, stats, context  # context: the report's header
         self.image_root, self.image_max_side, self.samples_per_task = image_root, image_max_side, samples_per_task
 
     def process(self, entries, shown_order=(), shown_rows=(), shown_results=(), orphan_rejects=()):
@@ -403,7 +404,7 @@ class WriteReportsFn(beam.DoFn):
         models = [e["metrics"] for e in entries]
         breakdowns = {e["model"]: e["breakdown"] for e in entries}
         score_report.write_reports(self.output_dir, models, breakdowns, sections,
-                                   unattributed_rejects=len(orphan_rejects))
+                                   unattributed_rejects=len(orphan_rejects), context=self.context)
         yield board
 
 
@@ -464,7 +465,8 @@ class ScorePredictions(beam.PTransform):
         board = (entries
                  | "AllModels" >> beam.combiners.ToList()
                  | "WriteReports" >> beam.ParDo(
-                     WriteReportsFn(s.output_dir, inp.stats, inp.image_root, s.image_max_side, per_task),
+                     WriteReportsFn(s.output_dir, inp.stats, inp.image_root, s.image_max_side, per_task,
+                                    inp.report_context),
                      shown_order=beam.pvalue.AsSingleton(shown), shown_rows=beam.pvalue.AsList(shown_rows),
                      shown_results=beam.pvalue.AsList(scored[ScoreBucketFn.SHOWN]),
                      orphan_rejects=beam.pvalue.AsList(of_none | "OrphanRecords" >> beam.Values())))
