@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from sarchat.transforms.adapters import ADAPTERS, get_adapter
+from sarchat.transforms.dataset_files import is_url
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms import fileio
 from sarchat.transforms.fileio import check_output_location
@@ -138,10 +139,6 @@ class InferenceConfig:
 
 
 # ---- validation -----------------------------------------------------------------------------------
-
-def is_url(path) -> bool:
-    return "://" in str(path)
-
 
 def check_no_overlap(dataset, output, flag="--output"):
     """OutputError when the run folder is the dataset folder, lies inside it or holds it: the run

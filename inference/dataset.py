@@ -18,15 +18,12 @@ import pyarrow.parquet as pq
 
 from sarchat.inference.config import DEFAULT_MAX_IMAGE_PIXELS, parse_tasks, task_entries, task_entry
 from sarchat.transforms import dataset_files
+from sarchat.transforms.dataset_files import is_url
 from sarchat.transforms.errors import DatasetError, InputError, UsageError
 from sarchat.transforms.schema import DIALOGUE_FIELDS
 
 # Columns every backend needs; backends add their own (oracle/blind need the answers).
 BASE_COLUMNS = ("id", "split", "task", "subset", "image_path", "image_id", "width", "height", "question")
-
-
-def is_url(path) -> bool:
-    return "://" in str(path)
 
 
 def _join(root, rel):
