@@ -101,6 +101,25 @@ def test_rerun_with_other_shards_and_formats_leaves_only_the_new_files(data, tmp
     assert on_disk(out) == listed | {"manifest.json", "parquet/test/my-notes.txt", "README-mine.md"}
     assert (out / "parquet" / "test" / "my-notes.txt").read_text() == "mine"
     assert second["dataset_version"] != first["dataset_version"]
+    # the format folders the second run does not write are gone, not left empty
+    assert not (out / "tfrecord").exists() and not (out / "swift").exists()
+
+
+def test_a_folder_holding_a_users_file_is_kept(data, tmp_path):
+    out = tmp_path / "out"
+    assert gen(data, out) == 0
+    (out / "tfrecord" / "test" / "mine.txt").write_text("mine")
+    assert gen(data, out, "--formats", "parquet") == 0
+    assert on_disk(out) >= {"tfrecord/test/mine.txt"}
+    assert sorted(os.listdir(out / "tfrecord" / "test")) == ["mine.txt"]
+    assert not (out / "swift").exists()
+
+
+def test_parent_folders_are_ours_and_deepest_first():
+    removed = ["manifest.json", "README.md", "tfrecord/test/dialogues-00000-of-00001.tfrecord",
+               "swift/_parts/test/count-00000.jsonl", "swift/test/count.jsonl"]
+    assert lifecycle.parent_folders(removed) == ["swift/_parts/test", "swift/_parts", "swift/test", "tfrecord/test",
+                                                 "swift", "tfrecord"]
 
 
 def test_stale_files_of_a_killed_run_without_manifest_are_removed(data, tmp_path):

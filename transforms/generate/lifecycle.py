@@ -73,6 +73,33 @@ def removable(old_manifest, present):
     return sorted(listed | {rel for rel in present if is_generated_name(rel)})
 
 
+def parent_folders(removed):
+    """The folders (relative, deepest first) that held the removed files, up to and including our
+    top-level folders: the ones a rerun may remove when they are left empty."""
+    folders = set()
+    for rel in removed:
+        parts = rel.split("/")[:-1]
+        while parts and parts[0] in OWN_FOLDERS:
+            folders.add("/".join(parts))
+            parts = parts[:-1]
+    return sorted(folders, key=lambda f: (-f.count("/"), f))
+
+
+def _remove_emptied_folders(output, removed):
+    """Local outputs only (an object store has no folders): remove the folders our deletions left
+    empty, so a rerun with fewer --formats leaves no empty format folder behind. os.rmdir refuses a
+    folder that still holds anything, so nothing of the user's can go."""
+    import os
+
+    if "://" in output:
+        return
+    for rel in parent_folders(removed):
+        try:
+            os.rmdir(os.path.join(output, *rel.split("/")))
+        except OSError:  # not empty (or already gone): keep it
+            pass
+
+
 def _relative(root, path):
     root = root.rstrip("/") + "/"
     return path[len(root):] if path.startswith(root) else None
@@ -131,4 +158,5 @@ def clear_previous_output(output):
         if FileSystems.exists(path):
             FileSystems.delete([path])
             removed.append(rel)
+    _remove_emptied_folders(output, removed)
     return removed
