@@ -4,8 +4,12 @@ import json
 import os
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+# Every small file that can change an answer: configs, the tokenizer and the chat template (newer
+# transformers save it as chat_template.jinja, beside or instead of chat_template.json).
 _CONFIG_FILES = ("config.json", "generation_config.json", "adapter_config.json",
-                 "preprocessor_config.json", "tokenizer_config.json", "chat_template.json")
+                 "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+                 "tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt",
+                 "special_tokens_map.json", "added_tokens.json", "chat_template.json", "chat_template.jinja")
 
 
 def stable_hash(obj, n=16) -> str:
@@ -17,7 +21,7 @@ def stable_hash(obj, n=16) -> str:
 def model_fingerprint(model: str, revision: str = None) -> dict:
     """Identify a checkpoint without reading gigabytes of weights.
 
-    A local folder: sha256 of its config files' bytes plus the names and sizes of its weight files
+    A local folder: sha256 of its config, tokenizer and chat-template files' bytes plus the names and sizes of its weight files
     (a retrained checkpoint changes sizes or configs; an identical copy elsewhere matches).
     A hub name: the name and revision.
     """

@@ -167,3 +167,20 @@ def test_mis_sized_image_is_a_per_sample_error(dataset, tmp_path):
     (conv, err), (conv2, err2) = backend.prepare([sample, Sample(rows[0], sample.image_location)])
     assert conv is None and "the dataset says" in err
     assert err2 is None and conv2[0]["content"][0]["type"] == "image_url"
+
+
+@pytest.mark.parametrize("name", ["chat_template.jinja", "tokenizer.json", "config.json", "preprocessor_config.json"])
+def test_local_model_fingerprint_follows_files_that_change_answers(tmp_path, name):
+    from sarchat.inference.fingerprint import model_fingerprint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in ("config.json", "tokenizer.json", "preprocessor_config.json", "chat_template.jinja"):
+        (model / f).write_text("{}")
+    (model / "model.safetensors").write_bytes(b"\0" * 64)
+    (model / "README.md").write_text("notes")
+    before = model_fingerprint(str(model))
+    (model / "README.md").write_text("other notes")  # prose does not decide answers
+    assert model_fingerprint(str(model)) == before
+    (model / name).write_text('{"changed": true}')
+    assert model_fingerprint(str(model)) != before
