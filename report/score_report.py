@@ -23,6 +23,7 @@ import html
 import io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -174,7 +175,12 @@ def _t3_cells(row):
 
 
 def _utc_now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    """The report's date. SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes it, so two
+    runs on the same inputs can give byte-identical reports; otherwise the current time, UTC."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch.isdigit()
+            else datetime.datetime.now(datetime.timezone.utc))
+    return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _test_dialogues(context, models_metrics):

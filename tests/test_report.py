@@ -287,3 +287,12 @@ def test_data_source_comes_from_the_annotation_files_info(tmp_path):
     assert SI.data_source(None, "test")["kind"] == "unknown"
     # a generator recorded in the manifest's input entry itself wins
     assert SI.data_source({"inputs": {"test": {"generator": "sarchat synth"}}}, "test")["kind"] == "synthetic"
+
+
+def test_report_date_is_fixed_by_source_date_epoch(monkeypatch):
+    from sarchat.report import score_report
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    assert score_report._utc_now() == "1970-01-02 00:00 UTC"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "not a number")  # ignored: the current time
+    assert re.fullmatch(r"20\d\d-\d\d-\d\d \d\d:\d\d UTC", score_report._utc_now())
