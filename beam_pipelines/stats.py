@@ -208,7 +208,7 @@ def run(argv=None, test=None):
         test(doc)
     written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"), progress_of(settings))
     if written is None:
-        print(f"sarchat stats: submitted; the job writes {FileSystems.join(args.output, 'stats.json')}, stats.md and plots/")
+        print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(args.output, 'stats.json')}, stats.md and plots/")
         return 0
     print(summary_text(written, time.time() - started))
     print(f"sarchat stats: outputs in {args.output} (stats.json, stats.md"

@@ -69,8 +69,9 @@ def run(argv=None) -> int:
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     if not args.quiet:
         print(json.dumps(summary, indent=2))
+        # stdout stays one JSON document (scripts parse it); where the dataset is goes to stderr
         print(f"sarchat synth: dataset in {args.out} (Annotations/train.json, Annotations/test.json"
-              + (")" if args.sardet_scale else ", JPEGImages/)"))
+              + (")" if args.sardet_scale else ", JPEGImages/)"), file=sys.stderr)
     return 0
 
 

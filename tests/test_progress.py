@@ -2,6 +2,7 @@
 --no-progress, worker counts summed across processes, and long commands run as a user runs them
 (stderr not a terminal: plain lines; stdout ends with where the outputs are)."""
 import io
+import json
 import os
 import re
 import subprocess
@@ -133,8 +134,10 @@ def test_synth_shows_progress_and_ends_with_where(synth_data):
     root, proc = synth_data
     lines = proc.stderr.splitlines()
     assert any(re.match(r"sarchat synth: rendering images: \d+ of 16 images \(\d+%\), ", ln) for ln in lines), proc.stderr
-    assert lines[-1].startswith("sarchat synth: rendering images: done, 16 images in ")
-    assert proc.stdout.splitlines()[-1].startswith(f"sarchat synth: dataset in {root / 'data'} ")
+    assert lines[-2].startswith("sarchat synth: rendering images: done, 16 images in ")
+    # stdout stays the JSON summary; the closing line says where the dataset is
+    assert json.loads(proc.stdout)["root"] == str(root / "data")
+    assert lines[-1].startswith(f"sarchat synth: dataset in {root / 'data'} ")
 
 
 def test_generate_multi_processing_shows_worker_progress(synth_data, tmp_path):
