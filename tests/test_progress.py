@@ -172,3 +172,26 @@ def test_no_progress_flag(synth_data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "writing dialogues" not in proc.stderr, proc.stderr
     assert proc.stdout.splitlines()[-1].startswith(f"sarchat generate: dataset in {tmp_path / 'o'} ")
+
+
+def test_live_progress_only_where_the_workers_run_here():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from sarchat.beam_pipelines.beam_options import runs_here
+
+    assert runs_here(PipelineOptions([]))
+    assert runs_here(PipelineOptions(["--runner", "DirectRunner", "--direct_running_mode", "multi_processing"]))
+    assert not runs_here(PipelineOptions(["--runner", "DataflowRunner"]))
+
+
+def test_the_leaderboard_text_shows_a_task_without_score_as_a_dash():
+    from sarchat.beam_pipelines.score import leaderboard_text
+
+    board = [{"rank": 1, "model": "m-long-name", "overall": 51.25,
+              "tasks": {"classify": 50.0, "describe": None, "count": 12.345, "grounding": 0.0, "identify": 99.95,
+                        "refer": 7.0}}]
+    head, columns, row = leaderboard_text(board).splitlines()
+    assert "Eq. 4" in head
+    assert columns.split() == ["#", "model", "overall", "classify", "describe", "count", "grounding", "identify",
+                               "refer"]
+    assert row.split() == ["1", "m-long-name", "51.2", "50.0", "-", "12.3", "0.0", "100.0", "7.0"]
