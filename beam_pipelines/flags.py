@@ -18,7 +18,7 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._renamed = []       # (old spelling, new flag, dest)
-        self._required = []      # (dest, flag): required, checked after the old spellings are resolved
+        self._required = []      # (action, flag): required, checked after the old spellings are resolved
 
     def error(self, message):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -40,15 +40,24 @@ class ArgumentParser(argparse.ArgumentParser):
         self._renamed.append((old, new, dest, target.dest, tuple(target.option_strings)))
 
     def require(self, flag):
-        """`flag` is required (checked after resolving old spellings, so an old spelling counts)."""
+        """`flag` is required; its old spelling (add_renamed) counts. The action stays marked
+        required (--help, the Flex Template check read it); argparse's own check is held off while
+        parsing and done here after the old spellings are resolved."""
         action = next(a for a in self._actions if flag in a.option_strings)
-        self._required.append((action.dest, flag))
+        action.required = True
+        self._required.append((action, flag))
 
     def parse_known_args(self, args=None, namespace=None):
         import sys
 
         words = list(sys.argv[1:] if args is None else args)
-        args, rest = super().parse_known_args(words, namespace)
+        for action, _ in self._required:
+            action.required = False
+        try:
+            args, rest = super().parse_known_args(words, namespace)
+        finally:
+            for action, _ in self._required:
+                action.required = True
         for old, new, dest, new_dest, new_spellings in self._renamed:
             old_value = getattr(args, dest, None)
             if hasattr(args, dest):
@@ -60,7 +69,7 @@ class ArgumentParser(argparse.ArgumentParser):
                                  f"(see `{self.prog} --help`)")
             setattr(args, new_dest, old_value)
             deprecation_note(self.prog, old, new)
-        missing = [flag for dest, flag in self._required if getattr(args, dest, None) in (None, [])]
+        missing = [flag for action, flag in self._required if getattr(args, action.dest, None) in (None, [])]
         if missing:
             self.error(f"the following arguments are required: {', '.join(missing)}")
         return args, rest

@@ -40,7 +40,7 @@ def build_parser():
     p = flags.ArgumentParser(prog="sarchat stats", description=__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=None,
-                   help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json); required")
+                   help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json)")
     p.add_renamed("--input", "--dataset")
     p.require("--dataset")
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="folder for stats.json, stats.md and plots/")

@@ -28,7 +28,7 @@ from sarchat.transforms.errors import UsageError
 def build_parser() -> argparse.ArgumentParser:
     p = flags.ArgumentParser(prog="sarchat synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--output", dest="out", default=None, type=flags.output_folder("--output"),
-                   help="output dataset root (created if missing); required")
+                   help="output dataset root (created if missing)")
     p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
                   help="deprecated: old spelling of --output (removed in 0.3.0)")
     p.require("--output")
