@@ -100,8 +100,37 @@ def submits_only(options) -> bool:
                 or options.view_as(TestOptions).dry_run)
 
 
-def launch(pipeline):
-    """Run the pipeline; wait for it unless it is only being submitted. Returns (result, finished)."""
+# Runners whose workers run on this machine with this process's environment: the FnApiRunner we
+# pick (in-process, or --direct_running_mode=multi_processing), and Beam's local runners by name.
+LOCAL_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner", "FnApiRunner", "PrismRunner")
+
+
+def runs_here(options) -> bool:
+    """True when the pipeline's workers run on this machine (progress can be shown live)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    return name is None or name.rsplit(".", 1)[-1] in LOCAL_RUNNERS
+
+
+def launch(pipeline, progress=None):
+    """Run the pipeline; wait for it unless it is only being submitted. Returns (result, finished).
+
+    progress: (label, stage, total, unit): while a local run goes, the workers' counts of `stage`
+    (transforms/progress.py) are shown on stderr as `label` (a bar, or a line every few seconds);
+    a remote job (Dataflow) gets one line saying where its progress is shown."""
+    from sarchat.transforms import progress as progress_display
+
+    if progress is not None and not submits_only(pipeline.options) and progress_display.enabled():
+        if runs_here(pipeline.options):
+            with progress_display.watching(*progress):
+                result = pipeline.run()
+                result.wait_until_finish()
+            return result, True
+        print(f"{progress[0].split(':')[0]}: the job runs remotely; its progress is the job's counters "
+              f"(namespace sarchat.{progress[1].split('.')[0]}) and the workers' log lines 'sarchat progress: {progress[1]}: N done'",
+              file=progress_display.stream(), flush=True)
     result = pipeline.run()
     if submits_only(pipeline.options):
         return result, False
@@ -109,11 +138,11 @@ def launch(pipeline):
     return result, True
 
 
-def launch_and_read_json(pipeline, path):
+def launch_and_read_json(pipeline, path, progress=None):
     """Launch; the JSON document the job wrote at `path` once it finished, None when only submitted."""
     from apache_beam.io.filesystems import FileSystems
 
-    _, finished = launch(pipeline)
+    _, finished = launch(pipeline, progress)
     if not finished:
         return None
     with FileSystems.open(path) as f:

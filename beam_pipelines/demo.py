@@ -1,6 +1,9 @@
-"""`sarchat demo [OUT]`: the whole toolkit on bundled synthetic data, on a CPU, in one command.
+"""`sarchat demo [--output OUT]`: the whole toolkit on bundled synthetic data, on a CPU, in one command.
 
-    sarchat demo [OUT] [--images N] [--seed S] [--tiny] [--verbose]
+    sarchat demo [--output OUT] [--images N] [--seed S] [--tiny] [--verbose] [--no-progress]
+
+(`sarchat demo OUT`, the folder as a positional argument, is the old spelling: accepted with a
+note until 0.3.0.)
 
 Stages, each the `run(argv)` of its own subcommand, called in this process:
 
@@ -13,8 +16,9 @@ Stages, each the `run(argv)` of its own subcommand, called in this process:
   7. score      OUT/results     one leaderboard of the three, metrics, report.md and report.html
                                 (with the dataset section and marked samples with their images)
 
-One progress line per stage (name, what it made, seconds); each stage's own output goes to
-OUT/logs/<stage>.log (--verbose shows it). Re-running into the same OUT reuses it: inference
+One line per stage (name, what it made, seconds); while a long stage runs, its progress (a bar on
+a terminal, a line every few seconds otherwise; --no-progress: none) goes to stderr. Each stage's
+own output goes to OUT/logs/<stage>.log (--verbose shows it). Re-running into the same OUT reuses it: inference
 resumes (nothing is answered twice) and the other stages overwrite their files with identical ones.
 Other settings (--images, --seed, --tiny) start the folder's stages afresh. --tiny is for tests
 and CI: fewer identify variants, Parquet only, no stats plots files, fewer bootstrap replicates.
@@ -40,6 +44,7 @@ import time
 import traceback
 
 from sarchat.beam_pipelines import flags
+from sarchat.transforms import progress
 from sarchat.transforms.errors import OutputError, RunFailed, SarchatError
 
 DEFAULT_OUT = "sarchat-demo"
@@ -65,13 +70,16 @@ def build_parser():
     p = flags.ArgumentParser(prog="sarchat demo", description=__doc__.split("\n\n")[0],
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("out", nargs="?", default=DEFAULT_OUT, type=flags.output_folder("OUT"),
+    p.add_argument("--output", dest="out", default=DEFAULT_OUT, type=flags.output_folder("--output"),
                    help=f"output folder (default ./{DEFAULT_OUT})")
+    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
+                  help="deprecated: old spelling of --output (removed in 0.3.0)")
     p.add_argument("--images", type=flags.at_least(10), default=None,
                    help=f"synthetic images, train + test, at least 10 (default {DEFAULT_IMAGES}; {TINY_IMAGES} with --tiny)")
     p.add_argument("--seed", default="0", help="seed of the synthetic data (default 0)")
     p.add_argument("--tiny", action="store_true", help="smallest useful setting (tests, CI)")
     p.add_argument("--verbose", action="store_true", help="show every stage's own output")
+    flags.add_progress_flag(p)
     return p
 
 
@@ -289,10 +297,14 @@ def run_stage(index, total, name, fn, argv, logs, verbose, describe=None):
     """Run `fn(argv)`; print one line with the stage's name, result and seconds; raise StageFailed."""
     log_path = os.path.join(logs, name.replace(" ", "-") + ".log")
     label = f"[{index}/{total}] {name:<13}"
-    print(label + ("\n" if verbose else ""), end="", flush=True)
+    # With progress on, the stage's progress (stderr) says what runs; the stage's line comes whole at
+    # its end, so that a bar or progress line never lands in the middle of it.
+    whole_line = progress.enabled() and not verbose
+    if not whole_line:
+        print(label + ("\n" if verbose else ""), end="", flush=True)
     t0 = time.perf_counter()
     error = None
-    with _captured(log_path, verbose) as log:
+    with progress.to_stream(sys.stderr, leave=verbose), _captured(log_path, verbose) as log:
         if log is not None:
             log.write("$ sarchat " + " ".join([name.split()[0]] + list(argv)) + "\n")
             log.flush()
@@ -312,7 +324,7 @@ def run_stage(index, total, name, fn, argv, logs, verbose, describe=None):
             rc, error = 1, e
     seconds = time.perf_counter() - t0
     if rc not in (0, None):
-        print((label if verbose else "") + f" FAILED after {seconds:.1f} s", flush=True)
+        print((label if verbose or whole_line else "") + f" FAILED after {seconds:.1f} s", flush=True)
         if isinstance(error, SarchatError):
             detail = str(error).strip().splitlines()[0]
         elif error is not None:
@@ -331,7 +343,7 @@ def run_stage(index, total, name, fn, argv, logs, verbose, describe=None):
         except Exception:  # a summary is a nicety
             what = ""
     line = f"{what:<52} {seconds:6.1f} s"
-    print((label + " " + line) if verbose else (" " + line), flush=True)
+    print((label + " " + line) if verbose or whole_line else (" " + line), flush=True)
     return seconds
 
 
@@ -389,20 +401,14 @@ def _describe_score(results):
 
 
 def _leaderboard_text(board):
-    from sarchat.transforms.schema import TASKS
+    from sarchat.beam_pipelines.score import leaderboard_text
 
-    short = {"classify": "class", "describe": "descr", "count": "count", "grounding": "ground",
-             "identify": "ident", "refer": "refer"}
-    head = f"  {'#':<2} {'model':<8} {'overall':>7}  " + " ".join(f"{short[t]:>6}" for t in TASKS)
-    lines = [head]
-    for r in board:
-        vals = " ".join(f"{(r['tasks'].get(t) if r['tasks'].get(t) is not None else float('nan')):6.1f}" for t in TASKS)
-        lines.append(f"  {r['rank']:<2} {r['model']:<8} {r['overall']:7.1f}  {vals}   {ABOUT.get(r['model'], '')}")
-    return "\n".join(lines)
+    return "\n".join(leaderboard_text(board, ABOUT).splitlines()[1:])  # the demo's own heading says the rest
 
 
 def run(argv=None):
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    flags.apply_progress_flag(args)
     images = args.images if args.images is not None else (TINY_IMAGES if args.tiny else DEFAULT_IMAGES)
     out = os.path.abspath(args.out)
     config = {"images": images, "seed": str(args.seed), "tiny": bool(args.tiny)}
@@ -418,24 +424,26 @@ def run(argv=None):
 
     tiny = args.tiny
     stages = [
-        ("synth", synth_stage.run, [data, "--images", str(images), "--seed", str(args.seed), "--quiet"],
+        ("synth", synth_stage.run, ["--output", data, "--images", str(images), "--seed", str(args.seed), "--quiet"],
          lambda: _describe_synth(data)),
         ("generate", generate_stage.run,
          ["--input", data, "--output", dataset] + (["--formats", "parquet", "--identify-variants", "2"] if tiny else []),
          lambda: _describe_generate(dataset)),
-        ("stats", stats_stage.run, ["--input", dataset, "--output", stats, "--plots", "none" if tiny else "png"],
+        ("stats", stats_stage.run, ["--dataset", dataset, "--output", stats, "--plots", "none" if tiny else "png"],
          lambda: _describe_stats(stats)),
     ]
     for b in BACKENDS:
         run_dir = os.path.join(runs, b)
         stages.append((f"infer {b}", infer_stage.run,
                        ["--dataset", dataset, "--split", "test", "--backend", b, "--output", run_dir,
-                        "--image-root", data, "--no-progress"],
+                        "--image-root", data],
                        (lambda d=run_dir, b=b: _describe_infer(d, b))))
+    if args.no_progress:  # the stages run in this process: each parses its own flags
+        stages = [(n, fn, list(a) + ["--no-progress"], d) for n, fn, a, d in stages]
     stages.append(("score", score_stage.run,
                    ["--dataset", dataset, "--output", results, "--image-root", data, "--stats", stats,
                     "--predictions"] + [os.path.join(runs, b, "predictions.parquet") for b in BACKENDS]
-                   + (["--bootstrap", "200", "--samples", "1"] if tiny else []),
+                   + (["--bootstrap", "200", "--samples", "1"] if tiny else []) + (["--no-progress"] if args.no_progress else []),
                    lambda: _describe_score(results)))
 
     note = {"new": "", "reused": " (reusing the earlier run here)",

@@ -17,9 +17,74 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self._renamed = []       # (old spelling, new flag, dest)
+        self._required = []      # (action, flag): required, checked after the old spellings are resolved
 
     def error(self, message):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def add_renamed(self, old, new, *, positional=False, **kwargs):
+        """`old` (a flag, or with positional=True a positional argument named `old`) is the previous
+        spelling of the flag `new` (added before): still accepted in this release, with a one-line
+        note on stderr; giving both is a UsageError. Listed in --help as deprecated."""
+        target = next(a for a in self._actions if new in a.option_strings)
+        dest = f"_renamed_{target.dest}_{len(self._renamed)}"
+        text = f"deprecated: old spelling of {new} (removed in {RENAMED_UNTIL})"
+        if positional:
+            self.add_argument(dest, nargs="?", default=None, metavar=old, help=kwargs.pop("help", text), **kwargs)
+        elif isinstance(target, argparse._StoreTrueAction):  # pylint: disable=protected-access
+            self.add_argument(old, dest=dest, action="store_true", default=None, help=text)
+        else:
+            self.add_argument(old, dest=dest, default=None, type=target.type, metavar=target.metavar or old.lstrip("-").upper(),
+                              nargs=target.nargs, help=text)
+        self._renamed.append((old, new, dest, target.dest, tuple(target.option_strings)))
+
+    def require(self, flag):
+        """`flag` is required; its old spelling (add_renamed) counts. The action stays marked
+        required (--help, the Flex Template check read it); argparse's own check is held off while
+        parsing and done here after the old spellings are resolved."""
+        action = next(a for a in self._actions if flag in a.option_strings)
+        action.required = True
+        self._required.append((action, flag))
+
+    def parse_known_args(self, args=None, namespace=None):
+        import sys
+
+        words = list(sys.argv[1:] if args is None else args)
+        for action, _ in self._required:
+            action.required = False
+        try:
+            args, rest = super().parse_known_args(words, namespace)
+        finally:
+            for action, _ in self._required:
+                action.required = True
+        for old, new, dest, new_dest, new_spellings in self._renamed:
+            old_value = getattr(args, dest, None)
+            if hasattr(args, dest):
+                delattr(args, dest)
+            if old_value is None:
+                continue
+            if any(w == n or w.startswith(n + "=") for w in words for n in new_spellings):
+                raise UsageError(f"{new} and its old spelling {old} both given: give {new} only "
+                                 f"(see `{self.prog} --help`)")
+            setattr(args, new_dest, old_value)
+            deprecation_note(self.prog, old, new)
+        missing = [flag for action, flag in self._required if getattr(args, action.dest, None) in (None, [])]
+        if missing:
+            self.error(f"the following arguments are required: {', '.join(missing)}")
+        return args, rest
+
+
+RENAMED_UNTIL = "0.3.0"  # the release that drops the old spellings
+
+
+def deprecation_note(prog, old, new):
+    """The one line an old spelling prints (stderr; never stdout, which may be a result)."""
+    import sys
+
+    shown = old if old.startswith("-") else f"the positional {old}"
+    print(f"{prog}: note: {shown} is now {new}; the old spelling will be removed in {RENAMED_UNTIL}",
+          file=sys.stderr, flush=True)
 
 
 def _int(text):
@@ -92,3 +157,17 @@ def output_folder(flag="--output"):
 def option_strings(parser) -> list:
     """Every flag a parser defines (--input, --image_root, -h, ...)."""
     return sorted(s for action in parser._actions for s in action.option_strings)
+
+
+def add_progress_flag(p):
+    """--no-progress: the one switch for progress on stderr, the same in every subcommand
+    (SARCHAT_NO_PROGRESS=1 does the same for every command)."""
+    p.add_argument("--no-progress", "--no_progress", action="store_true",
+                   help="no progress bar or progress lines on stderr (default: progress on for stages over a few seconds)")
+    return p
+
+
+def apply_progress_flag(args):
+    from sarchat.transforms import progress
+
+    progress.turn_off(bool(getattr(args, "no_progress", False)))

@@ -1,7 +1,7 @@
 """`sarchat generate`: COCO-format SAR detections -> the six SARChat tasks' dialogues.
 
     sarchat generate --input ROOT --output OUT [--splits train,test] [--formats parquet,tfrecord,swift,authors]
-                     [--seed S] [--identify-variants K] [any Beam pipeline option]
+                     [--seed S] [--identify-variants K] [--no-progress] [any Beam pipeline option]
 
 Flags this module does not know are Beam's (e.g. --runner, --direct_num_workers,
 --direct_running_mode, --project); see beam_pipelines/beam_options.py for the default runner.
@@ -37,6 +37,7 @@ def build_parser():
     p.add_argument("--output", required=True, type=flags.output_folder("--output"),
                    help="output folder (local path or gs://)")
     add_generation_arguments(p)
+    flags.add_progress_flag(p)
     return p
 
 
@@ -179,6 +180,7 @@ def build(p, args, output, formats, splits, config, manifest_base):
 def run(argv=None, test=None):
     """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
     args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    flags.apply_progress_flag(args)
     from apache_beam.io.filesystems import FileSystems  # after the flags: a bad flag answers without Beam
 
     formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
@@ -192,12 +194,20 @@ def run(argv=None, test=None):
     if test is not None:
         test(manifest, rejects)
     manifest_path = FileSystems.join(args.output, "manifest.json")
-    written = launch_and_read_json(pipeline, manifest_path)
+    written = launch_and_read_json(pipeline, manifest_path, progress_of(splits))
     if written is None:
         print(f"sarchat generate: submitted; {manifest_path} is written last, when the job finishes")
         return 0
     print(summary_table(written, time.time() - started))
+    print(f"sarchat generate: dataset in {args.output} ({', '.join(formats)}; file list: {manifest_path})")
     return 0
+
+
+def progress_of(splits):
+    """(label, stage, total, unit) of the run's progress (beam_options.launch): images written into
+    dialogue shards, out of the annotation files' images."""
+    return ("sarchat generate: writing dialogues", "generate.images",
+            sum(s["fingerprint"]["images"] for s in splits), "images")
 
 
 def summary_table(manifest, elapsed=None) -> str:
@@ -216,7 +226,7 @@ def summary_table(manifest, elapsed=None) -> str:
                 for reason, n in reasons.items():
                     lines.append(f"    {reason:<28} {n:>8}")
     if elapsed is not None:
-        lines.append(f"wrote {manifest['config']['formats']} in {elapsed:.1f} s")
+        lines.append(f"wrote {', '.join(manifest['config']['formats'])} in {elapsed:.1f} s")
     return "\n".join(lines)
 
 

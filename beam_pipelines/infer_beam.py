@@ -13,6 +13,7 @@ import sys
 
 from apache_beam.io.filesystems import FileSystems
 
+from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.inference import beam_handler
 from sarchat.inference.config import (InferenceConfig, OneLineParser, add_dataset_flags, add_model_flags,
@@ -42,6 +43,8 @@ def build_parser():
                    help="engines per VM (e.g. one per GPU with --tensor-parallel-size 1)")
     g.add_argument("--engine-factory", "--engine_factory", default=None, metavar="MODULE:CALLABLE",
                    help="build the engine with this callable instead of vllm.LLM (tests, custom engines)")
+    if not any("--no-progress" in a.option_strings for a in p._actions):
+        flags.add_progress_flag(p)
     return p
 
 
@@ -59,6 +62,7 @@ def run(argv=None, test=None):
     """Entry point; `test(predictions_pcoll, manifest_pcoll)` may add assertions inside the pipeline."""
     args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     args.backend = "vllm"
+    flags.apply_progress_flag(args)
     try:
         config = InferenceConfig.from_args(args)
         factory = load_callable(args.engine_factory) if args.engine_factory else None
@@ -75,7 +79,7 @@ def run(argv=None, test=None):
         return exc.exit_code
     if test is not None:
         test(predictions, written)
-    _, finished = launch(p)
+    _, finished = launch(p, ("sarchat infer-beam: answering", "infer.samples", None, "samples"))
     where = FileSystems.join(config.output, "manifest.json")
     print(f"sarchat infer-beam: {'wrote' if finished else 'submitted; the job writes'} "
           f"{FileSystems.join(config.output, 'predictions', 'part-*.parquet')} and {where} "

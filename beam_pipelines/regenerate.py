@@ -59,6 +59,7 @@ def build_parser():
     p.add_argument("--output-base", "--output_base", required=True, type=flags.output_folder("--output-base"),
                    help="folder holding the versions v-<hash>/, LATEST and temporary folders (local path or gs://)")
     generate.add_generation_arguments(p)
+    flags.add_progress_flag(p)
     return p
 
 
@@ -256,6 +257,7 @@ def stale_tmp_folders(base):
 def run(argv=None, test=None):
     """Entry point; `test(published_pcoll)` may add assertions inside the pipeline."""
     args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    flags.apply_progress_flag(args)
     import apache_beam as beam  # after the flags: a bad flag answers without loading Beam
     from apache_beam.io.filesystems import FileSystems
 
@@ -288,7 +290,7 @@ def run(argv=None, test=None):
     published = manifest | "Publish" >> beam.ParDo(PublishFn(base, tmp, name, h))
     if test is not None:
         test(published)
-    _, finished = launch(pipeline)
+    _, finished = launch(pipeline, generate.progress_of(splits))
     if not finished:
         print(f"sarchat regenerate: submitted; the job writes {tmp}, publishes it as {final} and then "
               f"updates {FileSystems.join(base, LATEST)}")

@@ -3,7 +3,8 @@
     sarchat score --dataset GENERATED_OUT --predictions PATH [PATH ...] --output DIR
                   [--adapter NAME | --adapter MODEL=NAME ...] [--split test]
                   [--bootstrap 1000] [--seed 0] [--num-buckets 64] [--allow-version-mismatch]
-                  [--stats STATS_DIR] [--samples 2] [--image-root ROOT] [beam flags]
+                  [--stats STATS_DIR] [--samples 2] [--no-sample-files] [--image-root ROOT]
+                  [--no-progress] [beam flags]
     sarchat score --explain ID --output DIR
 
 --dataset      the generator's output folder: the split's Parquet files exactly as its manifest.json
@@ -30,15 +31,16 @@ section (the `sarchat stats` plots and tables) to the report; --samples N (defau
 samples section: N test samples per task with the image, the truth and predicted boxes and every
 model's answer marked. The job writes everything itself, so a Flex Template or --no_wait launch
 is complete when the job is. Remaining flags go to Beam (e.g. --direct_num_workers, --runner).
+After a run it prints the leaderboard (rank, model, overall, each task's score, in %) and the
+output folder. --no-sample-files (old spelling --no-samples) writes no per-sample files.
 --explain ID prints that sample's records of every model from DIR's samples_<task>.jsonl files
 (no scoring; exit 1 when no model has the id).
 """
-import argparse
 import sys
 
 from sarchat.beam_pipelines import flags
 from sarchat.transforms.fileio import check_no_overlap
-from sarchat.beam_pipelines.beam_options import launch, make_pipeline
+from sarchat.beam_pipelines.beam_options import launch, make_pipeline, parse_pipeline_args
 from sarchat.transforms.errors import SarchatError
 
 # The score pipeline and its input planning import Beam: they are imported inside the functions that
@@ -46,7 +48,7 @@ from sarchat.transforms.errors import SarchatError
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="sarchat score", description=__doc__.split("\n\n")[0])
+    p = flags.ArgumentParser(prog="sarchat score", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, help="generated dataset folder (or test Parquet file / glob)")
     p.add_argument("--predictions", required=True, nargs="+", help="prediction files, globs or run folders")
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="output folder (local or gs://)")
@@ -56,8 +58,10 @@ def build_parser():
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default %(default)s)")
     p.add_argument("--num-buckets", "--num_buckets", type=int, default=64, help="id buckets of the join (parallelism; default %(default)s)")
-    p.add_argument("--no-samples", action="store_true",
-                   help="do not write the per-sample files (samples/*.parquet, samples_<task>.jsonl)")
+    p.add_argument("--no-sample-files", "--no_sample_files", action="store_true",
+                   help="do not write the per-sample result files (samples/*.parquet, samples_<task>.jsonl; "
+                        "`--explain` reads them); default: written")
+    p.add_renamed("--no-samples", "--no-sample-files")
     p.add_argument("--allow-version-mismatch", "--allow_version_mismatch", action="store_true",
                    help="score predictions made on another dataset version (the report says so)")
     p.add_argument("--stats", default=None, metavar="DIR",
@@ -69,11 +73,12 @@ def build_parser():
                    help="root of the test rows' image_path for the samples section (default: the dataset manifest's input_root)")
     p.add_argument("--explain", default=None, metavar="ID",
                    help="print sample ID's results of every model from --output's samples_<task>.jsonl (no scoring)")
+    flags.add_progress_flag(p)
     return p
 
 
 def explain_parser():
-    p = argparse.ArgumentParser(prog="sarchat score --explain",
+    p = flags.ArgumentParser(prog="sarchat score --explain",
                                 description="print one sample's per-model results from a score output folder")
     p.add_argument("--explain", required=True, metavar="ID", help="the sample id")
     p.add_argument("--output", required=True, help="a `sarchat score` output folder")
@@ -98,7 +103,7 @@ def settings_of(args):
     from sarchat.transforms.score.pipeline import ScoreSettings
 
     return ScoreSettings(output_dir=args.output, split=args.split, num_buckets=args.num_buckets,
-                         bootstrap=args.bootstrap, seed=args.seed, write_samples=not args.no_samples,
+                         bootstrap=args.bootstrap, seed=args.seed, write_samples=not args.no_sample_files,
                          samples_per_task=args.samples)
 
 
@@ -116,7 +121,8 @@ def run(argv=None, test=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a == "--explain" or a.startswith("--explain=") for a in argv):
         return explain(argv)
-    args, beam_argv = build_parser().parse_known_args(argv)
+    args, beam_argv = parse_pipeline_args(build_parser(), argv)
+    flags.apply_progress_flag(args)
     from sarchat.transforms.score.pipeline import ScorePredictions
     from sarchat.transforms.score.score_outputs import remove_stale_samples
 
@@ -134,7 +140,7 @@ def run(argv=None, test=None):
         return e.exit_code
     if test is not None:
         test(p, outputs)
-    result, finished = launch(p)
+    result, finished = launch(p, progress_of(args, inputs))
     if not finished:
         print(f"sarchat score: pipeline submitted; the job writes {args.output}/leaderboard.json, report.md, "
               "report.html and per-model metrics")
@@ -144,8 +150,59 @@ def run(argv=None, test=None):
         if prov.mismatch:
             print(f"sarchat score: warning: {m}: predictions made on dataset version {prov.version}, scored on "
                   f"{inputs.dataset_version} (--allow-version-mismatch)", file=sys.stderr)
-    print(f"sarchat score: wrote {args.output}/leaderboard.json, report.md, report.html and per-model metrics")
+    board = read_leaderboard(args.output)
+    if board is not None:
+        print(leaderboard_text(board))
+    print(f"sarchat score: outputs in {args.output} (leaderboard.json, leaderboard.md, report.html, report.md; "
+          "per model <model>/metrics.json)")
     return 0
+
+
+def progress_of(args, inputs):
+    """(label, stage, total, unit) of the run's progress (beam_options.launch): test samples scored,
+    out of the split's dialogues (the dataset manifest's counts) times the models."""
+    from sarchat.transforms import dataset_files
+
+    total = None
+    try:
+        counts = dataset_files.read_manifest(args.dataset).get("counts") or {}
+        total = int(counts[args.split]["dialogues"]) * max(1, len(inputs.models))
+    except (SarchatError, OSError, KeyError, TypeError, ValueError):
+        pass  # an ad-hoc Parquet file or glob: no total, the count and rate only
+    return "sarchat score: scoring", "score.samples", total, "samples"
+
+
+def read_leaderboard(output):
+    from sarchat.transforms.fileio import read_bytes
+
+    import json
+
+    try:
+        return json.loads(read_bytes(f"{output.rstrip('/')}/leaderboard.json"))
+    except (OSError, ValueError):
+        return None
+
+
+def leaderboard_text(board, notes=None) -> str:
+    """The leaderboard as a plain-text table: rank, model, the weighted overall (the paper's Eq. 4)
+    and each task's Table 3 score, in %; "-" where a task has no score. `notes`: {model: text}
+    printed after the row (the demo says what each baseline is)."""
+    from sarchat.transforms.tasks import TASKS
+
+    width = max([len("model")] + [len(str(r["model"])) for r in board])
+
+    def cell(value, w):
+        return f"{value:>{w}.1f}" if isinstance(value, (int, float)) else f"{'-':>{w}}"
+
+    head = f"  {'#':<2} {'model':<{width}} {'overall':>7}  " + " ".join(f"{t:>{max(6, len(t))}}" for t in TASKS)
+    lines = ["leaderboard (scores in %; overall = task scores weighted by test samples, the paper's Eq. 4):", head]
+    for r in board:
+        tasks = r.get("tasks") or {}
+        row = (f"  {r['rank']:<2} {str(r['model']):<{width}} {cell(r.get('overall'), 7)}  "
+               + " ".join(cell(tasks.get(t), max(6, len(t))) for t in TASKS))
+        note = (notes or {}).get(r["model"])
+        lines.append(row + (f"   {note}" if note else ""))
+    return "\n".join(lines)
 
 
 def _print_counters(result):

@@ -1,7 +1,9 @@
 """`sarchat stats`: the paper's quantitative analysis (section 3.2, appendix A.2-A.3) for any input.
 
-    sarchat stats --input ROOT|GENERATED_OUT --output DIR [--splits train,test]
-                  [--box-source auto|annotations|gt] [--plots png|svg|none] [any Beam pipeline option]
+    sarchat stats --dataset ROOT|GENERATED_OUT --output DIR [--splits train,test]
+                  [--box-source auto|annotations|gt] [--plots png|svg|none] [--no-progress] [any Beam pipeline option]
+
+(--input is the old spelling of --dataset: accepted with a note until 0.3.0.)
 
 The input kind is detected:
 - a generated corpus (OUT/manifest.json): dialogue-level stats from the parquet/<split>/ shards
@@ -24,7 +26,7 @@ import time
 import pyarrow as pa
 
 from sarchat.beam_pipelines import flags
-from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
+from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
 from sarchat.transforms import coco, dataset_files
 from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
 from sarchat.transforms.fileio import check_no_overlap, exists, open_parquet, read_bytes
@@ -35,9 +37,12 @@ from sarchat.transforms.stats import dataset_stats as stats
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="sarchat stats", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", required=True, help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json)")
+    p = flags.ArgumentParser(prog="sarchat stats", description=__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default=None,
+                   help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json)")
+    p.add_renamed("--input", "--dataset")
+    p.require("--dataset")
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="folder for stats.json, stats.md and plots/")
     p.add_argument("--splits", default=None, help="comma-separated splits (default: every split found)")
     p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default="auto",
@@ -48,6 +53,7 @@ def build_parser():
     p.add_argument("--plots", choices=("png", "svg", "none"), default="png", help="plot format (default png)")
     p.add_argument("--exact-cap", "--exact_cap", type=flags.positive_int, default=stats.DEFAULT_EXACT_CAP,
                    help="exact medians up to this many values per key, log-histogram beyond (default %(default)s)")
+    flags.add_progress_flag(p)
     return p
 
 
@@ -94,7 +100,7 @@ def plan(args):
     """-> (input_info, splits, annotation paths {split: path} or {}, dialogue files, manifest rejects)."""
     from apache_beam.io.filesystems import FileSystems
 
-    root = args.input
+    root = args.dataset
     overrides = _pairs(args.annotations)
     if exists(FileSystems.join(root, dataset_files.MANIFEST)):
         manifest = dataset_files.read_manifest(root)
@@ -183,13 +189,14 @@ def settings_of(args):
 
 def run(argv=None, test=None):
     """Entry point; `test(stats_pcoll)` may add assertions on the stats.json document inside the pipeline."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    flags.apply_progress_flag(args)
     from apache_beam.io.filesystems import FileSystems
 
     from sarchat.transforms.stats.pipeline import DatasetStats
 
     try:
-        check_no_overlap([("the input (--input)", args.input)], args.output)
+        check_no_overlap([("the dataset (--dataset)", args.dataset)], args.output)
         settings = settings_of(args)
     except SarchatError as e:  # until cli.py prints these itself
         print(f"sarchat stats: error: {e}", file=sys.stderr)
@@ -199,12 +206,28 @@ def run(argv=None, test=None):
     doc = p | "Stats" >> DatasetStats(settings)
     if test is not None:
         test(doc)
-    written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"))
+    written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"), progress_of(settings))
     if written is None:
-        print("sarchat stats: pipeline submitted; stats.json will be written by the job")
+        print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(args.output, 'stats.json')}, stats.md and plots/")
         return 0
     print(summary_text(written, time.time() - started))
+    print(f"sarchat stats: outputs in {args.output} (stats.json, stats.md"
+          + (", plots/" if args.plots != "none" else "") + ")")
     return 0
+
+
+def progress_of(settings):
+    """(label, stage, total, unit) of the run's progress (beam_options.launch): dialogue rows of a
+    generated corpus (the manifest's counts give the total), else annotation images."""
+    if settings.dialogue_files:
+        total = None
+        try:
+            counts = dataset_files.read_manifest(settings.input_info["root"]).get("counts") or {}
+            total = sum(int(counts[s]["dialogues"]) for s in settings.splits)
+        except (SarchatError, KeyError, TypeError, ValueError):
+            pass
+        return "sarchat stats: reading dialogues", "stats.rows", total, "rows"
+    return "sarchat stats: reading annotations", "stats.images", None, "images"
 
 
 def summary_text(doc, elapsed=None) -> str:

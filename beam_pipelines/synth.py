@@ -1,7 +1,10 @@
-"""`sarchat synth OUT`: write a small synthetic SAR dataset in the SARDet-100K layout.
+"""`sarchat synth --output OUT`: write a small synthetic SAR dataset in the SARDet-100K layout.
 
-    sarchat synth OUT [--images N] [--seed S] [--test-fraction F] [--workers W]
-    sarchat synth OUT --sardet-scale [--seed S]      # annotation JSON only, SARDet-100K counts
+    sarchat synth --output OUT [--images N] [--seed S] [--test-fraction F] [--workers W] [--no-progress]
+    sarchat synth --output OUT --sardet-scale [--seed S]      # annotation JSON only, SARDet-100K counts
+
+(`sarchat synth OUT`, the output as a positional argument, is the old spelling: accepted with a
+note until 0.3.0.)
 
 OUT/Annotations/{train,test}.json (COCO detection) and OUT/JPEGImages/{train,test}/<file_name>.
 The files depend only on N, S and F (never on W): the same seed gives byte-identical files.
@@ -18,12 +21,17 @@ import time
 from sarchat.beam_pipelines import flags
 from sarchat.synthetic import sardet_synth as synthetic
 from sarchat.synthetic.constants import MIN_TEST_IMAGES
+from sarchat.transforms import progress
 from sarchat.transforms.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = flags.ArgumentParser(prog="sarchat synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("out", type=flags.output_folder("OUT"), help="output dataset root (created if missing)")
+    p.add_argument("--output", dest="out", default=None, type=flags.output_folder("--output"),
+                   help="output dataset root (created if missing)")
+    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
+                  help="deprecated: old spelling of --output (removed in 0.3.0)")
+    p.require("--output")
     p.add_argument("--images", type=flags.positive_int, default=synthetic.DEFAULT_IMAGES,
                    help="total number of images, train + test (default %(default)s)")
     p.add_argument("--seed", default="0", help="random seed, any string (default %(default)s)")
@@ -34,12 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes rendering images (default %(default)s; output does not depend on it)")
     p.add_argument("--sardet-scale", action="store_true",
                    help="write SARDet-100K-scale annotation JSON only (no images); ignores --images")
-    p.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    p.add_argument("--quiet", action="store_true", help="no summary on stdout (progress: see --no-progress)")
+    flags.add_progress_flag(p)
     return p
 
 
 def run(argv=None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    flags.apply_progress_flag(args)
     if not 0.0 <= args.test_fraction < 1.0:
         raise UsageError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     t0 = time.perf_counter()
@@ -52,12 +62,16 @@ def run(argv=None) -> int:
             summary["splits"][split] = {"images": n_img, "boxes": n_box}
         synthetic.write_annotations_only(args.out, splits)
     else:
-        summary = synthetic.write_synthetic_dataset(
-            args.out, n_images=args.images, seed=args.seed, test_fraction=args.test_fraction,
-            workers=max(1, args.workers))
+        with progress.Progress("sarchat synth: rendering images", args.images, "images") as shown:
+            summary = synthetic.write_synthetic_dataset(
+                args.out, n_images=args.images, seed=args.seed, test_fraction=args.test_fraction,
+                workers=max(1, args.workers), on_image=shown.update)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     if not args.quiet:
         print(json.dumps(summary, indent=2))
+        # stdout stays one JSON document (scripts parse it); where the dataset is goes to stderr
+        print(f"sarchat synth: dataset in {args.out} (Annotations/train.json, Annotations/test.json"
+              + (")" if args.sardet_scale else ", JPEGImages/)"), file=sys.stderr)
     return 0
 
 

@@ -88,7 +88,7 @@ with DAG(
         location=REGION,
         wait_until_finished=True,
         body=launch_body("stats", "sarchat-stats", {
-            "input": VERSIONS + "/{{ ti.xcom_pull(task_ids='latest_version') }}",
+            "dataset": VERSIONS + "/{{ ti.xcom_pull(task_ids='latest_version') }}",
             # beside the versions, not inside: a published version folder is never written again
             "output": f"gs://{BUCKET}/sarchat/stats/" + "{{ ti.xcom_pull(task_ids='latest_version') }}",
         }),

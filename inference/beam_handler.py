@@ -37,6 +37,7 @@ from sarchat.inference.config import InferenceConfig, parse_tasks
 from sarchat.inference.dataset import BASE_COLUMNS, ImageError, image_location, split_files
 from sarchat.inference.manifest import model_column, resolve_adapter, run_identity, run_manifest
 from sarchat.inference.store import prediction_row, prediction_schema
+from sarchat.transforms import progress
 
 METRICS_NAMESPACE = "sarchat.inference"
 TOOL = "sarchat infer-beam (RunInference)"
@@ -106,7 +107,9 @@ class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
             prepared = model.prepare(samples)
         except Exception as exc:
             prepared = exc
-        for row, res in zip(batch, predict_batch(model, samples, prepared)):
+        results = list(predict_batch(model, samples, prepared))
+        progress.worker_count("infer.samples", len(results))  # progress on the launcher's terminal
+        for row, res in zip(batch, results):
             yield PredictionResult(example=row, inference=result_row(row["id"], res, self.model_name),
                                    model_id=self.model_name)
 

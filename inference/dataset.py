@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sarchat.inference.config import DEFAULT_MAX_IMAGE_PIXELS, parse_tasks, task_entries, task_entry
-from sarchat.transforms import dataset_files
+from sarchat.transforms import dataset_files, progress
 from sarchat.transforms.dataset_files import is_url
 from sarchat.transforms.errors import DatasetError, InputError, UsageError
 from sarchat.transforms.schema import DIALOGUE_FIELDS
@@ -114,6 +114,7 @@ def load_rows(dataset, split, columns=BASE_COLUMNS, tasks=None, limit=None, num_
     entries = {e: task_entry(e) for e in task_entries(tasks)} if tasks else {}
     unmatched = set(entries)
     rows, seen = [], 0
+    shown = progress.Progress(f"sarchat infer: loading split {split}", len(files), "files")
     for path in files:
         with _reading(path), _open(path, "rb") as fh:
             table = pq.read_table(fh, columns=cols if limit is None or seen < limit else ["task", "subset"])
@@ -127,6 +128,8 @@ def load_rows(dataset, split, columns=BASE_COLUMNS, tasks=None, limit=None, num_
             seen += 1
             if shard_of(row["id"], num_shards) == shard_index:
                 rows.append(row)
+        shown.update(1)
+    shown.close()
     if unmatched:
         raise UsageError(f"--tasks {' '.join(sorted(unmatched))}: selects no dialogue of split {split!r} "
                          f"of {dataset}")

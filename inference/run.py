@@ -40,6 +40,7 @@ from sarchat.inference.dataset import (BASE_COLUMNS, dataset_version, image_loca
                                        resolve_image_root)
 from sarchat.inference.manifest import (model_column, redact, redact_argv, resolve_adapter, run_identity,
                                         run_manifest)
+from sarchat.transforms import progress
 from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.errors import RunFailed, SarchatError
 
@@ -71,25 +72,23 @@ def parse_config(argv) -> InferenceConfig:
 
 
 class _Progress:
-    """tqdm with samples/s and ETA; a no-op when disabled."""
+    """Samples answered, their rate and the time left (sarchat.transforms.progress: a bar on a
+    terminal, a line every few seconds otherwise); a no-op when disabled."""
 
     def __init__(self, total, desc, disable, position=None):
         self.bar = None
         if not disable:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="sample", dynamic_ncols=True, smoothing=0.1,
-                            file=sys.stderr, position=position, mininterval=0.5)
+            self.bar = progress.Progress(f"sarchat infer: {desc}", total, "samples", position=position)
 
     def update(self, n, failed):
         if self.bar is not None:
-            self.bar.update(n)
             if failed:
-                self.bar.set_postfix(failed=failed, refresh=False)
+                self.bar.note(failed=failed)
+            self.bar.update(n)
 
     def close(self):
         if self.bar is not None:
-            self.bar.close()
+            self.bar.close(finished=self.bar.total is not None and self.bar.done >= self.bar.total)
 
 
 def _adapter(cfg, backend_cls):
@@ -402,6 +401,7 @@ def run(argv=None):
     cfg = None
     try:
         cfg = parse_config(argv)
+        progress.turn_off(cfg.no_progress)
         if cfg.spawn_shards and not cfg.merge_only:
             return _spawn(cfg, argv)
         return execute(cfg, argv=argv)

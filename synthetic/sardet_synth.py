@@ -146,10 +146,11 @@ def _write_bytes(path, data: bytes):
 
 
 def write_synthetic_dataset(root, n_images: int = DEFAULT_IMAGES, seed=0,
-                            test_fraction: float = DEFAULT_TEST_FRACTION, workers: int = 1) -> dict:
+                            test_fraction: float = DEFAULT_TEST_FRACTION, workers: int = 1, on_image=None) -> dict:
     """Write ROOT/Annotations/{train,test}.json and ROOT/JPEGImages/{train,test}/*; return a summary.
 
-    The output depends only on (n_images, seed, test_fraction), never on workers.
+    The output depends only on (n_images, seed, test_fraction), never on workers. on_image(1) is
+    called after each image is written (progress).
     """
     n_train, n_test = split_sizes(int(n_images), float(test_fraction))
     pool = None
@@ -166,6 +167,8 @@ def write_synthetic_dataset(root, n_images: int = DEFAULT_IMAGES, seed=0,
             def write(file_name, data, image_dir=image_dir):
                 with open(os.path.join(image_dir, file_name), "wb") as fh:
                     fh.write(data)
+                if on_image is not None:
+                    on_image(1)
 
             coco, _ = build_split(seed, split, n, pool=pool, write=write)
             _write_bytes(os.path.join(root, "Annotations", f"{split}.json"), _dump_json(coco))

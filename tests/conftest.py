@@ -18,10 +18,10 @@ _TINY_DEMO = {}
 
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
-    """(OUT, stdout, stderr, seconds) of one `sarchat demo OUT --images 30 --tiny` per session."""
+    """(OUT, stdout, stderr, seconds) of one `sarchat demo --output OUT --images 30 --tiny` per session."""
     if "run" not in _TINY_DEMO:
         out = str(tmp_path_factory.mktemp("demo") / "sarchat-demo")
-        rc, stdout, stderr, seconds = run_demo([out] + TINY_DEMO_ARGS)
+        rc, stdout, stderr, seconds = run_demo(["--output", out] + TINY_DEMO_ARGS)
         assert rc == 0, f"demo failed:\n{stdout}\n{stderr}"
         _TINY_DEMO["run"] = (out, stdout, stderr, seconds)
     return _TINY_DEMO["run"]

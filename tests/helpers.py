@@ -98,6 +98,6 @@ def run_demo(argv):
 def generated_dataset(tmp_path, images=30, seed="0", extra=()):
     """`sarchat synth` + `sarchat generate` (all formats) into tmp_path; returns the output folder."""
     data, out = os.path.join(str(tmp_path), "data"), os.path.join(str(tmp_path), "out")
-    assert synth.run([data, "--images", str(images), "--seed", str(seed), "--quiet"]) in (0, None)
+    assert synth.run(["--output", data, "--images", str(images), "--seed", str(seed), "--quiet"]) in (0, None)
     assert generate.run(["--input", data, "--output", out, *extra]) in (0, None)
     return out

@@ -48,6 +48,7 @@ def user_env(tmp):
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["SARCHAT_DEMO_KEY_FILE"] = os.path.join(str(tmp), "..", "demo.key")  # outside the hashed folder
+    env["SARCHAT_NO_PROGRESS"] = "1"  # these cases check the error line; progress lines are tests/test_progress.py's
     return env
 
 
@@ -154,8 +155,8 @@ CASES = [
          ["--output", "lies inside the input folder (--input)"]),
     Case("regenerate base holding its input", "regenerate", ["--input", "{root}", "--output-base", "{root}/.."], 1,
          ["--output-base", "holds the input folder (--input)"]),
-    Case("stats into its input", "stats", ["--input", "{gen}", "--output", "{gen}/stats"], 1,
-         ["--output", "lies inside the input (--input)"], needs=("gen",)),
+    Case("stats into its input", "stats", ["--dataset", "{gen}", "--output", "{gen}/stats"], 1,
+         ["--output", "lies inside the dataset (--dataset)"], needs=("gen",)),
     Case("score inside the dataset", "score", ["--dataset", "{gen}", "--predictions", "{preds}", "--output",
                                               "{gen}/scores"], 1, ["--output", "the dataset (--dataset)"],
          needs=("gen", "preds")),
@@ -166,7 +167,7 @@ CASES = [
          ["--direct_num_worker", "did you mean --direct_num_workers?"]),
     Case("stray word", "generate", GEN + ["extra"], 2, ["'extra'"]),
     Case("bad Beam option value", "generate", GEN + ["--direct_num_workers", "two"], 2, ["--direct_num_workers"]),
-    Case("unknown flag, launcher parsing on its own", "stats", ["--input", "{root}", "--output", "{tmp}/st", "--seeds", "3"],
+    Case("unknown flag, launcher parsing on its own", "stats", ["--dataset", "{root}", "--output", "{tmp}/st", "--seeds", "3"],
          2, ["--seeds"]),
     Case("zero images per shard", "generate", GEN + ["--images-per-shard", "0"], 2, ["--images-per-shard", "'0'"]),
     Case("identify variants 0", "generate", GEN + ["--identify-variants", "0"], 2, ["--identify-variants", f"1..{ID_BANK}"]),
@@ -174,21 +175,21 @@ CASES = [
          ["--identify-variants"]),
     Case("negative seed", "generate", GEN + ["--seed", "-1"], 2, ["--seed", "'-1'"]),
     Case("non-integer seed", "generate", GEN + ["--seed", "one"], 2, ["--seed", "'one'"]),
-    Case("exact cap 0", "stats", ["--input", "{root}", "--output", "{tmp}/st", "--exact-cap", "0"], 2, ["--exact-cap"]),
+    Case("exact cap 0", "stats", ["--dataset", "{root}", "--output", "{tmp}/st", "--exact-cap", "0"], 2, ["--exact-cap"]),
     Case("missing required flag", "generate", ["--input", "{root}"], 2, ["--output"]),
     Case("unknown format", "generate", ["--input", "{root}", "--output", "{tmp}/out", "--formats", "parquet,xml"], 2,
          ["--formats", "xml"]),
-    Case("demo too few images", "demo", ["{tmp}/d", "--images", "5"], 2, ["--images"]),
-    Case("synth zero images", "synth", ["{tmp}/d", "--images", "0"], 2, ["--images"]),
+    Case("demo too few images", "demo", ["--output", "{tmp}/d", "--images", "5"], 2, ["--images"]),
+    Case("synth zero images", "synth", ["--output", "{tmp}/d", "--images", "0"], 2, ["--images"]),
     # an output that is a regular file, or lies under one: every subcommand (exit 1)
     Case("generate --output is a file", "generate", ["--input", "{root}", "--output", "{file}"], 1, ["--output", "{file}"]),
     Case("generate --output under a file", "generate", ["--input", "{root}", "--output", "{file}/out"], 1,
          ["--output", "{file}", "is a file"]),
     Case("regenerate --output-base is a file", "regenerate", ["--input", "{root}", "--output-base", "{file}"], 1,
          ["--output-base", "{file}"]),
-    Case("synth OUT under a file", "synth", ["{file}/data"], 1, ["OUT", "{file}"]),
-    Case("demo OUT is a file", "demo", ["{file}"], 1, ["OUT", "{file}"]),
-    Case("stats --output under a file", "stats", ["--input", "{root}", "--output", "{file}/st"], 1, ["--output", "{file}"]),
+    Case("synth --output under a file", "synth", ["--output", "{file}/data"], 1, ["--output", "{file}"]),
+    Case("demo --output is a file", "demo", ["--output", "{file}"], 1, ["--output", "{file}"]),
+    Case("stats --output under a file", "stats", ["--dataset", "{root}", "--output", "{file}/st"], 1, ["--output", "{file}"]),
     Case("score --output is a file", "score", ["--dataset", "{root}", "--predictions", "{root}", "--output", "{file}"], 1,
          ["--output", "{file}"]),
     Case("infer --output under a file", "infer", ["--dataset", "{root}", "--backend", "oracle", "--output", "{file}/run"],
@@ -200,13 +201,13 @@ CASES = [
     Case("non-object version manifest", "regenerate", REGEN, 1, ["manifest.json", "not a dataset manifest"],
          setup=corrupt_version_manifest("[1, 2, 3]")),
     # the demo deletes only what it wrote itself
-    Case("demo into a foreign folder", "demo", ["{tmp}/mine", "--tiny"], 1, ["{tmp}/mine", "not made by `sarchat demo`"],
+    Case("demo into a foreign folder", "demo", ["--output", "{tmp}/mine", "--tiny"], 1, ["{tmp}/mine", "not made by `sarchat demo`"],
          setup=foreign_folder),
-    Case("demo with a forged demo.json", "demo", ["{tmp}/demo", "--tiny"], 1, ["demo.json", "nothing was deleted"],
+    Case("demo with a forged demo.json", "demo", ["--output", "{tmp}/demo", "--tiny"], 1, ["demo.json", "nothing was deleted"],
          setup=forged_demo_folder),
     # unknown subcommand
     Case("unknown subcommand", "generat", [], 2, ["generat", "did you mean generate?"]),
-    Case("stats: corrupt dataset manifest", "stats", ["--input", "{gen}", "--output", "{tmp}/st"], 1,
+    Case("stats: corrupt dataset manifest", "stats", ["--dataset", "{gen}", "--output", "{tmp}/st"], 1,
          ["manifest.json"], setup=corrupt_dataset_manifest("{"), needs=("gen",)),
     Case("score: unknown box format", "score", SCORE + ["--adapter", "no-such-format"], 2,
          ["no-such-format"], needs=("gen", "preds")),
@@ -222,7 +223,7 @@ def generated(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("bad_input_data")
     data, gen, run_dir = str(base / "data"), str(base / "gen"), str(base / "run")
-    assert synth.run([data, "--images", "12", "--seed", "1", "--quiet", "--workers", "1"]) == 0
+    assert synth.run(["--output", data, "--images", "12", "--seed", "1", "--quiet", "--workers", "1"]) == 0
     assert generate.run(["--input", data, "--output", gen, "--formats", "parquet", "--identify-variants", "2"]) == 0
     assert infer.run(["--dataset", gen, "--split", "test", "--backend", "oracle", "--output", run_dir,
                       "--image-root", data, "--no-progress"]) in (0, None)

@@ -3,6 +3,7 @@ reach Beam, --help without Beam, output checks and atomic writes."""
 import argparse
 import errno
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from sarchat.beam_pipelines import beam_options, cli, flags
 from sarchat.transforms import fileio
 from sarchat.transforms.errors import OutputError, SarchatError, UsageError
 from sarchat.templates import load_bank
+from sarchat.transforms.tasks import TASKS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -239,3 +241,104 @@ def test_error_classes_share_one_base():
     assert issubclass(demo.StageFailed, SarchatError) and demo.StageFailed.exit_code == 1
     assert generate.UsageError is UsageError
     assert issubclass(fileio.UnreadableFileError, SarchatError) and issubclass(fileio.UnreadableFileError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------
+# One name for one thing: old spellings still work for one release, with a note (docs/cli.md)
+
+def _parser(command):
+    import importlib
+
+    return importlib.import_module(cli.SUBCOMMANDS[command][0]).build_parser()
+
+
+# (command, argv with the old spelling, the same with the new one, attribute, expected value)
+RENAMED = [
+    ("stats", ["--input", "DS", "--output", "O"], ["--dataset", "DS", "--output", "O"], "dataset", "DS"),
+    ("synth", ["DATA"], ["--output", "DATA"], "out", "DATA"),
+    ("demo", ["DEMO"], ["--output", "DEMO"], "out", "DEMO"),
+    ("score", ["--dataset", "D", "--predictions", "P", "--output", "O", "--no-samples"],
+     ["--dataset", "D", "--predictions", "P", "--output", "O", "--no-sample-files"], "no_sample_files", True),
+]
+
+
+@pytest.mark.parametrize("command, old, new, attr, value", RENAMED, ids=[r[0] for r in RENAMED])
+def test_an_old_spelling_works_with_a_one_line_note(command, old, new, attr, value, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, _ = _parser(command).parse_known_args(old)
+    err = capsys.readouterr().err
+    assert getattr(args, attr) == value
+    assert len(err.splitlines()) == 1 and f"sarchat {command}: note: " in err and "0.3.0" in err, err
+    args, _ = _parser(command).parse_known_args(new)
+    assert getattr(args, attr) == value and capsys.readouterr().err == ""
+    assert not [k for k in vars(args) if k.startswith("_renamed")]
+
+
+@pytest.mark.parametrize("command, old, new, attr, value", RENAMED, ids=[r[0] for r in RENAMED])
+def test_an_old_and_a_new_spelling_together_are_refused(command, old, new, attr, value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    both = list(new) + {"stats": ["--input", "OTHER"], "synth": ["OTHER"], "demo": ["OTHER"],
+                        "score": ["--no-samples"]}[command]
+    with pytest.raises(UsageError, match="both given"):
+        _parser(command).parse_known_args(both)
+
+
+def test_the_required_dataset_may_come_by_its_old_spelling_only():
+    with pytest.raises(UsageError, match="required: --dataset"):
+        _parser("stats").parse_known_args(["--output", "O"])
+
+
+def test_old_spellings_as_a_user_types_them(tmp_path):
+    env = _env()
+    env["SARCHAT_NO_PROGRESS"] = "1"
+    run = [sys.executable, "-m", "sarchat.beam_pipelines.cli"]
+    old = subprocess.run(run + ["synth", str(tmp_path / "d"), "--images", "10", "--workers", "1"], env=env,
+                         capture_output=True, text=True)
+    assert old.returncode == 0, old.stderr
+    note, where = old.stderr.splitlines()
+    assert note == "sarchat synth: note: the positional OUT is now --output; the old spelling will be removed in 0.3.0"
+    assert os.path.isfile(tmp_path / "d" / "Annotations" / "test.json")
+    assert where.startswith(f"sarchat synth: dataset in {tmp_path / 'd'} ")
+    both = subprocess.run(run + ["stats", "--input", str(tmp_path / "d"), "--dataset", str(tmp_path / "d"),
+                                 "--output", str(tmp_path / "s")], env=env, capture_output=True, text=True)
+    assert both.returncode == 2 and both.stderr.splitlines() == [
+        "sarchat stats: error: --dataset and its old spelling --input both given: give --dataset only "
+        "(see `sarchat stats --help`)"], both.stderr
+    assert not os.path.exists(tmp_path / "s")
+
+
+# ---------------------------------------------------------------------------------------------
+# `sarchat score` prints the leaderboard and where its outputs are
+
+
+def test_score_prints_the_leaderboard_of_metrics_json(tiny_demo, tmp_path):
+    import json
+
+    demo_out = tiny_demo[0]
+    out = tmp_path / "scores"
+    preds = [os.path.join(demo_out, "runs", b, "predictions.parquet") for b in ("blind", "cfar", "oracle")]
+    env = _env()
+    env["SARCHAT_PROGRESS_INTERVAL"] = "0.2"
+    env.pop("SARCHAT_NO_PROGRESS", None)
+    proc = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "score", "--dataset",
+                           os.path.join(demo_out, "dataset"), "--output", str(out), "--bootstrap", "0",
+                           "--samples", "0", "--predictions", *preds], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    # progress: plain lines on stderr (not a terminal), none on stdout
+    assert re.search(r"^sarchat score: scoring: .*samples", proc.stderr, re.M), proc.stderr
+    assert "scoring:" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[-1].startswith(f"sarchat score: outputs in {out} (leaderboard.json")
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("leaderboard ("))
+    columns = lines[head + 1].split()
+    assert columns[:3] == ["#", "model", "overall"] and columns[3:] == list(TASKS)
+    board = json.load(open(out / "leaderboard.json", encoding="utf-8"))
+    rows = lines[head + 2: head + 2 + len(board)]
+    assert len(rows) == 3
+    for rank, (row, entry) in enumerate(zip(rows, board), 1):
+        metrics = json.load(open(out / entry["dir"] / "metrics.json", encoding="utf-8"))
+        cells = row.split()
+        assert cells[:2] == [str(rank), metrics["model"]]
+        expected = [metrics["overall"]] + [metrics["tasks"].get(t) for t in TASKS]
+        shown = [None if c == "-" else float(c) for c in cells[2:]]
+        assert shown == [None if v is None else round(v, 1) for v in expected], (row, metrics)

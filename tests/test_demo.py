@@ -59,7 +59,7 @@ def test_report_mentions_the_three_models_and_has_both_sections(tiny_demo):
 def test_rerun_into_the_same_folder_reuses_it(tiny_demo, tmp_path):
     out = tiny_demo[0]
     before = os.path.getsize(os.path.join(out, "runs", "cfar", "predictions.parquet"))
-    rc, stdout, stderr, _ = run_demo([out] + TINY_ARGS)
+    rc, stdout, stderr, _ = run_demo(["--output", out] + TINY_ARGS)
     assert rc == 0, stdout + stderr
     assert "reusing the earlier run" in stdout
     assert os.path.getsize(os.path.join(out, "runs", "cfar", "predictions.parquet")) == before
@@ -70,7 +70,7 @@ def test_rerun_into_the_same_folder_reuses_it(tiny_demo, tmp_path):
 def test_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(OutputError, match="was not made by `sarchat demo`"):
-        run_demo([str(tmp_path), "--tiny"])
+        run_demo(["--output", str(tmp_path), "--tiny"])
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
@@ -102,7 +102,7 @@ def test_a_forged_marker_loses_nothing(tmp_path, marker):
     (out / demo.MARKER).write_text(marker)
     before = _tree(out)
     with pytest.raises(OutputError, match="not a demo.json signed by your `sarchat demo`"):
-        run_demo([str(out), "--images", "12", "--tiny"])   # other settings: would start afresh
+        run_demo(["--output", str(out), "--images", "12", "--tiny"])   # other settings: would start afresh
     assert _tree(out) == before
 
 
@@ -151,7 +151,7 @@ def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypat
     out_text, err_text = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out_text), contextlib.redirect_stderr(err_text):
         with pytest.raises(demo.StageFailed) as failed:
-            demo.run([out, "--images", "12", "--tiny"])
+            demo.run(["--output", out, "--images", "12", "--tiny"])
     stdout = out_text.getvalue()
     assert failed.value.exit_code == 1
     assert "[3/7] stats" in stdout and "FAILED" in stdout

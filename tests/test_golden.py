@@ -84,7 +84,7 @@ def generated(tmp_path_factory):
     root = tmp_path_factory.mktemp("golden")
     os.chdir(root)  # relative paths, so the manifest and swift files do not name the temp folder
     try:
-        assert synth.run(["data", "--quiet"]) in (0, None)
+        assert synth.run(["--output", "data", "--quiet"]) in (0, None)
         assert generate.run(["--input", "data", "--output", "out", "--images-per-shard", "50"]) in (0, None)
     finally:
         os.chdir(cwd)
@@ -101,7 +101,7 @@ def test_demo_tiny_scores_are_identical(tmp_path):
     import contextlib
     import io
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert demo.run([str(tmp_path / "demo"), "--tiny"]) == 0
+        assert demo.run(["--output", str(tmp_path / "demo"), "--tiny"]) == 0
     scores = _scores(str(tmp_path / "demo" / "results"))
     if os.environ.get("SARCHAT_PRINT_GOLDEN"):
         print(json.dumps(scores, indent=1))

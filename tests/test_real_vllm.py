@@ -106,7 +106,7 @@ def manifest(run):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("real_vllm")
-    _sarchat_here("synth", str(root / "raw"), "--images", "40", "--seed", "real-vllm", "--quiet")
+    _sarchat_here("synth", "--output", str(root / "raw"), "--images", "40", "--seed", "real-vllm", "--quiet")
     _sarchat_here("generate", "--input", str(root / "raw"), "--output", str(root / "out"), "--splits", "test",
                   "--formats", "parquet", "--identify-variants", "1")
     dataset = str(root / "out")

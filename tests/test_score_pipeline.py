@@ -227,7 +227,7 @@ def test_box_formats_per_model_flags_and_run_manifest(dataset, tmp_path):
     assert board == {"qwen-ft": "qwen2-vl", "intern-ft": "internvl", "json-ft": "json-bbox2d:1000"}
     # read as canonical (the wrong declaration), the same answers lose every box
     out2 = tmp_path / "out2"
-    run_score(root, paths[:1], out2, "--no-samples", "--bootstrap", "0")
+    run_score(root, paths[:1], out2, "--no-sample-files", "--bootstrap", "0")
     m = load(out2, "qwen-ft")
     assert m["columns"]["refer.single.iou50"] == 0.0 and m["parse_failures"]["refer"]["rate"] == 100.0
     assert m["columns"]["classify"] == 100.0 and m["overall_ci95"] == [None, None]
@@ -339,7 +339,7 @@ def test_a_huge_answer_is_cut_in_the_report_and_the_job_writes_the_sections(data
     path = write_predictions(preds, str(tmp_path / "huge.parquet"))
     out = tmp_path / "out"
     # --no_wait_until_finish: the launcher reads nothing back; the job itself writes the report sections
-    run_score(root, [path], out, "--bootstrap", "0", "--no-samples", "--samples", "1", "--no_wait_until_finish")
+    run_score(root, [path], out, "--bootstrap", "0", "--no-sample-files", "--samples", "1", "--no_wait_until_finish")
     assert "pipeline submitted" in capsys.readouterr().out
     page = open(out / "report.html", encoding="utf-8").read()
     assert len(page) < 1_500_000, len(page)  # the answer alone is 2 MB

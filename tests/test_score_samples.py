@@ -166,7 +166,7 @@ def test_same_bytes_with_two_worker_processes_and_stale_files_removed(scored, tm
     run_score(scored["root"], scored["preds"][:1], out2, "--num-buckets", "5")
     assert sorted(file_texts(out2)) == sorted(k for k in first if k.startswith("oracle"))
     assert file_texts(out2) == {k: v for k, v in first.items() if k.startswith("oracle")}
-    run_score(scored["root"], scored["preds"][:1], out2, "--num-buckets", "5", "--no-samples")
+    run_score(scored["root"], scored["preds"][:1], out2, "--num-buckets", "5", "--no-sample-files")
     assert file_texts(out2) == {}
 
 

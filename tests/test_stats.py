@@ -80,7 +80,7 @@ def corpus(tmp_path_factory):
 
 
 def run_stats(inp, out, *extra, test=None):
-    assert stats_pipeline.run(["--input", str(inp), "--output", str(out), *extra], test=test) == 0
+    assert stats_pipeline.run(["--dataset", str(inp), "--output", str(out), *extra], test=test) == 0
     with open(os.path.join(out, "stats.json")) as f:
         return json.load(f)
 
@@ -313,19 +313,19 @@ def test_changed_annotations_fall_back_to_grounding_boxes(corpus, tmp_path, caps
     doc = run_stats(gen, tmp_path / "s", "--plots", "none", "--splits", "test")
     assert doc["splits"] == ["test"] and doc["input"]["box_source"] == "gt_boxes"
     assert any("not found" in n for n in doc["input"]["notes"])
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "t"), "--box-source", "annotations"]) == 1
+    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(tmp_path / "t"), "--box-source", "annotations"]) == 1
     assert "sarchat stats: error: --box-source annotations: " in capsys.readouterr().err
 
 
 def test_bad_inputs_fail_fast(tmp_path, capsys):
     out = tmp_path.parent / (tmp_path.name + "-stats")  # beside the inputs: outputs may not overlap them
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(out)]) == 1
+    assert stats_pipeline.run(["--dataset", str(tmp_path), "--output", str(out)]) == 1
     assert "sarchat stats: error: " in capsys.readouterr().err
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "Annotations" / "test.json").write_text('{"images": [}')
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(out)]) == 1
+    assert stats_pipeline.run(["--dataset", str(tmp_path), "--output", str(out)]) == 1
     assert "malformed JSON" in capsys.readouterr().err
-    assert stats_pipeline.run(["--input", str(tmp_path), "--output", str(out), "--splits", "val"]) == 2
+    assert stats_pipeline.run(["--dataset", str(tmp_path), "--output", str(out), "--splits", "val"]) == 2
     assert "not in the input" in capsys.readouterr().err
     assert not out.exists()
     # a generated corpus with a shard that is not Parquet: one line naming it
@@ -335,12 +335,12 @@ def test_bad_inputs_fail_fast(tmp_path, capsys):
     shard.write_bytes(b"junk")
     (gen / "manifest.json").write_text(json.dumps({"files": [{"path": "parquet/test/dialogues-00000-of-00001.parquet",
                                                               "bytes": 4}]}))
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(out), "--box-source", "gt"]) == 1
+    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(out), "--box-source", "gt"]) == 1
     err = capsys.readouterr().err
     assert f"sarchat stats: error: cannot read dialogue file {shard}: ArrowInvalid" in err and "Traceback" not in err
     # a manifest that is not one
     (gen / "manifest.json").write_text("{}")
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(out)]) == 1
+    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(out)]) == 1
     assert "is not a dataset manifest" in capsys.readouterr().err
 
 
@@ -359,12 +359,12 @@ def test_stats_read_the_files_the_manifest_lists_and_nothing_else(corpus, tmp_pa
     # a listed shard whose size differs from the manifest: refused, named
     with open(first, "ab") as f:
         f.write(b"\0")
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "s2")]) == 1
+    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(tmp_path / "s2")]) == 1
     err = capsys.readouterr().err
     assert f"sarchat stats: error: {first} has" in err and "manifest.json says" in err
     # no manifest (a generation that did not finish): refused
     (gen / "manifest.json").unlink()
-    assert stats_pipeline.run(["--input", str(gen), "--output", str(tmp_path / "s3")]) == 1
+    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(tmp_path / "s3")]) == 1
     assert "neither manifest.json" in capsys.readouterr().err
 
 
@@ -399,6 +399,6 @@ def test_submit_only_run_does_not_read_results_back(corpus, tmp_path, capsys):
     # A Flex Template launch or --no_wait_until_finish only submits the job: the launcher must not
     # try to read stats.json back (the job writes it later).
     out = tmp_path / "s"
-    assert stats_pipeline.run(["--input", str(corpus["root"]), "--output", str(out), "--plots", "none",
+    assert stats_pipeline.run(["--dataset", str(corpus["root"]), "--output", str(out), "--plots", "none",
                                "--no_wait_until_finish"]) == 0
     assert "pipeline submitted" in capsys.readouterr().out

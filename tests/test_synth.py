@@ -362,7 +362,7 @@ def test_write_annotations_only(tmp_path):
 def test_cli_sardet_scale(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(C.SARDET_SCALE, "train", (40, 90))
     monkeypatch.setitem(C.SARDET_SCALE, "test", (10, 21))
-    assert synth.run([str(tmp_path), "--sardet-scale", "--seed", "5"]) == 0
+    assert synth.run(["--output", str(tmp_path), "--sardet-scale", "--seed", "5"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["train"] == {"images": 40, "boxes": 90}
     train = _load(tmp_path, "train")
@@ -373,15 +373,15 @@ def test_cli_sardet_scale(tmp_path, monkeypatch, capsys):
 def test_cli_through_sarchat_main(tmp_path, capsys):
     from sarchat.beam_pipelines import cli
 
-    assert cli.main(["synth", str(tmp_path / "d"), "--images", "6", "--seed", "x", "--workers", "1"]) == 0
+    assert cli.main(["synth", "--output", str(tmp_path / "d"), "--images", "6", "--seed", "x", "--workers", "1"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["train"]["images"] + summary["splits"]["test"]["images"] == 6
     assert (tmp_path / "d" / "Annotations" / "train.json").exists()
 
 
 def test_cli_rejects_bad_arguments(tmp_path, capsys):
-    assert cli.main(["synth", str(tmp_path), "--images", "0"]) == 2
-    assert cli.main(["synth", str(tmp_path), "--test-fraction", "1.5"]) == 2
+    assert cli.main(["synth", "--output", str(tmp_path), "--images", "0"]) == 2
+    assert cli.main(["synth", "--output", str(tmp_path), "--test-fraction", "1.5"]) == 2
     assert cli.main(["synth"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("sarchat synth: error: ") for line in err), err

@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 from sarchat.transforms import coco
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms.progress import worker_count
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
 from sarchat.transforms.generate.columnar import build_shard_table
 from sarchat.transforms.generate.dialogues import DialogueBuilder
@@ -93,6 +94,7 @@ class WriteShardFn(beam.DoFn):
         if any(f in self.formats for f in _SWIFT_BASED):
             for task_file, data in records.swift_parts(table, self.image_root):
                 write_bytes(swift_part_path(self.output, split, task_file, shard), data)
+        worker_count("generate.images", len(images))  # progress on the launcher's terminal
         yield {"split": split, "shard": shard, "images": len(images),
                "boxes": sum(len(im["boxes"]) for im in images), "counts": dict(counts), "files": files}
 

@@ -36,6 +36,7 @@ from apache_beam.metrics import Metrics
 from sarchat.report import sample_sections, score_report
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.fileio import join_path, write_bytes, write_text
+from sarchat.transforms.progress import worker_count
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
 from sarchat.transforms.score.box_format_choice import FormatChooser
@@ -257,6 +258,7 @@ class ScoreBucketFn(beam.DoFn):
                         "error": pred.get("error") if pred else None,
                         "result": sample_record(row, model, pred, result)}))
             self.c_scored.inc(len(ids))
+            worker_count("score.samples", len(ids))  # progress on the launcher's terminal
             if self.write_samples and len(records):
                 buf = io.BytesIO()
                 pq.write_table(records.to_table(), buf, compression="zstd")
@@ -286,7 +288,7 @@ class WriteSampleLinesFn(beam.DoFn):
 
 class RemoveStaleSampleLinesFn(beam.DoFn):
     """[paths this run wrote] -> delete the other samples_<task>.jsonl under OUT (an earlier run's
-    models or tasks; all of them when this run wrote none, e.g. --no-samples): none is left that
+    models or tasks; all of them when this run wrote none, e.g. --no-sample-files): none is left that
     disagrees with this run's metrics."""
 
     def __init__(self, output_dir):

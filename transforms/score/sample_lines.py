@@ -88,7 +88,7 @@ def find_sample(output_dir, sample_id):
     files = sample_line_files(output_dir)
     if not files:
         raise InputError(f"{output_dir}: no samples_<task>.jsonl files (not a `sarchat score` output folder, "
-                         "or it was scored with --no-samples)")
+                         "or it was scored with --no-sample-files)")
     prefix = '{"id": ' + json.dumps(sample_id, ensure_ascii=False) + ","
     found = []
     for path in files:

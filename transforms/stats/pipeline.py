@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 from sarchat.report import stats_report as stats_render
 from sarchat.transforms import coco
 from sarchat.transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms.progress import worker_count
 from sarchat.transforms.stats import dataset_stats as stats
 
 NAMESPACE = "sarchat.stats"
@@ -99,6 +100,7 @@ class ReadCocoChunksFn(beam.DoFn):
         data = coco.load_json(read_bytes(path), path)
         images, rejects = coco.parse_coco(data, path, split, "")
         Metrics.counter(NAMESPACE, f"{split}_images").inc(len(images))
+        worker_count("stats.images", len(images))  # progress on the launcher's terminal
         yield beam.pvalue.TaggedOutput("rejects", (split, collections.Counter(r["reason"] for r in rejects)))
         for start in range(0, len(images), self.chunk_images):
             yield split, stats.chunk_from_images(images[start:start + self.chunk_images])
@@ -117,6 +119,7 @@ def _by_split(table):
 class TablesBySplitFn(beam.DoFn):
     def process(self, table):
         Metrics.counter(NAMESPACE, "dialogue_rows").inc(table.num_rows)
+        worker_count("stats.rows", table.num_rows)  # progress on the launcher's terminal
         yield from _by_split(table)
 
 
