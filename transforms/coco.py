@@ -50,6 +50,9 @@ def _reject(split, source, record, index, reason, detail=""):
     return {"split": split, "file": source, "record": record, "index": index, "reason": reason, "detail": detail}
 
 
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
+
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -146,6 +149,9 @@ def read_image_records(images, first_index, split, source, image_folder=None):
     for i, img in enumerate(images, first_index):
         if not isinstance(img, dict) or not _is_int(img.get("id")):
             rejects.append(_reject(split, source, f"image #{i}", i, "malformed_image", "id must be an integer"))
+            continue
+        if not _INT64_MIN <= img["id"] <= _INT64_MAX:  # the dialogues' image_id column is int64
+            rejects.append(_reject(split, source, f"image {img['id']}", i, "malformed_image", "id must fit in 64 bits"))
             continue
         w, h = img.get("width"), img.get("height")
         reason = detail = rel = None
