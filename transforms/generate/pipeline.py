@@ -127,7 +127,8 @@ def duplicates_by_split(id_batches):
 
 
 class WriteShardFn(beam.DoFn):
-    """All images of one (split, shard) -> dialogue files of that shard, and a result record."""
+    """((split, shard), (record batches, duplicated annotation ids of the split)) -> the shard's
+    images validated (coco.assemble, rejects tagged), its dialogue files, and a result record."""
 
     def __init__(self, output, formats, seed, identify_variants, image_root, num_shards, tfrecord_compression="none",
                  sources=None):
@@ -141,21 +142,23 @@ class WriteShardFn(beam.DoFn):
         self.categories = {split: coco.read_categories(cats, split, path)[0]
                            for split, (path, _, cats) in self.sources.items()}
 
-    def process(self, element, duplicates):
-        (split, shard), batches = element
+    def process(self, element):
+        (split, shard), (batches, duplicates) = element
         n = self.num_shards[split]
         by_array = {"images": [], "annotations": []}
         for array, batch in batches:
             by_array[array].extend(batch)
         source, image_dir, _ = self.sources[split]
         images, *rejects = coco.assemble(split, source, image_dir, self.categories[split], by_array["images"],
-                                         by_array["annotations"], duplicates.get(split, {}))
+                                         by_array["annotations"], duplicates)
         del by_array
         for r in (r for group in rejects for r in group):
             Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
             yield beam.pvalue.TaggedOutput("rejects", r)
-        if not images:
-            return  # no file of its own: Finalize writes the empty shard files
+        if images:  # a shard without a kept image has no file of its own: Finalize writes it empty
+            yield from self._write(split, shard, n, images)
+
+    def _write(self, split, shard, n, images):
         Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
         Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))
         table, describe_rejects = build_shard_table(self.builder, images)
@@ -402,10 +405,12 @@ class GenerateDialogues(beam.PTransform):
         shards = (
             parsed.records
             | "GroupByShard" >> beam.GroupByKey()
+            # each shard gets its split's duplicated annotation ids ({} almost always) beside its records
+            | "WithDuplicates" >> beam.Map(lambda kv, dups: (kv[0], (kv[1], dups.get(kv[0][0], {}))),
+                                           dups=beam.pvalue.AsSingleton(duplicates))
             | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
                                                        self.image_root, num_shards, self.tfrecord_compression,
-                                                       sources=sources),
-                                          duplicates=beam.pvalue.AsSingleton(duplicates)).with_outputs("rejects", main="results")
+                                                       sources=sources)).with_outputs("rejects", main="results")
         )
         rejects = (parsed.rejects, shards.rejects) | "AllRejects" >> beam.Flatten()
         manifest = (
