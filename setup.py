@@ -44,6 +44,10 @@ setup(
         "matplotlib>=3.7",
         # TFRecord framing needs CRC32C.
         "google-crc32c>=1.5",
+        # The generate pre-flight: checks a COCO file's syntax and finds its array entries' byte
+        # ranges in C without building Python objects (17x faster than json.loads on SARDet, no
+        # memory beyond the file), so workers parse pieces in parallel; without it, the whole-file read.
+        "msgspec>=0.18",
     ],
     extras_require={
         # gs:// for the pipelines (Beam's GCS filesystem), for infer's fsspec store, and Dataflow.

@@ -92,9 +92,11 @@ def plan_splits(args):
             raise coco.InputError(f"{path}: annotation file of split '{split}' not found")
         # AUTO: an `annotations.json.gz` is read decompressed, as the pipeline's reader does
         data = read_bytes(path, CompressionTypes.AUTO)
-        parsed = coco.load_json(data, path)
-        coco.check_structure(parsed, path)
-        n_images = len(parsed["images"])
+        # Structure, counts and the pieces the workers parse, without parsing the file here
+        # (coco.preflight); a compressed file is read whole by one worker.
+        index = coco.preflight(data, path, split_into_pieces=CompressionTypes.detect_compression_type(path)
+                               == CompressionTypes.UNCOMPRESSED)
+        n_images = index["images"]
         splits.append({
             "split": split,
             "annotations": path,
@@ -102,7 +104,9 @@ def plan_splits(args):
             "input_root": args.input,
             "num_shards": max(1, math.ceil(n_images / args.images_per_shard)),
             "fingerprint": {"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
-                            "annotations": len(parsed["annotations"])},
+                            "annotations": index["annotations"]},
+            "pieces": index["pieces"],
+            "categories": index["categories"],
         })
     if not splits:
         raise coco.InputError("--splits names no split")

@@ -1,6 +1,8 @@
 """Composite PTransforms of the generation pipeline; thin wrappers around the pure modules.
 
-Read (one element per split) -> shard images by a hashlib key -> GroupByKey -> per shard: build all
+Read (pieces of each split's COCO file, byte ranges the launcher's pre-flight found, parsed by the
+workers in parallel) -> each record keyed by its image's shard (a hashlib key) -> GroupByKey -> per
+shard: validate (coco.assemble: duplicates, an annotation's image and category, boxes), build all
 dialogues, sort by id, write Parquet/TFRecord/swift parts -> one finalize step that joins swift
 parts, writes rejects and, last, manifest.json. Working per shard (thousands of images) rather than
 per dialogue keeps Beam's per-element overhead off the hot path, and makes every shard file
@@ -13,6 +15,7 @@ import json
 from typing import Any, Tuple
 
 import apache_beam as beam
+import numpy as np
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -41,40 +44,124 @@ def shard_name(stem, shard, num_shards, ext):
     return f"{stem}-{shard:05d}-of-{num_shards:05d}.{ext}"
 
 
-class ReadCocoSplitFn(beam.DoFn):
-    """(split, annotation path, image dir, num_shards, input root) -> ((split, shard), image);
-    rejects tagged. On a local disk an image whose file resolves outside the split's image folder
-    (a symlink leading out) is rejected too."""
+class ReadCocoPieceFn(beam.DoFn):
+    """(split, annotation path, image dir, num_shards, input root, piece) -> per shard, the piece's
+    records of that shard: ((split, shard), ("images" or "annotations", [record, ...])); tagged
+    "rejects" (the records' own faults, and the split's category faults once, with its first
+    piece) and "ann_ids" ((split, annotation ids, their indices): for duplicate_annotation_ids).
+
+    A piece is a byte range of the file that the launcher's pre-flight found (coco.preflight), so
+    workers parse a split in parallel and each holds one piece; piece None is the whole file,
+    parsed here as before (compressed input, or a file only json.loads accepts)."""
+
+    def __init__(self, categories):
+        self.categories = categories  # {split: the categories list the pre-flight read}
 
     def process(self, element):
-        split, path, image_dir, num_shards, input_root = element
-        data = coco.load_json(read_bytes(path, CompressionTypes.AUTO), path)
+        split, path, image_dir, num_shards, input_root, piece = element
         folder = coco.local_image_folder(input_root, image_dir) if input_root is not None else None
-        images, rejects = coco.parse_coco(data, path, split, image_dir, image_folder=folder)
-        Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
-        Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))
+        if piece is None:
+            data = coco.load_json(read_bytes(path, CompressionTypes.AUTO), path)
+            coco.check_structure(data, path)
+            parts = [("images", data["images"], 0), ("annotations", data["annotations"], 0)]
+            del data
+        else:
+            text = read_range(path, piece["start"], piece["end"])
+            parts = [(piece["array"], coco.load_piece(text, path, piece), piece["first"])]
+        rejects = []
+        if parts[0][0] == "images" and parts[0][2] == 0:
+            rejects += coco.read_categories(self.categories[split], split, path)[1]
+        for array, entries, first in parts:
+            if array == "images":
+                records, more = coco.read_image_records(entries, first, split, path, folder)
+                shards = [shard_of(split, r[1], num_shards) for r in records]
+            else:
+                records, more = coco.read_annotation_records(entries, first, split, path)
+                shards = [annotation_shard(split, r[3], num_shards) for r in records]
+                yield beam.pvalue.TaggedOutput("ann_ids", (split, _int_array([r[1] for r in records]),
+                                                           np.fromiter((r[0] for r in records), dtype=np.int64,
+                                                                       count=len(records))))
+            rejects += more
+            by_shard = collections.defaultdict(list)
+            for shard, record in zip(shards, records):
+                by_shard[shard].append(record)
+            for shard in sorted(by_shard):
+                yield (split, shard), (array, by_shard[shard])
         for r in rejects:
             Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
             yield beam.pvalue.TaggedOutput("rejects", r)
-        for image in images:
-            yield (split, shard_of(split, image["image_id"], num_shards)), image
+
+
+def annotation_shard(split, image_id, num_shards):
+    """The shard of the image an annotation names (coco.image_key); an image_id that can name no
+    image goes to shard 0, where it is rejected as unknown_image like anywhere else."""
+    key = coco.image_key(image_id)
+    return 0 if key is None else shard_of(split, key, num_shards)
+
+
+def read_range(path, start, end):
+    """Bytes [start, end) of an uncompressed file (local or object store), without reading the rest."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.seek(start)
+        return f.read(end - start)
+
+
+def _int_array(values):
+    try:
+        return np.fromiter(values, dtype=np.int64, count=len(values))
+    except OverflowError:  # ids beyond 64 bits stay Python ints
+        return np.array(values, dtype=object)
+
+
+def duplicates_by_split(id_batches):
+    """[(split, ids, indices), ...] of every piece -> {split: {annotation id: first index}}."""
+    by_split = collections.defaultdict(lambda: ([], []))
+    for split, ids, indices in id_batches:
+        by_split[split][0].append(ids)
+        by_split[split][1].append(indices)
+    out = {}
+    for split, (ids, indices) in by_split.items():
+        if any(a.dtype == object for a in ids):
+            ids = [np.asarray(a, dtype=object) for a in ids]
+        out[split] = coco.duplicate_annotation_ids(np.concatenate(ids), np.concatenate(indices))
+    return out
 
 
 class WriteShardFn(beam.DoFn):
-    """All images of one (split, shard) -> dialogue files of that shard, and a result record."""
+    """((split, shard), (record batches, duplicated annotation ids of the split)) -> the shard's
+    images validated (coco.assemble, rejects tagged), its dialogue files, and a result record."""
 
-    def __init__(self, output, formats, seed, identify_variants, image_root, num_shards, tfrecord_compression="none"):
+    def __init__(self, output, formats, seed, identify_variants, image_root, num_shards, tfrecord_compression="none",
+                 sources=None):
         self.output, self.formats, self.seed = output, tuple(formats), seed
         self.identify_variants, self.image_root, self.num_shards = identify_variants, image_root, num_shards
         self.tfrecord_compression = tfrecord_compression
+        self.sources = sources  # {split: (annotation path, image dir, categories list)}
 
     def setup(self):
         self.builder = DialogueBuilder(self.seed, self.identify_variants)
+        self.categories = {split: coco.read_categories(cats, split, path)[0]
+                           for split, (path, _, cats) in self.sources.items()}
 
     def process(self, element):
-        (split, shard), images = element
+        (split, shard), (batches, duplicates) = element
         n = self.num_shards[split]
-        images = list(images)
+        by_array = {"images": [], "annotations": []}
+        for array, batch in batches:
+            by_array[array].extend(batch)
+        source, image_dir, _ = self.sources[split]
+        images, *rejects = coco.assemble(split, source, image_dir, self.categories[split], by_array["images"],
+                                         by_array["annotations"], duplicates)
+        del by_array
+        for r in (r for group in rejects for r in group):
+            Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
+            yield beam.pvalue.TaggedOutput("rejects", r)
+        if images:  # a shard without a kept image has no file of its own: Finalize writes it empty
+            yield from self._write(split, shard, n, images)
+
+    def _write(self, split, shard, n, images):
+        Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
+        Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))
         table, describe_rejects = build_shard_table(self.builder, images)
         for r in describe_rejects:
             Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
@@ -301,18 +388,31 @@ class GenerateDialogues(beam.PTransform):
 
     def expand(self, pbegin):
         num_shards = {s["split"]: s["num_shards"] for s in self.splits}
+        pieces = [(s["split"], s["annotations"], s["image_dir"], s["num_shards"], s.get("input_root"), piece)
+                  for s in self.splits for piece in (s.get("pieces") or [None])]
         parsed = (
             pbegin
-            | "Splits" >> beam.Create([(s["split"], s["annotations"], s["image_dir"], s["num_shards"], s.get("input_root"))
-                                      for s in self.splits])
-            | "ReadCoco" >> beam.ParDo(ReadCocoSplitFn()).with_output_types(Tuple[Tuple[str, int], Any])
-            .with_outputs("rejects", main="images")
+            | "Pieces" >> beam.Create(pieces)
+            | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
+            | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s["split"]: s["categories"] for s in self.splits}))
+            .with_output_types(Tuple[Tuple[str, int], Any])
+            .with_outputs("rejects", "ann_ids", main="records")
         )
+        duplicates = (
+            parsed.ann_ids
+            | "CollectAnnotationIds" >> beam.combiners.ToList()
+            | "DuplicateAnnotationIds" >> beam.Map(duplicates_by_split)
+        )
+        sources = {s["split"]: (s["annotations"], s["image_dir"], s["categories"]) for s in self.splits}
         shards = (
-            parsed.images
+            parsed.records
             | "GroupByShard" >> beam.GroupByKey()
+            # each shard gets its split's duplicated annotation ids ({} almost always) beside its records
+            | "WithDuplicates" >> beam.Map(lambda kv, dups: (kv[0], (kv[1], dups.get(kv[0][0], {}))),
+                                           dups=beam.pvalue.AsSingleton(duplicates))
             | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
-                                                       self.image_root, num_shards, self.tfrecord_compression)).with_outputs("rejects", main="results")
+                                                       self.image_root, num_shards, self.tfrecord_compression,
+                                                       sources=sources)).with_outputs("rejects", main="results")
         )
         rejects = (parsed.rejects, shards.rejects) | "AllRejects" >> beam.Flatten()
         manifest = (
