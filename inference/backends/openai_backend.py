@@ -51,9 +51,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from sarchat.inference.backends.base import Backend, Result
+from sarchat.inference.backends.base import Backend, Result, Sample
 from sarchat.inference.config import parse_engine_args
-from sarchat.inference.backends.base import Sample
 from sarchat.inference.dataset import ImageCache, ImageError, read_image_bytes, row_size
 from sarchat.inference.fingerprint import stable_hash
 from sarchat.transforms.adapters import processor_kwargs
