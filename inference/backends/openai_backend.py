@@ -9,12 +9,12 @@ is replaced at once, without counting as a retry).
 Per sample the client does little: `prepare` (overlapped with the previous batch) takes each
 image's data URL, already JSON-encoded, from an ImageCache (inference/dataset.py): the runner
 sends samples grouped by image, so an image is read, checked and base64-encoded once, not once per
-question. The check does not decode the pixels of a file that is sent as it is (JPEG/PNG): the
-header gives the size (checked against the row and --max-image-pixels), a PNG's chunk CRCs and a
-JPEG's end-of-image marker catch truncation, and what only a decode would find reaches the
-server, which fails that request (HTTP 400): the sample is recorded with that error. Each request
-body is the sample's small JSON with the cached image spliced in, byte for byte what json.dumps of
-the whole body gives.
+question. A JPEG sent as it is is checked by a 1/8-scale decode (all of its data read, most of the
+inverse DCT skipped), anything else decoded whole; the size is checked against the row and
+--max-image-pixels from the header first. The check stays on the client because vLLM's server
+answers an image it fails to decode (on a blank image) instead of refusing it. Each request body is
+the sample's small JSON with the cached image spliced in, byte for byte what json.dumps of the
+whole body gives.
 HTTP 429, 408 and 5xx, timeouts and connection errors are retried with exponential backoff and
 jitter (`--retry-base` * 2^attempt, capped at `--retry-max-wait`, honouring Retry-After), up to
 `--max-retries` times; then the sample is recorded as failed and retried by the next run. Other
