@@ -8,10 +8,12 @@ the ones the manifest lists, through sarchat.transforms.dataset_files (a folder 
 or a listed file of another size, is refused). Paths may be local or any fsspec URL (gs://...).
 """
 import base64
+import collections
 import contextlib
 import hashlib
 import io
 import os
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -176,10 +178,17 @@ def read_image_bytes(location) -> bytes:
         raise ImageError(f"cannot read image {location}: {exc}") from exc
 
 
-def decode_image(data: bytes, location="", expected_size=None, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
-    """A fully decoded PIL image; ImageError on a corrupt or truncated file, and, from the header
-    alone (before any pixel is decoded), on an image whose size is not `expected_size` (the row's
-    width, height) or that has more than `max_pixels` pixels."""
+def _check_size(location, width, height, expected_size, max_pixels):
+    if expected_size is not None and (width, height) != tuple(int(v) for v in expected_size):
+        raise ImageError(f"image {location} is {width}x{height} pixels, the dataset says "
+                         f"{int(expected_size[0])}x{int(expected_size[1])}")
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"image {location} has {width}x{height} = {width * height} pixels, more than "
+                         f"--max-image-pixels {max_pixels}; not decoded")
+
+
+def _open_image(data, location, expected_size, max_pixels):
+    """The lazily opened PIL image (header read, no pixel decoded), its size checked."""
     from PIL import Image
 
     try:
@@ -187,12 +196,11 @@ def decode_image(data: bytes, location="", expected_size=None, max_pixels=DEFAUL
         width, height = img.size
     except Exception as exc:  # PIL raises many types for corrupt data (DecompressionBombError too)
         raise ImageError(f"corrupt image {location}: {type(exc).__name__}: {exc}") from exc
-    if expected_size is not None and (width, height) != tuple(int(v) for v in expected_size):
-        raise ImageError(f"image {location} is {width}x{height} pixels, the dataset says "
-                         f"{int(expected_size[0])}x{int(expected_size[1])}")
-    if max_pixels and width * height > max_pixels:
-        raise ImageError(f"image {location} has {width}x{height} = {width * height} pixels, more than "
-                         f"--max-image-pixels {max_pixels}; not decoded")
+    _check_size(location, width, height, expected_size, max_pixels)
+    return img
+
+
+def _load(img, location):
     try:
         img.load()
         return img
@@ -200,21 +208,56 @@ def decode_image(data: bytes, location="", expected_size=None, max_pixels=DEFAUL
         raise ImageError(f"corrupt image {location}: {type(exc).__name__}: {exc}") from exc
 
 
+def decode_image(data: bytes, location="", expected_size=None, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+    """A fully decoded PIL image; ImageError on a corrupt or truncated file, and, from the header
+    alone (before any pixel is decoded), on an image whose size is not `expected_size` (the row's
+    width, height) or that has more than `max_pixels` pixels."""
+    return _load(_open_image(data, location, expected_size, max_pixels), location)
+
+
+def _check_decodes(img, location):
+    """That a file sent as it is decodes, at the least cost that still reads all of its data: a
+    JPEG at 1/8 scale (libjpeg skips most of the inverse DCT, the entropy-coded data is read
+    whole, so truncation and bad tables fail as in a full decode), anything else decoded whole.
+    Not a header-only check: vLLM's server (0.x, ImageMediaIO.load_bytes) swallows the error of a
+    failed decode inside exif_transpose and runs the model on a blank image, so what the client
+    does not catch is answered, silently wrong (tests/test_real_vllm.py pins it)."""
+    if img.format == "JPEG":
+        width, height = img.size
+        img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+    _load(img, location)
+
+
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
-def image_data_url(data: bytes, location="", pad_to_multiple: int = 0, expected_size=None,
-                   max_pixels=DEFAULT_MAX_IMAGE_PIXELS) -> str:
-    """A base64 data URL for the image; decodes it first so a corrupt file fails here, per sample.
+def _sent_as_is(img, pad_to_multiple):
+    """Whether the file's own bytes are sent: JPEG or PNG in 8-bit L/RGB(A)/P, and already a
+    multiple of pad_to_multiple. Known from the header alone."""
+    if img.format not in _MIME or img.mode not in ("L", "RGB", "RGBA", "P"):
+        return False
+    if pad_to_multiple and pad_to_multiple > 1:
+        w, h = img.size
+        return w % pad_to_multiple == 0 and h % pad_to_multiple == 0
+    return True
 
-    JPEG and PNG in 8-bit L/RGB(A) are sent as they are; anything else (BMP, TIFF, 16-bit) is
-    re-encoded as PNG. With pad_to_multiple, the image is padded (black) on the right and bottom to
-    the next multiple, keeping the pixel coordinates of everything in it.
-    """
+
+def encode_image(data: bytes, location="", pad_to_multiple: int = 0, expected_size=None,
+                 max_pixels=DEFAULT_MAX_IMAGE_PIXELS, full_decode=True):
+    """(data URL, (width, height)) of an image; see image_data_url. With full_decode=False a file
+    sent as it is (whose decoded pixels are not needed) is checked by _check_decodes, a JPEG at a
+    reduced scale, instead of decoded whole."""
     from PIL import Image
 
-    img = decode_image(data, location, expected_size, max_pixels)
-    fmt = img.format
+    img = _open_image(data, location, expected_size, max_pixels)
+    size = img.size
+    if _sent_as_is(img, pad_to_multiple):
+        if full_decode:
+            _load(img, location)
+        else:
+            _check_decodes(img, location)
+        return f"data:{_MIME[img.format]};base64," + base64.b64encode(data).decode("ascii"), size
+    _load(img, location)
     if pad_to_multiple and pad_to_multiple > 1:
         m = pad_to_multiple
         w, h = img.size
@@ -223,16 +266,71 @@ def image_data_url(data: bytes, location="", pad_to_multiple: int = 0, expected_
             src = img.convert("RGB") if img.mode not in ("L", "RGB") else img
             canvas = Image.new(src.mode, (pw, ph), 0)
             canvas.paste(src, (0, 0))
-            img, fmt = canvas, None
-    if fmt in _MIME and img.mode in ("L", "RGB", "RGBA", "P"):
-        payload, mime = data, _MIME[fmt]  # untouched original bytes
-    else:
-        if img.mode not in ("L", "RGB"):
-            img = _to_8bit(img)
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        payload, mime = buf.getvalue(), "image/png"
-    return f"data:{mime};base64," + base64.b64encode(payload).decode("ascii")
+            img = canvas
+    if img.mode not in ("L", "RGB"):
+        img = _to_8bit(img)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), size
+
+
+def image_data_url(data: bytes, location="", pad_to_multiple: int = 0, expected_size=None,
+                   max_pixels=DEFAULT_MAX_IMAGE_PIXELS, full_decode=True) -> str:
+    """A base64 data URL for the image; decodes it first so a corrupt file fails here, per sample.
+
+    JPEG and PNG in 8-bit L/RGB(A) are sent as they are; anything else (BMP, TIFF, 16-bit) is
+    re-encoded as PNG. With pad_to_multiple, the image is padded (black) on the right and bottom to
+    the next multiple, keeping the pixel coordinates of everything in it.
+    """
+    return encode_image(data, location, pad_to_multiple, expected_size, max_pixels, full_decode)[0]
+
+
+# Bytes of encoded images an ImageCache keeps (the largest SARDet image, 1024x1024 PNG, is about
+# 1.4 MB as base64): samples come grouped by image, so a few entries would do.
+DEFAULT_IMAGE_CACHE_BYTES = 64 << 20
+
+
+class ImageCache:
+    """Encoded images by location, the least recently used dropped beyond `max_bytes` (the newest
+    entry is always kept). The runner sends samples sorted by image_path, about 19 per image at
+    SARDet's ratio, so all but the first sample of an image are hits: no read, no check, no base64,
+    no encode. Each hit still checks the row's width and height against the image's. Failures are
+    not cached (each sample gets its own error). Thread-safe; a file changed during a run is not
+    read again."""
+
+    def __init__(self, pad_to_multiple=0, max_pixels=DEFAULT_MAX_IMAGE_PIXELS, read_image=None,
+                 encode=None, full_decode=True, max_bytes=DEFAULT_IMAGE_CACHE_BYTES):
+        self.pad_to_multiple, self.max_pixels, self.full_decode = pad_to_multiple, max_pixels, full_decode
+        self.read_image = read_image or read_image_bytes
+        self.encode = encode or (lambda url: url)
+        self.max_bytes = max_bytes
+        self._entries = collections.OrderedDict()  # location -> (encoded, (width, height))
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, location, expected_size=None):
+        """encode(data URL) of the image at `location`; ImageError as image_data_url raises it."""
+        with self._lock:
+            entry = self._entries.get(location)
+            if entry is not None:
+                self._entries.move_to_end(location)
+                self.hits += 1
+        if entry is not None:
+            _check_size(location, *entry[1], expected_size, self.max_pixels)
+            return entry[0]
+        url, size = encode_image(self.read_image(location), location, self.pad_to_multiple, expected_size,
+                                 self.max_pixels, self.full_decode)
+        value = self.encode(url)
+        with self._lock:
+            self.misses += 1
+            if location not in self._entries:
+                self._entries[location] = (value, size)
+                self._bytes += len(value)
+                while self._bytes > self.max_bytes and len(self._entries) > 1:
+                    _, (old, _) = self._entries.popitem(last=False)
+                    self._bytes -= len(old)
+        return value
 
 
 def _to_8bit(img):

@@ -1,4 +1,6 @@
 """The openai backend against a local OpenAI-compatible server on 127.0.0.1 (ephemeral port)."""
+import base64
+import io
 import json
 import os
 import threading
@@ -7,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from sarchat.inference.run import run
 from sarchat.synthetic.fixture import write_fixture_dataset
@@ -18,12 +21,17 @@ class FakeServer:
     """Chat completions endpoint: checks auth, fails some calls with 429/500, counts concurrency."""
 
     def __init__(self, fail_plan=None, delay=0.02, always_fail_marker=None, bad_request_marker=None,
-                 models=("served-model",), refuse_templates=False, redirect_to=None, drip_seconds=None):
+                 models=("served-model",), refuse_templates=False, redirect_to=None, drip_seconds=None,
+                 keep_alive=False, close_after_reply=False, decode_images=False):
         self.fail_plan = dict(fail_plan or {})   # call number -> status
         self.models = list(models)               # what GET /v1/models lists
         self.refuse_templates = refuse_templates  # answer 400 to a request carrying chat_template, as vLLM does
         self.redirect_to = redirect_to           # answer every POST with 307 to this URL
         self.drip_seconds = drip_seconds         # send the reply one byte at a time over this long
+        self.close_after_reply = close_after_reply  # HTTP/1.1 without "Connection: close", then hang up
+        self.decode_images = decode_images       # decode each image as vLLM does; 400 when that fails
+        self.connections = set()                 # client (host, port) pairs seen
+        self.raw_bodies = []
         self.probes = []                         # text-only start-up requests
         self.model_checks = 0
         self.drip_cut = False
@@ -39,6 +47,8 @@ class FakeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def log_message(self, *args):
                 pass
 
@@ -62,7 +72,10 @@ class FakeServer:
                 self._reply(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
+                with server.lock:
+                    server.connections.add(self.client_address)
                 if server.redirect_to:
                     with server.lock:
                         server.calls += 1
@@ -82,6 +95,7 @@ class FakeServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.bodies.append(body)
+                    server.raw_bodies.append(raw)
                 try:
                     time.sleep(server.delay)
                     reply = self._decide(n, body)
@@ -91,6 +105,8 @@ class FakeServer:
                     with server.lock:
                         server.in_flight -= 1
                 self._reply(*reply)
+                if server.close_after_reply:
+                    self.close_connection = True
 
             def _drip(self, seconds):
                 data = json.dumps({"choices": [{"index": 0, "message": {"content": "x" * 20}}]}).encode()
@@ -113,6 +129,12 @@ class FakeServer:
                         server.auth_failures += 1
                     return 401, {"error": "bad key"}
                 text = body["messages"][-1]["content"][1]["text"]
+                if server.decode_images:
+                    url = body["messages"][-1]["content"][0]["image_url"]["url"]
+                    try:
+                        Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).load()
+                    except Exception as exc:
+                        return 400, {"error": {"message": f"Failed to load image: {exc}"}}
                 if server.bad_request_marker and server.bad_request_marker in text:
                     return 400, {"error": "invalid request"}
                 if server.always_fail_marker and server.always_fail_marker in text:
@@ -309,3 +331,82 @@ def test_request_timeout_is_a_total_deadline(dataset, tmp_path, monkeypatch):
     (pred,) = pq.read_table(tmp_path / "predictions.parquet").to_pylist()
     assert pred["error"].startswith("no complete reply within --request-timeout 0.5 s")
     assert srv.drip_cut  # the client hung up mid-reply
+
+
+def test_connections_are_kept_alive_and_replaced_when_the_server_hangs_up(dataset, tmp_path, monkeypatch):
+    generated, rows = dataset
+    monkeypatch.setenv("SARCHAT_TEST_KEY", KEY)
+    with FakeServer(keep_alive=True, delay=0) as srv:
+        assert run(_argv(generated, srv.url, tmp_path / "a")) == 0
+    assert srv.calls == len(rows) > 8
+    assert len(srv.connections) <= 3  # one per worker thread (--concurrency 3), for the whole run
+    # A server that hangs up after each reply without saying so: every reused connection is dead;
+    # the request goes out again on a new one, not counted as a retry (--max-retries 0).
+    with FakeServer(keep_alive=True, close_after_reply=True, delay=0) as srv:
+        assert run(_argv(generated, srv.url, tmp_path / "b", "--max-retries", "0")) == 0
+    assert srv.calls == len(rows) == len(srv.connections)
+    preds = pq.read_table(tmp_path / "b" / "predictions.parquet").to_pylist()
+    assert len(preds) == len(rows) and not any(p["error"] for p in preds)
+
+
+def test_request_bodies_are_what_json_dumps_of_the_whole_body_gives(dataset, tmp_path, monkeypatch):
+    """The cached, spliced body is byte for byte the body built the plain way (image read and
+    decoded per sample, json.dumps of the whole request)."""
+    from sarchat.inference.backends.openai_backend import OpenAIBackend
+    from sarchat.inference.dataset import image_data_url, resolve_image_root
+    from sarchat.inference.run import parse_config
+    from sarchat.transforms.adapters import get_adapter
+
+    generated, rows = dataset
+    monkeypatch.setenv("SARCHAT_TEST_KEY", KEY)
+    with FakeServer(keep_alive=True, delay=0) as srv:
+        argv = _argv(generated, srv.url, tmp_path)
+        assert run(argv) == 0
+    adapter = get_adapter("qwen2-vl")
+    probe = OpenAIBackend(parse_config(argv), adapter)
+    fields = {**probe.sampling(), **probe._extras()}
+    probe.close()
+    root = resolve_image_root(generated)
+    want = []
+    for row in rows:
+        with open(os.path.join(root, row["image_path"]), "rb") as fh:
+            url = image_data_url(fh.read(), pad_to_multiple=adapter.pad_to_multiple)
+        body = {"model": "served-model", "messages": adapter.build_messages(row, url), **fields}
+        want.append(json.dumps(body).encode("utf-8"))
+    assert sorted(srv.raw_bodies) == sorted(want)
+
+
+def _garble_huffman_table(path):
+    data = open(path, "rb").read()
+    at = data.find(b"\xff\xc4")
+    with open(path, "wb") as fh:
+        fh.write(data[:at + 5] + b"\xff" * 16 + data[at + 21:])
+
+
+def test_bad_images_are_error_rows_never_missing_samples(tmp_path, monkeypatch, capsys):
+    """A truncated JPEG and one whose header opens but whose Huffman table is garbage are both
+    caught before sending (no request: a vLLM server would answer the second on a blank image,
+    tests/test_real_vllm.py); every sample has its row, the good image is answered."""
+    monkeypatch.setenv("SARCHAT_TEST_KEY", KEY)
+    generated, image_root, rows = write_fixture_dataset(str(tmp_path / "data"), n_images=3, seed=5,
+                                                        image_ext="jpg")
+    rows = rows["test"]
+    paths = sorted({r["image_path"] for r in rows})
+    truncated, garbled, good = (os.path.join(image_root, p) for p in paths)
+    data = open(truncated, "rb").read()
+    with open(truncated, "wb") as fh:
+        fh.write(data[:len(data) // 2])
+    _garble_huffman_table(garbled)
+    with FakeServer(keep_alive=True, delay=0, decode_images=True) as srv:
+        assert run(_argv(generated, srv.url, tmp_path / "run")) == 1
+    by_image = {p: [r["id"] for r in rows if r["image_path"] == p] for p in paths}
+    preds = {p["id"]: p for p in pq.read_table(tmp_path / "run" / "predictions.parquet").to_pylist()}
+    assert sorted(preds) == sorted(r["id"] for r in rows)  # every sample has a row
+    assert all(preds[i]["error"].startswith(f"corrupt image {truncated}: OSError: image file is truncated")
+               for i in by_image[paths[0]])
+    assert all(preds[i]["error"].startswith(f"corrupt image {garbled}: OSError: broken data stream")
+               for i in by_image[paths[1]])
+    assert all(preds[i]["error"] is None and preds[i]["prediction"] for i in by_image[paths[2]])
+    assert srv.calls == len(by_image[paths[2]])  # nothing sent for the bad files
+    assert f"{len(by_image[paths[0]]) + len(by_image[paths[1]])} of {len(rows)} selected samples have no " \
+           "prediction" in capsys.readouterr().err

@@ -371,3 +371,45 @@ def test_openai_backend_sends_the_adapters_template(work, servers):
     default_run, _ = full_run(work, "llava-1.5")
     run, _ = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-adapter-template")
     _same_answers(run, default_run, work["ids"])
+
+
+def test_vllm_server_answers_an_image_it_cannot_decode_so_the_client_must_check(work, servers, tmp_path):
+    """Why the openai backend decodes (a JPEG at 1/8 scale) what it sends: this vLLM's server
+    answers, with HTTP 200, a JPEG whose header opens but whose Huffman table is garbage (the
+    decode error is swallowed inside exif_transpose; the model sees a blank image). Our client
+    records that image's samples as errors and sends nothing for them."""
+    import base64
+    import shutil
+    import urllib.request
+
+    images = work["root"] / "raw-garbled"
+    if not images.exists():
+        shutil.copytree(work["root"] / "raw", images)
+    rows = [r for path in sorted(glob.glob(os.path.join(work["dataset"], "parquet", "test", "*.parquet")))
+            for r in pq.read_table(path, columns=["id", "image_path"]).to_pylist()]
+    garbled = sorted(r["image_path"] for r in rows if r["image_path"].endswith(".jpg"))[0]
+    path = images / garbled
+    data = path.read_bytes()
+    at = data.find(b"\xff\xc4")
+    path.write_bytes(data[:at + 5] + b"\xff" * 16 + data[at + 21:])
+    server = servers("llava-1.5")
+    body = {"model": "tiny-llava-1.5", "max_tokens": 2, "temperature": 0.0, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode()}},
+        {"type": "text", "text": "What is in the image?"}]}]}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(server.base_url + "/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with opener.open(req, timeout=RUN_TIMEOUT_S) as resp:
+        assert resp.status == 200  # if this ever fails, vLLM has started to refuse such images itself
+    run = work["root"] / "runs" / "openai-garbled-image"
+    proc = subprocess.run(infer_cmd(work["dataset"], "tiny-llava-1.5", "llava-1.5", run, "--base-url",
+                                    server.base_url, "--concurrency", "4", "--max-retries", "1",
+                                    "--image-root", str(images), backend="openai"),
+                          capture_output=True, text=True, env=_env(), timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    bad = sorted(r["id"] for r in rows if r["image_path"] == garbled)
+    got = predictions(str(run))
+    assert sorted(got) == work["ids"]  # nothing missing
+    failed = sorted(i for i, r in got.items() if r["error"])
+    assert failed == bad, [got[i]["error"] for i in failed][:3]
+    assert all(got[i]["error"].startswith("corrupt image ") for i in bad), got[bad[0]]["error"]

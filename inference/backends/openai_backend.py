@@ -2,7 +2,19 @@
 standard library only.
 
 POST {base_url}/chat/completions with the adapter's messages (the image as a base64 data URL),
-temperature 0 and a seed. At most `--concurrency` requests are in flight (a thread pool).
+temperature 0 and a seed. At most `--concurrency` requests are in flight (a thread pool), each
+thread keeping one HTTP/1.1 connection open for the run (a connection the server closed while idle
+is replaced at once, without counting as a retry).
+
+Per sample the client does little: `prepare` (overlapped with the previous batch) takes each
+image's data URL, already JSON-encoded, from an ImageCache (inference/dataset.py): the runner
+sends samples grouped by image, so an image is read, checked and base64-encoded once, not once per
+question. A JPEG sent as it is is checked by a 1/8-scale decode (all of its data read, most of the
+inverse DCT skipped), anything else decoded whole; the size is checked against the row and
+--max-image-pixels from the header first. The check stays on the client because vLLM's server
+answers an image it fails to decode (on a blank image) instead of refusing it. Each request body is
+the sample's small JSON with the cached image spliced in, byte for byte what json.dumps of the
+whole body gives.
 HTTP 429, 408 and 5xx, timeouts and connection errors are retried with exponential backoff and
 jitter (`--retry-base` * 2^attempt, capped at `--retry-max-wait`, honouring Retry-After), up to
 `--max-retries` times; then the sample is recorded as failed and retried by the next run. Other
@@ -39,9 +51,9 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from sarchat.inference.backends.base import Backend, Result
+from sarchat.inference.backends.base import Backend, Result, Sample
 from sarchat.inference.config import parse_engine_args
-from sarchat.inference.dataset import ImageError, read_image_bytes, sample_messages
+from sarchat.inference.dataset import ImageCache, ImageError, read_image_bytes, row_size
 from sarchat.inference.fingerprint import stable_hash
 from sarchat.transforms.adapters import processor_kwargs
 from sarchat.transforms.errors import InputError, UsageError
@@ -49,6 +61,12 @@ from sarchat.transforms.errors import InputError, UsageError
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_RESPONSE_BYTES = 16 << 20
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Where the image goes in a body's JSON before the cached, JSON-encoded data URL is spliced in
+# (json.dumps writes the NULs as \u0000; a question holding this exact text falls back to dumps).
+_IMAGE_SLOT = "\x00sarchat-image\x00"
+_IMAGE_SLOT_JSON = json.dumps(_IMAGE_SLOT)
+# A reused connection that fails like this before any reply byte was closed by the server while idle.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
 class _Retryable(Exception):
@@ -63,6 +81,15 @@ class _HTTPStatus(Exception):
     def __init__(self, status, detail, headers):
         super().__init__(f"HTTP {status}: {detail}")
         self.status, self.detail, self.headers = status, detail, headers
+
+
+class _Prepared:
+    """A sample with its JSON-encoded image data URL, or the error that stops it being sent."""
+
+    __slots__ = ("sample", "image_json", "error")
+
+    def __init__(self, sample, image_json=None, error=None):
+        self.sample, self.image_json, self.error = sample, image_json, error
 
 
 class OpenAIBackend(Backend):
@@ -103,6 +130,12 @@ class OpenAIBackend(Backend):
                              "field), which --no-vllm-extras forbids; drop --no-vllm-extras")
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        self._images = ImageCache(adapter.pad_to_multiple, config.max_image_pixels, read_image_bytes,
+                                  encode=lambda url: json.dumps(url).encode("ascii"), full_decode=False)
+        self._local = threading.local()  # this thread's open connection
+        self._connections = set()
+        self._connections_lock = threading.Lock()
+        self._watchdog = _Watchdog()
         self._proxy = None if self.host in _LOOPBACK else _proxy_for(self.scheme, self.host)
         self._rng = random.Random(int(config.seed))
         self._rng_lock = threading.Lock()
@@ -199,10 +232,39 @@ class OpenAIBackend(Backend):
 
     # ---- work --------------------------------------------------------------------------------
     def prepare(self, samples):
-        return samples
+        return [self._prepare_one(s) for s in samples]
 
-    def predict(self, samples):
-        return list(self._pool.map(self._one, samples))
+    def _prepare_one(self, sample):
+        try:
+            return _Prepared(sample, self._images.get(sample.image_location, row_size(sample.row)))
+        except ImageError as exc:
+            return _Prepared(sample, error=str(exc))
+        except Exception as exc:
+            return _Prepared(sample, error=f"prepare failed: {type(exc).__name__}: {exc}")
+
+    def predict(self, prepared):
+        items = [p if isinstance(p, _Prepared) else self._prepare_one(p) if isinstance(p, Sample) else p
+                 for p in prepared]
+        return list(self._pool.map(self._one, items))
+
+    def _body_fields(self):
+        fields = getattr(self, "_fields", None)
+        if fields is None:
+            fields = self._fields = {**self.sampling(), **self._extras()}
+        return fields
+
+    def _payload(self, item):
+        """The request body: json.dumps of {model, messages, sampling, extras} as bytes, the image's
+        cached JSON spliced into its slot."""
+        messages = self.adapter.build_messages(item.sample.row, _IMAGE_SLOT, use_hint=self.use_hint)
+        text = json.dumps({"model": self.config.model, "messages": messages, **self._body_fields()})
+        head, slot, tail = text.partition(_IMAGE_SLOT_JSON)
+        if not slot or _IMAGE_SLOT_JSON in tail:  # the question itself holds the slot's text
+            messages = self.adapter.build_messages(item.sample.row, json.loads(item.image_json),
+                                                   use_hint=self.use_hint)
+            return json.dumps({"model": self.config.model, "messages": messages,
+                               **self._body_fields()}).encode("utf-8")
+        return b"".join((head.encode("utf-8"), item.image_json, tail.encode("utf-8")))
 
     def _headers(self, payload=None):
         headers = {"Accept": "application/json", "Host": _host_header(self.host, self.port, self.scheme)}
@@ -218,19 +280,14 @@ class OpenAIBackend(Backend):
             text = text.replace(self._api_key, "***")
         return text
 
-    def _one(self, sample):
+    def _one(self, item):
+        if item.error is not None:
+            return Result.failure(item.error)
         t0 = time.perf_counter()
         try:
-            messages = sample_messages(sample, self.adapter, self.use_hint, read_image_bytes,
-                                       self.config.max_image_pixels)
-        except ImageError as exc:
-            return Result.failure(str(exc))
+            payload = self._payload(item)
         except Exception as exc:
             return Result.failure(f"prepare failed: {type(exc).__name__}: {exc}")
-        body = {"model": self.config.model, "messages": messages}
-        body.update(self.sampling())
-        body.update(self._extras())
-        payload = json.dumps(body).encode("utf-8")
         last = None
         for attempt in range(self.max_retries + 1):
             try:
@@ -285,6 +342,23 @@ class OpenAIBackend(Backend):
             return conn
         return http.client.HTTPConnection(pp.hostname, pp.port or 8080, timeout=self.timeout)
 
+    def _checkout(self):
+        """(this thread's open connection or a new one, whether it was used before)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, True
+        conn = self._local.conn = self._connection()
+        with self._connections_lock:
+            self._connections.add(conn)
+        return conn, False
+
+    def _discard(self, conn):
+        conn.close()
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._connections_lock:
+            self._connections.discard(conn)
+
     def _exchange(self, method, suffix, payload=None):
         """The body of a 2xx reply to one request, within the total deadline; never follows a redirect."""
         target = self.path + suffix + (f"?{self.query}" if self.query else "")
@@ -293,25 +367,39 @@ class OpenAIBackend(Backend):
             target = f"http://{headers['Host']}{target}"
             if self._proxy[1]:
                 headers["Proxy-Authorization"] = self._proxy[1]
-        conn = self._connection()
-        deadline = _Deadline(conn, self.timeout)
+        deadline = self._watchdog.start(self.timeout)
         try:
-            conn.connect()
-            deadline.watch(conn.sock)
-            conn.request(method, target, body=payload, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read(MAX_RESPONSE_BYTES + 1)
-            if len(data) > MAX_RESPONSE_BYTES:
-                raise RuntimeError(f"reply larger than {MAX_RESPONSE_BYTES} bytes")
-            if deadline.passed():  # the shut-down socket ends a read early rather than failing it
-                raise TimeoutError("deadline")
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if deadline.passed():
-                raise _Retryable(f"no complete reply within --request-timeout {self.timeout:g} s") from None
-            raise _Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
+            while True:
+                conn, reused = self._checkout()
+                deadline.conn, deadline.sock, replied = conn, conn.sock, False
+                try:
+                    if conn.sock is None:
+                        conn.connect()
+                        deadline.sock = conn.sock
+                    conn.request(method, target, body=payload, headers=headers)
+                    resp = conn.getresponse()
+                    replied = True
+                    data = resp.read(MAX_RESPONSE_BYTES + 1)
+                    if len(data) > MAX_RESPONSE_BYTES:
+                        self._discard(conn)
+                        raise RuntimeError(f"reply larger than {MAX_RESPONSE_BYTES} bytes")
+                    if deadline.passed():  # the shut-down socket ends a read early rather than failing it
+                        raise TimeoutError("deadline")
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    self._discard(conn)
+                    if deadline.passed():
+                        raise _Retryable(f"no complete reply within --request-timeout {self.timeout:g} s") from None
+                    if reused and not replied and isinstance(exc, _STALE):
+                        continue  # closed by the server while idle: the same request on a new connection
+                    raise _Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
+                except BaseException:
+                    self._discard(conn)
+                    raise
+                if resp.will_close or not resp.isclosed():  # not reusable: closing, or body left unread
+                    self._discard(conn)
+                break
         finally:
             deadline.cancel()
-            conn.close()
         if 300 <= resp.status < 400:
             to = _public_url(resp.headers.get("Location") or "?")
             raise _HTTPStatus(resp.status, f"redirect to {to} not followed (requests go to --base-url only)",
@@ -322,51 +410,78 @@ class OpenAIBackend(Backend):
 
     def close(self):
         self._pool.shutdown(wait=False)
+        with self._connections_lock:
+            conns, self._connections = list(self._connections), set()
+        for conn in conns:
+            conn.close()
+        self._watchdog.stop()
 
 
 class _Deadline:
-    """Shuts a connection's socket down when `seconds` have passed, so that no read, write or
-    handshake of it can outlast the deadline (socket timeouts alone bound each operation only)."""
+    """One request's deadline, armed with _Watchdog.start: when it passes, the socket of `conn`
+    is shut down, so that no read, write or handshake can outlast it (socket timeouts alone bound
+    each operation only)."""
 
-    def __init__(self, conn, seconds):
-        self.conn = conn
-        self.sock = None
-        self.end = time.monotonic() + seconds
-        self._timer = None
-        self._lock = threading.Lock()
-        self._cancelled = False
-        self._arm(seconds)
+    __slots__ = ("end", "fire_at", "conn", "sock", "_watchdog")
 
-    def _arm(self, seconds):
-        with self._lock:
-            if self._cancelled:
-                return
-            self._timer = threading.Timer(max(0.0, seconds), self._fire)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def watch(self, sock):
-        """The connected socket (http.client drops its own reference once a reply owns it)."""
-        self.sock = sock
-
-    def _fire(self):
-        sock = self.sock or self.conn.sock
-        if sock is None:  # still connecting (bounded by the socket timeout): look again shortly
-            self._arm(0.05)
-            return
-        try:
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
+    def __init__(self, end, watchdog):
+        self.end = self.fire_at = end
+        self.conn = self.sock = None
+        self._watchdog = watchdog
 
     def passed(self):
         return time.monotonic() >= self.end
 
     def cancel(self):
-        with self._lock:
-            self._cancelled = True
-            if self._timer is not None:
-                self._timer.cancel()
+        self._watchdog.disarm(self)
+
+
+class _Watchdog:
+    """One thread for every request's deadline (a timer thread per request costs more than a
+    request to a fast local server). At most --concurrency deadlines are armed at a time."""
+
+    def __init__(self):
+        self._armed = set()
+        self._cond = threading.Condition()
+        self._thread = None
+        self._stopped = False
+
+    def start(self, seconds):
+        deadline = _Deadline(time.monotonic() + seconds, self)
+        with self._cond:
+            self._armed.add(deadline)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sarchat-openai-deadlines", daemon=True)
+                self._thread.start()
+            elif len(self._armed) == 1:
+                self._cond.notify()  # it sleeps while nothing is armed; later deadlines never come sooner
+        return deadline
+
+    def disarm(self, deadline):
+        with self._cond:
+            self._armed.discard(deadline)
+
+    def stop(self):
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _run(self):
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                for d in [d for d in self._armed if d.fire_at <= now]:
+                    sock = d.sock or (d.conn.sock if d.conn is not None else None)
+                    if sock is None:  # still connecting (bounded by the socket timeout): look again shortly
+                        d.fire_at = now + 0.05
+                        continue
+                    try:
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    self._armed.discard(d)
+                wake = min((d.fire_at for d in self._armed), default=None)
+                self._cond.wait(None if wake is None else max(0.0, wake - now))
 
 
 def _public_url(url):
