@@ -1,6 +1,6 @@
 """Scale benchmark of `sarchat score`: blind predictions on a SARDet-scale synthetic test split.
 
-    /work/venv/bin/python benchmarks/score_scale.py [--rows 226636] [--workdir DIR] [--bootstrap 1000]
+    python benchmarks/score_scale.py [--rows 226636] [--workdir DIR] [--bootstrap 1000] [--repeats 3] [--profile]
 
 1. builds 226,636 test dialogues (the paper's test-set size) with the generator's own per-image
    builder on SARDet-100K-scale synthetic annotations (--builder generator, the default), or with
@@ -9,7 +9,9 @@
    writes them in the generator's Parquet layout (DIR/dataset/parquet/test/*.parquet);
 2. fits sarchat.inference.baselines.BlindPrior on a synthetic train split and writes its predictions;
 3. runs `sarchat score` in a child process and prints its wall time and the peak resident memory
-   of its process tree (benchmarks/_measure.py).
+   of its process tree (benchmarks/_measure.py), the median of --repeats runs;
+4. with --profile, runs the scorer's DoFns in this process under cProfile (no Beam runner) and
+   prints the time of each stage (profile_stages): what dominates.
 
 `make_rows` is the one function that decides where the test rows come from; everything else
 only needs a table of sarchat.transforms.schema.DIALOGUE_SCHEMA.
@@ -208,6 +210,80 @@ def make_rows(n_rows, split="test", seed=0, builder="generator"):
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# What dominates: the scorer's DoFns run in this process, outside Beam, under cProfile
+
+# (stage, function of the scorer whose cumulative time the stage is); the stages nest inside
+# ScoreBucketFn.process except the two readers.
+PROFILE_STAGES = (
+    ("read test shards into id buckets (ReadDialogueFileFn)", "pipeline.py", "process", "ReadDialogueFileFn"),
+    ("read predictions into id buckets (ReadPredictionFileFn)", "pipeline.py", "process", "ReadPredictionFileFn"),
+    ("score buckets, all of it (ScoreBucketFn.process)", "pipeline.py", "process", "ScoreBucketFn"),
+    ("  Arrow IPC -> row dicts (id_buckets.ipc_rows)", "id_buckets.py", "ipc_rows", None),
+    ("  answer parsing (ParseMemo / parse_answer)", "parsing.py", "__call__", None),
+    ("  per-sample metric (metrics.score_parsed)", "metrics.py", "score_parsed", None),
+    ("  samples/*.parquet rows (SampleColumns.add, to_table)", "sample_records.py", ("add", "to_table"), None),
+    ("  samples_<task>.jsonl lines (sample_lines.sample_line)", "sample_lines.py", "sample_line", None),
+    ("  TaskArrays for the combiners (metrics.arrays_from_results)", "metrics.py", "arrays_from_results", None),
+)
+
+
+def profile_stages(dataset_dir, pred_files, out_dir, num_buckets=64):
+    """Run the scorer's reading and bucket scoring DoFns in this process (no Beam runner) under
+    cProfile; return [(stage, seconds)] and the profiled total. The wall time of `sarchat score`
+    minus these stages is what Beam (runner, coders, shuffles), imports and the report take."""
+    import cProfile
+    import pstats
+    import apache_beam as beam
+    from sarchat.transforms.score import pipeline as P
+    from sarchat.transforms.score.score_inputs import plan_score_inputs
+
+    inputs = plan_score_inputs(dataset_dir, "test", pred_files)
+    groups = collections.defaultdict(lambda: {"d": [], "p": []})
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    read_tests = P.ReadDialogueFileFn("test", num_buckets, 2, columns=P.DIALOGUE_COLUMNS + ("question", "answer"))
+    for path in inputs.test_files:
+        for e in read_tests.process(path):
+            if not isinstance(e, beam.pvalue.TaggedOutput):
+                groups[e[0]]["d"].append(e[1])
+    read_preds = P.ReadPredictionFileFn(num_buckets, {})
+    for f in inputs.prediction_files:
+        for e in read_preds.process(f.path):
+            if not isinstance(e, beam.pvalue.TaggedOutput):
+                groups[e[0]]["p"].append(e[1])
+    score = P.ScoreBucketFn(out_dir, inputs.formats, num_buckets, inputs.models)
+    score.setup()
+    for bucket in sorted(groups):
+        for _ in score.process((bucket, groups[bucket]), shown=()):
+            pass
+    prof.disable()
+    total = time.perf_counter() - t0
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+    rows = []
+    for label, filename, names, owner in PROFILE_STAGES:
+        names = (names,) if isinstance(names, str) else names
+        cum = 0.0
+        for (file, line, name), (_, _, _, ct, _) in stats.items():
+            if file.endswith(filename) and name in names:
+                if owner is not None and owner not in _defining_class(file, line):
+                    continue
+                cum += ct
+        rows.append((label, cum))
+    return rows, total
+
+
+def _defining_class(path, line):
+    """The name of the class whose body holds `line` of `path` (the DoFns share a method name)."""
+    with open(path) as f:
+        lines = f.readlines()[:line]
+    for text in reversed(lines):
+        if text.startswith("class "):
+            return text.split()[1].split("(")[0]
+    return ""
+
+
 def write_dataset(table, out_dir, shards=4):
     """Write a DIALOGUE_SCHEMA table as the generator's layout OUT/parquet/test/*.parquet, with the
     manifest.json listing the shards and their sizes (score reads the files the manifest lists)."""
@@ -237,6 +313,9 @@ def main(argv=None):
     ap.add_argument("--num-buckets", type=int, default=64)
     ap.add_argument("--models", default="blind",
                     help="comma-separated prediction sets scored together: blind (BlindPrior), oracle (the answers)")
+    ap.add_argument("--repeats", type=int, default=1, help="score runs; the median is printed")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile the scorer's DoFns in this process and print what dominates")
     ap.add_argument("--multiprocess", action="store_true",
                     help="also time --direct_running_mode=multi_processing --direct_num_workers=2")
     args = ap.parse_args(argv)
@@ -248,7 +327,7 @@ def main(argv=None):
     table = make_rows(args.rows, "test", seed=0, builder=args.builder)
     write_dataset(table, os.path.join(work, "dataset"))
     t1 = time.perf_counter()
-    blind = BlindPrior().fit(make_rows(args.train_rows, "train", seed=1, builder=args.builder).to_pylist())
+    blind = BlindPrior().fit_tables([make_rows(args.train_rows, "train", seed=1, builder=args.builder)])
     rows = table.select(["id", "task", "question", "width", "height", "answer"]).to_pylist()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     predictors = {"blind": blind.predict, "oracle": lambda r: r["answer"]}
@@ -274,10 +353,20 @@ def main(argv=None):
         cmd = [sys.executable, "-m", "sarchat.beam_pipelines.score", "--dataset", os.path.join(work, "dataset"),
                "--predictions", *pred_files, "--output", out,
                "--bootstrap", str(args.bootstrap), "--num-buckets", str(args.num_buckets)] + extra
-        wall, peak_mib, _ = measure(cmd, env=env)
+        runs = sorted(measure(cmd, env=env)[:2] for _ in range(args.repeats))
+        wall, peak_mib = runs[len(runs) // 2][0], sorted(r[1] for r in runs)[len(runs) // 2]
         n = len(models) * args.rows
-        print(f"[{label}] score wall time {wall:.1f} s, peak RSS (process tree) {peak_mib / 1024:.2f} GiB, "
-              f"{n} scored (model, sample) pairs, {n / wall:,.0f} per second")
+        each = ", ".join(f"{w:.1f}" for w, _ in runs)
+        print(f"[{label}] score wall time {wall:.1f} s (median of {each}), peak RSS (process tree) "
+              f"{peak_mib / 1024:.2f} GiB, {n} scored (model, sample) pairs, {n / wall:,.0f} per second")
+    if args.profile:
+        stages, total = profile_stages(os.path.join(work, "dataset"), pred_files, os.path.join(work, "profile"),
+                                       args.num_buckets)
+        print(f"what dominates (cProfile of the scorer's DoFns in one process, no Beam runner; {total:.1f} s "
+              f"profiled, cProfile inflates Python-heavy stages; the rest of the score wall time is the Beam "
+              f"runner, coders, imports and the report):")
+        for label, seconds in stages:
+            print(f"  {label:<64} {seconds:7.1f} s  {100 * seconds / total:5.1f}%")
     for model in models:
         with open(os.path.join(work, "scores", model, "metrics.json")) as f:
             m = json.load(f)

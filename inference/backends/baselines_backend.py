@@ -12,7 +12,7 @@ Both answer in canonical boxes (adapter `sarchat`) and read no image.
 import time
 
 from sarchat.inference.backends.base import Backend, Result
-from sarchat.inference.dataset import iter_rows, split_files
+from sarchat.inference.dataset import iter_tables, split_files
 
 
 class OracleBackend(Backend):
@@ -65,7 +65,9 @@ class BlindBackend(Backend):
         from sarchat.inference import baselines
 
         self._prior = baselines.BlindPrior(use_question_box=bool(self.config.blind_question_box))
-        fitted = self._prior.fit(iter_rows(self.config.dataset, self.config.fit_split, flag="--fit-split"))
+        # only the columns the prior reads, as Arrow batches (fit_tables counts them column-wise)
+        fitted = self._prior.fit_tables(iter_tables(self.config.dataset, self.config.fit_split,
+                                                    baselines.FIT_COLUMNS, flag="--fit-split"))
         if fitted is not None and hasattr(fitted, "predict"):
             self._prior = fitted
 

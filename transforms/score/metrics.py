@@ -27,6 +27,7 @@ overall = task scores weighted by the task's sample count (Eq. 4) over tasks wit
 overall_macro = their unweighted mean. The 95% interval is a seeded percentile bootstrap that
 resamples samples with replacement within each task (task sizes stay fixed, as in Eq. 4).
 """
+import math
 from collections import Counter
 
 import numpy as np
@@ -74,13 +75,30 @@ def iou_matrix(pred, gt):
     return out
 
 
+def iou_one(p, g):
+    """iou_matrix([p], [g])[0, 0] in plain floats, the same operations in the same order (so the
+    same IEEE result; tests/test_score_fast_paths.py), without numpy's per-call cost: one predicted
+    and one truth box is the most common case (refer single, count of one)."""
+    p0, p1, p2, p3 = float(p[0]), float(p[1]), float(p[2]), float(p[3])
+    g0, g1, g2, g3 = float(g[0]), float(g[1]), float(g[2]), float(g[3])
+    if not math.isfinite(p0 + p1 + p2 + p3 + g0 + g1 + g2 + g3):  # inf / NaN: numpy's rules
+        return float(iou_matrix([p], [g])[0, 0])
+    ix = min(p2, g2) - max(p0, g0)
+    iy = min(p3, g3) - max(p1, g1)
+    inter = ix * iy if (ix > 0 and iy > 0) else 0.0
+    union = (p2 - p0) * (p3 - p1) + (g2 - g0) * (g3 - g1) - inter
+    if union > 0:
+        return inter / union
+    return 1.0 if (p0, p1, p2, p3) == (g0, g1, g2, g3) else 0.0
+
+
 def match_boxes(pred, gt):
     """Hungarian matching maximising total IoU -> [(pred index, gt index, iou), ...] by gt index."""
     if not len(pred) or not len(gt):
         return []
+    if len(pred) == 1 and len(gt) == 1:
+        return [(0, 0, iou_one(pred[0], gt[0]))]
     m = iou_matrix(pred, gt)
-    if m.shape == (1, 1):
-        return [(0, 0, float(m[0, 0]))]
     rows, cols = linear_sum_assignment(m, maximize=True)
     pairs = sorted(zip(rows.tolist(), cols.tolist()), key=lambda rc: rc[1])
     return [(r, c, float(m[r, c])) for r, c in pairs]
@@ -277,20 +295,20 @@ def _miss_result(row, status, parsed=None):
     return {"status": status, "scores": _miss(row), "ious": ious, "parsed": parsed}
 
 
-def score_sample(row, prediction, box_format, missing=False, error=None):
+def score_sample(row, prediction, box_format, missing=False, error=None, parse=parsing.parse_answer):
     """Score one test row against one prediction text.
 
     Returns {'status': 'ok' | 'unparseable' | 'missing' | 'inference_error', 'scores': {column:
     (TP, FP, FN)}, 'ious': [IoU per truth box, 0.0 unmatched] (box tasks), 'parsed': the parser's
     dict}. An unparseable or missing answer, or a prediction row whose `error` is non-empty (the
     model was never heard: whatever text it has is not scored), is a miss: TP = FP = 0 and FN = the
-    truth size per column.
+    truth size per column. `parse` is parsing.parse_answer or a parsing.ParseMemo of it.
     """
     if missing:
         return _miss_result(row, STATUS_MISSING)
     if error:
         return _miss_result(row, STATUS_INFERENCE_ERROR)
-    parsed = parsing.parse_answer(row["task"], prediction or "", box_format, row["width"], row["height"])
+    parsed = parse(row["task"], prediction or "", box_format, row["width"], row["height"])
     if parsed["status"] != parsing.OK:
         return _miss_result(row, STATUS_UNPARSEABLE, parsed)
     scores, ious = score_parsed(row, parsed)

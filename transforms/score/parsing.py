@@ -369,3 +369,31 @@ def parse_answer(task, text, box_format, width, height):
     except KeyError:
         raise ValueError(f"unknown task {task!r}") from None
     return parser(text, box_format, width, height)
+
+
+# Tasks whose parser reads the text only (PARSERS ignores the box format and image size for them).
+TEXT_ONLY_TASKS = frozenset({"classify", "describe", "identify"})
+
+
+class ParseMemo:
+    """parse_answer with its results remembered: model answers repeat a great deal (templated
+    phrasing; a blind or prior baseline gives one answer per task), and a parse is most of a
+    sample's scoring. The key is (task, text), plus the box format and image size for the tasks
+    whose boxes depend on them. Results are shared between samples, so callers never modify them
+    (none does). At most `max_entries` results are kept; past that the memo starts afresh."""
+
+    def __init__(self, max_entries=100_000):
+        self.max_entries = max_entries
+        self.results = {}
+        self.hits = 0
+
+    def __call__(self, task, text, box_format, width, height):
+        key = (task, text) if task in TEXT_ONLY_TASKS else (task, text, box_format, width, height)
+        found = self.results.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        if len(self.results) >= self.max_entries:
+            self.results.clear()
+        found = self.results[key] = parse_answer(task, text, box_format, width, height)
+        return found
