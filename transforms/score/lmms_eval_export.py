@@ -26,7 +26,6 @@ from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.errors import DatasetError, OutputError, UsageError
 from sarchat.transforms.fileio import write_text
 from sarchat.transforms.score import lmms_eval_hooks as H
-from sarchat.transforms.score.score_inputs import image_root_for
 
 TEMPLATE = "_default_template_yaml"
 UTILS = "utils.py"
@@ -165,12 +164,28 @@ def render_folder(data_files, split, adapter_name, image_root, format_hint=True,
                 "tasks": [H.subtask_name(t, s) for t, s in H.subtasks()], "dataset": dataset,
                 "dataset_version": dataset_version or None, "split": split, "adapter": adapter,
                 "format_hint": bool(format_hint), "image_root": image_root, "max_new_tokens": int(max_new_tokens),
-                "data_files": list(data_files), "files": sorted(files)}
+                "data_files": list(data_files), "files": sorted([*files, EXPORT_MANIFEST])}
     files[EXPORT_MANIFEST] = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     return files
 
 
 # ---- planning and writing the folder ------------------------------------------------------------
+
+def image_root_of(dataset, manifest, override=None):
+    """--image-root, else the manifest's `input_root` (relative: from the current folder, then from
+    the dataset folder), as `sarchat score` finds it (score_inputs.image_root_for); local only, so no
+    Beam is imported for it."""
+    if override:
+        return str(override)
+    root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
+    if not root:
+        return None
+    root = str(root)
+    if dataset_files.is_url(root) or os.path.isabs(root) or os.path.isdir(root):
+        return root
+    candidate = os.path.join(str(dataset), root)
+    return candidate if os.path.isdir(candidate) else root
+
 
 def plan_export(dataset, split="test", adapter="sarchat", image_root=None, format_hint=True,
                 max_new_tokens=DEFAULT_MAX_NEW_TOKENS):
@@ -189,7 +204,7 @@ def plan_export(dataset, split="test", adapter="sarchat", image_root=None, forma
     if not files:
         raise DatasetError(f"{dataset_files.join(dataset, dataset_files.MANIFEST)} lists no parquet/{split}/ files "
                            f"(no split {split!r}, or the dataset was generated without --formats parquet)")
-    root = image_root_for(dataset, manifest, image_root)
+    root = image_root_of(dataset, manifest, image_root)
     if root is None:
         raise UsageError(f"--image-root: {dataset_files.join(dataset, dataset_files.MANIFEST)} records no input_root; "
                          "name the folder the test rows' image_path is relative to")
