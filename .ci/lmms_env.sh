@@ -2,13 +2,15 @@
 # Add lmms-eval to the CPU vLLM environment (.ci/vllm_env.sh) for tests/test_real_lmms.py; the LAST
 # line printed is the python to use (the vLLM env's own, now with lmms-eval too):
 #     PY=$(bash .ci/lmms_env.sh | tail -n 1)
-#     SARCHAT_VLLM_PYTHON=$PY python -m pytest tests/test_real_lmms.py
+#     SARCHAT_LMMS_PYTHON=$PY python -m pytest tests/test_real_lmms.py
+# With SARCHAT_VLLM_PYTHON set (the python .ci/vllm_env.sh printed, as .ci/vllm_checks.sh does), that
+# env is used as it is, without running vllm_env.sh's check again.
 #
 # A separate, stamped step on top of the vLLM env, so that vllm_env.sh's recipe (and its stamp, whose
 # change would rebuild the whole env, about 5 minutes) is left as it is. Idempotent: the venv keeps
-# a second stamp, the sha256 of this file and of the vLLM env's stamp; a matching stamp and a working
-# `import lmms_eval, vllm` mean nothing is installed. A rebuilt vLLM env has no such stamp, so
-# lmms-eval is added again.
+# a second stamp, the sha256 of this file and of the vLLM env's stamp; a matching stamp and the
+# installed versions of lmms-eval and filelock (read from their metadata, no import: about 1 s) mean
+# nothing is installed. A rebuilt vLLM env has no such stamp, so lmms-eval is added again.
 #
 # What it installs: lmms-eval==$LMMS_EVAL_VERSION with every package already in the env held at its
 # version (a constraints file written from the env itself), so vLLM keeps torch, transformers,
@@ -29,14 +31,15 @@ RANGES=("protobuf>=5.29.6,<7,!=6.30.*,!=6.31.*,!=6.32.*,!=6.33.0,!=6.33.1,!=6.33
 
 log() { echo "lmms_env: $*" >&2; }
 
-PY=$(bash "$HERE/vllm_env.sh" | tail -n 1)
+PY=${SARCHAT_VLLM_PYTHON:-$(bash "$HERE/vllm_env.sh" | tail -n 1)}
 ENV_DIR=$(cd "$(dirname "$PY")/.." && pwd)
 VLLM_STAMP=$(cat "$ENV_DIR/.sarchat-recipe" 2>/dev/null || true)
 RECIPE_HASH=$( { cat "$HERE/lmms_env.sh"; echo "$VLLM_STAMP"; } | sha256sum | cut -c1-16)
 STAMP="$ENV_DIR/.sarchat-lmms-recipe"
 CHECK='import vllm, torch, transformers, lmms_eval, pyarrow, filelock._api; from importlib.metadata import version; print(version("lmms-eval"))'
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$RECIPE_HASH" ]] && "$PY" -c "$CHECK" >/dev/null 2>&1; then
+QUICK_CHECK="from importlib.metadata import version as v; assert v('lmms-eval') == '$LMMS_EVAL_VERSION' and int(v('filelock').split('.')[0]) < 4"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$RECIPE_HASH" ]] && "$PY" -c "$QUICK_CHECK" >/dev/null 2>&1; then
   log "reusing lmms-eval in $ENV_DIR (recipe $RECIPE_HASH)"
   echo "$PY"
   exit 0
