@@ -13,6 +13,9 @@ starts; in the job, `iter_prediction_batches` feeds the scorer.
   rejected.jsonl, never a model of its own.
 - A file without rows, a Parquet file without an `id` or `prediction` column, a JSONL file none of
   whose rows has one, and the same model in two prediction sources are errors naming the file(s).
+- lmms-eval samples logs (`*_samples_*.jsonl`) and VLMEvalKit tables (`index`, `prediction`;
+  .tsv, .csv, .xlsx) are read as prediction rows too (sarchat.transforms.score.external_predictions);
+  they record no dataset version.
 - Rows without a `model` take the file's name (ad-hoc files). A source is a run folder (all the
   files of one `sarchat infer` or RunInference run, however they are named on the command line)
   or else one file.
@@ -28,10 +31,12 @@ from apache_beam.io.filesystems import FileSystems
 
 from sarchat.transforms.errors import InputError, UsageError
 from sarchat.transforms.fileio import exists, join_path, open_parquet, read_bytes
+from sarchat.transforms.score import external_predictions
 
 PREDICTION_COLUMNS = ("id", "prediction", "model", "error", "latency_s")
 REQUIRED_COLUMNS = ("id", "prediction")
-PREDICTION_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json")
+# .jsonl also holds lmms-eval samples logs, the tables are VLMEvalKit's (external_predictions)
+PREDICTION_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json") + external_predictions.TABLE_SUFFIXES
 PREDICTIONS_PARQUET = "predictions.parquet"
 RUN_MANIFEST = "manifest.json"
 VERSION_KEY = b"sarchat.dataset_version"   # Parquet key-value metadata written by `sarchat infer`
@@ -108,7 +113,10 @@ def _folder_files(folder):
 
 def _source_of(path):
     """A file's source: the run folder it belongs to (the folder, or for the RunInference layout
-    the parent of its predictions/ folder, holding a run manifest), else the file itself."""
+    the parent of its predictions/ folder, holding a run manifest), an lmms-eval log's run, else
+    the file itself."""
+    if path.endswith((".jsonl", ".jsonl.gz")) and _is_lmms_eval_log(path):
+        return external_predictions.lmms_eval_source(path)
     folder = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
     if folder and read_run_manifest(folder) is not None:
         return folder
@@ -202,6 +210,25 @@ def _jsonl_lines(path):
             index += 1
 
 
+def _is_lmms_eval_log(path):
+    lines = _jsonl_lines(path)
+    try:
+        first = next((row for _, row in lines if row is not None), None)
+    except OSError:
+        return False
+    finally:
+        lines.close()
+    return external_predictions.is_lmms_eval_record(first)
+
+
+def _rows(path):
+    """(row index, dict or None) per record of a non-Parquet prediction file: JSONL lines, lmms-eval
+    samples records or VLMEvalKit table rows as prediction rows (external_predictions)."""
+    if external_predictions.is_table(path):
+        return external_predictions.table_rows(path)
+    return external_predictions.lmms_eval_rows(path, _jsonl_lines(path))
+
+
 def _read_parquet(path, what):
     try:
         return open_parquet(path)
@@ -224,7 +251,7 @@ def iter_prediction_batches(path, batch_size=65536):
             yield rows, []
         return
     rows, malformed = [], []
-    for index, row in _jsonl_lines(path):
+    for index, row in _rows(path):
         if row is None:
             malformed.append(index)
         else:
@@ -265,7 +292,7 @@ def scan_prediction_file(path, source=None):
         version = _parquet_version(pf)
     else:
         seen_keys = set()
-        for _, row in _jsonl_lines(path):
+        for _, row in _rows(path):
             if row is None:
                 malformed += 1
                 continue

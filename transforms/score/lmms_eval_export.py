@@ -1,0 +1,256 @@
+"""The lmms-eval task folder of `sarchat export lmms-eval`, rendered as text. Pure code, no Beam.
+
+    DIR/_default_template_yaml   what every task shares: the local Parquet test split as data
+                                 (`dataset_path: parquet`, absolute `data_files` from the dataset's
+                                 manifest.json), the hooks, greedy generation settings, the adapter
+                                 in `lmms_eval_specific_kwargs`; lmms-eval indexes only *.yaml
+                                 files, so this one is never taken for a task of its own
+    DIR/sarchat_<task>[_<subset>].yaml   one task per Table 3 task/subset: its rows, its metrics
+    DIR/sarchat_bench.yaml       the group `sarchat_bench` over the nine tasks, metrics.json's figures
+    DIR/utils.py                 binds sarchat.transforms.score.lmms_eval_hooks to this export's
+                                 adapter and image root (the only code in the folder)
+    DIR/sarchat_export.json      what was exported from where, and the files written (the export's
+                                 manifest: written last, read by the next export into DIR to remove
+                                 exactly those files first)
+
+Each test row keeps its `id` as a column of the lmms-eval document, so lmms-eval's samples logs
+carry it (`doc.id`) and `sarchat score` reads them back as predictions of those ids
+(sarchat.transforms.score.external_predictions). The YAML is written by hand (JSON strings are
+YAML scalars) so that no YAML library is needed; lmms-eval's `!function` tags are plain text here.
+"""
+import json
+import os
+
+from sarchat.transforms import dataset_files
+from sarchat.transforms.adapters import get_adapter
+from sarchat.transforms.errors import DatasetError, OutputError, UsageError
+from sarchat.transforms.fileio import write_text
+from sarchat.transforms.score import lmms_eval_hooks as H
+
+TEMPLATE = "_default_template_yaml"
+UTILS = "utils.py"
+EXPORT_MANIFEST = "sarchat_export.json"
+GROUP_FILE = f"{H.GROUP}.yaml"
+EXPORT_FORMAT = 1
+DEFAULT_MAX_NEW_TOKENS = 512   # `sarchat infer --max-tokens`'s default
+
+
+def _q(value):
+    """A YAML scalar for a string (a JSON string is a valid YAML double-quoted scalar)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def task_file(task, subset):
+    return f"{H.subtask_name(task, subset)}.yaml"
+
+
+def render_template(data_files, split, adapter, format_hint=True, max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+                    dataset_version=None):
+    lines = [
+        "# Written by `sarchat export lmms-eval`; shared by every sarchat_* task of this folder.",
+        "# lmms-eval loads the dataset's Parquet test split itself (datasets' parquet builder).",
+        "dataset_path: parquet",
+        "dataset_kwargs:",
+        "  data_files:",
+        f"    {_q(split)}:",
+    ]
+    lines += [f"      - {_q(path)}" for path in data_files]
+    lines += [
+        f"test_split: {_q(split)}",
+        "output_type: generate_until",
+        "doc_to_visual: !function utils.doc_to_visual",
+        "doc_to_text: !function utils.doc_to_text",
+        "doc_to_target: !function utils.doc_to_target",
+        "process_results: !function utils.process_results",
+        "# greedy, as `sarchat infer`; `until: []`: no stop string (lmms-eval's default stops at a blank line)",
+        "generation_kwargs:",
+        f"  max_new_tokens: {int(max_new_tokens)}",
+        "  temperature: 0",
+        "  top_p: 1.0",
+        "  num_beams: 1",
+        "  do_sample: false",
+        "  until: []",
+        "# The model family whose prompt this is: its box format in the question and its box-format",
+        "# sentence on box tasks (format_hint). utils.py reads the answers in the same family's format,",
+        "# so another adapter here is refused: export again with `--adapter NAME`.",
+        "lmms_eval_specific_kwargs:",
+        "  default:",
+        f"    adapter: {_q(adapter)}",
+        f"    format_hint: {'true' if format_hint else 'false'}",
+        "metadata:",
+        f"  version: {EXPORT_FORMAT}",
+        f"  sarchat_dataset_version: {_q(dataset_version or '')}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_task(task, subset):
+    name = H.subtask_name(task, subset)
+    lines = [f"# Written by `sarchat export lmms-eval`: SARChat-Bench {task}" + (f", {subset} subset" if subset else ""),
+             f"include: {TEMPLATE}", f"task: {_q(name)}",
+             f"process_docs: !function utils.process_docs_{H.identifier(name)}", "metric_list:"]
+    for metric in H.subtask_metrics(task, subset):
+        lines += [f"  - metric: {_q(metric)}", f"    aggregation: !function utils.aggregate_{H.identifier(metric)}",
+                  "    higher_is_better: true"]
+    return "\n".join(lines) + "\n"
+
+
+def render_group():
+    lines = ["# Written by `sarchat export lmms-eval`: the nine SARChat-Bench tasks; the group's figures are",
+             "# metrics.json's (Eq. 3 columns, Eq. 5 task scores, Eq. 4 overall) over all of their samples.",
+             f"group: {_q(H.GROUP)}", "task:"]
+    lines += [f"  - {_q(H.subtask_name(t, s))}" for t, s in H.subtasks()]
+    lines.append("aggregate_metric_list:")
+    for metric in H.GROUP_METRICS:
+        lines += [f"  - metric: {_q(metric)}", f"    aggregation: !function utils.group_{H.identifier(metric)}",
+                  "    weight_by_size: false"]
+    lines += ["metadata:", f"  version: {EXPORT_FORMAT}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_utils(adapter, image_root):
+    names_docs = [(H.identifier(H.subtask_name(t, s)), t, s) for t, s in H.subtasks()]
+    metrics = sorted({m for t, s in H.subtasks() for m in H.subtask_metrics(t, s)}, key=H.GROUP_METRICS.index)
+    lines = [
+        '"""lmms-eval hooks of the SARChat-Bench tasks in this folder (written by `sarchat export lmms-eval`).',
+        "",
+        "Everything is computed by the SARChat toolkit itself (sarchat.transforms.score.lmms_eval_hooks: its",
+        "parsers and metrics), so lmms-eval reports the numbers `sarchat score` gives on the same responses.",
+        '"""',
+        "try:",
+        "    from sarchat.transforms.score import lmms_eval_hooks as hooks",
+        "except ImportError as exc:  # lmms-eval runs in an environment without the toolkit",
+        "    raise ImportError('the SARChat-Bench lmms-eval tasks need the `sarchat` package: install the toolkit '",
+        "                      '(pip install sarchat-bench) or put its checkout on PYTHONPATH') from exc",
+        "",
+        f"ADAPTER = {adapter!r}",
+        f"IMAGE_ROOT = {image_root!r}",
+        "",
+        "",
+        "def doc_to_visual(doc):",
+        "    return hooks.doc_to_visual(doc, IMAGE_ROOT, ADAPTER)",
+        "",
+        "",
+        "def doc_to_text(doc, lmms_eval_specific_kwargs=None):",
+        "    return hooks.doc_to_text(doc, lmms_eval_specific_kwargs, ADAPTER)",
+        "",
+        "",
+        "def doc_to_target(doc):",
+        "    return hooks.doc_to_target(doc)",
+        "",
+        "",
+        "def process_results(doc, results):",
+        "    return hooks.process_results(doc, results, ADAPTER)",
+        "",
+        "",
+    ]
+    lines += [f"process_docs_{ident} = hooks.docs_of({t!r}, {s!r})" for ident, t, s in names_docs]
+    lines.append("")
+    lines += [f"aggregate_{H.identifier(m)} = hooks.subtask_aggregator({m!r})" for m in metrics]
+    lines.append("")
+    lines += [f"group_{H.identifier(m)} = hooks.group_aggregator({m!r})" for m in H.GROUP_METRICS]
+    return "\n".join(lines) + "\n"
+
+
+def render_folder(data_files, split, adapter_name, image_root, format_hint=True,
+                  max_new_tokens=DEFAULT_MAX_NEW_TOKENS, dataset=None, dataset_version=None):
+    """{file name: text} of the whole task folder (the export manifest included, last)."""
+    adapter = get_adapter(adapter_name).name   # InputError for an unknown adapter
+    files = {TEMPLATE: render_template(data_files, split, adapter, format_hint, max_new_tokens, dataset_version),
+             GROUP_FILE: render_group(), UTILS: render_utils(adapter, image_root)}
+    for t, s in H.subtasks():
+        files[task_file(t, s)] = render_task(t, s)
+    manifest = {"format": EXPORT_FORMAT, "kind": "lmms-eval tasks", "group": H.GROUP,
+                "tasks": [H.subtask_name(t, s) for t, s in H.subtasks()], "dataset": dataset,
+                "dataset_version": dataset_version or None, "split": split, "adapter": adapter,
+                "format_hint": bool(format_hint), "image_root": image_root, "max_new_tokens": int(max_new_tokens),
+                "data_files": list(data_files), "files": sorted([*files, EXPORT_MANIFEST])}
+    files[EXPORT_MANIFEST] = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    return files
+
+
+# ---- planning and writing the folder ------------------------------------------------------------
+
+def image_root_of(dataset, manifest, override=None):
+    """--image-root, else the manifest's `input_root` (relative: from the current folder, then from
+    the dataset folder), as `sarchat score` finds it (score_inputs.image_root_for); local only, so no
+    Beam is imported for it."""
+    if override:
+        return str(override)
+    root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
+    if not root:
+        return None
+    root = str(root)
+    if dataset_files.is_url(root) or os.path.isabs(root) or os.path.isdir(root):
+        return root
+    candidate = os.path.join(str(dataset), root)
+    return candidate if os.path.isdir(candidate) else root
+
+
+def plan_export(dataset, split="test", adapter="sarchat", image_root=None, format_hint=True,
+                max_new_tokens=DEFAULT_MAX_NEW_TOKENS):
+    """{file name: text} for a generated dataset folder; a SarchatError naming the flag or file otherwise.
+
+    The data files are the split's Parquet shards exactly as the dataset's manifest.json lists them
+    (dataset_files), absolute; the image root is --image-root or the manifest's input_root (as
+    `sarchat score` finds it), absolute. lmms-eval and PIL read local files, so both must be local."""
+    dataset = str(dataset)
+    if dataset_files.is_url(dataset):
+        raise UsageError(f"--dataset {dataset}: lmms-eval reads local files; copy the dataset to a local folder first")
+    if not os.path.isdir(dataset):
+        raise UsageError(f"--dataset {dataset}: no such folder (give a `sarchat generate` output folder)")
+    manifest = dataset_files.read_manifest(dataset)
+    files = dataset_files.split_parquet_files(dataset, split, manifest=manifest)
+    if not files:
+        raise DatasetError(f"{dataset_files.join(dataset, dataset_files.MANIFEST)} lists no parquet/{split}/ files "
+                           f"(no split {split!r}, or the dataset was generated without --formats parquet)")
+    root = image_root_of(dataset, manifest, image_root)
+    if root is None:
+        raise UsageError(f"--image-root: {dataset_files.join(dataset, dataset_files.MANIFEST)} records no input_root; "
+                         "name the folder the test rows' image_path is relative to")
+    if dataset_files.is_url(root):
+        raise UsageError(f"--image-root {root}: lmms-eval reads local images; copy them to a local folder first")
+    if not os.path.isdir(root):
+        raise UsageError(f"--image-root {root}: no such folder (the test rows' image_path is relative to it)")
+    return render_folder([os.path.abspath(f) for f in files], split, adapter, os.path.abspath(root), format_hint,
+                         max_new_tokens, os.path.abspath(dataset), dataset_files.dataset_version(manifest))
+
+
+def _previous_files(output):
+    """The file names a previous export into `output` wrote (its sarchat_export.json), else []."""
+    path = os.path.join(output, EXPORT_MANIFEST)
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            names = json.load(fh).get("files")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise OutputError(f"{path} is not an export manifest ({exc}); remove the folder or export elsewhere") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n and "/" not in n and "\\" not in n
+                                              and n not in (".", "..") for n in names):
+        raise OutputError(f"{path} is not an export manifest (its `files` are not plain file names)")
+    return names
+
+
+def write_export(output, files):
+    """Write the folder: the previous export's files removed first (its manifest before them), this
+    export's manifest last; a file this export would overwrite that no export of ours wrote is an
+    OutputError naming it (no command overwrites a file it did not write)."""
+    output = str(output)
+    previous = _previous_files(output)
+    for name in sorted(files):
+        path = os.path.join(output, name)
+        if os.path.exists(path) and name not in previous:
+            raise OutputError(f"{path} exists and was not written by `sarchat export lmms-eval`; "
+                              "export into an empty folder")
+    if previous:
+        os.remove(os.path.join(output, EXPORT_MANIFEST))
+        for name in previous:
+            if name != EXPORT_MANIFEST and os.path.exists(os.path.join(output, name)):
+                os.remove(os.path.join(output, name))
+    os.makedirs(output, exist_ok=True)
+    for name in sorted(files):
+        if name != EXPORT_MANIFEST:
+            write_text(os.path.join(output, name), files[name])
+    write_text(os.path.join(output, EXPORT_MANIFEST), files[EXPORT_MANIFEST], "application/json")
+    return sorted(files)
