@@ -37,9 +37,10 @@ TINY = {"llava-1.5": "sarchat.inference.tiny_llava", "qwen2-vl": "sarchat.infere
 
 
 def _cfg(dataset, out, args, backend, model, *extra):
-    from sarchat.inference.run import build_parser
+    from sarchat.inference.run import parse_config
 
-    return build_parser().parse_args([
+    # the InferenceConfig `sarchat infer` builds from these flags (what execute() and the backends take)
+    return parse_config([
         "--dataset", dataset, "--split", "test", "--backend", backend, "--model", model, "--adapter", args.adapter,
         "--output", out, "--max-tokens", str(args.max_tokens), "--batch-size", str(args.batch_size),
         "--no-progress", *extra])
@@ -115,7 +116,9 @@ def bench_server(args, dataset, model, workdir):
     adapter = resolve_adapter(cfg0, OpenAIBackend)
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
            "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--seed", "0",
-           "--limit-mm-per-prompt", json.dumps({"image": 1})]
+           "--limit-mm-per-prompt", json.dumps({"image": 1}),
+           # our backend sends the chat template with each request (as the raw bodies below do)
+           "--trust-request-chat-template"]
     for key, value in adapter.engine_kwargs.items():
         cmd += ["--" + key.replace("_", "-")] + ([] if value is True else
                                                   [json.dumps(value) if isinstance(value, dict) else str(value)])
