@@ -22,22 +22,25 @@ start=$(date +%s)
 VLLM_PY=$(bash .ci/vllm_env.sh | tail -n 1)
 echo "vllm_checks: vLLM environment ready in $(( $(date +%s) - start )) s: $VLLM_PY"
 
-start=$(date +%s)
-set +e
-SARCHAT_VLLM_PYTHON="$VLLM_PY" "$PYTHON" -m pytest -q -p no:cacheprovider -rxXs tests/test_real_vllm.py
-rc=$?
-set -e
-echo "vllm_checks: tests/test_real_vllm.py in $(( $(date +%s) - start )) s (exit $rc)"
+# run_tests VAR=PYTHON FILE: one real-engine test file with its interpreter named in VAR; prints
+# the time and leaves pytest's exit status in $status (never stops the script, so both files run).
+run_tests() {
+  local t0; t0=$(date +%s)
+  set +e
+  env "$1" "$PYTHON" -m pytest -q -p no:cacheprovider -rxXs "$2"
+  status=$?
+  set -e
+  echo "vllm_checks: $2 in $(( $(date +%s) - t0 )) s (exit $status)"
+}
+
+run_tests "SARCHAT_VLLM_PYTHON=$VLLM_PY" tests/test_real_vllm.py
+rc=$status
 
 # lmms-eval on top of the same env (stamped, about 1 s when already added), then its test
 start=$(date +%s)
 LMMS_PY=$(SARCHAT_VLLM_PYTHON="$VLLM_PY" bash .ci/lmms_env.sh | tail -n 1)
 echo "vllm_checks: lmms-eval ready in $(( $(date +%s) - start )) s: $LMMS_PY"
-start=$(date +%s)
-set +e
-SARCHAT_LMMS_PYTHON="$LMMS_PY" "$PYTHON" -m pytest -q -p no:cacheprovider -rxXs tests/test_real_lmms.py
-lmms_rc=$?
-set -e
-echo "vllm_checks: tests/test_real_lmms.py in $(( $(date +%s) - start )) s (exit $lmms_rc)"
+run_tests "SARCHAT_LMMS_PYTHON=$LMMS_PY" tests/test_real_lmms.py
+lmms_rc=$status
 if [[ $rc -ne 0 ]]; then exit $rc; fi
 exit $lmms_rc

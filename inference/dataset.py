@@ -73,19 +73,12 @@ def split_files(dataset, split, manifest=None, flag="--split"):
 
 
 def resolve_image_root(dataset, override=None, manifest=None) -> str:
-    """--image-root, else manifest.json's input_root (relative paths tried from the cwd, then
-    from the dataset folder), else the dataset folder itself."""
+    """--image-root, else manifest.json's input_root (dataset_files.image_root), else the dataset
+    folder itself."""
     if override:
         return str(override)
     manifest = read_manifest(dataset) if manifest is None else manifest
-    root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
-    if not root:
-        return str(dataset)
-    root = str(root)
-    if is_url(root) or os.path.isabs(root) or os.path.isdir(root):
-        return root
-    candidate = os.path.join(str(dataset), root)
-    return candidate if os.path.isdir(candidate) else root
+    return dataset_files.image_root(dataset, manifest) or str(dataset)
 
 
 def _selected(task, subset, wanted):

@@ -100,6 +100,32 @@ def split_parquet_files(dataset, split, manifest=None):
     return listed_files(dataset, f"parquet/{split}/", ".parquet", manifest=manifest)
 
 
+def required_split_parquet_files(dataset, split, manifest=None):
+    """split_parquet_files, or DatasetError naming the manifest when it lists none for the split."""
+    files = split_parquet_files(dataset, split, manifest=manifest)
+    if not files:
+        raise DatasetError(f"{join(dataset, MANIFEST)} lists no parquet/{split}/ files "
+                           f"(no split {split!r}, or the dataset was generated without --formats parquet)")
+    return files
+
+
+def image_root(dataset, manifest, override=None):
+    """Where the rows' image_path is relative to: --image-root, else the manifest's `input_root`
+    (a relative one tried from the current folder, then from the dataset folder), else None."""
+    if override:
+        return str(override)
+    if not manifest:
+        return None
+    root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
+    if not root:
+        return None
+    root = str(root)
+    if is_url(root) or os.path.isabs(root) or os.path.isdir(root):
+        return root
+    candidate = os.path.join(str(dataset), root)
+    return candidate if os.path.isdir(candidate) else root
+
+
 def dataset_version(manifest) -> str:
     """The dataset version of SPEC section 4: the manifest's `dataset_version`, else its
     `config_hash` (manifests written before the version field existed)."""

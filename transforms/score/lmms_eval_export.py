@@ -23,7 +23,7 @@ import os
 
 from sarchat.transforms import dataset_files
 from sarchat.transforms.adapters import get_adapter
-from sarchat.transforms.errors import DatasetError, OutputError, UsageError
+from sarchat.transforms.errors import OutputError, UsageError
 from sarchat.transforms.fileio import write_text
 from sarchat.transforms.score import lmms_eval_hooks as H
 
@@ -171,22 +171,6 @@ def render_folder(data_files, split, adapter_name, image_root, format_hint=True,
 
 # ---- planning and writing the folder ------------------------------------------------------------
 
-def image_root_of(dataset, manifest, override=None):
-    """--image-root, else the manifest's `input_root` (relative: from the current folder, then from
-    the dataset folder), as `sarchat score` finds it (score_inputs.image_root_for); local only, so no
-    Beam is imported for it."""
-    if override:
-        return str(override)
-    root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
-    if not root:
-        return None
-    root = str(root)
-    if dataset_files.is_url(root) or os.path.isabs(root) or os.path.isdir(root):
-        return root
-    candidate = os.path.join(str(dataset), root)
-    return candidate if os.path.isdir(candidate) else root
-
-
 def plan_export(dataset, split="test", adapter="sarchat", image_root=None, format_hint=True,
                 max_new_tokens=DEFAULT_MAX_NEW_TOKENS):
     """{file name: text} for a generated dataset folder; a SarchatError naming the flag or file otherwise.
@@ -200,11 +184,8 @@ def plan_export(dataset, split="test", adapter="sarchat", image_root=None, forma
     if not os.path.isdir(dataset):
         raise UsageError(f"--dataset {dataset}: no such folder (give a `sarchat generate` output folder)")
     manifest = dataset_files.read_manifest(dataset)
-    files = dataset_files.split_parquet_files(dataset, split, manifest=manifest)
-    if not files:
-        raise DatasetError(f"{dataset_files.join(dataset, dataset_files.MANIFEST)} lists no parquet/{split}/ files "
-                           f"(no split {split!r}, or the dataset was generated without --formats parquet)")
-    root = image_root_of(dataset, manifest, image_root)
+    files = dataset_files.required_split_parquet_files(dataset, split, manifest=manifest)
+    root = dataset_files.image_root(dataset, manifest, image_root)
     if root is None:
         raise UsageError(f"--image-root: {dataset_files.join(dataset, dataset_files.MANIFEST)} records no input_root; "
                          "name the folder the test rows' image_path is relative to")

@@ -71,11 +71,7 @@ def test_split_files(dataset, split):
     if "://" not in dataset and not os.path.isdir(dataset):
         raise UsageError(f"--dataset {dataset}: no such folder")
     manifest = dataset_files.read_manifest(dataset)
-    files = dataset_files.split_parquet_files(dataset, split, manifest=manifest)
-    if not files:
-        raise DatasetError(f"{dataset_files.join(dataset, dataset_files.MANIFEST)} lists no parquet/{split}/ files "
-                           f"(no split {split!r}, or the dataset was generated without --formats parquet)")
-    return files, manifest
+    return dataset_files.required_split_parquet_files(dataset, split, manifest=manifest), manifest
 
 
 def check_test_files(files):
@@ -105,20 +101,8 @@ def provenance_of(files, dataset_version, allow_mismatch=False, dataset="the dat
 
 
 def image_root_for(dataset, manifest, override=None):
-    """--image-root, else the dataset manifest's `input_root` (relative: from the current folder,
-    then from the dataset folder), else None."""
-    if override:
-        return str(override)
-    if not manifest:
-        return None
-    root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
-    if not root:
-        return None
-    root = str(root)
-    if "://" in root or os.path.isabs(root) or os.path.isdir(root):
-        return root
-    candidate = os.path.join(str(dataset), root)
-    return candidate if os.path.isdir(candidate) else root
+    """--image-root, else the dataset manifest's `input_root`, else None (dataset_files.image_root)."""
+    return dataset_files.image_root(dataset, manifest, override)
 
 
 def load_stats(path):
