@@ -1,30 +1,24 @@
 """SARChat-Bench toolkit: SAR dialogue generation, VLM inference and scoring.
 
 The distribution installs one import name, `sarchat`. The repository keeps one top-level folder per
-part (beam_pipelines/, transforms/, templates/, inference/, report/, synthetic/); `package_dir`
-maps `sarchat.<folder>` onto each, so the wheel holds sarchat/transforms/..., and nothing else is
-installed at the top level (README, "Development").
+part (beam_pipelines/, transforms/, templates/, inference/, report/, synthetic/); `sarchat/` holds
+a relative symbolic link to each, so a plain `find_packages` sees `sarchat.transforms...` and a
+wheel or sdist holds real files under sarchat/ (docs/architecture.md, "One import name").
 """
 from setuptools import find_packages, setup
 
 # Versions pinned here are the ones the Dockerfile and CI use (constraints.txt mirrors them).
 BEAM_VERSION = "2.77.0"
-PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
-
-packages = ["sarchat"]
-package_dir = {"sarchat": "sarchat"}
-for part in PARTS:
-    package_dir[f"sarchat.{part}"] = part
-    packages.append(f"sarchat.{part}")
-    packages += [f"sarchat.{part}.{sub}" for sub in find_packages(part)]
 
 setup(
     name="sarchat-bench",
     version="0.2.0",
     description="Generate SARChat-2M style SAR dialogues, run VLM inference, score SARChat-Bench.",
     python_requires=">=3.10",
-    packages=packages,
-    package_dir=package_dir,
+    # find_packages follows the links in sarchat/. The empty package_dir makes an editable install a
+    # plain .pth entry for the checkout (not an import hook), which pyright and mypy can follow.
+    packages=find_packages(include=["sarchat", "sarchat.*"]),
+    package_dir={"": "."},
     package_data={"sarchat.templates": ["*.json"], "sarchat.beam_pipelines": ["flex_templates/*.json"],
                   "sarchat.report": ["paper_table3.json"], "sarchat.transforms.stats": ["paper_stats.json"],
                   "sarchat.inference": ["gpu_smoke.sh"]},
@@ -54,7 +48,9 @@ setup(
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1"],
         # The tests cover the Dataflow and gs:// paths too (Flex Template metadata, object stores).
         # (datasets: the dataset card test loads OUT the way Hugging Face users do)
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1", "datasets>=3"],
+        # (ruff, pyright, mypy: CI's static checks of the library, .ci/static_checks.py)
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1", "datasets>=3",
+                 "ruff>=0.6", "pyright>=1.1.380", "mypy>=1.11"],
         "inference": ["vllm>=0.8", "torch>=2.5", "transformers>=4.45"],
     },
     entry_points={"console_scripts": ["sarchat=sarchat.beam_pipelines.cli:main"]},

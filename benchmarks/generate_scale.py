@@ -193,7 +193,7 @@ def sweep(work, out, scales, repeats, baseline=None):
                   f"{wall / scale:>9.1f} {launcher:>13.0f} {worker:>11.0f}"
                   + (f"   (walls {', '.join(f'{r[0]:.1f}' for r in runs[name])})" if repeats > 1 else ""), flush=True)
         if baseline:
-            ratio = lambda k: statistics.median(a[k] / b[k] for a, b in zip(runs["this"], runs["baseline"]))  # noqa: E731
+            ratio = lambda k: statistics.median(a[k] / b[k] for a, b in zip(runs["this"], runs["baseline"]))  # noqa: E731, B023 (called at once)
             print(f"{'ratio':>8} {scale:>6g} {'':>10} {'':>10} {'':>11} {ratio(0):>8.2f} {'':>9} {ratio(1):>13.2f} "
                   f"{ratio(2):>11.2f}", flush=True)
 

@@ -245,7 +245,7 @@ def test_docs_commands_and_scheduler_body():
     assert request.launch_parameter.environment.sdk_container_image
     # gcloud --parameters names are template parameters too
     for group in re.findall(r"--parameters (\S+)", docs):
-        for item in re.split(r"[,~]", group.lstrip("^~^")):
+        for item in re.split(r"[,~]", group.lstrip("^~^")):  # noqa: B005 (strips the characters ^ and ~)
             key = item.split("=", 1)[0]
             if "=" in item and key not in ("sdk_container_image",):
                 assert key in _template_params("generate") , key

@@ -277,7 +277,7 @@ def test_grounding_box_source_and_multi_processing_determinism(corpus, tmp_path)
     a = run_stats(corpus["gen"], tmp_path / "a", "--box-source", "gt", "--plots", "none")
     b = run_stats(corpus["gen"], tmp_path / "b", "--box-source", "gt", "--plots", "none", "--exact-cap", "50",
                   "--direct_num_workers=2", "--direct_running_mode=multi_processing")
-    c = run_stats(corpus["gen"], tmp_path / "c", "--box-source", "gt", "--plots", "none", "--exact-cap", "50")
+    run_stats(corpus["gen"], tmp_path / "c", "--box-source", "gt", "--plots", "none", "--exact-cap", "50")
     assert (tmp_path / "b" / "stats.json").read_bytes() == (tmp_path / "c" / "stats.json").read_bytes()
     assert a["input"]["box_source"] == "gt_boxes" and "approximate" in a["methods"]["boxes"]
     assert b["boxes"]["train"]["aspect_ratio"]["all"]["quantile_method"].startswith("log-histogram")

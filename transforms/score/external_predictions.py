@@ -180,5 +180,5 @@ def table_rows(path):
     for i, values in enumerate(rows):
         if not any(_cell(v) is not None for v in values):
             continue  # a blank line
-        get = lambda name: _cell(values[col[name]]) if name in col and col[name] < len(values) else None  # noqa: E731
+        get = lambda name: _cell(values[col[name]]) if name in col and col[name] < len(values) else None  # noqa: E731, B023 (used in this iteration)
         yield i, {"id": get("index"), "prediction": get("prediction") or "", "model": get("model") or stem or "model"}
