@@ -1,6 +1,6 @@
 """Template banks: one JSON data file per task, loaded and checked here.
 
-The SPEC's minimum bank sizes are enforced on load, and every template's placeholders are
+The minimum bank sizes of docs/rules.md are enforced on load, and every template's placeholders are
 checked against the fields the generator fills, so a typo in a data file fails loudly at start-up
 rather than as a KeyError deep inside a pipeline worker. Some placeholders are required: every
 refer question states the count ({n}), every classify question names the candidate categories
@@ -16,86 +16,124 @@ import hashlib
 import json
 import string
 from importlib import resources
+from typing import Union
+
+import msgspec
 
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.tasks import MIN_TEMPLATES
-
-# Placeholders each kind of text may use.
-_ALLOWED = {
-    ("classify", "question"): {"candidates"},
-    ("classify", "answer"): {"categories"},
-    ("describe", "question"): set(),
-    ("describe", "style"): {"size", "category", "position"},
-    ("count", "question"): {"category", "category_plural"},
-    ("refer", "question"): {"category", "category_plural", "n", "category_n", "be"},
-    ("grounding", "question"): set(),
-    ("grounding", "relation"): {"a", "b", "rel", "dir"},
-    ("identify", "question"): {"box"},
-    ("identify", "answer"): {"size", "category", "cell"},
-    ("identify", "shape"): {"shape"},
-}
-
-
-# Placeholders a kind of text must use (the real SARChat questions all do, SPEC section 3).
-_REQUIRED = {
-    ("refer", "question"): {"n", "category_n"},
-    ("classify", "question"): {"candidates"},
-    ("identify", "question"): {"box"},
-}
 
 
 class TemplateError(InputError):
     """A template bank (a data file) that breaks the bank rules; the message names the file and template."""
 
 
+# The shape of a bank file. Decoding into these types checks every field's presence and type, and
+# refuses unknown fields (a misspelt key would otherwise be ignored); the texts' placeholders are
+# checked after, against _PLACEHOLDERS.
+class _Template(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    question: str
+    answer: Union[str, None] = None
+    shape: Union[str, None] = None
+    style: Union[str, None] = None
+
+
+class _Style(msgspec.Struct, forbid_unknown_fields=True):
+    lead: str
+    first: str
+    more: Union[str, list[str]]
+    sep: str
+    end: str
+
+
+class _RelationForm(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    form: str
+
+
+class _Bank(msgspec.Struct, forbid_unknown_fields=True):
+    templates: list[_Template]
+    task: str = ""
+    version: int = 1
+    description: str = ""
+    styles: dict[str, _Style] = {}
+    relation_forms: list[_RelationForm] = []
+    answer_lead: str = ""
+
+
+# (task, kind of text) -> (placeholders it may use, placeholders it must use). The real SARChat
+# questions all state the count (refer), the candidates (classify) and the box (identify):
+# docs/rules.md, section 3.
+_PLACEHOLDERS = {
+    ("classify", "question"): ({"candidates"}, {"candidates"}),
+    ("classify", "answer"): ({"categories"}, set()),
+    ("describe", "question"): (set(), set()),
+    ("describe", "style"): ({"size", "category", "position"}, set()),
+    ("count", "question"): ({"category", "category_plural"}, set()),
+    ("refer", "question"): ({"category", "category_plural", "n", "category_n", "be"}, {"n", "category_n"}),
+    ("grounding", "question"): (set(), set()),
+    ("grounding", "relation"): ({"a", "b", "rel", "dir"}, set()),
+    ("identify", "question"): ({"box"}, {"box"}),
+    ("identify", "answer"): ({"size", "category", "cell"}, set()),
+    ("identify", "shape"): ({"shape"}, set()),
+}
+# Which optional template texts a task must have.
+_ANSWERS_REQUIRED = {"classify", "identify"}
+
+
+def _texts(task, bank: _Bank):
+    """(kind, text, where) of every text in a bank that placeholders are checked in."""
+    for t in bank.templates:
+        where = f"template {t.id}"
+        yield "question", t.question, where
+        if task in _ANSWERS_REQUIRED:
+            yield "answer", t.answer, where
+        if task == "identify" and t.shape is not None:
+            yield "shape", t.shape, where
+    for name, style in bank.styles.items():
+        for text in (style.lead, style.first, style.sep, style.end):
+            yield "style", text, f"style {name}"
+        for text in ([style.more] if isinstance(style.more, str) else style.more or [None]):
+            yield "style", text, f"style {name} more"
+    for form in bank.relation_forms:
+        yield "relation", form.form, f"relation form {form.id}"
+
+
 def _fields(text):
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
-def _check(task, kind, text, where):
-    if not isinstance(text, str):
-        raise TemplateError(f"templates/{task}.json {where}: {kind} must be a string")
-    unknown = _fields(text) - _ALLOWED[(task, kind)]
-    if unknown:
-        raise TemplateError(f"templates/{task}.json {where}: unknown placeholder(s) {sorted(unknown)} in {kind}")
-    missing = _REQUIRED.get((task, kind), set()) - _fields(text)
-    if missing:
-        raise TemplateError(f"templates/{task}.json {where}: {kind} must use placeholder(s) {sorted(missing)}")
-
-
 def validate_bank(task, bank):
-    templates = bank.get("templates")
-    if not isinstance(templates, list):
-        raise TemplateError(f"templates/{task}.json: 'templates' must be a list")
-    if len(templates) < MIN_TEMPLATES[task]:
-        raise TemplateError(f"templates/{task}.json: {len(templates)} templates, the spec asks for at least {MIN_TEMPLATES[task]}")
-    ids = [t.get("id") for t in templates]
+    """`bank` (the parsed JSON of templates/<task>.json), checked: its shape by decoding, then the
+    bank rules: the minimum size, unique ids, known styles and each text's placeholders."""
+    file = f"templates/{task}.json"
+    try:
+        typed = msgspec.convert(bank, _Bank)
+    except msgspec.ValidationError as exc:
+        raise TemplateError(f"{file}: {exc}") from None
+    if typed.task and typed.task != task:
+        raise TemplateError(f"{file}: declares task {typed.task!r}")
+    if len(typed.templates) < MIN_TEMPLATES[task]:
+        raise TemplateError(f"{file}: {len(typed.templates)} templates, the spec asks for at least {MIN_TEMPLATES[task]}")
+    ids = [t.id for t in typed.templates]
     if len(set(ids)) != len(ids) or not all(ids):
-        raise TemplateError(f"templates/{task}.json: template ids must be present and unique")
-    for t in templates:
-        where = f"template {t['id']}"
-        _check(task, "question", t.get("question"), where)
-        if task in ("classify", "identify"):
-            _check(task, "answer", t.get("answer"), where)
-        if task == "identify" and t.get("shape") is not None:
-            _check(task, "shape", t["shape"], where)
-        if task == "describe":
-            style = bank.get("styles", {}).get(t.get("style"))
-            if style is None:
-                raise TemplateError(f"templates/describe.json {where}: unknown style {t.get('style')!r}")
+        raise TemplateError(f"{file}: template ids must be present and unique")
     if task == "describe":
-        for name, style in bank["styles"].items():
-            for part in ("lead", "first", "sep", "end"):
-                _check(task, "style", style.get(part), f"style {name}")
-            more = style.get("more")
-            for form in (more if isinstance(more, list) and more else [more]):
-                _check(task, "style", form, f"style {name} more")
-    if task == "grounding":
-        forms = bank.get("relation_forms") or []
-        if not forms:
-            raise TemplateError("templates/grounding.json: 'relation_forms' must not be empty")
-        for form in forms:
-            _check(task, "relation", form.get("form"), f"relation form {form.get('id')}")
+        for t in typed.templates:
+            if t.style not in typed.styles:
+                raise TemplateError(f"{file} template {t.id}: unknown style {t.style!r}")
+    if task == "grounding" and not typed.relation_forms:
+        raise TemplateError(f"{file}: 'relation_forms' must not be empty")
+    for kind, text, where in _texts(task, typed):
+        if text is None:
+            raise TemplateError(f"{file} {where}: {kind} must be a string")
+        allowed, required = _PLACEHOLDERS[(task, kind)]
+        used = _fields(text)
+        if used - allowed:
+            raise TemplateError(f"{file} {where}: unknown placeholder(s) {sorted(used - allowed)} in {kind}")
+        if required - used:
+            raise TemplateError(f"{file} {where}: {kind} must use placeholder(s) {sorted(required - used)}")
     return bank
 
 

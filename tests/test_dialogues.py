@@ -1,4 +1,6 @@
 """Dialogue builder on boxes worked out by hand (SPEC sections 2 and 3)."""
+import json
+
 import pytest
 
 import sarchat.templates
@@ -222,3 +224,18 @@ def test_describe_sentences_start_with_a_capital():
                     styles.add(r["template_id"])
                     assert not re.search(r"\. [a-z]", r["answer"]), r["answer"]
     assert {f"describe-{k}" for k in range(51, 56)} & styles, "no visible_sentences answer drawn"
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda b: b["templates"][0].update(qestion="x"), r"unknown field `qestion`.*\$\.templates\[0\]"),
+    (lambda b: b["templates"][1].update(question=3), r"Expected `str`, got `int` - at `\$\.templates\[1\]\.question`"),
+    (lambda b: b.update(version="2"), r"Expected `int`, got `str` - at `\$\.version`"),
+    (lambda b: b.update(task="count"), "declares task 'refer'|declares task 'count'"),
+    (lambda b: b["templates"].append({"id": "refer-31", "question": "[refer] Find {n} {category_n}."}), "unique"),
+])
+def test_a_malformed_bank_is_refused_naming_the_file_and_place(edit, message):
+    bank = json.loads(json.dumps(sarchat.templates.load_bank("refer")))
+    edit(bank)
+    with pytest.raises(sarchat.templates.TemplateError, match=message) as info:
+        sarchat.templates.validate_bank("refer", bank)
+    assert str(info.value).startswith("templates/refer.json")
