@@ -94,7 +94,10 @@ def _texts(task, bank: _Bank):
     for name, style in bank.styles.items():
         for text in (style.lead, style.first, style.sep, style.end):
             yield "style", text, f"style {name}"
-        for text in ([style.more] if isinstance(style.more, str) else style.more or [None]):
+        forms = [style.more] if isinstance(style.more, str) else style.more
+        if not forms:
+            yield "style", None, f"style {name} more"
+        for text in forms:
             yield "style", text, f"style {name} more"
     for form in bank.relation_forms:
         yield "relation", form.form, f"relation form {form.id}"
