@@ -213,79 +213,89 @@ class _Rows:
 
 def _image_tasks(builder, images, shard):
     """classify, describe, count, grounding and refer rows (a loop per image), as columns."""
-    seed, banks = builder.seed, builder.banks
-    tasks = {t: _Rows(t) for t in PER_IMAGE_TASKS}
-    templates = {t: banks[t]["templates"] for t in tasks}
-    styles = banks["describe"]["styles"]
-    answer_lead = banks["grounding"]["answer_lead"]
-    cache, rejects = {}, []
-    cells, texts, cats_of, xyxy, sizes = shard.cell, shard.text, shard.category, shard.xyxy_list, shard.describe_size
+    tasks = _ImageTasks(builder, shard)
     first = shard.first.tolist()
-
-    def pick(task, did):
-        return templates[task][seeded_int(seed, did) % len(templates[task])]
-
     for i, image in enumerate(images):
-        split, image_id, W, H = image["split"], image["image_id"], image["width"], image["height"]
-        lo, hi = first[i], first[i + 1]
         by_cat = {}
-        for b in range(lo, hi):
-            by_cat.setdefault(cats_of[b], []).append(b)
+        for b in range(first[i], first[i + 1]):
+            by_cat.setdefault(shard.category[b], []).append(b)
         cats = sorted(by_cat, key=CATEGORY_INDEX.__getitem__)
+        for task in PER_IMAGE_TASKS:
+            getattr(tasks, task)(i, image, first[i], cats, by_cat)
+    return [rows.columns(shard) for rows in tasks.rows.values()], tasks.rejects
 
-        # classify
-        did = dialogue_id(split, image_id, "classify", None, "", 0)
-        t = pick("classify", did)
-        key = ("classify", t["id"], tuple(cats))
-        if key not in cache:
-            cache[key] = (t["question"].format(candidates=CANDIDATES), t["answer"].format(categories=join_words(cats)))
-        q, a = cache[key]
-        tasks["classify"].add(did, i, None, q, a, t["id"], [], len(cats), categories=list(cats))
 
-        # describe
+class _ImageTasks:
+    """One method per per-image task: (image index, image, its first box, categories present in
+    canonical order, {category: box indices}) -> rows appended to that task's _Rows."""
+
+    def __init__(self, builder, shard):
+        self.builder, self.shard, self.seed = builder, shard, builder.seed
+        self.rows = {t: _Rows(t) for t in PER_IMAGE_TASKS}
+        self.templates = {t: builder.banks[t]["templates"] for t in PER_IMAGE_TASKS}
+        self.cache, self.rejects = {}, []
+
+    def pick(self, task, did):
+        return self.templates[task][seeded_int(self.seed, did) % len(self.templates[task])]
+
+    def format(self, text, **fields):
+        """text.format(**fields), rendered once per distinct template text and fields."""
+        key = (text, *fields.items())
+        out = self.cache.get(key)
+        if out is None:
+            out = self.cache[key] = text.format(**fields)
+        return out
+
+    def classify(self, i, image, lo, cats, by_cat):
+        did = dialogue_id(image["split"], image["image_id"], "classify", None, "", 0)
+        t = self.pick("classify", did)
+        q, a = self.format(t["question"], candidates=CANDIDATES), self.format(t["answer"], categories=join_words(cats))
+        self.rows["classify"].add(did, i, None, q, a, t["id"], [], len(cats), categories=list(cats))
+
+    def describe(self, i, image, lo, cats, by_cat):
+        split, image_id, W, H = image["split"], image["image_id"], image["width"], image["height"]
         if not geometry.describe_image_ok(W, H):
-            rejects.append({"split": split, "record": f"image {image_id}", "reason": "describe_image_too_small",
-                            "detail": f"{W}x{H}"})
-        else:
-            kept = []
-            for b, box in zip(range(lo, hi), image["boxes"]):
-                reason = geometry.describe_box_reason(box["bbox"], W, H)
-                if reason:
-                    rejects.append({"split": split, "record": f"annotation {box['ann_id']}", "reason": reason,
-                                    "detail": f"image {image_id}"})
-                else:
-                    kept.append(b)
-            if kept:
-                kept.sort(key=lambda b: CATEGORY_INDEX[cats_of[b]])  # stable: annotation order within a category
-                did = dialogue_id(split, image_id, "describe", None, "", 0)
-                t = pick("describe", did)
-                style = styles[t["style"]]
-                more = style["more"] if isinstance(style["more"], list) else [style["more"]]
-                phrases = []
-                for j, b in enumerate(kept):
-                    form = style["first"] if j == 0 else more[(j - 1) % len(more)]
-                    phrases.append(form.format(size=geometry.DESCRIBE_SIZES[sizes[b]], category=cats_of[b],
-                                               position=geometry.POSITION_PHRASES[cells[b]]))
-                answer = style["lead"] + style["sep"].join(phrases) + style["end"]
-                answer = answer[0].upper() + answer[1:]
-                tasks["describe"].add(did, i, None, t["question"], answer, t["id"], kept, len(kept))
+            self.rejects.append({"split": split, "record": f"image {image_id}", "reason": "describe_image_too_small",
+                                 "detail": f"{W}x{H}"})
+            return
+        kept = []
+        for b, box in enumerate(image["boxes"], lo):
+            reason = geometry.describe_box_reason(box["bbox"], W, H)
+            if reason:
+                self.rejects.append({"split": split, "record": f"annotation {box['ann_id']}", "reason": reason,
+                                     "detail": f"image {image_id}"})
+            else:
+                kept.append(b)
+        if not kept:
+            return
+        shard = self.shard
+        kept.sort(key=lambda b: CATEGORY_INDEX[shard.category[b]])  # stable: annotation order within a category
+        did = dialogue_id(split, image_id, "describe", None, "", 0)
+        t = self.pick("describe", did)
+        style = self.builder.banks["describe"]["styles"][t["style"]]
+        more = style["more"] if isinstance(style["more"], list) else [style["more"]]
+        phrases = [(style["first"] if j == 0 else more[(j - 1) % len(more)]).format(
+            size=geometry.DESCRIBE_SIZES[shard.describe_size[b]], category=shard.category[b],
+            position=geometry.POSITION_PHRASES[shard.cell[b]]) for j, b in enumerate(kept)]
+        answer = style["lead"] + style["sep"].join(phrases) + style["end"]
+        self.rows["describe"].add(did, i, None, t["question"], answer[0].upper() + answer[1:], t["id"], kept, len(kept))
 
-        # count
+    def count(self, i, image, lo, cats, by_cat):
+        texts = self.shard.text
         for cat in cats:
             group = by_cat[cat]
-            did = dialogue_id(split, image_id, "count", None, cat, 0)
-            t = pick("count", did)
+            did = dialogue_id(image["split"], image["image_id"], "count", None, cat, 0)
+            t = self.pick("count", did)
             n = len(group)
-            key = ("count", t["id"], cat)
-            if key not in cache:
-                cache[key] = t["question"].format(category=cat, category_plural=plural(cat))
+            q = self.format(t["question"], category=cat, category_plural=plural(cat))
             lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
-            tasks["count"].add(did, i, None, cache[key], lead + "".join([texts[b] for b in group]), t["id"], group, n)
+            self.rows["count"].add(did, i, None, q, lead + "".join([texts[b] for b in group]), t["id"], group, n)
 
-        # grounding
-        subset = "single" if hi - lo == 1 else "multi"
-        did = dialogue_id(split, image_id, "grounding", subset, "", 0)
-        t = pick("grounding", did)
+    def grounding(self, i, image, lo, cats, by_cat):
+        cells, texts, xyxy = self.shard.cell, self.shard.text, self.shard.xyxy_list
+        subset = "single" if len(image["boxes"]) == 1 else "multi"
+        did = dialogue_id(image["split"], image["image_id"], "grounding", subset, "", 0)
+        t = self.pick("grounding", did)
         sentences, ordered = [], []
         for cat in cats:
             group = by_cat[cat]
@@ -299,28 +309,28 @@ def _image_tasks(builder, images, shard):
         relations = []
         for j, a in enumerate(cats):
             for b in cats[j + 1:]:
-                rel, direction = geometry.relation([xyxy[x] for x in by_cat[a]], [xyxy[x] for x in by_cat[b]], W, H)
-                forms = builder.forms_with_dir if direction else builder.forms_without_dir
-                form = forms[seeded_int(seed, did, a, b) % len(forms)]["form"]
+                rel, direction = geometry.relation([xyxy[x] for x in by_cat[a]], [xyxy[x] for x in by_cat[b]],
+                                                   image["width"], image["height"])
+                forms = self.builder.forms_with_dir if direction else self.builder.forms_without_dir
+                form = forms[seeded_int(self.seed, did, a, b) % len(forms)]["form"]
                 sentences.append(form.format(a=a, b=b, rel=rel, dir=direction))
                 relations.append(join_relation(a, rel, b, direction))
-        tasks["grounding"].add(did, i, subset, t["question"], answer_lead + " ".join(sentences), t["id"],
-                               ordered, len(ordered), relations=relations)
+        answer = self.builder.banks["grounding"]["answer_lead"] + " ".join(sentences)
+        self.rows["grounding"].add(did, i, subset, t["question"], answer, t["id"], ordered, len(ordered),
+                                   relations=relations)
 
-        # refer
+    def refer(self, i, image, lo, cats, by_cat):
+        cells, texts = self.shard.cell, self.shard.text
         for cat in cats:
             group = by_cat[cat]
-            subset = "single" if len(group) == 1 else "multi"
-            did = dialogue_id(split, image_id, "refer", subset, cat, 0)
-            t = pick("refer", did)
             n = len(group)
-            key = ("refer", t["id"], cat, n)
-            if key not in cache:
-                cache[key] = t["question"].format(category=cat, category_plural=plural(cat), n=n,
-                                                  category_n=plural(cat, n), be="is" if n == 1 else "are")
+            subset = "single" if n == 1 else "multi"
+            did = dialogue_id(image["split"], image["image_id"], "refer", subset, cat, 0)
+            t = self.pick("refer", did)
+            q = self.format(t["question"], category=cat, category_plural=plural(cat), n=n, category_n=plural(cat, n),
+                            be="is" if n == 1 else "are")
             answer = "".join([f"{texts[b]} ({cells[b]})" for b in group])
-            tasks["refer"].add(did, i, subset, cache[key], answer, t["id"], group, n)
-    return [rows.columns(shard) for rows in tasks.values()], rejects
+            self.rows["refer"].add(did, i, subset, q, answer, t["id"], group, n)
 
 
 def _identify(builder, images, shard):
