@@ -183,10 +183,16 @@ class _Rows:
         self.boxes, self.count, self.categories, self.relations = [], [], [], []
 
     def add(self, did, image, subset, question, answer, template_id, boxes, count, categories=None, relations=None):
-        for column, value in ((self.id, did), (self.image, image), (self.subset, subset), (self.question, question),
-                              (self.answer, answer), (self.template_id, template_id), (self.boxes, boxes),
-                              (self.count, count), (self.categories, categories), (self.relations, relations)):
-            column.append(value)
+        self.id.append(did)
+        self.image.append(image)
+        self.subset.append(subset)
+        self.question.append(question)
+        self.answer.append(answer)
+        self.template_id.append(template_id)
+        self.boxes.append(boxes)
+        self.count.append(count)
+        self.categories.append(categories)
+        self.relations.append(relations)
 
     def columns(self, shard):
         n = len(self.id)
