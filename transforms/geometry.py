@@ -127,7 +127,7 @@ def identify_size_index(r):
 
 
 def describe_size_index(r):
-    return (r >= DESCRIBE_SMALL_BELOW) * 1 + (r > DESCRIBE_LARGE_ABOVE) * 1
+    return 1 - (r < DESCRIBE_SMALL_BELOW) * 1 + (r > DESCRIBE_LARGE_ABOVE) * 1
 
 
 def shape_index(aspect):

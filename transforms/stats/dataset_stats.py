@@ -258,6 +258,12 @@ def box_features(bbox, width, height):
     }
 
 
+# geometry's word indices (its thresholds, written once there) -> this module's *_ORDER indices
+_SHAPE_FROM_GEOMETRY = np.array([SHAPE_ORDER.index(w) for w in geometry.SHAPES])
+_IDENTIFY_SIZE_FROM_GEOMETRY = np.array([IDENTIFY_SIZE_ORDER.index(w) for w in geometry.IDENTIFY_SIZES])
+_DESCRIBE_SIZE_FROM_GEOMETRY = np.array([DESCRIBE_SIZE_ORDER.index(w) for w in geometry.DESCRIBE_SIZES])
+
+
 def box_feature_arrays(w, h, img_w, img_h, x1, y1, x2, y2):
     """Vectorised `box_features` for arrays of boxes: index arrays into the *_ORDER tuples.
 
@@ -271,10 +277,10 @@ def box_feature_arrays(w, h, img_w, img_h, x1, y1, x2, y2):
     ar = h / w
     wh = w / h
     r = (w * h) / (W * H)
-    shape = np.where(wh > 1.5, 0, np.where(wh < 0.67, 2, 1))                       # SHAPE_ORDER
+    shape = _SHAPE_FROM_GEOMETRY[geometry.shape_index(wh)]                           # SHAPE_ORDER
     bucket = np.where(ar <= AR_LOW, 0, np.where(ar <= AR_HIGH, 1, 2))               # AR_BUCKETS
-    isize = np.select([r >= 0.40, r >= 0.25, r >= 0.10, r >= 0.03], [4, 3, 2, 1], 0)  # IDENTIFY_SIZE_ORDER
-    dsize = np.where(r < 0.05, 0, np.where(r > 0.30, 2, 1))                         # DESCRIBE_SIZE_ORDER
+    isize = _IDENTIFY_SIZE_FROM_GEOMETRY[geometry.identify_size_index(r)]           # IDENTIFY_SIZE_ORDER
+    dsize = _DESCRIBE_SIZE_FROM_GEOMETRY[geometry.describe_size_index(r)]           # DESCRIBE_SIZE_ORDER
     cx = (np.asarray(x1, dtype=np.float64) + np.asarray(x2, dtype=np.float64)) / 2.0
     cy = (np.asarray(y1, dtype=np.float64) + np.asarray(y2, dtype=np.float64)) / 2.0
     col = np.minimum(np.floor(3 * cx / W), 2).astype(np.int64)
