@@ -27,7 +27,9 @@ from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS,
 # are parsed: `sarchat generate --help` and a bad flag answer without loading it.
 
 # 0.2.0: the real SARChat question forms (issue 11); each template bank is also fingerprinted in the manifest.
-VERSION = "0.2.0"
+# 0.3.0: identify's K templates per box by a per-box hash score, not random.Random.sample (issue 18:
+# one columnar builder); only the identify rows' templates changed (docs/rules.md section 6).
+VERSION = "0.3.0"
 
 
 def build_parser():

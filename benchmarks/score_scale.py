@@ -176,9 +176,8 @@ def generator_rows(n_rows, seed=0, split="test"):
     there are at least n_rows and trimmed to exactly n_rows in id order. The SARDet test split
     (11,613 images, 24,023 boxes) gives 222,962 dialogues; the paper's test set has 226,636."""
     from sarchat.transforms import coco
-    from sarchat.transforms.generate import records
     from sarchat.synthetic import sardet_synth as synthetic
-    from sarchat.transforms.generate.dialogues import DialogueBuilder, build_shard
+    from sarchat.transforms.generate.dialogues import DialogueBuilder
 
     builder = DialogueBuilder(seed=0)
     images_per_row = 11_613 / 222_962.0
@@ -189,15 +188,15 @@ def generator_rows(n_rows, seed=0, split="test"):
         n_boxes = max(n_images, int(round(n_images * boxes_per_image)))
         data = synthetic.sardet_scale_annotations(split, n_images, n_boxes, seed)
         images, _ = coco.parse_coco(data, f"synthetic/{split}.json", split, f"JPEGImages/{split}")
-        rows, _ = build_shard(builder, images)
-        if len(rows) >= n_rows:
-            return records.rows_to_table(rows[:n_rows])  # rows are sorted by id
-        factor *= 1.02 * n_rows / max(1, len(rows))
+        table, _ = builder.table(images)
+        if table.num_rows >= n_rows:
+            return table.slice(0, n_rows)  # rows are sorted by id
+        factor *= 1.02 * n_rows / max(1, table.num_rows)
 
 
 def make_rows(n_rows, split="test", seed=0, builder="generator"):
     """THE SWAP POINT: a pa.Table of n_rows dialogues of a split (DIALOGUE_SCHEMA). 'generator' uses
-    the generator's per-image builder on synthetic SARDet-scale annotations; 'simple' the stand-in
+    the generator's builder on synthetic SARDet-scale annotations; 'simple' the stand-in
     builder of this file (used automatically when the generator's modules are not importable)."""
     if builder == "generator":
         try:

@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sarchat.transforms.generate import records
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.schema import DIALOGUE_SCHEMA
 
@@ -124,8 +123,7 @@ def _rows_for_image(builder, split, image_id, rel_path, w, h, objects):
              "width": w, "height": h,
              "boxes": [{"ann_id": i, "category": cat, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
                        for i, (cat, b) in enumerate(objects)]}
-    rows, _ = builder.build(image)
-    return records.rows_to_table(rows).to_pylist()
+    return builder.rows([image])[0]
 
 
 def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",), shards=2, image_ext="png"):

@@ -6,9 +6,7 @@ import pytest
 import sarchat.templates
 from tests.helpers import CATEGORIES, known_dataset
 from sarchat.transforms import coco
-from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder, build_shard
-
-F = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
+from sarchat.transforms.generate.dialogues import DialogueBuilder
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +18,7 @@ def rows_by_image():
     builder = DialogueBuilder(seed=0)
     out = {}
     for image in parsed:
-        rows, describe_rejects = builder.build(image)
-        out[image["image_id"]] = ([dict(zip(DIALOGUE_ROW_FIELDS, r)) for r in rows], describe_rejects)
+        out[image["image_id"]] = builder.rows([image])
     return out
 
 
@@ -105,13 +102,13 @@ def test_seed_changes_templates_not_targets():
     images, annotations = known_dataset()
     parsed, _ = coco.parse_coco({"images": images, "annotations": annotations, "categories": CATEGORIES},
                                 "t", "test", "JPEGImages/test")
-    a, _ = build_shard(DialogueBuilder(seed=0), parsed)
-    b, _ = build_shard(DialogueBuilder(seed=0), list(reversed(parsed)))
-    c, _ = build_shard(DialogueBuilder(seed=1), parsed)
+    a, _ = DialogueBuilder(seed=0).rows(parsed)
+    b, _ = DialogueBuilder(seed=0).rows(list(reversed(parsed)))
+    c, _ = DialogueBuilder(seed=1).rows(parsed)
     assert a == b
-    assert [r[0] for r in a] == [r[0] for r in c]
-    assert [r[F["template_id"]] for r in a] != [r[F["template_id"]] for r in c]
-    assert [r[F["gt_boxes"]] for r in a] == [r[F["gt_boxes"]] for r in c]
+    assert [r["id"] for r in a] == [r["id"] for r in c]
+    assert [r["template_id"] for r in a] != [r["template_id"] for r in c]
+    assert [r["gt_boxes"] for r in a] == [r["gt_boxes"] for r in c]
 
 
 def test_template_banks_meet_spec_minimums():
@@ -167,8 +164,8 @@ def test_describe_more_forms_are_taken_in_turn():
     builder = DialogueBuilder(seed=0, banks=dict(banks, describe=describe))
     image = {"split": "test", "image_id": 1, "image_path": "a.jpg", "width": 512, "height": 512, "boxes": [
         {"ann_id": i, "category": "ship", "bbox": [10 + 100 * i, 10, 60, 60]} for i in range(4)]}
-    rows, _ = builder.build(image)
-    (d,) = [dict(zip(DIALOGUE_ROW_FIELDS, r)) for r in rows if r[F["task"]] == "describe"]
+    rows, _ = builder.rows([image])
+    (d,) = [r for r in rows if r["task"] == "describe"]
     assert d["answer"] == ("L: A small ship in the top left portion of the image B small ship C small ship B small ship.")
 
 
@@ -217,12 +214,10 @@ def test_describe_sentences_start_with_a_capital():
     styles = set()
     for seed in range(60):
         builder = DialogueBuilder(seed=seed)
-        for image in parsed:
-            for r in builder.build(image)[0]:
-                r = dict(zip(DIALOGUE_ROW_FIELDS, r))
-                if r["task"] == "describe":
-                    styles.add(r["template_id"])
-                    assert not re.search(r"\. [a-z]", r["answer"]), r["answer"]
+        for r in builder.rows(parsed)[0]:
+            if r["task"] == "describe":
+                styles.add(r["template_id"])
+                assert not re.search(r"\. [a-z]", r["answer"]), r["answer"]
     assert {f"describe-{k}" for k in range(51, 56)} & styles, "no visible_sentences answer drawn"
 
 

@@ -17,7 +17,7 @@ from sarchat.beam_pipelines import generate
 from sarchat.synthetic.sardet_synth import SARDET_SCALE, sardet_scale_annotations, write_annotations_only
 from sarchat.transforms import coco
 from sarchat.transforms.box_formats import get_box_format
-from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS, DialogueBuilder
+from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.generate.pipeline import AUTHORS_TASK_NAMES, SWIFT_TASK_FILES
 from sarchat.transforms.score import parsing
 from tests.helpers import CATEGORIES, write_coco
@@ -100,14 +100,10 @@ def test_every_real_form_comes_out_for_the_real_boxes(parsed_images):
     wanted = {(task, OUR_PLURALS.get(q, q), a) for task, q, a in REAL}
     found, seeds = set(), 0
     while wanted - found and seeds < 400:
-        builder = DialogueBuilder(seed=seeds)
-        for image in parsed_images:
-            rows, _ = builder.build(image)
-            for r in rows:
-                row = dict(zip(DIALOGUE_ROW_FIELDS, r))
-                for task, q, a in wanted - found:
-                    if row["task"] == task and row["question"] == q and _matches(row["answer"], a):
-                        found.add((task, q, a))
+        for row in DialogueBuilder(seed=seeds).rows(parsed_images)[0]:
+            for task, q, a in wanted - found:
+                if row["task"] == task and row["question"] == q and _matches(row["answer"], a):
+                    found.add((task, q, a))
         seeds += 1
     assert not wanted - found, f"never generated in {seeds} seeds: {sorted(wanted - found)}"
     assert seeds > 1  # found across several seeds, not from one lucky draw
@@ -242,8 +238,7 @@ def test_task_mix_of_a_sardet_scale_run_is_within_one_point_of_table5(tmp_path):
     images, _ = coco.parse_coco(data, "train.json", "train", "JPEGImages/train")
     builder = DialogueBuilder(seed=0, identify_variants=8)
     train = collections.Counter()
-    for image in images:
-        train.update(r[2] for r in builder.build(image)[0])
+    train.update(builder.table(images)[0].column("task").to_pylist())
     mixes["train"] = dict(train)
     for split, counts in mixes.items():
         total = sum(counts.values())

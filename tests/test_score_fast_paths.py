@@ -13,7 +13,7 @@ from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
 from sarchat.transforms.score import sample_lines
-from sarchat.transforms.score.pipeline import paused_gc
+from sarchat.transforms.runtime import gc_paused
 from tests.test_real_forms import REAL
 from tests.test_score_pipeline import generated_table
 
@@ -127,19 +127,19 @@ def test_sample_line_equals_json_dumps():
         assert sample_lines.sample_line(row, record, pred) == want
 
 
-def test_paused_gc_restores_the_collector_state():
+def test_gc_paused_restores_the_collector_state():
     assert gc.isenabled()
-    with paused_gc():
+    with gc_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
     gc.disable()
     try:
-        with paused_gc():
+        with gc_paused():
             pass
         assert not gc.isenabled()
     finally:
         gc.enable()
     with pytest.raises(RuntimeError):
-        with paused_gc():
+        with gc_paused():
             raise RuntimeError("boom")
     assert gc.isenabled()

@@ -14,10 +14,9 @@ from sarchat.beam_pipelines import score
 from sarchat.inference.baselines import BlindPrior, oracle_prediction
 from tests.helpers import CATEGORIES, known_dataset
 from sarchat.transforms import coco
-from sarchat.transforms.generate import records
 from sarchat.synthetic import sardet_synth as synthetic
 from sarchat.transforms.box_formats import get_box_format
-from sarchat.transforms.generate.dialogues import DialogueBuilder, build_shard
+from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.score.metrics import COLUMNS
 from sarchat.transforms.score.parsing import parse_answer
 from sarchat.transforms.schema import PREDICTION_SCHEMA, TASKS
@@ -41,8 +40,7 @@ def generated_table(split="test", n_images=70, n_boxes=170, seed=5, with_known=T
         for im in known:  # keep image ids distinct from the synthetic ones
             im["image_id"] += 10_000_000
         images += known
-    rows, _ = build_shard(builder, images)
-    return records.rows_to_table(rows)
+    return builder.table(images)[0]
 
 
 def write_manifest(root, version="v-test", **extra):

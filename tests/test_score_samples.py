@@ -11,8 +11,7 @@ from sarchat.beam_pipelines import score
 from sarchat.inference.baselines import oracle_prediction
 from sarchat.synthetic import sardet_synth as synthetic
 from sarchat.transforms import coco
-from sarchat.transforms.generate import records
-from sarchat.transforms.generate.dialogues import DialogueBuilder, build_shard
+from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.score import sample_lines
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS
 from sarchat.transforms.schema import TASKS
@@ -26,8 +25,7 @@ def write_dataset(root, shards=2):
     """A small generated test split (synthetic SARDet-like annotations through the generator's builder)."""
     data = synthetic.sardet_scale_annotations("test", 40, 100, 5)
     images, _ = coco.parse_coco(data, "synthetic.json", "test", "JPEGImages/test")
-    rows, _ = build_shard(DialogueBuilder(seed=0), images)
-    table = records.rows_to_table(rows)
+    table, _ = DialogueBuilder(seed=0).table(images)
     folder = os.path.join(root, "parquet", "test")
     os.makedirs(folder)
     per = (table.num_rows + shards - 1) // shards

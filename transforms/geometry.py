@@ -4,6 +4,8 @@ W, H are the image width and height in pixels; COCO boxes are [x, y, w, h] float
 """
 import math
 
+import numpy as np
+
 ROWS = ("top", "middle", "bottom")
 COLUMNS = ("left", "center", "right")
 CELLS = tuple(f"{r} {c}" for r in ROWS for c in COLUMNS)
@@ -66,6 +68,23 @@ def xyxy(bbox, width, height):
     ]
 
 
+def xyxy_array(x, y, w, h, width, height):
+    """`xyxy` of many boxes at once (float arrays; width, height per box) -> int64 array (n, 4)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        corners = np.stack([x, y, x + w, y + h], axis=1)
+        hi = np.stack([width - 1, height - 1, width - 1, height - 1], axis=1)
+        return np.clip(np.floor(corners + 0.5), 0, hi).astype(np.int64)
+
+
+def cell_index_array(box, width, height):
+    """`grid_cell` of many xyxy boxes (array (n, 4), float arrays width, height) as CELLS indices."""
+    cx = (box[:, 0] + box[:, 2]) / 2.0
+    cy = (box[:, 1] + box[:, 3]) / 2.0
+    col = np.minimum(np.floor(3 * cx / width), 2).astype(np.int64)
+    row = np.minimum(np.floor(3 * cy / height), 2).astype(np.int64)
+    return 3 * row + col
+
+
 def box_text(box) -> str:
     """[x1,y1,x2,y2] -> '{<x1><y1><x2><y2>}'."""
     return "{<%d><%d><%d><%d>}" % tuple(box)
@@ -95,32 +114,36 @@ def grid_cell(box, width, height) -> str:
     return f"{ROWS[row]} {COLUMNS[col]}"
 
 
+# The size and shape thresholds, written once: each *_index function takes a float or a numpy
+# array (element-wise; the builder classifies a whole shard's boxes at once) and returns the index
+# of the word in IDENTIFY_SIZES, DESCRIBE_SIZES or SHAPES. `(cond) * 1` is 0/1 for both kinds.
+IDENTIFY_SIZE_FLOORS = (0.40, 0.25, 0.10, 0.03)  # area ratio >= floor i: IDENTIFY_SIZES[i]; below all: the last
+DESCRIBE_SMALL_BELOW, DESCRIBE_LARGE_ABOVE = 0.05, 0.30  # area ratio
+WIDE_ABOVE, TALL_BELOW = 1.5, 0.67  # aspect ratio w / h
+
+
+def identify_size_index(r):
+    return len(IDENTIFY_SIZE_FLOORS) - sum((r >= floor) * 1 for floor in IDENTIFY_SIZE_FLOORS)
+
+
+def describe_size_index(r):
+    return 1 - (r < DESCRIBE_SMALL_BELOW) * 1 + (r > DESCRIBE_LARGE_ABOVE) * 1
+
+
+def shape_index(aspect):
+    return 2 - (aspect > WIDE_ABOVE) * 2 - (aspect < TALL_BELOW) * 1
+
+
 def identify_size(r: float) -> str:
-    if r >= 0.40:
-        return "very large"
-    if r >= 0.25:
-        return "large"
-    if r >= 0.10:
-        return "medium-sized"
-    if r >= 0.03:
-        return "small"
-    return "very small"
+    return IDENTIFY_SIZES[identify_size_index(r)]
 
 
 def shape_word(aspect: float) -> str:
-    if aspect > 1.5:
-        return "wide"
-    if aspect < 0.67:
-        return "tall"
-    return "roughly square"
+    return SHAPES[shape_index(aspect)]
 
 
 def describe_size(r: float) -> str:
-    if r < 0.05:
-        return "small"
-    if r > 0.30:
-        return "large"
-    return "medium-sized"
+    return DESCRIBE_SIZES[describe_size_index(r)]
 
 
 def describe_image_ok(width, height) -> bool:

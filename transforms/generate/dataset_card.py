@@ -115,6 +115,8 @@ def render_card(manifest: dict) -> str:
              "The ms-swift files already hold full image paths (the generation's `--image-root`).", "",
              "## Provenance", "",
              f"- dataset version: `{manifest.get('dataset_version') or manifest.get('config_hash', '')}`",
+             f"- generator: `{manifest.get('generator', '')} {manifest.get('version', '')}` (how each version "
+             "builds the dialogues: the toolkit's docs/rules.md)",
              f"- generator configuration hash: `{manifest.get('config_hash', '')}`",
              f"- seed: `{config.get('seed', '')}`, identify variants per box: `{config.get('identify_variants', '')}`"]
     for name, fp in sorted((manifest.get("inputs") or {}).items()):

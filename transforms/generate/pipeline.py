@@ -26,10 +26,9 @@ from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
-from sarchat.transforms.generate.columnar import build_shard_table
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS  # noqa: F401 (re-exported)
-from sarchat.transforms.schema import seeded_int
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, seeded_int
 
 NAMESPACE = "sarchat.generate"
 # Formats built from the per-shard ms-swift part files.
@@ -162,7 +161,7 @@ class WriteShardFn(beam.DoFn):
     def _write(self, split, shard, n, images):
         Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
         Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))
-        table, describe_rejects = build_shard_table(self.builder, images)
+        table, describe_rejects = self.builder.table(images)
         for r in describe_rejects:
             Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
             yield beam.pvalue.TaggedOutput("rejects", dict(r, file="", index=-1, task="describe"))
@@ -248,7 +247,7 @@ class FinalizeFn(beam.DoFn):
                 if "parquet" in self.formats:
                     path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
                     if path not in written:
-                        files.append(write_parquet(path, records.rows_to_table([])))
+                        files.append(write_parquet(path, DIALOGUE_SCHEMA.empty_table()))
                 if "tfrecord" in self.formats:
                     path = tfrecord_path(self.output, split, shard, n, self.tfrecord_compression)
                     if path not in written:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sarchat.transforms.generate.dialogues import DIALOGUE_ROW_FIELDS
+from sarchat.transforms.schema import USER_PREFIX
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -93,31 +93,28 @@ def read_records(data: bytes):
 _STR = ("id", "split", "task", "subset", "image_path", "question", "answer", "template_id")
 _INT = ("image_id", "width", "height", "gt_count")
 _STRLIST = ("gt_categories", "gt_cells", "gt_sizes", "gt_shapes", "gt_relations")
-_IDX = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
 
 
 def example_of_row(row, _example=None) -> bytes:
-    """A dialogue row tuple -> serialized tf.train.Example with the fields of SPEC section 4."""
-    from sarchat.transforms.generate.records import USER_PREFIX
-
+    """A dialogue row (a dict) -> serialized tf.train.Example with the fields of docs/formats.md."""
     ex = (_example or example_class())()
     fm = ex.features.feature
     for name in _STR:
-        v = row[_IDX[name]]
+        v = row[name]
         values = fm[name].bytes_list.value
         if v is not None:
             values.append(v.encode("utf-8"))
     for name in _INT:
-        v = row[_IDX[name]]
+        v = row[name]
         values = fm[name].int64_list.value
         if v is not None:
             values.append(v)
     fm["messages_role"].bytes_list.value.extend((b"user", b"assistant"))
     fm["messages_content"].bytes_list.value.extend(
-        ((USER_PREFIX + row[_IDX["question"]]).encode("utf-8"), row[_IDX["answer"]].encode("utf-8")))
-    fm["gt_boxes"].int64_list.value.extend([c for box in row[_IDX["gt_boxes"]] for c in box])
+        ((USER_PREFIX + row["question"]).encode("utf-8"), row["answer"].encode("utf-8")))
+    fm["gt_boxes"].int64_list.value.extend([c for box in row["gt_boxes"] for c in box])
     for name in _STRLIST:
-        fm[name].bytes_list.value.extend([s.encode("utf-8") for s in row[_IDX[name]]])
+        fm[name].bytes_list.value.extend([s.encode("utf-8") for s in row[name]])
     return ex.SerializeToString(deterministic=True)
 
 
@@ -133,7 +130,7 @@ def encode_rows(rows) -> bytes:
 # binary joins: a tf.train.Example is Features{feature: map<string, Feature>}, which deterministic
 # serialization writes as map entries sorted by key, each `0x0a len {0x0a len key, 0x12 len Feature}`,
 # a Feature being `0x0a len BytesList` or `0x1a len Int64List` (packed varints). Equality with
-# example_of_row is pinned in tests/test_generate_columnar.py; the independent decoder in
+# example_of_row is pinned in tests/test_dialogue_builder.py; the independent decoder in
 # tests/test_generate_pipeline.py and the TensorFlow check read the result.
 
 def _varints(values):
@@ -217,7 +214,6 @@ def pa_join(*parts):
 def examples_of_table(table):
     """A DIALOGUE_SCHEMA table -> large_binary array of serialized tf.train.Example, one per row,
     byte-identical to example_of_row."""
-    from sarchat.transforms.generate.records import USER_PREFIX  # records imports this module's neighbours
 
     n = table.num_rows
     col = {name: table.column(name).combine_chunks() for name in table.column_names}

@@ -24,8 +24,6 @@ elements rather than hundreds of thousands:
 
 All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
 """
-import contextlib
-import gc
 import io
 from dataclasses import dataclass
 from typing import Optional
@@ -39,6 +37,7 @@ from sarchat.report import sample_sections, score_report
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.fileio import join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
+from sarchat.transforms.runtime import gc_paused
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
 from sarchat.transforms.score.box_format_choice import FormatChooser
@@ -54,19 +53,6 @@ from sarchat.transforms.score.sample_lines import merged_text, sample_line, samp
 from sarchat.transforms.tasks import TASKS
 
 NAMESPACE = "sarchat.score"
-
-
-@contextlib.contextmanager
-def paused_gc():
-    """Pause the cyclic garbage collector (reference counting still frees everything acyclic) and
-    restore its previous state; nothing a bucket builds is cyclic."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -227,7 +213,7 @@ class ScoreBucketFn(beam.DoFn):
         # The bucket's outputs are gathered with the cyclic garbage collector paused, then emitted:
         # converting and scoring a bucket allocates millions of small acyclic containers (row dicts,
         # gt lists, parse results), and the collections they trigger were about 40% of the job.
-        with paused_gc():
+        with gc_paused():
             outputs = list(self._score_bucket(element, shown))
         yield from outputs
 

@@ -258,6 +258,12 @@ def box_features(bbox, width, height):
     }
 
 
+# geometry's word indices (its thresholds, written once there) -> this module's *_ORDER indices
+_SHAPE_FROM_GEOMETRY = np.array([SHAPE_ORDER.index(w) for w in geometry.SHAPES])
+_IDENTIFY_SIZE_FROM_GEOMETRY = np.array([IDENTIFY_SIZE_ORDER.index(w) for w in geometry.IDENTIFY_SIZES])
+_DESCRIBE_SIZE_FROM_GEOMETRY = np.array([DESCRIBE_SIZE_ORDER.index(w) for w in geometry.DESCRIBE_SIZES])
+
+
 def box_feature_arrays(w, h, img_w, img_h, x1, y1, x2, y2):
     """Vectorised `box_features` for arrays of boxes: index arrays into the *_ORDER tuples.
 
@@ -271,34 +277,24 @@ def box_feature_arrays(w, h, img_w, img_h, x1, y1, x2, y2):
     ar = h / w
     wh = w / h
     r = (w * h) / (W * H)
-    shape = np.where(wh > 1.5, 0, np.where(wh < 0.67, 2, 1))                       # SHAPE_ORDER
+    shape = _SHAPE_FROM_GEOMETRY[geometry.shape_index(wh)]                           # SHAPE_ORDER
     bucket = np.where(ar <= AR_LOW, 0, np.where(ar <= AR_HIGH, 1, 2))               # AR_BUCKETS
-    isize = np.select([r >= 0.40, r >= 0.25, r >= 0.10, r >= 0.03], [4, 3, 2, 1], 0)  # IDENTIFY_SIZE_ORDER
-    dsize = np.where(r < 0.05, 0, np.where(r > 0.30, 2, 1))                         # DESCRIBE_SIZE_ORDER
-    cx = (np.asarray(x1, dtype=np.float64) + np.asarray(x2, dtype=np.float64)) / 2.0
-    cy = (np.asarray(y1, dtype=np.float64) + np.asarray(y2, dtype=np.float64)) / 2.0
-    col = np.minimum(np.floor(3 * cx / W), 2).astype(np.int64)
-    row = np.minimum(np.floor(3 * cy / H), 2).astype(np.int64)
+    isize = _IDENTIFY_SIZE_FROM_GEOMETRY[geometry.identify_size_index(r)]           # IDENTIFY_SIZE_ORDER
+    dsize = _DESCRIBE_SIZE_FROM_GEOMETRY[geometry.describe_size_index(r)]           # DESCRIBE_SIZE_ORDER
+    box = np.stack([np.asarray(v, dtype=np.float64).reshape(-1) for v in (x1, y1, x2, y2)], axis=1)
     return {
         "aspect_ratio": ar, "area_ratio": r, "shape": shape.astype(np.int64), "ar_bucket": bucket.astype(np.int64),
         "identify_size": np.asarray(isize, dtype=np.int64), "describe_size": dsize.astype(np.int64),
-        "cell": row * 3 + col,
+        "cell": geometry.cell_index_array(box, W, H),
         "ar_hist": np.searchsorted(np.asarray(AR_EDGES), ar, side="right"),
         "area_hist": np.searchsorted(np.asarray(AREA_EDGES), r, side="right"),
     }
 
 
-def _round_half_up(v):
-    return np.floor(v + 0.5)
-
-
 def xyxy_arrays(x, y, w, h, img_w, img_h):
-    """Vectorised geometry.xyxy: round half up, clamp to the image."""
-    W1 = np.asarray(img_w, dtype=np.float64) - 1
-    H1 = np.asarray(img_h, dtype=np.float64) - 1
-    x, y, w, h = (np.asarray(a, dtype=np.float64) for a in (x, y, w, h))
-    return (np.clip(_round_half_up(x), 0, W1), np.clip(_round_half_up(y), 0, H1),
-            np.clip(_round_half_up(x + w), 0, W1), np.clip(_round_half_up(y + h), 0, H1))
+    """geometry.xyxy_array (round half up, clamp to the image) as four float columns."""
+    x, y, w, h, W, H = (np.asarray(a, dtype=np.float64) for a in (x, y, w, h, img_w, img_h))
+    return tuple(geometry.xyxy_array(x, y, w, h, W, H).T.astype(np.float64))
 
 
 # --- box chunks: the unit a reader hands to the box accumulator -----------------------------------
