@@ -10,13 +10,14 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 
 from sarchat import templates
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
-from sarchat.transforms import coco
+from sarchat.transforms import coco, dataset_files
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
@@ -121,11 +122,34 @@ def config_of(args, splits, formats):
         "identify_variants": args.identify_variants,
         "images_per_shard": args.images_per_shard,
         "image_dirs": {s["split"]: s["image_dir"] for s in splits},
-        "image_root": args.image_root if args.image_root is not None else args.input,
+        "image_root": absolute_local(args.image_root if args.image_root is not None else args.input),
     }
     if args.tfrecord_compression != "none":  # only when set, so the default's config (and its hash) is unchanged
         config["tfrecord_compression"] = args.tfrecord_compression
     return config
+
+
+def absolute_local(path):
+    """A local relative path made absolute (the swift and authors files' image paths must resolve
+    from any working folder); URLs and absolute paths as given."""
+    if path is None or "://" in str(path) or os.path.isabs(str(path)):
+        return path
+    return os.path.abspath(str(path))
+
+
+def recorded_paths(args, splits):
+    """(input_root, {split: annotation path}, relative) as the manifest records them: a relative local
+    --input (or --annotations) is stored relative to the output folder, and the manifest says so
+    (dataset_files.RELATIVE_TO), so infer, score and stats resolve it from any working folder."""
+    paths = {s["split"]: s["annotations"] for s in splits}
+    local = [args.input, *paths.values()]
+    if "://" in str(args.output) or not any(not os.path.isabs(p) and "://" not in p for p in local):
+        return args.input, paths, False
+    base = os.path.abspath(args.output)
+
+    def rel(p):
+        return p if "://" in p else os.path.relpath(os.path.abspath(p), base).replace(os.sep, "/")
+    return rel(args.input), {k: rel(v) for k, v in paths.items()}, True
 
 
 def config_hash(config, splits) -> str:
@@ -157,11 +181,12 @@ def prepare(args):
         raise UsageError(str(e)) from e
     config = config_of(args, splits, formats)
     template_fingerprints = templates.fingerprints()
+    input_root, annotation_paths, relative = recorded_paths(args, splits)
     manifest_base = {
         "generator": "sarchat-bench",
         "version": VERSION,
-        "input_root": args.input,
-        "inputs": {s["split"]: {"path": s["annotations"], **s["fingerprint"]} for s in splits},
+        "input_root": input_root,
+        "inputs": {s["split"]: {"path": annotation_paths[s["split"]], **s["fingerprint"]} for s in splits},
         "seed": args.seed,
         "config": config,
         "config_hash": config_hash(config, splits),
@@ -169,6 +194,8 @@ def prepare(args):
         "templates": template_fingerprints,
         "num_shards": {s["split"]: s["num_shards"] for s in splits},
     }
+    if relative:
+        manifest_base[dataset_files.RELATIVE_TO] = "dataset"
     return formats, splits, config, manifest_base
 
 

@@ -117,7 +117,7 @@ def plan(args):
         if args.box_source != "gt":
             for split in splits:
                 entry = manifest.get("inputs", {}).get(split, {})
-                path = overrides.get(split) or entry.get("path")
+                path = overrides.get(split) or dataset_files.recorded_path(root, manifest, entry.get("path"))
                 why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
                 if why:
                     notes.append(f"{split}: {why}")

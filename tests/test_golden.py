@@ -4,6 +4,9 @@ a refactor that changes one byte of output fails here. A change of output made o
 templates, a new dataset version) updates these digests in the same commit and says why.
 Procedure: SARCHAT_PRINT_GOLDEN=1 pytest -s tests/test_golden.py prints the digests of this run.
 Re-pinned for issue 11 (the real SARChat question forms, generator 0.2.0).
+Re-pinned for issue 22: the dataset card (a data-files fingerprint in its config, the formats
+written, counts as 3,267), the manifest (a relative --input recorded relative to the dataset folder,
+`paths_relative_to`), and the swift files (absolute image paths; the test fixes --image-root).
 """
 import hashlib
 import json
@@ -14,8 +17,8 @@ import pytest
 from sarchat.beam_pipelines import demo, generate, synth
 
 GENERATE_DIGESTS = {
-    "README.md": "f067567d5049978f0b3796112063468588418d22be485a2fa8e019dd6d96c089",
-    "manifest.json": "4e0ea7207473b68d9d83b8ab365d181f197174765a607399d815e897a9ca7925",
+    "README.md": "5a91b26a2cda6515f0662112d85a9e3e7e16d0e229860923ea22224fd2e1adc5",
+    "manifest.json": "57fda082339543a8f1898da43be2e05c0b589387931cb72f8a2b9c953eb9b666",
     "parquet/test/dialogues-00000-of-00001.parquet": "2d9a05912ef91c4abcb65ca90c2bdc7357e676d6003ba81831342ae7400cc19e",
     "parquet/train/dialogues-00000-of-00004.parquet": "757368fce494fa9aaa6ada1c381146d725074d25892a1d5c508be67d12387eff",
     "parquet/train/dialogues-00001-of-00004.parquet": "e60e8c29b57fbbc372b86085df54aeef0ec65a345dd04883c0d3bcf5403e7b82",
@@ -23,24 +26,24 @@ GENERATE_DIGESTS = {
     "parquet/train/dialogues-00003-of-00004.parquet": "bb40c9dfca78465e037aae48439a537c194f1df3b027a8cfcd5e2f2d1eb8034f",
     "rejects/test.jsonl": "362418fe0ce5bf2fa18df6b3ebe80fbfa5d702e28428bd419d4c5c51ba93caca",
     "rejects/train.jsonl": "f58a7dc63ddf659af517c22ef32a0916dfef29a390e1db8f7e871aa884cc2c0a",
-    "swift/test/classify.jsonl": "085b9a26b2c274b7c7e03e5d3d0de1651803d21b42a9a2dac3d2e62530e40fed",
-    "swift/test/count.jsonl": "29f1adec566aaf590c6175d72be61dbd5c3e86490274c56c91dc28b12e205114",
-    "swift/test/describe.jsonl": "b086d257131c8df75d62ab33f88649b78018a30f70eae4eec45e966b5bdb8998",
-    "swift/test/grounding_multi.jsonl": "8480d3280a3658dd1cab5f2cb3cece59b053a58d286e4462a5c41746c690d0a3",
-    "swift/test/grounding_single.jsonl": "9a6b6b4170b8b0287505915a22249370cfa125b6cb3b929c8e4cfa2ce25510ad",
-    "swift/test/identify_multi.jsonl": "0d98081430a333a23f952d092363d042b83acd0c4585150423764ca0ea0ebd26",
-    "swift/test/identify_single.jsonl": "ebdf94d648e441986a5c300c4ce45f8bef2266c3a940f7e8bd815ba23cdf37db",
-    "swift/test/refer_multi.jsonl": "6ca868828fbd1c54fc5091e18d9351522532336f373985319c40c518afb2c5b8",
-    "swift/test/refer_single.jsonl": "ca9e071ed1c9c47f7ade3e49a8d03745a9d4c32409224daad03ec8b49d5fe1f2",
-    "swift/train/classify.jsonl": "117ecb8bb6d4330c47867af7c5aa16970e501514c4497558dfa2a73cc7978453",
-    "swift/train/count.jsonl": "b7409ea0f09063b423a33d194e0d69730f99c8359deea7c1e5b5940aceeb0bc8",
-    "swift/train/describe.jsonl": "776c5ca79dafcf23ad7b92096c1969a5b736e3db66a360f4e3c67609ca5d7176",
-    "swift/train/grounding_multi.jsonl": "90e16c90e051e1480c25f4b2b7f14908d3fe255853b0f50e2e9a60e853e14cb2",
-    "swift/train/grounding_single.jsonl": "435b136dd7fc16e8edbcf30e0d2496557700076f464ee8441742ceb943550ad7",
-    "swift/train/identify_multi.jsonl": "96739be622528b907c36606458d5eb7866785d005f7dff45da82dd1b6edeeabe",
-    "swift/train/identify_single.jsonl": "5f7104c2ccac9dde5c24247432e74a555c2841b82b55b8c83ba18a74a886baa1",
-    "swift/train/refer_multi.jsonl": "f6d4488f010b5e3fd01d3f6f76df30a16c726a33b96af182411f453eb8b11bc8",
-    "swift/train/refer_single.jsonl": "c4a5f840b796eb836ad2416746971a237a7ecbfb45c1deb5434642702e85290a",
+    "swift/test/classify.jsonl": "e2ad1c888c178a9d929dcd41e378a40d2a4b6d5a32dde3539194af1c42508560",
+    "swift/test/count.jsonl": "d8cd2b2400116e5cbe1eec07f23f4ac9971714c7991a569e0096ed38ebff25e8",
+    "swift/test/describe.jsonl": "2d1632fed928d2b8293ce7e2951a1d6db6564a65f5c6694fc9e3346dbf744523",
+    "swift/test/grounding_multi.jsonl": "b09ce4a4f0714a8071ca7330237322b42d8e23c40f265533a3427ab6c142ba15",
+    "swift/test/grounding_single.jsonl": "f37f5938ee0036afba848793de9f828295e51ef0414f8674e6a60a340310ef05",
+    "swift/test/identify_multi.jsonl": "6a3a673775cb962f00b6f33d1f87531abd2883f6c0d3fc47c516915267d96fdb",
+    "swift/test/identify_single.jsonl": "a34d205cfff24975114f36c3031de454f3a537caeacf119d819303c2de4f81b0",
+    "swift/test/refer_multi.jsonl": "1245eb5a8af73fa058167042bc8dafe77b1615accd7e2ffbb59e54e76027ca40",
+    "swift/test/refer_single.jsonl": "8af7dc6a3f2fad8290d9300cc2508075ab94d22df614bd2752dfe9b579788e79",
+    "swift/train/classify.jsonl": "df1c8ec4701af0acf438eef30627e1cef22ef2adbcdb5d3385e5ee9c258aba3f",
+    "swift/train/count.jsonl": "ca1587767b129e6a4eabb7f7a7cb022f18083de7c5b350c9710e444d29454fd7",
+    "swift/train/describe.jsonl": "9c197f772a06d866fcff4e86683f2a2dd33223b1791bda178c4158efac7714b7",
+    "swift/train/grounding_multi.jsonl": "aa40363a021638c1631630768eb318b6129ed7aba2ed3e21132984ee86083eb1",
+    "swift/train/grounding_single.jsonl": "42f06a17ff3fb6e98ae68bc0762e4628502874062befc19b72590ad7920d2220",
+    "swift/train/identify_multi.jsonl": "f98f3aa0395db0c8adf0f30636810b0686f1424fa710c00ec13b240b58e3e537",
+    "swift/train/identify_single.jsonl": "9a12444164f0deeefe6c5ab9b000bbdaa5b91d8712bfed07a1bdea26f648d3cb",
+    "swift/train/refer_multi.jsonl": "b766745288384a058fd344f38b0864721259bdf0242b5ef400fe9f811896c80f",
+    "swift/train/refer_single.jsonl": "e80fcf93e7152a1c69d70170fdf1c7a5658b19469c3aa75b0e4ec8944becf251",
     "tfrecord/test/dialogues-00000-of-00001.tfrecord": "41befd20c73da3f25a25d29042d7f0e9c396b1d58c3b997d5836bebd18c9eaeb",
     "tfrecord/train/dialogues-00000-of-00004.tfrecord": "f9c15e9bd32e97f50c11798c41bd1d9acf5a5bf0692b61d34cf663580ba680db",
     "tfrecord/train/dialogues-00001-of-00004.tfrecord": "4f8add2f2c32376953e8660ab771c5c6e1d8e7342537d169e1551bb60e70916d",
@@ -82,10 +85,13 @@ def _scores(results):
 def generated(tmp_path_factory):
     cwd = os.getcwd()
     root = tmp_path_factory.mktemp("golden")
-    os.chdir(root)  # relative paths, so the manifest and swift files do not name the temp folder
+    # relative paths, so the manifest does not name the temp folder (it records ../data, relative
+    # to the dataset folder); the swift files hold absolute image paths, so --image-root is fixed
+    os.chdir(root)
     try:
         assert synth.run(["--output", "data", "--quiet"]) in (0, None)
-        assert generate.run(["--input", "data", "--output", "out", "--images-per-shard", "50"]) in (0, None)
+        assert generate.run(["--input", "data", "--output", "out", "--images-per-shard", "50",
+                             "--image-root", "/sarchat-golden/data"]) in (0, None)
     finally:
         os.chdir(cwd)
     return _digests(str(root / "out"))

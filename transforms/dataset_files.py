@@ -109,9 +109,26 @@ def required_split_parquet_files(dataset, split, manifest=None):
     return files
 
 
+# The manifest key saying its relative local paths (input_root, inputs.<split>.path) hang from the
+# dataset folder, so they resolve from any working folder; generate writes it when --input was relative.
+RELATIVE_TO = "paths_relative_to"
+
+
+def recorded_path(dataset, manifest, path):
+    """A path the manifest records, as a path that works from here: one stored relative to the
+    dataset folder (manifest[RELATIVE_TO] == "dataset") is joined with it; others are as stored."""
+    if not path:
+        return path
+    path = str(path)
+    if (manifest or {}).get(RELATIVE_TO) == "dataset" and not is_url(path) and not os.path.isabs(path):
+        return os.path.normpath(join(dataset, path)) if not is_url(dataset) else join(dataset, path)
+    return path
+
+
 def image_root(dataset, manifest, override=None):
     """Where the rows' image_path is relative to: --image-root, else the manifest's `input_root`
-    (a relative one tried from the current folder, then from the dataset folder), else None."""
+    (relative to the dataset folder when the manifest says so; in older manifests a relative one is
+    tried from the current folder, then from the dataset folder), else None."""
     if override:
         return str(override)
     if not manifest:
@@ -119,7 +136,7 @@ def image_root(dataset, manifest, override=None):
     root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
     if not root:
         return None
-    root = str(root)
+    root = recorded_path(dataset, manifest, root)
     if is_url(root) or os.path.isabs(root) or os.path.isdir(root):
         return root
     candidate = os.path.join(str(dataset), root)
