@@ -114,7 +114,15 @@ def plan(args):
                                "(was the corpus generated with --formats parquet?)")
         splits = _wanted(found, args.splits)
         annotations, notes = {}, []
-        if args.box_source != "gt":
+        category_map = (manifest.get("config") or {}).get("category_map")
+        if category_map and args.box_source != "gt":
+            # the annotation files name categories otherwise (generate --category-map); read raw, their
+            # boxes would be rejected for their category, so the statistics use the rows' boxes
+            notes.append("the dataset was generated with --category-map, so the annotation files' own category "
+                         "names are not read")
+            if args.box_source == "annotations":
+                raise InputError("--box-source annotations: " + "; ".join(notes))
+        elif args.box_source != "gt":
             for split in splits:
                 entry = manifest.get("inputs", {}).get(split, {})
                 path = overrides.get(split) or dataset_files.recorded_path(root, manifest, entry.get("path"))
