@@ -244,12 +244,12 @@ def summary_text(doc, elapsed=None) -> str:
         b = doc["boxes"].get(split)
         if b:
             ar = b["aspect_ratio"]["all"]
-            lines.append(f"split {split}: {b['images']} images, {b['boxes']} boxes; AR mean {ar['mean']}, "
+            lines.append(f"split {split}: {b['images']:,} images, {b['boxes']:,} boxes; AR mean {ar['mean']}, "
                          f"median {ar['median']}, SD {ar['std']}")
         d = doc.get("dialogues", {}).get(split)
         if d:
-            tasks = ", ".join(f"{t} {v['count']}" for t, v in d["tasks"].items())
-            lines.append(f"  {d['dialogues']} dialogues: {tasks}")
+            tasks = ", ".join(f"{t} {v['count']:,}" for t, v in d["tasks"].items())
+            lines.append(f"  {d['dialogues']:,} dialogues: {tasks}")
     if elapsed is not None:
         lines.append(f"wrote stats.json, stats.md in {elapsed:.1f} s")
     return "\n".join(lines)

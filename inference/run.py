@@ -323,10 +323,10 @@ def failure_summary(n_failed, n_selected, first_errors, key):
     """The closing error line of a run that left samples without a prediction."""
     quoted = "; ".join(f"{sid}: {redact(err)[:200]}" for sid, err in first_errors[:FIRST_ERRORS])
     if any(str(err).startswith("missing image") for _, err in first_errors):
-        return (f"{n_failed} of {n_selected} selected samples have no prediction (run key {key}); "
+        return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
                 f"first errors: {quoted}. Images are missing: rerun with --image-root FOLDER, the folder "
                 "the rows' image_path is relative to")
-    return (f"{n_failed} of {n_selected} selected samples have no prediction (run key {key}); "
+    return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
             f"first errors: {quoted}. They stay recorded; rerun the same command to retry them")
 
 
@@ -361,13 +361,13 @@ def _spawn(cfg, argv):
     codes = [p.wait() for p in procs]
     runner = Runner(cfg, argv=argv)
     n, n_err = runner.merge()
-    print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
+    print(f"sarchat infer: merged {n:,} predictions ({n_err:,} failed) into "
           f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
         raise RunFailed(f"shards {bad} exited with errors; rerun the same command to resume")
     if n_err:
-        raise RunFailed(f"{n_err} of {n} samples have no prediction (run key {runner.key}); "
+        raise RunFailed(f"{n_err:,} of {n:,} samples have no prediction (run key {runner.key}); "
                         "rerun the same command to retry them")
     return 0
 
@@ -385,14 +385,14 @@ def execute(cfg: InferenceConfig, backend=None, argv=None):
                             f"(keys there: {', '.join(keys) or 'none'}); pass the same --dataset/--backend/"
                             "--model/--adapter/sampling/engine flags as the run")
         n, n_err = runner.merge()
-        print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
+        print(f"sarchat infer: merged {n:,} predictions ({n_err:,} failed) into "
               f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
         if n_err:
             raise RunFailed(f"{n_err} of {n} merged samples have no prediction (run key {runner.key}); "
                             "rerun the shards to retry them")
         return 0
     counts = runner.run()
-    print(f"sarchat infer: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} already done "
+    print(f"sarchat infer: {counts['done']:,} done, {counts['failed']:,} failed, {counts['skipped']:,} already done "
           f"(run key {runner.key}); predictions: {runner.location(store.PREDICTIONS_PARQUET)}",
           file=sys.stderr)
     if counts["failed"]:
