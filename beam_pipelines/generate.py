@@ -240,7 +240,7 @@ def config_hash(config, splits) -> str:
 
 
 def dataset_version(config, splits, template_fingerprints) -> str:
-    """The dataset version of SPEC section 4: a hash of the generator version, the template banks
+    """The dataset version of docs/rules.md section 10: a hash of the generator version, the template banks
     (each bank's version and content hash), the configuration and the input fingerprints. Every
     predictions file records it, and score refuses predictions of another version."""
     key = json.dumps({"generator": VERSION, "templates": template_fingerprints, "config": config,
@@ -299,7 +299,7 @@ def run(argv=None, test=None):
     from apache_beam.io.filesystems import FileSystems  # after the flags: a bad flag answers without Beam
 
     formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
-    # SPEC section 4: the old manifest goes first, then what its run wrote; ours comes last.
+    # docs/rules.md section 10: the old manifest goes first, then what its run wrote; ours comes last.
     check_no_overlap([("the input folder (--input)", args.input)]
                      + [(f"the {s['split']} annotations", s["annotations"]) for s in splits], args.output)
     clear_previous_output(args.output)  # SarchatError: `sarchat` prints it

@@ -5,7 +5,7 @@ Functions only, so that other stages can add sections:
     render_markdown(models_metrics, breakdowns=None, extra_sections=())
     render_html(models_metrics, breakdowns=None, extra_sections=())
 
-`models_metrics` is a list of metrics.json dicts (SPEC section 5), `breakdowns` maps a model name to
+`models_metrics` is a list of metrics.json dicts (docs/rules.md section 12), `breakdowns` maps a model name to
 its breakdown.json dict (per category / per size). An extra section is a `Section(title, html=...,
 markdown=...)`, or any object with those attributes, or a callable returning one; sections are
 appended in order after the built-in ones (a dataset section and a samples section can be added
@@ -136,7 +136,7 @@ def failure_rows(models_metrics, key="parse_failures"):
 
 
 def provenance_lines(models_metrics):
-    """One sentence per model: on which dataset version its predictions were made (SPEC section 4)."""
+    """One sentence per model: on which dataset version its predictions were made (docs/rules.md section 10)."""
     out = []
     for m in models_metrics:
         if "dataset_version" not in m:

@@ -1,4 +1,4 @@
-"""Render a stats.json document (transforms/stats.py) as Markdown tables and plots. No Beam.
+"""Render a stats.json document (transforms/stats/dataset_stats.py) as Markdown tables and plots. No Beam.
 
     stats_markdown(stats, paper=None, plot_links=None) -> str
     render_plots(stats, fmt="png", paper=None) -> {name: bytes}       # names in PLOT_NAMES order
@@ -106,7 +106,7 @@ def stats_markdown(stats, paper=None, plot_links=None) -> str:
 
 def _overview_md(stats, paper):
     ref = paper["sardet100k_scale"]
-    header = ["Split", "Images", "Boxes", "Boxes / image", "Dialogues", "SARDet-100K images / boxes (SPEC §1)"]
+    header = ["Split", "Images", "Boxes", "Boxes / image", "Dialogues", "SARDet-100K images / boxes (docs/rules.md §1)"]
     rows = []
     for s in stats["splits"]:
         b = stats["boxes"].get(s, {})
@@ -311,7 +311,7 @@ def _sizes_md(stats, paper):
         rows.append([f"describe: {w}"] + [_cp(stats["boxes"][s]["describe_sizes"][w]["count"],
                                                stats["boxes"][s]["describe_sizes"][w]["percent"]) for s in splits])
     return "\n".join(["## Box sizes (area ratio R = w*h / (W*H))", "",
-                      "Size words by the thresholds of SPEC section 2 (identify: 5 levels, describe: 3 levels), over every valid box.",
+                      "Size words by the thresholds of docs/rules.md section 2 (identify: 5 levels, describe: 3 levels), over every valid box.",
                       "", _md_table(["Statistic"] + splits, rows)])
 
 

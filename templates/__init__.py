@@ -1,6 +1,6 @@
 """Template banks: one JSON data file per task, loaded and checked here.
 
-The SPEC's minimum bank sizes are enforced on load, and every template's placeholders are
+The minimum bank sizes (docs/rules.md section 6) are enforced on load, and every template's placeholders are
 checked against the fields the generator fills, so a typo in a data file fails loudly at start-up
 rather than as a KeyError deep inside a pipeline worker. Some placeholders are required: every
 refer question states the count ({n}), every classify question names the candidate categories
@@ -36,7 +36,7 @@ _ALLOWED = {
 }
 
 
-# Placeholders a kind of text must use (the real SARChat questions all do, SPEC section 3).
+# Placeholders a kind of text must use (the real SARChat questions all do, docs/rules.md section 6).
 _REQUIRED = {
     ("refer", "question"): {"n", "category_n"},
     ("classify", "question"): {"candidates"},

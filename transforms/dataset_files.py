@@ -1,6 +1,6 @@
 """The one place that reads which files make up a generated dataset: its manifest.json.
 
-`sarchat generate` writes manifest.json last and removes it first (SPEC section 4), so a folder
+`sarchat generate` writes manifest.json last and removes it first (docs/rules.md section 10), so a folder
 without one is incomplete or not ours, and no command reads it as a dataset. Consumers (stats,
 infer, score, demo, the RunInference pipeline) take the list of files from the manifest, never from
 a folder listing, and a listed file whose size differs from the manifest is refused: a shard left
@@ -144,6 +144,6 @@ def image_root(dataset, manifest, override=None):
 
 
 def dataset_version(manifest) -> str:
-    """The dataset version of SPEC section 4: the manifest's `dataset_version`, else its
+    """The dataset version of docs/rules.md section 10: the manifest's `dataset_version`, else its
     `config_hash` (manifests written before the version field existed)."""
     return str(manifest.get("dataset_version") or manifest.get("config_hash") or "")

@@ -1,4 +1,4 @@
-"""Build the six tasks' dialogues for one image (SPEC section 3). Pure functions, no Beam.
+"""Build the six tasks' dialogues for one image (docs/rules.md sections 5 and 7). Pure functions, no Beam.
 
 Input is an image record from sarchat.transforms.coco.parse_coco (valid boxes only). Output rows are
 tuples in DIALOGUE_ROW_FIELDS order (cheap to sort and to turn into Arrow columns), plus the boxes

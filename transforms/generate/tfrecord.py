@@ -97,7 +97,7 @@ _IDX = {name: i for i, name in enumerate(DIALOGUE_ROW_FIELDS)}
 
 
 def example_of_row(row, _example=None) -> bytes:
-    """A dialogue row tuple -> serialized tf.train.Example with the fields of SPEC section 4."""
+    """A dialogue row tuple -> serialized tf.train.Example with the fields of docs/rules.md section 8."""
     from sarchat.transforms.generate.records import USER_PREFIX
 
     ex = (_example or example_class())()

@@ -6,7 +6,7 @@
   the dataset version is then unknown.
 - The predictions: every file scanned once (sarchat.transforms.score.prediction_files), one
   source per model, and the dataset version each records compared with the dataset's: predictions
-  made on another version are refused unless --allow-version-mismatch (SPEC section 4).
+  made on another version are refused unless --allow-version-mismatch (docs/rules.md section 10).
 - The box format per model, the image root of the samples section, the stats document.
 Every failure is a SarchatError whose message names the file or flag.
 """
