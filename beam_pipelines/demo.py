@@ -57,7 +57,7 @@ SUBDIRS = ("data", "dataset", "stats", "runs", "results", "logs")
 BACKENDS = ("cfar", "blind", "oracle")
 ABOUT = {
     "oracle": "answers with the reference answers (the upper bound)",
-    "cfar": "classical CFAR detector on the image, no learning (a CPU baseline)",
+    "cfar": "CA-CFAR detector plus hand-set shape rules tuned on the synthetic scenes (a CPU baseline)",
     "blind": "training-set priors from the question alone, never sees the image",
 }
 

@@ -1,4 +1,5 @@
-"""A classical SAR baseline: CA-CFAR detection, connected components, rule-based categories.
+"""A SAR baseline: CA-CFAR detection, connected components, and hand-set shape rules for the category
+(thresholds tuned on the synthetic scenes of `sarchat synth`).
 
 It really looks at the image (no ground truth is read), so it is a floor any VLM should beat and a
 CPU-only end-to-end check of the benchmark.
