@@ -222,9 +222,13 @@ def recorded_paths(args, splits):
     (dataset_files.RELATIVE_TO), so infer, score and stats resolve it from any working folder."""
     paths = {s["split"]: s["annotations"] for s in splits}
     local = [args.input, *paths.values()]
-    if "://" in str(args.output) or not any(not os.path.isabs(p) and "://" not in p for p in local):
+    output = getattr(args, "output", None)
+    if not any(not os.path.isabs(p) and "://" not in p for p in local):
         return args.input, paths, False
-    base = os.path.abspath(args.output)
+    if output is None or "://" in str(output):
+        # regenerate (the folder is BASE/v-<hash>, not known yet) or a remote output: absolute paths
+        return absolute_local(args.input), {k: absolute_local(v) for k, v in paths.items()}, False
+    base = os.path.abspath(output)
 
     def rel(p):
         return p if "://" in p else os.path.relpath(os.path.abspath(p), base).replace(os.sep, "/")

@@ -322,12 +322,14 @@ class Runner:
 def failure_summary(n_failed, n_selected, first_errors, key):
     """The closing error line of a run that left samples without a prediction."""
     quoted = "; ".join(f"{sid}: {redact(err)[:200]}" for sid, err in first_errors[:FIRST_ERRORS])
-    if any(str(err).startswith("missing image") for _, err in first_errors):
+    missing = [err for _, err in first_errors if str(err).startswith("missing image")]
+    hint = (" Images are missing: rerun with --image-root FOLDER, the folder the rows' image_path is relative to"
+            if missing else "")
+    if missing and len(missing) == len(first_errors):  # rerunning as it is cannot find them
         return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
-                f"first errors: {quoted}. Images are missing: rerun with --image-root FOLDER, the folder "
-                "the rows' image_path is relative to")
+                f"first errors: {quoted}.{hint}")
     return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
-            f"first errors: {quoted}. They stay recorded; rerun the same command to retry them")
+            f"first errors: {quoted}. They stay recorded; rerun the same command to retry them.{hint}")
 
 
 def _spawn(cfg, argv):
