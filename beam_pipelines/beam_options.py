@@ -74,12 +74,33 @@ def parse_pipeline_args(parser, argv):
     return args, beam_argv
 
 
+class _NoSemiPersistentDirectoryNoise:
+    """Logging filter: drop the worker's "No semi_persistent_directory found" warning that Beam's
+    local job service relays once per worker process of a multi-process local run. It is about
+    main-session pickling, which these pipelines do not use; a user can do nothing about it."""
+
+    def filter(self, record) -> bool:
+        try:
+            return "No semi_persistent_directory found" not in record.getMessage()
+        except Exception:  # noqa: BLE001 - a filter never breaks logging
+            return True
+
+
+def quiet_local_worker_noise():
+    import logging
+
+    logger = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    if not any(isinstance(f, _NoSemiPersistentDirectoryNoise) for f in logger.filters):
+        logger.addFilter(_NoSemiPersistentDirectoryNoise())
+
+
 def make_pipeline(beam_argv, save_main_session: bool = False):
     """A Pipeline from the leftover command-line flags (after our argparse took its own)."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
     check_beam_args(beam_argv)
+    quiet_local_worker_noise()
     options = PipelineOptions(list(beam_argv))
     options.view_as(SetupOptions).save_main_session = save_main_session
     if has_runner_flag(beam_argv):

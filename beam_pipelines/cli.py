@@ -140,7 +140,10 @@ def error_line(command, message) -> str:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:  # no subcommand: a bad command line (exit 2), the usage on stderr
+        print(usage(), file=sys.stderr)
+        return EXIT_USAGE
+    if argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
     if argv[0] in ("--version", "-V", "version"):

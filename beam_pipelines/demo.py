@@ -57,7 +57,7 @@ SUBDIRS = ("data", "dataset", "stats", "runs", "results", "logs")
 BACKENDS = ("cfar", "blind", "oracle")
 ABOUT = {
     "oracle": "answers with the reference answers (the upper bound)",
-    "cfar": "classical CFAR detector on the image, no learning (a CPU baseline)",
+    "cfar": "CA-CFAR detector plus hand-set shape rules tuned on the synthetic scenes (a CPU baseline)",
     "blind": "training-set priors from the question alone, never sees the image",
 }
 
@@ -448,7 +448,7 @@ def run(argv=None):
 
     note = {"new": "", "reused": " (reusing the earlier run here)",
             "restarted": " (other settings than the earlier run here: starting afresh)"}[state]
-    print(f"SARChat-Bench demo: {images} synthetic SAR images -> dialogues -> statistics -> 3 baseline models "
+    print(f"SARChat-Bench demo: {images:,} synthetic SAR images -> dialogues -> statistics -> 3 baseline models "
           f"-> scores and report. No GPU, no download.\nOutput: {out}{note}\n", flush=True)
     t0 = time.perf_counter()
     for i, (name, fn, stage_argv, describe) in enumerate(stages, 1):

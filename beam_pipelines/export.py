@@ -1,7 +1,7 @@
 """`sarchat export lmms-eval`: write a SARChat-Bench task folder for lmms-eval.
 
     sarchat export lmms-eval --dataset GENERATED_OUT --output DIR [--adapter NAME] [--split test]
-                             [--image-root ROOT] [--no-format-hint] [--max-new-tokens 512]
+                             [--image-root ROOT] [--no-format-hint] [--max-tokens 512] [--no-progress]
     lmms-eval --model vllm --model_args model=CKPT --include_path DIR --tasks sarchat_bench --log_samples --output_path LOGS
     sarchat score --dataset GENERATED_OUT --predictions LOGS/<model>/*_samples_sarchat_*.jsonl --output SCORES
 
@@ -29,7 +29,7 @@ def build_parser():
                                     "replaces exactly those.")
     p.add_argument("--dataset", required=True, help="a `sarchat generate` output folder (its manifest.json lists the Parquet files)")
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="the task folder to write")
-    p.add_argument("--adapter", default="sarchat",
+    p.add_argument("--adapter", default="sarchat", type=adapter_name,
                    help="model family prompted and read (sarchat.transforms.adapters, e.g. qwen2-vl, llava-1.5, "
                         "qwen2-vl:canonical; default %(default)s: canonical boxes, no hint)")
     p.add_argument("--split", default="test", help="split of the dataset to export (default %(default)s)")
@@ -37,9 +37,25 @@ def build_parser():
                    help="folder the rows' image_path is relative to (default: the dataset manifest's input_root)")
     p.add_argument("--no-format-hint", action="store_true",
                    help="do not append the adapter's box-format sentence to box-task questions")
-    p.add_argument("--max-new-tokens", type=flags.positive_int, default=512,
-                   help="most tokens generated per answer, as `sarchat infer --max-tokens` (default %(default)s)")
+    p.add_argument("--max-tokens", "--max_tokens", type=flags.positive_int, default=512,
+                   help="most tokens generated per answer, as `sarchat infer --max-tokens`; lmms-eval's "
+                        "max_new_tokens (default %(default)s)")
+    p.add_renamed("--max-new-tokens", "--max-tokens")
+    flags.add_progress_flag(p)  # the export is quick and shows none; accepted like every command's
     return p
+
+
+def adapter_name(text):
+    """--adapter: a known model family (transforms/adapters.py), checked while parsing so an unknown
+    one is a usage error (exit 2) here as in `sarchat infer` and `sarchat score`."""
+    from sarchat.transforms.adapters import get_adapter
+    from sarchat.transforms.errors import SarchatError
+
+    try:
+        get_adapter(text)
+    except (SarchatError, ValueError, KeyError) as e:
+        raise argparse.ArgumentTypeError(str(e).splitlines()[0] if str(e) else f"unknown adapter {text!r}") from e
+    return text
 
 
 def usage() -> str:
@@ -50,7 +66,10 @@ def usage() -> str:
 
 def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # like `sarchat` alone: the usage, and the exit status of a bad command line
+        print(usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(usage())
         return 0
     fmt, rest = argv[0], argv[1:]
@@ -64,7 +83,7 @@ def run(argv=None) -> int:
     if args.image_root:
         check_no_overlap([("the image root (--image-root)", args.image_root)], args.output)
     files = plan_export(args.dataset, args.split, args.adapter, args.image_root, not args.no_format_hint,
-                        args.max_new_tokens)
+                        args.max_tokens)
     write_export(args.output, files)
     print(f"sarchat export: wrote {len(files)} files to {args.output}: lmms-eval --include_path {args.output} "
           f"--tasks sarchat_bench (adapter {args.adapter})")

@@ -10,13 +10,15 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 
 from sarchat import templates
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
-from sarchat.transforms import coco
+from sarchat.transforms import coco, dataset_files
+from sarchat.transforms.categories import CATEGORIES, canonical_category
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
@@ -65,7 +67,82 @@ def add_generation_arguments(p):
                         "read with tf.data.TFRecordDataset(path, compression_type='GZIP'))")
     p.add_argument("--image-root", "--image_root", default=None,
                    help="prefix of image paths in the swift files (default: the --input root)")
+    p.add_argument("--category-map", "--category_map", default=None, metavar="NAME=CATEGORY,...|FILE.json",
+                   help="rename the annotation files' category names to the six SARDet categories ("
+                        + ", ".join(CATEGORIES) + "), e.g. vessel=ship,plane=aircraft, or a JSON file "
+                        "{\"vessel\": \"ship\"}; recorded in the manifest and the dataset version (default: none)")
     return p
+
+
+def parse_category_map(text):
+    """--category-map NAME=CATEGORY,... or a JSON file of {name: category} -> {name (lower case): category}.
+    UsageError naming the flag for anything else, or a target that is not one of the six categories."""
+    if text is None:
+        return {}
+    text = str(text)
+    if text.strip().lower().endswith(".json"):
+        try:
+            with open(text, encoding="utf-8") as fh:
+                raw = json.load(fh)
+        except OSError as e:
+            raise UsageError(f"--category-map {text}: cannot read it ({e.strerror or e})") from e
+        except ValueError as e:
+            raise UsageError(f"--category-map {text}: not valid JSON ({e})") from e
+        if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+            raise UsageError(f"--category-map {text}: expected a JSON object of name -> category strings")
+        pairs = list(raw.items())
+    else:
+        pairs = []
+        for item in (i.strip() for i in text.split(",")):
+            name, sep, target = item.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise UsageError(f"--category-map: expected NAME=CATEGORY pairs separated by commas "
+                                 f"(e.g. vessel=ship,plane=aircraft) or a .json file, got {item!r}")
+            pairs.append((name, target))
+    out = {}
+    for name, target in pairs:
+        category = canonical_category(target)
+        if category is None:
+            raise UsageError(f"--category-map: {target.strip()!r} (for {name.strip()!r}) is not one of the "
+                             f"categories {', '.join(CATEGORIES)}")
+        out[name.strip().lower()] = category
+    if not out:
+        raise UsageError("--category-map: names no category")
+    return dict(sorted(out.items()))
+
+
+def apply_category_map(splits, category_map):
+    """Rename the pre-flight categories lists the pipeline reads (the annotation files stay as they
+    are). UsageError when a name of the map is in no split's categories (a typo would map nothing)."""
+    if not category_map:
+        return
+    seen = set()
+    for s in splits:
+        renamed = []
+        for cat in s["categories"]:
+            name = cat.get("name") if isinstance(cat, dict) else None
+            key = name.strip().lower() if isinstance(name, str) else None
+            if key in category_map:
+                seen.add(key)
+                cat = {**cat, "name": category_map[key]}
+            renamed.append(cat)
+        s["categories"] = renamed
+    missing = sorted(set(category_map) - seen)
+    if missing:
+        names = sorted({str(c.get("name")) for s in splits for c in s["categories"] if isinstance(c, dict)})
+        raise UsageError(f"--category-map: {', '.join(repr(m) for m in missing)} is no category name of the "
+                         f"annotation files (their names: {', '.join(names)})")
+
+
+def unknown_category_names(splits):
+    """{split: [category names of its file that are none of the six, after --category-map]}."""
+    out = {}
+    for s in splits:
+        names = sorted({str(c.get("name")) for c in s["categories"]
+                        if isinstance(c, dict) and canonical_category(c.get("name")) is None})
+        if names:
+            out[s["split"]] = names
+    return out
 
 
 def _pairs(values, flag):
@@ -123,11 +200,41 @@ def config_of(args, splits, formats):
         "identify_variants": args.identify_variants,
         "images_per_shard": args.images_per_shard,
         "image_dirs": {s["split"]: s["image_dir"] for s in splits},
-        "image_root": args.image_root if args.image_root is not None else args.input,
+        "image_root": absolute_local(args.image_root if args.image_root is not None else args.input),
     }
     if args.tfrecord_compression != "none":  # only when set, so the default's config (and its hash) is unchanged
         config["tfrecord_compression"] = args.tfrecord_compression
+    category_map = parse_category_map(getattr(args, "category_map", None))
+    if category_map:  # only when set, likewise; it changes the dataset, so it is part of its version
+        config["category_map"] = category_map
     return config
+
+
+def absolute_local(path):
+    """A local relative path made absolute (the swift and authors files' image paths must resolve
+    from any working folder); URLs and absolute paths as given."""
+    if path is None or "://" in str(path) or os.path.isabs(str(path)):
+        return path
+    return os.path.abspath(str(path))
+
+
+def recorded_paths(args, splits):
+    """(input_root, {split: annotation path}, relative) as the manifest records them: a relative local
+    --input (or --annotations) is stored relative to the output folder, and the manifest says so
+    (dataset_files.RELATIVE_TO), so infer, score and stats resolve it from any working folder."""
+    paths = {s["split"]: s["annotations"] for s in splits}
+    local = [args.input, *paths.values()]
+    output = getattr(args, "output", None)
+    if not any(not os.path.isabs(p) and "://" not in p for p in local):
+        return args.input, paths, False
+    if output is None or "://" in str(output):
+        # regenerate (the folder is BASE/v-<hash>, not known yet) or a remote output: absolute paths
+        return absolute_local(args.input), {k: absolute_local(v) for k, v in paths.items()}, False
+    base = os.path.abspath(output)
+
+    def rel(p):
+        return p if "://" in p else os.path.relpath(os.path.abspath(p), base).replace(os.sep, "/")
+    return rel(args.input), {k: rel(v) for k, v in paths.items()}, True
 
 
 def config_hash(config, splits) -> str:
@@ -139,7 +246,7 @@ def config_hash(config, splits) -> str:
 
 
 def dataset_version(config, splits, template_fingerprints) -> str:
-    """The dataset version of SPEC section 4: a hash of the generator version, the template banks
+    """The dataset version of docs/rules.md section 10: a hash of the generator version, the template banks
     (each bank's version and content hash), the configuration and the input fingerprints. Every
     predictions file records it, and score refuses predictions of another version."""
     key = json.dumps({"generator": VERSION, "templates": template_fingerprints, "config": config,
@@ -153,17 +260,20 @@ def prepare(args):
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise UsageError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    category_map = parse_category_map(getattr(args, "category_map", None))
     try:
         splits = plan_splits(args)
     except coco.InputError as e:
         raise UsageError(str(e)) from e
+    apply_category_map(splits, category_map)
     config = config_of(args, splits, formats)
     template_fingerprints = templates.fingerprints()
+    input_root, annotation_paths, relative = recorded_paths(args, splits)
     manifest_base = {
         "generator": "sarchat-bench",
         "version": VERSION,
-        "input_root": args.input,
-        "inputs": {s["split"]: {"path": s["annotations"], **s["fingerprint"]} for s in splits},
+        "input_root": input_root,
+        "inputs": {s["split"]: {"path": annotation_paths[s["split"]], **s["fingerprint"]} for s in splits},
         "seed": args.seed,
         "config": config,
         "config_hash": config_hash(config, splits),
@@ -171,6 +281,11 @@ def prepare(args):
         "templates": template_fingerprints,
         "num_shards": {s["split"]: s["num_shards"] for s in splits},
     }
+    if relative:
+        manifest_base[dataset_files.RELATIVE_TO] = "dataset"
+    unknown = unknown_category_names(splits)
+    if unknown:  # only when some are, so a clean dataset's manifest is unchanged
+        manifest_base["unknown_category_names"] = unknown
     return formats, splits, config, manifest_base
 
 
@@ -190,7 +305,7 @@ def run(argv=None, test=None):
     from apache_beam.io.filesystems import FileSystems  # after the flags: a bad flag answers without Beam
 
     formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
-    # SPEC section 4: the old manifest goes first, then what its run wrote; ours comes last.
+    # docs/rules.md section 10: the old manifest goes first, then what its run wrote; ours comes last.
     check_no_overlap([("the input folder (--input)", args.input)]
                      + [(f"the {s['split']} annotations", s["annotations"]) for s in splits], args.output)
     clear_previous_output(args.output)  # SarchatError: `sarchat` prints it
@@ -218,22 +333,39 @@ def progress_of(splits):
 
 def summary_table(manifest, elapsed=None) -> str:
     lines = []
+    warnings = category_warnings(manifest)
     for split, c in manifest["counts"].items():
-        lines.append(f"split {split}: {c['images']} images, {c['boxes']} boxes -> {c['dialogues']} dialogues")
+        lines.append(f"split {split}: {c['images']:,} images, {c['boxes']:,} boxes -> {c['dialogues']:,} dialogues")
         for task, subsets in c["by_task"].items():
             for subset, n in subsets.items():
                 label = task if subset == "all" else f"{task}/{subset}"
-                lines.append(f"  {label:<20} {n:>10}")
+                lines.append(f"  {label:<20} {n:>10,}")
         for title, key in (("rejected (reason: count)", "rejects"),
                            ("left out of describe only (reason: count)", "describe_filtered")):
             reasons = manifest.get(key, {}).get(split, {})
             if reasons:
                 lines.append(f"  {title}")
                 for reason, n in reasons.items():
-                    lines.append(f"    {reason:<28} {n:>8}")
+                    lines.append(f"    {reason:<28} {n:>8,}")
+    lines += warnings
     if elapsed is not None:
         lines.append(f"wrote {', '.join(manifest['config']['formats'])} in {elapsed:.1f} s")
     return "\n".join(lines)
+
+
+def category_warnings(manifest):
+    """A line per split where most annotations were rejected for their category: the file names its
+    categories otherwise than the six SARDet ones, and --category-map is the remedy."""
+    lines = []
+    for split, reasons in sorted((manifest.get("rejects") or {}).items()):
+        total = ((manifest.get("inputs") or {}).get(split) or {}).get("annotations") or 0
+        bad = reasons.get("unknown_category", 0)
+        if total and bad * 2 > total:
+            names = (manifest.get("unknown_category_names") or {}).get(split) or []
+            named = f" (category names not among the six: {', '.join(names)})" if names else ""
+            lines.append(f"warning: split {split}: {bad:,} of {total:,} boxes rejected for their category{named}; "
+                         f"map them with --category-map NAME=CATEGORY,... (categories: {', '.join(CATEGORIES)})")
+    return lines
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@
 --allow-version-mismatch  score predictions made on another dataset version (refused otherwise);
                metrics.json and the report then say so.
 
-Writes, for each model, DIR/<model>/metrics.json (SPEC section 5 keys), breakdown.json (per
+Writes, for each model, DIR/<model>/metrics.json (docs/rules.md section 12 keys), breakdown.json (per
 category / per size), rejected.jsonl (duplicate ids, ids not in the split, malformed lines, ...)
 samples/*.parquet (per-sample results) and samples_<task>.jsonl (one JSON object per test
 sample, sorted by id: question, reference, response, parsed targets, TP/FP/FN per column, IoUs,

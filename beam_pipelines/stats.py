@@ -114,10 +114,18 @@ def plan(args):
                                "(was the corpus generated with --formats parquet?)")
         splits = _wanted(found, args.splits)
         annotations, notes = {}, []
-        if args.box_source != "gt":
+        category_map = (manifest.get("config") or {}).get("category_map")
+        if category_map and args.box_source != "gt":
+            # the annotation files name categories otherwise (generate --category-map); read raw, their
+            # boxes would be rejected for their category, so the statistics use the rows' boxes
+            notes.append("the dataset was generated with --category-map, so the annotation files' own category "
+                         "names are not read")
+            if args.box_source == "annotations":
+                raise InputError("--box-source annotations: " + "; ".join(notes))
+        elif args.box_source != "gt":
             for split in splits:
                 entry = manifest.get("inputs", {}).get(split, {})
-                path = overrides.get(split) or entry.get("path")
+                path = overrides.get(split) or dataset_files.recorded_path(root, manifest, entry.get("path"))
                 why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
                 if why:
                     notes.append(f"{split}: {why}")
@@ -236,12 +244,12 @@ def summary_text(doc, elapsed=None) -> str:
         b = doc["boxes"].get(split)
         if b:
             ar = b["aspect_ratio"]["all"]
-            lines.append(f"split {split}: {b['images']} images, {b['boxes']} boxes; AR mean {ar['mean']}, "
+            lines.append(f"split {split}: {b['images']:,} images, {b['boxes']:,} boxes; AR mean {ar['mean']}, "
                          f"median {ar['median']}, SD {ar['std']}")
         d = doc.get("dialogues", {}).get(split)
         if d:
-            tasks = ", ".join(f"{t} {v['count']}" for t, v in d["tasks"].items())
-            lines.append(f"  {d['dialogues']} dialogues: {tasks}")
+            tasks = ", ".join(f"{t} {v['count']:,}" for t, v in d["tasks"].items())
+            lines.append(f"  {d['dialogues']:,} dialogues: {tasks}")
     if elapsed is not None:
         lines.append(f"wrote stats.json, stats.md in {elapsed:.1f} s")
     return "\n".join(lines)

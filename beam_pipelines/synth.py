@@ -10,7 +10,7 @@ OUT/Annotations/{train,test}.json (COCO detection) and OUT/JPEGImages/{train,tes
 The files depend only on N, S and F (never on W): the same seed gives byte-identical files.
 With --sardet-scale no images are written: OUT/Annotations/{train,test}.json hold SARDet-100K-size
 annotation sets (train 94,493 images / 198,747 boxes, test 11,613 / 24,023) for benchmarks.
-The imaging model is described in transforms/synthetic.py.
+The imaging model is described in synthetic/sardet_synth.py and synthetic/scene_render.py.
 """
 import argparse
 import json

@@ -42,7 +42,7 @@ IMAGE_SIZES = ((256, 256), (512, 512), (800, 800), (600, 400))
 
 
 # ---------------------------------------------------------------------------------------------
-# A simple builder following SPEC section 3 (stand-in for the generator)
+# A simple builder following docs/rules.md section 7 (stand-in for the generator)
 
 
 def _synth_image(rng, image_id, max_boxes=6):
@@ -71,7 +71,7 @@ def _row(split, image_id, task, subset, unit, variant, W, H, question, answer, *
 
 
 def synth_task_row(rng, task, image_id, split="test"):
-    """One dialogue of `task` for a fresh random image, answer in the SPEC grammar."""
+    """One dialogue of `task` for a fresh random image, answer in the grammar of docs/rules.md section 7."""
     W, H, boxes = _synth_image(rng, image_id)
     bt = geometry.box_text
     cell = lambda b: geometry.grid_cell(b["xyxy"], W, H)  # noqa: E731

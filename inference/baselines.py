@@ -19,7 +19,7 @@ BlindPrior
       identify   the most common category, size word, cell and shape
       boxes      per category: the median box width and height relative to the image and the
                  cells ranked by frequency; a prior box is that median size centred in a cell
-    predict(row) fills the task's answer grammar (SPEC section 3) with those priors. The category
+    predict(row) fills the task's answer grammar (docs/rules.md section 7) with those priors. The category
     of count / refer comes from the question text ("How many ships ...").
 
     BlindPrior(use_question_box=True) also reads the box an identify question names (it is in the

@@ -34,7 +34,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from sarchat.inference.backends.base import Result, Sample, predict_batch
 from sarchat.inference.backends.vllm_backend import VllmBackend
 from sarchat.inference.config import InferenceConfig, parse_tasks
-from sarchat.inference.dataset import BASE_COLUMNS, ImageError, image_location, split_files
+from sarchat.inference.dataset import BASE_COLUMNS, MISSING_IMAGE_HINT, ImageError, image_location, split_files
 from sarchat.inference.manifest import model_column, resolve_adapter, run_identity, run_manifest
 from sarchat.inference.store import prediction_row, prediction_schema
 from sarchat.transforms import progress
@@ -50,7 +50,7 @@ def read_image_bytes(location: str) -> bytes:
             return fh.read()
     except Exception as exc:  # FileSystems raises BeamIOError / IOError / FileNotFoundError
         if not FileSystems.exists(location):
-            raise ImageError(f"missing image: {location}") from exc
+            raise ImageError(f"missing image: {location} ({MISSING_IMAGE_HINT})") from exc
         raise ImageError(f"cannot read image {location}: {exc}") from exc
 
 

@@ -1,4 +1,5 @@
-"""A classical SAR baseline: CA-CFAR detection, connected components, rule-based categories.
+"""A SAR baseline: CA-CFAR detection, connected components, and hand-set shape rules for the category
+(thresholds tuned on the synthetic scenes of `sarchat synth`).
 
 It really looks at the image (no ground truth is read), so it is a floor any VLM should beat and a
 CPU-only end-to-end check of the benchmark.
@@ -27,7 +28,7 @@ moments of the pixels, fill ratio of the box, median grey level of a ring around
 The thresholds (CfarParams) were tuned on the train split of `sarchat synth` scenes and checked on
 its test split; on real SARDet-100K imagery expect lower numbers.
 
-Answers follow SPEC section 3 in canonical pixel boxes (`answer(row, image)`): count and refer use
+Answers follow docs/rules.md section 7 in canonical pixel boxes (`answer(row, image)`): count and refer use
 the detections of the category the question names (the strongest detection when none has that
 category), identify classifies the region inside the box the question names and derives size,
 cell and shape from that box, grounding lists detections per category with relation sentences
@@ -281,7 +282,7 @@ def describe_region(gray, box, p=CfarParams()):
     return classify_region(feats, w, h, p)
 
 
-# ---- answers (SPEC section 3, canonical boxes) ----------------------------------------------
+# ---- answers (docs/rules.md section 7, canonical boxes) ----------------------------------------------
 
 def asked_category(question):
     """The first category word of a question ('[count] How many ships ...' -> 'ship')."""

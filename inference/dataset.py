@@ -165,6 +165,11 @@ class ImageError(InputError):
     """A sample's image is missing or cannot be decoded (recorded per sample, retried next run)."""
 
 
+# What a missing image's message tells the user to do: the rows' image_path is relative to the
+# manifest's input_root unless --image-root says otherwise.
+MISSING_IMAGE_HINT = "pass --image-root: the folder the rows' image_path is relative to"
+
+
 def image_location(image_root, image_path) -> str:
     if is_url(image_path) or os.path.isabs(image_path):
         return image_path
@@ -176,7 +181,7 @@ def read_image_bytes(location) -> bytes:
         with _open(location, "rb") as fh:
             return fh.read()
     except FileNotFoundError as exc:
-        raise ImageError(f"missing image: {location}") from exc
+        raise ImageError(f"missing image: {location} ({MISSING_IMAGE_HINT})") from exc
     except OSError as exc:
         raise ImageError(f"cannot read image {location}: {exc}") from exc
 

@@ -1,7 +1,7 @@
 """What identifies a run (the run key) and what its manifest.json records: one builder for both
 entry points (`sarchat infer` and the RunInference pipeline).
 
-The run key covers everything that can change an answer (SPEC section 4): the dataset version,
+The run key covers everything that can change an answer (docs/rules.md section 10): the dataset version,
 the backend, the model fingerprint (checkpoint or hub name and revision), the adapter's prompt spec
 (its prompt version included), the sampling parameters and the backend's engine settings
 (`Backend.engine_settings()`: vLLM's engine arguments and processor settings, the chat template

@@ -322,8 +322,14 @@ class Runner:
 def failure_summary(n_failed, n_selected, first_errors, key):
     """The closing error line of a run that left samples without a prediction."""
     quoted = "; ".join(f"{sid}: {redact(err)[:200]}" for sid, err in first_errors[:FIRST_ERRORS])
-    return (f"{n_failed} of {n_selected} selected samples have no prediction (run key {key}); "
-            f"first errors: {quoted}. They stay recorded; rerun the same command to retry them")
+    missing = [err for _, err in first_errors if str(err).startswith("missing image")]
+    hint = (" Images are missing: rerun with --image-root FOLDER, the folder the rows' image_path is relative to"
+            if missing else "")
+    if missing and len(missing) == len(first_errors):  # rerunning as it is cannot find them
+        return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
+                f"first errors: {quoted}.{hint}")
+    return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
+            f"first errors: {quoted}. They stay recorded; rerun the same command to retry them.{hint}")
 
 
 def _spawn(cfg, argv):
@@ -357,13 +363,13 @@ def _spawn(cfg, argv):
     codes = [p.wait() for p in procs]
     runner = Runner(cfg, argv=argv)
     n, n_err = runner.merge()
-    print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
+    print(f"sarchat infer: merged {n:,} predictions ({n_err:,} failed) into "
           f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
         raise RunFailed(f"shards {bad} exited with errors; rerun the same command to resume")
     if n_err:
-        raise RunFailed(f"{n_err} of {n} samples have no prediction (run key {runner.key}); "
+        raise RunFailed(f"{n_err:,} of {n:,} samples have no prediction (run key {runner.key}); "
                         "rerun the same command to retry them")
     return 0
 
@@ -381,14 +387,14 @@ def execute(cfg: InferenceConfig, backend=None, argv=None):
                             f"(keys there: {', '.join(keys) or 'none'}); pass the same --dataset/--backend/"
                             "--model/--adapter/sampling/engine flags as the run")
         n, n_err = runner.merge()
-        print(f"sarchat infer: merged {n} predictions ({n_err} failed) into "
+        print(f"sarchat infer: merged {n:,} predictions ({n_err:,} failed) into "
               f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
         if n_err:
             raise RunFailed(f"{n_err} of {n} merged samples have no prediction (run key {runner.key}); "
                             "rerun the shards to retry them")
         return 0
     counts = runner.run()
-    print(f"sarchat infer: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} already done "
+    print(f"sarchat infer: {counts['done']:,} done, {counts['failed']:,} failed, {counts['skipped']:,} already done "
           f"(run key {runner.key}); predictions: {runner.location(store.PREDICTIONS_PARQUET)}",
           file=sys.stderr)
     if counts["failed"]:

@@ -81,25 +81,54 @@ RENDER_CHECK_SCRIPT = """<script>
     b.setAttribute('data-scroll-width', document.documentElement.scrollWidth);
     b.setAttribute('data-overflowing', over.slice(0, 20).join(' '));
     b.setAttribute('data-overflow-count', over.length);
-    // the radar: its text labels, named lines, and labels that overlap a marker
-    var radar = document.querySelector('#radar svg'), texts = [], named = 0, hits = 0;
-    if (radar) {
-      var tx = radar.querySelectorAll('text');
-      for (var t = 0; t < tx.length; t++) texts.push(tx[t].textContent.trim());
-      named = radar.querySelectorAll('g.radar-line > title').length;
-      var marks = radar.querySelectorAll('g.radar-line use');
-      var axisLabels = radar.querySelectorAll('g[id^="xtick"] text, g[id^="ytick"] text');
-      for (var u = 0; u < axisLabels.length; u++) {
-        var a = axisLabels[u].getBoundingClientRect();
-        for (var v = 0; v < marks.length; v++) {
-          var q = marks[v].getBoundingClientRect();
-          if (q.width > 0 && a.left < q.right && q.left < a.right && a.top < q.bottom && q.top < a.bottom) hits++;
+    // the radar panels (#radar: this run, or this run and the paper's rows; #radar-paper: the paper's
+    // rows when the test set is another): text labels, named lines, labels that overlap a marker
+    function radarFacts(sel) {
+      var radar = document.querySelector(sel + ' svg'), texts = [], named = 0, hits = 0;
+      if (radar) {
+        var tx = radar.querySelectorAll('text');
+        for (var t = 0; t < tx.length; t++) texts.push(tx[t].textContent.trim());
+        named = radar.querySelectorAll('g.radar-line > title').length;
+        var marks = radar.querySelectorAll('g.radar-line use');
+        var axisLabels = radar.querySelectorAll('g[id^="xtick"] text, g[id^="ytick"] text');
+        for (var u = 0; u < axisLabels.length; u++) {
+          var a = axisLabels[u].getBoundingClientRect();
+          for (var v = 0; v < marks.length; v++) {
+            var q = marks[v].getBoundingClientRect();
+            if (q.width > 0 && a.left < q.right && q.left < a.right && a.top < q.bottom && q.top < a.bottom) hits++;
+          }
         }
       }
+      return [texts, named, hits];
     }
-    b.setAttribute('data-radar-texts', texts.join('|'));
-    b.setAttribute('data-radar-named-lines', named);
-    b.setAttribute('data-radar-label-marker-overlaps', hits);
+    var run = radarFacts('#radar'), paper = radarFacts('#radar-paper');
+    b.setAttribute('data-radar-texts', run[0].join('|'));
+    b.setAttribute('data-radar-named-lines', run[1]);
+    b.setAttribute('data-radar-paper-texts', paper[0].join('|'));
+    b.setAttribute('data-radar-paper-named-lines', paper[1]);
+    b.setAttribute('data-radar-label-marker-overlaps', run[2] + paper[2]);
+    // box labels in the sample images (their rectangles, as drawn): pairs that cover each other
+    var labelled = document.querySelectorAll('img[data-labels]'), labelPairs = 0, labelOverlaps = 0, labelCount = 0;
+    for (var li = 0; li < labelled.length; li++) {
+      var rs = labelled[li].getAttribute('data-labels').split(';').map(function (t) { return t.split(',').map(Number); });
+      labelCount += rs.length;
+      for (var p1 = 0; p1 < rs.length; p1++) for (var p2 = p1 + 1; p2 < rs.length; p2++) {
+        labelPairs++;
+        var A = rs[p1], B = rs[p2];
+        if (A[0] < B[2] && B[0] < A[2] && A[1] < B[3] && B[1] < A[3]) labelOverlaps++;
+      }
+    }
+    b.setAttribute('data-box-labels', labelCount);
+    b.setAttribute('data-box-label-pairs', labelPairs);
+    b.setAttribute('data-box-label-overlaps', labelOverlaps);
+    // chart text as rendered at 100% zoom: the smallest glyph height of any chart's text (px)
+    var small = 1e9, smallText = '', ctext = document.querySelectorAll('.charts svg text, .stats-plots svg text');
+    for (var c = 0; c < ctext.length; c++) {
+      var h = parseFloat(getComputedStyle(ctext[c]).fontSize) * (ctext[c].getScreenCTM() ? ctext[c].getScreenCTM().a : 1);
+      if (ctext[c].textContent.trim() && h > 0 && h < small) { small = h; smallText = ctext[c].textContent.trim(); }
+    }
+    b.setAttribute('data-chart-min-font-px', ctext.length ? small.toFixed(1) : '');
+    b.setAttribute('data-chart-min-font-text', smallText);
     b.setAttribute('data-render-check', 'done');
   }
   if (document.readyState === 'complete') { check(); } else { window.addEventListener('load', check); }
@@ -420,17 +449,40 @@ def load_image(root, rel_path):
         return None
 
 
-def _label(draw, box, text, color, font):
-    """`text` on a dark strip at the box's top left corner (above the box when there is room)."""
+def _overlaps(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label(draw, box, text, color, font, placed=None):
+    """`text` on a dark strip by the box: above its top left corner when there is room, else inside it;
+    when that spot would cover a label already drawn (`placed`: their [x1, y1, x2, y2]), the next free
+    spot below or above it, so a truth label and a predicted one never cover each other. Returns the
+    strip's rectangle, also appended to `placed`."""
     if not text:
-        return
+        return None
     x1, y1 = box[0], box[1]
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 4, bottom - top + 2
-    y = y1 - h if y1 - h >= 0 else y1
-    x = max(0, min(x1, draw.im.size[0] - w))
+    W, H = draw.im.size
+    x = max(0, min(x1, W - w))
+    y0 = y1 - h if y1 - h >= 0 else y1
+    placed = [] if placed is None else placed
+    candidates = [y0, min(max(0, y1), H - h), min(max(0, box[3] + 1), H - h)]
+    step = h + 1
+    candidates += [y0 + k * step * sign for k in range(1, 2 * (H // step) + 2) for sign in (1, -1)]
+    y = y0
+    for cy in candidates:
+        if 0 <= cy <= H - h and not any(_overlaps((x, cy, x + w, cy + h), r) for r in placed):
+            y = cy
+            break
+    else:  # no free row at this x: the least covered one
+        y = min((cy for cy in candidates if 0 <= cy <= H - h),
+                key=lambda cy: sum(_overlaps((x, cy, x + w, cy + h), r) for r in placed), default=y0)
     draw.rectangle([x, y, x + w, y + h], fill=(0, 0, 0))
     draw.text((x + 2 - left, y + 1 - top), text, fill=color, font=font)
+    rect = [x, y, x + w, y + h]
+    placed.append(rect)
+    return rect
 
 
 def _font():
@@ -443,10 +495,11 @@ def _font():
 
 
 def draw_panel(image, width, height, gt_boxes, gt_hit=None, pred_boxes=(), pred_ok=(), max_side=DEFAULT_MAX_SIDE,
-               gt_labels=(), pred_labels=()):
+               gt_labels=(), pred_labels=(), label_rects=None):
     """A downscaled copy of `image` with truth boxes (green; dashed when missed) and predicted boxes
     (red; dashed when unmatched), each with its category label when given, as a base64 JPEG data
-    URI; also returns its size."""
+    URI; also returns its size. Labels never cover each other: truth labels are placed first, each
+    next one in the first free spot by its box; `label_rects`, a list, receives their rectangles."""
     from PIL import ImageDraw
 
     im = image.copy()
@@ -478,19 +531,23 @@ def draw_panel(image, width, height, gt_boxes, gt_hit=None, pred_boxes=(), pred_
     labels = [(sc(b), gt_labels[i], GT_COLOR) for i, b in enumerate(gt_boxes or []) if i < len(gt_labels or ())]
     labels += [(sc(b), pred_labels[i], PRED_COLOR) for i, b in enumerate(pred_boxes or [])
                if i < len(pred_labels or ()) and pred_labels[i]]
+    placed = [] if label_rects is None else label_rects
     for box, text, color in labels[:MAX_BOXES]:  # drawn last, so that no box line crosses a label
-        _label(draw, box, str(text), color, font)
+        _label(draw, box, str(text), color, font, placed)
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=82)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), size
 
 
-def _figure(uri, size, caption, key):
-    """An image that enlarges when clicked (CSS only: a hidden checkbox toggles a full-window view)."""
+def _figure(uri, size, caption, key, label_rects=None):
+    """An image that enlarges when clicked (CSS only: a hidden checkbox toggles a full-window view).
+    `label_rects`: where its box labels were drawn (data-labels, which the page's check reads)."""
     zid = "zoom-" + re.sub(r"[^A-Za-z0-9_-]", "_", key)
     alt = html.escape(caption, quote=True)
+    rects = (" data-labels='" + ";".join(",".join(str(round(v)) for v in r) for r in label_rects) + "'"
+             if label_rects else "")
     return (f"<figure><input type='checkbox' class='zoom' id='{zid}'><label class='zoom' for='{zid}' "
-            f"title='click to enlarge / close'><img src='{uri}' width='{size[0]}' height='{size[1]}' alt='{alt}'>"
+            f"title='click to enlarge / close'><img src='{uri}' width='{size[0]}' height='{size[1]}' alt='{alt}'{rects}>"
             f"</label><figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
@@ -534,10 +591,12 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
         else:
             gt_caption = "ground truth" if row.get("gt_boxes") else "image"
             gt_labels = list(row.get("gt_categories") or [])
-            uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], max_side=max_side, gt_labels=gt_labels)
+            rects = []
+            uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], max_side=max_side, gt_labels=gt_labels,
+                                   label_rects=rects)
             n = len(row.get("gt_boxes") or [])
             figs.append(_figure(uri, size, f"{gt_caption} ({n} box{'es' if n != 1 else ''})" if n else gt_caption,
-                                f"{sid}-truth"))
+                                f"{sid}-truth", rects))
             if task in BOX_TASKS:
                 for m in models:
                     res = (results.get((m, sid)) or {}).get("result") or {}
@@ -546,11 +605,12 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
                     boxes = res.get("pred_boxes") or []
                     drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
                     pcats = list(res.get("pred_box_categories") or []) if task == "grounding" else []
+                    rects = []
                     uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], gt_hit,
                                            boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side,
-                                           gt_labels=gt_labels, pred_labels=pcats[:MAX_BOXES])
+                                           gt_labels=gt_labels, pred_labels=pcats[:MAX_BOXES], label_rects=rects)
                     figs.append(_figure(uri, size, truth_caption(m, sum(gt_hit), len(gt_hit), len(boxes),
-                                                                 task == "grounding", drawn), f"{sid}-{m}"))
+                                                                 task == "grounding", drawn), f"{sid}-{m}", rects))
         qa = [f"<tr><th>Question</th><td class='l'>{_text(row.get('question'))}</td></tr>",
               f"<tr><th>Reference</th><td class='l ref'>{_text(row.get('answer'))}</td></tr>"]
         md.append(f"- `{sid}` ({task}{', ' + row['subset'] if row.get('subset') else ''}): "

@@ -5,7 +5,7 @@ Functions only, so that other stages can add sections:
     render_markdown(models_metrics, breakdowns=None, extra_sections=())
     render_html(models_metrics, breakdowns=None, extra_sections=())
 
-`models_metrics` is a list of metrics.json dicts (SPEC section 5), `breakdowns` maps a model name to
+`models_metrics` is a list of metrics.json dicts (docs/rules.md section 12), `breakdowns` maps a model name to
 its breakdown.json dict (per category / per size). An extra section is a `Section(title, html=...,
 markdown=...)`, or any object with those attributes, or a callable returning one; sections are
 appended in order after the built-in ones (a dataset section and a samples section can be added
@@ -85,7 +85,9 @@ def _resolve_sections(extra_sections):
 def table3_rows(models_metrics, include_paper=True):
     """Rows of the Table-3-style table: [source, model, params, avg, *columns in paper order]."""
     rows = []
-    for m in models_metrics:
+    # this run's rows ranked by their Avg score (highest first; a model without one last, then by name)
+    ranked = sorted(models_metrics, key=lambda m: (m.get("overall") is None, -(m.get("overall") or 0.0), m["model"]))
+    for m in ranked:
         rows.append(["this run", m["model"], "", m.get("overall")] + [m["columns"].get(c) for c in COLUMNS])
     if include_paper:
         for r in load_paper_table()["rows"]:
@@ -136,7 +138,7 @@ def failure_rows(models_metrics, key="parse_failures"):
 
 
 def provenance_lines(models_metrics):
-    """One sentence per model: on which dataset version its predictions were made (SPEC section 4)."""
+    """One sentence per model: on which dataset version its predictions were made (docs/rules.md section 10)."""
     out = []
     for m in models_metrics:
         if "dataset_version" not in m:
@@ -374,6 +376,7 @@ def _pyplot():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["svg.fonttype"] = "none"  # chart text stays text: readable, searchable, measurable
     return plt
 
 
@@ -390,7 +393,7 @@ def _cat_order(c):
     return CATEGORY_INDEX.get(c, 99)
 
 
-def radar_svg(models_metrics, include_paper=True):
+def radar_svg(models_metrics, include_paper=True, paper_title=False):
     """Radar chart of the six task scores per model (the paper's Figure 1).
 
     This run's models: thick saturated lines with markers, drawn on top. The paper's models: thin
@@ -414,7 +417,7 @@ def radar_svg(models_metrics, include_paper=True):
     ax.tick_params(axis="x", pad=24)
     ax.set_ylim(0, 100)
     ax.set_yticks([20, 40, 60, 80, 100])
-    ax.set_yticklabels(["20", "40", "60", "80", "100"], fontsize=7, color="#666")
+    ax.set_yticklabels(["20", "40", "60", "80", "100"], fontsize=9, color="#555")
     ax.set_rlabel_position(180 / n)  # halfway between the first two axes: no line passes there at a marker
     titles = {}
     handles_paper = []
@@ -450,9 +453,10 @@ def radar_svg(models_metrics, include_paper=True):
         leg._legend_box.align = "left"
     if handles_paper:
         fig.legend(handles=handles_paper, loc="upper left", bbox_to_anchor=(0.6, 0.95 - 0.045 * (len(handles_ours) + 2)),
-                   fontsize=7.5, frameon=False, ncol=2, title=f"{PAPER_LABEL} (thin lines)", title_fontsize=8,
+                   fontsize=9, frameon=False, ncol=2, title=f"{PAPER_LABEL} (thin lines)", title_fontsize=9,
                    columnspacing=1.0, handlelength=2.2)
-    fig.suptitle("Task scores (%)", fontsize=11, x=0.3, y=0.99)
+    fig.suptitle("The paper's task scores (%), its test split" if paper_title else "Task scores (%)",
+                 fontsize=11, x=0.3, y=0.99)
     svg = _svg(fig)
     for gid, text in titles.items():  # names on hover: an SVG <title> as the first child of the line's group
         svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}" class="radar-line"><title>{html.escape(text)}</title>', 1)
@@ -484,7 +488,7 @@ def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     if len(series) > 1 or series:
-        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize=9, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig)
 
 
@@ -545,7 +549,7 @@ tr.run td{background:#eef6ff;font-weight:600} tr.paper td{color:#555}
 h3{font-size:15px;margin:20px 0 6px} h4{font-size:13px;margin:14px 0 4px}
 ul.note{color:#555;font-size:13px;max-width:1100px}
 figure{margin:0} figcaption{font-size:11px;color:#555;text-align:center;margin-top:2px}
-.stats-plots figure.plot{max-width:640px} .stats-tables{overflow-x:auto}
+.stats-plots figure.plot{max-width:100%} .stats-tables{overflow-x:auto}
 .samples{display:flex;flex-direction:column;gap:18px}
 .sample-body{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .sample-body table.qa{flex:1 1 420px;min-width:0;margin-top:0}
 table.qa td{overflow-wrap:anywhere}
@@ -632,10 +636,19 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
         parts.append(f"<p class='note'>{unattributed_rejects} malformed prediction lines belong to no model (files of "
                      "several models): see <code>rejected.jsonl</code>.</p>")
     parts.append("<h2>Task scores (radar, as the paper's Figure 1)</h2>")
-    parts.append(f"<div class='charts' id='radar'>{radar_svg(models_metrics, include_paper)}</div>")
-    if include_paper:
-        parts.append("<p class='note'>This run's models: thick coloured lines with markers. The paper's models: thin "
-                     "lines, named in the legend and on hover.</p>")
+    if include_paper and warning:
+        # another test set: the paper's rows get their own panel, so no one reads one set of axes as a comparison
+        parts.append(f"<div class='charts' id='radar'>{radar_svg(models_metrics, include_paper=False)}</div>")
+        parts.append("<p class='note'>This run's models only. The paper's rows were measured on another test set "
+                     "and are drawn on a separate panel below.</p>")
+        parts.append(f"<div class='charts' id='radar-paper'>{radar_svg([], include_paper=True, paper_title=True)}</div>")
+        parts.append("<p class='note'>The paper's published rows (its Table 3, SARDet-100K test split), named in the "
+                     "legend and on hover: not comparable with the panel above.</p>")
+    else:
+        parts.append(f"<div class='charts' id='radar'>{radar_svg(models_metrics, include_paper)}</div>")
+        if include_paper:
+            parts.append("<p class='note'>This run's models: thick coloured lines with markers. The paper's models: "
+                         "thin lines, named in the legend and on hover.</p>")
     if breakdowns:
         cat = category_charts(models_metrics, breakdowns)
         if cat:

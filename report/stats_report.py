@@ -1,4 +1,4 @@
-"""Render a stats.json document (transforms/stats.py) as Markdown tables and plots. No Beam.
+"""Render a stats.json document (transforms/stats/dataset_stats.py) as Markdown tables and plots. No Beam.
 
     stats_markdown(stats, paper=None, plot_links=None) -> str
     render_plots(stats, fmt="png", paper=None) -> {name: bytes}       # names in PLOT_NAMES order
@@ -106,7 +106,7 @@ def stats_markdown(stats, paper=None, plot_links=None) -> str:
 
 def _overview_md(stats, paper):
     ref = paper["sardet100k_scale"]
-    header = ["Split", "Images", "Boxes", "Boxes / image", "Dialogues", "SARDet-100K images / boxes (SPEC §1)"]
+    header = ["Split", "Images", "Boxes", "Boxes / image", "Dialogues", "SARDet-100K images / boxes (docs/rules.md §1)"]
     rows = []
     for s in stats["splits"]:
         b = stats["boxes"].get(s, {})
@@ -311,7 +311,7 @@ def _sizes_md(stats, paper):
         rows.append([f"describe: {w}"] + [_cp(stats["boxes"][s]["describe_sizes"][w]["count"],
                                                stats["boxes"][s]["describe_sizes"][w]["percent"]) for s in splits])
     return "\n".join(["## Box sizes (area ratio R = w*h / (W*H))", "",
-                      "Size words by the thresholds of SPEC section 2 (identify: 5 levels, describe: 3 levels), over every valid box.",
+                      "Size words by the thresholds of docs/rules.md section 2 (identify: 5 levels, describe: 3 levels), over every valid box.",
                       "", _md_table(["Statistic"] + splits, rows)])
 
 
@@ -385,7 +385,9 @@ def _pyplot():
     return plt
 
 
-_RC = {"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False,
+# The smallest chart text (pt): about 11 px at 100% zoom, readable without zooming in.
+MIN_FONT = 8.5
+_RC = {"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False,
        "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6, "legend.frameon": False, "svg.hashsalt": "sarchat"}
 
 
@@ -420,17 +422,21 @@ def _box_splits(stats):
     return [s for s in stats["splits"] if s in stats.get("boxes", {}) and stats["boxes"][s]["boxes"]]
 
 
-def _split_bars(ax, x, series, annotate=True, after=None):
+def _split_bars(ax, x, series, annotate=True, after=None, markers=None):
     """Bars side by side at each x, one per (split, values, label) in series, values written above
-    them; after(i, split, positions) runs once a split's bars are drawn (the paper's markers)."""
+    them; after(i, split, positions) runs once a split's bars are drawn (the paper's markers).
+    markers: {split: [the marker's value at each x]}: a value label goes above the bar and above its
+    marker, and is drawn over it, so a paper marker never hides a value."""
     width = 0.8 / max(len(series), 1)
     for i, (split, values, label) in enumerate(series):
         pos = x - 0.4 + width * (i + 0.5)
         bars = ax.bar(pos, values, width * 0.92, color=_split_color(split, i), label=label)
         if annotate:
-            for b, v in zip(bars, values):
-                ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), xytext=(0, 2), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=7)
+            marks = (markers or {}).get(split) or [None] * len(values)
+            for b, v, mk in zip(bars, values, marks):
+                y, lift = (v, 2) if mk is None or mk < v - 0.5 else (mk, 6)  # clear of a marker at or above the bar top
+                ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, max(v, y)), xytext=(0, lift),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=MIN_FONT, zorder=5)
         if after:
             after(i, split, pos)
 
@@ -466,13 +472,14 @@ def _plot_categories(stats, paper):
                        edgecolor="black", linewidth=1, zorder=3, label=f"{s} (paper, Table 1)")
 
     _split_bars(ax, x, [(s, [stats["boxes"][s]["categories"][c]["percent"] for c in CATEGORIES],
-                         f"{s} (ours, n={stats['boxes'][s]['boxes']:,})") for s in splits], after=paper_markers)
+                         f"{s} (ours, n={stats['boxes'][s]['boxes']:,})") for s in splits], after=paper_markers,
+                markers={s: [t1[s][c]["percent"] for c in CATEGORIES] for s in splits if s in PAPER_SPLITS})
     ax.set_xticks(x, CATEGORIES)
     ax.set_ylabel("% of boxes")
     ax.set_title(_TITLES["categories"])
     ax.grid(axis="x", visible=False)
     ax.set_ylim(0, max(ax.get_ylim()[1], 5) * 1.08)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=MIN_FONT, ncol=2)
     return fig
 
 
@@ -489,18 +496,18 @@ def _plot_aspect_ratio(stats, paper):
         outside = (counts[0] + counts[-1]) / counts.sum() * 100.0
         if outside >= 0.05:
             ax.annotate(f"{s}: {outside:.1f}% outside {edges[0]:g}..{edges[-1]:g}", (0.99, 0.97 - 0.07 * i),
-                        xycoords="axes fraction", ha="right", va="top", fontsize=7, color=_split_color(s, i))
+                        xycoords="axes fraction", ha="right", va="top", fontsize=MIN_FONT, color=_split_color(s, i))
     ax.set_xscale("log")
     for v in (0.67, 1.5):
         ax.axvline(v, color="0.35", linestyle="--", linewidth=0.9)
     ymax = ax.get_ylim()[1] * 1.14
     ax.set_ylim(0, ymax)
     for x, label in ((0.3, "AR<=0.67"), (1.0, "0.67<AR\n<=1.5"), (3.5, "AR>1.5")):
-        ax.text(x, ymax * 0.985, label, ha="center", va="top", fontsize=7.5, color="0.3", linespacing=1.1)
+        ax.text(x, ymax * 0.985, label, ha="center", va="top", fontsize=MIN_FONT, color="0.3", linespacing=1.1)
     ax.set_xlabel("aspect ratio AR = h / w (log scale)")
     ax.set_ylabel("% of boxes per bin")
     ax.set_title(_TITLES["aspect_ratio"])
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=MIN_FONT, loc="center right")
     return fig
 
 
@@ -541,10 +548,10 @@ def _plot_ar_buckets(stats, paper):
             ax.barh(yy, v, left=lft, height=0.8, color=BUCKET_COLORS[j], alpha=0.45 if pap else 1.0,
                     edgecolor="white", linewidth=0.5, label=bucket if yy == ys[0] else None)
             if v >= 6:
-                ax.text(lft + v / 2, yy, f"{v:.1f}", ha="center", va="center", fontsize=6.5,
+                ax.text(lft + v / 2, yy, f"{v:.1f}", ha="center", va="center", fontsize=MIN_FONT,
                         color="white" if (j != 1 and not pap) else "black")
         left = [a + b for a, b in zip(left, vals)]
-    ax.set_yticks(ys, labels, fontsize=7)
+    ax.set_yticks(ys, labels, fontsize=MIN_FONT)
     for tick, pap in zip(ax.get_yticklabels(), is_paper):
         if pap:
             tick.set_color("0.35")
@@ -553,7 +560,7 @@ def _plot_ar_buckets(stats, paper):
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of the category's boxes (pale bars, italic labels: the paper's Table 4)")
     ax.grid(axis="y", visible=False)
-    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), borderaxespad=0.3)
+    ax.legend(fontsize=MIN_FONT, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), borderaxespad=0.3)
     ax.set_title(_TITLES["ar_buckets"], pad=24)
     fig.tight_layout()
     return fig
@@ -582,7 +589,7 @@ def _plot_shapes(stats, paper):
         ax.set_ylim(0, 100)
         ax.set_ylabel("%")
         ax.set_title("every valid box (w/h rule)" if kind == "boxes" else "shape stated in identify answers")
-        ax.legend(fontsize=7.5, loc="upper left")
+        ax.legend(fontsize=MIN_FONT, loc="upper left")
     fig.suptitle(_TITLES["shapes"], fontsize=10)
     fig.tight_layout()
     return fig
@@ -614,14 +621,14 @@ def _plot_tasks(stats, paper):
                         edgecolor="white", linewidth=0.5)
                 left += v["percent"]
             paper_pct = f89[s][t]["percent"] if s in PAPER_SPLITS and t in f89.get(s, {}) else 0.0
-            ax.text(max(left, paper_pct) + 2.5, yy, f"{e['count']:,} ({e['percent']:.1f}%)", va="center", fontsize=7.5)
+            ax.text(max(left, paper_pct) + 2.5, yy, f"{e['count']:,} ({e['percent']:.1f}%)", va="center", fontsize=MIN_FONT)
         if s in PAPER_SPLITS:
             pts = [(yy, f89[s][t]["percent"]) for yy, t in zip(y, tasks) if t in f89[s]]
             ax.scatter([p for _, p in pts], [yy for yy, _ in pts], marker="D", s=20, facecolor="white",
                        edgecolor="black", linewidth=1, zorder=3, label=f"paper (Fig. {8 if s == 'train' else 9})")
         handles = [Patch(color=SUBSET_COLORS["single"], label="single (or whole task)"),
                    Patch(color=SUBSET_COLORS["multi"], label="multi")] + ax.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, fontsize=7.5, loc="upper right", bbox_to_anchor=(1.0, 0.93))
+        ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper right", bbox_to_anchor=(1.0, 0.93))
         ax.set_yticks(y, [TASK_LABELS[t] for t in tasks])
         ax.set_xlim(0, 118)
         ax.set_xlabel("% of the split's dialogues")
@@ -659,7 +666,7 @@ def _plot_image_sizes(stats, paper, top=8):
     ax.set_xlabel("image size W x H (pixels)")
     ax.set_title(_TITLES["image_sizes"])
     ax.grid(axis="x", visible=False)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT)
     return fig
 
 
@@ -681,12 +688,12 @@ def _plot_box_sizes(stats, paper):
         ax.axvline(v, color="0.35", linestyle="--", linewidth=0.9)
     for lo, hi, w in zip(bounds[:-1], bounds[1:], words):
         xm = (lo * hi) ** 0.5 if w != "very small" else 0.027
-        ax.text(xm, ymax * 0.985, w, ha="right" if w == "very small" else "center", va="top", fontsize=7, color="0.3",
+        ax.text(xm, ymax * 0.985, w, ha="right" if w == "very small" else "center", va="top", fontsize=MIN_FONT, color="0.3",
                 rotation=0 if w == "very small" else 90)
     ax.set_xlabel("area ratio R = w*h / (W*H) (log scale); dashed: identify size thresholds")
     ax.set_ylabel("% of boxes per bin")
     ax.set_title(_TITLES["box_sizes"])
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=MIN_FONT, loc="upper left")
     return fig
 
 
@@ -705,10 +712,10 @@ def _plot_cells(stats, paper):
         im = ax.imshow(g, cmap="Blues", vmin=0, vmax=vmax)
         for r in range(3):
             for c in range(3):
-                ax.text(c, r, f"{g[r, c]:.1f}%", ha="center", va="center", fontsize=8,
+                ax.text(c, r, f"{g[r, c]:.1f}%", ha="center", va="center", fontsize=MIN_FONT,
                         color="white" if g[r, c] > vmax * 0.6 else "black")
-        ax.set_xticks(range(3), ["left", "center", "right"], fontsize=7.5)
-        ax.set_yticks(range(3), ["top", "middle", "bottom"] if i == 0 else [], fontsize=7.5)
+        ax.set_xticks(range(3), ["left", "center", "right"], fontsize=MIN_FONT)
+        ax.set_yticks(range(3), ["top", "middle", "bottom"] if i == 0 else [], fontsize=MIN_FONT)
         ax.tick_params(length=0)
         ax.grid(False)
         ax.set_title(f"{s} ({stats['boxes'][s]['boxes']:,} boxes)", fontsize=9)

@@ -1,6 +1,6 @@
 """Template banks: one JSON data file per task, loaded and checked here.
 
-The minimum bank sizes of docs/rules.md are enforced on load, and every template's placeholders are
+The minimum bank sizes (docs/rules.md section 6) are enforced on load, and every template's placeholders are
 checked against the fields the generator fills, so a typo in a data file fails loudly at start-up
 rather than as a KeyError deep inside a pipeline worker. Some placeholders are required: every
 refer question states the count ({n}), every classify question names the candidate categories
@@ -64,7 +64,7 @@ class _Bank(msgspec.Struct, forbid_unknown_fields=True):
 
 # (task, kind of text) -> (placeholders it may use, placeholders it must use). The real SARChat
 # questions all state the count (refer), the candidates (classify) and the box (identify):
-# docs/rules.md, section 3.
+# docs/rules.md, section 6.
 _PLACEHOLDERS = {
     ("classify", "question"): ({"candidates"}, {"candidates"}),
     ("classify", "answer"): ({"categories"}, set()),

@@ -1,4 +1,4 @@
-"""Dialogue builder on boxes worked out by hand (SPEC sections 2 and 3)."""
+"""Dialogue builder on boxes worked out by hand (docs/rules.md sections 2, 5 and 7)."""
 import json
 
 import pytest

@@ -254,7 +254,7 @@ def test_a_rerun_replaces_its_own_files_and_never_a_foreign_one(dataset, tmp_pat
 
 @pytest.mark.parametrize("args, code, message", [
     (["export", "tsv"], 2, "unknown export format 'tsv'"),
-    (["export", "lmms-eval", "--dataset", "DATASET", "--output", "OUT", "--adapter", "gpt-9"], 1, "unknown adapter 'gpt-9'"),
+    (["export", "lmms-eval", "--dataset", "DATASET", "--output", "OUT", "--adapter", "gpt-9"], 2, "unknown adapter 'gpt-9'"),  # exit 2, as in infer and score
     (["export", "lmms-eval", "--dataset", "gs://bucket/out", "--output", "OUT"], 2, "lmms-eval reads local files"),
     (["export", "lmms-eval", "--dataset", "NOWHERE", "--output", "OUT"], 2, "--dataset NOWHERE: no such folder"),
     (["export", "lmms-eval", "--dataset", "DATASET", "--output", "OUT", "--split", "train"], 1, "lists no parquet/train/"),

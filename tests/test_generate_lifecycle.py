@@ -1,4 +1,4 @@
-"""The output lifecycle of `sarchat generate` (SPEC section 4, issue 9 item 1): a rerun removes the
+"""The output lifecycle of `sarchat generate` (docs/rules.md section 10, issue 9 item 1): a rerun removes the
 old manifest first, then what its predecessor wrote and any stale file of our naming, writes its
 manifest last; only ever our own files; the same on an object store; and the dataset version."""
 import glob

@@ -7,6 +7,9 @@ Re-pinned for issue 11 (the real SARChat question forms, generator 0.2.0), and f
 identify's templates per box by a hash score, generator 0.3.0; every dialogue file changes through its
 identify rows, the ms-swift files of the other tasks stay as they were; the demo's blind and cfar scores
 change with the identify questions and shape sentences, the oracle's do not).
+Re-pinned for issue 22: the dataset card (a data-files fingerprint in its config, the formats
+written, counts as 3,267), the manifest (a relative --input recorded relative to the dataset folder,
+`paths_relative_to`), and the swift files (absolute image paths; the test fixes --image-root).
 """
 import hashlib
 import json
@@ -17,8 +20,8 @@ import pytest
 from sarchat.beam_pipelines import demo, generate, synth
 
 GENERATE_DIGESTS = {
-    "README.md": "88b00dbd0525350934eb48bb2f677f506a9db84ec8d26a859f523e34d210cc8e",
-    "manifest.json": "50b2602905340bc319e4a4976369eacf29a9080cc4d2323dc67a0f81efc22a74",
+    "README.md": "a9189930593db587de28646e1368e175836d2ab60ddf35cf374629139f592bde",
+    "manifest.json": "0a055398ac62e85288ce56978440b8cae22de7c91974e1e04791f0c9bb0df2c9",
     "parquet/test/dialogues-00000-of-00001.parquet": "725cfcd01bff0e02c75da60f05b076ab872dedc9249620f634c45d3b7bea0a1f",
     "parquet/train/dialogues-00000-of-00004.parquet": "0535106e84a7a3a512f618ac52d451caeaa835d20c9afd9fd152e1ee83a30036",
     "parquet/train/dialogues-00001-of-00004.parquet": "8d130c801f63cacb767d4a66512ef0f3df04ea8e5fe4bb00cdb363dc13d284f4",
@@ -26,24 +29,24 @@ GENERATE_DIGESTS = {
     "parquet/train/dialogues-00003-of-00004.parquet": "4e324329a3f99313cb760dd81628eaa5572003d7b09e98cc7c8be1c3a066b8e2",
     "rejects/test.jsonl": "362418fe0ce5bf2fa18df6b3ebe80fbfa5d702e28428bd419d4c5c51ba93caca",
     "rejects/train.jsonl": "f58a7dc63ddf659af517c22ef32a0916dfef29a390e1db8f7e871aa884cc2c0a",
-    "swift/test/classify.jsonl": "085b9a26b2c274b7c7e03e5d3d0de1651803d21b42a9a2dac3d2e62530e40fed",
-    "swift/test/count.jsonl": "29f1adec566aaf590c6175d72be61dbd5c3e86490274c56c91dc28b12e205114",
-    "swift/test/describe.jsonl": "b086d257131c8df75d62ab33f88649b78018a30f70eae4eec45e966b5bdb8998",
-    "swift/test/grounding_multi.jsonl": "8480d3280a3658dd1cab5f2cb3cece59b053a58d286e4462a5c41746c690d0a3",
-    "swift/test/grounding_single.jsonl": "9a6b6b4170b8b0287505915a22249370cfa125b6cb3b929c8e4cfa2ce25510ad",
-    "swift/test/identify_multi.jsonl": "7b7c6f8b7175a9114ceb2ddab91a5e6206d76a594db73db3edff4c88ae955cee",
-    "swift/test/identify_single.jsonl": "4906b8fd8b026d065d0208923bd6c72e4210d309196e72407c9e7856a51f9eb6",
-    "swift/test/refer_multi.jsonl": "6ca868828fbd1c54fc5091e18d9351522532336f373985319c40c518afb2c5b8",
-    "swift/test/refer_single.jsonl": "ca9e071ed1c9c47f7ade3e49a8d03745a9d4c32409224daad03ec8b49d5fe1f2",
-    "swift/train/classify.jsonl": "117ecb8bb6d4330c47867af7c5aa16970e501514c4497558dfa2a73cc7978453",
-    "swift/train/count.jsonl": "b7409ea0f09063b423a33d194e0d69730f99c8359deea7c1e5b5940aceeb0bc8",
-    "swift/train/describe.jsonl": "776c5ca79dafcf23ad7b92096c1969a5b736e3db66a360f4e3c67609ca5d7176",
-    "swift/train/grounding_multi.jsonl": "90e16c90e051e1480c25f4b2b7f14908d3fe255853b0f50e2e9a60e853e14cb2",
-    "swift/train/grounding_single.jsonl": "435b136dd7fc16e8edbcf30e0d2496557700076f464ee8441742ceb943550ad7",
-    "swift/train/identify_multi.jsonl": "a30cb559ab59b22c4bc61bf4956b793c5fc2eded2dd7ed2d5a16e0fa4aa71aa1",
-    "swift/train/identify_single.jsonl": "43e8085faea62eaacc313321d91649e15b6996932a5add093f67b870e12f1bd5",
-    "swift/train/refer_multi.jsonl": "f6d4488f010b5e3fd01d3f6f76df30a16c726a33b96af182411f453eb8b11bc8",
-    "swift/train/refer_single.jsonl": "c4a5f840b796eb836ad2416746971a237a7ecbfb45c1deb5434642702e85290a",
+    "swift/test/classify.jsonl": "e2ad1c888c178a9d929dcd41e378a40d2a4b6d5a32dde3539194af1c42508560",
+    "swift/test/count.jsonl": "d8cd2b2400116e5cbe1eec07f23f4ac9971714c7991a569e0096ed38ebff25e8",
+    "swift/test/describe.jsonl": "2d1632fed928d2b8293ce7e2951a1d6db6564a65f5c6694fc9e3346dbf744523",
+    "swift/test/grounding_multi.jsonl": "b09ce4a4f0714a8071ca7330237322b42d8e23c40f265533a3427ab6c142ba15",
+    "swift/test/grounding_single.jsonl": "f37f5938ee0036afba848793de9f828295e51ef0414f8674e6a60a340310ef05",
+    "swift/test/identify_multi.jsonl": "6970b90bc1235851a6f3a5afae328a1236612d622b64de032d4ffefdf50747b3",
+    "swift/test/identify_single.jsonl": "a85a1e0e337b09b4ecf9cf00f152763cabb1837f4bea7191f09817bdf4cca1cb",
+    "swift/test/refer_multi.jsonl": "1245eb5a8af73fa058167042bc8dafe77b1615accd7e2ffbb59e54e76027ca40",
+    "swift/test/refer_single.jsonl": "8af7dc6a3f2fad8290d9300cc2508075ab94d22df614bd2752dfe9b579788e79",
+    "swift/train/classify.jsonl": "df1c8ec4701af0acf438eef30627e1cef22ef2adbcdb5d3385e5ee9c258aba3f",
+    "swift/train/count.jsonl": "ca1587767b129e6a4eabb7f7a7cb022f18083de7c5b350c9710e444d29454fd7",
+    "swift/train/describe.jsonl": "9c197f772a06d866fcff4e86683f2a2dd33223b1791bda178c4158efac7714b7",
+    "swift/train/grounding_multi.jsonl": "aa40363a021638c1631630768eb318b6129ed7aba2ed3e21132984ee86083eb1",
+    "swift/train/grounding_single.jsonl": "42f06a17ff3fb6e98ae68bc0762e4628502874062befc19b72590ad7920d2220",
+    "swift/train/identify_multi.jsonl": "38a1b6bab97ed471fbab32a8f0509e221fd4a432ee4a8f9d25b48429df410145",
+    "swift/train/identify_single.jsonl": "7b490dddc94bd09a4278c76826da765b6feb29f77fefa881570acb57f28b7e1a",
+    "swift/train/refer_multi.jsonl": "b766745288384a058fd344f38b0864721259bdf0242b5ef400fe9f811896c80f",
+    "swift/train/refer_single.jsonl": "e80fcf93e7152a1c69d70170fdf1c7a5658b19469c3aa75b0e4ec8944becf251",
     "tfrecord/test/dialogues-00000-of-00001.tfrecord": "de7f82bd1d68fe78ab4f7f1d073af48bdc1a24d7ba4a5a7c4338e55d927e7446",
     "tfrecord/train/dialogues-00000-of-00004.tfrecord": "dae1e0772803803d5b05ceb695a012313baad45923f3fc3c1970fbcd46a1f642",
     "tfrecord/train/dialogues-00001-of-00004.tfrecord": "57fa690efda11444d1dfda7f7197cf87329d538c3e8c4992d6e1b7ea004aaa35",
@@ -85,10 +88,13 @@ def _scores(results):
 def generated(tmp_path_factory):
     cwd = os.getcwd()
     root = tmp_path_factory.mktemp("golden")
-    os.chdir(root)  # relative paths, so the manifest and swift files do not name the temp folder
+    # relative paths, so the manifest does not name the temp folder (it records ../data, relative
+    # to the dataset folder); the swift files hold absolute image paths, so --image-root is fixed
+    os.chdir(root)
     try:
         assert synth.run(["--output", "data", "--quiet"]) in (0, None)
-        assert generate.run(["--input", "data", "--output", "out", "--images-per-shard", "50"]) in (0, None)
+        assert generate.run(["--input", "data", "--output", "out", "--images-per-shard", "50",
+                             "--image-root", "/sarchat-golden/data"]) in (0, None)
     finally:
         os.chdir(cwd)
     return _digests(str(root / "out"))

@@ -1,4 +1,4 @@
-"""Per-sample scoring and aggregation, pinned by hand-computed fixtures (SPEC section 5)."""
+"""Per-sample scoring and aggregation, pinned by hand-computed fixtures (docs/rules.md section 12)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""The real SARChat forms (SPEC section 3 "Real forms", issue 11).
+"""The real SARChat forms (docs/rules.md sections 6 and 7, issue 11).
 
 Images are built with the real examples' boxes (512x512); dialogues are generated with many seeds,
 and every real question form and every exact-grammar answer must turn up among the outputs. The
@@ -28,7 +28,7 @@ AIRCRAFT1 = [[393, 426, 470, 494]]
 SCENES = {1: ("ship", SHIPS), 2: ("aircraft", AIRCRAFT3), 3: ("aircraft", AIRCRAFT1)}
 CAT_ID = {c["name"]: c["id"] for c in CATEGORIES}
 
-# SPEC section 3's table, verbatim: (task, real question, real answer). "..." ends an answer the
+# The real forms' table (docs/real_forms.md), verbatim: (task, real question, real answer). "..." ends an answer the
 # authors' figure cuts off; the text before it must be the start of our answer.
 REAL = [
     ("classify", "Looking at this image, which of the following categories are present: aircraft, bridge, car, harbor, ship, tank?",
@@ -49,7 +49,7 @@ REAL = [
     ("grounding", "[grounding] What objects can you identify in this SAR image and where are they located?",
      "In this SAR image, I can identify several objects and their locations: There are 4 ships: one in the bottom center "
      "portion {<294><358><329><427>}, one in the bottom left portion {<61><448><122><503>}, ..."),
-    # The authors write "There are 3 aircrafts:" here (SPEC); this is their sentence with our plural.
+    # The authors write "There are 3 aircrafts:" here; this is their sentence with our plural.
     ("grounding", "[grounding] Can you describe where different objects are situated in this SAR image?",
      "In this SAR image, I can identify several objects and their locations: There are 3 aircraft: one in the middle "
      "center portion {<251><265><323><342>}, one in the middle center portion {<185><276><256><355>}, one in the middle "
@@ -65,7 +65,7 @@ REAL = [
     ("refer", "[refer] I need to find 3 aircraft, can you help?",
      "{<251><265><323><342>} (middle center){<185><276><256><355>} (middle center){<88><275><177><356>} (middle left)"),
 ]
-# Where we write correct English plurals, the authors' singular becomes a plural (SPEC section 3:
+# Where we write correct English plurals, the authors' singular becomes a plural (docs/rules.md section 7:
 # "Plurals are correct English"; the refer rule's own example is "[refer] Identify 4 ships.").
 OUR_PLURALS = {
     "[count] Count the ship in this satellite image.": "[count] Count the ships in this satellite image.",
@@ -129,7 +129,7 @@ def test_every_real_question_form_is_in_its_bank_verbatim_up_to_placeholders():
 
 
 def test_the_real_answers_parse_to_their_targets():
-    """Each real answer of the SPEC list, fed to the scorer's parser, gives the targets of its boxes;
+    """Each real answer of the real forms list, fed to the scorer's parser, gives the targets of its boxes;
     the authors' "aircrafts" included."""
     fmt = get_box_format("canonical")
 

@@ -69,7 +69,7 @@ def run(tmp_path_factory):
     _sarchat(root, "generate", "--input", str(root / "raw"), "--output", str(root / "out"), "--splits", "test",
              "--formats", "parquet", "--identify-variants", "1")
     _sarchat(root, "export", "lmms-eval", "--dataset", str(root / "out"), "--output", str(root / "tasks"),
-             "--adapter", "llava-1.5", "--max-new-tokens", MAX_NEW_TOKENS)
+             "--adapter", "llava-1.5", "--max-tokens", MAX_NEW_TOKENS)
     model = str(root / "llava")
     _run([LMMS_PYTHON, "-m", "sarchat.inference.tiny_llava", model, "--dataset", str(root / "out")], root, "tiny_llava")
     # lmms-eval's vllm model generates max(task's max_new_tokens, its own max_new_tokens=4096): both set

@@ -51,8 +51,9 @@ def test_markdown_table3_layout():
     assert labels[:4] == ["Source", "Model", "Param", "Avg score"]
     assert labels[4:] == [report.COLUMN_LABELS[c] for c in COLUMNS]
     run_rows = [line for line in md.splitlines() if line.startswith("| this run |")]
-    assert [r.split("|")[2].strip() for r in run_rows] == ["model-a", "model-b"]
-    assert run_rows[0].startswith("| this run | model-a | – | 40.50 | 40.00 | 41.00 | 42.00 | – | 44.00 |")
+    # this run's rows ranked by Avg score (issue 22), whatever order the models came in
+    assert [r.split("|")[2].strip() for r in run_rows] == ["model-b", "model-a"]
+    assert run_rows[1].startswith("| this run | model-a | – | 40.50 | 40.00 | 41.00 | 42.00 | – | 44.00 |")
     paper_rows = [line for line in md.splitlines() if line.startswith(f"| {report.PAPER_LABEL} |")]
     assert len(paper_rows) == 16 and "InternVL2.5-8B" in paper_rows[0] and "92.79" in paper_rows[0]
     assert "copied from the paper" in md
@@ -67,7 +68,10 @@ def test_markdown_table3_layout():
 def test_html_is_self_contained_with_charts():
     html = report.render_html(MODELS, BREAKDOWNS)
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    assert html.count("<svg") == 1 + 2 + 1  # radar, two per-category charts, one per-size chart
+    # two radar panels (no context: the test set is not known to be the paper's, so this run's models and
+    # the paper's rows are drawn apart), two per-category charts, one per-size chart
+    assert html.count("<svg") == 2 + 2 + 1
+    assert "id='radar-paper'" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)  # no external resource
     assert "<script" not in html
     assert "model-a" in html and "InternVL2.5-8B" in html and report.PAPER_LABEL in html

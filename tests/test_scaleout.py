@@ -133,7 +133,7 @@ EXAMPLES = {  # a valid value per parameter, checked against the metadata's rege
     "dataset": "gs://bucket/out/v-0123", "predictions": "gs://bucket/runs/qwen/predictions.parquet",
     "splits": "train,test", "formats": "parquet,swift", "seed": "3", "identify_variants": "7",
     "images_per_shard": "4000", "annotations": "test=gs://bucket/ann/test.json",
-    "image_dir": "test=JPEGImages/test", "image_root": "/mnt/sardet", "plots": "svg",
+    "image_dir": "test=JPEGImages/test", "image_root": "/mnt/sardet", "category_map": "vessel=ship,plane=aircraft", "plots": "svg",
     "adapter": "qwen2-vl", "split": "test", "bootstrap": "0", "box_source": "gt", "exact_cap": "500",
     "num_buckets": "16",
 }

@@ -1,5 +1,5 @@
 """What `sarchat score` checks before its job starts: the dataset's files from its manifest, every
-prediction file scanned once, one source per model, dataset versions (SPEC section 4). The pure
+prediction file scanned once, one source per model, dataset versions (docs/rules.md section 10). The pure
 functions directly, then the command as a user runs it (a subprocess): one line, the exit code,
 no traceback, nothing written."""
 import json

@@ -14,7 +14,7 @@ An adapter knows
     are special tokens, so those adapters keep special tokens in the output), and an optional
     image preprocessing step (`pad_to_multiple`, see Qwen2.5-VL below).
 
-Box conventions (SPEC section 5; the scale is declared here, never guessed from the values):
+Box conventions (docs/rules.md section 11; the scale is declared here, never guessed from the values):
   qwen2-vl      <|box_start|>(x1,y1),(x2,y2)<|box_end|>, 0..1000 of the image
   qwen2.5-vl    {"bbox_2d": [x1, y1, x2, y2]} in absolute pixels of the image the model sees.
                 The Qwen2.5-VL processor resizes every image to multiples of 28 px, so its pixel

@@ -1,4 +1,4 @@
-"""Box formats a model may answer in (SPEC section 5). Pure functions, no Beam.
+"""Box formats a model may answer in (docs/rules.md sections 11 and 12). Pure functions, no Beam.
 
 A format's scale is declared by the model adapter, never guessed from the values:
   canonical        {<x1><y1><x2><y2>}                        pixels

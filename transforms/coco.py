@@ -1,4 +1,4 @@
-"""Read and validate COCO detection JSON (SPEC section 1). Pure functions, no Beam.
+"""Read and validate COCO detection JSON (docs/rules.md section 1). Pure functions, no Beam.
 
 Two kinds of failure:
 - the input as a whole is unusable (malformed JSON, missing top-level lists, no images):

@@ -1,6 +1,6 @@
 """The one place that reads which files make up a generated dataset: its manifest.json.
 
-`sarchat generate` writes manifest.json last and removes it first (SPEC section 4), so a folder
+`sarchat generate` writes manifest.json last and removes it first (docs/rules.md section 10), so a folder
 without one is incomplete or not ours, and no command reads it as a dataset. Consumers (stats,
 infer, score, demo, the RunInference pipeline) take the list of files from the manifest, never from
 a folder listing, and a listed file whose size differs from the manifest is refused: a shard left
@@ -109,9 +109,26 @@ def required_split_parquet_files(dataset, split, manifest=None):
     return files
 
 
+# The manifest key saying its relative local paths (input_root, inputs.<split>.path) hang from the
+# dataset folder, so they resolve from any working folder; generate writes it when --input was relative.
+RELATIVE_TO = "paths_relative_to"
+
+
+def recorded_path(dataset, manifest, path):
+    """A path the manifest records, as a path that works from here: one stored relative to the
+    dataset folder (manifest[RELATIVE_TO] == "dataset") is joined with it; others are as stored."""
+    if not path:
+        return path
+    path = str(path)
+    if (manifest or {}).get(RELATIVE_TO) == "dataset" and not is_url(path) and not os.path.isabs(path):
+        return os.path.normpath(join(dataset, path)) if not is_url(dataset) else join(dataset, path)
+    return path
+
+
 def image_root(dataset, manifest, override=None):
     """Where the rows' image_path is relative to: --image-root, else the manifest's `input_root`
-    (a relative one tried from the current folder, then from the dataset folder), else None."""
+    (relative to the dataset folder when the manifest says so; in older manifests a relative one is
+    tried from the current folder, then from the dataset folder), else None."""
     if override:
         return str(override)
     if not manifest:
@@ -119,7 +136,7 @@ def image_root(dataset, manifest, override=None):
     root = manifest.get("input_root") or (manifest.get("config") or {}).get("input_root")
     if not root:
         return None
-    root = str(root)
+    root = recorded_path(dataset, manifest, root)
     if is_url(root) or os.path.isabs(root) or os.path.isdir(root):
         return root
     candidate = os.path.join(str(dataset), root)
@@ -127,6 +144,6 @@ def image_root(dataset, manifest, override=None):
 
 
 def dataset_version(manifest) -> str:
-    """The dataset version of SPEC section 4: the manifest's `dataset_version`, else its
+    """The dataset version of docs/rules.md section 10: the manifest's `dataset_version`, else its
     `config_hash` (manifests written before the version field existed)."""
     return str(manifest.get("dataset_version") or manifest.get("config_hash") or "")

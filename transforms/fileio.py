@@ -3,7 +3,7 @@
 One copy of these helpers for every pipeline. Reads are byte-exact unless a caller asks for
 AUTO (which decompresses by file extension, e.g. an `annotations.json.gz`).
 
-Writes never leave a half-written file under a name a user reads (SPEC section 4): on a local disk
+Writes never leave a half-written file under a name a user reads (docs/rules.md section 10): on a local disk
 the bytes go to `<name>.tmp-<pid>-<random>` in the same folder, which is renamed over `<name>` once
 complete (os.replace is atomic within a folder); a failed write removes its temporary, and the next
 write of the same name removes temporaries left by processes that died (SIGKILL, power loss).

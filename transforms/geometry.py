@@ -1,4 +1,4 @@
-"""Box geometry and the attribute words of SPEC section 2. Pure functions, no Beam.
+"""Box geometry and the attribute words of docs/rules.md section 2. Pure functions, no Beam.
 
 W, H are the image width and height in pixels; COCO boxes are [x, y, w, h] floats.
 """
@@ -39,7 +39,7 @@ def _clamp(v: int, hi: int) -> int:
 def invalid_box_reason(bbox, width, height):
     """Why a COCO box cannot be used for any task, or None when it is usable.
 
-    Covers the geometric reasons of SPEC section 2; unknown category and unknown image are
+    Covers the geometric reasons of docs/rules.md section 2; unknown category and unknown image are
     decided by the reader, which knows the category and image tables.
     """
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:

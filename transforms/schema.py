@@ -1,4 +1,4 @@
-"""Record schemas of SPEC section 4 (dialogues, predictions) and stable ids. Pure, no Beam."""
+"""Record schemas of docs/rules.md sections 8 and 11 (dialogues, predictions) and stable ids. Pure, no Beam."""
 import hashlib
 
 import pyarrow as pa

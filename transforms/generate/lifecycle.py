@@ -1,4 +1,4 @@
-"""The output lifecycle of `sarchat generate` (SPEC section 4): what a rerun removes, and in which order.
+"""The output lifecycle of `sarchat generate` (docs/rules.md section 10): what a rerun removes, and in which order.
 
 A rerun into a folder first removes the old `manifest.json` (from then on the folder is incomplete
 and no command reads it as a dataset), then every file its predecessor wrote as that manifest lists

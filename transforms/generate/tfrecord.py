@@ -96,7 +96,7 @@ _STRLIST = ("gt_categories", "gt_cells", "gt_sizes", "gt_shapes", "gt_relations"
 
 
 def example_of_row(row, _example=None) -> bytes:
-    """A dialogue row (a dict) -> serialized tf.train.Example with the fields of docs/formats.md."""
+    """A dialogue row (a dict) -> serialized tf.train.Example with the fields of docs/rules.md section 8."""
     ex = (_example or example_class())()
     fm = ex.features.feature
     for name in _STR:

@@ -1,4 +1,4 @@
-"""Predictions written by other evaluation tools, read as SPEC section 4 prediction rows. Pure code.
+"""Predictions written by other evaluation tools, read as docs/rules.md section 11 prediction rows. Pure code.
 
 sarchat.transforms.score.prediction_files reads every prediction file; for these two kinds it hands
 the records to the functions here, which turn them into rows {id, prediction, model}:
@@ -22,7 +22,7 @@ the records to the functions here, which turn them into rows {id, prediction, mo
   is the `model` column, else the file name without its suffix; the source is the file.
 
 Neither tool records the dataset version, so such predictions have none: `sarchat score` accepts
-them and its report says the version is unknown (SPEC section 4).
+them and its report says the version is unknown (docs/rules.md section 11).
 """
 import csv
 import io

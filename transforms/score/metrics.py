@@ -1,4 +1,4 @@
-"""Per-sample scoring, aggregation and the bootstrap of SPEC section 5. Pure functions, no Beam.
+"""Per-sample scoring, aggregation and the bootstrap of docs/rules.md section 12. Pure functions, no Beam.
 
 Per sample, every column of the sample's task yields true positives, false positives and false
 negatives (TP, FP, FN); a column's accuracy is 100 * sum(TP) / sum(TP + FP + FN) over its samples
@@ -498,7 +498,7 @@ def _status_counts(arrays, status, n):
 
 def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0, dataset_version=None,
                   predictions_dataset_version=None, dataset_version_mismatch=False):
-    """metrics.json content for one model: the SPEC section 5 keys, in its order, then two keys
+    """metrics.json content for one model: the docs/rules.md section 12 keys, in its order, then two keys
     saying on which dataset version the predictions were made.
 
     task_arrays: {task: TaskArrays} (missing tasks count as empty).

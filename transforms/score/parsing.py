@@ -1,4 +1,4 @@
-"""Answer parsers for the six SARChat-Bench tasks (SPEC sections 3 and 5). Pure functions, no Beam.
+"""Answer parsers for the six SARChat-Bench tasks (docs/rules.md sections 7 and 12). Pure functions, no Beam.
 
 Every parser takes the raw model text and returns a small dict with a `status` of "ok" or
 "unparseable" plus the fields it found. An unparseable answer scores as a miss on every column of
@@ -75,7 +75,7 @@ def _shape(word):
     return w if w in ("wide", "tall") else "roughly square"
 
 
-# Positions: the description phrases of SPEC section 2, their close variants, and bare cell words
+# Positions: the description phrases of docs/rules.md section 2, their close variants, and bare cell words
 # ("top right", "bottom center"). Phrases come first in the alternation; finditer scans left to
 # right, so "in the top left portion of the image" is one match.
 _ROW_WORD = {"top": "top", "upper": "top", "middle": "middle", "center": "middle", "centre": "middle",

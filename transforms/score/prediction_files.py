@@ -1,4 +1,4 @@
-"""The one reader of prediction files (SPEC section 4 predictions). Pure code, no Beam transforms.
+"""The one reader of prediction files (docs/rules.md section 11). Pure code, no Beam transforms.
 
 A prediction row is `id`, `prediction` (raw model text), `model`, and optional `error`,
 `latency_s`, in Parquet or JSONL (optionally .gz; a UTF-8 byte order mark is accepted). Used twice

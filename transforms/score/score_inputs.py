@@ -6,7 +6,7 @@
   the dataset version is then unknown.
 - The predictions: every file scanned once (sarchat.transforms.score.prediction_files), one
   source per model, and the dataset version each records compared with the dataset's: predictions
-  made on another version are refused unless --allow-version-mismatch (SPEC section 4).
+  made on another version are refused unless --allow-version-mismatch (docs/rules.md section 10).
 - The box format per model, the image root of the samples section, the stats document.
 Every failure is a SarchatError whose message names the file or flag.
 """
@@ -151,7 +151,7 @@ def annotation_info(split_input):
     return info if isinstance(info, dict) else None
 
 
-def data_source(manifest, split):
+def data_source(manifest, split, dataset=None):
     """{'kind': 'synthetic' | 'dataset' | 'unknown', 'name', 'detail'} of the test rows.
 
     The signal: the COCO file the split was generated from (the manifest's `inputs.<split>.path`,
@@ -161,7 +161,9 @@ def data_source(manifest, split):
     its input root); an ad-hoc Parquet or a file no longer there is 'unknown'."""
     if not manifest:
         return {"kind": "unknown", "name": "test rows given as Parquet files (no dataset manifest)", "detail": ""}
-    entry = (manifest.get("inputs") or {}).get(split) or {}
+    entry = dict((manifest.get("inputs") or {}).get(split) or {})
+    if dataset is not None and entry.get("path"):  # a path relative to the dataset folder, resolved here
+        entry["path"] = dataset_files.recorded_path(dataset, manifest, entry["path"])
     root = str(manifest.get("input_root") or "")
     info = {"generator": entry["generator"]} if entry.get("generator") else annotation_info(entry)
     if info is None:
@@ -184,7 +186,7 @@ def report_context_of(dataset, split, manifest, scanned):
             models.setdefault(m, {"backend": str(run.get("backend") or "unknown"),
                                   "adapter": str(run.get("adapter") or "unknown"),
                                   "run": f.source if f.run_manifest else None})
-    return {"dataset": str(dataset), "split": split, "source": data_source(manifest, split),
+    return {"dataset": str(dataset), "split": split, "source": data_source(manifest, split, dataset),
             "dataset_version": dataset_files.dataset_version(manifest) if manifest else None,
             "images": counts.get("images"), "dialogues": counts.get("dialogues"), "models": models}
 

@@ -45,7 +45,7 @@ from sarchat.transforms.schema import SUBSET_TASKS, TASKS, split_relation
 
 AR_BUCKETS = ("AR<=0.67", "0.67<AR<=1.5", "AR>1.5")          # paper Eq. 2 buckets on AR = h/w
 AR_LOW, AR_HIGH = 0.67, 1.5
-SHAPE_ORDER = ("wide", "roughly square", "tall")              # identify rule on w/h (SPEC section 2)
+SHAPE_ORDER = ("wide", "roughly square", "tall")              # identify rule on w/h (docs/rules.md section 2)
 IDENTIFY_SIZE_ORDER = ("very small", "small", "medium-sized", "large", "very large")
 DESCRIBE_SIZE_ORDER = ("small", "medium-sized", "large")
 CELL_ORDER = geometry.CELLS                                   # top left .. bottom right, row-major
@@ -637,13 +637,13 @@ class DialogueStats:
 
 METHODS = {
     "aspect_ratio": "AR = h/w of each valid box (paper Eq. 2, as a ratio, not x100); buckets AR<=0.67, 0.67<AR<=1.5, AR>1.5",
-    "shapes": "identify shape words on w/h (SPEC section 2): >1.5 wide, <0.67 tall, else roughly square",
+    "shapes": "identify shape words on w/h (docs/rules.md section 2): >1.5 wide, <0.67 tall, else roughly square",
     "std": "population standard deviation (ddof=0) from exact sums",
     "median": (f"exact while a key holds <= {{exact_cap}} values, else the geometric centre of log-bins of relative "
                f"width {SKETCH_REL_WIDTH:g} (relative error <= {SKETCH_MAX_REL_ERROR:.1e}); 'quantile_method' says which"),
     "area_ratio": "R = w*h/(W*H) as a fraction; identify sizes >=0.40/0.25/0.10/0.03, describe sizes <0.05 / >0.30",
     "cells": "3x3 grid cell of the centre of the rounded, clamped xyxy box",
-    "boxes": "valid boxes only (SPEC section 1); rejected records are counted under 'rejects'",
+    "boxes": "valid boxes only (docs/rules.md section 1); rejected records are counted under 'rejects'",
 }
 
 

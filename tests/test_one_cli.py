@@ -1,0 +1,88 @@
+"""One CLI (issue 22, point 4), run as a user runs it: `sarchat` and `sarchat export` alone print the
+usage and exit 2; one spelling of the token limit (`--max-tokens`, the old `--max-new-tokens` still
+works with a note); `--no-progress` on every subcommand; an unknown `--adapter` exits 2 everywhere;
+no Beam "No semi_persistent_directory found" noise on a multi-process run; counts printed as 3,267."""
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from sarchat.beam_pipelines import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sarchat(*argv, cwd=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["SARCHAT_NO_PROGRESS"] = "1"
+    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *argv], env=env, cwd=cwd,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("argv", [[], ["export"]], ids=["sarchat", "sarchat export"])
+def test_no_arguments_print_the_usage_and_exit_2(argv):
+    done = _sarchat(*argv)
+    assert done.returncode == 2, done
+    assert done.stdout == "" and done.stderr.startswith("usage: sarchat"), done.stderr
+
+
+def test_help_still_exits_0():
+    for argv in (["--help"], ["export", "--help"]):
+        done = _sarchat(*argv)
+        assert done.returncode == 0 and done.stdout.startswith("usage: sarchat"), done
+
+
+@pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
+def test_every_subcommand_takes_no_progress_and_one_token_limit_spelling(name):
+    parser = importlib.import_module(cli.SUBCOMMANDS[name][0]).build_parser()
+    options = {s for a in parser._actions for s in a.option_strings}
+    assert "--no-progress" in options
+    visible = {s for a in parser._actions if a.help != "==SUPPRESS==" and "deprecated" not in str(a.help)
+               for s in a.option_strings}
+    assert not any("new-tokens" in o for o in visible), name
+
+
+def test_the_token_limit_has_one_name_and_the_old_one_works(tmp_path, tiny_demo):
+    dataset = os.path.join(tiny_demo[0], "dataset")
+    new = _sarchat("export", "lmms-eval", "--dataset", dataset, "--output", str(tmp_path / "new"), "--max-tokens", "77",
+                   "--no-progress")
+    assert new.returncode == 0 and new.stderr == "", new.stderr
+    old = _sarchat("export", "lmms-eval", "--dataset", dataset, "--output", str(tmp_path / "old"), "--max-new-tokens", "77")
+    assert old.returncode == 0, old.stderr
+    assert old.stderr.strip() == ("sarchat export lmms-eval: note: --max-new-tokens is now --max-tokens; the old "
+                                  "spelling will be removed in 0.3.0")
+    for folder in ("new", "old"):
+        text = open(os.path.join(tmp_path, folder, "_default_template_yaml"), encoding="utf-8").read()
+        assert "max_new_tokens: 77" in text
+
+
+def test_an_unknown_adapter_exits_2_in_every_command(tmp_path, tiny_demo):
+    dataset = os.path.join(tiny_demo[0], "dataset")
+    preds = os.path.join(tiny_demo[0], "runs", "oracle", "predictions.parquet")
+    runs = {
+        "export": ["export", "lmms-eval", "--dataset", dataset, "--output", str(tmp_path / "e"), "--adapter", "nope"],
+        "infer": ["infer", "--dataset", dataset, "--output", str(tmp_path / "i"), "--backend", "oracle", "--adapter", "nope"],
+        "score": ["score", "--dataset", dataset, "--predictions", preds, "--output", str(tmp_path / "s"), "--adapter", "nope"],
+    }
+    for name, argv in runs.items():
+        done = _sarchat(*argv)
+        assert done.returncode == 2, (name, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "nope" in lines[0], (name, lines)
+
+
+def test_a_multi_process_run_prints_no_beam_noise_and_counts_with_commas(tmp_path):
+    assert _sarchat("synth", "--output", str(tmp_path / "data"), "--images", "80", "--seed", "2").returncode == 0
+    done = _sarchat("generate", "--input", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+                    "--formats", "parquet", "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert done.returncode == 0, done.stderr
+    assert "semi_persistent_directory" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+    manifest = json.load(open(tmp_path / "out" / "manifest.json"))
+    n = manifest["counts"]["train"]["dialogues"]
+    assert n >= 1000
+    assert f"-> {n:,} dialogues" in done.stdout and re.search(r"-> \d,\d{3} dialogues", done.stdout), done.stdout
