@@ -191,13 +191,19 @@ def submits_only(options) -> bool:
 LOCAL_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner", "FnApiRunner", "PrismRunner")
 
 
-def runs_here(options) -> bool:
-    """True when the pipeline's workers run on this machine (progress can be shown live)."""
+def runner_name(options):
+    """The runner's class name (DataflowRunner, DaskRunner, ...), None when the options name none."""
     from apache_beam.options.pipeline_options import StandardOptions
 
     runner = options.view_as(StandardOptions).runner
     name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    return name is None or name.rsplit(".", 1)[-1] in LOCAL_RUNNERS
+    return None if name is None else name.rsplit(".", 1)[-1]
+
+
+def runs_here(options) -> bool:
+    """True when the pipeline's workers run on this machine (progress can be shown live)."""
+    name = runner_name(options)
+    return name is None or name in LOCAL_RUNNERS
 
 
 def launch(pipeline, progress=None):
@@ -214,13 +220,19 @@ def launch(pipeline, progress=None):
                 result = pipeline.run()
                 result.wait_until_finish()
             return result, True
-        print(f"{progress[0].split(':')[0]}: the job runs remotely; its progress is the job's counters "
-              f"(namespace sarchat.{progress[1].split('.')[0]}) and the workers' log lines 'sarchat progress: {progress[1]}: N done'",
-              file=progress_display.stream(), flush=True)
+        where = (f"the job's counters (namespace sarchat.{progress[1].split('.')[0]})"
+                 if runner_name(pipeline.options) != "DaskRunner" else "the Dask scheduler's dashboard")
+        print(f"{progress[0].split(':')[0]}: the job runs remotely; its progress is {where} and the workers' "
+              f"log lines 'sarchat progress: {progress[1]}: N done'", file=progress_display.stream(), flush=True)
     result = pipeline.run()
     if submits_only(pipeline.options):
         return result, False
-    result.wait_until_finish()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)  # the DaskRunner's connection to the scheduler
+        if client is not None and hasattr(client, "close"):
+            client.close()
     return result, True
 
 

@@ -24,7 +24,7 @@ elements rather than hundreds of thousands:
 
 All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
 
-Every step has one output (sarchat/transforms/steps.py): a DoFn with several kinds of output emits
+Every step has one output (transforms/steps.py): a DoFn with several kinds of output emits
 `(tag, value)` pairs that `select` splits. WriteReportsFn, the last step, reads through its main
 input (Gather) the models' entries, the shown ids' results, the rejects of no model and the count
 of stale sample-line files removed, so it depends on every step that writes files; its side inputs

@@ -15,7 +15,7 @@ whole table.
 Every accumulator merges exactly (integers, exact sums, order-free sketches), so the output is the
 same whatever the bundle boundaries, merge order, runner or worker count.
 
-Every step has one output (sarchat/transforms/steps.py): ReadCocoChunksFn emits `(tag, value)` pairs
+Every step has one output (transforms/steps.py): ReadCocoChunksFn emits `(tag, value)` pairs
 that `select` splits, and the one step that writes files reads every summary through its main
 input (Gather), so every runner computes all of them, once.
 """
