@@ -60,10 +60,11 @@ echo "engine_checks: scheduler $address and 2 workers up in $(( $(date +%s) - st
 
 t0=$(date +%s)
 set +e
-SARCHAT_ENGINE_CHECKS=1 SARCHAT_DASK_ADDRESS="$address" "$PYTHON" -m pytest -q -p no:cacheprovider -rxXs \
-  tests/test_engines.py
+SARCHAT_ENGINE_CHECKS=1 SARCHAT_DASK_ADDRESS="$address" SARCHAT_ENGINE_TIMES="$work/times.json" \
+  "$PYTHON" -m pytest -q -p no:cacheprovider -rxXs tests/test_engines.py
 status=$?
 set -e
+if [[ -s "$work/times.json" ]]; then echo "engine_checks: seconds per command:"; cat "$work/times.json"; echo; fi
 if [[ $status -ne 0 ]]; then
   for log in "$work"/*.log; do echo "--- $(basename "$log") (last lines)"; tail -n 20 "$log"; done
 fi

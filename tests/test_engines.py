@@ -47,11 +47,22 @@ def tree_differences(expected, actual):
     return diffs
 
 
-def sarchat(*argv):
+TIMES = {}  # (pipeline, where) -> seconds, written to $SARCHAT_ENGINE_TIMES (the CI log prints them)
+
+
+def sarchat(*argv, timed=None):
+    import time
+
     from sarchat.beam_pipelines import cli
 
+    t0 = time.perf_counter()
     rc = cli.main([str(a) for a in argv])
     assert rc == 0, f"sarchat {' '.join(map(str, argv))} exited {rc}"
+    if timed is not None:
+        TIMES[f"{argv[0]} {timed}"] = round(time.perf_counter() - t0, 1)
+        if os.environ.get("SARCHAT_ENGINE_TIMES"):
+            with open(os.environ["SARCHAT_ENGINE_TIMES"], "w") as f:
+                json.dump(TIMES, f, indent=1)
 
 
 def _corrupt(annotations_path):
@@ -102,12 +113,12 @@ def ref(tmp_path_factory):
     _corrupt(data / "Annotations" / "test.json")
     r = {"base": base, "data": data}
     r["generate"] = ["generate", "--input", data, "--images-per-shard", IMAGES_PER_SHARD, "--no-progress"]
-    sarchat(*r["generate"], "--output", base / "generate")
+    sarchat(*r["generate"], "--output", base / "generate", timed="in process")
     r["stats"] = ["stats", "--dataset", base / "generate", "--no-progress"]
-    sarchat(*r["stats"], "--output", base / "stats")
+    sarchat(*r["stats"], "--output", base / "stats", timed="in process")
     preds = _predictions(base / "generate", base / "predictions")
     r["score"] = ["score", "--dataset", base / "generate", "--predictions", *preds, *SCORE_FLAGS, "--no-progress"]
-    sarchat(*r["score"], "--output", base / "score")
+    sarchat(*r["score"], "--output", base / "score", timed="in process")
     return r
 
 
@@ -151,7 +162,7 @@ def dask_runs(ref, dask_flags):
     before = _executed_per_worker(address)
     out = ref["base"] / "dask"
     for name in ("generate", "stats", "score"):
-        sarchat(*ref[name], "--output", out / name, *dask_flags)
+        sarchat(*ref[name], "--output", out / name, *dask_flags, timed="on the Dask cluster")
     after = _executed_per_worker(address)
     return out, {w: after[w] - before.get(w, 0) for w in after}
 
@@ -280,7 +291,8 @@ def test_offline_dataflow_job_replays_byte_identical(ref, pipeline, capsys):
     for sub in ("staging", "temp"):
         (folder / sub).mkdir(parents=True)
     out = folder / "out"
-    sarchat(*ref[pipeline], "--output", out, *_dataflow_flags(folder, os.path.join(repo, "setup.py")))
+    sarchat(*ref[pipeline], "--output", out, *_dataflow_flags(folder, os.path.join(repo, "setup.py")),
+            timed="offline Dataflow build")
     assert "submitted" in capsys.readouterr().out     # built and staged, not run
     assert not out.exists() or not any(out.iterdir())  # nothing ran yet
     with open(folder / "template.json") as f:
