@@ -124,7 +124,7 @@ def ref(tmp_path_factory):
 
 def test_reference_outputs_hold_what_is_compared(ref):
     """The comparison is only as good as what the in-process run wrote: rejects, several shards,
-    both models, rejects of a model and of none, the stats plots."""
+    every model, rejects of a model and of none, the stats plots."""
     base = ref["base"]
     with open(base / "generate" / "manifest.json") as f:
         manifest = json.load(f)
