@@ -48,9 +48,13 @@ setup(
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1"],
         # The tests cover the Dataflow and gs:// paths too (Flex Template metadata, object stores).
         # (datasets: the dataset card test loads OUT the way Hugging Face users do)
-        # (ruff, pyright, mypy: CI's static checks of the library, .ci/static_checks.py)
+        # (ruff, pyright, mypy: CI's static checks of the library, .ci/static_checks.py;
+        #  dask, distributed: .ci/engine_checks.sh runs the pipelines on a local Dask cluster)
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2023.1", "datasets>=3",
-                 "ruff>=0.6", "pyright>=1.1.380", "mypy>=1.11"],
+                 "ruff>=0.6", "pyright>=1.1.380", "mypy>=1.11", "dask[distributed]==2026.8.0", "distributed==2026.8.0"],
+        # Beam's DaskRunner on a dask.distributed cluster (--runner=DaskRunner), pinned to the versions
+        # the engine checks ran with: its silent failures depend on them (docs/runners.md)
+        "dask": ["dask[distributed]==2026.8.0", "distributed==2026.8.0"],
         "inference": ["vllm>=0.8", "torch>=2.5", "transformers>=4.45"],
     },
     entry_points={"console_scripts": ["sarchat=sarchat.beam_pipelines.cli:main"]},

@@ -6,6 +6,13 @@ lets through only what Beam's PipelineOptions really defines (--runner, --direct
 ours or Beam's as a suggestion. Beam itself would only log "Unparseable argument" and run with the
 default. `make_pipeline` checks again, so a launcher that parses on its own is covered too.
 
+Some runners define their options in their own module, which Beam imports only when it creates the
+runner, and Beam knows them only by their class path: `--runner=DaskRunner` would be refused, and so
+would `--dask_client_address`. `RUNNER_MODULES` lists them; naming one (its short name, Beam's
+lower-case or "runner"-less spellings, or its class path) imports its module before the flags are
+checked, so its options are accepted like any other Beam option, and `make_pipeline` gives Beam the
+class path. Without the runner's packages installed, the flag is a UsageError naming the extra.
+
 Beam's DirectRunner first tries the Prism runner, which downloads a binary (impossible offline and
 surprising in a batch job). Unless the user names a runner, we run on the in-process FnApiRunner,
 which honours --direct_num_workers and --direct_running_mode=multi_processing.
@@ -23,10 +30,61 @@ def has_runner_flag(beam_argv) -> bool:
     return any(a == "--runner" or a.startswith("--runner=") for a in beam_argv)
 
 
-def _beam_parser():
+# Runners whose module Beam imports only to create them: (class path, the module's option prefix, the
+# sarchat-bench extra that installs what the module imports). docs/runners.md.
+RUNNER_MODULES = {
+    "DaskRunner": ("apache_beam.runners.dask.dask_runner.DaskRunner", "--dask_", "dask"),
+}
+
+
+def runner_value(beam_argv):
+    """The value of the last --runner flag (as Beam's argparse takes it), None without one."""
+    value = None
+    words = list(beam_argv)
+    for i, word in enumerate(words):
+        if word == "--runner" and i + 1 < len(words):
+            value = words[i + 1]
+        elif word.startswith("--runner="):
+            value = word.split("=", 1)[1]
+    return value
+
+
+def module_runner(name):
+    """The RUNNER_MODULES key a --runner value names (DaskRunner, daskrunner, dask, or the class
+    path, as Beam's create_runner spells them), else None."""
+    if not name:
+        return None
+    lowered = name.lower()
+    for key, (path, _, _) in RUNNER_MODULES.items():
+        if lowered in (key.lower(), key.lower()[:-len("runner")], path.lower()):
+            return key
+    return None
+
+
+def register_runner_options(beam_argv):
+    """Import the module of the runner beam_argv names, when it is one of RUNNER_MODULES, so that
+    its PipelineOptions class is loaded (and its flags accepted). Returns its class path or None."""
+    import importlib
+
+    key = module_runner(runner_value(beam_argv))
+    if key is None:
+        return None
+    path, _, extra = RUNNER_MODULES[key]
+    try:
+        importlib.import_module(path.rsplit(".", 1)[0])
+    except ImportError as e:
+        raise UsageError(f"--runner={runner_value(beam_argv)} needs packages that are not installed ({e}); "
+                         f"install them with: pip install 'sarchat-bench[{extra}]'") from None
+    return path
+
+
+def _beam_parser(beam_argv=()):
     """An argparse parser holding every option of every PipelineOptions class Beam has loaded (the
-    set PipelineOptions.get_all_options parses with); its errors raise UsageError."""
+    set PipelineOptions.get_all_options parses with), after the runner beam_argv names registered
+    its own (register_runner_options); its errors raise UsageError."""
     from apache_beam.options import pipeline_options as po
+
+    register_runner_options(beam_argv)
 
     class Parser(po._BeamArgumentParser):  # pylint: disable=protected-access
         def error(self, message):
@@ -51,7 +109,14 @@ def check_beam_args(beam_argv, our_flags=()):
     beam_argv = list(beam_argv)
     if not beam_argv:
         return
-    parser = _beam_parser()
+    named = module_runner(runner_value(beam_argv))
+    for word in beam_argv:
+        for key, (_, prefix, _) in RUNNER_MODULES.items():
+            # refused whether or not an earlier command in this process imported the runner's module
+            if word.startswith(prefix) and named != key:
+                raise UsageError(f"flag {word.split('=', 1)[0]}: the {prefix}* options belong to "
+                                 f"--runner={key}, which this command line does not name")
+    parser = _beam_parser(beam_argv)
     _, unknown = parser.parse_known_args(beam_argv)
     if not unknown:
         return
@@ -101,6 +166,9 @@ def make_pipeline(beam_argv, save_main_session: bool = False):
 
     check_beam_args(beam_argv)
     quiet_local_worker_noise()
+    path = register_runner_options(beam_argv)
+    if path is not None:  # Beam creates such a runner from its class path only
+        beam_argv = _with_runner(beam_argv, path)
     options = PipelineOptions(list(beam_argv))
     options.view_as(SetupOptions).save_main_session = save_main_session
     if has_runner_flag(beam_argv):
@@ -108,6 +176,24 @@ def make_pipeline(beam_argv, save_main_session: bool = False):
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     return beam.Pipeline(runner=FnApiRunner(), options=options)
+
+
+def _with_runner(beam_argv, value):
+    """beam_argv with every --runner flag's value replaced by `value`."""
+    words, out = list(beam_argv), []
+    skip = False
+    for i, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if word == "--runner" and i + 1 < len(words):
+            out.append(f"--runner={value}")
+            skip = True
+        elif word.startswith("--runner="):
+            out.append(f"--runner={value}")
+        else:
+            out.append(word)
+    return out
 
 
 def submits_only(options) -> bool:
@@ -126,13 +212,19 @@ def submits_only(options) -> bool:
 LOCAL_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner", "FnApiRunner", "PrismRunner")
 
 
-def runs_here(options) -> bool:
-    """True when the pipeline's workers run on this machine (progress can be shown live)."""
+def runner_name(options):
+    """The runner's class name (DataflowRunner, DaskRunner, ...), None when the options name none."""
     from apache_beam.options.pipeline_options import StandardOptions
 
     runner = options.view_as(StandardOptions).runner
     name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    return name is None or name.rsplit(".", 1)[-1] in LOCAL_RUNNERS
+    return None if name is None else name.rsplit(".", 1)[-1]
+
+
+def runs_here(options) -> bool:
+    """True when the pipeline's workers run on this machine (progress can be shown live)."""
+    name = runner_name(options)
+    return name is None or name in LOCAL_RUNNERS
 
 
 def launch(pipeline, progress=None):
@@ -149,13 +241,19 @@ def launch(pipeline, progress=None):
                 result = pipeline.run()
                 result.wait_until_finish()
             return result, True
-        print(f"{progress[0].split(':')[0]}: the job runs remotely; its progress is the job's counters "
-              f"(namespace sarchat.{progress[1].split('.')[0]}) and the workers' log lines 'sarchat progress: {progress[1]}: N done'",
-              file=progress_display.stream(), flush=True)
+        where = (f"the job's counters (namespace sarchat.{progress[1].split('.')[0]})"
+                 if runner_name(pipeline.options) != "DaskRunner" else "the Dask scheduler's dashboard")
+        print(f"{progress[0].split(':')[0]}: the job runs remotely; its progress is {where} and the workers' "
+              f"log lines 'sarchat progress: {progress[1]}: N done'", file=progress_display.stream(), flush=True)
     result = pipeline.run()
     if submits_only(pipeline.options):
         return result, False
-    result.wait_until_finish()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)  # the DaskRunner's connection to the scheduler
+        if client is not None and hasattr(client, "close"):
+            client.close()
     return result, True
 
 

@@ -233,7 +233,6 @@ def profile_stages(dataset_dir, pred_files, out_dir, num_buckets=64):
     minus these stages is what Beam (runner, coders, shuffles), imports and the report take."""
     import cProfile
     import pstats
-    import apache_beam as beam
     from sarchat.transforms.score import pipeline as P
     from sarchat.transforms.score.score_inputs import plan_score_inputs
 
@@ -244,13 +243,13 @@ def profile_stages(dataset_dir, pred_files, out_dir, num_buckets=64):
     prof.enable()
     read_tests = P.ReadDialogueFileFn("test", num_buckets, 2, columns=P.DIALOGUE_COLUMNS + ("question", "answer"))
     for path in inputs.test_files:
-        for e in read_tests.process(path):
-            if not isinstance(e, beam.pvalue.TaggedOutput):
+        for tag, e in read_tests.process(path):
+            if tag == read_tests.ROWS:
                 groups[e[0]]["d"].append(e[1])
     read_preds = P.ReadPredictionFileFn(num_buckets, {})
     for f in inputs.prediction_files:
-        for e in read_preds.process(f.path):
-            if not isinstance(e, beam.pvalue.TaggedOutput):
+        for tag, e in read_preds.process(f.path):
+            if tag == read_preds.ROWS:
                 groups[e[0]]["p"].append(e[1])
     score = P.ScoreBucketFn(out_dir, inputs.formats, num_buckets, inputs.models)
     score.setup()

@@ -115,6 +115,37 @@ def test_make_pipeline_refuses_unknown_flags_too():
         beam_options.make_pipeline(["--seeds", "3"])
 
 
+def test_a_runner_registers_its_own_options():
+    """Beam knows the DaskRunner's options (and its short name) only once its module is imported:
+    naming the runner imports it, so its flags pass the one check like any Beam option (docs/runners.md)."""
+    pytest.importorskip("distributed")
+    ours = ["--input", "--output"]
+    for runner in ("DaskRunner", "dask", "daskrunner", "apache_beam.runners.dask.dask_runner.DaskRunner"):
+        beam_options.check_beam_args([f"--runner={runner}", "--dask_client_address=tcp://127.0.0.1:1",
+                                      "--dask_npartitions", "2", "--dask_connection_timeout=5"], ours)
+    with pytest.raises(UsageError, match="did you mean --dask_client_address"):
+        beam_options.check_beam_args(["--runner", "DaskRunner", "--dask_client_adress=tcp://h:1"], ours)
+    with pytest.raises(UsageError, match="not allowed with argument --dask_npartitions"):
+        beam_options.check_beam_args(["--runner=DaskRunner", "--dask_npartitions=2", "--dask_partition_size=9"], ours)
+    # without the runner named, its options are refused (whatever this process imported before)
+    with pytest.raises(UsageError, match=r"--dask_client_address: the --dask_\* options belong to --runner=DaskRunner"):
+        beam_options.check_beam_args(["--dask_client_address=tcp://127.0.0.1:1"], ours)
+    with pytest.raises(UsageError, match="--dask_client_address"):
+        beam_options.make_pipeline(["--runner=DataflowRunner", "--dask_client_address=tcp://127.0.0.1:1"])
+    # the pipeline gets the runner from its class path (Beam refuses the short name); nothing connects yet
+    p = beam_options.make_pipeline(["--runner=DaskRunner", "--dask_client_address=tcp://127.0.0.1:1"])
+    assert type(p.runner).__name__ == "DaskRunner" and not beam_options.runs_here(p.options)
+    assert beam_options.runner_name(p.options) == "DaskRunner"
+
+
+def test_a_runner_whose_packages_are_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(beam_options.RUNNER_MODULES, "NoSuchRunner", ("sarchat_no_such_pkg.mod.NoSuchRunner", "--nosuch_", "nosuch"))
+    with pytest.raises(UsageError, match=r"--runner=NoSuchRunner needs packages .*pip install 'sarchat-bench\[nosuch\]'"):
+        beam_options.check_beam_args(["--runner=NoSuchRunner"])
+    with pytest.raises(UsageError, match="--nosuch_x: the --nosuch_\\* options belong to --runner=NoSuchRunner"):
+        beam_options.check_beam_args(["--nosuch_x=1"])
+
+
 def _imports_beam(argv):
     code = ("import sys; from sarchat.beam_pipelines.cli import main\n"
             f"rc = main({argv!r})\n"

@@ -7,6 +7,10 @@ dialogues, sort by id, write Parquet/TFRecord/swift parts -> one finalize step t
 parts, writes rejects and, last, manifest.json. Working per shard (thousands of images) rather than
 per dialogue keeps Beam's per-element overhead off the hot path, and makes every shard file
 byte-identical whatever the runner or worker count.
+
+Every step has one output (steps.py): ReadCoco and WriteShards emit `(tag, value)` pairs that
+`select` splits; Finalize gathers the shards' results and every reject through its main input, so
+it runs after (and depends on) every step that writes files, on every runner.
 """
 import collections
 import hashlib
@@ -22,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from sarchat.transforms import coco
+from sarchat.transforms.steps import Gather, select, tag_as, tagged
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
@@ -44,14 +49,16 @@ def shard_name(stem, shard, num_shards, ext):
 
 
 class ReadCocoPieceFn(beam.DoFn):
-    """(split, annotation path, image dir, num_shards, input root, piece) -> per shard, the piece's
-    records of that shard: ((split, shard), ("images" or "annotations", [record, ...])); tagged
-    "rejects" (the records' own faults, and the split's category faults once, with its first
-    piece) and "ann_ids" ((split, annotation ids, their indices): for duplicate_annotation_ids).
+    """(split, annotation path, image dir, num_shards, input root, piece) -> `tagged` pairs: RECORDS,
+    per shard the piece's records of that shard ((split, shard), ("images" or "annotations",
+    [record, ...])); REJECTS (the records' own faults, and the split's category faults once, with
+    its first piece); ANN_IDS ((split, annotation ids, their indices): for duplicate_annotation_ids).
 
     A piece is a byte range of the file that the launcher's pre-flight found (coco.preflight), so
     workers parse a split in parallel and each holds one piece; piece None is the whole file,
     parsed here as before (compressed input, or a file only json.loads accepts)."""
+
+    RECORDS, REJECTS, ANN_IDS = "records", "rejects", "ann_ids"
 
     def __init__(self, categories):
         self.categories = categories  # {split: the categories list the pre-flight read}
@@ -77,18 +84,17 @@ class ReadCocoPieceFn(beam.DoFn):
             else:
                 records, more = coco.read_annotation_records(entries, first, split, path)
                 shards = [annotation_shard(split, r[3], num_shards) for r in records]
-                yield beam.pvalue.TaggedOutput("ann_ids", (split, _int_array([r[1] for r in records]),
-                                                           np.fromiter((r[0] for r in records), dtype=np.int64,
-                                                                       count=len(records))))
+                yield tagged(self.ANN_IDS, (split, _int_array([r[1] for r in records]),
+                                            np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))))
             rejects += more
             by_shard = collections.defaultdict(list)
             for shard, record in zip(shards, records):
                 by_shard[shard].append(record)
             for shard in sorted(by_shard):
-                yield (split, shard), (array, by_shard[shard])
+                yield tagged(self.RECORDS, ((split, shard), (array, by_shard[shard])))
         for r in rejects:
             Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
-            yield beam.pvalue.TaggedOutput("rejects", r)
+            yield tagged(self.REJECTS, r)
 
 
 def annotation_shard(split, image_id, num_shards):
@@ -128,7 +134,10 @@ def duplicates_by_split(id_batches):
 
 class WriteShardFn(beam.DoFn):
     """((split, shard), (record batches, duplicated annotation ids of the split)) -> the shard's
-    images validated (coco.assemble, rejects tagged), its dialogue files, and a result record."""
+    images validated (coco.assemble), its dialogue files; `tagged` pairs: REJECTS, and RESULTS
+    (one record of what the shard holds and which files it wrote)."""
+
+    RESULTS, REJECTS = "results", "rejects"
 
     def __init__(self, output, formats, seed, identify_variants, image_root, num_shards, tfrecord_compression="none",
                  sources=None):
@@ -154,7 +163,7 @@ class WriteShardFn(beam.DoFn):
         del by_array
         for r in (r for group in rejects for r in group):
             Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
-            yield beam.pvalue.TaggedOutput("rejects", r)
+            yield tagged(self.REJECTS, r)
         if images:  # a shard without a kept image has no file of its own: Finalize writes it empty
             yield from self._write(split, shard, n, images)
 
@@ -164,7 +173,7 @@ class WriteShardFn(beam.DoFn):
         table, describe_rejects = self.builder.table(images)
         for r in describe_rejects:
             Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
-            yield beam.pvalue.TaggedOutput("rejects", dict(r, file="", index=-1, task="describe"))
+            yield tagged(self.REJECTS, dict(r, file="", index=-1, task="describe"))
         counts = records.task_counts(table)
         for key, value in counts.items():
             Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
@@ -181,8 +190,9 @@ class WriteShardFn(beam.DoFn):
             for task_file, data in records.swift_parts(table, self.image_root):
                 write_bytes(swift_part_path(self.output, split, task_file, shard), data)
         worker_count("generate.images", len(images))  # progress on the launcher's terminal
-        yield {"split": split, "shard": shard, "images": len(images),
-               "boxes": sum(len(im["boxes"]) for im in images), "counts": dict(counts), "files": files}
+        yield tagged(self.RESULTS, {"split": split, "shard": shard, "images": len(images),
+                                    "boxes": sum(len(im["boxes"]) for im in images), "counts": dict(counts),
+                                    "files": files})
 
 
 def write_parquet(path, table):
@@ -232,13 +242,16 @@ def authors_files(split):
 
 
 class FinalizeFn(beam.DoFn):
-    """Runs once, after every shard: swift files, empty shards, rejects, then manifest.json last."""
+    """Runs once, after every shard: swift files, empty shards, rejects, then manifest.json last.
+    Its one input: the list of every `tagged` RESULTS and REJECTS pair (Gather)."""
 
     def __init__(self, output, formats, num_shards, manifest_base, tfrecord_compression="none"):
         self.output, self.formats, self.num_shards, self.manifest_base = output, tuple(formats), num_shards, manifest_base
         self.tfrecord_compression = tfrecord_compression
 
-    def process(self, results, rejects):
+    def process(self, gathered):
+        results = sorted((v for t, v in gathered if t == WriteShardFn.RESULTS), key=lambda r: (r["split"], r["shard"]))
+        rejects = [v for t, v in gathered if t == WriteShardFn.REJECTS]
         files = [f for r in results for f in r["files"]]
         written = {f["path"] for f in files}
         # A shard that received no image still gets its (empty) files, so names never have gaps.
@@ -394,32 +407,34 @@ class GenerateDialogues(beam.PTransform):
             | "Pieces" >> beam.Create(pieces)
             | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
             | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s["split"]: s["categories"] for s in self.splits}))
-            .with_output_types(Tuple[Tuple[str, int], Any])
-            .with_outputs("rejects", "ann_ids", main="records")
         )
+        # a side input, so it only reads: a runner may compute it again for each reader (steps.py)
         duplicates = (
-            parsed.ann_ids
+            parsed
+            | "AnnotationIds" >> select(ReadCocoPieceFn.ANN_IDS)
             | "CollectAnnotationIds" >> beam.combiners.ToList()
             | "DuplicateAnnotationIds" >> beam.Map(duplicates_by_split)
         )
         sources = {s["split"]: (s["annotations"], s["image_dir"], s["categories"]) for s in self.splits}
         shards = (
-            parsed.records
+            parsed
+            | "Records" >> select(ReadCocoPieceFn.RECORDS, Tuple[Tuple[str, int], Any])
             | "GroupByShard" >> beam.GroupByKey()
             # each shard gets its split's duplicated annotation ids ({} almost always) beside its records
             | "WithDuplicates" >> beam.Map(lambda kv, dups: (kv[0], (kv[1], dups.get(kv[0][0], {}))),
                                            dups=beam.pvalue.AsSingleton(duplicates))
             | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
                                                        self.image_root, num_shards, self.tfrecord_compression,
-                                                       sources=sources)).with_outputs("rejects", main="results")
+                                                       sources=sources))
         )
-        rejects = (parsed.rejects, shards.rejects) | "AllRejects" >> beam.Flatten()
+        read_rejects = parsed | "ReadRejects" >> select(ReadCocoPieceFn.REJECTS)
+        rejects = (read_rejects, shards | "ShardRejects" >> select(WriteShardFn.REJECTS)) | "AllRejects" >> beam.Flatten()
         manifest = (
-            shards.results
-            | "CollectResults" >> beam.combiners.ToList()
+            (shards, read_rejects | "TagReadRejects" >> tag_as(WriteShardFn.REJECTS))
+            | "ShardsAndRejects" >> beam.Flatten()
+            | "CollectResults" >> Gather()
             | "Finalize" >> beam.ParDo(FinalizeFn(self.output, self.formats, num_shards, self.manifest_base,
-                                                  self.tfrecord_compression),
-                                       rejects=beam.pvalue.AsList(rejects))
+                                                  self.tfrecord_compression))
         )
         return manifest, rejects
 

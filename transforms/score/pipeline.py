@@ -15,7 +15,7 @@ elements rather than hundreds of thousands:
            the bucket's samples_<task>.jsonl lines -> GroupByKey (model, task) -> one
            OUT/<model>/samples_<task>.jsonl sorted by id; then the stale ones are removed
                                                                        |
-           Partition by task -> CombinePerKey(TaskMetricsFn(task)) per task, keyed by model
+           one Filter per task -> CombinePerKey(TaskMetricsFn(task)) per task, keyed by model
                                                                        |
            FinalizeModelFn: metrics.json, breakdown.json, rejected.jsonl per model
                                                                        |
@@ -23,6 +23,12 @@ elements rather than hundreds of thousands:
            samples section (the shown ids' rows and results) and the dataset section (--stats)
 
 All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
+
+Every step has one output (transforms/steps.py): a DoFn with several kinds of output emits
+`(tag, value)` pairs that `select` splits. WriteReportsFn, the last step, reads through its main
+input (Gather) the models' entries, the shown ids' results, the rejects of no model and the count
+of stale sample-line files removed, so it depends on every step that writes files; its side inputs
+(the shown ids, their test rows) come from reading the test files only.
 """
 import io
 from dataclasses import dataclass
@@ -38,6 +44,7 @@ from sarchat.transforms.errors import UsageError
 from sarchat.transforms.fileio import join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.runtime import gc_paused
+from sarchat.transforms.steps import Gather, select, tag_as, tagged
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
 from sarchat.transforms.score.box_format_choice import FormatChooser
@@ -76,10 +83,10 @@ class ScoreSettings:
 
 
 class ReadDialogueFileFn(beam.DoFn):
-    """A test Parquet shard -> (bucket, Arrow IPC bytes of its rows) per record batch and bucket;
-    tag 'candidates': the shard's smallest ids per (task, subset), for the report's samples."""
+    """A test Parquet shard -> `tagged` pairs: ROWS, (bucket, Arrow IPC bytes of its rows) per record
+    batch and bucket; CANDIDATES, the shard's smallest ids per (task, subset), for the report's samples."""
 
-    CANDIDATES = "candidates"
+    ROWS, CANDIDATES = "rows", "candidates"
 
     def __init__(self, split, num_buckets, samples_per_task=0, batch_size=65536, columns=DIALOGUE_COLUMNS):
         self.split, self.num_buckets, self.batch_size = split, num_buckets, batch_size
@@ -98,9 +105,10 @@ class ReadDialogueFileFn(beam.DoFn):
                     subsets = (table.column("subset").to_pylist() if "subset" in table.column_names
                                else [None] * len(ids))
                     keys += zip(ids, table.column("task").to_pylist(), subsets)
-                yield from bucket_parts(table, ids, self.num_buckets)
+                for part in bucket_parts(table, ids, self.num_buckets):
+                    yield tagged(self.ROWS, part)
         if self.samples_per_task and keys:
-            yield beam.pvalue.TaggedOutput(self.CANDIDATES, smallest_candidates(keys, self.samples_per_task))
+            yield tagged(self.CANDIDATES, smallest_candidates(keys, self.samples_per_task))
 
 
 class ChooseSamplesFn(beam.CombineFn):
@@ -134,10 +142,10 @@ class ReadShownRowsFn(beam.DoFn):
 
 
 class ReadPredictionFileFn(beam.DoFn):
-    """A prediction file -> (bucket, Arrow IPC bytes of its rows) per batch and bucket; tag
-    'rejects': (model or None, record) per malformed line (model: the file's only model)."""
+    """A prediction file -> `tagged` pairs: ROWS, (bucket, Arrow IPC bytes of its rows) per batch and
+    bucket; REJECTS, (model or None, record) per malformed line (model: the file's only model)."""
 
-    REJECTS = "rejects"
+    ROWS, REJECTS = "rows", "rejects"
 
     def __init__(self, num_buckets, malformed_model, batch_size=65536):
         self.num_buckets, self.batch_size = num_buckets, batch_size
@@ -151,10 +159,11 @@ class ReadPredictionFileFn(beam.DoFn):
             self.rows.inc(len(rows))
             if rows:
                 table = pa.Table.from_pylist(rows, schema=PREDICTION_WIRE_SCHEMA)
-                yield from bucket_parts(table, [r["id"] for r in rows], self.num_buckets)
+                for part in bucket_parts(table, [r["id"] for r in rows], self.num_buckets):
+                    yield tagged(self.ROWS, part)
             for index in bad:
                 self.malformed.inc()
-                yield beam.pvalue.TaggedOutput(self.REJECTS, (model, {
+                yield tagged(self.REJECTS, (model, {
                     "model": model, "id": None, "reason": MALFORMED, "file": path, "row": index}))
 
 
@@ -172,12 +181,13 @@ class ScoreBucketFn(beam.DoFn):
       rows without an id 'missing_id';
     - writes the bucket's per-sample results per model, sorted by id, to
       OUT/<model>/samples/samples-<bucket>-of-<num_buckets>.parquet;
-    - main output: (task, model, TaskArrays); tag 'rejects': (model, reject record); tag 'shown':
-      (id, model, {'prediction', 'error', 'result': sample record}) for the report's shown ids;
-      tag 'lines' (when writing samples): ((model, task), [(id, samples_<task>.jsonl line)]) per
+    - its output, `tagged` pairs: ARRAYS, (task, model, TaskArrays); REJECTS, (model, reject record);
+      SHOWN, (id, model, {'prediction', 'error', 'result': sample record}) for the report's shown
+      ids; LINES (when writing samples), ((model, task), [(id, samples_<task>.jsonl line)]) per
       bucket, the line joining the test row's question and answer with the prediction's text.
     """
 
+    ARRAYS = "arrays"
     REJECTS = "rejects"
     SHOWN = "shown"
     LINES = "lines"
@@ -205,7 +215,7 @@ class ScoreBucketFn(beam.DoFn):
 
     def _reject(self, pred, reason):
         self.c_reject[reason].inc()
-        return beam.pvalue.TaggedOutput(self.REJECTS, (pred["model"], {
+        return tagged(self.REJECTS, (pred["model"], {
             "model": pred["model"], "id": pred.get("id"), "reason": reason,
             "file": pred.get("_file"), "row": pred.get("_row")}))
 
@@ -271,7 +281,7 @@ class ScoreBucketFn(beam.DoFn):
                     records.add(row, model, pred, result, category, size)
                     lines[row["task"]].append((sid, sample_line(row, records.row(len(records) - 1), pred)))
                 if sid in shown:
-                    yield beam.pvalue.TaggedOutput(self.SHOWN, (sid, model, {
+                    yield tagged(self.SHOWN, (sid, model, {
                         "prediction": pred.get("prediction") if pred else None,
                         "error": pred.get("error") if pred else None,
                         "result": sample_record(row, model, pred, result)}))
@@ -285,9 +295,9 @@ class ScoreBucketFn(beam.DoFn):
                 write_bytes(path, buf.getvalue())
             for task, results in per_task.items():
                 if results:
-                    yield task, model, M.arrays_from_results(task, results)
+                    yield tagged(self.ARRAYS, (task, model, M.arrays_from_results(task, results)))
                 if lines[task]:
-                    yield beam.pvalue.TaggedOutput(self.LINES, ((model, task), lines[task]))
+                    yield tagged(self.LINES, ((model, task), lines[task]))
 
 
 class WriteSampleLinesFn(beam.DoFn):
@@ -351,14 +361,15 @@ class TaskMetricsFn(beam.CombineFn):
 
 
 class AggregateTasks(beam.PTransform):
-    """(task, model, TaskArrays) -> (model, task summary), one CombinePerKey(TaskMetricsFn) per task."""
+    """(task, model, TaskArrays) -> (model, task summary), one CombinePerKey(TaskMetricsFn) per task
+    (one Filter per task rather than a Partition: steps.py)."""
 
     def expand(self, pcoll):
-        parts = pcoll | "ByTask" >> beam.Partition(lambda e, n: TASKS.index(e[0]), len(TASKS))
         outs = []
-        for task, part in zip(TASKS, parts):
+        for task in TASKS:
             outs.append(
-                part
+                pcoll
+                | f"Only{task}" >> beam.Filter(lambda e, t: e[0] == t, task)
                 | f"Key{task}" >> beam.Map(lambda e: (e[1], e[2]))
                 | f"Combine{task}" >> beam.CombinePerKey(TaskMetricsFn(task))
             )
@@ -396,15 +407,23 @@ class FinalizeModelFn(beam.DoFn):
 class WriteReportsFn(beam.DoFn):
     """[model entries] -> leaderboard.json, leaderboard.md, rejected.jsonl (rejects of no model),
     report.md and report.html in OUT, with the samples section (from the shown ids' test rows and
-    results) and the dataset section (a stats.json document) when there are any."""
+    results) and the dataset section (a stats.json document) when there are any.
+
+    Its main input: the list of `tagged` pairs (Gather): ENTRY, a model's entry (FinalizeModelFn);
+    SHOWN, a shown id's result (ScoreBucketFn); ORPHAN, a reject of no model; STALE_REMOVED, the
+    number of stale sample-line files removed (only so that this step runs after that one)."""
+
+    ENTRY, SHOWN, ORPHAN, STALE_REMOVED = "entry", "shown", "orphan", "stale_removed"
 
     def __init__(self, output_dir, stats=None, image_root=None, image_max_side=256, samples_per_task=0,
                  context=None):
         self.output_dir, self.stats, self.context = output_dir, stats, context  # context: the report's header
         self.image_root, self.image_max_side, self.samples_per_task = image_root, image_max_side, samples_per_task
 
-    def process(self, entries, shown_order=(), shown_rows=(), shown_results=(), orphan_rejects=()):
-        entries = sorted(entries, key=lambda e: e["model"])
+    def process(self, gathered, shown_order=(), shown_rows=()):
+        entries = sorted((v for t, v in gathered if t == self.ENTRY), key=lambda e: e["model"])
+        shown_results = [v for t, v in gathered if t == self.SHOWN]
+        orphan_rejects = [v for t, v in gathered if t == self.ORPHAN]
         board = outputs.leaderboard(entries)
         write_text(join_path(self.output_dir, "leaderboard.json"), outputs.json_text(board), "application/json")
         write_text(join_path(self.output_dir, "leaderboard.md"), score_report.render_leaderboard_md(board))
@@ -447,32 +466,36 @@ class ScorePredictions(beam.PTransform):
         test_columns = DIALOGUE_COLUMNS + (("question", "answer") if s.write_samples else ())
         read_tests = (pbegin
                       | "TestFiles" >> beam.Create(list(inp.test_files))
-                      | "ReadTests" >> beam.ParDo(ReadDialogueFileFn(s.split, nb, per_task, columns=test_columns))
-                      .with_outputs(ReadDialogueFileFn.CANDIDATES, main="rows"))
-        shown = (read_tests[ReadDialogueFileFn.CANDIDATES]
+                      | "ReadTests" >> beam.ParDo(ReadDialogueFileFn(s.split, nb, per_task, columns=test_columns)))
+        # side inputs below are computed from reading the test files only (steps.py)
+        shown = (read_tests
+                 | "Candidates" >> select(ReadDialogueFileFn.CANDIDATES)
                  | "ChooseShownSamples" >> beam.CombineGlobally(ChooseSamplesFn(per_task)))
         preds = (pbegin
                  | "PredictionFiles" >> beam.Create(files)
                  | "ReadPredictions" >> beam.ParDo(ReadPredictionFileFn(
-                     nb, {f.path: model_of_malformed(f) for f in inp.prediction_files})).with_outputs(
-                         ReadPredictionFileFn.REJECTS, main="rows"))
+                     nb, {f.path: model_of_malformed(f) for f in inp.prediction_files})))
         scored = (
-            {"d": read_tests.rows, "p": preds.rows}
+            {"d": read_tests | "TestRows" >> select(ReadDialogueFileFn.ROWS),
+             "p": preds | "PredictionRows" >> select(ReadPredictionFileFn.ROWS)}
             | "JoinOnIdBucket" >> beam.CoGroupByKey()
             | "ScoreBuckets" >> beam.ParDo(
                 ScoreBucketFn(s.output_dir, inp.formats, nb, inp.models, write_samples=s.write_samples),
-                shown=beam.pvalue.AsSingleton(shown)).with_outputs(
-                    ScoreBucketFn.REJECTS, ScoreBucketFn.SHOWN, ScoreBucketFn.LINES, main="arrays")
+                shown=beam.pvalue.AsSingleton(shown))
         )
-        (scored[ScoreBucketFn.LINES]
-         | "GroupSampleLines" >> beam.GroupByKey()
-         | "WriteSampleLines" >> beam.ParDo(WriteSampleLinesFn(s.output_dir))
-         | "WrittenSampleLines" >> beam.combiners.ToList()
-         | "RemoveStaleSampleLines" >> beam.ParDo(RemoveStaleSampleLinesFn(s.output_dir)))
-        rejects = ((scored[ScoreBucketFn.REJECTS], preds[ReadPredictionFileFn.REJECTS])
+        stale_removed = (
+            scored
+            | "Lines" >> select(ScoreBucketFn.LINES)
+            | "GroupSampleLines" >> beam.GroupByKey()
+            | "WriteSampleLines" >> beam.ParDo(WriteSampleLinesFn(s.output_dir))
+            | "WrittenSampleLines" >> Gather()
+            | "RemoveStaleSampleLines" >> beam.ParDo(RemoveStaleSampleLinesFn(s.output_dir)))
+        rejects = ((scored | "BucketRejects" >> select(ScoreBucketFn.REJECTS),
+                    preds | "PredictionRejects" >> select(ReadPredictionFileFn.REJECTS))
                    | "AllRejects" >> beam.Flatten())
-        of_model, of_none = rejects | "ByOwner" >> beam.Partition(lambda kv, n: 0 if kv[0] is not None else 1, 2)
-        task_summaries = scored.arrays | "AggregateTasks" >> AggregateTasks()
+        of_model = rejects | "OfAModel" >> beam.Filter(lambda kv: kv[0] is not None)
+        of_none = rejects | "OfNoModel" >> beam.Filter(lambda kv: kv[0] is None)
+        task_summaries = scored | "Arrays" >> select(ScoreBucketFn.ARRAYS) | "AggregateTasks" >> AggregateTasks()
         entries = (
             {"tasks": task_summaries, "rejects": of_model}
             | "ByModel" >> beam.CoGroupByKey()
@@ -482,17 +505,24 @@ class ScorePredictions(beam.PTransform):
         shown_rows = (pbegin
                       | "ShownTestFiles" >> beam.Create(list(inp.test_files) if per_task else [])
                       | "ReadShownRows" >> beam.ParDo(ReadShownRowsFn(s.split), shown=beam.pvalue.AsSingleton(shown)))
-        board = (entries
-                 | "AllModels" >> beam.combiners.ToList()
-                 | "WriteReports" >> beam.ParDo(
-                     WriteReportsFn(s.output_dir, inp.stats, inp.image_root, s.image_max_side, per_task,
-                                    inp.report_context),
-                     shown_order=beam.pvalue.AsSingleton(shown), shown_rows=beam.pvalue.AsList(shown_rows),
-                     shown_results=beam.pvalue.AsList(scored[ScoreBucketFn.SHOWN]),
-                     orphan_rejects=beam.pvalue.AsList(of_none | "OrphanRecords" >> beam.Values())))
-        return {
+        outputs = {
             "metrics": entries | "MetricsOnly" >> beam.Map(lambda e: (e["model"], e["metrics"])),
             "breakdowns": entries | "BreakdownOnly" >> beam.Map(lambda e: (e["model"], e["breakdown"])),
             "rejects": rejects | "RejectRecords" >> beam.Values(),
-            "leaderboard": board,
         }
+        report_inputs = (
+            entries | "TagEntries" >> tag_as(WriteReportsFn.ENTRY),
+            scored | "Shown" >> select(ScoreBucketFn.SHOWN) | "TagShown" >> tag_as(WriteReportsFn.SHOWN),
+            of_none | "OrphanRecords" >> beam.Values() | "TagOrphans" >> tag_as(WriteReportsFn.ORPHAN),
+            stale_removed | "TagStaleRemoved" >> tag_as(WriteReportsFn.STALE_REMOVED),
+        )
+        # applied last, and depends on every step that writes files (steps.py)
+        outputs["leaderboard"] = (
+            report_inputs
+            | "ReportInputs" >> beam.Flatten()
+            | "AllModels" >> Gather()
+            | "WriteReports" >> beam.ParDo(
+                WriteReportsFn(s.output_dir, inp.stats, inp.image_root, s.image_max_side, per_task,
+                               inp.report_context),
+                shown_order=beam.pvalue.AsSingleton(shown), shown_rows=beam.pvalue.AsList(shown_rows)))
+        return outputs

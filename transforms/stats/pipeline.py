@@ -14,6 +14,10 @@ whole table.
 
 Every accumulator merges exactly (integers, exact sums, order-free sketches), so the output is the
 same whatever the bundle boundaries, merge order, runner or worker count.
+
+Every step has one output (transforms/steps.py): ReadCocoChunksFn emits `(tag, value)` pairs
+that `select` splits, and the one step that writes files reads every summary through its main
+input (Gather), so every runner computes all of them, once.
 """
 import collections
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ from sarchat.report import stats_report as stats_render
 from sarchat.transforms import coco
 from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
+from sarchat.transforms.steps import Gather, select, tag_as, tagged
 from sarchat.transforms.stats import dataset_stats as stats
 
 NAMESPACE = "sarchat.stats"
@@ -90,7 +95,10 @@ class CounterSumFn(_MergingCombineFn):
 
 
 class ReadCocoChunksFn(beam.DoFn):
-    """(split, annotation path) -> (split, box chunk) per CHUNK_IMAGES images; tagged 'rejects': (split, Counter)."""
+    """(split, annotation path) -> `tagged` pairs: CHUNKS, (split, box chunk) per CHUNK_IMAGES images;
+    REJECTS, (split, Counter of reasons)."""
+
+    CHUNKS, REJECTS = "chunks", "rejects"
 
     def __init__(self, chunk_images=CHUNK_IMAGES):
         self.chunk_images = chunk_images
@@ -101,9 +109,9 @@ class ReadCocoChunksFn(beam.DoFn):
         images, rejects = coco.parse_coco(data, path, split, "")
         Metrics.counter(NAMESPACE, f"{split}_images").inc(len(images))
         worker_count("stats.images", len(images))  # progress on the launcher's terminal
-        yield beam.pvalue.TaggedOutput("rejects", (split, collections.Counter(r["reason"] for r in rejects)))
+        yield tagged(self.REJECTS, (split, collections.Counter(r["reason"] for r in rejects)))
         for start in range(0, len(images), self.chunk_images):
-            yield split, stats.chunk_from_images(images[start:start + self.chunk_images])
+            yield tagged(self.CHUNKS, (split, stats.chunk_from_images(images[start:start + self.chunk_images])))
 
 
 def _by_split(table):
@@ -147,14 +155,16 @@ class BoxStatsFromCoco(beam.PTransform):
             pbegin
             | "Annotations" >> beam.Create(self.split_paths)
             | "ReadCoco" >> beam.ParDo(ReadCocoChunksFn(self.chunk_images))
-            .with_output_types(Tuple[str, Any]).with_outputs("rejects", main="chunks")
         )
         boxes = (
-            read.chunks
+            read
+            | "Chunks" >> select(ReadCocoChunksFn.CHUNKS, Tuple[str, Any])
             | "SpreadChunks" >> beam.Reshuffle()
             | "BoxStats" >> beam.CombinePerKey(BoxStatsFn(self.exact_cap))
         )
-        rejects = read.rejects | "RejectCounts" >> beam.CombinePerKey(CounterSumFn())
+        rejects = (read
+                   | "Rejects" >> select(ReadCocoChunksFn.REJECTS, Tuple[str, Any])
+                   | "RejectCounts" >> beam.CombinePerKey(CounterSumFn()))
         return boxes, rejects
 
 
@@ -198,13 +208,20 @@ class BoxStatsFromDialogues(beam.PTransform):
 
 
 class WriteStatsFn(beam.DoFn):
-    """Runs once: assemble stats.json, then write it, stats.md and the plots. Yields the document."""
+    """Runs once: assemble stats.json, then write it, stats.md and the plots. Yields the document.
+    Its one input: the list of every summary, `tagged` BOXES, DIALOGUES or REJECTS (Gather)."""
+
+    BOXES, DIALOGUES, REJECTS = "boxes", "dialogues", "rejects"
 
     def __init__(self, output, input_info, splits, exact_cap, plot_format, extra_rejects=None):
         self.output, self.input_info, self.splits = output, input_info, list(splits)
         self.exact_cap, self.plot_format, self.extra_rejects = exact_cap, plot_format, extra_rejects or {}
 
-    def process(self, _, boxes, dialogues, rejects):
+    def process(self, gathered):
+        def of(tag):
+            return sorted(((split, v) for t, (split, v) in gathered if t == tag), key=lambda kv: kv[0])
+
+        boxes, dialogues, rejects = of(self.BOXES), of(self.DIALOGUES), of(self.REJECTS)
         all_rejects = dict(self.extra_rejects)
         all_rejects.update(rejects)
         doc = stats.assemble_stats(self.input_info, self.splits, boxes=dict(boxes), dialogues=dict(dialogues),
@@ -247,23 +264,22 @@ class DatasetStats(beam.PTransform):
 
     def expand(self, pbegin):
         s = self.settings
-        dialogues = pbegin | "NoDialogues" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
-        rejects = pbegin | "NoRejects" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+        summaries = {}  # tag -> (split, summary) PCollection
         tables = None
         if s.dialogue_files:
             tables = pbegin | "ReadDialogues" >> ReadDialogueTables(s.dialogue_files)
-            dialogues = tables | "Dialogues" >> DialogueStatsOf()
+            summaries[WriteStatsFn.DIALOGUES] = tables | "Dialogues" >> DialogueStatsOf()
         if s.annotations:
             boxes, rejects = pbegin | "Boxes" >> BoxStatsFromCoco(sorted(s.annotations), exact_cap=s.exact_cap)
+            summaries[WriteStatsFn.BOXES], summaries[WriteStatsFn.REJECTS] = boxes, rejects
         elif tables is not None:
-            boxes = tables | "BoxesFromGt" >> BoxStatsFromDialogues(exact_cap=s.exact_cap)
-        else:
-            boxes = pbegin | "NoBoxes" >> beam.Create([]).with_output_types(beam.typehints.Tuple[str, dict])
+            summaries[WriteStatsFn.BOXES] = tables | "BoxesFromGt" >> BoxStatsFromDialogues(exact_cap=s.exact_cap)
+        tagged_summaries = tuple(pcoll | f"Tag{tag.title()}" >> tag_as(tag)
+                                 for tag, pcoll in sorted(summaries.items()))
         return (
-            pbegin
-            | "Once" >> beam.Create([None])
+            tagged_summaries
+            | "AllSummaries" >> beam.Flatten(pipeline=pbegin.pipeline)
+            | "Once" >> Gather()
             | "Write" >> beam.ParDo(WriteStatsFn(s.output, s.input_info, s.splits, s.exact_cap, s.plot_format,
-                                                 s.extra_rejects),
-                                    boxes=beam.pvalue.AsList(boxes), dialogues=beam.pvalue.AsList(dialogues),
-                                    rejects=beam.pvalue.AsList(rejects))
+                                                 s.extra_rejects))
         )

@@ -1,0 +1,28 @@
+"""transforms/steps.py, the steps every runner runs alike: `tagged`/`select` instead of a multi-output
+step, `Gather` instead of ToList (docs/runners.md). The Dask cluster checks are tests/test_engines.py."""
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from sarchat.beam_pipelines.beam_options import make_pipeline
+from sarchat.transforms.steps import Gather, select, tag_as, tagged
+
+
+def test_select_takes_one_tag_and_gather_gives_one_list():
+    p = make_pipeline([])
+    pairs = p | "Numbers" >> beam.Create(list(range(7))) | "Parity" >> beam.Map(
+        lambda n: tagged("odd" if n % 2 else "even", n))
+    odd = pairs | "Odd" >> select("odd")
+    assert_that(odd, equal_to([1, 3, 5]), label="OddOnly")
+    gathered = pairs | "Even" >> select("even") | "GatherEven" >> Gather() | "Sort" >> beam.Map(sorted)
+    assert_that(gathered, equal_to([[0, 2, 4, 6]]), label="OneList")
+    retagged = odd | "Tag" >> tag_as("again") | "GatherTagged" >> Gather() | "SortTagged" >> beam.Map(sorted)
+    assert_that(retagged, equal_to([[("again", 1), ("again", 3), ("again", 5)]]), label="Tagged")
+    p.run().wait_until_finish()
+
+
+def test_gather_of_nothing_is_one_empty_list():
+    """Like ToList: the step after it runs once even when there is nothing to gather."""
+    p = make_pipeline([])
+    empty = p | beam.Create([0]) | beam.FlatMap(lambda _: [])
+    assert_that(empty | Gather(), equal_to([[]]))
+    p.run().wait_until_finish()

@@ -1,0 +1,70 @@
+"""Beam steps that every runner runs alike: one output per step, and one step that gathers it all.
+
+Beam's DaskRunner (apache-beam 2.77) turns a pipeline into one dask graph and gets three things
+wrong without a word (docs/runners.md):
+- a multi-output ParDo (`with_outputs`, `TaggedOutput`, `beam.Partition`) hands every element to
+  every one of its outputs;
+- only the step applied last is computed, with what it depends on through its main inputs: a
+  second sink never runs;
+- a side input is computed inside each task that reads it, with everything upstream of it, so a
+  step upstream of a side input runs again for every reader (a step that writes files, again).
+
+So the pipelines keep to three rules, which every runner runs the same way:
+- a step with several kinds of output emits `(tag, value)` pairs on its one output (`tagged`), and
+  each consumer takes its kind with `select(tag)`;
+- the last step reads everything it reports on through its main input, `Gather`ed, never through
+  `ToList`/`CombineGlobally` (which read their own result back as a side input) nor through a side
+  input of a step that writes files; every step that writes files is upstream of it;
+- a side input holds only what reading files computes (sample ids, duplicated annotation ids):
+  computing it again writes nothing and gives the same value.
+"""
+from typing import Any, Tuple
+
+import apache_beam as beam
+
+
+def tagged(tag, value):
+    """One output element of a step with several kinds of output."""
+    return tag, value
+
+
+def _tag_value(value, tag):
+    return tagged(tag, value)
+
+
+def tag_as(tag):
+    """The step turning each element into a `tagged` pair (to Flatten it with other kinds)."""
+    return beam.Map(_tag_value, tag)
+
+
+def _values_of(element, tag):
+    if element[0] == tag:
+        yield element[1]
+
+
+def select(tag, output_type=None):
+    """The step taking the values of one tag from a PCollection of `tagged` pairs."""
+    step = beam.FlatMap(_values_of, tag)
+    return step.with_output_types(output_type) if output_type is not None else step
+
+
+def _keyed(value):
+    return 0, (True, value)
+
+
+def _present(kv):
+    return [value for present, value in kv[1] if present]
+
+
+class Gather(beam.PTransform):
+    """PCollection -> exactly one element: the list of all its elements (empty when there are none),
+    in no particular order (the consumer sorts). Through a GroupByKey, so the consumer reads it as
+    its main input and every runner computes what it depends on once, in the job's graph."""
+
+    def expand(self, pcoll):
+        seed = pcoll.pipeline | "Seed" >> beam.Create([(0, (False, None))]).with_output_types(Tuple[int, Any])
+        keyed = pcoll | "Key" >> beam.Map(_keyed).with_output_types(Tuple[int, Any])
+        return ((seed, keyed)
+                | "Flatten" >> beam.Flatten()
+                | "Group" >> beam.GroupByKey()
+                | "Values" >> beam.Map(_present))
