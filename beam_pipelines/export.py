@@ -15,6 +15,7 @@ questions, its box-format sentence) and read the answers of; one folder per fami
 must be able to import `sarchat` (install the toolkit there or put it on PYTHONPATH).
 docs/scoring.md, "lmms-eval", says what differs from `sarchat infer` + `sarchat score`.
 """
+import argparse
 import sys
 
 from sarchat.beam_pipelines import flags
