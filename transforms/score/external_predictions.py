@@ -19,7 +19,11 @@ the records to the functions here, which turn them into rows {id, prediction, mo
   saying so): a header row with `index` and `prediction` columns (others are ignored; `model` is
   used when present). `index` is our sample id (VLMEvalKit tables of SARChat-Bench must be built
   with it); integer-looking values from a spreadsheet are written without a decimal point. The model
-  is the `model` column, else the file name without its suffix; the source is the file.
+  is the `model` column, else the file name without its suffix, less `_<dataset>` where the table
+  has the `sarchat_dataset` column that `sarchat export vlmevalkit` writes (VLMEvalKit names its
+  prediction table `<model>_<dataset>.xlsx`, .tsv or .json by PRED_FORMAT; its columns are the
+  dataset's, less `image`, plus `prediction`); the source is the file. VLMEvalKit's .json tables
+  (PRED_FORMAT=json) are not read: use PRED_FORMAT=tsv.
 
 Neither tool records the dataset version, so such predictions have none: `sarchat score` accepts
 them and its report says the version is unknown (SPEC section 4).
@@ -35,6 +39,7 @@ from sarchat.transforms.errors import InputError
 from sarchat.transforms.score.lmms_eval_hooks import GROUP_METRICS
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".xlsx")
+DATASET_COLUMN = "sarchat_dataset"   # the dataset name `sarchat export vlmevalkit` writes in every row
 LMMS_EVAL = "lmms-eval"
 VLMEVALKIT = "VLMEvalKit"
 _DATE_PREFIX = re.compile(r"^(.*?)_samples_[^/]*\.jsonl(?:\.gz)?$")
@@ -172,7 +177,7 @@ def table_rows(path):
     if lacking:
         raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column (VLMEvalKit prediction "
                          f"tables need index and prediction; found {', '.join(h for h in header if h) or 'none'})")
-    col = {name: header.index(name) for name in ("index", "prediction", "model") if name in header}
+    col = {name: header.index(name) for name in ("index", "prediction", "model", DATASET_COLUMN) if name in header}
     stem = _split(path)[1]
     for suffix in TABLE_SUFFIXES:
         if stem.lower().endswith(suffix):
@@ -181,4 +186,14 @@ def table_rows(path):
         if not any(_cell(v) is not None for v in values):
             continue  # a blank line
         get = lambda name: _cell(values[col[name]]) if name in col and col[name] < len(values) else None  # noqa: E731
-        yield i, {"id": get("index"), "prediction": get("prediction") or "", "model": get("model") or stem or "model"}
+        model = get("model") or table_model(stem, get(DATASET_COLUMN)) or "model"
+        yield i, {"id": get("index"), "prediction": get("prediction") or "", "model": model}
+
+
+def table_model(stem, dataset_name):
+    """The model of a VLMEvalKit table named `<model>_<dataset>` (VLMEvalKit's prediction file name):
+    the stem less `_<dataset>` when the table's `sarchat_dataset` column names the dataset (tables of
+    `sarchat export vlmevalkit` datasets have it), else the whole stem."""
+    if dataset_name and stem.endswith(f"_{dataset_name}") and len(stem) > len(dataset_name) + 1:
+        return stem[: -len(dataset_name) - 1]
+    return stem
