@@ -4,6 +4,8 @@ a refactor that changes one byte of output fails here. A change of output made o
 templates, a new dataset version) updates these digests in the same commit and says why.
 Procedure: SARCHAT_PRINT_GOLDEN=1 pytest -s tests/test_golden.py prints the digests of this run.
 Re-pinned for issue 11 (the real SARChat question forms, generator 0.2.0).
+TEMPLATE_SPREAD_DIGESTS pinned for issue 23 (metrics.json's new `template_spread`, the per-template
+scores of the demo's models); SCORE_DIGESTS were left as they were (their keys do not include it).
 """
 import hashlib
 import json
@@ -52,6 +54,11 @@ SCORE_DIGESTS = {
     "cfar": "97a3efde46b19af88343280f085f01c34c597910d791dc268ee8eea9d4823da8",
     "oracle": "09a3801ca73c03d153dc45d8a666c6561224b4a81a07caa92317370734240080",
 }
+TEMPLATE_SPREAD_DIGESTS = {
+    "blind": "09d08d6336ec916dcf62d678d64287dd356c62dce151649cf5d0a05ac9c05d9c",
+    "cfar": "9cffd39280226a7f531efa36320c2934201978ece56399f4338ad7d326df909b",
+    "oracle": "0d654ab0073d581ff250ca647ce336f989ab741a96597d190e9de44234b16d24",
+}
 
 
 def _digests(root):
@@ -64,7 +71,7 @@ def _digests(root):
     return dict(sorted(out.items()))
 
 
-def _scores(results):
+def _scores(results, keys=("columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures")):
     """Each model's numbers (not the whole metrics.json, whose keys may grow): a sha256 per model."""
     out = {}
     for model in sorted(os.listdir(results)):
@@ -73,7 +80,7 @@ def _scores(results):
             continue
         with open(path) as f:
             m = json.load(f)
-        picked = {k: m[k] for k in ("columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures")}
+        picked = {k: m[k] for k in keys}
         out[model] = hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()
     return out
 
@@ -103,6 +110,9 @@ def test_demo_tiny_scores_are_identical(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert demo.run(["--output", str(tmp_path / "demo"), "--tiny"]) == 0
     scores = _scores(str(tmp_path / "demo" / "results"))
+    spreads = _scores(str(tmp_path / "demo" / "results"), keys=("template_spread",))
     if os.environ.get("SARCHAT_PRINT_GOLDEN"):
         print(json.dumps(scores, indent=1))
+        print(json.dumps(spreads, indent=1))
     assert scores == SCORE_DIGESTS
+    assert spreads == TEMPLATE_SPREAD_DIGESTS
