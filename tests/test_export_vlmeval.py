@@ -104,8 +104,9 @@ def test_the_table_is_the_test_split_with_the_adapters_questions_and_images(data
 
 
 def test_the_prediction_table_scores_as_the_same_answers_given_as_jsonl(dataset, tmp_path):
-    """Mixed answers (right, wrong, half) in VLMEvalKit's prediction table and in a plain JSONL
-    file: the same metrics, and the model is named after the table (`<model>_<dataset>.tsv`)."""
+    """Mixed answers (right, wrong, half) in VLMEvalKit's prediction table (.tsv and PRED_FORMAT=json's
+    .json) and in a plain JSONL file: the same metrics, and the model is named after the table
+    (`<model>_<dataset>.tsv`)."""
     folder = export(dataset, tmp_path / "vlm", "--adapter", "sarchat")
     data = vlmeval_table(os.path.join(folder, "SARChatBench.tsv"))
 
@@ -114,18 +115,24 @@ def test_the_prediction_table_scores_as_the_same_answers_given_as_jsonl(dataset,
         return row["answer"] if k == 0 else ("I cannot tell." if k == 1 else row["answer"][: len(row["answer"]) // 2])
 
     table = write_prediction_table(data, tmp_path / "tiny-vlm_SARChatBench.tsv", respond)
+    # PRED_FORMAT=json: vlmeval.smp.dump writes the frame as one JSON array of row objects
+    as_json = data.drop(columns=["image"]).copy()
+    as_json["prediction"] = [respond(row) for row in as_json.to_dict("records")]
+    with open(tmp_path / "tiny-json_SARChatBench.json", "w") as fh:
+        json.dump(as_json.to_dict("records"), fh, indent=4, ensure_ascii=False)
     with open(tmp_path / "same.jsonl", "w") as fh:
         for row in data.to_dict("records"):
             fh.write(json.dumps({"id": row["index"], "prediction": respond(row), "model": "same"}) + "\n")
-    proc = sarchat("score", "--dataset", dataset, "--predictions", table, str(tmp_path / "same.jsonl"),
-                   "--output", str(tmp_path / "scores"), "--bootstrap", "0", "--samples", "0")
+    proc = sarchat("score", "--dataset", dataset, "--predictions", table, str(tmp_path / "tiny-json_SARChatBench.json"),
+                   str(tmp_path / "same.jsonl"), "--output", str(tmp_path / "scores"), "--bootstrap", "0", "--samples", "0")
     assert proc.returncode == 0, proc.stderr
-    got = json.load(open(tmp_path / "scores" / "tiny-vlm" / "metrics.json"))
     same = json.load(open(tmp_path / "scores" / "same" / "metrics.json"))
-    assert got["missing_predictions"] == 0 and got["predictions_dataset_version"] is None
-    assert 0 < got["overall"] < 100
-    for key in ("columns", "tasks", "overall", "overall_macro", "n", "parse_failures"):
-        assert got[key] == same[key], key
+    for model in ("tiny-vlm", "tiny-json"):
+        got = json.load(open(tmp_path / "scores" / model / "metrics.json"))
+        assert got["missing_predictions"] == 0 and got["predictions_dataset_version"] is None
+        assert 0 < got["overall"] < 100
+        for key in ("columns", "tasks", "overall", "overall_macro", "n", "parse_failures", "template_spread"):
+            assert got[key] == same[key], (model, key)
 
 
 def test_a_rerun_replaces_its_own_files_and_never_a_foreign_one(dataset, tmp_path):

@@ -57,7 +57,11 @@ VLMEVAL_SIDE = textwrap.dedent('''
     os.makedirs(os.path.dirname(path), exist_ok=True)
     dump(out, path)
     back = load(path)
+    os.environ["PRED_FORMAT"] = "json"   # the same table as VLMEvalKit's .json, for a second model
+    json_path = get_pred_file_path(work_dir, model + "-json", name, use_env_format=True)
+    dump(out, json_path)
     print(json.dumps({"class": type(ds).__name__, "rows": len(data), "prompts": prompts, "table": path,
+                      "json_table": json_path,
                       "columns": list(back.columns), "modality": getattr(ds, "MODALITY", None), "type": ds.TYPE}))
 ''')
 
@@ -109,11 +113,14 @@ def test_vlmevalkit_loads_the_export_builds_its_prompts_and_its_predictions_scor
         for sid, row in rows.items():
             text = row["answer"] if int(sid[-1], 16) % 2 == 0 else "I cannot tell."
             fh.write(json.dumps({"id": sid, "prediction": text, "model": "same"}) + "\n")
-    proc = sarchat("score", "--dataset", dataset, "--predictions", table, str(tmp_path / "same.jsonl"),
-                   "--output", str(tmp_path / "scores"), "--bootstrap", "0", "--samples", "0")
+    assert os.path.basename(got["json_table"]) == f"{MODEL}-json_{NAME}.json"
+    proc = sarchat("score", "--dataset", dataset, "--predictions", table, got["json_table"],
+                   str(tmp_path / "same.jsonl"), "--output", str(tmp_path / "scores"), "--bootstrap", "0",
+                   "--samples", "0")
     assert proc.returncode == 0, proc.stderr
-    metrics = json.load(open(tmp_path / "scores" / MODEL / "metrics.json"))
     same = json.load(open(tmp_path / "scores" / "same" / "metrics.json"))
-    assert metrics["missing_predictions"] == 0 and 0 < metrics["overall"] < 100
-    for key in ("columns", "tasks", "overall", "overall_macro", "n", "parse_failures", "template_spread"):
-        assert metrics[key] == same[key], key
+    for model in (MODEL, MODEL + "-json"):
+        metrics = json.load(open(tmp_path / "scores" / model / "metrics.json"))
+        assert metrics["missing_predictions"] == 0 and 0 < metrics["overall"] < 100
+        for key in ("columns", "tasks", "overall", "overall_macro", "n", "parse_failures", "template_spread"):
+            assert metrics[key] == same[key], (model, key)
