@@ -18,8 +18,9 @@
 # vlmeval.dataset and vlmeval.smp and adding what was missing until the import succeeded.
 #
 # Idempotent: the venv keeps a stamp, the sha256 of this file and of the vLLM env's stamp; a
-# matching stamp and a working import mean nothing is installed (about 10 s: the import is heavy).
-# A rebuilt vLLM env changes the stamp, and this venv is rebuilt (about 1-2 min with pip's cache).
+# matching stamp and a working import mean nothing is installed (the import check alone, vlmeval
+# with torch: 20 s to a minute on this 2-core machine when it is busy).
+# A rebuilt vLLM env changes the stamp, and this venv is rebuilt (about 4 min here, first time).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -174,3 +174,23 @@ def test_a_missing_image_is_one_line_and_leaves_no_table(dataset, tmp_path):
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "cannot read its image" in proc.stderr, proc.stderr
     assert not os.path.exists(tmp_path / "out" / "SARChatBench.tsv")
     assert not os.path.exists(tmp_path / "out" / "SARChatBench.tsv.partial")
+
+
+def test_vlmevalkit_table_names_and_json_tables(tmp_path):
+    from sarchat.transforms.score import external_predictions as E
+
+    assert E.table_model("Qwen2-VL-7B-Instruct_SARChatBench", "SARChatBench") == "Qwen2-VL-7B-Instruct"
+    assert E.table_model("my_model_SARChat_test", "SARChat_test") == "my_model"
+    assert E.table_model("SARChatBench", "SARChatBench") == "SARChatBench"     # nothing left: the whole stem
+    assert E.table_model("model_Other", "SARChatBench") == "model_Other"       # another dataset's table
+    assert E.table_model("model_SARChatBench", None) == "model_SARChatBench"   # no sarchat_dataset column
+    (tmp_path / "a.json").write_text('\ufeff [{"index": "x1", "prediction": "ship", "sarchat_dataset": "D"}]')
+    (tmp_path / "b.json").write_text('{"id": "x1", "prediction": "ship"}\n')
+    assert E.is_json_table(str(tmp_path / "a.json")) and not E.is_json_table(str(tmp_path / "b.json"))
+    assert list(E.table_rows(str(tmp_path / "a.json"))) == [(0, {"id": "x1", "prediction": "ship", "model": "a"})]
+    (tmp_path / "m_D.json").write_text('[{"index": 7.0, "prediction": null, "sarchat_dataset": "D"}, {"index": "y", "sarchat_dataset": "D"}]')
+    rows = list(E.table_rows(str(tmp_path / "m_D.json")))
+    assert rows == [(0, {"id": "7", "prediction": "", "model": "m"}), (1, {"id": "y", "prediction": "", "model": "m"})]
+    (tmp_path / "bad.json").write_text('[1, 2]')
+    with pytest.raises(E.InputError, match="not a JSON array of row objects"):
+        list(E.table_rows(str(tmp_path / "bad.json")))
