@@ -33,8 +33,14 @@ from sarchat.transforms.errors import UsageError
 FORMATS = ("lmms-eval", "vlmevalkit")
 
 
+def _description(fmt):
+    if fmt == "vlmevalkit":
+        return "`sarchat export vlmevalkit`: write the test split as a VLMEvalKit custom dataset table."
+    return __doc__.split("\n\n")[0]
+
+
 def build_parser(fmt="lmms-eval"):
-    p = flags.ArgumentParser(prog=f"sarchat export {fmt}", description=__doc__.split("\n\n")[0],
+    p = flags.ArgumentParser(prog=f"sarchat export {fmt}", description=_description(fmt),
                              epilog="The folder's files are listed in DIR/sarchat_export.json; a rerun into DIR "
                                     "replaces exactly those.")
     p.add_argument("--dataset", required=True, help="a `sarchat generate` output folder (its manifest.json lists the Parquet files)")
