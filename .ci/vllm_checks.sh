@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real-vLLM checks for CI: build (or reuse) the CPU vLLM environment, then run tests/test_real_vllm.py
 # with SARCHAT_VLLM_PYTHON pointing at it; then add lmms-eval to that env (.ci/lmms_env.sh) and run
-# tests/test_real_lmms.py with SARCHAT_LMMS_PYTHON. Called from .ci/run after the normal suite, with
+# tests/test_real_lmms.py with SARCHAT_LMMS_PYTHON; then VLMEvalKit in a venv of its own on top of
+# that env (.ci/vlmeval_env.sh) and tests/test_real_vlmeval.py with SARCHAT_VLMEVAL_PYTHON. Called from .ci/run after the normal suite, with
 # the project's own python (the one that has Beam and pytest) as $PYTHON or `python` on PATH.
 #
 #   bash .ci/vllm_checks.sh            # exit status: the first failing pytest's (5, "no tests ran",
@@ -42,5 +43,14 @@ LMMS_PY=$(SARCHAT_VLLM_PYTHON="$VLLM_PY" bash .ci/lmms_env.sh | tail -n 1)
 echo "vllm_checks: lmms-eval ready in $(( $(date +%s) - start )) s: $LMMS_PY"
 run_tests "SARCHAT_LMMS_PYTHON=$LMMS_PY" tests/test_real_lmms.py
 lmms_rc=$status
+
+# VLMEvalKit (ms-vlmeval, --no-deps, its own venv seeing the vLLM env's torch; stamped, about 10 s
+# when built), then its test: its loader reads `sarchat export vlmevalkit`'s table
+start=$(date +%s)
+VLMEVAL_PY=$(SARCHAT_VLLM_PYTHON="$VLLM_PY" bash .ci/vlmeval_env.sh | tail -n 1)
+echo "vllm_checks: VLMEvalKit ready in $(( $(date +%s) - start )) s: $VLMEVAL_PY"
+run_tests "SARCHAT_VLMEVAL_PYTHON=$VLMEVAL_PY" tests/test_real_vlmeval.py
+vlmeval_rc=$status
 if [[ $rc -ne 0 ]]; then exit $rc; fi
-exit $lmms_rc
+if [[ $lmms_rc -ne 0 ]]; then exit $lmms_rc; fi
+exit $vlmeval_rc

@@ -28,7 +28,7 @@ SUBCOMMANDS = {
     "infer-beam": ("sarchat.beam_pipelines.infer_beam", "Beam RunInference pipeline: vLLM over a split (Dataflow GPUs)"),
     "score": ("sarchat.beam_pipelines.score", "Beam pipeline: score predictions, write metrics and report"),
     "stats": ("sarchat.beam_pipelines.stats", "Beam pipeline: dataset statistics (the paper's tables)"),
-    "export": ("sarchat.beam_pipelines.export", "write a task folder for another evaluation tool (lmms-eval)"),
+    "export": ("sarchat.beam_pipelines.export", "write a task folder or dataset table for another evaluation tool (lmms-eval, VLMEvalKit)"),
     "demo": ("sarchat.beam_pipelines.demo", "synth, generate, stats, infer, score and report in one go"),
 }
 

@@ -137,6 +137,28 @@ def failure_rows(models_metrics, key="parse_failures"):
             for m in models_metrics]
 
 
+TEMPLATE_SPREAD_HEADER = ["Model", "Task", "Templates", "Min", "Max", "Range", "Std dev", "Task score"]
+TEMPLATE_SPREAD_NOTE = ("Prompt sensitivity: each task's score (Eq. 5) computed over the samples of each question "
+                        "template alone, then the spread of those per-template scores (population standard deviation; "
+                        "range = max - min). A wide spread means the model's score depends on how it was asked. "
+                        "metrics.json's template_spread has the score of every template.")
+
+
+def template_spread_rows(models_metrics):
+    """One row per (model, task) with a per-template spread in its metrics.json (template_spread)."""
+    rows = []
+    for m in models_metrics:
+        spread = m.get("template_spread") or {}
+        for t in TASKS:
+            sp = spread.get(t)
+            if not sp:
+                continue
+            rows.append([m["model"], TASK_LABELS[t], str(sp.get("templates", 0)), _fmt(sp.get("min")),
+                         _fmt(sp.get("max")), _fmt(sp.get("range")), _fmt(sp.get("stdev")),
+                         _fmt((m.get("tasks") or {}).get(t))])
+    return rows
+
+
 def provenance_lines(models_metrics):
     """One sentence per model: on which dataset version its predictions were made (docs/rules.md section 10)."""
     out = []
@@ -323,6 +345,14 @@ def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_
     if unattributed_rejects:
         out.append(f"{unattributed_rejects} malformed prediction lines belong to no model (files of several models): "
                    "see rejected.jsonl.")
+        out.append("")
+    spread_rows = template_spread_rows(models_metrics)
+    if spread_rows:
+        out.append("## Prompt sensitivity: score per question template")
+        out.append("")
+        out.append(_md_table(TEMPLATE_SPREAD_HEADER, spread_rows))
+        out.append("")
+        out.append(TEMPLATE_SPREAD_NOTE)
         out.append("")
     if breakdowns:
         out.append("## Per category and per object size (this run)")
@@ -635,6 +665,11 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
     if unattributed_rejects:
         parts.append(f"<p class='note'>{unattributed_rejects} malformed prediction lines belong to no model (files of "
                      "several models): see <code>rejected.jsonl</code>.</p>")
+    spread_rows = template_spread_rows(models_metrics)
+    if spread_rows:
+        parts.append("<h2 id='template-spread'>Prompt sensitivity: score per question template</h2>")
+        parts.append(_html_table(TEMPLATE_SPREAD_HEADER, spread_rows, left=2))
+        parts.append(f"<p class='note'>{html.escape(TEMPLATE_SPREAD_NOTE)}</p>")
     parts.append("<h2>Task scores (radar, as the paper's Figure 1)</h2>")
     if include_paper and warning:
         # another test set: the paper's rows get their own panel, so no one reads one set of axes as a comparison

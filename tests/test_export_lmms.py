@@ -273,7 +273,7 @@ def test_bad_invocations_are_one_line(dataset, tmp_path, capsys, args, code, mes
     assert not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.parametrize("argv", [["export", "--help"], ["export", "lmms-eval", "--help"]])
+@pytest.mark.parametrize("argv", [["export", "--help"], ["export", "lmms-eval", "--help"], ["export", "vlmevalkit", "--help"]])
 def test_help_answers_without_beam(argv):
     code = ("import sys; from sarchat.beam_pipelines.cli import main\n"
             f"rc = main({argv!r})\n"

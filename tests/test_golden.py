@@ -10,6 +10,8 @@ change with the identify questions and shape sentences, the oracle's do not).
 Re-pinned for issue 22: the dataset card (a data-files fingerprint in its config, the formats
 written, counts as 3,267), the manifest (a relative --input recorded relative to the dataset folder,
 `paths_relative_to`), and the swift files (absolute image paths; the test fixes --image-root).
+TEMPLATE_SPREAD_DIGESTS pinned for issue 23 (metrics.json's new `template_spread`, the per-template
+scores of the demo's models); SCORE_DIGESTS were left as they were (their keys do not include it).
 """
 import hashlib
 import json
@@ -58,6 +60,11 @@ SCORE_DIGESTS = {
     "cfar": "cb815c351ab182a6591be1ad3c633687ca0482bb1319ce237d84bb53ee5d8091",
     "oracle": "09a3801ca73c03d153dc45d8a666c6561224b4a81a07caa92317370734240080",
 }
+TEMPLATE_SPREAD_DIGESTS = {
+    "blind": "09d08d6336ec916dcf62d678d64287dd356c62dce151649cf5d0a05ac9c05d9c",
+    "cfar": "9cffd39280226a7f531efa36320c2934201978ece56399f4338ad7d326df909b",
+    "oracle": "0d654ab0073d581ff250ca647ce336f989ab741a96597d190e9de44234b16d24",
+}
 
 
 def _digests(root):
@@ -70,7 +77,7 @@ def _digests(root):
     return dict(sorted(out.items()))
 
 
-def _scores(results):
+def _scores(results, keys=("columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures")):
     """Each model's numbers (not the whole metrics.json, whose keys may grow): a sha256 per model."""
     out = {}
     for model in sorted(os.listdir(results)):
@@ -79,7 +86,7 @@ def _scores(results):
             continue
         with open(path) as f:
             m = json.load(f)
-        picked = {k: m[k] for k in ("columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures")}
+        picked = {k: m[k] for k in keys}
         out[model] = hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()
     return out
 
@@ -112,6 +119,9 @@ def test_demo_tiny_scores_are_identical(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert demo.run(["--output", str(tmp_path / "demo"), "--tiny"]) == 0
     scores = _scores(str(tmp_path / "demo" / "results"))
+    spreads = _scores(str(tmp_path / "demo" / "results"), keys=("template_spread",))
     if os.environ.get("SARCHAT_PRINT_GOLDEN"):
         print(json.dumps(scores, indent=1))
+        print(json.dumps(spreads, indent=1))
     assert scores == SCORE_DIGESTS
+    assert spreads == TEMPLATE_SPREAD_DIGESTS

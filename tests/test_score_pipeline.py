@@ -23,7 +23,7 @@ from sarchat.transforms.schema import PREDICTION_SCHEMA, TASKS
 
 METRICS_ORDER = ["model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures",
                  "inference_errors", "missing_predictions", "dataset_version", "predictions_dataset_version",
-                 "dataset_version_mismatch"]
+                 "dataset_version_mismatch", "template_spread"]
 METRICS_KEYS = set(METRICS_ORDER)
 
 
@@ -121,6 +121,13 @@ def test_oracle_scores_100_on_every_column_through_the_pipeline(dataset, tmp_pat
         assert m["n"]["tasks"] == n_task
         assert m["missing_predictions"] == 0
         assert all(v["count"] == 0 for v in m["parse_failures"].values())
+        # every template of every task scores 100 too; their samples add up to the task's
+        for t in TASKS:
+            sp = m["template_spread"][t]
+            assert sum(v["n"] for v in sp["by_template"].values()) == n_task[t]
+            assert sp["min"] == sp["max"] == 100.0 and sp["stdev"] == 0.0 and sp["templates"] >= 1
+        templates = {(r["task"], r["template_id"] or "") for r in rows}
+        assert {(t, tid) for t in TASKS for tid in m["template_spread"][t]["by_template"]} == templates
 
     def hook(p, outputs):
         assert_that(outputs["metrics"] | beam.combiners.ToList(), lambda got: check(got[0]))

@@ -19,13 +19,19 @@ the records to the functions here, which turn them into rows {id, prediction, mo
   saying so): a header row with `index` and `prediction` columns (others are ignored; `model` is
   used when present). `index` is our sample id (VLMEvalKit tables of SARChat-Bench must be built
   with it); integer-looking values from a spreadsheet are written without a decimal point. The model
-  is the `model` column, else the file name without its suffix; the source is the file.
+  is the `model` column, else the file name without its suffix, less `_<dataset>` where the table
+  has the `sarchat_dataset` column that `sarchat export vlmevalkit` writes (VLMEvalKit names its
+  prediction table `<model>_<dataset>.xlsx`, .tsv or .json by PRED_FORMAT; its columns are the
+  dataset's, less `image`, plus `prediction`); the source is the file. VLMEvalKit's .json tables
+  (PRED_FORMAT=json: one JSON array of row objects, `df.to_dict('records')`) are read the same way
+  (is_json_table: a .json file whose text starts with `[`).
 
 Neither tool records the dataset version, so such predictions have none: `sarchat score` accepts
 them and its report says the version is unknown (docs/rules.md section 11).
 """
 import csv
 import io
+import json
 import posixpath
 import re
 
@@ -35,6 +41,7 @@ from sarchat.transforms.errors import InputError
 from sarchat.transforms.score.lmms_eval_hooks import GROUP_METRICS
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".xlsx")
+DATASET_COLUMN = "sarchat_dataset"   # the dataset name `sarchat export vlmevalkit` writes in every row
 LMMS_EVAL = "lmms-eval"
 VLMEVALKIT = "VLMEvalKit"
 _DATE_PREFIX = re.compile(r"^(.*?)_samples_[^/]*\.jsonl(?:\.gz)?$")
@@ -163,22 +170,56 @@ def _table_records(path):
     return header, rows[1:]
 
 
+def is_json_table(path) -> bool:
+    """A VLMEvalKit .json prediction table: a .json file whose text (after a byte order mark and
+    white space) starts with `[` (JSONL files, also named .json, start with `{`)."""
+    if not str(path).lower().endswith(".json"):
+        return False
+    with FileSystems.open(path) as fh:
+        head = fh.read(4096)
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+
+
+def _json_table_records(path):
+    """(header, [row values...]) of a JSON array of row objects (the union of their keys)."""
+    try:
+        records = json.loads(_read(path).decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path} is not a JSON array of rows ({exc})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InputError(f"{path} is not a JSON array of row objects (VLMEvalKit's PRED_FORMAT=json table)")
+    header = []
+    for r in records:
+        header += [k for k in r if k not in header]
+    return header, [[r.get(k) for k in header] for r in records]
+
+
 def table_rows(path):
     """(row index, prediction row) per data row of a VLMEvalKit table; InputError naming the file
     when it has no `index` or `prediction` column. A row without an index keeps id None (rejected
     as `missing_id` by the scorer, like any prediction row without an id)."""
-    header, rows = _table_records(path)
+    header, rows = _json_table_records(path) if is_json_table(path) else _table_records(path)
     lacking = [c for c in ("index", "prediction") if c not in header]
     if lacking:
         raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column (VLMEvalKit prediction "
                          f"tables need index and prediction; found {', '.join(h for h in header if h) or 'none'})")
-    col = {name: header.index(name) for name in ("index", "prediction", "model") if name in header}
+    col = {name: header.index(name) for name in ("index", "prediction", "model", DATASET_COLUMN) if name in header}
     stem = _split(path)[1]
-    for suffix in TABLE_SUFFIXES:
+    for suffix in TABLE_SUFFIXES + (".json",):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     for i, values in enumerate(rows):
         if not any(_cell(v) is not None for v in values):
             continue  # a blank line
         get = lambda name: _cell(values[col[name]]) if name in col and col[name] < len(values) else None  # noqa: E731, B023 (used in this iteration)
-        yield i, {"id": get("index"), "prediction": get("prediction") or "", "model": get("model") or stem or "model"}
+        model = get("model") or table_model(stem, get(DATASET_COLUMN)) or "model"
+        yield i, {"id": get("index"), "prediction": get("prediction") or "", "model": model}
+
+
+def table_model(stem, dataset_name):
+    """The model of a VLMEvalKit table named `<model>_<dataset>` (VLMEvalKit's prediction file name):
+    the stem less `_<dataset>` when the table's `sarchat_dataset` column names the dataset (tables of
+    `sarchat export vlmevalkit` datasets have it), else the whole stem."""
+    if dataset_name and stem.endswith(f"_{dataset_name}") and len(stem) > len(dataset_name) + 1:
+        return stem[: -len(dataset_name) - 1]
+    return stem

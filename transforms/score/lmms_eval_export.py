@@ -171,16 +171,15 @@ def render_folder(data_files, split, adapter_name, image_root, format_hint=True,
 
 # ---- planning and writing the folder ------------------------------------------------------------
 
-def plan_export(dataset, split="test", adapter="sarchat", image_root=None, format_hint=True,
-                max_new_tokens=DEFAULT_MAX_NEW_TOKENS):
-    """{file name: text} for a generated dataset folder; a SarchatError naming the flag or file otherwise.
-
-    The data files are the split's Parquet shards exactly as the dataset's manifest.json lists them
-    (dataset_files), absolute; the image root is --image-root or the manifest's input_root (as
-    `sarchat score` finds it), absolute. lmms-eval and PIL read local files, so both must be local."""
+def local_inputs(dataset, split="test", image_root=None, tool="lmms-eval"):
+    """(absolute dataset folder, its manifest, the split's Parquet files, absolute image root) of a
+    local generated dataset, for an export another tool reads; a SarchatError naming the flag or file
+    otherwise. The data files are the split's Parquet shards exactly as the dataset's manifest.json
+    lists them (dataset_files); the image root is --image-root or the manifest's input_root (as
+    `sarchat score` finds it). `tool` reads local files, so both must be local."""
     dataset = str(dataset)
     if dataset_files.is_url(dataset):
-        raise UsageError(f"--dataset {dataset}: lmms-eval reads local files; copy the dataset to a local folder first")
+        raise UsageError(f"--dataset {dataset}: {tool} reads local files; copy the dataset to a local folder first")
     if not os.path.isdir(dataset):
         raise UsageError(f"--dataset {dataset}: no such folder (give a `sarchat generate` output folder)")
     manifest = dataset_files.read_manifest(dataset)
@@ -190,11 +189,19 @@ def plan_export(dataset, split="test", adapter="sarchat", image_root=None, forma
         raise UsageError(f"--image-root: {dataset_files.join(dataset, dataset_files.MANIFEST)} records no input_root; "
                          "name the folder the test rows' image_path is relative to")
     if dataset_files.is_url(root):
-        raise UsageError(f"--image-root {root}: lmms-eval reads local images; copy them to a local folder first")
+        raise UsageError(f"--image-root {root}: {tool} reads local images; copy them to a local folder first")
     if not os.path.isdir(root):
         raise UsageError(f"--image-root {root}: no such folder (the test rows' image_path is relative to it)")
-    return render_folder([os.path.abspath(f) for f in files], split, adapter, os.path.abspath(root), format_hint,
-                         max_new_tokens, os.path.abspath(dataset), dataset_files.dataset_version(manifest))
+    return os.path.abspath(dataset), manifest, [os.path.abspath(f) for f in files], os.path.abspath(root)
+
+
+def plan_export(dataset, split="test", adapter="sarchat", image_root=None, format_hint=True,
+                max_new_tokens=DEFAULT_MAX_NEW_TOKENS):
+    """{file name: text} for a generated dataset folder; a SarchatError naming the flag or file otherwise
+    (local_inputs: the split's Parquet files and the image root, absolute)."""
+    dataset, manifest, files, root = local_inputs(dataset, split, image_root, "lmms-eval")
+    return render_folder(files, split, adapter, root, format_hint, max_new_tokens, dataset,
+                         dataset_files.dataset_version(manifest))
 
 
 def _previous_files(output):
@@ -213,17 +220,17 @@ def _previous_files(output):
     return names
 
 
-def write_export(output, files):
+def write_export(output, files, command="sarchat export lmms-eval"):
     """Write the folder: the previous export's files removed first (its manifest before them), this
     export's manifest last; a file this export would overwrite that no export of ours wrote is an
-    OutputError naming it (no command overwrites a file it did not write)."""
+    OutputError naming it (no command overwrites a file it did not write). A value of `files` is the
+    file's text, or a function that writes the file at the path it is given (a large file, streamed)."""
     output = str(output)
     previous = _previous_files(output)
     for name in sorted(files):
         path = os.path.join(output, name)
         if os.path.exists(path) and name not in previous:
-            raise OutputError(f"{path} exists and was not written by `sarchat export lmms-eval`; "
-                              "export into an empty folder")
+            raise OutputError(f"{path} exists and was not written by `{command}`; export into an empty folder")
     if previous:
         os.remove(os.path.join(output, EXPORT_MANIFEST))
         for name in previous:
@@ -231,7 +238,11 @@ def write_export(output, files):
                 os.remove(os.path.join(output, name))
     os.makedirs(output, exist_ok=True)
     for name in sorted(files):
-        if name != EXPORT_MANIFEST:
+        if name == EXPORT_MANIFEST:
+            continue
+        if callable(files[name]):
+            files[name](os.path.join(output, name))
+        else:
             write_text(os.path.join(output, name), files[name])
     write_text(os.path.join(output, EXPORT_MANIFEST), files[EXPORT_MANIFEST], "application/json")
     return sorted(files)

@@ -47,6 +47,7 @@ from sarchat.transforms.runtime import gc_paused
 from sarchat.transforms.steps import Gather, select, tag_as, tagged
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
+from sarchat.transforms.score import template_spread
 from sarchat.transforms.score.box_format_choice import FormatChooser
 from sarchat.transforms.score.id_buckets import bucket_parts, ipc_rows
 from sarchat.transforms.score.prediction_files import (MALFORMED, PREDICTION_WIRE_SCHEMA, iter_prediction_batches,
@@ -191,6 +192,7 @@ class ScoreBucketFn(beam.DoFn):
     REJECTS = "rejects"
     SHOWN = "shown"
     LINES = "lines"
+    TEMPLATES = "templates"   # (model, template_spread accumulator of the bucket)
 
     def __init__(self, output_dir, formats, num_buckets, models, write_samples=True):
         self.output_dir, self.formats, self.num_buckets = output_dir, formats, num_buckets
@@ -257,6 +259,7 @@ class ScoreBucketFn(beam.DoFn):
             records = SampleColumns()
             per_task = {t: [] for t in TASKS}
             lines = {t: [] for t in TASKS}
+            by_template = template_spread.new()
             for sid in ids:
                 row = tests[sid]
                 cands = preds.get(sid)
@@ -277,6 +280,7 @@ class ScoreBucketFn(beam.DoFn):
                         self.c_error[row["task"]].inc()
                 category, size = M.sample_category(row), M.sample_size(row)
                 per_task[row["task"]].append((sid, result, category, size))
+                template_spread.add(by_template, row["task"], row.get("template_id"), result["scores"])
                 if self.write_samples:
                     records.add(row, model, pred, result, category, size)
                     lines[row["task"]].append((sid, sample_line(row, records.row(len(records) - 1), pred)))
@@ -285,6 +289,7 @@ class ScoreBucketFn(beam.DoFn):
                         "prediction": pred.get("prediction") if pred else None,
                         "error": pred.get("error") if pred else None,
                         "result": sample_record(row, model, pred, result)}))
+            yield tagged(self.TEMPLATES, (model, by_template))
             self.c_scored.inc(len(ids))
             worker_count("score.samples", len(ids))  # progress on the launcher's terminal
             if self.write_samples and len(records):
@@ -360,6 +365,22 @@ class TaskMetricsFn(beam.CombineFn):
                 "missing": int((arrays.status == M.STATUS_CODES[M.STATUS_MISSING]).sum())}
 
 
+class TemplateSpreadFn(beam.CombineFn):
+    """A model's per-bucket template_spread accumulators -> metrics.json's `template_spread`."""
+
+    def create_accumulator(self):
+        return template_spread.new()
+
+    def add_input(self, acc, part):
+        return template_spread.merge([acc, part])
+
+    def merge_accumulators(self, accs):
+        return template_spread.merge(accs)
+
+    def extract_output(self, acc):
+        return template_spread.spread(acc)
+
+
 class AggregateTasks(beam.PTransform):
     """(task, model, TaskArrays) -> (model, task summary), one CombinePerKey(TaskMetricsFn) per task
     (one Filter per task rather than a Partition: steps.py)."""
@@ -393,6 +414,8 @@ class FinalizeModelFn(beam.DoFn):
         prov = self.provenance.get(model)
         metrics = M.build_metrics(model, arrays, missing, self.n_boot, self.seed, self.dataset_version,
                                   prov.version if prov else None, prov.mismatch if prov else False)
+        spreads = groups.get("templates") or [template_spread.spread({})]
+        metrics["template_spread"] = spreads[0]
         breakdown = M.build_breakdown(arrays)
         rejects = groups.get("rejects", [])
         breakdown["rejected"] = outputs.reject_counts(rejects)
@@ -463,7 +486,7 @@ class ScorePredictions(beam.PTransform):
         nb, per_task = s.num_buckets, s.samples_per_task
         files = [f.path for f in inp.prediction_files]
         # the samples_<task>.jsonl files carry the question and reference answer of every row
-        test_columns = DIALOGUE_COLUMNS + (("question", "answer") if s.write_samples else ())
+        test_columns = DIALOGUE_COLUMNS + ("template_id",) + (("question", "answer") if s.write_samples else ())
         read_tests = (pbegin
                       | "TestFiles" >> beam.Create(list(inp.test_files))
                       | "ReadTests" >> beam.ParDo(ReadDialogueFileFn(s.split, nb, per_task, columns=test_columns)))
@@ -490,6 +513,8 @@ class ScorePredictions(beam.PTransform):
             | "WriteSampleLines" >> beam.ParDo(WriteSampleLinesFn(s.output_dir))
             | "WrittenSampleLines" >> Gather()
             | "RemoveStaleSampleLines" >> beam.ParDo(RemoveStaleSampleLinesFn(s.output_dir)))
+        templates = (scored | "Templates" >> select(ScoreBucketFn.TEMPLATES)
+                     | "TemplateSpread" >> beam.CombinePerKey(TemplateSpreadFn()))
         rejects = ((scored | "BucketRejects" >> select(ScoreBucketFn.REJECTS),
                     preds | "PredictionRejects" >> select(ReadPredictionFileFn.REJECTS))
                    | "AllRejects" >> beam.Flatten())
@@ -497,7 +522,7 @@ class ScorePredictions(beam.PTransform):
         of_none = rejects | "OfNoModel" >> beam.Filter(lambda kv: kv[0] is None)
         task_summaries = scored | "Arrays" >> select(ScoreBucketFn.ARRAYS) | "AggregateTasks" >> AggregateTasks()
         entries = (
-            {"tasks": task_summaries, "rejects": of_model}
+            {"tasks": task_summaries, "rejects": of_model, "templates": templates}
             | "ByModel" >> beam.CoGroupByKey()
             | "FinalizeModels" >> beam.ParDo(FinalizeModelFn(s.output_dir, s.bootstrap, s.seed, inp.formats,
                                                              inp.dataset_version, inp.provenance))

@@ -14,7 +14,7 @@ starts; in the job, `iter_prediction_batches` feeds the scorer.
 - A file without rows, a Parquet file without an `id` or `prediction` column, a JSONL file none of
   whose rows has one, and the same model in two prediction sources are errors naming the file(s).
 - lmms-eval samples logs (`*_samples_*.jsonl`) and VLMEvalKit tables (`index`, `prediction`;
-  .tsv, .csv, .xlsx) are read as prediction rows too (sarchat.transforms.score.external_predictions);
+  .tsv, .csv, .xlsx, and .json holding one JSON array) are read as prediction rows too (sarchat.transforms.score.external_predictions);
   they record no dataset version.
 - Rows without a `model` take the file's name (ad-hoc files). A source is a run folder (all the
   files of one `sarchat infer` or RunInference run, however they are named on the command line)
@@ -224,7 +224,7 @@ def _is_lmms_eval_log(path):
 def _rows(path):
     """(row index, dict or None) per record of a non-Parquet prediction file: JSONL lines, lmms-eval
     samples records or VLMEvalKit table rows as prediction rows (external_predictions)."""
-    if external_predictions.is_table(path):
+    if external_predictions.is_table(path) or external_predictions.is_json_table(path):
         return external_predictions.table_rows(path)
     return external_predictions.lmms_eval_rows(path, _jsonl_lines(path))
 
