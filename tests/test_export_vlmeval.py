@@ -151,7 +151,7 @@ def test_a_rerun_replaces_its_own_files_and_never_a_foreign_one(dataset, tmp_pat
 @pytest.mark.parametrize("args, code, message", [
     (["--name", "bad name"], 2, "--name 'bad name': a VLMEvalKit dataset name"),
     (["--name", "SARVideo"], 2, "contains 'video'"),
-    (["--adapter", "gpt-9"], 1, "unknown adapter 'gpt-9'"),
+    (["--adapter", "gpt-9"], 2, "unknown adapter 'gpt-9'"),
     (["--split", "train"], 1, "lists no parquet/train/"),
     (["--image-root", "NOWHERE"], 2, "--image-root NOWHERE: no such folder"),
 ])
