@@ -192,3 +192,9 @@ def test_a_missing_adapter_file_is_one_line(dataset, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "adapter file" in err and "none.json: cannot be read" in err and err.count("\n") == 1
+
+
+def test_end_of_turn_markers_of_todays_families_are_stripped():
+    assert A.get_adapter("gemma-3").clean_output('{"box_2d": [1, 2, 3, 4]}<end_of_turn>\n') == '{"box_2d": [1, 2, 3, 4]}'
+    assert A.get_adapter("glm-4.1v").clean_output(
+        "<|begin_of_box|>[1, 2, 3, 4]<|end_of_box|><|user|>") == "<|begin_of_box|>[1, 2, 3, 4]<|end_of_box|>"

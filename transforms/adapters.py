@@ -75,7 +75,8 @@ _IMAGE_TAG = re.compile(r"^\s{0,4}<image>\s{0,4}\n?")
 
 # End-of-turn markers a model may leave in its text when special tokens are kept.
 END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|end|>", "</s>", "<\uff5cend\u2581of\u2581sentence\uff5c>",
-               "<|eot_id|>")
+               "<|eot_id|>", "<end_of_turn>", "<eos>", "<|user|>")
+
 
 @dataclass(frozen=True, eq=False)
 class Adapter:
