@@ -168,3 +168,17 @@ def test_every_declared_name_has_a_format():
     for name in BOX_FORMAT_NAMES:
         spec = name + (":1000" if name in ("json-bbox2d", "xyxy", "yxyx") else "")
         assert get_box_format(spec).spec.startswith(name)
+
+
+@pytest.mark.parametrize("name, spec", [
+    ("xyxy:1", "xyxy:1"), ("yxyx:1000", "yxyx:1000"), ("deepseek-det", "deepseek-det"), ("glm-box", "glm-box"),
+    ("paligemma-loc", "paligemma-loc"), ("florence-loc", "florence-loc"), ("llava-1.5-native", "xyxy:1"),
+    ("deepseek-vl2-native", "deepseek-det"), ("qwen3-vl", "json-bbox2d:1000"), ("gemma-3", "yxyx:1000"),
+])
+def test_score_adapter_flag_reads_the_new_formats(name, spec):
+    from sarchat.transforms.score.box_format_choice import FormatChooser, discover_run_formats
+
+    chooser = FormatChooser.from_flags([f"m={name}"])
+    assert chooser.for_model("m").spec == spec
+    # a run manifest recording the new spec is read back too
+    assert discover_run_formats([{"model": "m", "box_format": spec}]) == {"m": spec}

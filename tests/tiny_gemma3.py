@@ -11,12 +11,15 @@ vLLM on a CPU (tests/test_real_vllm.py):
     <start_of_image>, which the processor expands);
   * processor: Gemma3Processor, 64 px images (16 px patches), 4 tokens per image, no pan-and-scan;
   * model: Gemma3Config with a 2-layer, 64-wide SigLIP tower and a 2-layer, 256-wide Gemma 3 text
-    model (4 heads of 64, 2 KV heads, one sliding-window layer); weights random (seed 0), bfloat16.
+    model (4 heads of 64, 2 KV heads, one sliding-window layer); weights random (seed 0), bfloat16,
+    written under the names vLLM 0.32 loads (tiny_llava.vllm_key: transformers 5 saves the SigLIP
+    tower without its `vision_model.` level).
 """
 import json
 import os
 
 from sarchat.inference import tiny_checkpoints
+from sarchat.inference.tiny_llava import vllm_key
 from sarchat.inference.tiny_qwen2vl import corpus
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
@@ -86,6 +89,7 @@ def build_config(tokenizer, hidden=256, layers=2):
 
 def build(out_dir, dataset=None, vocab_size=4000, seed=0):
     import torch
+    from safetensors.torch import save_file
     from transformers import Gemma3ForConditionalGeneration, GenerationConfig
 
     os.makedirs(out_dir, exist_ok=True)
@@ -94,8 +98,11 @@ def build(out_dir, dataset=None, vocab_size=4000, seed=0):
     config = build_config(tokenizer)
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config).to(torch.bfloat16)
-    model.config.architectures = ["Gemma3ForConditionalGeneration"]
-    model.save_pretrained(out_dir, safe_serialization=True)
+    config.architectures = ["Gemma3ForConditionalGeneration"]
+    config.save_pretrained(out_dir)
+    state = {vllm_key(k): v.detach().contiguous().clone() for k, v in model.state_dict().items()
+             if k != "lm_head.weight"}  # tied to the embeddings
+    save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>", "<pad>", "<bos>")}
     GenerationConfig(bos_token_id=ids["<bos>"], eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
                      pad_token_id=ids["<pad>"], do_sample=False).save_pretrained(out_dir)

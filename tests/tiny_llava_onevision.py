@@ -12,13 +12,14 @@ real vLLM on a CPU (tests/test_real_vllm.py):
     112x112 (14 px patches: 16 tokens per tile), so prompts stay short;
   * model: LlavaOnevisionConfig with a 2-layer, 64-wide SigLIP tower (all features, last layer), a
     2-layer projector and a 2-layer, 256-wide Qwen2 (4 heads of 64, 2 KV heads), lm_head untied;
-    weights random (seed 0), bfloat16. transformers' own save_pretrained names are what vLLM 0.32
-    loads for this architecture (its weight mapper reads the post-4.52 names).
+    weights random (seed 0), bfloat16. Weights are written under the names vLLM 0.32 loads
+    (tiny_llava.vllm_key: transformers 5 saves the SigLIP tower without its `vision_model.` level).
 """
 import json
 import os
 
 from sarchat.inference import tiny_checkpoints
+from sarchat.inference.tiny_llava import vllm_key
 from sarchat.inference.tiny_qwen2vl import corpus
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
@@ -90,6 +91,7 @@ def build_config(tokenizer, hidden=256, layers=2):
 
 def build(out_dir, dataset=None, vocab_size=4000, seed=0):
     import torch
+    from safetensors.torch import save_file
     from transformers import GenerationConfig, LlavaOnevisionForConditionalGeneration
 
     os.makedirs(out_dir, exist_ok=True)
@@ -98,8 +100,10 @@ def build(out_dir, dataset=None, vocab_size=4000, seed=0):
     config = build_config(tokenizer)
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config).to(torch.bfloat16)
-    model.config.architectures = ["LlavaOnevisionForConditionalGeneration"]
-    model.save_pretrained(out_dir, safe_serialization=True)
+    config.architectures = ["LlavaOnevisionForConditionalGeneration"]
+    config.save_pretrained(out_dir)
+    state = {vllm_key(k): v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
     GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad_token_id=ids["<|endoftext|>"],
                      do_sample=False).save_pretrained(out_dir)
