@@ -198,3 +198,22 @@ def test_end_of_turn_markers_of_todays_families_are_stripped():
     assert A.get_adapter("gemma-3").clean_output('{"box_2d": [1, 2, 3, 4]}<end_of_turn>\n') == '{"box_2d": [1, 2, 3, 4]}'
     assert A.get_adapter("glm-4.1v").clean_output(
         "<|begin_of_box|>[1, 2, 3, 4]<|end_of_box|><|user|>") == "<|begin_of_box|>[1, 2, 3, 4]<|end_of_box|>"
+
+
+def test_the_beam_handler_carries_a_user_adapter_to_workers_that_lack_the_file(tmp_path):
+    import pickle
+
+    from sarchat.inference import beam_handler as bh
+    from sarchat.inference.config import InferenceConfig
+    from tests.fake_vllm import FakeLLM, FakeSamplingParams
+
+    path = tmp_path / "my.json"
+    _write(path, USER)
+    config = InferenceConfig(model="me/my-vlm-2b", adapter=str(path))
+    handler = bh.SarchatVLMModelHandler(config, "/data", engine_factory=FakeLLM, sampling_params_cls=FakeSamplingParams,
+                                        large_model=False)
+    shipped = pickle.dumps(handler)
+    path.unlink()  # a Dataflow worker has no copy of the file
+    backend = pickle.loads(shipped).load_model()
+    assert backend.adapter.name == "my-vlm" and backend.adapter.digest == handler.adapter.digest
+    assert backend.adapter.box_format.spec == "glm-box" and backend.adapter.stop == ("<|user|>",)

@@ -7,7 +7,8 @@ vLLM on a CPU (tests/test_real_vllm.py):
 
   * tokenizer: a byte-level BPE trained here on the dataset's texts (tiny_qwen2vl.corpus) with
     Gemma's specials (<bos>, <eos>, <pad>, <start_of_turn>, <end_of_turn>, <start_of_image>,
-    <end_of_image>, <image_soft_token>) and Gemma 3's turn template (image parts rendered as
+    <end_of_image>, <image_soft_token>), newline runs "\n".."\n\n\n\n" as single tokens (as in
+    Gemma's vocabulary; vLLM looks them up) and Gemma 3's turn template (image parts rendered as
     <start_of_image>, which the processor expands);
   * processor: Gemma3Processor, 64 px images (16 px patches), 4 tokens per image, no pan-and-scan;
   * model: Gemma3Config with a 2-layer, 64-wide SigLIP tower and a 2-layer, 256-wide Gemma 3 text
@@ -56,6 +57,9 @@ def build_tokenizer(texts, vocab_size=4000):
         additional_special_tokens=SPECIAL_TOKENS[4:], model_max_length=8192,
         extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
                               "image_token": "<image_soft_token>"})
+    # Gemma's vocabulary has runs of newlines as single tokens, and vLLM's Gemma 3 processor looks
+    # them up by their text ("\n" .. "\n\n\n\n") when it expands the image placeholder.
+    fast.add_tokens(["\n\n\n\n", "\n\n\n", "\n\n", "\n"])
     fast.chat_template = CHAT_TEMPLATE
     return fast
 

@@ -81,7 +81,10 @@ def build_config(tokenizer, hidden=256, layers=2):
     text = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                        num_attention_heads=hidden // 64, num_key_value_heads=2, max_position_embeddings=8192,
                        rms_norm_eps=1e-6, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                       pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False)
+                       pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
+                       # wider random weights: with the default 0.02 vLLM's greedy answers to
+                       # different inputs were the same (empty)
+                       initializer_range=0.2)
     return LlavaOnevisionConfig(vision_config=vision, text_config=text, image_token_index=ids["<image>"],
                                 video_token_index=ids["<video>"], vision_feature_select_strategy="full",
                                 vision_feature_layer=-1, image_grid_pinpoints=PINPOINTS,
