@@ -21,6 +21,7 @@ setup(
     package_dir={"": "."},
     package_data={"sarchat.templates": ["*.json"], "sarchat.beam_pipelines": ["flex_templates/*.json"],
                   "sarchat.report": ["paper_table3.json"], "sarchat.transforms.stats": ["paper_stats.json"],
+                  "sarchat.transforms": ["adapter_files/*.json"],
                   "sarchat.inference": ["gpu_smoke.sh"]},
     install_requires=[
         # Google Cloud (Beam's gcp extra, gcsfs) is the `gcp` extra: the local pipelines and the demo

@@ -14,8 +14,10 @@
                folders (their predictions.parquet); rows carry id, prediction, model (and optional
                error, latency_s). Several models may be scored at once: rows are grouped by their
                `model` field (file name when it is empty); one model may come from one source only.
---adapter      how boxes are written: canonical, qwen2-vl, internvl, json-bbox2d[:scale], or a
-               model adapter name of sarchat.transforms.adapters; MODEL=NAME sets it for one model only.
+--adapter      how boxes are written: a box format (canonical, qwen2-vl, internvl, json-bbox2d[:scale],
+               xyxy[:scale], yxyx[:scale], deepseek-det, glm-box, paligemma-loc, florence-loc;
+               docs/rules.md section 12), a model adapter name of sarchat.transforms.adapters or an
+               adapter file PATH.json; MODEL=NAME sets it for one model only.
                Without it, a model's format is the `box_format` of the manifest.json that
                `sarchat infer` writes beside its predictions, else canonical.
 --allow-version-mismatch  score predictions made on another dataset version (refused otherwise);

@@ -78,14 +78,15 @@ class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
                          model_copies=model_copies, env_vars=env_vars or {})
         self.config = config
         self.image_root = image_root
-        self.adapter_name = resolve_adapter(config, VllmBackend).name
+        # the Adapter itself travels to the workers (pickled): a user adapter file (--adapter PATH.json)
+        # need not exist there
+        self.adapter = resolve_adapter(config, VllmBackend)
+        self.adapter_name = self.adapter.name
         self.model_name = model_column(config, VllmBackend)
         self.engine_factory = engine_factory
         self.sampling_params_cls = sampling_params_cls
 
     def load_model(self) -> VllmBackend:
-        from sarchat.transforms.adapters import get_adapter
-
         self.set_environment_vars()
         engine, sp_cls = None, self.sampling_params_cls
         if self.engine_factory is not None:
@@ -95,7 +96,7 @@ class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
                     from vllm import SamplingParams as sp_cls
                 except ImportError:  # an injected engine without vLLM installed gets a plain dict
                     sp_cls = dict
-        backend = VllmBackend(self.config, get_adapter(self.adapter_name), engine=engine,
+        backend = VllmBackend(self.config, self.adapter, engine=engine,
                               sampling_params_cls=sp_cls, read_image=read_image_bytes)
         backend.setup()
         return backend

@@ -3,7 +3,7 @@ entry points (`sarchat infer` and the RunInference pipeline).
 
 The run key covers everything that can change an answer (docs/rules.md section 10): the dataset version,
 the backend, the model fingerprint (checkpoint or hub name and revision), the adapter's prompt spec
-(its prompt version included), the sampling parameters and the backend's engine settings
+(its prompt version included, and a user adapter file's sha256), the sampling parameters and the backend's engine settings
 (`Backend.engine_settings()`: vLLM's engine arguments and processor settings, the chat template
 actually sent). Placement settings that only decide where and how fast the work runs (GPU memory
 share, tensor parallelism, batch size, concurrency, shards) are recorded but are not part of it,
@@ -79,6 +79,8 @@ def run_manifest(cfg, identity: RunIdentity, backend, tool, extra_versions=None)
         "model_path": cfg.model,
         "model_fingerprint": identity.fingerprint,
         "adapter": adapter.name,
+        "adapter_file": adapter.source,    # a user adapter file (--adapter PATH.json), else None
+        "adapter_digest": adapter.digest,  # its sha256 (also in prompt_spec, so in the run key)
         "box_format": adapter.box_format.spec,
         "prompt_spec": adapter.spec,
         "backend": identity.backend,

@@ -16,7 +16,9 @@ W, H = 400, 200
 
 def test_registry_and_declared_box_formats():
     assert set(ADAPTERS) == {"qwen2-vl", "qwen2.5-vl", "internvl", "llava-1.5", "phi-3.5-vision",
-                             "deepseek-vl2", "sarchat"}
+                             "deepseek-vl2", "sarchat", "llava-1.5-native", "deepseek-vl2-native", "qwen3-vl",
+                             "internvl3", "glm-4.1v", "gemma-3", "minicpm-v", "kimi-vl", "llava-onevision",
+                             "paligemma"}
     assert get_adapter("qwen2-vl").box_format.spec == "qwen2-vl"
     assert get_adapter("qwen2-vl").box_format.scale == 1000
     assert get_adapter("qwen2.5-vl").box_format.spec == "json-bbox2d:pixels"

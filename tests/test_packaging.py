@@ -49,7 +49,8 @@ def test_the_wheel_installs_only_sarchat(tmp_path):
     for part in PARTS:
         assert f"sarchat/{part}/__init__.py" in names, part
     for data in ("sarchat/templates/refer.json", "sarchat/templates/released.json", "sarchat/report/paper_table3.json",
-                 "sarchat/transforms/stats/paper_stats.json", "sarchat/beam_pipelines/flex_templates/generate.json"):
+                 "sarchat/transforms/stats/paper_stats.json", "sarchat/beam_pipelines/flex_templates/generate.json",
+                 "sarchat/transforms/adapter_files/qwen2-vl.json", "sarchat/transforms/adapter_files/qwen3-vl.json"):
         assert data in names, data
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
 

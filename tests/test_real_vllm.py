@@ -7,7 +7,8 @@ check the same plumbing against a fake engine in every run.
 
 Everything is built here, nothing is downloaded: a dataset from `sarchat synth` + `sarchat generate`
 (5 test images, 30 dialogues), tiny random checkpoints with tokenizers trained locally
-(sarchat.inference.tiny_qwen2vl, tiny_llava, tiny_qwen25vl). Every `sarchat infer` runs as a user runs it, in a
+(sarchat.inference.tiny_qwen2vl, tiny_llava, tiny_qwen25vl; tests.tiny_qwen3vl, tiny_llava_onevision,
+tiny_gemma3 for today's families). Every `sarchat infer` runs as a user runs it, in a
 subprocess of the vLLM interpreter with this checkout on PYTHONPATH; the tests read only the run's
 user-facing files (RUN/predictions.parquet, RUN/manifest.json) and, to kill a run mid-batch, watch
 for the first batch to reach the store.
@@ -33,6 +34,8 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
+from sarchat.transforms.adapters import get_adapter
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_TOKENS = "12"
 BATCH = "6"
@@ -40,9 +43,10 @@ ENGINE_ARGS = ["--engine-arg", "enforce_eager=true", "--engine-arg", "distribute
 SERVER_START_S = 300
 RUN_TIMEOUT_S = 600
 
-# adapter -> the module that builds its tiny checkpoint
+# adapter -> the module that builds its tiny checkpoint (today's families: test-only builders in tests/)
 TINY_MODELS = {"qwen2-vl": "sarchat.inference.tiny_qwen2vl", "llava-1.5": "sarchat.inference.tiny_llava",
-               "qwen2.5-vl": "sarchat.inference.tiny_qwen25vl"}
+               "qwen2.5-vl": "sarchat.inference.tiny_qwen25vl", "qwen3-vl": "tests.tiny_qwen3vl",
+               "llava-onevision": "tests.tiny_llava_onevision", "gemma-3": "tests.tiny_gemma3"}
 
 
 def _vllm_python():
@@ -141,6 +145,7 @@ def test_vllm_backend_answers_every_test_id_once_and_a_rerun_does_nothing(work, 
     assert all(r["error"] is None for r in rows.values()), [r["error"] for r in rows.values() if r["error"]][:3]
     m = manifest(run)
     assert (m["backend"], m["adapter"], m["split"]) == ("vllm", adapter, "test")
+    assert m["box_format"] == get_adapter(adapter).box_format.spec  # what the scorer will read with
     assert m["predictions"]["rows"] == len(work["ids"]) and m["predictions"]["errors"] == 0
     # the answers come from the model: they differ between inputs (a random model, not a constant)
     assert len({r["prediction"] for r in rows.values()}) > 1

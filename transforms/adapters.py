@@ -1,8 +1,30 @@
 """Model adapters: how each VLM family is prompted and how it writes boxes. Pure, no vLLM.
 
+Adapters are data: each is one small JSON file (an "adapter file"), decoded into the typed
+`AdapterFile` record and turned into an `Adapter`. The built-in ones are the files in
+`transforms/adapter_files/*.json` (installed as sarchat/transforms/adapter_files/); a user adds a
+family without code by writing such a file and passing its path, `--adapter path/to/family.json`
+(anything that ends in `.json` or holds a `/` is a path). A user file's sha256 digest is part of
+its prompt spec, so of the run key: an edited file is a new run. The file format
+(inference/README.md, "Adapter files"):
+
+  sarchat_adapter   1 (the format version)
+  name              registry name, recorded in the run manifest (required)
+  box_format        box format spec of sarchat.transforms.box_formats (required)
+  format_hint       true: the box format's own sentence; false: none; a string: that sentence
+                    ({width} and {height} are the image's size)
+  family, default_model, notes     for people
+  system_prompt, chat_template     a system turn; a jinja chat template where the checkpoint
+                                   ships none (string content format)
+  pad_to_multiple   pad images right/bottom to this multiple (Qwen2.5-VL: 28)
+  engine            vllm.LLM(...) extras (max_model_len, mm_processor_kwargs, trust_remote_code, ...)
+  sampling          vllm.SamplingParams extras (skip_special_tokens: false for special-token boxes)
+  stop              stop strings
+  aliases           model-name substrings that select this adapter when --adapter is not given
+
 An adapter knows
   * the box format the model writes (`box_format`, a sarchat.transforms.box_formats.BoxFormat); the scorer
-    reads a run's answers with `get_adapter(manifest["adapter"]).box_format`;
+    reads a run's answers with the `box_format` spec its manifest records;
   * how our pixel boxes in a question are rewritten into the model's coordinate form
     (`convert_question`);
   * the chat messages (OpenAI style, one `image_url` part plus the text) handed to vllm's
@@ -12,24 +34,13 @@ An adapter knows
   * model-specific engine settings (`engine_kwargs`), a chat template where the checkpoint ships
     none (`chat_template`), sampling overrides (grounding tokens such as `<|box_start|>` and `<box>`
     are special tokens, so those adapters keep special tokens in the output), and an optional
-    image preprocessing step (`pad_to_multiple`, see Qwen2.5-VL below).
+    image preprocessing step (`pad_to_multiple`, see qwen2.5-vl.json).
 
-Box conventions (docs/rules.md section 11; the scale is declared here, never guessed from the values):
-  qwen2-vl      <|box_start|>(x1,y1),(x2,y2)<|box_end|>, 0..1000 of the image
-  qwen2.5-vl    {"bbox_2d": [x1, y1, x2, y2]} in absolute pixels of the image the model sees.
-                The Qwen2.5-VL processor resizes every image to multiples of 28 px, so its pixel
-                frame differs from ours (800 px -> 812 px). We pad the image on the right and bottom
-                to the next multiple of 28 (`pad_to_multiple=28`), which the processor then leaves
-                unscaled (as long as the padded image stays within `max_pixels`, set in
-                engine_kwargs), so the model's pixels are our pixels and `json-bbox2d:pixels` holds.
-  internvl      <box>[[x1, y1, x2, y2]]</box>, 0..1000 of the image (InternVL2/2.5 convention)
-  llava-1.5, phi-3.5-vision, deepseek-vl2
-                canonical {<x1><y1><x2><y2>} in pixels. Their native conventions (LLaVA-1.5's
-                [0..1] floats, DeepSeek-VL2's <|det|>[[..]]<|/det|> in 0..999) have no BoxFormat
-                in sarchat.transforms.box_formats, and the paper fine-tunes these models on our canonical
-                answers, so canonical is what a benchmarked checkpoint writes. For a zero-shot run
-                the format hint (below) asks for canonical pixels and states the image size.
-  sarchat       canonical, no hint: a model fine-tuned on our corpus (the ms-swift export).
+Box conventions (docs/rules.md section 12; the scale is declared by the adapter, never guessed from
+the values): each file's `box_format` and `notes` say what its family writes. The paper fine-tunes
+LLaVA-1.5 and DeepSeek-VL2 on our canonical answers, so `llava-1.5` and `deepseek-vl2` read
+canonical pixels (the hint asks for them and states the image size); `llava-1.5-native` and
+`deepseek-vl2-native` read what those models write zero-shot ([0..1] floats, `<|det|>` on 0..999).
 
 A family checkpoint fine-tuned on our corpus answers in canonical boxes; name it
 `<adapter>:<box format spec>`, e.g. `qwen2-vl:canonical` or `internvl:json-bbox2d:1000`: the
@@ -40,8 +51,13 @@ Format hint: zero-shot adapters append one sentence to the question of the tasks
 (count, grounding, identify, refer) saying how to write a box. It is part of the prompt, so it is
 part of the sampling hash (`prompt_spec`); `--no-format-hint` switches it off.
 """
+import hashlib
+import os
 import re
 from dataclasses import dataclass, field, replace
+from typing import Optional, Union
+
+import msgspec
 
 from sarchat.transforms.box_formats import BoxFormat, get_box_format
 from sarchat.transforms.errors import InputError
@@ -59,32 +75,7 @@ _IMAGE_TAG = re.compile(r"^\s{0,4}<image>\s{0,4}\n?")
 
 # End-of-turn markers a model may leave in its text when special tokens are kept.
 END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|end|>", "</s>", "<\uff5cend\u2581of\u2581sentence\uff5c>",
-               "<|eot_id|>")
-
-# Chat templates for checkpoints that ship none (string content format: vLLM renders the image
-# part as the model's placeholder followed by a newline and the text).
-DEEPSEEK_VL2_TEMPLATE = (
-    "{%- set sys = '' -%}"
-    "{%- if messages[0]['role'] == 'system' -%}{%- set sys = messages[0]['content'] -%}"
-    "{%- set messages = messages[1:] -%}{%- endif -%}"
-    "{{ bos_token }}{{ sys }}"
-    "{%- for m in messages -%}"
-    "{%- if m['role'] == 'user' -%}{{ '<|User|>: ' + m['content'] + '\\n\\n' }}"
-    "{%- else -%}{{ '<|Assistant|>: ' + m['content'] + eos_token + '\\n\\n' }}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|Assistant|>:' }}{%- endif -%}"
-)
-LLAVA_15_TEMPLATE = (
-    "{%- set sys = '' -%}"
-    "{%- if messages[0]['role'] == 'system' -%}{%- set sys = messages[0]['content'] + ' ' -%}"
-    "{%- set messages = messages[1:] -%}{%- endif -%}"
-    "{{ sys }}"
-    "{%- for m in messages -%}"
-    "{%- if m['role'] == 'user' -%}{{ 'USER: ' + m['content'] | trim + '\\n' }}"
-    "{%- else -%}{{ 'ASSISTANT: ' + m['content'] | trim + eos_token + '\\n' }}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
-)
+               "<|eot_id|>", "<end_of_turn>", "<eos>", "<|user|>")
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +94,9 @@ class Adapter:
     sampling_overrides: dict = field(default_factory=dict)  # vllm.SamplingParams extras
     stop: tuple = ()              # stop strings
     aliases: tuple = ()           # model-name substrings that select this adapter
+    hint_text: str = None         # the file's own hint sentence ({width}, {height}), else the format's
+    source: str = None            # the user adapter file it was read from (None: built in)
+    digest: str = None            # sha256 of that file's bytes (part of the prompt spec)
 
     # ---- prompt construction -------------------------------------------------------------
     def convert_question(self, question: str, width: int, height: int) -> str:
@@ -119,20 +113,9 @@ class Adapter:
 
     def hint(self, width: int, height: int) -> str:
         """The sentence that tells a zero-shot model how to write boxes."""
-        bf = self.box_format
-        if bf.name == "qwen2-vl":
-            return ("Write every bounding box as <|box_start|>(x1,y1),(x2,y2)<|box_end|> with "
-                    "coordinates normalised to 0-1000.")
-        if bf.name == "internvl":
-            return "Write every bounding box as <box>[[x1, y1, x2, y2]]</box> with coordinates normalised to 0-1000."
-        if bf.name == "json-bbox2d":
-            if bf.scale:
-                scale = int(bf.scale) if float(bf.scale).is_integer() else bf.scale
-                return f'Write every bounding box as {{"bbox_2d": [x1, y1, x2, y2]}} with coordinates normalised to 0-{scale}.'
-            return (f'Write every bounding box as {{"bbox_2d": [x1, y1, x2, y2]}} in absolute pixel '
-                    f"coordinates of this {width}x{height} image.")
-        return (f"Write every bounding box as {{<x1><y1><x2><y2>}} in absolute pixel coordinates of "
-                f"this {width}x{height} image (x to the right, y down, origin at the top left).")
+        if self.hint_text:
+            return self.hint_text.replace("{width}", str(width)).replace("{height}", str(height))
+        return format_hint_sentence(self.box_format, width, height)
 
     def user_text(self, row, use_hint: bool = True) -> str:
         """The text part of the user turn for a dialogue row (dict with question, task, width, height)."""
@@ -175,84 +158,184 @@ class Adapter:
     @property
     def spec(self) -> str:
         """Everything about the prompt that changes the model's input (part of the run key)."""
-        return (f"{self.name}|box={self.box_format.spec}|hint={int(self.format_hint)}|"
+        spec = (f"{self.name}|box={self.box_format.spec}|hint={int(self.format_hint)}|"
                 f"sys={self.system_prompt or ''}|pad={self.pad_to_multiple}|"
                 f"tmpl={'custom' if self.chat_template else 'model'}|v{PROMPT_VERSION}")
+        if self.hint_text:
+            spec += "|hint_text=" + hashlib.sha256(self.hint_text.encode("utf-8")).hexdigest()[:16]
+        if self.digest:
+            spec += f"|file={self.digest}"
+        return spec
 
 
-_QWEN_MM = {"min_pixels": 28 * 28, "max_pixels": 1280 * 28 * 28}
+def _scale_words(bf) -> str:
+    if not bf.scale:
+        return None
+    scale = int(bf.scale) if float(bf.scale).is_integer() else bf.scale
+    return f"normalised to 0-{scale}"
 
-ADAPTERS = {
-    a.name: a
-    for a in (
-        Adapter(
-            name="qwen2-vl", family="Qwen2-VL", default_model="Qwen/Qwen2-VL-7B-Instruct",
-            box_format=get_box_format("qwen2-vl"),
-            engine_kwargs={"max_model_len": 8192, "mm_processor_kwargs": dict(_QWEN_MM)},
-            sampling_overrides={"skip_special_tokens": False},
-            aliases=("qwen2-vl", "qwen2_vl", "qwen2vl"),
-        ),
-        Adapter(
-            name="qwen2.5-vl", family="Qwen2.5-VL", default_model="Qwen/Qwen2.5-VL-7B-Instruct",
-            box_format=get_box_format("json-bbox2d:pixels"),
-            pad_to_multiple=28,
-            # max_pixels large enough that padded SAR tiles (<= 1280 px a side) are never rescaled.
-            engine_kwargs={"max_model_len": 8192,
-                           "mm_processor_kwargs": {"min_pixels": 28 * 28, "max_pixels": 1288 * 1288}},
-            aliases=("qwen2.5-vl", "qwen2_5-vl", "qwen2_5_vl", "qwen2.5vl"),
-        ),
-        Adapter(
-            name="internvl", family="InternVL2.5", default_model="OpenGVLab/InternVL2_5-8B",
-            box_format=get_box_format("internvl"),
-            engine_kwargs={"max_model_len": 8192, "trust_remote_code": True},
-            sampling_overrides={"skip_special_tokens": False},
-            stop=("<|im_end|>", "<|endoftext|>", "<|end|>"),
-            aliases=("internvl",),
-        ),
-        Adapter(
-            name="llava-1.5", family="LLaVA-1.5", default_model="llava-hf/llava-1.5-7b-hf",
-            box_format=get_box_format("canonical"),
-            chat_template=LLAVA_15_TEMPLATE,
-            engine_kwargs={"max_model_len": 4096},
-            aliases=("llava-1.5", "llava_1.5", "llava-v1.5", "llava1.5"),
-        ),
-        Adapter(
-            name="phi-3.5-vision", family="Phi-3.5-vision", default_model="microsoft/Phi-3.5-vision-instruct",
-            box_format=get_box_format("canonical"),
-            # num_crops=16 is Microsoft's recommendation for single-image prompts.
-            engine_kwargs={"max_model_len": 8192, "trust_remote_code": True,
-                           "mm_processor_kwargs": {"num_crops": 16}},
-            stop=("<|end|>", "<|endoftext|>"),
-            aliases=("phi-3.5-vision", "phi-3.5-v", "phi3.5-vision", "phi-3-vision", "phi3_v"),
-        ),
-        Adapter(
-            name="deepseek-vl2", family="DeepSeek-VL2", default_model="deepseek-ai/deepseek-vl2-tiny",
-            box_format=get_box_format("canonical"),
-            chat_template=DEEPSEEK_VL2_TEMPLATE,
-            engine_kwargs={"max_model_len": 4096,
-                           "hf_overrides": {"architectures": ["DeepseekVLV2ForCausalLM"]}},
-            aliases=("deepseek-vl2", "deepseek_vl2", "deepseek-vl-2"),
-        ),
-        Adapter(
-            name="sarchat", family="fine-tuned on SARChat (canonical)", default_model="",
-            box_format=get_box_format("canonical"), format_hint=False,
-            aliases=("sarchat",),
-        ),
-    )
-}
+
+def format_hint_sentence(bf, width: int, height: int) -> str:
+    """The built-in hint sentence of a box format."""
+    name = bf.name
+    pixels = f"in absolute pixel coordinates of this {width}x{height} image"
+    if name == "qwen2-vl":
+        return ("Write every bounding box as <|box_start|>(x1,y1),(x2,y2)<|box_end|> with "
+                "coordinates normalised to 0-1000.")
+    if name == "internvl":
+        return "Write every bounding box as <box>[[x1, y1, x2, y2]]</box> with coordinates normalised to 0-1000."
+    if name == "json-bbox2d":
+        if bf.scale:
+            return f'Write every bounding box as {{"bbox_2d": [x1, y1, x2, y2]}} with coordinates {_scale_words(bf)}.'
+        return f'Write every bounding box as {{"bbox_2d": [x1, y1, x2, y2]}} {pixels}.'
+    if name in ("xyxy", "yxyx"):
+        order = "[x1, y1, x2, y2]" if name == "xyxy" else "[ymin, xmin, ymax, xmax]"
+        if bf.scale == 1:
+            return f"Write every bounding box as {order} with coordinates as fractions of the image size, from 0 to 1."
+        if bf.scale:
+            return f"Write every bounding box as {order} with coordinates {_scale_words(bf)}."
+        return f"Write every bounding box as {order} {pixels}."
+    if name == "deepseek-det":
+        return "Write every bounding box as <|det|>[[x1, y1, x2, y2]]<|/det|> with coordinates normalised to 0-999."
+    if name == "glm-box":
+        return ("Write every bounding box as <|begin_of_box|>[x1, y1, x2, y2]<|end_of_box|> with coordinates "
+                "normalised to 0-1000.")
+    if name == "paligemma-loc":
+        return ("Write every bounding box as four location tokens <locYMIN><locXMIN><locYMAX><locXMAX>, "
+                "each a four-digit bin from 0000 to 1023.")
+    if name == "florence-loc":
+        return "Write every bounding box as <loc_x1><loc_y1><loc_x2><loc_y2> with coordinates in bins 0-999."
+    return (f"Write every bounding box as {{<x1><y1><x2><y2>}} in absolute pixel coordinates of "
+            f"this {width}x{height} image (x to the right, y down, origin at the top left).")
+
+
+class AdapterFile(msgspec.Struct, forbid_unknown_fields=True):
+    """An adapter file as written (inference/README.md, "Adapter files")."""
+
+    name: str
+    box_format: str
+    sarchat_adapter: int = 1
+    family: str = ""
+    default_model: str = ""
+    format_hint: Union[bool, str] = True
+    system_prompt: Optional[str] = None
+    chat_template: Optional[str] = None
+    pad_to_multiple: int = 0
+    engine: dict = {}
+    sampling: dict = {}
+    stop: list[str] = []
+    aliases: list[str] = []
+    notes: str = ""
+
+
+ADAPTER_FILE_VERSION = 1
+ADAPTER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "adapter_files")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def adapter_from_bytes(data: bytes, where: str, source: str = None) -> Adapter:
+    """An Adapter from an adapter file's bytes; InputError naming `where` and the field when bad."""
+    try:
+        rec = msgspec.json.decode(data, type=AdapterFile)
+    except msgspec.ValidationError as exc:
+        raise InputError(f"adapter file {where}: {_field_message(exc)}") from None
+    except msgspec.DecodeError as exc:
+        raise InputError(f"adapter file {where}: not a JSON object ({exc})") from None
+
+    def bad(field_name, why):
+        return InputError(f"adapter file {where}: field `{field_name}`: {why}")
+
+    if rec.sarchat_adapter != ADAPTER_FILE_VERSION:
+        raise bad("sarchat_adapter", f"this version reads format {ADAPTER_FILE_VERSION}, got {rec.sarchat_adapter}")
+    if not _NAME.fullmatch(rec.name):
+        raise bad("name", f"1-64 lower-case letters, digits, '.', '_' or '-', got {rec.name!r}")
+    try:
+        box_format = get_box_format(rec.box_format)
+    except ValueError as exc:
+        raise bad("box_format", str(exc)) from None
+    if rec.pad_to_multiple < 0:
+        raise bad("pad_to_multiple", f"must be >= 0, got {rec.pad_to_multiple}")
+    if isinstance(rec.format_hint, str) and not rec.format_hint.strip():
+        raise bad("format_hint", "an empty sentence (use false for none)")
+    digest = hashlib.sha256(data).hexdigest()[:16] if source else None
+    return Adapter(
+        name=rec.name, family=rec.family or rec.name, default_model=rec.default_model, box_format=box_format,
+        format_hint=bool(rec.format_hint), system_prompt=rec.system_prompt or None,
+        chat_template=rec.chat_template or None, pad_to_multiple=rec.pad_to_multiple,
+        engine_kwargs=dict(rec.engine), sampling_overrides=dict(rec.sampling), stop=tuple(rec.stop),
+        aliases=tuple(a.lower() for a in rec.aliases),
+        hint_text=rec.format_hint if isinstance(rec.format_hint, str) else None, source=source, digest=digest)
+
+
+def _field_message(exc) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.pad_to_multiple`" as "field `pad_to_multiple`: ..."."""
+    text = str(exc)
+    msg, sep, at = text.rpartition(" - at `$.")
+    if sep:
+        return f"field `{at.rstrip('`')}`: {msg}"
+    found = re.search(r"Object contains unknown field `([^`]*)`", text)
+    if found:
+        return f"field `{found.group(1)}`: unknown field (known: {', '.join(AdapterFile.__struct_fields__)})"
+    found = re.search(r"Object missing required field `([^`]*)`", text)
+    if found:
+        return f"field `{found.group(1)}`: missing (required)"
+    return text
+
+
+def is_adapter_path(name: str) -> bool:
+    """Whether an --adapter value names a file rather than a registered adapter."""
+    text = (name or "").strip()
+    return text.lower().endswith(".json") or "/" in text or os.sep in text
+
+
+def load_adapter_file(path: str) -> Adapter:
+    """A user adapter file (`--adapter path.json`); InputError, one line naming the file, when bad."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read((1 << 20) + 1)
+    except OSError as exc:
+        raise InputError(f"adapter file {path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > 1 << 20:
+        raise InputError(f"adapter file {path}: larger than 1 MiB")
+    return adapter_from_bytes(data, path, source=os.path.abspath(path))
+
+
+# Listing order (help texts, error lines): the paper's families first, then the rest by name.
+_FIRST = ("qwen2-vl", "qwen2.5-vl", "internvl", "llava-1.5", "phi-3.5-vision", "deepseek-vl2", "sarchat")
+
+
+def _builtin_adapters() -> dict:
+    found = {}
+    names = sorted(os.listdir(ADAPTER_DIR), key=lambda f: (f[:-5] not in _FIRST, _FIRST.index(f[:-5])
+                                                              if f[:-5] in _FIRST else 0, f))
+    for fname in names:
+        if fname.endswith(".json"):
+            with open(os.path.join(ADAPTER_DIR, fname), "rb") as fh:
+                adapter = adapter_from_bytes(fh.read(), f"{fname} (built in)")
+            if adapter.name + ".json" != fname:
+                raise InputError(f"adapter file {fname} (built in): field `name` must be the file's name, "
+                                 f"got {adapter.name!r}")
+            found[adapter.name] = adapter
+    return found
+
+
+ADAPTERS = _builtin_adapters()
 
 
 def get_adapter(name: str) -> Adapter:
-    """Adapter by registry name, or `NAME:BOXSPEC` for a family checkpoint fine-tuned to another format.
+    """Adapter by registry name, `NAME:BOXSPEC` for a family checkpoint fine-tuned to another format,
+    or the path of an adapter file (`load_adapter_file`).
 
     `get_adapter("qwen2-vl").box_format` -> qwen2-vl 0..1000; `get_adapter("qwen2-vl:canonical")`
     -> Qwen2-VL prompting, canonical pixel boxes, no format hint.
     """
+    if is_adapter_path(name):
+        return load_adapter_file(name.strip())
     base, sep, box_spec = (name or "").partition(":")
     key = base.strip().lower()
     if key not in ADAPTERS:
         raise InputError(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)} "
-                         f"(optionally NAME:BOXFORMAT, e.g. qwen2-vl:canonical)")
+                         f"(optionally NAME:BOXFORMAT, e.g. qwen2-vl:canonical, or an adapter file PATH.json)")
     adapter = ADAPTERS[key]
     if sep:
         try:

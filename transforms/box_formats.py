@@ -1,12 +1,22 @@
-"""Box formats a model may answer in (docs/rules.md sections 11 and 12). Pure functions, no Beam.
+"""Box formats a model may answer in (docs/rules.md section 12). Pure functions, no Beam.
 
 A format's scale is declared by the model adapter, never guessed from the values:
-  canonical        {<x1><y1><x2><y2>}                        pixels
-  qwen2-vl         <|box_start|>(x1,y1),(x2,y2)<|box_end|>    0..1000
-  internvl         <box>[[x1, y1, x2, y2]]</box>              0..1000 (several boxes: [[..],[..]])
-  json-bbox2d[:S]  {"bbox_2d": [x1, y1, x2, y2], ...}         S = 'pixels' (default) or a number such as 1000
+  canonical        {<x1><y1><x2><y2>}                                  pixels
+  qwen2-vl         <|box_start|>(x1,y1),(x2,y2)<|box_end|>              0..1000
+  internvl         <box>[[x1, y1, x2, y2]]</box>                        0..1000 (several boxes: [[..],[..]])
+  json-bbox2d[:S]  {"bbox_2d": [x1, y1, x2, y2], ...}                   S = 'pixels' (default) or a number such as 1000
+                                                                        (Qwen2.5-VL: pixels, Qwen3-VL: 1000)
+  xyxy[:S]         [x1, y1, x2, y2] anywhere in the text                S: LLaVA-1.5 writes [0..1] floats (xyxy:1)
+  yxyx[:S]         [ymin, xmin, ymax, xmax] anywhere in the text        S: Gemma-style 0..1000 (yxyx:1000)
+  deepseek-det     <|det|>[[x1, y1, x2, y2]]<|/det|>                    0..999 (DeepSeek-VL2; several: [[..],[..]])
+  glm-box          <|begin_of_box|>[x1, y1, x2, y2]<|end_of_box|>       0..1000 (GLM-4.1V; [[..],[..]] too)
+  paligemma-loc    <locY1><locX1><locY2><locX2>, four digits each       1024 bins, y first: v = bin * size / 1024
+  florence-loc     <loc_X1><loc_Y1><loc_X2><loc_Y2>                     1000 bins, bin centres: v = (bin + 0.5) * size / 1000
+A location token outside its vocabulary (<loc1024>, <loc_1000>) is no box; bracketed values are
+taken as written (no clamping, docs/rules.md section 12).
 All regexes use bounded, non-nested quantifiers so they run in linear time on any input.
 """
+import math
 import re
 from dataclasses import dataclass
 
@@ -19,8 +29,22 @@ _QWEN2 = re.compile(
     % (_NUM, _SEP, _NUM, _SEP, _NUM, _SEP, _NUM)
 )
 _INTERNVL_BLOCK = re.compile(r"<box>([^<]{0,4000})</box>")
+_DEEPSEEK_BLOCK = re.compile(r"<\|det\|>([^<]{0,4000})<\|/det\|>")
+_GLM_BLOCK = re.compile(r"<\|begin_of_box\|>([^<]{0,4000})<\|end_of_box\|>")
 _QUAD = re.compile(r"\[\s{0,8}%s%s%s%s%s%s%s\s{0,8}\]" % (_NUM, _SEP, _NUM, _SEP, _NUM, _SEP, _NUM))
 _BBOX2D = re.compile(r'"bbox_2d"\s{0,8}:\s{0,8}' + _QUAD.pattern)
+_PALIGEMMA = re.compile(r"<loc(\d{4})>\s{0,2}<loc(\d{4})>\s{0,2}<loc(\d{4})>\s{0,2}<loc(\d{4})>")
+_FLORENCE = re.compile(r"<loc_(\d{1,4})>\s{0,2}<loc_(\d{1,4})>\s{0,2}<loc_(\d{1,4})>\s{0,2}<loc_(\d{1,4})>")
+
+# Formats with a fixed scale (a number: 0..scale of the image) and those whose scale is part of
+# the spec (`NAME[:S]`, pixels when left out).
+_FIXED_SCALE = {"qwen2-vl": 1000.0, "internvl": 1000.0, "deepseek-det": 999.0, "glm-box": 1000.0,
+                "paligemma-loc": 1024.0, "florence-loc": 1000.0}
+_SCALED = ("json-bbox2d", "xyxy", "yxyx")
+# Location-token formats: bins 0..N-1, quantised with floor; Florence-2 reads a bin as its centre.
+_BINS = {"paligemma-loc": (1024, 0.0), "florence-loc": (1000, 0.5)}
+# Formats that write y before x.
+_Y_FIRST = ("yxyx", "paligemma-loc")
 
 
 @dataclass(frozen=True)
@@ -30,8 +54,19 @@ class BoxFormat:
     name: str
     scale: float = None
 
+    @property
+    def label_after(self) -> bool:
+        """Whether the model writes an object's label after its box (PaliGemma: `<loc..>x4 ship ;`)."""
+        return self.name == "paligemma-loc"
+
     def _to_pixels(self, quad, width, height):
-        x1, y1, x2, y2 = (float(v) for v in quad)
+        a, b, c, d = (float(v) for v in quad)
+        if self.name in _BINS:
+            bins, offset = _BINS[self.name]
+            if max(a, b, c, d) > bins - 1:
+                return None  # no such location token
+            a, b, c, d = a + offset, b + offset, c + offset, d + offset
+        x1, y1, x2, y2 = (b, a, d, c) if self.name in _Y_FIRST else (a, b, c, d)
         if self.scale:
             x1, x2 = x1 * width / self.scale, x2 * width / self.scale
             y1, y2 = y1 * height / self.scale, y2 * height / self.scale
@@ -42,38 +77,69 @@ class BoxFormat:
             return [int(v) for v in box]
         x1, y1, x2, y2 = box
         s = self.scale
-        return [round(x1 * s / width), round(y1 * s / height), round(x2 * s / width), round(y2 * s / height)]
+        out = [x1 * s / width, y1 * s / height, x2 * s / width, y2 * s / height]
+        if self.name in _BINS:
+            top = _BINS[self.name][0] - 1
+            return [min(top, max(0, math.floor(v))) for v in out]
+        if s < 10:  # [0..1] floats (LLaVA-1.5): three decimals
+            return [round(v, 3) for v in out]
+        return [round(v) for v in out]
 
     def find_quads(self, text):
-        """The raw coordinate quadruples in `text`, in order of appearance."""
-        if self.name == "canonical":
+        """The raw coordinate quadruples in `text`, in order of appearance (as written: y first for
+        the y-first formats)."""
+        name = self.name
+        if name == "canonical":
             return [m.groups() for m in _CANONICAL.finditer(text)]
-        if self.name == "qwen2-vl":
+        if name == "qwen2-vl":
             return [m.groups() for m in _QWEN2.finditer(text)]
-        if self.name == "internvl":
-            return [q.groups() for block in _INTERNVL_BLOCK.finditer(text) for q in _QUAD.finditer(block.group(1))]
-        if self.name == "json-bbox2d":
+        if name in ("internvl", "deepseek-det", "glm-box"):
+            block = {"internvl": _INTERNVL_BLOCK, "deepseek-det": _DEEPSEEK_BLOCK, "glm-box": _GLM_BLOCK}[name]
+            return [q.groups() for b in block.finditer(text) for q in _QUAD.finditer(b.group(1))]
+        if name == "json-bbox2d":
             return [m.groups() for m in _BBOX2D.finditer(text)]
+        if name in ("xyxy", "yxyx"):
+            return [m.groups() for m in _QUAD.finditer(text)]
+        if name == "paligemma-loc":
+            return [m.groups() for m in _PALIGEMMA.finditer(text)]
+        if name == "florence-loc":
+            return [m.groups() for m in _FLORENCE.finditer(text)]
         raise ValueError(f"unknown box format {self.name!r}")
 
     def parse(self, text, width, height):
         """All boxes in `text` as pixel [x1,y1,x2,y2] floats (corners put in order)."""
         boxes = []
         for quad in self.find_quads(text or ""):
-            x1, y1, x2, y2 = self._to_pixels(quad, width, height)
+            box = self._to_pixels(quad, width, height)
+            if box is None:
+                continue
+            x1, y1, x2, y2 = box
             boxes.append([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)])
         return boxes
 
     def render_one(self, box, width, height) -> str:
         x1, y1, x2, y2 = self._from_pixels(box, width, height)
-        if self.name == "canonical":
+        name = self.name
+        if name == "canonical":
             return "{<%d><%d><%d><%d>}" % (x1, y1, x2, y2)
-        if self.name == "qwen2-vl":
+        if name == "qwen2-vl":
             return "<|box_start|>(%d,%d),(%d,%d)<|box_end|>" % (x1, y1, x2, y2)
-        if self.name == "internvl":
+        if name == "internvl":
             return "<box>[[%d, %d, %d, %d]]</box>" % (x1, y1, x2, y2)
-        if self.name == "json-bbox2d":
-            return '{"bbox_2d": [%d, %d, %d, %d]}' % (x1, y1, x2, y2)
+        if name == "json-bbox2d":
+            return '{"bbox_2d": [%s, %s, %s, %s]}' % tuple(_num(v) for v in (x1, y1, x2, y2))
+        if name == "xyxy":
+            return "[%s, %s, %s, %s]" % tuple(_num(v) for v in (x1, y1, x2, y2))
+        if name == "yxyx":
+            return "[%s, %s, %s, %s]" % tuple(_num(v) for v in (y1, x1, y2, x2))
+        if name == "deepseek-det":
+            return "<|det|>[[%d, %d, %d, %d]]<|/det|>" % (x1, y1, x2, y2)
+        if name == "glm-box":
+            return "<|begin_of_box|>[%d, %d, %d, %d]<|end_of_box|>" % (x1, y1, x2, y2)
+        if name == "paligemma-loc":
+            return "<loc%04d><loc%04d><loc%04d><loc%04d>" % (y1, x1, y2, x2)
+        if name == "florence-loc":
+            return "<loc_%d><loc_%d><loc_%d><loc_%d>" % (x1, y1, x2, y2)
         raise ValueError(f"unknown box format {self.name!r}")
 
     def render(self, boxes, width, height) -> str:
@@ -82,33 +148,41 @@ class BoxFormat:
 
     @property
     def spec(self) -> str:
-        if self.name == "json-bbox2d":
-            return f"json-bbox2d:{'pixels' if not self.scale else _fmt_scale(self.scale)}"
+        if self.name in _SCALED:
+            return f"{self.name}:{'pixels' if not self.scale else _fmt_scale(self.scale)}"
         return self.name
+
+
+def _num(v):
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
 def _fmt_scale(s):
     return str(int(s)) if float(s).is_integer() else str(s)
 
 
-BOX_FORMAT_NAMES = ("canonical", "qwen2-vl", "internvl", "json-bbox2d")
+BOX_FORMAT_NAMES = ("canonical", "qwen2-vl", "internvl", "json-bbox2d", "xyxy", "yxyx", "deepseek-det", "glm-box",
+                    "paligemma-loc", "florence-loc")
 
 
 def get_box_format(spec: str) -> BoxFormat:
-    """'canonical' | 'qwen2-vl' | 'internvl' | 'json-bbox2d' | 'json-bbox2d:pixels' | 'json-bbox2d:1000'."""
-    name, _, scale = spec.partition(":")
-    if name == "canonical":
+    """'canonical' | 'qwen2-vl' | 'internvl' | 'deepseek-det' | 'glm-box' | 'paligemma-loc' |
+    'florence-loc' | NAME[:pixels|:S] for NAME in json-bbox2d, xyxy, yxyx ('json-bbox2d:1000',
+    'xyxy:1', 'yxyx:1000')."""
+    name, sep, scale = (spec or "").partition(":")
+    if name == "canonical" and not sep:
         return BoxFormat("canonical")
-    if name in ("qwen2-vl", "internvl"):
-        return BoxFormat(name, 1000.0)
-    if name == "json-bbox2d":
+    if name in _FIXED_SCALE and not sep:
+        return BoxFormat(name, _FIXED_SCALE[name])
+    if name in _SCALED:
         if scale in ("", "pixels", "pixel"):
             return BoxFormat(name)
         try:
             value = float(scale)
         except ValueError:
             value = 0.0
-        if value <= 0:
-            raise ValueError(f"json-bbox2d scale must be 'pixels' or a positive number, got {scale!r}")
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} scale must be 'pixels' or a positive number, got {scale!r}")
         return BoxFormat(name, value)
-    raise ValueError(f"unknown box format {spec!r}; known: {', '.join(BOX_FORMAT_NAMES)}")
+    raise ValueError(f"unknown box format {spec!r}; known: {', '.join(BOX_FORMAT_NAMES)} "
+                     f"({', '.join(_SCALED)} take :pixels or :SCALE)")

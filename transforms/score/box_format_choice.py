@@ -3,20 +3,20 @@
 Precedence: an explicit `--adapter MODEL=NAME`, then an explicit `--adapter NAME` for all models,
 then the `box_format` recorded in the manifest.json that `sarchat infer` writes beside its
 predictions, then canonical. A NAME is a box format spec (canonical, qwen2-vl, internvl,
-json-bbox2d[:scale]) or a model adapter of sarchat.transforms.adapters ('qwen2.5-vl',
+json-bbox2d[:scale], ... : sarchat.transforms.box_formats) or a model adapter of sarchat.transforms.adapters ('qwen2.5-vl',
 'qwen2-vl:canonical', ...), whose declared `box_format` is used. The scale is always declared,
 never guessed from the values.
 """
 from sarchat.transforms import adapters
-from sarchat.transforms.box_formats import BoxFormat, get_box_format
+from sarchat.transforms.box_formats import BOX_FORMAT_NAMES, BoxFormat, get_box_format
 from sarchat.transforms.errors import UsageError
 
-_BUILTIN_FORMATS = ("canonical", "qwen2-vl", "internvl")
+_SCALED_FORMATS = ("json-bbox2d", "xyxy", "yxyx")
 
 
 def _is_builtin_spec(name):
     head, sep, _ = name.partition(":")
-    return head == "json-bbox2d" or (head in _BUILTIN_FORMATS and not sep)
+    return head in _SCALED_FORMATS or (head in BOX_FORMAT_NAMES and not sep)
 
 
 def resolve_box_format(name):

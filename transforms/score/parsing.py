@@ -178,7 +178,7 @@ def parse_number(text):
 # stated count so that coordinates are never read as the count.
 _BOXLIKE_RE = re.compile(
     r"\{[^{}]{0,400}\}|<\|box_start\|>[^<]{0,400}<\|box_end\|>|<box>[^<]{0,4000}</box>|\[[^\[\]]{0,400}\]"
-    r"|\([^()]{0,40}\)")
+    r"|\([^()]{0,40}\)|<loc_?\d{1,4}>")
 
 
 def strip_boxes(text):
@@ -197,7 +197,8 @@ _JSON_LABEL_RE = re.compile(r'"(?:label|category|class|name)"\s{0,8}:\s{0,8}"([^
 def parse_boxes_by_category(text, box_format, width, height):
     """Boxes with the category each belongs to: ([box, ...], [category or None, ...]).
 
-    A box belongs to the last category word written before it ("There are 2 ships: one in the top
+    A box belongs to the last category word written before it (the first one after it for a format
+    whose labels follow their boxes, `label_after`: PaliGemma) ("There are 2 ships: one in the top
     left portion {box}, one in ... {box}" -> both ships). For the JSON format, an object's own
     "label" ("category", "class", "name") wins. Boxes before any category word get None (they can
     only be false positives).
@@ -222,18 +223,21 @@ def parse_boxes_by_category(text, box_format, width, height):
             pos = m.end()
         pieces.append(text[pos:])
         rest = "".join(pieces)
+    # PaliGemma writes the label after its box ("<loc..>x4 ship ; <loc..>x4 tank"): a box takes the
+    # first category word after it instead.
+    after = getattr(box_format, "label_after", False)
     current, pos = None, 0
     for m in _CATEGORY_RE_I.finditer(rest):
         segment = rest[pos:m.start()]
         if segment:
             found = box_format.parse(segment, width, height)
             boxes.extend(found)
-            cats.extend([current] * len(found))
+            cats.extend([_category(m.group(1)) if after else current] * len(found))
         current = _category(m.group(1))
         pos = m.end()
     found = box_format.parse(rest[pos:], width, height)
     boxes.extend(found)
-    cats.extend([current] * len(found))
+    cats.extend([None if after else current] * len(found))
     return boxes, cats
 
 
