@@ -373,6 +373,15 @@ class TaskArrays:
         return len(self.ids)
 
     @classmethod
+    def from_columns(cls, task, ids, status, category, size, tp, fp, fn, mask):
+        """From numpy columns already in shape (ids, category, size: str arrays, "" for none)."""
+        self = cls.__new__(cls)
+        self.task, self.ids, self.status = task, ids, np.asarray(status, dtype=np.int8)
+        self.category, self.size = category, size
+        self.tp, self.fp, self.fn, self.mask = tp, fp, fn, mask
+        return self
+
+    @classmethod
     def empty(cls, task):
         k = len(TASK_COLUMNS[task])
         z = np.zeros((0, k), dtype=np.int64)

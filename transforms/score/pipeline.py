@@ -32,6 +32,7 @@ from typing import Optional
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
@@ -39,18 +40,17 @@ from sarchat.report import sample_sections, score_report
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.fileio import join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
+from sarchat.transforms.score import columnar
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
 from sarchat.transforms.score.box_format_choice import FormatChooser
-from sarchat.transforms.score.id_buckets import bucket_parts, ipc_rows
-from sarchat.transforms.score.prediction_files import (MALFORMED, PREDICTION_WIRE_SCHEMA, iter_prediction_batches,
-                                                       model_of_malformed)
+from sarchat.transforms.score.id_buckets import bucket_parts, ipc_table, to_ipc
+from sarchat.transforms.score.prediction_files import MALFORMED, iter_prediction_tables, model_of_malformed
 from sarchat.transforms.score.parsing import ParseMemo
 from sarchat.transforms.score.sample_choice import choose_from_candidates, merge_candidates, smallest_candidates
-from sarchat.transforms.score.sample_records import SampleColumns, sample_record
 from sarchat.transforms.score.score_inputs import ScoreInputs
 from sarchat.transforms.score.dialogue_rows import DIALOGUE_COLUMNS, iter_test_tables, read_shown_rows
-from sarchat.transforms.score.sample_lines import merged_text, sample_line, sample_lines_name, stale_sample_line_files
+from sarchat.transforms.score.sample_lines import sample_lines_name, stale_sample_line_files
 from sarchat.transforms.tasks import TASKS
 
 NAMESPACE = "sarchat.score"
@@ -161,23 +161,25 @@ class ReadPredictionFileFn(beam.DoFn):
 
     def process(self, path):
         model = self.malformed_model.get(path)
-        for rows, bad in iter_prediction_batches(path, self.batch_size):
-            self.rows.inc(len(rows))
-            if rows:
-                table = pa.Table.from_pylist(rows, schema=PREDICTION_WIRE_SCHEMA)
-                yield from bucket_parts(table, [r["id"] for r in rows], self.num_buckets)
+        for table, bad in iter_prediction_tables(path, self.batch_size):
+            self.rows.inc(table.num_rows)
+            if table.num_rows:
+                yield from bucket_parts(table, table.column("id").to_pylist(), self.num_buckets)
             for index in bad:
                 self.malformed.inc()
                 yield beam.pvalue.TaggedOutput(self.REJECTS, (model, {
                     "model": model, "id": None, "reason": MALFORMED, "file": path, "row": index}))
 
 
-def _sort_key_pred(p):
-    return (p.get("_file") or "", p.get("_row") or 0)
+def tagged(tag):
+    """The values of a single-output step's (tag, value) elements of one tag: the Filter and Map
+    that split a step with several kinds of output."""
+    return beam.Filter(lambda e, t: e[0] == t, tag) | beam.Map(lambda e: e[1])
 
 
 class ScoreBucketFn(beam.DoFn):
-    """Join test rows and predictions of one bucket on id and score every (model, test row).
+    """Join test rows and predictions of one bucket on id and score every (model, test row),
+    task by task over columns (sarchat.transforms.score.columnar).
 
     - every test row gets a result for every model: scored, unparseable, an inference error (the
       row's `error` is set) or missing -- the last three are misses;
@@ -186,12 +188,13 @@ class ScoreBucketFn(beam.DoFn):
       rows without an id 'missing_id';
     - writes the bucket's per-sample results per model, sorted by id, to
       OUT/<model>/samples/samples-<bucket>-of-<num_buckets>.parquet;
-    - main output: (task, model, TaskArrays); tag 'rejects': (model, reject record); tag 'shown':
-      (id, model, {'prediction', 'error', 'result': sample record}) for the report's shown ids;
-      tag 'lines' (when writing samples): ((model, task), [(id, samples_<task>.jsonl line)]) per
-      bucket, the line joining the test row's question and answer with the prediction's text.
+    - one output of (tag, value) pairs (split with `tagged`): 'arrays': ((model, task),
+      TaskArrays); 'rejects': (model, reject record); 'shown': (id, model, {'prediction', 'error',
+      'result': sample record}) for the report's shown ids; 'lines' (when writing samples):
+      ((model, task), Arrow IPC bytes of the bucket's (id, samples_<task>.jsonl line) rows).
     """
 
+    ARRAYS = "arrays"
     REJECTS = "rejects"
     SHOWN = "shown"
     LINES = "lines"
@@ -217,96 +220,70 @@ class ScoreBucketFn(beam.DoFn):
             memos[model] = ParseMemo()
         return memos[model]
 
-    def _reject(self, pred, reason):
-        self.c_reject[reason].inc()
-        return beam.pvalue.TaggedOutput(self.REJECTS, (pred["model"], {
-            "model": pred["model"], "id": pred.get("id"), "reason": reason,
-            "file": pred.get("_file"), "row": pred.get("_row")}))
-
     def process(self, element, shown=()):
-        # The bucket's outputs are gathered with the cyclic garbage collector paused, then emitted:
-        # converting and scoring a bucket allocates millions of small acyclic containers (row dicts,
-        # gt lists, parse results), and the collections they trigger were about 40% of the job.
+        # the bucket's outputs are gathered with the cyclic garbage collector paused, then emitted
         with paused_gc():
             outputs = list(self._score_bucket(element, shown))
         yield from outputs
 
     def _score_bucket(self, element, shown):
         bucket, groups = element
-        shown = set(shown)
-        tests = {}
-        for part in groups.get("d", []):
-            for r in ipc_rows(part):
-                if r.get("task") not in M.TASK_COLUMNS:
-                    self.c_bad_task.inc()
-                    continue
-                if r["id"] in tests:
-                    self.c_dup_test.inc()
-                    continue
-                tests[r["id"]] = r
-        by_model = {}
-        for part in groups.get("p", []):
-            for p in ipc_rows(part):
-                if p["id"] is None:
-                    yield self._reject(p, "missing_id")
-                elif p["id"] not in tests:
-                    yield self._reject(p, "unknown_id")
-                else:
-                    by_model.setdefault(p["model"], {}).setdefault(p["id"], []).append(p)
-        ids = sorted(tests)
-        for model in sorted(set(self.models) | set(by_model)):
-            preds = by_model.get(model, {})
-            fmt = self.formats.for_model(model)
-            parse = self._parse_memo(model)
-            records = SampleColumns()
-            per_task = {t: [] for t in TASKS}
-            lines = {t: [] for t in TASKS}
-            for sid in ids:
-                row = tests[sid]
-                cands = preds.get(sid)
-                pred = None
-                if cands:
-                    cands.sort(key=_sort_key_pred)
-                    pred = cands[0]
-                    for dup in cands[1:]:
-                        yield self._reject(dup, "duplicate_id")
-                if pred is None:
-                    result = M.score_sample(row, None, fmt, missing=True)
-                    self.c_missing.inc()
-                else:
-                    result = M.score_sample(row, pred.get("prediction"), fmt, error=pred.get("error"), parse=parse)
-                    if result["status"] == M.STATUS_UNPARSEABLE:
-                        self.c_fail[row["task"]].inc()
-                    elif result["status"] == M.STATUS_INFERENCE_ERROR:
-                        self.c_error[row["task"]].inc()
-                category, size = M.sample_category(row), M.sample_size(row)
-                per_task[row["task"]].append((sid, result, category, size))
-                if self.write_samples:
-                    records.add(row, model, pred, result, category, size)
-                    lines[row["task"]].append((sid, sample_line(row, records.row(len(records) - 1), pred)))
-                if sid in shown:
-                    yield beam.pvalue.TaggedOutput(self.SHOWN, (sid, model, {
-                        "prediction": pred.get("prediction") if pred else None,
-                        "error": pred.get("error") if pred else None,
-                        "result": sample_record(row, model, pred, result)}))
-            self.c_scored.inc(len(ids))
-            worker_count("score.samples", len(ids))  # progress on the launcher's terminal
-            if self.write_samples and len(records):
+        join = columnar.BucketJoin([ipc_table(p) for p in groups.get("d", [])],
+                                   [ipc_table(p) for p in groups.get("p", [])])
+        self.c_bad_task.inc(join.unknown_task)
+        self.c_dup_test.inc(join.duplicate_tests)
+        for record in join.rejects:
+            self.c_reject[record["reason"]].inc()
+            yield self.REJECTS, (record["model"], record)
+        shown = sorted(set(shown))
+        for model, parts in columnar.score_bucket(join, self.models, self.formats, self._parse_memo):
+            n = 0
+            for part in parts:
+                status, task = part.scores.status, part.truth.task
+                n += part.truth.n
+                self.c_missing.inc(int((status == columnar._MISSING).sum()))
+                self.c_fail[task].inc(int((status == columnar._UNPARSEABLE).sum()))
+                self.c_error[task].inc(int((status == columnar._ERROR).sum()))
+            if not n:
+                continue
+            self.c_scored.inc(n)
+            worker_count("score.samples", n)  # progress on the launcher's terminal
+            table = columnar.sample_table(parts)
+            if self.write_samples:
                 buf = io.BytesIO()
-                pq.write_table(records.to_table(), buf, compression="zstd")
+                pq.write_table(table, buf, compression="zstd")
                 path = join_path(self.output_dir, outputs.model_dirname(model), "samples",
                                  outputs.samples_file_name(bucket, self.num_buckets))
                 write_bytes(path, buf.getvalue())
-            for task, results in per_task.items():
-                if results:
-                    yield task, model, M.arrays_from_results(task, results)
-                if lines[task]:
-                    yield beam.pvalue.TaggedOutput(self.LINES, ((model, task), lines[task]))
+            if shown:
+                yield from self._shown(model, parts, table, shown)
+            for part in parts:
+                task = part.truth.task
+                yield self.ARRAYS, ((model, task), part.scores.task_arrays())
+                if self.write_samples:
+                    lines = pa.table({"id": columnar._array(part.truth.table, "id"), "line": part.lines()})
+                    yield self.LINES, ((model, task), to_ipc(lines, compression="zstd"))
+
+    def _shown(self, model, parts, table, shown):
+        ids = table.column("id")
+        at = pc.index_in(pa.array(shown, pa.string()), value_set=ids).to_pylist()
+        found = [(sid, i) for sid, i in zip(shown, at) if i is not None]
+        if not found:
+            return
+        for part in parts:
+            pos = pc.index_in(pa.array([sid for sid, _ in found], pa.string()),
+                              value_set=columnar._array(part.truth.table, "id")).to_pylist()
+            for (sid, i), p in zip(found, pos):
+                if p is None:
+                    continue
+                yield self.SHOWN, (sid, model, {
+                    "prediction": part.prediction[p].as_py(), "error": part.error[p].as_py(),
+                    "result": table.slice(i, 1).to_pylist()[0]})
 
 
 class WriteSampleLinesFn(beam.DoFn):
-    """((model, task), [[(id, line)] per bucket]) -> OUT/<model dir>/samples_<task>.jsonl, sorted by
-    id, written atomically; emits the path written."""
+    """((model, task), [IPC bytes of (id, line) rows per bucket]) -> OUT/<model dir>/samples_<task>.jsonl,
+    sorted by id, written atomically; emits the path written."""
 
     def __init__(self, output_dir):
         self.output_dir = output_dir
@@ -314,7 +291,7 @@ class WriteSampleLinesFn(beam.DoFn):
     def process(self, element):
         (model, task), parts = element
         path = join_path(self.output_dir, outputs.model_dirname(model), sample_lines_name(task))
-        write_text(path, merged_text(parts), "application/jsonl")
+        write_bytes(path, columnar.merged_lines([ipc_table(p) for p in parts]), "application/jsonl")
         yield path
 
 
@@ -342,8 +319,8 @@ class TaskMetricsFn(beam.CombineFn):
     id makes the result independent of bundle order.
     """
 
-    def __init__(self, task):
-        self.task = task
+    def __init__(self, task=None):
+        self.task = task  # None: the task of the arrays combined
 
     def create_accumulator(self):
         return []
@@ -355,28 +332,27 @@ class TaskMetricsFn(beam.CombineFn):
     def merge_accumulators(self, accs):
         return [a for acc in accs for a in acc]
 
+    def _task(self, acc):
+        return self.task or (acc[0].task if acc else None)
+
     def compact(self, acc):
-        return [M.TaskArrays.concat(self.task, acc)] if len(acc) > 1 else acc
+        return [M.TaskArrays.concat(self._task(acc), acc)] if len(acc) > 1 else acc
 
     def extract_output(self, acc):
-        arrays = M.TaskArrays.concat(self.task, acc).sorted()
-        return {"task": self.task, "arrays": arrays,
+        task = self._task(acc)
+        arrays = M.TaskArrays.concat(task, acc).sorted()
+        return {"task": task, "arrays": arrays,
                 "missing": int((arrays.status == M.STATUS_CODES[M.STATUS_MISSING]).sum())}
 
 
 class AggregateTasks(beam.PTransform):
-    """(task, model, TaskArrays) -> (model, task summary), one CombinePerKey(TaskMetricsFn) per task."""
+    """((model, task), TaskArrays) -> (model, task summary): one CombinePerKey(TaskMetricsFn) keyed
+    by (model, task), so one combine per task and model."""
 
     def expand(self, pcoll):
-        parts = pcoll | "ByTask" >> beam.Partition(lambda e, n: TASKS.index(e[0]), len(TASKS))
-        outs = []
-        for task, part in zip(TASKS, parts):
-            outs.append(
-                part
-                | f"Key{task}" >> beam.Map(lambda e: (e[1], e[2]))
-                | f"Combine{task}" >> beam.CombinePerKey(TaskMetricsFn(task))
-            )
-        return outs | "FlattenTasks" >> beam.Flatten()
+        return (pcoll
+                | "CombinePerTask" >> beam.CombinePerKey(TaskMetricsFn())
+                | "KeyByModel" >> beam.Map(lambda kv: (kv[0][0], kv[1])))
 
 
 class FinalizeModelFn(beam.DoFn):
@@ -475,18 +451,19 @@ class ScorePredictions(beam.PTransform):
             | "JoinOnIdBucket" >> beam.CoGroupByKey()
             | "ScoreBuckets" >> beam.ParDo(
                 ScoreBucketFn(s.output_dir, inp.formats, nb, inp.models, write_samples=s.write_samples),
-                shown=beam.pvalue.AsSingleton(shown)).with_outputs(
-                    ScoreBucketFn.REJECTS, ScoreBucketFn.SHOWN, ScoreBucketFn.LINES, main="arrays")
+                shown=beam.pvalue.AsSingleton(shown))
         )
-        (scored[ScoreBucketFn.LINES]
+        (scored
+         | "SampleLinesOnly" >> tagged(ScoreBucketFn.LINES)
          | "GroupSampleLines" >> beam.GroupByKey()
          | "WriteSampleLines" >> beam.ParDo(WriteSampleLinesFn(s.output_dir))
          | "WrittenSampleLines" >> beam.combiners.ToList()
          | "RemoveStaleSampleLines" >> beam.ParDo(RemoveStaleSampleLinesFn(s.output_dir)))
-        rejects = ((scored[ScoreBucketFn.REJECTS], preds[ReadPredictionFileFn.REJECTS])
+        rejects = ((scored | "RejectsOnly" >> tagged(ScoreBucketFn.REJECTS), preds[ReadPredictionFileFn.REJECTS])
                    | "AllRejects" >> beam.Flatten())
-        of_model, of_none = rejects | "ByOwner" >> beam.Partition(lambda kv, n: 0 if kv[0] is not None else 1, 2)
-        task_summaries = scored.arrays | "AggregateTasks" >> AggregateTasks()
+        of_model = rejects | "OfAModel" >> beam.Filter(lambda kv: kv[0] is not None)
+        of_none = rejects | "OfNoModel" >> beam.Filter(lambda kv: kv[0] is None)
+        task_summaries = scored | "ArraysOnly" >> tagged(ScoreBucketFn.ARRAYS) | "AggregateTasks" >> AggregateTasks()
         entries = (
             {"tasks": task_summaries, "rejects": of_model}
             | "ByModel" >> beam.CoGroupByKey()
@@ -502,7 +479,7 @@ class ScorePredictions(beam.PTransform):
                      WriteReportsFn(s.output_dir, inp.stats, inp.image_root, s.image_max_side, per_task,
                                     inp.report_context),
                      shown_order=beam.pvalue.AsSingleton(shown), shown_rows=beam.pvalue.AsList(shown_rows),
-                     shown_results=beam.pvalue.AsList(scored[ScoreBucketFn.SHOWN]),
+                     shown_results=beam.pvalue.AsList(scored | "ShownOnly" >> tagged(ScoreBucketFn.SHOWN)),
                      orphan_rejects=beam.pvalue.AsList(of_none | "OrphanRecords" >> beam.Values())))
         return {
             "metrics": entries | "MetricsOnly" >> beam.Map(lambda e: (e["model"], e["metrics"])),
