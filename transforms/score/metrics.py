@@ -392,17 +392,17 @@ class TaskArrays:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty(task)
-        return cls(task, *(np.concatenate([getattr(p, f) for p in parts])
-                           for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")))
+        if len(parts) == 1:
+            return parts[0]
+        return cls.from_columns(task, *(np.concatenate([getattr(p, f) for p in parts])
+                                         for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")))
 
     def sorted(self):
-        order = np.argsort(self.ids, kind="stable")
-        return TaskArrays(self.task, self.ids[order], self.status[order], self.category[order],
-                          self.size[order], self.tp[order], self.fp[order], self.fn[order], self.mask[order])
+        return self.select(np.argsort(self.ids, kind="stable"))
 
     def select(self, rows):
-        return TaskArrays(self.task, self.ids[rows], self.status[rows], self.category[rows],
-                          self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows])
+        return TaskArrays.from_columns(self.task, self.ids[rows], self.status[rows], self.category[rows],
+                                       self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows])
 
     def column_values(self):
         """{column: accuracy or None} and {column: n}."""

@@ -40,7 +40,7 @@ from sarchat.report import sample_sections, score_report
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.fileio import join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
-from sarchat.transforms.score import columnar
+from sarchat.transforms.score import score_columns as columnar
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
 from sarchat.transforms.score.box_format_choice import FormatChooser
@@ -179,7 +179,7 @@ def tagged(tag):
 
 class ScoreBucketFn(beam.DoFn):
     """Join test rows and predictions of one bucket on id and score every (model, test row),
-    task by task over columns (sarchat.transforms.score.columnar).
+    task by task over columns (sarchat.transforms.score.score_columns).
 
     - every test row gets a result for every model: scored, unparseable, an inference error (the
       row's `error` is set) or missing -- the last three are misses;

@@ -203,24 +203,40 @@ _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "
             ("\f", "\\f"))
 
 
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+
+
 def json_strings(arr):
     """A string array -> the JSON literal of each value ("null" for null), as json.dumps writes it."""
     arr = pc.cast(arr, pa.string()) if not pa.types.is_string(arr.type) else arr
     if not len(arr):
         return pa.array([], pa.string())
+    if isinstance(arr, pa.DictionaryArray):  # pragma: no cover (cast above makes plain strings)
+        arr = arr.dictionary_decode()
     out = arr
-    for raw, esc in _ESCAPES:
-        out = pc.replace_substring(out, raw, esc)
-    out = pc.binary_join_element_wise('"', out, '"', "")
-    rare = pc.fill_null(pc.match_substring_regex(arr, _RARE_CONTROL), False)
-    if pc.any(rare).as_py():
-        idx = np.nonzero(_np(rare))[0]
-        values = arr.take(pa.array(idx)).to_pylist()
+    needs = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
+    if pc.any(needs).as_py():
+        idx = pa.array(np.nonzero(_np(needs))[0])
+        some = arr.take(idx)
+        for raw, esc in _ESCAPES:
+            some = pc.replace_substring(some, raw, esc)
+        rare = pc.fill_null(pc.match_substring_regex(arr.take(idx), _RARE_CONTROL), False)
+        if pc.any(rare).as_py():
+            values = arr.take(idx).to_pylist()
+            some = pa.array([json.dumps(v, ensure_ascii=False)[1:-1] if r else e
+                             for v, r, e in zip(values, _np(rare), some.to_pylist())], pa.string())
         mask = np.zeros(len(arr), dtype=bool)
-        mask[idx] = True
-        out = pc.replace_with_mask(out, pa.array(mask), pa.array([json.dumps(v, ensure_ascii=False) for v in values],
-                                                                   pa.string()))
-    return pc.fill_null(out, "null")
+        mask[_np(idx)] = True
+        out = pc.replace_with_mask(arr, pa.array(mask), some)
+    return pc.fill_null(pc.binary_join_element_wise('"', out, '"', ""), "null")
+
+
+def json_strings_distinct(arr):
+    """json_strings of an array with few distinct values: each distinct value escaped once."""
+    if not len(arr):
+        return pa.array([], pa.string())
+    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    return json_strings(enc.dictionary).take(enc.indices)
 
 
 def json_floats(values, valid=None):
@@ -266,6 +282,18 @@ class TaskTruth:
         self.size = self._first(self.sizes) if SPECS[task].by_size else pa.nulls(n, pa.string())
         self.vocab = Vocabulary()
         self._gt_sets = None
+        self._json = None
+
+    def json_columns(self):
+        """JSON literals of the columns every model's jsonl lines repeat: id, subset, question,
+        reference answer, category, size."""
+        if self._json is None:
+            self._json = {
+                "id": json_strings(_array(self.table, "id")), "subset": json_strings_distinct(self.subset_raw),
+                "question": json_strings(_array(self.table, "question")),
+                "reference": json_strings(_array(self.table, "answer")),
+                "category": json_strings_distinct(self.category), "size": json_strings_distinct(self.size)}
+        return self._json
 
     def _first(self, lists):
         has = lists.lengths > 0
@@ -400,8 +428,8 @@ def score_task(truth, texts, errors, has_pred, memo, box_format):
     status[has_pred & err] = _ERROR
     parses, index = _parse_rows(truth, texts, status, memo, box_format)
     parse_ok = np.array([p["status"] == parsing.OK for p in parses], dtype=bool)
-    parsed_rows = index >= 0
-    status[parsed_rows & ~parse_ok[np.maximum(index, 0)]] = _UNPARSEABLE
+    if parses:
+        status[(index >= 0) & ~parse_ok[np.maximum(index, 0)]] = _UNPARSEABLE
     ok = status == _OK
     uok = np.where(ok, index, -1)
     out = _Out(n, len(TASK_COLUMNS[task]), int(truth.n_boxes.sum()))
@@ -649,6 +677,11 @@ class ModelTask:
         return self.scores.truth
 
     def _parse_columns(self):
+        if getattr(self, "_parse_cache", None) is None:
+            self._parse_cache = self._make_parse_columns()
+        return self._parse_cache
+
+    def _make_parse_columns(self):
         """Per row: pred_count, pred_boxes, pred_box_categories, pred_labels and the JSON of the
         jsonl `parsed` field, taken from the distinct parses (the last entry: nothing parsed)."""
         sc, task = self.scores, self.truth.task
@@ -710,13 +743,15 @@ class ModelTask:
         lat = _np(pc.fill_null(pc.cast(self.latency, pa.float64()), float("nan"))).astype(np.float64)
         latency = json_floats(np.where(np.isfinite(lat), lat, 0.0), np.isfinite(lat))
         dumps = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
+        tj = t.json_columns()
+        status = pa.array([dumps(v) for v in STATUS_NAMES], pa.string()).take(
+            pa.array(self.scores.status.astype(np.int64)))
         return _join(
-            '{"id": ', json_strings(_array(t.table, "id")), ', "task": ' + dumps(t.task) + ', "subset": ',
-            json_strings(t.subset_raw), ', "model": ' + dumps(self.model) + ', "question": ',
-            json_strings(_array(t.table, "question")), ', "reference": ', json_strings(_array(t.table, "answer")),
-            ', "response": ', json_strings(self.prediction), ', "status": ', json_strings(self.status_names()),
-            ', "error": ', json_strings(self.error), ', "latency_s": ', latency, ', "category": ',
-            json_strings(t.category), ', "size": ', json_strings(t.size), ', "parsed": ', parsed_json,
+            '{"id": ', tj["id"], ', "task": ' + dumps(t.task) + ', "subset": ', tj["subset"],
+            ', "model": ' + dumps(self.model) + ', "question": ', tj["question"], ', "reference": ', tj["reference"],
+            ', "response": ', json_strings_distinct(self.prediction), ', "status": ', status,
+            ', "error": ', json_strings_distinct(self.error), ', "latency_s": ', latency, ', "category": ',
+            tj["category"], ', "size": ', tj["size"], ', "parsed": ', parsed_json,
             ', "ious": ', ious_json, ', "scores": ', scores, "}\n")
 
     def record(self, i):
