@@ -252,12 +252,14 @@ PROFILE_STAGES = (
     ("read test shards into id buckets (ReadDialogueFileFn)", "pipeline.py", "process", "ReadDialogueFileFn"),
     ("read predictions into id buckets (ReadPredictionFileFn)", "pipeline.py", "process", "ReadPredictionFileFn"),
     ("score buckets, all of it (ScoreBucketFn.process)", "pipeline.py", "process", "ScoreBucketFn"),
-    ("  Arrow IPC -> row dicts (id_buckets.ipc_rows)", "id_buckets.py", "ipc_rows", None),
-    ("  answer parsing (ParseMemo / parse_answer)", "parsing.py", "__call__", None),
-    ("  per-sample metric (metrics.score_parsed)", "metrics.py", "score_parsed", None),
-    ("  samples/*.parquet rows (SampleColumns.add, to_table)", "sample_records.py", ("add", "to_table"), None),
-    ("  samples_<task>.jsonl lines (sample_lines.sample_line)", "sample_lines.py", "sample_line", None),
-    ("  TaskArrays for the combiners (metrics.arrays_from_results)", "metrics.py", "arrays_from_results", None),
+    ("  join on id (score_columns.BucketJoin)", "score_columns.py", "__init__", "BucketJoin"),
+    ("  answer parsing, distinct answers (ParseMemo)", "parsing.py", "__call__", None),
+    ("  scoring over columns (score_columns.score_task)", "score_columns.py", "score_task", None),
+    ("  samples/*.parquet rows (ModelTask.sample_table, concat)", "score_columns.py",
+     ("sample_table", "model_sample_table"), "ModelTask"),
+    ("  samples/*.parquet writing (pyarrow.parquet.write_table)", "core.py", "write_table", None),
+    ("  samples_<task>.jsonl lines (ModelTask.lines)", "score_columns.py", "lines", "ModelTask"),
+    ("  TaskArrays for the combiners (TaskScores.task_arrays)", "score_columns.py", "task_arrays", None),
 )
 
 

@@ -5,6 +5,7 @@ splits answered rightly, with boxes moved, wrongly, in other box formats, malfor
 with inference errors; and its pieces (group matching, JSON strings, the bucket join) equal the
 functions they stand for on random inputs. Scores of whole runs are pinned by tests/test_golden.py."""
 import json
+import math
 import random
 import re
 
@@ -28,7 +29,7 @@ _BOX = re.compile(r"<(\d+)>")
 
 
 def _moved(text, rng):
-    return _BOX.sub(lambda m: "<%d>" % max(0, int(m.group(1)) + rng.randrange(-6, 7)), text)
+    return _BOX.sub(lambda m: f"<{max(0, int(m.group(1)) + rng.randrange(-6, 7))}>", text)
 
 
 def _answers(rows, rng, blind):
@@ -83,7 +84,7 @@ def _reference(row, pred, fmt, model):
 
 def _same(a, b):
     """Equal, NaN equal to NaN (latency_s)."""
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return a == b
 
@@ -108,7 +109,7 @@ def test_columnar_bucket_equals_the_per_sample_reference(split, spec, seed):
     pred_by_id = {p["id"]: p for p in preds.to_pylist()}
     seen = {"ok": 0, "unparseable": 0, "missing": 0, "inference_error": 0}
     for model, parts in scored:
-        table = C.sample_table(parts).to_pylist()
+        table = C.model_sample_table(parts).to_pylist()
         assert [r["id"] for r in table] == sorted(by_id)
         got_rows = {r["id"]: r for r in table}
         for part in parts:

@@ -248,7 +248,7 @@ class ScoreBucketFn(beam.DoFn):
                 continue
             self.c_scored.inc(n)
             worker_count("score.samples", n)  # progress on the launcher's terminal
-            table = columnar.sample_table(parts)
+            table = columnar.model_sample_table(parts)
             if self.write_samples:
                 buf = io.BytesIO()
                 pq.write_table(table, buf, compression="zstd")

@@ -19,7 +19,6 @@ this module gives the same statuses, TP / FP / FN, IoUs, samples rows and jsonl 
   columns with Arrow kernels (take, binary_join_element_wise), never a dict per sample.
 """
 import json
-import math
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +42,10 @@ _NO_PARSE = {"count": None, "boxes": [], "box_categories": None, "labels": []}
 # Arrow helpers
 
 
-def _array(table, name, type_=pa.string()):
+_STRING = pa.string()
+
+
+def _array(table, name, type_=_STRING):
     """A column as one Array (nulls of `type_` when the table has no such column)."""
     if name not in table.column_names:
         return pa.nulls(table.num_rows, type_)
@@ -166,7 +168,6 @@ def match_groups(pred_group, pred_boxes, gt_group, gt_boxes, n_groups):
     n_p = np.bincount(pg, minlength=n_groups)
     n_g = np.bincount(gg, minlength=n_groups)
     g_start = np.cumsum(n_g) - n_g
-    p_start = np.cumsum(n_p) - n_p
     # every (pred, gt) pair of a group, row-major within the group (the group's IoU matrix)
     per_pred = n_g[pg]
     pair_p, pair_g = _explode(np.arange(len(pg)), g_start[pg], per_pred)
@@ -282,6 +283,7 @@ class TaskTruth:
         self.size = self._first(self.sizes) if SPECS[task].by_size else pa.nulls(n, pa.string())
         self.vocab = Vocabulary()
         self._gt_sets = None
+        self._gt_keys = None
         self._json = None
 
     def json_columns(self):
@@ -466,12 +468,38 @@ def _box_match(truth, parses, uok, group_of):
     return match_groups(pg[keep], bflat[ppos[keep]], gg, gt, ng), blen
 
 
+CODE_WIDTH = 1 << 24   # more than any vocabulary's codes: a (row, code) pair is row * CODE_WIDTH + code
+
+
 def _set_task(truth, parses, uok, items_of, multiset=False):
     """TP, FP, FN per row of a set-scored task: items_of(parse) -> the parse's item codes."""
     grows, gcodes = truth.gt_items()
-    starts, lengths, flat = _parse_items(parses, items_of)
-    prow, pcode = _row_items(uok, starts, lengths, flat)
-    return set_counts(truth.n, prow, pcode, grows, gcodes, max(len(truth.vocab), 1), multiset)
+    if multiset:
+        starts, lengths, flat = _parse_items(parses, items_of)
+        prow, pcode = _row_items(uok, starts, lengths, flat)
+        return set_counts(truth.n, prow, pcode, grows, gcodes, max(len(truth.vocab), 1), multiset)
+    starts, lengths, flat = _parse_items(parses, lambda p: list(dict.fromkeys(items_of(p))))
+    return counts_against_truth(truth, *_row_items(uok, starts, lengths, flat))
+
+
+def counts_against_truth(truth, prow, pcode):
+    """set_counts of distinct (row, code) predicted pairs against the truth's sets (the truth's
+    distinct pairs are sorted once per bucket and shared by every model)."""
+    if truth._gt_keys is None:
+        grows, gcodes = truth.gt_items()
+        keys = np.unique(np.asarray(grows, dtype=np.int64) * CODE_WIDTH + gcodes)
+        truth._gt_keys = keys, np.bincount(keys // CODE_WIDTH, minlength=truth.n).astype(np.int64)
+    keys, n_gt = truth._gt_keys
+    if len(truth.vocab) >= CODE_WIDTH:
+        raise ValueError("more distinct answer items than the scorer codes")
+    kp = np.asarray(prow, dtype=np.int64) * CODE_WIDTH + pcode
+    if len(keys) and len(kp):
+        at = np.minimum(np.searchsorted(keys, kp), len(keys) - 1)
+        hit = keys[at] == kp
+    else:
+        hit = np.zeros(len(kp), dtype=bool)
+    tp = np.bincount(prow[hit], minlength=truth.n).astype(np.int64)
+    return tp, np.bincount(prow, minlength=truth.n).astype(np.int64) - tp, n_gt - tp
 
 
 def _hits(truth, matched, t):
@@ -498,17 +526,16 @@ class _Scorers:
     @staticmethod
     def identify(truth, parses, uok, ok, out):
         v = truth.vocab
-        grows, gcodes = truth.gt_items()
-        base = _parse_items(parses, lambda p: ([v.code(("category", x)) for x in p["categories"]]
-                                               + [v.code(("size", x)) for x in p["sizes"]]
-                                               + [v.code(("cell", x)) for x in p["cells"]]))
-        shapes = _parse_items(parses, lambda p: [v.code(("shape", x)) for x in p["shapes"]])
+        # distinct codes per parse (the kinds differ, so base and shape codes never coincide)
+        base = _parse_items(parses, lambda p: list(dict.fromkeys(
+            [v.code(("category", x)) for x in p["categories"]] + [v.code(("size", x)) for x in p["sizes"]]
+            + [v.code(("cell", x)) for x in p["cells"]])))
+        shapes = _parse_items(parses, lambda p: list(dict.fromkeys(v.code(("shape", x)) for x in p["shapes"])))
         r1, c1 = _row_items(uok, *base)
         # shape is scored only when the truth states one
         has_shapes = ListColumn(_array(truth.table, "gt_shapes", pa.list_(pa.string()))).lengths > 0
         r2, c2 = _row_items(np.where(has_shapes, uok, -1), *shapes)
-        a, b, c = set_counts(truth.n, np.concatenate([r1, r2]), np.concatenate([c1, c2]), grows, gcodes,
-                             max(len(v), 1))
+        a, b, c = counts_against_truth(truth, np.concatenate([r1, r2]), np.concatenate([c1, c2]))
         out.set(np.arange(truth.n), _subset_column(truth, "identify"), a, b, c)
 
     @staticmethod
@@ -790,7 +817,7 @@ def score_bucket(join, models, formats, memo_of):
     return out
 
 
-def sample_table(parts, positions=None):
+def model_sample_table(parts):
     """One model's samples table of a bucket, rows in id order (the tasks' rows interleaved)."""
     tables = [p.sample_table() for p in parts]
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
