@@ -29,11 +29,6 @@ def ipc_table(data):
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def ipc_rows(data):
-    """Arrow IPC stream bytes -> list of row dicts."""
-    return ipc_table(data).to_pylist()
-
-
 def bucket_parts(table, ids, num_buckets):
     """[(bucket, ipc bytes of the table's rows in that bucket)], buckets ascending."""
     if not len(ids):
