@@ -1,26 +1,30 @@
 """Beam pieces of the scorer: one composite `ScorePredictions` and the DoFns / CombineFns it applies.
 
-The pure work lives beside this file (prediction_files, dialogue_rows, id_buckets, metrics, parsing,
-sample_records, sample_choice, score_outputs) and the rendering in sarchat.report; everything here
-is thin plumbing, batched so that a full test split (226,636 dialogues) is a few hundred Beam
+The pure work lives beside this file (prediction_files, dialogue_rows, id_buckets, score_columns,
+metrics, parsing, sample_records, sample_choice, score_outputs) and the rendering in sarchat.report;
+everything here is thin plumbing, batched so that a full test split (226,636 dialogues) is a few hundred Beam
 elements rather than hundreds of thousands:
 
   test Parquet files --(record batches)--> (bucket, test rows)          \\
          \\--> a few candidate ids per (task, subset) -> ChooseSamplesFn -> shown ids (side input)
   prediction files ----(record batches)--> (bucket, predictions)       /  CoGroupByKey on the id bucket
                                                                        v
-           ScoreBucketFn: join on id inside the bucket, score every (model, test row),
-           write OUT/<model>/samples/samples-<bucket>-of-<n>.parquet, emit one TaskArrays
-           per (model, task), the rejected prediction rows, the results of the shown ids and
-           the bucket's samples_<task>.jsonl lines -> GroupByKey (model, task) -> one
-           OUT/<model>/samples_<task>.jsonl sorted by id; then the stale ones are removed
+           ScoreBucketFn: join on id inside the bucket and score every (model, task) over Arrow
+           columns and numpy (score_columns), write OUT/<model>/samples/samples-<bucket>-of-<n>.parquet,
+           emit (tag, value) pairs, split with Filter: one TaskArrays per (model, task), the rejected
+           prediction rows, the results of the shown ids and the bucket's samples_<task>.jsonl lines
+           (Arrow IPC, zstd) -> GroupByKey (model, task) -> one OUT/<model>/samples_<task>.jsonl
+           sorted by id; then the stale ones are removed
                                                                        |
-           Partition by task -> CombinePerKey(TaskMetricsFn(task)) per task, keyed by model
+           CombinePerKey(TaskMetricsFn) keyed by (model, task): one combine per task and model
                                                                        |
            FinalizeModelFn: metrics.json, breakdown.json, rejected.jsonl per model
                                                                        |
            WriteReportsFn: leaderboard.json/.md, rejected.jsonl, report.md, report.html with the
            samples section (the shown ids' rows and results) and the dataset section (--stats)
+
+From the join on, no step has several outputs and none is a Partition (single-output steps split
+with Filter: runners without multi-output steps, Dask's, run them).
 
 All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
 """
