@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -422,20 +423,25 @@ def main(argv=None):
                 cmd = [sys.executable, "-m", "sarchat.beam_pipelines.score", "--dataset", os.path.join(work, "dataset"),
                        "--predictions", *pred_files, "--output", out,
                        "--bootstrap", str(args.bootstrap), "--num-buckets", str(args.num_buckets)] + extra
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 wall, peak_mib, text = measure(cmd, env=env)[:3]
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 if not os.path.exists(os.path.join(out, models[0], "metrics.json")):
                     raise SystemExit(f"score failed ({code}):\n{text[-3000:]}")
-                runs[code].append((wall, peak_mib))
+                runs[code].append((wall, peak_mib, cpu))
         medians = {}
         for code, _ in codes:
-            walls = [w for w, _ in runs[code]]
-            wall, peak_mib = sorted(walls)[len(walls) // 2], sorted(p for _, p in runs[code])[len(walls) // 2]
-            medians[code] = wall
-            each = ", ".join(f"{w:.1f}" for w in walls)
-            print(f"[{label}, {code}] score wall time {wall:.1f} s (median of {each}), peak RSS (process tree) "
-                  f"{peak_mib / 1024:.2f} GiB, {n} scored (model, sample) pairs, {n / wall:,.0f} per second")
+            walls, cpus = [r[0] for r in runs[code]], [r[2] for r in runs[code]]
+            mid = len(walls) // 2
+            wall, peak_mib, cpu = sorted(walls)[mid], sorted(r[1] for r in runs[code])[mid], sorted(cpus)[mid]
+            medians[code] = (wall, cpu)
+            print(f"[{label}, {code}] score wall time {wall:.1f} s (median of {', '.join(f'{w:.1f}' for w in walls)}), "
+                  f"CPU (user + sys) {cpu:.1f} s (median of {', '.join(f'{c:.1f}' for c in cpus)}), peak RSS "
+                  f"(process tree) {peak_mib / 1024:.2f} GiB, {n} scored (model, sample) pairs, {n / wall:,.0f} per second")
         if args.baseline:
-            print(f"[{label}] this code / baseline wall time: {medians[codes[0][0]] / medians[codes[1][0]]:.2f}")
+            (w_new, c_new), (w_old, c_old) = medians[codes[0][0]], medians[codes[1][0]]
+            print(f"[{label}] this code / baseline: wall {w_new / w_old:.2f}, CPU {c_new / c_old:.2f}")
             same = _same_outputs(os.path.join(work, "scores"), os.path.join(work, "scores_baseline"), models)
             print(f"[{label}] metrics.json, breakdown.json and samples_<task>.jsonl of the two codes identical: {same}")
     if args.profile:

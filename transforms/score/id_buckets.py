@@ -18,7 +18,8 @@ def bucket_of(sample_id, num_buckets):
 def to_ipc(table, compression=None):
     """A pyarrow Table or RecordBatch -> Arrow IPC stream bytes (compression: None, "zstd", "lz4")."""
     sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
+    # one thread: a worker runs one bundle per core already
+    options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False) if compression else None
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write(table)
     return sink.getvalue().to_pybytes()

@@ -50,7 +50,9 @@ def _array(table, name, type_=_STRING):
     if name not in table.column_names:
         return pa.nulls(table.num_rows, type_)
     col = table.column(name)
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
 
 
 def _np(arr):
@@ -796,7 +798,8 @@ def score_bucket(join, models, formats, memo_of):
     """Score every (model, task) of a joined bucket -> [(model, [ModelTask per task with rows])],
     models in sorted order. memo_of(model): that model's parsing.ParseMemo."""
     positions = task_rows(join.tests)
-    truths = {t: TaskTruth(t, join.tests.take(pa.array(pos))) for t, pos in positions.items() if len(pos)}
+    truths = {t: TaskTruth(t, join.tests.take(pa.array(pos)).combine_chunks()) for t, pos in positions.items()
+              if len(pos)}
     preds = getattr(join, "preds", None)
     out = []
     for model in sorted(set(models) | set(join.models)):
