@@ -207,3 +207,30 @@ def test_merged_lines_sorts_buckets_by_id():
     assert C.merged_lines(parts) == b"A\nB\nC\nD\n"
     assert C.merged_lines([]) == b""
     assert np.array_equal(C.set_counts(2, [0, 0, 1], [1, 1, 2], [0, 1, 1], [1, 2, 3], 4, multiset=True)[0], [1, 1])
+
+
+@pytest.mark.parametrize("id_type,latency_type", [(pa.string(), pa.float64()), (pa.int64(), pa.int32()),
+                                                  (pa.string(), pa.null())])
+def test_prediction_tables_equal_the_clean_rows(tmp_path, id_type, latency_type):
+    """A prediction Parquet file read column by column gives clean_prediction's rows."""
+    import pyarrow.parquet as pq
+
+    from sarchat.transforms.score.prediction_files import iter_prediction_batches, iter_prediction_tables
+
+    rng = random.Random(6)
+    n = 700
+    ids = [None if rng.random() < 0.05 else (i if id_type == pa.int64() else f"id{i}") for i in range(n)]
+    models = [rng.choice([None, "", "  m1 ", "m2", "\u00e9\u2003", " \x1c"]) for _ in range(n)]
+    latency = [None] * n if latency_type == pa.null() else [
+        rng.choice([None, 1, 7]) if latency_type == pa.int32() else rng.choice([None, 0.5, float("nan")])
+        for _ in range(n)]
+    table = pa.table({"id": pa.array(ids, id_type), "prediction": [rng.choice([None, "a", ""]) for _ in range(n)],
+                      "model": models, "error": [rng.choice([None, "", "boom"]) for _ in range(n)],
+                      "latency_s": pa.array(latency, latency_type)})
+    path = str(tmp_path / "run 1.parquet")
+    pq.write_table(table, path)
+    want = [r for rows, _ in iter_prediction_batches(path, batch_size=256) for r in rows]
+    got = [r for t, _ in iter_prediction_tables(path, batch_size=256) for r in t.to_pylist()]
+    assert len(got) == len(want) == n
+    assert all(g.keys() == w.keys() and all(_same(g[k], w[k]) for k in w) for g, w in zip(got, want))
+    assert {r["model"] for r in got} >= {"m1", "m2", "run 1"}
