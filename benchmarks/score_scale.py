@@ -21,9 +21,12 @@ import collections
 import json
 import os
 import random
+import re
+import resource
 import sys
 import tempfile
 import time
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -207,6 +210,37 @@ def make_rows(n_rows, split="test", seed=0, builder="generator"):
 
 
 # ---------------------------------------------------------------------------------------------
+# A realistic mix of answers: right, boxes a few pixels off, wrong, unparseable
+
+_CANONICAL_BOX = re.compile(r"\{<(-?\d+)><(-?\d+)><(-?\d+)><(-?\d+)>\}")
+
+
+def _nudged(answer, k):
+    """The answer with every canonical box moved by a few pixels (deterministic in k)."""
+    def move(m):
+        return "{" + "".join(f"<{max(0, int(v) + (k + i) % 7 - 3)}>" for i, v in enumerate(m.groups())) + "}"
+    return _CANONICAL_BOX.sub(move, answer)
+
+
+def mix_predictions(rows):
+    """Per test row (id order), by crc32 of its id: 40% the reference answer, 25% the reference with
+    its boxes a few pixels off, 20% the answer of another sample of the same task (wrong), 15% an
+    unparseable sentence."""
+    last = {}
+    out = []
+    for r in rows:
+        k = zlib.crc32(r["id"].encode("utf-8")) % 100
+        if k < 40:
+            text = r["answer"]
+        elif k < 65:
+            text = _nudged(r["answer"], k)
+        elif k < 85:
+            text = last.get(r["task"], "I cannot tell.")
+        else:
+            text = "I am not sure what this image shows."
+        last[r["task"]] = r["answer"]
+        out.append(text)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,12 +252,14 @@ PROFILE_STAGES = (
     ("read test shards into id buckets (ReadDialogueFileFn)", "pipeline.py", "process", "ReadDialogueFileFn"),
     ("read predictions into id buckets (ReadPredictionFileFn)", "pipeline.py", "process", "ReadPredictionFileFn"),
     ("score buckets, all of it (ScoreBucketFn.process)", "pipeline.py", "process", "ScoreBucketFn"),
-    ("  Arrow IPC -> row dicts (id_buckets.ipc_rows)", "id_buckets.py", "ipc_rows", None),
-    ("  answer parsing (ParseMemo / parse_answer)", "parsing.py", "__call__", None),
-    ("  per-sample metric (metrics.score_parsed)", "metrics.py", "score_parsed", None),
-    ("  samples/*.parquet rows (SampleColumns.add, to_table)", "sample_records.py", ("add", "to_table"), None),
-    ("  samples_<task>.jsonl lines (sample_lines.sample_line)", "sample_lines.py", "sample_line", None),
-    ("  TaskArrays for the combiners (metrics.arrays_from_results)", "metrics.py", "arrays_from_results", None),
+    ("  join on id (score_columns.BucketJoin)", "score_columns.py", "__init__", "BucketJoin"),
+    ("  answer parsing, distinct answers (ParseMemo)", "parsing.py", "__call__", None),
+    ("  scoring over columns (score_columns.score_task)", "score_columns.py", "score_task", None),
+    ("  samples/*.parquet rows (ModelTask.sample_table, concat)", "score_columns.py",
+     ("sample_table", "model_sample_table"), "ModelTask"),
+    ("  samples/*.parquet writing (pyarrow.parquet.write_table)", "core.py", "write_table", None),
+    ("  samples_<task>.jsonl lines (ModelTask.lines)", "score_columns.py", "lines", "ModelTask"),
+    ("  TaskArrays for the combiners (TaskScores.task_arrays)", "score_columns.py", "task_arrays", None),
 )
 
 
@@ -301,6 +337,43 @@ def write_dataset(table, out_dir, shards=4):
         json.dump({"generator": "benchmarks/score_scale.py", "config_hash": "score-scale", "files": files}, f, indent=1)
 
 
+def build_inputs(args, work, models, pred_files):
+    """The test split (DIR/dataset) and one prediction file per model (DIR/<model>.parquet)."""
+    from sarchat.inference.baselines import BlindPrior
+
+    t0 = time.perf_counter()
+    table = make_rows(args.rows, "test", seed=0, builder=args.builder)
+    write_dataset(table, os.path.join(work, "dataset"))
+    t1 = time.perf_counter()
+    rows = table.select(["id", "task", "question", "width", "height", "answer"]).to_pylist()
+    predictors = {"oracle": lambda rows: [r["answer"] for r in rows], "mix": mix_predictions}
+    if "blind" in models:
+        blind = BlindPrior().fit_tables([make_rows(args.train_rows, "train", seed=1, builder=args.builder)])
+        predictors["blind"] = lambda rows: [blind.predict(r) for r in rows]
+    for model, path in zip(models, pred_files):
+        texts = predictors[model](rows)
+        preds = [{"id": r["id"], "prediction": t, "model": model, "error": None, "latency_s": None}
+                 for r, t in zip(rows, texts)]
+        pq.write_table(pa.Table.from_pylist(preds, schema=PREDICTION_SCHEMA), path)
+    t2 = time.perf_counter()
+    tasks = dict(sorted(collections.Counter(r["task"] for r in rows).items()))
+    print(f"{args.rows} test dialogues ({args.builder} builder: {tasks}) built and written in {t1 - t0:.1f} s; "
+          f"predictions ({', '.join(models)}) made and written in {t2 - t1:.1f} s; workdir {work}")
+
+
+def _same_outputs(out_a, out_b, models):
+    import filecmp
+    import glob
+
+    for model in models:
+        names = ["metrics.json", "breakdown.json"] + sorted(
+            os.path.basename(p) for p in glob.glob(os.path.join(out_a, model, "samples_*.jsonl")))
+        for name in names:
+            if not filecmp.cmp(os.path.join(out_a, model, name), os.path.join(out_b, model, name), shallow=False):
+                return f"no ({model}/{name} differs)"
+    return "yes"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=sum(PAPER_TEST_TASKS.values()))
@@ -310,7 +383,13 @@ def main(argv=None):
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--num-buckets", type=int, default=64)
     ap.add_argument("--models", default="blind",
-                    help="comma-separated prediction sets scored together: blind (BlindPrior), oracle (the answers)")
+                    help="comma-separated prediction sets scored together: blind (BlindPrior), oracle (the answers), "
+                         "mix (right, boxes a few pixels off, wrong, unparseable)")
+    ap.add_argument("--baseline", default=None, metavar="REPO",
+                    help="another checkout (e.g. the main branch) whose `sarchat score` is timed too, alternating "
+                         "with this one on the same inputs: the ratio within one run")
+    ap.add_argument("--reuse-inputs", action="store_true",
+                    help="keep the test split and prediction files already in --workdir (same --rows and --models)")
     ap.add_argument("--repeats", type=int, default=1, help="score runs; the median is printed")
     ap.add_argument("--profile", action="store_true",
                     help="also profile the scorer's DoFns in this process and print what dominates")
@@ -318,45 +397,51 @@ def main(argv=None):
                     help="also time --direct_running_mode=multi_processing --direct_num_workers=2")
     args = ap.parse_args(argv)
     from benchmarks._measure import measure
-    from sarchat.inference.baselines import BlindPrior
 
     work = args.workdir or tempfile.mkdtemp(prefix="score_scale_")
-    t0 = time.perf_counter()
-    table = make_rows(args.rows, "test", seed=0, builder=args.builder)
-    write_dataset(table, os.path.join(work, "dataset"))
-    t1 = time.perf_counter()
-    blind = BlindPrior().fit_tables([make_rows(args.train_rows, "train", seed=1, builder=args.builder)])
-    rows = table.select(["id", "task", "question", "width", "height", "answer"]).to_pylist()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    predictors = {"blind": blind.predict, "oracle": lambda r: r["answer"]}
-    pred_files = []
-    for model in models:
-        preds = [{"id": r["id"], "prediction": predictors[model](r), "model": model, "error": None, "latency_s": None}
-                 for r in rows]
-        pred_files.append(os.path.join(work, f"{model}.parquet"))
-        pq.write_table(pa.Table.from_pylist(preds, schema=PREDICTION_SCHEMA), pred_files[-1])
-    t2 = time.perf_counter()
-    tasks = dict(sorted(collections.Counter(r["task"] for r in rows).items()))
-    del rows, preds, table
-    print(f"{args.rows} test dialogues ({args.builder} builder: {tasks}) built and written in {t1 - t0:.1f} s; "
-          f"blind fit + predict + write {t2 - t1:.1f} s; workdir {work}")
+    pred_files = [os.path.join(work, f"{model}.parquet") for model in models]
+    if not (args.reuse_inputs and all(os.path.exists(p) for p in pred_files)
+            and os.path.exists(os.path.join(work, "dataset", "manifest.json"))):
+        build_inputs(args, work, models, pred_files)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    codes = [("this code", root)] + ([("baseline " + args.baseline, os.path.abspath(args.baseline))]
+                                     if args.baseline else [])
     modes = [("in-process FnApiRunner", [])]
     if args.multiprocess:
         modes.append(("FnApiRunner, 2 worker processes",
                       ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]))
+    n = len(models) * args.rows
     for label, extra in modes:
-        out = os.path.join(work, "scores")
-        cmd = [sys.executable, "-m", "sarchat.beam_pipelines.score", "--dataset", os.path.join(work, "dataset"),
-               "--predictions", *pred_files, "--output", out,
-               "--bootstrap", str(args.bootstrap), "--num-buckets", str(args.num_buckets)] + extra
-        runs = sorted(measure(cmd, env=env)[:2] for _ in range(args.repeats))
-        wall, peak_mib = runs[len(runs) // 2][0], sorted(r[1] for r in runs)[len(runs) // 2]
-        n = len(models) * args.rows
-        each = ", ".join(f"{w:.1f}" for w, _ in runs)
-        print(f"[{label}] score wall time {wall:.1f} s (median of {each}), peak RSS (process tree) "
-              f"{peak_mib / 1024:.2f} GiB, {n} scored (model, sample) pairs, {n / wall:,.0f} per second")
+        runs = {code: [] for code, _ in codes}
+        for _ in range(args.repeats):  # the codes alternate, so a busy moment hits both
+            for code, repo in codes:
+                out = os.path.join(work, "scores" if repo == root else "scores_baseline")
+                env = dict(os.environ, PYTHONPATH=repo)
+                cmd = [sys.executable, "-m", "sarchat.beam_pipelines.score", "--dataset", os.path.join(work, "dataset"),
+                       "--predictions", *pred_files, "--output", out,
+                       "--bootstrap", str(args.bootstrap), "--num-buckets", str(args.num_buckets)] + extra
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                wall, peak_mib, text = measure(cmd, env=env)[:3]
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                if not os.path.exists(os.path.join(out, models[0], "metrics.json")):
+                    raise SystemExit(f"score failed ({code}):\n{text[-3000:]}")
+                runs[code].append((wall, peak_mib, cpu))
+        medians = {}
+        for code, _ in codes:
+            walls, cpus = [r[0] for r in runs[code]], [r[2] for r in runs[code]]
+            mid = len(walls) // 2
+            wall, peak_mib, cpu = sorted(walls)[mid], sorted(r[1] for r in runs[code])[mid], sorted(cpus)[mid]
+            medians[code] = (wall, cpu)
+            print(f"[{label}, {code}] score wall time {wall:.1f} s (median of {', '.join(f'{w:.1f}' for w in walls)}), "
+                  f"CPU (user + sys) {cpu:.1f} s (median of {', '.join(f'{c:.1f}' for c in cpus)}), peak RSS "
+                  f"(process tree) {peak_mib / 1024:.2f} GiB, {n} scored (model, sample) pairs, {n / wall:,.0f} per second")
+        if args.baseline:
+            (w_new, c_new), (w_old, c_old) = medians[codes[0][0]], medians[codes[1][0]]
+            print(f"[{label}] this code / baseline: wall {w_new / w_old:.2f}, CPU {c_new / c_old:.2f}")
+            same = _same_outputs(os.path.join(work, "scores"), os.path.join(work, "scores_baseline"), models)
+            print(f"[{label}] metrics.json, breakdown.json and samples_<task>.jsonl of the two codes identical: {same}")
     if args.profile:
         stages, total = profile_stages(os.path.join(work, "dataset"), pred_files, os.path.join(work, "profile"),
                                        args.num_buckets)

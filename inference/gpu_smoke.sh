@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # GPU smoke test of `sarchat infer --backend vllm`: install, tiny random Qwen2-VL, synth, generate,
-# infer N test samples, print throughput. For one GPU machine with internet (PyPI and nothing else:
-# no model is downloaded). Fits in 10 minutes; the pip install is most of it.
+# infer N test samples, print throughput; then `sarchat infer --backend vllm` against a raw
+# `LLM.chat` loop on the whole synthetic test split, on one engine (benchmarks/infer_vllm.py):
+# samples/s of both and their ratio. For one GPU machine with internet (PyPI and nothing else: no
+# model is downloaded). Meant to finish in under 5 minutes; the pip install is most of it
+# (SKIP_COMPARE=1 leaves the comparison out).
 #
 #   bash inference/gpu_smoke.sh                 # everything, in a fresh temporary folder
 #   WORK=/tmp/smoke N=50 bash inference/gpu_smoke.sh
@@ -9,7 +12,7 @@
 #
 # Environment: PYTHON (default python3), WORK (work folder), N (samples, default 50), IMAGES
 # (synthetic images, default 60), MAX_TOKENS (default 64), GPU_MEM (vLLM gpu_memory_utilization,
-# default 0.5), SKIP_INSTALL=1.
+# default 0.5), SKIP_INSTALL=1, SKIP_COMPARE=1, REPEATS (comparison runs per side, default 3).
 # What the tiny checkpoint needs: torch, transformers >= 4.45 and tokenizers (all in
 # '.[inference]'); its tokenizer is trained here on the generated dialogues (inference/tiny_qwen2vl.py).
 set -euo pipefail
@@ -93,4 +96,12 @@ if errors:
     print("first error:", errors[0]["error"][:500])
 sys.exit(0 if len(preds) == n and not errors else 1)
 PY
+if [ "${SKIP_COMPARE:-0}" != 1 ]; then
+  step "sarchat infer --backend vllm against a raw LLM.chat loop, whole test split, one engine"
+  # prints {"engine": {"samples", "raw_sps", "ours_sps", "ratio", ...}}: samples/s of both, medians of
+  # REPEATS alternating runs, after one untimed warm-up pass of the raw loop
+  "$PYTHON" "$REPO/benchmarks/infer_vllm.py" --adapter qwen2-vl --model "$WORK/tiny-qwen2-vl" \
+    --dataset "$DATASET" --skip-server --repeats "${REPEATS:-3}" --batch-size "$N" --max-tokens "$MAX_TOKENS"
+fi
+
 step "done (work folder: $WORK)"

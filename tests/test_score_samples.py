@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,7 +13,7 @@ from sarchat.inference.baselines import oracle_prediction
 from sarchat.synthetic import sardet_synth as synthetic
 from sarchat.transforms import coco
 from sarchat.transforms.generate.dialogues import DialogueBuilder
-from sarchat.transforms.score import sample_lines
+from sarchat.transforms.score import score_columns
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS
 from sarchat.transforms.schema import TASKS
 
@@ -168,9 +169,9 @@ def test_same_bytes_with_two_worker_processes_and_stale_files_removed(scored, tm
     assert file_texts(out2) == {}
 
 
-def test_merged_text_sorts_by_id_whatever_the_bucket_order():
-    parts = [[("b", "B\n"), ("d", "D\n")], [("a", "A\n")], [("c", "C\n")]]
-    assert sample_lines.merged_text(parts) == sample_lines.merged_text(parts[::-1]) == "A\nB\nC\nD\n"
+def test_merged_lines_sort_by_id_whatever_the_bucket_order():
+    parts = [pa.table({"id": i, "line": [x.upper() + "\n" for x in i]}) for i in (["b", "d"], ["a"], ["c"])]
+    assert score_columns.merged_lines(parts) == score_columns.merged_lines(parts[::-1]) == b"A\nB\nC\nD\n"
 
 
 def _sarchat(*args):

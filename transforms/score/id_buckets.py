@@ -7,6 +7,7 @@ to walk. Pure code, no Beam.
 """
 import zlib
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -14,22 +15,28 @@ def bucket_of(sample_id, num_buckets):
     return zlib.crc32(str(sample_id).encode("utf-8")) % num_buckets
 
 
-def to_ipc(table):
-    """A pyarrow Table or RecordBatch -> Arrow IPC stream bytes."""
+def to_ipc(table, compression=None):
+    """A pyarrow Table or RecordBatch -> Arrow IPC stream bytes (compression: None, "zstd", "lz4")."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    # one thread: a worker runs one bundle per core already
+    options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False) if compression else None
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write(table)
     return sink.getvalue().to_pybytes()
 
 
-def ipc_rows(data):
-    """Arrow IPC stream bytes -> list of row dicts."""
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all().to_pylist()
+def ipc_table(data):
+    """Arrow IPC stream bytes -> pyarrow Table."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
 def bucket_parts(table, ids, num_buckets):
     """[(bucket, ipc bytes of the table's rows in that bucket)], buckets ascending."""
-    groups = {}
-    for i, sid in enumerate(ids):
-        groups.setdefault(bucket_of(sid, num_buckets), []).append(i)
-    return [(b, to_ipc(table.take(pa.array(idx, type=pa.int64())))) for b, idx in sorted(groups.items())]
+    if not len(ids):
+        return []
+    buckets = np.fromiter((bucket_of(sid, num_buckets) for sid in ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(buckets, kind="stable")
+    sorted_buckets = buckets[order]
+    cuts = np.nonzero(np.diff(sorted_buckets))[0] + 1
+    return [(int(sorted_buckets[idx[0]]), to_ipc(table.take(pa.array(order[idx]))))
+            for idx in np.split(np.arange(len(order)), cuts)]

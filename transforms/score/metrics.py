@@ -373,6 +373,15 @@ class TaskArrays:
         return len(self.ids)
 
     @classmethod
+    def from_columns(cls, task, ids, status, category, size, tp, fp, fn, mask):
+        """From numpy columns already in shape (ids, category, size: str arrays, "" for none)."""
+        self = cls.__new__(cls)
+        self.task, self.ids, self.status = task, ids, np.asarray(status, dtype=np.int8)
+        self.category, self.size = category, size
+        self.tp, self.fp, self.fn, self.mask = tp, fp, fn, mask
+        return self
+
+    @classmethod
     def empty(cls, task):
         k = len(TASK_COLUMNS[task])
         z = np.zeros((0, k), dtype=np.int64)
@@ -383,17 +392,17 @@ class TaskArrays:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty(task)
-        return cls(task, *(np.concatenate([getattr(p, f) for p in parts])
-                           for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")))
+        if len(parts) == 1:
+            return parts[0]
+        return cls.from_columns(task, *(np.concatenate([getattr(p, f) for p in parts])
+                                         for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")))
 
     def sorted(self):
-        order = np.argsort(self.ids, kind="stable")
-        return TaskArrays(self.task, self.ids[order], self.status[order], self.category[order],
-                          self.size[order], self.tp[order], self.fp[order], self.fn[order], self.mask[order])
+        return self.select(np.argsort(self.ids, kind="stable"))
 
     def select(self, rows):
-        return TaskArrays(self.task, self.ids[rows], self.status[rows], self.category[rows],
-                          self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows])
+        return TaskArrays.from_columns(self.task, self.ids[rows], self.status[rows], self.category[rows],
+                                       self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows])
 
     def column_values(self):
         """{column: accuracy or None} and {column: n}."""

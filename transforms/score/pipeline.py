@@ -1,34 +1,36 @@
 """Beam pieces of the scorer: one composite `ScorePredictions` and the DoFns / CombineFns it applies.
 
-The pure work lives beside this file (prediction_files, dialogue_rows, id_buckets, metrics, parsing,
-sample_records, sample_choice, score_outputs) and the rendering in sarchat.report; everything here
-is thin plumbing, batched so that a full test split (226,636 dialogues) is a few hundred Beam
+The pure work lives beside this file (prediction_files, dialogue_rows, id_buckets, score_columns,
+metrics, parsing, sample_records, sample_choice, score_outputs) and the rendering in sarchat.report;
+everything here is thin plumbing, batched so that a full test split (226,636 dialogues) is a few hundred Beam
 elements rather than hundreds of thousands:
 
   test Parquet files --(record batches)--> (bucket, test rows)          \\
          \\--> a few candidate ids per (task, subset) -> ChooseSamplesFn -> shown ids (side input)
   prediction files ----(record batches)--> (bucket, predictions)       /  CoGroupByKey on the id bucket
                                                                        v
-           ScoreBucketFn: join on id inside the bucket, score every (model, test row),
-           write OUT/<model>/samples/samples-<bucket>-of-<n>.parquet, emit one TaskArrays
-           per (model, task), the rejected prediction rows, the results of the shown ids and
-           the bucket's samples_<task>.jsonl lines -> GroupByKey (model, task) -> one
-           OUT/<model>/samples_<task>.jsonl sorted by id; then the stale ones are removed
+           ScoreBucketFn: join on id inside the bucket and score every (model, task) over Arrow
+           columns and numpy (score_columns), write OUT/<model>/samples/samples-<bucket>-of-<n>.parquet,
+           emit (tag, value) pairs, split with Filter: one TaskArrays per (model, task), the rejected
+           prediction rows, the results of the shown ids and the bucket's samples_<task>.jsonl lines
+           (Arrow IPC, zstd) -> GroupByKey (model, task) -> one OUT/<model>/samples_<task>.jsonl
+           sorted by id; then the stale ones are removed
                                                                        |
-           one Filter per task -> CombinePerKey(TaskMetricsFn(task)) per task, keyed by model
+           CombinePerKey(TaskMetricsFn) keyed by (model, task): one combine per task and model
                                                                        |
            FinalizeModelFn: metrics.json, breakdown.json, rejected.jsonl per model
                                                                        |
            WriteReportsFn: leaderboard.json/.md, rejected.jsonl, report.md, report.html with the
            samples section (the shown ids' rows and results) and the dataset section (--stats)
 
-All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
-
 Every step has one output (transforms/steps.py): a DoFn with several kinds of output emits
-`(tag, value)` pairs that `select` splits. WriteReportsFn, the last step, reads through its main
-input (Gather) the models' entries, the shown ids' results, the rejects of no model and the count
-of stale sample-line files removed, so it depends on every step that writes files; its side inputs
-(the shown ids, their test rows) come from reading the test files only.
+`(tag, value)` pairs that `select` splits, and nothing is a Partition, so runners that break
+multi-output steps (Dask's) run the scorer alike. WriteReportsFn, the last step, reads through its
+main input (Gather) the models' entries, the shown ids' results, the rejects of no model and the
+count of stale sample-line files removed, so it depends on every step that writes files; its side
+inputs (the shown ids, their test rows) come from reading the test files only.
+
+All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
 """
 import io
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from typing import Optional
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
@@ -45,19 +48,18 @@ from sarchat.transforms.fileio import join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.runtime import gc_paused
 from sarchat.transforms.steps import Gather, select, tag_as, tagged
+from sarchat.transforms.score import score_columns as columnar
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
 from sarchat.transforms.score import template_spread
 from sarchat.transforms.score.box_format_choice import FormatChooser
-from sarchat.transforms.score.id_buckets import bucket_parts, ipc_rows
-from sarchat.transforms.score.prediction_files import (MALFORMED, PREDICTION_WIRE_SCHEMA, iter_prediction_batches,
-                                                       model_of_malformed)
+from sarchat.transforms.score.id_buckets import bucket_parts, ipc_table, to_ipc
+from sarchat.transforms.score.prediction_files import MALFORMED, iter_prediction_tables, model_of_malformed
 from sarchat.transforms.score.parsing import ParseMemo
 from sarchat.transforms.score.sample_choice import choose_from_candidates, merge_candidates, smallest_candidates
-from sarchat.transforms.score.sample_records import SampleColumns, sample_record
 from sarchat.transforms.score.score_inputs import ScoreInputs
 from sarchat.transforms.score.dialogue_rows import DIALOGUE_COLUMNS, iter_test_tables, read_shown_rows
-from sarchat.transforms.score.sample_lines import merged_text, sample_line, sample_lines_name, stale_sample_line_files
+from sarchat.transforms.score.sample_lines import sample_lines_name, stale_sample_line_files
 from sarchat.transforms.tasks import TASKS
 
 NAMESPACE = "sarchat.score"
@@ -156,11 +158,10 @@ class ReadPredictionFileFn(beam.DoFn):
 
     def process(self, path):
         model = self.malformed_model.get(path)
-        for rows, bad in iter_prediction_batches(path, self.batch_size):
-            self.rows.inc(len(rows))
-            if rows:
-                table = pa.Table.from_pylist(rows, schema=PREDICTION_WIRE_SCHEMA)
-                for part in bucket_parts(table, [r["id"] for r in rows], self.num_buckets):
+        for table, bad in iter_prediction_tables(path, self.batch_size):
+            self.rows.inc(table.num_rows)
+            if table.num_rows:
+                for part in bucket_parts(table, table.column("id").to_pylist(), self.num_buckets):
                     yield tagged(self.ROWS, part)
             for index in bad:
                 self.malformed.inc()
@@ -168,12 +169,9 @@ class ReadPredictionFileFn(beam.DoFn):
                     "model": model, "id": None, "reason": MALFORMED, "file": path, "row": index}))
 
 
-def _sort_key_pred(p):
-    return (p.get("_file") or "", p.get("_row") or 0)
-
-
 class ScoreBucketFn(beam.DoFn):
-    """Join test rows and predictions of one bucket on id and score every (model, test row).
+    """Join test rows and predictions of one bucket on id and score every (model, test row),
+    task by task over columns (sarchat.transforms.score.score_columns).
 
     - every test row gets a result for every model: scored, unparseable, an inference error (the
       row's `error` is set) or missing -- the last three are misses;
@@ -182,17 +180,17 @@ class ScoreBucketFn(beam.DoFn):
       rows without an id 'missing_id';
     - writes the bucket's per-sample results per model, sorted by id, to
       OUT/<model>/samples/samples-<bucket>-of-<num_buckets>.parquet;
-    - its output, `tagged` pairs: ARRAYS, (task, model, TaskArrays); REJECTS, (model, reject record);
-      SHOWN, (id, model, {'prediction', 'error', 'result': sample record}) for the report's shown
-      ids; LINES (when writing samples), ((model, task), [(id, samples_<task>.jsonl line)]) per
-      bucket, the line joining the test row's question and answer with the prediction's text.
+    - its output, `tagged` pairs: ARRAYS, ((model, task), TaskArrays); REJECTS, (model, reject
+      record); SHOWN, (id, model, {'prediction', 'error', 'result': sample record}) for the report's
+      shown ids; LINES (when writing samples), ((model, task), Arrow IPC bytes of the bucket's (id,
+      samples_<task>.jsonl line) rows); TEMPLATES, (model, template_spread accumulator of the bucket).
     """
 
     ARRAYS = "arrays"
     REJECTS = "rejects"
     SHOWN = "shown"
     LINES = "lines"
-    TEMPLATES = "templates"   # (model, template_spread accumulator of the bucket)
+    TEMPLATES = "templates"
 
     def __init__(self, output_dir, formats, num_buckets, models, write_samples=True):
         self.output_dir, self.formats, self.num_buckets = output_dir, formats, num_buckets
@@ -215,99 +213,78 @@ class ScoreBucketFn(beam.DoFn):
             memos[model] = ParseMemo()
         return memos[model]
 
-    def _reject(self, pred, reason):
-        self.c_reject[reason].inc()
-        return tagged(self.REJECTS, (pred["model"], {
-            "model": pred["model"], "id": pred.get("id"), "reason": reason,
-            "file": pred.get("_file"), "row": pred.get("_row")}))
-
     def process(self, element, shown=()):
-        # The bucket's outputs are gathered with the cyclic garbage collector paused, then emitted:
-        # converting and scoring a bucket allocates millions of small acyclic containers (row dicts,
-        # gt lists, parse results), and the collections they trigger were about 40% of the job.
+        # the bucket's outputs are gathered with the cyclic garbage collector paused, then emitted
         with gc_paused():
             outputs = list(self._score_bucket(element, shown))
         yield from outputs
 
     def _score_bucket(self, element, shown):
         bucket, groups = element
-        shown = set(shown)
-        tests = {}
-        for part in groups.get("d", []):
-            for r in ipc_rows(part):
-                if r.get("task") not in M.TASK_COLUMNS:
-                    self.c_bad_task.inc()
-                    continue
-                if r["id"] in tests:
-                    self.c_dup_test.inc()
-                    continue
-                tests[r["id"]] = r
-        by_model = {}
-        for part in groups.get("p", []):
-            for p in ipc_rows(part):
-                if p["id"] is None:
-                    yield self._reject(p, "missing_id")
-                elif p["id"] not in tests:
-                    yield self._reject(p, "unknown_id")
-                else:
-                    by_model.setdefault(p["model"], {}).setdefault(p["id"], []).append(p)
-        ids = sorted(tests)
-        for model in sorted(set(self.models) | set(by_model)):
-            preds = by_model.get(model, {})
-            fmt = self.formats.for_model(model)
-            parse = self._parse_memo(model)
-            records = SampleColumns()
-            per_task = {t: [] for t in TASKS}
-            lines = {t: [] for t in TASKS}
-            by_template = template_spread.new()
-            for sid in ids:
-                row = tests[sid]
-                cands = preds.get(sid)
-                pred = None
-                if cands:
-                    cands.sort(key=_sort_key_pred)
-                    pred = cands[0]
-                    for dup in cands[1:]:
-                        yield self._reject(dup, "duplicate_id")
-                if pred is None:
-                    result = M.score_sample(row, None, fmt, missing=True)
-                    self.c_missing.inc()
-                else:
-                    result = M.score_sample(row, pred.get("prediction"), fmt, error=pred.get("error"), parse=parse)
-                    if result["status"] == M.STATUS_UNPARSEABLE:
-                        self.c_fail[row["task"]].inc()
-                    elif result["status"] == M.STATUS_INFERENCE_ERROR:
-                        self.c_error[row["task"]].inc()
-                category, size = M.sample_category(row), M.sample_size(row)
-                per_task[row["task"]].append((sid, result, category, size))
-                template_spread.add(by_template, row["task"], row.get("template_id"), result["scores"])
-                if self.write_samples:
-                    records.add(row, model, pred, result, category, size)
-                    lines[row["task"]].append((sid, sample_line(row, records.row(len(records) - 1), pred)))
-                if sid in shown:
-                    yield tagged(self.SHOWN, (sid, model, {
-                        "prediction": pred.get("prediction") if pred else None,
-                        "error": pred.get("error") if pred else None,
-                        "result": sample_record(row, model, pred, result)}))
-            yield tagged(self.TEMPLATES, (model, by_template))
-            self.c_scored.inc(len(ids))
-            worker_count("score.samples", len(ids))  # progress on the launcher's terminal
-            if self.write_samples and len(records):
+        join = columnar.BucketJoin([ipc_table(p) for p in groups.get("d", [])],
+                                   [ipc_table(p) for p in groups.get("p", [])])
+        self.c_bad_task.inc(join.unknown_task)
+        self.c_dup_test.inc(join.duplicate_tests)
+        for record in join.rejects:
+            self.c_reject[record["reason"]].inc()
+            yield tagged(self.REJECTS, (record["model"], record))
+        shown = sorted(set(shown))
+        for model, parts in columnar.score_bucket(join, self.models, self.formats, self._parse_memo):
+            n = 0
+            for part in parts:
+                status, task = part.scores.status, part.truth.task
+                n += part.truth.n
+                self.c_missing.inc(int((status == columnar._MISSING).sum()))
+                self.c_fail[task].inc(int((status == columnar._UNPARSEABLE).sum()))
+                self.c_error[task].inc(int((status == columnar._ERROR).sum()))
+            if not n:
+                continue
+            self.c_scored.inc(n)
+            worker_count("score.samples", n)  # progress on the launcher's terminal
+            table = columnar.model_sample_table(parts)
+            if self.write_samples:
                 buf = io.BytesIO()
-                pq.write_table(records.to_table(), buf, compression="zstd")
+                pq.write_table(table, buf, compression="zstd")
                 path = join_path(self.output_dir, outputs.model_dirname(model), "samples",
                                  outputs.samples_file_name(bucket, self.num_buckets))
                 write_bytes(path, buf.getvalue())
-            for task, results in per_task.items():
-                if results:
-                    yield tagged(self.ARRAYS, (task, model, M.arrays_from_results(task, results)))
-                if lines[task]:
-                    yield tagged(self.LINES, ((model, task), lines[task]))
+            if shown:
+                yield from self._shown(model, parts, table, shown)
+            by_template = template_spread.new()
+            for part in parts:
+                task, arrays = part.truth.task, part.scores.task_arrays()
+                yield tagged(self.ARRAYS, ((model, task), arrays))
+                template_spread.add_arrays(by_template, arrays, _template_ids(part.truth.table))
+                if self.write_samples:
+                    lines = pa.table({"id": columnar._array(part.truth.table, "id"), "line": part.lines()})
+                    yield tagged(self.LINES, ((model, task), to_ipc(lines, compression="zstd")))
+            yield tagged(self.TEMPLATES, (model, by_template))
+
+    def _shown(self, model, parts, table, shown):
+        ids = table.column("id")
+        at = pc.index_in(pa.array(shown, pa.string()), value_set=ids).to_pylist()
+        found = [(sid, i) for sid, i in zip(shown, at) if i is not None]
+        if not found:
+            return
+        for part in parts:
+            pos = pc.index_in(pa.array([sid for sid, _ in found], pa.string()),
+                              value_set=columnar._array(part.truth.table, "id")).to_pylist()
+            for (sid, i), p in zip(found, pos):
+                if p is None:
+                    continue
+                yield tagged(self.SHOWN, (sid, model, {
+                    "prediction": part.prediction[p].as_py(), "error": part.error[p].as_py(),
+                    "result": table.slice(i, 1).to_pylist()[0]}))
+
+
+def _template_ids(table):
+    """The rows' template ids (None where the dialogue file has no such column)."""
+    return table.column("template_id").to_pylist() if "template_id" in table.column_names else [None] * table.num_rows
 
 
 class WriteSampleLinesFn(beam.DoFn):
-    """((model, task), [[(id, line)] per bucket]) -> OUT/<model dir>/samples_<task>.jsonl, sorted by
-    id, written atomically; emits the path written."""
+    """((model, task), [IPC bytes of (id, line) rows per bucket]) -> OUT/<model dir>/samples_<task>.jsonl,
+    sorted by id, written atomically; emits the path written."""
 
     def __init__(self, output_dir):
         self.output_dir = output_dir
@@ -315,7 +292,7 @@ class WriteSampleLinesFn(beam.DoFn):
     def process(self, element):
         (model, task), parts = element
         path = join_path(self.output_dir, outputs.model_dirname(model), sample_lines_name(task))
-        write_text(path, merged_text(parts), "application/jsonl")
+        write_bytes(path, columnar.merged_lines([ipc_table(p) for p in parts]), "application/jsonl")
         yield path
 
 
@@ -343,8 +320,8 @@ class TaskMetricsFn(beam.CombineFn):
     id makes the result independent of bundle order.
     """
 
-    def __init__(self, task):
-        self.task = task
+    def __init__(self, task=None):
+        self.task = task  # None: the task of the arrays combined
 
     def create_accumulator(self):
         return []
@@ -356,13 +333,27 @@ class TaskMetricsFn(beam.CombineFn):
     def merge_accumulators(self, accs):
         return [a for acc in accs for a in acc]
 
+    def _task(self, acc):
+        return self.task or (acc[0].task if acc else None)
+
     def compact(self, acc):
-        return [M.TaskArrays.concat(self.task, acc)] if len(acc) > 1 else acc
+        return [M.TaskArrays.concat(self._task(acc), acc)] if len(acc) > 1 else acc
 
     def extract_output(self, acc):
-        arrays = M.TaskArrays.concat(self.task, acc).sorted()
-        return {"task": self.task, "arrays": arrays,
+        task = self._task(acc)
+        arrays = M.TaskArrays.concat(task, acc).sorted()
+        return {"task": task, "arrays": arrays,
                 "missing": int((arrays.status == M.STATUS_CODES[M.STATUS_MISSING]).sum())}
+
+
+class AggregateTasks(beam.PTransform):
+    """((model, task), TaskArrays) -> (model, task summary): one CombinePerKey(TaskMetricsFn) keyed
+    by (model, task), so one combine per task and model."""
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "CombinePerTask" >> beam.CombinePerKey(TaskMetricsFn())
+                | "KeyByModel" >> beam.Map(lambda kv: (kv[0][0], kv[1])))
 
 
 class TemplateSpreadFn(beam.CombineFn):
@@ -379,22 +370,6 @@ class TemplateSpreadFn(beam.CombineFn):
 
     def extract_output(self, acc):
         return template_spread.spread(acc)
-
-
-class AggregateTasks(beam.PTransform):
-    """(task, model, TaskArrays) -> (model, task summary), one CombinePerKey(TaskMetricsFn) per task
-    (one Filter per task rather than a Partition: steps.py)."""
-
-    def expand(self, pcoll):
-        outs = []
-        for task in TASKS:
-            outs.append(
-                pcoll
-                | f"Only{task}" >> beam.Filter(lambda e, t: e[0] == t, task)
-                | f"Key{task}" >> beam.Map(lambda e: (e[1], e[2]))
-                | f"Combine{task}" >> beam.CombinePerKey(TaskMetricsFn(task))
-            )
-        return outs | "FlattenTasks" >> beam.Flatten()
 
 
 class FinalizeModelFn(beam.DoFn):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from sarchat.transforms.errors import InputError, UsageError
@@ -261,6 +262,63 @@ def iter_prediction_batches(path, batch_size=65536):
             rows, malformed = [], []
     if rows or malformed:
         yield rows, malformed
+
+
+def _wire_columns(batch, path, start):
+    """A Parquet batch of prediction rows as a PREDICTION_WIRE_SCHEMA table, column by column
+    (clean_prediction's rules), or None when a column's type needs clean_prediction row by row."""
+    n = batch.num_rows
+    names = batch.schema.names
+    string = pa.string()
+
+    def col(name):
+        return batch.column(names.index(name)) if name in names else None
+
+    pid, text, model, error, latency = (col(c) for c in PREDICTION_COLUMNS)
+    if pid is not None and not (pa.types.is_string(pid.type) or pa.types.is_integer(pid.type)):
+        return None
+    for c in (text, error):
+        if c is not None and not (pa.types.is_string(c.type) or pa.types.is_null(c.type)):
+            return None
+    if model is not None and not (pa.types.is_string(model.type) or pa.types.is_null(model.type)):
+        return None
+    if latency is not None and not (pa.types.is_floating(latency.type) or pa.types.is_integer(latency.type)
+                                    or pa.types.is_null(latency.type)):
+        return None
+    if model is None:
+        models = pa.array([model_of({}, path)] * n, string)
+    else:
+        enc = pc.dictionary_encode(model, null_encoding="encode")
+        names_of = pa.array([model_of({"model": m}, path) for m in enc.dictionary.to_pylist()], string)
+        models = names_of.take(enc.indices)
+
+    def strings(c):
+        return pa.nulls(n, string) if c is None else pc.cast(c, string)
+
+    return pa.Table.from_arrays([
+        strings(pid), strings(text), models, strings(error),
+        pa.nulls(n, pa.float64()) if latency is None else pc.cast(latency, pa.float64()),
+        pa.array([path] * n, string), pa.array(range(start, start + n), pa.int64())], schema=PREDICTION_WIRE_SCHEMA)
+
+
+def iter_prediction_tables(path, batch_size=65536):
+    """(PREDICTION_WIRE_SCHEMA table, [malformed row indices]) per batch of a prediction file: the
+    rows of iter_prediction_batches, converted column by column where the file is Parquet."""
+    if path.endswith(".parquet"):
+        pf = _read_parquet(path, "predictions")
+        names = set(pf.schema_arrow.names)
+        cols = [c for c in PREDICTION_COLUMNS if c in names]
+        index = 0
+        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+            table = _wire_columns(batch, path, index)
+            if table is None:
+                table = pa.Table.from_pylist([clean_prediction(r, path, index + i)
+                                              for i, r in enumerate(batch.to_pylist())], schema=PREDICTION_WIRE_SCHEMA)
+            index += batch.num_rows
+            yield table, []
+        return
+    for rows, bad in iter_prediction_batches(path, batch_size):
+        yield pa.Table.from_pylist(rows, schema=PREDICTION_WIRE_SCHEMA), bad
 
 
 def _parquet_version(pf):

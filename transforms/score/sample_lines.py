@@ -4,7 +4,9 @@ One JSON object a line per (model, test sample), sorted by id (lmms-eval's `samp
 convention): the test row's question and reference answer beside the model's raw response, what
 the parser found, the TP / FP / FN per Table 3 column and the IoUs, so that one sample reads
 without joining the test Parquet, the predictions and the samples/*.parquet shards. The scorer
-writes them (ScorePredictions); `sarchat score --explain ID` reads them.
+writes them (ScorePredictions, the lines assembled over columns by score_columns.ModelTask.lines,
+which tests/test_score_columnar.py holds equal to `sample_line` here); `sarchat score --explain ID`
+reads them.
 """
 import json
 import math
@@ -62,11 +64,6 @@ _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circ
 def sample_line(row, record, pred):
     """The record as one line of JSON (no NaN: a non-finite latency is null)."""
     return _LINE_ENCODER.encode(sample_line_record(row, record, pred)) + "\n"
-
-
-def merged_text(parts):
-    """[[(id, line), ...] per bucket] -> the file's text, sorted by id (whatever the bucket order)."""
-    return "".join(line for _, line in sorted((kv for part in parts for kv in part), key=lambda kv: kv[0]))
 
 
 def _match(pattern):
