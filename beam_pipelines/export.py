@@ -64,9 +64,15 @@ def run(argv=None) -> int:
     check_no_overlap([("the dataset (--dataset)", args.dataset)], args.output)
     if args.image_root:
         check_no_overlap([("the image root (--image-root)", args.image_root)], args.output)
+    from sarchat.transforms import ownership
+    from sarchat.transforms.score.lmms_eval_export import own_older_export
+
+    reading = ownership.reading(args.dataset)  # one dataset version, checked again before writing
     files = plan_export(args.dataset, args.split, args.adapter, args.image_root, not args.no_format_hint,
                         args.max_new_tokens)
-    write_export(args.output, files)
+    reading.verify()
+    with ownership.claim(args.output, "export", legacy=own_older_export) as claim:
+        write_export(args.output, files, also_ours=claim.previous)  # a half-written export of ours too
     print(f"sarchat export: wrote {len(files)} files to {args.output}: lmms-eval --include_path {args.output} "
           f"--tasks sarchat_bench (adapter {args.adapter})")
     return 0

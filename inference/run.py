@@ -40,7 +40,7 @@ from sarchat.inference.dataset import (BASE_COLUMNS, dataset_version, image_loca
                                        resolve_image_root)
 from sarchat.inference.manifest import (model_column, redact, redact_argv, resolve_adapter, run_identity,
                                         run_manifest)
-from sarchat.transforms import progress
+from sarchat.transforms import ownership, progress
 from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.errors import RunFailed, SarchatError
 
@@ -396,15 +396,38 @@ def execute(cfg: InferenceConfig, backend=None, argv=None):
     return 0
 
 
+def own_older_output(folder, files):
+    """A run folder written before the ownership marker existed: its manifest.json is a `sarchat
+    infer` run manifest, or (a killed first run) it holds only the store. None: not ours."""
+    import json
+
+    if "manifest.json" in files:
+        try:
+            with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
+                tool = json.load(f).get("tool")
+        except (OSError, ValueError, AttributeError, RecursionError):
+            return None
+        return [] if isinstance(tool, str) and tool.startswith("sarchat infer") else None
+    ours = all(f.split("/", 1)[0] in ("store", "runs") or f.startswith("predictions.") for f in files)
+    return [] if ours and any(f.split("/", 1)[0] in ("store", "runs") for f in files) else None
+
+
 def run(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = None
     try:
         cfg = parse_config(argv)
         progress.turn_off(cfg.no_progress)
-        if cfg.spawn_shards and not cfg.merge_only:
-            return _spawn(cfg, argv)
-        return execute(cfg, argv=argv)
+        reading = ownership.reading(cfg.dataset)  # one dataset version, checked again at the end
+        # One writer per run folder; the shards of one run share it (their parent holds the lock).
+        with ownership.claim(cfg.output, COMMAND, legacy=own_older_output, record=False,
+                             lock=cfg.num_shards == 1 or cfg.spawn_shards):
+            if cfg.spawn_shards and not cfg.merge_only:
+                code = _spawn(cfg, argv)
+            else:
+                code = execute(cfg, argv=argv)
+            reading.verify()
+            return code
     except remote.RemoteError as exc:
         print_error(COMMAND, f"{exc}; what is done is kept in {cfg.output}; rerun the same command to "
                              "resume and publish")
