@@ -115,6 +115,7 @@ class Runner:
         self.model_name = model_column(cfg, self.backend)
         self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
         self.failures = []
+        self.verify_read = None
 
     def location(self, name):
         """Where the run's file `name` is published: under the URL for a remote run."""
@@ -189,6 +190,8 @@ class Runner:
         cfg = self.cfg
         started = _now()
         samples, root = self.samples()
+        if self.verify_read is not None:  # the rows read belong to the manifest the run started from
+            self.verify_read()
         if self.remote:
             self.remote.pull(self.key, own_manifest=self._manifest_name())
         done, failed_before = store.scan(cfg.output, self.key)
@@ -368,10 +371,12 @@ def _spawn(cfg, argv):
     return 0
 
 
-def execute(cfg: InferenceConfig, backend=None, argv=None):
+def execute(cfg: InferenceConfig, backend=None, argv=None, verify_read=None):
     """Run (or merge) with a config; `backend` injects a ready backend (tests). Raises SarchatError
-    (RunFailed when samples are left without a prediction)."""
+    (RunFailed when samples are left without a prediction). `verify_read()` is called once the
+    dataset's rows are read (ownership.ConsistentRead.verify)."""
     runner = Runner(cfg, backend=backend, argv=argv)
+    runner.verify_read = verify_read
     if cfg.merge_only:
         if runner.remote:
             runner.remote.pull(runner.key)
@@ -425,8 +430,7 @@ def run(argv=None):
             if cfg.spawn_shards and not cfg.merge_only:
                 code = _spawn(cfg, argv)
             else:
-                code = execute(cfg, argv=argv)
-            reading.verify()
+                code = execute(cfg, argv=argv, verify_read=reading.verify)
             return code
     except remote.RemoteError as exc:
         print_error(COMMAND, f"{exc}; what is done is kept in {cfg.output}; rerun the same command to "

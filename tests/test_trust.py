@@ -1,0 +1,266 @@
+"""Trust by mechanism (issue 19): one table per class, each row the `sarchat` command in a subprocess
+as a user runs it, asserting the exit status, the one error line and that nothing of the user's or
+of a finished run changed.
+
+Runs at the same time are forced, never timed: a process is stopped at a named point
+(transforms/ownership.py `pause_point`, two pipe descriptors it inherits), the folder is changed
+meanwhile, and the process is resumed. A process that dies before the point closes the pipe, so
+the test never waits on a dead process.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from tests.test_bad_input import (check_error_line, generated, run_sarchat, sarchat_command,  # noqa: F401
+                                  tree_hashes, user_env)
+
+
+class Paused:
+    """`sarchat ARGS` started and stopped at `point` (None when it ended before reaching it)."""
+
+    def __init__(self, args, point, cwd, env):
+        reached_r, reached_w = os.pipe()
+        go_r, go_w = os.pipe()
+        env = dict(env, SARCHAT_TEST_PAUSE=f"{point}:{reached_w}:{go_r}")
+        self.proc = subprocess.Popen(sarchat_command() + list(args), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                     pass_fds=(reached_w, go_r))
+        os.close(reached_w)
+        os.close(go_r)
+        self.reached = os.read(reached_r, 1) == b"x"
+        os.close(reached_r)
+        self.go = go_w
+
+    def resume(self, timeout=600):
+        try:
+            os.write(self.go, b"g")
+        except BrokenPipeError:
+            pass
+        os.close(self.go)
+        out, err = self.proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+
+
+@pytest.fixture
+def case(tmp_path, generated):  # noqa: F811
+    """A case folder with a copy of the session's dataset ({gen}), its oracle predictions ({preds})
+    and the source images it was made from ({data}, shared, read only)."""
+    tmp = tmp_path / "case"
+    tmp.mkdir()
+    shutil.copytree(generated["gen"], str(tmp / "gen"))
+    shutil.copy(generated["preds"], str(tmp / "predictions.parquet"))
+    return {"tmp": str(tmp), "gen": str(tmp / "gen"), "preds": str(tmp / "predictions.parquet"),
+            "data": generated["data"], "env": user_env(tmp)}
+
+
+def gen_args(c, out, *extra):
+    return ["generate", "--input", c["data"], "--output", out, "--formats", "parquet", "--identify-variants", "2",
+            *extra]
+
+
+def score_args(c, out, *preds):
+    return ["score", "--dataset", c["gen"], "--predictions", *(preds or [c["preds"]]), "--output", out,
+            "--samples", "0", "--bootstrap", "0"]
+
+
+def stats_args(c, out):
+    return ["stats", "--dataset", c["gen"], "--output", out, "--plots", "none"]
+
+
+def sarchat(c, args, **kw):
+    return run_sarchat(args, cwd=c["tmp"], env=c["env"], **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Readers and writers of one folder at the same time
+
+
+CONCURRENT = [
+    # (id, the first command and where it stops, the second command, what the first must end with,
+    #  what the second must end with: (exit, names in its one line) or exit 0)
+    ("two generates into one folder", lambda c: gen_args(c, c["tmp"] + "/out"), "generate-claimed",
+     lambda c: gen_args(c, c["tmp"] + "/out", "--seed", "5"), 0, (1, ["is being written by `sarchat generate`",
+                                                                     "pid", "/out"])),
+    ("two scores into one folder", lambda c: score_args(c, c["tmp"] + "/scores"), "score-claimed",
+     lambda c: score_args(c, c["tmp"] + "/scores"), 0, (1, ["is being written by `sarchat score`"])),
+    ("score while generate rewrites its dataset", lambda c: gen_args(c, c["gen"], "--seed", "5"), "generate-claimed",
+     lambda c: score_args(c, c["tmp"] + "/scores"), 0, (1, ["/gen is being written by `sarchat generate`"])),
+    ("stats while generate rewrites its dataset", lambda c: gen_args(c, c["gen"], "--seed", "5"), "generate-claimed",
+     lambda c: stats_args(c, c["tmp"] + "/st"), 0, (1, ["/gen is being written by `sarchat generate`"])),
+    ("score, and the dataset rewritten while it reads", lambda c: score_args(c, c["tmp"] + "/scores"), "score-claimed",
+     lambda c: gen_args(c, c["gen"], "--seed", "5"), (1, ["/gen changed while it was being read"]), 0),
+    ("stats, and the dataset rewritten while it reads", lambda c: stats_args(c, c["tmp"] + "/st"), "stats-claimed",
+     lambda c: gen_args(c, c["gen"], "--seed", "5"), (1, ["/gen changed while it was being read"]), 0),
+    ("infer, and the dataset rewritten while it reads",
+     lambda c: ["infer", "--dataset", c["gen"], "--backend", "oracle", "--output", c["tmp"] + "/run",
+                "--image-root", c["data"], "--no-progress"], "read-started",
+     lambda c: gen_args(c, c["gen"], "--seed", "5"), (1, ["/gen changed while it was being read"]), 0),
+]
+
+
+def _expect(proc, command, expected):
+    if expected == 0:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        check_error_line(proc, command, expected[0], expected[1])
+
+
+@pytest.mark.parametrize("row", CONCURRENT, ids=[r[0] for r in CONCURRENT])
+def test_concurrent_runs_are_refused_or_detected(case, row):
+    _, first, point, second, first_ends, second_ends = row
+    c = case
+    first_args, second_args = first(c), second(c)
+    paused = Paused(first_args, point, c["tmp"], c["env"])
+    assert paused.reached, paused.resume().stderr
+    try:
+        other = sarchat(c, second_args)
+    finally:
+        done = paused.resume()
+    _expect(other, second_args[0], second_ends)
+    _expect(done, first_args[0], first_ends)
+    if first_args[0] in ("score", "stats") and first_ends != 0:  # a detected mix leaves no results behind
+        out = first_args[first_args.index("--output") + 1]
+        assert not os.path.exists(out) or not [n for _, _, ns in os.walk(out) for n in ns if n != ".sarchat-owner.json"]
+
+
+def test_a_refused_generate_leaves_the_running_one_complete(case):
+    """The second writer changes nothing: the first completes as if alone."""
+    c = case
+    paused = Paused(gen_args(c, c["tmp"] + "/out"), "generate-claimed", c["tmp"], c["env"])
+    assert paused.reached
+    try:
+        check_error_line(sarchat(c, gen_args(c, c["tmp"] + "/out", "--seed", "9")), "generate", 1,
+                         ["is being written"])
+    finally:
+        assert paused.resume().returncode == 0
+    assert sarchat(c, gen_args(c, c["tmp"] + "/clean")).returncode == 0
+    assert tree_hashes(c["tmp"] + "/out") == tree_hashes(c["tmp"] + "/clean")
+
+
+def test_a_lock_of_a_dead_process_is_taken_over(case):
+    c = case
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    os.makedirs(c["tmp"] + "/out")
+    with open(c["tmp"] + "/out/.sarchat-lock", "w") as f:
+        json.dump({"command": "generate", "pid": dead.pid, "host": socket.gethostname(), "started": 0}, f)
+    with open(c["tmp"] + "/out/.sarchat-owner.json", "w") as f:
+        json.dump({"command": "generate", "files": []}, f)
+    proc = sarchat(c, gen_args(c, c["tmp"] + "/out"))
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.exists(c["tmp"] + "/out/manifest.json") and not os.path.exists(c["tmp"] + "/out/.sarchat-lock")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Every command owns what it writes
+
+
+def _user_folder(c, name, files):
+    folder = os.path.join(c["tmp"], name)
+    os.makedirs(folder, exist_ok=True)
+    for rel, text in files.items():
+        with open(os.path.join(folder, rel), "w") as f:
+            f.write(text)
+    return folder
+
+
+def _other_dataset(c):
+    shutil.copytree(c["gen"], c["tmp"] + "/other")
+    return c["tmp"] + "/other"
+
+
+def _older_dataset(c):
+    """A dataset written before the ownership marker existed."""
+    os.remove(os.path.join(_other_dataset(c), ".sarchat-owner.json"))
+    return c["tmp"] + "/other"
+
+
+def _users_run_folder(c):
+    return _user_folder(c, "mine", {"manifest.json": '{"my": "experiment"}', "predictions.jsonl": '{"id": 1}\n'})
+
+
+def _thesis(c):
+    return _user_folder(c, "mine", {"thesis.tex": "years of work"})
+
+
+def _a_score_folder(c):
+    assert sarchat(c, score_args(c, c["tmp"] + "/scores")).returncode == 0
+    return c["tmp"] + "/scores"
+
+
+INFER = ["infer", "--dataset", "{gen}", "--backend", "oracle", "--image-root", "{data}", "--no-progress", "--output"]
+OWNED = [
+    ("infer into another dataset's folder", _other_dataset, INFER, "infer", ["/other", "holds the output of `sarchat generate`"]),
+    ("infer into an older dataset's folder", _older_dataset, INFER, "infer", ["/other", "was not written by `sarchat infer`"]),
+    ("infer into a user's run folder", _users_run_folder, INFER, "infer", ["/mine", "was not written by `sarchat infer`"]),
+    ("score into a user's folder", _thesis, ["score", "--dataset", "{gen}", "--predictions", "{preds}", "--samples", "0",
+                                            "--bootstrap", "0", "--output"], "score", ["/mine", "thesis.tex"]),
+    ("stats into a user's folder", _thesis, ["stats", "--dataset", "{gen}", "--plots", "none", "--output"], "stats",
+     ["/mine", "was not written by `sarchat stats`"]),
+    ("stats into a score folder", _a_score_folder, ["stats", "--dataset", "{gen}", "--plots", "none", "--output"], "stats",
+     ["/scores", "holds the output of `sarchat score`"]),
+    ("generate into a user's folder", _thesis, ["generate", "--input", "{data}", "--formats", "parquet", "--output"],
+     "generate", ["/mine", "was not written by `sarchat generate`"]),
+    ("export into a user's folder", _thesis, ["export", "lmms-eval", "--dataset", "{gen}", "--output"], "export",
+     ["/mine", "thesis.tex"]),
+    ("export into a dataset folder", _other_dataset, ["export", "lmms-eval", "--dataset", "{gen}", "--output"], "export",
+     ["/other", "holds the output of `sarchat generate`"]),
+    ("export into an older dataset folder", _older_dataset, ["export", "lmms-eval", "--dataset", "{gen}", "--output"],
+     "export", ["/other", "was not written by `sarchat export`"]),
+]
+
+
+@pytest.mark.parametrize("row", OWNED, ids=[r[0] for r in OWNED])
+def test_a_command_writes_only_an_empty_folder_or_its_own(case, row):
+    _, setup, argv, command, names = row
+    c = case
+    target = setup(c)
+    before = tree_hashes(c["tmp"])
+    proc = sarchat(c, [a.format(**c) for a in argv] + [target])
+    check_error_line(proc, command, 1, names)
+    assert tree_hashes(c["tmp"]) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Nothing stale from an earlier run of the same command
+
+
+def _renamed_predictions(c, model):
+    import pyarrow.parquet as pq
+
+    path = os.path.join(c["tmp"], f"{model}.jsonl")
+    with open(path, "w") as f:
+        for r in pq.read_table(c["preds"]).to_pylist():
+            f.write(json.dumps({"id": r["id"], "prediction": r["prediction"], "model": model}) + "\n")
+    return path
+
+
+def test_a_rescore_with_other_models_leaves_nothing_of_the_old_ones(case):
+    c = case
+    out = c["tmp"] + "/scores"
+    first = sarchat(c, score_args(c, out, _renamed_predictions(c, "alpha"), _renamed_predictions(c, "beta")))
+    assert first.returncode == 0, first.stderr
+    assert os.path.exists(os.path.join(out, "beta", "metrics.json"))
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+        f.write("the user's notes")
+    again = sarchat(c, score_args(c, out, _renamed_predictions(c, "gamma")))
+    assert again.returncode == 0, again.stderr
+    assert sorted(os.listdir(out)) == sorted([".sarchat-owner.json", "gamma", "leaderboard.json", "leaderboard.md",
+                                              "notes.txt", "report.html", "report.md"]
+                                             + (["rejected.jsonl"] if os.path.exists(out + "/rejected.jsonl") else []))
+    assert [r["model"] for r in json.load(open(os.path.join(out, "leaderboard.json")))] == ["gamma"]
+    assert open(os.path.join(out, "notes.txt")).read() == "the user's notes"
+    clean = c["tmp"] + "/clean"
+    assert sarchat(c, score_args(c, clean, c["tmp"] + "/gamma.jsonl")).returncode == 0
+    mine = tree_hashes(out)
+    mine.pop("notes.txt")
+    theirs = tree_hashes(clean)
+    for t in (mine, theirs):
+        t.pop(".sarchat-owner.json")
+        t.pop("report.html", None)  # names its output folder
+        t.pop("report.md", None)
+    assert mine == theirs
