@@ -35,6 +35,7 @@ from contextlib import contextmanager
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sarchat.transforms import decode
 from sarchat.transforms.errors import OutputError
 from sarchat.transforms.schema import PREDICTION_SCHEMA
 
@@ -174,8 +175,10 @@ class PartWriter:
     def append(self, records):
         if not records:
             return
-        payload = b"".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-                           for r in records)
+        # a backend's text is stored whatever it holds: lone surrogates escaped (transforms/decode.py),
+        # so one sample's answer never stops the batch or its reruns
+        payload = b"".join(json.dumps(decode.escape_record(r), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                           + b"\n" for r in records)
         self._fh.write(payload)
         self._sync()
 

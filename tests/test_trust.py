@@ -264,3 +264,252 @@ def test_a_rescore_with_other_models_leaves_nothing_of_the_old_ones(case):
         t.pop("report.html", None)  # names its output folder
         t.pop("report.md", None)
     assert mine == theirs
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. A truncated or corrupt compressed file is never read as complete
+# 5. One decoder for every input
+
+
+def _oracle_lines(c, limit=None):
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(c["preds"]).to_pylist()[:limit]
+    return [json.dumps({"id": r["id"], "prediction": r["prediction"], "model": "m"}) for r in rows]
+
+
+def _write(c, name, data):
+    path = os.path.join(c["tmp"], name)
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path
+
+
+def cut_gzip(c):
+    import gzip
+
+    data = gzip.compress(("\n".join(_oracle_lines(c)) + "\n").encode())
+    return _write(c, "preds.jsonl.gz", data[: len(data) // 2])
+
+
+def not_gzip(c):
+    return _write(c, "preds.jsonl.gz", "\n".join(_oracle_lines(c)) + "\n")
+
+
+def torn_tsv(c):
+    return _write(c, "model_sarchat.tsv", 'index\tprediction\n1\t"an answer torn by the end of the file\n')
+
+
+def a_folder(c):
+    os.makedirs(os.path.join(c["tmp"], "preds.jsonl"))
+    return os.path.join(c["tmp"], "preds.jsonl")
+
+
+FILE_LEVEL = [  # a prediction file that cannot be read at all: exit 1, one line naming it
+    ("jsonl.gz cut in half", cut_gzip, ["preds.jsonl.gz", "cut short"]),
+    (".gz that is not gzip", not_gzip, ["preds.jsonl.gz", "not a valid gzip file"]),
+    ("TSV torn inside a quoted field", torn_tsv, ["model_sarchat.tsv", "not a well-formed TSV"]),
+    ("a folder named like a prediction file", a_folder, ["preds.jsonl"]),
+]
+
+
+@pytest.mark.parametrize("row", FILE_LEVEL, ids=[r[0] for r in FILE_LEVEL])
+def test_an_unreadable_prediction_file_is_one_line(case, row):
+    _, make, names = row
+    c = case
+    path = make(c)
+    before = tree_hashes(c["tmp"])
+    proc = sarchat(c, score_args(c, c["tmp"] + "/scores", path))
+    check_error_line(proc, "score", 1, names)
+    assert tree_hashes(c["tmp"]) == before
+
+
+def _bad_lines(c):
+    good = _oracle_lines(c)
+    first = json.loads(good[0])
+    bad = [
+        json.dumps(dict(first, prediction="\ud800 lone")),                      # escaped lone surrogate
+        json.dumps(dict(first, prediction=["{<1><2><3><4>}"])),                 # a list is not text
+        json.dumps(dict(first, prediction={"answer": "ship"})),                 # nor an object
+        '{"id": "x", "prediction": ' + "[" * 100000 + "]" * 100000 + "}",       # deeper than recursion
+        '{"id": "y", "prediction": "a", "latency_s": 1e999}',                   # beyond float
+    ]
+    return good[1:] + bad, len(bad)
+
+
+def test_hostile_prediction_lines_are_counted_rejects(case):
+    """Each bad line is a counted reject (malformed_row), the others are scored; exit 0."""
+    c = case
+    lines, n_bad = _bad_lines(c)
+    big = json.loads(lines[0])
+    lines[0] = json.dumps(dict(big, prediction=big["prediction"] + " " * 200000))  # beyond csv's field limit
+    path = _write(c, "m.jsonl", "\n".join(lines) + "\n")
+    tsv = _write(c, "m2_sarchat.tsv", "index\tprediction\n" + "\n".join(
+        f"{json.loads(l)['id']}\t{'x' * 200000 if i == 0 else 'ship'}" for i, l in enumerate(lines[:3])) + "\n")
+    out = c["tmp"] + "/scores"
+    proc = sarchat(c, score_args(c, out, path, tsv))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rejected = [json.loads(l) for l in open(os.path.join(out, "m", "rejected.jsonl"))]
+    assert sum(1 for r in rejected if r["reason"] == "malformed_row") == n_bad, rejected
+
+
+def _coco(c, mutate, name="test.json"):
+    from tests.helpers import known_dataset, write_coco
+
+    root = os.path.join(c["tmp"], "root")
+    images, annotations = known_dataset()
+    write_coco(root, "test", images, annotations)
+    path = os.path.join(root, "Annotations", "test.json")
+    text = mutate(open(path).read(), json.load(open(path)))
+    with open(path, "w") as f:
+        f.write(text)
+    return root
+
+
+def _first_file_name_surrogate(text, doc):
+    doc["images"][0]["file_name"] = "\ud800.png"
+    return json.dumps(doc)
+
+
+def _deep(text, doc):
+    return text[:-1] + ', "info": ' + "[" * 100000 + "]" * 100000 + "}"
+
+
+COCO_FILES = [  # generate: the file as a whole is refused with one line naming it (exit 2, as any bad annotation file)
+    ("lone surrogate in a file_name", _first_file_name_surrogate, ["test.json", "lone UTF-16 surrogate"]),
+    ("nesting deeper than the recursion limit", _deep, ["test.json", "nested too deeply"]),
+]
+
+
+@pytest.mark.parametrize("row", COCO_FILES, ids=[r[0] for r in COCO_FILES])
+def test_a_hostile_annotation_file_is_one_line(case, row):
+    _, mutate, names = row
+    c = case
+    root = _coco(c, mutate)
+    before = tree_hashes(c["tmp"])
+    proc = sarchat(c, ["generate", "--input", root, "--output", c["tmp"] + "/out", "--splits", "test"])
+    check_error_line(proc, "generate", 2, names)
+    assert tree_hashes(c["tmp"]) == before
+
+
+def _boxes(text, doc):
+    anns = doc["annotations"]
+    anns[0]["bbox"] = ["1", "2", "30", "40"]        # strings are not numbers (docs/rules.md section 1)
+    anns[1]["bbox"] = [1, 2, 10 ** 400, 40]         # an integer beyond float
+    anns[2]["bbox"] = [0, 0, 1e300, 1e300]          # a valid box whose area is beyond float
+    doc["images"][-1]["width"] = 10 ** 30           # a size beyond int64
+    return json.dumps(doc)
+
+
+def test_boxes_out_of_range_are_rejects_and_stats_handles_what_generate_accepts(case):
+    c = case
+    root = _coco(c, _boxes)
+    out = c["tmp"] + "/out"
+    proc = sarchat(c, ["generate", "--input", root, "--output", out, "--splits", "test", "--formats", "parquet"])
+    assert proc.returncode == 0, proc.stderr
+    reasons = [json.loads(l)["reason"] for l in open(os.path.join(out, "rejects", "test.jsonl"))]
+    assert "malformed_bbox" in reasons and "non_finite" in reasons and "bad_image_size" in reasons
+    for args in (["stats", "--dataset", out, "--output", c["tmp"] + "/st1", "--plots", "none"],
+                 ["stats", "--dataset", root, "--output", c["tmp"] + "/st2", "--plots", "none"]):
+        proc = sarchat(c, args)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_dataset_manifest_with_a_lone_surrogate_is_one_line(case):
+    c = case
+    path = os.path.join(c["gen"], "manifest.json")
+    doc = json.load(open(path))
+    doc["note"] = "\ud800"
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    before = tree_hashes(c["tmp"])
+    check_error_line(sarchat(c, score_args(c, c["tmp"] + "/scores")), "score", 1, ["manifest.json", "surrogate"])
+    check_error_line(sarchat(c, stats_args(c, c["tmp"] + "/st")), "stats", 1, ["manifest.json", "surrogate"])
+    assert tree_hashes(c["tmp"]) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Anything a backend returns is stored (escaped) or recorded as that sample's error
+
+
+class Endpoint:
+    """An OpenAI-compatible endpoint on 127.0.0.1 whose replies are raw bodies from `replies`
+    (cycled): whatever a broken or hostile server may send."""
+
+    def __init__(self, replies):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies = list(replies)
+        state = {"n": 0}
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, data):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(json.dumps({"object": "list", "data": [{"id": "served", "object": "model"}]}).encode())
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if isinstance(body["messages"][-1]["content"], str):  # the start-up check
+                    return self._send(b'{"choices": [{"message": {"content": "OK"}}]}')
+                with lock:
+                    data = bodies[state["n"] % len(bodies)]
+                    state["n"] += 1
+                self._send(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _reply(content_json):
+    return b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": ' + content_json + b"}}]}"
+
+
+REPLIES = [
+    _reply(b'"a lone \\ud800 surrogate {<1><2><3><4>}"'),
+    _reply(b'"[\\udfff]"'),
+    b'{"choices": [{"message": {"content": ' + b"[" * 100000 + b"]" * 100000 + b"}}]}",
+    _reply(b'{"text": 5}'),
+    _reply(b'"fine {<1><2><3><4>}"'),
+]
+
+
+def test_whatever_an_endpoint_returns_is_stored_or_that_samples_error(case):
+    import pyarrow.parquet as pq
+
+    c = case
+    env = dict(c["env"], SARCHAT_TEST_KEY="k")
+    out = c["tmp"] + "/run"
+    with Endpoint(REPLIES) as ep:
+        args = ["infer", "--dataset", c["gen"], "--backend", "openai", "--model", "served", "--adapter", "qwen2-vl",
+                "--base-url", ep.url, "--api-key-env", "SARCHAT_TEST_KEY", "--output", out, "--no-progress",
+                "--image-root", c["data"], "--max-retries", "0", "--concurrency", "2"]
+        first = run_sarchat(args, cwd=c["tmp"], env=env)
+        again = run_sarchat(args, cwd=c["tmp"], env=env)
+    for proc in (first, again):
+        assert proc.returncode in (0, 1), proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+    rows = pq.read_table(os.path.join(out, "predictions.parquet")).to_pylist()
+    assert rows and all(r["prediction"] is not None or r["error"] for r in rows)
+    assert any(r["prediction"] and "\\ud800" in r["prediction"] for r in rows)  # stored, escaped

@@ -11,6 +11,7 @@ import json
 import os
 import posixpath
 
+from sarchat.transforms import decode
 from sarchat.transforms.errors import DatasetError
 
 MANIFEST = "manifest.json"
@@ -64,9 +65,9 @@ def read_manifest(dataset) -> dict:
     except Exception as exc:  # permission, object store errors
         raise DatasetError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
     try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DatasetError(f"{path} is not valid JSON ({exc})") from None
+        manifest = decode.loads(raw)
+    except decode.Problem as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc.detail})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
         raise DatasetError(f"{path} is not a dataset manifest (an object with a 'files' list)")
     return manifest
