@@ -57,9 +57,9 @@ def build_parser():
     p.add_argument("--adapter", action="append", default=None,
                    help="box format / adapter name for all models, or MODEL=NAME for one (repeatable)")
     p.add_argument("--split", default="test", help="split of the dataset to score (default %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default %(default)s)")
-    p.add_argument("--num-buckets", "--num_buckets", type=int, default=64, help="id buckets of the join (parallelism; default %(default)s)")
+    p.add_argument("--bootstrap", type=flags.non_negative_int, default=1000, help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
+    p.add_argument("--seed", type=flags.seed, default=0, help="seed of the bootstrap resampling (default %(default)s)")
+    p.add_argument("--num-buckets", "--num_buckets", type=flags.positive_int, default=64, help="id buckets of the join (parallelism; default %(default)s)")
     p.add_argument("--no-sample-files", "--no_sample_files", action="store_true",
                    help="do not write the per-sample result files (samples/*.parquet, samples_<task>.jsonl; "
                         "`--explain` reads them); default: written")
@@ -68,7 +68,7 @@ def build_parser():
                    help="score predictions made on another dataset version (the report says so)")
     p.add_argument("--stats", default=None, metavar="DIR",
                    help="a `sarchat stats` output folder (or its stats.json): adds a dataset section to the report")
-    p.add_argument("--samples", type=int, default=2, metavar="N",
+    p.add_argument("--samples", type=flags.non_negative_int, default=2, metavar="N",
                    help="test samples per task shown with their image, answers and marks in the report "
                         "(0: none; default %(default)s)")
     p.add_argument("--image-root", "--image_root", default=None,

@@ -179,8 +179,13 @@ class PartWriter:
         # so one sample's answer never stops the batch or its reruns
         payload = b"".join(json.dumps(decode.escape_record(r), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
                            + b"\n" for r in records)
-        self._fh.write(payload)
-        self._sync()
+        try:
+            self._fh.write(payload)
+            self._sync()
+        except OSError as exc:  # a full disk or file size limit: one line naming the part file
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc} (disk full, file size limit or "
+                              "read-only disk); what is stored is kept: free some space and rerun the same "
+                              "command to resume") from exc
 
     def close(self):
         try:

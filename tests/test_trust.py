@@ -513,3 +513,188 @@ def test_whatever_an_endpoint_returns_is_stored_or_that_samples_error(case):
     rows = pq.read_table(os.path.join(out, "predictions.parquet")).to_pylist()
     assert rows and all(r["prediction"] is not None or r["error"] for r in rows)
     assert any(r["prediction"] and "\\ud800" in r["prediction"] for r in rows)  # stored, escaped
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Every OS error on an output is one line naming the path and the cause
+
+
+def as_unprivileged(argv):
+    """The command with the capabilities that let root write anyway dropped (we run tests as root)."""
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"] + argv
+
+
+READ_ONLY = [  # (command line with {ro} the read-only folder's output path, command)
+    (lambda c, ro: ["synth", "--output", ro, "--images", "12"], "synth"),
+    (lambda c, ro: gen_args(c, ro), "generate"),
+    (lambda c, ro: ["regenerate", "--input", c["data"], "--output-base", ro, "--formats", "parquet"], "regenerate"),
+    (lambda c, ro: stats_args(c, ro), "stats"),
+    (lambda c, ro: score_args(c, ro), "score"),
+    (lambda c, ro: ["infer", "--dataset", c["gen"], "--backend", "oracle", "--image-root", c["data"], "--output", ro,
+                    "--no-progress"], "infer"),
+    (lambda c, ro: ["export", "lmms-eval", "--dataset", c["gen"], "--output", ro], "export"),
+]
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop root's override")
+@pytest.mark.parametrize("row", READ_ONLY, ids=[r[1] for r in READ_ONLY])
+@pytest.mark.parametrize("where", ["the folder", "its parent"])
+def test_a_read_only_output_is_one_line(case, row, where):
+    make, command = row
+    c = case
+    ro = os.path.join(c["tmp"], "ro")
+    os.makedirs(ro)
+    out = ro if where == "the folder" else os.path.join(ro, "out")
+    before = tree_hashes(c["tmp"])
+    os.chmod(ro, 0o555)
+    try:
+        proc = subprocess.run(as_unprivileged(sarchat_command() + make(c, out)), cwd=c["tmp"], env=c["env"],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    finally:
+        os.chmod(ro, 0o755)
+    check_error_line(proc, command, 1, [ro, "ermission denied"])
+    assert tree_hashes(c["tmp"]) == before
+
+
+def test_infer_on_a_full_disk_names_the_file_and_resumes(case):
+    from tests.test_bad_input import file_size_limit
+
+    c = case
+    out = c["tmp"] + "/run"
+    args = ["infer", "--dataset", c["gen"], "--backend", "oracle", "--image-root", c["data"], "--output", out,
+            "--no-progress"]
+    full = sarchat(c, args, preexec_fn=file_size_limit(2048))
+    check_error_line(full, "infer", 1, [out, "disk full or file size limit"])
+    again = sarchat(c, args)
+    assert again.returncode == 0, again.stderr
+    assert os.path.exists(os.path.join(out, "predictions.parquet"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. After SIGKILL or a full disk, rerunning the same command completes
+
+
+def test_export_recognises_its_own_half_written_folder(case):
+    from tests.test_bad_input import file_size_limit
+
+    c = case
+    out = c["tmp"] + "/tasks"
+    args = ["export", "lmms-eval", "--dataset", c["gen"], "--output", out]
+    full = sarchat(c, args, preexec_fn=file_size_limit(1500))
+    check_error_line(full, "export", 1, ["disk full or file size limit"])
+    assert os.listdir(out) and not os.path.exists(os.path.join(out, "sarchat_export.json"))
+    again = sarchat(c, args)
+    assert again.returncode == 0, again.stderr
+    clean = c["tmp"] + "/clean"
+    assert sarchat(c, ["export", "lmms-eval", "--dataset", c["gen"], "--output", clean]).returncode == 0
+    assert sorted(os.listdir(out)) == sorted(os.listdir(clean))
+
+
+@pytest.mark.parametrize("command", ["generate", "score", "stats", "export"])
+def test_sigkill_after_claiming_then_the_same_command_completes(case, command):
+    import signal
+
+    c = case
+    out = c["tmp"] + "/out"
+    args = {"generate": gen_args(c, out), "score": score_args(c, out), "stats": stats_args(c, out),
+            "export": ["export", "lmms-eval", "--dataset", c["gen"], "--output", out]}[command]
+    paused = Paused(args, f"{command}-claimed", c["tmp"], c["env"])
+    assert paused.reached
+    paused.proc.send_signal(signal.SIGKILL)
+    paused.resume()
+    assert os.path.exists(os.path.join(out, ".sarchat-lock"))  # left by the killed run
+    again = sarchat(c, args)
+    assert again.returncode == 0, again.stderr
+    assert not os.path.exists(os.path.join(out, ".sarchat-lock"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. One image-path rule
+
+
+def test_an_image_replaced_by_a_symlink_out_of_the_root_is_never_read(case):
+    """A test image turned into a symlink to a file outside the image root after generation: infer
+    records that sample's error (the file is not read nor sent), the others are answered."""
+    import pyarrow.parquet as pq
+
+    c = case
+    root = c["tmp"] + "/images"
+    shutil.copytree(c["data"], root)
+    secret = _write(c, "secret.png", b"not for the endpoint")
+    rows = [r for p in sorted(os.listdir(os.path.join(c["gen"], "parquet", "test")))
+            for r in pq.read_table(os.path.join(c["gen"], "parquet", "test", p)).to_pylist()]
+    victim = rows[0]["image_path"]
+    os.remove(os.path.join(root, victim))
+    os.symlink(secret, os.path.join(root, victim))
+    out = c["tmp"] + "/run"
+    proc = sarchat(c, ["infer", "--dataset", c["gen"], "--backend", "cfar", "--image-root", root, "--output", out,
+                       "--no-progress"])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    preds = pq.read_table(os.path.join(out, "predictions.parquet")).to_pylist()
+    bad = [p for p in preds if p["error"]]
+    assert bad and all("outside the image root" in p["error"] for p in bad)
+    assert {p["id"] for p in bad} == {r["id"] for r in rows if r["image_path"] == victim}
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. Every numeric flag is checked when parsed; Ctrl-C is one line
+
+
+SCORE_FLAGS = ["--dataset", "{gen}", "--predictions", "{preds}", "--output", "{tmp}/s"]
+NUMERIC = [
+    ("score", SCORE_FLAGS, "--seed", "-5"),
+    ("score", SCORE_FLAGS, "--bootstrap", "-1"),
+    ("score", SCORE_FLAGS, "--num-buckets", "0"),
+    ("score", SCORE_FLAGS, "--samples", "-2"),
+    ("score", SCORE_FLAGS, "--seed", "x"),
+    ("synth", ["--output", "{tmp}/d"], "--test-fraction", "1.5"),
+    ("synth", ["--output", "{tmp}/d"], "--test-fraction", "nan"),
+]
+
+
+@pytest.mark.parametrize("row", NUMERIC, ids=[f"{r[0]} {r[2]} {r[3]}" for r in NUMERIC])
+def test_a_numeric_flag_out_of_range_is_a_usage_error(case, row):
+    command, argv, flag, value = row
+    c = case
+    before = tree_hashes(c["tmp"])
+    proc = sarchat(c, [command] + [a.format(**c) for a in argv] + [flag, value])
+    check_error_line(proc, command, 2, [flag, repr(value)])
+    assert tree_hashes(c["tmp"]) == before
+
+
+def test_every_numeric_flag_has_a_checking_type():
+    """No subcommand parses a number with bare int/float (which takes -5, nan, inf): the types of
+    beam_pipelines/flags.py or inference/config.py check the range, so a flag added later holds too."""
+    import importlib
+
+    from sarchat.beam_pipelines.cli import SUBCOMMANDS
+
+    bare = []
+    for name, (module, _) in SUBCOMMANDS.items():
+        mod = importlib.import_module(module)
+        builders = [getattr(mod, n) for n in ("build_parser", "explain_parser") if hasattr(mod, n)]
+        for build in builders:
+            for action in build()._actions:
+                if action.type in (int, float):
+                    bare.append(f"{name} {action.option_strings}")
+    assert bare == []
+
+
+@pytest.mark.parametrize("command", ["generate", "score", "stats", "infer", "export"])
+def test_ctrl_c_is_one_line_and_releases_the_folder(case, command):
+    import signal
+
+    c = case
+    out = c["tmp"] + "/out"
+    args = {"generate": gen_args(c, out), "score": score_args(c, out), "stats": stats_args(c, out),
+            "infer": ["infer", "--dataset", c["gen"], "--backend", "oracle", "--image-root", c["data"], "--output",
+                      out, "--no-progress"],
+            "export": ["export", "lmms-eval", "--dataset", c["gen"], "--output", out]}[command]
+    before = tree_hashes(c["tmp"])
+    paused = Paused(args, f"{command}-claimed", c["tmp"], c["env"])
+    assert paused.reached
+    paused.proc.send_signal(signal.SIGINT)
+    done = paused.resume(timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == f"sarchat {command}: interrupted", done.stderr
+    assert tree_hashes(c["tmp"]) == before  # nothing claimed stays: no lock, no marker, no folder
