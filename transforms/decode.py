@@ -73,15 +73,14 @@ def _no_infinity(text):
 
 
 def loads(data, finite=True):
-    """A JSON text (bytes or str; a UTF-8 byte order mark is skipped) -> its value, or `Problem`.
+    """A JSON text (bytes or str) -> its value, or `Problem` (a byte order mark is malformed JSON, as
+    json.loads says: readers that accept one, e.g. JSONL lines, strip it first).
     `finite=False` reads a number beyond float as infinity (COCO boxes: a `non_finite` reject)."""
     if isinstance(data, (bytes, bytearray)):
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as e:
             raise Problem("not_utf8", f"not UTF-8 text (byte {e.start}): {e.reason}") from None
-    if data.startswith(_BOM):
-        data = data[1:]
     try:
         value = json.loads(data, parse_float=_no_infinity) if finite else json.loads(data)
     except Problem:

@@ -92,7 +92,8 @@ def read_run_manifest(folder):
     try:
         if not exists(path):
             return None
-        m = decode.loads(read_bytes(path))
+        raw = read_bytes(path)
+        m = decode.loads(raw[len(_BOM):] if raw.startswith(_BOM) else raw)
     except (OSError, ValueError):  # decode.Problem is a ValueError
         return None
     return m if isinstance(m, dict) and isinstance(m.get("model"), str) else None
