@@ -162,6 +162,21 @@ def _install_log_handler():
             handler.addFilter(_ReportedByTheCommandLine())
 
 
+def _exit_now_if_workers_linger():
+    """After Ctrl-C the command's own clean-up has run (the exception went through it); a pipeline's
+    worker threads that are not daemons would keep the process alive until they finish their work,
+    so the process ends now rather than in minutes (docs/cli.md "Exit status")."""
+    import os
+    import threading
+
+    lingering = [t for t in threading.enumerate()
+                 if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if lingering:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+
 def error_line(command, message) -> str:
     return f"sarchat {command}: error: {one_line(message)}"
 
@@ -189,6 +204,7 @@ def main(argv=None) -> int:
         result = module.run(rest)
     except KeyboardInterrupt:
         print(f"sarchat {name}: interrupted", file=sys.stderr)
+        _exit_now_if_workers_linger()
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         # argparse's --help exits 0; older code raises SystemExit("message") for a bad flag
