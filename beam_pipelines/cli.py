@@ -118,6 +118,12 @@ def os_error_message(exc):
     return None
 
 
+def interrupted_in(exc) -> bool:
+    """Whether `exc` is a Ctrl-C, also when Beam re-raised it from inside a step (as a RuntimeError
+    "KeyboardInterrupt [while running 'Step']")."""
+    return any(isinstance(e, KeyboardInterrupt) or str(e).startswith("KeyboardInterrupt") for e in _chain(exc))
+
+
 def sarchat_error_in(exc):
     """The SarchatError a pipeline raised, also when the runner re-raised it inside another exception."""
     for e in _chain(exc):
@@ -133,7 +139,8 @@ class _ReportedByTheCommandLine:
 
     def filter(self, record) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return exc is None or (sarchat_error_in(exc) is None and os_error_message(exc) is None)
+        return exc is None or (sarchat_error_in(exc) is None and os_error_message(exc) is None
+                               and not interrupted_in(exc))
 
 
 def _one_line_argparse_errors():
@@ -216,6 +223,10 @@ def main(argv=None) -> int:
         print(error_line(name, message), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - expected failures become one line, bugs keep their traceback
+        if interrupted_in(exc):  # Ctrl-C inside a pipeline step
+            print(f"sarchat {name}: interrupted", file=sys.stderr)
+            _exit_now_if_workers_linger()
+            return EXIT_INTERRUPTED
         known = sarchat_error_in(exc)
         full = disk_full_message(exc)
         environment = os_error_message(exc)  # a read-only folder, a permission, a full disk

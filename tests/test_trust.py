@@ -698,3 +698,21 @@ def test_ctrl_c_is_one_line_and_releases_the_folder(case, command):
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip() == f"sarchat {command}: interrupted", done.stderr
     assert tree_hashes(c["tmp"]) == before  # nothing claimed stays: no lock, no marker, no folder
+
+
+def test_ctrl_c_in_the_middle_of_a_pipeline_ends_it(case):
+    """Stopped inside a Beam step (a worker thread reading predictions), Ctrl-C ends the command:
+    one line, exit 130, and the new output folder is gone again."""
+    import signal
+
+    c = case
+    before = tree_hashes(c["tmp"])
+    paused = Paused(score_args(c, c["tmp"] + "/scores"), "score-reading-predictions", c["tmp"], c["env"])
+    assert paused.reached
+    paused.proc.send_signal(signal.SIGINT)
+    out, err = paused.proc.communicate(timeout=60)  # the step stays stopped: only Ctrl-C can end the run
+    os.close(paused.go)
+    assert paused.proc.returncode == 130, err
+    assert err.strip() == "sarchat score: interrupted", err
+    assert "Traceback" not in err, err
+    assert tree_hashes(c["tmp"]) == before

@@ -29,7 +29,7 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from sarchat.transforms import decode
+from sarchat.transforms import decode, ownership
 from sarchat.transforms.errors import InputError, UsageError
 from sarchat.transforms.fileio import exists, join_path, open_parquet, read_bytes
 from sarchat.transforms.score import external_predictions
@@ -247,6 +247,7 @@ def _read_parquet(path, what):
 
 def iter_prediction_batches(path, batch_size=65536):
     """([clean rows], [malformed row indices]) per batch of a prediction file."""
+    ownership.pause_point("score-reading-predictions")  # tests stop the job here (Ctrl-C mid-pipeline)
     if path.endswith(".parquet"):
         pf = _read_parquet(path, "predictions")
         names = set(pf.schema_arrow.names)
