@@ -212,6 +212,10 @@ class OutputClaim:
             if not _safe_rel(rel):
                 continue
             path = os.path.join(self.folder, *rel.split("/"))
+            real_root = os.path.realpath(self.folder)
+            parent = os.path.realpath(os.path.dirname(path))
+            if parent != real_root and not parent.startswith(real_root + os.sep):
+                continue  # a folder of ours replaced by a link out of the folder: never follow it
             if os.path.isfile(path) or os.path.islink(path):
                 os.unlink(path)
                 removed.append(rel)
