@@ -13,6 +13,7 @@ names the file, record or flag; this module prints it once, on one line,
 and exits with its exit_code (2: a usage error, 1: anything else). A disk that fills up is one such
 line too, however deep in a pipeline it happened. Other exceptions are bugs and keep their traceback.
 """
+import errno
 import importlib
 import re
 import sys
@@ -90,6 +91,39 @@ def disk_full_message(exc):
     return None
 
 
+# OS errors of the machine rather than of the program: a read-only or protected folder, a name that
+# is a folder or under a file, too many open files, an I/O error. One line naming the path.
+_ENVIRONMENT_ERRNOS = frozenset(e for e in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
+                                            errno.EMFILE, errno.ENFILE, errno.EIO, errno.ENOENT,
+                                            getattr(errno, "ETXTBSY", None)) if e)
+
+
+def os_error_message(exc):
+    """One line for an OS error of the environment (docs/cli.md "The error line"), also when Beam
+    re-raised it as text; None for anything else. A full disk or file size limit keeps its own
+    message (disk_full_message)."""
+    full = disk_full_message(exc)
+    if full is not None:
+        return full
+    for e in _chain(exc):
+        if isinstance(e, SarchatError):
+            continue
+        if isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRNOS:
+            where = e.filename if e.filename else "a file"
+            return f"cannot use {where}: {e.strerror or e} (check the folder's permissions and that it is writable)"
+        for m in _ERRNO_TEXT.finditer(str(e)):
+            if int(m.group(1)) in _ENVIRONMENT_ERRNOS:
+                where = m.group(3) or "a file"
+                return f"cannot use {where}: {m.group(2).strip()} (check the folder's permissions and that it is writable)"
+    return None
+
+
+def interrupted_in(exc) -> bool:
+    """Whether `exc` is a Ctrl-C, also when Beam re-raised it from inside a step (as a RuntimeError
+    "KeyboardInterrupt [while running 'Step']")."""
+    return any(isinstance(e, KeyboardInterrupt) or str(e).startswith("KeyboardInterrupt") for e in _chain(exc))
+
+
 def sarchat_error_in(exc):
     """The SarchatError a pipeline raised, also when the runner re-raised it inside another exception."""
     for e in _chain(exc):
@@ -105,7 +139,8 @@ class _ReportedByTheCommandLine:
 
     def filter(self, record) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return exc is None or (sarchat_error_in(exc) is None and disk_full_message(exc) is None)
+        return exc is None or (sarchat_error_in(exc) is None and os_error_message(exc) is None
+                               and not interrupted_in(exc))
 
 
 def _one_line_argparse_errors():
@@ -132,6 +167,21 @@ def _install_log_handler():
     for handler in root.handlers:
         if not any(isinstance(f, _ReportedByTheCommandLine) for f in handler.filters):
             handler.addFilter(_ReportedByTheCommandLine())
+
+
+def _exit_now_if_workers_linger():
+    """After Ctrl-C the command's own clean-up has run (the exception went through it); a pipeline's
+    worker threads that are not daemons would keep the process alive until they finish their work,
+    so the process ends now rather than in minutes (docs/cli.md "Exit status")."""
+    import os
+    import threading
+
+    lingering = [t for t in threading.enumerate()
+                 if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if lingering:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def error_line(command, message) -> str:
@@ -164,6 +214,7 @@ def main(argv=None) -> int:
         result = module.run(rest)
     except KeyboardInterrupt:
         print(f"sarchat {name}: interrupted", file=sys.stderr)
+        _exit_now_if_workers_linger()
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         # argparse's --help exits 0; older code raises SystemExit("message") for a bad flag
@@ -175,12 +226,17 @@ def main(argv=None) -> int:
         print(error_line(name, message), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - expected failures become one line, bugs keep their traceback
+        if interrupted_in(exc):  # Ctrl-C inside a pipeline step
+            print(f"sarchat {name}: interrupted", file=sys.stderr)
+            _exit_now_if_workers_linger()
+            return EXIT_INTERRUPTED
         known = sarchat_error_in(exc)
         full = disk_full_message(exc)
-        if known is None and full is None:
+        environment = os_error_message(exc)  # a read-only folder, a permission, a full disk
+        if known is None and environment is None:
             raise
-        if full is not None and (known is None or "disk full" not in str(known)):
-            print(error_line(name, full), file=sys.stderr)
+        if known is None or (full is not None and "disk full" not in str(known)):
+            print(error_line(name, environment), file=sys.stderr)
             return EXIT_RUNTIME
         print(error_line(name, known), file=sys.stderr)
         return known.exit_code

@@ -104,23 +104,32 @@ def run(argv=None) -> int:
     check_no_overlap([("the dataset (--dataset)", args.dataset)], args.output)
     if args.image_root:
         check_no_overlap([("the image root (--image-root)", args.image_root)], args.output)
+    from sarchat.transforms import ownership
+    from sarchat.transforms.score.lmms_eval_export import own_older_export
+
+    reading = ownership.reading(args.dataset)  # one dataset version, checked again before writing
     if fmt == "vlmevalkit":
-        return _vlmevalkit(args)
+        return _vlmevalkit(args, reading)
     files = plan_export(args.dataset, args.split, args.adapter, args.image_root, not args.no_format_hint,
                         args.max_tokens)
-    write_export(args.output, files)
+    reading.verify()
+    with ownership.claim(args.output, "export", legacy=own_older_export) as claim:
+        write_export(args.output, files, also_ours=claim.previous)  # a half-written export of ours too
     print(f"sarchat export: wrote {len(files)} files to {args.output}: lmms-eval --include_path {args.output} "
           f"--tasks sarchat_bench (adapter {args.adapter})")
     return 0
 
 
-def _vlmevalkit(args):
+def _vlmevalkit(args, reading):
+    from sarchat.transforms import ownership
     from sarchat.transforms.score import vlmeval_export as V
-    from sarchat.transforms.score.lmms_eval_export import write_export
+    from sarchat.transforms.score.lmms_eval_export import own_older_export, write_export
 
     files = V.plan_export(args.dataset, args.output, args.split, args.adapter, args.image_root,
                           not args.no_format_hint, args.name)
-    write_export(args.output, files, "sarchat export vlmevalkit")
+    reading.verify()
+    with ownership.claim(args.output, "export", legacy=own_older_export) as claim:
+        write_export(args.output, files, "sarchat export vlmevalkit", also_ours=claim.previous)
     print(f"sarchat export: wrote {V.tsv_name(args.name)} to {args.output} (adapter {args.adapter}); register it as "
           f"VLMEvalKit's dataset {args.name}: {args.output}/{V.README} says how")
     return 0

@@ -137,6 +137,17 @@ def int_between(low: int, high: int):
     return check
 
 
+def fraction(text) -> float:
+    """A finite number in 0..1 (both included)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be in 0..1, got {text!r}")
+    return value
+
+
 def identify_variants(text) -> int:
     """identify questions per box: 1 .. the size of the identify template bank."""
     from sarchat.templates import load_all

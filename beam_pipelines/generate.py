@@ -22,6 +22,7 @@ from sarchat.transforms.categories import CATEGORIES, canonical_category
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
+from sarchat.transforms import ownership
 from sarchat.transforms.fileio import check_no_overlap, read_bytes
 from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS
 
@@ -308,20 +309,31 @@ def run(argv=None, test=None):
     # docs/rules.md section 10: the old manifest goes first, then what its run wrote; ours comes last.
     check_no_overlap([("the input folder (--input)", args.input)]
                      + [(f"the {s['split']} annotations", s["annotations"]) for s in splits], args.output)
-    clear_previous_output(args.output)  # SarchatError: `sarchat` prints it
-    started = time.time()
-    pipeline = make_pipeline(beam_args)
-    manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)
-    if test is not None:
-        test(manifest, rejects)
-    manifest_path = FileSystems.join(args.output, "manifest.json")
-    written = launch_and_read_json(pipeline, manifest_path, progress_of(splits))
+    with ownership.claim(args.output, "generate", legacy=own_older_output):  # one writer, our folder only
+        clear_previous_output(args.output)  # SarchatError: `sarchat` prints it
+        started = time.time()
+        pipeline = make_pipeline(beam_args)
+        manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)
+        if test is not None:
+            test(manifest, rejects)
+        manifest_path = FileSystems.join(args.output, "manifest.json")
+        written = launch_and_read_json(pipeline, manifest_path, progress_of(splits))
     if written is None:
         print(f"sarchat generate: submitted; {manifest_path} is written last, when the job finishes")
         return 0
     print(summary_table(written, time.time() - started))
     print(f"sarchat generate: dataset in {args.output} ({', '.join(formats)}; file list: {manifest_path})")
     return 0
+
+
+def own_older_output(folder, files):
+    """A folder without ownership marker that an older `sarchat generate` wrote (or a killed one
+    left): only our manifest, card and folders. Their lifecycle (clear_previous_output) decides what
+    goes, and refuses a foreign manifest.json or README.md with its own line."""
+    from sarchat.transforms.generate.lifecycle import OWN_FOLDERS
+
+    ours = all(f in ("manifest.json", "README.md") or f.split("/", 1)[0] in OWN_FOLDERS for f in files)
+    return [] if ours else None
 
 
 def progress_of(splits):

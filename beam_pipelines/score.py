@@ -38,9 +38,11 @@ output folder. --no-sample-files (old spelling --no-samples) writes no per-sampl
 --explain ID prints that sample's records of every model from DIR's samples_<task>.jsonl files
 (no scoring; exit 1 when no model has the id).
 """
+import re
 import sys
 
 from sarchat.beam_pipelines import flags
+from sarchat.transforms import ownership
 from sarchat.transforms.fileio import check_no_overlap
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline, parse_pipeline_args
 from sarchat.transforms.errors import SarchatError
@@ -57,9 +59,9 @@ def build_parser():
     p.add_argument("--adapter", action="append", default=None,
                    help="box format / adapter name for all models, or MODEL=NAME for one (repeatable)")
     p.add_argument("--split", default="test", help="split of the dataset to score (default %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default %(default)s)")
-    p.add_argument("--num-buckets", "--num_buckets", type=int, default=64, help="id buckets of the join (parallelism; default %(default)s)")
+    p.add_argument("--bootstrap", type=flags.non_negative_int, default=1000, help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
+    p.add_argument("--seed", type=flags.seed, default=0, help="seed of the bootstrap resampling (default %(default)s)")
+    p.add_argument("--num-buckets", "--num_buckets", type=flags.positive_int, default=64, help="id buckets of the join (parallelism; default %(default)s)")
     p.add_argument("--no-sample-files", "--no_sample_files", action="store_true",
                    help="do not write the per-sample result files (samples/*.parquet, samples_<task>.jsonl; "
                         "`--explain` reads them); default: written")
@@ -68,7 +70,7 @@ def build_parser():
                    help="score predictions made on another dataset version (the report says so)")
     p.add_argument("--stats", default=None, metavar="DIR",
                    help="a `sarchat stats` output folder (or its stats.json): adds a dataset section to the report")
-    p.add_argument("--samples", type=int, default=2, metavar="N",
+    p.add_argument("--samples", type=flags.non_negative_int, default=2, metavar="N",
                    help="test samples per task shown with their image, answers and marks in the report "
                         "(0: none; default %(default)s)")
     p.add_argument("--image-root", "--image_root", default=None,
@@ -133,16 +135,20 @@ def run(argv=None, test=None):
         check_no_overlap([("the dataset (--dataset)", args.dataset)]
                          + [("a --predictions input", p) for p in args.predictions if not any(c in p for c in "*?[")],
                          args.output)
+        reading = ownership.reading(args.dataset)  # one dataset version, checked again at the end
         inputs = inputs_of(args)
-        p = make_pipeline(beam_argv)
-        remove_stale_samples(args.output, settings.num_buckets)
-        outputs = p | "Score" >> ScorePredictions(inputs, settings)
+        with ownership.claim(args.output, "score", legacy=own_older_output, keep_on_failure=False) as claim:
+            claim.remove_previous()  # what the last score run here wrote: nothing stale stays
+            p = make_pipeline(beam_argv)
+            remove_stale_samples(args.output, settings.num_buckets)
+            outputs = p | "Score" >> ScorePredictions(inputs, settings)
+            if test is not None:
+                test(p, outputs)
+            result, finished = launch(p, progress_of(args, inputs))
+            reading.verify()
     except SarchatError as e:  # until cli.py prints these itself
         print(f"sarchat score: error: {e}", file=sys.stderr)
         return e.exit_code
-    if test is not None:
-        test(p, outputs)
-    result, finished = launch(p, progress_of(args, inputs))
     if not finished:
         print(f"sarchat score: pipeline submitted; the job writes {args.output}/leaderboard.json, report.md, "
               "report.html and per-model metrics")
@@ -158,6 +164,19 @@ def run(argv=None, test=None):
     print(f"sarchat score: outputs in {args.output} (leaderboard.json, leaderboard.md, report.html, report.md; "
           "per model <model>/metrics.json)")
     return 0
+
+
+SCORE_OUTPUT_NAMES = re.compile(r"(leaderboard\.json|leaderboard\.md|report\.md|report\.html|rejected\.jsonl"
+                                r"|[^/]+/(metrics\.json|breakdown\.json|rejected\.jsonl|samples_[a-z]+\.jsonl"
+                                r"|samples/samples-\d{5}-of-\d{5}\.parquet))")
+
+
+def own_older_output(folder, files):
+    """The files of a score folder written before the ownership marker existed (it has our
+    leaderboard.json); None when the folder is not a score output."""
+    if "leaderboard.json" not in files:
+        return None
+    return [f for f in files if SCORE_OUTPUT_NAMES.fullmatch(f)]
 
 
 def progress_of(args, inputs):

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
-from sarchat.transforms import coco, dataset_files
+from sarchat.transforms import coco, dataset_files, ownership
 from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
 from sarchat.transforms.fileio import check_no_overlap, exists, open_parquet, read_bytes
 from sarchat.transforms.stats import dataset_stats as stats
@@ -205,16 +205,20 @@ def run(argv=None, test=None):
 
     try:
         check_no_overlap([("the dataset (--dataset)", args.dataset)], args.output)
+        reading = ownership.reading(args.dataset)  # one dataset version, checked again at the end
         settings = settings_of(args)
     except SarchatError as e:  # until cli.py prints these itself
         print(f"sarchat stats: error: {e}", file=sys.stderr)
         return e.exit_code
     started = time.time()
-    p = make_pipeline(beam_args)
-    doc = p | "Stats" >> DatasetStats(settings)
-    if test is not None:
-        test(doc)
-    written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"), progress_of(settings))
+    with ownership.claim(args.output, "stats", legacy=own_older_output, keep_on_failure=False) as claim:
+        claim.remove_previous()  # what the last stats run here wrote: nothing stale stays
+        p = make_pipeline(beam_args)
+        doc = p | "Stats" >> DatasetStats(settings)
+        if test is not None:
+            test(doc)
+        written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"), progress_of(settings))
+        reading.verify()
     if written is None:
         print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(args.output, 'stats.json')}, stats.md and plots/")
         return 0
@@ -222,6 +226,14 @@ def run(argv=None, test=None):
     print(f"sarchat stats: outputs in {args.output} (stats.json, stats.md"
           + (", plots/" if args.plots != "none" else "") + ")")
     return 0
+
+
+def own_older_output(folder, files):
+    """The files of a stats folder written before the ownership marker existed (it has our
+    stats.json); None when the folder is not a stats output."""
+    if "stats.json" not in files:
+        return None
+    return [f for f in files if f in ("stats.json", "stats.md") or f.startswith("plots/")]
 
 
 def progress_of(settings):

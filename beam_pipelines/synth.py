@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=flags.positive_int, default=synthetic.DEFAULT_IMAGES,
                    help="total number of images, train + test (default %(default)s)")
     p.add_argument("--seed", default="0", help="random seed, any string (default %(default)s)")
-    p.add_argument("--test-fraction", type=float, default=synthetic.DEFAULT_TEST_FRACTION,
+    p.add_argument("--test-fraction", type=flags.fraction, default=synthetic.DEFAULT_TEST_FRACTION,
                    help="share of images in the test split (default %(default)s; at least "
                         f"{MIN_TEST_IMAGES} test images when the set allows)")
     p.add_argument("--workers", type=flags.positive_int, default=min(2, os.cpu_count() or 1),

@@ -170,13 +170,24 @@ class ImageError(InputError):
 MISSING_IMAGE_HINT = "pass --image-root: the folder the rows' image_path is relative to"
 
 
+class RefusedLocation(str):
+    """An image location the image-path rule refused (dataset_files.image_file): reading it is the
+    sample's ImageError, so the file is never opened nor sent."""
+    reason = ""
+
+
 def image_location(image_root, image_path) -> str:
-    if is_url(image_path) or os.path.isabs(image_path):
-        return image_path
-    return _join(image_root, image_path)
+    location, why = dataset_files.image_file(image_root, image_path)
+    if why is None:
+        return location
+    refused = RefusedLocation(str(image_path))
+    refused.reason = why
+    return refused
 
 
 def read_image_bytes(location) -> bytes:
+    if isinstance(location, RefusedLocation):
+        raise ImageError(location.reason)
     try:
         with _open(location, "rb") as fh:
             return fh.read()

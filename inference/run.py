@@ -40,7 +40,7 @@ from sarchat.inference.dataset import (BASE_COLUMNS, dataset_version, image_loca
                                        resolve_image_root)
 from sarchat.inference.manifest import (model_column, redact, redact_argv, resolve_adapter, run_identity,
                                         run_manifest)
-from sarchat.transforms import progress
+from sarchat.transforms import ownership, progress
 from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.errors import RunFailed, SarchatError
 
@@ -115,6 +115,7 @@ class Runner:
         self.model_name = model_column(cfg, self.backend)
         self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
         self.failures = []
+        self.verify_read = None
 
     def location(self, name):
         """Where the run's file `name` is published: under the URL for a remote run."""
@@ -189,6 +190,8 @@ class Runner:
         cfg = self.cfg
         started = _now()
         samples, root = self.samples()
+        if self.verify_read is not None:  # the rows read belong to the manifest the run started from
+            self.verify_read()
         if self.remote:
             self.remote.pull(self.key, own_manifest=self._manifest_name())
         done, failed_before = store.scan(cfg.output, self.key)
@@ -374,10 +377,12 @@ def _spawn(cfg, argv):
     return 0
 
 
-def execute(cfg: InferenceConfig, backend=None, argv=None):
+def execute(cfg: InferenceConfig, backend=None, argv=None, verify_read=None):
     """Run (or merge) with a config; `backend` injects a ready backend (tests). Raises SarchatError
-    (RunFailed when samples are left without a prediction)."""
+    (RunFailed when samples are left without a prediction). `verify_read()` is called once the
+    dataset's rows are read (ownership.ConsistentRead.verify)."""
     runner = Runner(cfg, backend=backend, argv=argv)
+    runner.verify_read = verify_read
     if cfg.merge_only:
         if runner.remote:
             runner.remote.pull(runner.key)
@@ -402,15 +407,37 @@ def execute(cfg: InferenceConfig, backend=None, argv=None):
     return 0
 
 
+def own_older_output(folder, files):
+    """A run folder written before the ownership marker existed: its manifest.json is a `sarchat
+    infer` run manifest, or (a killed first run) it holds only the store. None: not ours."""
+    import json
+
+    if "manifest.json" in files:
+        try:
+            with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
+                tool = json.load(f).get("tool")
+        except (OSError, ValueError, AttributeError, RecursionError):
+            return None
+        return [] if isinstance(tool, str) and tool.startswith("sarchat infer") else None
+    ours = all(f.split("/", 1)[0] in ("store", "runs") or f.startswith("predictions.") for f in files)
+    return [] if ours and any(f.split("/", 1)[0] in ("store", "runs") for f in files) else None
+
+
 def run(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = None
     try:
         cfg = parse_config(argv)
         progress.turn_off(cfg.no_progress)
-        if cfg.spawn_shards and not cfg.merge_only:
-            return _spawn(cfg, argv)
-        return execute(cfg, argv=argv)
+        reading = ownership.reading(cfg.dataset)  # one dataset version, checked again at the end
+        # One writer per run folder; the shards of one run share it (their parent holds the lock).
+        with ownership.claim(cfg.output, COMMAND, legacy=own_older_output, record=False,
+                             lock=cfg.num_shards == 1 or cfg.spawn_shards):
+            if cfg.spawn_shards and not cfg.merge_only:
+                code = _spawn(cfg, argv)
+            else:
+                code = execute(cfg, argv=argv, verify_read=reading.verify)
+            return code
     except remote.RemoteError as exc:
         print_error(COMMAND, f"{exc}; what is done is kept in {cfg.output}; rerun the same command to "
                              "resume and publish")

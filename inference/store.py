@@ -35,6 +35,7 @@ from contextlib import contextmanager
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sarchat.transforms import decode
 from sarchat.transforms.errors import OutputError
 from sarchat.transforms.schema import PREDICTION_SCHEMA
 
@@ -174,10 +175,17 @@ class PartWriter:
     def append(self, records):
         if not records:
             return
-        payload = b"".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-                           for r in records)
-        self._fh.write(payload)
-        self._sync()
+        # a backend's text is stored whatever it holds: lone surrogates escaped (transforms/decode.py),
+        # so one sample's answer never stops the batch or its reruns
+        payload = b"".join(json.dumps(decode.escape_record(r), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                           + b"\n" for r in records)
+        try:
+            self._fh.write(payload)
+            self._sync()
+        except OSError as exc:  # a full disk or file size limit: one line naming the part file
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc} (disk full, file size limit or "
+                              "read-only disk); what is stored is kept: free some space and rerun the same "
+                              "command to resume") from exc
 
     def close(self):
         try:

@@ -31,6 +31,7 @@ from collections import Counter
 
 from sarchat.report import score_report as report
 from sarchat.report.stats_report import plot_titles, render_plots, stats_markdown
+from sarchat.transforms import dataset_files
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.fileio import read_bytes as _read_bytes
 from sarchat.transforms.score import metrics as M
@@ -438,8 +439,9 @@ def load_image(root, rel_path):
 
     if not root or not rel_path:
         return None
-    path = rel_path if ("://" in rel_path or os.path.isabs(rel_path)) else (
-        root.rstrip("/") + "/" + rel_path.lstrip("/") if "://" in root else os.path.join(root, rel_path))
+    path, why = dataset_files.image_file(root, rel_path)  # the one image-path rule: nothing outside the root
+    if why is not None:
+        return None
     try:
         data = _read_bytes(path)
         im = Image.open(io.BytesIO(data))

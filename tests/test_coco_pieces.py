@@ -199,14 +199,23 @@ def test_preflight_refuses_what_the_whole_file_read_refuses_with_the_same_messag
 
 
 def test_files_only_json_loads_accepts_are_read_whole():
-    """NaN and lone surrogates are JSON to Python's json (it writes NaN itself), not to msgspec:
-    those files are read whole, as before, so the NaN box is still a counted reject."""
-    data = _file([{"id": 1, "file_name": "a\ud800.jpg", "width": 9, "height": 9}],
+    """NaN is JSON to Python's json (it writes NaN itself), not to msgspec: such a file is read
+    whole, as before, so the NaN box is still a counted reject."""
+    data = _file([{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
                  [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [1, 1, float("nan"), 2]}])
     assert b"NaN" in data
     index = coco.preflight(data, "ann.json", piece_bytes=8)
     assert index["pieces"] is None and (index["images"], index["annotations"]) == (1, 1)
     assert index["categories"] == CATEGORIES
+
+
+def test_a_lone_surrogate_refuses_the_file_with_one_message_naming_it():
+    """A lone surrogate is no text (nothing can write it as UTF-8): the one decoding layer
+    (transforms/decode.py) refuses the file, whichever path reads it (issue 19)."""
+    data = _file([{"id": 1, "file_name": "a\ud800.jpg", "width": 9, "height": 9}], [])
+    for pieces in (8, None):
+        with pytest.raises(coco.InputError, match="ann.json.*lone UTF-16 surrogate"):
+            coco.preflight(data, "ann.json", piece_bytes=pieces)
 
 
 def test_without_msgspec_or_for_compressed_files_the_file_is_read_whole(monkeypatch):

@@ -73,6 +73,8 @@ def _digests(root):
     out = {}
     for folder, _, files in os.walk(root):
         for name in files:
+            if folder == root and name == ".sarchat-owner.json":
+                continue  # the folder's ownership marker (transforms/ownership.py), not the dataset
             path = os.path.join(folder, name)
             with open(path, "rb") as f:
                 out[os.path.relpath(path, root).replace(os.sep, "/")] = hashlib.sha256(f.read()).hexdigest()

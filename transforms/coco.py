@@ -13,22 +13,16 @@ import json
 import os
 import posixpath
 
-from sarchat.transforms import geometry
+from sarchat.transforms import decode, geometry
 from sarchat.transforms.categories import canonical_category
 # The input as a whole cannot be used; the message names the file and what is wrong.
 from sarchat.transforms.errors import InputError  # noqa: F401 (raised here, caught by callers as coco.InputError)
 
 
 def load_json(data, source: str):
-    """Parse bytes/str as JSON; a syntax error names the file, line, column and offset."""
-    try:
-        if isinstance(data, bytes):
-            data = data.decode("utf-8")
-        return json.loads(data)
-    except UnicodeDecodeError as e:
-        raise InputError(f"{source}: not UTF-8 text (byte {e.start}): {e.reason}") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{source}: malformed JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}") from None
+    """Parse bytes/str as JSON (the one decoding layer, transforms/decode.py); a syntax error names
+    the file, line, column and offset; a lone surrogate or nesting too deep names the file too."""
+    return decode.load_file_json(data, source, finite=False)
 
 
 def check_structure(data, source: str):
@@ -155,7 +149,7 @@ def read_image_records(images, first_index, split, source, image_folder=None):
             continue
         w, h = img.get("width"), img.get("height")
         reason = detail = rel = None
-        if not (_is_int(w) and _is_int(h) and w > 0 and h > 0):
+        if not (_is_int(w) and _is_int(h) and 0 < w <= _INT64_MAX and 0 < h <= _INT64_MAX):
             reason, detail = "bad_image_size", f"width={w!r} height={h!r}"
         else:
             rel = safe_relative_path(img.get("file_name"))
@@ -329,9 +323,11 @@ def load_piece(text: bytes, source: str, piece):
     """The bytes of a piece (from its "start" to its "end") -> its entries, as json.loads reads them."""
     where = f"{piece['array']} entries {piece['first']}..{piece['first'] + piece['count'] - 1}"
     try:
-        entries = json.loads("[" + text.decode("utf-8") + "]")
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{source}: {where} are not the JSON the pre-flight read ({e}); "
+        entries = decode.loads(b"[" + bytes(text) + b"]", finite=False)
+    except decode.Problem as e:
+        if e.reason in ("lone_surrogate", "too_deeply_nested"):
+            raise e.as_input_error(f"{source}: {where}") from None
+        raise InputError(f"{source}: {where} are not the JSON the pre-flight read ({e.detail}); "
                          "was the file changed during the run?") from None
     if len(entries) != piece["count"]:
         raise InputError(f"{source}: {where}: {len(entries)} entries where the pre-flight found "
@@ -363,13 +359,13 @@ def _index(data, piece_bytes):
     decoder, errors = decoder
     try:
         top = decoder.decode(data)
-    except errors:
+    except (*errors, RecursionError):  # nesting too deep: the stdlib path names the file
         return None
     if not top.images or not top.categories:
         return None
     try:
-        categories = [json.loads(bytes(c)) for c in top.categories]
-    except ValueError:
+        categories = [decode.loads(bytes(c), finite=False) for c in top.categories]
+    except decode.Problem:
         return None
     pieces = []
     for array in PIECE_ARRAYS:

@@ -11,6 +11,7 @@ import json
 import os
 import posixpath
 
+from sarchat.transforms import decode
 from sarchat.transforms.errors import DatasetError
 
 MANIFEST = "manifest.json"
@@ -64,9 +65,9 @@ def read_manifest(dataset) -> dict:
     except Exception as exc:  # permission, object store errors
         raise DatasetError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
     try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DatasetError(f"{path} is not valid JSON ({exc})") from None
+        manifest = decode.loads(raw)
+    except decode.Problem as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc.detail})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
         raise DatasetError(f"{path} is not a dataset manifest (an object with a 'files' list)")
     return manifest
@@ -141,6 +142,31 @@ def image_root(dataset, manifest, override=None):
         return root
     candidate = os.path.join(str(dataset), root)
     return candidate if os.path.isdir(candidate) else root
+
+
+def image_file(root, image_path):
+    """(location, None) of a row's image under `root`, or (None, why) when the rule of docs/rules.md
+    section 1 says no: the one image-path rule of generate (`unsafe_file_name`,
+    `file_name_outside_image_root`) applied again wherever an image is opened (infer, the report's
+    samples, the lmms-eval hooks), because the folder may have changed since: an absolute path, a
+    `..`, or (on a local disk) a file that resolves through symlinks outside the image root is not
+    read. Without a root the path is used as it is (ad-hoc rows)."""
+    if not isinstance(image_path, str) or not image_path or "\x00" in image_path:
+        return None, f"image path {image_path!r} is not a file name"
+    if not root:
+        return image_path, None
+    root = str(root)
+    if is_url(image_path) or os.path.isabs(image_path) or ".." in image_path.replace("\\", "/").split("/"):
+        return None, f"image path {image_path!r} lies outside the image root {root}"
+    location = join(root, image_path)
+    if is_url(root) and not root.startswith("file://"):
+        return location, None
+    local_root = root[len("file://"):] if root.startswith("file://") else root
+    real_root = os.path.realpath(local_root)
+    real = os.path.realpath(os.path.join(local_root, image_path))
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None, f"image {location} resolves to {real}, outside the image root {root}; not read"
+    return location, None
 
 
 def dataset_version(manifest) -> str:

@@ -52,6 +52,15 @@ def local_path(path) -> str:
 
 
 def read_bytes(path, compression=None) -> bytes:
+    """The file's bytes; with AUTO a `.gz` is decompressed through decode.gunzip, so one cut short or
+    not gzip is an InputError naming it, never a shorter text. A folder is an InputError too."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    from sarchat.transforms import decode
+
+    decode.check_is_file(path)
+    if compression == CompressionTypes.AUTO and str(path).endswith(".gz"):
+        return decode.gunzip(read_bytes(path), path)
     compression = _uncompressed() if compression is None else compression
     with _filesystems().open(path, compression_type=compression) as f:
         return f.read()

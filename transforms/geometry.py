@@ -44,10 +44,13 @@ def invalid_box_reason(bbox, width, height):
     """
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return "malformed_bbox"
+    # numbers only (docs/rules.md section 1): a string or boolean is not a coordinate
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+        return "malformed_bbox"
     try:
         x, y, w, h = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        return "malformed_bbox"
+    except OverflowError:  # an integer beyond float
+        return "non_finite"
     if not all(math.isfinite(v) for v in (x, y, w, h)):
         return "non_finite"
     if w <= 0 or h <= 0:

@@ -55,6 +55,7 @@ from sarchat.inference.backends.base import Backend, Result, Sample
 from sarchat.inference.config import parse_engine_args
 from sarchat.inference.dataset import ImageCache, ImageError, read_image_bytes, row_size
 from sarchat.inference.fingerprint import stable_hash
+from sarchat.transforms import decode
 from sarchat.transforms.adapters import processor_kwargs
 from sarchat.transforms.errors import InputError, UsageError
 
@@ -322,12 +323,14 @@ class OpenAIBackend(Backend):
         try:
             doc = json.loads(raw)
             message = doc["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            content = message.get("content")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
             raise _Retryable(f"malformed response: {raw[:200]!r}") from None
-        content = message.get("content")
         if isinstance(content, list):  # content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return content or ""
+            content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        if content is not None and not isinstance(content, str):
+            raise _Retryable(f"malformed response: the message content is a {type(content).__name__}, not text")
+        return decode.escape_surrogates(content or "")  # stored as text whatever the endpoint sent
 
     # ---- HTTP --------------------------------------------------------------------------------
     def _connection(self):

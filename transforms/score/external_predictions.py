@@ -29,7 +29,6 @@ the records to the functions here, which turn them into rows {id, prediction, mo
 Neither tool records the dataset version, so such predictions have none: `sarchat score` accepts
 them and its report says the version is unknown (docs/rules.md section 11).
 """
-import csv
 import io
 import json
 import posixpath
@@ -37,6 +36,7 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
+from sarchat.transforms import decode
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.score.lmms_eval_hooks import GROUP_METRICS
 
@@ -126,6 +126,7 @@ def is_table(path) -> bool:
 
 
 def _read(path) -> bytes:
+    decode.check_is_file(path, "prediction table")
     with FileSystems.open(path) as fh:
         return fh.read()
 
@@ -164,8 +165,7 @@ def _table_records(path):
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text ({exc})") from None
     text = text[1:] if text.startswith(_BOM) else text
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if low.endswith(".tsv") else ",")
-    rows = list(reader)
+    rows = decode.table_rows(text, "\t" if low.endswith(".tsv") else ",", path)
     header = [h.strip() for h in (rows[0] if rows else [])]
     return header, rows[1:]
 

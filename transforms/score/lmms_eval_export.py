@@ -220,19 +220,28 @@ def _previous_files(output):
     return names
 
 
-def write_export(output, files, command="sarchat export lmms-eval"):
+def own_older_export(output, present):
+    """ownership.claim's test for a folder without its marker: the files an older export listed
+    in its sarchat_export.json (None: not an export folder)."""
+    if EXPORT_MANIFEST not in present:
+        return None
+    return [*_previous_files(output), EXPORT_MANIFEST]
+
+
+def write_export(output, files, command="sarchat export lmms-eval", also_ours=()):
     """Write the folder: the previous export's files removed first (its manifest before them), this
     export's manifest last; a file this export would overwrite that no export of ours wrote is an
-    OutputError naming it (no command overwrites a file it did not write). A value of `files` is the
-    file's text, or a function that writes the file at the path it is given (a large file, streamed)."""
+    OutputError naming it (no command overwrites a file it did not write). `also_ours`: files the
+    ownership marker lists (a run killed or stopped by a full disk before its manifest)."""
     output = str(output)
-    previous = _previous_files(output)
+    previous = sorted(set(_previous_files(output)) | {n for n in also_ours if "/" not in n})
     for name in sorted(files):
         path = os.path.join(output, name)
         if os.path.exists(path) and name not in previous:
             raise OutputError(f"{path} exists and was not written by `{command}`; export into an empty folder")
     if previous:
-        os.remove(os.path.join(output, EXPORT_MANIFEST))
+        if os.path.exists(os.path.join(output, EXPORT_MANIFEST)):
+            os.remove(os.path.join(output, EXPORT_MANIFEST))
         for name in previous:
             if name != EXPORT_MANIFEST and os.path.exists(os.path.join(output, name)):
                 os.remove(os.path.join(output, name))

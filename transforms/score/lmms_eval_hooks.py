@@ -30,6 +30,7 @@ group `sarchat_bench` over all of them:
 """
 import os
 
+from sarchat.transforms import dataset_files
 from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.tasks import COLUMNS, SPECS, TABLE3_TASK_ORDER, TASK_COLUMNS, TASKS
@@ -135,7 +136,9 @@ def doc_to_visual(doc, image_root, adapter_name):
     to multiples of 28, so the model's pixels are the image's). A missing image is an error naming it."""
     from PIL import Image
 
-    path = os.path.join(image_root, doc["image_path"]) if image_root else doc["image_path"]
+    path, why = dataset_files.image_file(image_root, doc["image_path"])  # the one image-path rule
+    if why is not None:
+        raise FileNotFoundError(f"sample {doc.get('id')}: {why}")
     try:
         with Image.open(path) as img:
             image = img.convert("RGB")

@@ -20,7 +20,6 @@ starts; in the job, `iter_prediction_batches` feeds the scorer.
   files of one `sarchat infer` or RunInference run, however they are named on the command line)
   or else one file.
 """
-import json
 import os
 import posixpath
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ from typing import Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from sarchat.transforms import decode, ownership
 from sarchat.transforms.errors import InputError, UsageError
 from sarchat.transforms.fileio import exists, join_path, open_parquet, read_bytes
 from sarchat.transforms.score import external_predictions
@@ -92,8 +93,9 @@ def read_run_manifest(folder):
     try:
         if not exists(path):
             return None
-        m = json.loads(read_bytes(path).decode("utf-8-sig"))
-    except (OSError, ValueError):
+        raw = read_bytes(path)
+        m = decode.loads(raw[len(_BOM):] if raw.startswith(_BOM) else raw)
+    except (OSError, ValueError):  # decode.Problem is a ValueError
         return None
     return m if isinstance(m, dict) and isinstance(m.get("model"), str) else None
 
@@ -193,8 +195,13 @@ def clean_prediction(row, path, index):
 
 
 def _jsonl_lines(path):
-    """(row index, dict or None) per non-blank line; None for a line that is not a JSON object in UTF-8."""
-    with FileSystems.open(path) as f:  # AUTO compression: .gz is decompressed
+    """(row index, dict or None) per non-blank line; None for a line that is not a JSON object in
+    UTF-8 or whose prediction is not text (transforms/decode.py: lone surrogates, nesting too deep,
+    a list or object as the prediction). A `.gz` is decompressed to its end mark: one cut short or
+    not gzip at all is an InputError naming it, never a shorter file."""
+    decode.check_is_file(path, "prediction file")
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw_file:
+        f = decode.GzipLines(raw_file, path) if path.endswith(".gz") else raw_file
         index = 0
         while True:
             raw = f.readline()
@@ -204,8 +211,10 @@ def _jsonl_lines(path):
                 raw = raw[len(_BOM):]
             if raw.strip():
                 try:
-                    row = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, ValueError):
+                    row = decode.loads(raw)
+                    if isinstance(row, dict) and "prediction" in row:
+                        decode.prediction_text(row["prediction"])
+                except decode.Problem:
                     row = None
                 yield index, (row if isinstance(row, dict) else None)
             index += 1
@@ -239,6 +248,7 @@ def _read_parquet(path, what):
 
 def iter_prediction_batches(path, batch_size=65536):
     """([clean rows], [malformed row indices]) per batch of a prediction file."""
+    ownership.pause_point("score-reading-predictions")  # tests stop the job here (Ctrl-C mid-pipeline)
     if path.endswith(".parquet"):
         pf = _read_parquet(path, "predictions")
         names = set(pf.schema_arrow.names)

@@ -358,7 +358,7 @@ class BoxStats:
     def __init__(self, exact_cap=DEFAULT_EXACT_CAP):
         self.exact_cap = exact_cap
         self.images = 0
-        self.degenerate = 0                                  # boxes with w or h = 0 after rounding
+        self.degenerate = 0                                  # boxes with w or h = 0 after rounding, or ratios beyond float
         self.image_sizes = collections.Counter()             # (W, H) -> images
         self.boxes_per_image = collections.Counter()         # n -> images
         K = self.K
@@ -387,6 +387,10 @@ class BoxStats:
             return self
         W, H = _box_image_sizes(chunk)
         ok = (chunk["w"] > 0) & (chunk["h"] > 0)
+        with np.errstate(all="ignore"):  # a box of 1e300 is a valid COCO box, but its ratios do not
+            w, h = np.asarray(chunk["w"], np.float64), np.asarray(chunk["h"], np.float64)  # square in a float
+            ratios = (w / h, h / w, w * h / (np.asarray(W, np.float64) * np.asarray(H, np.float64)))
+            ok &= np.logical_and.reduce([np.isfinite(r * r) & (r * r > 0) for r in ratios])
         self.degenerate += int((~ok).sum())
         if not ok.all():
             cat, W, H = cat[ok], W[ok], H[ok]

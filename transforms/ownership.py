@@ -1,0 +1,382 @@
+"""Who may write an output folder, and what a run's outputs are (docs/rules.md section 10, docs/cli.md
+"Output folders" and "Runs at the same time"). Pure standard library: no Beam, no project imports
+above the vocabulary layer.
+
+Three rules, one place each:
+
+- **One writer at a time** (`claim`). A command that writes a local folder first claims it with
+  `OUT/.sarchat-lock`, created atomically (a hard link of a complete temporary, so the lock is never
+  seen half-written) and holding the writer's command, pid and host. A second writer is refused with
+  one line naming the first; a lock whose pid is dead on this host is stale (SIGKILL) and is taken
+  over. The lock goes when the run ends, whatever the outcome. Object stores have no locks:
+  `sarchat regenerate`'s versioned layout (write `BASE/v-<hash>/` under a temporary name, publish,
+  then point `LATEST` at it) is the way to share a base there.
+- **Every command owns what it writes** (`claim`). A folder is written only when it is empty (or
+  does not exist) or carries the command's own marker, `OUT/.sarchat-owner.json` (`{"command": ...,
+  "files": [...]}`); an older folder of the command's own is recognised by the command's `legacy`
+  test (e.g. a generate manifest). Anything else is refused with one line and left untouched.
+- **Nothing stale** (`OutputClaim.remove_previous`, `OutputClaim.record_new_files`). The marker lists
+  the files the command's last run wrote; the next run removes exactly those (a file changed since
+  is still ours: the folder is ours), then the folders left empty, and records what it writes itself,
+  also when it fails, so a rerun after SIGKILL or a full disk starts from a known state.
+
+Readers (`reading`) check the lock too: a dataset being written by a live run is refused, and the
+reader's `verify()` at the end refuses a dataset whose manifest changed (or vanished) meanwhile.
+
+Tests stop a process at a named point (`pause_point`) through two inherited pipe descriptors
+(`SARCHAT_TEST_PAUSE=<point>:<fd to write>:<fd to read>`): the process writes one byte, then waits
+for one byte. No sleeps, no timing.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import socket
+import time
+
+from sarchat.transforms.errors import DatasetError, OutputError
+
+LOCK = ".sarchat-lock"
+MARK = ".sarchat-owner.json"
+OWN_NAMES = frozenset((LOCK, MARK))
+
+
+def is_local(path) -> bool:
+    path = str(path)
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(path) -> str:
+    path = str(path)
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def pause_point(name):
+    """Test hook: stop here until the test says go (see the module doc). A no-op unless
+    SARCHAT_TEST_PAUSE names this point."""
+    spec = os.environ.get("SARCHAT_TEST_PAUSE", "")
+    if not spec:
+        return
+    point, _, fds = spec.partition(":")
+    if point != name:
+        return
+    out_fd, _, in_fd = fds.partition(":")
+    os.write(int(out_fd), b"x")
+    os.read(int(in_fd), 1)
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def read_lock(folder):
+    """The lock's holder as a dict ({command, pid, host, started}), {} when the lock is unreadable,
+    None when there is none."""
+    path = os.path.join(_local(folder), LOCK)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        holder = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def live_holder(folder):
+    """The lock's holder when a live process holds `folder` (a lock of a dead pid on this host is
+    stale and does not count), else None."""
+    if not is_local(folder):
+        return None
+    holder = read_lock(folder)
+    if holder is None:
+        return None
+    if holder.get("host") == _host() and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+        return None
+    return holder
+
+
+def describe_holder(holder) -> str:
+    if not holder:
+        return "another run (its lock file is unreadable)"
+    since = holder.get("started")
+    when = time.strftime(" since %Y-%m-%d %H:%M:%S UTC", time.gmtime(since)) if isinstance(since, (int, float)) else ""
+    return (f"`sarchat {holder.get('command', '?')}` (pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+            f"{when})")
+
+
+def _acquire_lock(folder, command):
+    path = os.path.join(folder, LOCK)
+    body = json.dumps({"command": command, "pid": os.getpid(), "host": _host(), "started": time.time()}).encode()
+    tmp = os.path.join(folder, f"{LOCK}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    with open(tmp, "wb") as f:
+        f.write(body)
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                holder = live_holder(folder)
+                if holder is not None:
+                    raise OutputError(f"{folder} is being written by {describe_holder(holder)}; one run writes a "
+                                      f"folder at a time: wait for it to finish (if that process is gone, remove "
+                                      f"{path})") from None
+                with contextlib.suppress(FileNotFoundError):  # a dead run's lock: take it over
+                    os.unlink(path)
+        raise OutputError(f"cannot claim {folder}: its lock {path} keeps changing; another run is starting there")
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def read_marker(folder):
+    path = os.path.join(_local(folder), MARK)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        mark = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return mark if isinstance(mark, dict) else {}
+
+
+def _write_marker(folder, command, files):
+    path = os.path.join(folder, MARK)
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"command": command, "files": sorted(files)}, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _files_under(folder):
+    out = set()
+    for d, _, names in os.walk(folder):
+        for n in names:
+            rel = os.path.relpath(os.path.join(d, n), folder).replace(os.sep, "/")
+            if rel not in OWN_NAMES and not rel.startswith(LOCK + ".tmp-") and not rel.startswith(MARK + ".tmp-"):
+                out.add(rel)
+    return out
+
+
+def _safe_rel(rel) -> bool:
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\x00" in rel or "\\" in rel:
+        return False
+    parts = rel.split("/")
+    return ".." not in parts and "." not in parts and "" not in parts and rel not in OWN_NAMES
+
+
+class OutputClaim:
+    """A claimed output folder (see `claim`)."""
+
+    def __init__(self, folder, command, local=True, created=False):
+        self.folder = folder
+        self.command = command
+        self.local = local
+        self.created = created
+        self.before = set()
+        self.previous = []
+        self.record = True
+
+    def remove_previous(self):
+        """Remove what the command's previous run in this folder wrote (the marker's list), then the
+        folders that left empty. Returns the removed relative paths."""
+        if not self.local:
+            return []
+        removed = []
+        for rel in self.previous:
+            if not _safe_rel(rel):
+                continue
+            path = os.path.join(self.folder, *rel.split("/"))
+            real_root = os.path.realpath(self.folder)
+            parent = os.path.realpath(os.path.dirname(path))
+            if parent != real_root and not parent.startswith(real_root + os.sep):
+                continue  # a folder of ours replaced by a link out of the folder: never follow it
+            if os.path.isfile(path) or os.path.islink(path):
+                os.unlink(path)
+                removed.append(rel)
+        for rel in sorted({"/".join(r.split("/")[:i]) for r in removed for i in range(1, r.count("/") + 1)},
+                          key=lambda p: -p.count("/")):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(self.folder, *rel.split("/")))
+        self.previous = [r for r in self.previous if r not in removed and os.path.lexists(
+            os.path.join(self.folder, *r.split("/")))]
+        _write_marker(self.folder, self.command, self.previous)
+        self.before = _files_under(self.folder)
+        return removed
+
+    def new_files(self):
+        return sorted(_files_under(self.folder) - self.before) if self.local else []
+
+    def record_new_files(self, extra=()):
+        """Write the marker listing what this run wrote (files new since the claim) and the
+        previous list's files still there."""
+        if not self.local or not self.record:
+            return
+        files = set(self.new_files()) | {r for r in self.previous if os.path.lexists(
+            os.path.join(self.folder, *r.split("/")))} | set(extra)
+        _write_marker(self.folder, self.command, files)
+
+    def discard_new_files(self):
+        """Remove what this run wrote (a run whose inputs changed under it: its outputs are not
+        results), then the folders left empty."""
+        if not self.local:
+            return
+        for rel in self.new_files():
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.folder, *rel.split("/")))
+        for d, _, _ in sorted(os.walk(self.folder), key=lambda t: -t[0].count(os.sep)):
+            if d != self.folder:
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
+
+
+@contextlib.contextmanager
+def claim(folder, command, legacy=None, keep_on_failure=True, lock=True, record=True):
+    """Claim `folder` for one run of `sarchat <command>` (see the module doc). `legacy(folder, files)`
+    returns the files of an older output of this command in a folder without our marker (None: not
+    ours). On the way out the lock goes; the marker lists what this run wrote (`keep_on_failure=False`:
+    a failed run's new files are removed instead); a marker or folder the claim made and nothing was
+    written beside is removed again. `lock=False`: the shards of one sharded run share the folder
+    (their parent holds the lock); `record=False`: the command keeps its own list (infer's store)."""
+    if not is_local(folder):
+        yield OutputClaim(folder, command, local=False)
+        return
+    folder = os.path.abspath(_local(folder))
+    created = not os.path.exists(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = _acquire_lock(folder, command) if lock else None
+    except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise output_os_error(folder, exc) from exc
+    out = OutputClaim(folder, command, created=created)
+    out.record = record
+    claimed = ok = False
+    had_marker = False
+    try:
+        mark = read_marker(folder)
+        present = _files_under(folder)
+        if mark is not None:
+            if mark.get("command") != command:
+                raise OutputError(f"{folder} holds the output of `sarchat {mark.get('command', '?')}` "
+                                  f"({MARK}); `sarchat {command}` writes only an empty folder or one of its own: "
+                                  "choose another --output")
+            had_marker = True
+            files = mark.get("files")
+            out.previous = [r for r in files if isinstance(r, str)] if isinstance(files, list) else []
+        elif present:
+            own = legacy(folder, sorted(present)) if legacy is not None else None
+            if own is None:
+                shown = ", ".join(sorted(present)[:3]) + (", ..." if len(present) > 3 else "")
+                raise OutputError(f"{folder} is not empty and was not written by `sarchat {command}` (it holds "
+                                  f"{shown}); refusing to write there: choose an empty or new folder")
+            out.previous = sorted(own)
+        try:
+            _write_marker(folder, command, out.previous if record else [])
+        except OSError as exc:
+            raise output_os_error(folder, exc) from exc
+        claimed = True
+        out.before = _files_under(folder)
+        pause_point(f"{command}-claimed")
+        yield out
+        ok = True
+    finally:
+        try:
+            if claimed:
+                if not ok and not keep_on_failure:
+                    out.discard_new_files()
+                with contextlib.suppress(OSError):
+                    out.record_new_files()
+                if not had_marker and not _files_under(folder):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, MARK))
+        finally:
+            if lock is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+
+
+def output_os_error(path, exc) -> OutputError:
+    """One line for an OS error on an output (read-only, permission, disk full, size limit)."""
+    where = getattr(exc, "filename", None) or path
+    return OutputError(f"cannot write {where}: {exc.strerror or exc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+
+
+def _digest(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+class ConsistentRead:
+    """A read of one dataset version: started with `reading(dataset)`, ended with `verify()`."""
+
+    def __init__(self, dataset, manifest_name="manifest.json"):
+        self.dataset = dataset
+        self.local = is_local(dataset) and os.path.isdir(_local(dataset))
+        self.path = os.path.join(_local(dataset), manifest_name) if self.local else None
+        self.digest = None
+
+    def start(self):
+        if not self.local:
+            return self
+        holder = live_holder(_local(self.dataset))
+        if holder is not None:
+            raise DatasetError(f"{self.dataset} is being written by {describe_holder(holder)}; read it once that "
+                               "run has finished")
+        self.digest = _digest(self.path)
+        pause_point("read-started")
+        return self
+
+    def verify(self):
+        """DatasetError when a writer claimed the dataset or its manifest changed since `start`: what
+        was read may mix two versions."""
+        if not self.local or self.digest is None:
+            return
+        holder = live_holder(_local(self.dataset))
+        now = _digest(self.path)
+        if holder is not None or now != self.digest:
+            what = (f"{describe_holder(holder)} is rewriting it" if holder is not None else
+                    "its manifest.json was removed" if now is None else "its manifest.json was replaced")
+            raise DatasetError(f"{self.dataset} changed while it was being read ({what}); the results would mix "
+                               "two versions and were not kept: run again once the dataset is stable")
+
+
+def reading(dataset, manifest_name="manifest.json") -> ConsistentRead:
+    return ConsistentRead(dataset, manifest_name).start()
