@@ -25,7 +25,6 @@ page (data-first-img-rect, data-first-svg-rect: x,y,w,h), so a headless browser 
 import base64
 import html
 import io
-import os
 import re
 from collections import Counter
 

@@ -36,7 +36,7 @@ def test_a_dead_process_lock_is_taken_over(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / ownership.LOCK).write_text(json.dumps({"command": "score", "pid": dead.pid, "host": socket.gethostname()}))
-    with ownership.claim(str(out), "score") as c:
+    with ownership.claim(str(out), "score"):
         (out / "leaderboard.json").write_text("{}")
     assert json.loads((out / ownership.MARK).read_text()) == {"command": "score", "files": ["leaderboard.json"]}
     assert not (out / ownership.LOCK).exists()

@@ -7,7 +7,6 @@ a folder listing, and a listed file whose size differs from the manifest is refu
 by an earlier run with another shard count, or a file cut short, cannot slip into the numbers.
 Local paths and any scheme of Beam's FileSystems (gs://, ...) work.
 """
-import json
 import os
 import posixpath
 

@@ -28,7 +28,6 @@ group `sarchat_bench` over all of them:
   ("classify" also matches "classify.score"); GROUP_METRICS is ordered so that a name comes before
   every longer name containing it, and the later (right) one wins.
 """
-import os
 
 from sarchat.transforms import dataset_files
 from sarchat.transforms.adapters import get_adapter
