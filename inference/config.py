@@ -47,7 +47,7 @@ class InferenceConfig:
     """Every setting of one inference run (the flags of `sarchat infer` / `sarchat infer-beam`)."""
 
     # dataset and selection
-    dataset: str = None
+    dataset: Optional[str] = None
     split: str = "test"
     tasks: Optional[Tuple[str, ...]] = None
     limit: Optional[int] = None
@@ -55,7 +55,7 @@ class InferenceConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # where the run goes: `output` is the local run folder; for a URL --output it is the local
     # work folder and `remote_output` the URL it is mirrored to
-    output: str = None
+    output: Optional[str] = None
     remote_output: Optional[str] = None
     work_dir: Optional[str] = None
     push_interval: float = 60.0

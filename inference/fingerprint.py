@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+from typing import Optional
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 # Every small file that can change an answer: configs, the tokenizer and the chat template (newer
@@ -18,7 +19,7 @@ def stable_hash(obj, n=16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
-def model_fingerprint(model: str, revision: str = None) -> dict:
+def model_fingerprint(model: str, revision: Optional[str] = None) -> dict:
     """Identify a checkpoint without reading gigabytes of weights.
 
     A local folder: sha256 of its config, tokenizer and chat-template files' bytes plus the names and sizes of its weight files
@@ -41,7 +42,7 @@ def model_fingerprint(model: str, revision: str = None) -> dict:
 
 
 def run_key(backend: str, fingerprint: dict, adapter_spec: str, sampling: dict, dataset_version: str,
-            engine: dict, prompt: dict = None) -> str:
+            engine: dict, prompt: Optional[dict] = None) -> str:
     """The store's key: everything that can change an answer (see inference/manifest.py)."""
     return stable_hash({"backend": backend, "model": fingerprint, "adapter": adapter_spec,
                         "sampling": sampling, "dataset": dataset_version, "engine": engine,

@@ -73,7 +73,9 @@ def doc_commands():
     for rel in DOCS:
         with open(os.path.join(REPO, rel), encoding="utf-8") as fh:
             text = fh.read()
-        for block in re.findall(r"^```(?:bash|sh|console)?\n(.*?)^```", text, re.S | re.M):
+        for lang, block in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
+            if lang not in ("", "bash", "sh", "console"):
+                continue  # a JSON or Python block: fences of every language pair up, so none is skipped
             for line in block.replace("\\\n", " ").splitlines():
                 line = line.split(" #")[0].strip()
                 while re.search(r"\[[^\[\]]*\]", line):

@@ -77,7 +77,7 @@ def test_the_table_is_the_test_split_with_the_adapters_questions_and_images(data
     from PIL import Image
 
     folder = export(dataset, tmp_path / "vlm", "--adapter", "qwen2.5-vl", "--name", "SARChat_test")
-    assert sorted(os.listdir(folder)) == ["README.md", "SARChat_test.tsv", "sarchat_export.json"]
+    assert sorted(n for n in os.listdir(folder) if n != ".sarchat-owner.json") == ["README.md", "SARChat_test.tsv", "sarchat_export.json"]
     data = vlmeval_table(os.path.join(folder, "SARChat_test.tsv"))
     rows = {r["id"]: r for r in split_rows(dataset)}
     assert sorted(data["index"]) == sorted(rows) and len(rows) > 20
@@ -139,12 +139,12 @@ def test_a_rerun_replaces_its_own_files_and_never_a_foreign_one(dataset, tmp_pat
     export(dataset, tmp_path / "vlm")
     (tmp_path / "vlm" / "notes.txt").write_text("mine")
     export(dataset, tmp_path / "vlm", "--name", "Other")
-    assert sorted(os.listdir(tmp_path / "vlm")) == ["Other.tsv", "README.md", "notes.txt", "sarchat_export.json"]
+    assert sorted(n for n in os.listdir(tmp_path / "vlm") if n != ".sarchat-owner.json") == ["Other.tsv", "README.md", "notes.txt", "sarchat_export.json"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "SARChatBench.tsv").write_text("someone's")
     proc = sarchat("export", "vlmevalkit", "--dataset", dataset, "--output", str(tmp_path / "other"))
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "SARChatBench.tsv exists and was not written by `sarchat export vlmevalkit`" in proc.stderr
+    assert "was not written by `sarchat export` (it holds SARChatBench.tsv)" in proc.stderr  # ownership.claim
     assert (tmp_path / "other" / "SARChatBench.tsv").read_text() == "someone's"
 
 

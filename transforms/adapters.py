@@ -87,16 +87,16 @@ class Adapter:
     default_model: str            # the checkpoint the paper's table refers to (HF id)
     box_format: BoxFormat         # how the scorer reads this model's answers
     format_hint: bool = True      # append the box-format sentence to box tasks (zero-shot models)
-    system_prompt: str = None     # a system message, when the model needs one
-    chat_template: str = None     # jinja template when the checkpoint ships none
+    system_prompt: Optional[str] = None  # a system message, when the model needs one
+    chat_template: Optional[str] = None  # jinja template when the checkpoint ships none
     pad_to_multiple: int = 0      # pad images right/bottom to this multiple (Qwen2.5-VL: 28)
     engine_kwargs: dict = field(default_factory=dict)     # vllm.LLM(...) extras
     sampling_overrides: dict = field(default_factory=dict)  # vllm.SamplingParams extras
     stop: tuple = ()              # stop strings
     aliases: tuple = ()           # model-name substrings that select this adapter
-    hint_text: str = None         # the file's own hint sentence ({width}, {height}), else the format's
-    source: str = None            # the user adapter file it was read from (None: built in)
-    digest: str = None            # sha256 of that file's bytes (part of the prompt spec)
+    hint_text: Optional[str] = None  # the file's own hint sentence ({width}, {height}), else the format's
+    source: Optional[str] = None  # the user adapter file it was read from (None: built in)
+    digest: Optional[str] = None  # sha256 of that file's bytes (part of the prompt spec)
 
     # ---- prompt construction -------------------------------------------------------------
     def convert_question(self, question: str, width: int, height: int) -> str:
@@ -168,7 +168,7 @@ class Adapter:
         return spec
 
 
-def _scale_words(bf) -> str:
+def _scale_words(bf) -> Optional[str]:
     if not bf.scale:
         return None
     scale = int(bf.scale) if float(bf.scale).is_integer() else bf.scale
@@ -233,7 +233,7 @@ ADAPTER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "adapter_
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
-def adapter_from_bytes(data: bytes, where: str, source: str = None) -> Adapter:
+def adapter_from_bytes(data: bytes, where: str, source: Optional[str] = None) -> Adapter:
     """An Adapter from an adapter file's bytes; InputError naming `where` and the field when bad."""
     try:
         rec = msgspec.json.decode(data, type=AdapterFile)

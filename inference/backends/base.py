@@ -21,6 +21,7 @@ raises a sarchat.transforms.errors.SarchatError from `setup()`, whose message is
 user sees.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass
@@ -35,9 +36,9 @@ class Sample:
 
 @dataclass
 class Result:
-    prediction: str = None
-    error: str = None
-    latency_s: float = None
+    prediction: Optional[str] = None
+    error: Optional[str] = None
+    latency_s: Optional[float] = None
 
     @classmethod
     def failure(cls, error, latency_s=None):

@@ -124,7 +124,7 @@ def render_card(manifest: dict) -> str:
     authors = _authors_files(manifest)
     tfrecord = {split: paths for split, paths in ((s, [p for p in ps if ".tfrecord" in p])
                                                    for s, ps in _files(manifest, "tfrecord", "").items()) if paths}
-    default = next(((kind, files) for kind, files in (("parquet", parquet), ("swift", swift), ("authors", authors),
+    default: tuple = next(((kind, files) for kind, files in (("parquet", parquet), ("swift", swift), ("authors", authors),
                                                       ("tfrecord", tfrecord)) if files), (None, {}))
     kind, default_files = default
     fingerprint = data_fingerprint(manifest)

@@ -4,7 +4,7 @@ A prediction row is `id`, `prediction` (raw model text), `model`, and optional `
 `latency_s`, in Parquet or JSONL (optionally .gz; a UTF-8 byte order mark is accepted). Used twice
 with the same functions: at launch, `scan_prediction_file` checks every file (columns, rows, model
 names, the dataset version it records) so that a bad input is one clear line before any worker
-starts; in the job, `iter_prediction_batches` feeds the scorer.
+starts; in the job, `iter_prediction_tables` feeds the scorer.
 
 - `--predictions DIR` means DIR's predictions.parquet (the file `sarchat infer` writes), or the
   part files its run manifest names (`predictions.parquet_glob`, the RunInference layout). A file
@@ -248,7 +248,6 @@ def _read_parquet(path, what):
 
 def iter_prediction_batches(path, batch_size=65536):
     """([clean rows], [malformed row indices]) per batch of a prediction file."""
-    ownership.pause_point("score-reading-predictions")  # tests stop the job here (Ctrl-C mid-pipeline)
     if path.endswith(".parquet"):
         pf = _read_parquet(path, "predictions")
         names = set(pf.schema_arrow.names)
@@ -314,6 +313,7 @@ def _wire_columns(batch, path, start):
 def iter_prediction_tables(path, batch_size=65536):
     """(PREDICTION_WIRE_SCHEMA table, [malformed row indices]) per batch of a prediction file: the
     rows of iter_prediction_batches, converted column by column where the file is Parquet."""
+    ownership.pause_point("score-reading-predictions")  # tests stop the job here (Ctrl-C mid-pipeline)
     if path.endswith(".parquet"):
         pf = _read_parquet(path, "predictions")
         names = set(pf.schema_arrow.names)

@@ -35,7 +35,7 @@ STATUS_NAMES = tuple(sorted(M.STATUS_CODES, key=M.STATUS_CODES.__getitem__))
 _OK, _UNPARSEABLE = M.STATUS_CODES[M.STATUS_OK], M.STATUS_CODES[M.STATUS_UNPARSEABLE]
 _MISSING, _ERROR = M.STATUS_CODES[M.STATUS_MISSING], M.STATUS_CODES[M.STATUS_INFERENCE_ERROR]
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False)
-_NO_PARSE = {"count": None, "boxes": [], "box_categories": None, "labels": []}
+_NO_PARSE: dict = {"count": None, "boxes": [], "box_categories": None, "labels": []}
 
 
 # ---------------------------------------------------------------------------------------------
