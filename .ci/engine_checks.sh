@@ -22,9 +22,18 @@ start=$(date +%s)
 work=$(mktemp -d)
 pids=()
 
+# Workers first, then the scheduler; a process still there after 10 s is killed (a worker closing
+# gracefully can wait on a scheduler that is gone, and a plain `wait` then hangs CI).
 stop_cluster() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local pid i alive
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
+  for _ in $(seq 100); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
