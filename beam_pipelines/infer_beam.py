@@ -20,6 +20,7 @@ from sarchat.inference.config import (InferenceConfig, OneLineParser, add_datase
                                       add_sampling_flags, add_vllm_flags, non_negative_int, positive_int,
                                       print_error)
 from sarchat.inference.dataset import dataset_version, read_manifest, resolve_image_root
+from sarchat.transforms import ownership
 from sarchat.transforms.errors import SarchatError, UsageError
 
 COMMAND = "infer-beam"
@@ -66,6 +67,7 @@ def run(argv=None, test=None):
     try:
         config = InferenceConfig.from_args(args)
         factory = load_callable(args.engine_factory) if args.engine_factory else None
+        reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
         dataset_manifest = read_manifest(config.dataset)
         handler = beam_handler.SarchatVLMModelHandler(
             config, resolve_image_root(config.dataset, config.image_root, dataset_manifest), engine_factory=factory,
@@ -79,7 +81,17 @@ def run(argv=None, test=None):
         return exc.exit_code
     if test is not None:
         test(predictions, written)
-    _, finished = launch(p, ("sarchat infer-beam: answering", "infer.samples", None, "samples"))
+    try:
+        # one writer per output folder, which holds nothing but this command's own earlier output
+        # (the marker's list, removed first: nothing stale); an object store has no lock (docs/cli.md)
+        with ownership.claim(config.output, COMMAND, keep_on_failure=False) as claim:
+            claim.remove_previous()
+            _, finished = launch(p, ("sarchat infer-beam: answering", "infer.samples", None, "samples"))
+            if finished:
+                reading.verify()
+    except SarchatError as exc:
+        print_error(COMMAND, exc)
+        return exc.exit_code
     where = FileSystems.join(config.output, "manifest.json")
     print(f"sarchat infer-beam: {'wrote' if finished else 'submitted; the job writes'} "
           f"{FileSystems.join(config.output, 'predictions', 'part-*.parquet')} and {where} "

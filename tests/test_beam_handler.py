@@ -129,6 +129,10 @@ def test_pipeline_matches_sarchat_infer(dataset, tmp_path, mode):
             "--tasks", "count", "refer", "grounding", "--max-batch-size", "4", "--seed", "3",
             "--engine-factory", "tests.test_beam_handler:make_fake_engine", *extra]
     assert infer_beam.run(argv) == 0
+    if mode == "in_process":  # a rerun into its own folder replaces its own output
+        first = sorted(os.listdir(out / "predictions"))
+        assert infer_beam.run(argv) == 0
+        assert sorted(os.listdir(out / "predictions")) == first
     beam_preds = _read_predictions(str(out))
     version = json.loads(open(os.path.join(generated, "manifest.json")).read())["dataset_version"]
     for f in glob.glob(os.path.join(str(out), "predictions", "part-*.parquet")):
@@ -161,6 +165,8 @@ def test_infer_beam_is_a_sarchat_subcommand_with_the_shared_flags(dataset, tmp_p
 
     generated, _, _ = dataset
     (tmp_path / "empty").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=repo)
     cases = [
@@ -171,6 +177,8 @@ def test_infer_beam_is_a_sarchat_subcommand_with_the_shared_flags(dataset, tmp_p
         (["--dataset", str(tmp_path / "empty")], 1, f"sarchat infer-beam: error: {tmp_path / 'empty'} has no "
                                                     "manifest.json"),
         (["--engine-factory", "nosuchmodule:make"], 2, "--engine-factory nosuchmodule:make: ModuleNotFoundError"),
+        (["--output", str(tmp_path / "mine"), "--engine-factory", "tests.test_beam_handler:make_fake_engine"], 1,
+         f"sarchat infer-beam: error: {tmp_path / 'mine'} is not empty and was not written by `sarchat infer-beam`"),
     ]
     for extra, code, message in cases:
         argv = ["--dataset", generated, "--output", str(tmp_path / "out"), "--model", MODEL]
@@ -184,3 +192,5 @@ def test_infer_beam_is_a_sarchat_subcommand_with_the_shared_flags(dataset, tmp_p
         assert done.returncode == code, (extra, done.stderr)
         assert message in done.stderr and done.stderr.count("\n") == 1, (extra, done.stderr)
     assert not (tmp_path / "out").exists()
+    assert sorted(os.listdir(tmp_path / "mine")) == ["notes.txt"]
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's"
