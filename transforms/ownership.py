@@ -36,20 +36,12 @@ import socket
 import time
 
 from sarchat.transforms.errors import DatasetError, OutputError
+from sarchat.transforms.fileio import is_local
+from sarchat.transforms.fileio import local_path as _local
 
 LOCK = ".sarchat-lock"
 MARK = ".sarchat-owner.json"
 OWN_NAMES = frozenset((LOCK, MARK))
-
-
-def is_local(path) -> bool:
-    path = str(path)
-    return "://" not in path or path.startswith("file://")
-
-
-def _local(path) -> str:
-    path = str(path)
-    return path[len("file://"):] if path.startswith("file://") else path
 
 
 def pause_point(name):
