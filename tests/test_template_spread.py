@@ -3,13 +3,23 @@ template, worked out by hand, and its spread; the report's table of it."""
 import math
 
 from sarchat.report import score_report
+from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import template_spread as T
+from sarchat.transforms.tasks import TASK_COLUMNS
 
 
 def _acc(samples):
+    """The accumulator of (task, template id, {column: (TP, FP, FN)}) samples, counted as the scorer
+    counts them: one TaskArrays per task, a sample in the columns it has."""
     acc = T.new()
-    for task, tid, scores in samples:
-        T.add(acc, task, tid, scores)
+    for task in dict.fromkeys(t for t, _, _ in samples):
+        mine = [(tid, scores) for t, tid, scores in samples if t == task]
+        cols = TASK_COLUMNS[task]
+        cell = [[scores.get(c, (0, 0, 0))[k] for c in cols] for _, scores in mine for k in range(3)]
+        arrays = M.TaskArrays(task, [f"s{i}" for i in range(len(mine))], [0] * len(mine), [None] * len(mine),
+                              [None] * len(mine), cell[0::3], cell[1::3], cell[2::3],
+                              [[c in scores for c in cols] for _, scores in mine])
+        T.add_arrays(acc, arrays, [tid for tid, _ in mine])
     return acc
 
 

@@ -6,7 +6,7 @@ and Eq. 5 task score as metrics.json, restricted to one wording. How far those p
 lie apart says how much a model's score depends on the wording it was asked in.
 
 The scorer keeps one small accumulator per model, {(task, template_id): {column: [TP, FP, FN, n]}}
-(`add` per scored sample, `merge` across buckets), and metrics.json's `template_spread` is
+(`add_arrays` per bucket's TaskArrays, `merge` across buckets), and metrics.json's `template_spread` is
 `spread(acc)`:
 
     {task: {"templates": number of templates with a score,
@@ -30,22 +30,9 @@ def new():
     return {}
 
 
-def add(acc, task, template_id, scores):
-    """Count one scored sample: `scores` is score_sample's {column: (TP, FP, FN)}."""
-    cell = acc.setdefault((task, template_id or NO_TEMPLATE), {"n": 0, "columns": {}})
-    cell["n"] += 1
-    for col, (tp, fp, fn) in scores.items():
-        c = cell["columns"].setdefault(col, [0, 0, 0, 0])
-        c[0] += int(tp)
-        c[1] += int(fp)
-        c[2] += int(fn)
-        c[3] += 1
-    return acc
-
-
 def add_arrays(acc, arrays, template_ids):
-    """Count a TaskArrays' samples at once (`template_ids`: their rows' template ids, in the same
-    order): what `add` would count sample by sample, a sample's columns being its mask's."""
+    """Count a TaskArrays' samples (`template_ids`: their rows' template ids, in the same order);
+    a sample counts in the columns its mask marks."""
     task, cols = arrays.task, TASK_COLUMNS[arrays.task]
     ids = np.asarray([t or NO_TEMPLATE for t in template_ids], dtype=str)
     for tid in np.unique(ids):
