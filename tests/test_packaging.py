@@ -53,6 +53,7 @@ def test_the_wheel_installs_only_sarchat(tmp_path):
                  "sarchat/transforms/adapter_files/qwen2-vl.json", "sarchat/transforms/adapter_files/qwen3-vl.json"):
         assert data in names, data
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
+    assert not [n for n in names if "/tiny_" in n], "test fixtures (tests/tiny_*.py) stay out of the wheel"
 
 
 def test_the_sdist_holds_real_files(tmp_path):
