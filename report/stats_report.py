@@ -1,6 +1,6 @@
 """Render a stats.json document (transforms/stats/dataset_stats.py) as Markdown tables and plots. No Beam.
 
-    stats_markdown(stats, paper=None, plot_links=None) -> str
+    stats_markdown(stats, paper=None, plot_links=None) -> str         # stats_model(...) through stats.md.j2
     render_plots(stats, fmt="png", paper=None) -> {name: bytes}       # names in PLOT_NAMES order
     plot_titles() -> {name: title}
 
