@@ -1,7 +1,8 @@
 """The package's layers, enforced: imports point down only, and file names are unique.
 
     0 vocabulary   sarchat.transforms.{tasks, errors, categories, geometry, box_formats, schema,
-                   adapters, fileio, dataset_files, coco, progress, runtime, steps, ownership, decode}
+                   adapters, fileio, dataset_files, coco, progress, runtime, steps, ownership, decode,
+                   rendering}
     1 templates    sarchat.templates
     2 pure code    sarchat.transforms.{generate, stats, score}.* except their pipeline.py
     3 reports      sarchat.report.*  (pure rendering, fed by the pipelines)
@@ -22,7 +23,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
 VOCABULARY = {"tasks", "errors", "categories", "geometry", "box_formats", "schema", "adapters", "fileio",
-              "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode"}
+              "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode", "rendering"}
 
 
 def module_files():
