@@ -211,7 +211,14 @@ def test_score_writes_the_new_breakdowns(scored):
 def test_reports_show_the_new_breakdowns(scored):
     out, _ = scored
     md = open(os.path.join(out, "report.md")).read()
-    assert "Classification, per class" in md and "Grounding, truth boxes by object size" in md
-    assert "| harbor | 0 | 0 | 0 | 0 | 0 | 0 | 1 | 0 |" in md   # the confusion row of harbor: 1 under aircraft
+    assert "## Classification per class and confusion matrix (this run)" in md
+    assert "## Spatial grounding per category and per object size (this run)" in md
+    assert "| truth ↓, predicted → | ship | aircraft | car | tank | bridge | harbor | none |" in md
+    assert "| harbor | 0 | 1 | 0 | 0 | 0 | 0 | 0 |" in md   # the confusion row of harbor: 1 under aircraft
+    assert "| tank | 1 | 2 | 1 | 1 | 0 | 50.00 | 100.00 | 66.67 | 50.00 |" in md   # per class
+    assert "| small | 2 | 0 | 0.00 |" in md   # grounding by size
+    assert "| Spatial grounding | 75.00 | 0.00 | 0.00 | 0.00 | – | – |" in md   # by category
     page = open(os.path.join(out, "report.html")).read()
-    assert "class='confusion'" in page and "Grounding: truth boxes found by object size" in page
+    assert "<table class='confusion' data-model='hand'>" in page
+    assert "Spatial grounding: truth boxes found by object size" in page
+    assert "Classification: task score by category" in page and "Spatial grounding: task score by category" in page
