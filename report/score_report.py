@@ -684,7 +684,7 @@ def _html_breakdown_sections(models_metrics, breakdowns):
             if grounding_size_rows(b):
                 parts.append("<figure>" + _html_table(GROUNDING_SIZE_HEADER, grounding_size_rows(b), left=1,
                                                       cls="breakdown")
-                             + "<figcaption>truth boxes found by object size</figcaption></figure>")
+                             + "<figcaption>recall by object size</figcaption></figure>")
             parts.append("</div>")
     classify = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
                 if (breakdowns.get(m["model"]) or {}).get("classify_confusion")]
@@ -838,14 +838,14 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
         cat = category_charts(models_metrics, breakdowns)
         if cat:
             parts.append("<h2>Per category</h2>")
-            parts.append("<div class='charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
+            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
         if cat:
             parts.append(f"<p class='note'>{html.escape(BREAKDOWN_NOTE)}</p>")
         size = [c for c in (size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns))
                 if c]
         if size:
             parts.append("<h2>Per object size</h2>")
-            parts.append("<div class='charts'>" + "".join(f"<div>{c}</div>" for c in size) + "</div>")
+            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in size) + "</div>")
         parts += _html_breakdown_sections(models_metrics, breakdowns)
     for s in _resolve_sections(extra_sections):
         parts += _section_html(s)
