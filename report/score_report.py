@@ -257,7 +257,7 @@ def _md_breakdown_sections(models_metrics, breakdowns):
         out += ["## Classification per class and confusion matrix (this run)", "",
                 "Precision, recall, F1 and score in percent (– where undefined).", ""]
         for model, b in classify:
-            header, rows = confusion_table(b)
+            header, rows = confusion_table(b) or ([], [])
             out += [f"**{model}**, classification per class:", "", _md_table(CLASS_HEADER, classify_class_rows(b)), "",
                     f"**{model}**, classification confusion matrix:", "", _md_table(header, rows), ""]
         out += [CONFUSION_NOTE, ""]

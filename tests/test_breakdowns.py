@@ -1,19 +1,25 @@
 """Grounding and classification breakdowns (transforms/score/breakdowns.py; docs/scoring.md,
 "Breakdowns"): the pure functions on hand-built units, and `sarchat score` end to end on a
 hand-built test set whose every number below is worked by hand."""
+import glob
+import hashlib
 import json
 import os
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sarchat.beam_pipelines import cli
+from sarchat.inference.baselines import BlindPrior, oracle_prediction
+from sarchat.transforms.geometry import identify_size
 from sarchat.transforms.categories import CATEGORIES
 from sarchat.transforms.schema import DIALOGUE_SCHEMA
 from sarchat.transforms.score import breakdowns as B
 from sarchat.transforms.score import metrics as M
-from tests.test_score_pipeline import write_dataset, write_predictions
+from tests.test_score_pipeline import generated_table, write_dataset, write_predictions
 
 NONE = B.NONE
 LABELS = list(CATEGORIES) + [NONE]
@@ -222,3 +228,112 @@ def test_reports_show_the_new_breakdowns(scored):
     assert "<table class='confusion' data-model='hand'>" in page
     assert "Spatial grounding: truth boxes found by object size" in page
     assert "Classification: task score by category" in page and "Spatial grounding: task score by category" in page
+
+
+# ---------------------------------------------------------------------------------------------
+# The columnar breakdowns against a per-sample reference written here in plain Python, on the
+# generator's own dialogues answered by a model that is right, wrong and unparseable in turn
+
+
+def _swap_words(text):
+    swap = {"ship": "car", "car": "ship", "aircraft": "tank", "tank": "aircraft"}
+    return " ".join(swap.get(w, w) for w in text.split(" "))
+
+
+def noisy_answer(row, blind):
+    k = int(hashlib.sha256(row["id"].encode()).hexdigest(), 16) % 4
+    if k == 0:
+        return oracle_prediction(row)
+    if k == 1:
+        return blind.predict(row)
+    if k == 2:
+        return "Nothing to say."
+    return _swap_words(oracle_prediction(row))
+
+
+def reference_breakdown(rows, samples):
+    """grounding_boxes, classify_classes and classify_confusion from the test rows and the samples
+    Parquet, one sample at a time (the rules of docs/scoring.md, "Breakdowns")."""
+    by_id = {r["id"]: r for r in rows}
+    truth, found, pred = Counter(), Counter(), Counter()
+    size_truth, size_found = Counter(), Counter()
+    tp, fp, fn = Counter(), Counter(), Counter()
+    conf = Counter()
+    for s in samples:
+        r = by_id[s["id"]]
+        if r["task"] == "grounding":
+            for box, cat, iou in zip(r["gt_boxes"], r["gt_categories"], s["ious"]):
+                size = identify_size((box[2] - box[0]) * (box[3] - box[1]) / (r["width"] * r["height"]))
+                truth[cat] += 1
+                size_truth[size] += 1
+                found[cat] += iou >= M.GROUNDING_IOU
+                size_found[size] += iou >= M.GROUNDING_IOU
+            for c in s["pred_box_categories"] or []:
+                pred[c] += c in CATEGORIES
+        elif r["task"] == "classify":
+            t = set(r["gt_categories"])
+            p = set(s["pred_labels"] or []) if s["status"] == "ok" else set()
+            for c in t & p:
+                tp[c] += 1
+                conf[c, c] += 1
+            for c in p - t:
+                fp[c] += 1
+            for c in t - p:
+                fn[c] += 1
+            missed, extra = t - p, p - t
+            for a in missed:
+                for b in extra or [NONE]:
+                    conf[a, b] += 1
+            if not missed:
+                for b in extra:
+                    conf[NONE, b] += 1
+    pct = lambda a, b: round(100.0 * a / b, 4) if b else None  # noqa: E731
+    boxes = {"by_category": {c: {"truth_boxes": truth[c], "predicted_boxes": pred[c], "tp": found[c],
+                                 "fp": pred[c] - found[c], "fn": truth[c] - found[c],
+                                 "precision": pct(found[c], pred[c]), "recall": pct(found[c], truth[c])}
+                             for c in CATEGORIES if truth[c] or pred[c]},
+             "by_size": {s: {"truth_boxes": size_truth[s], "found": size_found[s],
+                             "recall": pct(size_found[s], size_truth[s])}
+                         for s in reversed(B.IDENTIFY_SIZES) if size_truth[s]}}
+    classes = {c: {"support": tp[c] + fn[c], "predicted": tp[c] + fp[c], "tp": tp[c], "fp": fp[c], "fn": fn[c],
+                   "precision": pct(tp[c], tp[c] + fp[c]), "recall": pct(tp[c], tp[c] + fn[c]),
+                   "f1": pct(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]), "score": pct(tp[c], tp[c] + fp[c] + fn[c])}
+               for c in CATEGORIES if tp[c] + fp[c] + fn[c]}
+    counts = [[conf[a, b] for b in LABELS] for a in LABELS]
+    return boxes, classes, {"truth": LABELS, "predicted": LABELS, "counts": counts}
+
+
+def test_columnar_breakdowns_match_a_per_sample_reference(tmp_path):
+    table = generated_table(n_images=60, n_boxes=150, seed=11)
+    rows = table.to_pylist()
+    root = write_dataset(table, str(tmp_path / "data"), shards=3)
+    blind = BlindPrior().fit(rows)
+    preds = write_predictions([{"id": r["id"], "prediction": noisy_answer(r, blind), "model": "noisy"} for r in rows],
+                              str(tmp_path / "noisy.jsonl"))
+    out = tmp_path / "scores"
+    assert cli.main(["score", "--dataset", root, "--predictions", preds, "--output", str(out), "--bootstrap", "0",
+                     "--samples", "0", "--num-buckets", "4", "--no-progress"]) in (0, None)
+    with open(out / "noisy" / "breakdown.json") as f:
+        b = json.load(f)
+    files = sorted(glob.glob(str(out / "noisy" / "samples" / "*.parquet")))
+    samples = pq.read_table(files).to_pylist()
+    boxes, classes, conf = reference_breakdown(rows, samples)
+    assert b["grounding_boxes"] == boxes
+    assert b["classify_classes"] == classes
+    assert b["classify_confusion"] == conf
+    # the answers are varied enough for the comparison to mean something
+    assert len(boxes["by_size"]) >= 3 and len(classes) >= 4
+    assert any(v["tp"] for v in classes.values()) and any(v["fp"] for v in classes.values())
+    assert any(conf["counts"][i][j] for i in range(6) for j in range(6) if i != j)
+    assert sum(conf["counts"][i][6] for i in range(6)) and any(v["fp"] for v in boxes["by_category"].values())
+    # summed over the classes / categories, the counts are the columns' own
+    col = Counter()
+    for s in samples:
+        for name, a, c, d in zip(s["columns"], s["tp"], s["fp"], s["fn"]):
+            col[name, "tp"] += a
+            col[name, "fp"] += c
+            col[name, "fn"] += d
+    assert [sum(v[k] for v in classes.values()) for k in ("tp", "fp", "fn")] == [col["classify", k]
+                                                                                 for k in ("tp", "fp", "fn")]
+    for k in ("tp", "fn"):
+        assert sum(v[k] for v in boxes["by_category"].values()) == col["grounding.single", k] + col["grounding.multi", k]
