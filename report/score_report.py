@@ -14,8 +14,10 @@ this way without touching this module; the scoring pipeline passes its samples s
 `write_reports(output_dir, ...)` writes report.md and report.html in one go.
 
 Charts are drawn with matplotlib's Agg backend into inline SVG, so report.html has no external
-resource: a radar chart of the six task scores per model (as the paper's Figure 1) and grouped bar
-charts of the task scores per category and per object size. The paper's published Table 3 rows come
+resource: a radar chart of the six task scores per model (as the paper's Figure 1), grouped bar
+charts of the task scores per category and per object size (grounding: recall per size), and
+tables of grounding's boxes per category and size and of classification's per-class counts with
+its confusion matrix as a heat-table (docs/scoring.md, "Breakdowns"). The paper's published Table 3 rows come
 from report/paper_table3.json and are labelled as the paper's everywhere they appear.
 """
 import datetime
