@@ -409,7 +409,7 @@ def _category_codes(arr):
     """breakdowns.category_codes of an Arrow string array, each distinct value looked up once."""
     if not len(arr):
         return np.zeros(0, dtype=np.int64)
-    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    enc = arr.dictionary_encode(null_encoding="encode")
     return B.category_codes(enc.dictionary.to_pylist())[_np(enc.indices).astype(np.int64)]
 
 
