@@ -73,6 +73,9 @@ def build_parser():
     p.add_argument("--samples", type=flags.non_negative_int, default=2, metavar="N",
                    help="test samples per task shown with their image, answers and marks in the report "
                         "(0: none; default %(default)s)")
+    p.add_argument("--plots", choices=("svg", "none"), default="svg",
+                   help="charts in report.html: svg (inline) or none (tables only, no matplotlib; "
+                        "default %(default)s, like `sarchat stats --plots`)")
     p.add_argument("--image-root", "--image_root", default=None,
                    help="root of the test rows' image_path for the samples section (default: the dataset manifest's input_root)")
     p.add_argument("--explain", default=None, metavar="ID",
@@ -108,7 +111,7 @@ def settings_of(args):
 
     return ScoreSettings(output_dir=args.output, split=args.split, num_buckets=args.num_buckets,
                          bootstrap=args.bootstrap, seed=args.seed, write_samples=not args.no_sample_files,
-                         samples_per_task=args.samples)
+                         samples_per_task=args.samples, plots=args.plots)
 
 
 def inputs_of(args):

@@ -767,9 +767,10 @@ def _html_table(header, rows, row_classes=None, left=2, cls=None):
 
 
 def render_html(models_metrics, breakdowns=None, extra_sections=(), include_paper=True,
-                title="SARChat-Bench results", unattributed_rejects=0, context=None, now=None):
+                title="SARChat-Bench results", unattributed_rejects=0, context=None, now=None, charts=True):
     """The whole report as one self-contained HTML page (inline SVG charts, inline CSS): a header
-    saying what it shows, a table of contents, then the sections (each <h2> with an anchor)."""
+    saying what it shows, a table of contents, then the sections (each <h2> with an anchor).
+    `charts=False` (`--plots none`) leaves out the matplotlib charts, the tables stay."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
              "<meta name='viewport' content='width=device-width, initial-scale=1'>"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -822,6 +823,34 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
         parts.append("<h2 id='template-spread'>Prompt sensitivity: score per question template</h2>")
         parts.append(_html_table(TEMPLATE_SPREAD_HEADER, spread_rows, left=2))
         parts.append(f"<p class='note'>{html.escape(TEMPLATE_SPREAD_NOTE)}</p>")
+    if charts:
+        parts += _radar_parts(models_metrics, include_paper, warning)
+    else:
+        parts.append("<p class='note' id='no-charts'>Charts left out (<code>--plots none</code>): every figure is "
+                     "in the tables.</p>")
+    if breakdowns:
+        cat = category_charts(models_metrics, breakdowns) if charts else []
+        if cat:
+            parts.append("<h2>Per category</h2>")
+            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
+        if cat:
+            parts.append(f"<p class='note'>{html.escape(BREAKDOWN_NOTE)}</p>")
+        size = [c for c in (size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns))
+                if c] if charts else []
+        if size:
+            parts.append("<h2>Per object size</h2>")
+            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in size) + "</div>")
+        parts += _html_breakdown_sections(models_metrics, breakdowns)
+    for s in _resolve_sections(extra_sections):
+        parts += _section_html(s)
+    parts.append(_HTML_END)
+    return _with_toc("\n".join(parts) + "\n")
+
+
+def _radar_parts(models_metrics, include_paper, warning):
+    """The radar section: one panel, or this run's and the paper's on two panels when the test set
+    is not the paper's (`warning`)."""
+    parts = []
     parts.append("<h2>Task scores (radar, as the paper's Figure 1)</h2>")
     if include_paper and warning:
         # another test set: the paper's rows get their own panel, so no one reads one set of axes as a comparison
@@ -836,23 +865,7 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
         if include_paper:
             parts.append("<p class='note'>This run's models: thick coloured lines with markers. The paper's models: "
                          "thin lines, named in the legend and on hover.</p>")
-    if breakdowns:
-        cat = category_charts(models_metrics, breakdowns)
-        if cat:
-            parts.append("<h2>Per category</h2>")
-            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
-        if cat:
-            parts.append(f"<p class='note'>{html.escape(BREAKDOWN_NOTE)}</p>")
-        size = [c for c in (size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns))
-                if c]
-        if size:
-            parts.append("<h2>Per object size</h2>")
-            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in size) + "</div>")
-        parts += _html_breakdown_sections(models_metrics, breakdowns)
-    for s in _resolve_sections(extra_sections):
-        parts += _section_html(s)
-    parts.append(_HTML_END)
-    return _with_toc("\n".join(parts) + "\n")
+    return parts
 
 
 def _with_toc(page):
@@ -884,7 +897,7 @@ def _section_html(s):
 
 
 def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=(), unattributed_rejects=0,
-                  context=None, now=None):
+                  context=None, now=None, charts=True):
     """Write report.md and report.html into `output_dir` (local or gs://); `context`: what the header
     says about the inputs (score_inputs.report_context_of), `now`: the date shown (default: now, UTC)."""
     now = now or _utc_now()
@@ -894,5 +907,5 @@ def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=()
                "text/markdown")
     write_text(join_path(output_dir, "report.html"),
                render_html(models_metrics, breakdowns, extra_sections, unattributed_rejects=unattributed_rejects,
-                           context=context, now=now),
+                           context=context, now=now, charts=charts),
                "text/html")

@@ -145,7 +145,7 @@ GEN = ["--input", "{root}", "--output", "{tmp}/out", "--formats", "parquet"]
 REGEN = ["--input", "{root}", "--output-base", "{tmp}/base", "--formats", "parquet"]
 ID_BANK = len(load_bank("identify")["templates"])  # --identify-variants may go up to the bank size
 SCORE = ["--dataset", "{gen}", "--predictions", "{preds}", "--output", "{tmp}/scores", "--samples", "0",
-         "--bootstrap", "0"]
+         "--bootstrap", "0", "--plots", "none"]
 
 CASES = [
     # outputs that overlap an input (exit 1, nothing written)

@@ -223,7 +223,7 @@ def test_lmms_eval_numbers_equal_sarchat_score_on_the_same_responses(dataset, tm
     tasks, group, logged = evaluate(folder, respond)
     logs = write_lmms_log(logged, str(tmp_path / "logs" / "tiny__llava"))
     proc = sarchat("score", "--dataset", dataset, "--predictions", *logs, "--output", str(tmp_path / "scores"),
-                   "--bootstrap", "0", "--samples", "0")
+                   "--bootstrap", "0", "--samples", "0", "--plots", "none")
     assert proc.returncode == 0, proc.stderr
     metrics = json.load(open(tmp_path / "scores" / "tiny__llava" / "metrics.json"))
     assert metrics["missing_predictions"] == 0 and metrics["predictions_dataset_version"] is None

@@ -124,7 +124,8 @@ def test_the_prediction_table_scores_as_the_same_answers_given_as_jsonl(dataset,
         for row in data.to_dict("records"):
             fh.write(json.dumps({"id": row["index"], "prediction": respond(row), "model": "same"}) + "\n")
     proc = sarchat("score", "--dataset", dataset, "--predictions", table, str(tmp_path / "tiny-json_SARChatBench.json"),
-                   str(tmp_path / "same.jsonl"), "--output", str(tmp_path / "scores"), "--bootstrap", "0", "--samples", "0")
+                   str(tmp_path / "same.jsonl"), "--output", str(tmp_path / "scores"), "--bootstrap", "0", "--samples", "0",
+                   "--plots", "none")
     assert proc.returncode == 0, proc.stderr
     same = json.load(open(tmp_path / "scores" / "same" / "metrics.json"))
     for model in ("tiny-vlm", "tiny-json"):

@@ -136,7 +136,7 @@ def test_score_reads_both_kinds_with_the_version_unknown(dataset, tmp_path):
                                  [lmms_record(i, r["id"], r["answer"], task) for i, r in enumerate(rows) if r["task"] == task]))
     proc = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "score", "--dataset", out,
                            "--predictions", tsv, *paths, "--output", str(tmp_path / "scores"), "--bootstrap", "0",
-                           "--samples", "0"], capture_output=True, text=True, env=_env(), timeout=600)
+                           "--samples", "0", "--plots", "none"], capture_output=True, text=True, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr
     lmms = json.load(open(tmp_path / "scores" / "tiny__oracle" / "metrics.json"))
     vlm = json.load(open(tmp_path / "scores" / "Oracle_SARChat" / "metrics.json"))

@@ -64,7 +64,7 @@ def gen_args(c, out, *extra):
 
 def score_args(c, out, *preds):
     return ["score", "--dataset", c["gen"], "--predictions", *(preds or [c["preds"]]), "--output", out,
-            "--samples", "0", "--bootstrap", "0"]
+            "--samples", "0", "--bootstrap", "0", "--plots", "none"]
 
 
 def stats_args(c, out):
@@ -198,7 +198,7 @@ OWNED = [
     ("infer into an older dataset's folder", _older_dataset, INFER, "infer", ["/other", "was not written by `sarchat infer`"]),
     ("infer into a user's run folder", _users_run_folder, INFER, "infer", ["/mine", "was not written by `sarchat infer`"]),
     ("score into a user's folder", _thesis, ["score", "--dataset", "{gen}", "--predictions", "{preds}", "--samples", "0",
-                                            "--bootstrap", "0", "--output"], "score", ["/mine", "thesis.tex"]),
+                                            "--bootstrap", "0", "--plots", "none", "--output"], "score", ["/mine", "thesis.tex"]),
     ("stats into a user's folder", _thesis, ["stats", "--dataset", "{gen}", "--plots", "none", "--output"], "stats",
      ["/mine", "was not written by `sarchat stats`"]),
     ("stats into a score folder", _a_score_folder, ["stats", "--dataset", "{gen}", "--plots", "none", "--output"], "stats",

@@ -77,12 +77,15 @@ class ScoreSettings:
     write_samples: bool = True      # OUT/<model>/samples/*.parquet
     samples_per_task: int = 2       # samples shown per task in the report (0: no samples section)
     image_max_side: int = 256       # pixels of the longer side of a sample image in the report
+    plots: str = "svg"              # the report's charts: "svg" (inline) or "none" (tables only)
 
     def __post_init__(self):
         for name, flag, least in (("num_buckets", "--num-buckets", 1), ("bootstrap", "--bootstrap", 0),
                                   ("samples_per_task", "--samples", 0), ("image_max_side", "image_max_side", 16)):
             if getattr(self, name) < least:
                 raise UsageError(f"{flag} must be >= {least}, got {getattr(self, name)}")
+        if self.plots not in ("svg", "none"):
+            raise UsageError(f"--plots must be svg or none, got {self.plots!r}")
 
 
 class ReadDialogueFileFn(beam.DoFn):
@@ -414,8 +417,9 @@ class WriteReportsFn(beam.DoFn):
     ENTRY, SHOWN, ORPHAN, STALE_REMOVED = "entry", "shown", "orphan", "stale_removed"
 
     def __init__(self, output_dir, stats=None, image_root=None, image_max_side=256, samples_per_task=0,
-                 context=None):
+                 context=None, charts=True):
         self.output_dir, self.stats, self.context = output_dir, stats, context  # context: the report's header
+        self.charts = charts
         self.image_root, self.image_max_side, self.samples_per_task = image_root, image_max_side, samples_per_task
 
     def process(self, gathered, shown_order=(), shown_rows=()):
@@ -441,7 +445,7 @@ class WriteReportsFn(beam.DoFn):
         models = [e["metrics"] for e in entries]
         breakdowns = {e["model"]: e["breakdown"] for e in entries}
         score_report.write_reports(self.output_dir, models, breakdowns, sections,
-                                   unattributed_rejects=len(orphan_rejects), context=self.context)
+                                   unattributed_rejects=len(orphan_rejects), context=self.context, charts=self.charts)
         yield board
 
 
@@ -523,6 +527,6 @@ class ScorePredictions(beam.PTransform):
             | "AllModels" >> Gather()
             | "WriteReports" >> beam.ParDo(
                 WriteReportsFn(s.output_dir, inp.stats, inp.image_root, s.image_max_side, per_task,
-                               inp.report_context),
+                               inp.report_context, charts=s.plots != "none"),
                 shown_order=beam.pvalue.AsSingleton(shown), shown_rows=beam.pvalue.AsList(shown_rows)))
         return outputs
