@@ -155,8 +155,10 @@ RENDER_CHECK_SCRIPT = """<script>
     b.setAttribute('data-confusion-tables', document.querySelectorAll('table.confusion').length);
     b.setAttribute('data-confusion-cells', confCells);
     b.setAttribute('data-breakdown-text-overlaps', btOver);
-    // the breakdown bar charts (per category, per size): pairs of text elements of one chart that cover each other
-    var bars = document.querySelectorAll('.breakdown-charts svg'), barTexts = 0, barOver = 0, barOverText = '';
+    // the breakdown bar charts (per category, per size) and the dataset section's plots: pairs of text
+    // elements of one chart that cover each other
+    var bars = document.querySelectorAll('.breakdown-charts svg, .stats-plots svg'), barTexts = 0, barOver = 0,
+        barOverText = '';
     for (var si = 0; si < bars.length; si++) {
       var tx2 = bars[si].querySelectorAll('text'), tr2 = [];
       for (var xi = 0; xi < tx2.length; xi++) {
