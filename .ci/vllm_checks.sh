@@ -23,18 +23,20 @@ start=$(date +%s)
 VLLM_PY=$(bash .ci/vllm_env.sh | tail -n 1)
 echo "vllm_checks: vLLM environment ready in $(( $(date +%s) - start )) s: $VLLM_PY"
 
-# run_tests VAR=PYTHON FILE: one real-engine test file with its interpreter named in VAR; prints
+# run_tests VAR=PYTHON FILE [PYTEST ARGS]: one real-engine test file with its interpreter named in VAR; prints
 # the time and leaves pytest's exit status in $status (never stops the script, so both files run).
 run_tests() {
   local t0; t0=$(date +%s)
   set +e
-  env "$1" "$PYTHON" -m pytest -q -p no:cacheprovider -rxXs "$2"
+  env "$1" "$PYTHON" -m pytest -q -p no:cacheprovider -rxXs "${@:3}" "$2"
   status=$?
   set -e
   echo "vllm_checks: $2 in $(( $(date +%s) - t0 )) s (exit $status)"
 }
 
-run_tests "SARCHAT_VLLM_PYTHON=$VLLM_PY" tests/test_real_vllm.py
+# two workers, one per xdist group (the tiny LLaVA's tests; the other families): an engine's start is
+# mostly single-threaded imports and loading, so two at a time use both cores
+run_tests "SARCHAT_VLLM_PYTHON=$VLLM_PY" tests/test_real_vllm.py -n 2 --dist loadgroup
 rc=$status
 
 # lmms-eval on top of the same env (stamped, about 1 s when already added), then its test

@@ -116,13 +116,23 @@ def work(tmp_path_factory):
     ids = sorted(r["id"] for path in glob.glob(os.path.join(dataset, "parquet", "test", "*.parquet"))
                  for r in pq.read_table(path, columns=["id"]).to_pylist())
     assert len(ids) >= 20 and len(set(ids)) == len(ids)
-    models = {}
-    for adapter, module in TINY_MODELS.items():
-        out = str(root / "models" / adapter)
-        _check(subprocess.run([VLLM_PYTHON, "-m", module, out, "--dataset", dataset], capture_output=True,
-                              text=True, env=_env(), timeout=RUN_TIMEOUT_S), module)
-        models[adapter] = out
-    return {"root": root, "dataset": dataset, "ids": ids, "models": models, "runs": {}}
+    return {"root": root, "dataset": dataset, "ids": ids, "models": TinyModels(root / "models", dataset), "runs": {}}
+
+
+class TinyModels(dict):
+    """adapter -> its tiny checkpoint's folder, built on first use: each xdist worker builds only
+    the models of the tests it runs."""
+
+    def __init__(self, root, dataset):
+        super().__init__()
+        self.root, self.dataset = root, dataset
+
+    def __missing__(self, adapter):
+        out = str(self.root / adapter)
+        _check(subprocess.run([VLLM_PYTHON, "-m", TINY_MODELS[adapter], out, "--dataset", self.dataset],
+                              capture_output=True, text=True, env=_env(), timeout=RUN_TIMEOUT_S), TINY_MODELS[adapter])
+        self[adapter] = out
+        return out
 
 
 def full_run(work, adapter):
@@ -134,7 +144,14 @@ def full_run(work, adapter):
     return work["runs"][adapter]
 
 
-@pytest.mark.parametrize("adapter", list(TINY_MODELS))
+def _group(adapter):
+    """xdist groups (`-n 2 --dist loadgroup`, .ci/vllm_checks.sh): every test of the tiny LLaVA-1.5
+    (kill and resume, run keys, the server) on one worker, the other five families on the other;
+    about the same time each."""
+    return "llava" if adapter == "llava-1.5" else "families"
+
+
+@pytest.mark.parametrize("adapter", [pytest.param(a, marks=pytest.mark.xdist_group(_group(a))) for a in TINY_MODELS])
 def test_vllm_backend_answers_every_test_id_once_and_a_rerun_does_nothing(work, adapter):
     run, _ = full_run(work, adapter)
     table = pq.read_table(os.path.join(run, "predictions.parquet"))
@@ -155,6 +172,7 @@ def test_vllm_backend_answers_every_test_id_once_and_a_rerun_does_nothing(work, 
     assert manifest(run)["run_key"] == m["run_key"]
 
 
+@pytest.mark.xdist_group("families")
 def test_manifest_records_the_real_vllm_version(work):
     run, _ = full_run(work, "qwen2-vl")
     version = subprocess.run([VLLM_PYTHON, "-c", "import vllm; print(vllm.__version__)"], capture_output=True,
@@ -170,6 +188,7 @@ def _store_lines(run):
     return n
 
 
+@pytest.mark.xdist_group("llava")
 def test_sigkill_mid_run_resumes_to_the_same_predictions(work):
     adapter = "llava-1.5"  # its random answers differ between inputs the most
     reference, _ = full_run(work, adapter)
@@ -209,6 +228,7 @@ def _merge_only_key(work, model, name, *extra):
     return found.group(1)
 
 
+@pytest.mark.xdist_group("llava")
 def test_run_key_follows_what_decides_the_answers(work):
     """The same flags give the same key; a different template or engine setting gives a new one.
     Read without starting an engine: `--merge-only` on an empty folder names the run key in its
@@ -226,6 +246,7 @@ def test_run_key_follows_what_decides_the_answers(work):
     assert key("max-tokens", "--max-tokens", "5") != base
 
 
+@pytest.mark.xdist_group("llava")
 @pytest.mark.parametrize("flags", [["--engine-arg", "max_num_seqs=7"], ["--max-model-len", "2048"]],
                          ids=["engine-arg", "max-model-len"])
 def test_run_key_follows_engine_settings(work, flags):
@@ -344,6 +365,7 @@ def _same_answers(got_run, want_run, ids):
                        f"vs {want[differ[0]]['prediction']!r}"
 
 
+@pytest.mark.xdist_group("llava")
 def test_same_template_same_answers_on_both_backends(work, servers):
     """LLaVA with one template, the checkpoint's, on both backends: `--chat-template FILE` for
     `--backend vllm`; for `--backend openai` the server applies its checkpoint's template (today the
@@ -371,12 +393,14 @@ def test_same_template_same_answers_on_both_backends(work, servers):
     assert predictions(run) == before
 
 
+@pytest.mark.xdist_group("llava")
 def test_openai_backend_sends_the_adapters_template(work, servers):
     default_run, _ = full_run(work, "llava-1.5")
     run, _ = _openai_run(work, servers("llava-1.5"), "llava-1.5", "openai-llava-adapter-template")
     _same_answers(run, default_run, work["ids"])
 
 
+@pytest.mark.xdist_group("llava")
 def test_vllm_server_answers_an_image_it_cannot_decode_so_the_client_must_check(work, servers, tmp_path):
     """Why the openai backend decodes (a JPEG at 1/8 scale) what it sends: this vLLM's server
     answers, with HTTP 200, a JPEG whose header opens but whose Huffman table is garbage (the
