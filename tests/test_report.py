@@ -5,7 +5,7 @@ import pytest
 
 from sarchat.report import score_report as report
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS
-from sarchat.transforms.schema import TASKS
+from sarchat.transforms.tasks import TASKS
 
 
 def fake_metrics(model, base):

@@ -1,11 +1,12 @@
-"""A task is declared once (sarchat/transforms/tasks.py); every per-task table covers exactly the
-declared tasks, and the values derived from the table agree with it."""
+"""A task is one module of sarchat/transforms/tasks/, registered in its MODULES: every module
+implements the whole protocol, the per-task tables not yet moved into the modules cover exactly the
+registered tasks, and the values derived from the registry agree with it."""
 import pytest
 
 from sarchat import templates
 from sarchat.inference import baselines, cfar
 from sarchat.report import sample_sections
-from sarchat.transforms import adapters, schema, tasks
+from sarchat.transforms import adapters, tasks
 from sarchat.transforms.score import metrics, parsing, sample_records
 
 TABLES = {
@@ -18,13 +19,30 @@ TABLES = {
     "baselines.ANSWER_METHODS": baselines.ANSWER_METHODS,
     "cfar.ANSWERS": cfar.ANSWERS,
     "templates.MIN_TEMPLATES": templates.MIN_TEMPLATES,
-    "schema.TASK_TAGS": schema.TASK_TAGS,
+    "tasks.TASK_TAGS": tasks.TASK_TAGS,
 }
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_every_table_covers_exactly_the_declared_tasks(name):
     assert set(TABLES[name]) == set(tasks.TASKS), name
+
+
+@pytest.mark.parametrize("module", tasks.MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_every_task_module_implements_the_whole_protocol(module):
+    assert isinstance(module.SPEC, tasks.TaskSpec)
+    assert module.__name__.endswith("." + module.SPEC.id)
+    missing = [name for name in tasks.PROTOCOL if not callable(getattr(module, name, None))]
+    assert not missing, f"{module.__name__} lacks {missing}"
+
+
+def test_the_protocol_is_all_a_task_module_defines():
+    """A public function of one task module that the others lack is per-task behaviour outside the
+    protocol: either it belongs in PROTOCOL or it should be private (leading underscore)."""
+    for module in tasks.MODULES:
+        public = {n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                  and getattr(v, "__module__", None) == module.__name__}
+        assert public <= set(tasks.PROTOCOL), (module.__name__, sorted(public - set(tasks.PROTOCOL)))
 
 
 def test_blind_answers_exist_for_every_task():
