@@ -33,8 +33,7 @@ from collections import Counter, defaultdict
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sarchat.transforms import geometry
-from sarchat.transforms.score import parsing
+from sarchat.transforms import answer_words, geometry
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural
 from sarchat.transforms.schema import split_relation
@@ -259,7 +258,7 @@ class BlindPrior:
     # -- predicting ------------------------------------------------------------------------------
 
     def _question_category(self, question):
-        cats = parsing.find_categories(question or "")
+        cats = answer_words.find_categories(question or "")
         return cats[0] if cats else self.priors["top_category"]
 
     def _prior_boxes(self, cat, n, W, H):

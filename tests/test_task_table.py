@@ -7,10 +7,9 @@ from sarchat import templates
 from sarchat.inference import baselines, cfar
 from sarchat.report import sample_sections
 from sarchat.transforms import adapters, tasks
-from sarchat.transforms.score import metrics, parsing, sample_records
+from sarchat.transforms.score import metrics, sample_records
 
 TABLES = {
-    "parsing.PARSERS": parsing.PARSERS,
     "metrics.SCORERS": metrics.SCORERS,
     "metrics.MISS_RULES": metrics.MISS_RULES,
     "metrics.SAMPLE_COLUMN_RULES": metrics.SAMPLE_COLUMN_RULES,

@@ -7,7 +7,7 @@ only the vocabulary below it.
 from dataclasses import dataclass
 
 # The functions every task module defines, beside SPEC (docs/architecture.md, "Adding a task").
-PROTOCOL = ()
+PROTOCOL = ("parse",)
 
 
 @dataclass(frozen=True)
