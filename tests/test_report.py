@@ -118,12 +118,6 @@ def test_inference_errors_and_dataset_versions_are_reported():
     assert report.render_leaderboard_md(board).rstrip().endswith("| 2 | 5 | 0 | 1 |")
 
 
-def test_marks_table_covers_exactly_the_declared_tasks():
-    from sarchat.report import sample_sections
-
-    assert list(sample_sections.MARKS) == list(TASKS)
-
-
 def test_what_one_sample_shows_is_capped(tmp_path):
     from PIL import Image
 

@@ -15,6 +15,7 @@ import pytest
 
 from sarchat.inference.baselines import BlindPrior
 from sarchat.transforms.box_formats import get_box_format
+from sarchat.transforms import box_match as BM
 from sarchat.transforms.score import score_columns as C
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
@@ -149,7 +150,7 @@ def test_group_matching_equals_match_boxes():
             pr[0] = list(gt[rng.randrange(len(gt))])
         if pr and rng.random() < 0.2:
             pr.append(list(pr[0]))
-        ious = M.ious_per_gt(M.match_boxes(pr, gt), len(gt))
+        ious = BM.ious_per_gt(BM.match_boxes(pr, gt), len(gt))
         want += ious
         preds += pr
         gts += gt

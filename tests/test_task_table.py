@@ -5,16 +5,10 @@ import pytest
 
 from sarchat import templates
 from sarchat.inference import baselines, cfar
-from sarchat.report import sample_sections
 from sarchat.transforms import adapters, tasks
-from sarchat.transforms.score import metrics, sample_records
+from sarchat.transforms.score import metrics
 
 TABLES = {
-    "metrics.SCORERS": metrics.SCORERS,
-    "metrics.MISS_RULES": metrics.MISS_RULES,
-    "metrics.SAMPLE_COLUMN_RULES": metrics.SAMPLE_COLUMN_RULES,
-    "sample_records.PRED_LABELS": sample_records.PRED_LABELS,
-    "sample_sections.MARKS": sample_sections.MARKS,
     "baselines.ANSWER_METHODS": baselines.ANSWER_METHODS,
     "cfar.ANSWERS": cfar.ANSWERS,
     "templates.MIN_TEMPLATES": templates.MIN_TEMPLATES,

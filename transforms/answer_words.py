@@ -252,12 +252,17 @@ def parse_relations(text):
     """
     out = []
     for m in _REL_RE.finditer(_low(text)):
-        a, b = _category(m.group(1)), _category(m.group(3))
         rel = _REL_NORMAL[re.sub(r"\s+", " ", m.group(2).lower())]
-        if CATEGORY_INDEX[b] < CATEGORY_INDEX[a]:
-            a, b = b, a
-        out.append((a, rel, b))
+        out.append(canon_triple(_category(m.group(1)), rel, _category(m.group(3))))
     return out
+
+
+def canon_triple(a, rel, b):
+    """(a, rel, b) with the two categories in canonical order (near / far from are symmetric);
+    a word that is no category stays where it is."""
+    if a in CATEGORY_INDEX and b in CATEGORY_INDEX and CATEGORY_INDEX[b] < CATEGORY_INDEX[a]:
+        a, b = b, a
+    return (a, rel, b)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Classification: which categories an image holds (docs/rules.md sections 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_categories
+from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
@@ -11,3 +12,30 @@ def parse(text, box_format=None, width=None, height=None):
     category word at all (ship, ships, aircraft, aircrafts, car, ... harbour)."""
     cats = sorted(set(find_categories(text)), key=CATEGORY_INDEX.__getitem__)
     return {"status": OK if cats else UNPARSEABLE, "categories": cats}
+
+
+def columns(row):
+    """The columns a test row counts in."""
+    return ["classify"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: category sets."""
+    return {"classify": set_counts(parsed["categories"], row.get("gt_categories") or [])}, []
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    return {"classify": (0, 0, len(set(row.get("gt_categories") or [])))}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: the categories named."""
+    return list(parsed["categories"])
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt = list(row.get("gt_categories") or [])
+    said = list(res.get("pred_labels") or [])
+    return [(c, "ok" if c in gt else "bad") for c in said] + [(c, "miss") for c in gt if c not in said]

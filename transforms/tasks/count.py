@@ -1,5 +1,6 @@
 """Instance counting: how many of a category, with their boxes (docs/rules.md sections 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_boxes, parse_number, strip_boxes
+from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
@@ -16,3 +17,43 @@ def parse(text, box_format, width, height):
     count = parse_number(strip_boxes(text))
     boxes = parse_boxes(text, box_format, width, height)
     return {"status": OK if count is not None else UNPARSEABLE, "count": count, "boxes": boxes}
+
+
+def columns(row):
+    """The columns a test row counts in."""
+    return ["count.only_count", "count.iou25", "count.iou50"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: the stated count against
+    gt_count (one unit per sample), the boxes at IoU 0.25 and 0.5."""
+    gt_boxes = row.get("gt_boxes") or []
+    gt_count = row.get("gt_count")
+    if gt_count is None:
+        gt_count = len(gt_boxes)
+    matches = match_boxes(parsed["boxes"], gt_boxes)
+    out = {"count.only_count": (1, 0, 0) if parsed["count"] == gt_count else (0, 1, 0),
+           "count.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
+           "count.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
+    return out, ious_per_gt(matches, len(gt_boxes))
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    n = len(row.get("gt_boxes") or [])
+    return {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, n), "count.iou50": (0, 0, n)}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: nothing: the stated number and the boxes have their own columns."""
+    return []
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt_count = row.get("gt_count")
+    if gt_count is None:
+        gt_count = len(row.get("gt_boxes") or [])
+    n = res.get("pred_count")
+    return ([(f"count {n}" + ("" if n == gt_count else f" (truth {gt_count})"), "ok" if n == gt_count else "bad")]
+            + box_marks(res.get("pred_boxes") or [], row.get("gt_boxes") or []))

@@ -1,5 +1,8 @@
 """Fine-grained description: a '<size> <category> <position>' phrase per kept box (docs/rules.md sections 5, 7 and 12)."""
+from collections import Counter
+
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_description
+from sarchat.transforms.box_match import multiset_counts
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
@@ -10,3 +13,42 @@ def parse(text, box_format=None, width=None, height=None):
     unparseable when no "<size> <category>" phrase (e.g. "small ship", "medium-sized tanks")."""
     triples = parse_description(text)
     return {"status": OK if triples else UNPARSEABLE, "triples": triples}
+
+
+def _truth(row):
+    return list(zip(row.get("gt_sizes") or [], row.get("gt_categories") or [], row.get("gt_cells") or []))
+
+
+def columns(row):
+    """The columns a test row counts in."""
+    return ["describe"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: (size, category, cell) multisets."""
+    return {"describe": multiset_counts(parsed["triples"], _truth(row))}, []
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    return {"describe": (0, 0, len(_truth(row)))}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: size|category|cell per phrase."""
+    return ["|".join(x or "" for x in t) for t in parsed["triples"]]
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt = Counter(_truth(row))
+    out = []
+    for lab in res.get("pred_labels") or []:
+        t = tuple(x or None for x in lab.split("|"))
+        ok = gt[t] > 0
+        if ok:
+            gt[t] -= 1
+        out.append((" ".join(x or "?" for x in t), "ok" if ok else "bad"))
+    for t, n in sorted(gt.items(), key=lambda kv: tuple(x or "" for x in kv[0])):
+        out += [(" ".join(x or "?" for x in t), "miss")] * n
+    return out

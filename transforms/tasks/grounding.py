@@ -1,11 +1,14 @@
 """Spatial grounding: every box by category, and the relations between categories (docs/rules.md sections 7 and 12)."""
-from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_boxes_by_category, parse_relations
-from sarchat.transforms.tasks.task_spec import TaskSpec
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, canon_triple, parse_boxes_by_category, parse_relations
+from sarchat.transforms.box_match import box_marks, match_boxes, set_counts
+from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms.schema import split_relation
+from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("single", "multi"),
                 columns=(("grounding.abstract_position", "Abstract position"), ("grounding.multi", "Ground Multi"),
                          ("grounding.single", "Ground Single")),
-                answer_has_boxes=True, min_templates=15)
+                answer_has_boxes=True, min_templates=15, match_within_category=True)
 
 
 def parse(text, box_format, width, height):
@@ -15,3 +18,63 @@ def parse(text, box_format, width, height):
     relations = parse_relations(text)
     status = OK if (boxes or relations) else UNPARSEABLE
     return {"status": status, "boxes": boxes, "box_categories": cats, "relations": relations}
+
+
+GROUNDING_IOU = 0.5  # a box matched within its category is a TP from this IoU
+
+
+def _truth_relations(row):
+    return {canon_triple(*split_relation(r)[:3]) for r in (row.get("gt_relations") or [])}
+
+
+def columns(row):
+    """The columns a test row counts in: the relation column only when the row has relations."""
+    return (["grounding.abstract_position"] if row.get("gt_relations") else []) + [f"grounding.{subset_of(row)}"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: (cat1, relation, cat2)
+    triples as sets, boxes matched within a category at IoU GROUNDING_IOU."""
+    gt_boxes = row.get("gt_boxes") or []
+    out = {}
+    if row.get("gt_relations"):
+        out["grounding.abstract_position"] = set_counts(set(parsed["relations"]), _truth_relations(row))
+    gt_cats = row.get("gt_categories") or []
+    ious = [0.0] * len(gt_boxes)
+    tp = 0
+    for cat in sorted(set(gt_cats), key=lambda c: CATEGORY_INDEX.get(c, 99)):
+        gi = [i for i, c in enumerate(gt_cats) if c == cat]
+        pb = [b for b, c in zip(parsed["boxes"], parsed["box_categories"]) if c == cat]
+        for _, c, v in match_boxes(pb, [gt_boxes[i] for i in gi]):
+            ious[gi[c]] = v
+            if v >= GROUNDING_IOU:
+                tp += 1
+    out[f"grounding.{subset_of(row)}"] = (tp, len(parsed["boxes"]) - tp, len(gt_boxes) - tp)
+    return out, ious
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    out = {}
+    if row.get("gt_relations"):
+        out["grounding.abstract_position"] = (0, 0, len(_truth_relations(row)))
+    out[f"grounding.{subset_of(row)}"] = (0, 0, len(row.get("gt_boxes") or []))
+    return out
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: cat1|relation|cat2 per relation stated."""
+    return ["|".join(t) for t in parsed["relations"]]
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    out = box_marks(res.get("pred_boxes") or [], row.get("gt_boxes") or [], res.get("pred_box_categories"),
+                    row.get("gt_categories") or [])
+    gt = _truth_relations(row)
+    said = set()
+    for lab in res.get("pred_labels") or []:
+        t = tuple(lab.split("|")[:3])
+        said.add(t)
+        out.append((" ".join(t), "ok" if t in gt else "bad"))
+    return out + [(" ".join(t), "miss") for t in sorted(gt - said)]

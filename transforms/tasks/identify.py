@@ -1,6 +1,7 @@
 """Cross-modal identification: the attributes of the box a question names (docs/rules.md sections 6, 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
-from sarchat.transforms.tasks.task_spec import TaskSpec
+from sarchat.transforms.box_match import set_counts
+from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=("single", "multi"),
                 columns=(("identify.multi", "ID Multi"), ("identify.single", "ID Single")),
@@ -13,3 +14,52 @@ def parse(text, box_format=None, width=None, height=None):
     cats, sizes, shapes, cells = identify_attributes(text)
     status = OK if (cats or sizes or shapes or cells) else UNPARSEABLE
     return {"status": status, "categories": cats, "sizes": sizes, "shapes": shapes, "cells": cells}
+
+
+def _truth(row):
+    attrs = {("category", c) for c in row.get("gt_categories") or []}
+    attrs |= {("size", s) for s in row.get("gt_sizes") or []}
+    attrs |= {("cell", c) for c in row.get("gt_cells") or []}
+    attrs |= {("shape", s) for s in row.get("gt_shapes") or []}
+    return attrs
+
+
+def columns(row):
+    """The columns a test row counts in: its subset's."""
+    return [f"identify.{subset_of(row)}"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: attribute sets (category,
+    size, cell, and shape when the truth states one)."""
+    pred = {("category", c) for c in parsed["categories"]}
+    pred |= {("size", s) for s in parsed["sizes"]}
+    pred |= {("cell", c) for c in parsed["cells"]}
+    if row.get("gt_shapes"):  # shape is scored only when the truth states one
+        pred |= {("shape", s) for s in parsed["shapes"]}
+    return {f"identify.{subset_of(row)}": set_counts(pred, _truth(row))}, []
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    return {f"identify.{subset_of(row)}": (0, 0, len(_truth(row)))}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: attribute=value per attribute named."""
+    return ([f"category={c}" for c in parsed["categories"]] + [f"size={s}" for s in parsed["sizes"]]
+            + [f"cell={c}" for c in parsed["cells"]] + [f"shape={s}" for s in parsed["shapes"]])
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt = _truth(row)
+    said, out = set(), []
+    for lab in res.get("pred_labels") or []:
+        k, _, v = lab.partition("=")
+        said.add((k, v))
+        if k == "shape" and not row.get("gt_shapes"):
+            out.append((f"{k}: {v} (not scored)", "na"))
+        else:
+            out.append((f"{k}: {v}", "ok" if (k, v) in gt else "bad"))
+    return out + [(f"{k}: {v}", "miss") for k, v in sorted(gt - said)]

@@ -1,6 +1,7 @@
 """Referring: the boxes of a named category, with their cells (docs/rules.md sections 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_cells, parse_boxes
-from sarchat.transforms.tasks.task_spec import TaskSpec
+from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
+from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
                 columns=(("refer.multi.iou25", "Multi Ref IoU=.25"), ("refer.multi.iou50", "Multi Ref IoU=.5"),
@@ -13,3 +14,36 @@ def parse(text, box_format, width, height):
     unparseable when no box in the declared format."""
     boxes = parse_boxes(text, box_format, width, height)
     return {"status": OK if boxes else UNPARSEABLE, "boxes": boxes, "cells": find_cells(text)}
+
+
+def columns(row):
+    """The columns a test row counts in: its subset's, at IoU 0.25 and 0.5."""
+    s = subset_of(row)
+    return [f"refer.{s}.iou25", f"refer.{s}.iou50"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: boxes at IoU 0.25 and 0.5."""
+    gt_boxes = row.get("gt_boxes") or []
+    s = subset_of(row)
+    matches = match_boxes(parsed["boxes"], gt_boxes)
+    out = {f"refer.{s}.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
+           f"refer.{s}.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
+    return out, ious_per_gt(matches, len(gt_boxes))
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    return {c: (0, 0, len(row.get("gt_boxes") or [])) for c in columns(row)}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: the cells named."""
+    return list(parsed["cells"])
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt_cells = list(row.get("gt_cells") or [])
+    return box_marks(res.get("pred_boxes") or [], row.get("gt_boxes") or []) + [
+        (c, "ok" if c in gt_cells else "bad") for c in res.get("pred_labels") or []]

@@ -7,7 +7,7 @@ only the vocabulary below it.
 from dataclasses import dataclass
 
 # The functions every task module defines, beside SPEC (docs/architecture.md, "Adding a task").
-PROTOCOL = ("parse",)
+PROTOCOL = ("parse", "columns", "score", "miss", "pred_labels", "marks")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class TaskSpec:
     min_templates: int = 0       # the specification's smallest question bank
     by_category: bool = False    # one category per sample: the report breaks scores down by it
     by_size: bool = False        # one object size per sample: broken down by size too
+    match_within_category: bool = False  # answer boxes are matched to the truth within their category
 
     @property
     def column_ids(self):
