@@ -4,13 +4,10 @@ registered tasks, and the values derived from the registry agree with it."""
 import pytest
 
 from sarchat import templates
-from sarchat.inference import baselines, cfar
 from sarchat.transforms import adapters, tasks
 from sarchat.transforms.score import metrics
 
 TABLES = {
-    "baselines.ANSWER_METHODS": baselines.ANSWER_METHODS,
-    "cfar.ANSWERS": cfar.ANSWERS,
     "templates.MIN_TEMPLATES": templates.MIN_TEMPLATES,
     "tasks.TASK_TAGS": tasks.TASK_TAGS,
 }
@@ -36,11 +33,6 @@ def test_the_protocol_is_all_a_task_module_defines():
         public = {n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
                   and getattr(v, "__module__", None) == module.__name__}
         assert public <= set(tasks.PROTOCOL), (module.__name__, sorted(public - set(tasks.PROTOCOL)))
-
-
-def test_blind_answers_exist_for_every_task():
-    for task, method in baselines.ANSWER_METHODS.items():
-        assert callable(getattr(baselines.BlindPrior, "_answer_" + method)), task
 
 
 def test_derived_values_agree_with_the_specs():

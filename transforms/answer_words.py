@@ -310,3 +310,15 @@ def identify_attributes(text):
         if v not in out:
             out.append(v)
     return cats, sizes, shapes, cells
+
+
+_WORD = re.compile(r"[A-Za-z]{2,12}")
+
+
+def asked_category(question):
+    """The first word of a question that is a category word ('[count] How many ships ...' -> 'ship')."""
+    for word in _WORD.findall(question or ""):
+        cat = CATEGORY_WORDS.get(word.lower())
+        if cat:
+            return cat
+    return None

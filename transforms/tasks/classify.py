@@ -1,7 +1,7 @@
 """Classification: which categories an image holds (docs/rules.md sections 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_categories
 from sarchat.transforms.box_match import set_counts
-from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms.categories import CATEGORY_INDEX, canonical_sort, join_words
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("classify", "", "Classification", columns=(("classify", "Class"),), min_templates=20)
@@ -39,3 +39,17 @@ def marks(row, res):
     gt = list(row.get("gt_categories") or [])
     said = list(res.get("pred_labels") or [])
     return [(c, "ok" if c in gt else "bad") for c in said] + [(c, "miss") for c in gt if c not in said]
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: the most common set of categories."""
+    return f"The image contains {join_words(prior.priors['classify'])}."
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: the categories it detected (ship, the commonest class, when none)."""
+    cats = canonical_sort(d.category for d in detections()) or ["ship"]
+    return f"The image contains {join_words(cats)}."

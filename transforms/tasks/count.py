@@ -1,7 +1,8 @@
 """Instance counting: how many of a category, with their boxes (docs/rules.md sections 7 and 12)."""
-from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_boxes, parse_number, strip_boxes
+from sarchat.transforms import geometry
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, parse_boxes, parse_number, strip_boxes
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
-from sarchat.transforms.tasks.task_spec import TaskSpec
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
                 columns=(("count.only_count", "Only count"), ("count.iou25", "Count IoU=.25"),
@@ -57,3 +58,26 @@ def marks(row, res):
     n = res.get("pred_count")
     return ([(f"count {n}" + ("" if n == gt_count else f" (truth {gt_count})"), "ok" if n == gt_count else "bad")]
             + box_marks(res.get("pred_boxes") or [], row.get("gt_boxes") or []))
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: the most common count of the asked category, at its prior boxes."""
+    cat = prior.question_category(row.get("question"))
+    n = int(prior.priors["count"].get(cat, prior.priors["default_count"]))
+    boxes = prior.prior_boxes(cat, n, W, H)
+    lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
+    return lead + "".join(fmt.render_one(b, W, H) for b, _ in boxes)
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: its detections of the asked category (detected_boxes), top to bottom."""
+    boxes = detected_boxes(detections(), asked_category(row["question"]) or "ship")
+    boxes.sort(key=lambda b: (b[1], b[0]))
+    n = len(boxes)
+    if n == 1:
+        return "There is 1 instance. " + geometry.boxes_text(boxes)
+    text = f"There are {n} instances."
+    return text + (" " + geometry.boxes_text(boxes) if boxes else "")

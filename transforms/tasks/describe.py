@@ -2,7 +2,9 @@
 from collections import Counter
 
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_description
+from sarchat.transforms import geometry
 from sarchat.transforms.box_match import multiset_counts
+from sarchat.transforms.categories import CATEGORY_INDEX, article
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
@@ -52,3 +54,37 @@ def marks(row, res):
     for t, n in sorted(gt.items(), key=lambda kv: tuple(x or "" for x in kv[0])):
         out += [(" ".join(x or "?" for x in t), "miss")] * n
     return out
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: its most common (size, category, cell) phrases."""
+    phrases = [f"a {s} {c} {geometry.POSITION_PHRASES.get(cell, 'in the central region of the image')}"
+               for s, c, cell in prior.priors["describe"]]
+    text = "; ".join(phrases) + "."
+    return text[0].upper() + text[1:]
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: a phrase per detection the describe filters keep (the first detection
+    when they keep none), in category order."""
+    dets = detections()
+    kept = [d for d in dets if geometry.describe_box_reason(_xywh(d.box), W, H) is None] or dets[:1]
+    if not kept:
+        return "No distinct targets are visible in this SAR image."
+    kept.sort(key=lambda d: (CATEGORY_INDEX[d.category], d.box[1], d.box[0]))
+    phrases = []
+    for k, d in enumerate(kept):
+        size = geometry.describe_size(geometry.area_ratio(_xywh(d.box), W, H))
+        pos = geometry.POSITION_PHRASES[geometry.grid_cell(d.box, W, H)]
+        if k == 0:
+            phrases.append(f"{article(size).capitalize()} {size} {d.category} is visible {pos}.")
+        else:
+            phrases.append(f"There is one more {size} {d.category} {pos}.")
+    return " ".join(phrases)
+
+
+def _xywh(box):
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]

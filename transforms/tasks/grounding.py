@@ -1,7 +1,8 @@
 """Spatial grounding: every box by category, and the relations between categories (docs/rules.md sections 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, canon_triple, parse_boxes_by_category, parse_relations
 from sarchat.transforms.box_match import box_marks, match_boxes, set_counts
-from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms import geometry
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, plural
 from sarchat.transforms.schema import split_relation
 from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
@@ -78,3 +79,56 @@ def marks(row, res):
         said.add(t)
         out.append((" ".join(t), "ok" if t in gt else "bad"))
     return out + [(" ".join(t), "miss") for t in sorted(gt - said)]
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+_LEAD = "In this SAR image, I can identify several objects and their locations: "
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: its most common composition at prior boxes, and per category pair
+    its most common relation."""
+    P = prior.priors
+    sentences = []
+    cats = [c for c, _ in P["grounding"]]
+    for cat, n in P["grounding"]:
+        boxes = prior.prior_boxes(cat, int(n), W, H)
+        if len(boxes) == 1:
+            b, cell = boxes[0]
+            sentences.append(f"There is {article(cat)} {cat} in the {cell} portion {fmt.render_one(b, W, H)}.")
+        else:
+            parts = ", ".join(f"one in the {cell} portion {fmt.render_one(b, W, H)}" for b, cell in boxes)
+            sentences.append(f"There are {len(boxes)} {plural(cat)}: {parts}.")
+    for i, a in enumerate(cats):
+        for b in cats[i + 1:]:
+            rel = P["relations"].get(f"{a}|{b}") or "near"
+            sentences.append(f"The {a} is {rel} the {b}.")
+    return _LEAD + " ".join(sentences)
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: its detections per category, then the relation of every category pair
+    (geometry.relation)."""
+    groups = {}
+    for d in detections():
+        groups.setdefault(d.category, []).append(d.box)
+    sentences = []
+    cats = [c for c in CATEGORIES if c in groups]
+    for cat in cats:
+        boxes = sorted(groups[cat], key=lambda b: (b[1], b[0]))
+        if len(boxes) == 1:
+            b = boxes[0]
+            sentences.append(f"There is {article(cat)} {cat} in the {geometry.grid_cell(b, W, H)} "
+                             f"portion {geometry.box_text(b)}.")
+        else:
+            each = ", ".join(f"one in the {geometry.grid_cell(b, W, H)} portion {geometry.box_text(b)}"
+                             for b in boxes)
+            sentences.append(f"There are {len(boxes)} {plural(cat)}: {each}.")
+    for i, a in enumerate(cats):
+        for b in cats[i + 1:]:
+            rel, direction = geometry.relation(groups[a], groups[b], W, H)
+            tail = f", {direction} it" if direction else ""
+            sentences.append(f"The {a} is {rel} the {b}{tail}.")
+    return _LEAD + " ".join(sentences)

@@ -1,6 +1,9 @@
 """Cross-modal identification: the attributes of the box a question names (docs/rules.md sections 6, 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
+from sarchat.transforms import geometry
+from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.box_match import set_counts
+from sarchat.transforms.categories import article
 from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=("single", "multi"),
@@ -63,3 +66,48 @@ def marks(row, res):
         else:
             out.append((f"{k}: {v}", "ok" if (k, v) in gt else "bad"))
     return out + [(f"{k}: {v}", "miss") for k, v in sorted(gt - said)]
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+_CANONICAL = get_box_format("canonical")
+
+
+def _sentence(size, cat, cell, shape):
+    return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
+            f"It appears to be {shape} in shape.")
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: the most common attributes; with use_question_box, the cell, size
+    and shape of the box the question names and the category most common for that size."""
+    ident = prior.priors["identify"]
+    size, cell, shape, cat = ident["size"], ident["cell"], ident["shape"], ident["category"]
+    if prior.use_question_box:
+        boxes = _CANONICAL.parse(row.get("question") or "", W, H)
+        if boxes:
+            x1, y1, x2, y2 = boxes[0]
+            w, h = max(x2 - x1, 1e-9), max(y2 - y1, 1e-9)
+            cell = geometry.grid_cell([x1, y1, x2, y2], W, H)
+            size = geometry.identify_size(w * h / (W * H))
+            shape = geometry.shape_word(w / h)
+            cat = ident["category_by_size"].get(size) or cat
+    return _sentence(size, cat, cell, shape)
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: region_category of the box the question names, and the cell, size and
+    shape of that box (no detection pass over the whole scene)."""
+    boxes = _CANONICAL.parse(row["question"] or "", W, H)
+    if not boxes:
+        return "I cannot find the region in the question."
+    box = [int(round(v)) for v in boxes[0]]
+    cat = region_category(box)
+    xywh = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+    if xywh[2] <= 0 or xywh[3] <= 0:
+        xywh = [box[0], box[1], max(1, xywh[2]), max(1, xywh[3])]
+    size = geometry.identify_size(geometry.area_ratio(xywh, W, H))
+    cell = geometry.grid_cell(box, W, H)
+    shape = geometry.shape_word(geometry.aspect_ratio(xywh))
+    return _sentence(size, cat, cell, shape)

@@ -1,7 +1,8 @@
 """Referring: the boxes of a named category, with their cells (docs/rules.md sections 7 and 12)."""
-from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_cells, parse_boxes
+from sarchat.transforms import geometry
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, find_cells, parse_boxes
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
-from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, subset_of
 
 SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
                 columns=(("refer.multi.iou25", "Multi Ref IoU=.25"), ("refer.multi.iou50", "Multi Ref IoU=.5"),
@@ -47,3 +48,23 @@ def marks(row, res):
     gt_cells = list(row.get("gt_cells") or [])
     return box_marks(res.get("pred_boxes") or [], row.get("gt_boxes") or []) + [
         (c, "ok" if c in gt_cells else "bad") for c in res.get("pred_labels") or []]
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: the most common number of the asked category, at its prior boxes."""
+    cat = prior.question_category(row.get("question"))
+    n = int(prior.priors["refer"].get(cat, 1))
+    return "".join(f"{fmt.render_one(b, W, H)} ({cell})" for b, cell in prior.prior_boxes(cat, n, W, H))
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: its detections of the asked category (detected_boxes) with their cells."""
+    category = asked_category(row["question"]) or "ship"
+    boxes = detected_boxes(detections(), category)
+    boxes.sort(key=lambda b: (b[1], b[0]))
+    if not boxes:
+        return f"There is no {category} in the image."
+    return "".join(f"{geometry.box_text(b)} ({geometry.grid_cell(b, W, H)})" for b in boxes)

@@ -1,4 +1,5 @@
-"""What a task module declares: its `TaskSpec` (data) and the protocol of functions it implements.
+"""What a task module declares: its `TaskSpec` (data) and the protocol of functions it implements;
+and the few helpers more than one task module uses.
 
 Every module of sarchat.transforms.tasks holds one task whole: `SPEC` plus each name of PROTOCOL
 (tests/test_task_table.py checks that every registered module has them all). Tasks layer: imports
@@ -7,7 +8,7 @@ only the vocabulary below it.
 from dataclasses import dataclass
 
 # The functions every task module defines, beside SPEC (docs/architecture.md, "Adding a task").
-PROTOCOL = ("parse", "columns", "score", "miss", "pred_labels", "marks")
+PROTOCOL = ("parse", "columns", "score", "miss", "pred_labels", "marks", "blind_answer", "detector_answer")
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,13 @@ def subset_of(row):
     if s in ("single", "multi"):
         return s
     return "single" if len(row.get("gt_boxes") or []) == 1 else "multi"
+
+
+def detected_boxes(dets, category):
+    """Boxes of the detections of a category; when there are none, the strongest detection of any
+    category (the question is only asked about a category that is present, so the best guess is
+    that the detector mislabelled it)."""
+    boxes = [d.box for d in dets if d.category == category]
+    if not boxes and dets:
+        boxes = [max(dets, key=lambda d: d.score).box]
+    return boxes
