@@ -113,7 +113,7 @@ def test_every_real_form_comes_out_for_the_real_boxes(parsed_images):
 def test_every_real_question_form_is_in_its_bank_verbatim_up_to_placeholders():
     from sarchat import templates
     from sarchat.transforms.categories import plural
-    from sarchat.transforms.generate.dialogues import CANDIDATES
+    from sarchat.transforms.tasks.classify import CANDIDATES
 
     banks = templates.load_all()
     for task, q, _ in REAL:

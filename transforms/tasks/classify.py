@@ -1,8 +1,13 @@
 """Classification: which categories an image holds (docs/rules.md sections 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_categories
 from sarchat.transforms.box_match import set_counts
-from sarchat.transforms.categories import CATEGORY_INDEX, canonical_sort, join_words
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, canonical_sort, join_words
+from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.task_spec import TaskSpec
+
+# Classify questions name the candidates alphabetically, as the paper's appendix and the real
+# SARChat questions do: "aircraft, bridge, car, harbor, ship, tank".
+CANDIDATES = ", ".join(sorted(CATEGORIES))
 
 SPEC = TaskSpec("classify", "", "Classification", columns=(("classify", "Class"),), min_templates=20)
 
@@ -53,3 +58,17 @@ def detector_answer(row, W, H, detections, region_category):
     """A detector's answer: the categories it detected (ship, the commonest class, when none)."""
     cats = canonical_sort(d.category for d in detections()) or ["ship"]
     return f"The image contains {join_words(cats)}."
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def build(ctx):
+    """One row per image: the categories present."""
+    rows = ctx.rows("classify")
+    for i, image, lo, cats, by_cat in ctx.per_image():
+        did = dialogue_id(image["split"], image["image_id"], "classify", None, "", 0)
+        t = ctx.pick("classify", did)
+        q, a = ctx.format(t["question"], candidates=CANDIDATES), ctx.format(t["answer"], categories=join_words(cats))
+        rows.add(did, i, None, q, a, t["id"], [], len(cats), categories=list(cats))
+    return rows.columns(ctx.shard)

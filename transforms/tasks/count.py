@@ -2,6 +2,8 @@
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, parse_boxes, parse_number, strip_boxes
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
+from sarchat.transforms.categories import plural
+from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
@@ -81,3 +83,21 @@ def detector_answer(row, W, H, detections, region_category):
         return "There is 1 instance. " + geometry.boxes_text(boxes)
     text = f"There are {n} instances."
     return text + (" " + geometry.boxes_text(boxes) if boxes else "")
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def build(ctx):
+    """One row per (image, category present): its number and boxes."""
+    rows, texts = ctx.rows("count"), ctx.shard.text
+    for i, image, lo, cats, by_cat in ctx.per_image():
+        for cat in cats:
+            group = by_cat[cat]
+            did = dialogue_id(image["split"], image["image_id"], "count", None, cat, 0)
+            t = ctx.pick("count", did)
+            n = len(group)
+            q = ctx.format(t["question"], category=cat, category_plural=plural(cat))
+            lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
+            rows.add(did, i, None, q, lead + "".join([texts[b] for b in group]), t["id"], group, n)
+    return rows.columns(ctx.shard)

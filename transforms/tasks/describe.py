@@ -5,6 +5,7 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_description
 from sarchat.transforms import geometry
 from sarchat.transforms.box_match import multiset_counts
 from sarchat.transforms.categories import CATEGORY_INDEX, article
+from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
@@ -88,3 +89,38 @@ def detector_answer(row, W, H, detections, region_category):
 
 def _xywh(box):
     return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def build(ctx):
+    """One row per image big enough, of the boxes the describe filters keep (the others: rejects)."""
+    rows, shard = ctx.rows("describe", box_sizes=True), ctx.shard
+    for i, image, lo, cats, by_cat in ctx.per_image():
+        split, image_id, W, H = image["split"], image["image_id"], image["width"], image["height"]
+        if not geometry.describe_image_ok(W, H):
+            ctx.rejects.append({"split": split, "record": f"image {image_id}", "reason": "describe_image_too_small",
+                                "detail": f"{W}x{H}"})
+            continue
+        kept = []
+        for b, box in enumerate(image["boxes"], lo):
+            reason = geometry.describe_box_reason(box["bbox"], W, H)
+            if reason:
+                ctx.rejects.append({"split": split, "record": f"annotation {box['ann_id']}", "reason": reason,
+                                    "detail": f"image {image_id}"})
+            else:
+                kept.append(b)
+        if not kept:
+            continue
+        kept.sort(key=lambda b: CATEGORY_INDEX[shard.category[b]])  # stable: annotation order within a category
+        did = dialogue_id(split, image_id, "describe", None, "", 0)
+        t = ctx.pick("describe", did)
+        style = ctx.banks["describe"]["styles"][t["style"]]
+        more = style["more"] if isinstance(style["more"], list) else [style["more"]]
+        phrases = [(style["first"] if j == 0 else more[(j - 1) % len(more)]).format(
+            size=geometry.DESCRIBE_SIZES[shard.describe_size[b]], category=shard.category[b],
+            position=geometry.POSITION_PHRASES[shard.cell[b]]) for j, b in enumerate(kept)]
+        answer = style["lead"] + style["sep"].join(phrases) + style["end"]
+        rows.add(did, i, None, t["question"], answer[0].upper() + answer[1:], t["id"], kept, len(kept))
+    return rows.columns(shard)

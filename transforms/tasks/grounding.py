@@ -3,7 +3,7 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, canon_triple, parse
 from sarchat.transforms.box_match import box_marks, match_boxes, set_counts
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, plural
-from sarchat.transforms.schema import split_relation
+from sarchat.transforms.schema import dialogue_id, join_relation, seeded_int, split_relation
 from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("single", "multi"),
@@ -132,3 +132,41 @@ def detector_answer(row, W, H, detections, region_category):
             tail = f", {direction} it" if direction else ""
             sentences.append(f"The {a} is {rel} the {b}{tail}.")
     return _LEAD + " ".join(sentences)
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def build(ctx):
+    """One row per image: every box by category, then a relation sentence per category pair."""
+    rows, shard = ctx.rows("grounding"), ctx.shard
+    cells, texts, xyxy = shard.cell, shard.text, shard.xyxy_list
+    forms = ctx.banks["grounding"]["relation_forms"]
+    forms_with_dir = list(forms)  # any form may be used when a direction exists
+    forms_without_dir = [f for f in forms if "{dir}" not in f["form"]] or forms[:1]
+    for i, image, lo, cats, by_cat in ctx.per_image():
+        subset = "single" if len(image["boxes"]) == 1 else "multi"
+        did = dialogue_id(image["split"], image["image_id"], "grounding", subset, "", 0)
+        t = ctx.pick("grounding", did)
+        sentences, ordered = [], []
+        for cat in cats:
+            group = by_cat[cat]
+            ordered.extend(group)
+            if len(group) == 1:
+                b = group[0]
+                sentences.append(f"There is {article(cat)} {cat} in the {cells[b]} portion {texts[b]}.")
+            else:
+                parts = ", ".join([f"one in the {cells[b]} portion {texts[b]}" for b in group])
+                sentences.append(f"There are {len(group)} {plural(cat)}: {parts}.")
+        relations = []
+        for j, a in enumerate(cats):
+            for b in cats[j + 1:]:
+                rel, direction = geometry.relation([xyxy[x] for x in by_cat[a]], [xyxy[x] for x in by_cat[b]],
+                                                   image["width"], image["height"])
+                choices = forms_with_dir if direction else forms_without_dir
+                form = choices[seeded_int(ctx.seed, did, a, b) % len(choices)]["form"]
+                sentences.append(form.format(a=a, b=b, rel=rel, dir=direction))
+                relations.append(join_relation(a, rel, b, direction))
+        answer = ctx.banks["grounding"]["answer_lead"] + " ".join(sentences)
+        rows.add(did, i, subset, t["question"], answer, t["id"], ordered, len(ordered), relations=relations)
+    return rows.columns(shard)

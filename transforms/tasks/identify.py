@@ -1,9 +1,15 @@
 """Cross-modal identification: the attributes of the box a question names (docs/rules.md sections 6, 7 and 12)."""
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sarchat.transforms import geometry
+from sarchat.transforms.arrow_text import empty_lists, render, strings
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import article
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, dialogue_id, seeded_int
 from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=("single", "multi"),
@@ -111,3 +117,73 @@ def detector_answer(row, W, H, detections, region_category):
     cell = geometry.grid_cell(box, W, H)
     shape = geometry.shape_word(geometry.aspect_ratio(xywh))
     return _sentence(size, cat, cell, shape)
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def identify_picks(box_seeds, n, k):
+    """(boxes, k) int64: K distinct template indices of 0..n-1 per box, keyed by the box's seed alone.
+    Template t of a box scores splitmix64(seed + (t + 1) * 0x9E3779B97F4A7C15) (64-bit wrapping);
+    the box takes the K templates with the smallest scores, smallest first (docs/rules.md section 6)."""
+    s = np.asarray(box_seeds, dtype=np.uint64).reshape(-1, 1)
+    s = s + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    s = (s ^ (s >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    s = (s ^ (s >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    s = s ^ (s >> np.uint64(31))
+    return np.argsort(s, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
+def build(ctx):
+    """The K identify rows of every box (K = ctx.identify_variants), columns only: picks, ids, then
+    one render per template."""
+    images, shard = ctx.images, ctx.shard
+    templates = ctx.banks["identify"]["templates"]
+    K, nb = ctx.identify_variants, shard.n
+    boxes_per_image = np.diff(shard.first)
+    image_of = shard.image_of.tolist()
+    splits = [images[i]["split"] for i in image_of]
+    image_ids = [images[i]["image_id"] for i in image_of]
+    subsets = [("single" if n == 1 else "multi") for n in boxes_per_image[shard.image_of].tolist()]
+    seeds = [seeded_int(ctx.seed, s, im, a) for s, im, a in zip(splits, image_ids, shard.ann_id)]
+    flat_picks = identify_picks(seeds, len(templates), K).reshape(-1)  # row b * K + variant
+    ids = strings([dialogue_id(s, im, "identify", sub, a, v)
+                   for s, im, sub, a in zip(splits, image_ids, subsets, shard.ann_id) for v in range(K)])
+    row_box = np.repeat(np.arange(nb, dtype=np.int64), K)
+    subset_array = strings(subsets)
+    groups = []
+    for k, t in enumerate(templates):
+        rows = np.nonzero(flat_picks == k)[0]
+        if not len(rows):
+            continue
+        box = pa.array(row_box[rows])
+        n = len(rows)
+        category, cell = shard.category_array.take(box), shard.cell_array.take(box)
+        size = shard.identify_size_array.take(box)
+        answer = render(t["answer"], {"size": size, "category": category, "cell": cell}, n)
+        ones = pa.array(np.arange(n + 1, dtype=np.int32))
+        if t.get("shape"):
+            shape = shard.shape_array.take(box)
+            answer = pc.binary_join_element_wise(answer, render(t["shape"], {"shape": shape}, n), "")
+            shapes = pa.ListArray.from_arrays(ones, shape)
+        else:
+            shapes = empty_lists(n)
+        groups.append({
+            "id": ids.take(pa.array(rows)),
+            **shard.image_columns(pa.array(shard.image_of[row_box[rows]])),
+            "task": strings(["identify"] * n),
+            "subset": subset_array.take(box),
+            "question": render(t["question"], {"box": shard.text_array.take(box)}, n).cast(pa.string()),
+            "answer": answer.cast(pa.string()),
+            "template_id": strings([t["id"]] * n),
+            "gt_boxes": pa.ListArray.from_arrays(ones, shard.boxes_of(row_box[rows])),
+            "gt_categories": pa.ListArray.from_arrays(ones, category),
+            "gt_cells": pa.ListArray.from_arrays(ones, cell),
+            "gt_sizes": pa.ListArray.from_arrays(ones, size),
+            "gt_shapes": shapes,
+            "gt_relations": empty_lists(n),
+            "gt_count": pa.array(np.ones(n, dtype=np.int32)),
+        })
+    if not groups:
+        return {f.name: pa.array([], type=f.type) for f in DIALOGUE_SCHEMA if f.name != "messages"}
+    return {name: pa.concat_arrays([g[name] for g in groups]) for name in groups[0]}

@@ -2,6 +2,8 @@
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, find_cells, parse_boxes
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
+from sarchat.transforms.categories import plural
+from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, subset_of
 
 SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
@@ -68,3 +70,23 @@ def detector_answer(row, W, H, detections, region_category):
     if not boxes:
         return f"There is no {category} in the image."
     return "".join(f"{geometry.box_text(b)} ({geometry.grid_cell(b, W, H)})" for b in boxes)
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def build(ctx):
+    """One row per (image, category present): its boxes with their cells."""
+    rows, cells, texts = ctx.rows("refer"), ctx.shard.cell, ctx.shard.text
+    for i, image, lo, cats, by_cat in ctx.per_image():
+        for cat in cats:
+            group = by_cat[cat]
+            n = len(group)
+            subset = "single" if n == 1 else "multi"
+            did = dialogue_id(image["split"], image["image_id"], "refer", subset, cat, 0)
+            t = ctx.pick("refer", did)
+            q = ctx.format(t["question"], category=cat, category_plural=plural(cat), n=n, category_n=plural(cat, n),
+                           be="is" if n == 1 else "are")
+            answer = "".join([f"{texts[b]} ({cells[b]})" for b in group])
+            rows.add(did, i, subset, q, answer, t["id"], group, n)
+    return rows.columns(ctx.shard)
