@@ -21,6 +21,7 @@ def test_every_table_covers_exactly_the_declared_tasks(name):
 @pytest.mark.parametrize("module", tasks.MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_every_task_module_implements_the_whole_protocol(module):
     assert isinstance(module.SPEC, tasks.TaskSpec)
+    assert "question" in module.TEMPLATE_FIELDS and all(len(v) == 2 for v in module.TEMPLATE_FIELDS.values())
     assert module.__name__.endswith("." + module.SPEC.id)
     missing = [name for name in tasks.PROTOCOL if not callable(getattr(module, name, None))]
     assert not missing, f"{module.__name__} lacks {missing}"

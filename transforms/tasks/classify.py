@@ -10,6 +10,8 @@ from sarchat.transforms.tasks.task_spec import TaskSpec
 CANDIDATES = ", ".join(sorted(CATEGORIES))
 
 SPEC = TaskSpec("classify", "", "Classification", columns=(("classify", "Class"),), min_templates=20)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS = {"question": ({"candidates"}, {"candidates"}), "answer": ({"categories"}, set())}
 
 
 def parse(text, box_format=None, width=None, height=None):

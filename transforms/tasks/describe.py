@@ -9,6 +9,8 @@ from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS = {"question": (set(), set()), "style": ({"size", "category", "position"}, set())}
 
 
 def parse(text, box_format=None, width=None, height=None):

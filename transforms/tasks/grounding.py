@@ -10,6 +10,8 @@ SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("singl
                 columns=(("grounding.abstract_position", "Abstract position"), ("grounding.multi", "Ground Multi"),
                          ("grounding.single", "Ground Single")),
                 answer_has_boxes=True, min_templates=15, match_within_category=True)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS = {"question": (set(), set()), "relation": ({"a", "b", "rel", "dir"}, set())}
 
 
 def parse(text, box_format, width, height):

@@ -15,6 +15,9 @@ from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=("single", "multi"),
                 columns=(("identify.multi", "ID Multi"), ("identify.single", "ID Single")),
                 question_has_box=True, min_templates=20, by_category=True, by_size=True)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS = {"question": ({"box"}, {"box"}), "answer": ({"size", "category", "cell"}, set()),
+                   "shape": ({"shape"}, set())}
 
 
 def parse(text, box_format=None, width=None, height=None):

@@ -10,6 +10,8 @@ SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
                 columns=(("refer.multi.iou25", "Multi Ref IoU=.25"), ("refer.multi.iou50", "Multi Ref IoU=.5"),
                          ("refer.single.iou25", "Single Ref IoU=.25"), ("refer.single.iou50", "Single Ref IoU=.5")),
                 answer_has_boxes=True, min_templates=30, by_category=True)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS = {"question": ({"category", "category_plural", "n", "category_n", "be"}, {"n", "category_n"})}
 
 
 def parse(text, box_format, width, height):
