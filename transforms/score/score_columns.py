@@ -29,7 +29,7 @@ from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
 from sarchat.transforms.score.sample_records import SAMPLE_SCHEMA, pred_labels
 from sarchat.transforms.schema import split_relation
-from sarchat.transforms.tasks import ANSWER_BOX_TASKS, SPECS, TASK_COLUMNS, TASKS
+from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BY_ID, SPECS, TASK_COLUMNS, TASKS
 
 STATUS_NAMES = tuple(sorted(M.STATUS_CODES, key=M.STATUS_CODES.__getitem__))
 _OK, _UNPARSEABLE = M.STATUS_CODES[M.STATUS_OK], M.STATUS_CODES[M.STATUS_UNPARSEABLE]
@@ -437,7 +437,7 @@ def score_task(truth, texts, errors, has_pred, memo, box_format):
     ok = status == _OK
     uok = np.where(ok, index, -1)
     out = _Out(n, len(TASK_COLUMNS[task]), int(truth.n_boxes.sum()))
-    getattr(_Scorers, task)(truth, parses, uok, ok, out)
+    getattr(_Scorers, task, _per_row)(truth, parses, uok, ok, out)
     return TaskScores(truth, status, parses, index, out.tp, out.fp, out.fn, out.mask, out.ious)
 
 
@@ -594,6 +594,18 @@ class _Scorers:
         hit = _hits(truth, matched, M.GROUNDING_IOU)
         out.set(np.arange(truth.n), _subset_column(truth, "grounding"), hit, _n_of(uok, blen) - hit,
                 truth.n_boxes - hit)
+
+
+def _per_row(truth, parses, uok, ok, out):
+    """The scorer of a task without a columnar one in _Scorers (a new task): its module's score and
+    miss (sarchat.transforms.tasks), row by row; the same results, at the per-sample speed."""
+    module, index = BY_ID[truth.task], {c: j for j, c in enumerate(TASK_COLUMNS[truth.task])}
+    starts = (np.cumsum(truth.n_boxes) - truth.n_boxes).tolist()
+    for i, row in enumerate(truth.table.to_pylist()):
+        scores, ious = module.score(row, parses[uok[i]]) if uok[i] >= 0 else (module.miss(row), [])
+        for c, (tp, fp, fn) in scores.items():
+            out.set(i, index[c], tp, fp, fn)
+        out.ious[starts[i]:starts[i] + len(ious)] = ious
 
 
 class _Out:
