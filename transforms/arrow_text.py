@@ -24,6 +24,11 @@ def empty_lists(n):
     return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), pa.array([], pa.string()))
 
 
+def join(*parts):
+    """Element-wise concatenation of string arrays (and plain strings, repeated on every row)."""
+    return pc.binary_join_element_wise(*parts, "")
+
+
 def render(fmt, fields, n):
     """str.format of one template over n rows at once: fields maps a placeholder to a string array.
     Plain {name} placeholders become one element-wise join; anything fancier ({name!r}, {name:>5})
@@ -38,6 +43,6 @@ def render(fmt, fields, n):
                 break
             parts.append(fields[name])
     if simple and any(isinstance(p, pa.Array) for p in parts):
-        return pc.binary_join_element_wise(*parts, "")
+        return join(*parts)
     py = {name: array.to_pylist() for name, array in fields.items()}
     return strings([fmt.format(**{name: values[i] for name, values in py.items()}) for i in range(n)])

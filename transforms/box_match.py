@@ -92,7 +92,8 @@ def multiset_counts(pred, gt):
 def box_hits(pred, gt, pred_cats=None, gt_cats=None, t=0.5):
     """(IoU with its matched truth box or None, per predicted box; whether it reached t, per truth
     box). With gt_cats (grounding) boxes are matched within a category only."""
-    pred_iou, gt_hit = [None] * len(pred), [False] * len(gt)
+    pred_iou: list = [None] * len(pred)
+    gt_hit = [False] * len(gt)
     groups = [(list(range(len(pred))), list(range(len(gt))))]
     if gt_cats is not None:
         pcats = pred_cats or [None] * len(pred)
@@ -110,10 +111,10 @@ def box_marks(pred, gt, pred_cats=None, gt_cats=None, t=0.5):
     against its matched truth box ('ok' from t), then ('N truth boxes', 'miss') for the truth boxes
     no prediction reached (box_hits). With gt_cats a predicted box's label starts with its category."""
     pred_iou, gt_hit = box_hits(pred, gt, pred_cats, gt_cats, t)
-    marks = []
+    marks, pcats = [], pred_cats or []
     for i, (b, v) in enumerate(zip(pred, pred_iou)):
-        named = gt_cats is not None and pred_cats and i < len(pred_cats) and pred_cats[i]
-        label = (f"{pred_cats[i]} " if named else "") + "[" + ", ".join(f"{x:.0f}" for x in b) + "]"
+        named = gt_cats is not None and i < len(pcats) and pcats[i]
+        label = (f"{pcats[i]} " if named else "") + "[" + ", ".join(f"{x:.0f}" for x in b) + "]"
         label += f" IoU {v:.2f}" if v is not None else " unmatched"
         marks.append((label, "ok" if v is not None and v >= t else "bad"))
     missed = sum(1 for h in gt_hit if not h)

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from sarchat.templates import load_all
 from sarchat.transforms import geometry
-from sarchat.transforms.arrow_text import empty_lists, offsets, string_lists, strings
+from sarchat.transforms.arrow_text import empty_lists, join, offsets, string_lists, strings
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.runtime import gc_paused
 from sarchat.transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE, USER_PREFIX, seeded_int
@@ -71,7 +71,7 @@ class DialogueBuilder:
 def messages_array(questions, answers):
     """[user: <image>\\n + question, assistant: answer] per row, from the two string arrays."""
     n = len(questions)
-    users = pc.binary_join_element_wise(USER_PREFIX, questions, "")
+    users = join(USER_PREFIX, questions)
     both = pa.concat_arrays([users.cast(pa.string()), answers.cast(pa.string())])
     interleave = np.empty(2 * n, dtype=np.int64)
     interleave[0::2] = np.arange(n)

@@ -11,7 +11,7 @@ CANDIDATES = ", ".join(sorted(CATEGORIES))
 
 SPEC = TaskSpec("classify", "", "Classification", columns=(("classify", "Class"),), min_templates=20)
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
-TEMPLATE_FIELDS = {"question": ({"candidates"}, {"candidates"}), "answer": ({"categories"}, set())}
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"candidates"}, {"candidates"}), "answer": ({"categories"}, set())}
 
 
 def parse(text, box_format=None, width=None, height=None):

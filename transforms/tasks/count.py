@@ -11,7 +11,7 @@ SPEC = TaskSpec("count", "[count]", "Instance counting",
                          ("count.iou50", "Count IoU=.5")),
                 answer_has_boxes=True, min_templates=15, by_category=True)
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
-TEMPLATE_FIELDS = {"question": ({"category", "category_plural"}, set())}
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"category", "category_plural"}, set())}
 
 
 def parse(text, box_format, width, height):

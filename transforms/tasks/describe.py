@@ -10,7 +10,7 @@ from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
-TEMPLATE_FIELDS = {"question": (set(), set()), "style": ({"size", "category", "position"}, set())}
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": (set(), set()), "style": ({"size", "category", "position"}, set())}
 
 
 def parse(text, box_format=None, width=None, height=None):
@@ -46,7 +46,7 @@ def pred_labels(parsed):
 
 def marks(row, res):
     """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
-    gt = Counter(_truth(row))
+    gt: Counter = Counter(_truth(row))
     out = []
     for lab in res.get("pred_labels") or []:
         t = tuple(x or None for x in lab.split("|"))

@@ -11,7 +11,7 @@ SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("singl
                          ("grounding.single", "Ground Single")),
                 answer_has_boxes=True, min_templates=15, match_within_category=True)
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
-TEMPLATE_FIELDS = {"question": (set(), set()), "relation": ({"a", "b", "rel", "dir"}, set())}
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": (set(), set()), "relation": ({"a", "b", "rel", "dir"}, set())}
 
 
 def parse(text, box_format, width, height):

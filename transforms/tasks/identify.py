@@ -2,10 +2,9 @@
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sarchat.transforms import geometry
-from sarchat.transforms.arrow_text import empty_lists, render, strings
+from sarchat.transforms.arrow_text import empty_lists, join, render, strings
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import article
@@ -16,8 +15,9 @@ SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=
                 columns=(("identify.multi", "ID Multi"), ("identify.single", "ID Single")),
                 question_has_box=True, min_templates=20, by_category=True, by_size=True)
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
-TEMPLATE_FIELDS = {"question": ({"box"}, {"box"}), "answer": ({"size", "category", "cell"}, set()),
-                   "shape": ({"shape"}, set())}
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"box"}, {"box"}),
+                                               "answer": ({"size", "category", "cell"}, set()),
+                                               "shape": ({"shape"}, set())}
 
 
 def parse(text, box_format=None, width=None, height=None):
@@ -167,7 +167,7 @@ def build(ctx):
         ones = pa.array(np.arange(n + 1, dtype=np.int32))
         if t.get("shape"):
             shape = shard.shape_array.take(box)
-            answer = pc.binary_join_element_wise(answer, render(t["shape"], {"shape": shape}, n), "")
+            answer = join(answer, render(t["shape"], {"shape": shape}, n))
             shapes = pa.ListArray.from_arrays(ones, shape)
         else:
             shapes = empty_lists(n)

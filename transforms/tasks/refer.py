@@ -11,7 +11,7 @@ SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
                          ("refer.single.iou25", "Single Ref IoU=.25"), ("refer.single.iou50", "Single Ref IoU=.5")),
                 answer_has_boxes=True, min_templates=30, by_category=True)
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
-TEMPLATE_FIELDS = {"question": ({"category", "category_plural", "n", "category_n", "be"}, {"n", "category_n"})}
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"category", "category_plural", "n", "category_n", "be"}, {"n", "category_n"})}
 
 
 def parse(text, box_format, width, height):
