@@ -24,6 +24,10 @@ def parse(text, box_format, width, height):
     return {"status": OK if count is not None else UNPARSEABLE, "count": count, "boxes": boxes}
 
 
+def _lead(n):
+    return "There is 1 instance. " if n == 1 else f"There are {n} instances. "
+
+
 def columns(row):
     """The columns a test row counts in."""
     return ["count.only_count", "count.iou25", "count.iou50"]
@@ -71,20 +75,14 @@ def blind_answer(prior, row, fmt, W, H):
     """The blind prior's answer: the most common count of the asked category, at its prior boxes."""
     cat = prior.question_category(row.get("question"))
     n = int(prior.priors["count"].get(cat, prior.priors["default_count"]))
-    boxes = prior.prior_boxes(cat, n, W, H)
-    lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
-    return lead + "".join(fmt.render_one(b, W, H) for b, _ in boxes)
+    return _lead(n) + "".join(fmt.render_one(b, W, H) for b, _ in prior.prior_boxes(cat, n, W, H))
 
 
 def detector_answer(row, W, H, detections, region_category):
     """A detector's answer: its detections of the asked category (detected_boxes), top to bottom."""
     boxes = detected_boxes(detections(), asked_category(row["question"]) or "ship")
     boxes.sort(key=lambda b: (b[1], b[0]))
-    n = len(boxes)
-    if n == 1:
-        return "There is 1 instance. " + geometry.boxes_text(boxes)
-    text = f"There are {n} instances."
-    return text + (" " + geometry.boxes_text(boxes) if boxes else "")
+    return (_lead(len(boxes)) + geometry.boxes_text(boxes)).rstrip()
 
 
 # ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
@@ -100,6 +98,5 @@ def build(ctx):
             t = ctx.pick("count", did)
             n = len(group)
             q = ctx.format(t["question"], category=cat, category_plural=plural(cat))
-            lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
-            rows.add(did, i, None, q, lead + "".join([texts[b] for b in group]), t["id"], group, n)
+            rows.add(did, i, None, q, _lead(n) + "".join([texts[b] for b in group]), t["id"], group, n)
     return rows.columns(ctx.shard)

@@ -10,6 +10,7 @@ SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("singl
                 columns=(("grounding.abstract_position", "Abstract position"), ("grounding.multi", "Ground Multi"),
                          ("grounding.single", "Ground Single")),
                 answer_has_boxes=True, min_templates=15, match_within_category=True)
+GROUNDING_IOU = 0.5  # a box matched within its category is a TP from this IoU
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": (set(), set()), "relation": ({"a", "b", "rel", "dir"}, set())}
 
@@ -21,9 +22,6 @@ def parse(text, box_format, width, height):
     relations = parse_relations(text)
     status = OK if (boxes or relations) else UNPARSEABLE
     return {"status": status, "boxes": boxes, "box_categories": cats, "relations": relations}
-
-
-GROUNDING_IOU = 0.5  # a box matched within its category is a TP from this IoU
 
 
 def _truth_relations(row):
@@ -89,6 +87,14 @@ def marks(row, res):
 _LEAD = "In this SAR image, I can identify several objects and their locations: "
 
 
+def _boxes_sentence(cat, placed):
+    """The answers' sentence of a category's boxes, placed = [(cell, box text), ...]."""
+    if len(placed) == 1:
+        return f"There is {article(cat)} {cat} in the {placed[0][0]} portion {placed[0][1]}."
+    parts = ", ".join([f"one in the {cell} portion {box}" for cell, box in placed])
+    return f"There are {len(placed)} {plural(cat)}: {parts}."
+
+
 def blind_answer(prior, row, fmt, W, H):
     """The blind prior's answer: its most common composition at prior boxes, and per category pair
     its most common relation."""
@@ -96,13 +102,8 @@ def blind_answer(prior, row, fmt, W, H):
     sentences = []
     cats = [c for c, _ in P["grounding"]]
     for cat, n in P["grounding"]:
-        boxes = prior.prior_boxes(cat, int(n), W, H)
-        if len(boxes) == 1:
-            b, cell = boxes[0]
-            sentences.append(f"There is {article(cat)} {cat} in the {cell} portion {fmt.render_one(b, W, H)}.")
-        else:
-            parts = ", ".join(f"one in the {cell} portion {fmt.render_one(b, W, H)}" for b, cell in boxes)
-            sentences.append(f"There are {len(boxes)} {plural(cat)}: {parts}.")
+        placed = [(cell, fmt.render_one(b, W, H)) for b, cell in prior.prior_boxes(cat, int(n), W, H)]
+        sentences.append(_boxes_sentence(cat, placed))
     for i, a in enumerate(cats):
         for b in cats[i + 1:]:
             rel = P["relations"].get(f"{a}|{b}") or "near"
@@ -120,14 +121,7 @@ def detector_answer(row, W, H, detections, region_category):
     cats = [c for c in CATEGORIES if c in groups]
     for cat in cats:
         boxes = sorted(groups[cat], key=lambda b: (b[1], b[0]))
-        if len(boxes) == 1:
-            b = boxes[0]
-            sentences.append(f"There is {article(cat)} {cat} in the {geometry.grid_cell(b, W, H)} "
-                             f"portion {geometry.box_text(b)}.")
-        else:
-            each = ", ".join(f"one in the {geometry.grid_cell(b, W, H)} portion {geometry.box_text(b)}"
-                             for b in boxes)
-            sentences.append(f"There are {len(boxes)} {plural(cat)}: {each}.")
+        sentences.append(_boxes_sentence(cat, [(geometry.grid_cell(b, W, H), geometry.box_text(b)) for b in boxes]))
     for i, a in enumerate(cats):
         for b in cats[i + 1:]:
             rel, direction = geometry.relation(groups[a], groups[b], W, H)
@@ -152,14 +146,8 @@ def build(ctx):
         t = ctx.pick("grounding", did)
         sentences, ordered = [], []
         for cat in cats:
-            group = by_cat[cat]
-            ordered.extend(group)
-            if len(group) == 1:
-                b = group[0]
-                sentences.append(f"There is {article(cat)} {cat} in the {cells[b]} portion {texts[b]}.")
-            else:
-                parts = ", ".join([f"one in the {cells[b]} portion {texts[b]}" for b in group])
-                sentences.append(f"There are {len(group)} {plural(cat)}: {parts}.")
+            ordered.extend(by_cat[cat])
+            sentences.append(_boxes_sentence(cat, [(cells[b], texts[b]) for b in by_cat[cat]]))
         relations = []
         for j, a in enumerate(cats):
             for b in cats[j + 1:]:
