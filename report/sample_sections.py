@@ -35,7 +35,6 @@ from sarchat.transforms.fileio import read_bytes as _read_bytes
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BY_ID, SPECS, TASK_LABELS
 
-BOX_TASKS = ANSWER_BOX_TASKS
 MATCH_IOU = 0.5
 MAX_TEXT = 900        # characters of a question, reference or answer shown
 MAX_ERROR = 300       # characters of an inference error shown
@@ -270,9 +269,8 @@ def dataset_section(stats, title="Dataset"):
 # Samples section: marks
 
 
-def _box_hits(task, row, res):
-    """(IoU or None per predicted box, matched flag per truth box) at MATCH_IOU, as the task matches."""
-    within = SPECS[task].match_within_category
+def _box_hits(row, res, within):
+    """(IoU or None per predicted box, matched flag per truth box) at MATCH_IOU, within a category or not."""
     return box_hits(res.get("pred_boxes") or [], row.get("gt_boxes") or [], res.get("pred_box_categories"),
                     (row.get("gt_categories") or []) if within else None, MATCH_IOU)
 
@@ -495,14 +493,14 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
             n = len(row.get("gt_boxes") or [])
             figs.append(_figure(uri, size, f"{gt_caption} ({n} box{'es' if n != 1 else ''})" if n else gt_caption,
                                 f"{sid}-truth", rects))
-            if task in BOX_TASKS:
+            if task in ANSWER_BOX_TASKS:
                 for m in models:
                     res = (results.get((m, sid)) or {}).get("result") or {}
-                    pred_iou, gt_hit = _box_hits(task, row, res)
+                    within = SPECS[task].match_within_category
+                    pred_iou, gt_hit = _box_hits(row, res, within)
                     ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
                     boxes = res.get("pred_boxes") or []
                     drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
-                    within = SPECS[task].match_within_category
                     pcats = list(res.get("pred_box_categories") or []) if within else []
                     rects = []
                     uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], gt_hit,

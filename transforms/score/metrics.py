@@ -33,8 +33,7 @@ from sarchat.transforms.answer_words import canon_triple as _canon_triple  # noq
 from sarchat.transforms.categories import CATEGORIES
 from sarchat.transforms.geometry import IDENTIFY_SIZES
 from sarchat.transforms.score import parsing
-from sarchat.transforms.tasks import (ANSWER_BOX_TASKS, BREAKDOWN_TASKS, BY_ID, COLUMN_TASK, COLUMNS, SPECS,  # noqa: F401
-                                      TASK_COLUMNS, TASKS)
+from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BREAKDOWN_TASKS, BY_ID, COLUMNS, SPECS, TASK_COLUMNS, TASKS  # noqa: F401
 from sarchat.transforms.tasks.grounding import GROUNDING_IOU  # noqa: F401 (score_columns)
 
 # Columns per task, their Table 3 order and the breakdown tasks are declared in the task modules.
@@ -53,15 +52,6 @@ STATUS_CODES = {STATUS_OK: 0, STATUS_UNPARSEABLE: 1, STATUS_MISSING: 2, STATUS_I
 def sample_columns(row):
     """The columns a test row counts in (depends on its task, subset and, for grounding, relations)."""
     return BY_ID[row["task"]].columns(row)
-
-
-def score_parsed(row, parsed):
-    """Columns -> (TP, FP, FN) and per-truth-box IoUs for a parsed answer with status 'ok'."""
-    try:
-        module = BY_ID[row["task"]]
-    except KeyError:
-        raise ValueError(f"unknown task {row['task']!r}") from None
-    return module.score(row, parsed)
 
 
 def _miss_result(row, status, parsed=None):
@@ -87,7 +77,7 @@ def score_sample(row, prediction, box_format, missing=False, error=None, parse=p
     parsed = parse(row["task"], prediction or "", box_format, row["width"], row["height"])
     if parsed["status"] != parsing.OK:
         return _miss_result(row, STATUS_UNPARSEABLE, parsed)
-    scores, ious = score_parsed(row, parsed)
+    scores, ious = BY_ID[row["task"]].score(row, parsed)  # the parse refused an unknown task
     return {"status": STATUS_OK, "scores": scores, "ious": ious, "parsed": parsed}
 
 

@@ -509,7 +509,7 @@ def _hits(truth, matched, t):
 
 
 class _Scorers:
-    """One columnar scorer per task (metrics.SCORERS and MISS_RULES for all rows at once). A row
+    """One columnar scorer per task (its task module's score and miss for all rows at once). A row
     without a parse (uok -1: missing, inference error, unparseable) has no predicted item and no
     predicted box, which is exactly the miss rule: (0, 0, what the truth holds)."""
 

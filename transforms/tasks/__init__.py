@@ -18,13 +18,10 @@ MODULES = (classify, describe, count, grounding, identify, refer)
 TASK_SPECS = tuple(m.SPEC for m in MODULES)
 SPECS = {s.id: s for s in TASK_SPECS}
 TASKS = tuple(s.id for s in TASK_SPECS)          # the report's and metrics.json's task order
-SUBSETS = ("single", "multi")
 SUBSET_TASKS = tuple(s.id for s in TASK_SPECS if s.subsets)
-TASK_TAGS = {s.id: s.tag for s in TASK_SPECS}
 TASK_LABELS = {s.id: s.label for s in TASK_SPECS}
 TASK_COLUMNS = {s.id: s.column_ids for s in TASK_SPECS}
 COLUMN_LABELS = {c: label for s in TASK_SPECS for c, label in s.columns}
-COLUMN_TASK = {c: s.id for s in TASK_SPECS for c in s.column_ids}
 # The paper's Table 3 orders its columns count, grounding, identify, refer, describe, classify.
 TABLE3_TASK_ORDER = ("count", "grounding", "identify", "refer", "describe", "classify")
 COLUMNS = tuple(c for t in TABLE3_TASK_ORDER for c in TASK_COLUMNS[t])

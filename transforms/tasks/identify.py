@@ -113,9 +113,7 @@ def detector_answer(row, W, H, detections, region_category):
         return "I cannot find the region in the question."
     box = [int(round(v)) for v in boxes[0]]
     cat = region_category(box)
-    xywh = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
-    if xywh[2] <= 0 or xywh[3] <= 0:
-        xywh = [box[0], box[1], max(1, xywh[2]), max(1, xywh[3])]
+    xywh = [box[0], box[1], max(1, box[2] - box[0]), max(1, box[3] - box[1])]  # integers: a side is at least 1
     size = geometry.identify_size(geometry.area_ratio(xywh, W, H))
     cell = geometry.grid_cell(box, W, H)
     shape = geometry.shape_word(geometry.aspect_ratio(xywh))
