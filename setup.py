@@ -20,8 +20,8 @@ setup(
     packages=find_packages(include=["sarchat", "sarchat.*"]),
     package_dir={"": "."},
     package_data={"sarchat.templates": ["*.json"], "sarchat.beam_pipelines": ["flex_templates/*.json"],
-                  "sarchat.report": ["paper_table3.json"], "sarchat.transforms.stats": ["paper_stats.json"],
-                  "sarchat.transforms": ["adapter_files/*.json"],
+                  "sarchat.report": ["paper_table3.json", "*.j2"], "sarchat.transforms.stats": ["paper_stats.json"],
+                  "sarchat.transforms": ["adapter_files/*.json"], "sarchat.transforms.generate": ["*.j2"],
                   "sarchat.inference": ["gpu_smoke.sh"]},
     install_requires=[
         # Google Cloud (Beam's gcp extra, gcsfs) is the `gcp` extra: the local pipelines and the demo
@@ -43,6 +43,10 @@ setup(
         # ranges in C without building Python objects (17x faster than json.loads on SARDet, no
         # memory beyond the file), so workers parse pieces in parallel; without it, the whole-file read.
         "msgspec>=0.18",
+        # The reports' text (the dataset card, stats.md) is rendered from template files over a model
+        # of their values: the words stay apart from the code that computes the numbers. Well kept
+        # (Pallets), pure Python with MarkupSafe, and already in the test install through dask.
+        "jinja2>=3.1",
     ],
     extras_require={
         # gs:// for the pipelines (Beam's GCS filesystem), for infer's fsspec store, and Dataflow.

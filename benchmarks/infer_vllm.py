@@ -14,7 +14,7 @@
 
 Each figure is samples/s over the whole split; the two sides alternate, `--repeats` times, and the
 ratio of the medians is printed (>= 1.0 means ours is as fast). The model is a tiny random
-checkpoint built here (sarchat.inference.tiny_llava / tiny_qwen2vl) unless --model names one; the
+checkpoint built here (tests.tiny_llava / tiny_qwen2vl) unless --model names one; the
 data are sarchat.synthetic.fixture's (no Beam needed in the vLLM environment).
 """
 import argparse
@@ -32,8 +32,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-TINY = {"llava-1.5": "sarchat.inference.tiny_llava", "qwen2-vl": "sarchat.inference.tiny_qwen2vl",
-        "qwen2.5-vl": "sarchat.inference.tiny_qwen25vl"}
+TINY = {"llava-1.5": "tests.tiny_llava", "qwen2-vl": "tests.tiny_qwen2vl",
+        "qwen2.5-vl": "tests.tiny_qwen25vl"}
 
 
 def _cfg(dataset, out, args, backend, model, *extra):

@@ -14,7 +14,7 @@
 # (synthetic images, default 60), MAX_TOKENS (default 64), GPU_MEM (vLLM gpu_memory_utilization,
 # default 0.5), SKIP_INSTALL=1, SKIP_COMPARE=1, REPEATS (comparison runs per side, default 3).
 # What the tiny checkpoint needs: torch, transformers >= 4.45 and tokenizers (all in
-# '.[inference]'); its tokenizer is trained here on the generated dialogues (inference/tiny_qwen2vl.py).
+# '.[inference]'); its tokenizer is trained here on the generated dialogues (tests/tiny_qwen2vl.py).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,7 +62,7 @@ else
 fi
 
 step "tiny random Qwen2-VL checkpoint (no download)"
-"$PYTHON" -m sarchat.inference.tiny_qwen2vl "$WORK/tiny-qwen2-vl" --dataset "$DATASET" --check
+"$PYTHON" -m tests.tiny_qwen2vl "$WORK/tiny-qwen2-vl" --dataset "$DATASET" --check
 
 step "sarchat infer --backend vllm on $N test samples"
 INFER=("${SARCHAT[@]}" infer --dataset "$DATASET" --split test --backend vllm

@@ -127,6 +127,52 @@ RENDER_CHECK_SCRIPT = """<script>
     }
     b.setAttribute('data-chart-min-font-px', ctext.length ? small.toFixed(1) : '');
     b.setAttribute('data-chart-min-font-text', smallText);
+    // the breakdown tables and the confusion heat-tables: their cells, and text that covers other
+    // text or spills out of its cell
+    var bt = document.querySelectorAll('table.confusion, table.breakdown'), btCells = 0, btOver = 0, confCells = 0;
+    for (var ti = 0; ti < bt.length; ti++) {
+      var cs = bt[ti].querySelectorAll('th, td'), rects = [];
+      btCells += cs.length;
+      if (bt[ti].classList.contains('confusion')) confCells += bt[ti].querySelectorAll('td').length;
+      for (var ci = 0; ci < cs.length; ci++) {
+        var rg = document.createRange();
+        rg.selectNodeContents(cs[ci]);
+        var tr = rg.getBoundingClientRect(), cr = cs[ci].getBoundingClientRect();
+        if (tr.width > 0 && tr.height > 0) {
+          rects.push(tr);
+          if (tr.left < cr.left - 0.5 || tr.right > cr.right + 0.5) btOver++;
+        }
+      }
+      for (var i1 = 0; i1 < rects.length; i1++) for (var i2 = i1 + 1; i2 < rects.length; i2++) {
+        var R1 = rects[i1], R2 = rects[i2];
+        if (R1.left < R2.right - 0.5 && R2.left < R1.right - 0.5 && R1.top < R2.bottom - 0.5 && R2.top < R1.bottom - 0.5) btOver++;
+      }
+    }
+    b.setAttribute('data-breakdown-tables', bt.length);
+    b.setAttribute('data-breakdown-cells', btCells);
+    b.setAttribute('data-confusion-tables', document.querySelectorAll('table.confusion').length);
+    b.setAttribute('data-confusion-cells', confCells);
+    b.setAttribute('data-breakdown-text-overlaps', btOver);
+    // the breakdown bar charts (per category, per size): pairs of text elements of one chart that cover each other
+    var bars = document.querySelectorAll('.breakdown-charts svg'), barTexts = 0, barOver = 0, barOverText = '';
+    for (var si = 0; si < bars.length; si++) {
+      var tx2 = bars[si].querySelectorAll('text'), tr2 = [];
+      for (var xi = 0; xi < tx2.length; xi++) {
+        var q2 = tx2[xi].getBoundingClientRect();
+        if (tx2[xi].textContent.trim() && q2.width > 0) tr2.push([q2, tx2[xi].textContent.trim()]);
+      }
+      barTexts += tr2.length;
+      for (var j1 = 0; j1 < tr2.length; j1++) for (var j2 = j1 + 1; j2 < tr2.length; j2++) {
+        var P1 = tr2[j1][0], P2 = tr2[j2][0];
+        if (P1.left < P2.right - 0.5 && P2.left < P1.right - 0.5 && P1.top < P2.bottom - 0.5 && P2.top < P1.bottom - 0.5) {
+          barOver++;
+          if (!barOverText) barOverText = tr2[j1][1] + ' / ' + tr2[j2][1];
+        }
+      }
+    }
+    b.setAttribute('data-bar-chart-texts', barTexts);
+    b.setAttribute('data-bar-chart-text-overlaps', barOver);
+    b.setAttribute('data-bar-chart-overlap-text', barOverText);
     b.setAttribute('data-render-check', 'done');
   }
   if (document.readyState === 'complete') { check(); } else { window.addEventListener('load', check); }

@@ -14,8 +14,10 @@ this way without touching this module; the scoring pipeline passes its samples s
 `write_reports(output_dir, ...)` writes report.md and report.html in one go.
 
 Charts are drawn with matplotlib's Agg backend into inline SVG, so report.html has no external
-resource: a radar chart of the six task scores per model (as the paper's Figure 1) and grouped bar
-charts of the task scores per category and per object size. The paper's published Table 3 rows come
+resource: a radar chart of the six task scores per model (as the paper's Figure 1), grouped bar
+charts of the task scores per category and per object size (grounding: recall per size), and
+tables of grounding's boxes per category and size and of classification's per-class counts with
+its confusion matrix as a heat-table (docs/scoring.md, "Breakdowns"). The paper's published Table 3 rows come
 from report/paper_table3.json and are labelled as the paper's everywhere they appear.
 """
 import datetime
@@ -188,6 +190,80 @@ def _md_table(header, rows):
     for r in rows:
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grounding and classification breakdowns (breakdown.json's grounding_boxes, classify_classes,
+# classify_confusion; docs/scoring.md, "Breakdowns")
+
+GROUNDING_BOX_HEADER = ["Category", "Truth boxes", "Predicted boxes", "TP", "FP", "FN", "Precision", "Recall"]
+GROUNDING_SIZE_HEADER = ["Object size", "Truth boxes", "Found", "Recall"]
+CLASS_HEADER = ["Class", "Support", "Predicted", "TP", "FP", "FN", "Precision", "Recall", "F1", "Score (Eq. 3)"]
+CONFUSION_CORNER = "truth ↓, predicted →"
+BREAKDOWN_NOTE = ("Count, identification and referring: the task score over the samples about each category. "
+                  "Spatial grounding: per truth box, boxes matched within their category at IoU 0.5; the score "
+                  "of a category is the mean of the Ground Single and Ground Multi columns over that category's "
+                  "boxes. Classification: per class label, Eq. 3 = TP / (TP + FP + FN) over the samples.")
+GROUNDING_NOTE = ("Boxes of all grounding samples. A truth box is found when a predicted box of its category "
+                  "matches it at IoU >= 0.5; FP: predicted boxes of the category left unmatched. The size word is "
+                  "the truth box's area over the image area (the identification thresholds); a predicted box "
+                  "has no truth size until it is matched, so sizes show recall only.")
+CONFUSION_NOTE = ("Rows: truth labels; columns: predicted labels. A label both true and named counts on the "
+                  "diagonal; each missed truth label is paired with each wrongly named label of the same sample; "
+                  "a missed label with nothing wrongly named goes to the column none, a wrongly named label with "
+                  "nothing missed to the row none. An unparseable or missing answer names nothing.")
+
+
+def grounding_category_rows(breakdown):
+    bc = ((breakdown or {}).get("grounding_boxes") or {}).get("by_category") or {}
+    return [[c, v["truth_boxes"], v["predicted_boxes"], v["tp"], v["fp"], v["fn"], _fmt(v["precision"]),
+             _fmt(v["recall"])] for c, v in sorted(bc.items(), key=lambda kv: _cat_order(kv[0]))]
+
+
+def grounding_size_rows(breakdown):
+    bs = ((breakdown or {}).get("grounding_boxes") or {}).get("by_size") or {}
+    return [[s, v["truth_boxes"], v["found"], _fmt(v["recall"])] for s, v in bs.items()]
+
+
+def classify_class_rows(breakdown):
+    cc = (breakdown or {}).get("classify_classes") or {}
+    return [[c, v["support"], v["predicted"], v["tp"], v["fp"], v["fn"], _fmt(v["precision"]), _fmt(v["recall"]),
+             _fmt(v["f1"]), _fmt(v["score"])] for c, v in sorted(cc.items(), key=lambda kv: _cat_order(kv[0]))]
+
+
+def confusion_table(breakdown):
+    """(header, rows) of the classify confusion matrix, or None when there is none."""
+    conf = (breakdown or {}).get("classify_confusion")
+    if not conf:
+        return None
+    return ([CONFUSION_CORNER] + list(conf["predicted"]),
+            [[t] + list(row) for t, row in zip(conf["truth"], conf["counts"])])
+
+
+def _md_breakdown_sections(models_metrics, breakdowns):
+    """The Markdown of the grounding and classification breakdowns (empty when no model has one)."""
+    out = []
+    grounding = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
+                 if (breakdowns.get(m["model"]) or {}).get("grounding_boxes")]
+    if grounding:
+        out += ["## Spatial grounding per category and per object size (this run)", "", GROUNDING_NOTE, ""]
+        for model, b in grounding:
+            out += [f"**{model}**, grounding boxes by category:", "",
+                    _md_table(GROUNDING_BOX_HEADER, grounding_category_rows(b)), ""]
+            if grounding_size_rows(b):
+                out += [f"**{model}**, grounding truth boxes found by object size:", "",
+                        _md_table(GROUNDING_SIZE_HEADER, grounding_size_rows(b)), ""]
+    classify = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
+                if (breakdowns.get(m["model"]) or {}).get("classify_confusion")]
+    if classify:
+        out += ["## Classification per class and confusion matrix (this run)", "",
+                "Precision, recall, F1 and score in percent (– where undefined).", ""]
+        for model, b in classify:
+            header, rows = confusion_table(b) or ([], [])
+            out += [f"**{model}**, classification per class:", "", _md_table(CLASS_HEADER, classify_class_rows(b)), "",
+                    f"**{model}**, classification confusion matrix:", "", _md_table(header, rows), ""]
+        out += [CONFUSION_NOTE, ""]
+    return out
 
 
 def _t3_cells(row):
@@ -373,6 +449,9 @@ def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_
                 out.append("")
                 out.append(_md_table(list(bs), [[_fmt(v) for v in bs.values()]]))
                 out.append("")
+        out.append(BREAKDOWN_NOTE)
+        out.append("")
+        out += _md_breakdown_sections(models_metrics, breakdowns)
     for s in _resolve_sections(extra_sections):
         out += _section_md(s)
     titles = [line[3:] for line in out if line.startswith("## ")]
@@ -556,6 +635,75 @@ def size_chart(models_metrics, breakdowns):
     return grouped_bars_svg("Cross-modal identification: score by object size", present, series)
 
 
+def grounding_size_chart(models_metrics, breakdowns):
+    """Grouped bars of grounding's recall per object size word (smallest first), one series per model."""
+    sizes = list(reversed(IDENTIFY_SIZES))
+    per_model = [(m["model"], (((breakdowns or {}).get(m["model"]) or {}).get("grounding_boxes") or {}).get("by_size")
+                  or {}) for m in models_metrics]
+    present = [s for s in sizes if any(s in bs for _, bs in per_model)]
+    if not present:
+        return None
+    series = [(model, [(bs.get(s) or {}).get("recall") for s in present]) for model, bs in per_model]
+    return grouped_bars_svg("Spatial grounding: truth boxes found by object size", present, series,
+                            ylabel="recall (%)")
+
+
+def confusion_html(breakdown, model=""):
+    """The classify confusion matrix as a heat-table: every count printed, the cell shaded by its
+    count over the largest count (green on the diagonal, red off it, none for 0)."""
+    table = confusion_table(breakdown)
+    if table is None:
+        return ""
+    header, rows = table
+    vmax = max([v for r in rows for v in r[1:]] + [1])
+    h = [f"<div class='table-wrap'><table class='confusion' data-model='{html.escape(model, quote=True)}'><thead><tr>"
+         + "".join(f"<th>{html.escape(str(c))}</th>" for c in header) + "</tr></thead><tbody>"]
+    for i, r in enumerate(rows):
+        cells = [f"<th class='l'>{html.escape(str(r[0]))}</th>"]
+        for j, v in enumerate(r[1:]):
+            diag = i == j and i < len(rows) - 1
+            alpha = 0.0 if not v else 0.12 + 0.5 * v / vmax
+            rgb = "46,125,50" if diag else "198,40,40"
+            style = f" style='background:rgba({rgb},{alpha:.3f})'" if v else ""
+            cells.append(f"<td class='{'diag' if diag else ('zero' if not v else 'off')}'{style}>{v}</td>")
+        h.append("<tr>" + "".join(cells) + "</tr>")
+    h.append("</tbody></table></div>")
+    return "\n".join(h)
+
+
+def _html_breakdown_sections(models_metrics, breakdowns):
+    parts = []
+    grounding = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
+                 if (breakdowns.get(m["model"]) or {}).get("grounding_boxes")]
+    if grounding:
+        parts.append("<h2>Spatial grounding per category and per object size</h2>")
+        parts.append(f"<p class='note'>{html.escape(GROUNDING_NOTE)}</p>")
+        for model, b in grounding:
+            parts.append(f"<h3>{html.escape(model)}</h3><div class='bd-tables'>")
+            parts.append("<figure>" + _html_table(GROUNDING_BOX_HEADER, grounding_category_rows(b), left=1,
+                                                  cls="breakdown")
+                         + "<figcaption>boxes by category</figcaption></figure>")
+            if grounding_size_rows(b):
+                parts.append("<figure>" + _html_table(GROUNDING_SIZE_HEADER, grounding_size_rows(b), left=1,
+                                                      cls="breakdown")
+                             + "<figcaption>recall by object size</figcaption></figure>")
+            parts.append("</div>")
+    classify = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
+                if (breakdowns.get(m["model"]) or {}).get("classify_confusion")]
+    if classify:
+        parts.append("<h2>Classification per class and confusion matrix</h2>")
+        parts.append(f"<p class='note'>{html.escape(CONFUSION_NOTE)} Precision, recall, F1 and score in percent "
+                     "(– where undefined).</p>")
+        for model, b in classify:
+            parts.append(f"<h3>{html.escape(model)}</h3><div class='bd-tables'>")
+            parts.append("<figure>" + confusion_html(b, model) + "<figcaption>confusion matrix (rows: truth, "
+                         "columns: predicted)</figcaption></figure>")
+            parts.append("<figure>" + _html_table(CLASS_HEADER, classify_class_rows(b), left=1, cls="breakdown")
+                         + "<figcaption>per class</figcaption></figure>")
+            parts.append("</div>")
+    return parts
+
+
 # ---------------------------------------------------------------------------------------------
 # HTML
 
@@ -599,6 +747,10 @@ table.qa td{white-space:normal;font-size:12.5px;line-height:1.45} table.qa td.re
 .chip.miss{background:#fff6e0;border-color:#f0c36d;color:#7a5600} .chip.na{background:#f1f1f1;border-color:#ccc;color:#555}
 .sw{display:inline-block;width:18px;height:10px;border:2px solid;vertical-align:middle}
 .sw.gt{border-color:rgb(22,200,60)} .sw.pred{border-color:rgb(235,30,30)}
+.bd-tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start} .bd-tables figure{max-width:100%}
+table.confusion th,table.confusion td{min-width:58px;text-align:center} table.confusion th.l{text-align:left}
+table.confusion td{font-variant-numeric:tabular-nums;font-size:13px;padding:4px 6px} table.confusion td.diag{font-weight:600}
+table.confusion td.zero{color:#aaa}
 .err{color:#9b1c1c;font-size:11.5px} li.warn{color:#9b1c1c;font-weight:600} .cut{color:#7a5600;font-size:11.5px}
 """
 
@@ -688,11 +840,15 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
         cat = category_charts(models_metrics, breakdowns)
         if cat:
             parts.append("<h2>Per category</h2>")
-            parts.append("<div class='charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
-        size = size_chart(models_metrics, breakdowns)
+            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
+        if cat:
+            parts.append(f"<p class='note'>{html.escape(BREAKDOWN_NOTE)}</p>")
+        size = [c for c in (size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns))
+                if c]
         if size:
             parts.append("<h2>Per object size</h2>")
-            parts.append(f"<div class='charts'><div>{size}</div></div>")
+            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in size) + "</div>")
+        parts += _html_breakdown_sections(models_metrics, breakdowns)
     for s in _resolve_sections(extra_sections):
         parts += _section_html(s)
     parts.append(_HTML_END)

@@ -1,6 +1,6 @@
 """Render a stats.json document (transforms/stats/dataset_stats.py) as Markdown tables and plots. No Beam.
 
-    stats_markdown(stats, paper=None, plot_links=None) -> str
+    stats_markdown(stats, paper=None, plot_links=None) -> str         # stats_model(...) through stats.md.j2
     render_plots(stats, fmt="png", paper=None) -> {name: bytes}       # names in PLOT_NAMES order
     plot_titles() -> {name: title}
 
@@ -11,11 +11,13 @@ paper number is labelled with the table or figure it comes from. The paper repor
 Plots use matplotlib's Agg backend, need no display, and are reproducible (no timestamps in the
 files): PNG for stats/plots/*.png, SVG (fmt="svg") for inlining in an HTML report.
 """
+import dataclasses
 import io
 
 import numpy as np
 
 from sarchat.transforms.categories import CATEGORIES
+from sarchat.transforms.rendering import render
 from sarchat.transforms.tasks import TASK_LABELS, TASKS
 from sarchat.transforms.stats.dataset_stats import (AR_BUCKETS, DESCRIBE_SIZE_ORDER, IDENTIFY_SIZE_ORDER, SHAPE_ORDER,
                               load_paper_stats)
@@ -55,13 +57,6 @@ def _cp(count, pct, nd=2):
     return "–" if count is None else f"{count:,} ({pct:.{nd}f}%)"
 
 
-def _md_table(header, rows, align=None):
-    align = align or ["---"] + ["---:"] * (len(header) - 1)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _paper_splits(stats):
     return [s for s in stats["splits"] if s in PAPER_SPLITS]
 
@@ -72,39 +67,76 @@ def _split_color(split, i=0):
 
 # --- Markdown -------------------------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A Markdown table's cells; the first `left` columns are left-aligned, the rest right-aligned."""
+    header: list[str]
+    rows: list[list]
+    left: int = 1
+
+    @property
+    def align(self) -> list[str]:
+        return ["---"] * self.left + ["---:"] * (len(self.header) - self.left)
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsReport:
+    """The values stats.md shows; report/stats.md.j2 holds the words. A section whose data is
+    missing is None (or empty) and the template leaves it out."""
+    input_kind: str
+    input_root: str
+    box_source: str
+    notes: list[str]
+    overview: Table
+    degenerate: list[str]                   # "split n" of the splits with zero-size boxes
+    categories: Table | None
+    aspect_ratio: Table | None
+    quantile_methods: str
+    ar_diff: list[tuple[str, str, str]] | None  # (statistic, test minus train, the paper's); None unless both
+    ar_by_category: Table | None
+    shapes: Table | None
+    identify_shapes: Table | None
+    roughly_square: int                     # identify answers stating "roughly square", all splits
+    tasks: Table | None
+    task_subsets: Table | None
+    task_features: Table | None
+    sizes: Table | None
+    image_sizes: list[tuple[str, Table]]
+    cells: list[tuple[str, Table]]
+    relations: Table | None
+    rejects: Table | None
+    plots: list[tuple[str, str]]            # (title, link)
+    methods: list[tuple[str, str]]
+    paper_notes: list[str]
+
+
 def stats_markdown(stats, paper=None, plot_links=None) -> str:
     """stats.md: readable tables, ours beside the paper's published figures (labelled)."""
+    return render(__file__, "stats.md.j2", **vars(stats_model(stats, paper, plot_links))).rstrip() + "\n"
+
+
+def stats_model(stats, paper=None, plot_links=None) -> StatsReport:
+    """The report's values from a stats.json document and the paper's numbers."""
     paper = paper or load_paper_stats()
-    plot_links = plot_links or {}
-    out = ["# Dataset statistics", ""]
-    info = stats["input"]
-    out.append(f"Input: {info['kind']} `{info['root']}`; box statistics from "
-               f"{'the source annotations' if info.get('box_source') == 'annotations' else 'the grounding dialogues (integer boxes, approximate)'}.")
-    for note in info.get("notes", []):
-        out.append(f"- note: {note}")
-    out.append("")
-    out.append("Columns marked *paper* are the numbers printed in the SARChat-Bench-2M paper (table or figure named); "
-               "the paper's Training/Test sets are compared with our `train`/`test` splits. Everything else is ours.")
-    out.append("")
-    sections = [_overview_md, _categories_md, _ar_md, _ar_category_md, _shapes_md, _tasks_md, _sizes_md,
-                _image_sizes_md, _cells_md, _relations_md, _rejects_md]
-    for fn in sections:
-        text = fn(stats, paper)
-        if text:
-            out += [text, ""]
-    if plot_links:
-        out += ["## Plots", ""]
-        titles = plot_titles()
-        for name in PLOT_NAMES:
-            if name in plot_links:
-                out += [f"![{titles[name]}]({plot_links[name]})", ""]
-    out += ["## Methods", ""]
-    out += [f"- {k}: {v}" for k, v in stats.get("methods", {}).items()]
-    out += ["", "Notes on the paper's numbers:", ""] + [f"- {n}" for n in paper.get("notes", [])]
-    return "\n".join(out).rstrip() + "\n"
+    info, boxes = stats["input"], stats["boxes"]
+    overview, degenerate = _overview(stats, paper)
+    shapes, identify_shapes, roughly_square = _shapes(stats, paper)
+    tasks, subsets, features = _tasks(stats, paper) or (None, None, None)
+    ar = _aspect_ratio(stats, paper) if boxes else None
+    return StatsReport(
+        input_kind=info["kind"], input_root=info["root"], box_source=info.get("box_source") or "",
+        notes=info.get("notes", []), overview=overview, degenerate=degenerate,
+        categories=_categories(stats, paper) if boxes else None,
+        aspect_ratio=ar[0] if ar else None, quantile_methods=ar[1] if ar else "", ar_diff=ar[2] if ar else None,
+        ar_by_category=_ar_by_category(stats, paper) if boxes else None,
+        shapes=shapes, identify_shapes=identify_shapes, roughly_square=roughly_square,
+        tasks=tasks, task_subsets=subsets, task_features=features, sizes=_sizes(stats) if boxes else None,
+        image_sizes=_image_sizes(stats), cells=_cells(stats), relations=_relations(stats), rejects=_rejects(stats),
+        plots=[(_TITLES[name], (plot_links or {})[name]) for name in PLOT_NAMES if name in (plot_links or {})],
+        methods=list(stats.get("methods", {}).items()), paper_notes=paper.get("notes", []))
 
 
-def _overview_md(stats, paper):
+def _overview(stats, paper):
     ref = paper["sardet100k_scale"]
     header = ["Split", "Images", "Boxes", "Boxes / image", "Dialogues", "SARDet-100K images / boxes (docs/rules.md §1)"]
     rows = []
@@ -115,12 +147,8 @@ def _overview_md(stats, paper):
         r = ref.get(s)
         rows.append([s, _fmt_int(b.get("images")), _fmt_int(b.get("boxes")), _fmt(per, 2), _fmt_int(d.get("dialogues")),
                      f"{r['images']:,} / {r['boxes']:,}" if r else "–"])
-    text = ["## Overview", "", _md_table(header, rows)]
-    degenerate = {s: b.get("degenerate_boxes", 0) for s, b in stats["boxes"].items() if b.get("degenerate_boxes")}
-    if degenerate:
-        text += ["", "Boxes of zero width or height after rounding (left out of AR and R): " +
-                 ", ".join(f"{s} {n:,}" for s, n in degenerate.items())]
-    return "\n".join(text)
+    degenerate = [f"{s} {b['degenerate_boxes']:,}" for s, b in stats["boxes"].items() if b.get("degenerate_boxes")]
+    return Table(header, rows), degenerate
 
 
 def _ours_and_paper_columns(stats, first, table):
@@ -137,62 +165,42 @@ def _ours_and_paper_columns(stats, first, table):
     return header, cols
 
 
-def _categories_md(stats, paper):
-    if not stats["boxes"]:
-        return ""
+def _categories(stats, paper):
     t1 = paper["table1_categories"]
     header, cols = _ours_and_paper_columns(stats, "Category", "Table 1")
     rows = []
     for cat in CATEGORIES:
-        row = [cat]
-        for kind, s in cols:
-            c = stats["boxes"][s]["categories"][cat] if kind == "ours" else t1[s][cat]
-            row.append(_cp(c["count"], c["percent"]))
-        rows.append(row)
-    total = ["total"]
-    for kind, s in cols:
-        n = stats["boxes"][s]["boxes"] if kind == "ours" else sum(v["count"] for v in t1[s].values())
-        total.append(f"{n:,}")
-    rows.append(total)
-    return "\n".join(["## Category distribution (Table 1)", "", "Valid boxes per category.", "",
-                      _md_table(header, rows)])
+        cells = [stats["boxes"][s]["categories"][cat] if kind == "ours" else t1[s][cat] for kind, s in cols]
+        rows.append([cat] + [_cp(c["count"], c["percent"]) for c in cells])
+    rows.append(["total"] + [f"{stats['boxes'][s]['boxes'] if kind == 'ours' else sum(v['count'] for v in t1[s].values()):,}"
+                             for kind, s in cols])
+    return Table(header, rows)
 
 
-def _ar_md(stats, paper):
-    if not stats["boxes"]:
-        return ""
+_AR_ROWS = (("Mean", "mean", 3), ("Median", "median", 4), ("SD", "std", 3), ("P25", "p25", 3), ("P75", "p75", 3),
+            ("Min", "min", 4), ("Max", "max", 2))
+
+
+def _aspect_ratio(stats, paper):
+    """(table, quantile methods, test-minus-train differences or None)."""
     t2 = paper["table2_aspect_ratio"]
     header, cols = _ours_and_paper_columns(stats, "Metric", "Table 2")
-    rows = []
-    for label, key, nd in (("Mean", "mean", 3), ("Median", "median", 4), ("SD", "std", 3), ("P25", "p25", 3),
-                           ("P75", "p75", 3), ("Min", "min", 4), ("Max", "max", 2)):
-        row = [label]
-        for kind, s in cols:
-            v = stats["boxes"][s]["aspect_ratio"]["all"].get(key) if kind == "ours" else t2[s].get(key)
-            row.append(_fmt(v, nd))
-        rows.append(row)
-    for i, bucket in enumerate(AR_BUCKETS):
-        row = [f"{bucket} (%)"]
-        for kind, s in cols:
-            if kind == "ours":
-                row.append(_fmt(stats["boxes"][s]["aspect_ratio"]["all"]["buckets"][bucket]["percent"], 2))
-            else:
-                row.append(_fmt(paper["appendix_a2_shapes"][s][bucket], 2) + " (A.2 text)")
-        rows.append(row)
-    methods = sorted({stats["boxes"][s]["aspect_ratio"]["all"]["quantile_method"] for _, s in cols})
-    text = ["## Aspect ratio AR = h/w (Table 2)", "", _md_table(header, rows), "",
-            f"Median and quartiles: {', '.join(methods)}. SD: population (ddof=0)."]
+    ours = {s: stats["boxes"][s]["aspect_ratio"]["all"] for _, s in cols}
+    rows = [[label] + [_fmt(ours[s].get(key) if kind == "ours" else t2[s].get(key), nd) for kind, s in cols]
+            for label, key, nd in _AR_ROWS]
+    rows += [[f"{bucket} (%)"] + [_fmt(ours[s]["buckets"][bucket]["percent"], 2) if kind == "ours"
+                                  else _fmt(paper["appendix_a2_shapes"][s][bucket], 2) + " (A.2 text)" for kind, s in cols]
+             for bucket in AR_BUCKETS]
+    methods = ", ".join(sorted({ours[s]["quantile_method"] for _, s in cols}))
+    diff = None
     if len(_paper_splits(stats)) == 2:
         a, b = (stats["boxes"][s]["aspect_ratio"]["all"] for s in PAPER_SPLITS)
-        diff = ", ".join(f"{k} {b[k] - a[k]:+.3f} (*paper* {t2['diff_rate'][k]:+})" for k in ("mean", "median", "std")
-                         if a[k] is not None and b[k] is not None)
-        text += ["", f"Test minus train: {diff}."]
-    return "\n".join(text)
+        diff = [(k, f"{b[k] - a[k]:+.3f}", f"{t2['diff_rate'][k]:+}") for k in ("mean", "median", "std")
+                if a[k] is not None and b[k] is not None]
+    return Table(header, rows), methods, diff
 
 
-def _ar_category_md(stats, paper):
-    if not stats["boxes"]:
-        return ""
+def _ar_by_category(stats, paper):
     t4 = paper["table4_aspect_ratio_by_category"]
     header = ["Category", "Split", "Source", "N", "Mean AR", "Median AR", "SD"] + [f"{b} (%)" for b in AR_BUCKETS]
     rows = []
@@ -207,47 +215,42 @@ def _ar_category_md(stats, paper):
                 n = _fmt_int(p["count"]) if p["count"] is not None else f"'{p['count_as_printed']}'"
                 rows.append([cat, s, "*paper* (Table 4)", n, _fmt(p["mean"]), _fmt(p["median"], 4), _fmt(p["std"])] +
                             [_fmt(v, 2) for v in p["buckets"]])
-    return "\n".join(["## Aspect ratio per category (Table 4)", "",
-                      _md_table(header, rows, ["---", "---", "---"] + ["---:"] * (len(header) - 3))])
+    return Table(header, rows, left=3)
 
 
-def _shapes_md(stats, paper):
-    parts = []
+def _shapes(stats, paper):
+    """(every box's shape table or None, identify answers' shape table or None, roughly square total)."""
+    boxes = None
     if stats["boxes"]:
-        header = ["Split"] + [f"{w}" for w in SHAPE_ORDER]
-        rows = [[s] + [_cp(stats["boxes"][s]["shapes"]["all"][w]["count"], stats["boxes"][s]["shapes"]["all"][w]["percent"])
-                       for w in SHAPE_ORDER] for s in stats["splits"] if s in stats["boxes"]]
-        parts += ["Every valid box, by the identify shape rule on w/h (>1.5 wide, <0.67 tall). The paper's A.2 text "
-                  "gives, for AR = h/w buckets, *paper* train 18.14% / 39.67% / 31.96% and test 17.72% / 59.37% / 22.91% "
-                  "(broad / square / tall, as printed: the train figures sum to 89.77%).", "", _md_table(header, rows)]
-    dl = stats.get("dialogues", {})
-    if dl:
-        header = ["Split"] + list(SHAPE_ORDER) + ["identify answers stating a shape"]
-        rows = []
-        total_square = 0
-        for s in stats["splits"]:
-            d = dl.get(s)
-            if not d:
-                continue
-            sh = d.get("identify_shapes", {})
-            total_square += sh.get("roughly square", {}).get("count", 0)
-            rows.append([s] + [_cp(sh[w]["count"], sh[w]["percent"]) if w in sh else "0" for w in SHAPE_ORDER] +
-                        [f"{d.get('identify_shape_stated_percent', 0):.2f}%"])
-        fig7 = paper["figure7_identify_shapes"]["all_splits"]["roughly square"]
-        rows.append(["all splits (*paper*, Figure 7)", "–", f"{fig7:,}", "–", "–"])
-        parts += ["", "Shape words stated in identify answers (ours, all listed splits: roughly square "
-                  f"{total_square:,}).", "", _md_table(header, rows)]
-    if not parts:
-        return ""
-    return "\n".join(["## Shapes (Figure 7)", ""] + parts)
-
-
-def _tasks_md(stats, paper):
+        boxes = Table(["Split"] + list(SHAPE_ORDER), [
+            [s] + [_cp(stats["boxes"][s]["shapes"]["all"][w]["count"], stats["boxes"][s]["shapes"]["all"][w]["percent"])
+                   for w in SHAPE_ORDER] for s in stats["splits"] if s in stats["boxes"]])
     dl = stats.get("dialogues", {})
     if not dl:
-        return ""
-    t5, f89 = paper["table5_tasks"], paper["figures8_9_tasks"]
+        return boxes, None, 0
+    rows, total_square = [], 0
+    for s in (s for s in stats["splits"] if dl.get(s)):
+        sh = dl[s].get("identify_shapes", {})
+        total_square += sh.get("roughly square", {}).get("count", 0)
+        rows.append([s] + [_cp(sh[w]["count"], sh[w]["percent"]) if w in sh else "0" for w in SHAPE_ORDER] +
+                    [f"{dl[s].get('identify_shape_stated_percent', 0):.2f}%"])
+    fig7 = paper["figure7_identify_shapes"]["all_splits"]["roughly square"]
+    rows.append(["all splits (*paper*, Figure 7)", "–", f"{fig7:,}", "–", "–"])
+    return boxes, Table(["Split"] + list(SHAPE_ORDER) + ["identify answers stating a shape"], rows), total_square
+
+
+def _tasks(stats, paper):
+    """(task distribution, single/multi subsets or None, per-dialogue features), None without dialogues."""
+    dl = stats.get("dialogues", {})
+    if not dl:
+        return None
     splits = [s for s in stats["splits"] if s in dl]
+    tasks = list(TASKS) + sorted({t for s in splits for t in dl[s]["tasks"]} - set(TASKS))
+    return _task_counts(dl, splits, tasks, paper), _task_subsets(dl, splits, tasks), _task_features(dl, splits, tasks)
+
+
+def _task_counts(dl, splits, tasks, paper):
+    t5, f89 = paper["table5_tasks"], paper["figures8_9_tasks"]
     header, cols = ["Task"], []
     for s in splits:
         header.append(f"{s} (ours)")
@@ -255,72 +258,52 @@ def _tasks_md(stats, paper):
         if s in PAPER_SPLITS:
             header += [f"{s} (*paper*, Table 5)", f"{s} (*paper*, Fig. {8 if s == 'train' else 9} text)"]
             cols += [("t5", s), ("f89", s)]
-    rows = []
-    tasks = list(TASKS) + sorted({t for s in splits for t in dl[s]["tasks"]} - set(TASKS))
-    for task in tasks:
-        row = [TASK_LABELS.get(task, task)]
-        for kind, s in cols:
-            src = {"ours": dl[s]["tasks"], "t5": t5.get(s, {}), "f89": f89.get(s, {})}[kind].get(task)
-            row.append(_cp(src["count"], src["percent"], 2 if kind != "t5" else 1) if src else "–")
-        rows.append(row)
-    total = ["total"]
-    for kind, s in cols:
-        if kind == "ours":
-            total.append(f"{dl[s]['dialogues']:,}")
-        elif kind == "t5":
-            total.append(f"{sum(v['count'] for v in t5[s].values()):,}")
-        else:
-            total.append(f"{f89[s]['total']:,}")
-    rows.append(total)
-    text = ["## Task distribution (Table 5, Figures 8 and 9)", "", _md_table(header, rows), ""]
-    header = ["Task", "Subset"] + [f"{s}" for s in splits] + [f"{s} % of task" for s in splits]
+    source = {"ours": lambda s: dl[s]["tasks"], "t5": lambda s: t5.get(s, {}), "f89": lambda s: f89.get(s, {})}
     rows = []
     for task in tasks:
-        subsets = sorted({k for s in splits for k in dl[s]["tasks"].get(task, {}).get("subsets", {})},
-                         key=lambda k: ({"single": 0, "multi": 1}.get(k, 2), k))
-        for sub in subsets:
-            entries = [dl[s]["tasks"].get(task, {}).get("subsets", {}).get(sub) for s in splits]
+        cells = [(kind, source[kind](s).get(task)) for kind, s in cols]
+        rows.append([TASK_LABELS.get(task, task)] + [_cp(e["count"], e["percent"], 2 if kind != "t5" else 1) if e else "–"
+                                                     for kind, e in cells])
+    totals = {"ours": lambda s: dl[s]["dialogues"], "t5": lambda s: sum(v["count"] for v in t5[s].values()),
+              "f89": lambda s: f89[s]["total"]}
+    rows.append(["total"] + [f"{totals[kind](s):,}" for kind, s in cols])
+    return Table(header, rows)
+
+
+def _task_subsets(dl, splits, tasks):
+    rows = []
+    for task in tasks:
+        by_split = [dl[s]["tasks"].get(task, {}).get("subsets", {}) for s in splits]
+        for sub in sorted({k for subsets in by_split for k in subsets}, key=lambda k: ({"single": 0, "multi": 1}.get(k, 2), k)):
+            entries = [subsets.get(sub) for subsets in by_split]
             rows.append([TASK_LABELS.get(task, task), sub] + [_fmt_int(e["count"]) if e else "0" for e in entries] +
                         [_fmt(e["percent_of_task"], 2) if e else "0" for e in entries])
-    if rows:
-        text += ["Single- and multi-target subsets (the paper gives no per-subset counts).", "",
-                 _md_table(header, rows, ["---", "---"] + ["---:"] * (len(header) - 2)), ""]
+    header = ["Task", "Subset"] + list(splits) + [f"{s} % of task" for s in splits]
+    return Table(header, rows, left=2) if rows else None
+
+
+def _task_features(dl, splits, tasks):
     header = ["Task", "Split", "Answer words (mean)", "Question words (mean)", "Boxes per answer (mean)", "Templates used"]
-    rows = []
-    for task in tasks:
-        for s in splits:
-            e = dl[s]["tasks"].get(task)
-            if e:
-                rows.append([TASK_LABELS.get(task, task), s, _fmt(e["answer_words_mean"], 1),
-                             _fmt(e["question_words_mean"], 1), _fmt(e["boxes_mean"], 2), e["templates_used"]])
-    text += ["Per-dialogue features.", "", _md_table(header, rows, ["---", "---"] + ["---:"] * 4)]
-    return "\n".join(text)
+    entries = [(task, s, dl[s]["tasks"].get(task)) for task in tasks for s in splits]
+    return Table(header, [[TASK_LABELS.get(task, task), s, _fmt(e["answer_words_mean"], 1), _fmt(e["question_words_mean"], 1),
+                           _fmt(e["boxes_mean"], 2), e["templates_used"]] for task, s, e in entries if e], left=2)
 
 
-def _sizes_md(stats, paper):
-    if not stats["boxes"]:
-        return ""
-    splits = [s for s in stats["splits"] if s in stats["boxes"]]
-    rows = []
-    for key, label in (("median", "R median"), ("mean", "R mean"), ("p25", "R P25"), ("p75", "R P75")):
-        rows.append([label] + [_fmt(stats["boxes"][s]["area_ratio"][key], 5) for s in splits])
-    for w in IDENTIFY_SIZE_ORDER:
-        rows.append([f"identify: {w}"] + [_cp(stats["boxes"][s]["identify_sizes"][w]["count"],
-                                               stats["boxes"][s]["identify_sizes"][w]["percent"]) for s in splits])
-    for w in DESCRIBE_SIZE_ORDER:
-        rows.append([f"describe: {w}"] + [_cp(stats["boxes"][s]["describe_sizes"][w]["count"],
-                                               stats["boxes"][s]["describe_sizes"][w]["percent"]) for s in splits])
-    return "\n".join(["## Box sizes (area ratio R = w*h / (W*H))", "",
-                      "Size words by the thresholds of docs/rules.md section 2 (identify: 5 levels, describe: 3 levels), over every valid box.",
-                      "", _md_table(["Statistic"] + splits, rows)])
+def _sizes(stats):
+    boxes = stats["boxes"]
+    splits = [s for s in stats["splits"] if s in boxes]
+    rows = [[label] + [_fmt(boxes[s]["area_ratio"][key], 5) for s in splits]
+            for key, label in (("median", "R median"), ("mean", "R mean"), ("p25", "R P25"), ("p75", "R P75"))]
+    for rule, words in (("identify", IDENTIFY_SIZE_ORDER), ("describe", DESCRIBE_SIZE_ORDER)):
+        rows += [[f"{rule}: {w}"] + [_cp(boxes[s][f"{rule}_sizes"][w]["count"], boxes[s][f"{rule}_sizes"][w]["percent"])
+                                     for s in splits] for w in words]
+    return Table(["Statistic"] + splits, rows)
 
 
-def _image_sizes_md(stats, paper, top=10):
-    if not stats["boxes"]:
-        return ""
-    out = ["## Image sizes", "", "Images with at least one valid box, most frequent sizes first (W x H)."]
-    for s in stats["splits"]:
-        b = stats["boxes"].get(s)
+def _image_sizes(stats, top=10):
+    """[(split, table)]: the most frequent image sizes, the rest summed in one row."""
+    out = []
+    for s, b in ((s, stats["boxes"].get(s)) for s in stats["splits"]):
         if not b:
             continue
         items = list(b["image_sizes"].items())
@@ -328,50 +311,36 @@ def _image_sizes_md(stats, paper, top=10):
         if len(items) > top:
             rest = sum(v for _, v in items[top:])
             rows.append([f"{len(items) - top} other sizes", f"{rest:,}", _fmt(100.0 * rest / b["images"], 2)])
-        out += ["", f"{s}:", "", _md_table(["Size", "Images", "%"], rows)]
-    return "\n".join(out)
+        out.append((s, Table(["Size", "Images", "%"], rows)))
+    return out
 
 
-def _cells_md(stats, paper):
-    if not stats["boxes"]:
-        return ""
-    out = ["## Grid cells", "", "Box centres on the 3x3 grid (% of the split's boxes)."]
-    for s in stats["splits"]:
-        b = stats["boxes"].get(s)
-        if not b:
-            continue
-        rows = []
-        for r in ("top", "middle", "bottom"):
-            rows.append([r] + [_fmt(b["cells"][f"{r} {c}"]["percent"], 2) for c in ("left", "center", "right")])
-        out += ["", f"{s}:", "", _md_table(["", "left", "center", "right"], rows)]
-    return "\n".join(out)
+def _cells(stats):
+    """[(split, table)]: % of the split's boxes per cell of the 3x3 grid."""
+    return [(s, Table(["", "left", "center", "right"], [
+        [r] + [_fmt(b["cells"][f"{r} {c}"]["percent"], 2) for c in ("left", "center", "right")]
+        for r in ("top", "middle", "bottom")])) for s, b in ((s, stats["boxes"].get(s)) for s in stats["splits"]) if b]
 
 
-def _relations_md(stats, paper):
+def _relations(stats):
     dl = stats.get("dialogues", {})
     rows = []
     for s in stats["splits"]:
         d = dl.get(s, {})
         rel = d.get("grounding_relations", {})
         if rel:
-            dirs = d.get("grounding_directions", {})
-            top = sorted(dirs.items(), key=lambda kv: (-kv[1]["count"], kv[0]))[:4]
+            top = sorted(d.get("grounding_directions", {}).items(), key=lambda kv: (-kv[1]["count"], kv[0]))[:4]
             rows.append([s] + [_cp(rel[w]["count"], rel[w]["percent"]) if w in rel else "0" for w in ("near", "far from")] +
                         ["; ".join(f"{k} {v['percent']:.1f}%" for k, v in top)])
-    if not rows:
-        return ""
-    return "\n".join(["## Grounding relations", "", _md_table(["Split", "near", "far from", "most frequent directions"], rows)])
+    return Table(["Split", "near", "far from", "most frequent directions"], rows) if rows else None
 
 
-def _rejects_md(stats, paper):
+def _rejects(stats):
     rej = {s: r for s, r in stats.get("rejects", {}).items() if r}
     if not rej:
-        return ""
+        return None
     reasons = sorted({k for r in rej.values() for k in r})
-    splits = list(rej)
-    rows = [[k] + [_fmt_int(rej[s].get(k, 0)) for s in splits] for k in reasons]
-    return "\n".join(["## Rejected records", "", "Records left out of every statistic, by reason.", "",
-                      _md_table(["Reason"] + splits, rows)])
+    return Table(["Reason"] + list(rej), [[k] + [_fmt_int(rej[s].get(k, 0)) for s in rej] for k in reasons])
 
 
 # --- plots ----------------------------------------------------------------------------------------
@@ -608,20 +577,9 @@ def _plot_tasks(stats, paper):
     tasks = [t for t in TASKS if any(t in dl[s]["tasks"] for s in splits)]
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 0.42 * len(tasks) + 1.4), squeeze=False, sharey=True)
     for ax, s in zip(axes[0], splits):
-        d = dl[s]
         y = list(range(len(tasks)))[::-1]
-        for yy, t in zip(y, tasks):
-            e = d["tasks"].get(t)
-            if not e:
-                continue
-            subsets = e.get("subsets") or {"all": {"percent": e["percent"], "count": e["count"]}}
-            left = 0.0
-            for sub, v in subsets.items():
-                ax.barh(yy, v["percent"], left=left, height=0.7, color=SUBSET_COLORS.get(sub, "#8C8C8C"),
-                        edgecolor="white", linewidth=0.5)
-                left += v["percent"]
-            paper_pct = f89[s][t]["percent"] if s in PAPER_SPLITS and t in f89.get(s, {}) else 0.0
-            ax.text(max(left, paper_pct) + 2.5, yy, f"{e['count']:,} ({e['percent']:.1f}%)", va="center", fontsize=MIN_FONT)
+        paper_pct = f89.get(s, {}) if s in PAPER_SPLITS else {}
+        _task_bars(ax, dl[s], tasks, y, {t: paper_pct[t]["percent"] for t in tasks if t in paper_pct})
         if s in PAPER_SPLITS:
             pts = [(yy, f89[s][t]["percent"]) for yy, t in zip(y, tasks) if t in f89[s]]
             ax.scatter([p for _, p in pts], [yy for yy, _ in pts], marker="D", s=20, facecolor="white",
@@ -632,11 +590,28 @@ def _plot_tasks(stats, paper):
         ax.set_yticks(y, [TASK_LABELS[t] for t in tasks])
         ax.set_xlim(0, 118)
         ax.set_xlabel("% of the split's dialogues")
-        ax.set_title(f"{s}: {d['dialogues']:,} dialogues")
+        ax.set_title(f"{s}: {dl[s]['dialogues']:,} dialogues")
         ax.grid(axis="y", visible=False)
     fig.suptitle(_TITLES["tasks"], fontsize=10, x=0.02, ha="left")
     fig.tight_layout()
     return fig
+
+
+def _task_bars(ax, d, tasks, y, paper_pct):
+    """One split's bar per task, stacked by subset, its count written right of the bar and of the
+    paper's marker (paper_pct: {task: the paper's percent})."""
+    for yy, t in zip(y, tasks):
+        e = d["tasks"].get(t)
+        if not e:
+            continue
+        subsets = e.get("subsets") or {"all": {"percent": e["percent"], "count": e["count"]}}
+        left = 0.0
+        for sub, v in subsets.items():
+            ax.barh(yy, v["percent"], left=left, height=0.7, color=SUBSET_COLORS.get(sub, "#8C8C8C"),
+                    edgecolor="white", linewidth=0.5)
+            left += v["percent"]
+        ax.text(max(left, paper_pct.get(t, 0.0)) + 2.5, yy, f"{e['count']:,} ({e['percent']:.1f}%)", va="center",
+                fontsize=MIN_FONT)
 
 
 def _plot_image_sizes(stats, paper, top=8):

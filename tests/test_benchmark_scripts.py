@@ -37,3 +37,16 @@ def test_infer_vllm_builds_the_config_and_backends_it_measures(dataset, tmp_path
     backend = OpenAIBackend(cfg, adapter)
     assert backend.sampling()["max_tokens"] == 16
     assert bench._samples(dataset, adapter)  # the split's rows with their image locations
+
+
+def test_code_shape_counts_templates_apart_from_python_code():
+    """Jinja2 templates ship in the wheel but are words, not code: code_shape counts their non-blank
+    lines on their own line and leaves them out of the code lines (and of radon)."""
+    pytest.importorskip("radon")
+    code_shape = load_script("code_shape")
+    lines, grades, _ = code_shape.shape({"report/a.py": '"""Doc."""\nx = 1\n# note\n\ndef f():\n    return x\n',
+                                         "report/a.md.j2": "{% if x %}\n\nwords\n{% endif %}\n"})
+    assert lines["report"] == 3 and lines[code_shape.TEMPLATE_LINES] == 3
+    assert sum(grades.values()) == 1
+    installed = code_shape.sources()
+    assert {"report/stats.md.j2", "transforms/generate/card.md.j2"} <= set(installed)

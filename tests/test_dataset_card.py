@@ -1,5 +1,6 @@
 """OUT/README.md, the Hugging Face dataset card: `load_dataset(OUT)` gives the Parquet rows with every
 column (not the swift files), per split; the card's counts and file lists come from the manifest."""
+import hashlib
 import json
 import os
 
@@ -137,3 +138,83 @@ def test_tfrecord_only_card_says_load_dataset_cannot_read_it_and_shows_what_work
     exec(code, scope)
     assert sum(1 for _ in scope["ds"]) == manifest["counts"]["test"]["dialogues"]
     del tf
+
+
+# ---- the card's exact text for every format combination (pinned before it moved to a template) -----
+
+FORMATS = ("parquet", "tfrecord", "swift", "authors")
+
+
+def _card_manifest(formats, i):
+    """A manifest naming the files of `formats`; i varies the optional parts (image root, gzip,
+    category map, inputs, a val split, a missing dataset_version)."""
+    splits = ("train", "test", "val") if i % 5 == 4 else ("train", "test")
+    gz = ".gz" if i % 3 == 1 else ""
+    files = [{"path": "README.md", "bytes": 10}, {"path": "rejects/test.jsonl", "bytes": 0, "rows": 0}]
+    for s in splits:
+        shards = 2 if s == "train" else 1
+        by_kind = {"parquet": [f"parquet/{s}/dialogues-{k:05d}-of-{shards:05d}.parquet" for k in range(shards)],
+                   "tfrecord": [f"tfrecord/{s}/dialogues-{k:05d}-of-{shards:05d}.tfrecord{gz}" for k in range(shards)],
+                   "swift": [f"swift/{s}/{t}.jsonl" for t in ("count", "classify", "refer_multi")],
+                   "authors": [f"authors/SARChat_{t}_{s}.json" for t in ("total_task", "classify")]}
+        for kind in formats:
+            files += [{"path": p, "bytes": 100 + len(p), "rows": 7 * len(p)} for p in by_kind[kind]]
+    counts = {s: {"images": 1000 * n + 3, "boxes": 2345 * n, "dialogues": 12345 * n,
+                  "by_task": {"classify": {"all": 5 * n}, "grounding": {"single": 2, "multi": 1000 * n},
+                              "identify": {"single": 14}}}
+              for n, s in enumerate(splits, 1)}
+    config = {"formats": list(formats), "seed": i, "identify_variants": 7, "splits": list(splits)}
+    if i % 2 == 0:
+        config["image_root"] = f"/data/sar {i}"
+    if gz:
+        config["tfrecord_compression"] = "gzip"
+    if i % 4 == 3:
+        config["category_map"] = {"boat": "ship", "plane": "aircraft"}
+    manifest = {"generator": "sarchat-bench", "version": "0.3.0", "config_hash": f"c0ffee{i:02d}", "config": config,
+                "counts": counts, "files": files[::-1] if i % 2 else files}
+    if i % 6 != 5:
+        manifest["dataset_version"] = f"dv{i:02d}"
+    if i % 3 == 0:
+        manifest["inputs"] = {s: {"path": f"/in/{s}.json", "sha256": "ab" * 4, "images": 3} for s in splits}
+    return manifest
+
+
+# every combination of formats, then two with gzip TFRecords, a val split and a category map
+CARD_CASES = [(mask, tuple(f for k, f in enumerate(FORMATS) if mask >> k & 1)) for mask in range(16)]
+CARD_CASES += [(16, ("tfrecord",)), (19, FORMATS)]
+CARD_DIGESTS = {
+    "0:none": "1c3b7f83e5b74cda661fab4175547e77b32f9126e4023a678b851f531ddfc6ca",
+    "1:parquet": "5e754cca2b22f40e899edaba7468e8870e6c6266f82274e8f5829cf4746bf5fc",
+    "2:tfrecord": "8d4f3a9d5cb52720becd65f273a49ff323fa7091a088bd36e4d5c2d2ed7e89ac",
+    "3:parquet+tfrecord": "8507e7377abe61403a55007c405146570a758139bdb1dc4761d4bd13eb4207c6",
+    "4:swift": "1f0ed4932bbf50a93c83eb329b0074cc7080d0fc63be418c5f04829c4ad30c8f",
+    "5:parquet+swift": "6c90e00ef4a5bbab56b082fbfd208ad19a4a41d24c9605e3f402f4e328dab96b",
+    "6:tfrecord+swift": "3dbc88bfc215e79e7083e5475f841b3e2ec2afb5e702dcb83897cbcd3851df7e",
+    "7:parquet+tfrecord+swift": "2d13e5197a97c81fe3e875ba56a0a8171402dd985c0f9eb46e99b95e84ad499b",
+    "8:authors": "681b8a8d5a68e7b6041a9971f039ea74c583a0a908f611c5066d0d70383043c7",
+    "9:parquet+authors": "238cfc6e73c703ee7395fe6e4ec166348665f71269ec1ef8969fee3186e204fa",
+    "10:tfrecord+authors": "f4b410cf46237e26af5b67d2d94c529bd4f919a4430ec91eb4a4eefa453f4dd9",
+    "11:parquet+tfrecord+authors": "433a7774fab33152167247f47e3853592ff83ba6f25263dbd738fa8875894844",
+    "12:swift+authors": "8409df1decdaee08452bc84fef4dbf03f13efb9a68f2e166f7ad4eeefc3e42e7",
+    "13:parquet+swift+authors": "a623072b073ebae451e58560f11f6cd8d635827b9046a3b0e7eeee9c1df400bd",
+    "14:tfrecord+swift+authors": "7c9a28306cf375f801b1832c0a19a5d4264aefe0419d3707eb3000ae14d39049",
+    "15:parquet+tfrecord+swift+authors": "3d14a05e5904de54ab7de178b8f688b47ba17bdf1d01ee36c98c922aa526c110",
+    "16:tfrecord": "0aee2565aa99829eea6e31134b31c6912cd6a573ba6145e10ceecf244c5770b9",
+    "19:parquet+tfrecord+swift+authors": "d6f9b69d5f399434478365d1780c7ca16545e093f517507dfafa2e159fc2cb4a",
+}
+
+
+def _case_id(i, formats):
+    return f"{i}:{'+'.join(formats) or 'none'}"
+
+
+@pytest.mark.parametrize("i,formats", CARD_CASES, ids=[_case_id(*c) for c in CARD_CASES])
+def test_card_text_is_pinned_for_every_format_combination(i, formats):
+    """The card's bytes for each case, pinned from the string-built card before it moved to the
+    Jinja2 template: the template must say exactly what the old code said. Re-pin on purpose only:
+    SARCHAT_PRINT_GOLDEN=1 pytest -s -k pinned prints this run's digests."""
+    card = render_card(_card_manifest(formats, i))
+    digest = hashlib.sha256(card.encode("utf-8")).hexdigest()
+    if os.environ.get("SARCHAT_PRINT_GOLDEN"):
+        print(f'    "{_case_id(i, formats)}": "{digest}",')
+    assert digest == CARD_DIGESTS[_case_id(i, formats)], card

@@ -25,14 +25,14 @@ def _tracked():
 
 def _texts():
     for rel in _tracked():
-        if rel.endswith((".py", ".md", ".json", ".sh")) and rel != "tests/test_docs.py":
+        if rel.endswith((".py", ".md", ".json", ".sh", ".j2")) and rel != "tests/test_docs.py":
             with open(os.path.join(REPO, rel), encoding="utf-8", errors="replace") as fh:
                 yield rel, fh.read()
 
 
 def test_docs_and_comments_cite_files_of_the_repository():
     tracked = set(_tracked())
-    path = re.compile(r"(?<![\w/.-])((?:%s)/[\w./-]+\.(?:py|md|json|sh))\b" % "|".join(re.escape(t) for t in TOP))
+    path = re.compile(r"(?<![\w/.-])((?:%s)/[\w./-]+\.(?:py|md|json|sh)(?:\.j2)?)\b" % "|".join(re.escape(t) for t in TOP))
     missing = []
     for rel, text in _texts():
         for m in path.finditer(text):

@@ -1,7 +1,7 @@
 """The package's layers, enforced: imports point down only, and file names are unique.
 
     0 vocabulary   sarchat.transforms.{errors, categories, geometry, box_formats, answer_words, box_match, arrow_text,
-                   schema, fileio, dataset_files, coco, progress, runtime, steps, ownership, decode}
+                   schema, fileio, dataset_files, coco, progress, runtime, steps, ownership, decode, rendering}
     1 tasks        sarchat.transforms.tasks.*  (one module per task and their registry)
     2 templates    sarchat.templates, and sarchat.transforms.adapters (its box hint asks the tasks)
     3 pure code    sarchat.transforms.{generate, stats, score}.* except their pipeline.py
@@ -28,7 +28,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
 VOCABULARY = {"errors", "categories", "geometry", "box_formats", "answer_words", "box_match", "arrow_text", "schema",
-              "fileio", "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode"}
+              "fileio", "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode", "rendering"}
 
 
 def module_files():

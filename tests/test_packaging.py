@@ -50,9 +50,11 @@ def test_the_wheel_installs_only_sarchat(tmp_path):
         assert f"sarchat/{part}/__init__.py" in names, part
     for data in ("sarchat/templates/refer.json", "sarchat/templates/released.json", "sarchat/report/paper_table3.json",
                  "sarchat/transforms/stats/paper_stats.json", "sarchat/beam_pipelines/flex_templates/generate.json",
-                 "sarchat/transforms/adapter_files/qwen2-vl.json", "sarchat/transforms/adapter_files/qwen3-vl.json"):
+                 "sarchat/transforms/adapter_files/qwen2-vl.json", "sarchat/transforms/adapter_files/qwen3-vl.json",
+                 "sarchat/transforms/generate/card.md.j2", "sarchat/report/stats.md.j2"):
         assert data in names, data
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
+    assert not [n for n in names if "/tiny_" in n], "test fixtures (tests/tiny_*.py) stay out of the wheel"
 
 
 def test_the_sdist_holds_real_files(tmp_path):
@@ -71,3 +73,5 @@ def test_the_sdist_holds_real_files(tmp_path):
         assert member.isfile(), part
     assert members["sarchat/transforms/geometry.py"].isfile()
     assert members["sarchat/templates/refer.json"].isfile()
+    for template in ("transforms/generate/card.md.j2", "report/stats.md.j2"):  # Beam workers render them
+        assert members[f"sarchat/{template}"].isfile(), template

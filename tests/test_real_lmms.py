@@ -8,7 +8,7 @@ is named, SARCHAT_LMMS_PYTHON (or SARCHAT_VLLM_PYTHON, if lmms-eval is installed
 tests/test_export_lmms.py runs the same hooks the way lmms-eval does in every run.
 
 Nothing is downloaded: `sarchat synth` + `sarchat generate` make a 30-dialogue test split, a tiny
-random LLaVA is built locally (sarchat.inference.tiny_llava), lmms-eval runs its `vllm` model (the
+random LLaVA is built locally (tests.tiny_llava), lmms-eval runs its `vllm` model (the
 engine in its own process, eager, uni-process executor: the fast start-up settings of
 tests/test_real_vllm.py) over the whole group `sarchat_bench` with --log_samples, and its
 results.json is compared with the metrics.json `sarchat score` writes from those logs.
@@ -71,7 +71,7 @@ def run(tmp_path_factory):
     _sarchat(root, "export", "lmms-eval", "--dataset", str(root / "out"), "--output", str(root / "tasks"),
              "--adapter", "llava-1.5", "--max-tokens", MAX_NEW_TOKENS)
     model = str(root / "llava")
-    _run([LMMS_PYTHON, "-m", "sarchat.inference.tiny_llava", model, "--dataset", str(root / "out")], root, "tiny_llava")
+    _run([LMMS_PYTHON, "-m", "tests.tiny_llava", model, "--dataset", str(root / "out")], root, "tiny_llava")
     # lmms-eval's vllm model generates max(task's max_new_tokens, its own max_new_tokens=4096): both set
     _run([LMMS_PYTHON, "-m", "lmms_eval", "--model", "vllm",
           "--model_args", f"model={model},enforce_eager=True,distributed_executor_backend=uni,max_model_len=4096,"

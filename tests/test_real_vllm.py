@@ -7,8 +7,7 @@ check the same plumbing against a fake engine in every run.
 
 Everything is built here, nothing is downloaded: a dataset from `sarchat synth` + `sarchat generate`
 (5 test images, 30 dialogues), tiny random checkpoints with tokenizers trained locally
-(sarchat.inference.tiny_qwen2vl, tiny_llava, tiny_qwen25vl; tests.tiny_qwen3vl, tiny_llava_onevision,
-tiny_gemma3 for today's families). Every `sarchat infer` runs as a user runs it, in a
+(tests/tiny_*.py). Every `sarchat infer` runs as a user runs it, in a
 subprocess of the vLLM interpreter with this checkout on PYTHONPATH; the tests read only the run's
 user-facing files (RUN/predictions.parquet, RUN/manifest.json) and, to kill a run mid-batch, watch
 for the first batch to reach the store.
@@ -44,8 +43,8 @@ SERVER_START_S = 300
 RUN_TIMEOUT_S = 600
 
 # adapter -> the module that builds its tiny checkpoint (today's families: test-only builders in tests/)
-TINY_MODELS = {"qwen2-vl": "sarchat.inference.tiny_qwen2vl", "llava-1.5": "sarchat.inference.tiny_llava",
-               "qwen2.5-vl": "sarchat.inference.tiny_qwen25vl", "qwen3-vl": "tests.tiny_qwen3vl",
+TINY_MODELS = {"qwen2-vl": "tests.tiny_qwen2vl", "llava-1.5": "tests.tiny_llava",
+               "qwen2.5-vl": "tests.tiny_qwen25vl", "qwen3-vl": "tests.tiny_qwen3vl",
                "llava-onevision": "tests.tiny_llava_onevision", "gemma-3": "tests.tiny_gemma3"}
 
 
@@ -349,7 +348,7 @@ def test_same_template_same_answers_on_both_backends(work, servers):
     """LLaVA with one template, the checkpoint's, on both backends: `--chat-template FILE` for
     `--backend vllm`; for `--backend openai` the server applies its checkpoint's template (today the
     backend sends none) or the one `--chat-template` names (once it sends it) -- the same either way."""
-    from sarchat.inference.tiny_llava import CHAT_TEMPLATE
+    from tests.tiny_llava import CHAT_TEMPLATE
 
     template = work["root"] / "llava-checkpoint-template.jinja"
     template.write_text(CHAT_TEMPLATE)

@@ -121,6 +121,19 @@ def test_report_says_what_it_shows_and_nothing_overflows(chromium, tiny_demo, tm
     captions = re.findall(r"<figcaption>([^<]*truth boxes found[^<]*)</figcaption>", dom)
     assert captions and all(re.search(r": \d+ of \d+ truth boxes found", c) for c in captions), captions[:5]
     assert any(c.startswith("oracle:") and re.search(r"(\d+) of \1 truth", c) for c in captions)
+    # grounding and classification breakdowns (issue 22 point 6): per model a grounding box table by
+    # category and by size, a per-class table and a confusion heat-table of 7 x 7 counts; no text in
+    # them covers other text or spills out of its cell, and no bar chart's labels cover each other
+    assert "<h2>Spatial grounding per category and per object size</h2>" in dom
+    assert "<h2>Classification per class and confusion matrix</h2>" in dom
+    assert a["data-confusion-tables"] == "3" and a["data-confusion-cells"] == str(3 * 7 * 7), a
+    assert int(a["data-breakdown-tables"]) == 3 + 3 * 3 and int(a["data-breakdown-cells"]) > 300, a
+    assert a["data-breakdown-text-overlaps"] == "0", a
+    for title in ("Spatial grounding: task score by category", "Classification: task score by category",
+                  "Spatial grounding: truth boxes found by object size"):
+        assert title in dom, title
+    assert int(a["data-bar-chart-texts"]) > 40, a
+    assert a["data-bar-chart-text-overlaps"] == "0", a["data-bar-chart-overlap-text"]
     # nothing wider than the window, no element beyond its right edge (but inside a table's scroller)
     assert int(a["data-scroll-width"]) <= width, a
     assert a["data-overflow-count"] == "0", a["data-overflowing"]
@@ -261,3 +274,22 @@ def test_score_rejects_a_missing_stats_folder(tmp_path, capsys):
                     str(tmp_path / "o"), "--stats", str(tmp_path / "nostats")])
     err = capsys.readouterr().err
     assert rc == 2 and f"sarchat score: error: --stats {tmp_path / 'nostats'}: no stats.json there" in err
+
+
+def test_the_breakdown_checks_can_fail(chromium, tmp_path):
+    """The render check counts text that spills out of a breakdown table's cell or covers other text,
+    and text that overlaps in a breakdown bar chart: a page built to do both is caught."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><style>td{width:20px;max-width:20px;white-space:nowrap;"
+        "overflow:visible}</style></head><body>"
+        "<table class='breakdown' style='table-layout:fixed;width:60px'><tr><td>a very long category name</td>"
+        "<td>another long text</td></tr></table>"
+        "<table class='confusion'><tr><td>1</td><td>2</td></tr></table>"
+        "<div class='charts breakdown-charts'><svg width='200' height='50'><text x='10' y='20'>ship label</text>"
+        "<text x='14' y='22'>car label</text></svg></div>" + report_sections.RENDER_CHECK_SCRIPT + "</body></html>")
+    proc = run_chromium(chromium, tmp_path, "file://" + str(page), "--dump-dom")
+    a = body_attrs(proc.stdout)
+    assert a["data-confusion-tables"] == "1" and a["data-confusion-cells"] == "2", a
+    assert int(a["data-breakdown-text-overlaps"]) > 0, a
+    assert int(a["data-bar-chart-text-overlaps"]) == 1 and a["data-bar-chart-overlap-text"] == "ship label / car label", a

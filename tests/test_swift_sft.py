@@ -2,7 +2,7 @@
 
 ms-swift, torch, transformers, torchvision and qwen_vl_utils are not dependencies, so this runs where
 an interpreter with them is named: SARCHAT_SWIFT_PYTHON=/path/to/python (CPU is enough; no download:
-the checkpoint is built by inference/tiny_qwen2vl.py). Elsewhere it is skipped.
+the checkpoint is built by tests/tiny_qwen2vl.py). Elsewhere it is skipped.
 `--strict true` makes ms-swift fail on any row its preprocessor cannot read.
 """
 import glob
@@ -30,7 +30,7 @@ def test_swift_sft_trains_on_every_task_file(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", CUDA_VISIBLE_DEVICES="",
                HF_HOME=str(tmp_path / "hf"), MODELSCOPE_CACHE=str(tmp_path / "ms"))
     model = tmp_path / "tiny-qwen2-vl"
-    subprocess.run([SWIFT_PYTHON, "-m", "sarchat.inference.tiny_qwen2vl", str(model), "--dataset", str(gen)],
+    subprocess.run([SWIFT_PYTHON, "-m", "tests.tiny_qwen2vl", str(model), "--dataset", str(gen)],
                    check=True, env=env, capture_output=True, timeout=600)
     out = tmp_path / "sft"
     proc = subprocess.run(

@@ -19,9 +19,9 @@ vLLM on a CPU (tests/test_real_vllm.py):
 import json
 import os
 
-from sarchat.inference import tiny_checkpoints
-from sarchat.inference.tiny_llava import vllm_key
-from sarchat.inference.tiny_qwen2vl import corpus
+from tests import tiny_checkpoints
+from tests.tiny_llava import vllm_key
+from tests.tiny_qwen2vl import corpus
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
                   "<end_of_image>", "<image_soft_token>"]

@@ -18,9 +18,9 @@ real vLLM on a CPU (tests/test_real_vllm.py):
 import json
 import os
 
-from sarchat.inference import tiny_checkpoints
-from sarchat.inference.tiny_llava import vllm_key
-from sarchat.inference.tiny_qwen2vl import corpus
+from tests import tiny_checkpoints
+from tests.tiny_llava import vllm_key
+from tests.tiny_qwen2vl import corpus
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 BASE, PATCH = 56, 14

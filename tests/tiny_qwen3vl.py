@@ -12,7 +12,7 @@ random (seed 0), bfloat16. Image pixels are capped at 448x448 so prompts stay sh
 import json
 import os
 
-from sarchat.inference import tiny_checkpoints, tiny_qwen2vl
+from tests import tiny_checkpoints, tiny_qwen2vl
 
 
 def build_processor(tokenizer):

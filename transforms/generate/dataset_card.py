@@ -8,9 +8,11 @@ ms-swift files get no config of their own: `datasets` uses one loader for every 
 the one-line `load_dataset("json", ...)` call for them instead. The files are listed one by one from the
 manifest (not globbed), so a stray file in the folder is never part of the dataset.
 """
+import dataclasses
 import hashlib
 import json
 
+from sarchat.transforms.rendering import render
 from sarchat.transforms.schema import DIALOGUE_SCHEMA
 from sarchat.transforms.tasks import TASKS
 
@@ -45,24 +47,6 @@ COLUMN_NOTES = {
 def fmt_int(n) -> str:
     """Counts are printed one way everywhere: 3,267."""
     return f"{int(n):,}"
-
-
-def _yaml_str(s) -> str:
-    return json.dumps(str(s))  # a JSON string is a valid YAML scalar
-
-
-def _config_block(name, files_by_split, default=False, description=None):
-    lines = [f"- config_name: {name}"]
-    if default:
-        lines.append("  default: true")
-    if description:
-        lines.append(f"  description: {_yaml_str(description)}")
-    lines.append("  data_files:")
-    for split, paths in files_by_split.items():
-        lines.append(f"  - split: {split}")
-        lines.append("    path:")
-        lines += [f"    - {_yaml_str(p)}" for p in paths]
-    return lines
 
 
 def _files(manifest, folder, suffix):
@@ -106,9 +90,59 @@ def data_fingerprint(manifest) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def _json_call(files_by_split, pattern):
-    return ("load_dataset(\"json\", data_files={"
-            + ", ".join(f"\"{split}\": \"{pattern.format(split=split)}\"" for split in files_by_split) + "})")
+def _by_kind(manifest) -> dict:
+    """{kind: {split: relative paths}} of the data files the manifest lists, kinds in the order the
+    default config picks them."""
+    tfrecord = {split: [p for p in paths if ".tfrecord" in p]
+                for split, paths in _files(manifest, "tfrecord", "").items()}
+    return {"parquet": _files(manifest, "parquet", ".parquet"), "swift": _files(manifest, "swift", ".jsonl"),
+            "authors": _authors_files(manifest), "tfrecord": {s: paths for s, paths in tfrecord.items() if paths}}
+
+
+def _count_rows(counts) -> list:
+    """The Counts table's rows: split, images, boxes, dialogues, then dialogues per task."""
+    return [[split, fmt_int(c.get("images", 0)), fmt_int(c.get("boxes", 0)), fmt_int(c.get("dialogues", 0))]
+            + [fmt_int(sum(c.get("by_task", {}).get(t, {}).values())) for t in TASKS] for split, c in counts.items()]
+
+
+@dataclasses.dataclass(frozen=True)
+class CardModel:
+    """The values the card shows; card.md.j2 beside this module holds the words around them."""
+    files: dict[str, dict[str, list[str]]]  # {kind: {split: relative paths}}: parquet, swift, authors, tfrecord
+    default_kind: str | None    # the kind `load_dataset(OUT)` reads: the first of `files` written
+    formats: list[str]
+    tfrecord_gzip: bool
+    tasks: tuple[str, ...]
+    count_rows: list[list[str]]  # [split, images, boxes, dialogues, dialogues of each task]
+    columns: list[tuple[str, str, str]]  # (name, Arrow type, what it holds) of each Parquet column
+    image_root: str
+    dataset_version: str
+    generator: str
+    version: str
+    fingerprint: str            # data_fingerprint(manifest)
+    config_hash: str
+    seed: object
+    identify_variants: object
+    category_map: str           # JSON with sorted keys, "" without a map
+    inputs: list[tuple[str, str]]  # (split, input fingerprint as JSON with sorted keys)
+
+
+def card_model(manifest: dict) -> CardModel:
+    """The card's values, from the manifest alone."""
+    files = _by_kind(manifest)
+    config = manifest.get("config", {})
+    return CardModel(
+        files=files, default_kind=next((kind for kind, by_split in files.items() if by_split), None),
+        formats=list(config.get("formats", [])), tfrecord_gzip=config.get("tfrecord_compression") == "gzip",
+        tasks=TASKS, count_rows=_count_rows(manifest.get("counts", {})),
+        columns=[(field.name, str(field.type), COLUMN_NOTES.get(field.name, "")) for field in DIALOGUE_SCHEMA],
+        image_root=config.get("image_root") or "",
+        dataset_version=manifest.get("dataset_version") or manifest.get("config_hash", ""),
+        generator=manifest.get("generator", ""), version=manifest.get("version", ""),
+        fingerprint=data_fingerprint(manifest), config_hash=manifest.get("config_hash", ""),
+        seed=config.get("seed", ""), identify_variants=config.get("identify_variants", ""),
+        category_map=json.dumps(config["category_map"], sort_keys=True) if config.get("category_map") else "",
+        inputs=[(name, json.dumps(fp, sort_keys=True)) for name, fp in sorted((manifest.get("inputs") or {}).items())])
 
 
 def render_card(manifest: dict) -> str:
@@ -119,100 +153,7 @@ def render_card(manifest: dict) -> str:
     data_files=...)` line, whose cache key `datasets` derives from the files themselves. A TFRecord-only
     dataset lists its .tfrecord files, so `load_dataset(OUT)` fails naming them instead of reading
     manifest.json as data, and the card shows the tf.data code that reads them."""
-    parquet = _files(manifest, "parquet", ".parquet")
-    swift = _files(manifest, "swift", ".jsonl")
-    authors = _authors_files(manifest)
-    tfrecord = {split: paths for split, paths in ((s, [p for p in ps if ".tfrecord" in p])
-                                                   for s, ps in _files(manifest, "tfrecord", "").items()) if paths}
-    default: tuple = next(((kind, files) for kind, files in (("parquet", parquet), ("swift", swift), ("authors", authors),
-                                                      ("tfrecord", tfrecord)) if files), (None, {}))
-    kind, default_files = default
-    fingerprint = data_fingerprint(manifest)
-    front = ["---", "configs:"]
-    if kind:
-        front += _config_block("default", default_files, default=True, description=(
-            f"sarchat-bench dataset {manifest.get('dataset_version') or manifest.get('config_hash', '')}, "
-            f"data files {fingerprint}"))
-    front += ["task_categories:", "- visual-question-answering", "- object-detection",
-              "language:", "- en", "tags:", "- sar", "- remote-sensing", "- sarchat", "---", ""]
-
-    counts = manifest.get("counts", {})
-    config = manifest.get("config", {})
-    what = {"parquet": "Parquet rows, every column",
-            "swift": "ms-swift rows: {messages, images}, no ids or ground truth",
-            "authors": "the SARChat authors' rows: {messages, images}, no ids or ground truth"}
-    body = ["# SARChat-style SAR image-text dialogues", "",
-            "Made by the SARChat-Bench toolkit's `sarchat generate` from COCO-format SAR detections: the "
-            "six tasks of SARChat-Bench (classification, fine-grained description, instance counting, "
-            "spatial grounding, cross-modal identification, referring), one row per dialogue. Formats "
-            "written: " + ", ".join(f"`{f}`" for f in config.get("formats", [])) + ".", ""]
-    if kind in what:
-        body += ["```python", "from datasets import load_dataset",
-                 f"ds = load_dataset(\"path/to/this/folder\")            # {what[kind]}", "```", ""]
-    elif kind == "tfrecord":
-        body += ["This folder holds only TFRecord files, which Hugging Face `datasets` cannot read: "
-                 "`load_dataset(\"path/to/this/folder\")` fails naming them. Read them with TensorFlow "
-                 "(feature names and types: docs/formats.md of the toolkit):", "",
-                 "```python", "import glob", "import tensorflow as tf",
-                 "files = sorted(glob.glob(\"path/to/this/folder/tfrecord/test/*.tfrecord*\"))",
-                 "ds = tf.data.TFRecordDataset(files"
-                 + (", compression_type=\"GZIP\")" if config.get("tfrecord_compression") == "gzip" else ")"),
-                 "```", "", "or generate again with `--formats parquet` for `load_dataset`.", ""]
-    if swift and kind != "swift":
-        body += ["The ms-swift fine-tuning files (`{\"messages\", \"images\"}` rows, one file per task):", "",
-                 "```python", "swift = " + _json_call(swift, "path/to/this/folder/swift/{split}/*.jsonl"), "```", ""]
-    if authors and kind != "authors":
-        body += ["The SARChat authors' JSON files (`{\"messages\", \"images\"}` rows):", "",
-                 "```python", "authors = " + _json_call(authors, "path/to/this/folder/authors/SARChat_*_{split}.json"),
-                 "```", ""]
-    if tfrecord and kind != "tfrecord":
-        body += ["The TFRecord files (`tfrecord/<split>/`) hold the same rows as tf.train.Example; "
-                 "`datasets` does not read them, `tf.data.TFRecordDataset` does.", ""]
-    body += [
-            "## Counts", "", "| split | images | boxes | dialogues | " + " | ".join(TASKS) + " |",
-            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in TASKS) + " |"]
-    for split, c in counts.items():
-        by_task = c.get("by_task", {})
-        cells = [fmt_int(sum(by_task.get(t, {}).values())) for t in TASKS]
-        body.append(f"| {split} | {fmt_int(c.get('images', 0))} | {fmt_int(c.get('boxes', 0))} | "
-                    f"{fmt_int(c.get('dialogues', 0))} | " + " | ".join(cells) + " |")
-    if parquet or tfrecord:
-        body += ["", "## Columns", "", "| column | type | what it holds |", "| --- | --- | --- |"]
-        for field in DIALOGUE_SCHEMA:
-            body.append(f"| `{field.name}` | `{field.type}` | {COLUMN_NOTES.get(field.name, '')} |")
-    body += ["", "## Images", ""]
-    if parquet or tfrecord:
-        body += ["Rows carry `image_path`, relative to the source dataset's root; the images themselves are not "
-                 "copied here. Join it with the root the dataset was generated from"
-                 + (f" (recorded as `{config.get('image_root')}`)" if config.get("image_root") else "") + ":", ""]
-    if parquet:
-        body += ["```python", "import os", "from datasets import Image, load_dataset",
-                 "ds = load_dataset(\"path/to/this/folder\", split=\"test\")",
-                 "ds = ds.map(lambda r: {\"image\": os.path.join(IMAGE_ROOT, r[\"image_path\"])})"
-                 ".cast_column(\"image\", Image())", "```", ""]
-    if swift or authors:
-        body += ["The " + " and ".join(n for n, f in (("ms-swift", swift), ("authors'", authors)) if f)
-                 + " files hold full image paths: the generation's `--image-root`"
-                 + (f" (`{config.get('image_root')}`)" if config.get("image_root") else "") + " joined with each "
-                 "image's path.", ""]
-    body += ["## Provenance", "",
-             f"- dataset version: `{manifest.get('dataset_version') or manifest.get('config_hash', '')}`",
-             f"- generator: `{manifest.get('generator', '')} {manifest.get('version', '')}` (how each version "
-             "builds the dialogues: the toolkit's docs/rules.md)",
-             f"- data files fingerprint: `{fingerprint}` (the config's `description`; `datasets` keys its cache on it)",
-             f"- generator configuration hash: `{manifest.get('config_hash', '')}`",
-             f"- seed: `{config.get('seed', '')}`, identify variants per box: `{config.get('identify_variants', '')}`"]
-    if config.get("category_map"):
-        body.append(f"- category map: `{json.dumps(config['category_map'], sort_keys=True)}`")
-    for name, fp in sorted((manifest.get("inputs") or {}).items()):
-        body.append(f"- input `{name}`: `{json.dumps(fp, sort_keys=True)}`")
-    body += ["", "`manifest.json` beside this card lists every file with its size and row count; tools of the "
-             "toolkit read only the files it lists.", "",
-             "## License", "",
-             "The images and boxes come from the source detection dataset (for SARChat, SARDet-100K and the "
-             "datasets it merges); their licenses and terms of use apply to everything here. The questions "
-             "and answers are generated from those annotations by templates.", "", CARD_MARK, ""]
-    return "\n".join(front + body)
+    return render(__file__, "card.md.j2", **vars(card_model(manifest)), mark=CARD_MARK)
 
 
 def is_generated_card(data: bytes) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 from sarchat.transforms.answer_words import canon_triple as _canon_triple  # noqa: F401 (score_columns)
 from sarchat.transforms.categories import CATEGORIES
 from sarchat.transforms.geometry import IDENTIFY_SIZES
-from sarchat.transforms.score import parsing
+from sarchat.transforms.score import breakdowns, parsing
 from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BREAKDOWN_TASKS, BY_ID, COLUMNS, SPECS, TASK_COLUMNS, TASKS  # noqa: F401
 from sarchat.transforms.tasks.grounding import GROUNDING_IOU  # noqa: F401 (score_columns)
 
@@ -119,10 +119,12 @@ class TaskArrays:
 
     tp, fp, fn, mask have one column per entry of TASK_COLUMNS[task]; mask marks the columns a
     sample counts in. status is a STATUS_CODES value; category / size label the sample for the
-    breakdowns (None when the task has no single category / size per sample).
+    breakdowns (None when the task has no single category / size per sample). units: the per-sample
+    counts the grounding and classify breakdowns sum (breakdowns.UNIT_WIDTH columns; none when
+    the arrays were not built by the columnar scorer).
     """
 
-    def __init__(self, task, ids, status, category, size, tp, fp, fn, mask):
+    def __init__(self, task, ids, status, category, size, tp, fp, fn, mask, units=None):
         self.task = task
         # fixed-width unicode arrays (not object arrays): they pickle as one buffer between stages
         self.ids = np.asarray(ids, dtype=str)
@@ -134,17 +136,19 @@ class TaskArrays:
         self.fp = np.asarray(fp, dtype=np.int64).reshape(-1, k)
         self.fn = np.asarray(fn, dtype=np.int64).reshape(-1, k)
         self.mask = np.asarray(mask, dtype=bool).reshape(-1, k)
+        self.units = _units(units, len(self.ids))
 
     def __len__(self):
         return len(self.ids)
 
     @classmethod
-    def from_columns(cls, task, ids, status, category, size, tp, fp, fn, mask):
+    def from_columns(cls, task, ids, status, category, size, tp, fp, fn, mask, units=None):
         """From numpy columns already in shape (ids, category, size: str arrays, "" for none)."""
         self = cls.__new__(cls)
         self.task, self.ids, self.status = task, ids, np.asarray(status, dtype=np.int8)
         self.category, self.size = category, size
         self.tp, self.fp, self.fn, self.mask = tp, fp, fn, mask
+        self.units = _units(units, len(ids))
         return self
 
     @classmethod
@@ -160,15 +164,19 @@ class TaskArrays:
             return cls.empty(task)
         if len(parts) == 1:
             return parts[0]
+        widths = {p.units.shape[1] for p in parts}
+        units = np.concatenate([p.units for p in parts]) if len(widths) == 1 else None
         return cls.from_columns(task, *(np.concatenate([getattr(p, f) for p in parts])
-                                         for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")))
+                                         for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")),
+                                units=units)
 
     def sorted(self):
         return self.select(np.argsort(self.ids, kind="stable"))
 
     def select(self, rows):
         return TaskArrays.from_columns(self.task, self.ids[rows], self.status[rows], self.category[rows],
-                                       self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows])
+                                       self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows],
+                                       self.units[rows])
 
     def column_values(self):
         """{column: accuracy or None} and {column: n}."""
@@ -182,6 +190,14 @@ class TaskArrays:
     def score(self):
         values, _ = self.column_values()
         return task_score(values[c] for c in TASK_COLUMNS[self.task])
+
+
+def _units(units, n):
+    """The breakdown units as an (n, width) int64 matrix; width 0 when there are none."""
+    if units is None:
+        return np.zeros((n, 0), dtype=np.int64)
+    units = np.asarray(units, dtype=np.int64)
+    return units if units.ndim == 2 else units.reshape(n, -1)
 
 
 def arrays_from_results(task, results):
@@ -323,13 +339,19 @@ def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0
 
 
 def build_breakdown(task_arrays):
-    """Task scores per category (count, identify, refer: one category per sample) and identify
-    scores per object size (the 5 size words), plus per-task missing counts.
+    """Task scores per category (count, identify, refer: one category per sample; grounding and
+    classify: per box and per label, see breakdowns.py) and identify scores per object size (the
+    5 size words), plus per-task missing counts, grounding's box counts per category and size, and
+    classify's per-class counts and confusion matrix (docs/scoring.md, "Breakdowns").
 
     {"by_category": {task: {category: score}}, "by_size": {"identify": {size: score}},
-     "missing": {task: n}, "samples": {task: n}}
+     "missing": {task: n}, "samples": {task: n},
+     "grounding_boxes": {"by_category": {category: {...}}, "by_size": {size: {...}}},
+     "classify_classes": {category: {...}}, "classify_confusion": {"truth", "predicted", "counts"}}
+    The last three only when there are grounding / classify samples scored by the columnar scorer.
     """
     by_cat, by_size, missing, samples = {}, {}, {}, {}
+    extra = {}
     for t in TASKS:
         arr = task_arrays.get(t) or TaskArrays.empty(t)
         missing[t] = int(np.sum(arr.status == STATUS_CODES[STATUS_MISSING]))
@@ -346,7 +368,18 @@ def build_breakdown(task_arrays):
                 rows = arr.size == sz
                 if rows.any():
                     by_size[t][sz] = _round(arr.select(rows).score())
-    return {"by_category": by_cat, "by_size": by_size, "missing": missing, "samples": samples}
+        if not len(arr) or arr.units.shape[1] != breakdowns.UNIT_WIDTH.get(t):
+            continue
+        if t == "grounding":
+            box_cols = [TASK_COLUMNS[t].index(c) for c in ("grounding.multi", "grounding.single")]
+            by_cat[t] = breakdowns.grounding_category_scores(arr.units, arr.mask, box_cols)
+            extra["grounding_boxes"] = breakdowns.grounding_boxes(arr.units)
+        elif t == "classify":
+            classes = breakdowns.classify_classes(arr.units)
+            by_cat[t] = {c: v["score"] for c, v in classes.items()}
+            extra["classify_classes"] = classes
+            extra["classify_confusion"] = breakdowns.classify_confusion(arr.units)
+    return {"by_category": by_cat, "by_size": by_size, "missing": missing, "samples": samples, **extra}
 
 
 def sample_category(row):

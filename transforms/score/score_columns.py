@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.optimize import linear_sum_assignment
 
+from sarchat.transforms.score import breakdowns as B
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
 from sarchat.transforms.score.sample_records import SAMPLE_SCHEMA, pred_labels
@@ -333,7 +334,7 @@ class TaskTruth:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _items_describe(self):
-        # metrics.gt_describe_triples: zip(sizes, categories, cells), which stops at the shortest
+        # the describe truth (tasks/describe.py): zip(sizes, categories, cells), which stops at the shortest
         cols = [ListColumn(_array(self.table, name, pa.list_(pa.string())))
                 for name in ("gt_sizes", "gt_categories", "gt_cells")]
         count = np.minimum.reduce([c.lengths for c in cols])
@@ -375,7 +376,41 @@ class TaskScores:
         return M.TaskArrays.from_columns(
             t.task, _np(_array(t.table, "id")).astype(str), self.status,
             _np(pc.fill_null(t.category, "")).astype(str), _np(pc.fill_null(t.size, "")).astype(str),
-            self.tp, self.fp, self.fn, self.mask)
+            self.tp, self.fp, self.fn, self.mask, units=self.breakdown_units())
+
+    def breakdown_units(self):
+        """The per-sample counts the grounding and classify breakdowns sum (breakdowns.py); None
+        for the other tasks."""
+        t = self.truth
+        if t.task not in B.UNIT_WIDTH:
+            return None
+        uok = np.where(self.status == _OK, self.parse_index, -1)
+        field = "categories" if t.task == "classify" else "box_categories"
+        starts, lengths, flat = _parse_items(self.parses, lambda p: B.category_codes(p.get(field) or []).tolist())
+        prow, pcat = _row_items(uok, starts, lengths, flat)
+        cats = t.categories
+        flat_cats = _category_codes(cats.flat)
+        if t.task == "classify":
+            return B.classify_units(t.n, cats.rows, flat_cats, prow, pcat)
+        # grounding: a truth box's category is the truth's category list at the box's index (as the scorer's)
+        rows = t.boxes.rows
+        within = np.arange(len(rows)) - t.boxes.starts[rows]
+        has_cat = within < cats.lengths[rows]
+        box_cat = np.full(len(rows), -1, dtype=np.int64)
+        box_cat[has_cat] = flat_cats[cats.starts[rows[has_cat]] + within[has_cat]]
+        width = _np(pc.fill_null(_array(t.table, "width", pa.int64()), 0)).astype(np.float64)
+        height = _np(pc.fill_null(_array(t.table, "height", pa.int64()), 0)).astype(np.float64)
+        box_size = B.size_codes(t.gt_box_array(), width[rows], height[rows])
+        found = self.ious >= M.GROUNDING_IOU
+        return B.grounding_units(t.n, rows, box_cat, box_size, found, prow, pcat)
+
+
+def _category_codes(arr):
+    """breakdowns.category_codes of an Arrow string array, each distinct value looked up once."""
+    if not len(arr):
+        return np.zeros(0, dtype=np.int64)
+    enc = arr.dictionary_encode(null_encoding="encode")
+    return B.category_codes(enc.dictionary.to_pylist())[_np(enc.indices).astype(np.int64)]
 
 
 def _parse_rows(truth, texts, status, memo, box_format):

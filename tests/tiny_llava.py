@@ -1,6 +1,6 @@
 """Build a tiny, randomly initialised LLaVA-1.5 checkpoint locally, with no download at all.
 
-    python -m sarchat.inference.tiny_llava OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
+    python -m tests.tiny_llava OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
 
 The LLaVA counterpart of tiny_qwen2vl.py, for running the `llava-1.5` adapter through real vLLM on
 a CPU (tests/test_real_vllm.py) or a GPU. What it needs: torch, transformers (checked with 5.19,
@@ -25,8 +25,8 @@ reads the legacy names), which `--check` shows.
 import json
 import os
 
-from sarchat.inference.tiny_qwen2vl import corpus
-from sarchat.inference import tiny_checkpoints
+from tests.tiny_qwen2vl import corpus
+from tests import tiny_checkpoints
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_SIZE = 224

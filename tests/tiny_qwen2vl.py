@@ -1,6 +1,6 @@
 """Build a tiny, randomly initialised Qwen2-VL checkpoint locally, with no download at all.
 
-    python -m sarchat.inference.tiny_qwen2vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
+    python -m tests.tiny_qwen2vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
 
 For smoke-testing the vLLM backend on a GPU machine without fetching multi-GB weights. What it needs:
 `torch`, `transformers` (>= 4.45, which has Qwen2-VL; checked with 4.57 on CPU and 5.17 on an
@@ -23,7 +23,7 @@ The answers are gibberish, which is fine: the smoke test measures the plumbing a
 import glob
 import json
 import os
-from sarchat.inference import tiny_checkpoints
+from tests import tiny_checkpoints
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
                   "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",

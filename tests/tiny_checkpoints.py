@@ -27,7 +27,7 @@ def check_generation(out_dir, model_class: str, image_side: int = 256) -> dict:
 
 
 def main(build, check, description, argv=None):
-    """`python -m sarchat.inference.tiny_<model> OUT [--dataset GENERATED_OUT] [--vocab N] [--check]`."""
+    """`python -m tests.tiny_<model> OUT [--dataset GENERATED_OUT] [--vocab N] [--check]`."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("out")
     p.add_argument("--dataset", default=None, help="generated dataset whose texts train the tokenizer")

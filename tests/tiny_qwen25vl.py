@@ -1,6 +1,6 @@
 """Build a tiny, randomly initialised Qwen2.5-VL checkpoint locally, with no download at all.
 
-    python -m sarchat.inference.tiny_qwen25vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
+    python -m tests.tiny_qwen25vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
 
 Qwen2.5-VL's counterpart of tiny_qwen2vl.py (same tokenizer, ChatML template and special tokens,
 built by that module), for running the `qwen2.5-vl` adapter through real vLLM on a CPU
@@ -12,8 +12,8 @@ own save_pretrained names are what vLLM 0.32 loads for this architecture.
 import json
 import os
 
-from sarchat.inference import tiny_qwen2vl
-from sarchat.inference import tiny_checkpoints
+from tests import tiny_qwen2vl
+from tests import tiny_checkpoints
 
 
 def build_processor(tokenizer):
