@@ -33,16 +33,13 @@ from collections import Counter, defaultdict
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sarchat.transforms import geometry
-from sarchat.transforms.score import parsing
+from sarchat.transforms import answer_words, geometry
 from sarchat.transforms.box_formats import get_box_format
-from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, join_words, plural
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX
 from sarchat.transforms.schema import split_relation
+from sarchat.transforms.tasks import BY_ID
 
 _CANONICAL = get_box_format("canonical")
-# The blind answer per task: BlindPrior._answer_<name> (keyed by task id; tests/test_task_table.py).
-ANSWER_METHODS = {"classify": "classify", "describe": "describe", "count": "count", "grounding": "grounding",
-                  "identify": "identify", "refer": "refer"}
 
 
 def oracle_prediction(row) -> str:
@@ -258,11 +255,12 @@ class BlindPrior:
 
     # -- predicting ------------------------------------------------------------------------------
 
-    def _question_category(self, question):
-        cats = parsing.find_categories(question or "")
+    def question_category(self, question):
+        """The category a question names (the most common one when it names none)."""
+        cats = answer_words.find_categories(question or "")
         return cats[0] if cats else self.priors["top_category"]
 
-    def _prior_boxes(self, cat, n, W, H):
+    def prior_boxes(self, cat, n, W, H):
         """n prior boxes for a category: median size centred in its n most frequent cells."""
         p = self.priors["boxes"].get(cat) or {"w": 0.1, "h": 0.1, "cells": ["middle center"]}
         ranked = list(p["cells"]) or ["middle center"]
@@ -282,61 +280,7 @@ class BlindPrior:
         """A blind answer for a test row (reads task, question, width, height only)."""
         if self.priors is None:
             raise RuntimeError("BlindPrior.predict before fit")
-        if row["task"] not in ANSWER_METHODS:
+        if row["task"] not in BY_ID:
             raise ValueError(f"unknown task {row['task']!r}")
-        answer = getattr(self, "_answer_" + ANSWER_METHODS[row["task"]])
-        return answer(row, box_format or _CANONICAL, int(row["width"]), int(row["height"]))
-
-    def _answer_classify(self, row, fmt, W, H):
-        return f"The image contains {join_words(self.priors['classify'])}."
-
-    def _answer_describe(self, row, fmt, W, H):
-        phrases = [f"a {s} {c} {geometry.POSITION_PHRASES.get(cell, 'in the central region of the image')}"
-                   for s, c, cell in self.priors["describe"]]
-        text = "; ".join(phrases) + "."
-        return text[0].upper() + text[1:]
-
-    def _answer_count(self, row, fmt, W, H):
-        cat = self._question_category(row.get("question"))
-        n = int(self.priors["count"].get(cat, self.priors["default_count"]))
-        boxes = self._prior_boxes(cat, n, W, H)
-        lead = "There is 1 instance. " if n == 1 else f"There are {n} instances. "
-        return lead + "".join(fmt.render_one(b, W, H) for b, _ in boxes)
-
-    def _answer_refer(self, row, fmt, W, H):
-        cat = self._question_category(row.get("question"))
-        n = int(self.priors["refer"].get(cat, 1))
-        return "".join(f"{fmt.render_one(b, W, H)} ({cell})" for b, cell in self._prior_boxes(cat, n, W, H))
-
-    def _answer_grounding(self, row, fmt, W, H):
-        P = self.priors
-        sentences = []
-        cats = [c for c, _ in P["grounding"]]
-        for cat, n in P["grounding"]:
-            boxes = self._prior_boxes(cat, int(n), W, H)
-            if len(boxes) == 1:
-                b, cell = boxes[0]
-                sentences.append(f"There is {article(cat)} {cat} in the {cell} portion {fmt.render_one(b, W, H)}.")
-            else:
-                parts = ", ".join(f"one in the {cell} portion {fmt.render_one(b, W, H)}" for b, cell in boxes)
-                sentences.append(f"There are {len(boxes)} {plural(cat)}: {parts}.")
-        for i, a in enumerate(cats):
-            for b in cats[i + 1:]:
-                rel = P["relations"].get(f"{a}|{b}") or "near"
-                sentences.append(f"The {a} is {rel} the {b}.")
-        return "In this SAR image, I can identify several objects and their locations: " + " ".join(sentences)
-
-    def _answer_identify(self, row, fmt, W, H):
-        ident = self.priors["identify"]
-        size, cell, shape, cat = ident["size"], ident["cell"], ident["shape"], ident["category"]
-        if self.use_question_box:
-            boxes = _CANONICAL.parse(row.get("question") or "", W, H)
-            if boxes:
-                x1, y1, x2, y2 = boxes[0]
-                w, h = max(x2 - x1, 1e-9), max(y2 - y1, 1e-9)
-                cell = geometry.grid_cell([x1, y1, x2, y2], W, H)
-                size = geometry.identify_size(w * h / (W * H))
-                shape = geometry.shape_word(w / h)
-                cat = ident["category_by_size"].get(size) or cat
-        return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
-                f"It appears to be {shape} in shape.")
+        return BY_ID[row["task"]].blind_answer(self, row, box_format or _CANONICAL, int(row["width"]),
+                                               int(row["height"]))

@@ -28,27 +28,22 @@ moments of the pixels, fill ratio of the box, median grey level of a ring around
 The thresholds (CfarParams) were tuned on the train split of `sarchat synth` scenes and checked on
 its test split; on real SARDet-100K imagery expect lower numbers.
 
-Answers follow docs/rules.md section 7 in canonical pixel boxes (`answer(row, image)`): count and refer use
+Answers follow docs/rules.md section 7 in canonical pixel boxes (`answer(row, image)`, through each task
+module's detector_answer in sarchat.transforms.tasks): count and refer use
 the detections of the category the question names (the strongest detection when none has that
 category), identify classifies the region inside the box the question names and derives size,
 cell and shape from that box, grounding lists detections per category with relation sentences
 from sarchat.transforms.geometry.relation.
 """
-import re
 import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from sarchat.transforms import geometry
-from sarchat.transforms.box_formats import get_box_format
-from sarchat.transforms.categories import (CATEGORIES, CATEGORY_INDEX, CATEGORY_WORDS, article, canonical_sort,
-                                   join_words, plural)
+from sarchat.transforms.tasks import BY_ID
 
 CFAR_VERSION = 2  # bump when detection or answers change: part of the run key
-_CANONICAL = get_box_format("canonical")
-_WORD = re.compile(r"[A-Za-z]{2,12}")
 
 
 @dataclass(frozen=True)
@@ -282,140 +277,16 @@ def describe_region(gray, box, p=CfarParams()):
     return classify_region(feats, w, h, p)
 
 
-# ---- answers (docs/rules.md section 7, canonical boxes) ----------------------------------------------
-
-def asked_category(question):
-    """The first category word of a question ('[count] How many ships ...' -> 'ship')."""
-    for word in _WORD.findall(question or ""):
-        cat = CATEGORY_WORDS.get(word.lower())
-        if cat:
-            return cat
-    return None
-
-
-def _xywh(box):
-    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
-
-
-def _by_category(dets):
-    groups = {}
-    for d in dets:
-        groups.setdefault(d.category, []).append(d.box)
-    return groups
-
-
-def answer_classify(dets):
-    cats = canonical_sort(d.category for d in dets) or ["ship"]  # ship: the commonest class
-    return f"The image contains {join_words(cats)}."
-
-
-def _boxes_of(dets, category):
-    """Detections of the asked category; when there are none, the strongest detection of any
-    category (the question is only asked about a category that is present, so the best guess is
-    that the category rules mislabelled it)."""
-    boxes = [d.box for d in dets if d.category == category]
-    if not boxes and dets:
-        boxes = [max(dets, key=lambda d: d.score).box]
-    return boxes
-
-
-def answer_count(dets, category):
-    boxes = _boxes_of(dets, category)
-    boxes.sort(key=lambda b: (b[1], b[0]))
-    n = len(boxes)
-    if n == 1:
-        return "There is 1 instance. " + geometry.boxes_text(boxes)
-    text = f"There are {n} instances."
-    return text + (" " + geometry.boxes_text(boxes) if boxes else "")
-
-
-def answer_refer(dets, category, width, height):
-    boxes = _boxes_of(dets, category)
-    boxes.sort(key=lambda b: (b[1], b[0]))
-    if not boxes:
-        return f"There is no {category} in the image."
-    return "".join(f"{geometry.box_text(b)} ({geometry.grid_cell(b, width, height)})" for b in boxes)
-
-
-def answer_grounding(dets, width, height):
-    groups = _by_category(dets)
-    parts = ["In this SAR image, I can identify several objects and their locations: "]
-    sentences = []
-    cats = [c for c in CATEGORIES if c in groups]
-    for cat in cats:
-        boxes = sorted(groups[cat], key=lambda b: (b[1], b[0]))
-        if len(boxes) == 1:
-            b = boxes[0]
-            sentences.append(f"There is {article(cat)} {cat} in the {geometry.grid_cell(b, width, height)} "
-                             f"portion {geometry.box_text(b)}.")
-        else:
-            each = ", ".join(f"one in the {geometry.grid_cell(b, width, height)} portion {geometry.box_text(b)}"
-                             for b in boxes)
-            sentences.append(f"There are {len(boxes)} {plural(cat)}: {each}.")
-    for i, a in enumerate(cats):
-        for b in cats[i + 1:]:
-            rel, direction = geometry.relation(groups[a], groups[b], width, height)
-            tail = f", {direction} it" if direction else ""
-            sentences.append(f"The {a} is {rel} the {b}{tail}.")
-    return parts[0] + " ".join(sentences)
-
-
-def answer_describe(dets, width, height):
-    kept = []
-    for d in dets:
-        if geometry.describe_box_reason(_xywh(d.box), width, height) is None:
-            kept.append(d)
-    if not kept:
-        kept = dets[:1]
-    if not kept:
-        return "No distinct targets are visible in this SAR image."
-    kept.sort(key=lambda d: (CATEGORY_INDEX[d.category], d.box[1], d.box[0]))
-    phrases = []
-    for k, d in enumerate(kept):
-        size = geometry.describe_size(geometry.area_ratio(_xywh(d.box), width, height))
-        pos = geometry.POSITION_PHRASES[geometry.grid_cell(d.box, width, height)]
-        if k == 0:
-            phrases.append(f"{article(size).capitalize()} {size} {d.category} is visible {pos}.")
-        else:
-            phrases.append(f"There is one more {size} {d.category} {pos}.")
-    return " ".join(phrases)
-
-
-def answer_identify(gray, question, width, height, p=CfarParams()):
-    boxes = _CANONICAL.parse(question or "", width, height)
-    if not boxes:
-        return "I cannot find the region in the question."
-    box = [int(round(v)) for v in boxes[0]]
-    cat = describe_region(gray, box, p)
-    xywh = _xywh(box)
-    if xywh[2] <= 0 or xywh[3] <= 0:
-        xywh = [box[0], box[1], max(1, xywh[2]), max(1, xywh[3])]
-    size = geometry.identify_size(geometry.area_ratio(xywh, width, height))
-    cell = geometry.grid_cell(box, width, height)
-    shape = geometry.shape_word(geometry.aspect_ratio(xywh))
-    return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
-            f"It appears to be {shape} in shape.")
-
-
-# The answer per task, from the row and the scene's detections (identify looks at the asked box
-# itself instead). Keyed by task id; tests/test_task_table.py checks it covers every task.
-ANSWERS = {
-    "classify": lambda row, dets, w, h: answer_classify(dets),
-    "describe": lambda row, dets, w, h: answer_describe(dets, w, h),
-    "count": lambda row, dets, w, h: answer_count(dets, asked_category(row["question"]) or "ship"),
-    "grounding": lambda row, dets, w, h: answer_grounding(dets, w, h),
-    "refer": lambda row, dets, w, h: answer_refer(dets, asked_category(row["question"]) or "ship", w, h),
-    "identify": None,  # answer_identify(image, question, ...): no detection pass over the whole scene
-}
+# ---- answers (docs/rules.md section 7, canonical boxes): each task module's detector_answer
 
 
 def answer(row, image, dets=None, p=CfarParams()):
-    """The answer to one dialogue row given its image (2-D amplitude array or a Scene)."""
-    width, height = int(row["width"]), int(row["height"])
-    task = row["task"]
-    if task == "identify":
-        return answer_identify(image, row["question"], width, height, p)
-    if dets is None:
-        dets = detect(image, p)
-    by_task = ANSWERS.get(task) or ANSWERS["classify"]
-    return by_task(row, dets, width, height)
+    """The answer to one dialogue row given its image (2-D amplitude array or a Scene): the task
+    module's detector_answer over this image's detections (found only when the task asks for
+    them) and the category rules applied to one region (identify's box)."""
+    def detections():
+        return detect(image, p) if dets is None else dets
+
+    module = BY_ID.get(row["task"]) or BY_ID["classify"]
+    return module.detector_answer(row, int(row["width"]), int(row["height"]), detections,
+                                  lambda box: describe_region(image, box, p))

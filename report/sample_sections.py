@@ -26,17 +26,15 @@ import base64
 import html
 import io
 import re
-from collections import Counter
 
 from sarchat.report import score_report as report
 from sarchat.report.stats_report import plot_titles, render_plots, stats_markdown
 from sarchat.transforms import dataset_files
-from sarchat.transforms.categories import CATEGORY_INDEX
+from sarchat.transforms.box_match import box_hits
 from sarchat.transforms.fileio import read_bytes as _read_bytes
 from sarchat.transforms.score import metrics as M
-from sarchat.transforms.tasks import ANSWER_BOX_TASKS, TASK_LABELS
+from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BY_ID, SPECS, TASK_LABELS
 
-BOX_TASKS = ANSWER_BOX_TASKS
 MATCH_IOU = 0.5
 MAX_TEXT = 900        # characters of a question, reference or answer shown
 MAX_ERROR = 300       # characters of an inference error shown
@@ -319,119 +317,16 @@ def dataset_section(stats, title="Dataset"):
 # Samples section: marks
 
 
-def _box_matches(task, row, res):
-    """(pred matched iou list or None per pred box, gt matched flags) at MATCH_IOU."""
-    preds = res.get("pred_boxes") or []
-    gts = row.get("gt_boxes") or []
-    pred_iou = [None] * len(preds)
-    gt_hit = [False] * len(gts)
-    if task == "grounding":
-        pcats = res.get("pred_box_categories") or [None] * len(preds)
-        gcats = row.get("gt_categories") or []
-        for cat in sorted(set(gcats), key=lambda c: CATEGORY_INDEX.get(c, 99)):
-            gi = [i for i, c in enumerate(gcats) if c == cat]
-            pi = [i for i, c in enumerate(pcats) if c == cat]
-            for r, c, v in M.match_boxes([preds[i] for i in pi], [gts[i] for i in gi]):
-                pred_iou[pi[r]] = v
-                gt_hit[gi[c]] = v >= MATCH_IOU
-    else:
-        for r, c, v in M.match_boxes(preds, gts):
-            pred_iou[r] = v
-            gt_hit[c] = v >= MATCH_IOU
-    return pred_iou, gt_hit
+def _box_hits(row, res, within):
+    """(IoU or None per predicted box, matched flag per truth box) at MATCH_IOU, within a category or not."""
+    return box_hits(res.get("pred_boxes") or [], row.get("gt_boxes") or [], res.get("pred_box_categories"),
+                    (row.get("gt_categories") or []) if within else None, MATCH_IOU)
 
 
 def _chip(text, kind):
     sym = {"ok": "\u2713 ", "bad": "\u2717 ", "miss": "missed: ", "na": ""}[kind]
     return f"<span class='chip {kind}'>{html.escape(sym + text)}</span>"
 
-
-def _fmt_box(b):
-    return "[" + ", ".join(f"{v:.0f}" for v in b) + "]"
-
-
-def _box_chips(task, row, res):
-    pred_iou, gt_hit = _box_matches(task, row, res)
-    pcats = res.get("pred_box_categories") or []
-    chips = []
-    for i, (b, v) in enumerate(zip(res.get("pred_boxes") or [], pred_iou)):
-        label = (f"{pcats[i]} " if task == "grounding" and i < len(pcats) and pcats[i] else "") + _fmt_box(b)
-        label += f" IoU {v:.2f}" if v is not None else " unmatched"
-        chips.append(_chip(label, "ok" if v is not None and v >= MATCH_IOU else "bad"))
-    missed = sum(1 for h in gt_hit if not h)
-    if missed:
-        chips.append(_chip(f"{missed} truth box{'es' if missed > 1 else ''}", "miss"))
-    return chips
-
-
-def _marks_count(row, res):
-    gt_count = row.get("gt_count")
-    if gt_count is None:
-        gt_count = len(row.get("gt_boxes") or [])
-    n = res.get("pred_count")
-    return [_chip(f"count {n}" + ("" if n == gt_count else f" (truth {gt_count})"),
-                  "ok" if n == gt_count else "bad")] + _box_chips("count", row, res)
-
-
-def _marks_refer(row, res):
-    gt_cells = list(row.get("gt_cells") or [])
-    return _box_chips("refer", row, res) + [_chip(c, "ok" if c in gt_cells else "bad")
-                                             for c in res.get("pred_labels") or []]
-
-
-def _marks_grounding(row, res):
-    chips = _box_chips("grounding", row, res)
-    gt = M.gt_relation_triples(row)
-    said = set()
-    for lab in res.get("pred_labels") or []:
-        t = tuple(lab.split("|")[:3])
-        said.add(t)
-        chips.append(_chip(" ".join(t), "ok" if t in gt else "bad"))
-    return chips + [_chip(" ".join(t), "miss") for t in sorted(gt - said)]
-
-
-def _marks_identify(row, res):
-    gt = M.gt_identify_attributes(row)
-    said, chips = set(), []
-    for lab in res.get("pred_labels") or []:
-        k, _, v = lab.partition("=")
-        said.add((k, v))
-        if k == "shape" and not row.get("gt_shapes"):
-            chips.append(_chip(f"{k}: {v} (not scored)", "na"))
-        else:
-            chips.append(_chip(f"{k}: {v}", "ok" if (k, v) in gt else "bad"))
-    return chips + [_chip(f"{k}: {v}", "miss") for k, v in sorted(gt - said)]
-
-
-def _marks_describe(row, res):
-    gt = Counter(M.gt_describe_triples(row))
-    chips = []
-    for lab in res.get("pred_labels") or []:
-        t = tuple(x or None for x in lab.split("|"))
-        ok = gt[t] > 0
-        if ok:
-            gt[t] -= 1
-        chips.append(_chip(" ".join(x or "?" for x in t), "ok" if ok else "bad"))
-    for t, n in sorted(gt.items(), key=lambda kv: tuple(x or "" for x in kv[0])):
-        chips += [_chip(" ".join(x or "?" for x in t), "miss")] * n
-    return chips
-
-
-def _marks_classify(row, res):
-    gt = list(row.get("gt_categories") or [])
-    said = list(res.get("pred_labels") or [])
-    return [_chip(c, "ok" if c in gt else "bad") for c in said] + [_chip(c, "miss") for c in gt if c not in said]
-
-
-# One function per task: (test row, per-sample result) -> HTML chips of the scored parts.
-MARKS = {
-    "classify": _marks_classify,
-    "describe": _marks_describe,
-    "count": _marks_count,
-    "grounding": _marks_grounding,
-    "identify": _marks_identify,
-    "refer": _marks_refer,
-}
 
 _MISS_NOTES = {
     M.STATUS_MISSING: "no prediction (scored as a miss)",
@@ -448,7 +343,7 @@ def marks(task, row, res, max_chips=MAX_CHIPS):
     note = _MISS_NOTES.get(res.get("status"))
     if note:
         return f"<span class='chip bad'>{note}</span>"
-    chips = MARKS[task](row, res)
+    chips = [_chip(text, kind) for text, kind in BY_ID[task].marks(row, res)]
     if len(chips) > max_chips:
         cut = len(chips) - max_chips
         chips = chips[:max_chips] + [f"<span class='cut'>(cut: {cut} more marks not shown)</span>"]
@@ -646,20 +541,21 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
             n = len(row.get("gt_boxes") or [])
             figs.append(_figure(uri, size, f"{gt_caption} ({n} box{'es' if n != 1 else ''})" if n else gt_caption,
                                 f"{sid}-truth", rects))
-            if task in BOX_TASKS:
+            if task in ANSWER_BOX_TASKS:
                 for m in models:
                     res = (results.get((m, sid)) or {}).get("result") or {}
-                    pred_iou, gt_hit = _box_matches(task, row, res)
+                    within = SPECS[task].match_within_category
+                    pred_iou, gt_hit = _box_hits(row, res, within)
                     ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
                     boxes = res.get("pred_boxes") or []
                     drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
-                    pcats = list(res.get("pred_box_categories") or []) if task == "grounding" else []
+                    pcats = list(res.get("pred_box_categories") or []) if within else []
                     rects = []
                     uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], gt_hit,
                                            boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side,
                                            gt_labels=gt_labels, pred_labels=pcats[:MAX_BOXES], label_rects=rects)
                     figs.append(_figure(uri, size, truth_caption(m, sum(gt_hit), len(gt_hit), len(boxes),
-                                                                 task == "grounding", drawn), f"{sid}-{m}", rects))
+                                                                 within, drawn), f"{sid}-{m}", rects))
         qa = [f"<tr><th>Question</th><td class='l'>{_text(row.get('question'))}</td></tr>",
               f"<tr><th>Reference</th><td class='l ref'>{_text(row.get('answer'))}</td></tr>"]
         md.append(f"- `{sid}` ({task}{', ' + row['subset'] if row.get('subset') else ''}): "

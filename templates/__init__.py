@@ -21,7 +21,7 @@ from typing import Union
 import msgspec
 
 from sarchat.transforms.errors import InputError
-from sarchat.transforms.tasks import MIN_TEMPLATES
+from sarchat.transforms.tasks import BY_ID, MIN_TEMPLATES
 
 
 class TemplateError(InputError):
@@ -30,7 +30,7 @@ class TemplateError(InputError):
 
 # The shape of a bank file. Decoding into these types checks every field's presence and type, and
 # refuses unknown fields (a misspelt key would otherwise be ignored); the texts' placeholders are
-# checked after, against _PLACEHOLDERS.
+# checked after, against the task module's TEMPLATE_FIELDS.
 class _Template(msgspec.Struct, forbid_unknown_fields=True):
     id: str
     question: str
@@ -62,34 +62,15 @@ class _Bank(msgspec.Struct, forbid_unknown_fields=True):
     answer_lead: str = ""
 
 
-# (task, kind of text) -> (placeholders it may use, placeholders it must use). The real SARChat
-# questions all state the count (refer), the candidates (classify) and the box (identify):
-# docs/rules.md, section 6.
-_PLACEHOLDERS = {
-    ("classify", "question"): ({"candidates"}, {"candidates"}),
-    ("classify", "answer"): ({"categories"}, set()),
-    ("describe", "question"): (set(), set()),
-    ("describe", "style"): ({"size", "category", "position"}, set()),
-    ("count", "question"): ({"category", "category_plural"}, set()),
-    ("refer", "question"): ({"category", "category_plural", "n", "category_n", "be"}, {"n", "category_n"}),
-    ("grounding", "question"): (set(), set()),
-    ("grounding", "relation"): ({"a", "b", "rel", "dir"}, set()),
-    ("identify", "question"): ({"box"}, {"box"}),
-    ("identify", "answer"): ({"size", "category", "cell"}, set()),
-    ("identify", "shape"): ({"shape"}, set()),
-}
-# Which optional template texts a task must have.
-_ANSWERS_REQUIRED = {"classify", "identify"}
-
-
-def _texts(task, bank: _Bank):
-    """(kind, text, where) of every text in a bank that placeholders are checked in."""
+def _texts(kinds, bank: _Bank):
+    """(kind, text, where) of every text in a bank that placeholders are checked in; `kinds`: the
+    task module's TEMPLATE_FIELDS."""
     for t in bank.templates:
         where = f"template {t.id}"
         yield "question", t.question, where
-        if task in _ANSWERS_REQUIRED:
+        if "answer" in kinds:  # a task whose answers come from its templates needs one in each
             yield "answer", t.answer, where
-        if task == "identify" and t.shape is not None:
+        if "shape" in kinds and t.shape is not None:
             yield "shape", t.shape, where
     for name, style in bank.styles.items():
         for text in (style.lead, style.first, style.sep, style.end):
@@ -122,16 +103,17 @@ def validate_bank(task, bank):
     ids = [t.id for t in typed.templates]
     if len(set(ids)) != len(ids) or not all(ids):
         raise TemplateError(f"{file}: template ids must be present and unique")
-    if task == "describe":
+    kinds = BY_ID[task].TEMPLATE_FIELDS  # the task's placeholders; docs/rules.md, section 6
+    if "style" in kinds:
         for t in typed.templates:
             if t.style not in typed.styles:
                 raise TemplateError(f"{file} template {t.id}: unknown style {t.style!r}")
-    if task == "grounding" and not typed.relation_forms:
+    if "relation" in kinds and not typed.relation_forms:
         raise TemplateError(f"{file}: 'relation_forms' must not be empty")
-    for kind, text, where in _texts(task, typed):
+    for kind, text, where in _texts(kinds, typed):
         if text is None:
             raise TemplateError(f"{file} {where}: {kind} must be a string")
-        allowed, required = _PLACEHOLDERS[(task, kind)]
+        allowed, required = kinds[kind]
         used = _fields(text)
         if used - allowed:
             raise TemplateError(f"{file} {where}: unknown placeholder(s) {sorted(used - allowed)} in {kind}")
@@ -163,7 +145,7 @@ def bank_fingerprint(bank) -> str:
 def template_content(task, bank, template) -> dict:
     """What a template id stands for: its texts, with a describe template's style spelled out."""
     content = {k: v for k, v in template.items() if k != "id"}
-    if task == "describe":
+    if "style" in BY_ID[task].TEMPLATE_FIELDS:
         content["style"] = bank["styles"][template["style"]]
     return content
 

@@ -6,6 +6,8 @@ import time
 import pytest
 
 from sarchat.transforms.box_formats import BOX_FORMAT_NAMES, get_box_format
+from sarchat.transforms import answer_words as AW
+from sarchat.transforms import tasks as T
 from sarchat.transforms.score import parsing as P
 
 W, H = 800, 400  # not square, so x and y mix-ups show
@@ -29,7 +31,7 @@ W, H = 800, 400  # not square, so x and y mix-ups show
     ("florence-loc", "ship<loc_250><loc_500><loc_375><loc_750>", [[200.4, 200.2, 300.4, 300.2]]),
 ])
 def test_realistic_answer_to_pixels(spec, text, want):
-    assert P.parse_boxes(text, get_box_format(spec), W, H) == [pytest.approx(b) for b in want]
+    assert AW.parse_boxes(text, get_box_format(spec), W, H) == [pytest.approx(b) for b in want]
 
 
 @pytest.mark.parametrize("spec, text, n", [
@@ -42,7 +44,7 @@ def test_realistic_answer_to_pixels(spec, text, want):
     ("florence-loc", "ship<loc_1><loc_2><loc_3><loc_4>ship<loc_5><loc_6><loc_7><loc_8>", 2),
 ])
 def test_several_boxes(spec, text, n):
-    assert len(P.parse_boxes(text, get_box_format(spec), W, H)) == n
+    assert len(AW.parse_boxes(text, get_box_format(spec), W, H)) == n
 
 
 @pytest.mark.parametrize("spec", ["xyxy:1", "yxyx:1000", "deepseek-det", "glm-box", "paligemma-loc",
@@ -74,11 +76,11 @@ def test_rendered_forms():
 def test_scale_is_declared_never_guessed():
     text = "[0.25, 0.5, 0.375, 0.75] [250, 500, 375, 750]"
     # LLaVA floats read on 0..1; the same-looking integer quad too (800 times the image: not rescaled)
-    assert P.parse_boxes(text, get_box_format("xyxy:1"), W, H)[1] == [200000, 200000, 300000, 300000]
-    assert P.parse_boxes(text, get_box_format("xyxy:1000"), W, H)[0] == pytest.approx([0.2, 0.2, 0.3, 0.3])
+    assert AW.parse_boxes(text, get_box_format("xyxy:1"), W, H)[1] == [200000, 200000, 300000, 300000]
+    assert AW.parse_boxes(text, get_box_format("xyxy:1000"), W, H)[0] == pytest.approx([0.2, 0.2, 0.3, 0.3])
     # x first versus y first: the same numbers, other boxes
-    assert P.parse_boxes("[100, 200, 300, 400]", get_box_format("yxyx:1000"), W, H) == [[160, 40, 320, 120]]
-    assert P.parse_boxes("[100, 200, 300, 400]", get_box_format("xyxy:1000"), W, H) == [[80, 80, 240, 160]]
+    assert AW.parse_boxes("[100, 200, 300, 400]", get_box_format("yxyx:1000"), W, H) == [[160, 40, 320, 120]]
+    assert AW.parse_boxes("[100, 200, 300, 400]", get_box_format("xyxy:1000"), W, H) == [[80, 80, 240, 160]]
 
 
 @pytest.mark.parametrize("spec, text", [
@@ -96,34 +98,34 @@ def test_scale_is_declared_never_guessed():
     ("yxyx:1000", "[1, 2, 3, 4, 5]"),
 ])
 def test_garbage_is_no_box(spec, text):
-    assert P.parse_boxes(text, get_box_format(spec), W, H) == []
+    assert AW.parse_boxes(text, get_box_format(spec), W, H) == []
 
 
 def test_out_of_range_values():
     # location tokens outside the vocabulary are no box (PaliGemma has <loc0000>..<loc1023>,
     # Florence-2 <loc_0>..<loc_999>); the rest of the answer is still read
-    assert P.parse_boxes("<loc1024><loc0000><loc0010><loc0010> <loc0000><loc0000><loc0512><loc0512>",
+    assert AW.parse_boxes("<loc1024><loc0000><loc0010><loc0010> <loc0000><loc0000><loc0512><loc0512>",
                          get_box_format("paligemma-loc"), W, H) == [[0, 0, 400, 200]]
-    assert P.parse_boxes("<loc_1000><loc_0><loc_10><loc_10>", get_box_format("florence-loc"), W, H) == []
+    assert AW.parse_boxes("<loc_1000><loc_0><loc_10><loc_10>", get_box_format("florence-loc"), W, H) == []
     # bracketed values are taken as written, not clamped (docs/rules.md section 12): a box past
     # the edge keeps its size, so its IoU with the truth is what the model meant
-    assert P.parse_boxes("[-0.1, 0.5, 1.25, 1.0]", get_box_format("xyxy:1"), W, H) == [
+    assert AW.parse_boxes("[-0.1, 0.5, 1.25, 1.0]", get_box_format("xyxy:1"), W, H) == [
         pytest.approx([-80, 200, 1000, 400])]
-    assert P.parse_boxes("<|det|>[[0, 0, 1200, 999]]<|/det|>", get_box_format("deepseek-det"), W, H) == [
+    assert AW.parse_boxes("<|det|>[[0, 0, 1200, 999]]<|/det|>", get_box_format("deepseek-det"), W, H) == [
         pytest.approx([0, 0, 1200 * 800 / 999, 400])]
     # corners written the wrong way round are put in order
-    assert P.parse_boxes("<|begin_of_box|>[500, 500, 250, 250]<|end_of_box|>", get_box_format("glm-box"), W, H) == [
+    assert AW.parse_boxes("<|begin_of_box|>[500, 500, 250, 250]<|end_of_box|>", get_box_format("glm-box"), W, H) == [
         [200, 100, 400, 200]]
 
 
 def test_labels_before_and_after_their_boxes():
-    r = P.parse_grounding("<|ref|>ship<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|><|ref|>tank<|/ref|><|det|>[[5, 6, 7, 8], "
+    r = T.grounding.parse("<|ref|>ship<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|><|ref|>tank<|/ref|><|det|>[[5, 6, 7, 8], "
                           "[9, 9, 10, 10]]<|/det|>", get_box_format("deepseek-det"), W, H)
     assert r["box_categories"] == ["ship", "tank", "tank"]
-    r = P.parse_grounding("<loc0001><loc0002><loc0003><loc0004> ship ; <loc0005><loc0006><loc0007><loc0008> tank ; "
+    r = T.grounding.parse("<loc0001><loc0002><loc0003><loc0004> ship ; <loc0005><loc0006><loc0007><loc0008> tank ; "
                           "<loc0009><loc0009><loc0010><loc0010>", get_box_format("paligemma-loc"), W, H)
     assert r["box_categories"] == ["ship", "tank", None]
-    r = P.parse_grounding("ship<loc_1><loc_2><loc_3><loc_4>bridge<loc_5><loc_6><loc_7><loc_8>",
+    r = T.grounding.parse("ship<loc_1><loc_2><loc_3><loc_4>bridge<loc_5><loc_6><loc_7><loc_8>",
                           get_box_format("florence-loc"), W, H)
     assert r["box_categories"] == ["ship", "bridge"]
 
@@ -135,7 +137,7 @@ def test_labels_before_and_after_their_boxes():
     ("glm-box", "<|begin_of_box|>[100, 200, 300, 400]<|end_of_box|> There are 3 ships"),
 ])
 def test_coordinates_are_never_the_count(spec, text):
-    r = P.parse_count(text, get_box_format(spec), W, H)
+    r = T.count.parse(text, get_box_format(spec), W, H)
     assert r["count"] == 3 and len(r["boxes"]) == 1
 
 
@@ -160,7 +162,7 @@ MB = 1 << 20
 def test_one_megabyte_adversarial_input_is_unparseable(spec, text):
     start = time.perf_counter()
     for task in ("count", "grounding", "refer"):
-        assert P.parse_answer(task, text, get_box_format(spec), 512, 512)["status"] == P.UNPARSEABLE
+        assert P.parse_answer(task, text, get_box_format(spec), 512, 512)["status"] == AW.UNPARSEABLE
     assert time.perf_counter() - start < 60.0  # a hang guard, not a speed test
 
 

@@ -18,6 +18,7 @@ from sarchat.transforms.geometry import identify_size
 from sarchat.transforms.categories import CATEGORIES
 from sarchat.transforms.schema import DIALOGUE_SCHEMA
 from sarchat.transforms.score import breakdowns as B
+from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.score import metrics as M
 from tests.test_score_pipeline import generated_table, write_dataset, write_predictions
 
@@ -82,7 +83,7 @@ def test_per_class_counts_add_up_to_the_classify_column():
     units = classify_units(CLASSIFY)
     got = B.classify_classes(units)
     tp, fp, fn = (sum(v[k] for v in got.values()) for k in ("tp", "fp", "fn"))
-    per_sample = [M.set_counts(p, t) for t, p in CLASSIFY]
+    per_sample = [set_counts(p, t) for t, p in CLASSIFY]
     assert (tp, fp, fn) == tuple(sum(c[i] for c in per_sample) for i in range(3))
 
 

@@ -9,6 +9,8 @@ from sarchat.inference import cfar
 from sarchat.inference.cfar import Detection
 from sarchat.inference.run import run
 from sarchat.synthetic.fixture import make_scene
+from sarchat.transforms import answer_words, tasks
+from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.geometry import iou
 
 
@@ -58,28 +60,33 @@ def _d(cat, box):
     return Detection(box, cat, 1.0, {})
 
 
+def _answer(task, dets, category=None):
+    """A task module's detector answer to a 256 x 256 image's detections (a question naming category)."""
+    return tasks.task(task).detector_answer({"question": f"Where is the {category}?"}, 256, 256, lambda: dets, None)
+
+
 def test_answer_grammar():
     dets = [_d("ship", [10, 10, 40, 20]), _d("ship", [200, 200, 230, 212]), _d("harbor", [100, 150, 250, 250])]
-    assert cfar.answer_count(dets, "ship") == "There are 2 instances. {<10><10><40><20>}{<200><200><230><212>}"
-    assert cfar.answer_count(dets, "harbor") == "There is 1 instance. {<100><150><250><250>}"
-    assert cfar.answer_count([], "car") == "There are 0 instances."
+    assert _answer("count", dets, "ship") == "There are 2 instances. {<10><10><40><20>}{<200><200><230><212>}"
+    assert _answer("count", dets, "harbor") == "There is 1 instance. {<100><150><250><250>}"
+    assert _answer("count", [], "car") == "There are 0 instances."
     # nothing of the asked category: the strongest detection is the best guess
     strong = [_d("ship", [10, 10, 40, 20]), Detection([50, 50, 70, 70], "tank", 9.0, {})]
-    assert cfar.answer_count(strong, "car") == "There is 1 instance. {<50><50><70><70>}"
-    assert cfar.answer_refer(dets, "ship", 256, 256) == \
+    assert _answer("count", strong, "car") == "There is 1 instance. {<50><50><70><70>}"
+    assert _answer("refer", dets, "ship") == \
         "{<10><10><40><20>} (top left){<200><200><230><212>} (bottom right)"
-    g = cfar.answer_grounding(dets, 256, 256)
+    g = _answer("grounding", dets)
     assert g.startswith("In this SAR image, I can identify several objects and their locations: There are 2 ships: "
                         "one in the top left portion {<10><10><40><20>}, one in the bottom right portion "
                         "{<200><200><230><212>}. There is a harbor in the bottom right portion {<100><150><250><250>}.")
     assert "The ship is near the harbor" in g
-    assert cfar.answer_classify(dets) == "The image contains ship and harbor."
-    d = cfar.answer_describe(dets, 256, 256)  # ships under 1% of the image are left out, as in the truth
+    assert _answer("classify", dets) == "The image contains ship and harbor."
+    d = _answer("describe", dets)  # ships under 1% of the image are left out, as in the truth
     assert d == "A medium-sized harbor is visible in the bottom right portion of the image."
-    d = cfar.answer_describe([_d("ship", [10, 10, 60, 40])] + dets, 256, 256)
+    d = _answer("describe", [_d("ship", [10, 10, 60, 40])] + dets)
     assert d == ("A small ship is visible in the top left portion of the image. "
                  "There is one more medium-sized harbor in the bottom right portion of the image.")
-    assert cfar.asked_category("[count] How many aircrafts are there?") == "aircraft"
+    assert answer_words.asked_category("[count] How many aircrafts are there?") == "aircraft"
     img = _sea_with_ship()
     row = {"task": "identify", "question": "[identify] What is in {<60><100><92><108>}?", "width": 256,
            "height": 256}
@@ -89,7 +96,6 @@ def test_answer_grammar():
 
 def test_answers_parse_with_the_scorer():
     parsing = pytest.importorskip("sarchat.transforms.score.parsing")
-    from sarchat.transforms.box_formats import get_box_format
 
     bf = get_box_format("canonical")
     dets = [_d("ship", [10, 10, 40, 20]), _d("aircraft", [150, 150, 190, 190])]
@@ -120,7 +126,7 @@ def test_cfar_end_to_end_on_synth_and_generate(tmp_path):
     for r in rows:
         if r["task"] != "grounding":
             continue
-        boxes = cfar._CANONICAL.parse(preds[r["id"]]["prediction"], r["width"], r["height"])
+        boxes = get_box_format("canonical").parse(preds[r["id"]]["prediction"], r["width"], r["height"])
         for gt in r["gt_boxes"]:
             total += 1
             hits += any(iou(b, gt) >= 0.5 for b in boxes)

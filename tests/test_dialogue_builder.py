@@ -16,7 +16,9 @@ from sarchat.synthetic.constants import DEFAULT_IMAGES, DEFAULT_TEST_FRACTION
 from sarchat.transforms import coco, geometry
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.generate import records, tfrecord
-from sarchat.transforms.generate.dialogues import DialogueBuilder, identify_picks, render
+from sarchat.transforms.arrow_text import render
+from sarchat.transforms.generate.dialogues import DialogueBuilder
+from sarchat.transforms.tasks.identify import identify_picks
 from sarchat.transforms.schema import DIALOGUE_SCHEMA, dialogue_id, seeded_int, swift_task_file
 
 

@@ -1,14 +1,19 @@
 """The package's layers, enforced: imports point down only, and file names are unique.
 
-    0 vocabulary   sarchat.transforms.{tasks, errors, categories, geometry, box_formats, schema,
-                   adapters, fileio, dataset_files, coco, progress, runtime, steps, ownership, decode,
-                   rendering}
-    1 templates    sarchat.templates
-    2 pure code    sarchat.transforms.{generate, stats, score}.* except their pipeline.py
-    3 reports      sarchat.report.*  (pure rendering, fed by the pipelines)
-    4 pipelines    sarchat.transforms.{generate, stats, score}.pipeline (DoFns, CombineFns, PTransforms)
-    5 consumers    sarchat.synthetic.*, sarchat.inference.*
-    6 entry points sarchat.beam_pipelines.*
+    0 vocabulary   sarchat.transforms.{errors, categories, geometry, box_formats, answer_words, box_match, arrow_text,
+                   schema, fileio, dataset_files, coco, progress, runtime, steps, ownership, decode, rendering}
+    1 tasks        sarchat.transforms.tasks.*  (one module per task and their registry)
+    2 templates    sarchat.templates, and sarchat.transforms.adapters (its box hint asks the tasks)
+    3 pure code    sarchat.transforms.{generate, stats, score}.* except their pipeline.py
+    4 reports      sarchat.report.*  (pure rendering, fed by the pipelines)
+    5 pipelines    sarchat.transforms.{generate, stats, score}.pipeline (DoFns, CombineFns, PTransforms)
+    6 consumers    sarchat.synthetic.*, sarchat.inference.*
+    7 entry points sarchat.beam_pipelines.*
+
+The task modules sit right above the vocabulary so that everything which differs per task
+(building, parsing, scoring, marks, baseline answers) can be reached from generate, score, the
+reports and inference alike; the primitives they share (answer words, box matching, geometry) are
+vocabulary.
 
 A module may import from a lower layer, and from its own package at the same layer; never up and
 never sideways into another package of its layer. This holds for imports inside functions too:
@@ -22,8 +27,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
-VOCABULARY = {"tasks", "errors", "categories", "geometry", "box_formats", "schema", "adapters", "fileio",
-              "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode", "rendering"}
+VOCABULARY = {"errors", "categories", "geometry", "box_formats", "answer_words", "box_match", "arrow_text", "schema",
+              "fileio", "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode", "rendering"}
 
 
 def module_files():
@@ -46,8 +51,10 @@ def layer(module):
         if len(parts) == 2 or parts[2] in VOCABULARY:
             return 0, "sarchat.transforms"
         pkg = "sarchat.transforms." + parts[2]
-        return (4, pkg + ".pipeline") if len(parts) > 3 and parts[3] == "pipeline" else (2, pkg)
-    return {"templates": 1, "report": 3, "synthetic": 5, "inference": 5, "beam_pipelines": 6}[top], "sarchat." + top
+        if parts[2] in ("tasks", "adapters"):
+            return (1 if parts[2] == "tasks" else 2), pkg
+        return (5, pkg + ".pipeline") if len(parts) > 3 and parts[3] == "pipeline" else (3, pkg)
+    return {"templates": 2, "report": 4, "synthetic": 6, "inference": 6, "beam_pipelines": 7}[top], "sarchat." + top
 
 
 def project_imports(path, module):
@@ -100,12 +107,13 @@ def test_every_file_name_is_unique():
 
 def test_layer_table_knows_every_module():
     for module, _ in module_files():
-        assert layer(module)[0] in range(7), module
+        assert layer(module)[0] in range(8), module
 
 
 @pytest.mark.parametrize("module,expected", [
-    ("sarchat.transforms.tasks", 0), ("sarchat.templates", 1), ("sarchat.transforms.score.metrics", 2),
-    ("sarchat.report.score_report", 3), ("sarchat.transforms.score.pipeline", 4), ("sarchat.inference.run", 5),
-    ("sarchat.beam_pipelines.cli", 6)])
+    ("sarchat.transforms.geometry", 0), ("sarchat.transforms.tasks", 1), ("sarchat.transforms.tasks.count", 1),
+    ("sarchat.templates", 2), ("sarchat.transforms.adapters", 2), ("sarchat.transforms.score.metrics", 3),
+    ("sarchat.report.score_report", 4), ("sarchat.transforms.score.pipeline", 5), ("sarchat.inference.run", 6),
+    ("sarchat.beam_pipelines.cli", 7)])
 def test_layer_of(module, expected):
     assert layer(module)[0] == expected

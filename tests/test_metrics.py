@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from sarchat.transforms import box_match as BM
+from sarchat.transforms import tasks
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.box_formats import get_box_format
 
@@ -32,21 +34,21 @@ def test_hungarian_maximises_total_iou_not_greedy():
     # p0 overlaps both truths by 1/3; p1 overlaps the first by 0.9. Greedy p0->gt0 would leave
     # p1 with IoU 0; the assignment maximising the total gives p1->gt0 (0.9), p0->gt1 (1/3).
     pred = [[5, 0, 15, 10], [0, 0, 9, 10]]
-    m = M.match_boxes(pred, gt)
+    m = BM.match_boxes(pred, gt)
     assert [(p, g) for p, g, _ in m] == [(1, 0), (0, 1)]
     assert m[0][2] == approx(0.9) and m[1][2] == approx(1 / 3)
-    assert M.box_counts(2, 2, m, 0.25) == (2, 0, 0)
-    assert M.box_counts(2, 2, m, 0.5) == (1, 1, 1)
+    assert BM.box_counts(2, 2, m, 0.25) == (2, 0, 0)
+    assert BM.box_counts(2, 2, m, 0.5) == (1, 1, 1)
 
 
 def test_iou_is_continuous_without_plus_one():
-    assert M.iou_matrix([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == approx(50 / 150)
-    assert M.iou_matrix([[0, 0, 10, 10]], [[10, 0, 20, 10]])[0, 0] == 0.0  # touching edges
+    assert BM.iou_matrix([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == approx(50 / 150)
+    assert BM.iou_matrix([[0, 0, 10, 10]], [[10, 0, 20, 10]])[0, 0] == 0.0  # touching edges
 
 
 def test_set_and_multiset_counts():
-    assert M.set_counts({"a", "b"}, {"b", "c", "d"}) == (1, 1, 2)
-    assert M.multiset_counts(["a", "a", "b"], ["a", "b", "b"]) == (2, 1, 1)
+    assert BM.set_counts({"a", "b"}, {"b", "c", "d"}) == (1, 1, 2)
+    assert BM.multiset_counts(["a", "a", "b"], ["a", "b", "b"]) == (2, 1, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,26 +311,19 @@ def test_breakdown_by_category_and_size():
 # Per-task tables and inference errors
 
 
-def test_tables_cover_exactly_the_declared_tasks():
-    from sarchat.transforms.tasks import TASKS
-
-    for table in (M.SCORERS, M.MISS_RULES, M.SAMPLE_COLUMN_RULES):
-        assert list(table) == list(TASKS)
-
-
 def test_miss_rules_give_the_truth_size_per_column():
     g = row("grounding", "multi", gt_boxes=[[0, 0, 5, 5], [9, 9, 20, 20]], gt_categories=["ship", "car"],
             gt_relations=["ship|far from|car|to the upper left of"])
-    assert M.MISS_RULES["grounding"](g) == {"grounding.abstract_position": (0, 0, 1), "grounding.multi": (0, 0, 2)}
+    assert tasks.task("grounding").miss(g) == {"grounding.abstract_position": (0, 0, 1), "grounding.multi": (0, 0, 2)}
     c = row("count", gt_boxes=[[0, 0, 5, 5]] * 3, gt_count=3)
-    assert M.MISS_RULES["count"](c) == {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, 3),
+    assert tasks.task("count").miss(c) == {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, 3),
                                         "count.iou50": (0, 0, 3)}
     i = row("identify", "single", gt_categories=["tank"], gt_sizes=["small"], gt_cells=["top left"])
-    assert M.MISS_RULES["identify"](i) == {"identify.single": (0, 0, 3)}
-    assert M.MISS_RULES["classify"](row("classify", gt_categories=["ship", "ship", "car"])) == {"classify": (0, 0, 2)}
+    assert tasks.task("identify").miss(i) == {"identify.single": (0, 0, 3)}
+    assert tasks.task("classify").miss(row("classify", gt_categories=["ship", "ship", "car"])) == {"classify": (0, 0, 2)}
     # a miss covers exactly the columns a sample counts in
     for r in (g, c, i, row("refer", "multi", gt_boxes=[[0, 0, 5, 5]] * 2)):
-        assert list(M.MISS_RULES[r["task"]](r)) == M.sample_columns(r)
+        assert list(tasks.task(r["task"]).miss(r)) == M.sample_columns(r)
 
 
 def test_an_inference_error_is_a_miss_not_a_parse_failure():
@@ -336,7 +331,7 @@ def test_an_inference_error_is_a_miss_not_a_parse_failure():
     right = "There is 1 instance. {<0><0><10><10>}"
     res = M.score_sample(c, right, CANON, error="TimeoutError: no answer in 60 s")
     assert res["status"] == M.STATUS_INFERENCE_ERROR  # the text of a failed request is never scored
-    assert res["scores"] == M.MISS_RULES["count"](c) and res["ious"] == [0.0]
+    assert res["scores"] == tasks.task("count").miss(c) and res["ious"] == [0.0]
     arr = M.arrays_from_results("count", [("a", res, "ship", None), ("b", M.score_sample(c, right, CANON), "ship", None),
                                           ("c", M.score_sample(c, "no idea", CANON), "ship", None)])
     m = M.build_metrics("toy", {"count": arr}, n_boot=0, dataset_version="v1", predictions_dataset_version="v1")
@@ -350,7 +345,7 @@ def test_an_inference_error_is_a_miss_not_a_parse_failure():
 def test_a_zero_width_truth_box_matches_its_exact_copy_only():
     """A truth box clamped onto the image edge ({<511><5><511><10>}) has no area; the reference
     answer must still score 100, and any other box 0."""
-    from sarchat.transforms.score.metrics import iou_matrix
+    from sarchat.transforms.box_match import iou_matrix
 
     edge = [511, 5, 511, 10]
     assert iou_matrix([edge], [edge])[0, 0] == 1.0

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sarchat.transforms import answer_words as W
+from sarchat.transforms import tasks as T
 from sarchat.transforms.score import parsing as P
 from sarchat.transforms.box_formats import get_box_format
 
@@ -33,18 +35,18 @@ TASKS = ["classify", "describe", "count", "grounding", "identify", "refer"]
     ("", None),
 ])
 def test_parse_number(text, expected):
-    assert P.parse_number(text) == expected
+    assert W.parse_number(text) == expected
 
 
 def test_count_reads_the_number_outside_the_boxes():
-    r = P.parse_count("{<12><40><57><90>} There are 2 instances. {<300><8><341><77>}", CANON, 512, 512)
-    assert r["status"] == P.OK and r["count"] == 2
+    r = T.count.parse("{<12><40><57><90>} There are 2 instances. {<300><8><341><77>}", CANON, 512, 512)
+    assert r["status"] == W.OK and r["count"] == 2
     assert r["boxes"] == [[12, 40, 57, 90], [300, 8, 341, 77]]
 
 
 def test_count_without_a_number_is_unparseable_even_with_boxes():
-    r = P.parse_count("{<12><40><57><90>}{<300><8><341><77>}", CANON, 512, 512)
-    assert r["status"] == P.UNPARSEABLE and r["count"] is None and len(r["boxes"]) == 2
+    r = T.count.parse("{<12><40><57><90>}{<300><8><341><77>}", CANON, 512, 512)
+    assert r["status"] == W.UNPARSEABLE and r["count"] is None and len(r["boxes"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,9 +55,9 @@ def test_count_without_a_number_is_unparseable_even_with_boxes():
 
 def test_categories_plurals_and_variants():
     text = "Ships, an aircraft, two aircrafts, a car, TANKS, bridges and harbours; a harbor."
-    assert P.find_categories(text) == ["ship", "aircraft", "aircraft", "car", "tank", "bridge", "harbor", "harbor"]
-    assert P.parse_classify(text)["categories"] == ["ship", "aircraft", "car", "tank", "bridge", "harbor"]
-    assert P.find_categories("shipyard cartoon tanker") == []
+    assert W.find_categories(text) == ["ship", "aircraft", "aircraft", "car", "tank", "bridge", "harbor", "harbor"]
+    assert T.classify.parse(text)["categories"] == ["ship", "aircraft", "car", "tank", "bridge", "harbor"]
+    assert W.find_categories("shipyard cartoon tanker") == []
 
 
 @pytest.mark.parametrize("text,cell", [
@@ -75,14 +77,14 @@ def test_categories_plurals_and_variants():
     ("upper left", "top left"),
 ])
 def test_cells(text, cell):
-    assert P.find_cells(text) == [cell]
+    assert W.find_cells(text) == [cell]
 
 
 def test_sizes_and_shapes():
-    assert P.find_sizes("a very small ship, a small car, a Very Large harbor, a medium-sized tank, a large bridge") == [
+    assert W.find_sizes("a very small ship, a small car, a Very Large harbor, a medium-sized tank, a large bridge") == [
         "very small", "small", "very large", "medium-sized", "large"]
-    assert P.find_sizes("medium sized") == ["medium-sized"]
-    assert P.find_shapes("It appears to be wide in shape. tall. roughly square. approximately square") == [
+    assert W.find_sizes("medium sized") == ["medium-sized"]
+    assert W.find_shapes("It appears to be wide in shape. tall. roughly square. approximately square") == [
         "wide", "tall", "roughly square", "roughly square"]
 
 
@@ -98,16 +100,16 @@ def test_sizes_and_shapes():
     ("json-bbox2d:1000", '{"bbox_2d": [100, 100, 500, 500]}'),
 ])
 def test_boxes_every_format_to_pixels(spec, text):
-    boxes = P.parse_boxes(text, get_box_format(spec), 500, 250)
+    boxes = W.parse_boxes(text, get_box_format(spec), 500, 250)
     assert boxes == [[50.0, 25.0, 250.0, 125.0]]
 
 
 def test_scale_is_declared_never_guessed():
     # the same digits read as pixels by a pixel format and as 0..1000 by a scaled one
-    assert P.parse_boxes('{"bbox_2d": [100, 100, 500, 500]}', get_box_format("json-bbox2d"), 500, 250) == [
+    assert W.parse_boxes('{"bbox_2d": [100, 100, 500, 500]}', get_box_format("json-bbox2d"), 500, 250) == [
         [100.0, 100.0, 500.0, 500.0]]
     # a canonical box is not read when the adapter declares qwen2-vl
-    assert P.parse_boxes("{<50><25><250><125>}", get_box_format("qwen2-vl"), 500, 250) == []
+    assert W.parse_boxes("{<50><25><250><125>}", get_box_format("qwen2-vl"), 500, 250) == []
 
 
 def test_grounding_boxes_take_the_last_category_before_them():
@@ -115,14 +117,14 @@ def test_grounding_boxes_take_the_last_category_before_them():
             "top left portion {<1><2><30><40>}, one in the bottom right portion {<400><400><450><450>}. There is a "
             "harbor in the middle center portion {<200><200><300><300>}. The ship is far from the harbor, to the "
             "upper left of it.")
-    r = P.parse_grounding(text, CANON, 512, 512)
-    assert r["status"] == P.OK
+    r = T.grounding.parse(text, CANON, 512, 512)
+    assert r["status"] == W.OK
     assert r["box_categories"] == ["ship", "ship", "harbor"]
     assert r["relations"] == [("ship", "far from", "harbor")]
 
 
 def test_grounding_boxes_before_any_category_have_none():
-    r = P.parse_grounding("{<1><2><3><4>} then a car {<5><6><7><8>}", CANON, 100, 100)
+    r = T.grounding.parse("{<1><2><3><4>} then a car {<5><6><7><8>}", CANON, 100, 100)
     assert r["box_categories"] == [None, "car"]
 
 
@@ -130,12 +132,12 @@ def test_grounding_qwen_object_refs_and_json_labels():
     q = get_box_format("qwen2-vl")
     text = ("<|object_ref_start|>tank<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|>"
             "<|object_ref_start|>bridges<|object_ref_end|><|box_start|>(500,500),(1000,1000)<|box_end|>")
-    r = P.parse_grounding(text, q, 200, 100)
+    r = T.grounding.parse(text, q, 200, 100)
     assert r["boxes"] == [[0.0, 0.0, 100.0, 50.0], [100.0, 50.0, 200.0, 100.0]]
     assert r["box_categories"] == ["tank", "bridge"]
     j = get_box_format("json-bbox2d:1000")
     text = '[{"bbox_2d": [0, 0, 500, 500], "label": "harbour"}, {"bbox_2d": [500, 500, 1000, 1000], "label": "Ships"}]'
-    r = P.parse_grounding(text, j, 200, 100)
+    r = T.grounding.parse(text, j, 200, 100)
     assert r["box_categories"] == ["harbor", "ship"]
 
 
@@ -148,7 +150,7 @@ def test_grounding_qwen_object_refs_and_json_labels():
     ("The ship is big.", []),
 ])
 def test_relations(text, triples):
-    assert P.parse_relations(text) == triples
+    assert W.parse_relations(text) == triples
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,17 +161,17 @@ def test_description_phrases():
     text = ("In the figure, a small ship can be seen in the bottom left portion of the image, and there is also a "
             "large harbor at the top of the image; a medium-sized car on the left side of the image. A very small "
             "tank is somewhere.")
-    assert P.parse_describe(text)["triples"] == [
+    assert T.describe.parse(text)["triples"] == [
         ("small", "ship", "bottom left"), ("large", "harbor", "top center"),
         ("medium-sized", "car", "middle left"), ("small", "tank", None)]
 
 
 def test_identify_attributes():
-    r = P.parse_identify("Examining the bottom center area reveals a very small ship. It appears to be roughly "
+    r = T.identify.parse("Examining the bottom center area reveals a very small ship. It appears to be roughly "
                          "square in shape.")
-    assert r == {"status": P.OK, "categories": ["ship"], "sizes": ["very small"], "shapes": ["roughly square"],
+    assert r == {"status": W.OK, "categories": ["ship"], "sizes": ["very small"], "shapes": ["roughly square"],
                  "cells": ["bottom center"]}
-    r = P.parse_identify("Category: aircraft; size: medium-sized; position: top right portion of the image.")
+    r = T.identify.parse("Category: aircraft; size: medium-sized; position: top right portion of the image.")
     assert (r["categories"], r["sizes"], r["cells"], r["shapes"]) == (["aircraft"], ["medium-sized"], ["top right"], [])
 
 
@@ -186,7 +188,7 @@ def test_identify_attributes():
     ("refer", "It is in the top left (top left)."),     # no box
 ])
 def test_unparseable_per_task(task, text):
-    assert P.parse_answer(task, text, CANON, 512, 512)["status"] == P.UNPARSEABLE
+    assert P.parse_answer(task, text, CANON, 512, 512)["status"] == W.UNPARSEABLE
 
 
 @pytest.mark.parametrize("task,text", [
@@ -198,7 +200,7 @@ def test_unparseable_per_task(task, text):
     ("refer", "{<1><2><3><4>}"),
 ])
 def test_minimal_parseable_per_task(task, text):
-    assert P.parse_answer(task, text, CANON, 512, 512)["status"] == P.OK
+    assert P.parse_answer(task, text, CANON, 512, 512)["status"] == W.OK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ def test_one_megabyte_adversarial_input_is_fast_and_unparseable(k):
         start = time.perf_counter()
         r = P.parse_answer(task, text, get_box_format(spec), 512, 512)
         elapsed = time.perf_counter() - start
-        assert r["status"] == P.UNPARSEABLE, (task, spec, text[:40])
+        assert r["status"] == W.UNPARSEABLE, (task, spec, text[:40])
         # A hang guard, not a speed test: linear parsing of 1 MB takes about a second, a
         # backtracking (quadratic or worse) pattern on it takes hours.
         assert elapsed < HANG_GUARD_S, (task, spec, text[:40], elapsed)
@@ -276,19 +278,17 @@ _TRICKY = st.lists(st.sampled_from(list("{}<>[]()|,:.-\" 0123456789\n") + [
 @given(text=st.one_of(st.text(max_size=400), _TRICKY), spec=st.sampled_from(FORMATS), task=st.sampled_from(TASKS))
 def test_random_strings_never_crash(text, spec, task):
     r = P.parse_answer(task, text, get_box_format(spec), 640, 480)
-    assert r["status"] in (P.OK, P.UNPARSEABLE)
+    assert r["status"] in (W.OK, W.UNPARSEABLE)
     for b in r.get("boxes") or []:
         assert len(b) == 4 and b[0] <= b[2] and b[1] <= b[3]
 
 
-def test_parsers_table_covers_exactly_the_declared_tasks():
-    from sarchat.transforms.tasks import TASKS
-
-    assert list(P.PARSERS) == list(TASKS)
+def test_every_task_parser_takes_the_same_arguments():
     fmt = get_box_format("canonical")
     # every parser takes (text, box_format, width, height) and says whether it found anything
-    for task, parser in P.PARSERS.items():
-        assert parser("", fmt, 100, 100)["status"] == P.UNPARSEABLE, task
-        assert P.parse_answer(task, "", fmt, 100, 100) == parser("", fmt, 100, 100)
+    for module in T.MODULES:
+        task = module.SPEC.id
+        assert module.parse("", fmt, 100, 100)["status"] == W.UNPARSEABLE, task
+        assert P.parse_answer(task, "", fmt, 100, 100) == module.parse("", fmt, 100, 100)
     with pytest.raises(ValueError, match="unknown task"):
         P.parse_answer("caption", "x", fmt, 100, 100)

@@ -20,6 +20,7 @@ from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.generate.pipeline import AUTHORS_TASK_NAMES, SWIFT_TASK_FILES
 from sarchat.transforms.score import parsing
+from sarchat.transforms.tasks import classify
 from tests.helpers import CATEGORIES, write_coco
 
 SHIPS = [[294, 358, 329, 427], [61, 448, 122, 503], [27, 199, 78, 261], [193, 157, 245, 306]]
@@ -112,7 +113,7 @@ def test_every_real_form_comes_out_for_the_real_boxes(parsed_images):
 def test_every_real_question_form_is_in_its_bank_verbatim_up_to_placeholders():
     from sarchat import templates
     from sarchat.transforms.categories import plural
-    from sarchat.transforms.generate.dialogues import CANDIDATES
+    from sarchat.transforms.tasks.classify import CANDIDATES
 
     banks = templates.load_all()
     for task, q, _ in REAL:
@@ -167,7 +168,7 @@ def test_the_real_answers_parse_to_their_targets():
     assert ints(r["boxes"]) == SHIPS and r["cells"] == ["bottom center", "bottom left", "middle left", "middle center"]
     r = parse("refer", a[12])
     assert ints(r["boxes"]) == AIRCRAFT3 and r["cells"] == ["middle center", "middle center", "middle left"]
-    assert parsing.parse_classify("It is aircrafts.")["categories"] == ["aircraft"]
+    assert classify.parse("It is aircrafts.")["categories"] == ["aircraft"]
 
 
 # ---- the authors' file layout

@@ -5,7 +5,7 @@ import pytest
 
 from sarchat.report import score_report as report
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS
-from sarchat.transforms.schema import TASKS
+from sarchat.transforms.tasks import TASKS
 
 
 def fake_metrics(model, base):
@@ -116,12 +116,6 @@ def test_inference_errors_and_dataset_versions_are_reported():
               "missing_predictions": 0, "rejected": 1}]
     assert "| Parse failures | Inference errors | Missing | Rejected |" in report.render_leaderboard_md(board)
     assert report.render_leaderboard_md(board).rstrip().endswith("| 2 | 5 | 0 | 1 |")
-
-
-def test_marks_table_covers_exactly_the_declared_tasks():
-    from sarchat.report import sample_sections
-
-    assert list(sample_sections.MARKS) == list(TASKS)
 
 
 def test_what_one_sample_shows_is_capped(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from sarchat.inference.baselines import BlindPrior
 from sarchat.transforms.box_formats import get_box_format
+from sarchat.transforms import box_match as BM
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
 from sarchat.transforms.score import sample_lines
@@ -96,12 +97,12 @@ def test_iou_one_equals_iou_matrix():
     pairs += [([0, 0, 10, 10], [10, 0, 20, 10]), ([0, 0, 0, 0], [0, 0, 0, 0]), ([5, 5, 5, 9], [5, 5, 5, 9]),
               ([0, 0, float("inf"), 10], [0, 0, 10, 10]), ([0, 0, float("nan"), 10], [0, 0, float("nan"), 10])]
     for p, g in pairs:
-        want = float(M.iou_matrix([p], [g])[0, 0])
-        got = M.iou_one(p, g)
+        want = float(BM.iou_matrix([p], [g])[0, 0])
+        got = BM.iou_one(p, g)
         assert got == want or (math.isnan(got) and math.isnan(want)), (p, g, got, want)
-    assert sum(1 for p, g in pairs if 0 < M.iou_one(p, g) < 1) > 1000  # the cases are not all trivial
+    assert sum(1 for p, g in pairs if 0 < BM.iou_one(p, g) < 1) > 1000  # the cases are not all trivial
     # match_boxes uses it for one box against one
-    assert M.match_boxes([[0, 0, 10, 10]], [[0, 0, 10, 20]]) == [(0, 0, float(M.iou_matrix([[0, 0, 10, 10]],
+    assert BM.match_boxes([[0, 0, 10, 10]], [[0, 0, 10, 20]]) == [(0, 0, float(BM.iou_matrix([[0, 0, 10, 10]],
                                                                                              [[0, 0, 10, 20]])[0, 0]))]
 
 

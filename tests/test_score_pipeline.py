@@ -19,7 +19,8 @@ from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.score.metrics import COLUMNS
 from sarchat.transforms.score.parsing import parse_answer
-from sarchat.transforms.schema import PREDICTION_SCHEMA, TASKS
+from sarchat.transforms.schema import PREDICTION_SCHEMA
+from sarchat.transforms.tasks import TASKS
 
 METRICS_ORDER = ["model", "columns", "tasks", "overall", "overall_macro", "overall_ci95", "n", "parse_failures",
                  "inference_errors", "missing_predictions", "dataset_version", "predictions_dataset_version",

@@ -15,7 +15,7 @@ from sarchat.transforms import coco
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.score import score_columns
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS
-from sarchat.transforms.schema import TASKS
+from sarchat.transforms.tasks import TASKS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ["id", "task", "subset", "model", "question", "reference", "response", "status", "error", "latency_s",

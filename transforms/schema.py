@@ -3,8 +3,6 @@ import hashlib
 
 import pyarrow as pa
 
-from sarchat.transforms.tasks import SUBSET_TASKS, SUBSETS, TASK_TAGS, TASKS  # noqa: F401 (declared once, there)
-
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 USER_PREFIX = "<image>\n"  # starts every user message: messages[0].content = USER_PREFIX + question
 

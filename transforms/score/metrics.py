@@ -19,28 +19,24 @@ Columns and their samples (paper's Table 3 order):
   describe                     describe                           (size, category, cell) multisets
   classify                     classify                           category sets
 
-Box matching: Hungarian assignment (scipy.optimize.linear_sum_assignment) maximising the total
-continuous IoU, then a matched pair is a TP when IoU >= t; FP = predicted - TP, FN = truth - TP.
+Each task's module (sarchat.transforms.tasks) scores its samples: `columns`, `score` and `miss`;
+box matching is sarchat.transforms.box_match.
 
 Aggregation: a column with no sample is null; task score = mean of its non-null columns (Eq. 5);
 overall = task scores weighted by the task's sample count (Eq. 4) over tasks with a score;
 overall_macro = their unweighted mean. The 95% interval is a seeded percentile bootstrap that
 resamples samples with replacement within each task (task sizes stay fixed, as in Eq. 4).
 """
-import math
-from collections import Counter
-
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from sarchat.transforms.score import breakdowns, parsing
-from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX
+from sarchat.transforms.answer_words import canon_triple as _canon_triple  # noqa: F401 (score_columns)
+from sarchat.transforms.categories import CATEGORIES
 from sarchat.transforms.geometry import IDENTIFY_SIZES
-from sarchat.transforms.schema import split_relation
-from sarchat.transforms.tasks import (ANSWER_BOX_TASKS, BREAKDOWN_TASKS, COLUMN_TASK, COLUMNS, SPECS,  # noqa: F401
-                                      TASK_COLUMNS, TASKS)
+from sarchat.transforms.score import breakdowns, parsing
+from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BREAKDOWN_TASKS, BY_ID, COLUMNS, SPECS, TASK_COLUMNS, TASKS  # noqa: F401
+from sarchat.transforms.tasks.grounding import GROUNDING_IOU  # noqa: F401 (score_columns)
 
-# Columns per task, their Table 3 order and the breakdown tasks are declared in the task table.
+# Columns per task, their Table 3 order and the breakdown tasks are declared in the task modules.
 
 STATUS_OK = "ok"
 STATUS_UNPARSEABLE = "unparseable"
@@ -48,251 +44,21 @@ STATUS_MISSING = "missing"
 STATUS_INFERENCE_ERROR = "inference_error"   # the prediction row carries an error: a miss, not a parse failure
 STATUS_CODES = {STATUS_OK: 0, STATUS_UNPARSEABLE: 1, STATUS_MISSING: 2, STATUS_INFERENCE_ERROR: 3}
 
-GROUNDING_IOU = 0.5
-
 
 # ---------------------------------------------------------------------------------------------
-# Matching primitives
-
-
-def iou_matrix(pred, gt):
-    """Continuous IoU of every predicted box (rows) against every truth box (columns)."""
-    p = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
-    g = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-    ix = np.minimum(p[:, None, 2], g[None, :, 2]) - np.maximum(p[:, None, 0], g[None, :, 0])
-    iy = np.minimum(p[:, None, 3], g[None, :, 3]) - np.maximum(p[:, None, 1], g[None, :, 1])
-    inter = np.where((ix > 0) & (iy > 0), ix * iy, 0.0)
-    area_p = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
-    area_g = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
-    union = area_p[:, None] + area_g[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(union > 0, inter / union, 0.0)
-    # A truth box can have no area: one under a pixel wide rounds to x1 == x2, and one clamped to
-    # the image edge collapses onto it. Its exact copy is a perfect answer (IoU 1), or a reference
-    # answer could never score 100; any other box still scores 0 against it.
-    degenerate = (union <= 0) & np.all(p[:, None, :] == g[None, :, :], axis=2)
-    out[degenerate] = 1.0
-    return out
-
-
-def iou_one(p, g):
-    """iou_matrix([p], [g])[0, 0] in plain floats, the same operations in the same order (so the
-    same IEEE result; tests/test_score_fast_paths.py), without numpy's per-call cost: one predicted
-    and one truth box is the most common case (refer single, count of one)."""
-    p0, p1, p2, p3 = float(p[0]), float(p[1]), float(p[2]), float(p[3])
-    g0, g1, g2, g3 = float(g[0]), float(g[1]), float(g[2]), float(g[3])
-    if not math.isfinite(p0 + p1 + p2 + p3 + g0 + g1 + g2 + g3):  # inf / NaN: numpy's rules
-        return float(iou_matrix([p], [g])[0, 0])
-    ix = min(p2, g2) - max(p0, g0)
-    iy = min(p3, g3) - max(p1, g1)
-    inter = ix * iy if (ix > 0 and iy > 0) else 0.0
-    union = (p2 - p0) * (p3 - p1) + (g2 - g0) * (g3 - g1) - inter
-    if union > 0:
-        return inter / union
-    return 1.0 if (p0, p1, p2, p3) == (g0, g1, g2, g3) else 0.0
-
-
-def match_boxes(pred, gt):
-    """Hungarian matching maximising total IoU -> [(pred index, gt index, iou), ...] by gt index."""
-    if not len(pred) or not len(gt):
-        return []
-    if len(pred) == 1 and len(gt) == 1:
-        return [(0, 0, iou_one(pred[0], gt[0]))]
-    m = iou_matrix(pred, gt)
-    rows, cols = linear_sum_assignment(m, maximize=True)
-    pairs = sorted(zip(rows.tolist(), cols.tolist()), key=lambda rc: rc[1])
-    return [(r, c, float(m[r, c])) for r, c in pairs]
-
-
-def box_counts(n_pred, n_gt, matches, t):
-    """(TP, FP, FN) at IoU threshold t from the matched pairs."""
-    tp = sum(1 for _, _, v in matches if v >= t)
-    return tp, n_pred - tp, n_gt - tp
-
-
-def ious_per_gt(matches, n_gt):
-    """IoU of each truth box with its matched prediction (0.0 when unmatched), in truth order."""
-    out = [0.0] * n_gt
-    for _, c, v in matches:
-        out[c] = v
-    return out
-
-
-def set_counts(pred, gt):
-    """(TP, FP, FN) of two sets."""
-    p, g = set(pred), set(gt)
-    tp = len(p & g)
-    return tp, len(p) - tp, len(g) - tp
-
-
-def multiset_counts(pred, gt):
-    """(TP, FP, FN) of two multisets (repeated items count as many times as they occur)."""
-    p, g = Counter(pred), Counter(gt)
-    tp = sum((p & g).values())
-    return tp, sum(p.values()) - tp, sum(g.values()) - tp
-
-
-# ---------------------------------------------------------------------------------------------
-# Truth as the scorer sees it
-
-
-def _subset(row):
-    s = row.get("subset")
-    if s in ("single", "multi"):
-        return s
-    return "single" if len(row.get("gt_boxes") or []) == 1 else "multi"
-
-
-def _canon_triple(a, rel, b):
-    if a in CATEGORY_INDEX and b in CATEGORY_INDEX and CATEGORY_INDEX[b] < CATEGORY_INDEX[a]:
-        a, b = b, a
-    return (a, rel, b)
-
-
-def gt_relation_triples(row):
-    return {_canon_triple(*split_relation(r)[:3]) for r in (row.get("gt_relations") or [])}
-
-
-def gt_identify_attributes(row):
-    attrs = {("category", c) for c in row.get("gt_categories") or []}
-    attrs |= {("size", s) for s in row.get("gt_sizes") or []}
-    attrs |= {("cell", c) for c in row.get("gt_cells") or []}
-    attrs |= {("shape", s) for s in row.get("gt_shapes") or []}
-    return attrs
-
-
-def gt_describe_triples(row):
-    return list(zip(row.get("gt_sizes") or [], row.get("gt_categories") or [], row.get("gt_cells") or []))
-
-
-def _n_boxes(row):
-    return len(row.get("gt_boxes") or [])
-
-
-# The columns a test row counts in, per task (grounding's relation column only when the row has
-# relations; identify and refer by subset).
-SAMPLE_COLUMN_RULES = {
-    "classify": lambda row: ["classify"],
-    "describe": lambda row: ["describe"],
-    "count": lambda row: ["count.only_count", "count.iou25", "count.iou50"],
-    "grounding": lambda row: (["grounding.abstract_position"] if row.get("gt_relations") else [])
-                             + [f"grounding.{_subset(row)}"],
-    "identify": lambda row: [f"identify.{_subset(row)}"],
-    "refer": lambda row: [f"refer.{_subset(row)}.iou25", f"refer.{_subset(row)}.iou50"],
-}
+# Per-sample scoring: the task module's score, miss and columns (sarchat.transforms.tasks)
 
 
 def sample_columns(row):
     """The columns a test row counts in (depends on its task, subset and, for grounding, relations)."""
-    return SAMPLE_COLUMN_RULES[row["task"]](row)
-
-
-# A miss (an unparseable answer, a missing prediction, an inference error): per column of the row,
-# (TP, FP, FN) = (0, 0, what the truth holds in that column's unit).
-def _miss_count(row):
-    n = _n_boxes(row)
-    return {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, n), "count.iou50": (0, 0, n)}
-
-
-def _miss_grounding(row):
-    out = {}
-    if row.get("gt_relations"):
-        out["grounding.abstract_position"] = (0, 0, len(gt_relation_triples(row)))
-    out[f"grounding.{_subset(row)}"] = (0, 0, _n_boxes(row))
-    return out
-
-
-MISS_RULES = {
-    "classify": lambda row: {"classify": (0, 0, len(set(row.get("gt_categories") or [])))},
-    "describe": lambda row: {"describe": (0, 0, len(gt_describe_triples(row)))},
-    "count": _miss_count,
-    "grounding": _miss_grounding,
-    "identify": lambda row: {f"identify.{_subset(row)}": (0, 0, len(gt_identify_attributes(row)))},
-    "refer": lambda row: {c: (0, 0, _n_boxes(row)) for c in sample_columns(row)},
-}
-
-
-def _miss(row):
-    """(TP, FP, FN) per column when the answer is unparseable, missing or an inference error."""
-    return MISS_RULES[row["task"]](row)
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-sample scoring: one scorer per task, scorer(row, parsed) -> ({column: (TP, FP, FN)}, ious)
-
-
-def _score_count(row, parsed):
-    gt_boxes = row.get("gt_boxes") or []
-    gt_count = row.get("gt_count")
-    if gt_count is None:
-        gt_count = len(gt_boxes)
-    matches = match_boxes(parsed["boxes"], gt_boxes)
-    out = {"count.only_count": (1, 0, 0) if parsed["count"] == gt_count else (0, 1, 0),
-           "count.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
-           "count.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
-    return out, ious_per_gt(matches, len(gt_boxes))
-
-
-def _score_refer(row, parsed):
-    gt_boxes = row.get("gt_boxes") or []
-    s = _subset(row)
-    matches = match_boxes(parsed["boxes"], gt_boxes)
-    out = {f"refer.{s}.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
-           f"refer.{s}.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
-    return out, ious_per_gt(matches, len(gt_boxes))
-
-
-def _score_grounding(row, parsed):
-    gt_boxes = row.get("gt_boxes") or []
-    out = {}
-    if row.get("gt_relations"):
-        out["grounding.abstract_position"] = set_counts(set(parsed["relations"]), gt_relation_triples(row))
-    gt_cats = row.get("gt_categories") or []
-    ious = [0.0] * len(gt_boxes)
-    tp = 0
-    for cat in sorted(set(gt_cats), key=lambda c: CATEGORY_INDEX.get(c, 99)):
-        gi = [i for i, c in enumerate(gt_cats) if c == cat]
-        pb = [b for b, c in zip(parsed["boxes"], parsed["box_categories"]) if c == cat]
-        for _, c, v in match_boxes(pb, [gt_boxes[i] for i in gi]):
-            ious[gi[c]] = v
-            if v >= GROUNDING_IOU:
-                tp += 1
-    out[f"grounding.{_subset(row)}"] = (tp, len(parsed["boxes"]) - tp, len(gt_boxes) - tp)
-    return out, ious
-
-
-def _score_identify(row, parsed):
-    pred = {("category", c) for c in parsed["categories"]}
-    pred |= {("size", s) for s in parsed["sizes"]}
-    pred |= {("cell", c) for c in parsed["cells"]}
-    if row.get("gt_shapes"):  # shape is scored only when the truth states one
-        pred |= {("shape", s) for s in parsed["shapes"]}
-    return {f"identify.{_subset(row)}": set_counts(pred, gt_identify_attributes(row))}, []
-
-
-SCORERS = {
-    "classify": lambda row, parsed: ({"classify": set_counts(parsed["categories"], row.get("gt_categories") or [])},
-                                     []),
-    "describe": lambda row, parsed: ({"describe": multiset_counts(parsed["triples"], gt_describe_triples(row))}, []),
-    "count": _score_count,
-    "grounding": _score_grounding,
-    "identify": _score_identify,
-    "refer": _score_refer,
-}
-
-
-def score_parsed(row, parsed):
-    """Columns -> (TP, FP, FN) and per-truth-box IoUs for a parsed answer with status 'ok'."""
-    try:
-        scorer = SCORERS[row["task"]]
-    except KeyError:
-        raise ValueError(f"unknown task {row['task']!r}") from None
-    return scorer(row, parsed)
+    return BY_ID[row["task"]].columns(row)
 
 
 def _miss_result(row, status, parsed=None):
-    ious = [0.0] * _n_boxes(row) if row["task"] in ANSWER_BOX_TASKS else []
-    return {"status": status, "scores": _miss(row), "ious": ious, "parsed": parsed}
+    """A miss (an unparseable answer, a missing prediction, an inference error): per column of the
+    row, (TP, FP, FN) = (0, 0, what the truth holds in that column's unit)."""
+    ious = [0.0] * len(row.get("gt_boxes") or []) if row["task"] in ANSWER_BOX_TASKS else []
+    return {"status": status, "scores": BY_ID[row["task"]].miss(row), "ious": ious, "parsed": parsed}
 
 
 def score_sample(row, prediction, box_format, missing=False, error=None, parse=parsing.parse_answer):
@@ -311,7 +77,7 @@ def score_sample(row, prediction, box_format, missing=False, error=None, parse=p
     parsed = parse(row["task"], prediction or "", box_format, row["width"], row["height"])
     if parsed["status"] != parsing.OK:
         return _miss_result(row, STATUS_UNPARSEABLE, parsed)
-    scores, ious = score_parsed(row, parsed)
+    scores, ious = BY_ID[row["task"]].score(row, parsed)  # the parse refused an unknown task
     return {"status": STATUS_OK, "scores": scores, "ious": ious, "parsed": parsed}
 
 

@@ -6,6 +6,7 @@ Table 3 column. The report's samples section marks answers from these same rows.
 import pyarrow as pa
 
 from sarchat.transforms.score import metrics as M
+from sarchat.transforms.tasks import BY_ID
 
 SAMPLE_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -30,25 +31,9 @@ SAMPLE_SCHEMA = pa.schema([
 ])
 
 
-def _identify_labels(parsed):
-    return ([f"category={c}" for c in parsed["categories"]] + [f"size={s}" for s in parsed["sizes"]]
-            + [f"cell={c}" for c in parsed["cells"]] + [f"shape={s}" for s in parsed["shapes"]])
-
-
-# What the `pred_labels` column holds per task, from the parser's dict (count has only its number
-# and boxes, in their own columns).
-PRED_LABELS = {
-    "classify": lambda parsed: list(parsed["categories"]),
-    "describe": lambda parsed: ["|".join(x or "" for x in t) for t in parsed["triples"]],
-    "count": lambda parsed: [],
-    "grounding": lambda parsed: ["|".join(t) for t in parsed["relations"]],
-    "identify": _identify_labels,
-    "refer": lambda parsed: list(parsed["cells"]),
-}
-
-
 def pred_labels(task, parsed):
-    return PRED_LABELS[task](parsed) if parsed else []
+    """What the `pred_labels` column holds: the task module's pred_labels of the parser's dict."""
+    return BY_ID[task].pred_labels(parsed) if parsed else []
 
 
 class SampleColumns:

@@ -30,7 +30,7 @@ from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
 from sarchat.transforms.score.sample_records import SAMPLE_SCHEMA, pred_labels
 from sarchat.transforms.schema import split_relation
-from sarchat.transforms.tasks import ANSWER_BOX_TASKS, SPECS, TASK_COLUMNS, TASKS
+from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BY_ID, SPECS, TASK_COLUMNS, TASKS
 
 STATUS_NAMES = tuple(sorted(M.STATUS_CODES, key=M.STATUS_CODES.__getitem__))
 _OK, _UNPARSEABLE = M.STATUS_CODES[M.STATUS_OK], M.STATUS_CODES[M.STATUS_UNPARSEABLE]
@@ -334,7 +334,7 @@ class TaskTruth:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _items_describe(self):
-        # metrics.gt_describe_triples: zip(sizes, categories, cells), which stops at the shortest
+        # the describe truth (tasks/describe.py): zip(sizes, categories, cells), which stops at the shortest
         cols = [ListColumn(_array(self.table, name, pa.list_(pa.string())))
                 for name in ("gt_sizes", "gt_categories", "gt_cells")]
         count = np.minimum.reduce([c.lengths for c in cols])
@@ -472,7 +472,7 @@ def score_task(truth, texts, errors, has_pred, memo, box_format):
     ok = status == _OK
     uok = np.where(ok, index, -1)
     out = _Out(n, len(TASK_COLUMNS[task]), int(truth.n_boxes.sum()))
-    getattr(_Scorers, task)(truth, parses, uok, ok, out)
+    getattr(_Scorers, task, _per_row)(truth, parses, uok, ok, out)
     return TaskScores(truth, status, parses, index, out.tp, out.fp, out.fn, out.mask, out.ious)
 
 
@@ -544,7 +544,7 @@ def _hits(truth, matched, t):
 
 
 class _Scorers:
-    """One columnar scorer per task (metrics.SCORERS and MISS_RULES for all rows at once). A row
+    """One columnar scorer per task (its task module's score and miss for all rows at once). A row
     without a parse (uok -1: missing, inference error, unparseable) has no predicted item and no
     predicted box, which is exactly the miss rule: (0, 0, what the truth holds)."""
 
@@ -629,6 +629,18 @@ class _Scorers:
         hit = _hits(truth, matched, M.GROUNDING_IOU)
         out.set(np.arange(truth.n), _subset_column(truth, "grounding"), hit, _n_of(uok, blen) - hit,
                 truth.n_boxes - hit)
+
+
+def _per_row(truth, parses, uok, ok, out):
+    """The scorer of a task without a columnar one in _Scorers (a new task): its module's score and
+    miss (sarchat.transforms.tasks), row by row; the same results, at the per-sample speed."""
+    module, index = BY_ID[truth.task], {c: j for j, c in enumerate(TASK_COLUMNS[truth.task])}
+    starts = (np.cumsum(truth.n_boxes) - truth.n_boxes).tolist()
+    for i, row in enumerate(truth.table.to_pylist()):
+        scores, ious = module.score(row, parses[uok[i]]) if uok[i] >= 0 else (module.miss(row), [])
+        for c, (tp, fp, fn) in scores.items():
+            out.set(i, index[c], tp, fp, fn)
+        out.ious[starts[i]:starts[i] + len(ious)] = ious
 
 
 class _Out:

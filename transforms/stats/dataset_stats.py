@@ -39,7 +39,8 @@ import numpy as np
 
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX
-from sarchat.transforms.schema import SUBSET_TASKS, TASKS, split_relation
+from sarchat.transforms.schema import split_relation
+from sarchat.transforms.tasks import SUBSET_TASKS, TASKS
 
 # --- constants ------------------------------------------------------------------------------------
 

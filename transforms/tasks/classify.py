@@ -1,0 +1,76 @@
+"""Classification: which categories an image holds (docs/rules.md sections 7 and 12)."""
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_categories
+from sarchat.transforms.box_match import set_counts
+from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, canonical_sort, join_words
+from sarchat.transforms.schema import dialogue_id
+from sarchat.transforms.tasks.task_spec import TaskSpec
+
+# Classify questions name the candidates alphabetically, as the paper's appendix and the real
+# SARChat questions do: "aircraft, bridge, car, harbor, ship, tank".
+CANDIDATES = ", ".join(sorted(CATEGORIES))
+
+SPEC = TaskSpec("classify", "", "Classification", columns=(("classify", "Class"),), min_templates=20)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"candidates"}, {"candidates"}), "answer": ({"categories"}, set())}
+
+
+def parse(text, box_format=None, width=None, height=None):
+    """{'status', 'categories'}: the distinct categories named, canonical order; unparseable when no
+    category word at all (ship, ships, aircraft, aircrafts, car, ... harbour)."""
+    cats = sorted(set(find_categories(text)), key=CATEGORY_INDEX.__getitem__)
+    return {"status": OK if cats else UNPARSEABLE, "categories": cats}
+
+
+def columns(row):
+    """The columns a test row counts in."""
+    return ["classify"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: category sets."""
+    return {"classify": set_counts(parsed["categories"], row.get("gt_categories") or [])}, []
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    return {"classify": (0, 0, len(set(row.get("gt_categories") or [])))}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: the categories named."""
+    return list(parsed["categories"])
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt = list(row.get("gt_categories") or [])
+    said = list(res.get("pred_labels") or [])
+    return [(c, "ok" if c in gt else "bad") for c in said] + [(c, "miss") for c in gt if c not in said]
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: the most common set of categories."""
+    return f"The image contains {join_words(prior.priors['classify'])}."
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: the categories it detected (ship, the commonest class, when none)."""
+    cats = canonical_sort(d.category for d in detections()) or ["ship"]
+    return f"The image contains {join_words(cats)}."
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def build(ctx):
+    """One row per image: the categories present."""
+    rows = ctx.rows("classify")
+    for i, image, lo, cats, by_cat in ctx.per_image():
+        did = dialogue_id(image["split"], image["image_id"], "classify", None, "", 0)
+        t = ctx.pick("classify", did)
+        q, a = ctx.format(t["question"], candidates=CANDIDATES), ctx.format(t["answer"], categories=join_words(cats))
+        rows.add(did, i, None, q, a, t["id"], [], len(cats), categories=list(cats))
+    return rows.columns(ctx.shard)

@@ -1,0 +1,102 @@
+"""Instance counting: how many of a category, with their boxes (docs/rules.md sections 7 and 12)."""
+from sarchat.transforms import geometry
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, parse_boxes, parse_number, strip_boxes
+from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
+from sarchat.transforms.categories import plural
+from sarchat.transforms.schema import dialogue_id
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes
+
+SPEC = TaskSpec("count", "[count]", "Instance counting",
+                columns=(("count.only_count", "Only count"), ("count.iou25", "Count IoU=.25"),
+                         ("count.iou50", "Count IoU=.5")),
+                answer_has_boxes=True, min_templates=15, by_category=True)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"category", "category_plural"}, set())}
+
+
+def parse(text, box_format, width, height):
+    """{'status', 'count', 'boxes'}: the first number stated outside the boxes and all boxes;
+    unparseable when no number is stated outside the boxes (digits "3" or words "three",
+    "twenty-one", "no ships" = 0): boxes alone do not make a count answer parseable."""
+    text = text or ""
+    count = parse_number(strip_boxes(text))
+    boxes = parse_boxes(text, box_format, width, height)
+    return {"status": OK if count is not None else UNPARSEABLE, "count": count, "boxes": boxes}
+
+
+def _lead(n):
+    return "There is 1 instance. " if n == 1 else f"There are {n} instances. "
+
+
+def columns(row):
+    """The columns a test row counts in."""
+    return ["count.only_count", "count.iou25", "count.iou50"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: the stated count against
+    gt_count (one unit per sample), the boxes at IoU 0.25 and 0.5."""
+    gt_boxes = row.get("gt_boxes") or []
+    gt_count = row.get("gt_count")
+    if gt_count is None:
+        gt_count = len(gt_boxes)
+    matches = match_boxes(parsed["boxes"], gt_boxes)
+    out = {"count.only_count": (1, 0, 0) if parsed["count"] == gt_count else (0, 1, 0),
+           "count.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
+           "count.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
+    return out, ious_per_gt(matches, len(gt_boxes))
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    n = len(row.get("gt_boxes") or [])
+    return {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, n), "count.iou50": (0, 0, n)}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: nothing: the stated number and the boxes have their own columns."""
+    return []
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt_count = row.get("gt_count")
+    if gt_count is None:
+        gt_count = len(row.get("gt_boxes") or [])
+    n = res.get("pred_count")
+    return ([(f"count {n}" + ("" if n == gt_count else f" (truth {gt_count})"), "ok" if n == gt_count else "bad")]
+            + box_marks(res.get("pred_boxes") or [], row.get("gt_boxes") or []))
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: the most common count of the asked category, at its prior boxes."""
+    cat = prior.question_category(row.get("question"))
+    n = int(prior.priors["count"].get(cat, prior.priors["default_count"]))
+    return _lead(n) + "".join(fmt.render_one(b, W, H) for b, _ in prior.prior_boxes(cat, n, W, H))
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: its detections of the asked category (detected_boxes), top to bottom."""
+    boxes = detected_boxes(detections(), asked_category(row["question"]) or "ship")
+    boxes.sort(key=lambda b: (b[1], b[0]))
+    return (_lead(len(boxes)) + geometry.boxes_text(boxes)).rstrip()
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def build(ctx):
+    """One row per (image, category present): its number and boxes."""
+    rows, texts = ctx.rows("count"), ctx.shard.text
+    for i, image, lo, cats, by_cat in ctx.per_image():
+        for cat in cats:
+            group = by_cat[cat]
+            did = dialogue_id(image["split"], image["image_id"], "count", None, cat, 0)
+            t = ctx.pick("count", did)
+            n = len(group)
+            q = ctx.format(t["question"], category=cat, category_plural=plural(cat))
+            rows.add(did, i, None, q, _lead(n) + "".join([texts[b] for b in group]), t["id"], group, n)
+    return rows.columns(ctx.shard)

@@ -1,0 +1,190 @@
+"""Cross-modal identification: the attributes of the box a question names (docs/rules.md sections 6, 7 and 12)."""
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
+import numpy as np
+import pyarrow as pa
+
+from sarchat.transforms import geometry
+from sarchat.transforms.arrow_text import empty_lists, join, render, strings
+from sarchat.transforms.box_formats import get_box_format
+from sarchat.transforms.box_match import set_counts
+from sarchat.transforms.categories import article
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, dialogue_id, seeded_int
+from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
+
+SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=("single", "multi"),
+                columns=(("identify.multi", "ID Multi"), ("identify.single", "ID Single")),
+                question_has_box=True, min_templates=20, by_category=True, by_size=True)
+# The placeholders each kind of template text may use and must use (templates/__init__.py).
+TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"box"}, {"box"}),
+                                               "answer": ({"size", "category", "cell"}, set()),
+                                               "shape": ({"shape"}, set())}
+
+
+def parse(text, box_format=None, width=None, height=None):
+    """{'status', 'categories', 'sizes', 'shapes', 'cells'}: distinct values named, in order;
+    unparseable when none of them (category word, size word, grid cell / position phrase, shape word)."""
+    cats, sizes, shapes, cells = identify_attributes(text)
+    status = OK if (cats or sizes or shapes or cells) else UNPARSEABLE
+    return {"status": status, "categories": cats, "sizes": sizes, "shapes": shapes, "cells": cells}
+
+
+def _truth(row):
+    attrs = {("category", c) for c in row.get("gt_categories") or []}
+    attrs |= {("size", s) for s in row.get("gt_sizes") or []}
+    attrs |= {("cell", c) for c in row.get("gt_cells") or []}
+    attrs |= {("shape", s) for s in row.get("gt_shapes") or []}
+    return attrs
+
+
+def columns(row):
+    """The columns a test row counts in: its subset's."""
+    return [f"identify.{subset_of(row)}"]
+
+
+def score(row, parsed):
+    """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: attribute sets (category,
+    size, cell, and shape when the truth states one)."""
+    pred = {("category", c) for c in parsed["categories"]}
+    pred |= {("size", s) for s in parsed["sizes"]}
+    pred |= {("cell", c) for c in parsed["cells"]}
+    if row.get("gt_shapes"):  # shape is scored only when the truth states one
+        pred |= {("shape", s) for s in parsed["shapes"]}
+    return {f"identify.{subset_of(row)}": set_counts(pred, _truth(row))}, []
+
+
+def miss(row):
+    """{column: (0, 0, FN)} of an answer that scores nothing."""
+    return {f"identify.{subset_of(row)}": (0, 0, len(_truth(row)))}
+
+
+def pred_labels(parsed):
+    """The samples' `pred_labels` column: attribute=value per attribute named."""
+    return ([f"category={c}" for c in parsed["categories"]] + [f"size={s}" for s in parsed["sizes"]]
+            + [f"cell={c}" for c in parsed["cells"]] + [f"shape={s}" for s in parsed["shapes"]])
+
+
+def marks(row, res):
+    """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
+    gt = _truth(row)
+    said, out = set(), []
+    for lab in res.get("pred_labels") or []:
+        k, _, v = lab.partition("=")
+        said.add((k, v))
+        if k == "shape" and not row.get("gt_shapes"):
+            out.append((f"{k}: {v} (not scored)", "na"))
+        else:
+            out.append((f"{k}: {v}", "ok" if (k, v) in gt else "bad"))
+    return out + [(f"{k}: {v}", "miss") for k, v in sorted(gt - said)]
+
+
+# ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+_CANONICAL = get_box_format("canonical")
+
+
+def _sentence(size, cat, cell, shape):
+    return (f"This is {article(size)} {size} {cat} located in the {cell} portion of the image. "
+            f"It appears to be {shape} in shape.")
+
+
+def blind_answer(prior, row, fmt, W, H):
+    """The blind prior's answer: the most common attributes; with use_question_box, the cell, size
+    and shape of the box the question names and the category most common for that size."""
+    ident = prior.priors["identify"]
+    size, cell, shape, cat = ident["size"], ident["cell"], ident["shape"], ident["category"]
+    if prior.use_question_box:
+        boxes = _CANONICAL.parse(row.get("question") or "", W, H)
+        if boxes:
+            x1, y1, x2, y2 = boxes[0]
+            w, h = max(x2 - x1, 1e-9), max(y2 - y1, 1e-9)
+            cell = geometry.grid_cell([x1, y1, x2, y2], W, H)
+            size = geometry.identify_size(w * h / (W * H))
+            shape = geometry.shape_word(w / h)
+            cat = ident["category_by_size"].get(size) or cat
+    return _sentence(size, cat, cell, shape)
+
+
+def detector_answer(row, W, H, detections, region_category):
+    """A detector's answer: region_category of the box the question names, and the cell, size and
+    shape of that box (no detection pass over the whole scene)."""
+    boxes = _CANONICAL.parse(row["question"] or "", W, H)
+    if not boxes:
+        return "I cannot find the region in the question."
+    box = [int(round(v)) for v in boxes[0]]
+    cat = region_category(box)
+    xywh = [box[0], box[1], max(1, box[2] - box[0]), max(1, box[3] - box[1])]  # integers: a side is at least 1
+    size = geometry.identify_size(geometry.area_ratio(xywh, W, H))
+    cell = geometry.grid_cell(box, W, H)
+    shape = geometry.shape_word(geometry.aspect_ratio(xywh))
+    return _sentence(size, cat, cell, shape)
+
+
+# ---- building its dialogues from a shard's boxes (transforms/generate/dialogues.py gives ctx)
+
+
+def identify_picks(box_seeds, n, k):
+    """(boxes, k) int64: K distinct template indices of 0..n-1 per box, keyed by the box's seed alone.
+    Template t of a box scores splitmix64(seed + (t + 1) * 0x9E3779B97F4A7C15) (64-bit wrapping);
+    the box takes the K templates with the smallest scores, smallest first (docs/rules.md section 6)."""
+    s = np.asarray(box_seeds, dtype=np.uint64).reshape(-1, 1)
+    s = s + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    s = (s ^ (s >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    s = (s ^ (s >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    s = s ^ (s >> np.uint64(31))
+    return np.argsort(s, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
+def build(ctx):
+    """The K identify rows of every box (K = ctx.identify_variants), columns only: picks, ids, then
+    one render per template."""
+    images, shard = ctx.images, ctx.shard
+    templates = ctx.banks["identify"]["templates"]
+    K, nb = ctx.identify_variants, shard.n
+    boxes_per_image = np.diff(shard.first)
+    image_of = shard.image_of.tolist()
+    splits = [images[i]["split"] for i in image_of]
+    image_ids = [images[i]["image_id"] for i in image_of]
+    subsets = [("single" if n == 1 else "multi") for n in boxes_per_image[shard.image_of].tolist()]
+    seeds = [seeded_int(ctx.seed, s, im, a) for s, im, a in zip(splits, image_ids, shard.ann_id)]
+    flat_picks = identify_picks(seeds, len(templates), K).reshape(-1)  # row b * K + variant
+    ids = strings([dialogue_id(s, im, "identify", sub, a, v)
+                   for s, im, sub, a in zip(splits, image_ids, subsets, shard.ann_id) for v in range(K)])
+    row_box = np.repeat(np.arange(nb, dtype=np.int64), K)
+    subset_array = strings(subsets)
+    groups = []
+    for k, t in enumerate(templates):
+        rows = np.nonzero(flat_picks == k)[0]
+        if not len(rows):
+            continue
+        box = pa.array(row_box[rows])
+        n = len(rows)
+        category, cell = shard.category_array.take(box), shard.cell_array.take(box)
+        size = shard.identify_size_array.take(box)
+        answer = render(t["answer"], {"size": size, "category": category, "cell": cell}, n)
+        ones = pa.array(np.arange(n + 1, dtype=np.int32))
+        if t.get("shape"):
+            shape = shard.shape_array.take(box)
+            answer = join(answer, render(t["shape"], {"shape": shape}, n))
+            shapes = pa.ListArray.from_arrays(ones, shape)
+        else:
+            shapes = empty_lists(n)
+        groups.append({
+            "id": ids.take(pa.array(rows)),
+            **shard.image_columns(pa.array(shard.image_of[row_box[rows]])),
+            "task": strings(["identify"] * n),
+            "subset": subset_array.take(box),
+            "question": render(t["question"], {"box": shard.text_array.take(box)}, n).cast(pa.string()),
+            "answer": answer.cast(pa.string()),
+            "template_id": strings([t["id"]] * n),
+            "gt_boxes": pa.ListArray.from_arrays(ones, shard.boxes_of(row_box[rows])),
+            "gt_categories": pa.ListArray.from_arrays(ones, category),
+            "gt_cells": pa.ListArray.from_arrays(ones, cell),
+            "gt_sizes": pa.ListArray.from_arrays(ones, size),
+            "gt_shapes": shapes,
+            "gt_relations": empty_lists(n),
+            "gt_count": pa.array(np.ones(n, dtype=np.int32)),
+        })
+    if not groups:
+        return {f.name: pa.array([], type=f.type) for f in DIALOGUE_SCHEMA if f.name != "messages"}
+    return {name: pa.concat_arrays([g[name] for g in groups]) for name in groups[0]}
