@@ -22,6 +22,7 @@ Several GPUs: `--num-shards K --shard-index I` in K processes (sha256-of-id shar
 `--output gs://bucket/run` (any fsspec URL): the store stays on local disk (`--work-dir`) and is
 mirrored to the URL, see inference/remote.py.
 """
+import copy
 import datetime as _dt
 import json
 import os
@@ -116,6 +117,7 @@ class Runner:
         self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
         self.failures = []
         self.verify_read = None
+        self._base_manifest = None
 
     def location(self, name):
         """Where the run's file `name` is published: under the URL for a remote run."""
@@ -133,7 +135,11 @@ class Runner:
 
     # ---- manifests -----------------------------------------------------------------------------
     def base_manifest(self):
-        return run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+        # built once per invocation (the installed versions it lists cost importlib.metadata scans of
+        # sys.path, tens of milliseconds), copied for each manifest written
+        if self._base_manifest is None:
+            self._base_manifest = run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+        return copy.deepcopy(self._base_manifest)
 
     def _shard_manifest_path(self):
         folder = store.runs_dir(self.cfg.output, self.key)
@@ -184,7 +190,18 @@ class Runner:
                          num_shards=cfg.num_shards, shard_index=cfg.shard_index, manifest=self.dataset_manifest)
         root = resolve_image_root(cfg.dataset, cfg.image_root, self.dataset_manifest) \
             if getattr(self.backend, "reads_images", True) else ""
-        return [Sample(r, image_location(root, r["image_path"]) if root else r["image_path"]) for r in rows], root
+        if not root:
+            return [Sample(r, r["image_path"]) for r in rows], root
+        # the image-path rule (realpath checks) once per image, not once per dialogue
+        locations = {}
+        samples = []
+        for r in rows:
+            path = r["image_path"]
+            loc = locations.get(path)
+            if loc is None:
+                loc = locations[path] = image_location(root, path)
+            samples.append(Sample(r, loc))
+        return samples, root
 
     def run(self):
         cfg = self.cfg
