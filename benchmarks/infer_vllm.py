@@ -4,6 +4,8 @@
     PYTHONPATH=. VLLM_CPU_KVCACHE_SPACE=2 $PY benchmarks/infer_vllm.py [--adapter llava-1.5]
         [--images 16] [--batch-size 32] [--repeats 3] [--max-tokens 16] [--skip-server]
         [--hidden 256 --layers 2]   # a bigger tiny model: more of each sample is the engine's
+        [--engine-arg KEY=VALUE ...]
+    PYTHONPATH=. python benchmarks/infer_vllm.py --fake-engine   # a run's cost besides the engine
 
 1. Engine: `sarchat infer --backend vllm` (read Parquet, images to data URLs, the adapter's
    messages, one `LLM.chat` per batch, fsync'd store, merge into predictions.parquet) against a raw
@@ -41,11 +43,13 @@ TINY = {"llava-1.5": "tests.tiny_llava", "qwen2-vl": "tests.tiny_qwen2vl",
 def _cfg(dataset, out, args, backend, model, *extra):
     from sarchat.inference.run import parse_config
 
-    # the InferenceConfig `sarchat infer` builds from these flags (what execute() and the backends take)
+    # the InferenceConfig `sarchat infer` builds from these flags (what execute() and the backends take);
+    # --engine-arg is the in-process engine's (the server side's engine settings are its own flags)
+    engine_args = [a for kv in args.engine_arg for a in ("--engine-arg", kv)] if backend == "vllm" else []
     return parse_config([
         "--dataset", dataset, "--split", "test", "--backend", backend, "--model", model, "--adapter", args.adapter,
         "--output", out, "--max-tokens", str(args.max_tokens), "--batch-size", str(args.batch_size),
-        "--no-progress", *extra])
+        "--no-progress", *engine_args, *extra])
 
 
 def _samples(dataset, adapter):
@@ -97,6 +101,27 @@ def bench_engine(args, dataset, model, workdir):
 
     raw()  # warm-up: vLLM's multimodal caches, allocator, the first-call costs of both sides
     return _alternate(raw, ours, args.repeats, len(samples))
+
+
+def bench_fake(args, dataset):
+    """Seconds of a whole `sarchat infer --backend vllm` run whose engine answers at once
+    (tests/fake_vllm.py): what a run costs besides the engine -- the Parquet read, the images
+    (read, checked, base64'd), the store, the merge and the manifests. No vLLM needed."""
+    from sarchat.inference.backends.vllm_backend import VllmBackend
+    from sarchat.inference.run import execute, resolve_adapter
+    from tests.fake_vllm import FakeLLM, FakeSamplingParams
+
+    with tempfile.TemporaryDirectory(prefix="infer_fake_") as workdir:
+        runs = []
+        for k in range(args.repeats + 1):  # the first is a warm-up (imports, page cache)
+            cfg = _cfg(dataset, os.path.join(workdir, f"fake-{k}"), args, "vllm", "Qwen/Qwen2-VL-7B-Instruct")
+            backend = VllmBackend(cfg, resolve_adapter(cfg, VllmBackend), engine=FakeLLM(),
+                                  sampling_params_cls=FakeSamplingParams)
+            t0 = time.perf_counter()
+            assert execute(cfg, backend=backend) == 0
+            runs.append(time.perf_counter() - t0)
+        return {"samples": len(_samples(dataset, None)), "run_s": round(statistics.median(runs[1:]), 3),
+                "runs_s": [round(x, 3) for x in runs[1:]]}
 
 
 def _free_port():
@@ -222,7 +247,11 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=256, help="the tiny model's text width (its builder's --hidden)")
     p.add_argument("--layers", type=int, default=2, help="the tiny model's text layers (its builder's --layers)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a vllm.LLM argument for both sides (as `sarchat infer --engine-arg`); repeatable")
     p.add_argument("--skip-engine", action="store_true")
+    p.add_argument("--fake-engine", action="store_true",
+                   help="only time whole runs against an engine that answers at once (no vLLM needed)")
     p.add_argument("--skip-server", action="store_true")
     args = p.parse_args(argv)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -233,6 +262,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="infer_vllm_") as workdir:
         dataset = args.dataset or write_fixture_dataset(os.path.join(workdir, "data"), n_images=args.images,
                                                         seed=1)[0]
+        if args.fake_engine:
+            print(json.dumps({"fake_engine": bench_fake(args, dataset)}))
+            return
         model = args.model
         if model is None:
             model = os.path.join(workdir, "model")
@@ -248,6 +280,11 @@ def main(argv=None):
         if not args.skip_engine:
             report["engine"] = bench_engine(args, dataset, model, workdir)
         print(json.dumps(report, indent=1))
+        for side, what in (("engine", "sarchat infer --backend vllm"), ("server", "sarchat infer --backend openai")):
+            if side in report:
+                f = report[side]
+                print(f"{what}: {f['ours_sps']:.2f} samples/s; raw loop: {f['raw_sps']:.2f} samples/s; "
+                      f"ratio {f['ratio']:.3f} ({f['samples']} samples, medians of {args.repeats})")
 
 
 if __name__ == "__main__":
