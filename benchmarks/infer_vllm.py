@@ -45,7 +45,7 @@ def _cfg(dataset, out, args, backend, model, *extra):
 
     # the InferenceConfig `sarchat infer` builds from these flags (what execute() and the backends take);
     # --engine-arg is the in-process engine's (the server side's engine settings are its own flags)
-    engine_args = [a for kv in args.engine_arg for a in ("--engine-arg", kv)] if backend == "vllm" else []
+    engine_args = [a for kv in getattr(args, "engine_arg", []) for a in ("--engine-arg", kv)] if backend == "vllm" else []
     return parse_config([
         "--dataset", dataset, "--split", "test", "--backend", backend, "--model", model, "--adapter", args.adapter,
         "--output", out, "--max-tokens", str(args.max_tokens), "--batch-size", str(args.batch_size),
