@@ -221,16 +221,27 @@ class Runner:
         if not pending:
             self._nothing_to_do(started, root, counts)
             return counts
+        bs = int(cfg.batch_size or self.backend.default_batch_size)
+        batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]
+        prefetch = ThreadPoolExecutor(max_workers=1)
+        # A backend whose prepare needs no engine gets its first batch ready while the engine loads.
+        first = prefetch.submit(self.backend.prepare, batches[0]) \
+            if getattr(self.backend, "prepare_before_setup", False) else None
         # The backend starts (engine loaded, endpoint checked) before anything is written: one that
         # cannot start leaves no trace in the run folder.
         t_loop = time.perf_counter()
-        self.backend.setup()
+        try:
+            self.backend.setup()
+        except BaseException:
+            prefetch.shutdown(wait=False, cancel_futures=True)
+            raise
         self.timing = {"setup_s": time.perf_counter() - t_loop, "predict_s": 0.0}
         self.write_shard_manifest({"status": "running", "started_at": started, "finished_at": None,
                                    "image_root": root, "counts": counts})
         status = "done"
         try:
-            status = self._predict_all(pending, counts)
+            with prefetch:
+                status = self._predict_all(batches, counts, prefetch, first)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -283,10 +294,10 @@ class Runner:
         if not self.cfg.no_merge:
             self.merge()
 
-    def _predict_all(self, pending, counts):
+    def _predict_all(self, batches, counts, prefetch, first=None):
+        """Answer and store every batch; batch k+1 is prepared in `prefetch` while batch k is
+        answered (`first`: batch 0's preparation, when it was started before the backend's setup)."""
         cfg = self.cfg
-        bs = int(cfg.batch_size or self.backend.default_batch_size)
-        batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]
         writer = store.PartWriter(cfg.output, self.key, cfg.shard_index, cfg.num_shards)
         progress = None
         last_push = time.monotonic()
@@ -296,34 +307,33 @@ class Runner:
                 f"{self.backend.name}:{os.path.basename(str(self.model_name).rstrip('/'))}"[:40]
             if cfg.num_shards > 1:
                 desc += f" [{cfg.shard_index}/{cfg.num_shards}]"
-            progress = _Progress(len(pending), desc, cfg.no_progress, cfg.progress_position)
-            with ThreadPoolExecutor(max_workers=1) as prefetch:
-                future = prefetch.submit(self.backend.prepare, batches[0])
-                for k, batch in enumerate(batches):
-                    try:
-                        prepared = future.result()
-                    except Exception as exc:
-                        prepared = exc
-                    if k + 1 < len(batches):
-                        future = prefetch.submit(self.backend.prepare, batches[k + 1])
-                    results = predict_batch(self.backend, batch, prepared)
-                    records = []
-                    n_fail = 0
-                    for sample, res in zip(batch, results):
-                        if res.error is not None:
-                            n_fail += 1
-                            self.failures.append((sample.id, res.error))
-                        records.append(store.make_record(sample.id, res.prediction, self.model_name,
-                                                         res.error, res.latency_s, self.key))
-                    writer.append(records)  # flushed and fsync'd: the batch is now durable
-                    counts["failed"] += n_fail
-                    counts["done"] += len(batch) - n_fail
-                    counts["remaining"] -= len(batch)
-                    progress.update(len(batch), counts["failed"])
-                    if self.remote and time.monotonic() - last_push >= cfg.push_interval:
-                        self._push_part_quietly()
-                        last_push = time.monotonic()
-                    self.timing["predict_s"] = time.perf_counter() - t_predict
+            progress = _Progress(sum(map(len, batches)), desc, cfg.no_progress, cfg.progress_position)
+            future = first if first is not None else prefetch.submit(self.backend.prepare, batches[0])
+            for k, batch in enumerate(batches):
+                try:
+                    prepared = future.result()
+                except Exception as exc:
+                    prepared = exc
+                if k + 1 < len(batches):
+                    future = prefetch.submit(self.backend.prepare, batches[k + 1])
+                results = predict_batch(self.backend, batch, prepared)
+                records = []
+                n_fail = 0
+                for sample, res in zip(batch, results):
+                    if res.error is not None:
+                        n_fail += 1
+                        self.failures.append((sample.id, res.error))
+                    records.append(store.make_record(sample.id, res.prediction, self.model_name,
+                                                     res.error, res.latency_s, self.key))
+                writer.append(records)  # flushed and fsync'd: the batch is now durable
+                counts["failed"] += n_fail
+                counts["done"] += len(batch) - n_fail
+                counts["remaining"] -= len(batch)
+                progress.update(len(batch), counts["failed"])
+                if self.remote and time.monotonic() - last_push >= cfg.push_interval:
+                    self._push_part_quietly()
+                    last_push = time.monotonic()
+                self.timing["predict_s"] = time.perf_counter() - t_predict
         finally:
             if progress is not None:
                 progress.close()

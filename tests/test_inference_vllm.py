@@ -193,3 +193,45 @@ def test_next_batch_is_prepared_while_the_engine_answers(dataset, tmp_path):
     assert all(p["prediction"].startswith("answer to ") for p in got)
     part = next((tmp_path / "overlap" / "store").glob("*/part-*.jsonl"))
     assert [json.loads(line)["id"] for line in part.read_text().splitlines()] == [r["id"] for r in ordered]
+
+
+def test_first_batch_is_prepared_while_the_engine_loads(dataset, tmp_path):
+    """setup() (vllm.LLM(...) loading the model) sees batch 0's images being read: preparing needs
+    no engine. A setup that fails still leaves no trace in the run folder."""
+    import threading
+
+    from sarchat.inference.dataset import read_image_bytes
+    from sarchat.transforms.errors import SarchatError
+
+    generated, image_root, rows = dataset
+    reads = []
+    cond = threading.Condition()
+
+    def read(location):
+        with cond:
+            reads.append(location)
+            cond.notify_all()
+        return read_image_bytes(location)
+
+    class LoadingBackend(VllmBackend):
+        saw_reads = None
+
+        def setup(self):
+            with cond:
+                self.saw_reads = bool(cond.wait_for(lambda: reads, timeout=30))  # now, not the list later
+            if self.engine is None:
+                raise SarchatError("the engine cannot start")
+            super().setup()
+
+    cfg = _cfg(generated, tmp_path / "run", "--batch-size", "4")
+    backend = LoadingBackend(cfg, get_adapter("qwen2-vl"), engine=FakeLLM(), sampling_params_cls=FakeSamplingParams,
+                             read_image=read)
+    assert execute(cfg, backend=backend) == 0
+    assert backend.saw_reads
+    assert len(pq.read_table(tmp_path / "run" / "predictions.parquet")) == len(rows)
+
+    failing = LoadingBackend(_cfg(generated, tmp_path / "failed"), get_adapter("qwen2-vl"),
+                             sampling_params_cls=FakeSamplingParams, read_image=read)
+    with pytest.raises(SarchatError, match="cannot start"):
+        execute(failing.config, backend=failing)
+    assert not (tmp_path / "failed").exists() or not any((tmp_path / "failed").iterdir())

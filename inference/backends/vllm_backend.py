@@ -11,7 +11,7 @@ Each conversation is the adapter's messages (what inference/dataset.py `sample_m
 decoded by us first, so a missing, corrupt or mis-sized image fails that sample only; once per
 image, through an ImageCache, since the runner sends an image's dialogues together) and the
 question text. The runner prepares batch k+1 (image reads, data URLs, messages) in a thread while
-the engine answers batch k (run.py `_predict_all`). Whole batches go to one `llm.chat` call (vLLM schedules them continuously); when a
+the engine answers batch k (run.py `_predict_all`), and batch 0 while the engine loads. Whole batches go to one `llm.chat` call (vLLM schedules them continuously); when a
 call raises, the batch is bisected until the failing conversations are isolated and recorded as
 errors. Sampling is deterministic: temperature 0 and a fixed seed, recorded in the run manifest.
 Data parallelism: one process per GPU with `--num-shards K --shard-index I` (see run.py).
@@ -40,6 +40,7 @@ PLACEMENT_KWARGS = ("model", "revision", "seed", "tensor_parallel_size", "gpu_me
 class VllmBackend(Backend):
     name = "vllm"
     default_batch_size = 256
+    prepare_before_setup = True  # images and messages only: the first batch is ready when the engine is
 
     def __init__(self, config, adapter, engine=None, sampling_params_cls=None, read_image=read_image_bytes):
         super().__init__(config, adapter)
