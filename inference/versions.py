@@ -2,7 +2,21 @@
 import importlib.util
 import platform
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution
+
+
+def version(name):
+    """importlib.metadata.version without parsing the whole METADATA file as an email message (a
+    few milliseconds each, most of the cost of a manifest's version list): the `Version:` header
+    line is read from the header block, the full parse only when it is not found there."""
+    dist = distribution(name)  # PackageNotFoundError when not installed
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the end of the headers: the description follows
+        if line.startswith("Version:"):
+            return line[len("Version:"):].strip()
+    return dist.version
 
 
 def package_version(name):

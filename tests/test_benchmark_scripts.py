@@ -39,6 +39,20 @@ def test_infer_vllm_builds_the_config_and_backends_it_measures(dataset, tmp_path
     assert bench._samples(dataset, adapter)  # the split's rows with their image locations
 
 
+def test_infer_vllm_fake_engine_runs_whole_runs_with_the_engine_args(dataset, tmp_path):
+    """--fake-engine times whole `sarchat infer` runs without vLLM; --engine-arg reaches the
+    in-process engine's config (both sides of the real comparison), never the openai backend's."""
+    bench = load_script("infer_vllm")
+    args = bench.argparse.Namespace(adapter="qwen2-vl", max_tokens=16, batch_size=8, concurrency=4, repeats=1,
+                                    engine_arg=["max_num_seqs=8"])
+    found = bench.bench_fake(args, dataset)
+    assert found["samples"] > 8 and len(found["runs_s"]) == 1
+    cfg = bench._cfg(dataset, str(tmp_path / "out"), args, "vllm", "tiny")
+    assert cfg.engine_arg == ("max_num_seqs=8",)
+    assert not bench._cfg(dataset, str(tmp_path / "o2"), args, "openai", "tiny", "--base-url",
+                          "http://127.0.0.1:9/v1").engine_arg
+
+
 def test_code_shape_counts_templates_apart_from_python_code():
     """Jinja2 templates ship in the wheel but are words, not code: code_shape counts their non-blank
     lines on their own line and leaves them out of the code lines (and of radon)."""

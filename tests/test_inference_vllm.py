@@ -125,3 +125,113 @@ def test_failures_are_isolated_and_retried(dataset, tmp_path):
     preds = {p["id"]: p for p in pq.read_table(out / "predictions.parquet").to_pylist()}
     assert len(preds) == len(rows) and not any(p["error"] for p in preds.values())
     assert {i for i, p in preds.items() if p["prediction"] == "fixed"} == failed
+
+
+def test_next_batch_is_prepared_while_the_engine_answers(dataset, tmp_path):
+    """While the engine answers batch k, batch k+1's images are read (the runner's prefetch), and
+    each image is read once however many dialogues share it; the stored answers are the same, in
+    the same order, as without any overlap."""
+    import threading
+
+    from sarchat.inference.dataset import read_image_bytes
+
+    generated, image_root, rows = dataset
+    bs = 3
+    ordered = sorted(rows, key=lambda r: (r["image_path"], r["id"]))
+    batches = [ordered[i:i + bs] for i in range(0, len(ordered), bs)]
+    seen_before = [set(r["image_path"] for b in batches[:k + 1] for r in b) for k in range(len(batches))]
+    # per call k: images batch k+1 needs that no earlier batch read
+    new_next = [{r["image_path"] for r in batches[k + 1]} - seen_before[k] for k in range(len(batches) - 1)]
+    assert sum(1 for n in new_next if n) >= 2  # the fixture gives the test something to see
+
+    reads = []
+    read_lock = threading.Lock()
+    read_event = threading.Condition(read_lock)
+
+    def read(location):
+        data = read_image_bytes(location)
+        with read_event:
+            reads.append(os.path.relpath(location, image_root))
+            read_event.notify_all()
+        return data
+
+    class WaitingLLM(FakeLLM):
+        """Answers batch k once some image only batch k+1 needs has been read: with no overlap
+        between preparing and answering, that never happens during the call (the wait gives up)."""
+
+        def __init__(self):
+            super().__init__(answer=lambda conv: "answer to " + conv[0]["content"][1]["text"])
+            self.overlapped = []
+
+        def chat(self, messages, **kw):
+            k = len(self.calls)
+            if k < len(new_next) and new_next[k]:
+                with read_event:
+                    seen = read_event.wait_for(lambda: new_next[k] & set(reads), timeout=30)
+                self.overlapped.append(bool(seen))
+            return super().chat(messages, **kw)
+
+    cfg = _cfg(generated, tmp_path / "overlap", "--batch-size", str(bs))
+    engine = WaitingLLM()
+    backend = VllmBackend(cfg, get_adapter("qwen2-vl"), engine=engine, sampling_params_cls=FakeSamplingParams,
+                          read_image=read)
+    assert execute(cfg, backend=backend) == 0
+    assert engine.overlapped and all(engine.overlapped)
+    assert sorted(reads) == sorted({r["image_path"] for r in rows})  # once per image
+
+    # the same answers, stored in the runner's order, as a run with one batch (nothing to overlap)
+    plain_cfg = _cfg(generated, tmp_path / "plain", "--batch-size", str(len(rows)))
+    plain = FakeLLM(answer=engine.answer)
+    assert execute(plain_cfg, backend=VllmBackend(plain_cfg, get_adapter("qwen2-vl"), engine=plain,
+                                                  sampling_params_cls=FakeSamplingParams)) == 0
+    assert len(plain.calls) == 1 and len(engine.calls) == len(batches)
+    assert [m for c in engine.calls for m in c["messages"]] == plain.calls[0]["messages"]
+    got = pq.read_table(tmp_path / "overlap" / "predictions.parquet").to_pylist()
+    want = pq.read_table(tmp_path / "plain" / "predictions.parquet").to_pylist()
+    assert [(p["id"], p["prediction"], p["error"]) for p in got] == \
+        [(p["id"], p["prediction"], p["error"]) for p in want]
+    assert all(p["prediction"].startswith("answer to ") for p in got)
+    part = next((tmp_path / "overlap" / "store").glob("*/part-*.jsonl"))
+    assert [json.loads(line)["id"] for line in part.read_text().splitlines()] == [r["id"] for r in ordered]
+
+
+def test_first_batch_is_prepared_while_the_engine_loads(dataset, tmp_path):
+    """setup() (vllm.LLM(...) loading the model) sees batch 0's images being read: preparing needs
+    no engine. A setup that fails still leaves no trace in the run folder."""
+    import threading
+
+    from sarchat.inference.dataset import read_image_bytes
+    from sarchat.transforms.errors import SarchatError
+
+    generated, image_root, rows = dataset
+    reads = []
+    cond = threading.Condition()
+
+    def read(location):
+        with cond:
+            reads.append(location)
+            cond.notify_all()
+        return read_image_bytes(location)
+
+    class LoadingBackend(VllmBackend):
+        saw_reads = None
+
+        def setup(self):
+            with cond:
+                self.saw_reads = bool(cond.wait_for(lambda: reads, timeout=30))  # now, not the list later
+            if self.engine is None:
+                raise SarchatError("the engine cannot start")
+            super().setup()
+
+    cfg = _cfg(generated, tmp_path / "run", "--batch-size", "4")
+    backend = LoadingBackend(cfg, get_adapter("qwen2-vl"), engine=FakeLLM(), sampling_params_cls=FakeSamplingParams,
+                             read_image=read)
+    assert execute(cfg, backend=backend) == 0
+    assert backend.saw_reads
+    assert len(pq.read_table(tmp_path / "run" / "predictions.parquet")) == len(rows)
+
+    failing = LoadingBackend(_cfg(generated, tmp_path / "failed"), get_adapter("qwen2-vl"),
+                             sampling_params_cls=FakeSamplingParams, read_image=read)
+    with pytest.raises(SarchatError, match="cannot start"):
+        execute(failing.config, backend=failing)
+    assert not (tmp_path / "failed").exists() or not any((tmp_path / "failed").iterdir())

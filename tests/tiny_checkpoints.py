@@ -1,6 +1,7 @@
 """What the tiny random checkpoint builders share (tiny_qwen2vl, tiny_qwen25vl, tiny_llava): the
 transformers load-back check and the command line. Torch and transformers are imported lazily."""
 import argparse
+import inspect
 import json
 
 
@@ -33,8 +34,14 @@ def main(build, check, description, argv=None):
     p.add_argument("--dataset", default=None, help="generated dataset whose texts train the tokenizer")
     p.add_argument("--vocab", type=int, default=4000)
     p.add_argument("--check", action="store_true", help="load back and generate with transformers")
+    size = {"hidden": "text model width (a multiple of 128; default 256)",
+            "layers": "text model layers (default 2)"}
+    takes = inspect.signature(build).parameters
+    for name, help_text in size.items():
+        if name in takes:  # a bigger model, so the engine's share of a sample grows (benchmarks)
+            p.add_argument(f"--{name}", type=int, default=takes[name].default, help=help_text)
     args = p.parse_args(argv)
-    info = build(args.out, args.dataset, args.vocab)
+    info = build(args.out, args.dataset, args.vocab, **{k: getattr(args, k) for k in size if k in takes})
     if args.check:
         info["check"] = check(args.out)
     print(json.dumps(info))

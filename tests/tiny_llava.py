@@ -107,7 +107,7 @@ def vllm_key(name):
     return name
 
 
-def build(out_dir, dataset=None, vocab_size=4000, seed=0):
+def build(out_dir, dataset=None, vocab_size=4000, seed=0, hidden=256, layers=2):
     import torch
     from safetensors.torch import save_file
     from transformers import GenerationConfig, LlavaForConditionalGeneration
@@ -115,7 +115,7 @@ def build(out_dir, dataset=None, vocab_size=4000, seed=0):
     os.makedirs(out_dir, exist_ok=True)
     tokenizer = build_tokenizer(corpus(dataset), vocab_size)
     processor = build_processor(tokenizer)
-    config = build_config(tokenizer)
+    config = build_config(tokenizer, hidden, layers)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).to(torch.bfloat16)
     config.architectures = ["LlavaForConditionalGeneration"]  # vLLM picks its generative LLaVA by this

@@ -60,14 +60,14 @@ def build_config(tokenizer, hidden=256, layers=2):
     )
 
 
-def build(out_dir, dataset=None, vocab_size=4000, seed=0):
+def build(out_dir, dataset=None, vocab_size=4000, seed=0, hidden=256, layers=2):
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
     os.makedirs(out_dir, exist_ok=True)
     tokenizer = tiny_qwen2vl.build_tokenizer(tiny_qwen2vl.corpus(dataset), vocab_size)
     processor = build_processor(tokenizer)
-    config = build_config(tokenizer)
+    config = build_config(tokenizer, hidden, layers)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
     model.save_pretrained(out_dir, safe_serialization=True)

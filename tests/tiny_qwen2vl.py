@@ -1,6 +1,6 @@
 """Build a tiny, randomly initialised Qwen2-VL checkpoint locally, with no download at all.
 
-    python -m tests.tiny_qwen2vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--check]
+    python -m tests.tiny_qwen2vl OUT_DIR [--dataset GENERATED_OUT] [--vocab 4000] [--hidden 256] [--layers 2] [--check]
 
 For smoke-testing the vLLM backend on a GPU machine without fetching multi-GB weights. What it needs:
 `torch`, `transformers` (>= 4.45, which has Qwen2-VL; checked with 4.57 on CPU and 5.17 on an
@@ -137,14 +137,14 @@ def build_config(tokenizer, hidden=256, layers=2):
     )
 
 
-def build(out_dir, dataset=None, vocab_size=4000, seed=0):
+def build(out_dir, dataset=None, vocab_size=4000, seed=0, hidden=256, layers=2):
     import torch
     from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
 
     os.makedirs(out_dir, exist_ok=True)
     tokenizer = build_tokenizer(corpus(dataset), vocab_size)
     processor = build_processor(tokenizer)
-    config = build_config(tokenizer)
+    config = build_config(tokenizer, hidden, layers)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).to(torch.bfloat16)
     model.save_pretrained(out_dir, safe_serialization=True)

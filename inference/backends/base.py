@@ -54,6 +54,9 @@ class Backend:
     default_batch_size = 32
     # False for backends that never open the image (oracle, blind).
     reads_images = True
+    # True when prepare() needs nothing setup() makes: the runner then prepares the first batch
+    # while setup() runs (a vLLM engine loads for tens of seconds).
+    prepare_before_setup = False
 
     def __init__(self, config, adapter):
         self.config = config

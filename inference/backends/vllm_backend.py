@@ -6,10 +6,12 @@ engine=..., sampling_params_cls=...)`) so tests drive the backend with a fake ho
 `LLM.chat`'s signature; so is the image reader (`read_image`, Beam's FileSystems in the
 RunInference handler).
 
-Each conversation is the adapter's messages (inference/dataset.py `sample_messages`): an
+Each conversation is the adapter's messages (what inference/dataset.py `sample_messages` builds): an
 `image_url` part holding a base64 data URL of the image (read, checked against the row's size and
-decoded by us first, so a missing, corrupt or mis-sized image fails that sample only) and the
-question text. Whole batches go to one `llm.chat` call (vLLM schedules them continuously); when a
+decoded by us first, so a missing, corrupt or mis-sized image fails that sample only; once per
+image, through an ImageCache, since the runner sends an image's dialogues together) and the
+question text. The runner prepares batch k+1 (image reads, data URLs, messages) in a thread while
+the engine answers batch k (run.py `_predict_all`), and batch 0 while the engine loads. Whole batches go to one `llm.chat` call (vLLM schedules them continuously); when a
 call raises, the batch is bisected until the failing conversations are isolated and recorded as
 errors. Sampling is deterministic: temperature 0 and a fixed seed, recorded in the run manifest.
 Data parallelism: one process per GPU with `--num-shards K --shard-index I` (see run.py).
@@ -24,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sarchat.inference.backends.base import Backend, Result
 from sarchat.inference.config import parse_engine_args
-from sarchat.inference.dataset import ImageError, read_image_bytes, sample_messages
+from sarchat.inference.dataset import ImageCache, ImageError, read_image_bytes, row_size
 from sarchat.inference.fingerprint import model_fingerprint, stable_hash
 from sarchat.inference.versions import package_version, transformers_major, vllm_version
 from sarchat.transforms.adapters import processor_kwargs
@@ -38,6 +40,7 @@ PLACEMENT_KWARGS = ("model", "revision", "seed", "tensor_parallel_size", "gpu_me
 class VllmBackend(Backend):
     name = "vllm"
     default_batch_size = 256
+    prepare_before_setup = True  # images and messages only: the first batch is ready when the engine is
 
     def __init__(self, config, adapter, engine=None, sampling_params_cls=None, read_image=read_image_bytes):
         super().__init__(config, adapter)
@@ -46,6 +49,10 @@ class VllmBackend(Backend):
         self._sp = None
         self._read_image = read_image
         self._pool = ThreadPoolExecutor(max_workers=config.io_workers)
+        # one read, size check, decode and base64 per image, not per dialogue (about 7 to 19 dialogues
+        # share an image and the runner sends them together): every later dialogue of the image reuses
+        # the same data URL string, its row's size still checked (inference/dataset.py ImageCache)
+        self._images = ImageCache(adapter.pad_to_multiple, config.max_image_pixels, read_image)
         self.use_hint = not config.no_format_hint
         # The template sent with every chat call: --chat-template's, else the adapter's, else None
         # (the checkpoint's own, which its fingerprint covers).
@@ -119,8 +126,8 @@ class VllmBackend(Backend):
 
     def _prepare_one(self, sample):
         try:
-            return sample_messages(sample, self.adapter, self.use_hint, self._read_image,
-                                   self.config.max_image_pixels), None
+            url = self._images.get(sample.image_location, row_size(sample.row))
+            return self.adapter.build_messages(sample.row, url, use_hint=self.use_hint), None
         except ImageError as exc:
             return None, str(exc)
         except Exception as exc:  # never let one sample stop the run
