@@ -58,9 +58,9 @@ def test_code_shape_counts_templates_apart_from_python_code():
     lines on their own line and leaves them out of the code lines (and of radon)."""
     pytest.importorskip("radon")
     code_shape = load_script("code_shape")
-    lines, grades, _ = code_shape.shape({"report/a.py": '"""Doc."""\nx = 1\n# note\n\ndef f():\n    return x\n',
-                                         "report/a.md.j2": "{% if x %}\n\nwords\n{% endif %}\n"})
-    assert lines["report"] == 3 and lines[code_shape.TEMPLATE_LINES] == 3
+    lines, grades, _ = code_shape.shape({"pkg/a.py": '"""Doc."""\nx = 1\n# note\n\ndef f():\n    return x\n',
+                                         "pkg/a.md.j2": "{% if x %}\n\nwords\n{% endif %}\n"})
+    assert lines["pkg"] == 3 and lines[code_shape.TEMPLATE_LINES] == 3
     assert sum(grades.values()) == 1
     installed = code_shape.sources()
     assert {"report/stats.md.j2", "transforms/generate/card.md.j2"} <= set(installed)
