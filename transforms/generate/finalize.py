@@ -12,6 +12,8 @@ import heapq
 import json
 from typing import Iterable, Iterator, List, Tuple
 
+import msgspec
+
 
 def reject_line(reject) -> str:
     """A reject as its line of rejects/<split>.jsonl (without the newline)."""
@@ -30,17 +32,35 @@ def shard_reject_lines(rejects) -> bytes:
     return "".join(line + "\n" for _, line in keyed).encode("utf-8")
 
 
-def _keyed_lines(lines: Iterable[bytes]) -> Iterator[Tuple[Tuple, bytes, dict]]:
+class RejectFields(msgspec.Struct):
+    """What the merge and the tally read of a reject line (the rest of the line is copied as it is)."""
+    file: str
+    index: int
+    record: str
+    reason: str
+    task: str = ""
+
+    def get(self, name, default=None):
+        return getattr(self, name, default)
+
+    def __getitem__(self, name):
+        return getattr(self, name)
+
+
+_decode_fields = msgspec.json.Decoder(RejectFields).decode
+
+
+def _keyed_lines(lines: Iterable[bytes]) -> Iterator[Tuple[Tuple, bytes, RejectFields]]:
     for raw in lines:
-        line = raw.rstrip(b"\n").decode("utf-8")
+        line = raw.rstrip(b"\n")
         if line:
-            reject = json.loads(line)
-            yield reject_key(reject, line), raw if raw.endswith(b"\n") else raw + b"\n", reject
+            reject = _decode_fields(line)
+            yield reject_key(reject, line.decode("utf-8")), line + b"\n", reject
 
 
-def merge_reject_lines(parts: Iterable[Iterable[bytes]]) -> Iterator[Tuple[bytes, dict]]:
-    """Sorted part files (each an iterable of its lines) -> (line, reject) of all of them in
-    `reject_key` order; holds one line per part."""
+def merge_reject_lines(parts: Iterable[Iterable[bytes]]) -> Iterator[Tuple[bytes, RejectFields]]:
+    """Sorted part files (each an iterable of its lines) -> (line, the reject's key fields) of all of
+    them in `reject_key` order; holds one line per part."""
     for _, raw, reject in heapq.merge(*(_keyed_lines(p) for p in parts), key=lambda item: item[0]):
         yield raw, reject
 

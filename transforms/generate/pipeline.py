@@ -89,7 +89,7 @@ class ReadCocoPieceFn(beam.DoFn):
                 shards = [shard_of(split, r[1], num_shards) for r in records]
             else:
                 records, more = coco.read_annotation_records(entries, first, split, path)
-                shards = [annotation_shard(split, r[3], num_shards) for r in records]
+                shards = annotation_shards(split, [r[3] for r in records], num_shards)
                 yield tagged(self.ANN_IDS, (split, _int_array([r[1] for r in records]),
                                             np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))))
             rejects += more
@@ -103,9 +103,9 @@ class ReadCocoPieceFn(beam.DoFn):
     def _rejects_to_shards(self, split, num_shards, rejects):
         """The piece's rejects, each to a shard by a hash of itself (reject_shard): the shards write
         them, so no step ever holds every reject of a split."""
+        count_reasons("rejected_", rejects)
         by_shard = collections.defaultdict(list)
         for r in rejects:
-            Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
             by_shard[reject_shard(split, r, num_shards)].append(r)
         for shard in sorted(by_shard):
             yield tagged(self.RECORDS, ((split, shard), (REJECTS_BATCH, by_shard[shard])))
@@ -125,6 +125,28 @@ def reject_shard(split, reject, num_shards):
     """The shard that writes a reject found while reading: any shard would do (finalize merges the
     split's sorted parts), a hash of the reject spreads them."""
     return seeded_int("reject", split, reject["file"], reject["index"], reject["record"], reject["reason"]) % num_shards
+
+
+def annotation_shards(split, image_ids, num_shards):
+    """annotation_shard of each image_id, each distinct image's shard hashed once."""
+    known = {}
+    out = []
+    for image_id in image_ids:
+        key = coco.image_key(image_id)
+        if key is None:
+            out.append(0)
+            continue
+        shard = known.get(key)
+        if shard is None:
+            shard = known[key] = shard_of(split, key, num_shards)
+        out.append(shard)
+    return out
+
+
+def count_reasons(prefix, rejects):
+    """The step's counters of these rejects, one increment per reason (not one per reject)."""
+    for reason, n in sorted(collections.Counter(r["reason"] for r in rejects).items()):
+        Metrics.counter(NAMESPACE, prefix + reason).inc(n)
 
 
 def read_range(path, start, end):
@@ -185,9 +207,9 @@ class WriteShardFn(beam.DoFn):
                                        by_array["annotations"], duplicates)
         rejects = by_array[REJECTS_BATCH]  # what reading found, counted there
         del by_array
-        for r in (r for group in found for r in group):
-            Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
-            rejects.append(r)
+        found = [r for group in found for r in group]
+        count_reasons("rejected_", found)
+        rejects.extend(found)
         result = {"split": split, "shard": shard, "images": 0, "boxes": 0, "counts": {}, "files": []}
         if images:  # a shard without a kept image has no dialogue file of its own: Finalize writes it empty
             result.update(self._write(split, shard, images, rejects))
@@ -203,9 +225,8 @@ class WriteShardFn(beam.DoFn):
         Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
         Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(boxes)
         table, describe_rejects = self.builder.table(images)
-        for r in describe_rejects:
-            Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
-            rejects.append(dict(r, file="", index=-1, task="describe"))
+        count_reasons("describe_dropped_", describe_rejects)
+        rejects.extend(dict(r, file="", index=-1, task="describe") for r in describe_rejects)
         counts = records.task_counts(table)
         for key, value in counts.items():
             Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
@@ -452,6 +473,7 @@ class GenerateDialogues(beam.PTransform):
             | "Pieces" >> beam.Create(pieces)
             | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
             | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s["split"]: s["categories"] for s in self.splits}))
+            .with_output_types(Any)  # declared (what inference gave), so Beam does not trace the DoFn's code
         )
         # a side input, so it only reads: a runner may compute it again for each reader (steps.py)
         duplicates = (
@@ -470,7 +492,7 @@ class GenerateDialogues(beam.PTransform):
                                            dups=beam.pvalue.AsSingleton(duplicates))
             | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
                                                        self.image_root, num_shards, self.tfrecord_compression,
-                                                       sources=sources))
+                                                       sources=sources)).with_output_types(Any)
         )
         # every reject, read or built, is written by a shard; this PCollection is for a caller's checks
         rejects = shards | "ShardRejects" >> select(WriteShardFn.REJECTS) | "EachReject" >> beam.FlatMap(list)
@@ -479,7 +501,7 @@ class GenerateDialogues(beam.PTransform):
             | "Results" >> select(WriteShardFn.RESULTS)
             | "CollectResults" >> Gather()  # one small record per shard; the rejects stay in files
             | "Finalize" >> beam.ParDo(FinalizeFn(self.output, self.formats, num_shards, self.manifest_base,
-                                                  self.tfrecord_compression))
+                                                  self.tfrecord_compression)).with_output_types(Any)
         )
         return manifest, rejects
 
