@@ -82,15 +82,16 @@ class RejectTally:
 def split_counts(results, splits) -> dict:
     """The shards' results -> the manifest's "counts": per split its images, boxes, dialogues and the
     dialogues by task and subset (a split no shard reported has zeros)."""
-    totals = {split: {"images": 0, "boxes": 0, "tasks": collections.Counter()} for split in splits}
+    images: collections.Counter = collections.Counter()
+    boxes: collections.Counter = collections.Counter()
+    tasks: dict = {split: collections.Counter() for split in splits}
     for r in results:
-        t = totals[r["split"]]
-        t["images"] += r["images"]
-        t["boxes"] += r["boxes"]
-        t["tasks"].update(r["counts"])
-    return {split: {"images": t["images"], "boxes": t["boxes"], "dialogues": sum(t["tasks"].values()),
-                    "by_task": nest(t["tasks"])}
-            for split, t in sorted(totals.items())}
+        images[r["split"]] += r["images"]
+        boxes[r["split"]] += r["boxes"]
+        tasks[r["split"]].update(r["counts"])
+    return {split: {"images": images[split], "boxes": boxes[split], "dialogues": sum(tasks[split].values()),
+                    "by_task": nest(tasks[split])}
+            for split in sorted(splits)}
 
 
 def nest(counter) -> dict:
