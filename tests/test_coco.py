@@ -161,3 +161,28 @@ def test_every_annotation_is_kept_or_rejected():
     box_rejects = [r for r in rejects if r["record"].startswith("annotation")]
     assert kept + len(box_rejects) == len(anns)
     assert {r["record"] for r in box_rejects}.isdisjoint({f"annotation {b['ann_id']}" for im in images for b in im["boxes"]})
+
+
+def test_escapes_folder_gives_the_same_answer_with_its_folders_resolved_once(tmp_path):
+    """The one-pass cache of resolved folders (read_image_records) answers as realpath of each whole
+    path does: links to folders and files inside and outside, nested, dangling, missing."""
+    folder = tmp_path / "images"
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.jpg").write_bytes(b"x")
+    (folder / "a.jpg").write_bytes(b"a")
+    (folder / "sub" / "b.jpg").write_bytes(b"b")
+    (folder / "out_dir").symlink_to(tmp_path / "outside")
+    (folder / "sub" / "out_file.jpg").symlink_to(tmp_path / "outside" / "x.jpg")
+    (folder / "sub" / "in_file.jpg").symlink_to(folder / "a.jpg")
+    (folder / "sub" / "deeper" / "up").symlink_to(folder)
+    (folder / "sub" / "deeper" / "up_out").symlink_to(tmp_path)
+    (folder / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    real = coco.local_image_folder(str(tmp_path), "images")
+    names = ["a.jpg", "sub/b.jpg", "out_dir/x.jpg", "out_dir/none.jpg", "sub/out_file.jpg", "sub/in_file.jpg",
+             "sub/deeper/up/a.jpg", "sub/deeper/up_out/outside/x.jpg", "sub/deeper/up/out_dir/x.jpg",
+             "dangling.jpg", "missing/dir/c.jpg", "sub/missing.jpg", "."]
+    cache = {}
+    answers = [coco.escapes_folder(real, n, cache) for n in names]
+    assert answers == [coco.escapes_folder(real, n) for n in names]
+    assert answers == [False, False, True, True, True, False, False, True, True, True, False, False, False]

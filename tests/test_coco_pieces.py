@@ -271,3 +271,8 @@ def test_generate_in_many_pieces_equals_the_whole_file_read(tmp_path, monkeypatc
     manifest = json.loads((a / "manifest.json").read_text())
     assert manifest["rejects"]["test"]["duplicate_annotation_id"] >= 3
     assert manifest["counts"]["train"]["boxes"] > 100
+
+
+def test_annotation_shards_hash_each_image_once_and_agree_with_annotation_shard():
+    ids = [5, 5.0, True, 1, "5", None, [1], 7, 2 ** 70, 5, 1.5, 7]
+    assert pipeline.annotation_shards("test", ids, 4) == [pipeline.annotation_shard("test", i, 4) for i in ids]

@@ -36,6 +36,8 @@ def gen(root, out, *extra):
     ("parquet/test/dialogues-00000-of-00004.parquet", True),
     ("tfrecord/train/dialogues-00012-of-00013.tfrecord", True),
     ("swift/_parts/test/identify_multi-00003.jsonl", True),
+    ("rejects/_parts/train/rejects-00012.jsonl", True),
+    ("rejects/train.jsonl", False),  # ours, but only removed when an old manifest lists it
     ("parquet/test/dialogues-00000-of-00004.parquet.bak", False),
     ("parquet/test/my-dialogues-00000-of-00004.parquet", False),
     ("parquet/dialogues-00000-of-00004.parquet", False),

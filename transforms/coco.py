@@ -73,10 +73,22 @@ def local_image_folder(root, image_dir):
     return os.path.realpath(os.path.join(str(root), image_dir) if image_dir else str(root))
 
 
-def escapes_folder(folder_real, rel):
+def escapes_folder(folder_real, rel, resolved_dirs=None):
     """True when folder/rel, with every symlink on the way resolved, lies outside `folder_real`
-    (an already resolved folder). A file that does not exist resolves to itself: not outside."""
-    target = os.path.realpath(os.path.join(folder_real, rel))
+    (an already resolved folder). A file that does not exist resolves to itself: not outside.
+
+    `resolved_dirs` ({rel's folder: that folder resolved}, kept by the caller for one pass over a
+    file) resolves each folder once: realpath goes left to right, so resolving the folder and then
+    the name in it gives what resolving the whole path gives, with one lstat per name."""
+    if resolved_dirs is None:
+        target = os.path.realpath(os.path.join(folder_real, rel))
+    else:
+        head, name = posixpath.split(rel)
+        parent = resolved_dirs.get(head)
+        if parent is None:
+            parent = resolved_dirs[head] = os.path.realpath(os.path.join(folder_real, head)) if head else folder_real
+        path = os.path.join(parent, name)
+        target = os.path.realpath(path) if os.path.islink(path) else path
     return not (target == folder_real or target.startswith(folder_real.rstrip(os.sep) + os.sep))
 
 
@@ -139,7 +151,7 @@ def read_image_records(images, first_index, split, source, image_folder=None):
     integer id; `reason` is None for a usable image, else why it is bad (which assemble applies
     only when this entry is the first with its id: a later one is a duplicate whatever it holds).
     rejects: entries without an integer id (malformed_image)."""
-    records, rejects = [], []
+    records, rejects, resolved_dirs = [], [], {}
     for i, img in enumerate(images, first_index):
         if not isinstance(img, dict) or not _is_int(img.get("id")):
             rejects.append(_reject(split, source, f"image #{i}", i, "malformed_image", "id must be an integer"))
@@ -155,7 +167,7 @@ def read_image_records(images, first_index, split, source, image_folder=None):
             rel = safe_relative_path(img.get("file_name"))
             if rel is None:
                 reason, detail = "unsafe_file_name", str(img.get("file_name"))
-            elif image_folder is not None and escapes_folder(image_folder, rel):
+            elif image_folder is not None and escapes_folder(image_folder, rel, resolved_dirs):
                 reason, detail = "file_name_outside_image_root", rel
         records.append((i, img["id"], reason, detail, rel, w, h))
     return records, rejects

@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import re
 import zlib
 
 from sarchat.transforms.errors import InputError
@@ -45,6 +46,11 @@ class Problem(ValueError):
 
     def as_input_error(self, source) -> InputError:
         return InputError(f"{source}: {self.detail}")
+
+
+# A lone surrogate in a decoded value comes from a \\uD800-\\uDFFF escape of the JSON text, or (a str
+# given as it is) from the text itself; a text with neither needs no walk through its value.
+_MAYBE_SURROGATE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def has_lone_surrogate(value) -> bool:
@@ -92,7 +98,7 @@ def loads(data, finite=True):
         raise Problem("too_deeply_nested", "JSON nested too deeply to read") from None
     except ValueError as e:  # e.g. an integer with more digits than Python converts
         raise Problem("number_out_of_range", f"a number out of range ({e})") from None
-    if has_lone_surrogate(value):
+    if _MAYBE_SURROGATE.search(data) and has_lone_surrogate(value):
         raise Problem("lone_surrogate", "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text")
     return value
 

@@ -3,7 +3,7 @@
 A rerun into a folder first removes the old `manifest.json` (from then on the folder is incomplete
 and no command reads it as a dataset), then every file its predecessor wrote as that manifest lists
 them, then any file of our own naming that a killed run may have left unlisted (dialogue shards of
-any shard count, swift part files); the run writes its new manifest last. So a rerun with another
+any shard count, swift and reject part files); the run writes its new manifest last. So a rerun with another
 shard count, seed or --formats never leaves old shards beside the new manifest, and a rerun killed
 half-way leaves a folder without a manifest, never an old manifest over a mix of old and new files.
 
@@ -26,14 +26,15 @@ GENERATOR = "sarchat-bench"
 OWN_FOLDERS = ("parquet", "tfrecord", "swift", "authors", "rejects")
 # dialogues-<shard>-of-<count>.<ext> under parquet/<split>/ or tfrecord/<split>/ (pipeline.shard_name).
 _SHARD_RE = re.compile(r"(parquet/[^/]+/dialogues-\d{5}-of-\d{5}\.parquet|tfrecord/[^/]+/dialogues-\d{5}-of-\d{5}\.tfrecord(?:\.gz)?)")
-# swift/_parts/<split>/<task file>-<shard>.jsonl (pipeline.swift_part_path), joined and removed by the
+# swift/_parts/<split>/<task file>-<shard>.jsonl (pipeline.swift_part_path) and
+# rejects/_parts/<split>/rejects-<shard>.jsonl (pipeline.reject_part_path), joined and removed by the
 # finalize step; a killed run leaves them behind.
-_PART_RE = re.compile(r"swift/_parts/[^/]+/[a-z_]+-\d{5}\.jsonl")
+_PART_RE = re.compile(r"(?:swift|rejects)/_parts/[^/]+/[a-z_]+-\d{5}\.jsonl")
 
 
 def is_generated_name(rel: str) -> bool:
     """A path (relative to the output root) that only a generate run writes: a dialogue shard of
-    any shard count or a swift part file."""
+    any shard count, a swift or a reject part file."""
     return bool(_SHARD_RE.fullmatch(rel) or _PART_RE.fullmatch(rel))
 
 

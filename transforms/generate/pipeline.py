@@ -3,14 +3,17 @@
 Read (pieces of each split's COCO file, byte ranges the launcher's pre-flight found, parsed by the
 workers in parallel) -> each record keyed by its image's shard (a hashlib key) -> GroupByKey -> per
 shard: validate (coco.assemble: duplicates, an annotation's image and category, boxes), build all
-dialogues, sort by id, write Parquet/TFRecord/swift parts -> one finalize step that joins swift
-parts, writes rejects and, last, manifest.json. Working per shard (thousands of images) rather than
+dialogues, sort by id, write Parquet/TFRecord/swift parts and the shard's rejects, sorted -> one
+finalize step that joins swift parts, merges each split's reject parts as a stream (finalize.py)
+and, last, writes manifest.json. Working per shard (thousands of images) rather than
 per dialogue keeps Beam's per-element overhead off the hot path, and makes every shard file
 byte-identical whatever the runner or worker count.
 
 Every step has one output (steps.py): ReadCoco and WriteShards emit `(tag, value)` pairs that
-`select` splits; Finalize gathers the shards' results and every reject through its main input, so
-it runs after (and depends on) every step that writes files, on every runner.
+`select` splits. ReadCoco sends the rejects it finds to the shards with the records, so every reject
+is written by a shard and none is ever in a side input or in one list (issue 20). Finalize gathers
+the shards' results (one small record per shard) through its main input, so it runs after (and
+depends on) every step that writes files, on every runner.
 """
 import collections
 import hashlib
@@ -26,12 +29,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from sarchat.transforms import coco
-from sarchat.transforms.steps import Gather, select, tag_as, tagged
+from sarchat.transforms.steps import Gather, select, tagged
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
 from sarchat.transforms.generate.dialogues import DialogueBuilder
+from sarchat.transforms.generate.finalize import (AuthorsArray, RejectTally, listed_files, merge_reject_lines,
+                                                   shard_reject_lines, split_counts)
 from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS  # noqa: F401 (re-exported)
 from sarchat.transforms.schema import DIALOGUE_SCHEMA, seeded_int
 
@@ -51,14 +56,15 @@ def shard_name(stem, shard, num_shards, ext):
 class ReadCocoPieceFn(beam.DoFn):
     """(split, annotation path, image dir, num_shards, input root, piece) -> `tagged` pairs: RECORDS,
     per shard the piece's records of that shard ((split, shard), ("images" or "annotations",
-    [record, ...])); REJECTS (the records' own faults, and the split's category faults once, with
-    its first piece); ANN_IDS ((split, annotation ids, their indices): for duplicate_annotation_ids).
+    [record, ...])), and its rejects (the records' own faults, and the split's category faults once,
+    with its first piece) spread over the shards as ((split, shard), ("rejects", [reject, ...]));
+    ANN_IDS ((split, annotation ids, their indices): for duplicate_annotation_ids).
 
     A piece is a byte range of the file that the launcher's pre-flight found (coco.preflight), so
     workers parse a split in parallel and each holds one piece; piece None is the whole file,
     parsed here as before (compressed input, or a file only json.loads accepts)."""
 
-    RECORDS, REJECTS, ANN_IDS = "records", "rejects", "ann_ids"
+    RECORDS, ANN_IDS = "records", "ann_ids"
 
     def __init__(self, categories):
         self.categories = categories  # {split: the categories list the pre-flight read}
@@ -83,7 +89,7 @@ class ReadCocoPieceFn(beam.DoFn):
                 shards = [shard_of(split, r[1], num_shards) for r in records]
             else:
                 records, more = coco.read_annotation_records(entries, first, split, path)
-                shards = [annotation_shard(split, r[3], num_shards) for r in records]
+                shards = annotation_shards(split, [r[3] for r in records], num_shards)
                 yield tagged(self.ANN_IDS, (split, _int_array([r[1] for r in records]),
                                             np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))))
             rejects += more
@@ -92,9 +98,17 @@ class ReadCocoPieceFn(beam.DoFn):
                 by_shard[shard].append(record)
             for shard in sorted(by_shard):
                 yield tagged(self.RECORDS, ((split, shard), (array, by_shard[shard])))
+        yield from self._rejects_to_shards(split, num_shards, rejects)
+
+    def _rejects_to_shards(self, split, num_shards, rejects):
+        """The piece's rejects, each to a shard by a hash of itself (reject_shard): the shards write
+        them, so no step ever holds every reject of a split."""
+        count_reasons("rejected_", rejects)
+        by_shard = collections.defaultdict(list)
         for r in rejects:
-            Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
-            yield tagged(self.REJECTS, r)
+            by_shard[reject_shard(split, r, num_shards)].append(r)
+        for shard in sorted(by_shard):
+            yield tagged(self.RECORDS, ((split, shard), (REJECTS_BATCH, by_shard[shard])))
 
 
 def annotation_shard(split, image_id, num_shards):
@@ -102,6 +116,37 @@ def annotation_shard(split, image_id, num_shards):
     image goes to shard 0, where it is rejected as unknown_image like anywhere else."""
     key = coco.image_key(image_id)
     return 0 if key is None else shard_of(split, key, num_shards)
+
+
+REJECTS_BATCH = "rejects"  # the kind of a batch of read rejects among a shard's record batches
+
+
+def reject_shard(split, reject, num_shards):
+    """The shard that writes a reject found while reading: any shard would do (finalize merges the
+    split's sorted parts), a hash of the reject spreads them."""
+    return seeded_int("reject", split, reject["file"], reject["index"], reject["record"], reject["reason"]) % num_shards
+
+
+def annotation_shards(split, image_ids, num_shards):
+    """annotation_shard of each image_id, each distinct image's shard hashed once."""
+    known = {}
+    out = []
+    for image_id in image_ids:
+        key = coco.image_key(image_id)
+        if key is None:
+            out.append(0)
+            continue
+        shard = known.get(key)
+        if shard is None:
+            shard = known[key] = shard_of(split, key, num_shards)
+        out.append(shard)
+    return out
+
+
+def count_reasons(prefix, rejects):
+    """The step's counters of these rejects, one increment per reason (not one per reject)."""
+    for reason, n in sorted(collections.Counter(r["reason"] for r in rejects).items()):
+        Metrics.counter(NAMESPACE, prefix + reason).inc(n)
 
 
 def read_range(path, start, end):
@@ -134,8 +179,9 @@ def duplicates_by_split(id_batches):
 
 class WriteShardFn(beam.DoFn):
     """((split, shard), (record batches, duplicated annotation ids of the split)) -> the shard's
-    images validated (coco.assemble), its dialogue files; `tagged` pairs: REJECTS, and RESULTS
-    (one record of what the shard holds and which files it wrote)."""
+    images validated (coco.assemble), its dialogue files, its rejects' sorted part file; `tagged`
+    pairs: REJECTS (the shard's rejects, one list), and RESULTS (one record of what the shard holds
+    and which files it wrote)."""
 
     RESULTS, REJECTS = "results", "rejects"
 
@@ -153,27 +199,34 @@ class WriteShardFn(beam.DoFn):
 
     def process(self, element):
         (split, shard), (batches, duplicates) = element
-        n = self.num_shards[split]
-        by_array = {"images": [], "annotations": []}
+        by_array = {"images": [], "annotations": [], REJECTS_BATCH: []}
         for array, batch in batches:
             by_array[array].extend(batch)
         source, image_dir, _ = self.sources[split]
-        images, *rejects = coco.assemble(split, source, image_dir, self.categories[split], by_array["images"],
-                                         by_array["annotations"], duplicates)
+        images, *found = coco.assemble(split, source, image_dir, self.categories[split], by_array["images"],
+                                       by_array["annotations"], duplicates)
+        rejects = by_array[REJECTS_BATCH]  # what reading found, counted there
         del by_array
-        for r in (r for group in rejects for r in group):
-            Metrics.counter(NAMESPACE, f"rejected_{r['reason']}").inc()
-            yield tagged(self.REJECTS, r)
-        if images:  # a shard without a kept image has no file of its own: Finalize writes it empty
-            yield from self._write(split, shard, n, images)
+        found = [r for group in found for r in group]
+        count_reasons("rejected_", found)
+        rejects.extend(found)
+        result = {"split": split, "shard": shard, "images": 0, "boxes": 0, "counts": {}, "files": []}
+        if images:  # a shard without a kept image has no dialogue file of its own: Finalize writes it empty
+            result.update(self._write(split, shard, images, rejects))
+        result["rejects"] = self._write_rejects(split, shard, rejects)
+        if rejects:
+            yield tagged(self.REJECTS, rejects)
+        yield tagged(self.RESULTS, result)
 
-    def _write(self, split, shard, n, images):
+    def _write(self, split, shard, images, rejects):
+        """The shard's dialogue files; appends describe's rejects to `rejects`; returns its counts and files."""
+        n = self.num_shards[split]
+        boxes = sum(len(i["boxes"]) for i in images)
         Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
-        Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(sum(len(i["boxes"]) for i in images))
+        Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(boxes)
         table, describe_rejects = self.builder.table(images)
-        for r in describe_rejects:
-            Metrics.counter(NAMESPACE, f"describe_dropped_{r['reason']}").inc()
-            yield tagged(self.REJECTS, dict(r, file="", index=-1, task="describe"))
+        count_reasons("describe_dropped_", describe_rejects)
+        rejects.extend(dict(r, file="", index=-1, task="describe") for r in describe_rejects)
         counts = records.task_counts(table)
         for key, value in counts.items():
             Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
@@ -190,9 +243,16 @@ class WriteShardFn(beam.DoFn):
             for task_file, data in records.swift_parts(table, self.image_root):
                 write_bytes(swift_part_path(self.output, split, task_file, shard), data)
         worker_count("generate.images", len(images))  # progress on the launcher's terminal
-        yield tagged(self.RESULTS, {"split": split, "shard": shard, "images": len(images),
-                                    "boxes": sum(len(im["boxes"]) for im in images), "counts": dict(counts),
-                                    "files": files})
+        return {"images": len(images), "boxes": boxes, "counts": dict(counts), "files": files}
+
+    def _write_rejects(self, split, shard, rejects):
+        """The shard's rejects, sorted, as its part of rejects/<split>.jsonl (Finalize merges the parts):
+        {"path", "rows"}, or None when it has none."""
+        if not rejects:
+            return None
+        path = reject_part_path(self.output, split, shard)
+        write_bytes(path, shard_reject_lines(rejects))
+        return {"path": path, "rows": len(rejects)}
 
 
 def write_parquet(path, table):
@@ -221,6 +281,10 @@ def swift_part_path(output, split, task_file, shard):
     return FileSystems.join(output, "swift", "_parts", split, f"{task_file}-{shard:05d}.jsonl")
 
 
+def reject_part_path(output, split, shard):
+    return FileSystems.join(output, "rejects", "_parts", split, f"rejects-{shard:05d}.jsonl")
+
+
 SWIFT_TASK_FILES = ("classify", "describe", "count", "grounding_single", "grounding_multi",
                     "identify_single", "identify_multi", "refer_single", "refer_multi")
 # The authors' file names (their inference script reads these): SARChat_<name>_<split>.json per task
@@ -242,19 +306,33 @@ def authors_files(split):
 
 
 class FinalizeFn(beam.DoFn):
-    """Runs once, after every shard: swift files, empty shards, rejects, then manifest.json last.
-    Its one input: the list of every `tagged` RESULTS and REJECTS pair (Gather)."""
+    """Runs once, after every shard, on the list of the shards' RESULTS records (Gather): the empty
+    shards' files, swift and authors files, rejects, the dataset card, then manifest.json last. Each
+    step streams what the shards wrote, so its memory does not grow with the input."""
 
     def __init__(self, output, formats, num_shards, manifest_base, tfrecord_compression="none"):
         self.output, self.formats, self.num_shards, self.manifest_base = output, tuple(formats), num_shards, manifest_base
         self.tfrecord_compression = tfrecord_compression
 
-    def process(self, gathered):
-        results = sorted((v for t, v in gathered if t == WriteShardFn.RESULTS), key=lambda r: (r["split"], r["shard"]))
-        rejects = [v for t, v in gathered if t == WriteShardFn.REJECTS]
+    def process(self, results):
+        results = sorted(results, key=lambda r: (r["split"], r["shard"]))
         files = [f for r in results for f in r["files"]]
-        written = {f["path"] for f in files}
-        # A shard that received no image still gets its (empty) files, so names never have gaps.
+        files += self._write_empty_shards({f["path"] for f in files})
+        files += self._write_swift_based()
+        reject_files, reject_counts, describe_counts = self._write_rejects(results)
+        manifest = dict(self.manifest_base)
+        manifest["counts"] = split_counts(results, self.num_shards)
+        manifest["rejects"] = reject_counts
+        manifest["describe_filtered"] = describe_counts
+        manifest["files"] = listed_files(self.output, files + reject_files)
+        self._write_card(manifest)
+        write_bytes(FileSystems.join(self.output, "manifest.json"),
+                    (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        yield manifest
+
+    def _write_empty_shards(self, written):
+        """A shard that received no image still gets its (empty) files, so names never have gaps."""
+        files = []
         for split, n in sorted(self.num_shards.items()):
             for shard in range(n):
                 if "parquet" in self.formats:
@@ -264,55 +342,40 @@ class FinalizeFn(beam.DoFn):
                 if "tfrecord" in self.formats:
                     path = tfrecord_path(self.output, split, shard, n, self.tfrecord_compression)
                     if path not in written:
-                        data = tfrecord_bytes(b"", self.tfrecord_compression)
-                        write_bytes(path, data)
-                        files.append({"path": path, "rows": 0, "bytes": len(data)})
-        counts = {}
-        for r in results:
-            split_counts = counts.setdefault(r["split"], collections.Counter())
-            split_counts.update(r["counts"])
+                        files.append(write_file(path, tfrecord_bytes(b"", self.tfrecord_compression), 0))
+        return files
+
+    def _write_swift_based(self):
+        """swift/ and authors/ from the shards' swift part files, which then go."""
+        files = []
         if "swift" in self.formats:
             files.extend(self._join_swift())
         if "authors" in self.formats:
             files.extend(self._write_authors())
         if any(f in self.formats for f in _SWIFT_BASED):
-            self._remove_swift_parts()
-        reject_counts, describe_counts = {}, {}
-        by_split = collections.defaultdict(list)
-        for r in rejects:
-            by_split[r["split"]].append(r)
+            remove_parts(FileSystems.join(self.output, "swift", "_parts"))
+        return files
+
+    def _write_rejects(self, results):
+        """rejects/<split>.jsonl: the split's sorted part files merged as a stream, then removed.
+        Returns (files, {split: reasons}, {split: describe's reasons})."""
+        files, reasons, describe = [], {}, {}
         for split in sorted(self.num_shards):
-            items = sorted(by_split.get(split, []), key=lambda r: (r.get("task", ""), r["file"], r["index"], r["record"], r["reason"]))
+            parts = [r["rejects"]["path"] for r in results if r["split"] == split and r.get("rejects")]
+            tally = RejectTally()
             path = FileSystems.join(self.output, "rejects", f"{split}.jsonl")
-            data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in items).encode("utf-8")
-            write_bytes(path, data)
-            files.append({"path": path, "rows": len(items), "bytes": len(data)})
-            reasons = collections.Counter(r["reason"] for r in items if r.get("task") != "describe")
-            describe_reasons = collections.Counter(r["reason"] for r in items if r.get("task") == "describe")
-            reject_counts[split] = dict(sorted(reasons.items()))
-            describe_counts[split] = dict(sorted(describe_reasons.items()))
-        manifest = dict(self.manifest_base)
-        manifest["counts"] = {
-            split: {
-                "images": sum(r["images"] for r in results if r["split"] == split),
-                "boxes": sum(r["boxes"] for r in results if r["split"] == split),
-                "dialogues": sum(counts.get(split, {}).values()),
-                "by_task": _nest(counts.get(split, {})),
-            }
-            for split in sorted(self.num_shards)
-        }
-        manifest["rejects"] = reject_counts
-        manifest["describe_filtered"] = describe_counts
-        manifest["files"] = sorted(({**f, "path": _relative(self.output, f["path"])} for f in files), key=lambda f: f["path"])
-        # The dataset card names the data files, so it is written once they are all known, and is
-        # itself listed in the manifest, which is still written last.
+            files.append(write_stream(path, tally_lines(merge_reject_lines(read_lines(p) for p in parts), tally)))
+            reasons[split], describe[split] = tally.as_dicts()
+        remove_parts(FileSystems.join(self.output, "rejects", "_parts"))
+        return files, reasons, describe
+
+    def _write_card(self, manifest):
+        """README.md: the dataset card names the data files, so it is written once they are all known,
+        and is itself listed in the manifest, which is still written last."""
         card = render_card(manifest).encode("utf-8")
         write_bytes(FileSystems.join(self.output, CARD_FILE), card)
         manifest["files"] = sorted(manifest["files"] + [{"path": CARD_FILE, "rows": 0, "bytes": len(card)}],
                                    key=lambda f: f["path"])
-        write_bytes(FileSystems.join(self.output, "manifest.json"),
-                    (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-        yield manifest
 
     def _parts(self, split, task_files):
         """The existing part files of these task files, task file by task file, shard by shard."""
@@ -324,68 +387,71 @@ class FinalizeFn(beam.DoFn):
 
     def _join_swift(self):
         """swift/<split>/<task file>.jsonl: the parts concatenated, streamed (one part in memory)."""
-        files = []
-        for split in sorted(self.num_shards):
-            for task_file in SWIFT_TASK_FILES:
-                path = FileSystems.join(self.output, "swift", split, f"{task_file}.jsonl")
-                rows = size = 0
-                with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                    for part in self._parts(split, [task_file]):
-                        data = read_bytes(part)
-                        f.write(data)
-                        rows += data.count(b"\n")
-                        size += len(data)
-                files.append({"path": path, "rows": rows, "bytes": size})
-        return files
+        return [write_stream(FileSystems.join(self.output, "swift", split, f"{task_file}.jsonl"),
+                             (read_bytes(part) for part in self._parts(split, [task_file])))
+                for split in sorted(self.num_shards) for task_file in SWIFT_TASK_FILES]
 
     def _write_authors(self):
         """authors/SARChat_*.json: JSON arrays of the same ms-swift rows, one row per line."""
         files = []
         for split in sorted(self.num_shards):
             for name, task_files in authors_files(split):
-                path = FileSystems.join(self.output, "authors", name)
-                rows = 0
-                with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                    f.write(b"[")
-                    size = 1
-                    for part in self._parts(split, task_files):
-                        for line in read_bytes(part).split(b"\n"):
-                            if not line:
-                                continue
-                            chunk = (b",\n" if rows else b"\n") + line
-                            f.write(chunk)
-                            size += len(chunk)
-                            rows += 1
-                    tail = b"\n]\n" if rows else b"]\n"
-                    f.write(tail)
-                    size += len(tail)
-                files.append({"path": path, "rows": rows, "bytes": size})
+                lines = (line for part in self._parts(split, task_files) for line in read_bytes(part).split(b"\n"))
+                array = AuthorsArray()
+                entry = write_stream(FileSystems.join(self.output, "authors", name), array.chunks(lines))
+                files.append({**entry, "rows": array.rows})
         return files
 
-    def _remove_swift_parts(self):
-        parts_dir = FileSystems.join(self.output, "swift", "_parts")
-        leftovers = [m.path for mr in FileSystems.match([FileSystems.join(parts_dir, "*", "*")]) for m in mr.metadata_list]
-        if leftovers:
-            FileSystems.delete(leftovers)
-        if FileSystems.exists(parts_dir):
-            try:
-                FileSystems.delete([parts_dir])
-            except Exception:  # object stores have no directories; nothing left to delete
-                pass
+
+def tally_lines(merged, tally):
+    """(line, reject) pairs -> their lines, each reject counted in `tally` on the way."""
+    for line, reject in merged:
+        tally.add(reject)
+        yield line
 
 
-def _nest(counter):
-    """{'identify/single': 3, 'classify/': 2} -> {'identify': {'single': 3}, 'classify': {'all': 2}}."""
-    out = {}
-    for key, value in sorted(counter.items()):
-        task, subset = key.split("/")
-        out.setdefault(task, {})[subset or "all"] = value
-    return out
+def write_file(path, data, rows):
+    write_bytes(path, data)
+    return {"path": path, "rows": rows, "bytes": len(data)}
 
 
-def _relative(root, path):
-    root = root.rstrip("/") + "/"
-    return path[len(root):] if path.startswith(root) else path
+def write_stream(path, chunks):
+    """Write the chunks one after the other (one in memory): {"path", "rows" (newlines), "bytes"}."""
+    rows = size = 0
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        for data in chunks:
+            f.write(data)
+            rows += data.count(b"\n")
+            size += len(data)
+    return {"path": path, "rows": rows, "bytes": size}
+
+
+def read_lines(path, chunk_size=1 << 20):
+    """The lines of a file (each with its newline), read a chunk at a time."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        rest = b""
+        while True:
+            chunk = f.read(chunk_size)
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield line + b"\n"
+        if rest:
+            yield rest
+
+
+def remove_parts(parts_dir):
+    """Remove a folder of part files (<parts_dir>/<split>/*) and the folder itself."""
+    leftovers = [m.path for mr in FileSystems.match([FileSystems.join(parts_dir, "*", "*")]) for m in mr.metadata_list]
+    if leftovers:
+        FileSystems.delete(leftovers)
+    if FileSystems.exists(parts_dir):
+        try:
+            FileSystems.delete([parts_dir])
+        except Exception:  # object stores have no directories; nothing left to delete
+            pass
 
 
 class GenerateDialogues(beam.PTransform):
@@ -407,6 +473,7 @@ class GenerateDialogues(beam.PTransform):
             | "Pieces" >> beam.Create(pieces)
             | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
             | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s["split"]: s["categories"] for s in self.splits}))
+            .with_output_types(Any)  # declared (what inference gave), so Beam does not trace the DoFn's code
         )
         # a side input, so it only reads: a runner may compute it again for each reader (steps.py)
         duplicates = (
@@ -425,16 +492,16 @@ class GenerateDialogues(beam.PTransform):
                                            dups=beam.pvalue.AsSingleton(duplicates))
             | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
                                                        self.image_root, num_shards, self.tfrecord_compression,
-                                                       sources=sources))
+                                                       sources=sources)).with_output_types(Any)
         )
-        read_rejects = parsed | "ReadRejects" >> select(ReadCocoPieceFn.REJECTS)
-        rejects = (read_rejects, shards | "ShardRejects" >> select(WriteShardFn.REJECTS)) | "AllRejects" >> beam.Flatten()
+        # every reject, read or built, is written by a shard; this PCollection is for a caller's checks
+        rejects = shards | "ShardRejects" >> select(WriteShardFn.REJECTS) | "EachReject" >> beam.FlatMap(list)
         manifest = (
-            (shards, read_rejects | "TagReadRejects" >> tag_as(WriteShardFn.REJECTS))
-            | "ShardsAndRejects" >> beam.Flatten()
-            | "CollectResults" >> Gather()
+            shards
+            | "Results" >> select(WriteShardFn.RESULTS)
+            | "CollectResults" >> Gather()  # one small record per shard; the rejects stay in files
             | "Finalize" >> beam.ParDo(FinalizeFn(self.output, self.formats, num_shards, self.manifest_base,
-                                                  self.tfrecord_compression))
+                                                  self.tfrecord_compression)).with_output_types(Any)
         )
         return manifest, rejects
 
