@@ -34,9 +34,9 @@ run_tests() {
   echo "vllm_checks: $2 in $(( $(date +%s) - t0 )) s (exit $status)"
 }
 
-# two workers, one per xdist group (the tiny LLaVA's tests; the other families): an engine's start is
-# mostly single-threaded imports and loading, so two at a time use both cores
-run_tests "SARCHAT_VLLM_PYTHON=$VLLM_PY" tests/test_real_vllm.py -n 2 --dist loadgroup
+# one worker: two at a time (-n 2 --dist loadgroup, the file's two xdist groups) took 574 s on a quiet
+# 2-core machine against 478 s for one, each engine's threads competing for the same two cores
+run_tests "SARCHAT_VLLM_PYTHON=$VLLM_PY" tests/test_real_vllm.py
 rc=$status
 
 # lmms-eval on top of the same env (stamped, about 1 s when already added), then its test

@@ -145,9 +145,9 @@ def full_run(work, adapter):
 
 
 def _group(adapter):
-    """xdist groups (`-n 2 --dist loadgroup`, .ci/vllm_checks.sh): every test of the tiny LLaVA-1.5
-    (kill and resume, run keys, the server) on one worker, the other five families on the other;
-    about the same time each."""
+    """xdist groups for `-n 2 --dist loadgroup` (docs/cpu_vllm.md: worth it only with cores to spare):
+    every test of the tiny LLaVA-1.5 (kill and resume, run keys, the server) on one worker, the other
+    five families on the other; about the same time each."""
     return "llava" if adapter == "llava-1.5" else "families"
 
 
