@@ -240,11 +240,16 @@ def confusion_table(breakdown):
             [[t] + list(row) for t, row in zip(conf["truth"], conf["counts"])])
 
 
+def _models_with(models_metrics, breakdowns, key):
+    """[(model, its breakdown)] of the models whose breakdown has `key`, in the report's model order."""
+    return [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
+            if (breakdowns.get(m["model"]) or {}).get(key)]
+
+
 def _md_breakdown_sections(models_metrics, breakdowns):
     """The Markdown of the grounding and classification breakdowns (empty when no model has one)."""
     out = []
-    grounding = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
-                 if (breakdowns.get(m["model"]) or {}).get("grounding_boxes")]
+    grounding = _models_with(models_metrics, breakdowns, "grounding_boxes")
     if grounding:
         out += ["## Spatial grounding per category and per object size (this run)", "", GROUNDING_NOTE, ""]
         for model, b in grounding:
@@ -253,8 +258,7 @@ def _md_breakdown_sections(models_metrics, breakdowns):
             if grounding_size_rows(b):
                 out += [f"**{model}**, grounding truth boxes found by object size:", "",
                         _md_table(GROUNDING_SIZE_HEADER, grounding_size_rows(b)), ""]
-    classify = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
-                if (breakdowns.get(m["model"]) or {}).get("classify_confusion")]
+    classify = _models_with(models_metrics, breakdowns, "classify_confusion")
     if classify:
         out += ["## Classification per class and confusion matrix (this run)", "",
                 "Precision, recall, F1 and score in percent (– where undefined).", ""]
@@ -673,8 +677,7 @@ def confusion_html(breakdown, model=""):
 
 def _html_breakdown_sections(models_metrics, breakdowns):
     parts = []
-    grounding = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
-                 if (breakdowns.get(m["model"]) or {}).get("grounding_boxes")]
+    grounding = _models_with(models_metrics, breakdowns, "grounding_boxes")
     if grounding:
         parts.append("<h2>Spatial grounding per category and per object size</h2>")
         parts.append(f"<p class='note'>{html.escape(GROUNDING_NOTE)}</p>")
@@ -688,8 +691,7 @@ def _html_breakdown_sections(models_metrics, breakdowns):
                                                       cls="breakdown")
                              + "<figcaption>recall by object size</figcaption></figure>")
             parts.append("</div>")
-    classify = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
-                if (breakdowns.get(m["model"]) or {}).get("classify_confusion")]
+    classify = _models_with(models_metrics, breakdowns, "classify_confusion")
     if classify:
         parts.append("<h2>Classification per class and confusion matrix</h2>")
         parts.append(f"<p class='note'>{html.escape(CONFUSION_NOTE)} Precision, recall, F1 and score in percent "
@@ -833,7 +835,6 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
         if cat:
             parts.append("<h2>Per category</h2>")
             parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
-        if cat:
             parts.append(f"<p class='note'>{html.escape(BREAKDOWN_NOTE)}</p>")
         size = [c for c in (size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns))
                 if c] if charts else []
