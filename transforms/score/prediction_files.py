@@ -342,41 +342,52 @@ def scan_prediction_file(path, source=None):
     source = source or _source_of(path)
     folder = source if source != path else posixpath.dirname(path)
     manifest = read_run_manifest(folder)
-    version = None
-    models, rows, malformed = set(), 0, 0
     if path.endswith(".parquet"):
-        pf = _read_parquet(path, "predictions")
-        names = pf.schema_arrow.names
-        lacking = [c for c in REQUIRED_COLUMNS if c not in names]
-        if lacking:
-            raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column "
-                             f"(prediction files need {', '.join(REQUIRED_COLUMNS)}; found {', '.join(names) or 'none'})")
-        rows = pf.metadata.num_rows
-        if "model" in names:
-            for batch in pf.iter_batches(columns=["model"]):
-                models.update(model_of({"model": m}, path) for m in batch.column(0).to_pylist())
-        elif rows:
-            models.add(model_of({}, path))
-        version = _parquet_version(pf)
+        (models, rows, version), malformed = _scan_parquet(path), 0
     else:
-        seen_keys = set()
-        for _, row in _rows(path):
-            if row is None:
-                malformed += 1
-                continue
-            rows += 1
-            seen_keys.update(k for k in REQUIRED_COLUMNS if k in row)
-            models.add(model_of(row, path))
-        lacking = [c for c in REQUIRED_COLUMNS if c not in seen_keys]
-        if rows and lacking:
-            raise InputError(f"{path}: no row has {' or '.join(repr(c) for c in lacking)} "
-                             f"(prediction rows need {', '.join(REQUIRED_COLUMNS)})")
+        (models, rows, malformed), version = _scan_lines(path), None
     if not rows:
         extra = f" ({malformed} malformed line{'s' if malformed != 1 else ''})" if malformed else ""
         raise InputError(f"{path} holds no prediction rows{extra}")
     if version is None and manifest is not None and manifest.get("dataset_version"):
         version = str(manifest["dataset_version"])
     return PredictionFile(path, source, tuple(sorted(models)), rows, malformed, version, manifest)
+
+
+def _scan_parquet(path):
+    """(models, number of rows, dataset version) of a Parquet prediction file, from its metadata and
+    `model` column; InputError when it lacks a required column."""
+    pf = _read_parquet(path, "predictions")
+    names = pf.schema_arrow.names
+    lacking = [c for c in REQUIRED_COLUMNS if c not in names]
+    if lacking:
+        raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column "
+                         f"(prediction files need {', '.join(REQUIRED_COLUMNS)}; found {', '.join(names) or 'none'})")
+    rows, models = pf.metadata.num_rows, set()
+    if "model" in names:
+        for batch in pf.iter_batches(columns=["model"]):
+            models.update(model_of({"model": m}, path) for m in batch.column(0).to_pylist())
+    elif rows:
+        models.add(model_of({}, path))
+    return models, rows, _parquet_version(pf)
+
+
+def _scan_lines(path):
+    """(models, number of rows, number of malformed lines) of a JSONL prediction file; InputError
+    when no row has a required key."""
+    models, rows, malformed, seen_keys = set(), 0, 0, set()
+    for _, row in _rows(path):
+        if row is None:
+            malformed += 1
+            continue
+        rows += 1
+        seen_keys.update(k for k in REQUIRED_COLUMNS if k in row)
+        models.add(model_of(row, path))
+    lacking = [c for c in REQUIRED_COLUMNS if c not in seen_keys]
+    if rows and lacking:
+        raise InputError(f"{path}: no row has {' or '.join(repr(c) for c in lacking)} "
+                         f"(prediction rows need {', '.join(REQUIRED_COLUMNS)})")
+    return models, rows, malformed
 
 
 def check_model_sources(files):
