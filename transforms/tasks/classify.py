@@ -3,6 +3,7 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_categories
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, canonical_sort, join_words
 from sarchat.transforms.schema import dialogue_id
+from sarchat.transforms.tasks.column_scoring import set_scores
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 # Classify questions name the candidates alphabetically, as the paper's appendix and the real
@@ -34,6 +35,17 @@ def score(row, parsed):
 def miss(row):
     """{column: (0, 0, FN)} of an answer that scores nothing."""
     return {"classify": (0, 0, len(set(row.get("gt_categories") or [])))}
+
+
+def _truth_items(truth):
+    return truth.kind_items("gt_categories", "category")
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v = truth.vocab
+    out.set(slice(None), 0, *set_scores(truth, _truth_items, parses, uok,
+                                        lambda p: [v.code(("category", c)) for c in p["categories"]]))
 
 
 def pred_labels(parsed):

@@ -1,9 +1,14 @@
 """Instance counting: how many of a category, with their boxes (docs/rules.md sections 7 and 12)."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, parse_boxes, parse_number, strip_boxes
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
+from sarchat.transforms.tasks.column_scoring import box_hits, match_per_row, per_row, table_column, to_numpy
 from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
@@ -51,6 +56,25 @@ def miss(row):
     """{column: (0, 0, FN)} of an answer that scores nothing."""
     n = len(row.get("gt_boxes") or [])
     return {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, n), "count.iou50": (0, 0, n)}
+
+
+def _gt_counts(truth):
+    """score's gt_count per row: the row's gt_count, else its number of truth boxes."""
+    c = table_column(truth.table, "gt_count", pa.int64())
+    return np.where(to_numpy(pc.is_null(c)), truth.n_boxes, to_numpy(pc.fill_null(c, -1)).astype(np.int64))
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    matched, blen = match_per_row(truth, parses, uok)
+    out.ious[:] = matched
+    n_pred = per_row(uok, blen)
+    stated = per_row(uok, [-1 if p["count"] is None else p["count"] for p in parses])
+    right = ok & (stated == _gt_counts(truth))
+    out.set(slice(None), 0, right.astype(np.int64), (ok & ~right).astype(np.int64), (~ok).astype(np.int64))
+    for j, t in ((1, 0.25), (2, 0.5)):
+        hit = box_hits(truth, matched, t)
+        out.set(slice(None), j, hit, n_pred - hit, truth.n_boxes - hit)
 
 
 def pred_labels(parsed):

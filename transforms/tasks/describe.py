@@ -1,11 +1,15 @@
 """Fine-grained description: a '<size> <category> <position>' phrase per kept box (docs/rules.md sections 5, 7 and 12)."""
 from collections import Counter
 
+import numpy as np
+import pyarrow as pa
+
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_description
 from sarchat.transforms import geometry
 from sarchat.transforms.box_match import multiset_counts
 from sarchat.transforms.categories import CATEGORY_INDEX, article
 from sarchat.transforms.schema import dialogue_id
+from sarchat.transforms.tasks.column_scoring import set_scores
 from sarchat.transforms.tasks.task_spec import TaskSpec
 
 SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
@@ -37,6 +41,25 @@ def score(row, parsed):
 def miss(row):
     """{column: (0, 0, FN)} of an answer that scores nothing."""
     return {"describe": (0, 0, len(_truth(row)))}
+
+
+def _truth_items(truth):
+    """_truth's triples as (row, code) pairs: zip(sizes, categories, cells) stops at the shortest."""
+    cols = [truth.list_column(name) for name in ("gt_sizes", "gt_categories", "gt_cells")]
+    count = np.minimum.reduce([c.lengths for c in cols])
+    values = []
+    for c in cols:
+        rows, pos = c.head(count)
+        values.append(c.flat.take(pa.array(pos, pa.int64())).to_pylist() if len(pos) else [])
+    return rows, np.array([truth.vocab.code(("triple", a, b, x)) for a, b, x in zip(*values)], dtype=np.int64)
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v = truth.vocab
+    out.set(slice(None), 0, *set_scores(truth, _truth_items, parses, uok,
+                                        lambda p: [v.code(("triple",) + tuple(t)) for t in p["triples"]],
+                                        multiset=True))
 
 
 def pred_labels(parsed):

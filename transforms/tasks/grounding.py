@@ -1,9 +1,12 @@
 """Spatial grounding: every box by category, and the relations between categories (docs/rules.md sections 7 and 12)."""
+import numpy as np
+
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, canon_triple, parse_boxes_by_category, parse_relations
 from sarchat.transforms.box_match import box_marks, match_boxes, set_counts
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, plural
 from sarchat.transforms.schema import dialogue_id, join_relation, seeded_int, split_relation
+from sarchat.transforms.tasks.column_scoring import box_hits, match_row_boxes, per_row, set_scores, subset_column
 from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("single", "multi"),
@@ -61,6 +64,40 @@ def miss(row):
         out["grounding.abstract_position"] = (0, 0, len(_truth_relations(row)))
     out[f"grounding.{subset_of(row)}"] = (0, 0, len(row.get("gt_boxes") or []))
     return out
+
+
+def _truth_items(truth):
+    lists = truth.list_column("gt_relations")
+    return lists.rows, truth.vocab.encode(lists.flat, lambda r: ("relation",) + canon_triple(*split_relation(r)[:3]))
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v, boxes = truth.vocab, truth.boxes
+    rel = truth.list_column("gt_relations").lengths > 0
+    a, b, c = set_scores(truth, _truth_items, parses, uok, lambda p: [v.code(("relation",) + tuple(t))
+                                                                       for t in p["relations"]])
+    out.set(rel, SPEC.column_ids.index("grounding.abstract_position"), a[rel], b[rel], c[rel])
+    # boxes are matched within each category of the truth (a predicted box's category:
+    # answer_words.parse_boxes_by_category)
+    gt_cat = truth.box_categories(v.encode(truth.categories.flat, lambda x: ("category", x)))
+    pcat = np.array([v.code(("category", x)) for p in parses for x in p["box_categories"]], dtype=np.int64)
+
+    def by_category(prow, ppos):
+        width = max(len(v), 1)
+        gkey = np.where(gt_cat >= 0, boxes.rows * width + gt_cat, -1)
+        groups = np.unique(gkey[gkey >= 0])
+        gg = np.where(gkey >= 0, np.searchsorted(groups, gkey), len(groups))
+        pkey = prow * width + pcat[ppos]
+        at = np.minimum(np.searchsorted(groups, pkey), max(len(groups) - 1, 0))
+        found = groups[at] == pkey if len(groups) else np.zeros(len(pkey), dtype=bool)
+        return np.where(found, at, -1), gg, len(groups) + 1
+
+    matched, blen = match_row_boxes(truth, parses, uok, by_category)
+    out.ious[:] = matched
+    hit = box_hits(truth, matched, GROUNDING_IOU)
+    out.set(np.arange(truth.n), subset_column(truth, "grounding"), hit, per_row(uok, blen) - hit,
+            truth.n_boxes - hit)
 
 
 def pred_labels(parsed):

@@ -9,6 +9,7 @@ from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import article
 from sarchat.transforms.schema import DIALOGUE_SCHEMA, dialogue_id, seeded_int
+from sarchat.transforms.tasks.column_scoring import counts_against_truth, parse_items, row_items, subset_column
 from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
 
 SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=("single", "multi"),
@@ -55,6 +56,28 @@ def score(row, parsed):
 def miss(row):
     """{column: (0, 0, FN)} of an answer that scores nothing."""
     return {f"identify.{subset_of(row)}": (0, 0, len(_truth(row)))}
+
+
+def _truth_items(truth):
+    parts = [truth.kind_items(name, kind) for name, kind in (
+        ("gt_categories", "category"), ("gt_sizes", "size"), ("gt_cells", "cell"), ("gt_shapes", "shape"))]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v = truth.vocab
+    # distinct codes per parse (the kinds differ, so base and shape codes never coincide)
+    base = parse_items(parses, lambda p: list(dict.fromkeys(
+        [v.code(("category", x)) for x in p["categories"]] + [v.code(("size", x)) for x in p["sizes"]]
+        + [v.code(("cell", x)) for x in p["cells"]])))
+    shapes = parse_items(parses, lambda p: list(dict.fromkeys(v.code(("shape", x)) for x in p["shapes"])))
+    r1, c1 = row_items(uok, *base)
+    # shape is scored only when the truth states one
+    has_shapes = truth.list_column("gt_shapes").lengths > 0
+    r2, c2 = row_items(np.where(has_shapes, uok, -1), *shapes)
+    a, b, c = counts_against_truth(truth, _truth_items, np.concatenate([r1, r2]), np.concatenate([c1, c2]))
+    out.set(np.arange(truth.n), subset_column(truth, "identify"), a, b, c)
 
 
 def pred_labels(parsed):

@@ -8,8 +8,8 @@ only the vocabulary below it.
 from dataclasses import dataclass
 
 # The functions every task module defines, beside SPEC (docs/architecture.md, "Adding a task").
-PROTOCOL = ("parse", "columns", "score", "miss", "pred_labels", "marks", "blind_answer", "detector_answer",
-            "build")
+PROTOCOL = ("parse", "columns", "score", "miss", "score_columns", "pred_labels", "marks", "blind_answer",
+            "detector_answer", "build")
 
 
 @dataclass(frozen=True)
