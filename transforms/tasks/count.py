@@ -1,4 +1,6 @@
 """Instance counting: how many of a category, with their boxes (docs/rules.md sections 7 and 12)."""
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,12 +11,12 @@ from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, mat
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import box_hits, match_per_row, per_row, table_column, to_numpy
-from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, most_common, row_dicts
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
                 columns=(("count.only_count", "Only count"), ("count.iou25", "Count IoU=.25"),
                          ("count.iou50", "Count IoU=.5")),
-                answer_has_boxes=True, min_templates=15, by_category=True)
+                answer_has_boxes=True, min_templates=15, by_category=True, prior_columns=("gt_categories", "gt_count"))
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"category", "category_plural"}, set())}
 
@@ -93,6 +95,22 @@ def marks(row, res):
 
 
 # ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: per category, each count."""
+    by_cat = tally.counters("count")
+    for row in row_dicts(rows, SPEC.prior_columns):
+        cats = row.get("gt_categories") or []
+        if cats:
+            by_cat[cats[0]][int(row.get("gt_count") or len(cats))] += 1
+
+
+def prior(tally, top_category):
+    """The blind prior's entries: per category its most common count, and the most common count of all."""
+    by_cat = tally.counters("count")
+    return {"count": {c: most_common(v, 1) for c, v in by_cat.items()},
+            "default_count": most_common(Counter(n for v in by_cat.values() for n in v.elements()), 1)}
 
 
 def blind_answer(prior, row, fmt, W, H):

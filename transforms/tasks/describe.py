@@ -10,9 +10,10 @@ from sarchat.transforms.box_match import multiset_counts
 from sarchat.transforms.categories import CATEGORY_INDEX, article
 from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import set_scores
-from sarchat.transforms.tasks.task_spec import TaskSpec
+from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, ranked, row_dicts
 
-SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
+SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40,
+                prior_columns=("gt_sizes", "gt_categories", "gt_cells"))
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": (set(), set()), "style": ({"size", "category", "position"}, set())}
 
@@ -83,6 +84,23 @@ def marks(row, res):
 
 
 # ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: the number of kept boxes and each (size, category,
+    cell) phrase."""
+    ks, phrases = tally.counter("describe", "k"), tally.counter("describe", "phrases")
+    for row in row_dicts(rows, SPEC.prior_columns):
+        triples = list(zip(row.get("gt_sizes") or [], row.get("gt_categories") or [], row.get("gt_cells") or []))
+        ks[len(triples)] += 1
+        phrases.update(triples)
+
+
+def prior(tally, top_category):
+    """The blind prior's entry: the k most common phrases, k the most common number of kept boxes."""
+    k = most_common(tally.counter("describe", "k"), 1)
+    return {"describe": [list(t) for t in ranked(tally.counter("describe", "phrases"))[:max(1, k)]]
+            or [["small", top_category, "middle center"]]}
 
 
 def blind_answer(prior, row, fmt, W, H):
