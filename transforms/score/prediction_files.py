@@ -246,19 +246,25 @@ def _read_parquet(path, what):
         raise InputError(f"cannot read {what} file {path}: {type(exc).__name__}: {exc}") from None
 
 
+def _parquet_batches(path, batch_size):
+    """(index of its first row, batch of the prediction columns) per batch of a Parquet file."""
+    pf = _read_parquet(path, "predictions")
+    names = set(pf.schema_arrow.names)
+    index = 0
+    for batch in pf.iter_batches(batch_size=batch_size, columns=[c for c in PREDICTION_COLUMNS if c in names]):
+        yield index, batch
+        index += batch.num_rows
+
+
+def _clean_rows(batch, path, start):
+    return [clean_prediction(r, path, start + i) for i, r in enumerate(batch.to_pylist())]
+
+
 def iter_prediction_batches(path, batch_size=65536):
     """([clean rows], [malformed row indices]) per batch of a prediction file."""
     if path.endswith(".parquet"):
-        pf = _read_parquet(path, "predictions")
-        names = set(pf.schema_arrow.names)
-        cols = [c for c in PREDICTION_COLUMNS if c in names]
-        index = 0
-        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
-            rows = []
-            for r in batch.to_pylist():
-                rows.append(clean_prediction(r, path, index))
-                index += 1
-            yield rows, []
+        for index, batch in _parquet_batches(path, batch_size):
+            yield _clean_rows(batch, path, index), []
         return
     rows, malformed = [], []
     for index, row in _rows(path):
@@ -315,16 +321,10 @@ def iter_prediction_tables(path, batch_size=65536):
     rows of iter_prediction_batches, converted column by column where the file is Parquet."""
     ownership.pause_point("score-reading-predictions")  # tests stop the job here (Ctrl-C mid-pipeline)
     if path.endswith(".parquet"):
-        pf = _read_parquet(path, "predictions")
-        names = set(pf.schema_arrow.names)
-        cols = [c for c in PREDICTION_COLUMNS if c in names]
-        index = 0
-        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+        for index, batch in _parquet_batches(path, batch_size):
             table = _wire_columns(batch, path, index)
             if table is None:
-                table = pa.Table.from_pylist([clean_prediction(r, path, index + i)
-                                              for i, r in enumerate(batch.to_pylist())], schema=PREDICTION_WIRE_SCHEMA)
-            index += batch.num_rows
+                table = pa.Table.from_pylist(_clean_rows(batch, path, index), schema=PREDICTION_WIRE_SCHEMA)
             yield table, []
         return
     for rows, bad in iter_prediction_batches(path, batch_size):

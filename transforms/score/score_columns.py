@@ -392,10 +392,6 @@ class ModelTask:
             tj["category"], ', "size": ', tj["size"], ', "parsed": ', parsed_json,
             ', "ious": ', ious_json, ', "scores": ', scores, "}\n")
 
-    def record(self, i):
-        """Row i as the dict sample_records.sample_record gives."""
-        return self.sample_table().slice(i, 1).to_pylist()[0]
-
 
 def task_rows(tests):
     """{task: ascending positions of its rows} over a bucket's sorted test rows."""
