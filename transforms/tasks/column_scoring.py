@@ -362,11 +362,14 @@ def match_row_boxes(truth, parses, uok, group_of):
     return match_groups(pg[keep], bflat[ppos[keep]], gg, gt, ng), blen
 
 
-def match_per_row(truth, parses, uok):
-    """match_row_boxes with each row's boxes one group (count, refer)."""
-    return match_row_boxes(truth, parses, uok, lambda prow, ppos: (prow, truth.boxes.rows, truth.n))
-
-
-def box_hits(truth, matched, t):
-    """Per row, its truth boxes matched at IoU >= t."""
-    return np.bincount(truth.boxes.rows, weights=matched >= t, minlength=truth.n).astype(np.int64)
+def box_scores(truth, parses, uok, out, columns, group_of=None):
+    """Match the rows' boxes (match_row_boxes; group_of None: each row's boxes one group) into
+    out.ious, and for each (column index per row, IoU threshold) of `columns` set every row's TP
+    (its truth boxes matched at IoU >= the threshold), FP and FN."""
+    group_of = group_of or (lambda prow, ppos: (prow, truth.boxes.rows, truth.n))
+    matched, blen = match_row_boxes(truth, parses, uok, group_of)
+    out.ious[:] = matched
+    n_pred = per_row(uok, blen)
+    for j, t in columns:
+        hit = np.bincount(truth.boxes.rows, weights=matched >= t, minlength=truth.n).astype(np.int64)
+        out.set(np.arange(truth.n), j, hit, n_pred - hit, truth.n_boxes - hit)

@@ -10,7 +10,7 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, par
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
-from sarchat.transforms.tasks.column_scoring import box_hits, match_per_row, per_row, table_column, to_numpy
+from sarchat.transforms.tasks.column_scoring import box_scores, per_row, table_column, to_numpy
 from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, most_common, row_dicts
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
@@ -68,15 +68,10 @@ def _gt_counts(truth):
 
 def score_columns(truth, parses, uok, ok, out):
     """score and miss for all rows at once (column_scoring)."""
-    matched, blen = match_per_row(truth, parses, uok)
-    out.ious[:] = matched
-    n_pred = per_row(uok, blen)
     stated = per_row(uok, [-1 if p["count"] is None else p["count"] for p in parses])
     right = ok & (stated == _gt_counts(truth))
     out.set(slice(None), 0, right.astype(np.int64), (ok & ~right).astype(np.int64), (~ok).astype(np.int64))
-    for j, t in ((1, 0.25), (2, 0.5)):
-        hit = box_hits(truth, matched, t)
-        out.set(slice(None), j, hit, n_pred - hit, truth.n_boxes - hit)
+    box_scores(truth, parses, uok, out, ((1, 0.25), (2, 0.5)))
 
 
 def pred_labels(parsed):

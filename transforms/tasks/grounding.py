@@ -8,7 +8,7 @@ from sarchat.transforms.box_match import box_marks, match_boxes, set_counts
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, plural
 from sarchat.transforms.schema import dialogue_id, join_relation, seeded_int, split_relation
-from sarchat.transforms.tasks.column_scoring import box_hits, match_row_boxes, per_row, set_scores, subset_column
+from sarchat.transforms.tasks.column_scoring import box_scores, set_scores, subset_column
 from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, row_dicts, subset_of
 
 SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("single", "multi"),
@@ -96,11 +96,7 @@ def score_columns(truth, parses, uok, ok, out):
         found = groups[at] == pkey if len(groups) else np.zeros(len(pkey), dtype=bool)
         return np.where(found, at, -1), gg, len(groups) + 1
 
-    matched, blen = match_row_boxes(truth, parses, uok, by_category)
-    out.ious[:] = matched
-    hit = box_hits(truth, matched, GROUNDING_IOU)
-    out.set(np.arange(truth.n), subset_column(truth, "grounding"), hit, per_row(uok, blen) - hit,
-            truth.n_boxes - hit)
+    box_scores(truth, parses, uok, out, [(subset_column(truth, "grounding"), GROUNDING_IOU)], by_category)
 
 
 def pred_labels(parsed):

@@ -1,12 +1,10 @@
 """Referring: the boxes of a named category, with their cells (docs/rules.md sections 7 and 12)."""
-import numpy as np
-
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, find_cells, parse_boxes
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
-from sarchat.transforms.tasks.column_scoring import box_hits, match_per_row, per_row, subset_column
+from sarchat.transforms.tasks.column_scoring import box_scores, subset_column
 from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, most_common, row_dicts, subset_of
 
 SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
@@ -47,12 +45,8 @@ def miss(row):
 
 def score_columns(truth, parses, uok, ok, out):
     """score and miss for all rows at once (column_scoring)."""
-    matched, blen = match_per_row(truth, parses, uok)
-    out.ious[:] = matched
-    n_pred = per_row(uok, blen)
-    for suffix, t in ((".iou25", 0.25), (".iou50", 0.5)):
-        hit = box_hits(truth, matched, t)
-        out.set(np.arange(truth.n), subset_column(truth, "refer", suffix), hit, n_pred - hit, truth.n_boxes - hit)
+    box_scores(truth, parses, uok, out, [(subset_column(truth, "refer", suffix), t)
+                                         for suffix, t in ((".iou25", 0.25), (".iou50", 0.5))])
 
 
 def pred_labels(parsed):
