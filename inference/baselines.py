@@ -65,9 +65,7 @@ class PriorTally:
 
     def __init__(self):
         self._counters, self._by_key = {}, {}
-        self.rel_w, self.rel_h = defaultdict(list), defaultdict(list)
-        self.cells = defaultdict(Counter)
-        self.box_rows_seen = Counter()
+        self._boxes = {}  # {task: {category: ([relative widths], [relative heights], Counter of cells)}}
 
     def counter(self, *name):
         return self._counters.setdefault(name, Counter())
@@ -97,39 +95,29 @@ class PriorTally:
             BY_ID[task].fit_prior(self, part)
 
     def add_boxes(self, task, rows):
+        """Per category, each box's width and height relative to its image and its cell, from the
+        rows with boxes (a task is a box source once one of its rows has boxes)."""
         for row in rows:
             if not row.get("gt_boxes"):
                 continue
-            self.box_rows_seen[task] += 1
+            by_cat = self._boxes.setdefault(task, defaultdict(lambda: ([], [], Counter())))
             W, H = float(row["width"]), float(row["height"])
             for box, cat, cell in zip(row["gt_boxes"], row.get("gt_categories") or [], row.get("gt_cells") or []):
-                self.rel_w[(task, cat)].append((box[2] - box[0]) / W)
-                self.rel_h[(task, cat)].append((box[3] - box[1]) / H)
-                self.cells[(task, cat)][cell] += 1
+                widths, heights, cells = by_cat[cat]
+                widths.append((box[2] - box[0]) / W)
+                heights.append((box[3] - box[1]) / H)
+                cells[cell] += 1
 
     def box_prior(self):
         """Per category: the median box width and height relative to the image, and the cells ranked
-        by frequency, from the first of BOX_SOURCES with rows (the median of all its boxes for a
+        by frequency, from the first of BOX_SOURCES with boxes (the median of all its boxes for a
         category it lacks)."""
-        source = next((t for t in BOX_SOURCES if self.box_rows_seen[t]), BOX_SOURCES[-1])
-        all_w = [v for (t, _), vs in self.rel_w.items() if t == source for v in vs]
-        all_h = [v for (t, _), vs in self.rel_h.items() if t == source for v in vs]
-        all_cells = Counter()
-        for (t, _), c in self.cells.items():
-            if t == source:
-                all_cells.update(c)
-        default_box = {"w": statistics.median(all_w) if all_w else 0.1,
-                       "h": statistics.median(all_h) if all_h else 0.1,
-                       "cells": ranked(all_cells) or ["middle center"]}
-        box_prior = {}
-        for cat in CATEGORIES:
-            ws, hs = self.rel_w.get((source, cat)), self.rel_h.get((source, cat))
-            if ws:
-                box_prior[cat] = {"w": statistics.median(ws), "h": statistics.median(hs),
-                                  "cells": ranked(self.cells[(source, cat)])}
-            else:
-                box_prior[cat] = dict(default_box)
-        return box_prior
+        by_cat = self._boxes.get(next((t for t in BOX_SOURCES if t in self._boxes), None), {})
+        all_w, all_h = [v for w, _, _ in by_cat.values() for v in w], [v for _, h, _ in by_cat.values() for v in h]
+        default_box = {"w": statistics.median(all_w) if all_w else 0.1, "h": statistics.median(all_h) if all_h else 0.1,
+                       "cells": ranked(sum((c for _, _, c in by_cat.values()), Counter())) or ["middle center"]}
+        return {cat: {"w": statistics.median(by_cat[cat][0]), "h": statistics.median(by_cat[cat][1]),
+                      "cells": ranked(by_cat[cat][2])} if cat in by_cat else dict(default_box) for cat in CATEGORIES}
 
     def priors(self):
         """Every task module's prior entries, the boxes, and the top category: the most common of
