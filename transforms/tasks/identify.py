@@ -1,5 +1,4 @@
 """Cross-modal identification: the attributes of the box a question names (docs/rules.md sections 6, 7 and 12)."""
-from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
 from collections import Counter
 
 import numpy as np
@@ -7,6 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sarchat.transforms import geometry
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
 from sarchat.transforms.arrow_text import empty_lists, join, render, strings
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.box_match import set_counts
