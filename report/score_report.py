@@ -31,6 +31,7 @@ import os
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from sarchat import __version__ as TOOLKIT_VERSION
 from sarchat.transforms.categories import CATEGORY_INDEX
@@ -74,15 +75,11 @@ def _fmt(v, nd=2):
 
 
 
-def _resolve_sections(extra_sections):
+def _resolve_sections(extra_sections) -> list[Section]:
     """The extra sections as Sections: a callable called, None left out, a missing body empty."""
-    out = []
-    for s in extra_sections or ():
-        if callable(s) and not hasattr(s, "title"):
-            s = s()
-        if s is not None:
-            out.append(Section(s.title, getattr(s, "html", "") or "", getattr(s, "markdown", "") or ""))
-    return out
+    given: list[Any] = [s() if callable(s) and not hasattr(s, "title") else s for s in extra_sections or ()]
+    return [Section(s.title, getattr(s, "html", "") or "", getattr(s, "markdown", "") or "")
+            for s in given if s is not None]
 
 
 # ---------------------------------------------------------------------------------------------
