@@ -596,51 +596,43 @@ def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
     return _svg(fig)
 
 
+def _breakdown_of(breakdowns, m):
+    return (breakdowns or {}).get(m["model"]) or {}
+
+
 def category_charts(models_metrics, breakdowns):
     """One grouped bar chart per task with a per-category breakdown (count, identify, refer)."""
+    per_model = [(m["model"], _breakdown_of(breakdowns, m).get("by_category", {})) for m in models_metrics]
     charts = []
-    tasks = []
-    for m in models_metrics:
-        for t in ((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}):
-            if t not in tasks:
-                tasks.append(t)
-    for t in tasks:
-        cats = sorted({c for m in models_metrics
-                       for c in (((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}).get(t) or {})},
-                      key=_cat_order)
-        series = []
-        for m in models_metrics:
-            bc = (((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}).get(t)) or {}
-            series.append((m["model"], [bc.get(c) for c in cats]))
+    for t in dict.fromkeys(t for _, by_task in per_model for t in by_task):  # tasks in order of appearance
+        cats = sorted({c for _, by_task in per_model for c in (by_task.get(t) or {})}, key=_cat_order)
+        series = [(model, [(by_task.get(t) or {}).get(c) for c in cats]) for model, by_task in per_model]
         charts.append(grouped_bars_svg(f"{TASK_LABELS[t]}: task score by category", cats, series))
     return charts
 
 
 def size_chart(models_metrics, breakdowns):
-    sizes = list(reversed(IDENTIFY_SIZES))
-    present = [s for s in sizes if any(
-        s in ((((breakdowns or {}).get(m["model"]) or {}).get("by_size", {}).get("identify")) or {})
-        for m in models_metrics)]
-    if not present:
-        return None
-    series = []
-    for m in models_metrics:
-        bs = (((breakdowns or {}).get(m["model"]) or {}).get("by_size", {}).get("identify")) or {}
-        series.append((m["model"], [bs.get(s) for s in present]))
-    return grouped_bars_svg("Cross-modal identification: score by object size", present, series)
+    """Grouped bars of identification's score per object size word (smallest first), one series per model."""
+    return _size_bars("Cross-modal identification: score by object size", "score (%)",
+                      [(m["model"], _breakdown_of(breakdowns, m).get("by_size", {}).get("identify") or {})
+                       for m in models_metrics])
 
 
 def grounding_size_chart(models_metrics, breakdowns):
     """Grouped bars of grounding's recall per object size word (smallest first), one series per model."""
-    sizes = list(reversed(IDENTIFY_SIZES))
-    per_model = [(m["model"], (((breakdowns or {}).get(m["model"]) or {}).get("grounding_boxes") or {}).get("by_size")
-                  or {}) for m in models_metrics]
-    present = [s for s in sizes if any(s in bs for _, bs in per_model)]
+    per_model = [(m["model"], ((_breakdown_of(breakdowns, m).get("grounding_boxes") or {}).get("by_size") or {}))
+                 for m in models_metrics]
+    return _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)",
+                      [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in per_model])
+
+
+def _size_bars(title, ylabel, per_model):
+    """[(model, {size word: value})] as grouped bars over the size words any model has; None when none has one."""
+    present = [s for s in reversed(IDENTIFY_SIZES) if any(s in values for _, values in per_model)]
     if not present:
         return None
-    series = [(model, [(bs.get(s) or {}).get("recall") for s in present]) for model, bs in per_model]
-    return grouped_bars_svg("Spatial grounding: truth boxes found by object size", present, series,
-                            ylabel="recall (%)")
+    return grouped_bars_svg(title, present, [(model, [values.get(s) for s in present]) for model, values in per_model],
+                            ylabel=ylabel)
 
 
 def _with_toc(page):
