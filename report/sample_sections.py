@@ -163,27 +163,20 @@ def _md_table_html(block):
 def dataset_section(stats, title="Dataset"):
     """The stats plots as inline SVG plus the stats tables (stats.md) as HTML tables (`stats`: a
     stats.json document)."""
-    titles = plot_titles()
-    plots = render_plots(stats, fmt="svg")
-    md = stats_markdown(stats)
-    figs = []
-    for name, data in plots.items():
-        svg = data.decode("utf-8")
-        start = svg.find("<svg")
-        svg = svg[start:] if start >= 0 else svg
-        figs.append(f"<figure class='plot' id='plot-{html.escape(name)}' title='{html.escape(titles.get(name, name), True)}'>"
-                    f"{svg}</figure>")
-    info = stats.get("input") or {}
-    parts = [f"<p class='note'>From <code>sarchat stats</code> on {html.escape(str(info.get('kind', 'the')))} input "
-             f"<code>{html.escape(str(info.get('root', '')))}</code>: the paper's dataset analysis (Tables 1, 2, 4, 5; "
-             "Figures 7-9), our numbers beside the paper's published ones where it gives them.</p>"]
-    if figs:
-        parts.append("<div class='charts stats-plots'>" + "".join(figs) + "</div>")
-    parts.append("<div class='stats-tables'>" + markdown_to_html(md) + "</div>")
-    parts.append(RENDER_CHECK_SCRIPT)
+    titles, md, info = plot_titles(), stats_markdown(stats), stats.get("input") or {}
+    plots = [(name, titles.get(name, name), _svg_element(data.decode("utf-8")))
+             for name, data in render_plots(stats, fmt="svg").items()]
+    page = render(__file__, "dataset.html.j2", kind=str(info.get("kind", "the")), root=str(info.get("root", "")),
+                  plots=plots, tables=markdown_to_html(md))
     md_body = re.sub(r"^#", "##", md, flags=re.M)  # one level below the section's own heading
     md_body = md_body.split("\n", 1)[1].lstrip() if md_body.startswith("## Dataset statistics") else md_body
-    return report.Section(title, html="\n".join(parts), markdown=md_body.rstrip())
+    return report.Section(title, html=page + RENDER_CHECK_SCRIPT, markdown=md_body.rstrip())
+
+
+def _svg_element(svg):
+    """An SVG file's text from its <svg> element on (no XML declaration inside a page)."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
 # the files the reports render from (Beam workers write report.md and report.html, so the sdist needs them too)
 REPORT_FILES = tuple(f"report/{name}" for name in ("stats.md.j2", "report.md.j2", "report.html.j2", "report_parts.j2",
-                                                   "leaderboard.md.j2", "samples.html.j2", "samples.md.j2",
+                                                   "leaderboard.md.j2", "samples.html.j2", "samples.md.j2", "dataset.html.j2",
                                                    "render_check.js"))
 
 
