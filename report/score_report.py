@@ -34,6 +34,7 @@ from importlib import resources
 from typing import Any
 
 from sarchat import __version__ as TOOLKIT_VERSION
+from sarchat.report.stats_report import Table
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.fileio import join_path, write_text
 from sarchat.transforms.geometry import IDENTIFY_SIZES
@@ -317,13 +318,6 @@ def _md_anchor(title):
 
 
 @dataclass(frozen=True)
-class Table:
-    """A table's header and its rows of cells as shown."""
-    header: list
-    rows: list
-
-
-@dataclass(frozen=True)
 class ModelBreakdown:
     """One model's breakdown tables (docs/scoring.md, "Breakdowns"); None where its breakdown.json
     has no such part."""
@@ -379,8 +373,8 @@ def report_model(models_metrics, breakdowns=None, extra_sections=(), include_pap
     spread = template_spread_rows(models_metrics)
     return ScoreReport(
         title=title, paper_label=PAPER_LABEL, facts=header_facts(context, models_metrics, now),
-        models=Table(MODEL_HEADER, model_rows(context, models_metrics)) if models_metrics else None,
-        include_paper=include_paper, warning=warning, table3=Table(TABLE3_HEADER, [_t3_cells(r) for r in t3]),
+        models=Table(MODEL_HEADER, model_rows(context, models_metrics), left=4) if models_metrics else None,
+        include_paper=include_paper, warning=warning, table3=Table(TABLE3_HEADER, [_t3_cells(r) for r in t3], left=3),
         table3_classes=["run" if r[0] == "this run" else "paper" for r in t3],
         paper_avg=Table(["Model (paper)", "Avg as published", "Eq. 4 from its columns"],
                         [[r["model"], _fmt(r["avg_score"]), _fmt(paper_recomputed_overall(r, paper))]
@@ -389,7 +383,7 @@ def report_model(models_metrics, breakdowns=None, extra_sections=(), include_pap
         parse_failures=Table(FAILURE_HEADER, failure_rows(models_metrics)),
         inference_errors=Table(FAILURE_HEADER, failure_rows(models_metrics, "inference_errors")),
         provenance=provenance_lines(models_metrics), unattributed_rejects=unattributed_rejects,
-        template_spread=Table(TEMPLATE_SPREAD_HEADER, spread) if spread else None,
+        template_spread=Table(TEMPLATE_SPREAD_HEADER, spread, left=2) if spread else None,
         breakdowns=[model_breakdown(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics]
         if breakdowns else None,
         charts=_charts(models_metrics, breakdowns, include_paper, warning) if charts else None,
