@@ -395,14 +395,14 @@ def model_breakdown(model, b) -> ModelBreakdown:
     bc = b.get("by_category") or {}
     cats = sorted({c for v in bc.values() for c in v}, key=_cat_order)
     sizes = (b.get("by_size") or {}).get("identify") or {}
-    confusion = confusion_table(b)
+    confusion, size_rows = confusion_table(b), grounding_size_rows(b)
     return ModelBreakdown(
         model=model,
         categories=Table(["Task"] + cats, [[TASK_LABELS[t]] + [_fmt(bc[t].get(c)) for c in cats] for t in bc])
         if bc else None,
         identify_sizes=Table(list(sizes), [[_fmt(v) for v in sizes.values()]]) if sizes else None,
         grounding=Table(GROUNDING_BOX_HEADER, grounding_category_rows(b)) if b.get("grounding_boxes") else None,
-        grounding_sizes=Table(GROUNDING_SIZE_HEADER, grounding_size_rows(b)) if grounding_size_rows(b) else None,
+        grounding_sizes=Table(GROUNDING_SIZE_HEADER, size_rows) if size_rows else None,
         classes=Table(CLASS_HEADER, classify_class_rows(b)) if confusion else None,
         confusion=Table(*confusion) if confusion else None, heat_rows=heat_rows(confusion[1]) if confusion else [])
 
