@@ -430,9 +430,10 @@ def _charts(models_metrics, breakdowns, include_paper, warning):
         radar_paper = radar_svg([], include_paper=True, paper_title=True)
     else:
         radar, radar_paper = radar_svg(models_metrics, include_paper), None
+    if not breakdowns:
+        return Charts(radar, radar_paper, [], [])
     sizes = [size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns)]
-    return Charts(radar, radar_paper, category_charts(models_metrics, breakdowns) if breakdowns else [],
-                  [c for c in sizes if c] if breakdowns else [])
+    return Charts(radar, radar_paper, category_charts(models_metrics, breakdowns), [c for c in sizes if c])
 
 
 def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0,
