@@ -71,13 +71,13 @@ def sharded_parse(images, anns, categories, num_shards, piece_size, seed=0):
             if array == "images":
                 records, more = coco.read_image_records(piece, first, "test", "ann.json")
                 for r in records:
-                    by_shard[pipeline.shard_of("test", r[1], num_shards)][0].append(r)
+                    by_shard[pipeline.shard_of("test", r.image_id, num_shards)][0].append(r)
             else:
                 records, more = coco.read_annotation_records(piece, first, "test", "ann.json")
                 for r in records:
-                    by_shard[pipeline.annotation_shard("test", r[3], num_shards)][1].append(r)
-                ids += [r[1] for r in records]
-                indices += [r[0] for r in records]
+                    by_shard[pipeline.annotation_shard("test", r.image_id, num_shards)][1].append(r)
+                ids += [r.ann_id for r in records]
+                indices += [r.index for r in records]
             rejects += more
             first += len(piece)
     duplicates = coco.duplicate_annotation_ids(np.array(ids, dtype=object), indices)
@@ -110,6 +110,31 @@ def test_pieces_and_shards_give_what_one_pass_gives(num_shards, piece_size, seed
     assert {"duplicate_image_id", "duplicate_annotation_id", "image_rejected", "unknown_image",
             "image_without_valid_boxes", "crowd_or_ignore", "bad_image_size", "unknown_category"} <= reasons
     assert sum(len(im["boxes"]) for im in expected[0]) > 50
+
+
+def test_records_cross_the_shuffle_as_plain_tuples_and_are_named_again(tmp_path):
+    """Beam's coder pickles any object but a plain tuple one at a time: the read sends plain tuples,
+    and the shard's side types them again (RECORD_TYPES) before assemble reads their fields."""
+    from apache_beam.coders import coders
+
+    images, anns, categories = messy_dataset(n_images=5)
+    anns = [a for a in anns if not (isinstance(a, dict) and a.get("bbox") and a["bbox"][2] != a["bbox"][2])]  # no NaN
+    path = tmp_path / "ann.json"
+    path.write_bytes(_file(images, anns, categories))
+    read = pipeline.ReadCocoPieceFn({"test": categories})
+    outputs = [(array, batch) for tag, value in read.process(("test", str(path), "JPEGImages/test", 3, None, None))
+               if tag == read.RECORDS for _, (array, batch) in [value] if array != pipeline.REJECTS_BATCH]
+    batches = [batch for _, batch in outputs]
+    expected = {"images": coco.read_image_records(images, 0, "test", str(path))[0],
+                "annotations": coco.read_annotation_records(anns, 0, "test", str(path))[0]}
+    assert batches and all(type(r) is tuple for batch in batches for r in batch)
+    coder = coders.FastPrimitivesCoder()
+    named = {array: [] for array in expected}
+    for array, batch in outputs:
+        named[array] += [pipeline.RECORD_TYPES[array](*r) for r in coder.decode(coder.encode(batch))]
+    for array, records in expected.items():
+        assert sorted(named[array], key=lambda r: r.index) == records
+        assert all(type(r) is type(records[0]) for r in named[array])
 
 
 def test_parse_coco_keeps_one_pass_semantics_on_the_tricky_ids():

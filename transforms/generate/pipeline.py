@@ -18,6 +18,7 @@ depends on) every step that writes files, on every runner.
 import collections
 import hashlib
 import io
+import itertools
 import json
 from typing import Any, Tuple
 
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from msgspec.structs import astuple
 
 from sarchat.transforms import coco
 from sarchat.transforms.steps import Gather, select, tagged
@@ -86,16 +88,16 @@ class ReadCocoPieceFn(beam.DoFn):
         for array, entries, first in parts:
             if array == "images":
                 records, more = coco.read_image_records(entries, first, split, path, folder)
-                shards = [shard_of(split, r[1], num_shards) for r in records]
+                shards = [shard_of(split, r.image_id, num_shards) for r in records]
             else:
                 records, more = coco.read_annotation_records(entries, first, split, path)
-                shards = annotation_shards(split, [r[3] for r in records], num_shards)
-                yield tagged(self.ANN_IDS, (split, _int_array([r[1] for r in records]),
-                                            np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))))
+                shards = annotation_shards(split, [r.image_id for r in records], num_shards)
+                yield tagged(self.ANN_IDS, (split, _int_array([r.ann_id for r in records]),
+                                            np.fromiter((r.index for r in records), dtype=np.int64, count=len(records))))
             rejects += more
             by_shard = collections.defaultdict(list)
             for shard, record in zip(shards, records):
-                by_shard[shard].append(record)
+                by_shard[shard].append(astuple(record))  # plain, for the shuffle (RECORD_TYPES)
             for shard in sorted(by_shard):
                 yield tagged(self.RECORDS, ((split, shard), (array, by_shard[shard])))
         yield from self._rejects_to_shards(split, num_shards, rejects)
@@ -119,6 +121,10 @@ def annotation_shard(split, image_id, num_shards):
 
 
 REJECTS_BATCH = "rejects"  # the kind of a batch of read rejects among a shard's record batches
+# Records cross the shuffle as plain tuples and are typed again on the other side: Beam's coder
+# writes any other object through pickle, one record at a time (for a NamedTuple, about 20 times
+# slower than a tuple and twice the bytes).
+RECORD_TYPES = {"images": coco.ImageRecord, "annotations": coco.AnnotationRecord}
 
 
 def reject_shard(split, reject, num_shards):
@@ -201,7 +207,7 @@ class WriteShardFn(beam.DoFn):
         (split, shard), (batches, duplicates) = element
         by_array = {"images": [], "annotations": [], REJECTS_BATCH: []}
         for array, batch in batches:
-            by_array[array].extend(batch)
+            by_array[array].extend(batch if array == REJECTS_BATCH else itertools.starmap(RECORD_TYPES[array], batch))
         source, image_dir, _ = self.sources[split]
         images, *found = coco.assemble(split, source, image_dir, self.categories[split], by_array["images"],
                                        by_array["annotations"], duplicates)
