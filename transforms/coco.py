@@ -263,59 +263,69 @@ def assemble(split, source, image_dir, categories, image_records, annotation_rec
     `categories`: read_categories' map; `duplicates`: duplicate_annotation_ids of the whole split.
     Records may come in any order (pieces arrive as the runner likes); they are taken in file
     order, so the first entry of an id wins and boxes keep the annotation order."""
-    images, bad_images = {}, {}
-    image_rejects, ann_rejects = [], []
+    reject = functools.partial(_reject, split, source)
+    images, bad_images, image_rejects = _first_images(reject, split, image_dir, image_records)
+    ann_rejects = _add_boxes(reject, images, bad_images, categories, annotation_records, duplicates)
+    kept = [image for image in images.values() if image["boxes"]]  # in file order, as inserted
+    empty = [reject(f"image {image_id}", -1, "image_without_valid_boxes")
+             for image_id, image in images.items() if not image["boxes"]]
+    return kept, image_rejects, ann_rejects, empty
+
+
+def _first_images(reject, split, image_dir, image_records):
+    """-> ({image id: image without boxes yet} of the usable first entries, {image id: reason} of
+    the bad ones, rejects)."""
+    images, bad_images, rejects = {}, {}, []
     for r in sorted(image_records, key=_by_index):
         record = f"image {r.image_id}"
         if r.image_id in images or r.image_id in bad_images:
-            image_rejects.append(_reject(split, source, record, r.index, "duplicate_image_id"))
-            continue
-        if r.reason:
+            rejects.append(reject(record, r.index, "duplicate_image_id"))
+        elif r.reason:
             bad_images[r.image_id] = r.reason
-            image_rejects.append(_reject(split, source, record, r.index, r.reason, r.detail))
-            continue
-        images[r.image_id] = {
-            "split": split,
-            "image_id": r.image_id,
-            "file_name": r.file_name,
-            "image_path": posixpath.join(image_dir, r.file_name) if image_dir else r.file_name,
-            "width": r.width,
-            "height": r.height,
-            "boxes": [],
-        }
+            rejects.append(reject(record, r.index, r.reason, r.detail))
+        else:
+            images[r.image_id] = {
+                "split": split,
+                "image_id": r.image_id,
+                "file_name": r.file_name,
+                "image_path": posixpath.join(image_dir, r.file_name) if image_dir else r.file_name,
+                "width": r.width,
+                "height": r.height,
+                "boxes": [],
+            }
+    return images, bad_images, rejects
 
+
+def _add_boxes(reject, images, bad_images, categories, annotation_records, duplicates):
+    """Each valid annotation as a box of its image; -> the rejects of the others."""
+    rejects = []
     for a in sorted(annotation_records, key=_by_index):
         record = f"annotation {a.ann_id}"
         first = duplicates.get(a.ann_id)
         if first is not None and first != a.index:
-            ann_rejects.append(_reject(split, source, record, a.index, "duplicate_annotation_id"))
+            rejects.append(reject(record, a.index, "duplicate_annotation_id"))
             continue
         if a.crowd_or_ignore:
-            ann_rejects.append(_reject(split, source, record, a.index, "crowd_or_ignore"))
+            rejects.append(reject(record, a.index, "crowd_or_ignore"))
             continue
         key = image_key(a.image_id)
         if key is not None and key in bad_images:
-            ann_rejects.append(_reject(split, source, record, a.index, "image_rejected", bad_images[key]))
+            rejects.append(reject(record, a.index, "image_rejected", bad_images[key]))
             continue
         image = images.get(a.image_id) if _is_int(a.image_id) else None  # True would find image 1
         if image is None:
-            ann_rejects.append(_reject(split, source, record, a.index, "unknown_image", f"image_id={a.image_id!r}"))
+            rejects.append(reject(record, a.index, "unknown_image", f"image_id={a.image_id!r}"))
             continue
         category = categories.get(a.category_id) if _is_int(a.category_id) else None
         if category is None:
-            ann_rejects.append(_reject(split, source, record, a.index, "unknown_category",
-                                       f"category_id={a.category_id!r}"))
+            rejects.append(reject(record, a.index, "unknown_category", f"category_id={a.category_id!r}"))
             continue
         reason = geometry.invalid_box_reason(a.bbox, image["width"], image["height"])
         if reason:
-            ann_rejects.append(_reject(split, source, record, a.index, reason, _short(a.bbox)))
+            rejects.append(reject(record, a.index, reason, _short(a.bbox)))
             continue
         image["boxes"].append({"ann_id": a.ann_id, "category": category, "bbox": [float(v) for v in a.bbox]})
-
-    kept = [image for image in images.values() if image["boxes"]]  # in file order, as inserted
-    empty = [_reject(split, source, f"image {image_id}", -1, "image_without_valid_boxes")
-             for image_id, image in images.items() if not image["boxes"]]
-    return kept, image_rejects, ann_rejects, empty
+    return rejects
 
 
 # --- The launcher's pre-flight: structure, counts and piece boundaries without a full parse ------
