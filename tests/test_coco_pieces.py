@@ -281,12 +281,12 @@ def test_generate_in_many_pieces_equals_the_whole_file_read(tmp_path, monkeypatc
     monkeypatch.setattr(coco, "PIECE_BYTES", 400)
     args = generate.build_parser().parse_args(argv + ["--output", str(tmp_path / "x")])
     splits = generate.plan_splits(args)
-    assert all(len(s["pieces"]) > 10 for s in splits)
+    assert all(len(s.pieces) > 10 for s in splits)
     assert generate.run(argv + ["--output", str(tmp_path / "pieces"), "--direct_num_workers=2",
                                 "--direct_running_mode=multi_threading"]) == 0
 
     monkeypatch.setattr(coco, "_top_level_decoder", lambda: None)
-    assert generate.plan_splits(args)[0]["pieces"] is None
+    assert generate.plan_splits(args)[0].pieces is None
     assert generate.run(argv + ["--output", str(tmp_path / "whole")]) == 0
 
     a, b = tmp_path / "pieces", tmp_path / "whole"

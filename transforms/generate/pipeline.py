@@ -16,11 +16,12 @@ the shards' results (one small record per shard) through its main input, so it r
 depends on) every step that writes files, on every runner.
 """
 import collections
+import dataclasses
 import hashlib
 import io
 import itertools
 import json
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -460,8 +461,21 @@ def remove_parts(parts_dir):
             pass
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """One split as the launcher planned it (beam_pipelines/generate.py, plan_splits)."""
+    split: str
+    annotations: str  # its COCO file
+    image_dir: str  # the images' folder, relative to the input root
+    input_root: Optional[str]
+    num_shards: int
+    fingerprint: dict  # {"sha256", "bytes", "images", "annotations"} of the file, as the manifest records it
+    pieces: Optional[list]  # the byte ranges the workers parse (coco.preflight); None: read whole
+    categories: list  # the file's categories list, after --category-map
+
+
 class GenerateDialogues(beam.PTransform):
-    """Splits -> dialogue files under `output`; returns (manifest PCollection, rejects PCollection)."""
+    """Split plans -> dialogue files under `output`; returns (manifest PCollection, rejects PCollection)."""
 
     def __init__(self, splits, output, formats, seed, identify_variants, image_root, manifest_base,
                  tfrecord_compression="none"):
@@ -471,14 +485,14 @@ class GenerateDialogues(beam.PTransform):
         self.identify_variants, self.image_root, self.manifest_base = identify_variants, image_root, manifest_base
 
     def expand(self, pbegin):
-        num_shards = {s["split"]: s["num_shards"] for s in self.splits}
-        pieces = [(s["split"], s["annotations"], s["image_dir"], s["num_shards"], s.get("input_root"), piece)
-                  for s in self.splits for piece in (s.get("pieces") or [None])]
+        num_shards = {s.split: s.num_shards for s in self.splits}
+        pieces = [(s.split, s.annotations, s.image_dir, s.num_shards, s.input_root, piece)
+                  for s in self.splits for piece in (s.pieces or [None])]
         parsed = (
             pbegin
             | "Pieces" >> beam.Create(pieces)
             | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
-            | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s["split"]: s["categories"] for s in self.splits}))
+            | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s.split: s.categories for s in self.splits}))
             .with_output_types(Any)  # declared (what inference gave), so Beam does not trace the DoFn's code
         )
         # a side input, so it only reads: a runner may compute it again for each reader (steps.py)
@@ -488,7 +502,7 @@ class GenerateDialogues(beam.PTransform):
             | "CollectAnnotationIds" >> beam.combiners.ToList()
             | "DuplicateAnnotationIds" >> beam.Map(duplicates_by_split)
         )
-        sources = {s["split"]: (s["annotations"], s["image_dir"], s["categories"]) for s in self.splits}
+        sources = {s.split: (s.annotations, s.image_dir, s.categories) for s in self.splits}
         shards = (
             parsed
             | "Records" >> select(ReadCocoPieceFn.RECORDS, Tuple[Tuple[str, int], Any])
