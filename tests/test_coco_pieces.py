@@ -181,7 +181,6 @@ def _file(images, anns, categories=CATEGORIES, **extra):
 
 
 def test_preflight_pieces_cover_each_array_in_order():
-    pytest.importorskip("msgspec")
     images, anns, categories = messy_dataset()
     anns = [a for a in anns if not (isinstance(a, dict) and a.get("bbox") and a["bbox"][2] != a["bbox"][2])]  # no NaN
     data = _file(images, anns, categories)
@@ -243,10 +242,10 @@ def test_a_lone_surrogate_refuses_the_file_with_one_message_naming_it():
             coco.preflight(data, "ann.json", piece_bytes=pieces)
 
 
-def test_without_msgspec_or_for_compressed_files_the_file_is_read_whole(monkeypatch):
+def test_a_compressed_file_or_one_the_fast_path_declines_is_read_whole(monkeypatch):
     data = _file([{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}], [])
     assert coco.preflight(data, "a.json", split_into_pieces=False)["pieces"] is None
-    monkeypatch.setattr(coco, "_top_level_decoder", lambda: None)
+    monkeypatch.setattr(coco, "_index", lambda data, piece_bytes: None)
     assert coco.preflight(data, "a.json")["pieces"] is None
     with pytest.raises(coco.InputError, match="a.json: malformed JSON at line 1 column 13"):
         coco.preflight(b'{"images": [}', "a.json")
@@ -270,7 +269,6 @@ def _tree(folder):
 def test_generate_in_many_pieces_equals_the_whole_file_read(tmp_path, monkeypatch):
     """Tiny pieces (dozens per split), read by two workers, give byte for byte the files of the
     whole-file read: dialogues, rejects, manifest (same counts, fingerprint and version)."""
-    pytest.importorskip("msgspec")
     root = tmp_path / "data"
     for split, seed in (("test", 5), ("train", 6)):
         images, anns, categories = messy_dataset(n_images=60, seed=seed)
@@ -285,7 +283,7 @@ def test_generate_in_many_pieces_equals_the_whole_file_read(tmp_path, monkeypatc
     assert generate.run(argv + ["--output", str(tmp_path / "pieces"), "--direct_num_workers=2",
                                 "--direct_running_mode=multi_threading"]) == 0
 
-    monkeypatch.setattr(coco, "_top_level_decoder", lambda: None)
+    monkeypatch.setattr(coco, "_index", lambda data, piece_bytes: None)  # the whole-file read
     assert generate.plan_splits(args)[0].pieces is None
     assert generate.run(argv + ["--output", str(tmp_path / "whole")]) == 0
 

@@ -376,27 +376,22 @@ def load_piece(text: bytes, source: str, piece):
     return entries
 
 
-@functools.lru_cache(maxsize=1)
-def _top_level_decoder():
-    from typing import List
+class _TopLevel(msgspec.Struct):  # other keys (info, licenses) are checked for syntax, skipped
+    images: list[msgspec.Raw]
+    annotations: list[msgspec.Raw]
+    categories: list[msgspec.Raw]
 
-    class TopLevel(msgspec.Struct):  # other keys (info, licenses) are checked for syntax, skipped
-        images: List[msgspec.Raw]
-        annotations: List[msgspec.Raw]
-        categories: List[msgspec.Raw]
 
-    return msgspec.json.Decoder(TopLevel), (msgspec.DecodeError, msgspec.ValidationError)
+_decode_top_level = msgspec.json.Decoder(_TopLevel).decode
 
 
 def _index(data, piece_bytes):
     """preflight's fast path, or None for the stdlib path to decide (and name the error)."""
-    decoder = _top_level_decoder()
-    if decoder is None or not isinstance(data, bytes) or not _is_utf8(data):
+    if not isinstance(data, bytes) or not _is_utf8(data):
         return None  # msgspec does not check UTF-8 inside the entries it skips
-    decoder, errors = decoder
     try:
-        top = decoder.decode(data)
-    except (*errors, RecursionError):  # nesting too deep: the stdlib path names the file
+        top = _decode_top_level(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # too deep: the stdlib path names the file
         return None
     if not top.images or not top.categories:
         return None
