@@ -75,19 +75,24 @@ def _pid_alive(pid) -> bool:
 def read_lock(folder):
     """The lock's holder as a dict ({command, pid, host, started}), {} when the lock is unreadable,
     None when there is none."""
-    path = os.path.join(_local(folder), LOCK)
+    return _read_object(os.path.join(_local(folder), LOCK), unreadable=OSError)
+
+
+def _read_object(path, unreadable=()):
+    """The JSON object in the file `path`: None when there is no file, {} when it holds no JSON
+    object or raises one of the `unreadable` errors."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         return None
-    except OSError:
+    except unreadable:
         return {}
     try:
-        holder = json.loads(raw.decode("utf-8"))
+        found = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
-    return holder if isinstance(holder, dict) else {}
+    return found if isinstance(found, dict) else {}
 
 
 def live_holder(folder):
@@ -138,17 +143,7 @@ def _acquire_lock(folder, command):
 
 
 def read_marker(folder):
-    path = os.path.join(_local(folder), MARK)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        return None
-    try:
-        mark = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return {}
-    return mark if isinstance(mark, dict) else {}
+    return _read_object(os.path.join(_local(folder), MARK))
 
 
 def _write_marker(folder, command, files):
