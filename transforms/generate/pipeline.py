@@ -114,13 +114,6 @@ class ReadCocoPieceFn(beam.DoFn):
             yield tagged(self.RECORDS, ((split, shard), (REJECTS_BATCH, by_shard[shard])))
 
 
-def annotation_shard(split, image_id, num_shards):
-    """The shard of the image an annotation names (coco.image_key); an image_id that can name no
-    image goes to shard 0, where it is rejected as unknown_image like anywhere else."""
-    key = coco.image_key(image_id)
-    return 0 if key is None else shard_of(split, key, num_shards)
-
-
 REJECTS_BATCH = "rejects"  # the kind of a batch of read rejects among a shard's record batches
 # Records cross the shuffle as plain tuples and are typed again on the other side: Beam's coder
 # writes any other object through pickle, one record at a time (for a NamedTuple, about 20 times
@@ -135,7 +128,9 @@ def reject_shard(split, reject, num_shards):
 
 
 def annotation_shards(split, image_ids, num_shards):
-    """annotation_shard of each image_id, each distinct image's shard hashed once."""
+    """The shard of the image each annotation names (coco.image_key), each distinct image's shard
+    hashed once; an image_id that can name no image goes to shard 0, where it is rejected as
+    unknown_image like anywhere else."""
     known = {}
     out = []
     for image_id in image_ids:
