@@ -267,7 +267,7 @@ def run(argv=None, test=None):
     check_latest(base)
     formats, splits, config, manifest_base = generate.prepare(args)  # UsageError: exit 2
     fileio.check_no_overlap([("the input folder (--input)", args.input)]
-                            + [(f"the {s['split']} annotations", s["annotations"]) for s in splits], base, "--output-base")
+                            + [(f"the {s.split} annotations", s.annotations) for s in splits], base, "--output-base")
     h = manifest_base["dataset_version"]
     name = version_name(h)
     final = FileSystems.join(base, name)

@@ -97,54 +97,20 @@ def _split_of(rel):
 
 
 def plan(args):
-    """-> (input_info, splits, annotation paths {split: path} or {}, dialogue files, manifest rejects)."""
+    """StatsSettings for the flags: the input's kind (a generated corpus has manifest.json, a dataset
+    root Annotations/*.json) and what the run reads from it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    overrides = _pairs(args.annotations)  # {split: path} of --annotations
+    if exists(FileSystems.join(args.dataset, dataset_files.MANIFEST)):
+        return _plan_generated(args, overrides)
+    return _plan_dataset(args, overrides)
+
+
+def _plan_dataset(args, overrides):
     from apache_beam.io.filesystems import FileSystems
 
     root = args.dataset
-    overrides = _pairs(args.annotations)
-    if exists(FileSystems.join(root, dataset_files.MANIFEST)):
-        manifest = dataset_files.read_manifest(root)
-        found = {}
-        for path in dataset_files.listed_files(root, "parquet/", ".parquet", manifest=manifest):
-            rel = path[len(str(root)):].lstrip("/\\").replace("\\", "/")
-            found.setdefault(_split_of(rel), []).append(path)
-        found.pop(None, None)
-        if not found:
-            raise DatasetError(f"{FileSystems.join(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
-                               "(was the corpus generated with --formats parquet?)")
-        splits = _wanted(found, args.splits)
-        annotations, notes = {}, []
-        category_map = (manifest.get("config") or {}).get("category_map")
-        if category_map and args.box_source != "gt":
-            # the annotation files name categories otherwise (generate --category-map); read raw, their
-            # boxes would be rejected for their category, so the statistics use the rows' boxes
-            notes.append("the dataset was generated with --category-map, so the annotation files' own category "
-                         "names are not read")
-            if args.box_source == "annotations":
-                raise InputError("--box-source annotations: " + "; ".join(notes))
-        elif args.box_source != "gt":
-            for split in splits:
-                entry = manifest.get("inputs", {}).get(split, {})
-                path = overrides.get(split) or dataset_files.recorded_path(root, manifest, entry.get("path"))
-                why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
-                if why:
-                    notes.append(f"{split}: {why}")
-                else:
-                    annotations[split] = path
-            if args.box_source == "annotations" and notes:
-                raise InputError("--box-source annotations: " + "; ".join(notes))
-            if len(annotations) < len(splits):      # one source for every split, so splits compare
-                annotations = {}
-        box_source = "annotations" if annotations else "gt_boxes"
-        if box_source == "gt_boxes" and args.box_source == "auto" and notes:
-            notes.append("box statistics fall back to the grounding rows' integer boxes")
-        info = {"kind": "generated", "root": root, "box_source": box_source,
-                "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash", "dataset_version") if k in manifest},
-                "annotations": annotations}
-        if notes:
-            info["notes"] = notes
-        files = [f for s in splits for f in sorted(found[s])]
-        return info, splits, annotations, files, manifest.get("rejects", {})
     found = {_base(p)[:-len(".json")]: p for p in _matched(FileSystems.join(root, "Annotations", "*.json"))}
     found.update(overrides)
     if not found:
@@ -153,7 +119,77 @@ def plan(args):
     splits = _wanted(found, args.splits)
     annotations = {s: found[s] for s in splits}
     info = {"kind": "dataset", "root": root, "box_source": "annotations", "annotations": annotations}
-    return info, splits, annotations, [], {}
+    return _settings(args, info, splits, annotations)
+
+
+def _plan_generated(args, overrides):
+    root = args.dataset
+    manifest = dataset_files.read_manifest(root)
+    found = _dialogue_files_by_split(root, manifest)
+    splits = _wanted(found, args.splits)
+    annotations, notes = _annotation_sources(args, manifest, splits, overrides)
+    box_source = "annotations" if annotations else "gt_boxes"
+    if box_source == "gt_boxes" and args.box_source == "auto" and notes:
+        notes.append("box statistics fall back to the grounding rows' integer boxes")
+    info = {"kind": "generated", "root": root, "box_source": box_source,
+            "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash", "dataset_version") if k in manifest},
+            "annotations": annotations}
+    if notes:
+        info["notes"] = notes
+    files = [f for s in splits for f in sorted(found[s])]
+    rejects = {s: r for s, r in manifest.get("rejects", {}).items() if s in splits}
+    return _settings(args, info, splits, annotations, files, rejects)
+
+
+def _settings(args, input_info, splits, annotations, dialogue_files=(), manifest_rejects=None):
+    """The plan with the flags' output settings, as the pipeline takes it."""
+    from sarchat.transforms.stats.pipeline import StatsSettings
+
+    return StatsSettings(output=args.output, input_info=input_info, splits=tuple(splits),
+                         annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(dialogue_files),
+                         exact_cap=args.exact_cap, plot_format=args.plots, extra_rejects=manifest_rejects or {})
+
+
+def _dialogue_files_by_split(root, manifest):
+    """{split: the parquet/<split>/ files the manifest lists}; DatasetError when it lists none."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found = {}
+    for path in dataset_files.listed_files(root, "parquet/", ".parquet", manifest=manifest):
+        rel = path[len(str(root)):].lstrip("/\\").replace("\\", "/")
+        found.setdefault(_split_of(rel), []).append(path)
+    found.pop(None, None)
+    if not found:
+        raise DatasetError(f"{FileSystems.join(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
+                           "(was the corpus generated with --formats parquet?)")
+    return found
+
+
+def _annotation_sources(args, manifest, splits, overrides):
+    """({split: annotation file} of a generated corpus's box statistics, or {} for the grounding rows'
+    boxes; the notes saying why a file is not used). One source for every split, so splits compare."""
+    if args.box_source == "gt":
+        return {}, []
+    if (manifest.get("config") or {}).get("category_map"):
+        # the annotation files name categories otherwise (generate --category-map); read raw, their
+        # boxes would be rejected for their category, so the statistics use the rows' boxes
+        notes = ["the dataset was generated with --category-map, so the annotation files' own category "
+                 "names are not read"]
+    else:
+        annotations, notes = {}, []
+        for split in splits:
+            entry = manifest.get("inputs", {}).get(split, {})
+            path = overrides.get(split) or dataset_files.recorded_path(args.dataset, manifest, entry.get("path"))
+            why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
+            if why:
+                notes.append(f"{split}: {why}")
+            else:
+                annotations[split] = path
+        if not notes:
+            return annotations, notes
+    if args.box_source == "annotations":
+        raise InputError("--box-source annotations: " + "; ".join(notes))
+    return {}, notes
 
 
 def _check_dialogue_files(files):
@@ -178,21 +214,17 @@ def _annotation_problem(path, sha256):
 
 def settings_of(args):
     """StatsSettings for the flags: the input planned and checked (SarchatError naming the file/flag)."""
-    from sarchat.transforms.stats.pipeline import StatsSettings
-
     if args.exact_cap < 1:
         raise UsageError(f"--exact-cap must be >= 1, got {args.exact_cap}")
-    info, splits, annotations, files, manifest_rejects = plan(args)
-    for split, path in annotations.items():      # fail fast on unusable JSON, before any worker starts
+    settings = plan(args)
+    annotations = dict(settings.annotations)  # fail fast on unusable JSON, before any worker starts
+    for path in [annotations[s] for s in settings.splits if s in annotations]:  # in the splits' order
         try:
             coco.check_structure(coco.load_json(read_bytes(path), path), path)
         except coco.InputError as e:
             raise InputError(str(e)) from None
-    _check_dialogue_files(files)
-    extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
-    return StatsSettings(output=args.output, input_info=info, splits=tuple(splits),
-                         annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(files),
-                         exact_cap=args.exact_cap, plot_format=args.plots, extra_rejects=extra)
+    _check_dialogue_files(settings.dialogue_files)
+    return settings
 
 
 def run(argv=None, test=None):
