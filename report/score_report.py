@@ -75,7 +75,6 @@ def _fmt(v, nd=2):
     return "–" if v is None else f"{v:.{nd}f}"
 
 
-
 def _resolve_sections(extra_sections) -> list[Section]:
     """The extra sections as Sections: a callable called, None left out, a missing body empty."""
     given: list[Any] = [s() if callable(s) and not hasattr(s, "title") else s for s in extra_sections or ()]

@@ -6,7 +6,8 @@ pytest worker imports them once and forks a child per command. The child is a re
 own pid, exit status, environment, working folder, standard streams (stdin is /dev/null) and
 signal dispositions, running the same entry point as the installed console script. What a fork
 cannot show stays with real subprocesses: the console script itself and a bare interpreter's
-imports (tests/test_one_cli.py, tests/test_packaging.py), a terminal's Ctrl-C, and pauses driven through inherited pipes (tests/test_trust.py).
+imports (tests/test_one_cli.py, tests/test_packaging.py), a terminal's Ctrl-C, and pauses driven
+through inherited pipes (tests/test_trust.py).
 """
 import atexit
 import json
@@ -94,5 +95,5 @@ def run_sarchat(argv, cwd=None, env=None, timeout=600, file_size_limit=None):
         if not _ZYGOTE:
             atexit.register(lambda: _ZYGOTE[0].stop())
         _ZYGOTE[:] = [_Zygote()]
-    return _ZYGOTE[0].run(argv, cwd or os.getcwd(), repo_env(env) if env is None else dict(env), timeout,
+    return _ZYGOTE[0].run(argv, cwd or os.getcwd(), repo_env() if env is None else dict(env), timeout,
                            file_size_limit)

@@ -5,8 +5,8 @@ entry point (`sarchat.beam_pipelines.cli:main`) in it.
     python -m tests.cli_zygote REQUEST_FD REPLY_FD
 
 Requests are JSON lines on REQUEST_FD: {"argv", "cwd", "env", "stdout", "stderr"} (the two files the
-child's standard streams go to) and optionally "file_size_limit" (bytes, RLIMIT_FSIZE: a full disk). Replies on REPLY_FD: {"pid"} once the child exists (so the caller
-can kill it on a timeout), then {"returncode"} as a shell would report it (-N for a signal).
+child's standard streams go to) and optionally "file_size_limit" (bytes, RLIMIT_FSIZE: a full disk).
+Replies on REPLY_FD: {"pid"} once the child exists (so the caller can kill it on a timeout), then {"returncode"} as a shell would report it (-N for a signal).
 """
 import json
 import os

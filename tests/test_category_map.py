@@ -13,10 +13,7 @@ OWN_NAMES = [{"id": 0, "name": "vessel"}, {"id": 1, "name": "plane"}, {"id": 2, 
 
 
 def _sarchat(*argv):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["SARCHAT_NO_PROGRESS"] = "1"
-    return cli_process.run_sarchat(argv, env=env)
+    return cli_process.run_sarchat(argv, env=dict(cli_process.repo_env(), SARCHAT_NO_PROGRESS="1"))
 
 
 def _data(tmp_path):

@@ -96,9 +96,7 @@ def test_the_docs_show_cpu_commands():
 
 
 def test_every_cpu_command_in_the_docs_runs_as_written(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["SARCHAT_NO_PROGRESS"] = "1"
+    env = dict(cli_process.repo_env(), SARCHAT_NO_PROGRESS="1")
     done = cli_process.run_sarchat(["synth", "--output", "data", "--images", "12", "--seed", "3"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     ran = []

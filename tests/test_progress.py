@@ -93,7 +93,6 @@ def test_a_terminal_gets_a_bar(monkeypatch):
 _WORKER = """
 import sys
 from sarchat.transforms import progress
-from tests import cli_process
 for _ in range(int(sys.argv[1])):
     progress.worker_count("test.units", 2)
 """

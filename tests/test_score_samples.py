@@ -174,9 +174,7 @@ def test_merged_lines_sort_by_id_whatever_the_bucket_order():
 
 
 def _sarchat(*args):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return cli_process.run_sarchat(args, env=env, timeout=300)
+    return cli_process.run_sarchat(args, timeout=300)  # this process's environment, the checkout on PYTHONPATH
 
 
 def test_explain_prints_the_sample_of_every_model_and_refuses_an_unknown_id(scored):

@@ -565,7 +565,6 @@ def test_a_read_only_output_is_one_line(case, row, where):
 
 
 def test_infer_on_a_full_disk_names_the_file_and_resumes(case):
-
     c = case
     out = c["tmp"] + "/run"
     args = ["infer", "--dataset", c["gen"], "--backend", "oracle", "--image-root", c["data"], "--output", out,
@@ -582,7 +581,6 @@ def test_infer_on_a_full_disk_names_the_file_and_resumes(case):
 
 
 def test_export_recognises_its_own_half_written_folder(case):
-
     c = case
     out = c["tmp"] + "/tasks"
     args = ["export", "lmms-eval", "--dataset", c["gen"], "--output", out]
