@@ -3,17 +3,20 @@
 Why: a `sarchat` subprocess spends 3-4 s of CPU starting Python and importing Beam and pyarrow
 before it reads its first flag, and the suite runs a few hundred commands. One warm process per
 pytest worker imports them once and forks a child per command. The child is a real process: its
-own pid, exit status, environment, working folder, standard streams (stdin is /dev/null) and
-signal dispositions, running the same entry point as the installed console script. What a fork
+own pid, exit status, environment, working folder, standard streams (stdin is /dev/null), the
+descriptors a test passes it (the pause points of tests/test_trust.py) and Ctrl-C as in a terminal,
+running the same entry point as the installed console script; several may run at once. What a fork
 cannot show stays with real subprocesses: the console script itself and a bare interpreter's
-imports (tests/test_one_cli.py, tests/test_packaging.py), a terminal's Ctrl-C, and pauses driven
-through inherited pipes (tests/test_trust.py).
+imports (tests/test_one_cli.py, tests/test_packaging.py), and a command run as another user
+(tests/test_trust.py's read-only folders).
 """
 import atexit
 import json
 import os
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,69 +34,122 @@ def repo_env(env=None):
 
 class _Zygote:
     def __init__(self):
-        request_r, self.requests = os.pipe()
-        self.replies, reply_w = os.pipe()
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.cli_zygote", str(request_r), str(reply_w)],
-                                     pass_fds=(request_r, reply_w), stdin=subprocess.DEVNULL, cwd=REPO,
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.cli_zygote", str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, cwd=REPO,
                                      env=repo_env())
-        os.close(request_r)
-        os.close(reply_w)
-        self.buffer = b""
+        theirs.close()
+        self.buffer, self.replies, self.next_id = b"", {}, 0
 
     def stop(self):
         """End the warm process and reap it (its CPU time then counts towards this process's children)."""
-        os.close(self.requests)
+        self.sock.close()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        os.close(self.replies)
 
     def alive(self):
         return self.proc.poll() is None
 
-    def _reply(self, deadline):
-        while b"\n" not in self.buffer:
+    def reply(self, request_id, key, deadline):
+        """The `key` reply for a request; replies for other requests are kept for their callers."""
+        while (request_id, key) not in self.replies:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self.replies], [], [], wait)
+            ready, _, _ = select.select([self.sock], [], [], wait)
             if not ready:
                 raise TimeoutError
-            chunk = os.read(self.replies, 65536)
+            chunk = self.sock.recv(65536)
             if not chunk:
                 raise RuntimeError(f"the warm sarchat process ended (exit {self.proc.wait()})")
             self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = json.loads(line)
+                request_id = message.pop("id")
+                ((key, value),) = message.items()
+                self.replies[(request_id, key)] = value
+        return self.replies.pop((request_id, key))
 
-    def run(self, argv, cwd, env, timeout, file_size_limit=None):
-        with tempfile.TemporaryDirectory(prefix="sarchat-streams-") as streams:
-            out, err = os.path.join(streams, "stdout"), os.path.join(streams, "stderr")
-            request = {"argv": list(argv), "cwd": os.path.abspath(cwd), "env": env, "stdout": out, "stderr": err,
-                       "file_size_limit": file_size_limit}
-            os.write(self.requests, (json.dumps(request) + "\n").encode())
+    def start(self, argv, cwd, env, file_size_limit=None, pass_fds=(), start_new_session=False):
+        streams = tempfile.mkdtemp(prefix="sarchat-streams-")
+        self.next_id += 1
+        request = {"id": self.next_id, "argv": list(argv), "cwd": os.path.abspath(cwd), "env": env,
+                   "stdout": os.path.join(streams, "stdout"), "stderr": os.path.join(streams, "stderr"),
+                   "file_size_limit": file_size_limit, "pass_fds": list(pass_fds),
+                   "start_new_session": start_new_session}
+        socket.send_fds(self.sock, [(json.dumps(request) + "\n").encode()], list(pass_fds))
+        return ForkedCommand(self, request, self.reply(request["id"], "pid", time.monotonic() + 60), streams)
+
+
+class ForkedCommand:
+    """A `sarchat` command running in a child of the warm process, used like subprocess.Popen with
+    stdout and stderr captured (text)."""
+
+    def __init__(self, zygote, request, pid, streams):
+        self.zygote, self.request, self.pid, self.streams = zygote, request, pid, streams
+        self.args = ["sarchat", *request["argv"]]
+        self.returncode = None
+
+    def send_signal(self, sig):
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def poll(self):
+        """The exit status, or None while it runs."""
+        try:
+            return self.wait(0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
             deadline = None if timeout is None else time.monotonic() + timeout
-            pid = self._reply(deadline)["pid"]
             try:
-                returncode = self._reply(deadline)["returncode"]
+                self.returncode = self.zygote.reply(self.request["id"], "returncode", deadline)
             except TimeoutError:
-                os.kill(pid, signal.SIGKILL)
-                self._reply(None)
-                raise subprocess.TimeoutExpired(["sarchat", *argv], timeout) from None
-            with open(out, "rb") as fh_out, open(err, "rb") as fh_err:
-                stdout, stderr = fh_out.read().decode(), fh_err.read().decode()
-        return subprocess.CompletedProcess(["sarchat", *argv], returncode, stdout, stderr)
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+        return self.returncode
+
+    def communicate(self, timeout=None):
+        """(stdout, stderr) once the command has ended; killed if it runs past `timeout`."""
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.send_signal(signal.SIGKILL)
+            self.wait()
+            raise
+        finally:
+            if self.returncode is not None and os.path.isdir(self.streams):
+                with open(self.request["stdout"], "rb") as out, open(self.request["stderr"], "rb") as err:
+                    self.output = (out.read().decode(), err.read().decode())
+                shutil.rmtree(self.streams)
+        return self.output
 
 
 _ZYGOTE = []
 
 
-def run_sarchat(argv, cwd=None, env=None, timeout=600, file_size_limit=None):
-    """`sarchat ARGV` run to its end in a forked child: a CompletedProcess with text stdout/stderr.
-    `file_size_limit`: writes past that many bytes fail as on a full disk (EFBIG)."""
+def _zygote():
     if not _ZYGOTE or not _ZYGOTE[0].alive():
         if not _ZYGOTE:
             atexit.register(lambda: _ZYGOTE[0].stop())
         _ZYGOTE[:] = [_Zygote()]
-    return _ZYGOTE[0].run(argv, cwd or os.getcwd(), repo_env() if env is None else dict(env), timeout,
-                           file_size_limit)
+    return _ZYGOTE[0]
+
+
+def start_sarchat(argv, cwd=None, env=None, file_size_limit=None, pass_fds=(), start_new_session=False):
+    """`sarchat ARGV` started in a forked child, as subprocess.Popen would (a ForkedCommand): the
+    descriptors in `pass_fds` stay open in it under the same numbers; `start_new_session`, as
+    Popen's (os.killpg(command.pid, ...) then reaches its worker processes too). `file_size_limit`:
+    writes past that many bytes fail as on a full disk (EFBIG)."""
+    return _zygote().start(argv, cwd or os.getcwd(), repo_env() if env is None else dict(env), file_size_limit,
+                           pass_fds, start_new_session)
+
+
+def run_sarchat(argv, cwd=None, env=None, timeout=600, file_size_limit=None):
+    """`sarchat ARGV` run to its end in a forked child: a CompletedProcess with text stdout/stderr."""
+    command = start_sarchat(argv, cwd, env, file_size_limit)
+    stdout, stderr = command.communicate(timeout)
+    return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)

@@ -2,16 +2,23 @@
 stages import (Beam, pyarrow) once, then forks one child per request and runs the console script's
 entry point (`sarchat.beam_pipelines.cli:main`) in it.
 
-    python -m tests.cli_zygote REQUEST_FD REPLY_FD
+    python -m tests.cli_zygote SOCKET_FD
 
-Requests are JSON lines on REQUEST_FD: {"argv", "cwd", "env", "stdout", "stderr"} (the two files the
-child's standard streams go to) and optionally "file_size_limit" (bytes, RLIMIT_FSIZE: a full disk).
-Replies on REPLY_FD: {"pid"} once the child exists (so the caller can kill it on a timeout), then {"returncode"} as a shell would report it (-N for a signal).
+SOCKET_FD is one end of a Unix stream socket pair. Requests are JSON lines: {"id", "argv", "cwd",
+"env", "stdout", "stderr"} (the two files the child's standard streams go to), optionally
+"file_size_limit" (bytes, RLIMIT_FSIZE: a full disk), "start_new_session" (as Popen's) and "pass_fds" (the descriptor numbers the
+child gets the request's attached descriptors as, sent with it by SCM_RIGHTS, as subprocess's
+pass_fds keeps them). Replies, JSON lines on the same socket: {"id", "pid"} once the child exists,
+then {"id", "returncode"} when it has ended, as a shell would report it (-N for a signal). Several
+children may run at once (a test stops one at a pause point and starts another meanwhile).
 """
+import fcntl
 import json
 import os
 import resource
+import select
 import signal
+import socket
 import sys
 import threading
 import traceback
@@ -29,12 +36,24 @@ def _warm_imports():
     from sarchat.beam_pipelines import generate, score, stats  # noqa: F401
 
 
-def _child(request, request_fd, reply_fd):
+def _install_fds(received, targets):
+    """The received descriptors as the numbers the request names (through numbers above both sets,
+    so that no target overwrites a descriptor not yet moved)."""
+    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD, 512) for fd in received]
+    for fd in received:
+        os.close(fd)
+    for fd, target in zip(parked, targets):
+        os.dup2(fd, target)  # dup2 makes the copy inheritable, as pass_fds does
+        os.close(fd)
+
+
+def _child(request, fds, sock):
     """In the forked child: become the command the request names, and never return."""
     code = 1
     try:
-        os.close(request_fd)
-        os.close(reply_fd)
+        sock.close()
+        if request.get("start_new_session"):
+            os.setsid()
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -45,6 +64,10 @@ def _child(request, request_fd, reply_fd):
             os.dup2(target, fd)
             os.close(target)
         os.close(stdin)
+        _install_fds(fds, request.get("pass_fds", []))
+        # Ctrl-C as in a user's terminal, whatever this warm process inherited (a test run started in
+        # the background of a non-interactive shell has SIGINT ignored)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if request.get("file_size_limit") is not None:
             # writes past the limit fail with EFBIG, as a full disk fails with ENOSPC (the signal that
             # would kill the process instead is ignored, as it is for a full disk)
@@ -62,6 +85,9 @@ def _child(request, request_fd, reply_fd):
             else:
                 print(exc.code, file=sys.stderr)
                 code = 1
+        except KeyboardInterrupt:  # uncaught Ctrl-C: python prints it and ends by the signal
+            traceback.print_exc()
+            code = -signal.SIGINT
         except BaseException:  # an uncaught exception: its traceback, exit 1, as python does
             traceback.print_exc()
             code = 1
@@ -74,29 +100,48 @@ def _child(request, request_fd, reply_fd):
                 stream.flush()
             except Exception:  # noqa: BLE001 - a closed stream: nothing left to flush
                 pass
+        if code == -signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
         os._exit(code)
 
 
-def serve(request_fd, reply_fd):
+def _reply(sock, message):
+    sock.sendall((json.dumps(message) + "\n").encode())
+
+
+def serve(sock):
     _warm_imports()
-    buffer = b""
+    buffer, fds, running = b"", [], {}
     while True:
-        chunk = os.read(request_fd, 65536)
-        if not chunk:  # the test process has gone
-            return
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            request = json.loads(line)
-            # a fork copies only the calling thread: a lock another thread held would stay held
-            assert threading.active_count() == 1, "the zygote must stay single-threaded"
-            pid = os.fork()
+        # wake at least every 20 ms to report children that have ended
+        ready, _, _ = select.select([sock], [], [], 0.02 if running else None)
+        if ready:
+            chunk, got, _, _ = socket.recv_fds(sock, 65536, 16)
+            if not chunk:  # the test process has gone
+                return
+            buffer += chunk
+            fds += got
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                # one request at a time carries descriptors: the client waits for each pid reply
+                mine, fds = fds, []
+                # a fork copies only the calling thread: a lock another thread held would stay held
+                assert threading.active_count() == 1, "the zygote must stay single-threaded"
+                pid = os.fork()
+                if pid == 0:
+                    _child(request, mine, sock)
+                for fd in mine:
+                    os.close(fd)
+                running[pid] = request["id"]
+                _reply(sock, {"id": request["id"], "pid": pid})
+        while running:
+            pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
-                _child(request, request_fd, reply_fd)
-            os.write(reply_fd, (json.dumps({"pid": pid}) + "\n").encode())
-            _, status = os.waitpid(pid, 0)
-            os.write(reply_fd, (json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+                break
+            _reply(sock, {"id": running.pop(pid), "returncode": os.waitstatus_to_exitcode(status)})
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]))
+    serve(socket.socket(fileno=int(sys.argv[1])))

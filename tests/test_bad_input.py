@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -350,8 +349,7 @@ def test_sigkill_during_a_rerun_leaves_no_manifest_and_the_next_run_completes(tm
     out = tmp_path / "out"
     base = ["generate", "--input", str(root), "--output", str(out), "--images-per-shard", "10"]
     assert run_sarchat(base, cwd=str(tmp_path), env=env).returncode == 0
-    proc = subprocess.Popen(sarchat_command() + base + ["--seed", "7"], cwd=str(tmp_path), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = cli_process.start_sarchat(base + ["--seed", "7"], cwd=str(tmp_path), env=env, start_new_session=True)
     deadline = time.monotonic() + 120
     while (out / "manifest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)  # the rerun removes the old manifest first

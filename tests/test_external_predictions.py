@@ -2,24 +2,16 @@
 import csv
 import json
 import os
-import subprocess
 import sys
 
 import pyarrow.parquet as pq
 import pytest
 
+from tests import cli_process
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.score import external_predictions as X
 from sarchat.transforms.score import prediction_files as pf
 from tests.helpers import generated_dataset
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 def lmms_record(doc_id, sid, response, task="classify", with_doc=False):
@@ -134,9 +126,9 @@ def test_score_reads_both_kinds_with_the_version_unknown(dataset, tmp_path):
     for task in sorted({r["task"] for r in rows}):
         paths.append(write_jsonl(logs / f"20261202_000000_samples_sarchat_{task}.jsonl",
                                  [lmms_record(i, r["id"], r["answer"], task) for i, r in enumerate(rows) if r["task"] == task]))
-    proc = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "score", "--dataset", out,
-                           "--predictions", tsv, *paths, "--output", str(tmp_path / "scores"), "--bootstrap", "0",
-                           "--samples", "0", "--plots", "none"], capture_output=True, text=True, env=_env(), timeout=600)
+    proc = cli_process.run_sarchat(["score", "--dataset", out, "--predictions", tsv, *paths, "--output",
+                                    str(tmp_path / "scores"), "--bootstrap", "0", "--samples", "0", "--plots", "none"],
+                                   timeout=600)
     assert proc.returncode == 0, proc.stderr
     lmms = json.load(open(tmp_path / "scores" / "tiny__oracle" / "metrics.json"))
     vlm = json.load(open(tmp_path / "scores" / "Oracle_SARChat" / "metrics.json"))

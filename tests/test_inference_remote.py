@@ -8,8 +8,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import fsspec
@@ -19,6 +17,7 @@ import pytest
 from sarchat.inference import remote, store
 from sarchat.inference.run import run
 from sarchat.synthetic.fixture import write_fixture_dataset
+from tests import cli_process
 from tests.helpers import count_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,18 +166,17 @@ def test_sigkill_then_resume_on_another_node(dataset, tmp_path):
     ids = sorted(r["id"] for r in rows)
     bucket = tmp_path / "bucket"
     url = "file://" + str(bucket / "run")
-    cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer", "--dataset", generated, "--output", url,
+    cmd = ["infer", "--dataset", generated, "--output", url,
            "--backend", "tests.test_inference_resume:SlowBackend", "--model", "slow", "--no-progress",
            "--push-interval", "0"]
-    env = dict(os.environ, SLOW_BACKEND_DELAY="0.1")
-    proc = subprocess.Popen(cmd + ["--work-dir", str(tmp_path / "node-a")], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = cli_process.repo_env(dict(os.environ, SLOW_BACKEND_DELAY="0.1"))
+    proc = cli_process.start_sarchat(cmd + ["--work-dir", str(tmp_path / "node-a")], cwd=REPO, env=env)
     deadline, part = time.time() + 30, None
     while time.time() < deadline and part is None:
         parts = sorted((bucket / "run" / "store").glob("*/part-*.jsonl")) if (bucket / "run" / "store").exists() else []
         if parts and count_lines(parts[0]) >= 6:
             part = parts[0]
-        assert proc.poll() is None, proc.stderr.read().decode()
+        assert proc.poll() is None, proc.communicate()[1]
         time.sleep(0.02)
     assert part, "the run never pushed"
     proc.send_signal(signal.SIGKILL)
@@ -187,9 +185,8 @@ def test_sigkill_then_resume_on_another_node(dataset, tmp_path):
     assert 6 <= pushed < len(ids) and not (bucket / "run" / "predictions.parquet").exists()
 
     env["SLOW_BACKEND_DELAY"] = "0"
-    done = subprocess.run(cmd + ["--work-dir", str(tmp_path / "node-b")], cwd=REPO, env=env,
-                          capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
+    done = cli_process.run_sarchat(cmd + ["--work-dir", str(tmp_path / "node-b")], cwd=REPO, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
     preds = pq.read_table(bucket / "run" / "predictions.parquet").to_pylist()
     assert [p["id"] for p in preds] == ids                          # none lost, none twice
     assert sorted(r["id"] for r in store.read_records(str(part))) == ids

@@ -2,12 +2,11 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pyarrow.parquet as pq
 
+from tests import cli_process
 from tests.helpers import count_lines
 from sarchat.inference import store
 from sarchat.inference.backends.base import Backend, Result
@@ -40,10 +39,10 @@ def test_sigkill_then_resume(tmp_path):
     ids = sorted(r["id"] for r in rows["test"])
     assert len(ids) >= 20
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer", "--dataset", generated, "--output", str(out),
+    cmd = ["infer", "--dataset", generated, "--output", str(out),
            "--backend", "tests.test_inference_resume:SlowBackend", "--model", "slow", "--no-progress"]
-    env = dict(os.environ, SLOW_BACKEND_DELAY="0.1")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = cli_process.repo_env(dict(os.environ, SLOW_BACKEND_DELAY="0.1"))
+    proc = cli_process.start_sarchat(cmd, cwd=REPO, env=env)
     deadline = time.time() + 30
     part = None
     while time.time() < deadline:
@@ -53,7 +52,7 @@ def test_sigkill_then_resume(tmp_path):
             if parts and count_lines(parts[0]) >= 6:
                 part = parts[0]
                 break
-        assert proc.poll() is None, proc.stderr.read().decode()
+        assert proc.poll() is None, proc.communicate()[1]
         time.sleep(0.02)
     assert part, "the run never got going"
     proc.send_signal(signal.SIGKILL)
@@ -68,8 +67,8 @@ def test_sigkill_then_resume(tmp_path):
         fh.write(b'{"id": "' + ids[-1].encode() + b'", "prediction": "half')
 
     env["SLOW_BACKEND_DELAY"] = "0"
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
+    done = cli_process.run_sarchat(cmd, cwd=REPO, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
 
     preds = pq.read_table(out / "predictions.parquet").to_pylist()
     assert [p["id"] for p in preds] == ids                        # none lost, none twice

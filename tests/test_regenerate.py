@@ -3,12 +3,11 @@ import glob
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from sarchat.beam_pipelines import generate, regenerate
+from tests import cli_process
 from tests.helpers import file_bytes, random_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,9 +88,8 @@ def _run_cli(data, base, crash_at=None):
     env.pop(regenerate.CRASH_ENV, None)
     if crash_at:
         env[regenerate.CRASH_ENV] = crash_at
-    cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "regenerate", "--input", str(data),
-           "--output-base", str(base), *FLAGS]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    return cli_process.run_sarchat(["regenerate", "--input", str(data), "--output-base", str(base), *FLAGS],
+                                   cwd=REPO, env=cli_process.repo_env(env), timeout=240)
 
 
 def test_killed_before_publication_leaves_no_complete_version(data, tmp_path):

@@ -4,20 +4,17 @@ functions directly, then the command as a user runs it (a subprocess): one line,
 no traceback, nothing written."""
 import json
 import os
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests import cli_process
 from sarchat.transforms import adapters
 from sarchat.transforms.errors import DatasetError, InputError, UsageError
 from sarchat.transforms.score import prediction_files as pf
 from sarchat.transforms.score import score_inputs as si
 from sarchat.transforms.score.box_format_choice import FormatChooser
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_dataset(root, version="v1", ids=("a", "b", "c")):
@@ -282,9 +279,7 @@ def _cases():
 @pytest.mark.parametrize("name, setup, code, message", _cases(), ids=[c[0] for c in _cases()])
 def test_score_command_bad_input_is_one_line(tmp_path, name, setup, code, message):
     argv = setup(tmp_path) + ["--output", str(tmp_path / "out")]
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "score", *argv],
-                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
+    proc = cli_process.run_sarchat(["score", *argv], cwd=str(tmp_path), timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -15,28 +15,20 @@ import subprocess
 
 import pytest
 
+from tests import cli_process
 from tests.test_bad_input import (check_error_line, generated, run_sarchat, sarchat_command,  # noqa: F401
                                   tree_hashes, user_env)
 
 
-def _ctrl_c_as_in_a_terminal():
-    """SIGINT at its default, as in a user's terminal: a test run started in the background of a
-    non-interactive shell (CI) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Paused:
-    """`sarchat ARGS` started and stopped at `point` (None when it ended before reaching it)."""
+    """`sarchat ARGS` started (forked from the worker's warm process, tests/cli_process.py, with
+    Ctrl-C as in a terminal) and stopped at `point` (`reached` is False when it ended before)."""
 
     def __init__(self, args, point, cwd, env):
         reached_r, reached_w = os.pipe()
         go_r, go_w = os.pipe()
         env = dict(env, SARCHAT_TEST_PAUSE=f"{point}:{reached_w}:{go_r}")
-        self.proc = subprocess.Popen(sarchat_command() + list(args), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                                     pass_fds=(reached_w, go_r), preexec_fn=_ctrl_c_as_in_a_terminal)
+        self.proc = cli_process.start_sarchat(list(args), cwd=cwd, env=env, pass_fds=(reached_w, go_r))
         os.close(reached_w)
         os.close(go_r)
         self.reached = os.read(reached_r, 1) == b"x"
