@@ -22,18 +22,37 @@ import argparse
 import hashlib
 import sys
 import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import pyarrow as pa
 
 from sarchat.beam_pipelines import flags
-from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
+from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from sarchat.transforms import coco, dataset_files, ownership
 from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
 from sarchat.transforms.fileio import check_no_overlap, exists, open_parquet, read_bytes
-from sarchat.transforms.stats import dataset_stats as stats
+from sarchat.transforms.stats import dataset_stats
 
 # Beam (FileSystems, the stats pipeline) is imported inside the functions that run after the flags
 # are parsed: `sarchat stats --help` answers without loading it.
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """The settings of `sarchat stats`, one field per flag."""
+    dataset: str
+    output: str
+    splits: Optional[str] = None
+    box_source: str = "auto"
+    annotations: Tuple[str, ...] = ()
+    plots: str = "png"
+    exact_cap: int = dataset_stats.DEFAULT_EXACT_CAP
+    no_progress: bool = False
+    beam_args: Tuple[str, ...] = ()
+
+
+_D = flags.defaults(StatsConfig)
 
 
 def build_parser():
@@ -45,13 +64,13 @@ def build_parser():
     p.require("--dataset")
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="folder for stats.json, stats.md and plots/")
     p.add_argument("--splits", default=None, help="comma-separated splits (default: every split found)")
-    p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default="auto",
+    p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default=_D["box_source"],
                    help="generated input only: box stats from the source annotations (exact) or the grounding "
                         "rows' integer boxes (approximate); auto = annotations when unchanged, else gt (default %(default)s)")
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
-    p.add_argument("--plots", choices=("png", "svg", "none"), default="png", help="plot format (default png)")
-    p.add_argument("--exact-cap", "--exact_cap", type=flags.positive_int, default=stats.DEFAULT_EXACT_CAP,
+    p.add_argument("--plots", choices=("png", "svg", "none"), default=_D["plots"], help="plot format (default png)")
+    p.add_argument("--exact-cap", "--exact_cap", type=flags.positive_int, default=_D["exact_cap"],
                    help="exact medians up to this many values per key, log-histogram beyond (default %(default)s)")
     flags.add_progress_flag(p)
     return p
@@ -78,7 +97,7 @@ def _base(path):
 
 
 def _wanted(found, requested):
-    found = sorted(found, key=stats.split_sort_key)
+    found = sorted(found, key=dataset_stats.split_sort_key)
     if requested is None:
         return found
     wanted = [s.strip() for s in requested.split(",") if s.strip()]
@@ -176,13 +195,13 @@ def _annotation_problem(path, sha256):
     return None
 
 
-def settings_of(args):
-    """StatsSettings for the flags: the input planned and checked (SarchatError naming the file/flag)."""
+def settings_of(config):
+    """StatsSettings of a StatsConfig: the input planned and checked (SarchatError naming the file/flag)."""
     from sarchat.transforms.stats.pipeline import StatsSettings
 
-    if args.exact_cap < 1:
-        raise UsageError(f"--exact-cap must be >= 1, got {args.exact_cap}")
-    info, splits, annotations, files, manifest_rejects = plan(args)
+    if config.exact_cap < 1:
+        raise UsageError(f"--exact-cap must be >= 1, got {config.exact_cap}")
+    info, splits, annotations, files, manifest_rejects = plan(config)
     for split, path in annotations.items():      # fail fast on unusable JSON, before any worker starts
         try:
             coco.check_structure(coco.load_json(read_bytes(path), path), path)
@@ -190,41 +209,47 @@ def settings_of(args):
             raise InputError(str(e)) from None
     _check_dialogue_files(files)
     extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
-    return StatsSettings(output=args.output, input_info=info, splits=tuple(splits),
+    return StatsSettings(output=config.output, input_info=info, splits=tuple(splits),
                          annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(files),
-                         exact_cap=args.exact_cap, plot_format=args.plots, extra_rejects=extra)
+                         exact_cap=config.exact_cap, plot_format=config.plots, extra_rejects=extra)
 
 
-def run(argv=None, test=None):
-    """Entry point; `test(stats_pcoll)` may add assertions on the stats.json document inside the pipeline."""
-    args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
-    flags.apply_progress_flag(args)
+def stats(config: StatsConfig, test=None):
+    """The stats stage: stats.json, stats.md and plots of config.dataset in config.output. Returns
+    the stats.json document, None when the job was only submitted. `test(stats_pcoll)` may add
+    assertions on the document inside the pipeline."""
     from apache_beam.io.filesystems import FileSystems
 
     from sarchat.transforms.stats.pipeline import DatasetStats
 
-    try:
-        check_no_overlap([("the dataset (--dataset)", args.dataset)], args.output)
-        reading = ownership.reading(args.dataset)  # one dataset version, checked again at the end
-        settings = settings_of(args)
-    except SarchatError as e:  # until cli.py prints these itself
-        print(f"sarchat stats: error: {e}", file=sys.stderr)
-        return e.exit_code
-    started = time.time()
-    with ownership.claim(args.output, "stats", legacy=own_older_output, keep_on_failure=False) as claim:
+    check_no_overlap([("the dataset (--dataset)", config.dataset)], config.output)
+    reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
+    settings = settings_of(config)
+    with ownership.claim(config.output, "stats", legacy=own_older_output, keep_on_failure=False) as claim:
         claim.remove_previous()  # what the last stats run here wrote: nothing stale stays
-        p = make_pipeline(beam_args)
+        p = make_pipeline(config.beam_args)
         doc = p | "Stats" >> DatasetStats(settings)
         if test is not None:
             test(doc)
-        written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"), progress_of(settings))
+        written = launch_and_read_json(p, FileSystems.join(config.output, "stats.json"), progress_of(settings))
         reading.verify()
+    return written
+
+
+def run(argv=None, test=None):
+    """`sarchat stats`: the stage, then its summary on stdout."""
+    config = flags.parse_config(build_parser(), argv, StatsConfig, beam=True)
+    started = time.time()
+    written = stats(config, test)
     if written is None:
-        print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(args.output, 'stats.json')}, stats.md and plots/")
+        from apache_beam.io.filesystems import FileSystems  # loaded by the stage
+
+        print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(config.output, 'stats.json')}, "
+              "stats.md and plots/")
         return 0
     print(summary_text(written, time.time() - started))
-    print(f"sarchat stats: outputs in {args.output} (stats.json, stats.md"
-          + (", plots/" if args.plots != "none" else "") + ")")
+    print(f"sarchat stats: outputs in {config.output} (stats.json, stats.md"
+          + (", plots/" if config.plots != "none" else "") + ")")
     return 0
 
 

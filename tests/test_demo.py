@@ -15,7 +15,7 @@ import pytest
 from sarchat.beam_pipelines import demo
 from tests.helpers import TINY_DEMO_ARGS as TINY_ARGS
 from tests.helpers import run_demo
-from sarchat.transforms.errors import OutputError
+from sarchat.transforms.errors import InputError, OutputError
 
 
 
@@ -142,11 +142,11 @@ def test_restart_deletes_only_what_the_demo_wrote(tmp_path):
 def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypatch):
     from sarchat.beam_pipelines import stats
 
-    def broken(argv):
+    def broken(config):
         print("stats: something went wrong here")
-        return 2
+        raise InputError("no boxes to count")
 
-    monkeypatch.setattr(stats, "run", broken)
+    monkeypatch.setattr(stats, "stats", broken)
     out = str(tmp_path / "demo")
     out_text, err_text = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out_text), contextlib.redirect_stderr(err_text):
@@ -155,7 +155,8 @@ def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypat
     stdout = out_text.getvalue()
     assert failed.value.exit_code == 1
     assert "[3/7] stats" in stdout and "FAILED" in stdout
-    assert "stage 'stats' failed (exit status 2)" in str(failed.value)
+    assert "stage 'stats' failed (no boxes to count)" in str(failed.value)
+    assert "command: sarchat stats --dataset " in str(failed.value)
     assert "\n" not in str(failed.value) and "logs/stats.log" in str(failed.value)
     assert "stats: something went wrong here" in stdout  # the log's tail, with the progress
     assert "[4/7]" not in stdout

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sarchat.beam_pipelines import generate, regenerate
+from sarchat.beam_pipelines import flags, generate, regenerate
 from tests.helpers import file_bytes, random_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,8 +128,9 @@ def test_object_store_publication_crash_mid_move(data, tmp_path, monkeypatch):
     """File-by-file publication (the gs:// path): a crash before the manifest is moved leaves a
     version folder without manifest, which is not complete and is replaced by the next run."""
     base = tmp_path / "base"
-    args = regenerate.build_parser().parse_args(["--input", str(data), "--output-base", str(base), *FLAGS])
-    _, _, _, manifest_base = generate.prepare(args)
+    config = flags.parse_config(regenerate.build_parser(), ["--input", str(data), "--output-base", str(base), *FLAGS],
+                                generate.GenerateConfig)
+    _, _, manifest_base = generate.prepare(config)
     h = manifest_base["dataset_version"]
     name = regenerate.version_name(h)
     tmp = base / f".tmp-{h}-test"
