@@ -43,7 +43,7 @@ def build_parser():
                    help="engines per VM (e.g. one per GPU with --tensor-parallel-size 1)")
     g.add_argument("--engine-factory", "--engine_factory", default=None, metavar="MODULE:CALLABLE",
                    help="build the engine with this callable instead of vllm.LLM (tests, custom engines)")
-    return p
+    return flags.add_progress_flag(p)
 
 
 def load_callable(spec: str):

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sarchat.inference import remote, store
-from sarchat.inference.run import run
+from tests.helpers import infer as run
 from sarchat.synthetic.fixture import write_fixture_dataset
 from tests.helpers import count_lines
 
