@@ -20,7 +20,7 @@ setup(
     packages=find_packages(include=["sarchat", "sarchat.*"]),
     package_dir={"": "."},
     package_data={"sarchat.templates": ["*.json"], "sarchat.beam_pipelines": ["flex_templates/*.json"],
-                  "sarchat.report": ["paper_table3.json", "*.j2"], "sarchat.transforms.stats": ["paper_stats.json"],
+                  "sarchat.report": ["paper_table3.json", "*.j2", "*.js"], "sarchat.transforms.stats": ["paper_stats.json"],
                   "sarchat.transforms": ["adapter_files/*.json"], "sarchat.transforms.generate": ["*.j2"],
                   "sarchat.inference": ["gpu_smoke.sh"]},
     install_requires=[

@@ -7,6 +7,7 @@ Flags this module does not know are Beam's (e.g. --runner, --direct_num_workers,
 --direct_running_mode, --project); see beam_pipelines/beam_options.py for the default runner.
 """
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -139,36 +140,39 @@ def parse_category_map(text):
 
 
 def apply_category_map(splits, category_map):
-    """Rename the pre-flight categories lists the pipeline reads (the annotation files stay as they
-    are). UsageError when a name of the map is in no split's categories (a typo would map nothing)."""
+    """The split plans with the pre-flight categories lists the pipeline reads renamed (the annotation
+    files stay as they are). UsageError when a name of the map is in no split's categories (a typo
+    would map nothing)."""
     if not category_map:
-        return
+        return splits
     seen = set()
+    renamed_splits = []
     for s in splits:
         renamed = []
-        for cat in s["categories"]:
+        for cat in s.categories:
             name = cat.get("name") if isinstance(cat, dict) else None
             key = name.strip().lower() if isinstance(name, str) else None
             if key in category_map:
                 seen.add(key)
                 cat = {**cat, "name": category_map[key]}
             renamed.append(cat)
-        s["categories"] = renamed
+        renamed_splits.append(dataclasses.replace(s, categories=renamed))
     missing = sorted(set(category_map) - seen)
     if missing:
-        names = sorted({str(c.get("name")) for s in splits for c in s["categories"] if isinstance(c, dict)})
+        names = sorted({str(c.get("name")) for s in renamed_splits for c in s.categories if isinstance(c, dict)})
         raise UsageError(f"--category-map: {', '.join(repr(m) for m in missing)} is no category name of the "
                          f"annotation files (their names: {', '.join(names)})")
+    return renamed_splits
 
 
 def unknown_category_names(splits):
     """{split: [category names of its file that are none of the six, after --category-map]}."""
     out = {}
     for s in splits:
-        names = sorted({str(c.get("name")) for c in s["categories"]
+        names = sorted({str(c.get("name")) for c in s.categories
                         if isinstance(c, dict) and canonical_category(c.get("name")) is None})
         if names:
-            out[s["split"]] = names
+            out[s.split] = names
     return out
 
 
@@ -187,7 +191,7 @@ def plan_splits(config):
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    from sarchat.transforms.generate.pipeline import fingerprint
+    from sarchat.transforms.generate.pipeline import SplitPlan, fingerprint
 
     ann_override = _pairs(config.annotations, "--annotations")
     dir_override = _pairs(config.image_dir, "--image-dir")
@@ -203,17 +207,17 @@ def plan_splits(config):
         index = coco.preflight(data, path, split_into_pieces=CompressionTypes.detect_compression_type(path)
                                == CompressionTypes.UNCOMPRESSED)
         n_images = index["images"]
-        splits.append({
-            "split": split,
-            "annotations": path,
-            "image_dir": dir_override.get(split, f"JPEGImages/{split}"),
-            "input_root": config.input,
-            "num_shards": max(1, math.ceil(n_images / config.images_per_shard)),
-            "fingerprint": {"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
-                            "annotations": index["annotations"]},
-            "pieces": index["pieces"],
-            "categories": index["categories"],
-        })
+        splits.append(SplitPlan(
+            split=split,
+            annotations=path,
+            image_dir=dir_override.get(split, f"JPEGImages/{split}"),
+            input_root=config.input,
+            num_shards=max(1, math.ceil(n_images / config.images_per_shard)),
+            fingerprint={"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
+                         "annotations": index["annotations"]},
+            pieces=index["pieces"],
+            categories=index["categories"],
+        ))
     if not splits:
         raise coco.InputError("--splits names no split")
     return splits
@@ -222,12 +226,12 @@ def plan_splits(config):
 def dataset_config(config, splits, formats, category_map):
     """The `config` the manifest records: the settings that shape the dataset."""
     recorded = {
-        "splits": [s["split"] for s in splits],
+        "splits": [s.split for s in splits],
         "formats": list(formats),
         "seed": config.seed,
         "identify_variants": config.identify_variants,
         "images_per_shard": config.images_per_shard,
-        "image_dirs": {s["split"]: s["image_dir"] for s in splits},
+        "image_dirs": {s.split: s.image_dir for s in splits},
         "image_root": absolute_local(config.image_root if config.image_root is not None else config.input),
     }
     if config.tfrecord_compression != "none":  # only when set, so the default's config (and its hash) is unchanged
@@ -249,7 +253,7 @@ def recorded_paths(config, splits):
     """(input_root, {split: annotation path}, relative) as the manifest records them: a relative local
     --input (or --annotations) is stored relative to the output folder, and the manifest says so
     (dataset_files.RELATIVE_TO), so infer, score and stats resolve it from any working folder."""
-    paths = {s["split"]: s["annotations"] for s in splits}
+    paths = {s.split: s.annotations for s in splits}
     local = [config.input, *paths.values()]
     if not any(not os.path.isabs(p) and "://" not in p for p in local):
         return config.input, paths, False
@@ -266,7 +270,7 @@ def recorded_paths(config, splits):
 def config_hash(config, splits) -> str:
     """Fingerprint of the inputs, the configuration and the generator version: names the versions of
     `sarchat regenerate` (BASE/v-<config_hash>)."""
-    key = json.dumps({"config": config, "inputs": {s["split"]: s["fingerprint"]["sha256"] for s in splits},
+    key = json.dumps({"config": config, "inputs": {s.split: s.fingerprint["sha256"] for s in splits},
                       "version": VERSION}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -276,7 +280,7 @@ def dataset_version(config, splits, template_fingerprints) -> str:
     (each bank's version and content hash), the configuration and the input fingerprints. Every
     predictions file records it, and score refuses predictions of another version."""
     key = json.dumps({"generator": VERSION, "templates": template_fingerprints, "config": config,
-                      "inputs": {s["split"]: s["fingerprint"] for s in splits}}, sort_keys=True)
+                      "inputs": {s.split: s.fingerprint for s in splits}}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -291,7 +295,7 @@ def prepare(config):
         splits = plan_splits(config)
     except coco.InputError as e:
         raise UsageError(str(e)) from e
-    apply_category_map(splits, category_map)
+    splits = apply_category_map(splits, category_map)
     recorded = dataset_config(config, splits, formats, category_map)
     template_fingerprints = templates.fingerprints()
     input_root, annotation_paths, relative = recorded_paths(config, splits)
@@ -299,13 +303,13 @@ def prepare(config):
         "generator": "sarchat-bench",
         "version": VERSION,
         "input_root": input_root,
-        "inputs": {s["split"]: {"path": annotation_paths[s["split"]], **s["fingerprint"]} for s in splits},
+        "inputs": {s.split: {"path": annotation_paths[s.split], **s.fingerprint} for s in splits},
         "seed": config.seed,
         "config": recorded,
         "config_hash": config_hash(recorded, splits),
         "dataset_version": dataset_version(recorded, splits, template_fingerprints),
         "templates": template_fingerprints,
-        "num_shards": {s["split"]: s["num_shards"] for s in splits},
+        "num_shards": {s.split: s.num_shards for s in splits},
     }
     if relative:
         manifest_base[dataset_files.RELATIVE_TO] = "dataset"
@@ -333,7 +337,7 @@ def generate(config: GenerateConfig, test=None):
     formats, splits, manifest_base = prepare(config)  # UsageError: `sarchat` prints it, exits 2
     # docs/rules.md section 10: the old manifest goes first, then what its run wrote; ours comes last.
     check_no_overlap([("the input folder (--input)", config.input)]
-                     + [(f"the {s['split']} annotations", s["annotations"]) for s in splits], config.output)
+                     + [(f"the {s.split} annotations", s.annotations) for s in splits], config.output)
     with ownership.claim(config.output, "generate", legacy=own_older_output):  # one writer, our folder only
         clear_previous_output(config.output)
         pipeline = make_pipeline(config.beam_args)
@@ -374,7 +378,7 @@ def progress_of(splits):
     """(label, stage, total, unit) of the run's progress (beam_options.launch): images written into
     dialogue shards, out of the annotation files' images."""
     return ("sarchat generate: writing dialogues", "generate.images",
-            sum(s["fingerprint"]["images"] for s in splits), "images")
+            sum(s.fingerprint["images"] for s in splits), "images")
 
 
 def summary_table(manifest, elapsed=None) -> str:

@@ -279,7 +279,7 @@ def regenerate(config: generate.GenerateConfig, test=None) -> Regenerated:
     check_latest(base)
     formats, splits, manifest_base = generate.prepare(config)  # UsageError: exit 2
     fileio.check_no_overlap([("the input folder (--input)", config.input)]
-                            + [(f"the {s['split']} annotations", s["annotations"]) for s in splits], base, "--output-base")
+                            + [(f"the {s.split} annotations", s.annotations) for s in splits], base, "--output-base")
     h = manifest_base["dataset_version"]
     name = version_name(h)
     final = FileSystems.join(base, name)

@@ -115,64 +115,100 @@ def _split_of(rel):
     return parts[1] if len(parts) >= 3 else None
 
 
-def plan(args):
-    """-> (input_info, splits, annotation paths {split: path} or {}, dialogue files, manifest rejects)."""
+def plan(config):
+    """StatsSettings of a StatsConfig: the input's kind (a generated corpus has manifest.json, a dataset
+    root Annotations/*.json) and what the run reads from it."""
     from apache_beam.io.filesystems import FileSystems
 
-    root = args.dataset
-    overrides = _pairs(args.annotations)
-    if exists(FileSystems.join(root, dataset_files.MANIFEST)):
-        manifest = dataset_files.read_manifest(root)
-        found = {}
-        for path in dataset_files.listed_files(root, "parquet/", ".parquet", manifest=manifest):
-            rel = path[len(str(root)):].lstrip("/\\").replace("\\", "/")
-            found.setdefault(_split_of(rel), []).append(path)
-        found.pop(None, None)
-        if not found:
-            raise DatasetError(f"{FileSystems.join(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
-                               "(was the corpus generated with --formats parquet?)")
-        splits = _wanted(found, args.splits)
-        annotations, notes = {}, []
-        category_map = (manifest.get("config") or {}).get("category_map")
-        if category_map and args.box_source != "gt":
-            # the annotation files name categories otherwise (generate --category-map); read raw, their
-            # boxes would be rejected for their category, so the statistics use the rows' boxes
-            notes.append("the dataset was generated with --category-map, so the annotation files' own category "
-                         "names are not read")
-            if args.box_source == "annotations":
-                raise InputError("--box-source annotations: " + "; ".join(notes))
-        elif args.box_source != "gt":
-            for split in splits:
-                entry = manifest.get("inputs", {}).get(split, {})
-                path = overrides.get(split) or dataset_files.recorded_path(root, manifest, entry.get("path"))
-                why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
-                if why:
-                    notes.append(f"{split}: {why}")
-                else:
-                    annotations[split] = path
-            if args.box_source == "annotations" and notes:
-                raise InputError("--box-source annotations: " + "; ".join(notes))
-            if len(annotations) < len(splits):      # one source for every split, so splits compare
-                annotations = {}
-        box_source = "annotations" if annotations else "gt_boxes"
-        if box_source == "gt_boxes" and args.box_source == "auto" and notes:
-            notes.append("box statistics fall back to the grounding rows' integer boxes")
-        info = {"kind": "generated", "root": root, "box_source": box_source,
-                "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash", "dataset_version") if k in manifest},
-                "annotations": annotations}
-        if notes:
-            info["notes"] = notes
-        files = [f for s in splits for f in sorted(found[s])]
-        return info, splits, annotations, files, manifest.get("rejects", {})
+    overrides = _pairs(config.annotations)  # {split: path} of --annotations
+    if exists(FileSystems.join(config.dataset, dataset_files.MANIFEST)):
+        return _plan_generated(config, overrides)
+    return _plan_dataset(config, overrides)
+
+
+def _plan_dataset(config, overrides):
+    from apache_beam.io.filesystems import FileSystems
+
+    root = config.dataset
     found = {_base(p)[:-len(".json")]: p for p in _matched(FileSystems.join(root, "Annotations", "*.json"))}
     found.update(overrides)
     if not found:
         raise DatasetError(f"{root}: neither manifest.json (a generated corpus; a generation that did not finish "
                            "has none) nor Annotations/*.json (a dataset root)")
-    splits = _wanted(found, args.splits)
+    splits = _wanted(found, config.splits)
     annotations = {s: found[s] for s in splits}
     info = {"kind": "dataset", "root": root, "box_source": "annotations", "annotations": annotations}
-    return info, splits, annotations, [], {}
+    return _settings(config, info, splits, annotations)
+
+
+def _plan_generated(config, overrides):
+    root = config.dataset
+    manifest = dataset_files.read_manifest(root)
+    found = _dialogue_files_by_split(root, manifest)
+    splits = _wanted(found, config.splits)
+    annotations, notes = _annotation_sources(config, manifest, splits, overrides)
+    box_source = "annotations" if annotations else "gt_boxes"
+    if box_source == "gt_boxes" and config.box_source == "auto" and notes:
+        notes.append("box statistics fall back to the grounding rows' integer boxes")
+    info = {"kind": "generated", "root": root, "box_source": box_source,
+            "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash", "dataset_version") if k in manifest},
+            "annotations": annotations}
+    if notes:
+        info["notes"] = notes
+    files = [f for s in splits for f in sorted(found[s])]
+    rejects = {s: r for s, r in manifest.get("rejects", {}).items() if s in splits}
+    return _settings(config, info, splits, annotations, files, rejects)
+
+
+def _settings(config, input_info, splits, annotations, dialogue_files=(), manifest_rejects=None):
+    """The plan with the flags' output settings, as the pipeline takes it."""
+    from sarchat.transforms.stats.pipeline import StatsSettings
+
+    return StatsSettings(output=config.output, input_info=input_info, splits=tuple(splits),
+                         annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(dialogue_files),
+                         exact_cap=config.exact_cap, plot_format=config.plots, extra_rejects=manifest_rejects or {})
+
+
+def _dialogue_files_by_split(root, manifest):
+    """{split: the parquet/<split>/ files the manifest lists}; DatasetError when it lists none."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found = {}
+    for path in dataset_files.listed_files(root, "parquet/", ".parquet", manifest=manifest):
+        rel = path[len(str(root)):].lstrip("/\\").replace("\\", "/")
+        found.setdefault(_split_of(rel), []).append(path)
+    found.pop(None, None)
+    if not found:
+        raise DatasetError(f"{FileSystems.join(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
+                           "(was the corpus generated with --formats parquet?)")
+    return found
+
+
+def _annotation_sources(config, manifest, splits, overrides):
+    """({split: annotation file} of a generated corpus's box statistics, or {} for the grounding rows'
+    boxes; the notes saying why a file is not used). One source for every split, so splits compare."""
+    if config.box_source == "gt":
+        return {}, []
+    if (manifest.get("config") or {}).get("category_map"):
+        # the annotation files name categories otherwise (generate --category-map); read raw, their
+        # boxes would be rejected for their category, so the statistics use the rows' boxes
+        notes = ["the dataset was generated with --category-map, so the annotation files' own category "
+                 "names are not read"]
+    else:
+        annotations, notes = {}, []
+        for split in splits:
+            entry = manifest.get("inputs", {}).get(split, {})
+            path = overrides.get(split) or dataset_files.recorded_path(config.dataset, manifest, entry.get("path"))
+            why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
+            if why:
+                notes.append(f"{split}: {why}")
+            else:
+                annotations[split] = path
+        if not notes:
+            return annotations, notes
+    if config.box_source == "annotations":
+        raise InputError("--box-source annotations: " + "; ".join(notes))
+    return {}, notes
 
 
 def _check_dialogue_files(files):
@@ -197,21 +233,17 @@ def _annotation_problem(path, sha256):
 
 def settings_of(config):
     """StatsSettings of a StatsConfig: the input planned and checked (SarchatError naming the file/flag)."""
-    from sarchat.transforms.stats.pipeline import StatsSettings
-
     if config.exact_cap < 1:
         raise UsageError(f"--exact-cap must be >= 1, got {config.exact_cap}")
-    info, splits, annotations, files, manifest_rejects = plan(config)
-    for split, path in annotations.items():      # fail fast on unusable JSON, before any worker starts
+    settings = plan(config)
+    annotations = dict(settings.annotations)  # fail fast on unusable JSON, before any worker starts
+    for path in [annotations[s] for s in settings.splits if s in annotations]:  # in the splits' order
         try:
             coco.check_structure(coco.load_json(read_bytes(path), path), path)
         except coco.InputError as e:
             raise InputError(str(e)) from None
-    _check_dialogue_files(files)
-    extra = {s: r for s, r in manifest_rejects.items() if s in splits} if info["kind"] == "generated" else {}
-    return StatsSettings(output=config.output, input_info=info, splits=tuple(splits),
-                         annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(files),
-                         exact_cap=config.exact_cap, plot_format=config.plots, extra_rejects=extra)
+    _check_dialogue_files(settings.dialogue_files)
+    return settings
 
 
 def stats(config: StatsConfig, test=None):

@@ -8,7 +8,8 @@ BlindPrior
     text, the task the question asks (its tag / template: any model sees it in the prompt) and the
     image width and height; never the image, the reference answer or the gt_* fields of the row.
 
-    fit(train_rows) learns, from rows of the train split (DIALOGUE_SCHEMA dicts):
+    fit(train_rows) learns, from rows of the train split (DIALOGUE_SCHEMA dicts), each task's
+    part counted by its module's fit_prior and read by its prior (sarchat.transforms.tasks):
       classify   the most common set of categories
       describe   the most common number of kept boxes k and the k most common
                  (size, category, cell) phrases
@@ -35,9 +36,9 @@ import pyarrow.compute as pc
 
 from sarchat.transforms import answer_words, geometry
 from sarchat.transforms.box_formats import get_box_format
-from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX
-from sarchat.transforms.schema import split_relation
-from sarchat.transforms.tasks import BY_ID
+from sarchat.transforms.categories import CATEGORIES
+from sarchat.transforms.tasks import BY_ID, MODULES, TASK_SPECS
+from sarchat.transforms.tasks.task_spec import most_common, ranked, row_dicts
 
 _CANONICAL = get_box_format("canonical")
 
@@ -47,176 +48,86 @@ def oracle_prediction(row) -> str:
     return row["answer"]
 
 
-def _mode(counter, default=None):
-    if not counter:
-        return default
-    # most common; ties broken by the value's own order so the result never depends on input order
-    best = max(counter.values())
-    return sorted((k for k, v in counter.items() if v == best), key=repr)[0]
-
-
-def _ranked(counter):
-    return [k for k, _ in sorted(counter.items(), key=lambda kv: (-kv[1], repr(kv[0])))]
-
-
-# Row dicts of these columns are what the prior reads of a train row, per task (add_table).
-FIT_TASK_COLUMNS = {
-    "classify": ("gt_categories",),
-    "describe": ("gt_sizes", "gt_categories", "gt_cells"),
-    "count": ("gt_categories", "gt_count", "gt_boxes", "gt_cells", "width", "height"),
-    "refer": ("gt_categories",),
-    "grounding": ("gt_categories", "gt_relations", "gt_boxes", "gt_cells", "width", "height"),
-    "identify": ("gt_categories", "gt_sizes", "gt_cells", "gt_shapes"),
-}
+# The tasks whose train rows give the prior boxes' sizes and cells, in order of preference: a
+# grounding row holds every box of an image once; count rows serve when a split has none.
+BOX_SOURCES = ("grounding", "count")
+_BOX_COLUMNS = ("gt_categories", "gt_boxes", "gt_cells", "width", "height")
 # The train columns BlindPrior.fit reads at all (pass as `columns=` when reading the split).
-FIT_COLUMNS = ("task",) + tuple(sorted({c for cols in FIT_TASK_COLUMNS.values() for c in cols}))
+FIT_COLUMNS = ("task",) + tuple(sorted({c for s in TASK_SPECS for c in s.prior_columns} | set(_BOX_COLUMNS)))
 
 
-def _value_counts(array):
-    """Counter of the values of an Arrow array (a null counts as None, as Counter.update would)."""
-    out = Counter()
-    for item in pc.value_counts(array).to_pylist():
-        out[item["values"]] += item["counts"]
-    return out
-
-
-def _non_empty(lists):
-    return pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False)
-
-
-class _FitCounts:
-    """What BlindPrior.fit counts over the train rows. add_row is the reference (one row dict);
-    add_table makes the same counts from Arrow columns: identify (3/4 of the rows) column-wise, the
-    other tasks as row dicts of only the columns they use (converting all 19 columns of every row
-    to Python was most of the fit's time)."""
+class PriorTally:
+    """What BlindPrior.fit counts over the train rows: named Counters (and Counters per key) that
+    each task module's fit_prior fills and its prior reads, and the boxes of BOX_SOURCES rows.
+    add_row is the reference (one row dict); add_table makes the same counts from Arrow tables,
+    each task's rows handed to its fit_prior as a table (converting all 19 columns of every row to
+    Python was most of the fit's time)."""
 
     def __init__(self):
-        self.classify_sets = Counter()
-        self.describe_k = Counter()
-        self.describe_phrases = Counter()
-        self.count_n = defaultdict(Counter)
-        self.refer_n = defaultdict(Counter)
-        self.grounding_sets = Counter()
-        self.relations = defaultdict(Counter)
-        self.id_cat, self.id_size, self.id_cell, self.id_shape = Counter(), Counter(), Counter(), Counter()
-        self.cat_by_size = defaultdict(Counter)
-        self.rel_w, self.rel_h = defaultdict(list), defaultdict(list)
-        self.cells = defaultdict(Counter)
-        self.box_rows_seen = Counter()
+        self._counters, self._by_key = {}, {}
+        self._boxes = {}  # {task: {category: ([relative widths], [relative heights], Counter of cells)}}
+
+    def counter(self, *name):
+        return self._counters.setdefault(name, Counter())
+
+    def counters(self, *name):
+        """A Counter per key (a category, a size word...)."""
+        return self._by_key.setdefault(name, defaultdict(Counter))
 
     def add_row(self, row):
         task = row["task"]
-        cats = list(row.get("gt_categories") or [])
-        if task == "classify":
-            self.classify_sets[tuple(cats)] += 1
-        elif task == "describe":
-            triples = list(zip(row.get("gt_sizes") or [], cats, row.get("gt_cells") or []))
-            self.describe_k[len(triples)] += 1
-            self.describe_phrases.update(triples)
-        elif task == "count":
-            if cats:
-                self.count_n[cats[0]][int(row.get("gt_count") or len(cats))] += 1
-        elif task == "refer":
-            if cats:
-                self.refer_n[cats[0]][len(cats)] += 1
-        elif task == "grounding":
-            self.grounding_sets[tuple(sorted(Counter(cats).items(), key=lambda kv: CATEGORY_INDEX[kv[0]]))] += 1
-            for r in row.get("gt_relations") or []:
-                a, rel, b, _ = split_relation(r)
-                self.relations[f"{a}|{b}"][rel] += 1
-        elif task == "identify":
-            size = (row.get("gt_sizes") or [None])[0]
-            if cats:
-                self.id_cat[cats[0]] += 1
-                if size:
-                    self.cat_by_size[size][cats[0]] += 1
-            if size:
-                self.id_size[size] += 1
-            self.id_cell.update(row.get("gt_cells") or [])
-            self.id_shape.update(row.get("gt_shapes") or [])
-        if task in ("grounding", "count") and row.get("gt_boxes"):
-            self.box_rows_seen[task] += 1
-            W, H = float(row["width"]), float(row["height"])
-            for box, cat, cell in zip(row["gt_boxes"], cats, row.get("gt_cells") or []):
-                # boxes are counted from grounding rows (every box of an image once) and, when a
-                # training set has no grounding rows, from count rows; see `source` in priors()
-                self.rel_w[(task, cat)].append((box[2] - box[0]) / W)
-                self.rel_h[(task, cat)].append((box[3] - box[1]) / H)
-                self.cells[(task, cat)][cell] += 1
+        if task in BY_ID:
+            BY_ID[task].fit_prior(self, [row])
+        if task in BOX_SOURCES:
+            self.add_boxes(task, [row])
 
     def add_table(self, table):
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
-        names = set(table.column_names)
         tasks = table.column("task")
         for task in pc.unique(tasks).drop_null().to_pylist():
-            part = table.filter(pc.fill_null(pc.equal(tasks, task), False))
-            if task == "identify" and {"gt_categories", "gt_sizes", "gt_cells", "gt_shapes"} <= names:
-                self._add_identify(part)
+            if task not in BY_ID:
                 continue
-            cols = [c for c in FIT_TASK_COLUMNS.get(task, ()) if c in names]
-            for row in part.select(cols).to_pylist():
-                row["task"] = task
-                self.add_row(row)
+            part = table.filter(pc.fill_null(pc.equal(tasks, task), False))
+            if task in BOX_SOURCES:  # one conversion to dicts for the task and the boxes
+                part = row_dicts(part, tuple(dict.fromkeys(BY_ID[task].SPEC.prior_columns + _BOX_COLUMNS)))
+                self.add_boxes(task, part)
+            BY_ID[task].fit_prior(self, part)
 
-    def _add_identify(self, part):
-        """add_row's identify branch column-wise: the first category of every row with one, the
-        first size where it is neither null nor "" (`if size`), the pair of both, every cell and shape."""
-        cats, sizes = part.column("gt_categories"), part.column("gt_sizes")
-        has_cat, has_size = _non_empty(cats), _non_empty(sizes)
-        self.id_cat.update(_value_counts(pc.list_element(cats.filter(has_cat), 0)))
-        size = pc.list_element(sizes.filter(has_size), 0)
-        self.id_size.update(_value_counts(size.filter(pc.fill_null(pc.not_equal(size, ""), False))))
-        both = pc.and_(has_cat, has_size)
-        pairs = pa.table({"size": pc.list_element(sizes.filter(both), 0), "cat": pc.list_element(cats.filter(both), 0)})
-        pairs = pairs.filter(pc.fill_null(pc.not_equal(pairs.column("size"), ""), False))
-        for item in pairs.group_by(["size", "cat"]).aggregate([([], "count_all")]).to_pylist():
-            self.cat_by_size[item["size"]][item["cat"]] += item["count_all"]
-        self.id_cell.update(_value_counts(pc.list_flatten(part.column("gt_cells"))))
-        self.id_shape.update(_value_counts(pc.list_flatten(part.column("gt_shapes"))))
+    def add_boxes(self, task, rows):
+        """Per category, each box's width and height relative to its image and its cell, from the
+        rows with boxes (a task is a box source once one of its rows has boxes)."""
+        for row in rows:
+            if not row.get("gt_boxes"):
+                continue
+            by_cat = self._boxes.setdefault(task, defaultdict(lambda: ([], [], Counter())))
+            W, H = float(row["width"]), float(row["height"])
+            for box, cat, cell in zip(row["gt_boxes"], row.get("gt_categories") or [], row.get("gt_cells") or []):
+                widths, heights, cells = by_cat[cat]
+                widths.append((box[2] - box[0]) / W)
+                heights.append((box[3] - box[1]) / H)
+                cells[cell] += 1
+
+    def box_prior(self):
+        """Per category: the median box width and height relative to the image, and the cells ranked
+        by frequency, from the first of BOX_SOURCES with boxes (the median of all its boxes for a
+        category it lacks)."""
+        by_cat = self._boxes.get(next((t for t in BOX_SOURCES if t in self._boxes), None), {})
+        all_w, all_h = [v for w, _, _ in by_cat.values() for v in w], [v for _, h, _ in by_cat.values() for v in h]
+        default_box = {"w": statistics.median(all_w) if all_w else 0.1, "h": statistics.median(all_h) if all_h else 0.1,
+                       "cells": ranked(sum((c for _, _, c in by_cat.values()), Counter())) or ["middle center"]}
+        return {cat: {"w": statistics.median(by_cat[cat][0]), "h": statistics.median(by_cat[cat][1]),
+                      "cells": ranked(by_cat[cat][2])} if cat in by_cat else dict(default_box) for cat in CATEGORIES}
 
     def priors(self):
-        box_rows_seen, rel_w, rel_h, cells = self.box_rows_seen, self.rel_w, self.rel_h, self.cells
-        id_cat, classify_sets, describe_k = self.id_cat, self.classify_sets, self.describe_k
-        count_n = self.count_n
-        describe_phrases, refer_n, grounding_sets = self.describe_phrases, self.refer_n, self.grounding_sets
-        relations, id_size, id_cell, id_shape = self.relations, self.id_size, self.id_cell, self.id_shape
-        cat_by_size = self.cat_by_size
-        source = "grounding" if box_rows_seen["grounding"] else "count"
-        box_prior = {}
-        all_w = [v for (t, _), vs in rel_w.items() if t == source for v in vs]
-        all_h = [v for (t, _), vs in rel_h.items() if t == source for v in vs]
-        all_cells = Counter()
-        for (t, _), c in cells.items():
-            if t == source:
-                all_cells.update(c)
-        default_box = {"w": statistics.median(all_w) if all_w else 0.1,
-                       "h": statistics.median(all_h) if all_h else 0.1,
-                       "cells": _ranked(all_cells) or ["middle center"]}
-        for cat in CATEGORIES:
-            ws, hs = rel_w.get((source, cat)), rel_h.get((source, cat))
-            if ws:
-                box_prior[cat] = {"w": statistics.median(ws), "h": statistics.median(hs),
-                                  "cells": _ranked(cells[(source, cat)])}
-            else:
-                box_prior[cat] = dict(default_box)
-        top_cat = _mode(id_cat) or _mode(Counter(c for s in classify_sets for c in s)) or "ship"
-        k = _mode(describe_k, 1)
-        return {
-            "classify": list(_mode(classify_sets, (top_cat,))),
-            "describe": [list(t) for t in _ranked(describe_phrases)[:max(1, k)]] or [["small", top_cat, "middle center"]],
-            "count": {c: _mode(v, 1) for c, v in count_n.items()},
-            "refer": {c: _mode(v, 1) for c, v in refer_n.items()},
-            "grounding": [list(p) for p in _mode(grounding_sets, ((top_cat, 1),))],
-            "relations": {k2: _mode(v) for k2, v in relations.items()},
-            "identify": {"category": top_cat, "size": _mode(id_size, "small"),
-                         "cell": _mode(id_cell, "middle center"), "shape": _mode(id_shape, "roughly square"),
-                         "category_by_size": {s: _mode(v) for s, v in cat_by_size.items()}},
-            "boxes": box_prior,
-            "default_count": _mode(Counter(n for v in count_n.values() for n in v.elements()), 1),
-            "top_category": top_cat,
-        }
-
+        """Every task module's prior entries, the boxes, and the top category: the most common of
+        the first votes (identify's), else of the second (classify's), else "ship"."""
+        top = (most_common(self.counter("category votes", 0)) or most_common(self.counter("category votes", 1))
+               or "ship")
+        out = {"boxes": self.box_prior(), "top_category": top}
+        for module in MODULES:
+            out.update(module.prior(self, top))
+        return out
 
 
 class BlindPrior:
@@ -231,7 +142,7 @@ class BlindPrior:
     def fit(self, train_rows):
         """Fit on train rows: DIALOGUE_SCHEMA dicts (the reference path), or pyarrow Tables /
         RecordBatches holding at least FIT_COLUMNS (fit_tables: the same prior, much faster)."""
-        counts = _FitCounts()
+        counts = PriorTally()
         for item in train_rows:
             if isinstance(item, (pa.Table, pa.RecordBatch)):
                 counts.add_table(item)

@@ -13,12 +13,13 @@ HTML tables. The samples section shows each chosen sample's image, downscaled an
 base64 JPEG, with the ground-truth boxes (green) and, one panel per model, the model's parsed boxes
 (red): solid when matched (IoU >= 0.5 after the scorer's Hungarian assignment), dashed when not;
 missed truth boxes are dashed green. Beside it: the question, the reference answer and every
-model's answer with the scored parts marked (one function per task in MARKS). What one sample
-shows is capped (MAX_TEXT characters of text, MAX_CHIPS marks, MAX_BOXES boxes drawn) and says so
-when it was cut, so that an adversarial answer cannot blow the page up.
+model's answer with the scored parts marked (each task module's `marks`). What one sample shows
+is capped (MAX_TEXT characters of text, MAX_CHIPS marks, MAX_BOXES boxes drawn) and says so when it
+was cut, so that an adversarial answer cannot blow the page up. The samples section is a typed model
+(`Sample`s: their panels, texts and answers) through samples.html.j2 and samples.md.j2.
 
 Everything is inline: the report stays one self-contained HTML file. A short script at the end of
-the section records on <body> how many images decoded (data-images-ok / data-images-total) and how
+the section (render_check.js) records on <body> how many images decoded (data-images-ok / data-images-total) and how
 many charts have a size (data-svgs-rendered) and where the first sample image and chart are on the
 page (data-first-img-rect, data-first-svg-rect: x,y,w,h), so a headless browser can check the page.
 """
@@ -26,12 +27,15 @@ import base64
 import html
 import io
 import re
+from dataclasses import dataclass
+from importlib import resources
 
 from sarchat.report import score_report as report
 from sarchat.report.stats_report import plot_titles, render_plots, stats_markdown
 from sarchat.transforms import dataset_files
 from sarchat.transforms.box_match import box_hits
 from sarchat.transforms.fileio import read_bytes as _read_bytes
+from sarchat.transforms.rendering import render
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BY_ID, SPECS, TASK_LABELS
 
@@ -44,142 +48,11 @@ GT_COLOR = (22, 200, 60)
 PRED_COLOR = (235, 30, 30)
 DEFAULT_MAX_SIDE = 256
 
-# Sets data attributes on <body> once the page has loaded: images that decoded with a non-zero
-# natural size, charts (inline SVG) with a non-zero rendered size, table rows.
-RENDER_CHECK_SCRIPT = """<script>
-(function () {
-  function check() {
-    var imgs = document.images, ok = 0, svgs = document.querySelectorAll('svg'), drawn = 0;
-    for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
-    for (var j = 0; j < svgs.length; j++) { var r = svgs[j].getBoundingClientRect(); if (r.width > 0 && r.height > 0) drawn++; }
-    var b = document.body;
-    b.setAttribute('data-images-total', imgs.length);
-    b.setAttribute('data-images-ok', ok);
-    b.setAttribute('data-svgs-total', svgs.length);
-    b.setAttribute('data-svgs-rendered', drawn);
-    b.setAttribute('data-table-rows', document.querySelectorAll('table tr').length);
-    function rect(el) {
-      if (!el) return '';
-      var r = el.getBoundingClientRect();
-      return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height].map(Math.round).join(',');
-    }
-    b.setAttribute('data-first-img-rect', rect(document.querySelector('.samples img')));
-    b.setAttribute('data-first-svg-rect', rect(document.querySelector('svg')));
-    // horizontal overflow: elements whose right edge is beyond the window, except inside a
-    // scrollable table wrapper (.table-wrap) or a closed zoom overlay
-    var vw = window.innerWidth, over = [];
-    var all = document.body.getElementsByTagName('*');
-    for (var k = 0; k < all.length; k++) {
-      var el = all[k];
-      if (el.closest('.table-wrap') && el.className !== 'table-wrap') continue;
-      var rr = el.getBoundingClientRect();
-      if (rr.width > 0 && rr.right + window.scrollX > vw + 0.5) over.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && el.className.baseVal === undefined ? '.' + el.className : ''));
-    }
-    b.setAttribute('data-window-width', vw);
-    b.setAttribute('data-scroll-width', document.documentElement.scrollWidth);
-    b.setAttribute('data-overflowing', over.slice(0, 20).join(' '));
-    b.setAttribute('data-overflow-count', over.length);
-    // the radar panels (#radar: this run, or this run and the paper's rows; #radar-paper: the paper's
-    // rows when the test set is another): text labels, named lines, labels that overlap a marker
-    function radarFacts(sel) {
-      var radar = document.querySelector(sel + ' svg'), texts = [], named = 0, hits = 0;
-      if (radar) {
-        var tx = radar.querySelectorAll('text');
-        for (var t = 0; t < tx.length; t++) texts.push(tx[t].textContent.trim());
-        named = radar.querySelectorAll('g.radar-line > title').length;
-        var marks = radar.querySelectorAll('g.radar-line use');
-        var axisLabels = radar.querySelectorAll('g[id^="xtick"] text, g[id^="ytick"] text');
-        for (var u = 0; u < axisLabels.length; u++) {
-          var a = axisLabels[u].getBoundingClientRect();
-          for (var v = 0; v < marks.length; v++) {
-            var q = marks[v].getBoundingClientRect();
-            if (q.width > 0 && a.left < q.right && q.left < a.right && a.top < q.bottom && q.top < a.bottom) hits++;
-          }
-        }
-      }
-      return [texts, named, hits];
-    }
-    var run = radarFacts('#radar'), paper = radarFacts('#radar-paper');
-    b.setAttribute('data-radar-texts', run[0].join('|'));
-    b.setAttribute('data-radar-named-lines', run[1]);
-    b.setAttribute('data-radar-paper-texts', paper[0].join('|'));
-    b.setAttribute('data-radar-paper-named-lines', paper[1]);
-    b.setAttribute('data-radar-label-marker-overlaps', run[2] + paper[2]);
-    // box labels in the sample images (their rectangles, as drawn): pairs that cover each other
-    var labelled = document.querySelectorAll('img[data-labels]'), labelPairs = 0, labelOverlaps = 0, labelCount = 0;
-    for (var li = 0; li < labelled.length; li++) {
-      var rs = labelled[li].getAttribute('data-labels').split(';').map(function (t) { return t.split(',').map(Number); });
-      labelCount += rs.length;
-      for (var p1 = 0; p1 < rs.length; p1++) for (var p2 = p1 + 1; p2 < rs.length; p2++) {
-        labelPairs++;
-        var A = rs[p1], B = rs[p2];
-        if (A[0] < B[2] && B[0] < A[2] && A[1] < B[3] && B[1] < A[3]) labelOverlaps++;
-      }
-    }
-    b.setAttribute('data-box-labels', labelCount);
-    b.setAttribute('data-box-label-pairs', labelPairs);
-    b.setAttribute('data-box-label-overlaps', labelOverlaps);
-    // chart text as rendered at 100% zoom: the smallest glyph height of any chart's text (px)
-    var small = 1e9, smallText = '', ctext = document.querySelectorAll('.charts svg text, .stats-plots svg text');
-    for (var c = 0; c < ctext.length; c++) {
-      var h = parseFloat(getComputedStyle(ctext[c]).fontSize) * (ctext[c].getScreenCTM() ? ctext[c].getScreenCTM().a : 1);
-      if (ctext[c].textContent.trim() && h > 0 && h < small) { small = h; smallText = ctext[c].textContent.trim(); }
-    }
-    b.setAttribute('data-chart-min-font-px', ctext.length ? small.toFixed(1) : '');
-    b.setAttribute('data-chart-min-font-text', smallText);
-    // the breakdown tables and the confusion heat-tables: their cells, and text that covers other
-    // text or spills out of its cell
-    var bt = document.querySelectorAll('table.confusion, table.breakdown'), btCells = 0, btOver = 0, confCells = 0;
-    for (var ti = 0; ti < bt.length; ti++) {
-      var cs = bt[ti].querySelectorAll('th, td'), rects = [];
-      btCells += cs.length;
-      if (bt[ti].classList.contains('confusion')) confCells += bt[ti].querySelectorAll('td').length;
-      for (var ci = 0; ci < cs.length; ci++) {
-        var rg = document.createRange();
-        rg.selectNodeContents(cs[ci]);
-        var tr = rg.getBoundingClientRect(), cr = cs[ci].getBoundingClientRect();
-        if (tr.width > 0 && tr.height > 0) {
-          rects.push(tr);
-          if (tr.left < cr.left - 0.5 || tr.right > cr.right + 0.5) btOver++;
-        }
-      }
-      for (var i1 = 0; i1 < rects.length; i1++) for (var i2 = i1 + 1; i2 < rects.length; i2++) {
-        var R1 = rects[i1], R2 = rects[i2];
-        if (R1.left < R2.right - 0.5 && R2.left < R1.right - 0.5 && R1.top < R2.bottom - 0.5 && R2.top < R1.bottom - 0.5) btOver++;
-      }
-    }
-    b.setAttribute('data-breakdown-tables', bt.length);
-    b.setAttribute('data-breakdown-cells', btCells);
-    b.setAttribute('data-confusion-tables', document.querySelectorAll('table.confusion').length);
-    b.setAttribute('data-confusion-cells', confCells);
-    b.setAttribute('data-breakdown-text-overlaps', btOver);
-    // the breakdown bar charts (per category, per size) and the dataset section's plots: pairs of text
-    // elements of one chart that cover each other
-    var bars = document.querySelectorAll('.breakdown-charts svg, .stats-plots svg'), barTexts = 0, barOver = 0,
-        barOverText = '';
-    for (var si = 0; si < bars.length; si++) {
-      var tx2 = bars[si].querySelectorAll('text'), tr2 = [];
-      for (var xi = 0; xi < tx2.length; xi++) {
-        var q2 = tx2[xi].getBoundingClientRect();
-        if (tx2[xi].textContent.trim() && q2.width > 0) tr2.push([q2, tx2[xi].textContent.trim()]);
-      }
-      barTexts += tr2.length;
-      for (var j1 = 0; j1 < tr2.length; j1++) for (var j2 = j1 + 1; j2 < tr2.length; j2++) {
-        var P1 = tr2[j1][0], P2 = tr2[j2][0];
-        if (P1.left < P2.right - 0.5 && P2.left < P1.right - 0.5 && P1.top < P2.bottom - 0.5 && P2.top < P1.bottom - 0.5) {
-          barOver++;
-          if (!barOverText) barOverText = tr2[j1][1] + ' / ' + tr2[j2][1];
-        }
-      }
-    }
-    b.setAttribute('data-bar-chart-texts', barTexts);
-    b.setAttribute('data-bar-chart-text-overlaps', barOver);
-    b.setAttribute('data-bar-chart-overlap-text', barOverText);
-    b.setAttribute('data-render-check', 'done');
-  }
-  if (document.readyState === 'complete') { check(); } else { window.addEventListener('load', check); }
-})();
-</script>"""
+# The check a headless browser reads (tests/test_report_browser.py): once the page has loaded it sets
+# data attributes on <body>: images that decoded, charts (inline SVG) with a size, table rows, overflow,
+# the radar's labels, overlapping box labels and chart texts. JavaScript, so it lives in its own file.
+RENDER_CHECK_SCRIPT = ("<script>\n" + resources.files("sarchat.report").joinpath("render_check.js")
+                       .read_text(encoding="utf-8") + "</script>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,27 +163,20 @@ def _md_table_html(block):
 def dataset_section(stats, title="Dataset"):
     """The stats plots as inline SVG plus the stats tables (stats.md) as HTML tables (`stats`: a
     stats.json document)."""
-    titles = plot_titles()
-    plots = render_plots(stats, fmt="svg")
-    md = stats_markdown(stats)
-    figs = []
-    for name, data in plots.items():
-        svg = data.decode("utf-8")
-        start = svg.find("<svg")
-        svg = svg[start:] if start >= 0 else svg
-        figs.append(f"<figure class='plot' id='plot-{html.escape(name)}' title='{html.escape(titles.get(name, name), True)}'>"
-                    f"{svg}</figure>")
-    info = stats.get("input") or {}
-    parts = [f"<p class='note'>From <code>sarchat stats</code> on {html.escape(str(info.get('kind', 'the')))} input "
-             f"<code>{html.escape(str(info.get('root', '')))}</code>: the paper's dataset analysis (Tables 1, 2, 4, 5; "
-             "Figures 7-9), our numbers beside the paper's published ones where it gives them.</p>"]
-    if figs:
-        parts.append("<div class='charts stats-plots'>" + "".join(figs) + "</div>")
-    parts.append("<div class='stats-tables'>" + markdown_to_html(md) + "</div>")
-    parts.append(RENDER_CHECK_SCRIPT)
+    titles, md, info = plot_titles(), stats_markdown(stats), stats.get("input") or {}
+    plots = [(name, titles.get(name, name), _svg_element(data.decode("utf-8")))
+             for name, data in render_plots(stats, fmt="svg").items()]
+    page = render(__file__, "dataset.html.j2", kind=str(info.get("kind", "the")), root=str(info.get("root", "")),
+                  plots=plots, tables=markdown_to_html(md))
     md_body = re.sub(r"^#", "##", md, flags=re.M)  # one level below the section's own heading
     md_body = md_body.split("\n", 1)[1].lstrip() if md_body.startswith("## Dataset statistics") else md_body
-    return report.Section(title, html="\n".join(parts), markdown=md_body.rstrip())
+    return report.Section(title, html=page + RENDER_CHECK_SCRIPT, markdown=md_body.rstrip())
+
+
+def _svg_element(svg):
+    """An SVG file's text from its <svg> element on (no XML declaration inside a page)."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,53 +312,47 @@ def draw_panel(image, width, height, gt_boxes, gt_hit=None, pred_boxes=(), pred_
     next one in the first free spot by its box; `label_rects`, a list, receives their rectangles."""
     from PIL import ImageDraw
 
-    im = image.copy()
-    W, H = width or im.width, height or im.height
-    scale = min(1.0, max_side / max(im.width, im.height))
-    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-    im = im.resize(size)
-    sx, sy = size[0] / W, size[1] / H
+    im, to_panel = _downscaled(image, width, height, max_side)
     draw = ImageDraw.Draw(im)
-    lw = 2
-
-    def sc(b):
-        x1, y1, x2, y2 = (float(v) for v in b)
-        x1, x2 = sorted((x1 * sx, x2 * sx))
-        y1, y2 = sorted((y1 * sy, y2 * sy))
-        return [x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)]
-
-    for i, b in enumerate(gt_boxes or []):
-        if gt_hit is not None and not gt_hit[i]:
-            _dashed_rect(draw, sc(b), GT_COLOR, lw)
-        else:
-            draw.rectangle(sc(b), outline=GT_COLOR, width=lw)
-    for i, (b, ok) in enumerate(zip(pred_boxes or [], pred_ok or [True] * len(pred_boxes or []))):
-        if ok:
-            draw.rectangle(sc(b), outline=PRED_COLOR, width=lw)
-        else:
-            _dashed_rect(draw, sc(b), PRED_COLOR, lw)
-    font = _font()
-    labels = [(sc(b), gt_labels[i], GT_COLOR) for i, b in enumerate(gt_boxes or []) if i < len(gt_labels or ())]
-    labels += [(sc(b), pred_labels[i], PRED_COLOR) for i, b in enumerate(pred_boxes or [])
-               if i < len(pred_labels or ()) and pred_labels[i]]
+    truth = [to_panel(b) for b in gt_boxes or []]
+    predicted = [to_panel(b) for b in pred_boxes or []]
+    _draw_boxes(draw, truth, [True] * len(truth) if gt_hit is None else gt_hit, GT_COLOR)
+    _draw_boxes(draw, predicted, pred_ok or [True] * len(predicted), PRED_COLOR)
+    labels = [(b, text, GT_COLOR) for b, text in zip(truth, gt_labels or ())]
+    labels += [(b, text, PRED_COLOR) for b, text in zip(predicted, pred_labels or ()) if text]
     placed = [] if label_rects is None else label_rects
+    font = _font()
     for box, text, color in labels[:MAX_BOXES]:  # drawn last, so that no box line crosses a label
         _label(draw, box, str(text), color, font, placed)
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=82)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), size
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), im.size
 
 
-def _figure(uri, size, caption, key, label_rects=None):
-    """An image that enlarges when clicked (CSS only: a hidden checkbox toggles a full-window view).
-    `label_rects`: where its box labels were drawn (data-labels, which the page's check reads)."""
-    zid = "zoom-" + re.sub(r"[^A-Za-z0-9_-]", "_", key)
-    alt = html.escape(caption, quote=True)
-    rects = (" data-labels='" + ";".join(",".join(str(round(v)) for v in r) for r in label_rects) + "'"
-             if label_rects else "")
-    return (f"<figure><input type='checkbox' class='zoom' id='{zid}'><label class='zoom' for='{zid}' "
-            f"title='click to enlarge / close'><img src='{uri}' width='{size[0]}' height='{size[1]}' alt='{alt}'{rects}>"
-            f"</label><figcaption>{html.escape(caption)}</figcaption></figure>")
+def _downscaled(image, width, height, max_side):
+    """`image` at most `max_side` pixels a side, and the function that maps a box in the row's pixel
+    coordinates (`width` x `height`, by default the image's) onto it: corners in order, at least a
+    pixel wide and high."""
+    W, H = width or image.width, height or image.height
+    scale = min(1.0, max_side / max(image.width, image.height))
+    im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    sx, sy = im.width / W, im.height / H
+
+    def to_panel(box):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        x1, x2 = sorted((x1 * sx, x2 * sx))
+        y1, y2 = sorted((y1 * sy, y2 * sy))
+        return [x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)]
+    return im, to_panel
+
+
+def _draw_boxes(draw, boxes, solid, color, width=2):
+    """Each box outlined in `color`: solid where `solid` says so, else dashed."""
+    for box, ok in zip(boxes, solid):
+        if ok:
+            draw.rectangle(box, outline=color, width=width)
+        else:
+            _dashed_rect(draw, box, color, width)
 
 
 def truth_caption(model, found, n_truth, n_pred, same_category=False, drawn=""):
@@ -502,7 +362,52 @@ def truth_caption(model, found, n_truth, n_pred, same_category=False, drawn=""):
 
 
 # ---------------------------------------------------------------------------------------------
-# Samples section
+# Samples section: its model; samples.html.j2 and samples.md.j2 hold the words
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A text as a sample shows it: its first `limit` characters (an <image> tag left out) and how
+    many it had, so the page can say it was cut."""
+    text: str
+    total: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One image of a sample: its data URI and size, its caption, the id of its zoom toggle, and
+    where its box labels were drawn ("x1,y1,x2,y2;...", read by the page's check)."""
+    uri: str
+    size: tuple[int, int]
+    caption: str
+    zoom_id: str
+    labels: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One model's answer to a sample; None where it gave no answer or no error."""
+    model: str
+    answer: Shown | None
+    error: Shown | None
+    marks: str          # HTML chips of escaped text (marks())
+    score_line: str
+    score_md: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    task: str
+    task_label: str
+    subset: str | None
+    image_path: str
+    panels: list[Panel] | None  # None: the image could not be read
+    question: Shown
+    question_md: str
+    reference: Shown
+    answers: list[Answer]
 
 
 def samples_section(order, rows, models, results, image_root=None, max_side=DEFAULT_MAX_SIDE, title="Samples"):
@@ -511,83 +416,61 @@ def samples_section(order, rows, models, results, image_root=None, max_side=DEFA
     order: the shown ids in display order; rows: {id: test row with question, answer, image_path};
     models: model names in leaderboard order; results: {(model, id): {'prediction', 'error',
     'result': the scorer's per-sample record}} -- all as the scoring pipeline computed them."""
-    intro = ("<p class='note'>A few test samples per task (the smallest ids of each task, subsets in turn). "
-             "Boxes: <span class='sw gt'></span> ground truth, <span class='sw pred'></span> the model's parsed boxes; "
-             f"solid when matched (IoU &ge; {MATCH_IOU} after the scorer's Hungarian assignment; grounding matches "
-             "within a category), dashed when not (a dashed green box is a truth box the model missed). "
-             "Marks: <span class='chip ok'>\u2713 scored right</span> <span class='chip bad'>\u2717 wrong</span> "
-             "<span class='chip miss'>missed: in the truth, not in the answer</span>. "
-             "Per column TP / FP / FN as counted in the scores above. Under each model's panel: how many of the "
-             "sample's truth boxes it found (matched at IoU &ge; 0.5), out of all truth boxes. Boxes carry their "
-             "category. Click an image to enlarge it, click again to close.</p>")
-    cards, md = [], []
-    missing_images = 0
-    for sid in order:
-        row = rows[sid]
-        task = row["task"]
-        image = load_image(image_root, row.get("image_path"))
-        W, H = row.get("width"), row.get("height")
-        figs = []
-        if image is None:
-            missing_images += 1
-            figs.append(f"<div class='noimg'><span>image not available</span><code>"
-                        f"{html.escape(str(row.get('image_path')))}</code></div>")
-        else:
-            gt_caption = "ground truth" if row.get("gt_boxes") else "image"
-            gt_labels = list(row.get("gt_categories") or [])
-            rects = []
-            uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], max_side=max_side, gt_labels=gt_labels,
-                                   label_rects=rects)
-            n = len(row.get("gt_boxes") or [])
-            figs.append(_figure(uri, size, f"{gt_caption} ({n} box{'es' if n != 1 else ''})" if n else gt_caption,
-                                f"{sid}-truth", rects))
-            if task in ANSWER_BOX_TASKS:
-                for m in models:
-                    res = (results.get((m, sid)) or {}).get("result") or {}
-                    within = SPECS[task].match_within_category
-                    pred_iou, gt_hit = _box_hits(row, res, within)
-                    ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
-                    boxes = res.get("pred_boxes") or []
-                    drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
-                    pcats = list(res.get("pred_box_categories") or []) if within else []
-                    rects = []
-                    uri, size = draw_panel(image, W, H, row.get("gt_boxes") or [], gt_hit,
-                                           boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side,
-                                           gt_labels=gt_labels, pred_labels=pcats[:MAX_BOXES], label_rects=rects)
-                    figs.append(_figure(uri, size, truth_caption(m, sum(gt_hit), len(gt_hit), len(boxes),
-                                                                 within, drawn), f"{sid}-{m}", rects))
-        qa = [f"<tr><th>Question</th><td class='l'>{_text(row.get('question'))}</td></tr>",
-              f"<tr><th>Reference</th><td class='l ref'>{_text(row.get('answer'))}</td></tr>"]
-        md.append(f"- `{sid}` ({task}{', ' + row['subset'] if row.get('subset') else ''}): "
-                  f"{_md_escape(_strip_image_tag(row.get('question')))}")
-        for m in models:
-            shown = results.get((m, sid)) or {}
-            res = shown.get("result")
-            answer, err = shown.get("prediction"), shown.get("error")
-            text = _text(answer) if answer else "<i>(no answer)</i>"
-            if err:
-                text += f"<div class='err'>error: {_text(err, MAX_ERROR)}</div>"
-            qa.append(f"<tr><th>{html.escape(m)}</th><td class='l'>{text}"
-                      f"<div class='marks'>{marks(task, row, res)}</div>"
-                      f"<div class='cols'>{html.escape(score_line(res))}</div></td></tr>")
-            md.append(f"  - {m}: {_md_escape(score_line(res)) or '–'}")
-        dot = " \u00b7 "
-        subset = dot + row["subset"] if row.get("subset") else ""
-        head = (f"{html.escape(TASK_LABELS.get(task, task))}{html.escape(subset)}{dot}<code>{html.escape(sid)}</code>"
-                f"{dot}{html.escape(str(row.get('image_path')))}")
-        cards.append(f"<div class='sample' id='sample-{html.escape(sid)}'><h3>{head}</h3>"
-                     f"<div class='sample-body'><div class='panels'>{''.join(figs)}</div>"
-                     f"<table class='qa'>{''.join(qa)}</table></div></div>")
-    if not order:
-        body = "<p class='note'>No test samples found.</p>"
-    else:
-        body = intro + (f"<p class='note'>Images not found under <code>{html.escape(str(image_root))}</code>: "
-                        f"{missing_images} (pass <code>--image-root</code>).</p>" if missing_images else "")
-        body += "<div class='samples'>" + "\n".join(cards) + "</div>"
-    body += RENDER_CHECK_SCRIPT
-    md_text = (f"{len(order)} test samples (smallest ids per task); per model the TP / FP / FN of each column. "
-               "Images and marked answers are in report.html.\n\n" + "\n".join(md))
-    return report.Section(title, html=body, markdown=md_text)
+    samples = [_sample(sid, rows[sid], models, results, image_root, max_side) for sid in order]
+    model = {"samples": samples, "match_iou": MATCH_IOU, "image_root": image_root,
+             "missing_images": sum(s.panels is None for s in samples)}
+    return report.Section(title, html=render(__file__, "samples.html.j2", **model) + RENDER_CHECK_SCRIPT,
+                          markdown=render(__file__, "samples.md.j2", **model))
+
+
+def _sample(sid, row, models, results, image_root, max_side):
+    task = row["task"]
+    image = load_image(image_root, row.get("image_path"))
+    answers = []
+    for m in models:
+        shown = results.get((m, sid)) or {}
+        res, answer, err = shown.get("result"), shown.get("prediction"), shown.get("error")
+        answers.append(Answer(m, _shown(answer) if answer else None, _shown(err, MAX_ERROR) if err else None,
+                              marks(task, row, res), score_line(res), _md_escape(score_line(res))))
+    return Sample(id=sid, task=task, task_label=TASK_LABELS.get(task, task), subset=row.get("subset"),
+                  image_path=str(row.get("image_path")),
+                  panels=None if image is None else _panels(sid, row, image, models, results, max_side),
+                  question=_shown(row.get("question")), question_md=_md_escape(_strip_image_tag(row.get("question"))),
+                  reference=_shown(row.get("answer")), answers=answers)
+
+
+def _panels(sid, row, image, models, results, max_side):
+    """The truth panel, then, for a task whose answers carry boxes, one panel per model."""
+    W, H = row.get("width"), row.get("height")
+    truth = row.get("gt_boxes") or []
+    gt_labels = list(row.get("gt_categories") or [])
+    rects = []
+    uri, size = draw_panel(image, W, H, truth, max_side=max_side, gt_labels=gt_labels, label_rects=rects)
+    caption = "ground truth" if truth else "image"
+    n = len(truth)
+    panels = [_panel(uri, size, f"{caption} ({n} box{'es' if n != 1 else ''})" if n else caption, f"{sid}-truth",
+                     rects)]
+    if row["task"] not in ANSWER_BOX_TASKS:
+        return panels
+    within = SPECS[row["task"]].match_within_category
+    for m in models:
+        res = (results.get((m, sid)) or {}).get("result") or {}
+        pred_iou, gt_hit = _box_hits(row, res, within)
+        ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
+        boxes = res.get("pred_boxes") or []
+        drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
+        pcats = list(res.get("pred_box_categories") or []) if within else []
+        rects = []
+        uri, size = draw_panel(image, W, H, truth, gt_hit, boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side,
+                               gt_labels=gt_labels, pred_labels=pcats[:MAX_BOXES], label_rects=rects)
+        panels.append(_panel(uri, size, truth_caption(m, sum(gt_hit), len(gt_hit), len(boxes), within, drawn),
+                             f"{sid}-{m}", rects))
+    return panels
+
+
+def _panel(uri, size, caption, key, label_rects):
+    return Panel(uri, size, caption, "zoom-" + re.sub(r"[^A-Za-z0-9_-]", "_", key),
+                 ";".join(",".join(str(round(v)) for v in r) for r in label_rects))
 
 
 def _strip_image_tag(text):
@@ -595,14 +478,9 @@ def _strip_image_tag(text):
     return text[len("<image>"):].lstrip("\n") if text.startswith("<image>") else text
 
 
-def _text(text, limit=MAX_TEXT):
-    """Escaped text for the page, at most `limit` characters, saying so when it was cut."""
+def _shown(text, limit=MAX_TEXT):
     text = _strip_image_tag(text)
-    cut = ""
-    if len(text) > limit:
-        cut = f" \u2026 <span class='cut'>(cut: {limit:,} of {len(text):,} characters shown)</span>"
-        text = text[:limit]
-    return html.escape(text).replace("\n", "<br>") + cut
+    return Shown(text[:limit], len(text), limit)
 
 
 def _md_escape(text, limit=200):

@@ -1,9 +1,11 @@
 """Benchmark reports: report.md (Table-3-style) and report.html (one self-contained file).
 
-Functions only, so that other stages can add sections:
+    render_markdown(models_metrics, breakdowns=None, extra_sections=())   # report_model(...) through report.md.j2
+    render_html(models_metrics, breakdowns=None, extra_sections=())       # report_model(...) through report.html.j2
 
-    render_markdown(models_metrics, breakdowns=None, extra_sections=())
-    render_html(models_metrics, breakdowns=None, extra_sections=())
+Each report is the one typed model of the values it shows (`report_model` -> `ScoreReport`) and a
+Jinja2 template beside this module that holds the words (report_parts.j2: the notes both print and
+the Markdown table); leaderboard.md is render_leaderboard_md's rows through leaderboard.md.j2.
 
 `models_metrics` is a list of metrics.json dicts (docs/rules.md section 12), `breakdowns` maps a model name to
 its breakdown.json dict (per category / per size). An extra section is a `Section(title, html=...,
@@ -29,11 +31,14 @@ import os
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from sarchat import __version__ as TOOLKIT_VERSION
+from sarchat.report.stats_report import Table
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.fileio import join_path, write_text
 from sarchat.transforms.geometry import IDENTIFY_SIZES
+from sarchat.transforms.rendering import render
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS, overall_score, task_score
 from sarchat.transforms.tasks import COLUMN_LABELS, TASK_LABELS, TASKS  # noqa: F401 (re-exported)
 
@@ -70,14 +75,11 @@ def _fmt(v, nd=2):
     return "–" if v is None else f"{v:.{nd}f}"
 
 
-def _resolve_sections(extra_sections):
-    out = []
-    for s in extra_sections or ():
-        if callable(s) and not hasattr(s, "title"):
-            s = s()
-        if s is not None:
-            out.append(s)
-    return out
+def _resolve_sections(extra_sections) -> list[Section]:
+    """The extra sections as Sections: a callable called, None left out, a missing body empty."""
+    given: list[Any] = [s() if callable(s) and not hasattr(s, "title") else s for s in extra_sections or ()]
+    return [Section(s.title, getattr(s, "html", "") or "", getattr(s, "markdown", "") or "")
+            for s in given if s is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,10 +142,6 @@ def failure_rows(models_metrics, key="parse_failures"):
 
 
 TEMPLATE_SPREAD_HEADER = ["Model", "Task", "Templates", "Min", "Max", "Range", "Std dev", "Task score"]
-TEMPLATE_SPREAD_NOTE = ("Prompt sensitivity: each task's score (Eq. 5) computed over the samples of each question "
-                        "template alone, then the spread of those per-template scores (population standard deviation; "
-                        "range = max - min). A wide spread means the model's score depends on how it was asked. "
-                        "metrics.json's template_spread has the score of every template.")
 
 
 def template_spread_rows(models_metrics):
@@ -184,14 +182,6 @@ def provenance_lines(models_metrics):
 
 FAILURE_HEADER = ["Model"] + [TASK_LABELS[t] for t in TASKS]
 
-
-def _md_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------------
 # Grounding and classification breakdowns (breakdown.json's grounding_boxes, classify_classes,
 # classify_confusion; docs/scoring.md, "Breakdowns")
@@ -200,18 +190,6 @@ GROUNDING_BOX_HEADER = ["Category", "Truth boxes", "Predicted boxes", "TP", "FP"
 GROUNDING_SIZE_HEADER = ["Object size", "Truth boxes", "Found", "Recall"]
 CLASS_HEADER = ["Class", "Support", "Predicted", "TP", "FP", "FN", "Precision", "Recall", "F1", "Score (Eq. 3)"]
 CONFUSION_CORNER = "truth ↓, predicted →"
-BREAKDOWN_NOTE = ("Count, identification and referring: the task score over the samples about each category. "
-                  "Spatial grounding: per truth box, boxes matched within their category at IoU 0.5; the score "
-                  "of a category is the mean of the Ground Single and Ground Multi columns over that category's "
-                  "boxes. Classification: per class label, Eq. 3 = TP / (TP + FP + FN) over the samples.")
-GROUNDING_NOTE = ("Boxes of all grounding samples. A truth box is found when a predicted box of its category "
-                  "matches it at IoU >= 0.5; FP: predicted boxes of the category left unmatched. The size word is "
-                  "the truth box's area over the image area (the identification thresholds); a predicted box "
-                  "has no truth size until it is matched, so sizes show recall only.")
-CONFUSION_NOTE = ("Rows: truth labels; columns: predicted labels. A label both true and named counts on the "
-                  "diagonal; each missed truth label is paired with each wrongly named label of the same sample; "
-                  "a missed label with nothing wrongly named goes to the column none, a wrongly named label with "
-                  "nothing missed to the row none. An unparseable or missing answer names nothing.")
 
 
 def grounding_category_rows(breakdown):
@@ -238,36 +216,6 @@ def confusion_table(breakdown):
         return None
     return ([CONFUSION_CORNER] + list(conf["predicted"]),
             [[t] + list(row) for t, row in zip(conf["truth"], conf["counts"])])
-
-
-def _models_with(models_metrics, breakdowns, key):
-    """[(model, its breakdown)] of the models whose breakdown has `key`, in the report's model order."""
-    return [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics
-            if (breakdowns.get(m["model"]) or {}).get(key)]
-
-
-def _md_breakdown_sections(models_metrics, breakdowns):
-    """The Markdown of the grounding and classification breakdowns (empty when no model has one)."""
-    out = []
-    grounding = _models_with(models_metrics, breakdowns, "grounding_boxes")
-    if grounding:
-        out += ["## Spatial grounding per category and per object size (this run)", "", GROUNDING_NOTE, ""]
-        for model, b in grounding:
-            out += [f"**{model}**, grounding boxes by category:", "",
-                    _md_table(GROUNDING_BOX_HEADER, grounding_category_rows(b)), ""]
-            if grounding_size_rows(b):
-                out += [f"**{model}**, grounding truth boxes found by object size:", "",
-                        _md_table(GROUNDING_SIZE_HEADER, grounding_size_rows(b)), ""]
-    classify = _models_with(models_metrics, breakdowns, "classify_confusion")
-    if classify:
-        out += ["## Classification per class and confusion matrix (this run)", "",
-                "Precision, recall, F1 and score in percent (– where undefined).", ""]
-        for model, b in classify:
-            header, rows = confusion_table(b) or ([], [])
-            out += [f"**{model}**, classification per class:", "", _md_table(CLASS_HEADER, classify_class_rows(b)), "",
-                    f"**{model}**, classification confusion matrix:", "", _md_table(header, rows), ""]
-        out += [CONFUSION_NOTE, ""]
-    return out
 
 
 def _t3_cells(row):
@@ -364,107 +312,144 @@ def _md_anchor(title):
 
 
 # ---------------------------------------------------------------------------------------------
-# Markdown
+# The report's model: the values report.md and report.html show; report.md.j2 and report.html.j2
+# (with report_parts.j2, what both print) hold the words.
+
+
+@dataclass(frozen=True)
+class ModelBreakdown:
+    """One model's breakdown tables (docs/scoring.md, "Breakdowns"); None where its breakdown.json
+    has no such part."""
+    model: str
+    categories: Table | None        # task score by category
+    identify_sizes: Table | None    # identification score by object size
+    grounding: Table | None         # grounding boxes by category
+    grounding_sizes: Table | None   # grounding truth boxes found by object size (None: no row)
+    classes: Table | None           # classification per class
+    confusion: Table | None         # classification confusion matrix
+    heat_rows: list                 # the confusion matrix as (truth label, [(count, css class, shade)])
+
+
+@dataclass(frozen=True)
+class Charts:
+    """Inline SVG charts (report.html only)."""
+    radar: str
+    radar_paper: str | None         # the paper's rows on their own panel when the test set is another
+    categories: list[str]
+    sizes: list[str]
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """The values of report.md and report.html. A part without data is None (or empty) and the
+    templates leave it out."""
+    title: str
+    paper_label: str
+    facts: list[tuple[str, str]]
+    models: Table | None            # each model's backend, adapter and run folder
+    include_paper: bool
+    warning: str | None             # the test set is not the paper's
+    table3: Table
+    table3_classes: list[str]       # "run" or "paper" per row of table3
+    paper_avg: Table | None         # the paper's Avg as published beside Eq. 4 from its columns
+    summary: Table
+    parse_failures: Table
+    inference_errors: Table
+    provenance: list[str]
+    unattributed_rejects: int
+    template_spread: Table | None
+    breakdowns: list[ModelBreakdown] | None  # one per model; None: no breakdown.json given
+    charts: Charts | None           # None: no chart (report.md, --plots none)
+    sections: list[Section]
+
+
+def report_model(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0,
+                 context=None, now=None, charts=False, title="SARChat-Bench results") -> ScoreReport:
+    """The report's values from the metrics.json and breakdown.json documents; `charts` draws them."""
+    paper = load_paper_table() if include_paper else None
+    warning = test_set_warning(context, models_metrics, paper) if include_paper else None
+    t3 = table3_rows(models_metrics, include_paper)
+    spread = template_spread_rows(models_metrics)
+    return ScoreReport(
+        title=title, paper_label=PAPER_LABEL, facts=header_facts(context, models_metrics, now),
+        models=Table(MODEL_HEADER, model_rows(context, models_metrics), left=4) if models_metrics else None,
+        include_paper=include_paper, warning=warning, table3=Table(TABLE3_HEADER, [_t3_cells(r) for r in t3], left=3),
+        table3_classes=["run" if r[0] == "this run" else "paper" for r in t3],
+        paper_avg=Table(["Model (paper)", "Avg as published", "Eq. 4 from its columns"],
+                        [[r["model"], _fmt(r["avg_score"]), _fmt(paper_recomputed_overall(r, paper))]
+                         for r in paper["rows"]]) if paper else None,
+        summary=Table(SUMMARY_HEADER, summary_rows(models_metrics, breakdowns)),
+        parse_failures=Table(FAILURE_HEADER, failure_rows(models_metrics)),
+        inference_errors=Table(FAILURE_HEADER, failure_rows(models_metrics, "inference_errors")),
+        provenance=provenance_lines(models_metrics), unattributed_rejects=unattributed_rejects,
+        template_spread=Table(TEMPLATE_SPREAD_HEADER, spread, left=2) if spread else None,
+        breakdowns=[model_breakdown(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics]
+        if breakdowns else None,
+        charts=_charts(models_metrics, breakdowns, include_paper, warning) if charts else None,
+        sections=_resolve_sections(extra_sections))
+
+
+def model_breakdown(model, b) -> ModelBreakdown:
+    """The breakdown tables of one model's breakdown.json dict `b`."""
+    bc = b.get("by_category") or {}
+    cats = sorted({c for v in bc.values() for c in v}, key=_cat_order)
+    sizes = (b.get("by_size") or {}).get("identify") or {}
+    confusion, size_rows = confusion_table(b), grounding_size_rows(b)
+    return ModelBreakdown(
+        model=model,
+        categories=Table(["Task"] + cats, [[TASK_LABELS[t]] + [_fmt(bc[t].get(c)) for c in cats] for t in bc])
+        if bc else None,
+        identify_sizes=Table(list(sizes), [[_fmt(v) for v in sizes.values()]]) if sizes else None,
+        grounding=Table(GROUNDING_BOX_HEADER, grounding_category_rows(b)) if b.get("grounding_boxes") else None,
+        grounding_sizes=Table(GROUNDING_SIZE_HEADER, size_rows) if size_rows else None,
+        classes=Table(CLASS_HEADER, classify_class_rows(b)) if confusion else None,
+        confusion=Table(*confusion) if confusion else None, heat_rows=heat_rows(confusion[1]) if confusion else [])
+
+
+def heat_rows(rows):
+    """The confusion matrix as a heat-table: every count printed, the cell shaded by its count over
+    the largest count (green on the diagonal, red off it, none for 0); the last row (none) has no
+    diagonal."""
+    vmax = max([v for r in rows for v in r[1:]] + [1])
+    out = []
+    for i, (label, *counts) in enumerate(rows):
+        cells = []
+        for j, v in enumerate(counts):
+            diag = i == j and i < len(rows) - 1
+            shade = f"rgba({'46,125,50' if diag else '198,40,40'},{0.12 + 0.5 * v / vmax:.3f})" if v else ""
+            cells.append((v, "diag" if diag else ("zero" if not v else "off"), shade))
+        out.append((label, cells))
+    return out
+
+
+def _charts(models_metrics, breakdowns, include_paper, warning):
+    if include_paper and warning:
+        # another test set: the paper's rows get their own panel, so no one reads one set of axes as a comparison
+        radar = radar_svg(models_metrics, include_paper=False)
+        radar_paper = radar_svg([], include_paper=True, paper_title=True)
+    else:
+        radar, radar_paper = radar_svg(models_metrics, include_paper), None
+    if not breakdowns:
+        return Charts(radar, radar_paper, [], [])
+    sizes = [size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns)]
+    return Charts(radar, radar_paper, category_charts(models_metrics, breakdowns), [c for c in sizes if c])
 
 
 def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0,
                     context=None, now=None):
-    paper = load_paper_table() if include_paper else None
-    out = ["# SARChat-Bench results", ""]
-    out += [f"- **{label}:** {text}" for label, text in header_facts(context, models_metrics, now)]
-    out.append("")
-    if models_metrics:
-        out.append(_md_table(MODEL_HEADER, model_rows(context, models_metrics)))
-        out.append("")
-    out.append("@@TOC@@")
-    out.append("")
-    out.append("Scores in percent. Columns follow the paper's Table 3; *Avg score* is the overall score of "
-               "Eq. 4 (task scores weighted by the number of test samples of the task, a task score being the "
-               "mean of its non-null columns, Eq. 5). `–` marks a column without samples.")
-    out.append("")
-    out.append("## Table 3 (this run and the paper's published rows)" if include_paper else "## Table 3 (this run)")
-    out.append("")
-    warning = test_set_warning(context, models_metrics, paper) if include_paper else None
-    if warning:
-        out += [f"> **{warning}**", ""]
-    out.append(_md_table(TABLE3_HEADER, [_t3_cells(r) for r in table3_rows(models_metrics, include_paper)]))
-    out.append("")
-    if include_paper:
-        out.append(f"Rows marked *{PAPER_LABEL}* are copied from the paper (SARChat-Bench-2M, Table 3); they were "
-                   "not produced by this toolkit. The paper's Avg score is shown as published; recomputing Eq. 4 "
-                   "from its own columns and test task sizes gives slightly different values:")
-        out.append("")
-        out.append(_md_table(["Model (paper)", "Avg as published", "Eq. 4 from its columns"],
-                             [[r["model"], _fmt(r["avg_score"]), _fmt(paper_recomputed_overall(r, paper))]
-                              for r in paper["rows"]]))
-        out.append("")
-    out.append("## Summary per model (this run)")
-    out.append("")
-    out.append(_md_table(SUMMARY_HEADER, summary_rows(models_metrics, breakdowns)))
-    out.append("")
-    out.append("The 95% interval is a seeded percentile bootstrap of the overall score that resamples the test "
-               "samples of each task with replacement. Unparseable answers and missing predictions score as misses.")
-    out.append("")
-    out.append("## Parse failures per task, % of the task's samples (count)")
-    out.append("")
-    out.append(_md_table(FAILURE_HEADER, failure_rows(models_metrics)))
-    out.append("")
-    out.append("## Inference errors per task, % of the task's samples (count)")
-    out.append("")
-    out.append(_md_table(FAILURE_HEADER, failure_rows(models_metrics, "inference_errors")))
-    out.append("")
-    out.append("Samples whose prediction row carries an error (the model was never heard); they score as misses "
-               "and are not parse failures.")
-    out.append("")
-    prov = provenance_lines(models_metrics)
-    if prov:
-        out.append("## Dataset version")
-        out.append("")
-        out += [f"- {line}" for line in prov]
-        out.append("")
-    if unattributed_rejects:
-        out.append(f"{unattributed_rejects} malformed prediction lines belong to no model (files of several models): "
-                   "see rejected.jsonl.")
-        out.append("")
-    spread_rows = template_spread_rows(models_metrics)
-    if spread_rows:
-        out.append("## Prompt sensitivity: score per question template")
-        out.append("")
-        out.append(_md_table(TEMPLATE_SPREAD_HEADER, spread_rows))
-        out.append("")
-        out.append(TEMPLATE_SPREAD_NOTE)
-        out.append("")
-    if breakdowns:
-        out.append("## Per category and per object size (this run)")
-        out.append("")
-        for m in models_metrics:
-            b = breakdowns.get(m["model"]) or {}
-            bc = b.get("by_category") or {}
-            if bc:
-                cats = sorted({c for v in bc.values() for c in v}, key=_cat_order)
-                out.append(f"**{m['model']}**, task score by category:")
-                out.append("")
-                out.append(_md_table(["Task"] + cats, [[TASK_LABELS[t]] + [_fmt(bc[t].get(c)) for c in cats]
-                                                       for t in bc]))
-                out.append("")
-            bs = (b.get("by_size") or {}).get("identify") or {}
-            if bs:
-                out.append(f"**{m['model']}**, identification score by object size:")
-                out.append("")
-                out.append(_md_table(list(bs), [[_fmt(v) for v in bs.values()]]))
-                out.append("")
-        out.append(BREAKDOWN_NOTE)
-        out.append("")
-        out += _md_breakdown_sections(models_metrics, breakdowns)
-    for s in _resolve_sections(extra_sections):
-        out += _section_md(s)
-    titles = [line[3:] for line in out if line.startswith("## ")]
-    toc = "**Contents:** " + " · ".join(f"[{t}](#{_md_anchor(t)})" for t in titles)
-    return "\n".join(toc if line == "@@TOC@@" else line for line in out).rstrip() + "\n"
+    """report.md (report_model through report.md.j2)."""
+    model = report_model(models_metrics, breakdowns, extra_sections, include_paper, unattributed_rejects, context, now)
+    return render(__file__, "report.md.j2", contents=[], anchor=_md_anchor, **vars(model)).rstrip() + "\n"
 
 
-def _section_md(s):
-    return [f"## {s.title}", "", getattr(s, "markdown", "") or "", ""]
+def render_html(models_metrics, breakdowns=None, extra_sections=(), include_paper=True,
+                title="SARChat-Bench results", unattributed_rejects=0, context=None, now=None, charts=True):
+    """The whole report as one self-contained HTML page (inline SVG charts, inline CSS): a header
+    saying what it shows, a table of contents, then the sections (each <h2> with an anchor).
+    `charts=False` (`--plots none`) leaves out the matplotlib charts, the tables stay."""
+    model = report_model(models_metrics, breakdowns, extra_sections, include_paper, unattributed_rejects, context, now,
+                         charts, title)
+    return _with_toc(render(__file__, "report.html.j2", **vars(model)))
 
 
 def render_leaderboard_md(board):
@@ -476,7 +461,7 @@ def render_leaderboard_md(board):
         rows.append([r["rank"], r["model"], _fmt(r["overall"]), "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]",
                      _fmt(r["overall_macro"])] + [_fmt(r["tasks"].get(t)) for t in TASKS]
                     + [r["parse_failures"], r.get("inference_errors", 0), r["missing_predictions"], r["rejected"]])
-    return "# SARChat-Bench leaderboard\n\n" + _md_table(header, rows) + "\n"
+    return render(__file__, "leaderboard.md.j2", table=Table(header, rows))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,268 +590,43 @@ def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
     return _svg(fig)
 
 
+def _breakdown_of(breakdowns, m):
+    return (breakdowns or {}).get(m["model"]) or {}
+
+
 def category_charts(models_metrics, breakdowns):
     """One grouped bar chart per task with a per-category breakdown (count, identify, refer)."""
+    per_model = [(m["model"], _breakdown_of(breakdowns, m).get("by_category", {})) for m in models_metrics]
     charts = []
-    tasks = []
-    for m in models_metrics:
-        for t in ((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}):
-            if t not in tasks:
-                tasks.append(t)
-    for t in tasks:
-        cats = sorted({c for m in models_metrics
-                       for c in (((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}).get(t) or {})},
-                      key=_cat_order)
-        series = []
-        for m in models_metrics:
-            bc = (((breakdowns or {}).get(m["model"]) or {}).get("by_category", {}).get(t)) or {}
-            series.append((m["model"], [bc.get(c) for c in cats]))
+    for t in dict.fromkeys(t for _, by_task in per_model for t in by_task):  # tasks in order of appearance
+        cats = sorted({c for _, by_task in per_model for c in (by_task.get(t) or {})}, key=_cat_order)
+        series = [(model, [(by_task.get(t) or {}).get(c) for c in cats]) for model, by_task in per_model]
         charts.append(grouped_bars_svg(f"{TASK_LABELS[t]}: task score by category", cats, series))
     return charts
 
 
 def size_chart(models_metrics, breakdowns):
-    sizes = list(reversed(IDENTIFY_SIZES))
-    present = [s for s in sizes if any(
-        s in ((((breakdowns or {}).get(m["model"]) or {}).get("by_size", {}).get("identify")) or {})
-        for m in models_metrics)]
-    if not present:
-        return None
-    series = []
-    for m in models_metrics:
-        bs = (((breakdowns or {}).get(m["model"]) or {}).get("by_size", {}).get("identify")) or {}
-        series.append((m["model"], [bs.get(s) for s in present]))
-    return grouped_bars_svg("Cross-modal identification: score by object size", present, series)
+    """Grouped bars of identification's score per object size word (smallest first), one series per model."""
+    return _size_bars("Cross-modal identification: score by object size", "score (%)",
+                      [(m["model"], _breakdown_of(breakdowns, m).get("by_size", {}).get("identify") or {})
+                       for m in models_metrics])
 
 
 def grounding_size_chart(models_metrics, breakdowns):
     """Grouped bars of grounding's recall per object size word (smallest first), one series per model."""
-    sizes = list(reversed(IDENTIFY_SIZES))
-    per_model = [(m["model"], (((breakdowns or {}).get(m["model"]) or {}).get("grounding_boxes") or {}).get("by_size")
-                  or {}) for m in models_metrics]
-    present = [s for s in sizes if any(s in bs for _, bs in per_model)]
+    per_model = [(m["model"], ((_breakdown_of(breakdowns, m).get("grounding_boxes") or {}).get("by_size") or {}))
+                 for m in models_metrics]
+    return _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)",
+                      [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in per_model])
+
+
+def _size_bars(title, ylabel, per_model):
+    """[(model, {size word: value})] as grouped bars over the size words any model has; None when none has one."""
+    present = [s for s in reversed(IDENTIFY_SIZES) if any(s in values for _, values in per_model)]
     if not present:
         return None
-    series = [(model, [(bs.get(s) or {}).get("recall") for s in present]) for model, bs in per_model]
-    return grouped_bars_svg("Spatial grounding: truth boxes found by object size", present, series,
-                            ylabel="recall (%)")
-
-
-def confusion_html(breakdown, model=""):
-    """The classify confusion matrix as a heat-table: every count printed, the cell shaded by its
-    count over the largest count (green on the diagonal, red off it, none for 0)."""
-    table = confusion_table(breakdown)
-    if table is None:
-        return ""
-    header, rows = table
-    vmax = max([v for r in rows for v in r[1:]] + [1])
-    h = [f"<div class='table-wrap'><table class='confusion' data-model='{html.escape(model, quote=True)}'><thead><tr>"
-         + "".join(f"<th>{html.escape(str(c))}</th>" for c in header) + "</tr></thead><tbody>"]
-    for i, r in enumerate(rows):
-        cells = [f"<th class='l'>{html.escape(str(r[0]))}</th>"]
-        for j, v in enumerate(r[1:]):
-            diag = i == j and i < len(rows) - 1
-            alpha = 0.0 if not v else 0.12 + 0.5 * v / vmax
-            rgb = "46,125,50" if diag else "198,40,40"
-            style = f" style='background:rgba({rgb},{alpha:.3f})'" if v else ""
-            cells.append(f"<td class='{'diag' if diag else ('zero' if not v else 'off')}'{style}>{v}</td>")
-        h.append("<tr>" + "".join(cells) + "</tr>")
-    h.append("</tbody></table></div>")
-    return "\n".join(h)
-
-
-def _html_breakdown_sections(models_metrics, breakdowns):
-    parts = []
-    grounding = _models_with(models_metrics, breakdowns, "grounding_boxes")
-    if grounding:
-        parts.append("<h2>Spatial grounding per category and per object size</h2>")
-        parts.append(f"<p class='note'>{html.escape(GROUNDING_NOTE)}</p>")
-        for model, b in grounding:
-            parts.append(f"<h3>{html.escape(model)}</h3><div class='bd-tables'>")
-            parts.append("<figure>" + _html_table(GROUNDING_BOX_HEADER, grounding_category_rows(b), left=1,
-                                                  cls="breakdown")
-                         + "<figcaption>boxes by category</figcaption></figure>")
-            if grounding_size_rows(b):
-                parts.append("<figure>" + _html_table(GROUNDING_SIZE_HEADER, grounding_size_rows(b), left=1,
-                                                      cls="breakdown")
-                             + "<figcaption>recall by object size</figcaption></figure>")
-            parts.append("</div>")
-    classify = _models_with(models_metrics, breakdowns, "classify_confusion")
-    if classify:
-        parts.append("<h2>Classification per class and confusion matrix</h2>")
-        parts.append(f"<p class='note'>{html.escape(CONFUSION_NOTE)} Precision, recall, F1 and score in percent "
-                     "(– where undefined).</p>")
-        for model, b in classify:
-            parts.append(f"<h3>{html.escape(model)}</h3><div class='bd-tables'>")
-            parts.append("<figure>" + confusion_html(b, model) + "<figcaption>confusion matrix (rows: truth, "
-                         "columns: predicted)</figcaption></figure>")
-            parts.append("<figure>" + _html_table(CLASS_HEADER, classify_class_rows(b), left=1, cls="breakdown")
-                         + "<figcaption>per class</figcaption></figure>")
-            parts.append("</div>")
-    return parts
-
-
-# ---------------------------------------------------------------------------------------------
-# HTML
-
-_CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px 32px;color:#222;max-width:1800px}
-*{box-sizing:border-box} .table-wrap{overflow-x:auto;max-width:100%}
-dl.facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 14px;font-size:13px;margin:8px 0}
-dl.facts dt{font-weight:600;color:#444} dl.facts dd{margin:0;overflow-wrap:anywhere} dd.synthetic{color:#9b1c1c;font-weight:600}
-nav.toc{font-size:13px;margin:12px 0;padding:6px 12px;border:1px solid #ddd;border-radius:6px;background:#fafafa}
-nav.toc ol{margin:4px 0;padding-left:22px;columns:2 260px} nav.toc a{color:#1a4f8b}
-p.warn{color:#9b1c1c;font-weight:600;font-size:13px;max-width:1100px;border-left:4px solid #ef9a9a;padding-left:8px}
-h1{font-size:24px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
-p.note{color:#555;font-size:13px;max-width:1100px}
-table{border-collapse:collapse;font-size:12px;margin:8px 0}
-th,td{border:1px solid #ddd;padding:3px 5px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3;text-align:center;white-space:normal;min-width:44px;max-width:90px;vertical-align:bottom}
-td.l{text-align:left}
-tr.run td{background:#eef6ff;font-weight:600} tr.paper td{color:#555}
-.charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
-.charts svg{max-width:100%;height:auto}
-h3{font-size:15px;margin:20px 0 6px} h4{font-size:13px;margin:14px 0 4px}
-ul.note{color:#555;font-size:13px;max-width:1100px}
-figure{margin:0} figcaption{font-size:11px;color:#555;text-align:center;margin-top:2px}
-.stats-plots figure.plot{max-width:100%} .stats-tables{overflow-x:auto}
-.samples{display:flex;flex-direction:column;gap:18px}
-.sample-body{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .sample-body table.qa{flex:1 1 420px;min-width:0;margin-top:0}
-table.qa td{overflow-wrap:anywhere}
-.sample{border:1px solid #ddd;border-radius:6px;padding:8px 12px;background:#fcfcfc}
-.sample h3{margin:2px 0 8px;font-weight:600}
-.panels{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
-.panels img{display:block;border:1px solid #ccc;image-rendering:auto}
-.noimg{width:200px;min-height:120px;padding:6px;border:1px dashed #bbb;color:#777;font-size:12px;display:flex;flex-direction:column;align-items:center;justify-content:center;text-align:center;overflow-wrap:anywhere;word-break:break-all}
-input.zoom{display:none} label.zoom{cursor:zoom-in;display:block}
-input.zoom:checked+label.zoom{position:fixed;inset:0;z-index:10;background:rgba(0,0,0,.82);display:flex;align-items:center;justify-content:center;cursor:zoom-out}
-input.zoom:checked+label.zoom img{width:auto;height:auto;min-width:min(80vw,80vh);max-width:95vw;max-height:92vh}
-table.qa{width:100%;max-width:1400px;margin-top:8px} table.qa th{width:110px;text-align:left;vertical-align:top;max-width:none}
-table.qa td{white-space:normal;font-size:12.5px;line-height:1.45} table.qa td.ref{background:#f4fbf5}
-.marks{margin-top:4px} .cols{margin-top:3px;color:#666;font-size:11.5px}
-.chip{display:inline-block;border-radius:9px;padding:0 7px;margin:1px 2px;font-size:11.5px;border:1px solid}
-.chip.ok{background:#e7f7ea;border-color:#7ccf8c;color:#17602a} .chip.bad{background:#fdecec;border-color:#ef9a9a;color:#9b1c1c}
-.chip.miss{background:#fff6e0;border-color:#f0c36d;color:#7a5600} .chip.na{background:#f1f1f1;border-color:#ccc;color:#555}
-.sw{display:inline-block;width:18px;height:10px;border:2px solid;vertical-align:middle}
-.sw.gt{border-color:rgb(22,200,60)} .sw.pred{border-color:rgb(235,30,30)}
-.bd-tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start} .bd-tables figure{max-width:100%}
-table.confusion th,table.confusion td{min-width:58px;text-align:center} table.confusion th.l{text-align:left}
-table.confusion td{font-variant-numeric:tabular-nums;font-size:13px;padding:4px 6px} table.confusion td.diag{font-weight:600}
-table.confusion td.zero{color:#aaa}
-.err{color:#9b1c1c;font-size:11.5px} li.warn{color:#9b1c1c;font-weight:600} .cut{color:#7a5600;font-size:11.5px}
-"""
-
-
-def _html_table(header, rows, row_classes=None, left=2, cls=None):
-    """A table inside a horizontally scrollable wrapper (wide tables scroll, never widen the page)."""
-    h = [f"<div class='table-wrap'><table{f' class={cls}' if cls else ''}><thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in header) + "</tr></thead><tbody>"]
-    for i, r in enumerate(rows):
-        cls = f' class="{row_classes[i]}"' if row_classes else ""
-        cells = "".join(f'<td{" class=l" if j < left else ""}>{html.escape(str(c))}</td>' for j, c in enumerate(r))
-        h.append(f"<tr{cls}>{cells}</tr>")
-    h.append("</tbody></table></div>")
-    return "\n".join(h)
-
-
-def render_html(models_metrics, breakdowns=None, extra_sections=(), include_paper=True,
-                title="SARChat-Bench results", unattributed_rejects=0, context=None, now=None, charts=True):
-    """The whole report as one self-contained HTML page (inline SVG charts, inline CSS): a header
-    saying what it shows, a table of contents, then the sections (each <h2> with an anchor).
-    `charts=False` (`--plots none`) leaves out the matplotlib charts, the tables stay."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
-             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
-    facts = header_facts(context, models_metrics, now)
-    parts.append("<header id='provenance'><dl class='facts'>" + "".join(
-        f"<dt>{html.escape(k)}</dt><dd{' class=synthetic' if v.startswith('SYNTHETIC') else ''}>{html.escape(v)}</dd>"
-        for k, v in facts) + "</dl>")
-    if models_metrics:
-        parts.append(_html_table(MODEL_HEADER, model_rows(context, models_metrics), left=4, cls="models"))
-    parts.append("</header>")
-    parts.append("@@TOC@@")
-    parts.append("<p class='note'>Scores in percent. Columns follow the paper's Table 3. <i>Avg score</i> is the "
-                 "overall score of Eq. 4: task scores (mean of their non-null columns, Eq. 5) weighted by each "
-                 "task's number of test samples. Unparseable answers and missing predictions score as misses.</p>")
-    t3 = table3_rows(models_metrics, include_paper)
-    parts.append("<h2>Table 3: this run and the paper's published rows</h2>" if include_paper
-                 else "<h2>Table 3: this run</h2>")
-    warning = test_set_warning(context, models_metrics) if include_paper else None
-    if warning:
-        parts.append(f"<p class='warn' id='test-set-warning'>{html.escape(warning)}</p>")
-    parts.append(_html_table(TABLE3_HEADER, [_t3_cells(r) for r in t3],
-                             ["run" if r[0] == "this run" else "paper" for r in t3], left=3))
-    if include_paper:
-        parts.append(f"<p class='note'>Rows marked <i>{PAPER_LABEL}</i> are copied from the paper "
-                     "(SARChat-Bench-2M, Table 3), not produced by this toolkit; their Avg score is as published "
-                     "(Eq. 4 recomputed from the paper's own columns differs by up to about 0.9 points).</p>")
-    parts.append("<h2>Summary per model</h2>")
-    parts.append(_html_table(SUMMARY_HEADER, summary_rows(models_metrics, breakdowns), left=1))
-    parts.append("<p class='note'>95% CI: seeded percentile bootstrap of the overall score, resampling the test "
-                 "samples of each task with replacement. Unweighted mean: plain mean of the six task scores.</p>")
-    parts.append("<h2>Parse failures per task</h2>")
-    parts.append(_html_table(FAILURE_HEADER, failure_rows(models_metrics), left=1))
-    parts.append("<p class='note'>Percent of the task's test samples whose answer could not be parsed (count in "
-                 "parentheses); they score as misses.</p>")
-    parts.append("<h2>Inference errors per task</h2>")
-    parts.append(_html_table(FAILURE_HEADER, failure_rows(models_metrics, "inference_errors"), left=1))
-    parts.append("<p class='note'>Percent of the task's test samples whose prediction row carries an error (the "
-                 "model was never heard; count in parentheses); they score as misses and are not parse failures.</p>")
-    prov = provenance_lines(models_metrics)
-    if prov:
-        parts.append("<h2>Dataset version</h2>")
-        parts.append("<ul class='note'>" + "".join(
-            f"<li{' class=warn' if 'WARNING' in line else ''}>{html.escape(line)}</li>" for line in prov) + "</ul>")
-    if unattributed_rejects:
-        parts.append(f"<p class='note'>{unattributed_rejects} malformed prediction lines belong to no model (files of "
-                     "several models): see <code>rejected.jsonl</code>.</p>")
-    spread_rows = template_spread_rows(models_metrics)
-    if spread_rows:
-        parts.append("<h2 id='template-spread'>Prompt sensitivity: score per question template</h2>")
-        parts.append(_html_table(TEMPLATE_SPREAD_HEADER, spread_rows, left=2))
-        parts.append(f"<p class='note'>{html.escape(TEMPLATE_SPREAD_NOTE)}</p>")
-    if charts:
-        parts += _radar_parts(models_metrics, include_paper, warning)
-    else:
-        parts.append("<p class='note' id='no-charts'>Charts left out (<code>--plots none</code>): every figure is "
-                     "in the tables.</p>")
-    if breakdowns:
-        cat = category_charts(models_metrics, breakdowns) if charts else []
-        if cat:
-            parts.append("<h2>Per category</h2>")
-            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in cat) + "</div>")
-            parts.append(f"<p class='note'>{html.escape(BREAKDOWN_NOTE)}</p>")
-        size = [c for c in (size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns))
-                if c] if charts else []
-        if size:
-            parts.append("<h2>Per object size</h2>")
-            parts.append("<div class='charts breakdown-charts'>" + "".join(f"<div>{c}</div>" for c in size) + "</div>")
-        parts += _html_breakdown_sections(models_metrics, breakdowns)
-    for s in _resolve_sections(extra_sections):
-        parts += _section_html(s)
-    parts.append(_HTML_END)
-    return _with_toc("\n".join(parts) + "\n")
-
-
-def _radar_parts(models_metrics, include_paper, warning):
-    """The radar section: one panel, or this run's and the paper's on two panels when the test set
-    is not the paper's (`warning`)."""
-    parts = []
-    parts.append("<h2>Task scores (radar, as the paper's Figure 1)</h2>")
-    if include_paper and warning:
-        # another test set: the paper's rows get their own panel, so no one reads one set of axes as a comparison
-        parts.append(f"<div class='charts' id='radar'>{radar_svg(models_metrics, include_paper=False)}</div>")
-        parts.append("<p class='note'>This run's models only. The paper's rows were measured on another test set "
-                     "and are drawn on a separate panel below.</p>")
-        parts.append(f"<div class='charts' id='radar-paper'>{radar_svg([], include_paper=True, paper_title=True)}</div>")
-        parts.append("<p class='note'>The paper's published rows (its Table 3, SARDet-100K test split), named in the "
-                     "legend and on hover: not comparable with the panel above.</p>")
-    else:
-        parts.append(f"<div class='charts' id='radar'>{radar_svg(models_metrics, include_paper)}</div>")
-        if include_paper:
-            parts.append("<p class='note'>This run's models: thick coloured lines with markers. The paper's models: "
-                         "thin lines, named in the legend and on hover.</p>")
-    return parts
+    return grouped_bars_svg(title, present, [(model, [values.get(s) for s in present]) for model, values in per_model],
+                            ylabel=ylabel)
 
 
 def _with_toc(page):
@@ -888,13 +648,6 @@ def _with_toc(page):
            + "".join(f"<li><a href='#{sid}'>{text}</a></li>" for sid, text in titles) + "</ol></nav>")
     return page.replace("@@TOC@@", toc, 1)
 
-
-_HTML_END = "</body></html>"
-
-
-def _section_html(s):
-    return [f"<h2>{html.escape(s.title)}</h2>",
-            getattr(s, "html", "") or f"<pre>{html.escape(getattr(s, 'markdown', '') or '')}</pre>"]
 
 
 def write_reports(output_dir, models_metrics, breakdowns=None, extra_sections=(), unattributed_rejects=0,

@@ -69,7 +69,8 @@ def _split_color(split, i=0):
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """A Markdown table's cells; the first `left` columns are left-aligned, the rest right-aligned."""
+    """A table's header and cells as shown (stats.md, report.md, report.html): the first `left` columns
+    are text, aligned left; the rest are numbers, aligned right."""
     header: list[str]
     rows: list[list]
     left: int = 1

@@ -344,6 +344,91 @@ def _roads(sc, n):
     return mask
 
 
+def _lay_sea(sc, rng, cats, offset):
+    sc.water[:] = 1.0
+    if rng.random() < 0.3:
+        sc.water[:] = 0.0
+        sc.add_coast(rng.uniform(0.1, 0.3))
+    _place_ships(sc, len(cats), offset)
+
+
+def _lay_harbor(sc, rng, cats, offset):
+    sc.add_coast(rng.uniform(0.35, 0.6))
+    near = _place_harbor(sc, offset)
+    _place_ships(sc, cats.count("ship"), offset, near=near)
+
+
+def _lay_river(sc, rng, cats, offset):
+    size = sc.size
+    area = _sample_area(rng, "bridge", size, len(cats), offset)
+    k = rng.uniform(0.06, 0.12)
+    length = float(np.clip(_box_len(area, rng.uniform(0, math.pi), k), 20.0, 0.7 * size))
+    width = float(np.clip(length / rng.uniform(1.3, 1.9), 8.0, 0.5 * size))
+    sc.add_river(width)
+    _place_bridges(sc, cats.count("bridge"), offset)
+    _place_ships(sc, cats.count("ship"), offset, in_river=True)
+
+
+def _lay_airfield(sc, rng, cats, offset):
+    size = sc.size
+    phi = rng.uniform(0, math.pi)
+    c = size / 2.0
+    off = rng.uniform(-0.35, 0.35) * size
+    d = (sc.xx - c) * -math.sin(phi) + (sc.yy - c) * math.cos(phi) - off
+    sc.tarmac = np.clip(size * rng.uniform(0.025, 0.05) - np.abs(d) + 0.5, 0, 1).astype(np.float32)
+    _place_cluster(sc, "aircraft", cats.count("aircraft"), offset, spread=(1.4, 2.5))
+    for cat in ("car", "tank"):
+        if cat in cats:
+            anchor = sc.targets[-1][1] if (cat == "car" and sc.targets) else None
+            near = None
+            if anchor is not None:
+                x0, y0, x1, y1 = target_bounds(anchor["prims"])
+                near = ((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0))
+            _place_cluster(sc, cat, cats.count(cat), offset, near=near,
+                           spread=(1.2, 2.5) if cat == "car" else (1.3, 2.5))
+    _add_apron(sc, phi, off, d)
+
+
+def _add_apron(sc, phi, off, d):
+    """Smooth concrete in the runway frame under all aircraft and service cars, and a taxiway."""
+    size = sc.size
+    c = size / 2.0
+    cs, sn = math.cos(phi), math.sin(phi)
+    along = (sc.xx - c) * cs + (sc.yy - c) * sn
+    corners = []
+    for cat, t in sc.targets:
+        if cat in ("aircraft", "car"):
+            x0, y0, x1, y1 = target_bounds(t["prims"])
+            for x, y in ((x0, y0), (x0, y1), (x1, y0), (x1, y1)):
+                corners.append(((x - c) * cs + (y - c) * sn, -(x - c) * sn + (y - c) * cs - off))
+    if not corners:
+        return
+    cu = np.array(corners)
+    m = 0.04 * size + 4
+    u0, u1 = cu[:, 0].min() - m, cu[:, 0].max() + m
+    v0, v1 = cu[:, 1].min() - m, cu[:, 1].max() + m
+    au = np.clip(np.minimum(along - u0, u1 - along) + 0.5, 0, 1)
+    av = np.clip(np.minimum(d - v0, v1 - d) + 0.5, 0, 1)
+    np.maximum(sc.tarmac, au * av, out=sc.tarmac)
+    mid = (u0 + u1) / 2
+    tw = size * 0.012 + 1
+    lo_v, hi_v = (min(0.0, v0), max(0.0, v1))
+    taxi = np.clip(tw - np.abs(along - mid) + 0.5, 0, 1) * np.clip(np.minimum(d - lo_v, hi_v - d) + 0.5, 0, 1)
+    np.maximum(sc.tarmac, taxi, out=sc.tarmac)
+
+
+def _lay_land(sc, rng, cats, offset):
+    sc.roads = _roads(sc, int(rng.integers(0, 3)))
+    for cat in ("tank", "car"):
+        if cat in cats:
+            _place_cluster(sc, cat, cats.count(cat), offset, spread=(1.15, 1.8) if cat == "tank" else (1.2, 2.2))
+
+
+# scene -> its surfaces and targets, drawn from the image's generator in a fixed order
+_LAYOUTS = {"sea": _lay_sea, "harbor": _lay_harbor, "river": _lay_river, "airfield": _lay_airfield,
+            "land": _lay_land}
+
+
 def _layout_scene(seed, split: str, index: int, scene: str, size: int):
     """Surfaces and target placement of one image (the part that fixes the annotations)."""
     rng = rng_for(seed, "image", split, index)
@@ -351,77 +436,12 @@ def _layout_scene(seed, split: str, index: int, scene: str, size: int):
     sc.look = rng.choice((0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi))  # range direction
     cats = scene_composition(rng, scene)
     image_offset = float(rng.normal(0.0, 0.15))
-    roads = None
-
-    if scene == "sea":
-        sc.water[:] = 1.0
-        if rng.random() < 0.3:
-            sc.water[:] = 0.0
-            sc.add_coast(rng.uniform(0.1, 0.3))
-        _place_ships(sc, len(cats), image_offset)
-    elif scene == "harbor":
-        sc.add_coast(rng.uniform(0.35, 0.6))
-        near = _place_harbor(sc, image_offset)
-        _place_ships(sc, cats.count("ship"), image_offset, near=near)
-    elif scene == "river":
-        n_bridges = cats.count("bridge")
-        area = _sample_area(rng, "bridge", size, len(cats), image_offset)
-        k = rng.uniform(0.06, 0.12)
-        length = float(np.clip(_box_len(area, rng.uniform(0, math.pi), k), 20.0, 0.7 * size))
-        width = float(np.clip(length / rng.uniform(1.3, 1.9), 8.0, 0.5 * size))
-        sc.add_river(width)
-        _place_bridges(sc, n_bridges, image_offset)
-        _place_ships(sc, cats.count("ship"), image_offset, in_river=True)
-    elif scene == "airfield":
-        phi = rng.uniform(0, math.pi)
-        c = size / 2.0
-        off = rng.uniform(-0.35, 0.35) * size
-        d = (sc.xx - c) * -math.sin(phi) + (sc.yy - c) * math.cos(phi) - off
-        sc.tarmac = np.clip(size * rng.uniform(0.025, 0.05) - np.abs(d) + 0.5, 0, 1).astype(np.float32)
-        n_air = cats.count("aircraft")
-        _place_cluster(sc, "aircraft", n_air, image_offset, spread=(1.4, 2.5))
-        for cat in ("car", "tank"):
-            if cat in cats:
-                anchor = sc.targets[-1][1] if (cat == "car" and sc.targets) else None
-                near = None
-                if anchor is not None:
-                    x0, y0, x1, y1 = target_bounds(anchor["prims"])
-                    near = ((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0))
-                _place_cluster(sc, cat, cats.count(cat), image_offset, near=near,
-                               spread=(1.2, 2.5) if cat == "car" else (1.3, 2.5))
-        # apron: smooth concrete in the runway frame under all aircraft and service cars, and a taxiway
-        cs, sn = math.cos(phi), math.sin(phi)
-        along = (sc.xx - c) * cs + (sc.yy - c) * sn
-        corners = []
-        for cat, t in sc.targets:
-            if cat in ("aircraft", "car"):
-                x0, y0, x1, y1 = target_bounds(t["prims"])
-                for x, y in ((x0, y0), (x0, y1), (x1, y0), (x1, y1)):
-                    corners.append(((x - c) * cs + (y - c) * sn, -(x - c) * sn + (y - c) * cs - off))
-        if corners:
-            cu = np.array(corners)
-            m = 0.04 * size + 4
-            u0, u1 = cu[:, 0].min() - m, cu[:, 0].max() + m
-            v0, v1 = cu[:, 1].min() - m, cu[:, 1].max() + m
-            au = np.clip(np.minimum(along - u0, u1 - along) + 0.5, 0, 1)
-            av = np.clip(np.minimum(d - v0, v1 - d) + 0.5, 0, 1)
-            np.maximum(sc.tarmac, au * av, out=sc.tarmac)
-            mid = (u0 + u1) / 2
-            tw = size * 0.012 + 1
-            lo_v, hi_v = (min(0.0, v0), max(0.0, v1))
-            taxi = np.clip(tw - np.abs(along - mid) + 0.5, 0, 1) * np.clip(np.minimum(d - lo_v, hi_v - d) + 0.5, 0, 1)
-            np.maximum(sc.tarmac, taxi, out=sc.tarmac)
-    elif scene == "land":
-        roads = _roads(sc, int(rng.integers(0, 3)))
-        for cat in ("tank", "car"):
-            if cat in cats:
-                _place_cluster(sc, cat, cats.count(cat), image_offset,
-                               spread=(1.15, 1.8) if cat == "tank" else (1.2, 2.2))
-    else:
+    sc.roads = None
+    if scene not in _LAYOUTS:
         raise ValueError(f"unknown scene {scene!r}")
+    _LAYOUTS[scene](sc, rng, cats, image_offset)
     if not sc.targets:  # every image has at least one box: a small target on whatever surface there is
         _place_fallback(sc)
-    sc.roads = roads
     return sc
 
 

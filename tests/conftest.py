@@ -22,7 +22,7 @@ _TINY_DEMO = {}
 
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
-    """(OUT, stdout, stderr, seconds) of one `sarchat demo --output OUT --images 30 --tiny` per session."""
+    """(OUT, stdout, stderr, seconds) of one `sarchat demo --output OUT --tiny` per session (pytest-xdist: per worker)."""
     if "run" not in _TINY_DEMO:
         out = str(tmp_path_factory.mktemp("demo") / "sarchat-demo")
         rc, stdout, stderr, seconds = run_demo(["--output", out] + TINY_DEMO_ARGS)

@@ -21,7 +21,6 @@ The disk-full test (RLIMIT_FSIZE, the same errno a full disk gives) is below the
 import hashlib
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from typing import Callable, Optional, Sequence
 import pytest
 
 from sarchat.templates import load_bank
+from tests import cli_process
 from tests.helpers import known_dataset, write_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,9 +52,10 @@ def user_env(tmp):
     return env
 
 
-def run_sarchat(args, cwd, env, preexec_fn=None, timeout=600):
-    return subprocess.run(sarchat_command() + list(args), cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=preexec_fn, stdin=subprocess.DEVNULL)
+def run_sarchat(args, cwd, env, timeout=600, file_size_limit=None):
+    """`sarchat ARGS` to its end, in a child of the worker's warm `sarchat` process (tests/cli_process.py).
+    `file_size_limit`: writes past that many bytes fail as on a full disk."""
+    return cli_process.run_sarchat(args, cwd=cwd, env=env, timeout=timeout, file_size_limit=file_size_limit)
 
 
 def tree_hashes(folder):
@@ -288,15 +289,6 @@ def _subcommands():
 # A full disk
 
 
-def file_size_limit(max_bytes):
-    """preexec_fn: writes past max_bytes fail with EFBIG, as a full disk fails with ENOSPC (the signal
-    that would kill the process instead is ignored, as it is for a full disk)."""
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, resource.RLIM_INFINITY))
-    return apply
-
-
 def _temporaries(folder):
     return sorted(os.path.relpath(os.path.join(d, n), folder)
                   for d, _, names in os.walk(folder) for n in names if ".tmp-" in n)
@@ -317,7 +309,7 @@ def test_disk_full_while_writing_the_report(generated, tmp_path):
     limit = (report + max(sizes.values())) // 2
 
     out = tmp_path / "scores"
-    full = run_sarchat(args + ["--output", str(out)], cwd=str(tmp_path), env=env, preexec_fn=file_size_limit(limit))
+    full = run_sarchat(args + ["--output", str(out)], cwd=str(tmp_path), env=env, file_size_limit=limit)
     check_error_line(full, "score", 1, ["report.html", "disk full or file size limit"])
     assert not (out / "report.html").exists()       # not there rather than cut short
     assert _temporaries(str(out)) == []
@@ -336,7 +328,7 @@ def test_disk_full_while_generating(tmp_path):
     env = user_env(tmp_path)
     args = ["generate", "--input", str(tmp_path / "root"), "--output", str(tmp_path / "out"), "--formats", "parquet",
             "--splits", "test"]
-    full = run_sarchat(args, cwd=str(tmp_path), env=env, preexec_fn=file_size_limit(4096))
+    full = run_sarchat(args, cwd=str(tmp_path), env=env, file_size_limit=4096)
     check_error_line(full, "generate", 1, ["dialogues-", "disk full or file size limit"])
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert _temporaries(str(tmp_path / "out")) == []
@@ -349,7 +341,6 @@ def test_sigkill_during_a_rerun_leaves_no_manifest_and_the_next_run_completes(tm
     """`sarchat generate` killed (SIGKILL, no clean-up possible) while it rewrites a finished
     dataset: the folder is left without manifest.json (so no command reads it as a dataset), never
     with the old manifest over a mix; the next run completes with the files a clean run writes."""
-    import signal
     import time
 
     from sarchat.synthetic.sardet_synth import write_synthetic_dataset

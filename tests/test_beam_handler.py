@@ -160,8 +160,7 @@ def test_pipeline_matches_sarchat_infer(dataset, tmp_path, mode):
 
 
 def test_infer_beam_is_a_sarchat_subcommand_with_the_shared_flags(dataset, tmp_path):
-    import subprocess
-    import sys
+    from tests import cli_process
 
     generated, _, _ = dataset
     (tmp_path / "empty").mkdir()
@@ -187,8 +186,7 @@ def test_infer_beam_is_a_sarchat_subcommand_with_the_shared_flags(dataset, tmp_p
                 argv[argv.index(extra[k]) + 1] = extra[k + 1]
             else:
                 argv += extra[k:k + 2]
-        done = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer-beam", *argv],
-                              cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+        done = cli_process.run_sarchat(["infer-beam", *argv], cwd=repo, env=env, timeout=120)
         assert done.returncode == code, (extra, done.stderr)
         assert message in done.stderr and done.stderr.count("\n") == 1, (extra, done.stderr)
     assert not (tmp_path / "out").exists()

@@ -3,9 +3,8 @@ file) maps a file's own category names to the six; the map is recorded in the ma
 dataset version; without it, a file whose boxes are mostly rejected for their category says so."""
 import json
 import os
-import subprocess
-import sys
 
+from tests import cli_process
 from tests.helpers import known_dataset, read_rows, write_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -14,11 +13,7 @@ OWN_NAMES = [{"id": 0, "name": "vessel"}, {"id": 1, "name": "plane"}, {"id": 2, 
 
 
 def _sarchat(*argv):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["SARCHAT_NO_PROGRESS"] = "1"
-    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *argv], env=env,
-                          capture_output=True, text=True)
+    return cli_process.run_sarchat(argv, env=dict(cli_process.repo_env(), SARCHAT_NO_PROGRESS="1"))
 
 
 def _data(tmp_path):

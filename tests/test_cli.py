@@ -15,6 +15,7 @@ from sarchat.transforms import fileio
 from sarchat.transforms.errors import OutputError, SarchatError, UsageError
 from sarchat.templates import load_bank
 from sarchat.transforms.tasks import TASKS
+from tests import cli_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -322,16 +323,14 @@ def test_the_required_dataset_may_come_by_its_old_spelling_only():
 def test_old_spellings_as_a_user_types_them(tmp_path):
     env = _env()
     env["SARCHAT_NO_PROGRESS"] = "1"
-    run = [sys.executable, "-m", "sarchat.beam_pipelines.cli"]
-    old = subprocess.run(run + ["synth", str(tmp_path / "d"), "--images", "10", "--workers", "1"], env=env,
-                         capture_output=True, text=True)
+    old = cli_process.run_sarchat(["synth", str(tmp_path / "d"), "--images", "10", "--workers", "1"], env=env)
     assert old.returncode == 0, old.stderr
     note, where = old.stderr.splitlines()
     assert note == "sarchat synth: note: the positional OUT is now --output; the old spelling will be removed in 0.3.0"
     assert os.path.isfile(tmp_path / "d" / "Annotations" / "test.json")
     assert where.startswith(f"sarchat synth: dataset in {tmp_path / 'd'} ")
-    both = subprocess.run(run + ["stats", "--input", str(tmp_path / "d"), "--dataset", str(tmp_path / "d"),
-                                 "--output", str(tmp_path / "s")], env=env, capture_output=True, text=True)
+    both = cli_process.run_sarchat(["stats", "--input", str(tmp_path / "d"), "--dataset", str(tmp_path / "d"),
+                                    "--output", str(tmp_path / "s")], env=env)
     assert both.returncode == 2 and both.stderr.splitlines() == [
         "sarchat stats: error: --dataset and its old spelling --input both given: give --dataset only "
         "(see `sarchat stats --help`)"], both.stderr
@@ -351,9 +350,9 @@ def test_score_prints_the_leaderboard_of_metrics_json(tiny_demo, tmp_path):
     env = _env()
     env["SARCHAT_PROGRESS_INTERVAL"] = "0.2"
     env.pop("SARCHAT_NO_PROGRESS", None)
-    proc = subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", "score", "--dataset",
-                           os.path.join(demo_out, "dataset"), "--output", str(out), "--bootstrap", "0",
-                           "--samples", "0", "--predictions", *preds], env=env, capture_output=True, text=True)
+    proc = cli_process.run_sarchat(["score", "--dataset", os.path.join(demo_out, "dataset"), "--output", str(out),
+                                    "--bootstrap", "0", "--samples", "0", "--plots", "none", "--predictions", *preds],
+                                   env=env)
     assert proc.returncode == 0, proc.stderr
     # progress: plain lines on stderr (not a terminal), none on stdout
     assert re.search(r"^sarchat score: scoring: .*samples", proc.stderr, re.M), proc.stderr

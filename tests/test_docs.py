@@ -6,9 +6,10 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 
 import pytest
+
+from tests import cli_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md", "inference/README.md", "benchmarks/README.md"] + sorted(
@@ -95,12 +96,8 @@ def test_the_docs_show_cpu_commands():
 
 
 def test_every_cpu_command_in_the_docs_runs_as_written(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["SARCHAT_NO_PROGRESS"] = "1"
-    run = [sys.executable, "-m", "sarchat.beam_pipelines.cli"]
-    done = subprocess.run(run + ["synth", "--output", "data", "--images", "12", "--seed", "3"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    env = dict(cli_process.repo_env(), SARCHAT_NO_PROGRESS="1")
+    done = cli_process.run_sarchat(["synth", "--output", "data", "--images", "12", "--seed", "3"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     ran = []
     for doc, words in doc_commands():
@@ -109,7 +106,7 @@ def test_every_cpu_command_in_the_docs_runs_as_written(tmp_path):
         # a command that reads the output of one the docs show for a GPU model (runs/qwen2-vl) is left out
         if any(w.startswith("runs/") and not os.path.exists(tmp_path / w) and words[1] != "infer" for w in words):
             continue
-        done = subprocess.run(run + words[1:], cwd=tmp_path, env=env, capture_output=True, text=True)
+        done = cli_process.run_sarchat(words[1:], cwd=tmp_path, env=env)
         assert done.returncode == 0, f"{doc}: {' '.join(words)}\n{done.stderr[-2000:]}"
         ran.append(" ".join(words))
     assert len(ran) >= 6, ran

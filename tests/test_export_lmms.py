@@ -23,6 +23,7 @@ from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.score import lmms_eval_hooks as H
 from sarchat.transforms.tasks import BOX_TASKS, COLUMNS, TASKS
+from tests import cli_process
 from tests.helpers import generated_dataset
 
 yaml = pytest.importorskip("yaml")
@@ -38,8 +39,7 @@ def _env():
 
 
 def sarchat(*args):
-    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], capture_output=True, text=True,
-                          env=_env(), timeout=600)
+    return cli_process.run_sarchat(args, env=_env(), timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 
 from sarchat.transforms.adapters import get_adapter
+from tests import cli_process
 from tests.helpers import generated_dataset
 
 pd = pytest.importorskip("pandas")
@@ -32,8 +31,7 @@ def _env():
 
 
 def sarchat(*args):
-    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], capture_output=True, text=True,
-                          env=_env(), timeout=600)
+    return cli_process.run_sarchat(args, env=_env(), timeout=600)
 
 
 @pytest.fixture(scope="module")

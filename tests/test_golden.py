@@ -21,7 +21,7 @@ import os
 
 import pytest
 
-from sarchat.beam_pipelines import demo, generate, synth
+from sarchat.beam_pipelines import generate, synth
 
 GENERATE_DIGESTS = {
     "README.md": "a9189930593db587de28646e1368e175836d2ab60ddf35cf374629139f592bde",
@@ -117,13 +117,11 @@ def test_generate_all_formats_is_byte_identical(generated):
     assert generated == GENERATE_DIGESTS
 
 
-def test_demo_tiny_scores_are_identical(tmp_path):
-    import contextlib
-    import io
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert demo.run(["--output", str(tmp_path / "demo"), "--tiny"]) == 0
-    scores = _scores(str(tmp_path / "demo" / "results"))
-    spreads = _scores(str(tmp_path / "demo" / "results"), keys=("template_spread",))
+def test_demo_tiny_scores_are_identical(tiny_demo):
+    """The session's `sarchat demo --tiny` (the tiny_demo fixture of conftest.py)."""
+    results = os.path.join(tiny_demo[0], "results")
+    scores = _scores(results)
+    spreads = _scores(results, keys=("template_spread",))
     if os.environ.get("SARCHAT_PRINT_GOLDEN"):
         print(json.dumps(scores, indent=1))
         print(json.dumps(spreads, indent=1))

@@ -120,3 +120,19 @@ def test_a_reader_refuses_a_dataset_being_written_and_notices_a_new_manifest(tmp
     open(os.path.join(ds, "manifest.json"), "w").write('{"files": [1]}')
     with pytest.raises(DatasetError, match="changed while it was being read.*replaced"):
         r.verify()
+
+
+def test_lock_and_marker_are_read_as_json_objects(tmp_path):
+    """None: no file; {}: no JSON object in it. A lock that cannot be read is {} (another run's, unknown);
+    a marker that cannot be read is an error, not a folder of unknown owner."""
+    assert ownership.read_lock(tmp_path) is None and ownership.read_marker(tmp_path) is None
+    for raw, expected in ((b'{"command": "stats"}', {"command": "stats"}), (b"[1]", {}), (b"\xff", {}), (b"{", {})):
+        (tmp_path / ownership.LOCK).write_bytes(raw)
+        (tmp_path / ownership.MARK).write_bytes(raw)
+        assert ownership.read_lock(tmp_path) == expected == ownership.read_marker(tmp_path)
+    for name in (ownership.LOCK, ownership.MARK):
+        (tmp_path / name).unlink()
+        (tmp_path / name).mkdir()  # opening a folder: IsADirectoryError, an OSError
+    assert ownership.read_lock(tmp_path) == {}
+    with pytest.raises(IsADirectoryError):
+        ownership.read_marker(tmp_path)

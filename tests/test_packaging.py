@@ -11,6 +11,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
+# the files the reports render from (Beam workers write report.md and report.html, so the sdist needs them too)
+REPORT_FILES = tuple(f"report/{name}" for name in ("stats.md.j2", "report.md.j2", "report.html.j2", "report_parts.j2",
+                                                   "leaderboard.md.j2", "samples.html.j2", "samples.md.j2", "dataset.html.j2",
+                                                   "render_check.js"))
 
 
 def tracked_copy(dest):
@@ -51,7 +55,7 @@ def test_the_wheel_installs_only_sarchat(tmp_path):
     for data in ("sarchat/templates/refer.json", "sarchat/templates/released.json", "sarchat/report/paper_table3.json",
                  "sarchat/transforms/stats/paper_stats.json", "sarchat/beam_pipelines/flex_templates/generate.json",
                  "sarchat/transforms/adapter_files/qwen2-vl.json", "sarchat/transforms/adapter_files/qwen3-vl.json",
-                 "sarchat/transforms/generate/card.md.j2", "sarchat/report/stats.md.j2"):
+                 "sarchat/transforms/generate/card.md.j2", *(f"sarchat/{f}" for f in REPORT_FILES)):
         assert data in names, data
     assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
     assert not [n for n in names if "/tiny_" in n], "test fixtures (tests/tiny_*.py) stay out of the wheel"
@@ -73,5 +77,5 @@ def test_the_sdist_holds_real_files(tmp_path):
         assert member.isfile(), part
     assert members["sarchat/transforms/geometry.py"].isfile()
     assert members["sarchat/templates/refer.json"].isfile()
-    for template in ("transforms/generate/card.md.j2", "report/stats.md.j2"):  # Beam workers render them
+    for template in ("transforms/generate/card.md.j2", *REPORT_FILES):  # Beam workers render them
         assert members[f"sarchat/{template}"].isfile(), template

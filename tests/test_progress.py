@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from sarchat.transforms import progress
+from tests import cli_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,8 +118,7 @@ def test_counts_of_worker_processes_are_summed(monkeypatch):
 
 
 def _sarchat(args, cwd, **env):
-    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env=_env(**env), timeout=600)
+    return cli_process.run_sarchat(args, cwd=cwd, env=_env(**env), timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,14 @@ the message says to pass --image-root."""
 import glob
 import json
 import os
-import subprocess
-import sys
+
+from tests import cli_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _sarchat(cwd, *argv):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (
-        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["SARCHAT_NO_PROGRESS"] = "1"
-    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *argv], cwd=str(cwd), env=env,
-                          capture_output=True, text=True)
+    return cli_process.run_sarchat(argv, cwd=str(cwd), env=dict(cli_process.repo_env(), SARCHAT_NO_PROGRESS="1"))
 
 
 def test_a_relative_input_works_from_another_folder(tmp_path):

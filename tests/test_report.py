@@ -294,3 +294,18 @@ def test_report_date_is_fixed_by_source_date_epoch(monkeypatch):
     assert score_report._utc_now() == "1970-01-02 00:00 UTC"
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "not a number")  # ignored: the current time
     assert re.fullmatch(r"20\d\d-\d\d-\d\d \d\d:\d\d UTC", score_report._utc_now())
+
+
+def test_html_templates_escape_every_value_as_html_escape_does(tmp_path):
+    """An *.html.j2 template escapes what it prints with html.escape's entities (the ones the page
+    has always used), |safe passes trusted HTML through, and a Markdown template prints text as is."""
+    import html
+
+    from sarchat.transforms.rendering import render
+
+    (tmp_path / "t.html.j2").write_text("<p title='{{ v }}'>{{ v }}</p>{{ svg | safe }}", encoding="utf-8")
+    (tmp_path / "t.md.j2").write_text("{{ v }}", encoding="utf-8")
+    v, module = "<b>a & 'b' \"c\"</b>", str(tmp_path / "module.py")
+    assert render(module, "t.html.j2", v=v, svg="<svg/>") == f"<p title='{html.escape(v)}'>{html.escape(v)}</p><svg/>"
+    assert "&#x27;b&#x27;" in render(module, "t.html.j2", v=v, svg="")
+    assert render(module, "t.md.j2", v=v) == v

@@ -17,6 +17,8 @@ from sarchat.inference.baselines import BlindPrior
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms import box_match as BM
 from sarchat.transforms.score import score_columns as C
+from sarchat.transforms import tasks
+from sarchat.transforms.tasks import column_scoring as CS
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
 from sarchat.transforms.score.box_format_choice import FormatChooser
@@ -94,11 +96,12 @@ def _same(a, b):
                                               ("json-bbox2d", 4, True), ("canonical", 5, False)])
 def test_columnar_bucket_equals_the_per_sample_reference(split, spec, seed, columnar, monkeypatch):
     """columnar=False: with no columnar scorer at all, as for a new task, every task goes through
-    its module's score and miss row by row (score_columns._per_row), to the same results."""
+    its module's score and miss row by row (column_scoring.score_rows), to the same results."""
     rows, blind = split
     if not columnar:
-        for task in M.TASKS:
-            monkeypatch.delattr(C._Scorers, task)
+        for module in tasks.MODULES:
+            monkeypatch.setattr(module, "score_columns", lambda truth, parses, uok, ok, out, m=module:
+                                CS.score_rows(m.score, m.miss, truth, parses, uok, out))
     rng = random.Random(seed)
     fmt = get_box_format(spec)
     texts = _answers(rows, rng, blind)
@@ -167,7 +170,7 @@ def test_group_matching_equals_match_boxes():
     perm = list(range(len(pg)))
     rng.shuffle(perm)
     by_group = sorted(perm, key=lambda i: (pg[i] % 7, i))  # interleaved groups, each group's boxes in order
-    got = C.match_groups([pg[i] for i in by_group], [preds[i] for i in by_group], gg, gts, len(groups))
+    got = CS.match_groups([pg[i] for i in by_group], [preds[i] for i in by_group], gg, gts, len(groups))
     assert got.tolist() == want
     assert sum(1 for p, g in groups if p > 1 and g > 1) > 300 and sum(1 for p, g in groups if p == 1 and g > 1) > 100
 
@@ -213,7 +216,7 @@ def test_merged_lines_sorts_buckets_by_id():
              pa.table({"id": pa.array([], pa.string()), "line": pa.array([], pa.string())})]
     assert C.merged_lines(parts) == b"A\nB\nC\nD\n"
     assert C.merged_lines([]) == b""
-    assert np.array_equal(C.set_counts(2, [0, 0, 1], [1, 1, 2], [0, 1, 1], [1, 2, 3], 4, multiset=True)[0], [1, 1])
+    assert np.array_equal(CS.set_counts(2, [0, 0, 1], [1, 1, 2], [0, 1, 1], [1, 2, 3], 4, multiset=True)[0], [1, 1])
 
 
 @pytest.mark.parametrize("id_type,latency_type", [(pa.string(), pa.float64()), (pa.int64(), pa.int32()),

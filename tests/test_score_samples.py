@@ -1,8 +1,6 @@
 """`sarchat score`'s SCORES/<model>/samples_<task>.jsonl end to end, and `sarchat score --explain ID`."""
 import json
 import os
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +14,7 @@ from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.score import score_columns
 from sarchat.transforms.score.metrics import COLUMNS, TASK_COLUMNS
 from sarchat.transforms.tasks import TASKS
+from tests import cli_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ["id", "task", "subset", "model", "question", "reference", "response", "status", "error", "latency_s",
@@ -175,10 +174,7 @@ def test_merged_lines_sort_by_id_whatever_the_bucket_order():
 
 
 def _sarchat(*args):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return cli_process.run_sarchat(args, timeout=300)  # this process's environment, the checkout on PYTHONPATH
 
 
 def test_explain_prints_the_sample_of_every_model_and_refuses_an_unknown_id(scored):

@@ -1,5 +1,7 @@
 """A task is one module of sarchat/transforms/tasks/, registered in its MODULES: every module
 implements the whole protocol, and the values derived from the registry agree with it."""
+import inspect
+
 import pytest
 
 from sarchat import templates
@@ -14,6 +16,14 @@ def test_every_task_module_implements_the_whole_protocol(module):
     assert module.__name__.endswith("." + module.SPEC.id)
     missing = [name for name in tasks.PROTOCOL if not callable(getattr(module, name, None))]
     assert not missing, f"{module.__name__} lacks {missing}"
+
+
+@pytest.mark.parametrize("name", tasks.PROTOCOL)
+def test_every_task_module_takes_the_same_arguments(name):
+    """The callers (score_columns, the blind prior, the dialogue builder...) call a protocol function
+    of any task alike: every module's takes the same parameters."""
+    params = {m.SPEC.id: tuple(inspect.signature(getattr(m, name)).parameters) for m in tasks.MODULES}
+    assert len(set(params.values())) == 1, params
 
 
 def test_derived_values_agree_with_the_specs():

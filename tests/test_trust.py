@@ -565,13 +565,11 @@ def test_a_read_only_output_is_one_line(case, row, where):
 
 
 def test_infer_on_a_full_disk_names_the_file_and_resumes(case):
-    from tests.test_bad_input import file_size_limit
-
     c = case
     out = c["tmp"] + "/run"
     args = ["infer", "--dataset", c["gen"], "--backend", "oracle", "--image-root", c["data"], "--output", out,
             "--no-progress"]
-    full = sarchat(c, args, preexec_fn=file_size_limit(2048))
+    full = sarchat(c, args, file_size_limit=2048)
     check_error_line(full, "infer", 1, [out, "disk full"])
     again = sarchat(c, args)
     assert again.returncode == 0, again.stderr
@@ -583,12 +581,10 @@ def test_infer_on_a_full_disk_names_the_file_and_resumes(case):
 
 
 def test_export_recognises_its_own_half_written_folder(case):
-    from tests.test_bad_input import file_size_limit
-
     c = case
     out = c["tmp"] + "/tasks"
     args = ["export", "lmms-eval", "--dataset", c["gen"], "--output", out]
-    full = sarchat(c, args, preexec_fn=file_size_limit(1500))
+    full = sarchat(c, args, file_size_limit=1500)
     check_error_line(full, "export", 1, ["disk full or file size limit"])
     assert os.listdir(out) and not os.path.exists(os.path.join(out, "sarchat_export.json"))
     again = sarchat(c, args)

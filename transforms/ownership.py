@@ -75,19 +75,24 @@ def _pid_alive(pid) -> bool:
 def read_lock(folder):
     """The lock's holder as a dict ({command, pid, host, started}), {} when the lock is unreadable,
     None when there is none."""
-    path = os.path.join(_local(folder), LOCK)
+    return _read_object(os.path.join(_local(folder), LOCK), unreadable=OSError)
+
+
+def _read_object(path, unreadable=()):
+    """The JSON object in the file `path`: None when there is no file, {} when it holds no JSON
+    object or raises one of the `unreadable` errors."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         return None
-    except OSError:
+    except unreadable:
         return {}
     try:
-        holder = json.loads(raw.decode("utf-8"))
+        found = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
-    return holder if isinstance(holder, dict) else {}
+    return found if isinstance(found, dict) else {}
 
 
 def live_holder(folder):
@@ -138,17 +143,7 @@ def _acquire_lock(folder, command):
 
 
 def read_marker(folder):
-    path = os.path.join(_local(folder), MARK)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        return None
-    try:
-        mark = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return {}
-    return mark if isinstance(mark, dict) else {}
+    return _read_object(os.path.join(_local(folder), MARK))
 
 
 def _write_marker(folder, command, files):
@@ -260,36 +255,12 @@ def claim(folder, command, legacy=None, keep_on_failure=True, lock=True, record=
         return
     folder = os.path.abspath(_local(folder))
     created = not os.path.exists(folder)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        lock = _acquire_lock(folder, command) if lock else None
-    except OSError as exc:
-        if created:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
-        raise output_os_error(folder, exc) from exc
+    lock_path = _make_and_lock(folder, command, created, lock)
     out = OutputClaim(folder, command, created=created)
     out.record = record
-    claimed = ok = False
-    had_marker = False
+    claimed = ok = had_marker = False
     try:
-        mark = read_marker(folder)
-        present = _files_under(folder)
-        if mark is not None:
-            if mark.get("command") != command:
-                raise OutputError(f"{folder} holds the output of `sarchat {mark.get('command', '?')}` "
-                                  f"({MARK}); `sarchat {command}` writes only an empty folder or one of its own: "
-                                  "choose another --output")
-            had_marker = True
-            files = mark.get("files")
-            out.previous = [r for r in files if isinstance(r, str)] if isinstance(files, list) else []
-        elif present:
-            own = legacy(folder, sorted(present)) if legacy is not None else None
-            if own is None:
-                shown = ", ".join(sorted(present)[:3]) + (", ..." if len(present) > 3 else "")
-                raise OutputError(f"{folder} is not empty and was not written by `sarchat {command}` (it holds "
-                                  f"{shown}); refusing to write there: choose an empty or new folder")
-            out.previous = sorted(own)
+        out.previous, had_marker = _previous_output(folder, command, legacy)
         try:
             _write_marker(folder, command, out.previous if record else [])
         except OSError as exc:
@@ -302,20 +273,66 @@ def claim(folder, command, legacy=None, keep_on_failure=True, lock=True, record=
     finally:
         try:
             if claimed:
-                if not ok and not keep_on_failure:
-                    out.discard_new_files()
-                with contextlib.suppress(OSError):
-                    out.record_new_files()
-                if not had_marker and not _files_under(folder):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(folder, MARK))
+                _settle(out, ok or keep_on_failure, had_marker)
         finally:
-            if lock is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(lock)
-            if created:
-                with contextlib.suppress(OSError):
-                    os.rmdir(folder)
+            _unlock(folder, lock_path, created)
+
+
+def _make_and_lock(folder, command, created, lock):
+    """Create the folder and take its lock (`lock`); -> the lock's path or None. An OS error is one
+    line, and a folder this claim created goes again."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return _acquire_lock(folder, command) if lock else None
+    except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise output_os_error(folder, exc) from exc
+
+
+def _previous_output(folder, command, legacy):
+    """(the files the command's previous run here wrote, whether the folder has our marker);
+    OutputError when the folder holds anything else."""
+    mark = read_marker(folder)
+    if mark is not None:
+        if mark.get("command") != command:
+            raise OutputError(f"{folder} holds the output of `sarchat {mark.get('command', '?')}` "
+                              f"({MARK}); `sarchat {command}` writes only an empty folder or one of its own: "
+                              "choose another --output")
+        files = mark.get("files")
+        return ([r for r in files if isinstance(r, str)] if isinstance(files, list) else []), True
+    present = _files_under(folder)
+    if not present:
+        return [], False
+    own = legacy(folder, sorted(present)) if legacy is not None else None
+    if own is None:
+        shown = ", ".join(sorted(present)[:3]) + (", ..." if len(present) > 3 else "")
+        raise OutputError(f"{folder} is not empty and was not written by `sarchat {command}` (it holds "
+                          f"{shown}); refusing to write there: choose an empty or new folder")
+    return sorted(own), False
+
+
+def _settle(out, keep_new_files, had_marker):
+    """A claimed run's end: its new files removed unless kept, the marker listing what stays, and a
+    marker the claim made with nothing written beside it removed again."""
+    if not keep_new_files:
+        out.discard_new_files()
+    with contextlib.suppress(OSError):
+        out.record_new_files()
+    if not had_marker and not _files_under(out.folder):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(out.folder, MARK))
+
+
+def _unlock(folder, lock_path, created):
+    """The lock goes (when this claim took it), then the folder when the claim created it and it is empty."""
+    if lock_path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+    if created:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def output_os_error(path, exc) -> OutputError:

@@ -16,10 +16,12 @@ the shards' results (one small record per shard) through its main input, so it r
 depends on) every step that writes files, on every runner.
 """
 import collections
+import dataclasses
 import hashlib
 import io
+import itertools
 import json
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -27,6 +29,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from msgspec.structs import astuple
 
 from sarchat.transforms import coco
 from sarchat.transforms.steps import Gather, select, tagged
@@ -86,16 +89,16 @@ class ReadCocoPieceFn(beam.DoFn):
         for array, entries, first in parts:
             if array == "images":
                 records, more = coco.read_image_records(entries, first, split, path, folder)
-                shards = [shard_of(split, r[1], num_shards) for r in records]
+                shards = [shard_of(split, r.image_id, num_shards) for r in records]
             else:
                 records, more = coco.read_annotation_records(entries, first, split, path)
-                shards = annotation_shards(split, [r[3] for r in records], num_shards)
-                yield tagged(self.ANN_IDS, (split, _int_array([r[1] for r in records]),
-                                            np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))))
+                shards = annotation_shards(split, [r.image_id for r in records], num_shards)
+                yield tagged(self.ANN_IDS, (split, _int_array([r.ann_id for r in records]),
+                                            np.fromiter((r.index for r in records), dtype=np.int64, count=len(records))))
             rejects += more
             by_shard = collections.defaultdict(list)
             for shard, record in zip(shards, records):
-                by_shard[shard].append(record)
+                by_shard[shard].append(astuple(record))  # plain, for the shuffle (RECORD_TYPES)
             for shard in sorted(by_shard):
                 yield tagged(self.RECORDS, ((split, shard), (array, by_shard[shard])))
         yield from self._rejects_to_shards(split, num_shards, rejects)
@@ -111,14 +114,11 @@ class ReadCocoPieceFn(beam.DoFn):
             yield tagged(self.RECORDS, ((split, shard), (REJECTS_BATCH, by_shard[shard])))
 
 
-def annotation_shard(split, image_id, num_shards):
-    """The shard of the image an annotation names (coco.image_key); an image_id that can name no
-    image goes to shard 0, where it is rejected as unknown_image like anywhere else."""
-    key = coco.image_key(image_id)
-    return 0 if key is None else shard_of(split, key, num_shards)
-
-
 REJECTS_BATCH = "rejects"  # the kind of a batch of read rejects among a shard's record batches
+# Records cross the shuffle as plain tuples and are typed again on the other side: Beam's coder
+# writes any other object through pickle, one record at a time (for a NamedTuple, about 20 times
+# slower than a tuple and twice the bytes).
+RECORD_TYPES = {"images": coco.ImageRecord, "annotations": coco.AnnotationRecord}
 
 
 def reject_shard(split, reject, num_shards):
@@ -128,7 +128,9 @@ def reject_shard(split, reject, num_shards):
 
 
 def annotation_shards(split, image_ids, num_shards):
-    """annotation_shard of each image_id, each distinct image's shard hashed once."""
+    """The shard of the image each annotation names (coco.image_key), each distinct image's shard
+    hashed once; an image_id that can name no image goes to shard 0, where it is rejected as
+    unknown_image like anywhere else."""
     known = {}
     out = []
     for image_id in image_ids:
@@ -201,7 +203,7 @@ class WriteShardFn(beam.DoFn):
         (split, shard), (batches, duplicates) = element
         by_array = {"images": [], "annotations": [], REJECTS_BATCH: []}
         for array, batch in batches:
-            by_array[array].extend(batch)
+            by_array[array].extend(batch if array == REJECTS_BATCH else itertools.starmap(RECORD_TYPES[array], batch))
         source, image_dir, _ = self.sources[split]
         images, *found = coco.assemble(split, source, image_dir, self.categories[split], by_array["images"],
                                        by_array["annotations"], duplicates)
@@ -454,8 +456,21 @@ def remove_parts(parts_dir):
             pass
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """One split as the launcher planned it (beam_pipelines/generate.py, plan_splits)."""
+    split: str
+    annotations: str  # its COCO file
+    image_dir: str  # the images' folder, relative to the input root
+    input_root: Optional[str]
+    num_shards: int
+    fingerprint: dict  # {"sha256", "bytes", "images", "annotations"} of the file, as the manifest records it
+    pieces: Optional[list]  # the byte ranges the workers parse (coco.preflight); None: read whole
+    categories: list  # the file's categories list, after --category-map
+
+
 class GenerateDialogues(beam.PTransform):
-    """Splits -> dialogue files under `output`; returns (manifest PCollection, rejects PCollection)."""
+    """Split plans -> dialogue files under `output`; returns (manifest PCollection, rejects PCollection)."""
 
     def __init__(self, splits, output, formats, seed, identify_variants, image_root, manifest_base,
                  tfrecord_compression="none"):
@@ -465,14 +480,14 @@ class GenerateDialogues(beam.PTransform):
         self.identify_variants, self.image_root, self.manifest_base = identify_variants, image_root, manifest_base
 
     def expand(self, pbegin):
-        num_shards = {s["split"]: s["num_shards"] for s in self.splits}
-        pieces = [(s["split"], s["annotations"], s["image_dir"], s["num_shards"], s.get("input_root"), piece)
-                  for s in self.splits for piece in (s.get("pieces") or [None])]
+        num_shards = {s.split: s.num_shards for s in self.splits}
+        pieces = [(s.split, s.annotations, s.image_dir, s.num_shards, s.input_root, piece)
+                  for s in self.splits for piece in (s.pieces or [None])]
         parsed = (
             pbegin
             | "Pieces" >> beam.Create(pieces)
             | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
-            | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s["split"]: s["categories"] for s in self.splits}))
+            | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s.split: s.categories for s in self.splits}))
             .with_output_types(Any)  # declared (what inference gave), so Beam does not trace the DoFn's code
         )
         # a side input, so it only reads: a runner may compute it again for each reader (steps.py)
@@ -482,7 +497,7 @@ class GenerateDialogues(beam.PTransform):
             | "CollectAnnotationIds" >> beam.combiners.ToList()
             | "DuplicateAnnotationIds" >> beam.Map(duplicates_by_split)
         )
-        sources = {s["split"]: (s["annotations"], s["image_dir"], s["categories"]) for s in self.splits}
+        sources = {s.split: (s.annotations, s.image_dir, s.categories) for s in self.splits}
         shards = (
             parsed
             | "Records" >> select(ReadCocoPieceFn.RECORDS, Tuple[Tuple[str, int], Any])

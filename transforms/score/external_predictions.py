@@ -199,21 +199,33 @@ def table_rows(path):
     when it has no `index` or `prediction` column. A row without an index keeps id None (rejected
     as `missing_id` by the scorer, like any prediction row without an id)."""
     header, rows = _json_table_records(path) if is_json_table(path) else _table_records(path)
+    col = _table_columns(path, header)
+    stem = _table_stem(path)
+    for i, values in enumerate(rows):
+        if not any(_cell(v) is not None for v in values):
+            continue  # a blank line
+        cells = {name: _cell(values[j]) for name, j in col.items() if j < len(values)}
+        model = cells.get("model") or table_model(stem, cells.get(DATASET_COLUMN)) or "model"
+        yield i, {"id": cells.get("index"), "prediction": cells.get("prediction") or "", "model": model}
+
+
+def _table_columns(path, header):
+    """{column name: position} of the columns a table's rows are read from; InputError when it lacks
+    `index` or `prediction`."""
     lacking = [c for c in ("index", "prediction") if c not in header]
     if lacking:
         raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column (VLMEvalKit prediction "
                          f"tables need index and prediction; found {', '.join(h for h in header if h) or 'none'})")
-    col = {name: header.index(name) for name in ("index", "prediction", "model", DATASET_COLUMN) if name in header}
+    return {name: header.index(name) for name in ("index", "prediction", "model", DATASET_COLUMN) if name in header}
+
+
+def _table_stem(path):
+    """The table's file name less its table suffix (`<model>_<dataset>` for VLMEvalKit's files)."""
     stem = _split(path)[1]
     for suffix in TABLE_SUFFIXES + (".json",):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
-    for i, values in enumerate(rows):
-        if not any(_cell(v) is not None for v in values):
-            continue  # a blank line
-        get = lambda name: _cell(values[col[name]]) if name in col and col[name] < len(values) else None  # noqa: E731, B023 (used in this iteration)
-        model = get("model") or table_model(stem, get(DATASET_COLUMN)) or "model"
-        yield i, {"id": get("index"), "prediction": get("prediction") or "", "model": model}
+    return stem
 
 
 def table_model(stem, dataset_name):

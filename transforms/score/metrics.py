@@ -29,7 +29,6 @@ resamples samples with replacement within each task (task sizes stay fixed, as i
 """
 import numpy as np
 
-from sarchat.transforms.answer_words import canon_triple as _canon_triple  # noqa: F401 (score_columns)
 from sarchat.transforms.categories import CATEGORIES
 from sarchat.transforms.geometry import IDENTIFY_SIZES
 from sarchat.transforms.score import breakdowns, parsing

@@ -259,7 +259,7 @@ class ScoreBucketFn(beam.DoFn):
                 yield tagged(self.ARRAYS, ((model, task), arrays))
                 template_spread.add_arrays(by_template, arrays, _template_ids(part.truth.table))
                 if self.write_samples:
-                    lines = pa.table({"id": columnar._array(part.truth.table, "id"), "line": part.lines()})
+                    lines = pa.table({"id": columnar.table_column(part.truth.table, "id"), "line": part.lines()})
                     yield tagged(self.LINES, ((model, task), to_ipc(lines, compression="zstd")))
             yield tagged(self.TEMPLATES, (model, by_template))
 
@@ -271,7 +271,7 @@ class ScoreBucketFn(beam.DoFn):
             return
         for part in parts:
             pos = pc.index_in(pa.array([sid for sid, _ in found], pa.string()),
-                              value_set=columnar._array(part.truth.table, "id")).to_pylist()
+                              value_set=columnar.table_column(part.truth.table, "id")).to_pylist()
             for (sid, i), p in zip(found, pos):
                 if p is None:
                     continue

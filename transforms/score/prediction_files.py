@@ -246,19 +246,25 @@ def _read_parquet(path, what):
         raise InputError(f"cannot read {what} file {path}: {type(exc).__name__}: {exc}") from None
 
 
+def _parquet_batches(path, batch_size):
+    """(index of its first row, batch of the prediction columns) per batch of a Parquet file."""
+    pf = _read_parquet(path, "predictions")
+    names = set(pf.schema_arrow.names)
+    index = 0
+    for batch in pf.iter_batches(batch_size=batch_size, columns=[c for c in PREDICTION_COLUMNS if c in names]):
+        yield index, batch
+        index += batch.num_rows
+
+
+def _clean_rows(batch, path, start):
+    return [clean_prediction(r, path, start + i) for i, r in enumerate(batch.to_pylist())]
+
+
 def iter_prediction_batches(path, batch_size=65536):
     """([clean rows], [malformed row indices]) per batch of a prediction file."""
     if path.endswith(".parquet"):
-        pf = _read_parquet(path, "predictions")
-        names = set(pf.schema_arrow.names)
-        cols = [c for c in PREDICTION_COLUMNS if c in names]
-        index = 0
-        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
-            rows = []
-            for r in batch.to_pylist():
-                rows.append(clean_prediction(r, path, index))
-                index += 1
-            yield rows, []
+        for index, batch in _parquet_batches(path, batch_size):
+            yield _clean_rows(batch, path, index), []
         return
     rows, malformed = [], []
     for index, row in _rows(path):
@@ -315,16 +321,10 @@ def iter_prediction_tables(path, batch_size=65536):
     rows of iter_prediction_batches, converted column by column where the file is Parquet."""
     ownership.pause_point("score-reading-predictions")  # tests stop the job here (Ctrl-C mid-pipeline)
     if path.endswith(".parquet"):
-        pf = _read_parquet(path, "predictions")
-        names = set(pf.schema_arrow.names)
-        cols = [c for c in PREDICTION_COLUMNS if c in names]
-        index = 0
-        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+        for index, batch in _parquet_batches(path, batch_size):
             table = _wire_columns(batch, path, index)
             if table is None:
-                table = pa.Table.from_pylist([clean_prediction(r, path, index + i)
-                                              for i, r in enumerate(batch.to_pylist())], schema=PREDICTION_WIRE_SCHEMA)
-            index += batch.num_rows
+                table = pa.Table.from_pylist(_clean_rows(batch, path, index), schema=PREDICTION_WIRE_SCHEMA)
             yield table, []
         return
     for rows, bad in iter_prediction_batches(path, batch_size):
@@ -342,41 +342,52 @@ def scan_prediction_file(path, source=None):
     source = source or _source_of(path)
     folder = source if source != path else posixpath.dirname(path)
     manifest = read_run_manifest(folder)
-    version = None
-    models, rows, malformed = set(), 0, 0
     if path.endswith(".parquet"):
-        pf = _read_parquet(path, "predictions")
-        names = pf.schema_arrow.names
-        lacking = [c for c in REQUIRED_COLUMNS if c not in names]
-        if lacking:
-            raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column "
-                             f"(prediction files need {', '.join(REQUIRED_COLUMNS)}; found {', '.join(names) or 'none'})")
-        rows = pf.metadata.num_rows
-        if "model" in names:
-            for batch in pf.iter_batches(columns=["model"]):
-                models.update(model_of({"model": m}, path) for m in batch.column(0).to_pylist())
-        elif rows:
-            models.add(model_of({}, path))
-        version = _parquet_version(pf)
+        (models, rows, version), malformed = _scan_parquet(path), 0
     else:
-        seen_keys = set()
-        for _, row in _rows(path):
-            if row is None:
-                malformed += 1
-                continue
-            rows += 1
-            seen_keys.update(k for k in REQUIRED_COLUMNS if k in row)
-            models.add(model_of(row, path))
-        lacking = [c for c in REQUIRED_COLUMNS if c not in seen_keys]
-        if rows and lacking:
-            raise InputError(f"{path}: no row has {' or '.join(repr(c) for c in lacking)} "
-                             f"(prediction rows need {', '.join(REQUIRED_COLUMNS)})")
+        (models, rows, malformed), version = _scan_lines(path), None
     if not rows:
         extra = f" ({malformed} malformed line{'s' if malformed != 1 else ''})" if malformed else ""
         raise InputError(f"{path} holds no prediction rows{extra}")
     if version is None and manifest is not None and manifest.get("dataset_version"):
         version = str(manifest["dataset_version"])
     return PredictionFile(path, source, tuple(sorted(models)), rows, malformed, version, manifest)
+
+
+def _scan_parquet(path):
+    """(models, number of rows, dataset version) of a Parquet prediction file, from its metadata and
+    `model` column; InputError when it lacks a required column."""
+    pf = _read_parquet(path, "predictions")
+    names = pf.schema_arrow.names
+    lacking = [c for c in REQUIRED_COLUMNS if c not in names]
+    if lacking:
+        raise InputError(f"{path} has no {' or '.join(repr(c) for c in lacking)} column "
+                         f"(prediction files need {', '.join(REQUIRED_COLUMNS)}; found {', '.join(names) or 'none'})")
+    rows, models = pf.metadata.num_rows, set()
+    if "model" in names:
+        for batch in pf.iter_batches(columns=["model"]):
+            models.update(model_of({"model": m}, path) for m in batch.column(0).to_pylist())
+    elif rows:
+        models.add(model_of({}, path))
+    return models, rows, _parquet_version(pf)
+
+
+def _scan_lines(path):
+    """(models, number of rows, number of malformed lines) of a JSONL prediction file; InputError
+    when no row has a required key."""
+    models, rows, malformed, seen_keys = set(), 0, 0, set()
+    for _, row in _rows(path):
+        if row is None:
+            malformed += 1
+            continue
+        rows += 1
+        seen_keys.update(k for k in REQUIRED_COLUMNS if k in row)
+        models.add(model_of(row, path))
+    lacking = [c for c in REQUIRED_COLUMNS if c not in seen_keys]
+    if rows and lacking:
+        raise InputError(f"{path}: no row has {' or '.join(repr(c) for c in lacking)} "
+                         f"(prediction rows need {', '.join(REQUIRED_COLUMNS)})")
+    return models, rows, malformed
 
 
 def check_model_sources(files):

@@ -36,49 +36,14 @@ def pred_labels(task, parsed):
     return BY_ID[task].pred_labels(parsed) if parsed else []
 
 
-class SampleColumns:
-    """Per-sample results gathered column by column, then one Arrow table of SAMPLE_SCHEMA."""
-
-    def __init__(self):
-        self.cols = {name: [] for name in SAMPLE_SCHEMA.names}
-
-    def add(self, row, model, pred, result, category, size):
-        c = self.cols
-        parsed = result["parsed"] or {}
-        task = row["task"]
-        c["id"].append(row["id"])
-        c["task"].append(task)
-        c["subset"].append(row.get("subset"))
-        c["model"].append(model)
-        c["status"].append(result["status"])
-        c["error"].append(pred.get("error") if pred else None)
-        c["latency_s"].append(pred.get("latency_s") if pred else None)
-        c["category"].append(category)
-        c["size"].append(size)
-        c["pred_count"].append(parsed.get("count"))
-        c["pred_boxes"].append(parsed.get("boxes") or [])
-        c["pred_box_categories"].append(parsed.get("box_categories"))
-        c["pred_labels"].append(pred_labels(task, parsed))
-        c["ious"].append(result["ious"])
-        scores = result["scores"]
-        c["columns"].append(list(scores))
-        c["tp"].append([v[0] for v in scores.values()])
-        c["fp"].append([v[1] for v in scores.values()])
-        c["fn"].append([v[2] for v in scores.values()])
-
-    def __len__(self):
-        return len(self.cols["id"])
-
-    def row(self, i):
-        return {k: v[i] for k, v in self.cols.items()}
-
-    def to_table(self):
-        return pa.table({name: pa.array(self.cols[name], type=SAMPLE_SCHEMA.field(name).type)
-                         for name in SAMPLE_SCHEMA.names}, schema=SAMPLE_SCHEMA)
-
-
 def sample_record(row, model, pred, result):
-    """One row of SAMPLE_SCHEMA as a dict."""
-    sc = SampleColumns()
-    sc.add(row, model, pred, result, M.sample_category(row), M.sample_size(row))
-    return sc.row(0)
+    """One row of SAMPLE_SCHEMA as a dict, from a test row, its prediction row and metrics.score_sample's
+    result: the per-sample reference of the columnar scorer's rows (score_columns.ModelTask.sample_table)."""
+    parsed, scores = result["parsed"] or {}, result["scores"]
+    return {"id": row["id"], "task": row["task"], "subset": row.get("subset"), "model": model,
+            "status": result["status"], "error": pred.get("error") if pred else None,
+            "latency_s": pred.get("latency_s") if pred else None, "category": M.sample_category(row),
+            "size": M.sample_size(row), "pred_count": parsed.get("count"), "pred_boxes": parsed.get("boxes") or [],
+            "pred_box_categories": parsed.get("box_categories"), "pred_labels": pred_labels(row["task"], parsed),
+            "ious": result["ious"], "columns": list(scores), "tp": [v[0] for v in scores.values()],
+            "fp": [v[1] for v in scores.values()], "fn": [v[2] for v in scores.values()]}

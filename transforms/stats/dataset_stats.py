@@ -596,46 +596,51 @@ class DialogueStats:
         tasks = {}
         for task in TASKS + tuple(sorted({t for t, _ in self.tasks} - set(TASKS))):
             keys = sorted(k for k in self.tasks if k[0] == task)
-            if not keys:
-                continue
-            n = sum(self.tasks[k] for k in keys)
-            entry = {"count": n, "percent": percent(n, total),
-                     "answer_words_mean": _r(sum(self.answer_words[k] for k in keys) / n, 3),
-                     "answer_chars_mean": _r(sum(self.answer_chars[k] for k in keys) / n, 3),
-                     "question_words_mean": _r(sum(self.question_words[k] for k in keys) / n, 3),
-                     "boxes_mean": _r(sum(self.boxes[k] for k in keys) / n, 4),
-                     "templates_used": sum(1 for (t, _) in self.templates if t == task)}
-            subsets = [k for k in keys if k[1]]
-            if subsets or task in SUBSET_TASKS:
-                order = {"single": 0, "multi": 1}
-                entry["subsets"] = {
-                    s: {"count": self.tasks[(task, s)], "percent_of_task": percent(self.tasks[(task, s)], n),
-                        "percent": percent(self.tasks[(task, s)], total),
-                        "boxes_mean": _r(self.boxes[(task, s)] / self.tasks[(task, s)], 4)}
-                    for _, s in sorted(subsets, key=lambda k: (order.get(k[1], 2), k[1]))}
-            tasks[task] = entry
-
-        def word_counts(field, task, order):
-            c = {w: n for (f, t, w), n in self.words.items() if f == field and t == task}
-            if not c:
-                return {}
-            total_w = sum(c.values())
-            keys = [w for w in order if w in c] + sorted(set(c) - set(order))
-            return {w: {"count": c[w], "percent": percent(c[w], total_w)} for w in keys}
-
+            if keys:
+                tasks[task] = self._task_entry(task, keys, total)
         identify = tasks.get("identify", {}).get("count", 0)
         stated = sum(n for (f, t, _), n in self.words.items() if f == "shapes" and t == "identify")
         return {
             "dialogues": total,
             "tasks": tasks,
-            "identify_shapes": word_counts("shapes", "identify", SHAPE_ORDER),
+            "identify_shapes": self._word_counts("shapes", "identify", SHAPE_ORDER),
             "identify_shape_stated_percent": percent(stated, identify),
-            "identify_sizes": word_counts("sizes", "identify", IDENTIFY_SIZE_ORDER),
-            "identify_cells": word_counts("cells", "identify", CELL_ORDER),
-            "describe_sizes": word_counts("sizes", "describe", DESCRIBE_SIZE_ORDER),
-            "grounding_relations": word_counts("relations", "grounding", RELATION_ORDER),
-            "grounding_directions": word_counts("directions", "grounding", ()),
+            "identify_sizes": self._word_counts("sizes", "identify", IDENTIFY_SIZE_ORDER),
+            "identify_cells": self._word_counts("cells", "identify", CELL_ORDER),
+            "describe_sizes": self._word_counts("sizes", "describe", DESCRIBE_SIZE_ORDER),
+            "grounding_relations": self._word_counts("relations", "grounding", RELATION_ORDER),
+            "grounding_directions": self._word_counts("directions", "grounding", ()),
         }
+
+    def _task_entry(self, task, keys, total):
+        """One task's figures over its (task, subset) keys, and its subsets' where it has them."""
+        n = sum(self.tasks[k] for k in keys)
+
+        def mean(counter, nd):
+            return _r(sum(counter[k] for k in keys) / n, nd)
+
+        entry = {"count": n, "percent": percent(n, total),
+                 "answer_words_mean": mean(self.answer_words, 3), "answer_chars_mean": mean(self.answer_chars, 3),
+                 "question_words_mean": mean(self.question_words, 3), "boxes_mean": mean(self.boxes, 4),
+                 "templates_used": sum(1 for (t, _) in self.templates if t == task)}
+        subsets = [k for k in keys if k[1]]
+        if subsets or task in SUBSET_TASKS:
+            order = {"single": 0, "multi": 1}
+            entry["subsets"] = {
+                s: {"count": self.tasks[(task, s)], "percent_of_task": percent(self.tasks[(task, s)], n),
+                    "percent": percent(self.tasks[(task, s)], total),
+                    "boxes_mean": _r(self.boxes[(task, s)] / self.tasks[(task, s)], 4)}
+                for _, s in sorted(subsets, key=lambda k: (order.get(k[1], 2), k[1]))}
+        return entry
+
+    def _word_counts(self, field, task, order):
+        """{word: count and percent} of one field's words in one task, in `order` then alphabetical."""
+        c = {w: n for (f, t, w), n in self.words.items() if f == field and t == task}
+        if not c:
+            return {}
+        total_w = sum(c.values())
+        keys = [w for w in order if w in c] + sorted(set(c) - set(order))
+        return {w: {"count": c[w], "percent": percent(c[w], total_w)} for w in keys}
 
 
 # --- assembling the report ------------------------------------------------------------------------

@@ -3,13 +3,15 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_categories
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, canonical_sort, join_words
 from sarchat.transforms.schema import dialogue_id
-from sarchat.transforms.tasks.task_spec import TaskSpec
+from sarchat.transforms.tasks.column_scoring import set_scores
+from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, row_dicts
 
 # Classify questions name the candidates alphabetically, as the paper's appendix and the real
 # SARChat questions do: "aircraft, bridge, car, harbor, ship, tank".
 CANDIDATES = ", ".join(sorted(CATEGORIES))
 
-SPEC = TaskSpec("classify", "", "Classification", columns=(("classify", "Class"),), min_templates=20)
+SPEC = TaskSpec("classify", "", "Classification", columns=(("classify", "Class"),), min_templates=20,
+                prior_columns=("gt_categories",))
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"candidates"}, {"candidates"}), "answer": ({"categories"}, set())}
 
@@ -36,6 +38,17 @@ def miss(row):
     return {"classify": (0, 0, len(set(row.get("gt_categories") or [])))}
 
 
+def _truth_items(truth):
+    return truth.kind_items("gt_categories", "category")
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v = truth.vocab
+    out.set(slice(None), 0, *set_scores(truth, _truth_items, parses, uok,
+                                        lambda p: [v.code(("category", c)) for c in p["categories"]]))
+
+
 def pred_labels(parsed):
     """The samples' `pred_labels` column: the categories named."""
     return list(parsed["categories"])
@@ -49,6 +62,22 @@ def marks(row, res):
 
 
 # ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: each set of categories; each distinct set's
+    categories are the second vote for the top category (after identify's)."""
+    sets, votes = tally.counter("classify"), tally.counter("category votes", 1)
+    for row in row_dicts(rows, SPEC.prior_columns):
+        cats = tuple(row.get("gt_categories") or [])
+        if not sets[cats]:
+            votes.update(cats)
+        sets[cats] += 1
+
+
+def prior(tally, top_category):
+    """The blind prior's entry: the most common set of categories."""
+    return {"classify": list(most_common(tally.counter("classify"), (top_category,)))}
 
 
 def blind_answer(prior, row, fmt, W, H):

@@ -1,15 +1,22 @@
 """Instance counting: how many of a category, with their boxes (docs/rules.md sections 7 and 12)."""
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, parse_boxes, parse_number, strip_boxes
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
-from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes
+from sarchat.transforms.tasks.column_scoring import box_scores, per_row, table_column, to_numpy
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, most_common, row_dicts
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
                 columns=(("count.only_count", "Only count"), ("count.iou25", "Count IoU=.25"),
                          ("count.iou50", "Count IoU=.5")),
-                answer_has_boxes=True, min_templates=15, by_category=True)
+                answer_has_boxes=True, min_templates=15, by_category=True, prior_columns=("gt_categories", "gt_count"))
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"category", "category_plural"}, set())}
 
@@ -53,6 +60,20 @@ def miss(row):
     return {"count.only_count": (0, 0, 1), "count.iou25": (0, 0, n), "count.iou50": (0, 0, n)}
 
 
+def _gt_counts(truth):
+    """score's gt_count per row: the row's gt_count, else its number of truth boxes."""
+    c = table_column(truth.table, "gt_count", pa.int64())
+    return np.where(to_numpy(pc.is_null(c)), truth.n_boxes, to_numpy(pc.fill_null(c, -1)).astype(np.int64))
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    stated = per_row(uok, [-1 if p["count"] is None else p["count"] for p in parses])
+    right = ok & (stated == _gt_counts(truth))
+    out.set(slice(None), 0, right.astype(np.int64), (ok & ~right).astype(np.int64), (~ok).astype(np.int64))
+    box_scores(truth, parses, uok, out, ((1, 0.25), (2, 0.5)))
+
+
 def pred_labels(parsed):
     """The samples' `pred_labels` column: nothing: the stated number and the boxes have their own columns."""
     return []
@@ -69,6 +90,22 @@ def marks(row, res):
 
 
 # ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: per category, each count."""
+    by_cat = tally.counters("count")
+    for row in row_dicts(rows, SPEC.prior_columns):
+        cats = row.get("gt_categories") or []
+        if cats:
+            by_cat[cats[0]][int(row.get("gt_count") or len(cats))] += 1
+
+
+def prior(tally, top_category):
+    """The blind prior's entries: per category its most common count, and the most common count of all."""
+    by_cat = tally.counters("count")
+    return {"count": {c: most_common(v, 1) for c, v in by_cat.items()},
+            "default_count": most_common(Counter(n for v in by_cat.values() for n in v.elements()), 1)}
 
 
 def blind_answer(prior, row, fmt, W, H):

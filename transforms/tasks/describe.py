@@ -1,14 +1,19 @@
 """Fine-grained description: a '<size> <category> <position>' phrase per kept box (docs/rules.md sections 5, 7 and 12)."""
 from collections import Counter
 
+import numpy as np
+import pyarrow as pa
+
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_description
 from sarchat.transforms import geometry
 from sarchat.transforms.box_match import multiset_counts
 from sarchat.transforms.categories import CATEGORY_INDEX, article
 from sarchat.transforms.schema import dialogue_id
-from sarchat.transforms.tasks.task_spec import TaskSpec
+from sarchat.transforms.tasks.column_scoring import set_scores
+from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, ranked, row_dicts
 
-SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40)
+SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40,
+                prior_columns=("gt_sizes", "gt_categories", "gt_cells"))
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": (set(), set()), "style": ({"size", "category", "position"}, set())}
 
@@ -39,6 +44,25 @@ def miss(row):
     return {"describe": (0, 0, len(_truth(row)))}
 
 
+def _truth_items(truth):
+    """_truth's triples as (row, code) pairs: zip(sizes, categories, cells) stops at the shortest."""
+    cols = [truth.list_column(name) for name in ("gt_sizes", "gt_categories", "gt_cells")]
+    count = np.minimum.reduce([c.lengths for c in cols])
+    values = []
+    for c in cols:
+        rows, pos = c.head(count)
+        values.append(c.flat.take(pa.array(pos, pa.int64())).to_pylist() if len(pos) else [])
+    return rows, np.array([truth.vocab.code(("triple", a, b, x)) for a, b, x in zip(*values)], dtype=np.int64)
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v = truth.vocab
+    out.set(slice(None), 0, *set_scores(truth, _truth_items, parses, uok,
+                                        lambda p: [v.code(("triple",) + tuple(t)) for t in p["triples"]],
+                                        multiset=True))
+
+
 def pred_labels(parsed):
     """The samples' `pred_labels` column: size|category|cell per phrase."""
     return ["|".join(x or "" for x in t) for t in parsed["triples"]]
@@ -60,6 +84,23 @@ def marks(row, res):
 
 
 # ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: the number of kept boxes and each (size, category,
+    cell) phrase."""
+    ks, phrases = tally.counter("describe", "k"), tally.counter("describe", "phrases")
+    for row in row_dicts(rows, SPEC.prior_columns):
+        triples = list(zip(row.get("gt_sizes") or [], row.get("gt_categories") or [], row.get("gt_cells") or []))
+        ks[len(triples)] += 1
+        phrases.update(triples)
+
+
+def prior(tally, top_category):
+    """The blind prior's entry: the k most common phrases, k the most common number of kept boxes."""
+    k = most_common(tally.counter("describe", "k"), 1)
+    return {"describe": [list(t) for t in ranked(tally.counter("describe", "phrases"))[:max(1, k)]]
+            or [["small", top_category, "middle center"]]}
 
 
 def blind_answer(prior, row, fmt, W, H):

@@ -1,15 +1,21 @@
 """Spatial grounding: every box by category, and the relations between categories (docs/rules.md sections 7 and 12)."""
+from collections import Counter
+
+import numpy as np
+
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, canon_triple, parse_boxes_by_category, parse_relations
 from sarchat.transforms.box_match import box_marks, match_boxes, set_counts
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, plural
 from sarchat.transforms.schema import dialogue_id, join_relation, seeded_int, split_relation
-from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
+from sarchat.transforms.tasks.column_scoring import box_scores, set_scores, subset_column
+from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, row_dicts, subset_of
 
 SPEC = TaskSpec("grounding", "[grounding]", "Spatial grounding", subsets=("single", "multi"),
                 columns=(("grounding.abstract_position", "Abstract position"), ("grounding.multi", "Ground Multi"),
                          ("grounding.single", "Ground Single")),
-                answer_has_boxes=True, min_templates=15, match_within_category=True)
+                answer_has_boxes=True, min_templates=15, match_within_category=True,
+                prior_columns=("gt_categories", "gt_relations"))
 GROUNDING_IOU = 0.5  # a box matched within its category is a TP from this IoU
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": (set(), set()), "relation": ({"a", "b", "rel", "dir"}, set())}
@@ -63,6 +69,36 @@ def miss(row):
     return out
 
 
+def _truth_items(truth):
+    lists = truth.list_column("gt_relations")
+    return lists.rows, truth.vocab.encode(lists.flat, lambda r: ("relation",) + canon_triple(*split_relation(r)[:3]))
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v, boxes = truth.vocab, truth.boxes
+    rel = truth.list_column("gt_relations").lengths > 0
+    a, b, c = set_scores(truth, _truth_items, parses, uok, lambda p: [v.code(("relation",) + tuple(t))
+                                                                       for t in p["relations"]])
+    out.set(rel, SPEC.column_ids.index("grounding.abstract_position"), a[rel], b[rel], c[rel])
+    # boxes are matched within each category of the truth (a predicted box's category:
+    # answer_words.parse_boxes_by_category)
+    gt_cat = truth.box_categories(v.encode(truth.categories.flat, lambda x: ("category", x)))
+    pcat = np.array([v.code(("category", x)) for p in parses for x in p["box_categories"]], dtype=np.int64)
+
+    def by_category(prow, ppos):
+        width = max(len(v), 1)
+        gkey = np.where(gt_cat >= 0, boxes.rows * width + gt_cat, -1)
+        groups = np.unique(gkey[gkey >= 0])
+        gg = np.where(gkey >= 0, np.searchsorted(groups, gkey), len(groups))
+        pkey = prow * width + pcat[ppos]
+        at = np.minimum(np.searchsorted(groups, pkey), max(len(groups) - 1, 0))
+        found = groups[at] == pkey if len(groups) else np.zeros(len(pkey), dtype=bool)
+        return np.where(found, at, -1), gg, len(groups) + 1
+
+    box_scores(truth, parses, uok, out, [(subset_column(truth, "grounding"), GROUNDING_IOU)], by_category)
+
+
 def pred_labels(parsed):
     """The samples' `pred_labels` column: cat1|relation|cat2 per relation stated."""
     return ["|".join(t) for t in parsed["relations"]]
@@ -93,6 +129,24 @@ def _boxes_sentence(cat, placed):
         return f"There is {article(cat)} {cat} in the {placed[0][0]} portion {placed[0][1]}."
     parts = ", ".join([f"one in the {cell} portion {box}" for cell, box in placed])
     return f"There are {len(placed)} {plural(cat)}: {parts}."
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: each image composition ((category, count) pairs)
+    and, per category pair, each relation."""
+    compositions, relations = tally.counter("grounding"), tally.counters("relations")
+    for row in row_dicts(rows, SPEC.prior_columns):
+        cats = row.get("gt_categories") or []
+        compositions[tuple(sorted(Counter(cats).items(), key=lambda kv: CATEGORY_INDEX[kv[0]]))] += 1
+        for r in row.get("gt_relations") or []:
+            a, rel, b, _ = split_relation(r)
+            relations[f"{a}|{b}"][rel] += 1
+
+
+def prior(tally, top_category):
+    """The blind prior's entries: the most common composition, per category pair the most common relation."""
+    return {"grounding": [list(p) for p in most_common(tally.counter("grounding"), ((top_category, 1),))],
+            "relations": {pair: most_common(v) for pair, v in tally.counters("relations").items()}}
 
 
 def blind_answer(prior, row, fmt, W, H):

@@ -1,19 +1,24 @@
 """Cross-modal identification: the attributes of the box a question names (docs/rules.md sections 6, 7 and 12)."""
-from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sarchat.transforms import geometry
+from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
 from sarchat.transforms.arrow_text import empty_lists, join, render, strings
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import article
 from sarchat.transforms.schema import DIALOGUE_SCHEMA, dialogue_id, seeded_int
-from sarchat.transforms.tasks.task_spec import TaskSpec, subset_of
+from sarchat.transforms.tasks.column_scoring import counts_against_truth, parse_items, row_items, subset_column
+from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, row_dicts, subset_of
 
 SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=("single", "multi"),
                 columns=(("identify.multi", "ID Multi"), ("identify.single", "ID Single")),
-                question_has_box=True, min_templates=20, by_category=True, by_size=True)
+                question_has_box=True, min_templates=20, by_category=True, by_size=True,
+                prior_columns=("gt_categories", "gt_sizes", "gt_cells", "gt_shapes"))
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"box"}, {"box"}),
                                                "answer": ({"size", "category", "cell"}, set()),
@@ -57,6 +62,28 @@ def miss(row):
     return {f"identify.{subset_of(row)}": (0, 0, len(_truth(row)))}
 
 
+def _truth_items(truth):
+    parts = [truth.kind_items(name, kind) for name, kind in (
+        ("gt_categories", "category"), ("gt_sizes", "size"), ("gt_cells", "cell"), ("gt_shapes", "shape"))]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    v = truth.vocab
+    # distinct codes per parse (the kinds differ, so base and shape codes never coincide)
+    base = parse_items(parses, lambda p: list(dict.fromkeys(
+        [v.code(("category", x)) for x in p["categories"]] + [v.code(("size", x)) for x in p["sizes"]]
+        + [v.code(("cell", x)) for x in p["cells"]])))
+    shapes = parse_items(parses, lambda p: list(dict.fromkeys(v.code(("shape", x)) for x in p["shapes"])))
+    r1, c1 = row_items(uok, *base)
+    # shape is scored only when the truth states one
+    has_shapes = truth.list_column("gt_shapes").lengths > 0
+    r2, c2 = row_items(np.where(has_shapes, uok, -1), *shapes)
+    a, b, c = counts_against_truth(truth, _truth_items, np.concatenate([r1, r2]), np.concatenate([c1, c2]))
+    out.set(np.arange(truth.n), subset_column(truth, "identify"), a, b, c)
+
+
 def pred_labels(parsed):
     """The samples' `pred_labels` column: attribute=value per attribute named."""
     return ([f"category={c}" for c in parsed["categories"]] + [f"size={s}" for s in parsed["sizes"]]
@@ -81,6 +108,68 @@ def marks(row, res):
 
 
 _CANONICAL = get_box_format("canonical")
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: the first category (the first vote for the top
+    category), the first size word, the two together, every cell and shape. A table with all of
+    prior_columns is counted column-wise (_fit_columns: identify is 3/4 of the rows)."""
+    if isinstance(rows, pa.Table) and set(SPEC.prior_columns) <= set(rows.column_names):
+        return _fit_columns(tally, rows)
+    votes, sizes, cells, shapes = (tally.counter("category votes", 0), tally.counter("identify", "size"),
+                                   tally.counter("identify", "cell"), tally.counter("identify", "shape"))
+    by_size = tally.counters("identify category by size")
+    for row in row_dicts(rows, SPEC.prior_columns):
+        cats = row.get("gt_categories") or []
+        size = (row.get("gt_sizes") or [None])[0]
+        if cats:
+            votes[cats[0]] += 1
+            if size:
+                by_size[size][cats[0]] += 1
+        if size:
+            sizes[size] += 1
+        cells.update(row.get("gt_cells") or [])
+        shapes.update(row.get("gt_shapes") or [])
+
+
+def _value_counts(array):
+    """Counter of the values of an Arrow array (a null counts as None, as Counter.update would)."""
+    out = Counter()
+    for item in pc.value_counts(array).to_pylist():
+        out[item["values"]] += item["counts"]
+    return out
+
+
+def _non_empty(lists):
+    return pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False)
+
+
+def _fit_columns(tally, part):
+    """fit_prior's row rules column-wise: the first category of every row with one, the first size
+    where it is neither null nor "" (`if size`), the pair of both, every cell and shape."""
+    cats, sizes = part.column("gt_categories"), part.column("gt_sizes")
+    has_cat, has_size = _non_empty(cats), _non_empty(sizes)
+    tally.counter("category votes", 0).update(_value_counts(pc.list_element(cats.filter(has_cat), 0)))
+    size = pc.list_element(sizes.filter(has_size), 0)
+    tally.counter("identify", "size").update(_value_counts(size.filter(pc.fill_null(pc.not_equal(size, ""), False))))
+    both = pc.and_(has_cat, has_size)
+    pairs = pa.table({"size": pc.list_element(sizes.filter(both), 0), "cat": pc.list_element(cats.filter(both), 0)})
+    pairs = pairs.filter(pc.fill_null(pc.not_equal(pairs.column("size"), ""), False))
+    by_size = tally.counters("identify category by size")
+    for item in pairs.group_by(["size", "cat"]).aggregate([([], "count_all")]).to_pylist():
+        by_size[item["size"]][item["cat"]] += item["count_all"]
+    tally.counter("identify", "cell").update(_value_counts(pc.list_flatten(part.column("gt_cells"))))
+    tally.counter("identify", "shape").update(_value_counts(pc.list_flatten(part.column("gt_shapes"))))
+
+
+def prior(tally, top_category):
+    """The blind prior's entry: the top category and the most common size word, cell and shape, and
+    per size word its most common category."""
+    return {"identify": {
+        "category": top_category, "size": most_common(tally.counter("identify", "size"), "small"),
+        "cell": most_common(tally.counter("identify", "cell"), "middle center"),
+        "shape": most_common(tally.counter("identify", "shape"), "roughly square"),
+        "category_by_size": {s: most_common(v) for s, v in tally.counters("identify category by size").items()}}}
 
 
 def _sentence(size, cat, cell, shape):

@@ -4,12 +4,13 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, fin
 from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
-from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, subset_of
+from sarchat.transforms.tasks.column_scoring import box_scores, subset_column
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, most_common, row_dicts, subset_of
 
 SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
                 columns=(("refer.multi.iou25", "Multi Ref IoU=.25"), ("refer.multi.iou50", "Multi Ref IoU=.5"),
                          ("refer.single.iou25", "Single Ref IoU=.25"), ("refer.single.iou50", "Single Ref IoU=.5")),
-                answer_has_boxes=True, min_templates=30, by_category=True)
+                answer_has_boxes=True, min_templates=30, by_category=True, prior_columns=("gt_categories",))
 # The placeholders each kind of template text may use and must use (templates/__init__.py).
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"category", "category_plural", "n", "category_n", "be"}, {"n", "category_n"})}
 
@@ -42,6 +43,12 @@ def miss(row):
     return {c: (0, 0, len(row.get("gt_boxes") or [])) for c in columns(row)}
 
 
+def score_columns(truth, parses, uok, ok, out):
+    """score and miss for all rows at once (column_scoring)."""
+    box_scores(truth, parses, uok, out, [(subset_column(truth, "refer", suffix), t)
+                                         for suffix, t in ((".iou25", 0.25), (".iou50", 0.5))])
+
+
 def pred_labels(parsed):
     """The samples' `pred_labels` column: the cells named."""
     return list(parsed["cells"])
@@ -55,6 +62,20 @@ def marks(row, res):
 
 
 # ---- baselines: a blind prior's answer (inference/baselines.py) and a detector's (inference/cfar.py)
+
+
+def fit_prior(tally, rows):
+    """The blind prior's counts of train rows: per category, each number of instances."""
+    by_cat = tally.counters("refer")
+    for row in row_dicts(rows, SPEC.prior_columns):
+        cats = row.get("gt_categories") or []
+        if cats:
+            by_cat[cats[0]][len(cats)] += 1
+
+
+def prior(tally, top_category):
+    """The blind prior's entry: per category its most common number of instances."""
+    return {"refer": {c: most_common(v, 1) for c, v in tally.counters("refer").items()}}
 
 
 def blind_answer(prior, row, fmt, W, H):

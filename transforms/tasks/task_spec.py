@@ -7,9 +7,11 @@ only the vocabulary below it.
 """
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 # The functions every task module defines, beside SPEC (docs/architecture.md, "Adding a task").
-PROTOCOL = ("parse", "columns", "score", "miss", "pred_labels", "marks", "blind_answer", "detector_answer",
-            "build")
+PROTOCOL = ("parse", "columns", "score", "miss", "score_columns", "pred_labels", "marks", "fit_prior", "prior",
+            "blind_answer", "detector_answer", "build")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class TaskSpec:
     by_category: bool = False    # one category per sample: the report breaks scores down by it
     by_size: bool = False        # one object size per sample: broken down by size too
     match_within_category: bool = False  # answer boxes are matched to the truth within their category
+    prior_columns: tuple = ()    # the train columns its fit_prior reads (inference/baselines.py)
 
     @property
     def column_ids(self):
@@ -42,6 +45,27 @@ def subset_of(row):
     if s in ("single", "multi"):
         return s
     return "single" if len(row.get("gt_boxes") or []) == 1 else "multi"
+
+
+def row_dicts(rows, columns):
+    """A fit_prior's rows as dicts: a pyarrow Table's `columns` (those it has), or the dicts given."""
+    if isinstance(rows, pa.Table):
+        return rows.select([c for c in columns if c in rows.column_names]).to_pylist()
+    return rows
+
+
+def most_common(counter, default=None):
+    """The most common value of a Counter (default when empty); ties broken by the value's own
+    order, so the result never depends on the order of the rows."""
+    if not counter:
+        return default
+    best = max(counter.values())
+    return sorted((k for k, v in counter.items() if v == best), key=repr)[0]
+
+
+def ranked(counter):
+    """A Counter's values, most common first (ties by the value's own order)."""
+    return [k for k, _ in sorted(counter.items(), key=lambda kv: (-kv[1], repr(kv[0])))]
 
 
 def detected_boxes(dets, category):
