@@ -308,11 +308,14 @@ def _tail(path, n=25):
 
 
 class Stage(NamedTuple):
-    """One stage of the demo: its name, its stage function's config, and what it made in one line."""
+    """One stage of the demo: its name, its stage function's config, what its command prints after
+    it (into the stage's log) and what it made in one line."""
     name: str
     config: Any
     call: Callable[[Any], Any]                # the stage function, called with config
     describe: Callable[[Any], str]            # the stage function's result -> the stage's line
+    summary: Optional[Callable[[Any, Any, float], None]] = None  # (config, result, seconds): the
+    #                                          subcommand's own summary, as `sarchat <stage>` prints it
 
     @property
     def command(self) -> str:
@@ -320,9 +323,14 @@ class Stage(NamedTuple):
 
 
 def _call(stage):
-    """(result, None), or (None, the exception) with its error line (or traceback) in the log."""
+    """(result, None), or (None, the exception) with its error line (or traceback) in the log. The
+    stage's own summary follows its output in the log, as its subcommand prints it."""
     try:
-        return stage.call(stage.config), None
+        started = time.time()
+        result = stage.call(stage.config)
+        if stage.summary is not None:
+            stage.summary(stage.config, result, time.time() - started)
+        return result, None
     except KeyboardInterrupt:
         raise
     except Exception as error:  # noqa: BLE001 - reported by run_stage with the log
@@ -406,9 +414,13 @@ def _describe_score(scored):
 def stages(out, images, seed, tiny, no_progress):
     """The demo's stages into the folder `out`: each stage function with its config."""
     from sarchat.beam_pipelines.generate import GenerateConfig, generate
+    from sarchat.beam_pipelines.generate import print_summary as generate_summary
     from sarchat.beam_pipelines.score import ScoreConfig, score
+    from sarchat.beam_pipelines.score import print_summary as score_summary
     from sarchat.beam_pipelines.stats import StatsConfig, stats
+    from sarchat.beam_pipelines.stats import print_summary as stats_summary
     from sarchat.beam_pipelines.synth import SynthConfig, synth
+    from sarchat.beam_pipelines.synth import print_summary as synth_summary
     from sarchat.inference.config import InferenceConfig
     from sarchat.inference.run import infer
 
@@ -417,11 +429,11 @@ def stages(out, images, seed, tiny, no_progress):
     generating = GenerateConfig(data, dataset, no_progress=quiet)
     found = [
         Stage("synth", SynthConfig(data, images=images, seed=seed, quiet=True, no_progress=quiet),
-              synth, _describe_synth),
+              synth, _describe_synth, synth_summary),
         Stage("generate", dataclasses.replace(generating, formats="parquet", identify_variants=2) if tiny else generating,
-              generate, _describe_generate),
+              generate, _describe_generate, generate_summary),
         Stage("stats", StatsConfig(dataset, stats_dir, plots="none" if tiny else "png", no_progress=quiet),
-              stats, _describe_stats),
+              stats, _describe_stats, stats_summary),
     ]
     for b in BACKENDS:
         cfg = InferenceConfig(dataset=dataset, split="test", backend=b, output=os.path.join(runs, b),
@@ -432,7 +444,7 @@ def stages(out, images, seed, tiny, no_progress):
     predictions = tuple(os.path.join(runs, b, "predictions.parquet") for b in BACKENDS)
     scoring = ScoreConfig(dataset, predictions, results, image_root=data, stats=stats_dir, no_progress=quiet)
     found.append(Stage("score", dataclasses.replace(scoring, bootstrap=200, samples=1) if tiny else scoring,
-                       score, _describe_score))
+                       score, _describe_score, score_summary))
     return found
 
 

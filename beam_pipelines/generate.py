@@ -347,20 +347,26 @@ def generate(config: GenerateConfig, test=None):
         return launch_and_read_json(pipeline, FileSystems.join(config.output, "manifest.json"), progress_of(splits))
 
 
-def run(argv=None, test=None):
-    """`sarchat generate`: the stage, then its summary on stdout."""
-    config = flags.parse_config(build_parser(), argv, GenerateConfig, beam=True)
-    started = time.time()
-    written = generate(config, test)
+def print_summary(config: GenerateConfig, written, seconds):
+    """What `sarchat generate` prints after the stage (the demo writes it to its log): the manifest's
+    counts per split and where the dataset is; `written` is the stage's result."""
     from apache_beam.io.filesystems import FileSystems  # loaded by the stage
 
     manifest_path = FileSystems.join(config.output, "manifest.json")
     if written is None:
         print(f"sarchat generate: submitted; {manifest_path} is written last, when the job finishes")
-        return 0
-    print(summary_table(written, time.time() - started))
+        return
+    print(summary_table(written, seconds))
     print(f"sarchat generate: dataset in {config.output} ({', '.join(written['config']['formats'])}; "
           f"file list: {manifest_path})")
+
+
+def run(argv=None, test=None):
+    """`sarchat generate`: the stage, then its summary on stdout."""
+    config = flags.parse_config(build_parser(), argv, GenerateConfig, beam=True)
+    started = time.time()
+    written = generate(config, test)
+    print_summary(config, written, time.time() - started)
     return 0
 
 

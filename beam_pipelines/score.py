@@ -183,16 +183,22 @@ def run(argv=None, test=None):
     if any(a == "--explain" or a.startswith("--explain=") for a in argv):
         return explain(argv)
     config = flags.parse_config(build_parser(), argv, ScoreConfig, beam=True)
-    finished, board = score(config, test)
+    print_summary(config, score(config, test))
+    return 0
+
+
+def print_summary(config: ScoreConfig, scored: Scored, seconds=None):
+    """What `sarchat score` prints after the stage (the demo writes it to its log): the leaderboard
+    and where the outputs are; `scored` is the stage's result."""
+    finished, board = scored
     if not finished:
         print(f"sarchat score: pipeline submitted; the job writes {config.output}/leaderboard.json, report.md, "
               "report.html and per-model metrics")
-        return 0
+        return
     if board is not None:
         print(leaderboard_text(board))
     print(f"sarchat score: outputs in {config.output} (leaderboard.json, leaderboard.md, report.html, report.md; "
           "per model <model>/metrics.json)")
-    return 0
 
 
 SCORE_OUTPUT_NAMES = re.compile(r"(leaderboard\.json|leaderboard\.md|report\.md|report\.html|rejected\.jsonl"

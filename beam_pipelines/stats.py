@@ -268,20 +268,26 @@ def stats(config: StatsConfig, test=None):
     return written
 
 
-def run(argv=None, test=None):
-    """`sarchat stats`: the stage, then its summary on stdout."""
-    config = flags.parse_config(build_parser(), argv, StatsConfig, beam=True)
-    started = time.time()
-    written = stats(config, test)
+def print_summary(config: StatsConfig, written, seconds):
+    """What `sarchat stats` prints after the stage (the demo writes it to its log); `written` is the
+    stage's result, the stats.json document."""
     if written is None:
         from apache_beam.io.filesystems import FileSystems  # loaded by the stage
 
         print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(config.output, 'stats.json')}, "
               "stats.md and plots/")
-        return 0
-    print(summary_text(written, time.time() - started))
+        return
+    print(summary_text(written, seconds))
     print(f"sarchat stats: outputs in {config.output} (stats.json, stats.md"
           + (", plots/" if config.plots != "none" else "") + ")")
+
+
+def run(argv=None, test=None):
+    """`sarchat stats`: the stage, then its summary on stdout."""
+    config = flags.parse_config(build_parser(), argv, StatsConfig, beam=True)
+    started = time.time()
+    written = stats(config, test)
+    print_summary(config, written, time.time() - started)
     return 0
 
 

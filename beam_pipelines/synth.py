@@ -87,14 +87,18 @@ def synth(config: SynthConfig) -> dict:
     return summary
 
 
-def run(argv=None) -> int:
-    config = flags.parse_config(build_parser(), argv, SynthConfig)
-    summary = synth(config)
+def print_summary(config: SynthConfig, summary: dict, seconds=None):
+    """What `sarchat synth` prints after the stage (nothing with --quiet); `summary` is its result."""
     if not config.quiet:
         print(json.dumps(summary, indent=2))
         # stdout stays one JSON document (scripts parse it); where the dataset is goes to stderr
         print(f"sarchat synth: dataset in {config.output} (Annotations/train.json, Annotations/test.json"
               + (")" if config.sardet_scale else ", JPEGImages/)"), file=sys.stderr)
+
+
+def run(argv=None) -> int:
+    config = flags.parse_config(build_parser(), argv, SynthConfig)
+    print_summary(config, synth(config))
     return 0
 
 

@@ -31,6 +31,27 @@ def test_demo_runs_every_stage_and_prints_the_report_path(tiny_demo):
         assert os.path.exists(os.path.join(out, sub)), sub
 
 
+def test_each_stage_log_holds_what_its_subcommand_prints(tiny_demo):
+    """The demo calls the stage functions; each log still ends with the summary that `sarchat <stage>`
+    prints after its stage (the counts, where the outputs are), as when the demo ran the commands."""
+    out = tiny_demo[0]
+
+    def log(name):
+        with open(os.path.join(out, "logs", name + ".log"), encoding="utf-8") as f:
+            return f.read()
+
+    generated = log("generate")
+    assert re.search(r"^split test: \d+ images, \d+ boxes -> \d+ dialogues$", generated, re.M), generated
+    assert f"sarchat generate: dataset in {os.path.join(out, 'dataset')} (parquet; " in generated
+    stats_log = log("stats")
+    assert re.search(r"^wrote stats\.json, stats\.md in \d+\.\d s$", stats_log, re.M), stats_log
+    assert f"sarchat stats: outputs in {os.path.join(out, 'stats')} (stats.json, stats.md)" in stats_log
+    scored = log("score")
+    assert "leaderboard (scores in %" in scored and re.search(r"^\s+1\s+oracle\s+100\.0", scored, re.M), scored
+    assert f"sarchat score: outputs in {os.path.join(out, 'results')} (leaderboard.json" in scored
+    assert "sarchat synth:" not in log("synth")  # the demo runs synth --quiet, as before
+
+
 def test_one_leaderboard_oracle_first_and_cfar_sees_the_image(tiny_demo):
     out = tiny_demo[0]
     with open(os.path.join(out, "results", "leaderboard.json")) as f:
