@@ -99,11 +99,6 @@ def _beam_parser(beam_argv=()):
     return parser
 
 
-def beam_option_strings() -> list:
-    parser = _beam_parser()
-    return sorted(s for action in parser._actions for s in action.option_strings)
-
-
 def check_beam_args(beam_argv, our_flags=()):
     """UsageError unless every word of beam_argv is a Beam pipeline option or its value."""
     beam_argv = list(beam_argv)
@@ -180,20 +175,10 @@ def make_pipeline(beam_argv, save_main_session: bool = False):
 
 def _with_runner(beam_argv, value):
     """beam_argv with every --runner flag's value replaced by `value`."""
-    words, out = list(beam_argv), []
-    skip = False
-    for i, word in enumerate(words):
-        if skip:
-            skip = False
-            continue
-        if word == "--runner" and i + 1 < len(words):
-            out.append(f"--runner={value}")
-            skip = True
-        elif word.startswith("--runner="):
-            out.append(f"--runner={value}")
-        else:
-            out.append(word)
-    return out
+    words = list(beam_argv)
+    spaced = {i for i, word in enumerate(words[:-1]) if word == "--runner"}  # `--runner NAME`: two words
+    return [f"--runner={value}" if i in spaced or word.startswith("--runner=") else word
+            for i, word in enumerate(words) if i - 1 not in spaced]
 
 
 def submits_only(options) -> bool:

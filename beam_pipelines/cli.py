@@ -1,12 +1,13 @@
 """The `sarchat` console command: one subcommand per stage.
 
-Each subcommand lives in its own module with a `run(argv)` function that parses its own flags
-(and, for Beam pipelines, passes the rest to PipelineOptions, beam_options.parse_pipeline_args).
-Modules are imported lazily so that `sarchat synth` does not pay for importing Beam, and
-`sarchat infer` only imports vLLM when asked.
+Each subcommand lives in its own module: `build_parser()`, a frozen config dataclass, the stage
+function that takes it (`generate(config)`, `score(config)`, ...) and `run(argv)`, which turns the
+command line into the config (flags.parse_config), calls the stage and prints its summary. Modules
+are imported lazily so that `sarchat synth` does not pay for importing Beam, and `sarchat infer`
+only imports vLLM when asked.
 
 Errors (docs/cli.md): a subcommand raises a SarchatError (sarchat.transforms.errors) whose message
-names the file, record or flag; this module prints it once, on one line,
+names the file, record or flag; this module (report_errors, the only place) prints it once, on one line,
 
     sarchat <command>: error: <message>
 
@@ -74,21 +75,26 @@ def _chain(exc):
         exc = exc.__cause__ or exc.__context__
 
 
+def _errno_line(exc, errnos, line):
+    """line(what, path or None) for the first OS error in `exc`'s chain whose errno is one of
+    `errnos`, also when Beam re-raised it as text; None without one."""
+    for e in _chain(exc):
+        if isinstance(e, SarchatError):
+            continue
+        if isinstance(e, OSError) and e.errno in errnos:
+            return line(e.strerror or e, e.filename)
+        for m in _ERRNO_TEXT.finditer(str(e)):
+            if int(m.group(1)) in errnos:
+                return line(m.group(2).strip(), m.group(3))
+    return None
+
+
 def disk_full_message(exc):
     """A one-line message when `exc` (or what caused it) is a full disk or file size limit, else None."""
     from sarchat.transforms.fileio import DISK_FULL_ERRNOS
 
-    for e in _chain(exc):
-        if isinstance(e, SarchatError):
-            continue
-        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
-            where = f" writing {e.filename}" if e.filename else ""
-            return f"{e.strerror or e}{where} (disk full or file size limit): free some space and run again"
-        for m in _ERRNO_TEXT.finditer(str(e)):
-            if int(m.group(1)) in DISK_FULL_ERRNOS:
-                where = f" writing {m.group(3)}" if m.group(3) else ""
-                return f"{m.group(2).strip()}{where} (disk full or file size limit): free some space and run again"
-    return None
+    return _errno_line(exc, DISK_FULL_ERRNOS, lambda what, path: f"{what}{f' writing {path}' if path else ''} "
+                                                                 "(disk full or file size limit): free some space and run again")
 
 
 # OS errors of the machine rather than of the program: a read-only or protected folder, a name that
@@ -102,20 +108,9 @@ def os_error_message(exc):
     """One line for an OS error of the environment (docs/cli.md "The error line"), also when Beam
     re-raised it as text; None for anything else. A full disk or file size limit keeps its own
     message (disk_full_message)."""
-    full = disk_full_message(exc)
-    if full is not None:
-        return full
-    for e in _chain(exc):
-        if isinstance(e, SarchatError):
-            continue
-        if isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRNOS:
-            where = e.filename if e.filename else "a file"
-            return f"cannot use {where}: {e.strerror or e} (check the folder's permissions and that it is writable)"
-        for m in _ERRNO_TEXT.finditer(str(e)):
-            if int(m.group(1)) in _ENVIRONMENT_ERRNOS:
-                where = m.group(3) or "a file"
-                return f"cannot use {where}: {m.group(2).strip()} (check the folder's permissions and that it is writable)"
-    return None
+    return disk_full_message(exc) or _errno_line(
+        exc, _ENVIRONMENT_ERRNOS, lambda what, path: f"cannot use {path or 'a file'}: {what} "
+                                                     "(check the folder's permissions and that it is writable)")
 
 
 def interrupted_in(exc) -> bool:
@@ -139,18 +134,7 @@ class _ReportedByTheCommandLine:
 
     def filter(self, record) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return exc is None or (sarchat_error_in(exc) is None and os_error_message(exc) is None
-                               and not interrupted_in(exc))
-
-
-def _one_line_argparse_errors():
-    """Every subcommand's argparse errors become a UsageError, printed as the one error line (the
-    parsers built with flags.ArgumentParser do this themselves; this covers any other)."""
-    import argparse
-
-    from sarchat.beam_pipelines.flags import ArgumentParser
-
-    argparse.ArgumentParser.error = ArgumentParser.error
+        return exc is None or (failure_line(exc) is None and not interrupted_in(exc))
 
 
 def _install_log_handler():
@@ -188,8 +172,9 @@ def error_line(command, message) -> str:
     return f"sarchat {command}: error: {one_line(message)}"
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _answer_without_a_subcommand(argv):
+    """The exit status of a command line that names no subcommand to run (help, version, a typo),
+    None when argv[0] is a subcommand."""
     if not argv:  # no subcommand: a bad command line (exit 2), the usage on stderr
         print(usage(), file=sys.stderr)
         return EXIT_USAGE
@@ -199,48 +184,66 @@ def main(argv=None) -> int:
     if argv[0] in ("--version", "-V", "version"):
         print(f"sarchat {version()}")
         return 0
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
+    if argv[0] not in SUBCOMMANDS:
         import difflib
 
-        close = difflib.get_close_matches(name, list(SUBCOMMANDS), n=1)
+        close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1)
         hint = f"; did you mean {close[0]}?" if close else f"; choose from {', '.join(SUBCOMMANDS)}"
-        print(f"sarchat: error: unknown subcommand {name!r}{hint} (see `sarchat --help`)", file=sys.stderr)
+        print(f"sarchat: error: unknown subcommand {argv[0]!r}{hint} (see `sarchat --help`)", file=sys.stderr)
         return EXIT_USAGE
-    _install_log_handler()
-    _one_line_argparse_errors()
+    return None
+
+
+def _interrupted(name) -> int:
+    print(f"sarchat {name}: interrupted", file=sys.stderr)
+    _exit_now_if_workers_linger()
+    return EXIT_INTERRUPTED
+
+
+def failure_line(exc):
+    """(the error line's message, exit status) for an expected failure, None for a bug: the
+    SarchatError the run raised (also inside a runner's exception), or an OS error of the machine
+    (a full disk, a read-only folder), which wins over a SarchatError that does not say so."""
+    known = sarchat_error_in(exc)
+    environment = os_error_message(exc)
+    if known is None and environment is None:
+        return None
+    if known is None or (disk_full_message(exc) is not None and "disk full" not in str(known)):
+        return environment, EXIT_RUNTIME
+    return known, known.exit_code
+
+
+def report_errors(name, call) -> int:
+    """call() -> its exit status (None: 0). The one place where an expected failure becomes the one
+    line `sarchat NAME: error: ...` on stderr and its exit status, and Ctrl-C exit 130; a bug keeps
+    its traceback."""
     try:
-        module = importlib.import_module(SUBCOMMANDS[name][0])
-        result = module.run(rest)
+        return int(call() or 0)
     except KeyboardInterrupt:
-        print(f"sarchat {name}: interrupted", file=sys.stderr)
-        _exit_now_if_workers_linger()
-        return EXIT_INTERRUPTED
-    except SystemExit as exc:
-        # argparse's --help exits 0; older code raises SystemExit("message") for a bad flag
+        return _interrupted(name)
+    except SystemExit as exc:  # argparse's --help; a library's sys.exit("message")
         if exc.code is None or isinstance(exc.code, int):
             return int(exc.code or 0)
-        message = str(exc.code)
-        if message.startswith(f"sarchat {name}: "):
-            message = message[len(f"sarchat {name}: "):]
-        print(error_line(name, message), file=sys.stderr)
+        print(error_line(name, exc.code), file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - expected failures become one line, bugs keep their traceback
+    except Exception as exc:
         if interrupted_in(exc):  # Ctrl-C inside a pipeline step
-            print(f"sarchat {name}: interrupted", file=sys.stderr)
-            _exit_now_if_workers_linger()
-            return EXIT_INTERRUPTED
-        known = sarchat_error_in(exc)
-        full = disk_full_message(exc)
-        environment = os_error_message(exc)  # a read-only folder, a permission, a full disk
-        if known is None and environment is None:
+            return _interrupted(name)
+        failure = failure_line(exc)
+        if failure is None:
             raise
-        if known is None or (full is not None and "disk full" not in str(known)):
-            print(error_line(name, environment), file=sys.stderr)
-            return EXIT_RUNTIME
-        print(error_line(name, known), file=sys.stderr)
-        return known.exit_code
-    return int(result or 0)
+        print(error_line(name, failure[0]), file=sys.stderr)
+        return failure[1]
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    answered = _answer_without_a_subcommand(argv)
+    if answered is not None:
+        return answered
+    name = argv[0]
+    _install_log_handler()
+    return report_errors(name, lambda: importlib.import_module(SUBCOMMANDS[name][0]).run(argv[1:]))
 
 
 if __name__ == "__main__":

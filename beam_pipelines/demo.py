@@ -5,7 +5,7 @@
 (`sarchat demo OUT`, the folder as a positional argument, is the old spelling: accepted with a
 note until 0.3.0.)
 
-Stages, each the `run(argv)` of its own subcommand, called in this process:
+Stages, each its subcommand's stage function (synth, generate, ...) called in this process:
 
   1. synth      OUT/data        synthetic SAR images in the SARDet-100K layout (default 200 images)
   2. generate   OUT/dataset     the six tasks' dialogues (Parquet, TFRecord, ms-swift JSONL)
@@ -33,6 +33,7 @@ is not ours: the demo refuses it and deletes nothing.
 """
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -42,10 +43,12 @@ import secrets
 import sys
 import time
 import traceback
+from typing import Any, Callable, NamedTuple, Optional
 
 from sarchat.beam_pipelines import flags
+from sarchat.beam_pipelines.cli import error_line, failure_line, one_line
 from sarchat.transforms import progress
-from sarchat.transforms.errors import OutputError, RunFailed, SarchatError
+from sarchat.transforms.errors import OutputError, RunFailed
 
 DEFAULT_OUT = "sarchat-demo"
 DEFAULT_IMAGES = 200
@@ -66,11 +69,22 @@ class StageFailed(RunFailed):
     """A stage of the demo failed; the message says which, and where its log is."""
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The settings of `sarchat demo`, one field per flag."""
+    output: str = DEFAULT_OUT
+    images: Optional[int] = None
+    seed: str = "0"
+    tiny: bool = False
+    verbose: bool = False
+    no_progress: bool = False
+
+
 def build_parser():
     p = flags.ArgumentParser(prog="sarchat demo", description=__doc__.split("\n\n")[0],
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("--output", dest="out", default=DEFAULT_OUT, type=flags.output_folder("--output"),
+    p.add_argument("--output", default=DEFAULT_OUT, type=flags.output_folder("--output"),
                    help=f"output folder (default ./{DEFAULT_OUT})")
     p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
                   help="deprecated: old spelling of --output (removed in 0.3.0)")
@@ -293,55 +307,69 @@ def _tail(path, n=25):
     return "\n".join("    " + line for line in lines[-n:])
 
 
-def run_stage(index, total, name, fn, argv, logs, verbose, describe=None):
-    """Run `fn(argv)`; print one line with the stage's name, result and seconds; raise StageFailed."""
-    log_path = os.path.join(logs, name.replace(" ", "-") + ".log")
-    label = f"[{index}/{total}] {name:<13}"
+class Stage(NamedTuple):
+    """One stage of the demo: its name, its stage function's config, what its command prints after
+    it (into the stage's log) and what it made in one line."""
+    name: str
+    config: Any
+    call: Callable[[Any], Any]                # the stage function, called with config
+    describe: Callable[[Any], str]            # the stage function's result -> the stage's line
+    summary: Optional[Callable[[Any, Any, float], None]] = None  # (config, result, seconds): the
+    #                                          subcommand's own summary, as `sarchat <stage>` prints it
+
+    @property
+    def command(self) -> str:
+        return " ".join(["sarchat", self.name.split()[0], *flags.command_words(self.config)])
+
+
+def _call(stage):
+    """(result, None), or (None, the exception) with its error line (or traceback) in the log. The
+    stage's own summary follows its output in the log, as its subcommand prints it."""
+    try:
+        started = time.time()
+        result = stage.call(stage.config)
+        if stage.summary is not None:
+            stage.summary(stage.config, result, time.time() - started)
+        return result, None
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - reported by run_stage with the log
+        failure = failure_line(error)
+        if failure is None:
+            traceback.print_exc()
+        else:
+            print(error_line(stage.name.split()[0], failure[0]), file=sys.stderr)
+        return None, error
+
+
+def run_stage(index, total, stage, logs, verbose):
+    """Run one stage; print one line with its name, what it made and its seconds; raise StageFailed."""
+    log_path = os.path.join(logs, stage.name.replace(" ", "-") + ".log")
+    label = f"[{index}/{total}] {stage.name:<13}"
     # With progress on, the stage's progress (stderr) says what runs; the stage's line comes whole at
     # its end, so that a bar or progress line never lands in the middle of it.
     whole_line = progress.enabled() and not verbose
     if not whole_line:
         print(label + ("\n" if verbose else ""), end="", flush=True)
     t0 = time.perf_counter()
-    error = None
     with progress.to_stream(sys.stderr, leave=verbose), _captured(log_path, verbose) as log:
         if log is not None:
-            log.write("$ sarchat " + " ".join([name.split()[0]] + list(argv)) + "\n")
+            log.write(f"$ {stage.command}\n")
             log.flush()
-        try:
-            rc = fn(list(argv))
-        except SystemExit as e:  # argparse and some stages exit
-            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if e.code not in (None, 0) and not isinstance(e.code, int):
-                print(e.code, file=sys.stderr)
-        except KeyboardInterrupt:
-            raise
-        except SarchatError as e:  # an expected failure: its message says it all
-            print(f"sarchat {name.split()[0]}: error: {e}", file=sys.stderr)
-            rc, error = e.exit_code, e
-        except Exception as e:  # noqa: BLE001 - reported below with the log
-            traceback.print_exc()
-            rc, error = 1, e
+        result, error = _call(stage)
     seconds = time.perf_counter() - t0
-    if rc not in (0, None):
+    if error is not None:
         print((label if verbose or whole_line else "") + f" FAILED after {seconds:.1f} s", flush=True)
-        if isinstance(error, SarchatError):
-            detail = str(error).strip().splitlines()[0]
-        elif error is not None:
-            detail = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        else:
-            detail = f"exit status {rc}"
+        failure = failure_line(error)
+        detail = one_line(failure[0]) if failure else f"{type(error).__name__}: {one_line(error)}"
         tail = "" if verbose else _tail(log_path)
         if tail:  # the progress stream shows what went wrong; the error line stays one line
             print(f"  last lines of its output ({log_path}):\n{tail}", flush=True)
-        raise StageFailed(f"stage '{name}' failed ({detail}); log: {log_path}; "
-                          f"command: sarchat {name.split()[0]} {' '.join(argv)}")
-    what = ""
-    if describe is not None:
-        try:
-            what = describe()
-        except Exception:  # a summary is a nicety
-            what = ""
+        raise StageFailed(f"stage '{stage.name}' failed ({detail}); log: {log_path}; command: {stage.command}")
+    try:
+        what = stage.describe(result)
+    except Exception:  # a summary is a nicety
+        what = ""
     line = f"{what:<52} {seconds:6.1f} s"
     print((label + " " + line) if verbose or whole_line else (" " + line), flush=True)
     return seconds
@@ -351,34 +379,21 @@ def run_stage(index, total, name, fn, argv, logs, verbose, describe=None):
 # One-line summaries of what each stage made
 
 
-def _describe_synth(data):
-    counts = []
-    for split in ("train", "test"):
-        with open(os.path.join(data, "Annotations", f"{split}.json"), encoding="utf-8") as f:
-            d = json.load(f)
-        counts.append((split, len(d["images"]), len(d["annotations"])))
-    n_img = sum(c[1] for c in counts)
-    n_box = sum(c[2] for c in counts)
-    return f"{n_img} SAR images, {n_box} boxes ({', '.join(f'{c[1]} {c[0]}' for c in counts)})"
+def _describe_synth(summary):
+    splits = summary["splits"].items()
+    per = ", ".join(f"{c['images']} {split}" for split, c in splits)
+    return f"{sum(c['images'] for _, c in splits)} SAR images, {sum(c['boxes'] for _, c in splits)} boxes ({per})"
 
 
-def _describe_generate(dataset):
-    with open(os.path.join(dataset, "manifest.json"), encoding="utf-8") as f:
-        m = json.load(f)
-    per = {}
-    for split, c in (m.get("counts") or {}).items():
-        n = 0
-        for subsets in (c.get("by_task") or {}).values():
-            n += sum(v for v in subsets.values() if isinstance(v, int))
-        per[split] = n
+def _describe_generate(manifest):
+    per = {split: sum(n for subsets in (c.get("by_task") or {}).values() for n in subsets.values() if isinstance(n, int))
+           for split, c in (manifest.get("counts") or {}).items()}
     order = {"train": 0, "val": 1, "test": 2}
     splits = sorted(per, key=lambda k: (order.get(k, 3), k))
     return f"{sum(per.values()):,} dialogues ({', '.join(f'{per[k]:,} {k}' for k in splits)}), 6 tasks"
 
 
-def _describe_stats(stats):
-    with open(os.path.join(stats, "stats.json"), encoding="utf-8") as f:
-        doc = json.load(f)
+def _describe_stats(doc):
     boxes = sum(v.get("boxes", 0) for v in (doc.get("boxes") or {}).values())
     return f"stats.json, stats.md ({boxes} boxes, {len(doc.get('splits') or [])} splits)"
 
@@ -391,10 +406,46 @@ def _describe_infer(run_dir, backend):
     return f"{t.num_rows} test answers" + (f", {n_err} failed" if n_err else "") + f" ({backend})"
 
 
-def _describe_score(results):
-    with open(os.path.join(results, "leaderboard.json"), encoding="utf-8") as f:
-        board = json.load(f)
+def _describe_score(scored):
+    board = scored.leaderboard
     return f"{len(board)} models: " + ", ".join(f"{r['model']} {r['overall']:.1f}" for r in board)
+
+
+def stages(out, images, seed, tiny, no_progress):
+    """The demo's stages into the folder `out`: each stage function with its config."""
+    from sarchat.beam_pipelines.generate import GenerateConfig, generate
+    from sarchat.beam_pipelines.generate import print_summary as generate_summary
+    from sarchat.beam_pipelines.score import ScoreConfig, score
+    from sarchat.beam_pipelines.score import print_summary as score_summary
+    from sarchat.beam_pipelines.stats import StatsConfig, stats
+    from sarchat.beam_pipelines.stats import print_summary as stats_summary
+    from sarchat.beam_pipelines.synth import SynthConfig, synth
+    from sarchat.beam_pipelines.synth import print_summary as synth_summary
+    from sarchat.inference.config import InferenceConfig
+    from sarchat.inference.run import infer
+
+    data, dataset, stats_dir, runs, results, _ = (os.path.join(out, d) for d in SUBDIRS)
+    quiet = no_progress
+    generating = GenerateConfig(data, dataset, no_progress=quiet)
+    found = [
+        Stage("synth", SynthConfig(data, images=images, seed=seed, quiet=True, no_progress=quiet),
+              synth, _describe_synth, synth_summary),
+        Stage("generate", dataclasses.replace(generating, formats="parquet", identify_variants=2) if tiny else generating,
+              generate, _describe_generate, generate_summary),
+        Stage("stats", StatsConfig(dataset, stats_dir, plots="none" if tiny else "png", no_progress=quiet),
+              stats, _describe_stats, stats_summary),
+    ]
+    for b in BACKENDS:
+        cfg = InferenceConfig(dataset=dataset, split="test", backend=b, output=os.path.join(runs, b),
+                              image_root=data, no_progress=quiet)
+        cfg.check()
+        found.append(Stage(f"infer {b}", cfg, lambda c: infer(c, flags.command_words(c)),
+                           lambda _, d=cfg.output, b=b: _describe_infer(d, b)))
+    predictions = tuple(os.path.join(runs, b, "predictions.parquet") for b in BACKENDS)
+    scoring = ScoreConfig(dataset, predictions, results, image_root=data, stats=stats_dir, no_progress=quiet)
+    found.append(Stage("score", dataclasses.replace(scoring, bootstrap=200, samples=1) if tiny else scoring,
+                       score, _describe_score, score_summary))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,54 +457,23 @@ def _leaderboard_text(board):
     return "\n".join(leaderboard_text(board, ABOUT).splitlines()[1:])  # the demo's own heading says the rest
 
 
-def run(argv=None):
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    flags.apply_progress_flag(args)
-    images = args.images if args.images is not None else (TINY_IMAGES if args.tiny else DEFAULT_IMAGES)
-    out = os.path.abspath(args.out)
-    config = {"images": images, "seed": str(args.seed), "tiny": bool(args.tiny)}
-    state, ledger = prepare_out(out, config)  # OutputError: not our folder, nothing touched
-    data, dataset, stats, runs, results, logs = (os.path.join(out, d) for d in SUBDIRS)
+def demo(config: DemoConfig) -> list:
+    """The whole demo into config.output, one line per stage on stdout; the leaderboard."""
+    images = config.images if config.images is not None else (TINY_IMAGES if config.tiny else DEFAULT_IMAGES)
+    out = os.path.abspath(config.output)
+    settings = {"images": images, "seed": str(config.seed), "tiny": bool(config.tiny)}
+    state, ledger = prepare_out(out, settings)  # OutputError: not our folder, nothing touched
+    logs, results = os.path.join(out, "logs"), os.path.join(out, "results")
     os.makedirs(logs, exist_ok=True)
-
-    from sarchat.beam_pipelines import generate as generate_stage
-    from sarchat.beam_pipelines import score as score_stage
-    from sarchat.beam_pipelines import stats as stats_stage
-    from sarchat.beam_pipelines import synth as synth_stage
-    from sarchat.inference import run as infer_stage
-
-    tiny = args.tiny
-    stages = [
-        ("synth", synth_stage.run, ["--output", data, "--images", str(images), "--seed", str(args.seed), "--quiet"],
-         lambda: _describe_synth(data)),
-        ("generate", generate_stage.run,
-         ["--input", data, "--output", dataset] + (["--formats", "parquet", "--identify-variants", "2"] if tiny else []),
-         lambda: _describe_generate(dataset)),
-        ("stats", stats_stage.run, ["--dataset", dataset, "--output", stats, "--plots", "none" if tiny else "png"],
-         lambda: _describe_stats(stats)),
-    ]
-    for b in BACKENDS:
-        run_dir = os.path.join(runs, b)
-        stages.append((f"infer {b}", infer_stage.run,
-                       ["--dataset", dataset, "--split", "test", "--backend", b, "--output", run_dir,
-                        "--image-root", data],
-                       (lambda d=run_dir, b=b: _describe_infer(d, b))))
-    if args.no_progress:  # the stages run in this process: each parses its own flags
-        stages = [(n, fn, list(a) + ["--no-progress"], d) for n, fn, a, d in stages]
-    stages.append(("score", score_stage.run,
-                   ["--dataset", dataset, "--output", results, "--image-root", data, "--stats", stats,
-                    "--predictions"] + [os.path.join(runs, b, "predictions.parquet") for b in BACKENDS]
-                   + (["--bootstrap", "200", "--samples", "1"] if tiny else []) + (["--no-progress"] if args.no_progress else []),
-                   lambda: _describe_score(results)))
-
     note = {"new": "", "reused": " (reusing the earlier run here)",
             "restarted": " (other settings than the earlier run here: starting afresh)"}[state]
     print(f"SARChat-Bench demo: {images:,} synthetic SAR images -> dialogues -> statistics -> 3 baseline models "
           f"-> scores and report. No GPU, no download.\nOutput: {out}{note}\n", flush=True)
     t0 = time.perf_counter()
-    for i, (name, fn, stage_argv, describe) in enumerate(stages, 1):
+    todo = stages(out, images, str(config.seed), config.tiny, config.no_progress)
+    for i, stage in enumerate(todo, 1):
         try:
-            run_stage(i, len(stages), name, fn, stage_argv, logs, args.verbose, describe)
+            run_stage(i, len(todo), stage, logs, config.verbose)
         finally:  # what a stage wrote is listed even when it failed, so a restart can remove it
             ledger.record()
     total = time.perf_counter() - t0
@@ -466,6 +486,11 @@ def run(argv=None):
           f"  {report}\n  open file://{report} in a browser\n"
           f"Everything else is under {out}: data/ (images), dataset/ (dialogues), stats/, runs/ (predictions), "
           f"results/ (metrics), logs/.")
+    return board
+
+
+def run(argv=None):
+    demo(flags.parse_config(build_parser(), argv, DemoConfig))
     return 0
 
 

@@ -25,12 +25,34 @@ base64 images, the adapter's questions; sarchat.transforms.score.vlmeval_export)
 says how to register and run it; docs/scoring.md, "VLMEvalKit".
 """
 import argparse
+import dataclasses
 import sys
+from dataclasses import dataclass
+from typing import Optional
 
 from sarchat.beam_pipelines import flags
 from sarchat.transforms.errors import UsageError
 
 FORMATS = ("lmms-eval", "vlmevalkit")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The settings of `sarchat export FORMAT`, one field per flag (--name: vlmevalkit only,
+    --max-tokens: lmms-eval only)."""
+    dataset: str
+    output: str
+    format: str = "lmms-eval"
+    name: str = "SARChatBench"
+    adapter: str = "sarchat"
+    split: str = "test"
+    image_root: Optional[str] = None
+    no_format_hint: bool = False
+    max_tokens: int = 512
+    no_progress: bool = False
+
+
+_D = flags.defaults(ExportConfig)
 
 
 def _description(fmt):
@@ -47,18 +69,18 @@ def build_parser(fmt="lmms-eval"):
     p.add_argument("--output", required=True, type=flags.output_folder("--output"),
                    help="the task folder to write" if fmt == "lmms-eval" else "the folder to write the dataset table into")
     if fmt == "vlmevalkit":
-        p.add_argument("--name", default="SARChatBench",
+        p.add_argument("--name", default=_D["name"],
                        help="the VLMEvalKit dataset name: the table's file name and run.py's --data (default %(default)s)")
-    p.add_argument("--adapter", default="sarchat", type=adapter_name,
+    p.add_argument("--adapter", default=_D["adapter"], type=adapter_name,
                    help="model family prompted and read (sarchat.transforms.adapters, e.g. qwen2-vl, llava-1.5, "
                         "qwen2-vl:canonical; default %(default)s: canonical boxes, no hint)")
-    p.add_argument("--split", default="test", help="split of the dataset to export (default %(default)s)")
+    p.add_argument("--split", default=_D["split"], help="split of the dataset to export (default %(default)s)")
     p.add_argument("--image-root", "--image_root", default=None,
                    help="folder the rows' image_path is relative to (default: the dataset manifest's input_root)")
     p.add_argument("--no-format-hint", action="store_true",
                    help="do not append the adapter's box-format sentence to box-task questions")
     if fmt == "lmms-eval":
-        p.add_argument("--max-tokens", "--max_tokens", type=flags.positive_int, default=512,
+        p.add_argument("--max-tokens", "--max_tokens", type=flags.positive_int, default=_D["max_tokens"],
                        help="most tokens generated per answer, as `sarchat infer --max-tokens`; lmms-eval's "
                             "max_new_tokens (default %(default)s)")
         p.add_renamed("--max-new-tokens", "--max-tokens")
@@ -86,6 +108,31 @@ def usage() -> str:
             "`sarchat export FORMAT --help` lists its options.")
 
 
+def export(config: ExportConfig) -> dict:
+    """The export stage: config.format's files for config.dataset's split in config.output; returns
+    them ({file name: text or writer})."""
+    from sarchat.transforms import ownership
+    from sarchat.transforms.fileio import check_no_overlap
+    from sarchat.transforms.score import lmms_eval_export, vlmeval_export
+
+    check_no_overlap([("the dataset (--dataset)", config.dataset)], config.output)
+    if config.image_root:
+        check_no_overlap([("the image root (--image-root)", config.image_root)], config.output)
+    reading = ownership.reading(config.dataset)  # one dataset version, checked again before writing
+    hint = not config.no_format_hint
+    if config.format == "vlmevalkit":
+        files = vlmeval_export.plan_export(config.dataset, config.output, config.split, config.adapter,
+                                           config.image_root, hint, config.name)
+    else:
+        files = lmms_eval_export.plan_export(config.dataset, config.split, config.adapter, config.image_root, hint,
+                                             config.max_tokens)
+    reading.verify()
+    with ownership.claim(config.output, "export", legacy=lmms_eval_export.own_older_export) as claim:
+        # a half-written export of ours too
+        lmms_eval_export.write_export(config.output, files, f"sarchat export {config.format}", also_ours=claim.previous)
+    return files
+
+
 def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:  # like `sarchat` alone: the usage, and the exit status of a bad command line
@@ -94,44 +141,19 @@ def run(argv=None) -> int:
     if argv[0] in ("-h", "--help"):
         print(usage())
         return 0
-    fmt, rest = argv[0], argv[1:]
+    fmt = argv[0]
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)} (see `sarchat export --help`)")
-    args = build_parser(fmt).parse_args(rest)
-    from sarchat.transforms.fileio import check_no_overlap
-    from sarchat.transforms.score.lmms_eval_export import plan_export, write_export
-
-    check_no_overlap([("the dataset (--dataset)", args.dataset)], args.output)
-    if args.image_root:
-        check_no_overlap([("the image root (--image-root)", args.image_root)], args.output)
-    from sarchat.transforms import ownership
-    from sarchat.transforms.score.lmms_eval_export import own_older_export
-
-    reading = ownership.reading(args.dataset)  # one dataset version, checked again before writing
+    config = dataclasses.replace(flags.parse_config(build_parser(fmt), argv[1:], ExportConfig), format=fmt)
+    files = export(config)
     if fmt == "vlmevalkit":
-        return _vlmevalkit(args, reading)
-    files = plan_export(args.dataset, args.split, args.adapter, args.image_root, not args.no_format_hint,
-                        args.max_tokens)
-    reading.verify()
-    with ownership.claim(args.output, "export", legacy=own_older_export) as claim:
-        write_export(args.output, files, also_ours=claim.previous)  # a half-written export of ours too
-    print(f"sarchat export: wrote {len(files)} files to {args.output}: lmms-eval --include_path {args.output} "
-          f"--tasks sarchat_bench (adapter {args.adapter})")
-    return 0
+        from sarchat.transforms.score import vlmeval_export as V
 
-
-def _vlmevalkit(args, reading):
-    from sarchat.transforms import ownership
-    from sarchat.transforms.score import vlmeval_export as V
-    from sarchat.transforms.score.lmms_eval_export import own_older_export, write_export
-
-    files = V.plan_export(args.dataset, args.output, args.split, args.adapter, args.image_root,
-                          not args.no_format_hint, args.name)
-    reading.verify()
-    with ownership.claim(args.output, "export", legacy=own_older_export) as claim:
-        write_export(args.output, files, "sarchat export vlmevalkit", also_ours=claim.previous)
-    print(f"sarchat export: wrote {V.tsv_name(args.name)} to {args.output} (adapter {args.adapter}); register it as "
-          f"VLMEvalKit's dataset {args.name}: {args.output}/{V.README} says how")
+        print(f"sarchat export: wrote {V.tsv_name(config.name)} to {config.output} (adapter {config.adapter}); "
+              f"register it as VLMEvalKit's dataset {config.name}: {config.output}/{V.README} says how")
+    else:
+        print(f"sarchat export: wrote {len(files)} files to {config.output}: lmms-eval --include_path {config.output} "
+              f"--tasks sarchat_bench (adapter {config.adapter})")
     return 0
 
 

@@ -6,8 +6,12 @@
 - Type functions: a flag's value is checked when it is parsed, with a message naming the value;
   argparse adds the flag's name (`argument --images-per-shard: must be a positive integer, got 0`).
 - `output_folder(flag)`: the one check of an output location (fileio.check_output_location).
+- `parse_config(parser, argv, cls)`: the one way a subcommand's command line becomes its frozen
+  config (the dataclass `cls`), which the subcommand's stage function takes.
 """
 import argparse
+import dataclasses
+import sys
 
 from sarchat.transforms import fileio
 from sarchat.transforms.errors import UsageError
@@ -48,8 +52,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self._required.append((action, flag))
 
     def parse_known_args(self, args=None, namespace=None):
-        import sys
-
         words = list(sys.argv[1:] if args is None else args)
         for action, _ in self._required:
             action.required = False
@@ -80,8 +82,6 @@ RENAMED_UNTIL = "0.3.0"  # the release that drops the old spellings
 
 def deprecation_note(prog, old, new):
     """The one line an old spelling prints (stderr; never stdout, which may be a result)."""
-    import sys
-
     shown = old if old.startswith("-") else f"the positional {old}"
     print(f"{prog}: note: {shown} is now {new}; the old spelling will be removed in {RENAMED_UNTIL}",
           file=sys.stderr, flush=True)
@@ -182,3 +182,43 @@ def apply_progress_flag(args):
     from sarchat.transforms import progress
 
     progress.turn_off(bool(getattr(args, "no_progress", False)))
+
+
+def parse_config(parser, argv, cls, beam=False):
+    """The frozen `cls` of a command line: each field takes the flag of its name (a list becomes a
+    tuple), --no-progress is applied, and a parse error is a UsageError. beam=True: the words that
+    are none of the parser's flags must be Beam pipeline options (beam_options.parse_pipeline_args)
+    and become the field `beam_args`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if beam:
+        from sarchat.beam_pipelines.beam_options import parse_pipeline_args
+
+        args, beam_args = parse_pipeline_args(parser, argv)
+        args.beam_args = beam_args
+    else:
+        args = parser.parse_args(argv)
+    apply_progress_flag(args)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def defaults(cls) -> dict:
+    """{field: default} of a config dataclass: a flag's default is declared once, on its field."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+def command_words(config, parser=None) -> list:
+    """The flags of a config's settings that differ from their defaults, as a user would type them
+    (`--formats parquet --identify-variants 2`): what a stage run without a command line records.
+    With `parser`, a flag it collects with action="append" is repeated for each value."""
+    appended = {s for a in (parser._actions if parser else ()) if isinstance(a, argparse._AppendAction)  # pylint: disable=protected-access
+                for s in a.option_strings}
+    words = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "beam_args" or value is None or value is False or value == field.default:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        values = [str(v) for v in (value if isinstance(value, tuple) else (value,))] if value is not True else []
+        words += [w for v in values for w in (flag, v)] if flag in appended else [flag, *values]
+    return words

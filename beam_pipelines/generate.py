@@ -14,10 +14,12 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 from sarchat import templates
 from sarchat.beam_pipelines import flags
-from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
+from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from sarchat.transforms import coco, dataset_files
 from sarchat.transforms.categories import CATEGORIES, canonical_category
 from sarchat.transforms.errors import UsageError
@@ -36,6 +38,30 @@ from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS,
 VERSION = "0.3.0"
 
 
+@dataclass(frozen=True)
+class GenerateConfig:
+    """The settings of `sarchat generate`, one field per flag; `sarchat regenerate` sets
+    output_base instead of output (its folder is BASE/v-<dataset version>)."""
+    input: str
+    output: str = ""
+    output_base: str = ""
+    splits: str = "train,test"
+    formats: str = ",".join(DEFAULT_FORMATS)
+    seed: int = 0
+    identify_variants: int = DEFAULT_IDENTIFY_VARIANTS
+    images_per_shard: int = 4000
+    annotations: Tuple[str, ...] = ()
+    image_dir: Tuple[str, ...] = ()
+    tfrecord_compression: str = "none"
+    image_root: Optional[str] = None
+    category_map: Optional[str] = None
+    no_progress: bool = False
+    beam_args: Tuple[str, ...] = ()
+
+
+_D = flags.defaults(GenerateConfig)
+
+
 def build_parser():
     p = flags.ArgumentParser(prog="sarchat generate", description=__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,19 +78,19 @@ def add_generation_arguments(p):
 
     Multi-word flags also answer to their underscore spelling (--identify_variants), the form Flex
     Template parameters use (beam_pipelines/flex_templates/*.json)."""
-    p.add_argument("--splits", default="train,test", help="comma-separated splits (default: train,test)")
-    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+    p.add_argument("--splits", default=_D["splits"], help="comma-separated splits (default: train,test)")
+    p.add_argument("--formats", default=_D["formats"],
                    help=f"any of {','.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}); authors = the SARChat "
                         "authors' JSON files (SARChat_<task>_test.json, SARChat_total_task_train.json)")
-    p.add_argument("--seed", type=flags.seed, default=0, help="template-choice seed (default 0)")
-    p.add_argument("--identify-variants", "--identify_variants", type=flags.identify_variants, default=DEFAULT_IDENTIFY_VARIANTS,
+    p.add_argument("--seed", type=flags.seed, default=_D["seed"], help="template-choice seed (default 0)")
+    p.add_argument("--identify-variants", "--identify_variants", type=flags.identify_variants, default=_D["identify_variants"],
                    help="identify questions per box (default 7)")
-    p.add_argument("--images-per-shard", "--images_per_shard", type=flags.positive_int, default=4000, help="images per output shard (default 4000)")
+    p.add_argument("--images-per-shard", "--images_per_shard", type=flags.positive_int, default=_D["images_per_shard"], help="images per output shard (default 4000)")
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
     p.add_argument("--image-dir", "--image_dir", action="append", default=[], metavar="SPLIT=DIR",
                    help="image folder of a split relative to ROOT, overriding JPEGImages/<split> (repeatable)")
-    p.add_argument("--tfrecord-compression", "--tfrecord_compression", choices=TFRECORD_COMPRESSIONS, default="none",
+    p.add_argument("--tfrecord-compression", "--tfrecord_compression", choices=TFRECORD_COMPRESSIONS, default=_D["tfrecord_compression"],
                    help="compression of the TFRecord files: none (default) or gzip (dialogues-*.tfrecord.gz, "
                         "read with tf.data.TFRecordDataset(path, compression_type='GZIP'))")
     p.add_argument("--image-root", "--image_root", default=None,
@@ -160,18 +186,18 @@ def _pairs(values, flag):
     return out
 
 
-def plan_splits(args):
+def plan_splits(config):
     """Resolve and pre-flight each split: fail fast (file, position) before any worker starts."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
     from sarchat.transforms.generate.pipeline import SplitPlan, fingerprint
 
-    ann_override = _pairs(args.annotations, "--annotations")
-    dir_override = _pairs(args.image_dir, "--image-dir")
+    ann_override = _pairs(config.annotations, "--annotations")
+    dir_override = _pairs(config.image_dir, "--image-dir")
     splits = []
-    for split in [s.strip() for s in args.splits.split(",") if s.strip()]:
-        path = ann_override.get(split) or FileSystems.join(args.input, "Annotations", f"{split}.json")
+    for split in [s.strip() for s in config.splits.split(",") if s.strip()]:
+        path = ann_override.get(split) or FileSystems.join(config.input, "Annotations", f"{split}.json")
         if not FileSystems.exists(path):
             raise coco.InputError(f"{path}: annotation file of split '{split}' not found")
         # AUTO: an `annotations.json.gz` is read decompressed, as the pipeline's reader does
@@ -185,8 +211,8 @@ def plan_splits(args):
             split=split,
             annotations=path,
             image_dir=dir_override.get(split, f"JPEGImages/{split}"),
-            input_root=args.input,
-            num_shards=max(1, math.ceil(n_images / args.images_per_shard)),
+            input_root=config.input,
+            num_shards=max(1, math.ceil(n_images / config.images_per_shard)),
             fingerprint={"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
                          "annotations": index["annotations"]},
             pieces=index["pieces"],
@@ -197,22 +223,22 @@ def plan_splits(args):
     return splits
 
 
-def config_of(args, splits, formats):
-    config = {
+def dataset_config(config, splits, formats, category_map):
+    """The `config` the manifest records: the settings that shape the dataset."""
+    recorded = {
         "splits": [s.split for s in splits],
         "formats": list(formats),
-        "seed": args.seed,
-        "identify_variants": args.identify_variants,
-        "images_per_shard": args.images_per_shard,
+        "seed": config.seed,
+        "identify_variants": config.identify_variants,
+        "images_per_shard": config.images_per_shard,
         "image_dirs": {s.split: s.image_dir for s in splits},
-        "image_root": absolute_local(args.image_root if args.image_root is not None else args.input),
+        "image_root": absolute_local(config.image_root if config.image_root is not None else config.input),
     }
-    if args.tfrecord_compression != "none":  # only when set, so the default's config (and its hash) is unchanged
-        config["tfrecord_compression"] = args.tfrecord_compression
-    category_map = parse_category_map(getattr(args, "category_map", None))
+    if config.tfrecord_compression != "none":  # only when set, so the default's config (and its hash) is unchanged
+        recorded["tfrecord_compression"] = config.tfrecord_compression
     if category_map:  # only when set, likewise; it changes the dataset, so it is part of its version
-        config["category_map"] = category_map
-    return config
+        recorded["category_map"] = category_map
+    return recorded
 
 
 def absolute_local(path):
@@ -223,23 +249,22 @@ def absolute_local(path):
     return os.path.abspath(str(path))
 
 
-def recorded_paths(args, splits):
+def recorded_paths(config, splits):
     """(input_root, {split: annotation path}, relative) as the manifest records them: a relative local
     --input (or --annotations) is stored relative to the output folder, and the manifest says so
     (dataset_files.RELATIVE_TO), so infer, score and stats resolve it from any working folder."""
     paths = {s.split: s.annotations for s in splits}
-    local = [args.input, *paths.values()]
-    output = getattr(args, "output", None)
+    local = [config.input, *paths.values()]
     if not any(not os.path.isabs(p) and "://" not in p for p in local):
-        return args.input, paths, False
-    if output is None or "://" in str(output):
+        return config.input, paths, False
+    if not config.output or "://" in config.output:
         # regenerate (the folder is BASE/v-<hash>, not known yet) or a remote output: absolute paths
-        return absolute_local(args.input), {k: absolute_local(v) for k, v in paths.items()}, False
-    base = os.path.abspath(output)
+        return absolute_local(config.input), {k: absolute_local(v) for k, v in paths.items()}, False
+    base = os.path.abspath(config.output)
 
     def rel(p):
         return p if "://" in p else os.path.relpath(os.path.abspath(p), base).replace(os.sep, "/")
-    return rel(args.input), {k: rel(v) for k, v in paths.items()}, True
+    return rel(config.input), {k: rel(v) for k, v in paths.items()}, True
 
 
 def config_hash(config, splits) -> str:
@@ -259,30 +284,30 @@ def dataset_version(config, splits, template_fingerprints) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def prepare(args):
-    """Validate flags and pre-flight the inputs: (formats, splits, config, manifest_base)."""
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+def prepare(config):
+    """Validate the settings and pre-flight the inputs: (formats, splits, manifest_base)."""
+    formats = [f.strip() for f in config.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise UsageError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
-    category_map = parse_category_map(getattr(args, "category_map", None))
+    category_map = parse_category_map(config.category_map)
     try:
-        splits = plan_splits(args)
+        splits = plan_splits(config)
     except coco.InputError as e:
         raise UsageError(str(e)) from e
     splits = apply_category_map(splits, category_map)
-    config = config_of(args, splits, formats)
+    recorded = dataset_config(config, splits, formats, category_map)
     template_fingerprints = templates.fingerprints()
-    input_root, annotation_paths, relative = recorded_paths(args, splits)
+    input_root, annotation_paths, relative = recorded_paths(config, splits)
     manifest_base = {
         "generator": "sarchat-bench",
         "version": VERSION,
         "input_root": input_root,
         "inputs": {s.split: {"path": annotation_paths[s.split], **s.fingerprint} for s in splits},
-        "seed": args.seed,
-        "config": config,
-        "config_hash": config_hash(config, splits),
-        "dataset_version": dataset_version(config, splits, template_fingerprints),
+        "seed": config.seed,
+        "config": recorded,
+        "config_hash": config_hash(recorded, splits),
+        "dataset_version": dataset_version(recorded, splits, template_fingerprints),
         "templates": template_fingerprints,
         "num_shards": {s.split: s.num_shards for s in splits},
     }
@@ -291,42 +316,57 @@ def prepare(args):
     unknown = unknown_category_names(splits)
     if unknown:  # only when some are, so a clean dataset's manifest is unchanged
         manifest_base["unknown_category_names"] = unknown
-    return formats, splits, config, manifest_base
+    return formats, splits, manifest_base
 
 
-def build(p, args, output, formats, splits, config, manifest_base):
+def build(p, config, output, formats, splits, manifest_base):
     """Add the generation graph writing under `output` to pipeline `p`: (manifest, rejects) PCollections."""
     from sarchat.transforms.generate.pipeline import GenerateDialogues
 
     return p | "Generate" >> GenerateDialogues(
-        splits, output, formats, args.seed, args.identify_variants, config["image_root"], manifest_base,
-        tfrecord_compression=args.tfrecord_compression)
+        splits, output, formats, config.seed, config.identify_variants, manifest_base["config"]["image_root"],
+        manifest_base, tfrecord_compression=config.tfrecord_compression)
+
+
+def generate(config: GenerateConfig, test=None):
+    """The generate stage: the dataset of `config` in config.output. Returns its manifest, None when
+    the job was only submitted. `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the
+    pipeline."""
+    from apache_beam.io.filesystems import FileSystems  # after the flags: a bad flag answers without Beam
+
+    formats, splits, manifest_base = prepare(config)  # UsageError: `sarchat` prints it, exits 2
+    # docs/rules.md section 10: the old manifest goes first, then what its run wrote; ours comes last.
+    check_no_overlap([("the input folder (--input)", config.input)]
+                     + [(f"the {s.split} annotations", s.annotations) for s in splits], config.output)
+    with ownership.claim(config.output, "generate", legacy=own_older_output):  # one writer, our folder only
+        clear_previous_output(config.output)
+        pipeline = make_pipeline(config.beam_args)
+        manifest, rejects = build(pipeline, config, config.output, formats, splits, manifest_base)
+        if test is not None:
+            test(manifest, rejects)
+        return launch_and_read_json(pipeline, FileSystems.join(config.output, "manifest.json"), progress_of(splits))
+
+
+def print_summary(config: GenerateConfig, written, seconds):
+    """What `sarchat generate` prints after the stage (the demo writes it to its log): the manifest's
+    counts per split and where the dataset is; `written` is the stage's result."""
+    from apache_beam.io.filesystems import FileSystems  # loaded by the stage
+
+    manifest_path = FileSystems.join(config.output, "manifest.json")
+    if written is None:
+        print(f"sarchat generate: submitted; {manifest_path} is written last, when the job finishes")
+        return
+    print(summary_table(written, seconds))
+    print(f"sarchat generate: dataset in {config.output} ({', '.join(written['config']['formats'])}; "
+          f"file list: {manifest_path})")
 
 
 def run(argv=None, test=None):
-    """Entry point; `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the pipeline."""
-    args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
-    flags.apply_progress_flag(args)
-    from apache_beam.io.filesystems import FileSystems  # after the flags: a bad flag answers without Beam
-
-    formats, splits, config, manifest_base = prepare(args)  # UsageError: `sarchat` prints it, exits 2
-    # docs/rules.md section 10: the old manifest goes first, then what its run wrote; ours comes last.
-    check_no_overlap([("the input folder (--input)", args.input)]
-                     + [(f"the {s.split} annotations", s.annotations) for s in splits], args.output)
-    with ownership.claim(args.output, "generate", legacy=own_older_output):  # one writer, our folder only
-        clear_previous_output(args.output)  # SarchatError: `sarchat` prints it
-        started = time.time()
-        pipeline = make_pipeline(beam_args)
-        manifest, rejects = build(pipeline, args, args.output, formats, splits, config, manifest_base)
-        if test is not None:
-            test(manifest, rejects)
-        manifest_path = FileSystems.join(args.output, "manifest.json")
-        written = launch_and_read_json(pipeline, manifest_path, progress_of(splits))
-    if written is None:
-        print(f"sarchat generate: submitted; {manifest_path} is written last, when the job finishes")
-        return 0
-    print(summary_table(written, time.time() - started))
-    print(f"sarchat generate: dataset in {args.output} ({', '.join(formats)}; file list: {manifest_path})")
+    """`sarchat generate`: the stage, then its summary on stdout."""
+    config = flags.parse_config(build_parser(), argv, GenerateConfig, beam=True)
+    started = time.time()
+    written = generate(config, test)
+    print_summary(config, written, time.time() - started)
     return 0
 
 

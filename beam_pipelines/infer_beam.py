@@ -17,11 +17,10 @@ from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.inference import beam_handler
 from sarchat.inference.config import (InferenceConfig, OneLineParser, add_dataset_flags, add_model_flags,
-                                      add_sampling_flags, add_vllm_flags, non_negative_int, positive_int,
-                                      print_error)
+                                      add_sampling_flags, add_vllm_flags, non_negative_int, positive_int)
 from sarchat.inference.dataset import dataset_version, read_manifest, resolve_image_root
 from sarchat.transforms import ownership
-from sarchat.transforms.errors import SarchatError, UsageError
+from sarchat.transforms.errors import UsageError
 
 COMMAND = "infer-beam"
 
@@ -44,9 +43,7 @@ def build_parser():
                    help="engines per VM (e.g. one per GPU with --tensor-parallel-size 1)")
     g.add_argument("--engine-factory", "--engine_factory", default=None, metavar="MODULE:CALLABLE",
                    help="build the engine with this callable instead of vllm.LLM (tests, custom engines)")
-    if not any("--no-progress" in a.option_strings for a in p._actions):
-        flags.add_progress_flag(p)
-    return p
+    return flags.add_progress_flag(p)
 
 
 def load_callable(spec: str):
@@ -64,34 +61,26 @@ def run(argv=None, test=None):
     args, beam_argv = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     args.backend = "vllm"
     flags.apply_progress_flag(args)
-    try:
-        config = InferenceConfig.from_args(args)
-        factory = load_callable(args.engine_factory) if args.engine_factory else None
-        reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
-        dataset_manifest = read_manifest(config.dataset)
-        handler = beam_handler.SarchatVLMModelHandler(
-            config, resolve_image_root(config.dataset, config.image_root, dataset_manifest), engine_factory=factory,
-            min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
-            large_model=not args.no_share_model, model_copies=args.model_copies)
-        manifest = beam_handler.beam_run_manifest(config, dataset_version(config.dataset, dataset_manifest))
-        p = make_pipeline(beam_argv)
-        predictions, written = beam_handler.build(p, config, handler, manifest, dataset_manifest)
-    except SarchatError as exc:
-        print_error(COMMAND, exc)
-        return exc.exit_code
+    config = InferenceConfig.from_args(args)
+    factory = load_callable(args.engine_factory) if args.engine_factory else None
+    reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
+    dataset_manifest = read_manifest(config.dataset)
+    handler = beam_handler.SarchatVLMModelHandler(
+        config, resolve_image_root(config.dataset, config.image_root, dataset_manifest), engine_factory=factory,
+        min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
+        large_model=not args.no_share_model, model_copies=args.model_copies)
+    manifest = beam_handler.beam_run_manifest(config, dataset_version(config.dataset, dataset_manifest))
+    p = make_pipeline(beam_argv)
+    predictions, written = beam_handler.build(p, config, handler, manifest, dataset_manifest)
     if test is not None:
         test(predictions, written)
-    try:
-        # one writer per output folder, which holds nothing but this command's own earlier output
-        # (the marker's list, removed first: nothing stale); an object store has no lock (docs/cli.md)
-        with ownership.claim(config.output, COMMAND, keep_on_failure=False) as claim:
-            claim.remove_previous()
-            _, finished = launch(p, ("sarchat infer-beam: answering", "infer.samples", None, "samples"))
-            if finished:
-                reading.verify()
-    except SarchatError as exc:
-        print_error(COMMAND, exc)
-        return exc.exit_code
+    # one writer per output folder, which holds nothing but this command's own earlier output
+    # (the marker's list, removed first: nothing stale); an object store has no lock (docs/cli.md)
+    with ownership.claim(config.output, COMMAND, keep_on_failure=False) as claim:
+        claim.remove_previous()
+        _, finished = launch(p, ("sarchat infer-beam: answering", "infer.samples", None, "samples"))
+        if finished:
+            reading.verify()
     where = FileSystems.join(config.output, "manifest.json")
     print(f"sarchat infer-beam: {'wrote' if finished else 'submitted; the job writes'} "
           f"{FileSystems.join(config.output, 'predictions', 'part-*.parquet')} and {where} "

@@ -36,9 +36,10 @@ import signal
 import sys
 import time
 import uuid
+from typing import NamedTuple, Optional
 
 from sarchat.beam_pipelines import flags, generate
-from sarchat.beam_pipelines.beam_options import launch, make_pipeline, parse_pipeline_args
+from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.transforms import dataset_files, fileio
 from sarchat.transforms.errors import DatasetError, OutputError, RunFailed
 
@@ -254,19 +255,30 @@ def stale_tmp_folders(base):
     return sorted(root + n for n in names)
 
 
-def run(argv=None, test=None):
-    """Entry point; `test(published_pcoll)` may add assertions inside the pipeline."""
-    args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
-    flags.apply_progress_flag(args)
+class Regenerated(NamedTuple):
+    """What `regenerate` did: the dataset version and its folder BASE/v-<version>, its manifest
+    (None when the job was only submitted: it writes `tmp` and publishes it when it ends), and
+    whether the version was complete already (no pipeline ran)."""
+    version: str
+    folder: str
+    manifest: Optional[dict]
+    up_to_date: bool
+    tmp: str = ""
+
+
+def regenerate(config: generate.GenerateConfig, test=None) -> Regenerated:
+    """The regenerate stage: the dataset of `config` published as config.output_base/v-<dataset
+    version> unless it is there already, LATEST pointing at it. `test(published_pcoll)` may add
+    assertions inside the pipeline."""
     import apache_beam as beam  # after the flags: a bad flag answers without loading Beam
     from apache_beam.io.filesystems import FileSystems
 
     from sarchat.beam_pipelines.regenerate_publish import PublishFn
 
-    base = args.output_base.rstrip("/") or args.output_base
+    base = config.output_base.rstrip("/") or config.output_base
     check_latest(base)
-    formats, splits, config, manifest_base = generate.prepare(args)  # UsageError: exit 2
-    fileio.check_no_overlap([("the input folder (--input)", args.input)]
+    formats, splits, manifest_base = generate.prepare(config)  # UsageError: exit 2
+    fileio.check_no_overlap([("the input folder (--input)", config.input)]
                             + [(f"the {s.split} annotations", s.annotations) for s in splits], base, "--output-base")
     h = manifest_base["dataset_version"]
     name = version_name(h)
@@ -274,42 +286,46 @@ def run(argv=None, test=None):
     if is_complete(final, h):
         if read_latest(base) != name:
             write_latest(base, name)
-        print(f"sarchat regenerate: up to date: {final} is complete (dataset version {h}); nothing to do. "
-              f"{FileSystems.join(base, LATEST)} -> {name}")
-        return 0
+        return Regenerated(h, final, read_manifest(final), up_to_date=True)
     leftovers = stale_tmp_folders(base)
     if leftovers:
         print(f"sarchat regenerate: note: {len(leftovers)} temporary folder(s) of other runs under {base} "
               f"(in progress or interrupted; safe to delete when no run is going): {', '.join(leftovers)}",
               file=sys.stderr)
     tmp = FileSystems.join(base, f"{TMP_PREFIX}{h}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
-    manifest_base = dict(manifest_base, output_version=name)
-    started = time.time()
-    pipeline = make_pipeline(beam_args)
-    manifest, _ = generate.build(pipeline, args, tmp, formats, splits, config, manifest_base)
+    pipeline = make_pipeline(config.beam_args)
+    manifest, _ = generate.build(pipeline, config, tmp, formats, splits, dict(manifest_base, output_version=name))
     published = manifest | "Publish" >> beam.ParDo(PublishFn(base, tmp, name, h))
     if test is not None:
         test(published)
     _, finished = launch(pipeline, generate.progress_of(splits))
     if not finished:
-        print(f"sarchat regenerate: submitted; the job writes {tmp}, publishes it as {final} and then "
-              f"updates {FileSystems.join(base, LATEST)}")
-        return 0
+        return Regenerated(h, final, None, up_to_date=False, tmp=tmp)
     written = read_manifest(final)
     if written is None or not is_complete(final, h):
         raise RunFailed(f"the pipeline finished but {final} is not complete")
-    print(generate.summary_table(written, time.time() - started))
-    print(f"sarchat regenerate: published {final}; {FileSystems.join(base, LATEST)} -> {read_latest(base)}")
+    return Regenerated(h, final, written, up_to_date=False)
+
+
+def run(argv=None, test=None):
+    """`sarchat regenerate`: the stage, then what it did on stdout."""
+    config = flags.parse_config(build_parser(), argv, generate.GenerateConfig, beam=True)
+    started = time.time()
+    done = regenerate(config, test)
+    from apache_beam.io.filesystems import FileSystems  # loaded by the stage
+
+    base = config.output_base.rstrip("/") or config.output_base
+    latest = FileSystems.join(base, LATEST)
+    if done.up_to_date:
+        print(f"sarchat regenerate: up to date: {done.folder} is complete (dataset version {done.version}); "
+              f"nothing to do. {latest} -> {version_name(done.version)}")
+    elif done.manifest is None:
+        print(f"sarchat regenerate: submitted; the job writes {done.tmp}, publishes it as {done.folder} and then "
+              f"updates {latest}")
+    else:
+        print(generate.summary_table(done.manifest, time.time() - started))
+        print(f"sarchat regenerate: published {done.folder}; {latest} -> {read_latest(base)}")
     return 0
-
-
-def __getattr__(name):
-    """`regenerate.PublishFn`, kept for callers that build the publish step themselves."""
-    if name == "PublishFn":
-        from sarchat.beam_pipelines.regenerate_publish import PublishFn
-
-        return PublishFn
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -40,15 +40,41 @@ output folder. --no-sample-files (old spelling --no-samples) writes no per-sampl
 """
 import re
 import sys
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Tuple
 
 from sarchat.beam_pipelines import flags
 from sarchat.transforms import ownership
 from sarchat.transforms.fileio import check_no_overlap
-from sarchat.beam_pipelines.beam_options import launch, make_pipeline, parse_pipeline_args
+from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.transforms.errors import SarchatError
 
 # The score pipeline and its input planning import Beam: they are imported inside the functions that
 # run after the flags are parsed, so `sarchat score --help` answers without loading it.
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The settings of `sarchat score` (but --explain), one field per flag."""
+    dataset: str
+    predictions: Tuple[str, ...]
+    output: str
+    adapter: Optional[Tuple[str, ...]] = None
+    split: str = "test"
+    bootstrap: int = 1000
+    seed: int = 0
+    num_buckets: int = 64
+    no_sample_files: bool = False
+    allow_version_mismatch: bool = False
+    stats: Optional[str] = None
+    samples: int = 2
+    plots: str = "svg"
+    image_root: Optional[str] = None
+    no_progress: bool = False
+    beam_args: Tuple[str, ...] = ()
+
+
+_D = flags.defaults(ScoreConfig)
 
 
 def build_parser():
@@ -58,10 +84,10 @@ def build_parser():
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="output folder (local or gs://)")
     p.add_argument("--adapter", action="append", default=None,
                    help="box format / adapter name for all models, or MODEL=NAME for one (repeatable)")
-    p.add_argument("--split", default="test", help="split of the dataset to score (default %(default)s)")
-    p.add_argument("--bootstrap", type=flags.non_negative_int, default=1000, help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
-    p.add_argument("--seed", type=flags.seed, default=0, help="seed of the bootstrap resampling (default %(default)s)")
-    p.add_argument("--num-buckets", "--num_buckets", type=flags.positive_int, default=64, help="id buckets of the join (parallelism; default %(default)s)")
+    p.add_argument("--split", default=_D["split"], help="split of the dataset to score (default %(default)s)")
+    p.add_argument("--bootstrap", type=flags.non_negative_int, default=_D["bootstrap"], help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
+    p.add_argument("--seed", type=flags.seed, default=_D["seed"], help="seed of the bootstrap resampling (default %(default)s)")
+    p.add_argument("--num-buckets", "--num_buckets", type=flags.positive_int, default=_D["num_buckets"], help="id buckets of the join (parallelism; default %(default)s)")
     p.add_argument("--no-sample-files", "--no_sample_files", action="store_true",
                    help="do not write the per-sample result files (samples/*.parquet, samples_<task>.jsonl; "
                         "`--explain` reads them); default: written")
@@ -70,10 +96,10 @@ def build_parser():
                    help="score predictions made on another dataset version (the report says so)")
     p.add_argument("--stats", default=None, metavar="DIR",
                    help="a `sarchat stats` output folder (or its stats.json): adds a dataset section to the report")
-    p.add_argument("--samples", type=flags.non_negative_int, default=2, metavar="N",
+    p.add_argument("--samples", type=flags.non_negative_int, default=_D["samples"], metavar="N",
                    help="test samples per task shown with their image, answers and marks in the report "
                         "(0: none; default %(default)s)")
-    p.add_argument("--plots", choices=("svg", "none"), default="svg",
+    p.add_argument("--plots", choices=("svg", "none"), default=_D["plots"],
                    help="charts in report.html: svg (inline) or none (tables only, no matplotlib; "
                         "default %(default)s, like `sarchat stats --plots`)")
     p.add_argument("--image-root", "--image_root", default=None,
@@ -97,76 +123,82 @@ def explain(argv):
     args = explain_parser().parse_args(argv)
     from sarchat.transforms.score.sample_lines import explain_text, find_sample
 
-    try:
-        text = explain_text(find_sample(args.output, args.explain))
-    except SarchatError as e:
-        print(f"sarchat score: error: {e}", file=sys.stderr)
-        return e.exit_code
-    sys.stdout.write(text)
+    sys.stdout.write(explain_text(find_sample(args.output, args.explain)))
     return 0
 
 
-def settings_of(args):
+def settings_of(config):
     from sarchat.transforms.score.pipeline import ScoreSettings
 
-    return ScoreSettings(output_dir=args.output, split=args.split, num_buckets=args.num_buckets,
-                         bootstrap=args.bootstrap, seed=args.seed, write_samples=not args.no_sample_files,
-                         samples_per_task=args.samples, plots=args.plots)
+    return ScoreSettings(output_dir=config.output, split=config.split, num_buckets=config.num_buckets,
+                         bootstrap=config.bootstrap, seed=config.seed, write_samples=not config.no_sample_files,
+                         samples_per_task=config.samples, plots=config.plots)
 
 
-def inputs_of(args):
-    from sarchat.transforms.score.score_inputs import plan_score_inputs
+class Scored(NamedTuple):
+    """What `score` did: whether the job finished here (False: only submitted; it writes its files
+    when it ends), and the leaderboard it wrote (None when there is none to read)."""
+    finished: bool
+    leaderboard: Optional[list]
 
-    return plan_score_inputs(args.dataset, args.split, args.predictions, args.adapter, args.allow_version_mismatch,
-                             args.image_root, args.stats)
 
-
-def run(argv=None, test=None):
-    """Parse flags, build and launch the pipeline. `test(pipeline, outputs)`, when given, is called
-    before running so that a test can attach assertions (apache_beam.testing.util.assert_that) to
-    the PCollections in `outputs` (metrics, breakdowns, rejects, leaderboard)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a == "--explain" or a.startswith("--explain=") for a in argv):
-        return explain(argv)
-    args, beam_argv = parse_pipeline_args(build_parser(), argv)
-    flags.apply_progress_flag(args)
+def score(config: ScoreConfig, test=None) -> Scored:
+    """The score stage: every model's metrics, the leaderboard and the reports in config.output.
+    `test(pipeline, outputs)`, when given, is called before running so that a test can attach
+    assertions (apache_beam.testing.util.assert_that) to the PCollections in `outputs` (metrics,
+    breakdowns, rejects, leaderboard)."""
     from sarchat.transforms.score.pipeline import ScorePredictions
+    from sarchat.transforms.score.score_inputs import plan_score_inputs
     from sarchat.transforms.score.score_outputs import remove_stale_samples
 
-    try:
-        settings = settings_of(args)
-        check_no_overlap([("the dataset (--dataset)", args.dataset)]
-                         + [("a --predictions input", p) for p in args.predictions if not any(c in p for c in "*?[")],
-                         args.output)
-        reading = ownership.reading(args.dataset)  # one dataset version, checked again at the end
-        inputs = inputs_of(args)
-        with ownership.claim(args.output, "score", legacy=own_older_output, keep_on_failure=False) as claim:
-            claim.remove_previous()  # what the last score run here wrote: nothing stale stays
-            p = make_pipeline(beam_argv)
-            remove_stale_samples(args.output, settings.num_buckets)
-            outputs = p | "Score" >> ScorePredictions(inputs, settings)
-            if test is not None:
-                test(p, outputs)
-            result, finished = launch(p, progress_of(args, inputs))
-            reading.verify()
-    except SarchatError as e:  # until cli.py prints these itself
-        print(f"sarchat score: error: {e}", file=sys.stderr)
-        return e.exit_code
+    settings = settings_of(config)
+    check_no_overlap([("the dataset (--dataset)", config.dataset)]
+                     + [("a --predictions input", p) for p in config.predictions if not any(c in p for c in "*?[")],
+                     config.output)
+    reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
+    inputs = plan_score_inputs(config.dataset, config.split, config.predictions, config.adapter,
+                               config.allow_version_mismatch, config.image_root, config.stats)
+    with ownership.claim(config.output, "score", legacy=own_older_output, keep_on_failure=False) as claim:
+        claim.remove_previous()  # what the last score run here wrote: nothing stale stays
+        p = make_pipeline(config.beam_args)
+        remove_stale_samples(config.output, settings.num_buckets)
+        outputs = p | "Score" >> ScorePredictions(inputs, settings)
+        if test is not None:
+            test(p, outputs)
+        result, finished = launch(p, progress_of(config, inputs))
+        reading.verify()
     if not finished:
-        print(f"sarchat score: pipeline submitted; the job writes {args.output}/leaderboard.json, report.md, "
-              "report.html and per-model metrics")
-        return 0
+        return Scored(False, None)
     _print_counters(result)
     for m, prov in sorted(inputs.provenance.items()):
         if prov.mismatch:
             print(f"sarchat score: warning: {m}: predictions made on dataset version {prov.version}, scored on "
                   f"{inputs.dataset_version} (--allow-version-mismatch)", file=sys.stderr)
-    board = read_leaderboard(args.output)
+    return Scored(True, read_leaderboard(config.output))
+
+
+def run(argv=None, test=None):
+    """`sarchat score` (or `sarchat score --explain`): the stage, then the leaderboard on stdout."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--explain" or a.startswith("--explain=") for a in argv):
+        return explain(argv)
+    config = flags.parse_config(build_parser(), argv, ScoreConfig, beam=True)
+    print_summary(config, score(config, test))
+    return 0
+
+
+def print_summary(config: ScoreConfig, scored: Scored, seconds=None):
+    """What `sarchat score` prints after the stage (the demo writes it to its log): the leaderboard
+    and where the outputs are; `scored` is the stage's result."""
+    finished, board = scored
+    if not finished:
+        print(f"sarchat score: pipeline submitted; the job writes {config.output}/leaderboard.json, report.md, "
+              "report.html and per-model metrics")
+        return
     if board is not None:
         print(leaderboard_text(board))
-    print(f"sarchat score: outputs in {args.output} (leaderboard.json, leaderboard.md, report.html, report.md; "
+    print(f"sarchat score: outputs in {config.output} (leaderboard.json, leaderboard.md, report.html, report.md; "
           "per model <model>/metrics.json)")
-    return 0
 
 
 SCORE_OUTPUT_NAMES = re.compile(r"(leaderboard\.json|leaderboard\.md|report\.md|report\.html|rejected\.jsonl"
@@ -182,15 +214,15 @@ def own_older_output(folder, files):
     return [f for f in files if SCORE_OUTPUT_NAMES.fullmatch(f)]
 
 
-def progress_of(args, inputs):
+def progress_of(config, inputs):
     """(label, stage, total, unit) of the run's progress (beam_options.launch): test samples scored,
     out of the split's dialogues (the dataset manifest's counts) times the models."""
     from sarchat.transforms import dataset_files
 
     total = None
     try:
-        counts = dataset_files.read_manifest(args.dataset).get("counts") or {}
-        total = int(counts[args.split]["dialogues"]) * max(1, len(inputs.models))
+        counts = dataset_files.read_manifest(config.dataset).get("counts") or {}
+        total = int(counts[config.split]["dialogues"]) * max(1, len(inputs.models))
     except (SarchatError, OSError, KeyError, TypeError, ValueError):
         pass  # an ad-hoc Parquet file or glob: no total, the count and rate only
     return "sarchat score: scoring", "score.samples", total, "samples"

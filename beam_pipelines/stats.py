@@ -22,18 +22,37 @@ import argparse
 import hashlib
 import sys
 import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import pyarrow as pa
 
 from sarchat.beam_pipelines import flags
-from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline, parse_pipeline_args
+from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from sarchat.transforms import coco, dataset_files, ownership
 from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
 from sarchat.transforms.fileio import check_no_overlap, exists, open_parquet, read_bytes
-from sarchat.transforms.stats import dataset_stats as stats
+from sarchat.transforms.stats import dataset_stats
 
 # Beam (FileSystems, the stats pipeline) is imported inside the functions that run after the flags
 # are parsed: `sarchat stats --help` answers without loading it.
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """The settings of `sarchat stats`, one field per flag."""
+    dataset: str
+    output: str
+    splits: Optional[str] = None
+    box_source: str = "auto"
+    annotations: Tuple[str, ...] = ()
+    plots: str = "png"
+    exact_cap: int = dataset_stats.DEFAULT_EXACT_CAP
+    no_progress: bool = False
+    beam_args: Tuple[str, ...] = ()
+
+
+_D = flags.defaults(StatsConfig)
 
 
 def build_parser():
@@ -45,13 +64,13 @@ def build_parser():
     p.require("--dataset")
     p.add_argument("--output", required=True, type=flags.output_folder("--output"), help="folder for stats.json, stats.md and plots/")
     p.add_argument("--splits", default=None, help="comma-separated splits (default: every split found)")
-    p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default="auto",
+    p.add_argument("--box-source", "--box_source", choices=("auto", "annotations", "gt"), default=_D["box_source"],
                    help="generated input only: box stats from the source annotations (exact) or the grounding "
                         "rows' integer boxes (approximate); auto = annotations when unchanged, else gt (default %(default)s)")
     p.add_argument("--annotations", action="append", default=[], metavar="SPLIT=PATH",
                    help="COCO JSON of a split, overriding ROOT/Annotations/<split>.json (repeatable)")
-    p.add_argument("--plots", choices=("png", "svg", "none"), default="png", help="plot format (default png)")
-    p.add_argument("--exact-cap", "--exact_cap", type=flags.positive_int, default=stats.DEFAULT_EXACT_CAP,
+    p.add_argument("--plots", choices=("png", "svg", "none"), default=_D["plots"], help="plot format (default png)")
+    p.add_argument("--exact-cap", "--exact_cap", type=flags.positive_int, default=_D["exact_cap"],
                    help="exact medians up to this many values per key, log-histogram beyond (default %(default)s)")
     flags.add_progress_flag(p)
     return p
@@ -78,7 +97,7 @@ def _base(path):
 
 
 def _wanted(found, requested):
-    found = sorted(found, key=stats.split_sort_key)
+    found = sorted(found, key=dataset_stats.split_sort_key)
     if requested is None:
         return found
     wanted = [s.strip() for s in requested.split(",") if s.strip()]
@@ -96,40 +115,40 @@ def _split_of(rel):
     return parts[1] if len(parts) >= 3 else None
 
 
-def plan(args):
-    """StatsSettings for the flags: the input's kind (a generated corpus has manifest.json, a dataset
+def plan(config):
+    """StatsSettings of a StatsConfig: the input's kind (a generated corpus has manifest.json, a dataset
     root Annotations/*.json) and what the run reads from it."""
     from apache_beam.io.filesystems import FileSystems
 
-    overrides = _pairs(args.annotations)  # {split: path} of --annotations
-    if exists(FileSystems.join(args.dataset, dataset_files.MANIFEST)):
-        return _plan_generated(args, overrides)
-    return _plan_dataset(args, overrides)
+    overrides = _pairs(config.annotations)  # {split: path} of --annotations
+    if exists(FileSystems.join(config.dataset, dataset_files.MANIFEST)):
+        return _plan_generated(config, overrides)
+    return _plan_dataset(config, overrides)
 
 
-def _plan_dataset(args, overrides):
+def _plan_dataset(config, overrides):
     from apache_beam.io.filesystems import FileSystems
 
-    root = args.dataset
+    root = config.dataset
     found = {_base(p)[:-len(".json")]: p for p in _matched(FileSystems.join(root, "Annotations", "*.json"))}
     found.update(overrides)
     if not found:
         raise DatasetError(f"{root}: neither manifest.json (a generated corpus; a generation that did not finish "
                            "has none) nor Annotations/*.json (a dataset root)")
-    splits = _wanted(found, args.splits)
+    splits = _wanted(found, config.splits)
     annotations = {s: found[s] for s in splits}
     info = {"kind": "dataset", "root": root, "box_source": "annotations", "annotations": annotations}
-    return _settings(args, info, splits, annotations)
+    return _settings(config, info, splits, annotations)
 
 
-def _plan_generated(args, overrides):
-    root = args.dataset
+def _plan_generated(config, overrides):
+    root = config.dataset
     manifest = dataset_files.read_manifest(root)
     found = _dialogue_files_by_split(root, manifest)
-    splits = _wanted(found, args.splits)
-    annotations, notes = _annotation_sources(args, manifest, splits, overrides)
+    splits = _wanted(found, config.splits)
+    annotations, notes = _annotation_sources(config, manifest, splits, overrides)
     box_source = "annotations" if annotations else "gt_boxes"
-    if box_source == "gt_boxes" and args.box_source == "auto" and notes:
+    if box_source == "gt_boxes" and config.box_source == "auto" and notes:
         notes.append("box statistics fall back to the grounding rows' integer boxes")
     info = {"kind": "generated", "root": root, "box_source": box_source,
             "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash", "dataset_version") if k in manifest},
@@ -138,16 +157,16 @@ def _plan_generated(args, overrides):
         info["notes"] = notes
     files = [f for s in splits for f in sorted(found[s])]
     rejects = {s: r for s, r in manifest.get("rejects", {}).items() if s in splits}
-    return _settings(args, info, splits, annotations, files, rejects)
+    return _settings(config, info, splits, annotations, files, rejects)
 
 
-def _settings(args, input_info, splits, annotations, dialogue_files=(), manifest_rejects=None):
+def _settings(config, input_info, splits, annotations, dialogue_files=(), manifest_rejects=None):
     """The plan with the flags' output settings, as the pipeline takes it."""
     from sarchat.transforms.stats.pipeline import StatsSettings
 
-    return StatsSettings(output=args.output, input_info=input_info, splits=tuple(splits),
+    return StatsSettings(output=config.output, input_info=input_info, splits=tuple(splits),
                          annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(dialogue_files),
-                         exact_cap=args.exact_cap, plot_format=args.plots, extra_rejects=manifest_rejects or {})
+                         exact_cap=config.exact_cap, plot_format=config.plots, extra_rejects=manifest_rejects or {})
 
 
 def _dialogue_files_by_split(root, manifest):
@@ -165,10 +184,10 @@ def _dialogue_files_by_split(root, manifest):
     return found
 
 
-def _annotation_sources(args, manifest, splits, overrides):
+def _annotation_sources(config, manifest, splits, overrides):
     """({split: annotation file} of a generated corpus's box statistics, or {} for the grounding rows'
     boxes; the notes saying why a file is not used). One source for every split, so splits compare."""
-    if args.box_source == "gt":
+    if config.box_source == "gt":
         return {}, []
     if (manifest.get("config") or {}).get("category_map"):
         # the annotation files name categories otherwise (generate --category-map); read raw, their
@@ -179,7 +198,7 @@ def _annotation_sources(args, manifest, splits, overrides):
         annotations, notes = {}, []
         for split in splits:
             entry = manifest.get("inputs", {}).get(split, {})
-            path = overrides.get(split) or dataset_files.recorded_path(args.dataset, manifest, entry.get("path"))
+            path = overrides.get(split) or dataset_files.recorded_path(config.dataset, manifest, entry.get("path"))
             why = _annotation_problem(path, entry.get("sha256") if split not in overrides else None)
             if why:
                 notes.append(f"{split}: {why}")
@@ -187,7 +206,7 @@ def _annotation_sources(args, manifest, splits, overrides):
                 annotations[split] = path
         if not notes:
             return annotations, notes
-    if args.box_source == "annotations":
+    if config.box_source == "annotations":
         raise InputError("--box-source annotations: " + "; ".join(notes))
     return {}, notes
 
@@ -212,11 +231,11 @@ def _annotation_problem(path, sha256):
     return None
 
 
-def settings_of(args):
-    """StatsSettings for the flags: the input planned and checked (SarchatError naming the file/flag)."""
-    if args.exact_cap < 1:
-        raise UsageError(f"--exact-cap must be >= 1, got {args.exact_cap}")
-    settings = plan(args)
+def settings_of(config):
+    """StatsSettings of a StatsConfig: the input planned and checked (SarchatError naming the file/flag)."""
+    if config.exact_cap < 1:
+        raise UsageError(f"--exact-cap must be >= 1, got {config.exact_cap}")
+    settings = plan(config)
     annotations = dict(settings.annotations)  # fail fast on unusable JSON, before any worker starts
     for path in [annotations[s] for s in settings.splits if s in annotations]:  # in the splits' order
         try:
@@ -227,36 +246,48 @@ def settings_of(args):
     return settings
 
 
-def run(argv=None, test=None):
-    """Entry point; `test(stats_pcoll)` may add assertions on the stats.json document inside the pipeline."""
-    args, beam_args = parse_pipeline_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
-    flags.apply_progress_flag(args)
+def stats(config: StatsConfig, test=None):
+    """The stats stage: stats.json, stats.md and plots of config.dataset in config.output. Returns
+    the stats.json document, None when the job was only submitted. `test(stats_pcoll)` may add
+    assertions on the document inside the pipeline."""
     from apache_beam.io.filesystems import FileSystems
 
     from sarchat.transforms.stats.pipeline import DatasetStats
 
-    try:
-        check_no_overlap([("the dataset (--dataset)", args.dataset)], args.output)
-        reading = ownership.reading(args.dataset)  # one dataset version, checked again at the end
-        settings = settings_of(args)
-    except SarchatError as e:  # until cli.py prints these itself
-        print(f"sarchat stats: error: {e}", file=sys.stderr)
-        return e.exit_code
-    started = time.time()
-    with ownership.claim(args.output, "stats", legacy=own_older_output, keep_on_failure=False) as claim:
+    check_no_overlap([("the dataset (--dataset)", config.dataset)], config.output)
+    reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
+    settings = settings_of(config)
+    with ownership.claim(config.output, "stats", legacy=own_older_output, keep_on_failure=False) as claim:
         claim.remove_previous()  # what the last stats run here wrote: nothing stale stays
-        p = make_pipeline(beam_args)
+        p = make_pipeline(config.beam_args)
         doc = p | "Stats" >> DatasetStats(settings)
         if test is not None:
             test(doc)
-        written = launch_and_read_json(p, FileSystems.join(args.output, "stats.json"), progress_of(settings))
+        written = launch_and_read_json(p, FileSystems.join(config.output, "stats.json"), progress_of(settings))
         reading.verify()
+    return written
+
+
+def print_summary(config: StatsConfig, written, seconds):
+    """What `sarchat stats` prints after the stage (the demo writes it to its log); `written` is the
+    stage's result, the stats.json document."""
     if written is None:
-        print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(args.output, 'stats.json')}, stats.md and plots/")
-        return 0
-    print(summary_text(written, time.time() - started))
-    print(f"sarchat stats: outputs in {args.output} (stats.json, stats.md"
-          + (", plots/" if args.plots != "none" else "") + ")")
+        from apache_beam.io.filesystems import FileSystems  # loaded by the stage
+
+        print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(config.output, 'stats.json')}, "
+              "stats.md and plots/")
+        return
+    print(summary_text(written, seconds))
+    print(f"sarchat stats: outputs in {config.output} (stats.json, stats.md"
+          + (", plots/" if config.plots != "none" else "") + ")")
+
+
+def run(argv=None, test=None):
+    """`sarchat stats`: the stage, then its summary on stdout."""
+    config = flags.parse_config(build_parser(), argv, StatsConfig, beam=True)
+    started = time.time()
+    written = stats(config, test)
+    print_summary(config, written, time.time() - started)
     return 0
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from sarchat.beam_pipelines import flags
 from sarchat.synthetic import sardet_synth as synthetic
@@ -25,20 +26,36 @@ from sarchat.transforms import progress
 from sarchat.transforms.errors import UsageError
 
 
+@dataclass(frozen=True)
+class SynthConfig:
+    """The settings of `sarchat synth`, one field per flag."""
+    output: str
+    images: int = synthetic.DEFAULT_IMAGES
+    seed: str = "0"
+    test_fraction: float = synthetic.DEFAULT_TEST_FRACTION
+    workers: int = min(2, os.cpu_count() or 1)
+    sardet_scale: bool = False
+    quiet: bool = False
+    no_progress: bool = False
+
+
+_D = flags.defaults(SynthConfig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = flags.ArgumentParser(prog="sarchat synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", dest="out", default=None, type=flags.output_folder("--output"),
+    p.add_argument("--output", default=None, type=flags.output_folder("--output"),
                    help="output dataset root (created if missing)")
     p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
                   help="deprecated: old spelling of --output (removed in 0.3.0)")
     p.require("--output")
-    p.add_argument("--images", type=flags.positive_int, default=synthetic.DEFAULT_IMAGES,
+    p.add_argument("--images", type=flags.positive_int, default=_D["images"],
                    help="total number of images, train + test (default %(default)s)")
-    p.add_argument("--seed", default="0", help="random seed, any string (default %(default)s)")
-    p.add_argument("--test-fraction", type=flags.fraction, default=synthetic.DEFAULT_TEST_FRACTION,
+    p.add_argument("--seed", default=_D["seed"], help="random seed, any string (default %(default)s)")
+    p.add_argument("--test-fraction", type=flags.fraction, default=_D["test_fraction"],
                    help="share of images in the test split (default %(default)s; at least "
                         f"{MIN_TEST_IMAGES} test images when the set allows)")
-    p.add_argument("--workers", type=flags.positive_int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--workers", type=flags.positive_int, default=_D["workers"],
                    help="processes rendering images (default %(default)s; output does not depend on it)")
     p.add_argument("--sardet-scale", action="store_true",
                    help="write SARDet-100K-scale annotation JSON only (no images); ignores --images")
@@ -47,31 +64,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(argv=None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    flags.apply_progress_flag(args)
-    if not 0.0 <= args.test_fraction < 1.0:
-        raise UsageError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+def synth(config: SynthConfig) -> dict:
+    """The synth stage: write the dataset under config.output; its summary (root, seed, images and
+    boxes per split)."""
+    if not 0.0 <= config.test_fraction < 1.0:
+        raise UsageError(f"--test-fraction must be in [0, 1), got {config.test_fraction}")
     t0 = time.perf_counter()
-    if args.sardet_scale:
+    if config.sardet_scale:
         splits = {}
-        summary = {"root": args.out, "seed": args.seed, "splits": {}}
+        summary: dict = {"root": config.output, "seed": config.seed, "splits": {}}
         for split in ("train", "test"):
             n_img, n_box = synthetic.SARDET_SCALE[split]
-            splits[split] = synthetic.sardet_scale_annotations(split, n_img, n_box, args.seed)
+            splits[split] = synthetic.sardet_scale_annotations(split, n_img, n_box, config.seed)
             summary["splits"][split] = {"images": n_img, "boxes": n_box}
-        synthetic.write_annotations_only(args.out, splits)
+        synthetic.write_annotations_only(config.output, splits)
     else:
-        with progress.Progress("sarchat synth: rendering images", args.images, "images") as shown:
+        with progress.Progress("sarchat synth: rendering images", config.images, "images") as shown:
             summary = synthetic.write_synthetic_dataset(
-                args.out, n_images=args.images, seed=args.seed, test_fraction=args.test_fraction,
-                workers=max(1, args.workers), on_image=shown.update)
+                config.output, n_images=config.images, seed=config.seed, test_fraction=config.test_fraction,
+                workers=max(1, config.workers), on_image=shown.update)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    if not args.quiet:
+    return summary
+
+
+def print_summary(config: SynthConfig, summary: dict, seconds=None):
+    """What `sarchat synth` prints after the stage (nothing with --quiet); `summary` is its result."""
+    if not config.quiet:
         print(json.dumps(summary, indent=2))
         # stdout stays one JSON document (scripts parse it); where the dataset is goes to stderr
-        print(f"sarchat synth: dataset in {args.out} (Annotations/train.json, Annotations/test.json"
-              + (")" if args.sardet_scale else ", JPEGImages/)"), file=sys.stderr)
+        print(f"sarchat synth: dataset in {config.output} (Annotations/train.json, Annotations/test.json"
+              + (")" if config.sardet_scale else ", JPEGImages/)"), file=sys.stderr)
+
+
+def run(argv=None) -> int:
+    config = flags.parse_config(build_parser(), argv, SynthConfig)
+    print_summary(config, synth(config))
     return 0
 
 

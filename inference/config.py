@@ -7,8 +7,8 @@ fields directly. A flag's default is the dataclass field's default, declared onc
 
 Flags are validated when parsed (argparse type functions): counts are positive, seeds
 non-negative, --backend/--adapter/--tasks name something that exists, --chat-template is a
-readable file. `OneLineParser` prints such an error as the one line
-`sarchat <command>: error: argument --flag: ...` and exits 2. Checks that need several flags or
+readable file. `OneLineParser` raises such an error as a UsageError, which `sarchat` prints as the
+one line `sarchat <command>: error: argument --flag: ...` (exit 2). Checks that need several flags or
 the dataset (an --output overlapping the dataset, --shard-index in range, a --tasks entry that
 selects no dialogue) raise sarchat.transforms.errors classes from `InferenceConfig.from_args` or
 later, naming the flag.
@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import importlib
 import json
-import sys
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -308,10 +307,11 @@ chat_template_arg = _argtype(_check_chat_template)
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line, `PROG: error: MESSAGE`, and exits 2."""
+    """argparse whose parse errors raise UsageError: `sarchat` prints the one line
+    `sarchat <command>: error: MESSAGE` and exits 2 (beam_pipelines/cli.py)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        raise UsageError(message)
 
 
 # ---- flag groups, shared by both entry points -------------------------------------------------
@@ -431,9 +431,3 @@ def add_run_flags(p):
     p.add_argument("--no-merge", action="store_true", help="do not merge at the end (spawned shards)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument("--progress-position", type=non_negative_int, default=None, help=argparse.SUPPRESS)
-
-
-def print_error(command, exc, stream=None):
-    """The entry points' one line for a SarchatError."""
-    print(f"sarchat {command}: error: {exc}", file=stream or sys.stderr)
-

@@ -36,14 +36,14 @@ from sarchat.inference import remote, store
 from sarchat.inference.backends.base import Sample, predict_batch
 from sarchat.inference.config import (InferenceConfig, OneLineParser, add_baseline_flags, add_dataset_flags,
                                       add_model_flags, add_openai_flags, add_run_flags, add_sampling_flags,
-                                      add_vllm_flags, get_backend_class, print_error)
+                                      add_vllm_flags, get_backend_class)
 from sarchat.inference.dataset import (BASE_COLUMNS, dataset_version, image_location, load_rows, read_manifest,
                                        resolve_image_root)
 from sarchat.inference.manifest import (model_column, redact, redact_argv, resolve_adapter, run_identity,
                                         run_manifest)
 from sarchat.transforms import ownership, progress
 from sarchat.transforms.adapters import get_adapter
-from sarchat.transforms.errors import RunFailed, SarchatError
+from sarchat.transforms.errors import RunFailed
 
 COMMAND = "infer"
 # How many failed samples the closing error line quotes.
@@ -450,28 +450,28 @@ def own_older_output(folder, files):
     return [] if ours and any(f.split("/", 1)[0] in ("store", "runs") for f in files) else None
 
 
-def run(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = None
+def infer(cfg: InferenceConfig, argv=()):
+    """The infer stage: answer `cfg`'s split into its run folder (or merge, or start the shards).
+    `argv`: the command line the run manifests record (and spawned shards repeat). Raises
+    SarchatError (RunFailed when samples are left without a prediction)."""
+    reading = ownership.reading(cfg.dataset)  # one dataset version, checked again at the end
+    # One writer per run folder; the shards of one run share it (their parent holds the lock).
     try:
-        cfg = parse_config(argv)
-        progress.turn_off(cfg.no_progress)
-        reading = ownership.reading(cfg.dataset)  # one dataset version, checked again at the end
-        # One writer per run folder; the shards of one run share it (their parent holds the lock).
         with ownership.claim(cfg.output, COMMAND, legacy=own_older_output, record=False,
                              lock=cfg.num_shards == 1 or cfg.spawn_shards):
             if cfg.spawn_shards and not cfg.merge_only:
-                code = _spawn(cfg, argv)
-            else:
-                code = execute(cfg, argv=argv, verify_read=reading.verify)
-            return code
+                return _spawn(cfg, list(argv))
+            return execute(cfg, argv=argv, verify_read=reading.verify)
     except remote.RemoteError as exc:
-        print_error(COMMAND, f"{exc}; what is done is kept in {cfg.output}; rerun the same command to "
-                             "resume and publish")
-        return exc.exit_code
-    except SarchatError as exc:
-        print_error(COMMAND, exc)
-        return exc.exit_code
+        raise remote.RemoteError(f"{exc}; what is done is kept in {cfg.output}; rerun the same command to "
+                                 "resume and publish") from exc
+
+
+def run(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse_config(argv)
+    progress.turn_off(cfg.no_progress)
+    return infer(cfg, argv)
 
 
 if __name__ == "__main__":

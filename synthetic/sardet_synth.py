@@ -145,7 +145,7 @@ def _write_bytes(path, data: bytes):
         fh.write(data)
 
 
-def write_synthetic_dataset(root, n_images: int = DEFAULT_IMAGES, seed=0,
+def write_synthetic_dataset(root, n_images: int = DEFAULT_IMAGES, seed: "int | str" = 0,
                             test_fraction: float = DEFAULT_TEST_FRACTION, workers: int = 1, on_image=None) -> dict:
     """Write ROOT/Annotations/{train,test}.json and ROOT/JPEGImages/{train,test}/*; return a summary.
 
@@ -208,7 +208,7 @@ SCALE_ASPECT_LOG10 = {
 MIXED_FRACTION = 0.12  # share of boxes whose category is shuffled across images (multi-category images)
 
 
-def sardet_scale_annotations(split: str, n_images: int, n_boxes: int, seed=0) -> dict:
+def sardet_scale_annotations(split: str, n_images: int, n_boxes: int, seed: "int | str" = 0) -> dict:
     """A SARDet-100K-scale COCO dict (no images): exact image and box counts, Table 1 category mix.
 
     Every image has at least one box; the extra boxes go to images with heavy-tailed weights, so a

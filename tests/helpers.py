@@ -10,7 +10,7 @@ import time
 
 import pyarrow.parquet as pq
 
-from sarchat.beam_pipelines import demo, generate, synth
+from sarchat.beam_pipelines import cli, demo, generate, synth
 
 CATEGORIES = [{"id": i, "name": n} for i, n in enumerate(["ship", "aircraft", "car", "tank", "bridge", "harbor"])]
 
@@ -101,3 +101,9 @@ def generated_dataset(tmp_path, images=30, seed="0", extra=()):
     assert synth.run(["--output", data, "--images", str(images), "--seed", str(seed), "--quiet"]) in (0, None)
     assert generate.run(["--input", data, "--output", out, *extra]) in (0, None)
     return out
+
+
+def infer(argv):
+    """`sarchat infer ARGV` in this process, as a user runs it: a failure is the one error line on
+    stderr and the exit status (cli.main), not an exception."""
+    return cli.main(["infer", *argv])

@@ -7,11 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from sarchat.inference.backends.base import Backend, Result
-from sarchat.inference.run import Runner, parse_config, run
+from sarchat.inference.run import Runner, parse_config
 from sarchat.synthetic.fixture import write_fixture_dataset
 from sarchat.transforms import adapters as A
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.score.box_format_choice import resolve_box_format
+from tests.helpers import infer as run
 
 USER = {
     "sarchat_adapter": 1,
@@ -176,9 +177,7 @@ def test_a_bad_adapter_file_is_one_line_naming_file_and_field_exit_2(dataset, tm
     with pytest.raises(InputError, match="adapter file "):
         A.get_adapter(path)
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exit_info:
-        run(["--dataset", dataset, "--output", str(out), "--backend", BACKEND, "--adapter", path, "--no-progress"])
-    assert exit_info.value.code == 2
+    assert run(["--dataset", dataset, "--output", str(out), "--backend", BACKEND, "--adapter", path, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"sarchat infer: error: argument --adapter: adapter file {path}: "), err
     assert message in err, err
@@ -186,10 +185,8 @@ def test_a_bad_adapter_file_is_one_line_naming_file_and_field_exit_2(dataset, tm
 
 
 def test_a_missing_adapter_file_is_one_line(dataset, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run(["--dataset", dataset, "--output", str(tmp_path / "o"), "--backend", BACKEND, "--adapter",
-             str(tmp_path / "none.json"), "--no-progress"])
-    assert exit_info.value.code == 2
+    assert run(["--dataset", dataset, "--output", str(tmp_path / "o"), "--backend", BACKEND, "--adapter",
+                str(tmp_path / "none.json"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "adapter file" in err and "none.json: cannot be read" in err and err.count("\n") == 1
 

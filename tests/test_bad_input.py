@@ -76,11 +76,12 @@ def tree_hashes(folder):
 
 def _regenerate_version(paths):
     """BASE/v-<hash> of `regenerate --input {root}` with the table's flags (the hash, without Beam)."""
-    from sarchat.beam_pipelines import generate, regenerate
+    from sarchat.beam_pipelines import flags, generate, regenerate
 
-    args = regenerate.build_parser().parse_args(["--input", paths["root"], "--output-base", paths["tmp"] + "/base",
-                                                 "--formats", "parquet"])
-    _, _, _, manifest_base = generate.prepare(args)
+    config = flags.parse_config(regenerate.build_parser(), ["--input", paths["root"], "--output-base",
+                                                            paths["tmp"] + "/base", "--formats", "parquet"],
+                                generate.GenerateConfig)
+    _, _, manifest_base = generate.prepare(config)
     return os.path.join(paths["tmp"], "base", regenerate.version_name(manifest_base["dataset_version"]))
 
 

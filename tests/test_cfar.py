@@ -7,7 +7,7 @@ import pytest
 
 from sarchat.inference import cfar
 from sarchat.inference.cfar import Detection
-from sarchat.inference.run import run
+from tests.helpers import infer as run
 from sarchat.synthetic.fixture import make_scene
 from sarchat.transforms import answer_words, tasks
 from sarchat.transforms.box_formats import get_box_format

@@ -287,8 +287,8 @@ def _parser(command):
 # (command, argv with the old spelling, the same with the new one, attribute, expected value)
 RENAMED = [
     ("stats", ["--input", "DS", "--output", "O"], ["--dataset", "DS", "--output", "O"], "dataset", "DS"),
-    ("synth", ["DATA"], ["--output", "DATA"], "out", "DATA"),
-    ("demo", ["DEMO"], ["--output", "DEMO"], "out", "DEMO"),
+    ("synth", ["DATA"], ["--output", "DATA"], "output", "DATA"),
+    ("demo", ["DEMO"], ["--output", "DEMO"], "output", "DEMO"),
     ("score", ["--dataset", "D", "--predictions", "P", "--output", "O", "--no-samples"],
      ["--dataset", "D", "--predictions", "P", "--output", "O", "--no-sample-files"], "no_sample_files", True),
 ]

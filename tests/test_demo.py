@@ -15,7 +15,7 @@ import pytest
 from sarchat.beam_pipelines import demo
 from tests.helpers import TINY_DEMO_ARGS as TINY_ARGS
 from tests.helpers import run_demo
-from sarchat.transforms.errors import OutputError
+from sarchat.transforms.errors import InputError, OutputError
 
 
 
@@ -29,6 +29,27 @@ def test_demo_runs_every_stage_and_prints_the_report_path(tiny_demo):
                 "runs/cfar/predictions.parquet", "runs/blind/predictions.parquet", "runs/oracle/predictions.parquet",
                 "results/leaderboard.json", "results/report.md", "logs/score.log"):
         assert os.path.exists(os.path.join(out, sub)), sub
+
+
+def test_each_stage_log_holds_what_its_subcommand_prints(tiny_demo):
+    """The demo calls the stage functions; each log still ends with the summary that `sarchat <stage>`
+    prints after its stage (the counts, where the outputs are), as when the demo ran the commands."""
+    out = tiny_demo[0]
+
+    def log(name):
+        with open(os.path.join(out, "logs", name + ".log"), encoding="utf-8") as f:
+            return f.read()
+
+    generated = log("generate")
+    assert re.search(r"^split test: \d+ images, \d+ boxes -> \d+ dialogues$", generated, re.M), generated
+    assert f"sarchat generate: dataset in {os.path.join(out, 'dataset')} (parquet; " in generated
+    stats_log = log("stats")
+    assert re.search(r"^wrote stats\.json, stats\.md in \d+\.\d s$", stats_log, re.M), stats_log
+    assert f"sarchat stats: outputs in {os.path.join(out, 'stats')} (stats.json, stats.md)" in stats_log
+    scored = log("score")
+    assert "leaderboard (scores in %" in scored and re.search(r"^\s+1\s+oracle\s+100\.0", scored, re.M), scored
+    assert f"sarchat score: outputs in {os.path.join(out, 'results')} (leaderboard.json" in scored
+    assert "sarchat synth:" not in log("synth")  # the demo runs synth --quiet, as before
 
 
 def test_one_leaderboard_oracle_first_and_cfar_sees_the_image(tiny_demo):
@@ -142,11 +163,11 @@ def test_restart_deletes_only_what_the_demo_wrote(tmp_path):
 def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypatch):
     from sarchat.beam_pipelines import stats
 
-    def broken(argv):
+    def broken(config):
         print("stats: something went wrong here")
-        return 2
+        raise InputError("no boxes to count")
 
-    monkeypatch.setattr(stats, "run", broken)
+    monkeypatch.setattr(stats, "stats", broken)
     out = str(tmp_path / "demo")
     out_text, err_text = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out_text), contextlib.redirect_stderr(err_text):
@@ -155,7 +176,8 @@ def test_a_failing_stage_stops_the_demo_with_a_clear_message(tmp_path, monkeypat
     stdout = out_text.getvalue()
     assert failed.value.exit_code == 1
     assert "[3/7] stats" in stdout and "FAILED" in stdout
-    assert "stage 'stats' failed (exit status 2)" in str(failed.value)
+    assert "stage 'stats' failed (no boxes to count)" in str(failed.value)
+    assert "command: sarchat stats --dataset " in str(failed.value)
     assert "\n" not in str(failed.value) and "logs/stats.log" in str(failed.value)
     assert "stats: something went wrong here" in stdout  # the log's tail, with the progress
     assert "[4/7]" not in stdout

@@ -82,11 +82,10 @@ def test_no_side_input_and_no_gathered_list_holds_rejects(tmp_path):
     only the shards' results (the rejects travel to the shards and are written there)."""
     root = tmp_path / "data"
     random_dataset(root)
-    args = generate.build_parser().parse_args(["--input", str(root), "--output", str(tmp_path / "o"),
-                                               "--splits", "test", "--images-per-shard", "10"])
-    formats, splits, config, base = generate.prepare(args)
+    config = generate.GenerateConfig(str(root), str(tmp_path / "o"), splits="test", images_per_shard=10)
+    formats, splits, base = generate.prepare(config)
     p = beam.Pipeline()
-    generate.build(p, args, str(tmp_path / "o"), formats, splits, config, base)
+    generate.build(p, config, str(tmp_path / "o"), formats, splits, base)
     side_inputs, inputs = [], {}
 
     class Visitor(PipelineVisitor):

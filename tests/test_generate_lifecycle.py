@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from sarchat.beam_pipelines import cli, generate
+from sarchat.beam_pipelines import cli, flags, generate
 from sarchat.transforms.generate import lifecycle, pipeline
 from tests import memfs
 from tests.helpers import write_coco
@@ -222,8 +222,9 @@ def test_clear_previous_output_removes_the_manifest_first():
 
 def test_dataset_version_covers_generator_templates_config_and_inputs(data, tmp_path, monkeypatch):
     def version_of(*extra):
-        args = generate.build_parser().parse_args(["--input", str(data), "--output", "x", "--splits", "test", *extra])
-        return generate.prepare(args)[3]
+        config = flags.parse_config(generate.build_parser(), ["--input", str(data), "--output", "x", "--splits", "test",
+                                                              *extra], generate.GenerateConfig)
+        return generate.prepare(config)[2]
 
     base = version_of()
     assert base["dataset_version"] == version_of()["dataset_version"]

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from sarchat.inference.run import parse_config, run
+from sarchat.beam_pipelines import cli
+from sarchat.inference.run import parse_config
 from sarchat.synthetic.fixture import write_fixture_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,9 +59,7 @@ def test_bad_flag_values_are_one_line_exit_2(dataset, tmp_path, capsys, flags, m
     argv = ["--dataset", dataset, "--backend", "cfar", "--output", str(out), "--no-progress", *flags]
     if "--backend" in flags:
         argv[argv.index("cfar") - 1:argv.index("cfar") + 1] = []
-    with pytest.raises(SystemExit) as exit_info:
-        run(argv)
-    assert exit_info.value.code == 2
+    assert cli.main(["infer", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sarchat infer: error: " + message), err
     assert err.count("\n") == 1
@@ -77,7 +76,7 @@ def test_flag_combinations_are_usage_errors(dataset, tmp_path, capsys):
         (["--backend", "openai", "--model", "m", "--base-url", "ftp://h/v1"], "--base-url ftp://h/v1: expected http(s)"),
     ]
     for flags, message in cases:
-        assert run(["--dataset", dataset, "--output", out, "--no-progress", *flags]) == 2, flags
+        assert cli.main(["infer", "--dataset", dataset, "--output", out, "--no-progress", *flags]) == 2, flags
         err = capsys.readouterr().err
         assert err.startswith(f"sarchat infer: error: {message}") and err.count("\n") == 1, err
     assert not os.path.exists(out)

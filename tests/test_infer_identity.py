@@ -119,7 +119,7 @@ def test_engine_gets_the_form_its_transformers_reads(dataset, monkeypatch):
 
 def test_vllm_not_installed_is_one_line(dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
-    from sarchat.inference.run import run
+    from tests.helpers import infer as run
 
     assert run(["--dataset", dataset[0], "--output", str(tmp_path), "--model", MODEL, "--no-progress"]) == 1
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from sarchat.inference.run import run
+from tests.helpers import infer as run
 from sarchat.synthetic.fixture import write_fixture_dataset
 
 KEY = "sk-test-secret-123456"

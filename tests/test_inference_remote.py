@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sarchat.inference import remote, store
-from sarchat.inference.run import run
+from tests.helpers import infer as run
 from sarchat.synthetic.fixture import write_fixture_dataset
 from tests import cli_process
 from tests.helpers import count_lines

@@ -6,6 +6,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
+from sarchat.beam_pipelines import cli
 from sarchat.inference import store
 from sarchat.inference.config import parse_tasks
 from sarchat.inference.dataset import load_rows, shard_of
@@ -126,7 +127,7 @@ def test_missing_and_corrupt_images_recorded_then_retried(dataset, tmp_path, cap
     out = str(tmp_path / "broken")
     argv = ["--dataset", generated, "--backend", "cfar", "--output", out, "--no-progress",
             "--image-root", str(images)]
-    assert run(argv) == 1  # samples without a prediction: a failed run, however many succeeded
+    assert cli.main(["infer", *argv]) == 1  # samples without a prediction: a failed run, however many succeeded
     preds = {p["id"]: p for p in _preds(out)}
     bad = {r["id"] for r in rows if r["image_path"] in paths[:2]}
     assert {i for i, p in preds.items() if p["error"]} == bad
@@ -137,7 +138,7 @@ def test_missing_and_corrupt_images_recorded_then_retried(dataset, tmp_path, cap
     assert f"first errors: {first}: " in err and "rerun the same command to retry them" in err
     shutil.rmtree(images)
     shutil.copytree(image_root, images)
-    assert run(argv) == 0
+    assert cli.main(["infer", *argv]) == 0
     manifest = json.loads(open(os.path.join(out, "manifest.json")).read())
     counts = manifest["shards"][0]["counts"]
     assert counts["retried"] == len(bad) and counts["done"] == len(bad)
@@ -223,7 +224,7 @@ def test_unusable_dataset_fails_with_one_clear_line(dataset, tmp_path, capsys):
     for argv, code, message in cases:
         argv = argv + (["--backend", "cfar"] if "--backend" not in argv else []) + [
             "--output", str(tmp_path / "out"), "--no-progress"]
-        assert run(argv) == code, argv
+        assert cli.main(["infer", *argv]) == code, argv
         err = capsys.readouterr().err
         assert err.startswith("sarchat infer: error: ") and err.count("\n") == 1, (argv, err)
         assert message in err and "Traceback" not in err, (argv, err)
@@ -236,13 +237,13 @@ def test_output_overlapping_the_dataset_is_refused(dataset, tmp_path, capsys):
     listing = sorted(os.listdir(generated))
     for output, where in ((generated, "is"), (os.path.join(generated, "runs"), "lies inside"),
                           (os.path.dirname(generated), "holds"), (generated + "/", "is")):
-        assert run(["--dataset", generated, "--backend", "cfar", "--output", output, "--no-progress"]) == 1
+        assert cli.main(["infer", "--dataset", generated, "--backend", "cfar", "--output", output, "--no-progress"]) == 1
         err = capsys.readouterr().err
         assert err == f"sarchat infer: error: --output {output} {where} the dataset folder {generated}; " \
                       "write the run elsewhere\n"
     assert sorted(os.listdir(generated)) == listing
     assert {n: open(os.path.join(generated, n), "rb").read() for n in before} == before
     # a URL output's local work folder is checked too
-    assert run(["--dataset", generated, "--backend", "cfar", "--output", "memory://b/run", "--work-dir",
+    assert cli.main(["infer", "--dataset", generated, "--backend", "cfar", "--output", "memory://b/run", "--work-dir",
                 os.path.join(generated, "work"), "--no-progress"]) == 1
     assert "--work-dir" in capsys.readouterr().err and not os.path.exists(os.path.join(generated, "work"))

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from sarchat.beam_pipelines import generate, regenerate
+from sarchat.beam_pipelines import flags, generate, regenerate
 from tests import cli_process
 from tests.helpers import file_bytes, random_dataset
 
@@ -126,8 +126,9 @@ def test_object_store_publication_crash_mid_move(data, tmp_path, monkeypatch):
     """File-by-file publication (the gs:// path): a crash before the manifest is moved leaves a
     version folder without manifest, which is not complete and is replaced by the next run."""
     base = tmp_path / "base"
-    args = regenerate.build_parser().parse_args(["--input", str(data), "--output-base", str(base), *FLAGS])
-    _, _, _, manifest_base = generate.prepare(args)
+    config = flags.parse_config(regenerate.build_parser(), ["--input", str(data), "--output-base", str(base), *FLAGS],
+                                generate.GenerateConfig)
+    _, _, manifest_base = generate.prepare(config)
     h = manifest_base["dataset_version"]
     name = regenerate.version_name(h)
     tmp = base / f".tmp-{h}-test"

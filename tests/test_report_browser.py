@@ -269,11 +269,11 @@ def test_markdown_tables_become_html_tables():
 
 
 def test_score_rejects_a_missing_stats_folder(tmp_path, capsys):
-    from sarchat.beam_pipelines import score
+    from sarchat.beam_pipelines import cli
 
     (tmp_path / "d").mkdir()
-    rc = score.run(["--dataset", str(tmp_path / "d"), "--predictions", str(tmp_path / "d"), "--output",
-                    str(tmp_path / "o"), "--stats", str(tmp_path / "nostats")])
+    rc = cli.main(["score", "--dataset", str(tmp_path / "d"), "--predictions", str(tmp_path / "d"), "--output",
+                   str(tmp_path / "o"), "--stats", str(tmp_path / "nostats")])
     err = capsys.readouterr().err
     assert rc == 2 and f"sarchat score: error: --stats {tmp_path / 'nostats'}: no stats.json there" in err
 

@@ -14,8 +14,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from sarchat.beam_pipelines import generate, regenerate
+from sarchat.beam_pipelines import flags, generate, regenerate
 from sarchat.beam_pipelines.beam_options import submits_only
+from sarchat.beam_pipelines.regenerate_publish import PublishFn
 from tests.helpers import known_dataset, write_coco
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,12 +51,12 @@ def _unpickle_all(proto):
 
 
 def test_generate_graph_builds_for_dataflow(root):
-    args, beam_argv = generate.build_parser().parse_known_args(
-        ["--input", str(root), "--output", "gs://sarchat-ci-bucket/out", "--splits", "test",
-         *DATAFLOW, f"--setup_file={os.path.join(REPO, 'setup.py')}"])
-    formats, splits, config, manifest_base = generate.prepare(args)
-    p = beam.Pipeline(options=PipelineOptions(beam_argv))
-    generate.build(p, args, args.output, formats, splits, config, manifest_base)
+    config = flags.parse_config(generate.build_parser(), [
+        "--input", str(root), "--output", "gs://sarchat-ci-bucket/out", "--splits", "test",
+        *DATAFLOW, f"--setup_file={os.path.join(REPO, 'setup.py')}"], generate.GenerateConfig, beam=True)
+    formats, splits, manifest_base = generate.prepare(config)
+    p = beam.Pipeline(options=PipelineOptions(list(config.beam_args)))
+    generate.build(p, config, config.output, formats, splits, manifest_base)
     assert submits_only(p.options)
     result = p.run()  # DataflowRunner with --dry_run: translates and builds the job, submits nothing
     job = result.job
@@ -86,15 +87,15 @@ def test_clis_only_submit_on_dataflow(root, tmp_path, capsys):
 
 
 def test_regenerate_graph_has_publish_step(root, tmp_path):
-    args, beam_argv = regenerate.build_parser().parse_known_args(
-        ["--input", str(root), "--output-base", "gs://sarchat-ci-bucket/versions", "--splits", "test", *DATAFLOW])
-    formats, splits, config, manifest_base = generate.prepare(args)
-    p = beam.Pipeline(options=PipelineOptions(beam_argv))
-    manifest, _ = generate.build(p, args, "gs://sarchat-ci-bucket/versions/.tmp-x", formats, splits, config,
-                                 manifest_base)
-    _ = manifest | "Publish" >> beam.ParDo(regenerate.PublishFn("gs://sarchat-ci-bucket/versions",
-                                                                "gs://sarchat-ci-bucket/versions/.tmp-x",
-                                                                "v-x", manifest_base["config_hash"]))
+    config = flags.parse_config(regenerate.build_parser(), ["--input", str(root), "--output-base",
+                                "gs://sarchat-ci-bucket/versions", "--splits", "test", *DATAFLOW],
+                                generate.GenerateConfig, beam=True)
+    formats, splits, manifest_base = generate.prepare(config)
+    p = beam.Pipeline(options=PipelineOptions(list(config.beam_args)))
+    manifest, _ = generate.build(p, config, "gs://sarchat-ci-bucket/versions/.tmp-x", formats, splits, manifest_base)
+    _ = manifest | "Publish" >> beam.ParDo(PublishFn("gs://sarchat-ci-bucket/versions",
+                                                     "gs://sarchat-ci-bucket/versions/.tmp-x",
+                                                     "v-x", manifest_base["config_hash"]))
     proto = p.run().job.proto_pipeline
     assert "Publish" in {t.unique_name for t in proto.components.transforms.values()}
     assert _unpickle_all(proto) >= 5

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from sarchat.beam_pipelines import score
+from sarchat.beam_pipelines import cli, score
 from sarchat.inference.baselines import BlindPrior, oracle_prediction
 from tests.helpers import CATEGORIES, known_dataset
 from sarchat.transforms import coco
@@ -242,13 +242,13 @@ def test_box_formats_per_model_flags_and_run_manifest(dataset, tmp_path):
 
 def test_bad_invocations_fail_cleanly(dataset, tmp_path, capsys):
     root, _ = dataset
-    assert score.run(["--dataset", root, "--predictions", str(tmp_path / "nothing*.parquet"),
-                      "--output", str(tmp_path / "o")]) == 2
+    assert cli.main(["score", "--dataset", root, "--predictions", str(tmp_path / "nothing*.parquet"),
+                     "--output", str(tmp_path / "o")]) == 2
     p = write_predictions([{"id": "x", "prediction": "y", "model": "m"}], str(tmp_path / "p.jsonl"))
-    assert score.run(["--dataset", root, "--predictions", p, "--output", str(tmp_path / "o"),
-                      "--adapter", "no-such-adapter"]) == 2
+    assert cli.main(["score", "--dataset", root, "--predictions", p, "--output", str(tmp_path / "o"),
+                     "--adapter", "no-such-adapter"]) == 2
     assert "sarchat score: error: --adapter: unknown adapter or box format 'no-such-adapter'" in capsys.readouterr().err
-    assert score.run(["--dataset", str(tmp_path / "missing"), "--predictions", p, "--output", str(tmp_path / "o")]) == 2
+    assert cli.main(["score", "--dataset", str(tmp_path / "missing"), "--predictions", p, "--output", str(tmp_path / "o")]) == 2
     capsys.readouterr()
     from sarchat.transforms.errors import UsageError  # checked when parsed now (beam_pipelines/flags.py)
     with pytest.raises(UsageError, match="--num-buckets.*must be a positive integer, got '0'"):
@@ -256,7 +256,7 @@ def test_bad_invocations_fail_cleanly(dataset, tmp_path, capsys):
     # a file named .parquet that is not Parquet: one line naming it, before any job starts
     corrupt = tmp_path / "model-a.parquet"
     corrupt.write_bytes(b"PAR1 but not really")
-    assert score.run(["--dataset", root, "--predictions", str(corrupt), "--output", str(tmp_path / "o")]) == 1
+    assert cli.main(["score", "--dataset", root, "--predictions", str(corrupt), "--output", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert f"sarchat score: error: cannot read predictions file {corrupt}: ArrowInvalid" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
@@ -319,7 +319,7 @@ def test_predictions_of_another_dataset_version(dataset, tmp_path, capsys):
     pq.write_table(table.replace_schema_metadata({"sarchat.dataset_version": "v-older"}), str(path))
     out = tmp_path / "out"
     argv = ["--dataset", root, "--predictions", str(path), "--output", str(out), "--bootstrap", "0", "--samples", "0"]
-    assert score.run(argv) == 1
+    assert cli.main(["score", *argv]) == 1
     err = capsys.readouterr().err
     assert (f"sarchat score: error: {path} holds predictions made on dataset version v-older, but {root} is "
             "version v-test") in err and "--allow-version-mismatch" in err

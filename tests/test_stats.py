@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from sarchat.beam_pipelines import generate
+from sarchat.beam_pipelines import cli, generate
 from sarchat.beam_pipelines import stats as stats_pipeline
 from tests.helpers import write_coco
 from sarchat.transforms.stats import dataset_stats as S
@@ -314,19 +314,19 @@ def test_changed_annotations_fall_back_to_grounding_boxes(corpus, tmp_path, caps
     doc = run_stats(gen, tmp_path / "s", "--plots", "none", "--splits", "test")
     assert doc["splits"] == ["test"] and doc["input"]["box_source"] == "gt_boxes"
     assert any("not found" in n for n in doc["input"]["notes"])
-    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(tmp_path / "t"), "--box-source", "annotations"]) == 1
+    assert cli.main(["stats", *["--dataset", str(gen), "--output", str(tmp_path / "t"), "--box-source", "annotations"]]) == 1
     assert "sarchat stats: error: --box-source annotations: " in capsys.readouterr().err
 
 
 def test_bad_inputs_fail_fast(tmp_path, capsys):
     out = tmp_path.parent / (tmp_path.name + "-stats")  # beside the inputs: outputs may not overlap them
-    assert stats_pipeline.run(["--dataset", str(tmp_path), "--output", str(out)]) == 1
+    assert cli.main(["stats", *["--dataset", str(tmp_path), "--output", str(out)]]) == 1
     assert "sarchat stats: error: " in capsys.readouterr().err
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "Annotations" / "test.json").write_text('{"images": [}')
-    assert stats_pipeline.run(["--dataset", str(tmp_path), "--output", str(out)]) == 1
+    assert cli.main(["stats", *["--dataset", str(tmp_path), "--output", str(out)]]) == 1
     assert "malformed JSON" in capsys.readouterr().err
-    assert stats_pipeline.run(["--dataset", str(tmp_path), "--output", str(out), "--splits", "val"]) == 2
+    assert cli.main(["stats", *["--dataset", str(tmp_path), "--output", str(out), "--splits", "val"]]) == 2
     assert "not in the input" in capsys.readouterr().err
     assert not out.exists()
     # a generated corpus with a shard that is not Parquet: one line naming it
@@ -336,12 +336,12 @@ def test_bad_inputs_fail_fast(tmp_path, capsys):
     shard.write_bytes(b"junk")
     (gen / "manifest.json").write_text(json.dumps({"files": [{"path": "parquet/test/dialogues-00000-of-00001.parquet",
                                                               "bytes": 4}]}))
-    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(out), "--box-source", "gt"]) == 1
+    assert cli.main(["stats", *["--dataset", str(gen), "--output", str(out), "--box-source", "gt"]]) == 1
     err = capsys.readouterr().err
     assert f"sarchat stats: error: cannot read dialogue file {shard}: ArrowInvalid" in err and "Traceback" not in err
     # a manifest that is not one
     (gen / "manifest.json").write_text("{}")
-    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(out)]) == 1
+    assert cli.main(["stats", *["--dataset", str(gen), "--output", str(out)]]) == 1
     assert "is not a dataset manifest" in capsys.readouterr().err
 
 
@@ -360,12 +360,12 @@ def test_stats_read_the_files_the_manifest_lists_and_nothing_else(corpus, tmp_pa
     # a listed shard whose size differs from the manifest: refused, named
     with open(first, "ab") as f:
         f.write(b"\0")
-    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(tmp_path / "s2")]) == 1
+    assert cli.main(["stats", *["--dataset", str(gen), "--output", str(tmp_path / "s2")]]) == 1
     err = capsys.readouterr().err
     assert f"sarchat stats: error: {first} has" in err and "manifest.json says" in err
     # no manifest (a generation that did not finish): refused
     (gen / "manifest.json").unlink()
-    assert stats_pipeline.run(["--dataset", str(gen), "--output", str(tmp_path / "s3")]) == 1
+    assert cli.main(["stats", *["--dataset", str(gen), "--output", str(tmp_path / "s3")]]) == 1
     assert "neither manifest.json" in capsys.readouterr().err
 
 
