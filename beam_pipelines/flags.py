@@ -101,6 +101,16 @@ def positive_int(text) -> int:
     return value
 
 
+def positive_int_or_auto(text):
+    """A positive integer, or None for "auto" (the stage picks the number)."""
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text!r}") from None
+
+
 def non_negative_int(text) -> int:
     value = _int(text)
     if value < 0:

@@ -2,7 +2,7 @@
 
     sarchat score --dataset GENERATED_OUT --predictions PATH [PATH ...] --output DIR
                   [--adapter NAME | --adapter MODEL=NAME ...] [--split test]
-                  [--bootstrap 1000] [--seed 0] [--num-buckets 64] [--allow-version-mismatch]
+                  [--bootstrap 1000] [--seed 0] [--num-buckets auto] [--allow-version-mismatch]
                   [--stats STATS_DIR] [--samples 2] [--no-sample-files] [--image-root ROOT]
                   [--no-progress] [beam flags]
     sarchat score --explain ID --output DIR
@@ -63,7 +63,7 @@ class ScoreConfig:
     split: str = "test"
     bootstrap: int = 1000
     seed: int = 0
-    num_buckets: int = 64
+    num_buckets: Optional[int] = None  # None: auto (id_buckets.auto_bucket_count)
     no_sample_files: bool = False
     allow_version_mismatch: bool = False
     stats: Optional[str] = None
@@ -87,7 +87,9 @@ def build_parser():
     p.add_argument("--split", default=_D["split"], help="split of the dataset to score (default %(default)s)")
     p.add_argument("--bootstrap", type=flags.non_negative_int, default=_D["bootstrap"], help="bootstrap replicates for overall_ci95 (0: none; default %(default)s)")
     p.add_argument("--seed", type=flags.seed, default=_D["seed"], help="seed of the bootstrap resampling (default %(default)s)")
-    p.add_argument("--num-buckets", "--num_buckets", type=flags.positive_int, default=_D["num_buckets"], help="id buckets of the join (parallelism; default %(default)s)")
+    p.add_argument("--num-buckets", "--num_buckets", type=flags.positive_int_or_auto, default="auto",
+                   help="id buckets of the join (its parallelism) or auto: one per 8,192 prediction rows, "
+                        "1 to 64 (default auto)")
     p.add_argument("--no-sample-files", "--no_sample_files", action="store_true",
                    help="do not write the per-sample result files (samples/*.parquet, samples_<task>.jsonl; "
                         "`--explain` reads them); default: written")
@@ -127,10 +129,13 @@ def explain(argv):
     return 0
 
 
-def settings_of(config):
+def settings_of(config, inputs):
+    """The pipeline's settings; `--num-buckets auto` counts the rows of the planned prediction files."""
+    from sarchat.transforms.score.id_buckets import auto_bucket_count
     from sarchat.transforms.score.pipeline import ScoreSettings
 
-    return ScoreSettings(output_dir=config.output, split=config.split, num_buckets=config.num_buckets,
+    num_buckets = config.num_buckets or auto_bucket_count(sum(f.rows for f in inputs.prediction_files))
+    return ScoreSettings(output_dir=config.output, split=config.split, num_buckets=num_buckets,
                          bootstrap=config.bootstrap, seed=config.seed, write_samples=not config.no_sample_files,
                          samples_per_task=config.samples, plots=config.plots)
 
@@ -151,13 +156,13 @@ def score(config: ScoreConfig, test=None) -> Scored:
     from sarchat.transforms.score.score_inputs import plan_score_inputs
     from sarchat.transforms.score.score_outputs import remove_stale_samples
 
-    settings = settings_of(config)
     check_no_overlap([("the dataset (--dataset)", config.dataset)]
                      + [("a --predictions input", p) for p in config.predictions if not any(c in p for c in "*?[")],
                      config.output)
     reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
     inputs = plan_score_inputs(config.dataset, config.split, config.predictions, config.adapter,
                                config.allow_version_mismatch, config.image_root, config.stats)
+    settings = settings_of(config, inputs)
     with ownership.claim(config.output, "score", legacy=own_older_output, keep_on_failure=False) as claim:
         claim.remove_previous()  # what the last score run here wrote: nothing stale stays
         p = make_pipeline(config.beam_args)

@@ -190,6 +190,13 @@ def test_predictions_of_another_version_are_refused_unless_allowed(tmp_path):
     assert si.provenance_of([other], None) == {"o": si.ModelProvenance("v0", False)}  # ad-hoc dataset: no check
 
 
+def test_auto_bucket_count_is_one_per_8192_prediction_rows_from_1_to_64():
+    from sarchat.transforms.score.id_buckets import auto_bucket_count
+
+    assert [auto_bucket_count(n) for n in (0, 1, 8192, 8193, 453_272, 524_288, 524_289, 10**9)] == \
+        [1, 1, 1, 2, 56, 64, 64, 64]
+
+
 def test_adapter_flags():
     chooser = FormatChooser.from_flags(["qwen2-vl", "b=internvl"], {"c": "json-bbox2d:1000"})
     assert chooser.describe(["a", "b", "c"]) == {"a": "qwen2-vl", "b": "internvl", "c": "qwen2-vl"}
@@ -262,6 +269,10 @@ def _cases():
         ds, _, good = _case_files(t)
         return ["--dataset", str(ds), "--predictions", str(good), "--samples", "-1"]
 
+    def bucket_word(t):
+        ds, _, good = _case_files(t)
+        return ["--dataset", str(ds), "--predictions", str(good), "--num-buckets", "many"]
+
     return [
         ("no_manifest", no_manifest, 1, "has no manifest.json: not a generated dataset"),
         ("resized_shard", resized_shard, 1, "bytes, manifest.json says"),
@@ -273,6 +284,7 @@ def _cases():
         ("other_version", other_version, 1, "made on dataset version v0, but"),
         ("unknown_adapter", unknown_adapter, 2, "--adapter: unknown adapter or box format 'nope'"),
         ("negative_samples", negative_samples, 2, "argument --samples: must be 0 or more, got '-1'"),
+        ("bucket_word", bucket_word, 2, "must be a positive integer or auto, got 'many'"),
     ]
 
 

@@ -145,6 +145,8 @@ def test_oracle_scores_100_on_every_column_through_the_pipeline(dataset, tmp_pat
     assert m["n"]["columns"]["grounding.abstract_position"] > 0
     got = samples(out, "oracle")
     assert [s["id"] for s in got] == sorted(r["id"] for r in rows)  # every test sample, once
+    # --num-buckets auto: these 1,588 rows are one bucket, so one samples file
+    assert os.listdir(out / "oracle" / "samples") == ["samples-00000-of-00001.parquet"]
     assert {s["status"] for s in got} == {"ok"}
     assert all(sum(s["fp"]) == 0 and sum(s["fn"]) == 0 for s in got)
     for name in ("leaderboard.json", "leaderboard.md", "report.md", "report.html"):
@@ -251,7 +253,7 @@ def test_bad_invocations_fail_cleanly(dataset, tmp_path, capsys):
     assert cli.main(["score", "--dataset", str(tmp_path / "missing"), "--predictions", p, "--output", str(tmp_path / "o")]) == 2
     capsys.readouterr()
     from sarchat.transforms.errors import UsageError  # checked when parsed now (beam_pipelines/flags.py)
-    with pytest.raises(UsageError, match="--num-buckets.*must be a positive integer, got '0'"):
+    with pytest.raises(UsageError, match="--num-buckets.*must be a positive integer or auto, got '0'"):
         score.run(["--dataset", root, "--predictions", p, "--output", str(tmp_path / "o"), "--num-buckets", "0"])
     # a file named .parquet that is not Parquet: one line naming it, before any job starts
     corrupt = tmp_path / "model-a.parquet"
