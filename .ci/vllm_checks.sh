@@ -2,7 +2,7 @@
 # Real-vLLM checks for CI: build (or reuse) the CPU vLLM environment, then run tests/test_real_vllm.py
 # with SARCHAT_VLLM_PYTHON pointing at it; then add lmms-eval to that env (.ci/lmms_env.sh) and run
 # tests/test_real_lmms.py with SARCHAT_LMMS_PYTHON; then VLMEvalKit in a venv of its own on top of
-# that env (.ci/vlmeval_env.sh) and tests/test_real_vlmeval.py with SARCHAT_VLMEVAL_PYTHON. Called from .ci/run after the normal suite, with
+# that env (.ci/vlmeval_env.sh) and tests/test_real_vlmeval.py with SARCHAT_VLMEVAL_PYTHON. Called from .ci/run beside the static checks and the suite, with
 # the project's own python (the one that has Beam and pytest) as $PYTHON or `python` on PATH.
 #
 #   bash .ci/vllm_checks.sh            # exit status: the first failing pytest's (5, "no tests ran",
