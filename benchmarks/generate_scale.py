@@ -120,6 +120,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="runs of the floor/Parquet/all-formats comparison (0 skips it)")
     p.add_argument("--scale", default="0.25,0.5,1,2,4", help="multiples of SARDet for the sweep ('' skips it)")
+    p.add_argument("--compare-scale", type=float, default=1.0,
+                   help="the multiple of SARDet the floor/Parquet/all-formats comparison runs at (default 1)")
+    p.add_argument("--parquet-only", action="store_true", help="leave the all-formats run out of the comparison")
     p.add_argument("--sweep-repeats", type=int, default=1)
     p.add_argument("--baseline", default=None, metavar="CHECKOUT",
                    help="also sweep the sarchat of this checkout (its PYTHONPATH), alternating run by run "
@@ -129,19 +132,19 @@ def main(argv=None):
     work = args.workdir or tempfile.mkdtemp(prefix="sarchat-bench-")
     out = os.path.join(work, "out")
     if args.repeats > 0:
-        compare(work, out, args.repeats)
+        compare(work, out, args.repeats, args.compare_scale, not args.parquet_only)
     sweep(work, out, [float(s) for s in args.scale.split(",") if s.strip()], args.sweep_repeats, args.baseline)
     shutil.rmtree(out, ignore_errors=True)
 
 
-def compare(work, out, repeats):
-    root = dataset(work, 1.0)
+def compare(work, out, repeats, scale=1.0, all_formats=True):
+    root = dataset(work, scale)
     runs = []
     for r in range(repeats):
         pq_wall, pq_peak, _ = generate(root, out, "parquet")
         floor = json.loads(subprocess.run([sys.executable, "-c", FLOOR, root, out], check=True,
                                           capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        all_wall, all_peak, _ = generate(root, out, "parquet,tfrecord,swift")
+        all_wall, all_peak = generate(root, out, "parquet,tfrecord,swift")[:2] if all_formats else (float("nan"), 0)
         runs.append({"floor": floor["floor_s"], "rows": floor["rows"], "parquet": pq_wall, "parquet_peak": pq_peak,
                      "all": all_wall, "all_peak": all_peak})
         x = runs[-1]
@@ -151,13 +154,15 @@ def compare(work, out, repeats):
     med = lambda key: statistics.median(run[key] for run in runs)  # noqa: E731
     ratio = lambda a, b: statistics.median(run[a] / run[b] for run in runs)  # noqa: E731
     rows = runs[0]["rows"]
-    print(f"\n{rows:,} dialogues; 2 worker processes; medians of {repeats} runs; {os.cpu_count()} cores")
+    print(f"\n{scale:g}x SARDet, {rows:,} dialogues; 2 worker processes; medians of {repeats} runs; "
+          f"{os.cpu_count()} cores")
     print(f"{'configuration':<44} {'wall s':>7} {'dialogues/s':>12} {'peak MiB/proc':>14} {'ratio':>22}")
     print(f"{'floor: json.loads + zstd Parquet rewrite':<44} {med('floor'):>7.1f} {rows / med('floor'):>12,.0f} {'':>14} {'1.00 (floor)':>22}")
     print(f"{'generate, Parquet only':<44} {med('parquet'):>7.1f} {rows / med('parquet'):>12,.0f} "
           f"{med('parquet_peak'):>14.0f} {ratio('parquet', 'floor'):>11.2f} x floor")
-    print(f"{'generate, parquet,tfrecord,swift':<44} {med('all'):>7.1f} {rows / med('all'):>12,.0f} "
-          f"{med('all_peak'):>14.0f} {ratio('all', 'parquet'):>11.2f} x parquet")
+    if all_formats:
+        print(f"{'generate, parquet,tfrecord,swift':<44} {med('all'):>7.1f} {rows / med('all'):>12,.0f} "
+              f"{med('all_peak'):>14.0f} {ratio('all', 'parquet'):>11.2f} x parquet")
 
 
 def sweep(work, out, scales, repeats, baseline=None):

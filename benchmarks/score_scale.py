@@ -381,7 +381,7 @@ def main(argv=None):
     ap.add_argument("--builder", choices=("generator", "simple"), default="generator")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--bootstrap", type=int, default=1000)
-    ap.add_argument("--num-buckets", type=int, default=64)
+    ap.add_argument("--num-buckets", default="auto", help="passed to sarchat score (default auto, its default)")
     ap.add_argument("--models", default="blind",
                     help="comma-separated prediction sets scored together: blind (BlindPrior), oracle (the answers), "
                          "mix (right, boxes a few pixels off, wrong, unparseable)")
@@ -443,8 +443,11 @@ def main(argv=None):
             same = _same_outputs(os.path.join(work, "scores"), os.path.join(work, "scores_baseline"), models)
             print(f"[{label}] metrics.json, breakdown.json and samples_<task>.jsonl of the two codes identical: {same}")
     if args.profile:
+        from sarchat.transforms.score.id_buckets import auto_bucket_count
+
+        buckets = auto_bucket_count(n) if args.num_buckets == "auto" else int(args.num_buckets)
         stages, total = profile_stages(os.path.join(work, "dataset"), pred_files, os.path.join(work, "profile"),
-                                       args.num_buckets)
+                                       buckets)
         print(f"what dominates (cProfile of the scorer's DoFns in one process, no Beam runner; {total:.1f} s "
               f"profiled, cProfile inflates Python-heavy stages; the rest of the score wall time is the Beam "
               f"runner, coders, imports and the report):")
