@@ -149,7 +149,8 @@ def compare(work, out, repeats, scale=1.0, all_formats=True):
                      "all": all_wall, "all_peak": all_peak})
         x = runs[-1]
         print(f"run {r + 1}/{repeats}: floor {x['floor']:.1f}s, parquet {x['parquet']:.1f}s "
-              f"({x['parquet'] / x['floor']:.2f}x), all formats {x['all']:.1f}s ({x['all'] / x['parquet']:.2f}x parquet)",
+              f"({x['parquet'] / x['floor']:.2f}x), peak {x['parquet_peak']:.0f} MiB"
+              + (f", all formats {x['all']:.1f}s ({x['all'] / x['parquet']:.2f}x parquet)" if all_formats else ""),
               flush=True)
     med = lambda key: statistics.median(run[key] for run in runs)  # noqa: E731
     ratio = lambda a, b: statistics.median(run[a] / run[b] for run in runs)  # noqa: E731

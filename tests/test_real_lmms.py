@@ -17,9 +17,10 @@ import glob
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+
+from tests import cli_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_NEW_TOKENS = "12"
@@ -59,7 +60,9 @@ def _run(cmd, root, what):
 
 def _sarchat(root, *args):
     """A stage with Beam (synth, generate, score) in this interpreter, `export` too (as a user runs it)."""
-    return _run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], root, f"sarchat {args[0]}")
+    proc = cli_process.run_sarchat(list(args), env=_env(root), timeout=RUN_TIMEOUT_S)  # forked: Beam imported once
+    assert proc.returncode == 0, f"sarchat {args[0]} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sarchat.transforms.adapters import get_adapter
+from tests import cli_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_TOKENS = "12"
@@ -78,9 +79,8 @@ def _check(proc, what):
 
 
 def _sarchat_here(*args):
-    """A Beam stage (synth, generate) in this interpreter, which has Beam."""
-    return _check(subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], capture_output=True,
-                                 text=True, env=_env(), timeout=RUN_TIMEOUT_S), args[0])
+    """A Beam stage (synth, generate) with this interpreter, which has Beam (forked from its warm process)."""
+    return _check(cli_process.run_sarchat(list(args), env=_env(), timeout=RUN_TIMEOUT_S), args[0])
 
 
 def infer_cmd(dataset, model, adapter, output, *extra, backend="vllm"):
@@ -120,19 +120,21 @@ def work(tmp_path_factory):
 
 
 class TinyModels(dict):
-    """adapter -> its tiny checkpoint's folder, built on first use: each xdist worker builds only
-    the models of the tests it runs."""
+    """adapter -> its tiny checkpoint's folder, built on first use with the others of its xdist
+    group, in one process (tests/tiny_checkpoints.py build_many): each worker builds only the
+    models of the tests it runs."""
 
     def __init__(self, root, dataset):
         super().__init__()
         self.root, self.dataset = root, dataset
 
     def __missing__(self, adapter):
-        out = str(self.root / adapter)
-        _check(subprocess.run([VLLM_PYTHON, "-m", TINY_MODELS[adapter], out, "--dataset", self.dataset],
-                              capture_output=True, text=True, env=_env(), timeout=RUN_TIMEOUT_S), TINY_MODELS[adapter])
-        self[adapter] = out
-        return out
+        group = [a for a in TINY_MODELS if _group(a) == _group(adapter) and a not in self]
+        _check(subprocess.run([VLLM_PYTHON, "-m", "tests.tiny_checkpoints", str(self.root), "--dataset", self.dataset,
+                               *(f"{a}={TINY_MODELS[a]}" for a in group)],
+                              capture_output=True, text=True, env=_env(), timeout=RUN_TIMEOUT_S), "tiny checkpoints")
+        self.update({a: str(self.root / a) for a in group})
+        return self[adapter]
 
 
 def full_run(work, adapter):

@@ -16,11 +16,11 @@ would have answered, and scored.
 import json
 import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from tests import cli_process
 from tests.helpers import generated_dataset
 
 VLMEVAL_PYTHON = os.environ.get("SARCHAT_VLMEVAL_PYTHON")
@@ -74,8 +74,7 @@ def _env(**extra):
 
 
 def sarchat(*args):
-    return subprocess.run([sys.executable, "-m", "sarchat.beam_pipelines.cli", *args], capture_output=True, text=True,
-                          env=_env(), timeout=600)
+    return cli_process.run_sarchat(list(args), env=_env(), timeout=600)  # forked: Beam imported once
 
 
 def test_vlmevalkit_loads_the_export_builds_its_prompts_and_its_predictions_score(tmp_path):
