@@ -67,9 +67,9 @@ class _Zygote:
             while b"\n" in self.buffer:
                 line, self.buffer = self.buffer.split(b"\n", 1)
                 message = json.loads(line)
-                request_id = message.pop("id")
-                ((key, value),) = message.items()
-                self.replies[(request_id, key)] = value
+                of_request = message.pop("id")
+                ((kind, value),) = message.items()
+                self.replies[(of_request, kind)] = value
         return self.replies.pop((request_id, key))
 
     def start(self, argv, cwd, env, file_size_limit=None, pass_fds=(), start_new_session=False):
