@@ -104,12 +104,16 @@ class ForkedCommand:
             return None
 
     def wait(self, timeout=None):
+        """The exit status once the command has ended; its output is read then and its stream files removed."""
         if self.returncode is None:
             deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 self.returncode = self.zygote.reply(self.request["id"], "returncode", deadline)
             except TimeoutError:
                 raise subprocess.TimeoutExpired(self.args, timeout) from None
+            with open(self.request["stdout"], "rb") as out, open(self.request["stderr"], "rb") as err:
+                self.output = (out.read().decode(), err.read().decode())
+            shutil.rmtree(self.streams)
         return self.returncode
 
     def communicate(self, timeout=None):
@@ -120,12 +124,12 @@ class ForkedCommand:
             self.send_signal(signal.SIGKILL)
             self.wait()
             raise
-        finally:
-            if self.returncode is not None and os.path.isdir(self.streams):
-                with open(self.request["stdout"], "rb") as out, open(self.request["stderr"], "rb") as err:
-                    self.output = (out.read().decode(), err.read().decode())
-                shutil.rmtree(self.streams)
         return self.output
+
+    def completed(self, timeout=None):
+        """A CompletedProcess once the command has ended (communicate's `timeout`)."""
+        stdout, stderr = self.communicate(timeout)
+        return subprocess.CompletedProcess(self.args, self.returncode, stdout, stderr)
 
 
 _ZYGOTE = []
@@ -150,6 +154,4 @@ def start_sarchat(argv, cwd=None, env=None, file_size_limit=None, pass_fds=(), s
 
 def run_sarchat(argv, cwd=None, env=None, timeout=600, file_size_limit=None):
     """`sarchat ARGV` run to its end in a forked child: a CompletedProcess with text stdout/stderr."""
-    command = start_sarchat(argv, cwd, env, file_size_limit)
-    stdout, stderr = command.communicate(timeout)
-    return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
+    return start_sarchat(argv, cwd, env, file_size_limit).completed(timeout)

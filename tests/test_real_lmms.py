@@ -52,17 +52,19 @@ def _env(root):
     return env
 
 
-def _run(cmd, root, what):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(root), timeout=RUN_TIMEOUT_S)
+def _checked(proc, what):
     assert proc.returncode == 0, f"{what} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
     return proc
 
 
+def _run(cmd, root, what):
+    return _checked(subprocess.run(cmd, capture_output=True, text=True, env=_env(root), timeout=RUN_TIMEOUT_S), what)
+
+
 def _sarchat(root, *args):
-    """A stage with Beam (synth, generate, score) in this interpreter, `export` too (as a user runs it)."""
-    proc = cli_process.run_sarchat(list(args), env=_env(root), timeout=RUN_TIMEOUT_S)  # forked: Beam imported once
-    assert proc.returncode == 0, f"sarchat {args[0]} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
-    return proc
+    """A stage with Beam (synth, generate, score) in this interpreter, `export` too (as a user runs it),
+    forked from its warm process (Beam imported once)."""
+    return _checked(cli_process.run_sarchat(list(args), env=_env(root), timeout=RUN_TIMEOUT_S), f"sarchat {args[0]}")
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,7 @@ class Paused:
         except BrokenPipeError:
             pass
         os.close(self.go)
-        out, err = self.proc.communicate(timeout=timeout)
-        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+        return self.proc.completed(timeout)
 
 
 @pytest.fixture
