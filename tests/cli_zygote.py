@@ -6,8 +6,9 @@ entry point (`sarchat.beam_pipelines.cli:main`) in it.
 
 SOCKET_FD is one end of a Unix stream socket pair. Requests are JSON lines: {"id", "argv", "cwd",
 "env", "stdout", "stderr"} (the two files the child's standard streams go to), optionally
-"file_size_limit" (bytes, RLIMIT_FSIZE: a full disk), "start_new_session" (as Popen's) and "pass_fds" (the descriptor numbers the
-child gets the request's attached descriptors as, sent with it by SCM_RIGHTS, as subprocess's
+"file_size_limit" (bytes, RLIMIT_FSIZE: a full disk), "start_new_session" (as Popen's), "drop_capabilities"
+(capability names such as "dac_override": the child runs without them, as `setpriv` would start it) and "pass_fds"
+(the descriptor numbers the child gets the request's attached descriptors as, sent with it by SCM_RIGHTS, as subprocess's
 pass_fds keeps them). Replies, JSON lines on the same socket: {"id", "pid"} once the child exists,
 then {"id", "returncode"} when it has ended, as a shell would report it (-N for a signal). Several
 children may run at once (a test stops one at a pause point and starts another meanwhile).
@@ -47,6 +48,35 @@ def _install_fds(received, targets):
         os.close(fd)
 
 
+# linux/capability.h: the version of the capget/capset structures and the capabilities' bit numbers
+_CAPABILITY_VERSION_3 = 0x20080522
+_CAPABILITY_BITS = {"dac_override": 1, "dac_read_search": 2}
+
+
+def _drop_capabilities(names):
+    """Take the named capabilities out of this process's effective, permitted and inheritable sets.
+    Root keeps its uid but, without dac_override and dac_read_search, meets file permissions as any
+    user does: what `setpriv` gives a command it starts, in a forked child that execs nothing."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    mask = ~sum(1 << _CAPABILITY_BITS[name] for name in names) & 0xFFFFFFFF
+    data[0].effective &= mask
+    data[0].permitted &= mask
+    data[0].inheritable &= mask
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
 def _child(request, fds, sock):
     """In the forked child: become the command the request names, and never return."""
     code = 1
@@ -54,6 +84,8 @@ def _child(request, fds, sock):
         sock.close()
         if request.get("start_new_session"):
             os.setsid()
+        if request.get("drop_capabilities"):
+            _drop_capabilities(request["drop_capabilities"])
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

@@ -1,5 +1,7 @@
 """Shared fixtures: small hand-written COCO datasets with known boxes; and the session's scratch
 places, so the suite writes nothing outside pytest's temporary folder."""
+import fcntl
+import json
 import os
 import sys
 import tempfile
@@ -20,15 +22,41 @@ def known_root(tmp_path):
 _TINY_DEMO = {}
 
 
+def _shared_tiny_demo(tmp_path_factory):
+    """One `sarchat demo --output OUT --tiny` per test run, shared by pytest-xdist's workers: the
+    first to ask builds it under a lock in the run's temporary folder, then runs the same command into
+    the same folder again (the rerun, which test_demo checks, must happen before any test reads OUT:
+    it rewrites files there); the others read its record."""
+    if "record" not in _TINY_DEMO:
+        shared = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the run's
+            shared = shared.parent
+        record = shared / "tiny-demo.json"
+        with open(shared / "tiny-demo.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not record.exists():
+                out = str(shared / "tiny-demo" / "sarchat-demo")
+                rc, stdout, stderr, seconds = run_demo(["--output", out] + TINY_DEMO_ARGS)
+                assert rc == 0, f"demo failed:\n{stdout}\n{stderr}"
+                cfar = os.path.join(out, "runs", "cfar", "predictions.parquet")
+                cfar_bytes = os.path.getsize(cfar)
+                rerun = run_demo(["--output", out] + TINY_DEMO_ARGS)[:3]
+                record.write_text(json.dumps({"run": [out, stdout, stderr, seconds], "rerun": rerun,
+                                              "cfar_bytes_before_rerun": cfar_bytes}))
+        _TINY_DEMO["record"] = json.loads(record.read_text())
+    return _TINY_DEMO["record"]
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
-    """(OUT, stdout, stderr, seconds) of one `sarchat demo --output OUT --tiny` per session (pytest-xdist: per worker)."""
-    if "run" not in _TINY_DEMO:
-        out = str(tmp_path_factory.mktemp("demo") / "sarchat-demo")
-        rc, stdout, stderr, seconds = run_demo(["--output", out] + TINY_DEMO_ARGS)
-        assert rc == 0, f"demo failed:\n{stdout}\n{stderr}"
-        _TINY_DEMO["run"] = (out, stdout, stderr, seconds)
-    return _TINY_DEMO["run"]
+    """(OUT, stdout, stderr, seconds) of the run's `sarchat demo --output OUT --tiny` (read it, never write)."""
+    return tuple(_shared_tiny_demo(tmp_path_factory)["run"])
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_rerun(tmp_path_factory):
+    """The same demo command run again into OUT: {"rerun": (exit, stdout, stderr), "cfar_bytes_before_rerun"}."""
+    return _shared_tiny_demo(tmp_path_factory)
 
 
 # ---- nothing outside pytest's temporary folder -------------------------------------------------

@@ -13,7 +13,6 @@ import re
 import pytest
 
 from sarchat.beam_pipelines import demo
-from tests.helpers import TINY_DEMO_ARGS as TINY_ARGS
 from tests.helpers import run_demo
 from sarchat.transforms.errors import InputError, OutputError
 
@@ -77,13 +76,14 @@ def test_report_mentions_the_three_models_and_has_both_sections(tiny_demo):
     assert "## Samples" in md and "## Dataset" in md
 
 
-def test_rerun_into_the_same_folder_reuses_it(tiny_demo, tmp_path):
+def test_rerun_into_the_same_folder_reuses_it(tiny_demo, tiny_demo_rerun):
+    # the rerun runs once, right after the session's demo is built (tests/conftest.py)
     out = tiny_demo[0]
-    before = os.path.getsize(os.path.join(out, "runs", "cfar", "predictions.parquet"))
-    rc, stdout, stderr, _ = run_demo(["--output", out] + TINY_ARGS)
+    rc, stdout, stderr = tiny_demo_rerun["rerun"]
     assert rc == 0, stdout + stderr
     assert "reusing the earlier run" in stdout
-    assert os.path.getsize(os.path.join(out, "runs", "cfar", "predictions.parquet")) == before
+    cfar = os.path.join(out, "runs", "cfar", "predictions.parquet")
+    assert os.path.getsize(cfar) == tiny_demo_rerun["cfar_bytes_before_rerun"]
     cfar_log = open(os.path.join(out, "logs", "infer-cfar.log")).read()
     assert re.search(r" 0 done, 0 failed, \d+ already done", cfar_log), cfar_log
 

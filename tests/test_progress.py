@@ -140,23 +140,30 @@ def test_synth_shows_progress_and_ends_with_where(synth_data):
     assert lines[-1].startswith(f"sarchat synth: dataset in {root / 'data'} ")
 
 
-def test_generate_multi_processing_shows_worker_progress(synth_data, tmp_path):
-    """Beam's multi_processing mode: the counts come from the worker processes (and the images
-    count matches the annotation files: 16 images, 3 per shard so several shards report)."""
-    root, _ = synth_data
+def test_generate_multi_processing_shows_worker_progress_and_no_beam_noise(tmp_path):
+    """Beam's multi_processing mode: the counts come from the worker processes (and the images count
+    matches the annotation files: 80 images, 16 per shard so several shards report); Beam's own
+    warnings stay out of stderr; counts print with thousands separators."""
+    proc = _sarchat(["synth", "--output", str(tmp_path / "data"), "--images", "80", "--seed", "2"], str(tmp_path),
+                    SARCHAT_NO_PROGRESS="1")
+    assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out"
-    proc = _sarchat(["generate", "--input", str(root / "data"), "--output", str(out), "--formats", "parquet",
-                     "--images-per-shard", "3", "--direct_num_workers", "2", "--direct_running_mode",
+    proc = _sarchat(["generate", "--input", str(tmp_path / "data"), "--output", str(out), "--formats", "parquet",
+                     "--images-per-shard", "16", "--direct_num_workers", "2", "--direct_running_mode",
                      "multi_processing"], str(tmp_path), SARCHAT_PROGRESS_INTERVAL="0.2")
     assert proc.returncode == 0, proc.stderr
+    assert "semi_persistent_directory" not in proc.stderr and "WARNING" not in proc.stderr, proc.stderr
     ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("sarchat generate: writing dialogues: ")]
-    assert ours and ours[-1].startswith("sarchat generate: writing dialogues: done, 16 images in "), proc.stderr
+    assert ours and ours[-1].startswith("sarchat generate: writing dialogues: done, 80 images in "), proc.stderr
     # counts that reached the launcher from the workers while the pipeline ran (the closing "done"
     # line alone would not show it: a finished stage is set to its total)
-    live = [ln for ln in ours if re.search(r": [1-9]\d* of 16 images \(|: all 16 images done, finishing", ln)]
+    live = [ln for ln in ours if re.search(r": [1-9]\d* of 80 images \(|: all 80 images done, finishing", ln)]
     assert live, ours
     assert proc.stdout.splitlines()[-1] == \
         f"sarchat generate: dataset in {out} (parquet; file list: {os.path.join(str(out), 'manifest.json')})"
+    n = json.load(open(out / "manifest.json"))["counts"]["train"]["dialogues"]
+    assert n >= 1000
+    assert f"-> {n:,} dialogues" in proc.stdout and re.search(r"-> \d,\d{3} dialogues", proc.stdout), proc.stdout
     # progress is stderr only: nothing of it in stdout or in any output file
     assert "writing dialogues" not in proc.stdout
     for folder, _, names in os.walk(out):

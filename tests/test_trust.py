@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from tests import cli_process
-from tests.test_bad_input import (check_error_line, generated, run_sarchat, sarchat_command,  # noqa: F401
+from tests.test_bad_input import (check_error_line, generated, run_sarchat,  # noqa: F401
                                   tree_hashes, user_env)
 
 
@@ -518,9 +518,8 @@ def test_whatever_an_endpoint_returns_is_stored_or_that_samples_error(case):
 # 7. Every OS error on an output is one line naming the path and the cause
 
 
-def as_unprivileged(argv):
-    """The command with the capabilities that let root write anyway dropped (we run tests as root)."""
-    return ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"] + argv
+# The capabilities that let root read and write past a file's permissions (the tests run as root)
+ROOTS_OVERRIDE = ("dac_override", "dac_read_search")
 
 
 READ_ONLY = [  # (command line with {ro} the read-only folder's output path, command)
@@ -535,7 +534,6 @@ READ_ONLY = [  # (command line with {ro} the read-only folder's output path, com
 ]
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv to drop root's override")
 @pytest.mark.parametrize("row", READ_ONLY, ids=[r[1] for r in READ_ONLY])
 @pytest.mark.parametrize("where", ["the folder", "its parent"])
 def test_a_read_only_output_is_one_line(case, row, where):
@@ -547,8 +545,7 @@ def test_a_read_only_output_is_one_line(case, row, where):
     before = tree_hashes(c["tmp"])
     os.chmod(ro, 0o555)
     try:
-        proc = subprocess.run(as_unprivileged(sarchat_command() + make(c, out)), cwd=c["tmp"], env=c["env"],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+        proc = cli_process.run_sarchat(make(c, out), cwd=c["tmp"], env=c["env"], drop_capabilities=ROOTS_OVERRIDE)
     finally:
         os.chmod(ro, 0o755)
     check_error_line(proc, command, 1, [ro, "ermission denied"])
