@@ -87,18 +87,26 @@ def deprecation_note(prog, old, new):
           file=sys.stderr, flush=True)
 
 
-def _int(text):
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+def _int_type(ok, rule, name):
+    """Type function for an integer that `ok(value)` accepts; `rule` says which, in the error."""
+    def check(text) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
+        return value
+
+    check.__name__ = name
+    return check
 
 
-def positive_int(text) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+positive_int = _int_type(lambda v: v >= 1, "must be a positive integer", "positive_int")
+non_negative_int = _int_type(lambda v: v >= 0, "must be 0 or more", "non_negative_int")
+# A seed is any non-negative integer: negative seeds are almost always a typo, and refusing them
+# keeps one spelling per seed (Python would accept -0 and 0 as the same seed).
+seed = non_negative_int
 
 
 def positive_int_or_auto(text):
@@ -111,40 +119,13 @@ def positive_int_or_auto(text):
         raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text!r}") from None
 
 
-def non_negative_int(text) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
-
-
-# A seed is any non-negative integer: negative seeds are almost always a typo, and refusing them
-# keeps one spelling per seed (Python would accept -0 and 0 as the same seed).
-seed = non_negative_int
-
-
 def at_least(low: int):
-    """Type function for an integer of at least `low`."""
-    def check(text) -> int:
-        value = _int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
-        return value
-
-    check.__name__ = f"int_at_least_{low}"
-    return check
+    return _int_type(lambda v: v >= low, f"must be at least {low}", f"int_at_least_{low}")
 
 
 def int_between(low: int, high: int):
     """Type function for an integer in low..high (both included)."""
-    def check(text) -> int:
-        value = _int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {text!r}")
-        return value
-
-    check.__name__ = f"int_{low}_to_{high}"
-    return check
+    return _int_type(lambda v: low <= v <= high, f"must be in {low}..{high}", f"int_{low}_to_{high}")
 
 
 def fraction(text) -> float:
@@ -173,11 +154,6 @@ def output_folder(flag="--output"):
 
     check.__name__ = "output_folder"
     return check
-
-
-def option_strings(parser) -> list:
-    """Every flag a parser defines (--input, --image_root, -h, ...)."""
-    return sorted(s for action in parser._actions for s in action.option_strings)
 
 
 def add_progress_flag(p):
