@@ -48,13 +48,9 @@ def runner_value(beam_argv):
 def module_runner(name):
     """The RUNNER_MODULES key a --runner value names (DaskRunner, daskrunner, dask, or the class
     path, as Beam's create_runner spells them), else None."""
-    if not name:
-        return None
-    lowered = name.lower()
-    for key, (path, _, _) in RUNNER_MODULES.items():
-        if lowered in (key.lower(), key.lower()[:-len("runner")], path.lower()):
-            return key
-    return None
+    lowered = (name or "").lower()
+    return next((key for key, (path, _, _) in RUNNER_MODULES.items()
+                 if lowered in (key.lower(), key.lower()[:-len("runner")], path.lower())), None)
 
 
 def register_runner_options(beam_argv):

@@ -42,13 +42,10 @@ _ERRNO_TEXT = re.compile(r"\[Errno (\d+)\] ([^:\n\]]+)(?:: '([^'\n]+)')?")
 
 
 def usage() -> str:
-    lines = ["usage: sarchat SUBCOMMAND [options]", "       sarchat --version", "", "subcommands:"]
-    for name, (_, text) in SUBCOMMANDS.items():
-        lines.append(f"  {name:<10} {text}")
-    lines.append("")
-    lines.append("`sarchat SUBCOMMAND --help` lists a subcommand's options. Exit status: 0 done, "
-                 "1 failed (bad input, full disk, failed run), 2 bad command line.")
-    return "\n".join(lines)
+    return "\n".join(["usage: sarchat SUBCOMMAND [options]", "       sarchat --version", "", "subcommands:",
+                      *(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items()), "",
+                      "`sarchat SUBCOMMAND --help` lists a subcommand's options. Exit status: 0 done, "
+                      "1 failed (bad input, full disk, failed run), 2 bad command line."])
 
 
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")

@@ -86,8 +86,7 @@ def build_parser():
                              epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--output", default=DEFAULT_OUT, type=flags.output_folder("--output"),
                    help=f"output folder (default ./{DEFAULT_OUT})")
-    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
-                  help="deprecated: old spelling of --output (removed in 0.3.0)")
+    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"))
     p.add_argument("--images", type=flags.at_least(10), default=None,
                    help=f"synthetic images, train + test, at least 10 (default {DEFAULT_IMAGES}; {TINY_IMAGES} with --tiny)")
     p.add_argument("--seed", default="0", help="seed of the synthetic data (default 0)")
@@ -226,7 +225,6 @@ class Ledger:
         for rel in sorted(self.dirs, key=lambda d: d.count("/"), reverse=True):
             with contextlib.suppress(OSError):  # not empty: something of the user's is inside
                 os.rmdir(os.path.join(self.out, *rel.split("/")))
-        self.files, self.dirs = {}, set()
 
 
 def prepare_out(out, config):
@@ -360,8 +358,7 @@ def _describe_synth(summary):
 
 
 def _describe_generate(manifest):
-    per = {split: sum(n for subsets in (c.get("by_task") or {}).values() for n in subsets.values() if isinstance(n, int))
-           for split, c in (manifest.get("counts") or {}).items()}
+    per = {split: c["dialogues"] for split, c in manifest["counts"].items()}
     order = {"train": 0, "val": 1, "test": 2}
     splits = sorted(per, key=lambda k: (order.get(k, 3), k))
     return f"{sum(per.values()):,} dialogues ({', '.join(f'{per[k]:,} {k}' for k in splits)}), 6 tasks"

@@ -35,7 +35,7 @@ class ArgumentParser(argparse.ArgumentParser):
         dest = f"_renamed_{target.dest}_{len(self._renamed)}"
         text = f"deprecated: old spelling of {new} (removed in {RENAMED_UNTIL})"
         if positional:
-            self.add_argument(dest, nargs="?", default=None, metavar=old, help=kwargs.pop("help", text), **kwargs)
+            self.add_argument(dest, nargs="?", default=None, metavar=old, help=text, **kwargs)
         elif isinstance(target, argparse._StoreTrueAction):  # pylint: disable=protected-access
             self.add_argument(old, dest=dest, action="store_true", default=None, help=text)
         else:
@@ -61,16 +61,17 @@ class ArgumentParser(argparse.ArgumentParser):
             for action, _ in self._required:
                 action.required = True
         for old, new, dest, new_dest, new_spellings in self._renamed:
-            old_value = getattr(args, dest, None)
-            if hasattr(args, dest):
-                delattr(args, dest)
+            old_value = vars(args).pop(dest, None)
             if old_value is None:
                 continue
             if any(w == n or w.startswith(n + "=") for w in words for n in new_spellings):
                 raise UsageError(f"{new} and its old spelling {old} both given: give {new} only "
                                  f"(see `{self.prog} --help`)")
             setattr(args, new_dest, old_value)
-            deprecation_note(self.prog, old, new)
+            # one line on stderr (never stdout, which may be a result)
+            shown = old if old.startswith("-") else f"the positional {old}"
+            print(f"{self.prog}: note: {shown} is now {new}; the old spelling will be removed in {RENAMED_UNTIL}",
+                  file=sys.stderr, flush=True)
         missing = [flag for action, flag in self._required if getattr(args, action.dest, None) in (None, [])]
         if missing:
             self.error(f"the following arguments are required: {', '.join(missing)}")
@@ -78,13 +79,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 RENAMED_UNTIL = "0.3.0"  # the release that drops the old spellings
-
-
-def deprecation_note(prog, old, new):
-    """The one line an old spelling prints (stderr; never stdout, which may be a result)."""
-    shown = old if old.startswith("-") else f"the positional {old}"
-    print(f"{prog}: note: {shown} is now {new}; the old spelling will be removed in {RENAMED_UNTIL}",
-          file=sys.stderr, flush=True)
 
 
 def _int_type(ok, rule, name):

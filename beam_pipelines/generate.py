@@ -386,7 +386,6 @@ def progress_of(splits):
 
 def summary_table(manifest, elapsed=None) -> str:
     lines = []
-    warnings = category_warnings(manifest)
     for split, c in manifest["counts"].items():
         lines.append(f"split {split}: {c['images']:,} images, {c['boxes']:,} boxes -> {c['dialogues']:,} dialogues")
         for task, subsets in c["by_task"].items():
@@ -400,7 +399,7 @@ def summary_table(manifest, elapsed=None) -> str:
                 lines.append(f"  {title}")
                 for reason, n in reasons.items():
                     lines.append(f"    {reason:<28} {n:>8,}")
-    lines += warnings
+    lines += category_warnings(manifest)
     if elapsed is not None:
         lines.append(f"wrote {', '.join(manifest['config']['formats'])} in {elapsed:.1f} s")
     return "\n".join(lines)

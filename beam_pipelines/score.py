@@ -113,15 +113,19 @@ def build_parser():
     return p
 
 
-def explain(argv):
-    """`sarchat score --explain ID --output DIR`: no pipeline, only DIR's jsonl files are read."""
-    from sarchat.transforms.score.sample_lines import explain_text, find_sample
-
+def explain_parser():
     p = flags.ArgumentParser(prog="sarchat score --explain",
                              description="print one sample's per-model results from a score output folder")
     p.add_argument("--explain", required=True, metavar="ID", help="the sample id")
     p.add_argument("--output", required=True, help="a `sarchat score` output folder")
-    args = p.parse_args(argv)
+    return p
+
+
+def explain(argv):
+    """`sarchat score --explain ID --output DIR`: no pipeline, only DIR's jsonl files are read."""
+    from sarchat.transforms.score.sample_lines import explain_text, find_sample
+
+    args = explain_parser().parse_args(argv)
 
     sys.stdout.write(explain_text(find_sample(args.output, args.explain)))
     return 0
