@@ -129,9 +129,9 @@ def error_line(command, message) -> str:
 
 
 def _interrupted(name) -> int:
-    """After Ctrl-C the command's own clean-up has run (the exception went through it); a pipeline's
-    worker threads that are not daemons would keep the process alive until they finish their work,
-    so the process ends now rather than in minutes (docs/cli.md "Exit status")."""
+    """The Ctrl-C line and exit status. The command's own clean-up has run (the exception went through
+    it); a pipeline's worker threads that are not daemons would keep the process alive until they
+    finish their work, so the process then ends at once rather than in minutes (docs/cli.md "Exit status")."""
     import os
     import threading
 
