@@ -26,10 +26,6 @@ import json
 from sarchat.transforms.errors import UsageError
 
 
-def has_runner_flag(beam_argv) -> bool:
-    return any(a == "--runner" or a.startswith("--runner=") for a in beam_argv)
-
-
 # Runners whose module Beam imports only to create them: (class path, the module's option prefix, the
 # sarchat-bench extra that installs what the module imports). docs/runners.md.
 RUNNER_MODULES = {
@@ -52,13 +48,9 @@ def runner_value(beam_argv):
 def module_runner(name):
     """The RUNNER_MODULES key a --runner value names (DaskRunner, daskrunner, dask, or the class
     path, as Beam's create_runner spells them), else None."""
-    if not name:
-        return None
-    lowered = name.lower()
-    for key, (path, _, _) in RUNNER_MODULES.items():
-        if lowered in (key.lower(), key.lower()[:-len("runner")], path.lower()):
-            return key
-    return None
+    lowered = (name or "").lower()
+    return next((key for key, (path, _, _) in RUNNER_MODULES.items()
+                 if lowered in (key.lower(), key.lower()[:-len("runner")], path.lower())), None)
 
 
 def register_runner_options(beam_argv):
@@ -127,46 +119,37 @@ def check_beam_args(beam_argv, our_flags=()):
 
 def parse_pipeline_args(parser, argv):
     """(our args, Beam's argv): our parser takes its flags, the rest must be Beam pipeline options."""
-    from sarchat.beam_pipelines.flags import option_strings
-
     args, beam_argv = parser.parse_known_args(list(argv))
-    check_beam_args(beam_argv, option_strings(parser))
+    check_beam_args(beam_argv, [s for action in parser._actions for s in action.option_strings])
     return args, beam_argv
 
 
-class _NoSemiPersistentDirectoryNoise:
+def _no_semi_persistent_directory_noise(record) -> bool:
     """Logging filter: drop the worker's "No semi_persistent_directory found" warning that Beam's
     local job service relays once per worker process of a multi-process local run. It is about
     main-session pickling, which these pipelines do not use; a user can do nothing about it."""
-
-    def filter(self, record) -> bool:
-        try:
-            return "No semi_persistent_directory found" not in record.getMessage()
-        except Exception:  # noqa: BLE001 - a filter never breaks logging
-            return True
-
-
-def quiet_local_worker_noise():
-    import logging
-
-    logger = logging.getLogger("apache_beam.runners.portability.local_job_service")
-    if not any(isinstance(f, _NoSemiPersistentDirectoryNoise) for f in logger.filters):
-        logger.addFilter(_NoSemiPersistentDirectoryNoise())
+    try:
+        return "No semi_persistent_directory found" not in record.getMessage()
+    except Exception:  # noqa: BLE001 - a filter never breaks logging
+        return True
 
 
 def make_pipeline(beam_argv, save_main_session: bool = False):
     """A Pipeline from the leftover command-line flags (after our argparse took its own)."""
+    import logging
+
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
     check_beam_args(beam_argv)
-    quiet_local_worker_noise()
+    # a filter already there is not added twice
+    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_no_semi_persistent_directory_noise)
     path = register_runner_options(beam_argv)
     if path is not None:  # Beam creates such a runner from its class path only
         beam_argv = _with_runner(beam_argv, path)
     options = PipelineOptions(list(beam_argv))
     options.view_as(SetupOptions).save_main_session = save_main_session
-    if has_runner_flag(beam_argv):
+    if runner_value(beam_argv) is not None:
         return beam.Pipeline(options=options)
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 

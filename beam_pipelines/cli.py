@@ -41,20 +41,11 @@ EXIT_INTERRUPTED = 130
 _ERRNO_TEXT = re.compile(r"\[Errno (\d+)\] ([^:\n\]]+)(?:: '([^'\n]+)')?")
 
 
-def version() -> str:
-    import sarchat
-
-    return sarchat.__version__
-
-
 def usage() -> str:
-    lines = ["usage: sarchat SUBCOMMAND [options]", "       sarchat --version", "", "subcommands:"]
-    for name, (_, text) in SUBCOMMANDS.items():
-        lines.append(f"  {name:<10} {text}")
-    lines.append("")
-    lines.append("`sarchat SUBCOMMAND --help` lists a subcommand's options. Exit status: 0 done, "
-                 "1 failed (bad input, full disk, failed run), 2 bad command line.")
-    return "\n".join(lines)
+    return "\n".join(["usage: sarchat SUBCOMMAND [options]", "       sarchat --version", "", "subcommands:",
+                      *(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items()), "",
+                      "`sarchat SUBCOMMAND --help` lists a subcommand's options. Exit status: 0 done, "
+                      "1 failed (bad input, full disk, failed run), 2 bad command line."])
 
 
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
@@ -104,37 +95,18 @@ _ENVIRONMENT_ERRNOS = frozenset(e for e in (errno.EACCES, errno.EPERM, errno.ERO
                                             getattr(errno, "ETXTBSY", None)) if e)
 
 
-def os_error_message(exc):
-    """One line for an OS error of the environment (docs/cli.md "The error line"), also when Beam
-    re-raised it as text; None for anything else. A full disk or file size limit keeps its own
-    message (disk_full_message)."""
-    return disk_full_message(exc) or _errno_line(
-        exc, _ENVIRONMENT_ERRNOS, lambda what, path: f"cannot use {path or 'a file'}: {what} "
-                                                     "(check the folder's permissions and that it is writable)")
-
-
 def interrupted_in(exc) -> bool:
     """Whether `exc` is a Ctrl-C, also when Beam re-raised it from inside a step (as a RuntimeError
     "KeyboardInterrupt [while running 'Step']")."""
     return any(isinstance(e, KeyboardInterrupt) or str(e).startswith("KeyboardInterrupt") for e in _chain(exc))
 
 
-def sarchat_error_in(exc):
-    """The SarchatError a pipeline raised, also when the runner re-raised it inside another exception."""
-    for e in _chain(exc):
-        if isinstance(e, SarchatError):
-            return e
-    return None
-
-
-class _ReportedByTheCommandLine:
+def _not_reported_here(record) -> bool:
     """Logging filter: drop a log record carrying an exception that `sarchat` reports itself (Beam
     logs a failing DoFn's exception with its traceback before re-raising it), so the user sees the
     failure once, as the error line."""
-
-    def filter(self, record) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return exc is None or (failure_line(exc) is None and not interrupted_in(exc))
+    exc = record.exc_info[1] if record.exc_info else None
+    return exc is None or (failure_line(exc) is None and not interrupted_in(exc))
 
 
 def _install_log_handler():
@@ -149,66 +121,41 @@ def _install_log_handler():
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     for handler in root.handlers:
-        if not any(isinstance(f, _ReportedByTheCommandLine) for f in handler.filters):
-            handler.addFilter(_ReportedByTheCommandLine())
-
-
-def _exit_now_if_workers_linger():
-    """After Ctrl-C the command's own clean-up has run (the exception went through it); a pipeline's
-    worker threads that are not daemons would keep the process alive until they finish their work,
-    so the process ends now rather than in minutes (docs/cli.md "Exit status")."""
-    import os
-    import threading
-
-    lingering = [t for t in threading.enumerate()
-                 if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if lingering:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        handler.addFilter(_not_reported_here)  # a filter already there is not added twice
 
 
 def error_line(command, message) -> str:
     return f"sarchat {command}: error: {one_line(message)}"
 
 
-def _answer_without_a_subcommand(argv):
-    """The exit status of a command line that names no subcommand to run (help, version, a typo),
-    None when argv[0] is a subcommand."""
-    if not argv:  # no subcommand: a bad command line (exit 2), the usage on stderr
-        print(usage(), file=sys.stderr)
-        return EXIT_USAGE
-    if argv[0] in ("-h", "--help", "help"):
-        print(usage())
-        return 0
-    if argv[0] in ("--version", "-V", "version"):
-        print(f"sarchat {version()}")
-        return 0
-    if argv[0] not in SUBCOMMANDS:
-        import difflib
-
-        close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1)
-        hint = f"; did you mean {close[0]}?" if close else f"; choose from {', '.join(SUBCOMMANDS)}"
-        print(f"sarchat: error: unknown subcommand {argv[0]!r}{hint} (see `sarchat --help`)", file=sys.stderr)
-        return EXIT_USAGE
-    return None
-
-
 def _interrupted(name) -> int:
+    """The Ctrl-C line and exit status. The command's own clean-up has run (the exception went through
+    it); a pipeline's worker threads that are not daemons would keep the process alive until they
+    finish their work, so the process then ends at once rather than in minutes (docs/cli.md "Exit status")."""
+    import os
+    import threading
+
     print(f"sarchat {name}: interrupted", file=sys.stderr)
-    _exit_now_if_workers_linger()
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
     return EXIT_INTERRUPTED
 
 
 def failure_line(exc):
     """(the error line's message, exit status) for an expected failure, None for a bug: the
     SarchatError the run raised (also inside a runner's exception), or an OS error of the machine
-    (a full disk, a read-only folder), which wins over a SarchatError that does not say so."""
-    known = sarchat_error_in(exc)
-    environment = os_error_message(exc)
+    (a full disk, a read-only folder), which wins over a SarchatError that does not say so. An OS
+    error of the environment is one line naming the path (docs/cli.md "The error line"), also when
+    Beam re-raised it as text; a full disk or file size limit keeps its own (disk_full_message)."""
+    known = next((e for e in _chain(exc) if isinstance(e, SarchatError)), None)
+    full = disk_full_message(exc)
+    environment = full or _errno_line(exc, _ENVIRONMENT_ERRNOS, lambda what, path: f"cannot use {path or 'a file'}: "
+                                      f"{what} (check the folder's permissions and that it is writable)")
     if known is None and environment is None:
         return None
-    if known is None or (disk_full_message(exc) is not None and "disk full" not in str(known)):
+    if known is None or (full is not None and "disk full" not in str(known)):
         return environment, EXIT_RUNTIME
     return known, known.exit_code
 
@@ -238,10 +185,25 @@ def report_errors(name, call) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    answered = _answer_without_a_subcommand(argv)
-    if answered is not None:
-        return answered
+    if not argv:  # no subcommand: a bad command line (exit 2), the usage on stderr
+        print(usage(), file=sys.stderr)
+        return EXIT_USAGE
     name = argv[0]
+    if name in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if name in ("--version", "-V", "version"):
+        import sarchat
+
+        print(f"sarchat {sarchat.__version__}")
+        return 0
+    if name not in SUBCOMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(SUBCOMMANDS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; choose from {', '.join(SUBCOMMANDS)}"
+        print(f"sarchat: error: unknown subcommand {name!r}{hint} (see `sarchat --help`)", file=sys.stderr)
+        return EXIT_USAGE
     _install_log_handler()
     return report_errors(name, lambda: importlib.import_module(SUBCOMMANDS[name][0]).run(argv[1:]))
 

@@ -86,8 +86,7 @@ def build_parser():
                              epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--output", default=DEFAULT_OUT, type=flags.output_folder("--output"),
                    help=f"output folder (default ./{DEFAULT_OUT})")
-    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
-                  help="deprecated: old spelling of --output (removed in 0.3.0)")
+    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"))
     p.add_argument("--images", type=flags.at_least(10), default=None,
                    help=f"synthetic images, train + test, at least 10 (default {DEFAULT_IMAGES}; {TINY_IMAGES} with --tiny)")
     p.add_argument("--seed", default="0", help="seed of the synthetic data (default 0)")
@@ -101,21 +100,13 @@ def build_parser():
 # The output folder
 
 
-def key_path() -> str:
-    if os.environ.get(KEY_FILE_ENV):
-        return os.environ[KEY_FILE_ENV]
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(config_home, "sarchat", "demo.key")
-
-
 def signing_key() -> bytes:
     """This user's demo key: 32 random bytes in a file only the user can read, made on first use."""
-    path = key_path()
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    path = os.environ.get(KEY_FILE_ENV) or os.path.join(config_home, "sarchat", "demo.key")
     try:
         with open(path, "rb") as f:
-            key = f.read().strip()
-        if len(key) >= 32:
-            return key
+            return f.read().strip()
     except FileNotFoundError:
         pass
     except OSError as exc:
@@ -168,11 +159,12 @@ class Ledger:
         self.foreign = set(foreign)        # files (and folders) present before that are not ours
         self._seen = {}                    # relative path -> (size, mtime_ns) when last hashed
 
-    @staticmethod
-    def signature(key, out, token, config, files, dirs) -> str:
-        payload = json.dumps({"format": MARKER_FORMAT, "folder": os.path.realpath(out), "token": token,
-                              "config": config, "files": files, "dirs": sorted(dirs)}, sort_keys=True)
-        return hmac.new(key, payload.encode("utf-8"), hashlib.sha256).hexdigest()
+    def document(self) -> dict:
+        """demo.json, signed (HMAC-SHA256 of the list, its settings and token, and the folder's real path)."""
+        doc = {"format": MARKER_FORMAT, "config": self.config, "token": self.token, "files": self.files,
+               "dirs": sorted(self.dirs)}
+        payload = json.dumps({**doc, "folder": os.path.realpath(self.out)}, sort_keys=True)
+        return {**doc, "signature": hmac.new(signing_key(), payload.encode("utf-8"), hashlib.sha256).hexdigest()}
 
     @classmethod
     def load(cls, out):
@@ -186,21 +178,16 @@ class Ledger:
         if not isinstance(doc, dict) or doc.get("format") != MARKER_FORMAT:
             return None
         try:
-            token, config, files, dirs = doc["token"], doc["config"], doc["files"], doc["dirs"]
-            expected = cls.signature(signing_key(), out, token, config, files, dirs)
+            ledger = cls(out, doc["config"], doc["token"], doc["files"], doc["dirs"])
+            signed = hmac.compare_digest(doc["signature"], ledger.document()["signature"])
         except (KeyError, TypeError, ValueError):
             return None
-        if not isinstance(doc.get("signature"), str) or not hmac.compare_digest(doc["signature"], expected):
-            return None
-        return cls(out, config, token, files, dirs)
+        return ledger if signed else None
 
     def save(self):
-        doc = {"format": MARKER_FORMAT, "config": self.config, "token": self.token, "files": self.files,
-               "dirs": sorted(self.dirs)}
-        doc["signature"] = self.signature(signing_key(), self.out, self.token, self.config, self.files, self.dirs)
         from sarchat.transforms.fileio import write_text
 
-        write_text(os.path.join(self.out, MARKER), json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        write_text(os.path.join(self.out, MARKER), json.dumps(self.document(), indent=1, sort_keys=True) + "\n")
 
     def split_present(self):
         """Compare the folder with the list: listed files still as written stay ours, everything
@@ -233,16 +220,11 @@ class Ledger:
     def delete_listed(self):
         """Delete the listed files (checked by split_present) and the listed folders left empty."""
         for rel in sorted(self.files):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.out, *rel.split("/")))
-            except FileNotFoundError:
-                pass
         for rel in sorted(self.dirs, key=lambda d: d.count("/"), reverse=True):
-            try:
+            with contextlib.suppress(OSError):  # not empty: something of the user's is inside
                 os.rmdir(os.path.join(self.out, *rel.split("/")))
-            except OSError:  # not empty: something of the user's is inside
-                pass
-        self.files, self.dirs = {}, set()
 
 
 def prepare_out(out, config):
@@ -322,28 +304,10 @@ class Stage(NamedTuple):
         return " ".join(["sarchat", self.name.split()[0], *flags.command_words(self.config)])
 
 
-def _call(stage):
-    """(result, None), or (None, the exception) with its error line (or traceback) in the log. The
-    stage's own summary follows its output in the log, as its subcommand prints it."""
-    try:
-        started = time.time()
-        result = stage.call(stage.config)
-        if stage.summary is not None:
-            stage.summary(stage.config, result, time.time() - started)
-        return result, None
-    except KeyboardInterrupt:
-        raise
-    except Exception as error:  # noqa: BLE001 - reported by run_stage with the log
-        failure = failure_line(error)
-        if failure is None:
-            traceback.print_exc()
-        else:
-            print(error_line(stage.name.split()[0], failure[0]), file=sys.stderr)
-        return None, error
-
-
 def run_stage(index, total, stage, logs, verbose):
-    """Run one stage; print one line with its name, what it made and its seconds; raise StageFailed."""
+    """Run one stage; print one line with its name, what it made and its seconds; raise StageFailed.
+    Its log gets its output, then the subcommand's own summary (as `sarchat <stage>` prints it) or
+    its error line (a bug: its traceback)."""
     log_path = os.path.join(logs, stage.name.replace(" ", "-") + ".log")
     label = f"[{index}/{total}] {stage.name:<13}"
     # With progress on, the stage's progress (stderr) says what runs; the stage's line comes whole at
@@ -352,15 +316,24 @@ def run_stage(index, total, stage, logs, verbose):
     if not whole_line:
         print(label + ("\n" if verbose else ""), end="", flush=True)
     t0 = time.perf_counter()
+    error = None
     with progress.to_stream(sys.stderr, leave=verbose), _captured(log_path, verbose) as log:
         if log is not None:
             log.write(f"$ {stage.command}\n")
             log.flush()
-        result, error = _call(stage)
+        try:
+            result = stage.call(stage.config)
+            if stage.summary is not None:
+                stage.summary(stage.config, result, time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - reported below, with the log
+            error, failure = exc, failure_line(exc)
+            if failure is None:
+                traceback.print_exc()
+            else:
+                print(error_line(stage.name.split()[0], failure[0]), file=sys.stderr)
     seconds = time.perf_counter() - t0
     if error is not None:
         print((label if verbose or whole_line else "") + f" FAILED after {seconds:.1f} s", flush=True)
-        failure = failure_line(error)
         detail = one_line(failure[0]) if failure else f"{type(error).__name__}: {one_line(error)}"
         tail = "" if verbose else _tail(log_path)
         if tail:  # the progress stream shows what went wrong; the error line stays one line
@@ -372,7 +345,6 @@ def run_stage(index, total, stage, logs, verbose):
         what = ""
     line = f"{what:<52} {seconds:6.1f} s"
     print((label + " " + line) if verbose or whole_line else (" " + line), flush=True)
-    return seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,8 +358,7 @@ def _describe_synth(summary):
 
 
 def _describe_generate(manifest):
-    per = {split: sum(n for subsets in (c.get("by_task") or {}).values() for n in subsets.values() if isinstance(n, int))
-           for split, c in (manifest.get("counts") or {}).items()}
+    per = {split: c["dialogues"] for split, c in manifest["counts"].items()}
     order = {"train": 0, "val": 1, "test": 2}
     splits = sorted(per, key=lambda k: (order.get(k, 3), k))
     return f"{sum(per.values()):,} dialogues ({', '.join(f'{per[k]:,} {k}' for k in splits)}), 6 tasks"
@@ -413,48 +384,35 @@ def _describe_score(scored):
 
 def stages(out, images, seed, tiny, no_progress):
     """The demo's stages into the folder `out`: each stage function with its config."""
-    from sarchat.beam_pipelines.generate import GenerateConfig, generate
-    from sarchat.beam_pipelines.generate import print_summary as generate_summary
-    from sarchat.beam_pipelines.score import ScoreConfig, score
-    from sarchat.beam_pipelines.score import print_summary as score_summary
-    from sarchat.beam_pipelines.stats import StatsConfig, stats
-    from sarchat.beam_pipelines.stats import print_summary as stats_summary
-    from sarchat.beam_pipelines.synth import SynthConfig, synth
-    from sarchat.beam_pipelines.synth import print_summary as synth_summary
+    from sarchat.beam_pipelines import generate, score, stats, synth
     from sarchat.inference.config import InferenceConfig
     from sarchat.inference.run import infer
 
     data, dataset, stats_dir, runs, results, _ = (os.path.join(out, d) for d in SUBDIRS)
-    quiet = no_progress
-    generating = GenerateConfig(data, dataset, no_progress=quiet)
+    generating = generate.GenerateConfig(data, dataset, no_progress=no_progress)
     found = [
-        Stage("synth", SynthConfig(data, images=images, seed=seed, quiet=True, no_progress=quiet),
-              synth, _describe_synth, synth_summary),
+        Stage("synth", synth.SynthConfig(data, images=images, seed=seed, quiet=True, no_progress=no_progress),
+              synth.synth, _describe_synth, synth.print_summary),
         Stage("generate", dataclasses.replace(generating, formats="parquet", identify_variants=2) if tiny else generating,
-              generate, _describe_generate, generate_summary),
-        Stage("stats", StatsConfig(dataset, stats_dir, plots="none" if tiny else "png", no_progress=quiet),
-              stats, _describe_stats, stats_summary),
+              generate.generate, _describe_generate, generate.print_summary),
+        Stage("stats", stats.StatsConfig(dataset, stats_dir, plots="none" if tiny else "png", no_progress=no_progress),
+              stats.stats, _describe_stats, stats.print_summary),
     ]
     for b in BACKENDS:
         cfg = InferenceConfig(dataset=dataset, split="test", backend=b, output=os.path.join(runs, b),
-                              image_root=data, no_progress=quiet)
+                              image_root=data, no_progress=no_progress)
         cfg.check()
         found.append(Stage(f"infer {b}", cfg, lambda c: infer(c, flags.command_words(c)),
                            lambda _, d=cfg.output, b=b: _describe_infer(d, b)))
     predictions = tuple(os.path.join(runs, b, "predictions.parquet") for b in BACKENDS)
-    scoring = ScoreConfig(dataset, predictions, results, image_root=data, stats=stats_dir, no_progress=quiet)
+    scoring = score.ScoreConfig(dataset, predictions, results, image_root=data, stats=stats_dir,
+                                no_progress=no_progress)
     found.append(Stage("score", dataclasses.replace(scoring, bootstrap=200, samples=1) if tiny else scoring,
-                       score, _describe_score, score_summary))
+                       score.score, _describe_score, score.print_summary))
     return found
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def _leaderboard_text(board):
-    from sarchat.beam_pipelines.score import leaderboard_text
-
-    return "\n".join(leaderboard_text(board, ABOUT).splitlines()[1:])  # the demo's own heading says the rest
 
 
 def demo(config: DemoConfig) -> list:
@@ -481,7 +439,9 @@ def demo(config: DemoConfig) -> list:
         board = json.load(f)
     report = os.path.join(results, "report.html")
     print(f"\nDone in {total:.1f} s. Leaderboard (scores in %, overall = the paper's Eq. 4):\n")
-    print(_leaderboard_text(board))
+    from sarchat.beam_pipelines.score import leaderboard_text
+
+    print("\n".join(leaderboard_text(board, ABOUT).splitlines()[1:]))  # the demo's own heading says the rest
     print(f"\nReport (one self-contained HTML file: tables, charts, dataset statistics, samples with boxes):\n"
           f"  {report}\n  open file://{report} in a browser\n"
           f"Everything else is under {out}: data/ (images), dataset/ (dialogues), stats/, runs/ (predictions), "

@@ -55,14 +55,16 @@ class ExportConfig:
 _D = flags.defaults(ExportConfig)
 
 
-def _description(fmt):
-    if fmt == "vlmevalkit":
-        return "`sarchat export vlmevalkit`: write the test split as a VLMEvalKit custom dataset table."
-    return __doc__.split("\n\n")[0]
+VLMEVALKIT_DESCRIPTION = "`sarchat export vlmevalkit`: write the test split as a VLMEvalKit custom dataset table."
+USAGE = ("usage: sarchat export FORMAT [options]\n\nformats:\n"
+         "  lmms-eval   a task folder for `lmms-eval --include_path DIR --tasks sarchat_bench`\n"
+         "  vlmevalkit  a custom dataset table for VLMEvalKit's `run.py --data SARChatBench`\n\n"
+         "`sarchat export FORMAT --help` lists its options.")
 
 
 def build_parser(fmt="lmms-eval"):
-    p = flags.ArgumentParser(prog=f"sarchat export {fmt}", description=_description(fmt),
+    description = VLMEVALKIT_DESCRIPTION if fmt == "vlmevalkit" else __doc__.split("\n\n")[0]
+    p = flags.ArgumentParser(prog=f"sarchat export {fmt}", description=description,
                              epilog="The folder's files are listed in DIR/sarchat_export.json; a rerun into DIR "
                                     "replaces exactly those.")
     p.add_argument("--dataset", required=True, help="a `sarchat generate` output folder (its manifest.json lists the Parquet files)")
@@ -101,13 +103,6 @@ def adapter_name(text):
     return text
 
 
-def usage() -> str:
-    return ("usage: sarchat export FORMAT [options]\n\nformats:\n"
-            "  lmms-eval   a task folder for `lmms-eval --include_path DIR --tasks sarchat_bench`\n"
-            "  vlmevalkit  a custom dataset table for VLMEvalKit's `run.py --data SARChatBench`\n\n"
-            "`sarchat export FORMAT --help` lists its options.")
-
-
 def export(config: ExportConfig) -> dict:
     """The export stage: config.format's files for config.dataset's split in config.output; returns
     them ({file name: text or writer})."""
@@ -115,9 +110,8 @@ def export(config: ExportConfig) -> dict:
     from sarchat.transforms.fileio import check_no_overlap
     from sarchat.transforms.score import lmms_eval_export, vlmeval_export
 
-    check_no_overlap([("the dataset (--dataset)", config.dataset)], config.output)
-    if config.image_root:
-        check_no_overlap([("the image root (--image-root)", config.image_root)], config.output)
+    check_no_overlap([("the dataset (--dataset)", config.dataset),
+                      ("the image root (--image-root)", config.image_root)], config.output)  # None: skipped
     reading = ownership.reading(config.dataset)  # one dataset version, checked again before writing
     hint = not config.no_format_hint
     if config.format == "vlmevalkit":
@@ -136,10 +130,10 @@ def export(config: ExportConfig) -> dict:
 def run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:  # like `sarchat` alone: the usage, and the exit status of a bad command line
-        print(usage(), file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     if argv[0] in ("-h", "--help"):
-        print(usage())
+        print(USAGE)
         return 0
     fmt = argv[0]
     if fmt not in FORMATS:

@@ -35,7 +35,7 @@ class ArgumentParser(argparse.ArgumentParser):
         dest = f"_renamed_{target.dest}_{len(self._renamed)}"
         text = f"deprecated: old spelling of {new} (removed in {RENAMED_UNTIL})"
         if positional:
-            self.add_argument(dest, nargs="?", default=None, metavar=old, help=kwargs.pop("help", text), **kwargs)
+            self.add_argument(dest, nargs="?", default=None, metavar=old, help=text, **kwargs)
         elif isinstance(target, argparse._StoreTrueAction):  # pylint: disable=protected-access
             self.add_argument(old, dest=dest, action="store_true", default=None, help=text)
         else:
@@ -61,16 +61,17 @@ class ArgumentParser(argparse.ArgumentParser):
             for action, _ in self._required:
                 action.required = True
         for old, new, dest, new_dest, new_spellings in self._renamed:
-            old_value = getattr(args, dest, None)
-            if hasattr(args, dest):
-                delattr(args, dest)
+            old_value = vars(args).pop(dest, None)
             if old_value is None:
                 continue
             if any(w == n or w.startswith(n + "=") for w in words for n in new_spellings):
                 raise UsageError(f"{new} and its old spelling {old} both given: give {new} only "
                                  f"(see `{self.prog} --help`)")
             setattr(args, new_dest, old_value)
-            deprecation_note(self.prog, old, new)
+            # one line on stderr (never stdout, which may be a result)
+            shown = old if old.startswith("-") else f"the positional {old}"
+            print(f"{self.prog}: note: {shown} is now {new}; the old spelling will be removed in {RENAMED_UNTIL}",
+                  file=sys.stderr, flush=True)
         missing = [flag for action, flag in self._required if getattr(args, action.dest, None) in (None, [])]
         if missing:
             self.error(f"the following arguments are required: {', '.join(missing)}")
@@ -80,25 +81,26 @@ class ArgumentParser(argparse.ArgumentParser):
 RENAMED_UNTIL = "0.3.0"  # the release that drops the old spellings
 
 
-def deprecation_note(prog, old, new):
-    """The one line an old spelling prints (stderr; never stdout, which may be a result)."""
-    shown = old if old.startswith("-") else f"the positional {old}"
-    print(f"{prog}: note: {shown} is now {new}; the old spelling will be removed in {RENAMED_UNTIL}",
-          file=sys.stderr, flush=True)
+def _int_type(ok, rule, name):
+    """Type function for an integer that `ok(value)` accepts; `rule` says which, in the error."""
+    def check(text) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
+        return value
+
+    check.__name__ = name
+    return check
 
 
-def _int(text):
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def positive_int(text) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+positive_int = _int_type(lambda v: v >= 1, "must be a positive integer", "positive_int")
+non_negative_int = _int_type(lambda v: v >= 0, "must be 0 or more", "non_negative_int")
+# A seed is any non-negative integer: negative seeds are almost always a typo, and refusing them
+# keeps one spelling per seed (Python would accept -0 and 0 as the same seed).
+seed = non_negative_int
 
 
 def positive_int_or_auto(text):
@@ -111,40 +113,13 @@ def positive_int_or_auto(text):
         raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text!r}") from None
 
 
-def non_negative_int(text) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
-
-
-# A seed is any non-negative integer: negative seeds are almost always a typo, and refusing them
-# keeps one spelling per seed (Python would accept -0 and 0 as the same seed).
-seed = non_negative_int
-
-
 def at_least(low: int):
-    """Type function for an integer of at least `low`."""
-    def check(text) -> int:
-        value = _int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
-        return value
-
-    check.__name__ = f"int_at_least_{low}"
-    return check
+    return _int_type(lambda v: v >= low, f"must be at least {low}", f"int_at_least_{low}")
 
 
 def int_between(low: int, high: int):
     """Type function for an integer in low..high (both included)."""
-    def check(text) -> int:
-        value = _int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {text!r}")
-        return value
-
-    check.__name__ = f"int_{low}_to_{high}"
-    return check
+    return _int_type(lambda v: low <= v <= high, f"must be in {low}..{high}", f"int_{low}_to_{high}")
 
 
 def fraction(text) -> float:
@@ -173,11 +148,6 @@ def output_folder(flag="--output"):
 
     check.__name__ = "output_folder"
     return check
-
-
-def option_strings(parser) -> list:
-    """Every flag a parser defines (--input, --image_root, -h, ...)."""
-    return sorted(s for action in parser._actions for s in action.option_strings)
 
 
 def add_progress_flag(p):

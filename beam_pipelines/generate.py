@@ -139,25 +139,22 @@ def parse_category_map(text):
     return dict(sorted(out.items()))
 
 
+def _name_key(cat):
+    """A category entry's name as --category-map looks it up (lower case), None without a name."""
+    name = cat.get("name") if isinstance(cat, dict) else None
+    return name.strip().lower() if isinstance(name, str) else None
+
+
 def apply_category_map(splits, category_map):
     """The split plans with the pre-flight categories lists the pipeline reads renamed (the annotation
     files stay as they are). UsageError when a name of the map is in no split's categories (a typo
     would map nothing)."""
     if not category_map:
         return splits
-    seen = set()
-    renamed_splits = []
-    for s in splits:
-        renamed = []
-        for cat in s.categories:
-            name = cat.get("name") if isinstance(cat, dict) else None
-            key = name.strip().lower() if isinstance(name, str) else None
-            if key in category_map:
-                seen.add(key)
-                cat = {**cat, "name": category_map[key]}
-            renamed.append(cat)
-        renamed_splits.append(dataclasses.replace(s, categories=renamed))
-    missing = sorted(set(category_map) - seen)
+    renamed_splits = [dataclasses.replace(s, categories=[
+        {**cat, "name": category_map[_name_key(cat)]} if _name_key(cat) in category_map else cat
+        for cat in s.categories]) for s in splits]
+    missing = sorted(set(category_map) - {_name_key(cat) for s in splits for cat in s.categories})
     if missing:
         names = sorted({str(c.get("name")) for s in renamed_splits for c in s.categories if isinstance(c, dict)})
         raise UsageError(f"--category-map: {', '.join(repr(m) for m in missing)} is no category name of the "
@@ -389,7 +386,6 @@ def progress_of(splits):
 
 def summary_table(manifest, elapsed=None) -> str:
     lines = []
-    warnings = category_warnings(manifest)
     for split, c in manifest["counts"].items():
         lines.append(f"split {split}: {c['images']:,} images, {c['boxes']:,} boxes -> {c['dialogues']:,} dialogues")
         for task, subsets in c["by_task"].items():
@@ -403,7 +399,7 @@ def summary_table(manifest, elapsed=None) -> str:
                 lines.append(f"  {title}")
                 for reason, n in reasons.items():
                     lines.append(f"    {reason:<28} {n:>8,}")
-    lines += warnings
+    lines += category_warnings(manifest)
     if elapsed is not None:
         lines.append(f"wrote {', '.join(manifest['config']['formats'])} in {elapsed:.1f} s")
     return "\n".join(lines)

@@ -73,19 +73,6 @@ def _checkpoint(name):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _is_local(path) -> bool:
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems.get_filesystem(path).scheme() in (None, "file")
-
-
-def _read_text(path):
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as f:
-        return f.read().decode("utf-8")
-
-
 def _list_files(folder):
     """{path relative to folder: size} of every file under folder (recursive)."""
     from apache_beam.io.filesystems import FileSystems
@@ -95,11 +82,7 @@ def _list_files(folder):
         results = FileSystems.match([root + "**"])
     except Exception:  # nothing there (some filesystems raise on an empty match)
         return {}
-    out = {}
-    for md in results[0].metadata_list:
-        if md.path.startswith(root):
-            out[md.path[len(root):]] = md.size_in_bytes
-    return out
+    return {md.path[len(root):]: md.size_in_bytes for md in results[0].metadata_list if md.path.startswith(root)}
 
 
 def read_manifest(folder):
@@ -124,10 +107,7 @@ def is_complete(folder, expected_hash) -> bool:
     if not isinstance(manifest, dict) or manifest.get("dataset_version") != expected_hash:
         return False
     present = _list_files(folder)
-    for f in manifest.get("files", []):
-        if present.get(f["path"]) != f.get("bytes"):
-            return False
-    return True
+    return all(present.get(f["path"]) == f.get("bytes") for f in manifest.get("files", []))
 
 
 def check_latest(base):
@@ -136,7 +116,7 @@ def check_latest(base):
     from apache_beam.io.filesystems import FileSystems
 
     path = FileSystems.join(base, LATEST)
-    if _is_local(path) and os.path.isdir(path):
+    if fileio.is_local(path) and os.path.isdir(path):
         raise OutputError(f"{path} is a folder; it should be the one-line file naming the newest version "
                           f"({VERSION_PREFIX}<hash>): move it away and run again")
 
@@ -148,36 +128,23 @@ def read_latest(base):
     try:
         if not FileSystems.exists(path):
             return None
-        return _read_text(path).strip() or None
+        with FileSystems.open(path) as f:
+            return f.read().decode("utf-8").strip() or None
     except OSError:
         return None
 
 
 def write_latest(base, name):
-    """Point BASE/LATEST at version `name`. Local: temp file + os.replace (atomic); object stores write
-    an object whole on close, so readers see the old or the new content, never a part."""
-    from apache_beam.io.filesystems import FileSystems
-
+    """Point BASE/LATEST at version `name`, atomically (fileio.write_text: a local temporary renamed;
+    an object store writes an object whole on close, so readers see the old or the new content)."""
     check_latest(base)
-    path = FileSystems.join(base, LATEST)
-    data = (name + "\n").encode("utf-8")
-    if _is_local(path):
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-
-        fileio.atomic_write_local(path, write)
-    else:
-        with FileSystems.create(path) as f:
-            f.write(data)
+    fileio.write_text(fileio.join_path(base, LATEST), name + "\n")
 
 
 def _delete_tree(folder):
     from apache_beam.io.filesystems import FileSystems
 
-    if _is_local(folder):
+    if fileio.is_local(folder):
         if FileSystems.exists(folder):
             FileSystems.delete([folder])
         return
@@ -195,7 +162,7 @@ def move_tree(src, dst, atomic_rename=None):
     from apache_beam.io.filesystems import FileSystems
 
     if atomic_rename is None:
-        atomic_rename = _is_local(src) and _is_local(dst)
+        atomic_rename = fileio.is_local(src) and fileio.is_local(dst)
     if atomic_rename:
         os.rename(src, dst)
         return
@@ -207,12 +174,12 @@ def move_tree(src, dst, atomic_rename=None):
         batch = rest[batch_start:batch_start + 100]
         sources = [FileSystems.join(src, f) for f in batch]
         targets = [FileSystems.join(dst, f) for f in batch]
-        if _is_local(dst):
+        if fileio.is_local(dst):
             for t in targets:
                 os.makedirs(os.path.dirname(t), exist_ok=True)
         FileSystems.rename(sources, targets)
     _checkpoint("before_manifest_move")
-    if _is_local(dst):
+    if fileio.is_local(dst):
         os.makedirs(dst, exist_ok=True)
     FileSystems.rename([FileSystems.join(src, MANIFEST)], [FileSystems.join(dst, MANIFEST)])
     _delete_tree(src)

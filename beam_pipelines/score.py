@@ -38,6 +38,7 @@ output folder. --no-sample-files (old spelling --no-samples) writes no per-sampl
 --explain ID prints that sample's records of every model from DIR's samples_<task>.jsonl files
 (no scoring; exit 1 when no model has the id).
 """
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from typing import NamedTuple, Optional, Tuple
 
 from sarchat.beam_pipelines import flags
 from sarchat.transforms import ownership
-from sarchat.transforms.fileio import check_no_overlap
+from sarchat.transforms.fileio import check_no_overlap, read_bytes
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.transforms.errors import SarchatError
 
@@ -114,7 +115,7 @@ def build_parser():
 
 def explain_parser():
     p = flags.ArgumentParser(prog="sarchat score --explain",
-                                description="print one sample's per-model results from a score output folder")
+                             description="print one sample's per-model results from a score output folder")
     p.add_argument("--explain", required=True, metavar="ID", help="the sample id")
     p.add_argument("--output", required=True, help="a `sarchat score` output folder")
     return p
@@ -122,22 +123,12 @@ def explain_parser():
 
 def explain(argv):
     """`sarchat score --explain ID --output DIR`: no pipeline, only DIR's jsonl files are read."""
-    args = explain_parser().parse_args(argv)
     from sarchat.transforms.score.sample_lines import explain_text, find_sample
+
+    args = explain_parser().parse_args(argv)
 
     sys.stdout.write(explain_text(find_sample(args.output, args.explain)))
     return 0
-
-
-def settings_of(config, inputs):
-    """The pipeline's settings; `--num-buckets auto` counts the rows of the planned prediction files."""
-    from sarchat.transforms.score.id_buckets import auto_bucket_count
-    from sarchat.transforms.score.pipeline import ScoreSettings
-
-    num_buckets = config.num_buckets or auto_bucket_count(sum(f.rows for f in inputs.prediction_files))
-    return ScoreSettings(output_dir=config.output, split=config.split, num_buckets=num_buckets,
-                         bootstrap=config.bootstrap, seed=config.seed, write_samples=not config.no_sample_files,
-                         samples_per_task=config.samples, plots=config.plots)
 
 
 class Scored(NamedTuple):
@@ -152,7 +143,8 @@ def score(config: ScoreConfig, test=None) -> Scored:
     `test(pipeline, outputs)`, when given, is called before running so that a test can attach
     assertions (apache_beam.testing.util.assert_that) to the PCollections in `outputs` (metrics,
     breakdowns, rejects, leaderboard)."""
-    from sarchat.transforms.score.pipeline import ScorePredictions
+    from sarchat.transforms.score.id_buckets import auto_bucket_count
+    from sarchat.transforms.score.pipeline import ScorePredictions, ScoreSettings
     from sarchat.transforms.score.score_inputs import plan_score_inputs
     from sarchat.transforms.score.score_outputs import remove_stale_samples
 
@@ -162,7 +154,11 @@ def score(config: ScoreConfig, test=None) -> Scored:
     reading = ownership.reading(config.dataset)  # one dataset version, checked again at the end
     inputs = plan_score_inputs(config.dataset, config.split, config.predictions, config.adapter,
                                config.allow_version_mismatch, config.image_root, config.stats)
-    settings = settings_of(config, inputs)
+    # --num-buckets auto counts the rows of the planned prediction files
+    num_buckets = config.num_buckets or auto_bucket_count(sum(f.rows for f in inputs.prediction_files))
+    settings = ScoreSettings(output_dir=config.output, split=config.split, num_buckets=num_buckets,
+                             bootstrap=config.bootstrap, seed=config.seed, write_samples=not config.no_sample_files,
+                             samples_per_task=config.samples, plots=config.plots)
     with ownership.claim(config.output, "score", legacy=own_older_output, keep_on_failure=False) as claim:
         claim.remove_previous()  # what the last score run here wrote: nothing stale stays
         p = make_pipeline(config.beam_args)
@@ -179,7 +175,10 @@ def score(config: ScoreConfig, test=None) -> Scored:
         if prov.mismatch:
             print(f"sarchat score: warning: {m}: predictions made on dataset version {prov.version}, scored on "
                   f"{inputs.dataset_version} (--allow-version-mismatch)", file=sys.stderr)
-    return Scored(True, read_leaderboard(config.output))
+    try:
+        return Scored(True, json.loads(read_bytes(f"{config.output.rstrip('/')}/leaderboard.json")))
+    except (OSError, ValueError):
+        return Scored(True, None)
 
 
 def run(argv=None, test=None):
@@ -231,17 +230,6 @@ def progress_of(config, inputs):
     except (SarchatError, OSError, KeyError, TypeError, ValueError):
         pass  # an ad-hoc Parquet file or glob: no total, the count and rate only
     return "sarchat score: scoring", "score.samples", total, "samples"
-
-
-def read_leaderboard(output):
-    from sarchat.transforms.fileio import read_bytes
-
-    import json
-
-    try:
-        return json.loads(read_bytes(f"{output.rstrip('/')}/leaderboard.json"))
-    except (OSError, ValueError):
-        return None
 
 
 def leaderboard_text(board, notes=None) -> str:

@@ -46,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = flags.ArgumentParser(prog="sarchat synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--output", default=None, type=flags.output_folder("--output"),
                    help="output dataset root (created if missing)")
-    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"),
-                  help="deprecated: old spelling of --output (removed in 0.3.0)")
+    p.add_renamed("OUT", "--output", positional=True, type=flags.output_folder("OUT"))
     p.require("--output")
     p.add_argument("--images", type=flags.positive_int, default=_D["images"],
                    help="total number of images, train + test (default %(default)s)")
