@@ -77,10 +77,7 @@ def smooth_field(rng: np.random.Generator, h: int, w: int, cells: int, octaves: 
         grid = rng.standard_normal((c + 1, c + 1), dtype=np.float32)
         out += amp * _separable(_interp_matrix(lh, c + 1), grid, _interp_matrix(lw, c + 1))
         amp *= 0.5
-    out -= out.mean()
-    sd = float(out.std())
-    if sd > 0:
-        out /= sd
+    out = _standardise(out)
     if scale:
         out = np.exp(np.float32(scale) * out)
     return _upsample(out, h, w)
@@ -91,6 +88,11 @@ def smooth_curve(rng: np.random.Generator, n: int, cells: int) -> np.ndarray:
     v = np.einsum("ij,j->i", _interp_matrix(n, cells + 1), rng.standard_normal(cells + 1).astype(np.float32))
     v = v + 0.4 * np.einsum("ij,j->i", _interp_matrix(n, 2 * cells + 1),
                             rng.standard_normal(2 * cells + 1).astype(np.float32))
+    return _standardise(v)
+
+
+def _standardise(v):
+    """v (changed in place) shifted and scaled to zero mean and unit std, unless it is constant."""
     v -= v.mean()
     sd = float(v.std())
     return v / sd if sd > 0 else v

@@ -144,13 +144,9 @@ SCALE_EXT_P = (0.80, 0.15, 0.05)
 # log10 area ratio (median, spread) and log10 aspect ratio h/w (median, spread) per category:
 # aspect spreads reproduce the paper's Table 4 shares of broad / square / tall boxes; areas make
 # about half of the images keep a box under the description filter (paper Table 5).
-SCALE_AREA_LOG10 = {
-    "ship": (-2.33, 0.55), "aircraft": (-2.03, 0.45), "car": (-2.23, 0.40),
-    "tank": (-2.38, 0.45), "bridge": (-1.88, 0.50), "harbor": (-1.28, 0.45),
-}
-SCALE_ASPECT_LOG10 = {
-    "ship": (0.03, 0.35), "aircraft": (0.02, 0.125), "car": (0.033, 0.18),
-    "tank": (0.0, 0.085), "bridge": (0.072, 0.27), "harbor": (0.004, 0.17),
+SCALE_SHAPE_LOG10 = {
+    "ship": (-2.33, 0.55, 0.03, 0.35), "aircraft": (-2.03, 0.45, 0.02, 0.125), "car": (-2.23, 0.40, 0.033, 0.18),
+    "tank": (-2.38, 0.45, 0.0, 0.085), "bridge": (-1.88, 0.50, 0.072, 0.27), "harbor": (-1.28, 0.45, 0.004, 0.17),
 }
 MIXED_FRACTION = 0.12  # share of boxes whose category is shuffled across images (multi-category images)
 
@@ -194,8 +190,7 @@ def sardet_scale_annotations(split: str, n_images: int, n_boxes: int, seed: "int
     ext_idx = rng.choice(len(SCALE_EXTS), size=n_images, p=SCALE_EXT_P)
     W, H = sizes[img_of_box, 0], sizes[img_of_box, 1]
 
-    area_mu, area_sd = np.array([SCALE_AREA_LOG10[c] for c in CATEGORIES])[cats].T
-    ar_mu, ar_sd = np.array([SCALE_ASPECT_LOG10[c] for c in CATEGORIES])[cats].T
+    area_mu, area_sd, ar_mu, ar_sd = np.array([SCALE_SHAPE_LOG10[c] for c in CATEGORIES])[cats].T
     # boxes of one image share a resolution: a per-image offset on the area
     img_off = rng.normal(0.0, 0.25, n_images)[img_of_box]
     r = 10 ** np.clip(area_mu + img_off + area_sd * rng.standard_normal(n_boxes), -4.5, math.log10(0.6))

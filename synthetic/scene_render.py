@@ -138,8 +138,7 @@ def _place_ships(sc, n, image_offset, in_river=False, near=None):
                 cx, cy, tang, _ = sc.river_point(a)
                 angle = tang + rng.normal(0, 0.05)
                 width = sc.river[4]
-                length = min(_box_len(area, angle, k) * shrink, 0.9 * size)
-                length = min(length, 0.35 * width / k, 3.0 * width)
+                length = min(_box_len(area, angle, k) * shrink, 0.9 * size, 0.35 * width / k, 3.0 * width)
                 off = rng.uniform(-0.25, 0.25) * width
                 cx, cy = cx - math.sin(tang) * off, cy + math.cos(tang) * off
             else:
