@@ -8,7 +8,9 @@ import numpy as np
 from sarchat.synthetic.random_fields import db
 
 # ---------------------------------------------------------------------------------------------
-# Target geometry: primitives ("rect", "hull", "ring", "disc") and point scatterers
+# Target geometry: primitives and point scatterers. A primitive is a tuple: ("rect" or "hull", cx, cy,
+# angle, half length, half width, level) or ("ring" or "disc", cx, cy, radius, half width (0 for a
+# disc), level, look direction)
 
 
 def _rot(angle):
@@ -26,18 +28,14 @@ def _seg(x0, y0, x1, y1, hw, level):
 
 
 def _prim_bounds(p):
-    kind = p[0]
-    if kind in ("rect", "hull"):
+    if p[0] in ("rect", "hull"):
         _, cx, cy, a, hl, hw, _ = p
         c, s = _rot(a)
         ex = abs(hl * c) + abs(hw * s)
         ey = abs(hl * s) + abs(hw * c)
         return cx - ex, cy - ey, cx + ex, cy + ey
-    if kind == "ring":
-        _, cx, cy, r, hw, _, _ = p
-        return cx - r - hw, cy - r - hw, cx + r + hw, cy + r + hw
-    _, cx, cy, r, _ = p  # disc
-    return cx - r, cy - r, cx + r, cy + r
+    _, cx, cy, r, hw, _, _ = p
+    return cx - r - hw, cy - r - hw, cx + r + hw, cy + r + hw
 
 
 def target_bounds(prims):
@@ -74,11 +72,10 @@ def _coverage(p, px, py, rng=None, blocks=None):
             gains = db(rng.normal(0.0, spread, n)).astype(np.float32)
             mod = mod * gains[np.clip(((u + hl) / bl).astype(np.int64), 0, n - 1)]
         return cov, level * mod
+    _, _, _, r, hw, level, look = p
     d = np.sqrt(dx * dx + dy * dy)
     if kind == "disc":
-        _, _, _, r, level = p
         return np.clip(r - d + 0.5, 0.0, 1.0), level
-    _, _, _, r, hw, level, look = p  # ring
     # wall-ground dihedral: brightest facing the radar and on the far side, dim at the flanks
     c, s = _rot(look)
     cosang = (dx * c + dy * s) / np.maximum(d, 1e-3)
@@ -148,7 +145,7 @@ def make_tank(rng, cx, cy, radius, look, level):
     hw = max(0.7, radius * 0.12)
     r = max(radius - hw, 1.0)
     prims = [("ring", float(cx), float(cy), float(r), float(hw), float(level), float(look)),
-             ("disc", float(cx), float(cy), float(r), float(level * 0.12))]
+             ("disc", float(cx), float(cy), float(r), 0.0, float(level * 0.12), float(look))]
     c, s = _rot(look)
     ang = look + np.concatenate([rng.normal(math.pi, 0.35, 3), rng.normal(0.0, 0.35, 2)])
     x = cx + r * np.cos(ang)

@@ -125,6 +125,16 @@ def _box_len(area, angle, k):
     return math.sqrt(area / max((c + k * s) * (s + k * c), 1e-6))
 
 
+def _near(rng, size, anchor, spread, dim):
+    """A random centre at spread times the larger of dim and the anchor's extent from anchor (x, y,
+    extent), in a random direction; anywhere in the image without an anchor."""
+    if anchor is None:
+        return rng.uniform(0, size), rng.uniform(0, size)
+    d = rng.uniform(*spread) * max(dim, anchor[2])
+    th = rng.uniform(0, 2 * math.pi)
+    return anchor[0] + d * math.cos(th), anchor[1] + d * math.sin(th)
+
+
 def _place_ships(sc, n, image_offset, in_river=False, near=None):
     rng, size = sc.rng, sc.size
     last = None
@@ -144,15 +154,10 @@ def _place_ships(sc, n, image_offset, in_river=False, near=None):
             else:
                 angle = rng.uniform(0, math.pi)
                 if last is not None and rng.random() < 0.4:  # convoy / anchorage: same heading, close by
-                    angle = last[2] + rng.normal(0, 0.15)
+                    angle = last[3] + rng.normal(0, 0.15)
                 length = min(_box_len(area, angle, k) * shrink, 0.85 * size)
                 anchor = near if (near is not None and rng.random() < 0.7) else (last if (last is not None and rng.random() < 0.35) else None)
-                if anchor is not None:
-                    d = rng.uniform(0.8, 3.0) * max(length, anchor[3])
-                    th = rng.uniform(0, 2 * math.pi)
-                    cx, cy = anchor[0] + d * math.cos(th), anchor[1] + d * math.sin(th)
-                else:
-                    cx, cy = rng.uniform(0, size), rng.uniform(0, size)
+                cx, cy = _near(rng, size, anchor, (0.8, 3.0), length)
             length = max(length, 8.0)
             target = make_ship(rng, cx, cy, angle, length, k, db(rng.uniform(-9, -4)))
             if not sc.fits(target_bounds(target["prims"])):
@@ -166,7 +171,7 @@ def _place_ships(sc, n, image_offset, in_river=False, near=None):
             if not in_river and rng.random() < 0.4:  # a faint turbulent wake astern
                 target["wake"] = (cx - c * hl, cy - s * hl, angle + math.pi, length * rng.uniform(1.0, 3.0), hw)
             sc.accept("ship", target)
-            last = (cx, cy, angle, length)
+            last = (cx, cy, length, angle)
             break
 
 
@@ -187,12 +192,7 @@ def _place_cluster(sc, category, n, image_offset, spread, near=None):
                 dim = min(max(_box_len(area, angle, k) * shrink, 5.0), 0.3 * size)
             else:
                 dim = min(max(math.sqrt(area) * shrink, 6.0), 0.6 * size)
-            if last is not None and rng.random() < 0.85:
-                d = rng.uniform(*spread) * max(dim, last[2])
-                th = rng.uniform(0, 2 * math.pi)
-                cx, cy = last[0] + d * math.cos(th), last[1] + d * math.sin(th)
-            else:
-                cx, cy = rng.uniform(0, size), rng.uniform(0, size)
+            cx, cy = _near(rng, size, last if (last is not None and rng.random() < 0.85) else None, spread, dim)
             if category == "aircraft":
                 heading = angle0 + (rng.normal(0, 0.2) if rng.random() < 0.6 else rng.uniform(0, 2 * math.pi))
                 target = make_aircraft(rng, cx, cy, heading, dim, db(rng.uniform(-12, -7)))
@@ -246,7 +246,7 @@ def _place_harbor(sc, image_offset):
         target = make_harbor(rng, x, y, tan, sea, width, pier, db(rng.uniform(-5, -1)))
         if sc.fits(target_bounds(target["prims"])):
             sc.accept("harbor", target)
-            return (x + sea[0] * pier * 0.6, y + sea[1] * pier * 0.6, 0.0, width)
+            return (x + sea[0] * pier * 0.6, y + sea[1] * pier * 0.6, width)
     return None
 
 
@@ -345,17 +345,15 @@ def _add_apron(sc, phi, off, d):
     c = size / 2.0
     cs, sn = math.cos(phi), math.sin(phi)
     along = (sc.xx - c) * cs + (sc.yy - c) * sn
-    corners = []
-    for (cat, _), (x0, y0, x1, y1) in zip(sc.targets, sc.boxes):
-        if cat in ("aircraft", "car"):
-            for x, y in ((x0, y0), (x0, y1), (x1, y0), (x1, y1)):
-                corners.append(((x - c) * cs + (y - c) * sn, -(x - c) * sn + (y - c) * cs - off))
-    if not corners:
+    boxes = [box for (cat, _), box in zip(sc.targets, sc.boxes) if cat in ("aircraft", "car")]
+    if not boxes:
         return
-    cu = np.array(corners)
+    b = np.array(boxes)
+    x, y = b[:, [0, 0, 2, 2]] - c, b[:, [1, 3, 1, 3]] - c  # the corners of the boxes
+    u, v = x * cs + y * sn, -x * sn + y * cs - off  # in the runway frame
     m = 0.04 * size + 4
-    u0, u1 = cu[:, 0].min() - m, cu[:, 0].max() + m
-    v0, v1 = cu[:, 1].min() - m, cu[:, 1].max() + m
+    u0, u1 = u.min() - m, u.max() + m
+    v0, v1 = v.min() - m, v.max() + m
     au = np.clip(np.minimum(along - u0, u1 - along) + 0.5, 0, 1)
     av = np.clip(np.minimum(d - v0, v1 - d) + 0.5, 0, 1)
     np.maximum(sc.tarmac, au * av, out=sc.tarmac)
