@@ -44,8 +44,8 @@ import numpy as np
 from PIL import Image
 
 # The constants are part of this module's API (synth.py and the tests read them here).
-from sarchat.synthetic.constants import (CAT_ID, COCO_CATEGORIES, DEFAULT_IMAGES, DEFAULT_TEST_FRACTION,  # noqa: F401
-                                         SARDET_SCALE, SYNTH_VERSION, TABLE1_COUNTS)
+from sarchat.synthetic.constants import (DEFAULT_IMAGES, DEFAULT_TEST_FRACTION, SARDET_SCALE,  # noqa: F401
+                                         SYNTH_VERSION, TABLE1_COUNTS)
 from sarchat.synthetic.random_fields import largest_remainder, rng_for
 from sarchat.synthetic.scene_plan import plan_split, split_sizes
 from sarchat.synthetic.scene_render import render_scene, scene_annotations
@@ -59,7 +59,7 @@ def _coco(description, seed, split, images, annotations):
     info = {"description": description, "generator": "sarchat synth", "version": SYNTH_VERSION, "seed": str(seed),
             "split": split}
     return {"info": info, "images": images, "annotations": annotations,
-            "categories": [dict(c) for c in COCO_CATEGORIES]}
+            "categories": [{"id": i, "name": name, "supercategory": "sar_target"} for i, name in enumerate(CATEGORIES)]}
 
 
 def _render(job):
@@ -80,7 +80,7 @@ def _coco_split(seed, split: str, plan: list, anns_per_image: list) -> dict:
         images.append({"id": image_id, "file_name": item["file_name"], "width": item["size"], "height": item["size"]})
         for cat, (x, y, w, h) in anns:
             annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": CAT_ID[cat],
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": CATEGORIES.index(cat),
                 "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h), "iscrowd": 0,
             })
     return _coco("SARChat-Bench synthetic SAR dataset (SARDet-100K layout)", seed, split, images, annotations)
