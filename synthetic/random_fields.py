@@ -49,7 +49,7 @@ def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bilinear resize of a float32 map (Pillow, deterministic)."""
     if a.shape == (h, w):
         return a
-    im = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.BILINEAR)
+    im = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.Resampling.BILINEAR)
     return np.array(im, dtype=np.float32)  # a writable copy
 
 

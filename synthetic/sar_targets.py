@@ -259,5 +259,9 @@ def _convolve_sep(img, k):
     r = len(k) // 2
     for _ in range(2):  # along the rows, then (transposed) along the columns
         pad = np.pad(img, ((0, 0), (r, r)))
-        img = sum(kv * pad[:, i:i + img.shape[1]] for i, kv in enumerate(k) if kv).T
+        out = np.zeros_like(img)
+        for i, kv in enumerate(k):
+            if kv:
+                out += kv * pad[:, i:i + img.shape[1]]
+        img = out.T
     return img

@@ -108,7 +108,7 @@ def write_synthetic_dataset(root, n_images: int = DEFAULT_IMAGES, seed: "int | s
     """
     n_train, n_test = split_sizes(int(n_images), float(test_fraction))
     pool = ProcessPoolExecutor(max_workers=int(workers)) if workers and workers > 1 else None
-    summary = {"root": str(root), "seed": str(seed), "splits": {}}
+    summary: dict = {"root": str(root), "seed": str(seed), "splits": {}}
     with pool or contextlib.nullcontext():
         for split, n in (("train", n_train), ("test", n_test)):
             plan = plan_split(split, n, seed)

@@ -41,7 +41,6 @@ class _Scene:
         self.boxes = []  # planned boxes (x0, y0, x1, y1) for overlap checks
         self.yy = (np.arange(size, dtype=np.float32) + 0.5)[:, None]
         self.xx = (np.arange(size, dtype=np.float32) + 0.5)[None, :]
-        self.coast = self.river = None
 
     # -- surfaces -----------------------------------------------------------------------------
     def _curve(self, amplitude, cells):
