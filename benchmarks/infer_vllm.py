@@ -19,7 +19,7 @@ Each figure is samples/s over the whole split; the two sides alternate, `--repea
 ratio of the medians is printed (>= 1.0 means ours is as fast), with `extra_s`: the seconds a run of
 ours takes beyond the raw loop over the split (its fixed cost, when the per-sample work is equal). The model is a tiny random
 checkpoint built here (tests.tiny_llava / tiny_qwen2vl) unless --model names one; the
-data are sarchat.synthetic.fixture's (no Beam needed in the vLLM environment).
+data are tests.fixture_dataset's (no Beam needed in the vLLM environment).
 """
 import argparse
 import asyncio
@@ -257,7 +257,7 @@ def main(argv=None):
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from sarchat.synthetic.fixture import write_fixture_dataset
+    from tests.fixture_dataset import write_fixture_dataset
 
     with tempfile.TemporaryDirectory(prefix="infer_vllm_") as workdir:
         dataset = args.dataset or write_fixture_dataset(os.path.join(workdir, "data"), n_images=args.images,

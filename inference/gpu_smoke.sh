@@ -69,8 +69,8 @@ if "$PYTHON" -c "import apache_beam" 2>/dev/null; then
   "${SARCHAT[@]}" generate --input "$WORK/sardet" --output "$WORK/generated" --splits test --formats parquet
   DATASET="$WORK/generated"
 else
-  echo "apache-beam not installed: using the Beam-free fixture writer (synthetic/fixture.py)"
-  DATASET="$("$PYTHON" -m sarchat.synthetic.fixture "$WORK/fixture" --images "$IMAGES" | tail -1)"
+  echo "apache-beam not installed: using the Beam-free fixture writer (tests/fixture_dataset.py)"
+  DATASET="$("$PYTHON" -m tests.fixture_dataset "$WORK/fixture" --images "$IMAGES" | tail -1)"
 fi
 
 step "tiny random Qwen2-VL checkpoint (no download)"

@@ -1,7 +1,5 @@
 """Constants shared by the synthetic generator's modules: the paper's Table 1 counts, SARDet-100K
-scale, COCO categories and the default dataset size."""
-from sarchat.transforms.categories import CATEGORIES
-
+scale and the default dataset size."""
 SYNTH_VERSION = 1
 
 # Paper Table 1: boxes per category (ship, aircraft, car, tank, bridge, harbor).
@@ -11,9 +9,6 @@ TABLE1_COUNTS = {
 }
 # SARDet-100K scale (images, boxes) per split.
 SARDET_SCALE = {"train": (94493, 198747), "val": (10492, 22703), "test": (11613, 24023)}
-
-COCO_CATEGORIES = [{"id": i, "name": name, "supercategory": "sar_target"} for i, name in enumerate(CATEGORIES)]
-CAT_ID = {name: i for i, name in enumerate(CATEGORIES)}
 
 DEFAULT_IMAGES = 200
 DEFAULT_TEST_FRACTION = 0.12

@@ -7,6 +7,7 @@ import functools
 import hashlib
 
 import numpy as np
+from PIL import Image
 
 # ---------------------------------------------------------------------------------------------
 # Determinism helpers
@@ -22,8 +23,6 @@ def rng_for(seed, *parts) -> np.random.Generator:
 def largest_remainder(total: int, weights) -> np.ndarray:
     """Integers proportional to weights that sum exactly to total (Hamilton's method, ties by order)."""
     w = np.asarray(weights, dtype=np.float64)
-    if total <= 0 or w.sum() <= 0:
-        return np.zeros(len(w), dtype=np.int64)
     quota = total * w / w.sum()
     base = np.floor(quota).astype(np.int64)
     rest = int(total - base.sum())
@@ -46,19 +45,11 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
-def _separable(a, g, b):
-    """a @ g @ b.T with numpy's own loops: no BLAS, so no thread start-up cost on these small
-    products and the same bits whatever the BLAS thread count."""
-    return np.einsum("jk,lk->jl", np.einsum("ij,jk->ik", a, g), b)
-
-
 def _upsample(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bilinear resize of a float32 map (Pillow, deterministic)."""
-    from PIL import Image
-
     if a.shape == (h, w):
         return a
-    im = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.BILINEAR)
+    im = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.Resampling.BILINEAR)
     return np.array(im, dtype=np.float32)  # a writable copy
 
 
@@ -75,12 +66,12 @@ def smooth_field(rng: np.random.Generator, h: int, w: int, cells: int, octaves: 
     for k in range(octaves):
         c = cells * 2 ** k
         grid = rng.standard_normal((c + 1, c + 1), dtype=np.float32)
-        out += amp * _separable(_interp_matrix(lh, c + 1), grid, _interp_matrix(lw, c + 1))
+        # rows @ grid @ cols.T with numpy's own loops: no BLAS, so no thread start-up cost on these
+        # small products and the same bits whatever the BLAS thread count
+        rows, cols = _interp_matrix(lh, c + 1), _interp_matrix(lw, c + 1)
+        out += amp * np.einsum("jk,lk->jl", np.einsum("ij,jk->ik", rows, grid), cols)
         amp *= 0.5
-    out -= out.mean()
-    sd = float(out.std())
-    if sd > 0:
-        out /= sd
+    out = _standardise(out)
     if scale:
         out = np.exp(np.float32(scale) * out)
     return _upsample(out, h, w)
@@ -91,6 +82,11 @@ def smooth_curve(rng: np.random.Generator, n: int, cells: int) -> np.ndarray:
     v = np.einsum("ij,j->i", _interp_matrix(n, cells + 1), rng.standard_normal(cells + 1).astype(np.float32))
     v = v + 0.4 * np.einsum("ij,j->i", _interp_matrix(n, 2 * cells + 1),
                             rng.standard_normal(2 * cells + 1).astype(np.float32))
+    return _standardise(v)
+
+
+def _standardise(v):
+    """v (changed in place) shifted and scaled to zero mean and unit std, unless it is constant."""
     v -= v.mean()
     sd = float(v.std())
     return v / sd if sd > 0 else v

@@ -8,7 +8,9 @@ import numpy as np
 from sarchat.synthetic.random_fields import db
 
 # ---------------------------------------------------------------------------------------------
-# Target geometry: primitives ("rect", "hull", "ring", "disc") and point scatterers
+# Target geometry: primitives and point scatterers. A primitive is a tuple: ("rect" or "hull", cx, cy,
+# angle, half length, half width, level) or ("ring" or "disc", cx, cy, radius, half width (0 for a
+# disc), level, look direction)
 
 
 def _rot(angle):
@@ -26,20 +28,14 @@ def _seg(x0, y0, x1, y1, hw, level):
 
 
 def _prim_bounds(p):
-    kind = p[0]
-    if kind in ("rect", "hull"):
+    if p[0] in ("rect", "hull"):
         _, cx, cy, a, hl, hw, _ = p
         c, s = _rot(a)
         ex = abs(hl * c) + abs(hw * s)
         ey = abs(hl * s) + abs(hw * c)
         return cx - ex, cy - ey, cx + ex, cy + ey
-    if kind == "ring":
-        _, cx, cy, r, hw, _, _ = p
-        return cx - r - hw, cy - r - hw, cx + r + hw, cy + r + hw
-    if kind == "disc":
-        _, cx, cy, r, _ = p
-        return cx - r, cy - r, cx + r, cy + r
-    raise ValueError(kind)
+    _, cx, cy, r, hw, _, _ = p
+    return cx - r - hw, cy - r - hw, cx + r + hw, cy + r + hw
 
 
 def target_bounds(prims):
@@ -56,47 +52,34 @@ def _coverage(p, px, py, rng=None, blocks=None):
     along their axis (deck sections, containers, wing panels: a patchy, not uniform, return).
     """
     kind = p[0]
+    dx, dy = px - p[1], py - p[2]
     if kind in ("rect", "hull"):
-        _, cx, cy, a, hl, hw, _ = p
+        _, _, _, a, hl, hw, level = p
         c, s = _rot(a)
-        dx, dy = px - cx, py - cy
         u = dx * c + dy * s
         v = -dx * s + dy * c
+        half, mod = hw, 1.0
         if kind == "hull":
             t = np.clip(u / hl, -1.0, 1.0)
             half = hw * np.sqrt(np.clip(np.where(t > 0, 1.0 - t * t, 1.0 - t ** 6), 0.0, 1.0))
             half = np.maximum(half, 0.5 * np.minimum(hw, 1.0))
-        else:
-            half = hw
-        cov = np.clip(hl - np.abs(u) + 0.5, 0.0, 1.0) * np.clip(half - np.abs(v) + 0.5, 0.0, 1.0)
-        mod = 1.0
-        if kind == "hull":  # the hull side / sea surface dihedral is brighter than the deck
+            # the hull side / sea surface dihedral is brighter than the deck
             mod = 0.6 + 1.4 * np.clip(np.abs(v) / np.maximum(half, 0.5), 0.0, 1.0) ** 4
+        cov = np.clip(hl - np.abs(u) + 0.5, 0.0, 1.0) * np.clip(half - np.abs(v) + 0.5, 0.0, 1.0)
         if rng is not None and blocks is not None:
             bl, spread = blocks
             n = int(math.ceil(2 * hl / bl)) + 1
             gains = db(rng.normal(0.0, spread, n)).astype(np.float32)
             mod = mod * gains[np.clip(((u + hl) / bl).astype(np.int64), 0, n - 1)]
-        return cov, mod
-    if kind == "ring":
-        _, cx, cy, r, hw, _, look = p
-        dx, dy = px - cx, py - cy
-        d = np.sqrt(dx * dx + dy * dy)
-        cov = np.clip(hw - np.abs(d - r) + 0.5, 0.0, 1.0)
-        # wall-ground dihedral: brightest facing the radar and on the far side, dim at the flanks
-        c, s = _rot(look)
-        cosang = (dx * c + dy * s) / np.maximum(d, 1e-3)
-        return cov, 0.25 + 0.75 * cosang ** 2
+        return cov, level * mod
+    _, _, _, r, hw, level, look = p
+    d = np.sqrt(dx * dx + dy * dy)
     if kind == "disc":
-        _, cx, cy, r, _ = p
-        dx, dy = px - cx, py - cy
-        cov = np.clip(r - np.sqrt(dx * dx + dy * dy) + 0.5, 0.0, 1.0)
-        return cov, 1.0
-    raise ValueError(kind)
-
-
-def _level(p):
-    return p[6] if p[0] in ("rect", "hull") else (p[5] if p[0] == "ring" else p[4])
+        return np.clip(r - d + 0.5, 0.0, 1.0), level
+    # wall-ground dihedral: brightest facing the radar and on the far side, dim at the flanks
+    c, s = _rot(look)
+    cosang = (dx * c + dy * s) / np.maximum(d, 1e-3)
+    return np.clip(hw - np.abs(d - r) + 0.5, 0.0, 1.0), level * (0.25 + 0.75 * cosang ** 2)
 
 
 def _points_uv(cx, cy, angle, u, v):
@@ -123,25 +106,25 @@ def make_aircraft(rng, cx, cy, heading, span, level):
     hl = s * rng.uniform(0.44, 0.52)
     hw = max(0.7, s * 0.045)
     prims = [_rect(cx, cy, heading, hl, hw, level)]
+
+    def at(u, v):
+        return _points_uv(cx, cy, heading, u, v)
+
     u0 = s * rng.uniform(0.0, 0.12)
     sweep = s * rng.uniform(0.08, 0.28)
     tail_u = -0.88 * hl
     pts_uv = [(hl, 0.0), (-hl, 0.0)]
     for side in (-1.0, 1.0):
         tip = (u0 - sweep, side * s / 2.0)
-        x0, y0 = _points_uv(cx, cy, heading, u0, 0.0)
-        x1, y1 = _points_uv(cx, cy, heading, *tip)
-        prims.append(_seg(x0, y0, x1, y1, max(0.7, s * 0.05), level))
-        tx0, ty0 = _points_uv(cx, cy, heading, tail_u, 0.0)
-        tx1, ty1 = _points_uv(cx, cy, heading, tail_u - 0.06 * s, side * 0.17 * s)
-        prims.append(_seg(tx0, ty0, tx1, ty1, max(0.6, s * 0.03), level))
+        prims.append(_seg(*at(u0, 0.0), *at(*tip), max(0.7, s * 0.05), level))  # wing
+        prims.append(_seg(*at(tail_u, 0.0), *at(tail_u - 0.06 * s, side * 0.17 * s), max(0.6, s * 0.03), level))
         pts_uv.append(tip)
         for f in (0.36, 0.62) if s > 40 else (0.4,):
             pts_uv.append((u0 - sweep * f, side * f * s / 2.0))  # engines
     for f in np.linspace(-0.7, 0.8, int(np.clip(s / 8, 2, 8))):
         pts_uv.append((f * hl, 0.0))
     uv = np.asarray(pts_uv, dtype=np.float64)
-    x, y = _points_uv(cx, cy, heading, uv[:, 0], uv[:, 1])
+    x, y = at(uv[:, 0], uv[:, 1])
     amp = level * 10 ** rng.uniform(1.0, 2.0, len(uv))
     return {"prims": prims, "points": np.stack([x, y, amp], axis=1), "blocks": (rng.uniform(2.0, 4.0), 5.0)}
 
@@ -162,7 +145,7 @@ def make_tank(rng, cx, cy, radius, look, level):
     hw = max(0.7, radius * 0.12)
     r = max(radius - hw, 1.0)
     prims = [("ring", float(cx), float(cy), float(r), float(hw), float(level), float(look)),
-             ("disc", float(cx), float(cy), float(r), float(level * 0.12))]
+             ("disc", float(cx), float(cy), float(r), 0.0, float(level * 0.12), float(look))]
     c, s = _rot(look)
     ang = look + np.concatenate([rng.normal(math.pi, 0.35, 3), rng.normal(0.0, 0.35, 2)])
     x = cx + r * np.cos(ang)
@@ -172,17 +155,22 @@ def make_tank(rng, cx, cy, radius, look, level):
     return {"prims": prims, "points": np.stack([x, y, amp], axis=1), "shadow": shadow}
 
 
-def make_bridge(rng, cx, cy, angle, length, half_width, level, ghosts=True):
-    prims = [_rect(cx, cy, angle, length / 2.0, half_width, level)]
-    if ghosts:  # deck-water double bounce: a weaker parallel line over the water
-        off = half_width * rng.uniform(2.5, 4.0) * rng.choice((-1.0, 1.0))
-        gx, gy = _points_uv(cx, cy, angle, 0.0, off)
-        prims.append(_rect(gx, gy, angle, 0.35 * length, max(0.6, 0.6 * half_width), level * 0.35))
+def make_bridge(rng, cx, cy, angle, length, half_width, level):
+    # the deck, and its deck-water double bounce: a weaker parallel line over the water
+    off = half_width * rng.uniform(2.5, 4.0) * rng.choice((-1.0, 1.0))
+    gx, gy = _points_uv(cx, cy, angle, 0.0, off)
+    prims = [_rect(cx, cy, angle, length / 2.0, half_width, level),
+             _rect(gx, gy, angle, 0.35 * length, max(0.6, 0.6 * half_width), level * 0.35)]
     spacing = max(5.0, length / rng.uniform(6, 12))
     u = np.arange(-length / 2.0 + spacing / 2.0, length / 2.0, spacing)
     x, y = _points_uv(cx, cy, angle, u, np.zeros_like(u))
     amp = level * 10 ** rng.uniform(0.8, 1.6, u.size)
     return {"prims": prims, "points": np.stack([x, y, amp], axis=1), "blocks": (rng.uniform(3.0, 6.0), 3.0)}
+
+
+def _along(x0, y0, x1, y1, fractions):
+    """Points at the given fractions of the way from (x0, y0) to (x1, y1)."""
+    return [(x0 + (x1 - x0) * f, y0 + (y1 - y0) * f) for f in fractions]
 
 
 def make_harbor(rng, px, py, tangent, seaward, width, pier_len, level):
@@ -204,16 +192,14 @@ def make_harbor(rng, px, py, tangent, seaward, width, pier_len, level):
         x0, y0 = px + tx * o - nx * wq, py + ty * o - ny * wq
         x1, y1 = x0 + nx * ln, y0 + ny * ln
         prims.append(_seg(x0, y0, x1, y1, wp, level))
-        k = max(2, int(ln / 6))
-        f = np.linspace(0.15, 0.95, k)
-        pts += [(x0 + (x1 - x0) * fi, y0 + (y1 - y0) * fi) for fi in f]
+        pts += _along(x0, y0, x1, y1, np.linspace(0.15, 0.95, max(2, int(ln / 6))))
     if rng.random() < 0.65:  # breakwater
         d = pier_len * rng.uniform(1.1, 1.35)
         a, b = rng.uniform(-0.5, -0.2) * width, rng.uniform(0.25, 0.5) * width
         x0, y0 = px + tx * a + nx * d, py + ty * a + ny * d
         x1, y1 = px + tx * b + nx * d * rng.uniform(0.8, 1.0), py + ty * b + ny * d * rng.uniform(0.8, 1.0)
         prims.append(_seg(x0, y0, x1, y1, max(0.8, wp * 1.2), level * 0.8))
-        pts += [(x0 + (x1 - x0) * fi, y0 + (y1 - y0) * fi) for fi in np.linspace(0.05, 0.95, 5)]
+        pts += _along(x0, y0, x1, y1, np.linspace(0.05, 0.95, 5))
     cr = rng.uniform(-0.45, 0.45, int(rng.integers(3, 8))) * width  # cranes on the quay
     pts += [(px + tx * o - nx * wq, py + ty * o - ny * wq) for o in cr]
     p = np.asarray(pts, dtype=np.float64)
@@ -246,8 +232,8 @@ def render_target(target, h, w, rng=None):
     body = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
     mask = np.zeros(body.shape, dtype=bool)
     for p in target["prims"]:
-        cov, mod = _coverage(p, px, py, rng, target.get("blocks"))
-        np.maximum(body, cov * (_level(p) * mod), out=body)
+        cov, gain = _coverage(p, px, py, rng, target.get("blocks"))
+        np.maximum(body, cov * gain, out=body)
         if p[0] != "disc":
             mask |= cov >= 0.35
     rows = np.flatnonzero(mask.any(axis=1))
@@ -271,14 +257,11 @@ def _psf_kernel(res: float) -> np.ndarray:
 def _convolve_sep(img, k):
     """Separable 'same' convolution with zero padding (vectorised: one shifted add per tap)."""
     r = len(k) // 2
-    out = np.zeros_like(img)
-    pad = np.pad(img, ((0, 0), (r, r)))
-    for i, kv in enumerate(k):
-        if kv:
-            out += kv * pad[:, i:i + img.shape[1]]
-    pad = np.pad(out, ((r, r), (0, 0)))
-    out2 = np.zeros_like(img)
-    for i, kv in enumerate(k):
-        if kv:
-            out2 += kv * pad[i:i + img.shape[0], :]
-    return out2
+    for _ in range(2):  # along the rows, then (transposed) along the columns
+        pad = np.pad(img, ((0, 0), (r, r)))
+        out = np.zeros_like(img)
+        for i, kv in enumerate(k):
+            if kv:
+                out += kv * pad[:, i:i + img.shape[1]]
+        img = out.T
+    return img

@@ -33,16 +33,19 @@ JSON and image files on any machine with the same numpy/Pillow/zlib, whatever th
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from PIL import Image
 
 # The constants are part of this module's API (synth.py and the tests read them here).
-from sarchat.synthetic.constants import (CAT_ID, COCO_CATEGORIES, DEFAULT_IMAGES, DEFAULT_TEST_FRACTION,  # noqa: F401
-                                         SARDET_SCALE, SYNTH_VERSION, TABLE1_COUNTS)
+from sarchat.synthetic.constants import (DEFAULT_IMAGES, DEFAULT_TEST_FRACTION, SARDET_SCALE,  # noqa: F401
+                                         SYNTH_VERSION, TABLE1_COUNTS)
 from sarchat.synthetic.random_fields import largest_remainder, rng_for
 from sarchat.synthetic.scene_plan import plan_split, split_sizes
 from sarchat.synthetic.scene_render import render_scene, scene_annotations
@@ -52,97 +55,48 @@ from sarchat.transforms.categories import CATEGORIES
 # Datasets
 
 
-def _coco(images, annotations, info=None):
-    out = {}
-    if info is not None:
-        out["info"] = info
-    out["images"] = images
-    out["annotations"] = annotations
-    out["categories"] = [dict(c) for c in COCO_CATEGORIES]
-    return out
+def _coco(description, seed, split, images, annotations):
+    info = {"description": description, "generator": "sarchat synth", "version": SYNTH_VERSION, "seed": str(seed),
+            "split": split}
+    return {"info": info, "images": images, "annotations": annotations,
+            "categories": [{"id": i, "name": name, "supercategory": "sar_target"} for i, name in enumerate(CATEGORIES)]}
 
 
-def encode_image(img: np.ndarray, ext: str) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    im = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8))  # 2-D uint8 -> mode "L"
-    if ext == "png":
-        im.save(buf, format="PNG", compress_level=6)
-    elif ext == "bmp":
-        im.save(buf, format="BMP")
-    else:
-        im.save(buf, format="JPEG", quality=90, optimize=False, progressive=False)
-    return buf.getvalue()
-
-
-def image_file_name(split: str, item: dict) -> str:
-    return f"{split}_{item['index']:06d}.{item['ext']}"
-
-
-def render_image_record(seed, split: str, item: dict):
-    """Render and encode one planned image: (file_name, bytes, annotations)."""
+def _render(job):
+    """Render and encode one planned image (a top-level function: worker processes run it)."""
+    seed, split, item = job
     img, anns = render_scene(seed, split, item["index"], item["scene"], item["size"])
-    return image_file_name(split, item), encode_image(img, item["ext"]), anns
-
-
-def _render_job(args):
-    seed, split, item = args
-    return render_image_record(seed, split, item)
+    buf = io.BytesIO()
+    if item["ext"] == "png":
+        Image.fromarray(img).save(buf, format="PNG", compress_level=6)
+    else:
+        Image.fromarray(img).save(buf, format="JPEG", quality=90, optimize=False, progressive=False)
+    return buf.getvalue(), anns
 
 
 def _coco_split(seed, split: str, plan: list, anns_per_image: list) -> dict:
     images, annotations = [], []
-    ann_id = 1
     for image_id, (item, anns) in enumerate(zip(plan, anns_per_image), start=1):
-        images.append({"id": image_id, "file_name": image_file_name(split, item),
-                       "width": item["size"], "height": item["size"]})
+        images.append({"id": image_id, "file_name": item["file_name"], "width": item["size"], "height": item["size"]})
         for cat, (x, y, w, h) in anns:
             annotations.append({
-                "id": ann_id, "image_id": image_id, "category_id": CAT_ID[cat],
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": CATEGORIES.index(cat),
                 "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h), "iscrowd": 0,
             })
-            ann_id += 1
-    info = {"description": "SARChat-Bench synthetic SAR dataset (SARDet-100K layout)",
-            "generator": "sarchat synth", "version": SYNTH_VERSION, "seed": str(seed), "split": split}
-    return _coco(images, annotations, info)
+    return _coco("SARChat-Bench synthetic SAR dataset (SARDet-100K layout)", seed, split, images, annotations)
 
 
 def synth_annotations(split: str, n_images: int, seed=0) -> dict:
-    """The COCO dict `build_split` would write for this split, without drawing any image (fast)."""
+    """The COCO dict `write_synthetic_dataset` writes for this split, without drawing any image (fast)."""
     plan = plan_split(split, n_images, seed)
     anns = [scene_annotations(seed, split, it["index"], it["scene"], it["size"]) for it in plan]
     return _coco_split(seed, split, plan, anns)
 
 
-def build_split(seed, split: str, n_images: int, pool=None, write=None):
-    """COCO dict for one split and its encoded images.
-
-    Images go to write(file_name, bytes) as they are rendered when write is given (and the second
-    return value is None), else they are returned as a list [(file_name, bytes)] in id order.
-    """
-    plan = plan_split(split, n_images, seed)
-    jobs = [(seed, split, item) for item in plan]
-    results = pool.map(_render_job, jobs, chunksize=4) if pool is not None else map(_render_job, jobs)
-    files = [] if write is None else None
-    anns_per_image = []
-    for file_name, data, anns in results:
-        if write is None:
-            files.append((file_name, data))
-        else:
-            write(file_name, data)
-        anns_per_image.append(anns)
-    return _coco_split(seed, split, plan, anns_per_image), files
-
-
-def _dump_json(obj) -> bytes:
-    return (json.dumps(obj, separators=(",", ":"), sort_keys=False) + "\n").encode("utf-8")
-
-
-def _write_bytes(path, data: bytes):
+def _write_json(path, obj):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as fh:
-        fh.write(data)
+        fh.write((json.dumps(obj, separators=(",", ":")) + "\n").encode("utf-8"))
 
 
 def write_synthetic_dataset(root, n_images: int = DEFAULT_IMAGES, seed: "int | str" = 0,
@@ -153,39 +107,32 @@ def write_synthetic_dataset(root, n_images: int = DEFAULT_IMAGES, seed: "int | s
     called after each image is written (progress).
     """
     n_train, n_test = split_sizes(int(n_images), float(test_fraction))
-    pool = None
-    if workers and workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=int(workers))
-    summary = {"root": str(root), "seed": str(seed), "splits": {}}
-    try:
+    pool = ProcessPoolExecutor(max_workers=int(workers)) if workers and workers > 1 else None
+    summary: dict = {"root": str(root), "seed": str(seed), "splits": {}}
+    with pool or contextlib.nullcontext():
         for split, n in (("train", n_train), ("test", n_test)):
+            plan = plan_split(split, n, seed)
             image_dir = os.path.join(root, "JPEGImages", split)
             os.makedirs(image_dir, exist_ok=True)
-
-            def write(file_name, data, image_dir=image_dir):
-                with open(os.path.join(image_dir, file_name), "wb") as fh:
+            jobs = [(seed, split, item) for item in plan]
+            results = pool.map(_render, jobs, chunksize=4) if pool else map(_render, jobs)
+            anns_per_image = []
+            for item, (data, anns) in zip(plan, results):
+                with open(os.path.join(image_dir, item["file_name"]), "wb") as fh:
                     fh.write(data)
                 if on_image is not None:
                     on_image(1)
-
-            coco, _ = build_split(seed, split, n, pool=pool, write=write)
-            _write_bytes(os.path.join(root, "Annotations", f"{split}.json"), _dump_json(coco))
+                anns_per_image.append(anns)
+            coco = _coco_split(seed, split, plan, anns_per_image)
+            _write_json(os.path.join(root, "Annotations", f"{split}.json"), coco)
             per_cat = np.bincount([a["category_id"] for a in coco["annotations"]], minlength=len(CATEGORIES))
             summary["splits"][split] = {
                 "images": len(coco["images"]),
                 "boxes": len(coco["annotations"]),
                 "categories": {name: int(per_cat[i]) for i, name in enumerate(CATEGORIES)},
             }
-    finally:
-        if pool is not None:
-            pool.shutdown()
     return summary
 
-
-# ---------------------------------------------------------------------------------------------
-# SARDet-100K-scale annotations without images (for benchmarks)
 
 # ---------------------------------------------------------------------------------------------
 # SARDet-100K-scale annotations without images (for benchmarks)
@@ -197,13 +144,9 @@ SCALE_EXT_P = (0.80, 0.15, 0.05)
 # log10 area ratio (median, spread) and log10 aspect ratio h/w (median, spread) per category:
 # aspect spreads reproduce the paper's Table 4 shares of broad / square / tall boxes; areas make
 # about half of the images keep a box under the description filter (paper Table 5).
-SCALE_AREA_LOG10 = {
-    "ship": (-2.33, 0.55), "aircraft": (-2.03, 0.45), "car": (-2.23, 0.40),
-    "tank": (-2.38, 0.45), "bridge": (-1.88, 0.50), "harbor": (-1.28, 0.45),
-}
-SCALE_ASPECT_LOG10 = {
-    "ship": (0.03, 0.35), "aircraft": (0.02, 0.125), "car": (0.033, 0.18),
-    "tank": (0.0, 0.085), "bridge": (0.072, 0.27), "harbor": (0.004, 0.17),
+SCALE_SHAPE_LOG10 = {
+    "ship": (-2.33, 0.55, 0.03, 0.35), "aircraft": (-2.03, 0.45, 0.02, 0.125), "car": (-2.23, 0.40, 0.033, 0.18),
+    "tank": (-2.38, 0.45, 0.0, 0.085), "bridge": (-1.88, 0.50, 0.072, 0.27), "harbor": (-1.28, 0.45, 0.004, 0.17),
 }
 MIXED_FRACTION = 0.12  # share of boxes whose category is shuffled across images (multi-category images)
 
@@ -220,10 +163,9 @@ def sardet_scale_annotations(split: str, n_images: int, n_boxes: int, seed: "int
     if n_images < 0 or n_boxes < n_images or (n_images == 0 and n_boxes > 0):
         raise ValueError("need n_boxes >= n_images >= 0 (every image gets at least one box)")
     rng = rng_for(seed, "sardet-scale", split, n_images, n_boxes)
-    info = {"description": "SARDet-100K-scale synthetic annotations (no images)", "generator": "sarchat synth",
-            "version": SYNTH_VERSION, "seed": str(seed), "split": split}
+    description = "SARDet-100K-scale synthetic annotations (no images)"
     if n_images == 0:
-        return _coco([], [], info)
+        return _coco(description, seed, split, [], [])
 
     counts = largest_remainder(n_boxes, TABLE1_COUNTS.get(split, TABLE1_COUNTS["train"]))
     # boxes per image: 1 + heavy-tailed share of the rest
@@ -248,30 +190,22 @@ def sardet_scale_annotations(split: str, n_images: int, n_boxes: int, seed: "int
     ext_idx = rng.choice(len(SCALE_EXTS), size=n_images, p=SCALE_EXT_P)
     W, H = sizes[img_of_box, 0], sizes[img_of_box, 1]
 
-    area_mu = np.array([SCALE_AREA_LOG10[c][0] for c in CATEGORIES])[cats]
-    area_sd = np.array([SCALE_AREA_LOG10[c][1] for c in CATEGORIES])[cats]
-    ar_mu = np.array([SCALE_ASPECT_LOG10[c][0] for c in CATEGORIES])[cats]
-    ar_sd = np.array([SCALE_ASPECT_LOG10[c][1] for c in CATEGORIES])[cats]
+    area_mu, area_sd, ar_mu, ar_sd = np.array([SCALE_SHAPE_LOG10[c] for c in CATEGORIES])[cats].T
     # boxes of one image share a resolution: a per-image offset on the area
     img_off = rng.normal(0.0, 0.25, n_images)[img_of_box]
     r = 10 ** np.clip(area_mu + img_off + area_sd * rng.standard_normal(n_boxes), -4.5, math.log10(0.6))
     ar = 10 ** (ar_mu + ar_sd * rng.standard_normal(n_boxes))  # h / w
     area = r * W * H
     bw = np.sqrt(area / ar)
-    bh = bw * ar
-    bw = np.clip(bw, 2.0, W * 0.98)
-    bh = np.clip(bh, 2.0, H * 0.98)
-    bw = np.floor(bw * 10) / 10
-    bh = np.floor(bh * 10) / 10
+    bh = np.floor(np.clip(bw * ar, 2.0, H * 0.98) * 10) / 10
+    bw = np.floor(np.clip(bw, 2.0, W * 0.98) * 10) / 10
     bx = np.floor(rng.uniform(0.0, 1.0, n_boxes) * (W - bw) * 10) / 10
     by = np.floor(rng.uniform(0.0, 1.0, n_boxes) * (H - bh) * 10) / 10
     barea = np.round(bw * bh, 2)
 
-    width_l = sizes[:, 0].astype(np.int64).tolist()
-    height_l = sizes[:, 1].astype(np.int64).tolist()
     images = [
-        {"id": i + 1, "file_name": f"{split}_{i + 1:06d}.{SCALE_EXTS[e]}", "width": width_l[i], "height": height_l[i]}
-        for i, e in enumerate(ext_idx.tolist())
+        {"id": i + 1, "file_name": f"{split}_{i + 1:06d}.{SCALE_EXTS[e]}", "width": w, "height": h}
+        for i, ((w, h), e) in enumerate(zip(sizes.astype(np.int64).tolist(), ext_idx.tolist()))
     ]
     annotations = [
         {"id": k, "image_id": i, "category_id": c, "bbox": [x, y, w, h], "area": a, "iscrowd": 0}
@@ -279,14 +213,12 @@ def sardet_scale_annotations(split: str, n_images: int, n_boxes: int, seed: "int
             range(1, n_boxes + 1), (img_of_box + 1).tolist(), cats.tolist(),
             bx.tolist(), by.tolist(), bw.tolist(), bh.tolist(), barea.tolist())
     ]
-    return _coco(images, annotations, info)
+    return _coco(description, seed, split, images, annotations)
 
 
 def write_annotations_only(root, splits: dict) -> list:
     """Write ROOT/Annotations/<split>.json for each {split: coco dict}; no images. Returns the paths."""
-    paths = []
-    for split, coco in splits.items():
-        path = os.path.join(root, "Annotations", f"{split}.json")
-        _write_bytes(path, _dump_json(coco))
-        paths.append(path)
+    paths = [os.path.join(root, "Annotations", f"{split}.json") for split in splits]
+    for path, coco in zip(paths, splits.values()):
+        _write_json(path, coco)
     return paths

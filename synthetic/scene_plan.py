@@ -79,7 +79,7 @@ def split_sizes(n_images: int, test_fraction: float) -> tuple:
 
 
 def plan_split(split: str, n_images: int, seed) -> list:
-    """Per image: dict(index, scene, size, ext). Scene counts by largest remainder, then shuffled."""
+    """Per image: dict(index, scene, size, ext, file_name). Scene counts by largest remainder, then shuffled."""
     if n_images <= 0:
         return []
     rng = rng_for(seed, "plan", split, n_images)
@@ -99,7 +99,6 @@ def plan_split(split: str, n_images: int, seed) -> list:
     n_png = int(math.floor(n_images * PNG_FRACTION + 0.5))
     png = np.zeros(n_images, dtype=bool)
     png[rng.permutation(n_images)[:n_png]] = True
-    return [
-        {"index": i, "scene": SCENES[int(scenes[i])], "size": IMAGE_SIZES[int(sizes[i])], "ext": "png" if png[i] else "jpg"}
-        for i in range(n_images)
-    ]
+    exts = np.where(png, "png", "jpg")
+    return [{"index": i, "scene": SCENES[int(scenes[i])], "size": IMAGE_SIZES[int(sizes[i])], "ext": str(exts[i]),
+             "file_name": f"{split}_{i:06d}.{exts[i]}"} for i in range(n_images)]

@@ -1,30 +1,14 @@
 """One synthetic SAR image: scene layout (water, land, roads, target placement) and the imaging model
 (reflectivity, speckle, impulse response, log compression); see sarchat.synthetic.sardet_synth for why."""
 from __future__ import annotations
+from __future__ import annotations
 
 import math
 
 import numpy as np
-from sarchat.synthetic.random_fields import (
-    _upsample,
-    db,
-    rng_for,
-    smooth_curve,
-    smooth_field,
-)
-from sarchat.synthetic.sar_targets import (
-    _convolve_sep,
-    _patch,
-    _psf_kernel,
-    make_aircraft,
-    make_bridge,
-    make_car,
-    make_harbor,
-    make_ship,
-    make_tank,
-    render_target,
-    target_bounds,
-)
+from sarchat.synthetic.random_fields import _upsample, db, rng_for, smooth_curve, smooth_field
+from sarchat.synthetic.sar_targets import (_convolve_sep, _patch, _psf_kernel, make_aircraft, make_bridge, make_car,
+                                           make_harbor, make_ship, make_tank, render_target, target_bounds)
 from sarchat.synthetic.scene_plan import AREA_LOG10, LARGE_P, scene_composition
 
 # ---------------------------------------------------------------------------------------------
@@ -38,47 +22,51 @@ def _curve_at(grid, vals, a):
     return p, dp
 
 
+def _unit(x, y):
+    v = np.array([x, y])
+    return tuple((v / np.linalg.norm(v)).tolist())
+
+
 class _Scene:
     """Mutable state while one image is composed: masks, targets, planned boxes."""
 
     def __init__(self, rng, size):
         self.rng = rng
-        self.h = self.w = size
         self.size = size
+        self.look = rng.choice((0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi))  # range direction
         self.water = np.zeros((size, size), dtype=np.float32)
         self.tarmac = np.zeros((size, size), dtype=np.float32)
+        self.roads = None
         self.targets = []  # (category, target dict)
         self.boxes = []  # planned boxes (x0, y0, x1, y1) for overlap checks
         self.yy = (np.arange(size, dtype=np.float32) + 0.5)[:, None]
         self.xx = (np.arange(size, dtype=np.float32) + 0.5)[None, :]
-        self.coast = None
-        self.river = None
 
     # -- surfaces -----------------------------------------------------------------------------
-    def _frame(self, phi):
-        tx, ty = math.cos(phi), math.sin(phi)
-        nx, ny = -ty, tx
-        cx = cy = self.size / 2.0
-        along = (self.xx - cx) * tx + (self.yy - cy) * ty
-        across = (self.xx - cx) * nx + (self.yy - cy) * ny
-        return (tx, ty), (nx, ny), along, across
-
     def _curve(self, amplitude, cells):
-        n = 257
-        grid = np.linspace(-0.75 * self.size, 0.75 * self.size, n)
-        vals = amplitude * smooth_curve(self.rng, n, cells)
-        return grid, vals
+        """A smooth random line across the image in a random direction, its amplitude and number of
+        noise cells drawn from the (low, high) ranges: (tangent, normal, along, across, grid, vals)."""
+        rng = self.rng
+        phi = rng.uniform(0, 2 * math.pi)
+        tx, ty = math.cos(phi), math.sin(phi)
+        c = self.size / 2.0
+        along = (self.xx - c) * tx + (self.yy - c) * ty
+        across = (self.xx - c) * -ty + (self.yy - c) * tx
+        grid = np.linspace(-0.75 * self.size, 0.75 * self.size, 257)
+        vals = self.size * rng.uniform(*amplitude) * smooth_curve(rng, 257, int(rng.integers(*cells)))
+        return (tx, ty), (-ty, tx), along, across, grid, vals
+
+    def line_distance(self, phi, off):
+        """Signed distance of each pixel centre to the straight line at angle phi, off from the centre."""
+        c = self.size / 2.0
+        return (self.xx - c) * -math.sin(phi) + (self.yy - c) * math.cos(phi) - off
 
     def add_coast(self, land_fraction):
         """Land on one side of a smooth random coastline; the rest is water."""
-        rng = self.rng
-        phi = rng.uniform(0, 2 * math.pi)
-        t, n, along, across = self._frame(phi)
-        grid, vals = self._curve(self.size * rng.uniform(0.04, 0.10), int(rng.integers(3, 7)))
+        t, n, along, across, grid, vals = self._curve((0.04, 0.10), (3, 7))
         s = across + np.interp(along, grid, vals).astype(np.float32)
         offset = float(np.quantile(s[::8, ::8], 1.0 - land_fraction))
-        land = np.clip(s - offset + 0.5, 0.0, 1.0)
-        self.water = np.minimum(self.water + (1.0 - land), 1.0).astype(np.float32) if self.water.any() else (1.0 - land)
+        self.water = 1.0 - np.clip(s - offset + 0.5, 0.0, 1.0)
         self.coast = (t, n, grid, vals, offset)
 
     def coast_point(self, a):
@@ -88,19 +76,11 @@ class _Scene:
         c = self.size / 2.0
         across = offset - p
         x, y = c + a * tx + across * nx, c + a * ty + across * ny
-        tan = np.array([tx - dp * nx, ty - dp * ny])
-        tan /= np.linalg.norm(tan)
-        sea = -np.array([nx + dp * tx, ny + dp * ty])
-        sea /= np.linalg.norm(sea)
-        return x, y, (float(tan[0]), float(tan[1])), (float(sea[0]), float(sea[1]))
+        return x, y, _unit(tx - dp * nx, ty - dp * ny), _unit(-(nx + dp * tx), -(ny + dp * ty))
 
     def add_river(self, width):
-        rng = self.rng
-        phi = rng.uniform(0, 2 * math.pi)
-        t, n, along, across = self._frame(phi)
-        grid, vals = self._curve(self.size * rng.uniform(0.02, 0.07), int(rng.integers(2, 4)))
-        offset = rng.uniform(-0.25, 0.25) * self.size
-        vals = vals + offset
+        t, n, along, across, grid, vals = self._curve((0.02, 0.07), (2, 4))
+        vals = vals + self.rng.uniform(-0.25, 0.25) * self.size
         s = across - np.interp(along, grid, vals).astype(np.float32)
         self.water = np.clip(width / 2.0 - np.abs(s) + 0.5, 0.0, 1.0).astype(np.float32)
         self.river = (t, n, grid, vals, width)
@@ -114,19 +94,15 @@ class _Scene:
 
     # -- placement ----------------------------------------------------------------------------
     def surface_ok(self, xs, ys, want_water):
-        xi = np.clip(np.asarray(xs, dtype=np.float64).astype(np.int64), 0, self.w - 1)
-        yi = np.clip(np.asarray(ys, dtype=np.float64).astype(np.int64), 0, self.h - 1)
+        yi, xi = np.clip(np.asarray([ys, xs], dtype=np.float64).astype(np.int64), 0, self.size - 1)
         v = self.water[yi, xi]
         return bool(np.all(v > 0.75)) if want_water else bool(np.all(v < 0.25))
 
     def fits(self, box, gap=3.0, margin=2.0):
         x0, y0, x1, y1 = box
-        if x0 < margin or y0 < margin or x1 > self.w - margin or y1 > self.h - margin:
+        if x0 < margin or y0 < margin or x1 > self.size - margin or y1 > self.size - margin:
             return False
-        for b in self.boxes:
-            if x0 < b[2] + gap and b[0] < x1 + gap and y0 < b[3] + gap and b[1] < y1 + gap:
-                return False
-        return True
+        return not any(x0 < b[2] + gap and b[0] < x1 + gap and y0 < b[3] + gap and b[1] < y1 + gap for b in self.boxes)
 
     def accept(self, category, target):
         self.targets.append((category, target))
@@ -148,41 +124,42 @@ def _box_len(area, angle, k):
     return math.sqrt(area / max((c + k * s) * (s + k * c), 1e-6))
 
 
+def _near(rng, size, anchor, spread, dim):
+    """A random centre at spread times the larger of dim and the anchor's extent from anchor (x, y,
+    extent), in a random direction; anywhere in the image without an anchor."""
+    if anchor is None:
+        return rng.uniform(0, size), rng.uniform(0, size)
+    d = rng.uniform(*spread) * max(dim, anchor[2])
+    th = rng.uniform(0, 2 * math.pi)
+    return anchor[0] + d * math.cos(th), anchor[1] + d * math.sin(th)
+
+
 def _place_ships(sc, n, image_offset, in_river=False, near=None):
     rng, size = sc.rng, sc.size
     last = None
-    for i in range(n):
+    for _ in range(n):
         area = _sample_area(rng, "ship", size, n + len(sc.targets), image_offset)
         k = rng.uniform(0.10, 0.20)
-        shrink = 1.0
         for attempt in range(80):
-            if attempt and attempt % 16 == 0:
-                shrink *= 0.75
+            shrink = 0.75 ** (attempt // 16)
             if in_river:
                 a = rng.uniform(-0.45, 0.45) * size
                 cx, cy, tang, _ = sc.river_point(a)
                 angle = tang + rng.normal(0, 0.05)
                 width = sc.river[4]
-                length = min(_box_len(area, angle, k) * shrink, 0.9 * size)
-                length = min(length, 0.35 * width / k, 3.0 * width)
+                length = min(_box_len(area, angle, k) * shrink, 0.9 * size, 0.35 * width / k, 3.0 * width)
                 off = rng.uniform(-0.25, 0.25) * width
                 cx, cy = cx - math.sin(tang) * off, cy + math.cos(tang) * off
             else:
                 angle = rng.uniform(0, math.pi)
                 if last is not None and rng.random() < 0.4:  # convoy / anchorage: same heading, close by
-                    angle = last[2] + rng.normal(0, 0.15)
+                    angle = last[3] + rng.normal(0, 0.15)
                 length = min(_box_len(area, angle, k) * shrink, 0.85 * size)
                 anchor = near if (near is not None and rng.random() < 0.7) else (last if (last is not None and rng.random() < 0.35) else None)
-                if anchor is not None:
-                    d = rng.uniform(0.8, 3.0) * max(length, anchor[3])
-                    th = rng.uniform(0, 2 * math.pi)
-                    cx, cy = anchor[0] + d * math.cos(th), anchor[1] + d * math.sin(th)
-                else:
-                    cx, cy = rng.uniform(0, size), rng.uniform(0, size)
+                cx, cy = _near(rng, size, anchor, (0.8, 3.0), length)
             length = max(length, 8.0)
             target = make_ship(rng, cx, cy, angle, length, k, db(rng.uniform(-9, -4)))
-            box = target_bounds(target["prims"])
-            if not sc.fits(box):
+            if not sc.fits(target_bounds(target["prims"])):
                 continue
             c, s = math.cos(angle), math.sin(angle)
             hl, hw = length / 2, max(0.7, length * k / 2)
@@ -193,23 +170,19 @@ def _place_ships(sc, n, image_offset, in_river=False, near=None):
             if not in_river and rng.random() < 0.4:  # a faint turbulent wake astern
                 target["wake"] = (cx - c * hl, cy - s * hl, angle + math.pi, length * rng.uniform(1.0, 3.0), hw)
             sc.accept("ship", target)
-            last = (cx, cy, angle, length)
+            last = (cx, cy, length, angle)
             break
 
 
-def _place_cluster(sc, category, n, image_offset, near=None, spread=(1.3, 3.0)):
+def _place_cluster(sc, category, n, image_offset, spread, near=None):
     """Aircraft, cars or tanks on land, each close to the previous one (rows, farms, aprons)."""
     rng, size = sc.rng, sc.size
-    look = sc.look
     last = near
     angle0 = rng.uniform(0, math.pi)
-    placed = 0
-    for i in range(n):
+    for _ in range(n):
         area = _sample_area(rng, category, size, n + len(sc.targets), image_offset)
-        shrink = 1.0
         for attempt in range(80):
-            if attempt and attempt % 16 == 0:
-                shrink *= 0.75
+            shrink = 0.75 ** (attempt // 16)
             if category == "aircraft":
                 dim = min(max(math.sqrt(area) * shrink, 10.0), 0.8 * size)
             elif category == "car":
@@ -218,19 +191,14 @@ def _place_cluster(sc, category, n, image_offset, near=None, spread=(1.3, 3.0)):
                 dim = min(max(_box_len(area, angle, k) * shrink, 5.0), 0.3 * size)
             else:
                 dim = min(max(math.sqrt(area) * shrink, 6.0), 0.6 * size)
-            if last is not None and rng.random() < 0.85:
-                d = rng.uniform(*spread) * max(dim, last[2])
-                th = rng.uniform(0, 2 * math.pi)
-                cx, cy = last[0] + d * math.cos(th), last[1] + d * math.sin(th)
-            else:
-                cx, cy = rng.uniform(0, size), rng.uniform(0, size)
+            cx, cy = _near(rng, size, last if (last is not None and rng.random() < 0.85) else None, spread, dim)
             if category == "aircraft":
                 heading = angle0 + (rng.normal(0, 0.2) if rng.random() < 0.6 else rng.uniform(0, 2 * math.pi))
                 target = make_aircraft(rng, cx, cy, heading, dim, db(rng.uniform(-12, -7)))
             elif category == "car":
                 target = make_car(rng, cx, cy, angle, dim, k, db(rng.uniform(-5, -1)))
             else:
-                target = make_tank(rng, cx, cy, dim / 2.0, look, db(rng.uniform(-3, 1)))
+                target = make_tank(rng, cx, cy, dim / 2.0, sc.look, db(rng.uniform(-3, 1)))
             box = target_bounds(target["prims"])
             if not sc.fits(box):
                 continue
@@ -239,16 +207,14 @@ def _place_cluster(sc, category, n, image_offset, near=None, spread=(1.3, 3.0)):
                 continue
             sc.accept(category, target)
             last = (cx, cy, dim)
-            placed += 1
             break
-    return placed
 
 
-def _place_bridges(sc, n, image_offset):
+def _place_bridges(sc, n):
     rng, size = sc.rng, sc.size
     width = sc.river[4]
     used = []
-    for i in range(n):
+    for _ in range(n):
         for attempt in range(80):
             reach = 0.4 * (1.0 - attempt / 100.0)  # later tries stay nearer the centre, with shorter spans
             a = rng.uniform(-reach, reach) * size
@@ -259,11 +225,10 @@ def _place_bridges(sc, n, image_offset):
             length = width / max(math.cos(slope), 0.5) + 2 * over
             hw = max(1.0, min(width * rng.uniform(0.03, 0.06), 0.01 * size + 1.0))
             target = make_bridge(rng, cx, cy, tang + math.pi / 2, length, hw, db(rng.uniform(-4, 0)))
-            if not sc.fits(target_bounds(target["prims"])):
-                continue
-            sc.accept("bridge", target)
-            used.append(a)
-            break
+            if sc.fits(target_bounds(target["prims"])):
+                sc.accept("bridge", target)
+                used.append(a)
+                break
 
 
 def _place_harbor(sc, image_offset):
@@ -280,7 +245,7 @@ def _place_harbor(sc, image_offset):
         target = make_harbor(rng, x, y, tan, sea, width, pier, db(rng.uniform(-5, -1)))
         if sc.fits(target_bounds(target["prims"])):
             sc.accept("harbor", target)
-            return (x + sea[0] * pier * 0.6, y + sea[1] * pier * 0.6, 0.0, width)
+            return (x + sea[0] * pier * 0.6, y + sea[1] * pier * 0.6, width)
     return None
 
 
@@ -331,24 +296,11 @@ def _land_reflectivity(rng, size):
     return _upsample(base * (farm * parcels + (1.0 - farm)) * terrain * fine, size, size)
 
 
-def _roads(sc, n):
-    """Dark straight roads (smooth asphalt) crossing the land."""
-    rng = sc.rng
-    mask = np.zeros((sc.h, sc.w), dtype=np.float32)
-    for _ in range(n):
-        phi = rng.uniform(0, math.pi)
-        off = rng.uniform(-0.4, 0.4) * sc.size
-        c = sc.size / 2.0
-        d = (sc.xx - c) * -math.sin(phi) + (sc.yy - c) * math.cos(phi) - off
-        np.maximum(mask, np.clip(rng.uniform(1.0, 3.0) - np.abs(d) + 0.5, 0, 1), out=mask)
-    return mask
-
-
 def _lay_sea(sc, rng, cats, offset):
-    sc.water[:] = 1.0
     if rng.random() < 0.3:
-        sc.water[:] = 0.0
         sc.add_coast(rng.uniform(0.1, 0.3))
+    else:
+        sc.water[:] = 1.0
     _place_ships(sc, len(cats), offset)
 
 
@@ -365,27 +317,24 @@ def _lay_river(sc, rng, cats, offset):
     length = float(np.clip(_box_len(area, rng.uniform(0, math.pi), k), 20.0, 0.7 * size))
     width = float(np.clip(length / rng.uniform(1.3, 1.9), 8.0, 0.5 * size))
     sc.add_river(width)
-    _place_bridges(sc, cats.count("bridge"), offset)
+    _place_bridges(sc, cats.count("bridge"))
     _place_ships(sc, cats.count("ship"), offset, in_river=True)
 
 
 def _lay_airfield(sc, rng, cats, offset):
     size = sc.size
     phi = rng.uniform(0, math.pi)
-    c = size / 2.0
     off = rng.uniform(-0.35, 0.35) * size
-    d = (sc.xx - c) * -math.sin(phi) + (sc.yy - c) * math.cos(phi) - off
+    d = sc.line_distance(phi, off)
     sc.tarmac = np.clip(size * rng.uniform(0.025, 0.05) - np.abs(d) + 0.5, 0, 1).astype(np.float32)
-    _place_cluster(sc, "aircraft", cats.count("aircraft"), offset, spread=(1.4, 2.5))
+    _place_cluster(sc, "aircraft", cats.count("aircraft"), offset, (1.4, 2.5))
     for cat in ("car", "tank"):
         if cat in cats:
-            anchor = sc.targets[-1][1] if (cat == "car" and sc.targets) else None
             near = None
-            if anchor is not None:
-                x0, y0, x1, y1 = target_bounds(anchor["prims"])
+            if cat == "car" and sc.boxes:  # service cars next to the last aircraft
+                x0, y0, x1, y1 = sc.boxes[-1]
                 near = ((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0))
-            _place_cluster(sc, cat, cats.count(cat), offset, near=near,
-                           spread=(1.2, 2.5) if cat == "car" else (1.3, 2.5))
+            _place_cluster(sc, cat, cats.count(cat), offset, (1.2, 2.5) if cat == "car" else (1.3, 2.5), near)
     _add_apron(sc, phi, off, d)
 
 
@@ -395,18 +344,15 @@ def _add_apron(sc, phi, off, d):
     c = size / 2.0
     cs, sn = math.cos(phi), math.sin(phi)
     along = (sc.xx - c) * cs + (sc.yy - c) * sn
-    corners = []
-    for cat, t in sc.targets:
-        if cat in ("aircraft", "car"):
-            x0, y0, x1, y1 = target_bounds(t["prims"])
-            for x, y in ((x0, y0), (x0, y1), (x1, y0), (x1, y1)):
-                corners.append(((x - c) * cs + (y - c) * sn, -(x - c) * sn + (y - c) * cs - off))
-    if not corners:
+    boxes = [box for (cat, _), box in zip(sc.targets, sc.boxes) if cat in ("aircraft", "car")]
+    if not boxes:
         return
-    cu = np.array(corners)
+    b = np.array(boxes)
+    x, y = b[:, [0, 0, 2, 2]] - c, b[:, [1, 3, 1, 3]] - c  # the corners of the boxes
+    u, v = x * cs + y * sn, -x * sn + y * cs - off  # in the runway frame
     m = 0.04 * size + 4
-    u0, u1 = cu[:, 0].min() - m, cu[:, 0].max() + m
-    v0, v1 = cu[:, 1].min() - m, cu[:, 1].max() + m
+    u0, u1 = u.min() - m, u.max() + m
+    v0, v1 = v.min() - m, v.max() + m
     au = np.clip(np.minimum(along - u0, u1 - along) + 0.5, 0, 1)
     av = np.clip(np.minimum(d - v0, v1 - d) + 0.5, 0, 1)
     np.maximum(sc.tarmac, au * av, out=sc.tarmac)
@@ -418,10 +364,14 @@ def _add_apron(sc, phi, off, d):
 
 
 def _lay_land(sc, rng, cats, offset):
-    sc.roads = _roads(sc, int(rng.integers(0, 3)))
+    """Dark straight roads (smooth asphalt) crossing the land, tank farms and car parks."""
+    sc.roads = np.zeros((sc.size, sc.size), dtype=np.float32)
+    for _ in range(int(rng.integers(0, 3))):
+        d = sc.line_distance(rng.uniform(0, math.pi), rng.uniform(-0.4, 0.4) * sc.size)
+        np.maximum(sc.roads, np.clip(rng.uniform(1.0, 3.0) - np.abs(d) + 0.5, 0, 1), out=sc.roads)
     for cat in ("tank", "car"):
         if cat in cats:
-            _place_cluster(sc, cat, cats.count(cat), offset, spread=(1.15, 1.8) if cat == "tank" else (1.2, 2.2))
+            _place_cluster(sc, cat, cats.count(cat), offset, (1.15, 1.8) if cat == "tank" else (1.2, 2.2))
 
 
 # scene -> its surfaces and targets, drawn from the image's generator in a fixed order
@@ -431,46 +381,41 @@ _LAYOUTS = {"sea": _lay_sea, "harbor": _lay_harbor, "river": _lay_river, "airfie
 
 def _layout_scene(seed, split: str, index: int, scene: str, size: int):
     """Surfaces and target placement of one image (the part that fixes the annotations)."""
-    rng = rng_for(seed, "image", split, index)
-    sc = _Scene(rng, size)
-    sc.look = rng.choice((0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi))  # range direction
-    cats = scene_composition(rng, scene)
-    image_offset = float(rng.normal(0.0, 0.15))
-    sc.roads = None
-    if scene not in _LAYOUTS:
-        raise ValueError(f"unknown scene {scene!r}")
-    _LAYOUTS[scene](sc, rng, cats, image_offset)
+    sc = _Scene(rng_for(seed, "image", split, index), size)
+    cats = scene_composition(sc.rng, scene)  # raises on an unknown scene
+    _LAYOUTS[scene](sc, sc.rng, cats, float(sc.rng.normal(0.0, 0.15)))
     if not sc.targets:  # every image has at least one box: a small target on whatever surface there is
         _place_fallback(sc)
     return sc
 
 
+def _rendered(sc, rng=None):
+    """[(category, target, render_target's result)] of the targets that show in the image."""
+    out = [(cat, t, render_target(t, sc.size, sc.size, rng)) for cat, t in sc.targets]
+    return [(cat, t, res) for cat, t, res in out if res is not None]
+
+
+def _xywh(box):
+    x0, y0, x1, y1 = box
+    return [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
+
+
 def scene_annotations(seed, split: str, index: int, scene: str, size: int):
     """The annotations render_scene would give, without drawing the image: [(category, [x, y, w, h])]."""
-    sc = _layout_scene(seed, split, index, scene, size)
-    out = []
-    for cat, t in sc.targets:
-        res = render_target(t, size, size)
-        if res is not None:
-            (bx0, by0, bx1, by1) = res[2]
-            out.append((cat, [bx0, by0, bx1 - bx0 + 1, by1 - by0 + 1]))
-    return out
+    return [(cat, _xywh(res[2])) for cat, _, res in _rendered(_layout_scene(seed, split, index, scene, size))]
 
 
 def render_scene(seed, split: str, index: int, scene: str, size: int):
     """One synthetic SAR image: (uint8 array (size, size), [(category, [x, y, w, h]), ...])."""
     sc = _layout_scene(seed, split, index, scene, size)
-    rng, roads = sc.rng, sc.roads
+    rng = sc.rng
 
     # ---- reflectivity map ----
     land = _land_reflectivity(rng, size)
     sea = smooth_field(rng, size, size, 4, 2, scale=0.3) * np.float32(db(rng.uniform(-21, -16)))
-    if sc.water.any():
-        refl = land + sc.water * (sea - land)
-    else:
-        refl = land
-    if roads is not None:
-        refl *= 1.0 - 0.85 * roads
+    refl = land + sc.water * (sea - land)
+    if sc.roads is not None:
+        refl *= 1.0 - 0.85 * sc.roads
     if sc.tarmac.any():
         concrete = np.float32(db(rng.uniform(-21, -18)) / np.mean(land))
         refl = refl + sc.tarmac * (land * concrete - refl)
@@ -491,15 +436,9 @@ def render_scene(seed, split: str, index: int, scene: str, size: int):
             (rs, cs), px, py = _patch(sx - sr - 1, sy - sr - 1, sx + sr + 1, sy + sr + 1, size)
             sh = np.clip(sr - np.sqrt((px - sx) ** 2 + (py - sy) ** 2) + 0.5, 0, 1)
             refl[rs, cs] *= 1.0 - 0.8 * sh
-    annotations, point_sets = [], []
-    for cat, t in sc.targets:
-        res = render_target(t, size, size, rng)
-        if res is None:
-            continue
-        (rs, cs), body, (bx0, by0, bx1, by1) = res
+    rendered = _rendered(sc, rng)
+    for _, _, ((rs, cs), body, _) in rendered:
         refl[rs, cs] += body
-        point_sets.append(t["points"])
-        annotations.append((cat, [bx0, by0, bx1 - bx0 + 1, by1 - by0 + 1]))
 
     # ---- speckle, impulse response, log compression ----
     looks = int(rng.choice((1, 2, 3, 4), p=(0.3, 0.3, 0.2, 0.2)))
@@ -508,7 +447,8 @@ def render_scene(seed, split: str, index: int, scene: str, size: int):
     inten *= np.float32(1.0 / looks)  # -> refl * Gamma(L, 1/L): mean refl
     psf = _psf_kernel(rng.uniform(1.0, 1.4))
     r = len(psf) // 2
-    for p in point_sets:  # strong scatterers, spread by the impulse response, patch by patch
+    for _, t, _ in rendered:  # strong scatterers, spread by the impulse response, patch by patch
+        p = t["points"]
         xi = np.clip(p[:, 0].astype(np.int64), 0, size - 1)
         yi = np.clip(p[:, 1].astype(np.int64), 0, size - 1)
         r0, r1 = max(int(yi.min()) - r, 0), min(int(yi.max()) + r + 1, size)
@@ -523,7 +463,4 @@ def render_scene(seed, split: str, index: int, scene: str, size: int):
     val *= np.float32(10.0 * 255.0 / (hi - lo))
     val -= np.float32(lo * 255.0 / (hi - lo) - 0.5)
     img = np.clip(val, 0.0, 255.0, out=val).astype(np.uint8)
-    return img, annotations
-
-
-# ---------------------------------------------------------------------------------------------
+    return img, [(cat, _xywh(res[2])) for cat, _, res in rendered]

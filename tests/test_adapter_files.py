@@ -8,7 +8,7 @@ import pytest
 
 from sarchat.inference.backends.base import Backend, Result
 from sarchat.inference.run import Runner, parse_config
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 from sarchat.transforms import adapters as A
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.score.box_format_choice import resolve_box_format

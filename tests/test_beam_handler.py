@@ -23,7 +23,7 @@ from sarchat.inference.run import parse_config
 from sarchat.transforms.adapters import get_adapter
 from tests import fake_vllm
 from tests.fake_vllm import FakeSamplingParams
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 from sarchat.transforms.schema import PREDICTION_SCHEMA
 
 

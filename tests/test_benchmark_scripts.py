@@ -7,7 +7,7 @@ import os
 import pytest
 
 from sarchat.inference.config import InferenceConfig
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,7 +8,7 @@ import pytest
 from sarchat.inference import cfar
 from sarchat.inference.cfar import Detection
 from tests.helpers import infer as run
-from sarchat.synthetic.fixture import make_scene
+from tests.fixture_dataset import make_scene
 from sarchat.transforms import answer_words, tasks
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.geometry import iou

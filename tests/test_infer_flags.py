@@ -8,7 +8,7 @@ import pytest
 
 from sarchat.beam_pipelines import cli
 from sarchat.inference.run import parse_config
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,7 +15,7 @@ from sarchat.inference.backends.vllm_backend import VllmBackend
 from sarchat.inference.dataset import ImageError, decode_image, image_data_url, sample_messages
 from sarchat.inference.manifest import redact_argv, run_identity
 from sarchat.inference.run import Runner, parse_config
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 from sarchat.transforms.adapters import get_adapter, processor_kwargs
 from sarchat.transforms.errors import SarchatError
 

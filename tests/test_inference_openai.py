@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import infer as run
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 
 KEY = "sk-test-secret-123456"
 

@@ -16,7 +16,7 @@ import pytest
 
 from sarchat.inference import remote, store
 from tests.helpers import infer as run
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 from tests import cli_process
 from tests.helpers import count_lines
 

@@ -10,7 +10,7 @@ from tests import cli_process
 from tests.helpers import count_lines
 from sarchat.inference import store
 from sarchat.inference.backends.base import Backend, Result
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

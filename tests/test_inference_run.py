@@ -11,7 +11,7 @@ from sarchat.inference import store
 from sarchat.inference.config import parse_tasks
 from sarchat.inference.dataset import load_rows, shard_of
 from sarchat.inference.run import run
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 from sarchat.transforms.errors import OutputError, UsageError
 from sarchat.transforms.schema import PREDICTION_SCHEMA
 

@@ -10,7 +10,7 @@ import pytest
 from sarchat.transforms.adapters import get_adapter
 from sarchat.inference.backends.vllm_backend import VllmBackend
 from sarchat.inference.run import execute, parse_config
-from sarchat.synthetic.fixture import write_fixture_dataset
+from tests.fixture_dataset import write_fixture_dataset
 from sarchat.transforms.errors import RunFailed
 from sarchat.transforms.schema import PREDICTION_SCHEMA
 

@@ -104,7 +104,7 @@ def test_regenerate_graph_has_publish_step(root, tmp_path):
 def test_inference_graph_builds_for_dataflow(tmp_path):
     from sarchat.inference import beam_handler as bh
     from sarchat.inference.config import InferenceConfig
-    from sarchat.synthetic.fixture import write_fixture_dataset
+    from tests.fixture_dataset import write_fixture_dataset
 
     generated, image_root, _ = write_fixture_dataset(str(tmp_path), n_images=1, seed=1)
     config = InferenceConfig(dataset=generated, output="gs://sarchat-ci-bucket/preds", model="Qwen/Qwen2-VL-7B-Instruct")

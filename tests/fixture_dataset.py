@@ -5,7 +5,8 @@ images of speckled sea or land with bright scatterer targets (ships on sea; airc
 tanks on land; bridges over a river; harbors), and a `parquet/<split>/dialogues-*.parquet` with
 DIALOGUE_SCHEMA rows for every task (built by sarchat.transforms.generate.dialogues.DialogueBuilder, one identify
 question per box), plus `manifest.json` with `input_root`, i.e. the layout
-`sarchat infer` reads. Deterministic for a seed.
+`sarchat infer` reads. Deterministic for a seed. A test fixture: it lives under tests/, out of the
+wheel (`benchmarks/infer_vllm.py` and `inference/gpu_smoke.sh` run it from a checkout).
 """
 import hashlib
 import json
@@ -173,7 +174,7 @@ def write_fixture_dataset(out_dir, n_images=8, size=256, seed=0, splits=("test",
 
 
 def main(argv=None):
-    """`python -m sarchat.synthetic.fixture OUT [--images N] [--size S] [--seed K]`: a Beam-free fixture
+    """`python -m tests.fixture_dataset OUT [--images N] [--size S] [--seed K]`: a Beam-free fixture
     dataset; prints the generated folder (the --dataset of `sarchat infer`)."""
     import argparse
 
