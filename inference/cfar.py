@@ -93,13 +93,6 @@ def to_amplitude(gray):
     return a
 
 
-def _radii(h, w, p):
-    m = min(h, w)
-    guard = max(p.min_guard, int(round(p.guard_frac * m)))
-    train = guard + max(p.min_train, int(round(p.train_frac * m)))
-    return guard, train
-
-
 def cfar_mask(amp, p=CfarParams()):
     """Boolean detection mask: the CA-CFAR test, grown by hysteresis over the target's extent.
 
@@ -109,8 +102,8 @@ def cfar_mask(amp, p=CfarParams()):
     amplitude it is a cell-averaging CFAR with a contrast floor.
     """
     x = amp.astype(np.float64)
-    h, w = x.shape
-    guard, train = _radii(h, w, p)
+    guard = max(p.min_guard, int(round(p.guard_frac * min(x.shape))))
+    train = guard + max(p.min_train, int(round(p.train_frac * min(x.shape))))
     gw, tw = 2 * guard + 1, 2 * train + 1
     n = float(tw * tw - gw * gw)
     s1 = (ndimage.uniform_filter(x, size=tw, mode="reflect") * (tw * tw)
@@ -144,10 +137,6 @@ class Scene:
         self._lock = threading.Lock()
 
     @property
-    def shape(self):
-        return self.amp.shape
-
-    @property
     def mask(self):
         with self._lock:
             if self._mask is None:
@@ -168,7 +157,7 @@ def _scene(image, p):
 
 
 def detect(gray, p=CfarParams()):
-    """Detections (box, category, features) in an image, strongest first."""
+    """Detections (box, category, features) in an image (an array or a Scene), strongest first."""
     return _scene(gray, p).detections
 
 
