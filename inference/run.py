@@ -211,7 +211,7 @@ class Runner:
         status = "done"
         try:
             with prefetch:
-                status = self._predict_all(batches, counts, prefetch, first)
+                self._predict_all(batches, counts, prefetch, first)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -286,39 +286,31 @@ class Runner:
                     prepared = exc
                 if k + 1 < len(batches):
                     future = prefetch.submit(self.backend.prepare, batches[k + 1])
-                results = predict_batch(self.backend, batch, prepared)
-                records = []
-                n_fail = 0
-                for sample, res in zip(batch, results):
-                    if res.error is not None:
-                        n_fail += 1
-                        self.failures.append((sample.id, res.error))
-                    records.append(store.make_record(sample.id, res.prediction, self.model_name,
-                                                     res.error, res.latency_s, self.key))
+                results = list(zip(batch, predict_batch(self.backend, batch, prepared)))
+                failed = [(sample.id, res.error) for sample, res in results if res.error is not None]
+                self.failures.extend(failed)
+                records = [store.make_record(sample.id, res.prediction, self.model_name, res.error, res.latency_s,
+                                             self.key) for sample, res in results]
                 writer.append(records)  # flushed and fsync'd: the batch is now durable
-                counts["failed"] += n_fail
-                counts["done"] += len(batch) - n_fail
+                counts["failed"] += len(failed)
+                counts["done"] += len(batch) - len(failed)
                 counts["remaining"] -= len(batch)
                 if bar is not None:
                     bar.note(failed=counts["failed"])
                     bar.update(len(batch))
                 if self.remote and time.monotonic() - last_push >= cfg.push_interval:
-                    self._push_part_quietly()
+                    # A failed periodic upload costs nothing yet: the batches are safe on local disk and
+                    # the next push (or the one at the end) sends the whole part again.
+                    try:
+                        self.push_part()
+                    except remote.RemoteError as exc:
+                        print(f"sarchat infer: warning: {exc}; will retry", file=sys.stderr)
                     last_push = time.monotonic()
                 self.timing["predict_s"] = time.perf_counter() - t_predict
         finally:
             if bar is not None:
                 bar.close(finished=bar.done >= bar.total)
             writer.close()
-        return "done"
-
-    def _push_part_quietly(self):
-        # A failed periodic upload costs nothing yet: the batches are safe on local disk and the
-        # next push (or the one at the end) sends the whole part again.
-        try:
-            self.push_part()
-        except remote.RemoteError as exc:
-            print(f"sarchat infer: warning: {exc}; will retry", file=sys.stderr)
 
 
 def failure_summary(n_failed, n_selected, first_errors, key):

@@ -26,11 +26,11 @@ error). Rows sorted by id. Written to a temporary file and renamed, under DIR/.m
 last shard to finish always writes a complete file. predictions.parquet carries the dataset version
 in its Parquet key-value metadata (DATASET_VERSION_KEY), as the RunInference pipeline's files do.
 """
+import contextlib
 import fcntl
 import json
 import os
 import time
-from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,16 +76,12 @@ def part_name(shard_index, num_shards):
 
 
 def fsync_dir(path):
-    try:
+    with contextlib.suppress(OSError):  # a folder that cannot be opened or synced is left as it is
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_records(path):
@@ -214,7 +210,7 @@ def make_record(sample_id, prediction, model, error, latency_s, run_key):
             "t": round(time.time(), 3)}
 
 
-@contextmanager
+@contextlib.contextmanager
 def _merge_lock(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, ".merge.lock"), "a+") as fh:
