@@ -160,14 +160,8 @@ class OpenAIBackend(Backend):
 
     def _extras(self):
         """The request fields beyond OpenAI's that decide the answer on a vLLM server."""
-        if not self.vllm_extras:
-            return {}
-        out = {}
-        if self.chat_template:
-            out["chat_template"] = self.chat_template
-        if self.mm_processor_kwargs:
-            out["mm_processor_kwargs"] = self.mm_processor_kwargs
-        return out
+        fields = {"chat_template": self.chat_template, "mm_processor_kwargs": self.mm_processor_kwargs}
+        return {name: value for name, value in fields.items() if value and self.vllm_extras}
 
     def prompt_settings(self) -> dict:
         return {"format_hint": self.use_hint}  # --no-format-hint changes what the model is asked
@@ -253,19 +247,15 @@ class OpenAIBackend(Backend):
         return b"".join((head.encode("utf-8"), item.image_json, tail.encode("utf-8")))
 
     def _redact(self, text):
-        text = str(text)
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
-        return text
+        return str(text).replace(self._api_key, "***") if self._api_key else str(text)
 
     def _one(self, item):
         if item.error is not None:
             return Result.failure(item.error)
         t0 = time.perf_counter()
-        try:
-            payload = self._payload(item)
-        except Exception as exc:
-            return Result.failure(f"prepare failed: {type(exc).__name__}: {exc}")
+        payload, error = per_sample(lambda: self._payload(item))
+        if error is not None:
+            return Result.failure(error)
         try:
             text = self._with_retries(lambda: self._chat(payload))
             return Result(self.adapter.clean_output(text), None, time.perf_counter() - t0)
@@ -291,9 +281,7 @@ class OpenAIBackend(Backend):
                 raise _Retryable(str(exc), _retry_after(exc.headers)) from None
             raise
         try:
-            doc = json.loads(raw)
-            message = doc["choices"][0]["message"]
-            content = message.get("content")
+            content = json.loads(raw)["choices"][0]["message"].get("content")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
             raise _Retryable(f"malformed response: {raw[:200]!r}") from None
         if isinstance(content, list):  # content parts
