@@ -12,7 +12,6 @@ import collections
 import contextlib
 import hashlib
 import io
-import os
 import threading
 
 import pyarrow as pa
@@ -26,12 +25,6 @@ from sarchat.transforms.schema import DIALOGUE_FIELDS
 
 # Columns every backend needs; backends add their own (oracle/blind need the answers).
 BASE_COLUMNS = ("id", "split", "task", "subset", "image_path", "image_id", "width", "height", "question")
-
-
-def _join(root, rel):
-    if is_url(root):
-        return root.rstrip("/") + "/" + rel.lstrip("/")
-    return os.path.join(root, rel)
 
 
 def _open(path, mode="rb"):
@@ -66,7 +59,7 @@ def split_files(dataset, split, manifest=None, flag="--split"):
     files = dataset_files.split_parquet_files(dataset, split, manifest=manifest)
     if not files:
         splits = _splits_listed(manifest)
-        raise DatasetError(f"{flag} {split}: {_join(dataset, dataset_files.MANIFEST)} lists no "
+        raise DatasetError(f"{flag} {split}: {dataset_files.join(dataset, dataset_files.MANIFEST)} lists no "
                            f"parquet/{split}/ files (its splits: {', '.join(splits) or 'none'})")
     return files
 
@@ -317,14 +310,13 @@ class ImageCache:
             url, size = encode_image(self.read_image(location), location, self.pad_to_multiple, expected_size,
                                      self.max_pixels, self.full_decode)
             value = self.encode(url)
-            with self._lock:
+            with self._lock:  # no other thread reads this location meanwhile: it waits for this one
                 self.misses += 1
-                if location not in self._entries:
-                    self._entries[location] = (value, size)
-                    self._bytes += len(value)
-                    while self._bytes > self.max_bytes and len(self._entries) > 1:
-                        _, (old, _) = self._entries.popitem(last=False)
-                        self._bytes -= len(old)
+                self._entries[location] = (value, size)
+                self._bytes += len(value)
+                while self._bytes > self.max_bytes and len(self._entries) > 1:
+                    _, (old, _) = self._entries.popitem(last=False)
+                    self._bytes -= len(old)
         finally:
             with self._lock:
                 self._reading.pop(location).set()
