@@ -78,7 +78,6 @@ class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
         # the Adapter itself travels to the workers (pickled): a user adapter file (--adapter PATH.json)
         # need not exist there
         self.adapter = resolve_adapter(config, VllmBackend)
-        self.adapter_name = self.adapter.name
         self.model_name = model_column(config, VllmBackend)
         self.engine_factory = engine_factory
         self.sampling_params_cls = sampling_params_cls

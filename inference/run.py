@@ -98,7 +98,6 @@ class Runner:
         self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
         self.failures = []
         self.verify_read = None
-        self._base_manifest = None
 
     def location(self, name):
         """Where the run's file `name` is published: under the URL for a remote run."""
@@ -115,11 +114,13 @@ class Runner:
             self.remote.upload(self._part_rel(), missing_ok=True)
 
     # ---- manifests -----------------------------------------------------------------------------
-    def base_manifest(self):
+    @functools.cached_property
+    def _base_manifest(self):
         # built once per invocation (the installed versions it lists cost importlib.metadata scans of
         # sys.path, tens of milliseconds), copied for each manifest written
-        if self._base_manifest is None:
-            self._base_manifest = run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+        return run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+
+    def base_manifest(self):
         return copy.deepcopy(self._base_manifest)
 
     def _shard_manifest_path(self):
@@ -309,7 +310,7 @@ class Runner:
                 self.timing["predict_s"] = time.perf_counter() - t_predict
         finally:
             if bar is not None:
-                bar.close(finished=bar.done >= bar.total)
+                bar.close(finished=bar.total is not None and bar.done >= bar.total)
             writer.close()
 
 

@@ -250,12 +250,8 @@ def merged_rows(out_dir, run_key):
             if prev is not None and prev[0]:
                 continue  # the first success is final
             best[sid] = (ok, rec)  # a success, or a later error replacing an earlier one
-    rows = []
-    for sid in sorted(best):
-        ok, rec = best[sid]
-        rows.append(prediction_row(sid, rec.get("prediction"), rec.get("model"),
-                                   None if ok else rec.get("error"), rec.get("latency_s")))
-    return rows
+    return [prediction_row(sid, rec.get("prediction"), rec.get("model"), None if ok else rec.get("error"),
+                           rec.get("latency_s")) for sid, (ok, rec) in sorted(best.items())]
 
 
 def merge(out_dir, run_key, manifest=None, dataset_version=None):
