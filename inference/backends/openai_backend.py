@@ -101,9 +101,7 @@ class OpenAIBackend(Backend):
             raise UsageError(f"--base-url {_public_url(base)}: expected http(s)://HOST[:PORT]/PATH")
         self.scheme, self.host = parts.scheme, parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        default_port = self.port == (443 if self.scheme == "https" else 80)
-        host_name = f"[{self.host}]" if ":" in self.host else self.host
-        self._host_header = host_name if default_port else f"{host_name}:{self.port}"
+        self._host_header = _host_header(self.host, self.port, self.scheme)
         self._path, self._query = parts.path.rstrip("/"), (f"?{parts.query}" if parts.query else "")
         self.base_url = _public_url(base)
         self._api_key = os.environ.get(config.api_key_env) or None
@@ -246,6 +244,14 @@ class OpenAIBackend(Backend):
             return body(json.loads(item.image_json)).encode("utf-8")
         return b"".join((head.encode("utf-8"), item.image_json, tail.encode("utf-8")))
 
+    def _headers(self, payload=None):
+        headers = {"Accept": "application/json", "Host": self._host_header}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
     def _redact(self, text):
         return str(text).replace(self._api_key, "***") if self._api_key else str(text)
 
@@ -323,11 +329,7 @@ class OpenAIBackend(Backend):
     def _exchange(self, method, suffix, payload=None):
         """The body of a 2xx reply to one request, within the total deadline; never follows a redirect."""
         target = self._path + suffix + self._query
-        headers = {"Accept": "application/json", "Host": self._host_header}
-        if payload is not None:
-            headers["Content-Type"] = "application/json"
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        headers = self._headers(payload)
         if self._proxy is not None and self.scheme == "http":
             target = f"http://{self._host_header}{target}"
             if self._proxy[1]:
@@ -454,6 +456,11 @@ def _public_url(url):
     if parts.port:
         netloc += f":{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _host_header(host, port, scheme):
+    name = f"[{host}]" if ":" in host else host
+    return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
 
 
 def _proxy_for(scheme, host):
