@@ -151,9 +151,7 @@ class BlindPrior:
         self.priors = counts.priors()
         return self
 
-    def fit_tables(self, tables):
-        """fit() on pyarrow Tables / RecordBatches of train rows (read only FIT_COLUMNS)."""
-        return self.fit(tables)
+    fit_tables = fit  # on pyarrow Tables / RecordBatches of train rows (reading only FIT_COLUMNS)
 
     def to_dict(self):
         return {"use_question_box": self.use_question_box, "priors": self.priors}

@@ -31,10 +31,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from sarchat.inference.backends.base import Result, Sample, predict_batch
+from sarchat.inference.backends.base import Sample, predict_batch
 from sarchat.inference.backends.vllm_backend import VllmBackend
 from sarchat.inference.config import InferenceConfig, parse_tasks
-from sarchat.inference.dataset import BASE_COLUMNS, MISSING_IMAGE_HINT, ImageError, image_location, split_files
+from sarchat.inference.dataset import (BASE_COLUMNS, MISSING_IMAGE_HINT, ImageError, image_location, selected,
+                                       split_files)
 from sarchat.inference.manifest import model_column, resolve_adapter, run_identity, run_manifest
 from sarchat.inference.store import prediction_row, prediction_schema
 from sarchat.transforms import progress
@@ -52,10 +53,6 @@ def read_image_bytes(location: str) -> bytes:
         if not FileSystems.exists(location):
             raise ImageError(f"missing image: {location} ({MISSING_IMAGE_HINT})") from exc
         raise ImageError(f"cannot read image {location}: {exc}") from exc
-
-
-def result_row(sample_id: str, result: Result, model_name: str) -> dict:
-    return prediction_row(sample_id, result.prediction, model_name, result.error, result.latency_s)
 
 
 class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
@@ -81,7 +78,6 @@ class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
         # the Adapter itself travels to the workers (pickled): a user adapter file (--adapter PATH.json)
         # need not exist there
         self.adapter = resolve_adapter(config, VllmBackend)
-        self.adapter_name = self.adapter.name
         self.model_name = model_column(config, VllmBackend)
         self.engine_factory = engine_factory
         self.sampling_params_cls = sampling_params_cls
@@ -111,8 +107,8 @@ class SarchatVLMModelHandler(ModelHandler[dict, PredictionResult, VllmBackend]):
         results = list(predict_batch(model, samples, prepared))
         progress.worker_count("infer.samples", len(results))  # progress on the launcher's terminal
         for row, res in zip(batch, results):
-            yield PredictionResult(example=row, inference=result_row(row["id"], res, self.model_name),
-                                   model_id=self.model_name)
+            inference = prediction_row(row["id"], res.prediction, self.model_name, res.error, res.latency_s)
+            yield PredictionResult(example=row, inference=inference, model_id=self.model_name)
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         return sum(len(str(r.get("question", ""))) + len(str(r.get("image_path", ""))) for r in batch)
@@ -136,10 +132,6 @@ def beam_run_manifest(config: InferenceConfig, dataset_version: str) -> dict:
     finally:
         backend.close()
     return manifest
-
-
-def _selected(row, wanted) -> bool:
-    return wanted is None or (row["task"], None) in wanted or (row["task"], row.get("subset")) in wanted
 
 
 class _WriteManifestFn(beam.DoFn):
@@ -177,7 +169,7 @@ def build(p, config: InferenceConfig, handler, manifest, dataset_manifest=None):
     rows = (p
             | "DialogueFiles" >> beam.Create(files)
             | "ReadDialogues" >> beam.io.ReadAllFromParquet(columns=list(BASE_COLUMNS))
-            | "SelectTasks" >> beam.Filter(_selected, wanted))
+            | "SelectTasks" >> beam.Filter(selected, wanted))
     predictions = rows | "Infer" >> InferDialogues(handler)
     written = predictions | "WritePredictions" >> beam.io.WriteToParquet(
         FileSystems.join(config.output, "predictions", "part"), prediction_schema(manifest["dataset_version"]),

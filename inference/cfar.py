@@ -93,13 +93,6 @@ def to_amplitude(gray):
     return a
 
 
-def _radii(h, w, p):
-    m = min(h, w)
-    guard = max(p.min_guard, int(round(p.guard_frac * m)))
-    train = guard + max(p.min_train, int(round(p.train_frac * m)))
-    return guard, train
-
-
 def cfar_mask(amp, p=CfarParams()):
     """Boolean detection mask: the CA-CFAR test, grown by hysteresis over the target's extent.
 
@@ -109,15 +102,16 @@ def cfar_mask(amp, p=CfarParams()):
     amplitude it is a cell-averaging CFAR with a contrast floor.
     """
     x = amp.astype(np.float64)
-    h, w = x.shape
-    guard, train = _radii(h, w, p)
+    guard = max(p.min_guard, int(round(p.guard_frac * min(x.shape))))
+    train = guard + max(p.min_train, int(round(p.train_frac * min(x.shape))))
     gw, tw = 2 * guard + 1, 2 * train + 1
     n = float(tw * tw - gw * gw)
-    s1 = (ndimage.uniform_filter(x, size=tw, mode="reflect") * (tw * tw)
-          - ndimage.uniform_filter(x, size=gw, mode="reflect") * (gw * gw))
-    x2 = x * x
-    s2 = (ndimage.uniform_filter(x2, size=tw, mode="reflect") * (tw * tw)
-          - ndimage.uniform_filter(x2, size=gw, mode="reflect") * (gw * gw))
+
+    def ring_sum(v):  # the sum of v over the training window less the guard window
+        return (ndimage.uniform_filter(v, size=tw, mode="reflect") * (tw * tw)
+                - ndimage.uniform_filter(v, size=gw, mode="reflect") * (gw * gw))
+
+    s1, s2 = ring_sum(x), ring_sum(x * x)
     mean = s1 / n
     std = np.sqrt(np.maximum(s2 / n - mean * mean, 1.0))
     cut = ndimage.uniform_filter(x, size=3, mode="reflect")
@@ -144,10 +138,6 @@ class Scene:
         self._lock = threading.Lock()
 
     @property
-    def shape(self):
-        return self.amp.shape
-
-    @property
     def mask(self):
         with self._lock:
             if self._mask is None:
@@ -168,7 +158,7 @@ def _scene(image, p):
 
 
 def detect(gray, p=CfarParams()):
-    """Detections (box, category, features) in an image, strongest first."""
+    """Detections (box, category, features) in an image (an array or a Scene), strongest first."""
     return _scene(gray, p).detections
 
 
@@ -193,8 +183,7 @@ def _detect(amp, mask, image_median, p):
         if area < p.min_area:
             continue
         ys, xs = np.nonzero(comp)
-        ys = ys + sl[0].start
-        xs = xs + sl[1].start
+        ys, xs = ys + sl[0].start, xs + sl[1].start
         x1, y1 = max(0, int(xs.min()) - p.pad), max(0, int(ys.min()) - p.pad)
         x2, y2 = min(w - 1, int(xs.max()) + 1 + p.pad), min(h - 1, int(ys.max()) + 1 + p.pad)
         box = [x1, y1, x2, y2]
@@ -261,12 +250,8 @@ def describe_region(gray, box, p=CfarParams()):
     amp = scene.amp
     h, w = amp.shape
     x1, y1, x2, y2 = [int(round(v)) for v in box]
-    x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w))
-    y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h))
-    if x2 <= x1:
-        x2 = min(w, x1 + 1)
-    if y2 <= y1:
-        y2 = min(h, y1 + 1)
+    x1, y1 = max(0, min(x1, w - 1)), max(0, min(y1, h - 1))
+    x2, y2 = max(x1 + 1, min(x2, w)), max(y1 + 1, min(y2, h))  # at least one pixel inside the image
     crop = amp[y1:y2, x1:x2]
     mask = scene.mask[y1:y2, x1:x2]
     if mask.sum() < max(3, 0.05 * crop.size):  # too little passed the test: the brighter part of the box

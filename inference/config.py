@@ -102,11 +102,6 @@ class InferenceConfig:
     no_progress: bool = False
     progress_position: Optional[int] = None
 
-    @property
-    def display_name(self) -> str:
-        """The name written in the predictions' model column."""
-        return self.model_name or self.model or self.backend
-
     @classmethod
     def from_args(cls, args) -> "InferenceConfig":
         """The config of parsed flags (fields without a flag keep their default), checked as a whole."""
@@ -133,16 +128,13 @@ class InferenceConfig:
             raise UsageError(f"--model is required for the {self.backend} backend")
         if self.dataset:
             for flag, out in (("--output", self.remote_output or self.output), ("--work-dir", self.output)):
+                # the run writes manifest.json and predictions there, which would overwrite or mix
+                # with the dataset: OutputError when the run folder is, lies in or holds it
                 if out:
-                    check_no_overlap(self.dataset, out, flag)
+                    fileio.check_no_overlap([("the dataset folder", self.dataset)], out, flag, what="run")
 
 
 # ---- validation -----------------------------------------------------------------------------------
-
-def check_no_overlap(dataset, output, flag="--output"):
-    """OutputError when the run folder is the dataset folder, lies inside it or holds it: the run
-    writes manifest.json and predictions there, which would overwrite or mix with the dataset."""
-    fileio.check_no_overlap([("the dataset folder", dataset)], output, flag, what="run")
 
 
 def read_chat_template(path) -> str:
@@ -182,20 +174,16 @@ def parse_tasks(spec):
     None selects every task. UsageError naming the entry that names no task or subset."""
     if not spec:
         return None
-    wanted = set()
-    for entry in task_entries(spec):
-        try:
-            wanted.add(task_entry(entry))
-        except UsageError as exc:
-            raise UsageError(f"--tasks: {exc}") from None
-    return wanted
+    try:
+        return {task_entry(entry) for entry in task_entries(spec)}
+    except UsageError as exc:
+        raise UsageError(f"--tasks: {exc}") from None
 
 
 def task_entries(spec):
-    items = []
-    for part in spec if isinstance(spec, (list, tuple)) else [spec]:
-        items.extend(t for t in str(part).replace(",", " ").split() if t)
-    return items
+    """The entries of --tasks values: separated by spaces or commas."""
+    parts = spec if isinstance(spec, (list, tuple)) else [spec]
+    return " ".join(map(str, parts)).replace(",", " ").split()
 
 
 def task_entry(entry):
@@ -209,66 +197,24 @@ def task_entry(entry):
     return task, subset or None
 
 
-def _argtype(check):
-    """An argparse type function from a checker that raises UsageError."""
+def _number(kind, ok, what):
+    """An argparse type function: `kind(text)` when `ok` accepts it (NaN fails every comparison)."""
     def parse(text):
         try:
-            return check(text)
-        except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    parse.__name__ = check.__name__
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
     return parse
 
 
-def _number(kind, text, ok, what):
-    try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if kind is float and value != value:  # NaN
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def positive_int(text):
-    return _number(int, text, lambda v: v > 0, "a positive integer")
-
-
-def non_negative_int(text):
-    return _number(int, text, lambda v: v >= 0, "a non-negative integer")
-
-
-def positive_float(text):
-    return _number(float, text, lambda v: 0 < v < float("inf"), "a positive number")
-
-
-def non_negative_float(text):
-    return _number(float, text, lambda v: 0 <= v < float("inf"), "a non-negative number")
-
-
-def unit_float(text):
-    return _number(float, text, lambda v: 0 < v <= 1, "a number in (0, 1]")
-
-
-def _check_tasks(text):
-    for entry in task_entries(text):
-        task_entry(entry)
-    return text
-
-
-def _check_adapter(text):
-    try:
-        get_adapter(text)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return text
-
-
-def _check_backend(text):
-    get_backend_class(text)
-    return text
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
+positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
+non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a non-negative number")
+unit_float = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def parse_engine_args(items):
@@ -286,24 +232,23 @@ def parse_engine_args(items):
     return out
 
 
-def _check_engine_arg(text):
-    try:
-        parse_engine_args([text])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return text
+def _argtype(check):
+    """An argparse type function: the text, once `check(text)` accepts it (its UsageError or
+    ValueError is the flag's error)."""
+    def parse(text):
+        try:
+            check(text)
+        except (UsageError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+    return parse
 
 
-def _check_chat_template(text):
-    read_chat_template(text)
-    return text
-
-
-tasks_arg = _argtype(_check_tasks)
-adapter_arg = _argtype(_check_adapter)
-backend_arg = _argtype(_check_backend)
-engine_arg = _argtype(_check_engine_arg)
-chat_template_arg = _argtype(_check_chat_template)
+tasks_arg = _argtype(lambda text: [task_entry(entry) for entry in task_entries(text)])
+adapter_arg = _argtype(get_adapter)
+backend_arg = _argtype(get_backend_class)
+engine_arg = _argtype(lambda text: parse_engine_args([text]))
+chat_template_arg = _argtype(read_chat_template)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -319,22 +264,18 @@ class OneLineParser(argparse.ArgumentParser):
 _D = {f.name: f.default for f in dataclasses.fields(InferenceConfig)}
 
 
-class _Flags:
-    """Adds flags to a parser or group; with `underscore_aliases`, `--max-tokens` is also
+def _flags(target, underscore_aliases=False):
+    """add_argument of a parser or group; with `underscore_aliases`, `--max-tokens` is also
     `--max_tokens` (the Beam entry point, whose other flags are Beam's underscore options)."""
-
-    def __init__(self, target, underscore_aliases=False):
-        self.target, self.aliases = target, underscore_aliases
-
-    def __call__(self, *names, **kw):
-        names = list(names)
-        if self.aliases:
-            names += ["--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]]
-        return self.target.add_argument(*names, **kw)
+    def add(*names, **kw):
+        if underscore_aliases:
+            names += tuple("--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:])
+        return target.add_argument(*names, **kw)
+    return add
 
 
 def add_dataset_flags(p, underscore_aliases=False, output_help=None):
-    a = _Flags(p, underscore_aliases)
+    a = _flags(p, underscore_aliases)
     a("--dataset", required=True,
       help="output folder of `sarchat generate` (its manifest.json lists the files; local or a URL)")
     a("--split", default=_D["split"], help="split of the dataset to run over (default %(default)s)")
@@ -348,7 +289,7 @@ def add_dataset_flags(p, underscore_aliases=False, output_help=None):
 
 
 def add_model_flags(p, underscore_aliases=False, model_required=False):
-    a = _Flags(p, underscore_aliases)
+    a = _flags(p, underscore_aliases)
     a("--model", required=model_required, default=None,
       help="checkpoint path or hub id (vllm), served model name (openai)")
     a("--model-name", default=None, help="name written in the predictions' model column")
@@ -357,7 +298,7 @@ def add_model_flags(p, underscore_aliases=False, model_required=False):
 
 
 def add_sampling_flags(p, underscore_aliases=False):
-    a = _Flags(p, underscore_aliases)
+    a = _flags(p, underscore_aliases)
     a("--temperature", type=non_negative_float, default=_D["temperature"],
       help="sampling temperature; 0 is greedy, deterministic decoding (default %(default)s)")
     a("--top-p", type=unit_float, default=_D["top_p"], help="nucleus sampling probability mass, in (0, 1] (default %(default)s)")
@@ -368,7 +309,7 @@ def add_sampling_flags(p, underscore_aliases=False):
 
 def add_vllm_flags(p, underscore_aliases=False):
     g = p.add_argument_group("vllm engine")
-    a = _Flags(g, underscore_aliases)
+    a = _flags(g, underscore_aliases)
     a("--revision", default=None, help="model revision (hub branch, tag or commit; default: the hub's default)")
     a("--tensor-parallel-size", type=positive_int, default=_D["tensor_parallel_size"],
       help="GPUs one engine spans (default %(default)s)")

@@ -12,7 +12,6 @@ import collections
 import contextlib
 import hashlib
 import io
-import os
 import threading
 
 import pyarrow as pa
@@ -28,12 +27,6 @@ from sarchat.transforms.schema import DIALOGUE_FIELDS
 BASE_COLUMNS = ("id", "split", "task", "subset", "image_path", "image_id", "width", "height", "question")
 
 
-def _join(root, rel):
-    if is_url(root):
-        return root.rstrip("/") + "/" + rel.lstrip("/")
-    return os.path.join(root, rel)
-
-
 def _open(path, mode="rb"):
     if is_url(path):
         import fsspec
@@ -42,9 +35,8 @@ def _open(path, mode="rb"):
     return open(path, mode)
 
 
-def read_manifest(dataset) -> dict:
-    """The dataset's manifest.json (DatasetError naming it when missing or not a manifest)."""
-    return dataset_files.read_manifest(dataset)
+# The dataset's manifest.json (DatasetError naming it when missing or not a manifest).
+read_manifest = dataset_files.read_manifest
 
 
 def dataset_version(dataset, manifest=None) -> str:
@@ -67,7 +59,7 @@ def split_files(dataset, split, manifest=None, flag="--split"):
     files = dataset_files.split_parquet_files(dataset, split, manifest=manifest)
     if not files:
         splits = _splits_listed(manifest)
-        raise DatasetError(f"{flag} {split}: {_join(dataset, dataset_files.MANIFEST)} lists no "
+        raise DatasetError(f"{flag} {split}: {dataset_files.join(dataset, dataset_files.MANIFEST)} lists no "
                            f"parquet/{split}/ files (its splits: {', '.join(splits) or 'none'})")
     return files
 
@@ -81,10 +73,9 @@ def resolve_image_root(dataset, override=None, manifest=None) -> str:
     return dataset_files.image_root(dataset, manifest) or str(dataset)
 
 
-def _selected(task, subset, wanted):
-    if wanted is None:
-        return True
-    return (task, None) in wanted or (task, subset) in wanted
+def selected(row, wanted) -> bool:
+    """Whether --tasks (parse_tasks' set; None selects all) selects a dialogue row."""
+    return wanted is None or (row["task"], None) in wanted or (row["task"], row.get("subset")) in wanted
 
 
 def shard_of(sample_id: str, num_shards: int) -> int:
@@ -114,10 +105,10 @@ def load_rows(dataset, split, columns=BASE_COLUMNS, tasks=None, limit=None, num_
         with _reading(path), _open(path, "rb") as fh:
             table = pq.read_table(fh, columns=cols if limit is None or seen < limit else ["task", "subset"])
         for row in table.to_pylist():
-            if not _selected(row["task"], row.get("subset"), wanted):
+            if not selected(row, wanted):
                 continue
             if unmatched:
-                unmatched -= {e for e in unmatched if _selected(row["task"], row.get("subset"), {entries[e]})}
+                unmatched -= {e for e in unmatched if selected(row, {entries[e]})}
             if limit is not None and seen >= limit:
                 continue
             seen += 1
@@ -131,18 +122,8 @@ def load_rows(dataset, split, columns=BASE_COLUMNS, tasks=None, limit=None, num_
     return rows
 
 
-def iter_rows(dataset, split, columns=None, manifest=None, flag="--split"):
-    """Every row of a split (all columns unless given), streamed file by file."""
-    cols = list(columns) if columns else None
-    for path in split_files(dataset, split, manifest, flag=flag):
-        with _reading(path), _open(path, "rb") as fh:
-            for batch in pq.ParquetFile(fh).iter_batches(batch_size=4096, columns=cols):
-                yield from batch.to_pylist()
-
-
 def iter_tables(dataset, split, columns, manifest=None, flag="--split", batch_size=65536):
-    """The split's rows as pyarrow RecordBatches of `columns`, file by file (iter_rows without the
-    conversion to Python dicts)."""
+    """The split's rows as pyarrow RecordBatches of `columns` (those the files have), file by file."""
     for path in split_files(dataset, split, manifest, flag=flag):
         with _reading(path), _open(path, "rb") as fh:
             pf = pq.ParquetFile(fh)
@@ -234,58 +215,36 @@ def decode_image(data: bytes, location="", expected_size=None, max_pixels=DEFAUL
     return _load(_open_image(data, location, expected_size, max_pixels), location)
 
 
-def _check_decodes(img, location):
-    """That a file sent as it is decodes, at the least cost that still reads all of its data: a
-    JPEG at 1/8 scale (libjpeg skips most of the inverse DCT, the entropy-coded data is read
-    whole, so truncation and bad tables fail as in a full decode), anything else decoded whole.
-    Not a header-only check: vLLM's server (0.x, ImageMediaIO.load_bytes) swallows the error of a
-    failed decode inside exif_transpose and runs the model on a blank image, so what the client
-    does not catch is answered, silently wrong (tests/test_real_vllm.py pins it)."""
-    if img.format == "JPEG":
-        width, height = img.size
-        img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
-    _load(img, location)
-
-
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
-
-
-def _sent_as_is(img, pad_to_multiple):
-    """Whether the file's own bytes are sent: JPEG or PNG in 8-bit L/RGB(A)/P, and already a
-    multiple of pad_to_multiple. Known from the header alone."""
-    if img.format not in _MIME or img.mode not in ("L", "RGB", "RGBA", "P"):
-        return False
-    if pad_to_multiple and pad_to_multiple > 1:
-        w, h = img.size
-        return w % pad_to_multiple == 0 and h % pad_to_multiple == 0
-    return True
 
 
 def encode_image(data: bytes, location="", pad_to_multiple: int = 0, expected_size=None,
                  max_pixels=DEFAULT_MAX_IMAGE_PIXELS, full_decode=True):
     """(data URL, (width, height)) of an image; see image_data_url. With full_decode=False a file
-    sent as it is (whose decoded pixels are not needed) is checked by _check_decodes, a JPEG at a
-    reduced scale, instead of decoded whole."""
+    sent as it is (whose decoded pixels are not needed) is checked at the least cost that still
+    reads all of its data: a JPEG at 1/8 scale (libjpeg skips most of the inverse DCT, the
+    entropy-coded data is read whole, so truncation and bad tables fail as in a full decode),
+    anything else decoded whole. Not a header-only check: vLLM's server (0.x,
+    ImageMediaIO.load_bytes) swallows the error of a failed decode inside exif_transpose and runs
+    the model on a blank image, so what the client does not catch is answered, silently wrong
+    (tests/test_real_vllm.py pins it)."""
     from PIL import Image
 
     img = _open_image(data, location, expected_size, max_pixels)
-    size = img.size
-    if _sent_as_is(img, pad_to_multiple):
-        if full_decode:
-            _load(img, location)
-        else:
-            _check_decodes(img, location)
+    size = w, h = img.size
+    m = pad_to_multiple if pad_to_multiple and pad_to_multiple > 1 else 1
+    # JPEG or PNG in 8-bit L/RGB(A)/P, already a multiple of m: the file's own bytes are sent
+    if img.format in _MIME and img.mode in ("L", "RGB", "RGBA", "P") and w % m == 0 and h % m == 0:
+        if not full_decode and img.format == "JPEG":
+            img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
+        _load(img, location)
         return f"data:{_MIME[img.format]};base64," + base64.b64encode(data).decode("ascii"), size
     _load(img, location)
-    if pad_to_multiple and pad_to_multiple > 1:
-        m = pad_to_multiple
-        w, h = img.size
-        pw, ph = -(-w // m) * m, -(-h // m) * m
-        if (pw, ph) != (w, h):
-            src = img.convert("RGB") if img.mode not in ("L", "RGB") else img
-            canvas = Image.new(src.mode, (pw, ph), 0)
-            canvas.paste(src, (0, 0))
-            img = canvas
+    pw, ph = -(-w // m) * m, -(-h // m) * m
+    if (pw, ph) != (w, h):
+        src = img.convert("RGB") if img.mode not in ("L", "RGB") else img
+        img = Image.new(src.mode, (pw, ph), 0)
+        img.paste(src, (0, 0))
     if img.mode not in ("L", "RGB"):
         img = _to_8bit(img)
     buf = io.BytesIO()
@@ -351,14 +310,13 @@ class ImageCache:
             url, size = encode_image(self.read_image(location), location, self.pad_to_multiple, expected_size,
                                      self.max_pixels, self.full_decode)
             value = self.encode(url)
-            with self._lock:
+            with self._lock:  # no other thread reads this location meanwhile: it waits for this one
                 self.misses += 1
-                if location not in self._entries:
-                    self._entries[location] = (value, size)
-                    self._bytes += len(value)
-                    while self._bytes > self.max_bytes and len(self._entries) > 1:
-                        _, (old, _) = self._entries.popitem(last=False)
-                        self._bytes -= len(old)
+                self._entries[location] = (value, size)
+                self._bytes += len(value)
+                while self._bytes > self.max_bytes and len(self._entries) > 1:
+                    _, (old, _) = self._entries.popitem(last=False)
+                    self._bytes -= len(old)
         finally:
             with self._lock:
                 self._reading.pop(location).set()
@@ -392,11 +350,3 @@ def row_size(row):
     """(width, height) the dataset row declares for its image."""
     return int(row["width"]), int(row["height"])
 
-
-def sample_messages(sample, adapter, use_hint=True, read_image=read_image_bytes,
-                    max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
-    """The chat messages of one sample: its image (read, checked against the row's size, decoded)
-    as a data URL and the adapter's question text. ImageError for an unusable image."""
-    data = read_image(sample.image_location)
-    url = image_data_url(data, sample.image_location, adapter.pad_to_multiple, row_size(sample.row), max_pixels)
-    return adapter.build_messages(sample.row, url, use_hint=use_hint)

@@ -70,9 +70,7 @@ def redact_argv(argv):
 def run_manifest(cfg, identity: RunIdentity, backend, tool, extra_versions=None) -> dict:
     """The run manifest's common part (the entry points add timing, shards and predictions)."""
     adapter = identity.adapter
-    versions = base_versions()
-    versions.update(backend.versions() or {})
-    versions.update(extra_versions or {})
+    versions = {**base_versions(), **(backend.versions() or {}), **(extra_versions or {})}
     return {
         "tool": tool,
         "model": model_column(cfg, backend),

@@ -24,6 +24,7 @@ mirrored to the URL, see inference/remote.py.
 """
 import copy
 import datetime as _dt
+import functools
 import json
 import os
 import socket
@@ -72,26 +73,6 @@ def parse_config(argv) -> InferenceConfig:
     return InferenceConfig.from_args(build_parser().parse_args(list(argv)))
 
 
-class _Progress:
-    """Samples answered, their rate and the time left (sarchat.transforms.progress: a bar on a
-    terminal, a line every few seconds otherwise); a no-op when disabled."""
-
-    def __init__(self, total, desc, disable, position=None):
-        self.bar = None
-        if not disable:
-            self.bar = progress.Progress(f"sarchat infer: {desc}", total, "samples", position=position)
-
-    def update(self, n, failed):
-        if self.bar is not None:
-            if failed:
-                self.bar.note(failed=failed)
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close(finished=self.bar.total is not None and self.bar.done >= self.bar.total)
-
-
 def _adapter(cfg, backend_cls):
     adapter = resolve_adapter(cfg, backend_cls)
     if cfg.adapter and get_adapter(cfg.adapter).name != adapter.name:
@@ -117,7 +98,6 @@ class Runner:
         self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
         self.failures = []
         self.verify_read = None
-        self._base_manifest = None
 
     def location(self, name):
         """Where the run's file `name` is published: under the URL for a remote run."""
@@ -134,11 +114,13 @@ class Runner:
             self.remote.upload(self._part_rel(), missing_ok=True)
 
     # ---- manifests -----------------------------------------------------------------------------
-    def base_manifest(self):
+    @functools.cached_property
+    def _base_manifest(self):
         # built once per invocation (the installed versions it lists cost importlib.metadata scans of
         # sys.path, tens of milliseconds), copied for each manifest written
-        if self._base_manifest is None:
-            self._base_manifest = run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+        return run_manifest(self.cfg, self.identity, self.backend, "sarchat infer")
+
+    def base_manifest(self):
         return copy.deepcopy(self._base_manifest)
 
     def _shard_manifest_path(self):
@@ -170,10 +152,8 @@ class Runner:
     def _merge_local(self):
         manifest = self.base_manifest()
         shards = store.shard_manifests(self.cfg.output, self.key)
-        starts = [s["started_at"] for s in shards if s.get("started_at")]
-        ends = [s["finished_at"] for s in shards if s.get("finished_at")]
-        manifest["started_at"] = min(starts) if starts else None
-        manifest["finished_at"] = max(ends) if ends else None
+        manifest["started_at"] = min((s["started_at"] for s in shards if s.get("started_at")), default=None)
+        manifest["finished_at"] = max((s["finished_at"] for s in shards if s.get("finished_at")), default=None)
         return store.merge(self.cfg.output, self.key, manifest, self.dataset_version)
 
     def merge(self):
@@ -190,18 +170,9 @@ class Runner:
                          num_shards=cfg.num_shards, shard_index=cfg.shard_index, manifest=self.dataset_manifest)
         root = resolve_image_root(cfg.dataset, cfg.image_root, self.dataset_manifest) \
             if getattr(self.backend, "reads_images", True) else ""
-        if not root:
-            return [Sample(r, r["image_path"]) for r in rows], root
         # the image-path rule (realpath checks) once per image, not once per dialogue
-        locations = {}
-        samples = []
-        for r in rows:
-            path = r["image_path"]
-            loc = locations.get(path)
-            if loc is None:
-                loc = locations[path] = image_location(root, path)
-            samples.append(Sample(r, loc))
-        return samples, root
+        location = functools.cache(lambda path: image_location(root, path) if root else path)
+        return [Sample(r, location(r["image_path"])) for r in rows], root
 
     def run(self):
         cfg = self.cfg
@@ -241,7 +212,7 @@ class Runner:
         status = "done"
         try:
             with prefetch:
-                status = self._predict_all(batches, counts, prefetch, first)
+                self._predict_all(batches, counts, prefetch, first)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -260,13 +231,16 @@ class Runner:
             self._append_history(extra)
             self.push_part()
             self.write_shard_manifest(extra)
-            try:
-                self.backend.close()
-            except Exception:
-                pass
-            if not cfg.no_merge:
-                self.merge()
+            self._close_and_merge()
         return counts
+
+    def _close_and_merge(self):
+        try:
+            self.backend.close()
+        except Exception:
+            pass
+        if not self.cfg.no_merge:
+            self.merge()
 
     def _append_history(self, extra):
         folder = store.runs_dir(self.cfg.output, self.key)
@@ -287,19 +261,14 @@ class Runner:
         elif previous.get("status") != "done":  # e.g. killed after its last batch was stored
             previous["status"] = "done"
             self._publish_shard_manifest(previous)
-        try:
-            self.backend.close()
-        except Exception:
-            pass
-        if not self.cfg.no_merge:
-            self.merge()
+        self._close_and_merge()
 
     def _predict_all(self, batches, counts, prefetch, first=None):
         """Answer and store every batch; batch k+1 is prepared in `prefetch` while batch k is
         answered (`first`: batch 0's preparation, when it was started before the backend's setup)."""
         cfg = self.cfg
         writer = store.PartWriter(cfg.output, self.key, cfg.shard_index, cfg.num_shards)
-        progress = None
+        bar = None
         last_push = time.monotonic()
         try:
             t_predict = time.perf_counter()
@@ -307,7 +276,9 @@ class Runner:
                 f"{self.backend.name}:{os.path.basename(str(self.model_name).rstrip('/'))}"[:40]
             if cfg.num_shards > 1:
                 desc += f" [{cfg.shard_index}/{cfg.num_shards}]"
-            progress = _Progress(sum(map(len, batches)), desc, cfg.no_progress, cfg.progress_position)
+            if not cfg.no_progress:  # samples answered, their rate and the time left
+                bar = progress.Progress(f"sarchat infer: {desc}", sum(map(len, batches)), "samples",
+                                        position=cfg.progress_position)
             future = first if first is not None else prefetch.submit(self.backend.prepare, batches[0])
             for k, batch in enumerate(batches):
                 try:
@@ -316,50 +287,44 @@ class Runner:
                     prepared = exc
                 if k + 1 < len(batches):
                     future = prefetch.submit(self.backend.prepare, batches[k + 1])
-                results = predict_batch(self.backend, batch, prepared)
-                records = []
-                n_fail = 0
-                for sample, res in zip(batch, results):
-                    if res.error is not None:
-                        n_fail += 1
-                        self.failures.append((sample.id, res.error))
-                    records.append(store.make_record(sample.id, res.prediction, self.model_name,
-                                                     res.error, res.latency_s, self.key))
+                results = list(zip(batch, predict_batch(self.backend, batch, prepared)))
+                failed = [(sample.id, res.error) for sample, res in results if res.error is not None]
+                self.failures.extend(failed)
+                records = [store.make_record(sample.id, res.prediction, self.model_name, res.error, res.latency_s,
+                                             self.key) for sample, res in results]
                 writer.append(records)  # flushed and fsync'd: the batch is now durable
-                counts["failed"] += n_fail
-                counts["done"] += len(batch) - n_fail
+                counts["failed"] += len(failed)
+                counts["done"] += len(batch) - len(failed)
                 counts["remaining"] -= len(batch)
-                progress.update(len(batch), counts["failed"])
+                if bar is not None:
+                    bar.note(failed=counts["failed"])
+                    bar.update(len(batch))
                 if self.remote and time.monotonic() - last_push >= cfg.push_interval:
-                    self._push_part_quietly()
+                    # A failed periodic upload costs nothing yet: the batches are safe on local disk and
+                    # the next push (or the one at the end) sends the whole part again.
+                    try:
+                        self.push_part()
+                    except remote.RemoteError as exc:
+                        print(f"sarchat infer: warning: {exc}; will retry", file=sys.stderr)
                     last_push = time.monotonic()
                 self.timing["predict_s"] = time.perf_counter() - t_predict
         finally:
-            if progress is not None:
-                progress.close()
+            if bar is not None:
+                bar.close(finished=bar.total is not None and bar.done >= bar.total)
             writer.close()
-        return "done"
-
-    def _push_part_quietly(self):
-        # A failed periodic upload costs nothing yet: the batches are safe on local disk and the
-        # next push (or the one at the end) sends the whole part again.
-        try:
-            self.push_part()
-        except remote.RemoteError as exc:
-            print(f"sarchat infer: warning: {exc}; will retry", file=sys.stderr)
 
 
 def failure_summary(n_failed, n_selected, first_errors, key):
     """The closing error line of a run that left samples without a prediction."""
     quoted = "; ".join(f"{sid}: {redact(err)[:200]}" for sid, err in first_errors[:FIRST_ERRORS])
     missing = [err for _, err in first_errors if str(err).startswith("missing image")]
-    hint = (" Images are missing: rerun with --image-root FOLDER, the folder the rows' image_path is relative to"
-            if missing else "")
-    if missing and len(missing) == len(first_errors):  # rerunning as it is cannot find them
-        return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
-                f"first errors: {quoted}.{hint}")
-    return (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
-            f"first errors: {quoted}. They stay recorded; rerun the same command to retry them.{hint}")
+    line = (f"{n_failed:,} of {n_selected:,} selected samples have no prediction (run key {key}); "
+            f"first errors: {quoted}.")
+    if not missing or len(missing) < len(first_errors):  # rerunning as it is cannot find missing images
+        line += " They stay recorded; rerun the same command to retry them."
+    if missing:
+        line += " Images are missing: rerun with --image-root FOLDER, the folder the rows' image_path is relative to"
+    return line
 
 
 def _spawn(cfg, argv):
@@ -367,19 +332,12 @@ def _spawn(cfg, argv):
     k = cfg.num_shards
     tp = cfg.tensor_parallel_size
     gpus = [g for g in (cfg.gpus.split(",") if cfg.gpus else [str(i) for i in range(k * tp)]) if g != ""]
-    child_argv, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--spawn-shards":
-            continue
+    child_argv, args = [], iter(argv)
+    for a in args:
         if a in ("--shard-index", "--gpus", "--progress-position"):
-            skip = True
-            continue
-        if a.startswith(("--shard-index=", "--gpus=", "--progress-position=")):
-            continue
-        child_argv.append(a)
+            next(args, None)  # and its value
+        elif a != "--spawn-shards" and not a.startswith(("--shard-index=", "--gpus=", "--progress-position=")):
+            child_argv.append(a)
     procs = []
     for i in range(k):
         env = dict(os.environ)
@@ -392,9 +350,7 @@ def _spawn(cfg, argv):
         procs.append(subprocess.Popen(cmd, env=env))
     codes = [p.wait() for p in procs]
     runner = Runner(cfg, argv=argv)
-    n, n_err = runner.merge()
-    print(f"sarchat infer: merged {n:,} predictions ({n_err:,} failed) into "
-          f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
+    n, n_err = _merge_and_report(runner)
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
         raise RunFailed(f"shards {bad} exited with errors; rerun the same command to resume")
@@ -402,6 +358,13 @@ def _spawn(cfg, argv):
         raise RunFailed(f"{n_err:,} of {n:,} samples have no prediction (run key {runner.key}); "
                         "rerun the same command to retry them")
     return 0
+
+
+def _merge_and_report(runner):
+    n, n_err = runner.merge()
+    print(f"sarchat infer: merged {n:,} predictions ({n_err:,} failed) into "
+          f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
+    return n, n_err
 
 
 def execute(cfg: InferenceConfig, backend=None, argv=None, verify_read=None):
@@ -418,9 +381,7 @@ def execute(cfg: InferenceConfig, backend=None, argv=None, verify_read=None):
             raise RunFailed(f"no predictions for run key {runner.key} under {runner.location('store')} "
                             f"(keys there: {', '.join(keys) or 'none'}); pass the same --dataset/--backend/"
                             "--model/--adapter/sampling/engine flags as the run")
-        n, n_err = runner.merge()
-        print(f"sarchat infer: merged {n:,} predictions ({n_err:,} failed) into "
-              f"{runner.location(store.PREDICTIONS_PARQUET)}", file=sys.stderr)
+        n, n_err = _merge_and_report(runner)
         if n_err:
             raise RunFailed(f"{n_err} of {n} merged samples have no prediction (run key {runner.key}); "
                             "rerun the shards to retry them")
@@ -437,8 +398,6 @@ def execute(cfg: InferenceConfig, backend=None, argv=None, verify_read=None):
 def own_older_output(folder, files):
     """A run folder written before the ownership marker existed: its manifest.json is a `sarchat
     infer` run manifest, or (a killed first run) it holds only the store. None: not ours."""
-    import json
-
     if "manifest.json" in files:
         try:
             with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:

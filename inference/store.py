@@ -26,11 +26,11 @@ error). Rows sorted by id. Written to a temporary file and renamed, under DIR/.m
 last shard to finish always writes a complete file. predictions.parquet carries the dataset version
 in its Parquet key-value metadata (DATASET_VERSION_KEY), as the RunInference pipeline's files do.
 """
+import contextlib
 import fcntl
 import json
 import os
 import time
-from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,16 +76,12 @@ def part_name(shard_index, num_shards):
 
 
 def fsync_dir(path):
-    try:
+    with contextlib.suppress(OSError):  # a folder that cannot be opened or synced is left as it is
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_records(path):
@@ -108,12 +104,14 @@ def read_records(path):
     return records
 
 
+def _names(folder):
+    """The sorted names in a folder ([] when it does not exist)."""
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
 def part_files(out_dir, run_key):
     folder = store_dir(out_dir, run_key)
-    if not os.path.isdir(folder):
-        return []
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
-                  if n.startswith("part-") and n.endswith(".jsonl"))
+    return [os.path.join(folder, n) for n in _names(folder) if n.startswith("part-") and n.endswith(".jsonl")]
 
 
 def scan(out_dir, run_key):
@@ -205,12 +203,6 @@ class PartWriter:
             finally:
                 self._lock.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 def make_record(sample_id, prediction, model, error, latency_s, run_key):
     """A store record: the prediction row plus the run key and the time."""
@@ -218,7 +210,7 @@ def make_record(sample_id, prediction, model, error, latency_s, run_key):
             "t": round(time.time(), 3)}
 
 
-@contextmanager
+@contextlib.contextmanager
 def _merge_lock(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, ".merge.lock"), "a+") as fh:
@@ -229,12 +221,13 @@ def _merge_lock(out_dir):
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write_bytes(path, writer, sync_dir=True):
+def _atomic_write_bytes(path, data: bytes, sync_dir=True):
     """Write `path` through a temporary file, fsync'd, renamed over it; then the folder is fsync'd
     unless `sync_dir` is False (a caller renaming several files into one folder syncs it once)."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    writer(tmp)
-    with open(tmp, "rb+") as fh:
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     if sync_dir:
@@ -242,12 +235,8 @@ def _atomic_write_bytes(path, writer, sync_dir=True):
 
 
 def atomic_write_json(path, obj, sync_dir=True):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, ensure_ascii=False)
-            fh.write("\n")
-
-    _atomic_write_bytes(path, write, sync_dir)
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    _atomic_write_bytes(path, text.encode("utf-8"), sync_dir)
 
 
 def merged_rows(out_dir, run_key):
@@ -261,28 +250,19 @@ def merged_rows(out_dir, run_key):
             if prev is not None and prev[0]:
                 continue  # the first success is final
             best[sid] = (ok, rec)  # a success, or a later error replacing an earlier one
-    rows = []
-    for sid in sorted(best):
-        ok, rec = best[sid]
-        rows.append(prediction_row(sid, rec.get("prediction"), rec.get("model"),
-                                   None if ok else rec.get("error"), rec.get("latency_s")))
-    return rows
+    return [prediction_row(sid, rec.get("prediction"), rec.get("model"), None if ok else rec.get("error"),
+                           rec.get("latency_s")) for sid, (ok, rec) in sorted(best.items())]
 
 
 def merge(out_dir, run_key, manifest=None, dataset_version=None):
     """Write DIR/predictions.parquet (+ .jsonl, + manifest.json); returns (n rows, n errors)."""
     with _merge_lock(out_dir):
         rows = merged_rows(out_dir, run_key)
-        table = pa.Table.from_pylist(rows, schema=prediction_schema(dataset_version))
-        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_PARQUET),
-                            lambda tmp: pq.write_table(table, tmp), sync_dir=False)
-
-        def write_jsonl(tmp):
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for r in rows:
-                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_JSONL), write_jsonl, sync_dir=False)
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=prediction_schema(dataset_version)), buf)
+        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_PARQUET), buf.getvalue().to_pybytes(), sync_dir=False)
+        jsonl = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        _atomic_write_bytes(os.path.join(out_dir, PREDICTIONS_JSONL), jsonl.encode("utf-8"), sync_dir=False)
         n_err = sum(1 for r in rows if r["error"] is not None)
         if manifest is not None:
             manifest = dict(manifest)
@@ -297,9 +277,7 @@ def merge(out_dir, run_key, manifest=None, dataset_version=None):
 def shard_manifests(out_dir, run_key):
     folder = runs_dir(out_dir, run_key)
     out = []
-    if not os.path.isdir(folder):
-        return out
-    for name in sorted(os.listdir(folder)):
+    for name in _names(folder):
         if name.startswith("shard-") and name.endswith(".json"):
             try:
                 with open(os.path.join(folder, name), encoding="utf-8") as fh:
@@ -314,6 +292,4 @@ def shard_manifests(out_dir, run_key):
 
 def run_keys(out_dir):
     folder = os.path.join(out_dir, "store")
-    if not os.path.isdir(folder):
-        return []
-    return sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n)))
+    return [n for n in _names(folder) if os.path.isdir(os.path.join(folder, n))]

@@ -52,10 +52,8 @@ def vllm_version():
 
 
 def base_versions():
-    return {"python": platform.python_version(), "sarchat-bench": package_version("sarchat-bench"),
-            "numpy": package_version("numpy"), "scipy": package_version("scipy"),
-            "pyarrow": package_version("pyarrow"), "pillow": package_version("pillow"),
-            "tqdm": package_version("tqdm")}
+    names = ("sarchat-bench", "numpy", "scipy", "pyarrow", "pillow", "tqdm")
+    return {"python": platform.python_version(), **{name: package_version(name) for name in names}}
 
 
 def transformers_major():

@@ -71,7 +71,7 @@ def test_model_handler_contract():
     assert _handler("/data", FakeLLM(), model_copies=2).model_copies() == 2
     with pytest.raises(ValueError, match="no inference_args"):
         h.validate_inference_args({"temperature": 1.0})
-    assert h.adapter_name == "qwen2-vl"  # guessed from the model name, as `sarchat infer` does
+    assert h.adapter.name == "qwen2-vl"  # guessed from the model name, as `sarchat infer` does
     import pickle
 
     pickle.loads(pickle.dumps(_handler("/data", None, large_model=False).config))

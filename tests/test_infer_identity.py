@@ -12,7 +12,7 @@ from PIL import Image
 from sarchat.inference import versions
 from sarchat.inference.backends.base import Sample
 from sarchat.inference.backends.vllm_backend import VllmBackend
-from sarchat.inference.dataset import ImageError, decode_image, image_data_url, sample_messages
+from sarchat.inference.dataset import ImageError, decode_image, image_data_url, read_image_bytes, row_size
 from sarchat.inference.manifest import redact_argv, run_identity
 from sarchat.inference.run import Runner, parse_config
 from tests.fixture_dataset import write_fixture_dataset
@@ -161,7 +161,7 @@ def test_mis_sized_image_is_a_per_sample_error(dataset, tmp_path):
     row = dict(rows[0], width=rows[0]["width"] + 1)
     sample = Sample(row, f"{image_root}/{row['image_path']}")
     with pytest.raises(ImageError, match="the dataset says"):
-        sample_messages(sample, get_adapter("qwen2-vl"))
+        image_data_url(read_image_bytes(sample.image_location), sample.image_location, expected_size=row_size(row))
     cfg = parse_config(["--dataset", generated, "--output", str(tmp_path), "--model", MODEL])
     backend = VllmBackend(cfg, get_adapter("qwen2-vl"), engine=object())
     (conv, err), (conv2, err2) = backend.prepare([sample, Sample(rows[0], sample.image_location)])

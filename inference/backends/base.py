@@ -23,6 +23,8 @@ user sees.
 from dataclasses import dataclass
 from typing import Optional
 
+from sarchat.inference.dataset import ImageError
+
 
 @dataclass
 class Sample:
@@ -110,3 +112,14 @@ def predict_batch(backend, samples, prepared):
     except Exception as exc:
         return [Result.failure(f"batch failed: {type(exc).__name__}: {exc}")] * len(samples)
     return [r if isinstance(r, Result) else Result.failure(f"bad result {r!r}") for r in results]
+
+
+def per_sample(fn, prefix="prepare failed"):
+    """(fn(), None), else (None, the error): an ImageError's message as it is, any other exception
+    as `prefix: Type: message` (one sample's failure never stops the batch)."""
+    try:
+        return fn(), None
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        return None, f"{prefix}: {type(exc).__name__}: {exc}"

@@ -10,46 +10,50 @@ blind:  `baselines.BlindPrior().fit(train rows)` then `.predict(row)`: answers f
 Both answer in canonical boxes (adapter `sarchat`) and read no image.
 """
 import time
+from typing import Callable
 
 from sarchat.inference.backends.base import Backend, Result
 from sarchat.inference.dataset import iter_tables, split_files
 
 
-class OracleBackend(Backend):
-    name = "oracle"
+class _Baseline(Backend):
+    """What both baselines share: canonical boxes, no image, a deterministic answer per row."""
+
     fixed_adapter = "sarchat"
-    columns = ("answer",)
     default_batch_size = 512
     reads_images = False
-
-    def fingerprint(self):
-        return {"kind": "baseline", "name": "oracle"}
+    _answer: Callable[[dict], str]  # the row's answer, set by setup()
 
     def sampling(self):
         return {"deterministic": True}
-
-    def setup(self):
-        from sarchat.inference import baselines
-
-        self._fn = baselines.oracle_prediction
 
     def predict(self, samples):
         out = []
         for s in samples:
             t0 = time.perf_counter()
             try:
-                out.append(Result(self._fn(s.row), None, time.perf_counter() - t0))
+                out.append(Result(self._answer(s.row), None, time.perf_counter() - t0))
             except Exception as exc:
-                out.append(Result.failure(f"oracle: {type(exc).__name__}: {exc}"))
+                out.append(Result.failure(f"{self.name}: {type(exc).__name__}: {exc}"))
         return out
 
 
-class BlindBackend(Backend):
+class OracleBackend(_Baseline):
+    name = "oracle"
+    columns = ("answer",)
+
+    def fingerprint(self):
+        return {"kind": "baseline", "name": "oracle"}
+
+    def setup(self):
+        from sarchat.inference import baselines
+
+        self._answer = baselines.oracle_prediction
+
+
+class BlindBackend(_Baseline):
     name = "blind"
-    fixed_adapter = "sarchat"
     columns = ()  # task, question, width, height: dataset.BASE_COLUMNS
-    default_batch_size = 512
-    reads_images = False
 
     def fingerprint(self):
         # The training rows are those of the run's dataset version, which the run key holds; the
@@ -58,25 +62,11 @@ class BlindBackend(Backend):
         return {"kind": "baseline", "name": "blind", "fit_split": self.config.fit_split,
                 "use_question_box": bool(self.config.blind_question_box)}
 
-    def sampling(self):
-        return {"deterministic": True}
-
     def setup(self):
         from sarchat.inference import baselines
 
-        self._prior = baselines.BlindPrior(use_question_box=bool(self.config.blind_question_box))
+        prior = baselines.BlindPrior(use_question_box=bool(self.config.blind_question_box))
         # only the columns the prior reads, as Arrow batches (fit_tables counts them column-wise)
-        fitted = self._prior.fit_tables(iter_tables(self.config.dataset, self.config.fit_split,
-                                                    baselines.FIT_COLUMNS, flag="--fit-split"))
-        if fitted is not None and hasattr(fitted, "predict"):
-            self._prior = fitted
-
-    def predict(self, samples):
-        out = []
-        for s in samples:
-            t0 = time.perf_counter()
-            try:
-                out.append(Result(self._prior.predict(s.row), None, time.perf_counter() - t0))
-            except Exception as exc:
-                out.append(Result.failure(f"blind: {type(exc).__name__}: {exc}"))
-        return out
+        prior.fit_tables(iter_tables(self.config.dataset, self.config.fit_split, baselines.FIT_COLUMNS,
+                                     flag="--fit-split"))
+        self._answer = prior.predict

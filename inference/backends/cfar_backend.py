@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Lock
 
 from sarchat.inference import cfar
-from sarchat.inference.backends.base import Backend, Result
-from sarchat.inference.dataset import ImageError, image_gray_array, read_image_bytes, row_size
+from sarchat.inference.backends.base import Backend, Result, per_sample
+from sarchat.inference.dataset import image_gray_array, read_image_bytes, row_size
 
 
 class CfarBackend(Backend):
@@ -52,29 +52,20 @@ class CfarBackend(Backend):
 
     def _one(self, sample):
         t0 = time.perf_counter()
-        try:
-            scene = self._image(sample)
-            text = cfar.answer(sample.row, scene, p=self.params)
-            return Result(text, None, time.perf_counter() - t0)
-        except ImageError as exc:
-            return Result.failure(str(exc), time.perf_counter() - t0)
-        except Exception as exc:
-            return Result.failure(f"cfar: {type(exc).__name__}: {exc}", time.perf_counter() - t0)
+        text, error = per_sample(lambda: cfar.answer(sample.row, self._image(sample), p=self.params), "cfar")
+        if error is not None:
+            return Result.failure(error, time.perf_counter() - t0)
+        return Result(text, None, time.perf_counter() - t0)
 
     def predict(self, samples):
         # One task per image, so an image is decoded and detected once per batch.
-        groups = OrderedDict()
+        groups = {}
         for i, s in enumerate(samples):
             groups.setdefault(s.image_location, []).append(i)
-        results = [None] * len(samples)
-
-        def run_group(indices):
-            return [(i, self._one(samples[i])) for i in indices]
-
-        for pairs in self._pool.map(run_group, groups.values()):
-            for i, res in pairs:
-                results[i] = res
-        return results
+        results = {}
+        for pairs in self._pool.map(lambda indices: [(i, self._one(samples[i])) for i in indices], groups.values()):
+            results.update(pairs)
+        return [results[i] for i in range(len(samples))]
 
     def close(self):
         self._pool.shutdown(wait=False)

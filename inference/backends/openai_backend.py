@@ -40,6 +40,7 @@ It is sent only in the Authorization header; it is never logged, never written t
 (only the variable's name is), and scrubbed from any error text that might echo it.
 """
 import base64
+import collections
 import http.client
 import json
 import os
@@ -51,9 +52,9 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from sarchat.inference.backends.base import Backend, Result, Sample
+from sarchat.inference.backends.base import Backend, Result, Sample, per_sample
 from sarchat.inference.config import parse_engine_args
-from sarchat.inference.dataset import ImageCache, ImageError, read_image_bytes, row_size
+from sarchat.inference.dataset import ImageCache, read_image_bytes, row_size
 from sarchat.inference.fingerprint import stable_hash
 from sarchat.transforms import decode
 from sarchat.transforms.adapters import processor_kwargs
@@ -84,13 +85,8 @@ class _HTTPStatus(Exception):
         self.status, self.detail, self.headers = status, detail, headers
 
 
-class _Prepared:
-    """A sample with its JSON-encoded image data URL, or the error that stops it being sent."""
-
-    __slots__ = ("sample", "image_json", "error")
-
-    def __init__(self, sample, image_json=None, error=None):
-        self.sample, self.image_json, self.error = sample, image_json, error
+# A sample with its JSON-encoded image data URL, or the error that stops it being sent.
+_Prepared = collections.namedtuple("_Prepared", "sample image_json error", defaults=(None, None))
 
 
 class OpenAIBackend(Backend):
@@ -105,15 +101,11 @@ class OpenAIBackend(Backend):
             raise UsageError(f"--base-url {_public_url(base)}: expected http(s)://HOST[:PORT]/PATH")
         self.scheme, self.host = parts.scheme, parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.path = parts.path.rstrip("/")
-        self.query = parts.query
+        self._host_header = _host_header(self.host, self.port, self.scheme)
+        self._path, self._query = parts.path.rstrip("/"), (f"?{parts.query}" if parts.query else "")
         self.base_url = _public_url(base)
-        self.api_key_env = config.api_key_env
-        self._api_key = os.environ.get(self.api_key_env) or None
-        self.concurrency = config.concurrency
+        self._api_key = os.environ.get(config.api_key_env) or None
         self.max_retries = config.max_retries
-        self.retry_base = config.retry_base
-        self.retry_max_wait = config.retry_max_wait
         self.timeout = config.request_timeout
         self.use_hint = not config.no_format_hint
         self.vllm_extras = not config.no_vllm_extras
@@ -129,8 +121,9 @@ class OpenAIBackend(Backend):
             source = "--chat-template" if config.chat_template_text else f"the {adapter.name} adapter"
             raise UsageError(f"{source} needs its chat template sent with each request (vLLM's chat_template "
                              "field), which --no-vllm-extras forbids; drop --no-vllm-extras")
+        self._fields = {**self.sampling(), **self._extras()}  # every request body's fields beside the messages
         self._sleep = sleep
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=config.concurrency)
         self._images = ImageCache(adapter.pad_to_multiple, config.max_image_pixels, read_image_bytes,
                                   encode=lambda url: json.dumps(url).encode("ascii"), full_decode=False)
         self._local = threading.local()  # this thread's open connection
@@ -149,8 +142,9 @@ class OpenAIBackend(Backend):
         return {"kind": "served", "name": self.config.model}
 
     def info(self):
-        return {"endpoint": self.base_url, "api_key_env": self.api_key_env, "concurrency": self.concurrency,
-                "max_retries": self.max_retries, "request_timeout": self.timeout, "models_check": self.models_check}
+        return {"endpoint": self.base_url, "api_key_env": self.config.api_key_env,
+                "concurrency": self.config.concurrency, "max_retries": self.max_retries,
+                "request_timeout": self.timeout, "models_check": self.models_check}
 
     def sampling(self):
         cfg = self.config
@@ -164,27 +158,21 @@ class OpenAIBackend(Backend):
 
     def _extras(self):
         """The request fields beyond OpenAI's that decide the answer on a vLLM server."""
-        if not self.vllm_extras:
-            return {}
-        out = {}
-        if self.chat_template:
-            out["chat_template"] = self.chat_template
-        if self.mm_processor_kwargs:
-            out["mm_processor_kwargs"] = self.mm_processor_kwargs
-        return out
+        fields = {"chat_template": self.chat_template, "mm_processor_kwargs": self.mm_processor_kwargs}
+        return {name: value for name, value in fields.items() if value and self.vllm_extras}
 
     def prompt_settings(self) -> dict:
         return {"format_hint": self.use_hint}  # --no-format-hint changes what the model is asked
 
     def engine_settings(self):
-        return {"chat_template_sha": stable_hash(self.chat_template) if self._extras().get("chat_template") else None,
-                "mm_processor_kwargs": self._extras().get("mm_processor_kwargs"),
-                "vllm_extras": self.vllm_extras}
+        extras = self._extras()
+        return {"chat_template_sha": stable_hash(self.chat_template) if "chat_template" in extras else None,
+                "mm_processor_kwargs": extras.get("mm_processor_kwargs"), "vllm_extras": self.vllm_extras}
 
     # ---- start-up ----------------------------------------------------------------------------
     def setup(self):
         self._check_models()
-        if self._extras().get("chat_template"):
+        if "chat_template" in self._fields:
             self._check_template_accepted()
 
     def _with_retries(self, fn):
@@ -204,7 +192,8 @@ class OpenAIBackend(Backend):
             raise InputError(f"cannot reach the endpoint {where} (--base-url): {self._redact(exc)}") from None
         except _HTTPStatus as exc:
             if exc.status in (401, 403):
-                have = f"the key in ${self.api_key_env}" if self._api_key else f"no key (${self.api_key_env} is unset)"
+                env = self.config.api_key_env
+                have = f"the key in ${env}" if self._api_key else f"no key (${env} is unset)"
                 raise InputError(f"the endpoint {where} refused the request with {have}: HTTP {exc.status}") from None
             if exc.status in (404, 405, 501):
                 self.models_check = f"not offered (HTTP {exc.status})"
@@ -236,39 +225,27 @@ class OpenAIBackend(Backend):
         return [self._prepare_one(s) for s in samples]
 
     def _prepare_one(self, sample):
-        try:
-            return _Prepared(sample, self._images.get(sample.image_location, row_size(sample.row)))
-        except ImageError as exc:
-            return _Prepared(sample, error=str(exc))
-        except Exception as exc:
-            return _Prepared(sample, error=f"prepare failed: {type(exc).__name__}: {exc}")
+        return _Prepared(sample, *per_sample(lambda: self._images.get(sample.image_location, row_size(sample.row))))
 
     def predict(self, prepared):
         items = [p if isinstance(p, _Prepared) else self._prepare_one(p) if isinstance(p, Sample) else p
                  for p in prepared]
         return list(self._pool.map(self._one, items))
 
-    def _body_fields(self):
-        fields = getattr(self, "_fields", None)
-        if fields is None:
-            fields = self._fields = {**self.sampling(), **self._extras()}
-        return fields
-
     def _payload(self, item):
         """The request body: json.dumps of {model, messages, sampling, extras} as bytes, the image's
         cached JSON spliced into its slot."""
-        messages = self.adapter.build_messages(item.sample.row, _IMAGE_SLOT, use_hint=self.use_hint)
-        text = json.dumps({"model": self.config.model, "messages": messages, **self._body_fields()})
-        head, slot, tail = text.partition(_IMAGE_SLOT_JSON)
+        def body(image):
+            messages = self.adapter.build_messages(item.sample.row, image, use_hint=self.use_hint)
+            return json.dumps({"model": self.config.model, "messages": messages, **self._fields})
+
+        head, slot, tail = body(_IMAGE_SLOT).partition(_IMAGE_SLOT_JSON)
         if not slot or _IMAGE_SLOT_JSON in tail:  # the question itself holds the slot's text
-            messages = self.adapter.build_messages(item.sample.row, json.loads(item.image_json),
-                                                   use_hint=self.use_hint)
-            return json.dumps({"model": self.config.model, "messages": messages,
-                               **self._body_fields()}).encode("utf-8")
+            return body(json.loads(item.image_json)).encode("utf-8")
         return b"".join((head.encode("utf-8"), item.image_json, tail.encode("utf-8")))
 
     def _headers(self, payload=None):
-        headers = {"Accept": "application/json", "Host": _host_header(self.host, self.port, self.scheme)}
+        headers = {"Accept": "application/json", "Host": self._host_header}
         if payload is not None:
             headers["Content-Type"] = "application/json"
         if self._api_key:
@@ -276,41 +253,30 @@ class OpenAIBackend(Backend):
         return headers
 
     def _redact(self, text):
-        text = str(text)
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
-        return text
+        return str(text).replace(self._api_key, "***") if self._api_key else str(text)
 
     def _one(self, item):
         if item.error is not None:
             return Result.failure(item.error)
         t0 = time.perf_counter()
+        payload, error = per_sample(lambda: self._payload(item))
+        if error is not None:
+            return Result.failure(error)
         try:
-            payload = self._payload(item)
-        except Exception as exc:
-            return Result.failure(f"prepare failed: {type(exc).__name__}: {exc}")
-        last = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                text = self._chat(payload)
-                return Result(self.adapter.clean_output(text), None, time.perf_counter() - t0)
-            except _Retryable as exc:
-                last = exc
-                if attempt == self.max_retries:
-                    break
-                self._sleep(self._backoff(attempt, exc.retry_after))
-            except Exception as exc:  # not retryable (4xx, a redirect, a malformed request)
-                return Result.failure(self._redact(exc), time.perf_counter() - t0)
-        return Result.failure(self._redact(f"{last} (gave up after {self.max_retries + 1} attempts)"),
-                              time.perf_counter() - t0)
+            text = self._with_retries(lambda: self._chat(payload))
+            return Result(self.adapter.clean_output(text), None, time.perf_counter() - t0)
+        except _Retryable as exc:
+            return Result.failure(self._redact(f"{exc} (gave up after {self.max_retries + 1} attempts)"),
+                                  time.perf_counter() - t0)
+        except Exception as exc:  # not retryable (4xx, a redirect, a malformed request)
+            return Result.failure(self._redact(exc), time.perf_counter() - t0)
 
     def _backoff(self, attempt, retry_after=None):
+        base, most = self.config.retry_base, self.config.retry_max_wait
         with self._rng_lock:
-            jitter = self._rng.uniform(0, self.retry_base)
-        wait = min(self.retry_max_wait, self.retry_base * (2 ** attempt) + jitter)
-        if retry_after is not None:
-            wait = min(self.retry_max_wait, max(wait, retry_after))
-        return wait
+            jitter = self._rng.uniform(0, base)
+        wait = min(most, base * (2 ** attempt) + jitter)
+        return wait if retry_after is None else min(most, max(wait, retry_after))
 
     def _chat(self, payload):
         """The reply text of one chat completion; _Retryable or _HTTPStatus when there is none."""
@@ -321,9 +287,7 @@ class OpenAIBackend(Backend):
                 raise _Retryable(str(exc), _retry_after(exc.headers)) from None
             raise
         try:
-            doc = json.loads(raw)
-            message = doc["choices"][0]["message"]
-            content = message.get("content")
+            content = json.loads(raw)["choices"][0]["message"].get("content")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
             raise _Retryable(f"malformed response: {raw[:200]!r}") from None
         if isinstance(content, list):  # content parts
@@ -364,10 +328,10 @@ class OpenAIBackend(Backend):
 
     def _exchange(self, method, suffix, payload=None):
         """The body of a 2xx reply to one request, within the total deadline; never follows a redirect."""
-        target = self.path + suffix + (f"?{self.query}" if self.query else "")
+        target = self._path + suffix + self._query
         headers = self._headers(payload)
         if self._proxy is not None and self.scheme == "http":
-            target = f"http://{headers['Host']}{target}"
+            target = f"http://{self._host_header}{target}"
             if self._proxy[1]:
                 headers["Proxy-Authorization"] = self._proxy[1]
         deadline = self._watchdog.start(self.timeout)
@@ -402,7 +366,7 @@ class OpenAIBackend(Backend):
                     self._discard(conn)
                 break
         finally:
-            deadline.cancel()
+            self._watchdog.disarm(deadline)
         if 300 <= resp.status < 400:
             to = _public_url(resp.headers.get("Location") or "?")
             raise _HTTPStatus(resp.status, f"redirect to {to} not followed (requests go to --base-url only)",
@@ -425,18 +389,14 @@ class _Deadline:
     is shut down, so that no read, write or handshake can outlast it (socket timeouts alone bound
     each operation only)."""
 
-    __slots__ = ("end", "fire_at", "conn", "sock", "_watchdog")
+    __slots__ = ("end", "fire_at", "conn", "sock")
 
-    def __init__(self, end, watchdog):
+    def __init__(self, end):
         self.end = self.fire_at = end
         self.conn = self.sock = None
-        self._watchdog = watchdog
 
     def passed(self):
         return time.monotonic() >= self.end
-
-    def cancel(self):
-        self._watchdog.disarm(self)
 
 
 class _Watchdog:
@@ -450,7 +410,7 @@ class _Watchdog:
         self._stopped = False
 
     def start(self, seconds):
-        deadline = _Deadline(time.monotonic() + seconds, self)
+        deadline = _Deadline(time.monotonic() + seconds)
         with self._cond:
             self._armed.add(deadline)
             if self._thread is None:
@@ -520,8 +480,7 @@ def _proxy_for(scheme, host):
 
 
 def _retry_after(headers):
-    try:
-        value = headers.get("Retry-After") if headers is not None else None
-        return float(value) if value is not None else None
+    try:  # a missing header, or no headers at all, is a TypeError here
+        return float(headers["Retry-After"])
     except (TypeError, ValueError):
         return None

@@ -6,7 +6,7 @@ engine=..., sampling_params_cls=...)`) so tests drive the backend with a fake ho
 `LLM.chat`'s signature; so is the image reader (`read_image`, Beam's FileSystems in the
 RunInference handler).
 
-Each conversation is the adapter's messages (what inference/dataset.py `sample_messages` builds): an
+Each conversation is the adapter's messages with the image (inference/dataset.py `image_data_url`): an
 `image_url` part holding a base64 data URL of the image (read, checked against the row's size and
 decoded by us first, so a missing, corrupt or mis-sized image fails that sample only; once per
 image, through an ImageCache, since the runner sends an image's dialogues together) and the
@@ -24,9 +24,9 @@ import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from sarchat.inference.backends.base import Backend, Result
+from sarchat.inference.backends.base import Backend, Result, per_sample
 from sarchat.inference.config import parse_engine_args
-from sarchat.inference.dataset import ImageCache, ImageError, read_image_bytes, row_size
+from sarchat.inference.dataset import ImageCache, read_image_bytes, row_size
 from sarchat.inference.fingerprint import model_fingerprint, stable_hash
 from sarchat.inference.versions import package_version, transformers_major, vllm_version
 from sarchat.transforms.adapters import processor_kwargs
@@ -47,7 +47,6 @@ class VllmBackend(Backend):
         self.engine = engine
         self._sp_cls = sampling_params_cls
         self._sp = None
-        self._read_image = read_image
         self._pool = ThreadPoolExecutor(max_workers=config.io_workers)
         # one read, size check, decode and base64 per image, not per dialogue (about 7 to 19 dialogues
         # share an image and the runner sends them together): every later dialogue of the image reuses
@@ -81,15 +80,10 @@ class VllmBackend(Backend):
         cfg = self.config
         kw = {"model": cfg.model, "seed": int(cfg.seed), "limit_mm_per_prompt": {"image": 1}}
         kw.update(copy.deepcopy(self.adapter.engine_kwargs))
-        if cfg.revision:
-            kw["revision"] = cfg.revision
-        kw["tensor_parallel_size"] = int(cfg.tensor_parallel_size)
-        if cfg.gpu_memory_utilization:
-            kw["gpu_memory_utilization"] = float(cfg.gpu_memory_utilization)
-        if cfg.max_model_len:
-            kw["max_model_len"] = int(cfg.max_model_len)
-        if cfg.trust_remote_code:
-            kw["trust_remote_code"] = True
+        flags = {"revision": cfg.revision, "tensor_parallel_size": cfg.tensor_parallel_size,
+                 "gpu_memory_utilization": cfg.gpu_memory_utilization, "max_model_len": cfg.max_model_len,
+                 "trust_remote_code": cfg.trust_remote_code}
+        kw.update({name: value for name, value in flags.items() if value})  # the flags given (typed by argparse)
         kw.update(parse_engine_args(cfg.engine_arg))
         if isinstance(kw.get("mm_processor_kwargs"), dict):
             if legacy_processor_kwargs is None:
@@ -125,13 +119,10 @@ class VllmBackend(Backend):
         self._sp = self._sp_cls(**self.sampling())
 
     def _prepare_one(self, sample):
-        try:
+        def messages():
             url = self._images.get(sample.image_location, row_size(sample.row))
-            return self.adapter.build_messages(sample.row, url, use_hint=self.use_hint), None
-        except ImageError as exc:
-            return None, str(exc)
-        except Exception as exc:  # never let one sample stop the run
-            return None, f"prepare failed: {type(exc).__name__}: {exc}"
+            return self.adapter.build_messages(sample.row, url, use_hint=self.use_hint)
+        return per_sample(messages)
 
     def prepare(self, samples):
         return list(self._pool.map(self._prepare_one, samples))
