@@ -1,27 +1,10 @@
 """Dialogue tables -> ms-swift JSONL lines, task counts. Pure functions, no Beam."""
-import json
 import posixpath
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from sarchat.transforms.schema import USER_PREFIX
-
-
-def swift_line(row, image_root: str) -> str:
-    """One ms-swift JSONL line of a dialogue row (a dict): {"messages": [...], "images": [path]}
-    (path under image_root); the per-row definition swift_parts is tested against."""
-    path = row["image_path"]
-    if image_root:
-        path = image_root.rstrip("/") + "/" + path if "://" in image_root else posixpath.join(image_root, path)
-    dumps = _dumps
-    return ('{"messages": [{"role": "user", "content": ' + dumps(USER_PREFIX + row["question"])
-            + '}, {"role": "assistant", "content": ' + dumps(row["answer"])
-            + '}], "images": [' + dumps(path) + ']}')
-
-
-def _dumps(s):
-    return json.dumps(s, ensure_ascii=False)
 
 
 def task_counts(table) -> dict:
@@ -50,11 +33,10 @@ def json_strings(array):
 
 def swift_parts(table, image_root: str):
     """[(task file, bytes of its ms-swift JSONL lines)] of one sorted dialogue table, task files in
-    name order, rows in table order: the same bytes as swift_line per row, built column-wise."""
+    name order, rows in table order, built column-wise: one line per row, {"messages": [...], "images":
+    [path]} (path under image_root), the bytes json.dumps(ensure_ascii=False) writes."""
     if table.num_rows == 0:
         return []
-    from sarchat.transforms.generate.tfrecord import concat_binary
-
     paths = table.column("image_path").combine_chunks().dictionary_encode()
     joined = [(image_root.rstrip("/") + "/" + p if "://" in image_root else posixpath.join(image_root, p)) if image_root else p
               for p in paths.dictionary.to_pylist()]
@@ -70,5 +52,7 @@ def swift_parts(table, image_root: str):
     file_of = pc.if_else(has_subset, pc.binary_join_element_wise(task, subset, "_"), task)
     out = []
     for name in sorted(pc.unique(file_of).to_pylist()):
-        out.append((name, concat_binary(lines.filter(pc.equal(file_of, name)))))
+        part = lines.filter(pc.equal(file_of, name))
+        joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(part)], pa.int64()), part), L(""))
+        out.append((name, joined[0].as_py().encode("utf-8")))
     return out
