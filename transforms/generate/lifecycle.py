@@ -27,7 +27,7 @@ OWN_FOLDERS = ("parquet", "tfrecord", "swift", "authors", "rejects")
 # dialogues-<shard>-of-<count>.<ext> under parquet/<split>/ or tfrecord/<split>/ (pipeline.shard_name).
 _SHARD_RE = re.compile(r"(parquet/[^/]+/dialogues-\d{5}-of-\d{5}\.parquet|tfrecord/[^/]+/dialogues-\d{5}-of-\d{5}\.tfrecord(?:\.gz)?)")
 # swift/_parts/<split>/<task file>-<shard>.jsonl (pipeline.swift_part_path) and
-# rejects/_parts/<split>/rejects-<shard>.jsonl (pipeline.reject_part_path), joined and removed by the
+# rejects/_parts/<split>/rejects-<shard>.jsonl (pipeline.WriteShardFn), joined and removed by the
 # finalize step; a killed run leaves them behind.
 _PART_RE = re.compile(r"(?:swift|rejects)/_parts/[^/]+/[a-z_]+-\d{5}\.jsonl")
 
