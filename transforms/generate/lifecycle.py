@@ -19,6 +19,7 @@ import re
 
 from sarchat.transforms.errors import OutputError
 from sarchat.transforms.generate.dataset_card import CARD_FILE, is_generated_card
+from sarchat.transforms.generate.finalize import relative
 
 MANIFEST = "manifest.json"
 GENERATOR = "sarchat-bench"
@@ -40,12 +41,10 @@ def is_generated_name(rel: str) -> bool:
 
 def safe_listed_path(rel) -> bool:
     """A path from an old manifest that may be removed: relative, clean, inside one of our folders."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel or "://" in rel or "\x00" in rel:
+    if not isinstance(rel, str) or "\\" in rel or "\x00" in rel:
         return False
-    norm = posixpath.normpath(rel)
-    if norm != rel or ".." in norm.split("/"):
-        return False
-    return norm.split("/", 1)[0] in OWN_FOLDERS and "/" in norm
+    # a clean path (normpath leaves it as it is) can hold ".." only at its start, never in one of our folders
+    return posixpath.normpath(rel) == rel and rel.split("/", 1)[0] in OWN_FOLDERS and "/" in rel
 
 
 def check_own_manifest(raw: bytes, where: str) -> dict:
@@ -101,11 +100,6 @@ def _remove_emptied_folders(output, removed):
             pass
 
 
-def _relative(root, path):
-    root = root.rstrip("/") + "/"
-    return path[len(root):] if path.startswith(root) else None
-
-
 def _present(output):
     """Relative paths of the files under our folders of `output` (an empty list where there are none)."""
     from apache_beam.io.filesystems import FileSystems
@@ -117,10 +111,8 @@ def _present(output):
             results = FileSystems.match([pattern])
         except Exception:  # nothing there (some filesystems raise instead of matching nothing)
             continue
-        for md in results[0].metadata_list:
-            rel = _relative(output, md.path.replace("\\", "/"))
-            if rel is not None:
-                out.append(rel)
+        # a path not under `output` stays as it is, which no name of ours matches (is_generated_name)
+        out += [relative(output, md.path.replace("\\", "/")) for md in results[0].metadata_list]
     return out
 
 

@@ -155,14 +155,10 @@ def _int_array(values):
 
 def duplicates_by_split(id_batches):
     """[(split, ids, indices), ...] of every piece -> {split: {annotation id: first index}}."""
-    by_split = collections.defaultdict(lambda: ([], []))
-    for split, ids, indices in id_batches:
-        by_split[split][0].append(ids)
-        by_split[split][1].append(indices)
     out = {}
-    for split, (ids, indices) in by_split.items():
-        if any(a.dtype == object for a in ids):
-            ids = [np.asarray(a, dtype=object) for a in ids]
+    for split in {batch[0] for batch in id_batches}:
+        _, ids, indices = zip(*[batch for batch in id_batches if batch[0] == split])
+        # a piece with ids beyond 64 bits (an object array) makes the whole split's array an object array
         out[split] = coco.duplicate_annotation_ids(np.concatenate(ids), np.concatenate(indices))
     return out
 
@@ -364,12 +360,8 @@ def read_lines(path, chunk_size=1 << 20):
     """The lines of a file (each with its newline), read a chunk at a time."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         rest = b""
-        while True:
-            chunk = f.read(chunk_size)
-            if not chunk:
-                break
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            *lines, rest = (rest + chunk).split(b"\n")
             for line in lines:
                 yield line + b"\n"
         if rest:
