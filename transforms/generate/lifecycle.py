@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 GENERATOR = "sarchat-bench"
 # Top-level folders a generate run writes into; nothing outside them is ever removed.
 OWN_FOLDERS = ("parquet", "tfrecord", "swift", "authors", "rejects")
-# dialogues-<shard>-of-<count>.<ext> under parquet/<split>/ or tfrecord/<split>/ (pipeline.shard_name).
+# dialogues-<shard>-of-<count>.<ext> under parquet/<split>/ or tfrecord/<split>/ (pipeline.write_dialogue_files).
 _SHARD_RE = re.compile(r"(parquet/[^/]+/dialogues-\d{5}-of-\d{5}\.parquet|tfrecord/[^/]+/dialogues-\d{5}-of-\d{5}\.tfrecord(?:\.gz)?)")
 # swift/_parts/<split>/<task file>-<shard>.jsonl (pipeline.swift_part_path) and
 # rejects/_parts/<split>/rejects-<shard>.jsonl (pipeline.WriteShardFn), joined and removed by the

@@ -52,10 +52,6 @@ def shard_of(split, image_id, num_shards) -> int:
     return seeded_int("shard", split, image_id) % num_shards
 
 
-def shard_name(stem, shard, num_shards, ext):
-    return f"{stem}-{shard:05d}-of-{num_shards:05d}.{ext}"
-
-
 class ReadCocoPieceFn(beam.DoFn):
     """(split, annotation path, image dir, num_shards, input root, piece) -> `tagged` pairs: RECORDS,
     per shard the piece's records of that shard ((split, shard), ("images" or "annotations",
@@ -237,7 +233,8 @@ def write_dialogue_files(job, split, shard, table):
             files.append(("tfrecord", "tfrecord", data))
     out = []
     for folder, ext, data in files:
-        path = FileSystems.join(job.output, folder, split, shard_name("dialogues", shard, job.num_shards[split], ext))
+        name = f"dialogues-{shard:05d}-of-{job.num_shards[split]:05d}.{ext}"
+        path = FileSystems.join(job.output, folder, split, name)
         write_bytes(path, data)
         out.append({"path": path, "rows": table.num_rows, "bytes": len(data)})
     return out

@@ -128,10 +128,8 @@ def fit_prior(tally, rows):
 
 def _value_counts(array):
     """Counter of the values of an Arrow array (a null counts as None, as Counter.update would)."""
-    out = Counter()
-    for item in pc.value_counts(array).to_pylist():
-        out[item["values"]] += item["counts"]
-    return out
+    counts = pc.value_counts(array)
+    return Counter(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
 
 
 def _non_empty(lists):
