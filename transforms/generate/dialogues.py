@@ -174,25 +174,21 @@ class _Rows:
 
 class _Context:
     """What a task module's build(ctx) gets: the builder's banks, seed and K (identify_variants), the
-    shard's images and boxes (`shard`, a _Boxes), the describe rejects, and these helpers."""
+    shard's images and boxes (`shard`, a _Boxes) and per image its categories and their boxes
+    (`per_image`), the describe rejects, and these helpers."""
 
     def __init__(self, builder, images, shard):
         self.banks, self.seed, self.identify_variants = builder.banks, builder.seed, builder.identify_variants
         self.images, self.shard = images, shard
-        self.cache, self.rejects, self._groups = {}, [], None
-
-    def per_image(self):
-        """(image index, image, its first box, categories present in canonical order, {category: box
-        indices}) per image, in image order."""
-        if self._groups is None:
-            first, self._groups = self.shard.first.tolist(), []
-            for i, image in enumerate(self.images):
-                by_cat = {}
-                for b in range(first[i], first[i + 1]):
-                    by_cat.setdefault(self.shard.category[b], []).append(b)
-                cats = sorted(by_cat, key=CATEGORY_INDEX.__getitem__)
-                self._groups.append((i, image, first[i], cats, by_cat))
-        return self._groups
+        self.cache, self.rejects = {}, []
+        # per_image: (image index, image, its first box, categories present in canonical order,
+        # {category: box indices}) per image, in image order
+        first, self.per_image = shard.first.tolist(), []
+        for i, image in enumerate(images):
+            by_cat = {}
+            for b in range(first[i], first[i + 1]):
+                by_cat.setdefault(shard.category[b], []).append(b)
+            self.per_image.append((i, image, first[i], sorted(by_cat, key=CATEGORY_INDEX.__getitem__), by_cat))
 
     def rows(self, task, box_sizes=False):
         return _Rows(task, box_sizes)

@@ -127,26 +127,18 @@ def clear_previous_output(output):
     # Checked before anything is deleted. The dataset card sits at the root, outside our folders:
     # ours when it carries our mark, else the user's, and then we refuse the folder and touch nothing.
     card_path = FileSystems.join(output, CARD_FILE)
-    own_card = False
     if FileSystems.exists(card_path):
         with FileSystems.open(card_path) as f:
             if not is_generated_card(f.read()):
                 raise OutputError(f"{card_path} exists and was not written by sarchat generate (its dataset "
                                   "card goes there); refusing to overwrite it: move it or choose another --output")
-        own_card = True
     manifest_path = FileSystems.join(output, MANIFEST)
-    removed = []
     old = None
     if FileSystems.exists(manifest_path):
         with FileSystems.open(manifest_path) as f:
-            raw = f.read()
-        old = check_own_manifest(raw, manifest_path)
-        FileSystems.delete([manifest_path])
-        removed.append(MANIFEST)
-    if own_card:
-        FileSystems.delete([card_path])
-        removed.append(CARD_FILE)
-    for rel in removable(old, _present(output)):
+            old = check_own_manifest(f.read(), manifest_path)
+    removed = []
+    for rel in [MANIFEST, CARD_FILE] + removable(old, _present(output)):  # the manifest first
         path = FileSystems.join(output, *rel.split("/"))
         if FileSystems.exists(path):
             FileSystems.delete([path])

@@ -124,7 +124,7 @@ def detector_answer(row, W, H, detections, region_category):
 def build(ctx):
     """One row per (image, category present): its number and boxes."""
     rows, texts = ctx.rows("count"), ctx.shard.text
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         for cat in cats:
             group = by_cat[cat]
             did = dialogue_id(image["split"], image["image_id"], "count", None, cat, 0)

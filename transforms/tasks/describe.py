@@ -140,7 +140,7 @@ def _xywh(box):
 def build(ctx):
     """One row per image big enough, of the boxes the describe filters keep (the others: rejects)."""
     rows, shard = ctx.rows("describe", box_sizes=True), ctx.shard
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         split, image_id, W, H = image["split"], image["image_id"], image["width"], image["height"]
         if not geometry.describe_image_ok(W, H):
             ctx.rejects.append({"split": split, "record": f"image {image_id}", "reason": "describe_image_too_small",

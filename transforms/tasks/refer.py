@@ -96,7 +96,7 @@ def detector_answer(row, W, H, detections, region_category):
 def build(ctx):
     """One row per (image, category present): its boxes with their cells."""
     rows, cells, texts = ctx.rows("refer"), ctx.shard.cell, ctx.shard.text
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         for cat in cats:
             group = by_cat[cat]
             n = len(group)
