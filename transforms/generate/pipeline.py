@@ -126,7 +126,7 @@ def annotation_shards(split, image_ids, num_shards):
     unknown_image like anywhere else."""
     keys = [coco.image_key(image_id) for image_id in image_ids]
     shards = {key: shard_of(split, key, num_shards) for key in set(keys) if key is not None}
-    return [shards.get(key, 0) for key in keys]
+    return [0 if key is None else shards[key] for key in keys]
 
 
 def count_reasons(prefix, rejects):

@@ -4,6 +4,7 @@ import posixpath
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sarchat.transforms.generate.tfrecord import concat_binary
 from sarchat.transforms.schema import USER_PREFIX
 
 
@@ -52,7 +53,5 @@ def swift_parts(table, image_root: str):
     file_of = pc.if_else(has_subset, pc.binary_join_element_wise(task, subset, "_"), task)
     out = []
     for name in sorted(pc.unique(file_of).to_pylist()):
-        part = lines.filter(pc.equal(file_of, name))
-        joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(part)], pa.int64()), part), L(""))
-        out.append((name, joined[0].as_py().encode("utf-8")))
+        out.append((name, concat_binary(lines.filter(pc.equal(file_of, name)))))
     return out

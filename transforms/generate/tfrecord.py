@@ -75,6 +75,11 @@ def _joined(offsets, elements):
     return pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), elements), _EMPTY)
 
 
+def concat_binary(array) -> bytes:
+    """The elements of a binary or string array, concatenated."""
+    return _joined([0, len(array)], array.cast(_BIN))[0].as_py()
+
+
 def _bytes_list(values):
     """BytesList payload per row from a list<string> array."""
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -90,7 +95,7 @@ def pa_join(*parts):
 
 def _constant(tag: bytes, *values: bytes) -> bytes:
     """tag + varint(len) + value of each constant, concatenated."""
-    return _joined([0, len(values)], _delimited(tag, pa.array(values, _BIN)))[0].as_py()
+    return concat_binary(_delimited(tag, pa.array(values, _BIN)))
 
 
 def examples_of_table(table):
