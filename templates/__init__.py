@@ -8,8 +8,9 @@ refer question states the count ({n}), every classify question names the candida
 
 Versioning: each bank declares a `version`, and the manifest records every bank's version and
 content hash (`fingerprints`), which the dataset version covers. A template id is never reused
-for another text: templates/released.json pins the content hash of every id ever shipped, and a
-test holds the banks to it, so an old `template_id` in a dataset always means what it meant.
+for another text: templates/released.json pins the content hash of every id ever shipped, and
+tests/test_dialogues.py holds the banks to it, so an old `template_id` in a dataset always means
+what it meant.
 """
 import functools
 import hashlib
@@ -140,26 +141,6 @@ def bank_fingerprint(bank) -> str:
     `description` do not count)."""
     content = {k: v for k, v in bank.items() if k != "description"}
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def template_content(task, bank, template) -> dict:
-    """What a template id stands for: its texts, with a describe template's style spelled out."""
-    content = {k: v for k, v in template.items() if k != "id"}
-    if "style" in BY_ID[task].TEMPLATE_FIELDS:
-        content["style"] = bank["styles"][template["style"]]
-    return content
-
-
-def template_hashes(task, bank) -> dict:
-    """{template id: sha256 of what it stands for} (checked against templates/released.json)."""
-    return {t["id"]: hashlib.sha256(json.dumps(template_content(task, bank, t), sort_keys=True,
-                                               ensure_ascii=False).encode("utf-8")).hexdigest()
-            for t in bank["templates"]}
-
-
-def released_ids() -> dict:
-    """templates/released.json: {task: {template id: content hash}} of every id ever shipped."""
-    return json.loads(resources.files(__name__).joinpath("released.json").read_text(encoding="utf-8"))["ids"]
 
 
 def fingerprints(banks=None) -> dict:

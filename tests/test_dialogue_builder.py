@@ -3,7 +3,9 @@ test_dialogues.py: its vectorised box attributes against geometry's scalar defin
 picks, shard independence (what makes output independent of the worker count), and the export
 encoders of its table against their per-row definitions; on the synthetic default and edge cases."""
 import collections
+import functools
 import json
+import posixpath
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from tests.helpers import CATEGORIES, known_dataset
+from tests.tfrecord_reference import encode_rows
 from sarchat.synthetic.sardet_synth import sardet_scale_annotations, split_sizes, synth_annotations
 from sarchat.synthetic.constants import DEFAULT_IMAGES, DEFAULT_TEST_FRACTION
 from sarchat.transforms import coco, geometry
@@ -19,7 +22,7 @@ from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.arrow_text import render
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.tasks.identify import identify_picks
-from sarchat.transforms.schema import DIALOGUE_SCHEMA, dialogue_id, seeded_int, swift_task_file
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, USER_PREFIX, dialogue_id, seeded_int, swift_task_file
 
 
 def parsed(split, data):
@@ -159,10 +162,16 @@ def test_no_images_gives_an_empty_table_with_the_schema():
     assert table.schema == DIALOGUE_SCHEMA and table.num_rows == 0 and rejects == []
 
 
-def encode_rows(rows):
-    """The per-row TFRecord definition: one protobuf Example per row, framed."""
-    cls = tfrecord.example_class()
-    return b"".join([tfrecord.frame(tfrecord.example_of_row(r, cls)) for r in rows])
+def swift_line(row, image_root: str) -> str:
+    """One ms-swift JSONL line of a dialogue row (a dict): the per-row definition swift_parts is
+    tested against."""
+    path = row["image_path"]
+    if image_root:
+        path = image_root.rstrip("/") + "/" + path if "://" in image_root else posixpath.join(image_root, path)
+    dumps = functools.partial(json.dumps, ensure_ascii=False)
+    return ('{"messages": [{"role": "user", "content": ' + dumps(USER_PREFIX + row["question"])
+            + '}, {"role": "assistant", "content": ' + dumps(row["answer"])
+            + '}], "images": [' + dumps(path) + ']}')
 
 
 @pytest.mark.parametrize("images", [edge_case_images, lambda: default_images("test")])
@@ -174,7 +183,7 @@ def test_exports_of_the_table_equal_the_per_row_encoders(images):
     for image_root in ("", "data", "gs://bucket/root/", "/abs/root/"):
         by_file = collections.defaultdict(list)
         for r in rows:
-            by_file[swift_task_file(r["task"], r["subset"])].append(records.swift_line(r, image_root))
+            by_file[swift_task_file(r["task"], r["subset"])].append(swift_line(r, image_root))
         want = [(name, ("\n".join(lines) + "\n").encode("utf-8")) for name, lines in sorted(by_file.items())]
         assert records.swift_parts(table, image_root) == want
 

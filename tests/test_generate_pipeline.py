@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from sarchat.beam_pipelines import generate
 from sarchat.transforms.errors import UsageError
 from tests.helpers import file_bytes, random_dataset, read_rows, run_generate, write_coco
-from sarchat.transforms.generate import tfrecord
+from tests.tfrecord_reference import frame, read_records
 
 
 def test_known_dataset_outputs_and_accounting(known_root, tmp_path):
@@ -125,7 +125,7 @@ def test_tfrecord_matches_parquet(known_root, tmp_path):
     run_generate(known_root, out, "--formats", "parquet,tfrecord")
     rows = {r["id"]: r for r in read_rows(out)}
     (path,) = glob.glob(os.path.join(out, "tfrecord", "test", "*.tfrecord"))
-    examples = [decode_example(r) for r in tfrecord.read_records(open(path, "rb").read())]
+    examples = [decode_example(r) for r in read_records(open(path, "rb").read())]
     assert len(examples) == len(rows)
     for ex in examples:
         row = rows[ex["id"][0]]
@@ -145,7 +145,7 @@ def test_tfrecord_gzip_holds_the_same_records(known_root, tmp_path):
     (path,) = glob.glob(os.path.join(packed, "tfrecord", "test", "*.tfrecord.gz"))
     (plain_path,) = glob.glob(os.path.join(plain, "tfrecord", "test", "*.tfrecord"))
     data = gzip.decompress(open(path, "rb").read())
-    assert data == open(plain_path, "rb").read() and list(tfrecord.read_records(data))
+    assert data == open(plain_path, "rb").read() and list(read_records(data))
     listed = {f["path"]: f["bytes"] for f in manifest["files"]}
     assert listed[os.path.relpath(path, packed)] == os.path.getsize(path)
     assert manifest["config"]["tfrecord_compression"] == "gzip"
@@ -153,10 +153,10 @@ def test_tfrecord_gzip_holds_the_same_records(known_root, tmp_path):
 
 
 def test_tfrecord_crc_is_checked():
-    data = bytearray(tfrecord.frame(b"hello"))
+    data = bytearray(frame(b"hello"))
     data[13] ^= 1
     with pytest.raises(ValueError, match="CRC"):
-        list(tfrecord.read_records(bytes(data)))
+        list(read_records(bytes(data)))
 
 
 def test_unusable_input_fails_fast_with_clear_message(tmp_path, capsys):

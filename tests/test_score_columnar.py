@@ -216,7 +216,7 @@ def test_merged_lines_sorts_buckets_by_id():
              pa.table({"id": pa.array([], pa.string()), "line": pa.array([], pa.string())})]
     assert C.merged_lines(parts) == b"A\nB\nC\nD\n"
     assert C.merged_lines([]) == b""
-    assert np.array_equal(CS.set_counts(2, [0, 0, 1], [1, 1, 2], [0, 1, 1], [1, 2, 3], 4, multiset=True)[0], [1, 1])
+    assert np.array_equal(CS.multiset_counts(2, [0, 0, 1], [1, 1, 2], [0, 1, 1], [1, 2, 3], 4)[0], [1, 1])
 
 
 @pytest.mark.parametrize("id_type,latency_type", [(pa.string(), pa.float64()), (pa.int64(), pa.int32()),

@@ -43,4 +43,4 @@ def test_derived_values_agree_with_the_specs():
 
 def test_an_unknown_task_is_named():
     with pytest.raises(KeyError, match="unknown task 'caption'"):
-        tasks.spec("caption")
+        tasks.task("caption")

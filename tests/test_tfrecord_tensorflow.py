@@ -48,8 +48,8 @@ def test_tensorflow_reads_every_field_as_parquet_has_it(tmp_path):
     random_dataset(root, n_images=30, seed=8)
     out = tmp_path / "out"
     run_generate(root, out, "--formats", "parquet,tfrecord")
-    strings = list(tfrecord._STR) + list(tfrecord._STRLIST) + ["messages_role", "messages_content"]
-    ints = list(tfrecord._INT) + ["gt_boxes"]
+    strings = list(tfrecord.STR_FIELDS) + list(tfrecord.STRLIST_FIELDS) + ["messages_role", "messages_content"]
+    ints = list(tfrecord.INT_FIELDS) + ["gt_boxes"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([_tf_python(), "-c", READER, str(out / "tfrecord" / "test"), json.dumps(strings),
                            json.dumps(ints)], capture_output=True, text=True, env=env, timeout=300)
@@ -60,11 +60,11 @@ def test_tensorflow_reads_every_field_as_parquet_has_it(tmp_path):
     assert {r["task"] for r in rows.values()} == {"classify", "describe", "count", "grounding", "identify", "refer"}
     for ex in doc["examples"]:
         row = rows[ex["id"][0]]
-        for name in tfrecord._STR:
+        for name in tfrecord.STR_FIELDS:
             assert ex[name] == ([] if row[name] is None else [row[name]]), name
-        for name in tfrecord._INT:
+        for name in tfrecord.INT_FIELDS:
             assert ex[name] == ([] if row[name] is None else [row[name]]), name
-        for name in tfrecord._STRLIST:
+        for name in tfrecord.STRLIST_FIELDS:
             assert ex[name] == row[name], name
         assert ex["gt_boxes"] == [c for box in row["gt_boxes"] for c in box]
         assert ex["messages_role"] == [m["role"] for m in row["messages"]]

@@ -50,24 +50,14 @@ def fmt_int(n) -> str:
 
 
 def _files(manifest, folder, suffix):
-    """{split: [relative paths]} of the manifest's files under folder/<split>/ ending in suffix."""
+    """{split: [relative paths]} of the manifest's files under folder/<split>/ ending in suffix (a
+    string or a tuple), or for authors/ the JSON arrays authors/SARChat_<name>_<split>.json."""
     out = {}
     for entry in manifest.get("files", []):
         path = entry.get("path", "")
         parts = path.split("/")
-        if len(parts) == 3 and parts[0] == folder and path.endswith(suffix):
-            out.setdefault(parts[1], []).append(path)
-    return {split: sorted(paths) for split, paths in sorted(out.items(), key=lambda kv: (kv[0] != "train", kv[0]))}
-
-
-def _authors_files(manifest):
-    """{split: [relative paths]} of the authors' JSON arrays (authors/SARChat_<name>_<split>.json)."""
-    out = {}
-    for entry in manifest.get("files", []):
-        path = entry.get("path", "")
-        parts = path.split("/")
-        if len(parts) == 2 and parts[0] == "authors" and path.endswith(".json"):
-            split = parts[1][:-len(".json")].rsplit("_", 1)[-1]
+        if len(parts) == (2 if folder == "authors" else 3) and parts[0] == folder and path.endswith(suffix):
+            split = parts[1][:-len(suffix)].rsplit("_", 1)[-1] if folder == "authors" else parts[1]
             out.setdefault(split, []).append(path)
     return {split: sorted(paths) for split, paths in sorted(out.items(), key=lambda kv: (kv[0] != "train", kv[0]))}
 
@@ -93,10 +83,9 @@ def data_fingerprint(manifest) -> str:
 def _by_kind(manifest) -> dict:
     """{kind: {split: relative paths}} of the data files the manifest lists, kinds in the order the
     default config picks them."""
-    tfrecord = {split: [p for p in paths if ".tfrecord" in p]
-                for split, paths in _files(manifest, "tfrecord", "").items()}
     return {"parquet": _files(manifest, "parquet", ".parquet"), "swift": _files(manifest, "swift", ".jsonl"),
-            "authors": _authors_files(manifest), "tfrecord": {s: paths for s, paths in tfrecord.items() if paths}}
+            "authors": _files(manifest, "authors", ".json"),
+            "tfrecord": _files(manifest, "tfrecord", (".tfrecord", ".tfrecord.gz"))}
 
 
 def _count_rows(counts) -> list:

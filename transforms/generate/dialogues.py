@@ -71,12 +71,8 @@ class DialogueBuilder:
 def messages_array(questions, answers):
     """[user: <image>\\n + question, assistant: answer] per row, from the two string arrays."""
     n = len(questions)
-    users = join(USER_PREFIX, questions)
-    both = pa.concat_arrays([users.cast(pa.string()), answers.cast(pa.string())])
-    interleave = np.empty(2 * n, dtype=np.int64)
-    interleave[0::2] = np.arange(n)
-    interleave[1::2] = np.arange(n) + n
-    contents = both.take(pa.array(interleave))
+    both = pa.concat_arrays([join(USER_PREFIX, questions).cast(pa.string()), answers.cast(pa.string())])
+    contents = both.take(pa.array(np.arange(2 * n).reshape(2, n).T.reshape(-1)))  # user i, assistant i, ...
     roles = pa.array(["user", "assistant"] * n, type=pa.string())
     structs = pa.StructArray.from_arrays([roles, contents], fields=list(MESSAGE_TYPE))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), structs)
@@ -141,71 +137,58 @@ class _Boxes:
 
 
 class _Rows:
-    """Column lists of one per-image task, in the order the rows are made. The gt_sizes column holds
-    the boxes' describe sizes when box_sizes is set; gt_relations and gt_categories come from add's
-    own lists when a task gives them (else: none, and the boxes' categories)."""
+    """The rows of one per-image task, in the order they are made, turned into columns. The gt_sizes
+    column holds the boxes' describe sizes when box_sizes is set; gt_relations and gt_categories come
+    from add's own lists when a task gives them (else: none, and the boxes' categories)."""
 
     def __init__(self, task, box_sizes=False):
-        self.task, self.box_sizes = task, box_sizes
-        self.id, self.image, self.subset, self.question, self.answer, self.template_id = [], [], [], [], [], []
-        self.boxes, self.count, self.categories, self.relations = [], [], [], []
+        self.task, self.box_sizes, self.rows = task, box_sizes, []
 
     def add(self, did, image, subset, question, answer, template_id, boxes, count, categories=None, relations=None):
-        self.id.append(did)
-        self.image.append(image)
-        self.subset.append(subset)
-        self.question.append(question)
-        self.answer.append(answer)
-        self.template_id.append(template_id)
-        self.boxes.append(boxes)
-        self.count.append(count)
-        self.categories.append(categories)
-        self.relations.append(relations)
+        self.rows.append((did, image, subset, question, answer, template_id, boxes, count, categories, relations))
 
     def columns(self, shard):
-        n = len(self.id)
-        box_cols, idx, starts = shard.box_lists(self.boxes)
+        n = len(self.rows)
+        columns = list(zip(*self.rows)) or [()] * 10
+        ids, image, subset, question, answer, template_id, boxes, count, categories, relations = columns
+        box_cols, idx, starts = shard.box_lists(boxes)
         cols = {
-            "id": strings(self.id),
-            **shard.image_columns(pa.array(np.asarray(self.image, dtype=np.int64))),
+            "id": strings(ids),
+            **shard.image_columns(pa.array(np.asarray(image, dtype=np.int64))),
             "task": strings([self.task] * n),
-            "subset": strings(self.subset),
-            "question": strings(self.question),
-            "answer": strings(self.answer),
-            "template_id": strings(self.template_id),
+            "subset": strings(subset),
+            "question": strings(question),
+            "answer": strings(answer),
+            "template_id": strings(template_id),
             **box_cols,
             "gt_sizes": (pa.ListArray.from_arrays(starts, shard.describe_size_array.take(idx))
                          if self.box_sizes else empty_lists(n)),
             "gt_shapes": empty_lists(n),
-            "gt_relations": string_lists(self.relations) if n and self.relations[0] is not None else empty_lists(n),
-            "gt_count": pa.array(self.count, type=pa.int32()),
+            "gt_relations": string_lists(relations) if n and relations[0] is not None else empty_lists(n),
+            "gt_count": pa.array(count, type=pa.int32()),
         }
-        if n and self.categories[0] is not None:
-            cols["gt_categories"] = string_lists(self.categories)
+        if n and categories[0] is not None:
+            cols["gt_categories"] = string_lists(categories)
         return cols
 
 
 class _Context:
     """What a task module's build(ctx) gets: the builder's banks, seed and K (identify_variants), the
-    shard's images and boxes (`shard`, a _Boxes), the describe rejects, and these helpers."""
+    shard's images and boxes (`shard`, a _Boxes) and per image its categories and their boxes
+    (`per_image`), the describe rejects, and these helpers."""
 
     def __init__(self, builder, images, shard):
         self.banks, self.seed, self.identify_variants = builder.banks, builder.seed, builder.identify_variants
         self.images, self.shard = images, shard
-        self.cache, self.rejects, self._groups = {}, [], None
-
-    def per_image(self):
-        """(image index, image, its first box, categories present in canonical order, {category: box
-        indices}) per image, in image order."""
-        if self._groups is None:
-            first, self._groups = self.shard.first.tolist(), []
-            for i, image in enumerate(self.images):
-                by_cat = {}
-                for b in range(first[i], first[i + 1]):
-                    by_cat.setdefault(self.shard.category[b], []).append(b)
-                cats = sorted(by_cat, key=CATEGORY_INDEX.__getitem__)
-                self._groups.append((i, image, first[i], cats, by_cat))
-        return self._groups
+        self.cache, self.rejects = {}, []
+        # per_image: (image index, image, its first box, categories present in canonical order,
+        # {category: box indices}) per image, in image order
+        first, self.per_image = shard.first.tolist(), []
+        for i, image in enumerate(images):
+            by_cat = {}
+            for b in range(first[i], first[i + 1]):
+                by_cat.setdefault(shard.category[b], []).append(b)
+            self.per_image.append((i, image, first[i], sorted(by_cat, key=CATEGORY_INDEX.__getitem__), by_cat))
 
     def rows(self, task, box_sizes=False):
         return _Rows(task, box_sizes)

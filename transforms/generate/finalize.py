@@ -15,11 +15,6 @@ from typing import Iterable, Iterator, List, Tuple
 import msgspec
 
 
-def reject_line(reject) -> str:
-    """A reject as its line of rejects/<split>.jsonl (without the newline)."""
-    return json.dumps(reject, sort_keys=True)
-
-
 def reject_key(reject, line) -> Tuple:
     """The order of rejects/<split>.jsonl: (task, file, index, record, reason), then the line itself
     so that two rejects of equal fields still come in one order."""
@@ -28,37 +23,19 @@ def reject_key(reject, line) -> Tuple:
 
 def shard_reject_lines(rejects) -> bytes:
     """One shard's rejects as its sorted part file (JSON lines, `reject_key` order)."""
-    keyed = sorted((reject_key(r, line), line) for r in rejects for line in (reject_line(r),))
+    keyed = sorted((reject_key(r, line), line) for r in rejects for line in (json.dumps(r, sort_keys=True),))
     return "".join(line + "\n" for _, line in keyed).encode("utf-8")
 
 
-class RejectFields(msgspec.Struct):
-    """What the merge and the tally read of a reject line (the rest of the line is copied as it is)."""
-    file: str
-    index: int
-    record: str
-    reason: str
-    task: str = ""
-
-    def get(self, name, default=None):
-        return getattr(self, name, default)
-
-    def __getitem__(self, name):
-        return getattr(self, name)
-
-
-_decode_fields = msgspec.json.Decoder(RejectFields).decode
-
-
-def _keyed_lines(lines: Iterable[bytes]) -> Iterator[Tuple[Tuple, bytes, RejectFields]]:
+def _keyed_lines(lines: Iterable[bytes]) -> Iterator[Tuple[Tuple, bytes, dict]]:
     for raw in lines:
         line = raw.rstrip(b"\n")
         if line:
-            reject = _decode_fields(line)
+            reject = msgspec.json.decode(line)
             yield reject_key(reject, line.decode("utf-8")), line + b"\n", reject
 
 
-def merge_reject_lines(parts: Iterable[Iterable[bytes]]) -> Iterator[Tuple[bytes, RejectFields]]:
+def merge_reject_lines(parts: Iterable[Iterable[bytes]]) -> Iterator[Tuple[bytes, dict]]:
     """Sorted part files (each an iterable of its lines) -> (line, the reject's key fields) of all of
     them in `reject_key` order; holds one line per part."""
     for _, raw, reject in heapq.merge(*(_keyed_lines(p) for p in parts), key=lambda item: item[0]):

@@ -19,15 +19,16 @@ import re
 
 from sarchat.transforms.errors import OutputError
 from sarchat.transforms.generate.dataset_card import CARD_FILE, is_generated_card
+from sarchat.transforms.generate.finalize import relative
 
 MANIFEST = "manifest.json"
 GENERATOR = "sarchat-bench"
 # Top-level folders a generate run writes into; nothing outside them is ever removed.
 OWN_FOLDERS = ("parquet", "tfrecord", "swift", "authors", "rejects")
-# dialogues-<shard>-of-<count>.<ext> under parquet/<split>/ or tfrecord/<split>/ (pipeline.shard_name).
+# dialogues-<shard>-of-<count>.<ext> under parquet/<split>/ or tfrecord/<split>/ (pipeline.write_dialogue_files).
 _SHARD_RE = re.compile(r"(parquet/[^/]+/dialogues-\d{5}-of-\d{5}\.parquet|tfrecord/[^/]+/dialogues-\d{5}-of-\d{5}\.tfrecord(?:\.gz)?)")
 # swift/_parts/<split>/<task file>-<shard>.jsonl (pipeline.swift_part_path) and
-# rejects/_parts/<split>/rejects-<shard>.jsonl (pipeline.reject_part_path), joined and removed by the
+# rejects/_parts/<split>/rejects-<shard>.jsonl (pipeline.WriteShardFn), joined and removed by the
 # finalize step; a killed run leaves them behind.
 _PART_RE = re.compile(r"(?:swift|rejects)/_parts/[^/]+/[a-z_]+-\d{5}\.jsonl")
 
@@ -40,12 +41,10 @@ def is_generated_name(rel: str) -> bool:
 
 def safe_listed_path(rel) -> bool:
     """A path from an old manifest that may be removed: relative, clean, inside one of our folders."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel or "://" in rel or "\x00" in rel:
+    if not isinstance(rel, str) or "\\" in rel or "\x00" in rel:
         return False
-    norm = posixpath.normpath(rel)
-    if norm != rel or ".." in norm.split("/"):
-        return False
-    return norm.split("/", 1)[0] in OWN_FOLDERS and "/" in norm
+    # a clean path (normpath leaves it as it is) can hold ".." only at its start, never in one of our folders
+    return posixpath.normpath(rel) == rel and rel.split("/", 1)[0] in OWN_FOLDERS and "/" in rel
 
 
 def check_own_manifest(raw: bytes, where: str) -> dict:
@@ -101,11 +100,6 @@ def _remove_emptied_folders(output, removed):
             pass
 
 
-def _relative(root, path):
-    root = root.rstrip("/") + "/"
-    return path[len(root):] if path.startswith(root) else None
-
-
 def _present(output):
     """Relative paths of the files under our folders of `output` (an empty list where there are none)."""
     from apache_beam.io.filesystems import FileSystems
@@ -117,10 +111,8 @@ def _present(output):
             results = FileSystems.match([pattern])
         except Exception:  # nothing there (some filesystems raise instead of matching nothing)
             continue
-        for md in results[0].metadata_list:
-            rel = _relative(output, md.path.replace("\\", "/"))
-            if rel is not None:
-                out.append(rel)
+        # a path not under `output` stays as it is, which no name of ours matches (is_generated_name)
+        out += [relative(output, md.path.replace("\\", "/")) for md in results[0].metadata_list]
     return out
 
 
@@ -135,26 +127,18 @@ def clear_previous_output(output):
     # Checked before anything is deleted. The dataset card sits at the root, outside our folders:
     # ours when it carries our mark, else the user's, and then we refuse the folder and touch nothing.
     card_path = FileSystems.join(output, CARD_FILE)
-    own_card = False
     if FileSystems.exists(card_path):
         with FileSystems.open(card_path) as f:
             if not is_generated_card(f.read()):
                 raise OutputError(f"{card_path} exists and was not written by sarchat generate (its dataset "
                                   "card goes there); refusing to overwrite it: move it or choose another --output")
-        own_card = True
     manifest_path = FileSystems.join(output, MANIFEST)
-    removed = []
     old = None
     if FileSystems.exists(manifest_path):
         with FileSystems.open(manifest_path) as f:
-            raw = f.read()
-        old = check_own_manifest(raw, manifest_path)
-        FileSystems.delete([manifest_path])
-        removed.append(MANIFEST)
-    if own_card:
-        FileSystems.delete([card_path])
-        removed.append(CARD_FILE)
-    for rel in removable(old, _present(output)):
+            old = check_own_manifest(f.read(), manifest_path)
+    removed = []
+    for rel in [MANIFEST, CARD_FILE] + removable(old, _present(output)):  # the manifest first
         path = FileSystems.join(output, *rel.split("/"))
         if FileSystems.exists(path):
             FileSystems.delete([path])

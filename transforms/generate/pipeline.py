@@ -17,6 +17,7 @@ depends on) every step that writes files, on every runner.
 """
 import collections
 import dataclasses
+import gzip
 import hashlib
 import io
 import itertools
@@ -40,7 +41,6 @@ from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.generate.finalize import (AuthorsArray, RejectTally, listed_files, merge_reject_lines,
                                                    shard_reject_lines, split_counts)
-from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS  # noqa: F401 (re-exported)
 from sarchat.transforms.schema import DIALOGUE_SCHEMA, seeded_int
 
 NAMESPACE = "sarchat.generate"
@@ -50,10 +50,6 @@ _SWIFT_BASED = ("swift", "authors")
 
 def shard_of(split, image_id, num_shards) -> int:
     return seeded_int("shard", split, image_id) % num_shards
-
-
-def shard_name(stem, shard, num_shards, ext):
-    return f"{stem}-{shard:05d}-of-{num_shards:05d}.{ext}"
 
 
 class ReadCocoPieceFn(beam.DoFn):
@@ -96,22 +92,19 @@ class ReadCocoPieceFn(beam.DoFn):
                 yield tagged(self.ANN_IDS, (split, _int_array([r.ann_id for r in records]),
                                             np.fromiter((r.index for r in records), dtype=np.int64, count=len(records))))
             rejects += more
-            by_shard = collections.defaultdict(list)
-            for shard, record in zip(shards, records):
-                by_shard[shard].append(astuple(record))  # plain, for the shuffle (RECORD_TYPES)
-            for shard in sorted(by_shard):
-                yield tagged(self.RECORDS, ((split, shard), (array, by_shard[shard])))
-        yield from self._rejects_to_shards(split, num_shards, rejects)
-
-    def _rejects_to_shards(self, split, num_shards, rejects):
-        """The piece's rejects, each to a shard by a hash of itself (reject_shard): the shards write
-        them, so no step ever holds every reject of a split."""
+            yield from _to_shards(split, array, shards, [astuple(r) for r in records])  # plain, for the shuffle
         count_reasons("rejected_", rejects)
-        by_shard = collections.defaultdict(list)
-        for r in rejects:
-            by_shard[reject_shard(split, r, num_shards)].append(r)
-        for shard in sorted(by_shard):
-            yield tagged(self.RECORDS, ((split, shard), (REJECTS_BATCH, by_shard[shard])))
+        # each reject to a shard by a hash of itself: the shards write them, so no step holds every reject of a split
+        yield from _to_shards(split, REJECTS_BATCH, [reject_shard(split, r, num_shards) for r in rejects], rejects)
+
+
+def _to_shards(split, kind, shards, items):
+    """RECORDS pairs ((split, shard), (kind, [item, ...])): the items of each shard, shards in order."""
+    by_shard = collections.defaultdict(list)
+    for shard, item in zip(shards, items):
+        by_shard[shard].append(item)
+    for shard in sorted(by_shard):
+        yield tagged(ReadCocoPieceFn.RECORDS, ((split, shard), (kind, by_shard[shard])))
 
 
 REJECTS_BATCH = "rejects"  # the kind of a batch of read rejects among a shard's record batches
@@ -131,18 +124,9 @@ def annotation_shards(split, image_ids, num_shards):
     """The shard of the image each annotation names (coco.image_key), each distinct image's shard
     hashed once; an image_id that can name no image goes to shard 0, where it is rejected as
     unknown_image like anywhere else."""
-    known = {}
-    out = []
-    for image_id in image_ids:
-        key = coco.image_key(image_id)
-        if key is None:
-            out.append(0)
-            continue
-        shard = known.get(key)
-        if shard is None:
-            shard = known[key] = shard_of(split, key, num_shards)
-        out.append(shard)
-    return out
+    keys = [coco.image_key(image_id) for image_id in image_ids]
+    shards = {key: shard_of(split, key, num_shards) for key in set(keys) if key is not None}
+    return [0 if key is None else shards[key] for key in keys]
 
 
 def count_reasons(prefix, rejects):
@@ -167,14 +151,10 @@ def _int_array(values):
 
 def duplicates_by_split(id_batches):
     """[(split, ids, indices), ...] of every piece -> {split: {annotation id: first index}}."""
-    by_split = collections.defaultdict(lambda: ([], []))
-    for split, ids, indices in id_batches:
-        by_split[split][0].append(ids)
-        by_split[split][1].append(indices)
     out = {}
-    for split, (ids, indices) in by_split.items():
-        if any(a.dtype == object for a in ids):
-            ids = [np.asarray(a, dtype=object) for a in ids]
+    for split in {batch[0] for batch in id_batches}:
+        _, ids, indices = zip(*[batch for batch in id_batches if batch[0] == split])
+        # a piece with ids beyond 64 bits (an object array) makes the whole split's array an object array
         out[split] = coco.duplicate_annotation_ids(np.concatenate(ids), np.concatenate(indices))
     return out
 
@@ -187,42 +167,38 @@ class WriteShardFn(beam.DoFn):
 
     RESULTS, REJECTS = "results", "rejects"
 
-    def __init__(self, output, formats, seed, identify_variants, image_root, num_shards, tfrecord_compression="none",
-                 sources=None):
-        self.output, self.formats, self.seed = output, tuple(formats), seed
-        self.identify_variants, self.image_root, self.num_shards = identify_variants, image_root, num_shards
-        self.tfrecord_compression = tfrecord_compression
-        self.sources = sources  # {split: (annotation path, image dir, categories list)}
+    def __init__(self, job):
+        self.job = job
 
     def setup(self):
-        self.builder = DialogueBuilder(self.seed, self.identify_variants)
-        self.categories = {split: coco.read_categories(cats, split, path)[0]
-                           for split, (path, _, cats) in self.sources.items()}
+        self.builder = DialogueBuilder(self.job.seed, self.job.identify_variants)
+        self.categories = {s.split: coco.read_categories(s.categories, s.split, s.annotations)[0] for s in self.job.splits}
 
     def process(self, element):
         (split, shard), (batches, duplicates) = element
         by_array = {"images": [], "annotations": [], REJECTS_BATCH: []}
         for array, batch in batches:
             by_array[array].extend(batch if array == REJECTS_BATCH else itertools.starmap(RECORD_TYPES[array], batch))
-        source, image_dir, _ = self.sources[split]
-        images, *found = coco.assemble(split, source, image_dir, self.categories[split], by_array["images"],
+        plan = next(s for s in self.job.splits if s.split == split)
+        images, *found = coco.assemble(split, plan.annotations, plan.image_dir, self.categories[split], by_array["images"],
                                        by_array["annotations"], duplicates)
         rejects = by_array[REJECTS_BATCH]  # what reading found, counted there
         del by_array
         found = [r for group in found for r in group]
         count_reasons("rejected_", found)
         rejects.extend(found)
-        result = {"split": split, "shard": shard, "images": 0, "boxes": 0, "counts": {}, "files": []}
+        result = {"split": split, "shard": shard, "images": 0, "boxes": 0, "counts": {}, "files": [], "rejects": None}
         if images:  # a shard without a kept image has no dialogue file of its own: Finalize writes it empty
             result.update(self._write(split, shard, images, rejects))
-        result["rejects"] = self._write_rejects(split, shard, rejects)
-        if rejects:
+        if rejects:  # sorted, as the shard's part of rejects/<split>.jsonl (Finalize merges the parts)
+            path = FileSystems.join(self.job.output, "rejects", "_parts", split, f"rejects-{shard:05d}.jsonl")
+            write_bytes(path, shard_reject_lines(rejects))
+            result["rejects"] = {"path": path, "rows": len(rejects)}
             yield tagged(self.REJECTS, rejects)
         yield tagged(self.RESULTS, result)
 
     def _write(self, split, shard, images, rejects):
         """The shard's dialogue files; appends describe's rejects to `rejects`; returns its counts and files."""
-        n = self.num_shards[split]
         boxes = sum(len(i["boxes"]) for i in images)
         Metrics.counter(NAMESPACE, f"{split}_images_kept").inc(len(images))
         Metrics.counter(NAMESPACE, f"{split}_boxes_kept").inc(boxes)
@@ -232,77 +208,53 @@ class WriteShardFn(beam.DoFn):
         counts = records.task_counts(table)
         for key, value in counts.items():
             Metrics.counter(NAMESPACE, f"dialogues_{key.rstrip('/').replace('/', '_')}").inc(value)
-        files = []
-        if "parquet" in self.formats:
-            path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
-            files.append(write_parquet(path, table))
-        if "tfrecord" in self.formats:
-            path = tfrecord_path(self.output, split, shard, n, self.tfrecord_compression)
-            data = tfrecord_bytes(tfrecord.encode_table(table), self.tfrecord_compression)
-            write_bytes(path, data)
-            files.append({"path": path, "rows": table.num_rows, "bytes": len(data)})
-        if any(f in self.formats for f in _SWIFT_BASED):
-            for task_file, data in records.swift_parts(table, self.image_root):
-                write_bytes(swift_part_path(self.output, split, task_file, shard), data)
+        files = write_dialogue_files(self.job, split, shard, table)
+        if any(f in self.job.formats for f in _SWIFT_BASED):
+            for task_file, data in records.swift_parts(table, self.job.image_root):
+                write_bytes(swift_part_path(self.job.output, split, task_file, shard), data)
         worker_count("generate.images", len(images))  # progress on the launcher's terminal
         return {"images": len(images), "boxes": boxes, "counts": dict(counts), "files": files}
 
-    def _write_rejects(self, split, shard, rejects):
-        """The shard's rejects, sorted, as its part of rejects/<split>.jsonl (Finalize merges the parts):
-        {"path", "rows"}, or None when it has none."""
-        if not rejects:
-            return None
-        path = reject_part_path(self.output, split, shard)
-        write_bytes(path, shard_reject_lines(rejects))
-        return {"path": path, "rows": len(rejects)}
 
-
-def write_parquet(path, table):
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    data = buf.getvalue()
-    write_bytes(path, data)
-    return {"path": path, "rows": table.num_rows, "bytes": len(data)}
-
-
-def tfrecord_path(output, split, shard, num_shards, compression):
-    ext = "tfrecord.gz" if compression == "gzip" else "tfrecord"
-    return FileSystems.join(output, "tfrecord", split, shard_name("dialogues", shard, num_shards, ext))
-
-
-def tfrecord_bytes(data, compression):
-    """A TFRecord file's bytes, gzip-compressed for --tfrecord-compression gzip (what
-    tf.data.TFRecordDataset(path, compression_type="GZIP") reads); mtime 0 keeps it deterministic."""
-    if compression == "gzip":
-        import gzip
-        return gzip.compress(data, compresslevel=6, mtime=0)
-    return data
+def write_dialogue_files(job, split, shard, table):
+    """A shard's Parquet and TFRecord files of `table`, those of job.formats: [{"path", "rows", "bytes"}].
+    TFRecord is gzip-compressed for --tfrecord-compression gzip (what tf.data.TFRecordDataset(path,
+    compression_type="GZIP") reads); mtime 0 keeps it deterministic."""
+    files = []
+    if "parquet" in job.formats:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        files.append(("parquet", "parquet", buf.getvalue()))
+    if "tfrecord" in job.formats:
+        data = tfrecord.encode_table(table)
+        if job.tfrecord_compression == "gzip":
+            files.append(("tfrecord", "tfrecord.gz", gzip.compress(data, compresslevel=6, mtime=0)))
+        else:
+            files.append(("tfrecord", "tfrecord", data))
+    out = []
+    for folder, ext, data in files:
+        name = f"dialogues-{shard:05d}-of-{job.num_shards[split]:05d}.{ext}"
+        path = FileSystems.join(job.output, folder, split, name)
+        write_bytes(path, data)
+        out.append({"path": path, "rows": table.num_rows, "bytes": len(data)})
+    return out
 
 
 def swift_part_path(output, split, task_file, shard):
     return FileSystems.join(output, "swift", "_parts", split, f"{task_file}-{shard:05d}.jsonl")
 
 
-def reject_part_path(output, split, shard):
-    return FileSystems.join(output, "rejects", "_parts", split, f"rejects-{shard:05d}.jsonl")
-
-
 SWIFT_TASK_FILES = ("classify", "describe", "count", "grounding_single", "grounding_multi",
                     "identify_single", "identify_multi", "refer_single", "refer_multi")
 # The authors' file names (their inference script reads these): SARChat_<name>_<split>.json per task
-# file, and the training set as one SARChat_total_task_train.json.
-AUTHORS_TASK_NAMES = {
-    "classify": "classify", "describe": "describe", "count": "classify_count",
-    "grounding_single": "classify_grounding_single", "grounding_multi": "classify_grounding_multi",
-    "identify_single": "classify_identify_single", "identify_multi": "classify_identify_multi",
-    "refer_single": "classify_refer_single", "refer_multi": "classify_refer_multi",
-}
-AUTHORS_TOTAL_SPLITS = ("train",)
+# file, the name classify_<task file> but for classify and describe, and the training set as one
+# SARChat_total_task_train.json.
+AUTHORS_TASK_NAMES = {t: t if t in ("classify", "describe") else f"classify_{t}" for t in SWIFT_TASK_FILES}
 
 
 def authors_files(split):
     """[(file name, [task files it holds])] of the authors' layout for one split."""
-    if split in AUTHORS_TOTAL_SPLITS:
+    if split == "train":
         return [(f"SARChat_total_task_{split}.json", list(SWIFT_TASK_FILES))]
     return [(f"SARChat_{AUTHORS_TASK_NAMES[t]}_{split}.json", [t]) for t in SWIFT_TASK_FILES]
 
@@ -312,97 +264,75 @@ class FinalizeFn(beam.DoFn):
     shards' files, swift and authors files, rejects, the dataset card, then manifest.json last. Each
     step streams what the shards wrote, so its memory does not grow with the input."""
 
-    def __init__(self, output, formats, num_shards, manifest_base, tfrecord_compression="none"):
-        self.output, self.formats, self.num_shards, self.manifest_base = output, tuple(formats), num_shards, manifest_base
-        self.tfrecord_compression = tfrecord_compression
+    def __init__(self, job):
+        self.job = job
 
     def process(self, results):
         results = sorted(results, key=lambda r: (r["split"], r["shard"]))
         files = [f for r in results for f in r["files"]]
-        files += self._write_empty_shards({f["path"] for f in files})
+        written = {(r["split"], r["shard"]) for r in results if r["images"]}
+        for split, n in sorted(self.job.num_shards.items()):  # a shard without an image gets empty files: no gaps
+            for shard in range(n):
+                if (split, shard) not in written:
+                    files += write_dialogue_files(self.job, split, shard, DIALOGUE_SCHEMA.empty_table())
         files += self._write_swift_based()
         reject_files, reject_counts, describe_counts = self._write_rejects(results)
-        manifest = dict(self.manifest_base)
-        manifest["counts"] = split_counts(results, self.num_shards)
+        manifest = dict(self.job.manifest_base)
+        manifest["counts"] = split_counts(results, self.job.num_shards)
         manifest["rejects"] = reject_counts
         manifest["describe_filtered"] = describe_counts
-        manifest["files"] = listed_files(self.output, files + reject_files)
+        manifest["files"] = listed_files(self.job.output, files + reject_files)
         self._write_card(manifest)
-        write_bytes(FileSystems.join(self.output, "manifest.json"),
+        write_bytes(FileSystems.join(self.job.output, "manifest.json"),
                     (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         yield manifest
 
-    def _write_empty_shards(self, written):
-        """A shard that received no image still gets its (empty) files, so names never have gaps."""
-        files = []
-        for split, n in sorted(self.num_shards.items()):
-            for shard in range(n):
-                if "parquet" in self.formats:
-                    path = FileSystems.join(self.output, "parquet", split, shard_name("dialogues", shard, n, "parquet"))
-                    if path not in written:
-                        files.append(write_parquet(path, DIALOGUE_SCHEMA.empty_table()))
-                if "tfrecord" in self.formats:
-                    path = tfrecord_path(self.output, split, shard, n, self.tfrecord_compression)
-                    if path not in written:
-                        files.append(write_file(path, tfrecord_bytes(b"", self.tfrecord_compression), 0))
-        return files
-
     def _write_swift_based(self):
-        """swift/ and authors/ from the shards' swift part files, which then go."""
-        files = []
-        if "swift" in self.formats:
-            files.extend(self._join_swift())
-        if "authors" in self.formats:
-            files.extend(self._write_authors())
-        if any(f in self.formats for f in _SWIFT_BASED):
-            remove_parts(FileSystems.join(self.output, "swift", "_parts"))
+        """swift/ and authors/ from the shards' swift part files (one part in memory), which then go."""
+        output, formats, files = self.job.output, self.job.formats, []
+        for split in sorted(self.job.num_shards):
+            if "swift" in formats:  # swift/<split>/<task file>.jsonl: the parts concatenated
+                for task_file in SWIFT_TASK_FILES:
+                    files.append(write_stream(FileSystems.join(output, "swift", split, f"{task_file}.jsonl"),
+                                              (read_bytes(part) for part in self._parts(split, [task_file]))))
+            if "authors" in formats:  # authors/SARChat_*.json: JSON arrays of the same rows, one row per line
+                for name, task_files in authors_files(split):
+                    lines = (line for part in self._parts(split, task_files) for line in read_bytes(part).split(b"\n"))
+                    array = AuthorsArray()
+                    entry = write_stream(FileSystems.join(output, "authors", name), array.chunks(lines))
+                    files.append({**entry, "rows": array.rows})
+        if any(f in formats for f in _SWIFT_BASED):
+            remove_parts(FileSystems.join(output, "swift", "_parts"))
         return files
 
     def _write_rejects(self, results):
         """rejects/<split>.jsonl: the split's sorted part files merged as a stream, then removed.
         Returns (files, {split: reasons}, {split: describe's reasons})."""
         files, reasons, describe = [], {}, {}
-        for split in sorted(self.num_shards):
-            parts = [r["rejects"]["path"] for r in results if r["split"] == split and r.get("rejects")]
+        for split in sorted(self.job.num_shards):
+            parts = [r["rejects"]["path"] for r in results if r["split"] == split and r["rejects"]]
             tally = RejectTally()
-            path = FileSystems.join(self.output, "rejects", f"{split}.jsonl")
+            path = FileSystems.join(self.job.output, "rejects", f"{split}.jsonl")
             files.append(write_stream(path, tally_lines(merge_reject_lines(read_lines(p) for p in parts), tally)))
             reasons[split], describe[split] = tally.as_dicts()
-        remove_parts(FileSystems.join(self.output, "rejects", "_parts"))
+        remove_parts(FileSystems.join(self.job.output, "rejects", "_parts"))
         return files, reasons, describe
 
     def _write_card(self, manifest):
         """README.md: the dataset card names the data files, so it is written once they are all known,
         and is itself listed in the manifest, which is still written last."""
         card = render_card(manifest).encode("utf-8")
-        write_bytes(FileSystems.join(self.output, CARD_FILE), card)
+        write_bytes(FileSystems.join(self.job.output, CARD_FILE), card)
         manifest["files"] = sorted(manifest["files"] + [{"path": CARD_FILE, "rows": 0, "bytes": len(card)}],
                                    key=lambda f: f["path"])
 
     def _parts(self, split, task_files):
         """The existing part files of these task files, task file by task file, shard by shard."""
         for task_file in task_files:
-            for s in range(self.num_shards[split]):
-                path = swift_part_path(self.output, split, task_file, s)
+            for s in range(self.job.num_shards[split]):
+                path = swift_part_path(self.job.output, split, task_file, s)
                 if FileSystems.exists(path):
                     yield path
-
-    def _join_swift(self):
-        """swift/<split>/<task file>.jsonl: the parts concatenated, streamed (one part in memory)."""
-        return [write_stream(FileSystems.join(self.output, "swift", split, f"{task_file}.jsonl"),
-                             (read_bytes(part) for part in self._parts(split, [task_file])))
-                for split in sorted(self.num_shards) for task_file in SWIFT_TASK_FILES]
-
-    def _write_authors(self):
-        """authors/SARChat_*.json: JSON arrays of the same ms-swift rows, one row per line."""
-        files = []
-        for split in sorted(self.num_shards):
-            for name, task_files in authors_files(split):
-                lines = (line for part in self._parts(split, task_files) for line in read_bytes(part).split(b"\n"))
-                array = AuthorsArray()
-                entry = write_stream(FileSystems.join(self.output, "authors", name), array.chunks(lines))
-                files.append({**entry, "rows": array.rows})
-        return files
 
 
 def tally_lines(merged, tally):
@@ -410,11 +340,6 @@ def tally_lines(merged, tally):
     for line, reject in merged:
         tally.add(reject)
         yield line
-
-
-def write_file(path, data, rows):
-    write_bytes(path, data)
-    return {"path": path, "rows": rows, "bytes": len(data)}
 
 
 def write_stream(path, chunks):
@@ -432,12 +357,8 @@ def read_lines(path, chunk_size=1 << 20):
     """The lines of a file (each with its newline), read a chunk at a time."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         rest = b""
-        while True:
-            chunk = f.read(chunk_size)
-            if not chunk:
-                break
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            *lines, rest = (rest + chunk).split(b"\n")
             for line in lines:
                 yield line + b"\n"
         if rest:
@@ -469,25 +390,41 @@ class SplitPlan:
     categories: list  # the file's categories list, after --category-map
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """GenerateDialogues' settings, which its shards and finalize step write by."""
+    splits: Tuple[SplitPlan, ...]
+    output: str
+    formats: Tuple[str, ...]
+    seed: int
+    identify_variants: int
+    image_root: str
+    manifest_base: dict  # the manifest's fields known before the run; finalize adds counts, rejects, files
+    tfrecord_compression: str
+
+    @property
+    def num_shards(self):
+        return {s.split: s.num_shards for s in self.splits}
+
+
 class GenerateDialogues(beam.PTransform):
     """Split plans -> dialogue files under `output`; returns (manifest PCollection, rejects PCollection)."""
 
     def __init__(self, splits, output, formats, seed, identify_variants, image_root, manifest_base,
                  tfrecord_compression="none"):
         super().__init__()
-        self.tfrecord_compression = tfrecord_compression
-        self.splits, self.output, self.formats, self.seed = splits, output, formats, seed
-        self.identify_variants, self.image_root, self.manifest_base = identify_variants, image_root, manifest_base
+        self.job = Job(tuple(splits), output, tuple(formats), seed, identify_variants, image_root, manifest_base,
+                       tfrecord_compression)
 
     def expand(self, pbegin):
-        num_shards = {s.split: s.num_shards for s in self.splits}
+        splits = self.job.splits
         pieces = [(s.split, s.annotations, s.image_dir, s.num_shards, s.input_root, piece)
-                  for s in self.splits for piece in (s.pieces or [None])]
+                  for s in splits for piece in (s.pieces or [None])]
         parsed = (
             pbegin
             | "Pieces" >> beam.Create(pieces)
             | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
-            | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s.split: s.categories for s in self.splits}))
+            | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s.split: s.categories for s in splits}))
             .with_output_types(Any)  # declared (what inference gave), so Beam does not trace the DoFn's code
         )
         # a side input, so it only reads: a runner may compute it again for each reader (steps.py)
@@ -497,7 +434,6 @@ class GenerateDialogues(beam.PTransform):
             | "CollectAnnotationIds" >> beam.combiners.ToList()
             | "DuplicateAnnotationIds" >> beam.Map(duplicates_by_split)
         )
-        sources = {s.split: (s.annotations, s.image_dir, s.categories) for s in self.splits}
         shards = (
             parsed
             | "Records" >> select(ReadCocoPieceFn.RECORDS, Tuple[Tuple[str, int], Any])
@@ -505,9 +441,7 @@ class GenerateDialogues(beam.PTransform):
             # each shard gets its split's duplicated annotation ids ({} almost always) beside its records
             | "WithDuplicates" >> beam.Map(lambda kv, dups: (kv[0], (kv[1], dups.get(kv[0][0], {}))),
                                            dups=beam.pvalue.AsSingleton(duplicates))
-            | "WriteShards" >> beam.ParDo(WriteShardFn(self.output, self.formats, self.seed, self.identify_variants,
-                                                       self.image_root, num_shards, self.tfrecord_compression,
-                                                       sources=sources)).with_output_types(Any)
+            | "WriteShards" >> beam.ParDo(WriteShardFn(self.job)).with_output_types(Any)
         )
         # every reject, read or built, is written by a shard; this PCollection is for a caller's checks
         rejects = shards | "ShardRejects" >> select(WriteShardFn.REJECTS) | "EachReject" >> beam.FlatMap(list)
@@ -515,8 +449,7 @@ class GenerateDialogues(beam.PTransform):
             shards
             | "Results" >> select(WriteShardFn.RESULTS)
             | "CollectResults" >> Gather()  # one small record per shard; the rejects stay in files
-            | "Finalize" >> beam.ParDo(FinalizeFn(self.output, self.formats, num_shards, self.manifest_base,
-                                                  self.tfrecord_compression)).with_output_types(Any)
+            | "Finalize" >> beam.ParDo(FinalizeFn(self.job)).with_output_types(Any)
         )
         return manifest, rejects
 

@@ -1,27 +1,11 @@
 """Dialogue tables -> ms-swift JSONL lines, task counts. Pure functions, no Beam."""
-import json
 import posixpath
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sarchat.transforms.generate.tfrecord import concat_binary
 from sarchat.transforms.schema import USER_PREFIX
-
-
-def swift_line(row, image_root: str) -> str:
-    """One ms-swift JSONL line of a dialogue row (a dict): {"messages": [...], "images": [path]}
-    (path under image_root); the per-row definition swift_parts is tested against."""
-    path = row["image_path"]
-    if image_root:
-        path = image_root.rstrip("/") + "/" + path if "://" in image_root else posixpath.join(image_root, path)
-    dumps = _dumps
-    return ('{"messages": [{"role": "user", "content": ' + dumps(USER_PREFIX + row["question"])
-            + '}, {"role": "assistant", "content": ' + dumps(row["answer"])
-            + '}], "images": [' + dumps(path) + ']}')
-
-
-def _dumps(s):
-    return json.dumps(s, ensure_ascii=False)
 
 
 def task_counts(table) -> dict:
@@ -50,11 +34,10 @@ def json_strings(array):
 
 def swift_parts(table, image_root: str):
     """[(task file, bytes of its ms-swift JSONL lines)] of one sorted dialogue table, task files in
-    name order, rows in table order: the same bytes as swift_line per row, built column-wise."""
+    name order, rows in table order, built column-wise: one line per row, {"messages": [...], "images":
+    [path]} (path under image_root), the bytes json.dumps(ensure_ascii=False) writes."""
     if table.num_rows == 0:
         return []
-    from sarchat.transforms.generate.tfrecord import concat_binary
-
     paths = table.column("image_path").combine_chunks().dictionary_encode()
     joined = [(image_root.rstrip("/") + "/" + p if "://" in image_root else posixpath.join(image_root, p)) if image_root else p
               for p in paths.dictionary.to_pylist()]

@@ -40,7 +40,3 @@ def task(task_id: str):
         return BY_ID[task_id]
     except KeyError:
         raise KeyError(f"unknown task {task_id!r}; the tasks are {', '.join(TASKS)}") from None
-
-
-def spec(task_id: str) -> TaskSpec:
-    return task(task_id).SPEC

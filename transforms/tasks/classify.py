@@ -97,7 +97,7 @@ def detector_answer(row, W, H, detections, region_category):
 def build(ctx):
     """One row per image: the categories present."""
     rows = ctx.rows("classify")
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         did = dialogue_id(image["split"], image["image_id"], "classify", None, "", 0)
         t = ctx.pick("classify", did)
         q, a = ctx.format(t["question"], candidates=CANDIDATES), ctx.format(t["answer"], categories=join_words(cats))

@@ -66,10 +66,6 @@ class ListColumn:
         self.rows = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
         self.starts = np.cumsum(self.lengths) - self.lengths
 
-    def head(self, counts):
-        """(rows, flat positions) of the first counts[i] values of every row i."""
-        return explode(np.arange(len(self.lengths)), self.starts, counts)
-
 
 def explode(owner, starts, lengths):
     """For items i with lengths[i] values starting at starts[i]: (owner of each value, position)."""
@@ -232,25 +228,15 @@ def per_row(uok, per_parse):
     return np.where(uok >= 0, np.asarray(per_parse)[np.maximum(uok, 0)], 0)
 
 
-def set_counts(n, pred_rows, pred_codes, gt_rows, gt_codes, width, multiset=False):
-    """(TP, FP, FN) per row of the sets (or multisets) given as (row, item code) pairs; `width`
-    is more than every code. box_match.set_counts / multiset_counts, for every row at once."""
-    kp = np.asarray(pred_rows, dtype=np.int64) * width + pred_codes
-    kg = np.asarray(gt_rows, dtype=np.int64) * width + gt_codes
-    if multiset:
-        up, cp = np.unique(kp, return_counts=True)
-        ug, cg = np.unique(kg, return_counts=True)
-        common, ip, ig = np.intersect1d(up, ug, assume_unique=True, return_indices=True)
-        tp = np.bincount(common // width, weights=np.minimum(cp[ip], cg[ig]), minlength=n)
-        n_pred = np.bincount(up // width, weights=cp, minlength=n)
-        n_gt = np.bincount(ug // width, weights=cg, minlength=n)
-    else:
-        up, ug = np.unique(kp), np.unique(kg)
-        tp = np.bincount(np.intersect1d(up, ug, assume_unique=True) // width, minlength=n)
-        n_pred = np.bincount(up // width, minlength=n)
-        n_gt = np.bincount(ug // width, minlength=n)
-    tp = tp.astype(np.int64)
-    return tp, n_pred.astype(np.int64) - tp, n_gt.astype(np.int64) - tp
+def multiset_counts(n, pred_rows, pred_codes, gt_rows, gt_codes, width):
+    """(TP, FP, FN) per row of the multisets given as (row, item code) pairs; `width` is more than
+    every code. box_match.multiset_counts, for every row at once."""
+    up, cp = np.unique(np.asarray(pred_rows, dtype=np.int64) * width + pred_codes, return_counts=True)
+    ug, cg = np.unique(np.asarray(gt_rows, dtype=np.int64) * width + gt_codes, return_counts=True)
+    common, ip, ig = np.intersect1d(up, ug, assume_unique=True, return_indices=True)
+    tp = np.bincount(common // width, weights=np.minimum(cp[ip], cg[ig]), minlength=n).astype(np.int64)
+    n_pred = np.bincount(up // width, weights=cp, minlength=n).astype(np.int64)
+    return tp, n_pred - tp, np.bincount(ug // width, weights=cg, minlength=n).astype(np.int64) - tp
 
 
 def set_scores(truth, truth_items, parses, uok, items_of, multiset=False):
@@ -259,7 +245,7 @@ def set_scores(truth, truth_items, parses, uok, items_of, multiset=False):
     if multiset:
         grows, gcodes = truth.gt_items(truth_items)
         prow, pcode = row_items(uok, *parse_items(parses, items_of))
-        return set_counts(truth.n, prow, pcode, grows, gcodes, max(len(truth.vocab), 1), multiset)
+        return multiset_counts(truth.n, prow, pcode, grows, gcodes, max(len(truth.vocab), 1))
     starts, lengths, flat = parse_items(parses, lambda p: list(dict.fromkeys(items_of(p))))
     return counts_against_truth(truth, truth_items, *row_items(uok, starts, lengths, flat))
 
@@ -347,27 +333,20 @@ def match_groups(pred_group, pred_boxes, gt_group, gt_boxes, n_groups):
     return out
 
 
-def match_row_boxes(truth, parses, uok, group_of):
-    """Matched IoU per truth box (flat, in truth order) and the number of boxes of each parse, for
-    the rows with a parse (uok >= 0). group_of(pred box rows, the boxes' flat positions in the
-    parses) -> (group of each predicted box or -1, group of each truth box, number of groups)."""
-    gt = truth.gt_box_array()
+def box_scores(truth, parses, uok, out, columns, group_of=None):
+    """Match the rows' boxes into out.ious (the matched IoU per truth box, flat, in truth order), and
+    for each (column index per row, IoU threshold) of `columns` set every row's TP (its truth boxes
+    matched at IoU >= the threshold), FP and FN. group_of(pred box rows, the boxes' flat positions in
+    the parses) -> (group of each predicted box or -1, group of each truth box, number of groups);
+    None: each row's boxes are one group."""
+    group_of = group_of or (lambda prow, ppos: (prow, truth.boxes.rows, truth.n))
     blen = np.array([len(p["boxes"]) for p in parses], dtype=np.int64)
     bflat = np.array([v for p in parses for b in p["boxes"] for v in b], dtype=np.float64).reshape(-1, 4)
     rows = np.nonzero(uok >= 0)[0]
-    u = uok[rows]
-    prow, ppos = explode(rows, (np.cumsum(blen) - blen)[u], blen[u])
+    prow, ppos = explode(rows, (np.cumsum(blen) - blen)[uok[rows]], blen[uok[rows]])
     pg, gg, ng = group_of(prow, ppos)
     keep = pg >= 0
-    return match_groups(pg[keep], bflat[ppos[keep]], gg, gt, ng), blen
-
-
-def box_scores(truth, parses, uok, out, columns, group_of=None):
-    """Match the rows' boxes (match_row_boxes; group_of None: each row's boxes one group) into
-    out.ious, and for each (column index per row, IoU threshold) of `columns` set every row's TP
-    (its truth boxes matched at IoU >= the threshold), FP and FN."""
-    group_of = group_of or (lambda prow, ppos: (prow, truth.boxes.rows, truth.n))
-    matched, blen = match_row_boxes(truth, parses, uok, group_of)
+    matched = match_groups(pg[keep], bflat[ppos[keep]], gg, truth.gt_box_array(), ng)
     out.ious[:] = matched
     n_pred = per_row(uok, blen)
     for j, t in columns:

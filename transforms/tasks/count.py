@@ -7,11 +7,11 @@ import pyarrow.compute as pc
 
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, parse_boxes, parse_number, strip_boxes
-from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
+from sarchat.transforms.box_match import box_marks
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import box_scores, per_row, table_column, to_numpy
-from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, most_common, row_dicts
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, iou_columns, most_common, row_dicts
 
 SPEC = TaskSpec("count", "[count]", "Instance counting",
                 columns=(("count.only_count", "Only count"), ("count.iou25", "Count IoU=.25"),
@@ -31,6 +31,11 @@ def parse(text, box_format, width, height):
     return {"status": OK if count is not None else UNPARSEABLE, "count": count, "boxes": boxes}
 
 
+def _gt_count(row):
+    """The truth's count: gt_count, else the number of truth boxes."""
+    return len(row.get("gt_boxes") or []) if row.get("gt_count") is None else row["gt_count"]
+
+
 def _lead(n):
     return "There is 1 instance. " if n == 1 else f"There are {n} instances. "
 
@@ -43,15 +48,8 @@ def columns(row):
 def score(row, parsed):
     """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: the stated count against
     gt_count (one unit per sample), the boxes at IoU 0.25 and 0.5."""
-    gt_boxes = row.get("gt_boxes") or []
-    gt_count = row.get("gt_count")
-    if gt_count is None:
-        gt_count = len(gt_boxes)
-    matches = match_boxes(parsed["boxes"], gt_boxes)
-    out = {"count.only_count": (1, 0, 0) if parsed["count"] == gt_count else (0, 1, 0),
-           "count.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
-           "count.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
-    return out, ious_per_gt(matches, len(gt_boxes))
+    out, ious = iou_columns("count", parsed["boxes"], row.get("gt_boxes") or [])
+    return {"count.only_count": (1, 0, 0) if parsed["count"] == _gt_count(row) else (0, 1, 0), **out}, ious
 
 
 def miss(row):
@@ -81,9 +79,7 @@ def pred_labels(parsed):
 
 def marks(row, res):
     """The report's marks of a scored answer (res: its sample record): [(text, 'ok' | 'bad' | 'miss' | 'na')]."""
-    gt_count = row.get("gt_count")
-    if gt_count is None:
-        gt_count = len(row.get("gt_boxes") or [])
+    gt_count = _gt_count(row)
     n = res.get("pred_count")
     return ([(f"count {n}" + ("" if n == gt_count else f" (truth {gt_count})"), "ok" if n == gt_count else "bad")]
             + box_marks(res.get("pred_boxes") or [], row.get("gt_boxes") or []))
@@ -128,7 +124,7 @@ def detector_answer(row, W, H, detections, region_category):
 def build(ctx):
     """One row per (image, category present): its number and boxes."""
     rows, texts = ctx.rows("count"), ctx.shard.text
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         for cat in cats:
             group = by_cat[cat]
             did = dialogue_id(image["split"], image["image_id"], "count", None, cat, 0)

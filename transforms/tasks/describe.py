@@ -9,7 +9,7 @@ from sarchat.transforms import geometry
 from sarchat.transforms.box_match import multiset_counts
 from sarchat.transforms.categories import CATEGORY_INDEX, article
 from sarchat.transforms.schema import dialogue_id
-from sarchat.transforms.tasks.column_scoring import set_scores
+from sarchat.transforms.tasks.column_scoring import explode, set_scores
 from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, ranked, row_dicts
 
 SPEC = TaskSpec("describe", "", "Fine-grained description", columns=(("describe", "Descript"),), min_templates=40,
@@ -50,7 +50,7 @@ def _truth_items(truth):
     count = np.minimum.reduce([c.lengths for c in cols])
     values = []
     for c in cols:
-        rows, pos = c.head(count)
+        rows, pos = explode(np.arange(truth.n), c.starts, count)
         values.append(c.flat.take(pa.array(pos, pa.int64())).to_pylist() if len(pos) else [])
     return rows, np.array([truth.vocab.code(("triple", a, b, x)) for a, b, x in zip(*values)], dtype=np.int64)
 
@@ -91,7 +91,7 @@ def fit_prior(tally, rows):
     cell) phrase."""
     ks, phrases = tally.counter("describe", "k"), tally.counter("describe", "phrases")
     for row in row_dicts(rows, SPEC.prior_columns):
-        triples = list(zip(row.get("gt_sizes") or [], row.get("gt_categories") or [], row.get("gt_cells") or []))
+        triples = _truth(row)
         ks[len(triples)] += 1
         phrases.update(triples)
 
@@ -140,7 +140,7 @@ def _xywh(box):
 def build(ctx):
     """One row per image big enough, of the boxes the describe filters keep (the others: rejects)."""
     rows, shard = ctx.rows("describe", box_sizes=True), ctx.shard
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         split, image_id, W, H = image["split"], image["image_id"], image["width"], image["height"]
         if not geometry.describe_image_ok(W, H):
             ctx.rejects.append({"split": split, "record": f"image {image_id}", "reason": "describe_image_too_small",

@@ -192,9 +192,8 @@ def build(ctx):
     rows, shard = ctx.rows("grounding"), ctx.shard
     cells, texts, xyxy = shard.cell, shard.text, shard.xyxy_list
     forms = ctx.banks["grounding"]["relation_forms"]
-    forms_with_dir = list(forms)  # any form may be used when a direction exists
     forms_without_dir = [f for f in forms if "{dir}" not in f["form"]] or forms[:1]
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         subset = "single" if len(image["boxes"]) == 1 else "multi"
         did = dialogue_id(image["split"], image["image_id"], "grounding", subset, "", 0)
         t = ctx.pick("grounding", did)
@@ -207,7 +206,7 @@ def build(ctx):
             for b in cats[j + 1:]:
                 rel, direction = geometry.relation([xyxy[x] for x in by_cat[a]], [xyxy[x] for x in by_cat[b]],
                                                    image["width"], image["height"])
-                choices = forms_with_dir if direction else forms_without_dir
+                choices = forms if direction else forms_without_dir  # any form may be used with a direction
                 form = choices[seeded_int(ctx.seed, did, a, b) % len(choices)]["form"]
                 sentences.append(form.format(a=a, b=b, rel=rel, dir=direction))
                 relations.append(join_relation(a, rel, b, direction))

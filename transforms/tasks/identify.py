@@ -7,11 +7,11 @@ import pyarrow.compute as pc
 
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, identify_attributes
-from sarchat.transforms.arrow_text import empty_lists, join, render, strings
+from sarchat.transforms.arrow_text import empty_lists, join, offsets, render, strings
 from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import article
-from sarchat.transforms.schema import DIALOGUE_SCHEMA, dialogue_id, seeded_int
+from sarchat.transforms.schema import dialogue_id, seeded_int
 from sarchat.transforms.tasks.column_scoring import counts_against_truth, parse_items, row_items, subset_column
 from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, row_dicts, subset_of
 
@@ -23,6 +23,9 @@ SPEC = TaskSpec("identify", "[identify]", "Cross-modal identification", subsets=
 TEMPLATE_FIELDS: dict[str, tuple[set, set]] = {"question": ({"box"}, {"box"}),
                                                "answer": ({"size", "category", "cell"}, set()),
                                                "shape": ({"shape"}, set())}
+# The attributes an answer names: (kind, truth column, parse field), in the order pred_labels lists them.
+ATTRIBUTES = (("category", "gt_categories", "categories"), ("size", "gt_sizes", "sizes"), ("cell", "gt_cells", "cells"),
+              ("shape", "gt_shapes", "shapes"))
 
 
 def parse(text, box_format=None, width=None, height=None):
@@ -34,11 +37,7 @@ def parse(text, box_format=None, width=None, height=None):
 
 
 def _truth(row):
-    attrs = {("category", c) for c in row.get("gt_categories") or []}
-    attrs |= {("size", s) for s in row.get("gt_sizes") or []}
-    attrs |= {("cell", c) for c in row.get("gt_cells") or []}
-    attrs |= {("shape", s) for s in row.get("gt_shapes") or []}
-    return attrs
+    return {(kind, v) for kind, column, _ in ATTRIBUTES for v in row.get(column) or []}
 
 
 def columns(row):
@@ -49,11 +48,9 @@ def columns(row):
 def score(row, parsed):
     """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: attribute sets (category,
     size, cell, and shape when the truth states one)."""
-    pred = {("category", c) for c in parsed["categories"]}
-    pred |= {("size", s) for s in parsed["sizes"]}
-    pred |= {("cell", c) for c in parsed["cells"]}
-    if row.get("gt_shapes"):  # shape is scored only when the truth states one
-        pred |= {("shape", s) for s in parsed["shapes"]}
+    pred = {(kind, v) for kind, _, field in ATTRIBUTES
+            if kind != "shape" or row.get("gt_shapes")  # shape is scored only when the truth states one
+            for v in parsed[field]}
     return {f"identify.{subset_of(row)}": set_counts(pred, _truth(row))}, []
 
 
@@ -63,8 +60,7 @@ def miss(row):
 
 
 def _truth_items(truth):
-    parts = [truth.kind_items(name, kind) for name, kind in (
-        ("gt_categories", "category"), ("gt_sizes", "size"), ("gt_cells", "cell"), ("gt_shapes", "shape"))]
+    parts = [truth.kind_items(column, kind) for kind, column, _ in ATTRIBUTES]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -73,8 +69,7 @@ def score_columns(truth, parses, uok, ok, out):
     v = truth.vocab
     # distinct codes per parse (the kinds differ, so base and shape codes never coincide)
     base = parse_items(parses, lambda p: list(dict.fromkeys(
-        [v.code(("category", x)) for x in p["categories"]] + [v.code(("size", x)) for x in p["sizes"]]
-        + [v.code(("cell", x)) for x in p["cells"]])))
+        v.code((kind, x)) for kind, _, field in ATTRIBUTES[:3] for x in p[field])))
     shapes = parse_items(parses, lambda p: list(dict.fromkeys(v.code(("shape", x)) for x in p["shapes"])))
     r1, c1 = row_items(uok, *base)
     # shape is scored only when the truth states one
@@ -86,8 +81,7 @@ def score_columns(truth, parses, uok, ok, out):
 
 def pred_labels(parsed):
     """The samples' `pred_labels` column: attribute=value per attribute named."""
-    return ([f"category={c}" for c in parsed["categories"]] + [f"size={s}" for s in parsed["sizes"]]
-            + [f"cell={c}" for c in parsed["cells"]] + [f"shape={s}" for s in parsed["shapes"]])
+    return [f"{kind}={v}" for kind, _, field in ATTRIBUTES for v in parsed[field]]
 
 
 def marks(row, res):
@@ -134,10 +128,8 @@ def fit_prior(tally, rows):
 
 def _value_counts(array):
     """Counter of the values of an Arrow array (a null counts as None, as Counter.update would)."""
-    out = Counter()
-    for item in pc.value_counts(array).to_pylist():
-        out[item["values"]] += item["counts"]
-    return out
+    counts = pc.value_counts(array)
+    return Counter(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
 
 
 def _non_empty(lists):
@@ -226,54 +218,50 @@ def identify_picks(box_seeds, n, k):
 
 def build(ctx):
     """The K identify rows of every box (K = ctx.identify_variants), columns only: picks, ids, then
-    one render per template."""
+    one render per template. The rows come grouped by template (the builder sorts its table by id)."""
     images, shard = ctx.images, ctx.shard
     templates = ctx.banks["identify"]["templates"]
-    K, nb = ctx.identify_variants, shard.n
-    boxes_per_image = np.diff(shard.first)
+    K = ctx.identify_variants
     image_of = shard.image_of.tolist()
     splits = [images[i]["split"] for i in image_of]
     image_ids = [images[i]["image_id"] for i in image_of]
-    subsets = [("single" if n == 1 else "multi") for n in boxes_per_image[shard.image_of].tolist()]
+    subsets = [("single" if n == 1 else "multi") for n in np.diff(shard.first)[shard.image_of].tolist()]
     seeds = [seeded_int(ctx.seed, s, im, a) for s, im, a in zip(splits, image_ids, shard.ann_id)]
-    flat_picks = identify_picks(seeds, len(templates), K).reshape(-1)  # row b * K + variant
+    picks = identify_picks(seeds, len(templates), K).reshape(-1)  # row b * K + variant
     ids = strings([dialogue_id(s, im, "identify", sub, a, v)
                    for s, im, sub, a in zip(splits, image_ids, subsets, shard.ann_id) for v in range(K)])
-    row_box = np.repeat(np.arange(nb, dtype=np.int64), K)
-    subset_array = strings(subsets)
-    groups = []
+    order = np.argsort(picks, kind="stable")
+    row_box = np.repeat(np.arange(shard.n, dtype=np.int64), K)[order]
+    box, n = pa.array(row_box), len(order)
+    category, cell, size, shape, text = (column.take(box) for column in (
+        shard.category_array, shard.cell_array, shard.identify_size_array, shard.shape_array, shard.text_array))
+    bounds = np.searchsorted(picks[order], np.arange(len(templates) + 1)).tolist()
+    questions, answers = [pa.array([], pa.string())], [pa.array([], pa.string())]
+    has_shape = np.array([bool(t.get("shape")) for t in templates])[picks[order]]
     for k, t in enumerate(templates):
-        rows = np.nonzero(flat_picks == k)[0]
-        if not len(rows):
+        lo, m = bounds[k], bounds[k + 1] - bounds[k]
+        if not m:
             continue
-        box = pa.array(row_box[rows])
-        n = len(rows)
-        category, cell = shard.category_array.take(box), shard.cell_array.take(box)
-        size = shard.identify_size_array.take(box)
-        answer = render(t["answer"], {"size": size, "category": category, "cell": cell}, n)
-        ones = pa.array(np.arange(n + 1, dtype=np.int32))
+        answer = render(t["answer"], {"size": size.slice(lo, m), "category": category.slice(lo, m),
+                                      "cell": cell.slice(lo, m)}, m)
         if t.get("shape"):
-            shape = shard.shape_array.take(box)
-            answer = join(answer, render(t["shape"], {"shape": shape}, n))
-            shapes = pa.ListArray.from_arrays(ones, shape)
-        else:
-            shapes = empty_lists(n)
-        groups.append({
-            "id": ids.take(pa.array(rows)),
-            **shard.image_columns(pa.array(shard.image_of[row_box[rows]])),
-            "task": strings(["identify"] * n),
-            "subset": subset_array.take(box),
-            "question": render(t["question"], {"box": shard.text_array.take(box)}, n).cast(pa.string()),
-            "answer": answer.cast(pa.string()),
-            "template_id": strings([t["id"]] * n),
-            "gt_boxes": pa.ListArray.from_arrays(ones, shard.boxes_of(row_box[rows])),
-            "gt_categories": pa.ListArray.from_arrays(ones, category),
-            "gt_cells": pa.ListArray.from_arrays(ones, cell),
-            "gt_sizes": pa.ListArray.from_arrays(ones, size),
-            "gt_shapes": shapes,
-            "gt_relations": empty_lists(n),
-            "gt_count": pa.array(np.ones(n, dtype=np.int32)),
-        })
-    if not groups:
-        return {f.name: pa.array([], type=f.type) for f in DIALOGUE_SCHEMA if f.name != "messages"}
-    return {name: pa.concat_arrays([g[name] for g in groups]) for name in groups[0]}
+            answer = join(answer, render(t["shape"], {"shape": shape.slice(lo, m)}, m))
+        questions.append(render(t["question"], {"box": text.slice(lo, m)}, m).cast(pa.string()))
+        answers.append(answer.cast(pa.string()))
+    ones = pa.array(np.arange(n + 1, dtype=np.int32))
+    return {
+        "id": ids.take(pa.array(order)),
+        **shard.image_columns(pa.array(shard.image_of[row_box])),
+        "task": strings(["identify"] * n),
+        "subset": strings(subsets).take(box),
+        "question": pa.concat_arrays(questions),
+        "answer": pa.concat_arrays(answers),
+        "template_id": strings([t["id"] for t in templates]).take(pa.array(picks[order])),
+        "gt_boxes": pa.ListArray.from_arrays(ones, shard.boxes_of(row_box)),
+        "gt_categories": pa.ListArray.from_arrays(ones, category),
+        "gt_cells": pa.ListArray.from_arrays(ones, cell),
+        "gt_sizes": pa.ListArray.from_arrays(ones, size),
+        "gt_shapes": pa.ListArray.from_arrays(offsets(has_shape.astype(np.int64)), shape.filter(pa.array(has_shape))),
+        "gt_relations": empty_lists(n),
+        "gt_count": pa.array(np.ones(n, dtype=np.int32)),
+    }

@@ -1,11 +1,11 @@
 """Referring: the boxes of a named category, with their cells (docs/rules.md sections 7 and 12)."""
 from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, find_cells, parse_boxes
-from sarchat.transforms.box_match import box_counts, box_marks, ious_per_gt, match_boxes
+from sarchat.transforms.box_match import box_marks
 from sarchat.transforms.categories import plural
 from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import box_scores, subset_column
-from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, most_common, row_dicts, subset_of
+from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, iou_columns, most_common, row_dicts, subset_of
 
 SPEC = TaskSpec("refer", "[refer]", "Referring", subsets=("single", "multi"),
                 columns=(("refer.multi.iou25", "Multi Ref IoU=.25"), ("refer.multi.iou50", "Multi Ref IoU=.5"),
@@ -30,12 +30,7 @@ def columns(row):
 
 def score(row, parsed):
     """({column: (TP, FP, FN)}, IoUs per truth box) of a parsed answer: boxes at IoU 0.25 and 0.5."""
-    gt_boxes = row.get("gt_boxes") or []
-    s = subset_of(row)
-    matches = match_boxes(parsed["boxes"], gt_boxes)
-    out = {f"refer.{s}.iou25": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.25),
-           f"refer.{s}.iou50": box_counts(len(parsed["boxes"]), len(gt_boxes), matches, 0.5)}
-    return out, ious_per_gt(matches, len(gt_boxes))
+    return iou_columns(f"refer.{subset_of(row)}", parsed["boxes"], row.get("gt_boxes") or [])
 
 
 def miss(row):
@@ -101,7 +96,7 @@ def detector_answer(row, W, H, detections, region_category):
 def build(ctx):
     """One row per (image, category present): its boxes with their cells."""
     rows, cells, texts = ctx.rows("refer"), ctx.shard.cell, ctx.shard.text
-    for i, image, lo, cats, by_cat in ctx.per_image():
+    for i, image, lo, cats, by_cat in ctx.per_image:
         for cat in cats:
             group = by_cat[cat]
             n = len(group)

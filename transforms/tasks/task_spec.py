@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from sarchat.transforms.box_match import box_counts, ious_per_gt, match_boxes
+
 # The functions every task module defines, beside SPEC (docs/architecture.md, "Adding a task").
 PROTOCOL = ("parse", "columns", "score", "miss", "score_columns", "pred_labels", "marks", "fit_prior", "prior",
             "blind_answer", "detector_answer", "build")
@@ -45,6 +47,14 @@ def subset_of(row):
     if s in ("single", "multi"):
         return s
     return "single" if len(row.get("gt_boxes") or []) == 1 else "multi"
+
+
+def iou_columns(prefix, boxes, gt_boxes):
+    """({<prefix>.iou25, <prefix>.iou50: (TP, FP, FN)}, IoUs per truth box): the answer's boxes matched
+    to the truth's, counted at IoU 0.25 and 0.5."""
+    matches = match_boxes(boxes, gt_boxes)
+    counts = {f"{prefix}.iou{round(t * 100)}": box_counts(len(boxes), len(gt_boxes), matches, t) for t in (0.25, 0.5)}
+    return counts, ious_per_gt(matches, len(gt_boxes))
 
 
 def row_dicts(rows, columns):
