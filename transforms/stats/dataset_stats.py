@@ -193,7 +193,7 @@ class QuantileSketch:
         """numpy 'linear' quantiles: exact values, or log-bin centres of the order statistics."""
         if not self.n:
             return [None for _ in qs]
-        if self.exact:
+        if self.values is not None:  # exact
             return [float(x) for x in np.quantile(np.concatenate(self.values), qs)]
         keys = sorted(self.bins)
         cum = np.cumsum([self.bins[k] for k in keys])
