@@ -29,6 +29,7 @@ The standard deviation is the population SD (ddof = 0, numpy's default); the pap
 which it used, and at its sample sizes the two agree to 5 significant digits.
 """
 import collections
+import functools
 import json
 import math
 from fractions import Fraction
@@ -134,7 +135,7 @@ class QuantileSketch:
         self.min = math.inf
         self.max = -math.inf
         self.values = []          # list of arrays while n <= exact_cap, else None
-        self.bins = {}            # log-bin index -> count
+        self.bins = collections.Counter()   # log-bin index -> count
 
     def add_array(self, values):
         v = np.asarray(values, dtype=np.float64).ravel()
@@ -149,9 +150,7 @@ class QuantileSketch:
         self.max = max(self.max, float(v.max()))
         idx = np.floor(np.log(v) / SKETCH_LOG_STEP).astype(np.int64)
         keys, counts = np.unique(idx, return_counts=True)
-        bins = self.bins
-        for k, c in zip(keys.tolist(), counts.tolist()):
-            bins[k] = bins.get(k, 0) + c
+        self.bins.update(dict(zip(keys.tolist(), counts.tolist())))
         if self.values is not None:
             if self.n <= self.exact_cap:
                 self.values.append(v.copy())
@@ -165,9 +164,7 @@ class QuantileSketch:
         self.sumsq.merge(other.sumsq)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
-        bins = self.bins
-        for k, c in other.bins.items():
-            bins[k] = bins.get(k, 0) + c
+        self.bins.update(other.bins)
         if self.values is not None and other.values is not None and self.n <= self.exact_cap:
             self.values = self.values + other.values
         else:
@@ -197,20 +194,13 @@ class QuantileSketch:
             return [float(x) for x in np.quantile(np.concatenate(self.values), qs)]
         keys = sorted(self.bins)
         cum = np.cumsum([self.bins[k] for k in keys])
-        centres = [math.exp((k + 0.5) * SKETCH_LOG_STEP) for k in keys]
-
-        def order_stat(rank):     # value of the rank-th smallest (0-based), clamped to [min, max]
-            i = int(np.searchsorted(cum, rank, side="right"))
-            return min(max(centres[i], self.min), self.max)
-
-        out = []
-        for q in qs:
-            pos = q * (self.n - 1)
-            lo = int(math.floor(pos))
-            hi = min(lo + 1, self.n - 1)
-            a, b = order_stat(lo), order_stat(hi)
-            out.append(a + (pos - lo) * (b - a))
-        return out
+        centres = np.array([math.exp((k + 0.5) * SKETCH_LOG_STEP) for k in keys])
+        pos = np.asarray(qs, np.float64) * (self.n - 1)
+        lo = np.floor(pos)
+        # the values of the order statistics on either side (0-based ranks), clamped to [min, max]
+        a, b = (np.clip(centres[np.searchsorted(cum, rank, side="right")], self.min, self.max)
+                for rank in (lo, np.minimum(lo + 1, self.n - 1)))
+        return (a + (pos - lo) * (b - a)).tolist()
 
     def summary(self, nd=6):
         p25, med, p75 = self.quantiles([0.25, 0.5, 0.75])
@@ -236,10 +226,7 @@ def box_feature_arrays(w, h, img_w, img_h, xyxy):
     w, h: box sizes (floats); img_w, img_h: the image size of each box; xyxy: the integer clamped
     boxes (n, 4) the dialogues use (for the grid cell).
     """
-    w = np.asarray(w, dtype=np.float64)
-    h = np.asarray(h, dtype=np.float64)
-    W = np.asarray(img_w, dtype=np.float64)
-    H = np.asarray(img_h, dtype=np.float64)
+    w, h, W, H = (np.asarray(v, np.float64) for v in (w, h, img_w, img_h))
     ar = h / w
     wh = w / h
     r = (w * h) / (W * H)
@@ -344,10 +331,7 @@ class BoxStats:
         return self
 
     def _merged(self, sketches):
-        total = QuantileSketch(self.exact_cap)
-        for s in sketches:
-            total.merge(s)
-        return total
+        return functools.reduce(QuantileSketch.merge, sketches, QuantileSketch(self.exact_cap))
 
     def summary(self):
         """JSON-ready dict; the keys are described in docs/stats.md."""

@@ -55,11 +55,7 @@ class SummaryFn(beam.CombineFn):
         return self.add(accumulator, element)
 
     def merge_accumulators(self, accumulators):
-        accumulators = iter(accumulators)
-        first = next(accumulators)
-        for acc in accumulators:
-            first.merge(acc)
-        return first
+        return functools.reduce(lambda total, accumulator: total.merge(accumulator), accumulators)
 
     def extract_output(self, accumulator):
         return accumulator.summary()
