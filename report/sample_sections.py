@@ -103,7 +103,7 @@ def markdown_to_html(md, heading_offset=1, skip_title=True):
     for kind, group in itertools.groupby((line.strip() for line in md.splitlines()), key=_block_kind):
         lines = list(group)
         if kind == "heading":
-            for level, text in (_HEADING.fullmatch(line).groups() for line in lines):
+            for level, text in (line.split(None, 1) for line in lines):
                 if not (skip_title and len(level) == 1):
                     lvl = min(6, len(level) + heading_offset)
                     out.append(f"<h{lvl}>{_inline(text)}</h{lvl}>")
