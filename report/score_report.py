@@ -373,13 +373,11 @@ def model_breakdown(model, b) -> ModelBreakdown:
     bc = b.get("by_category") or {}
     cats = sorted({c for v in bc.values() for c in v}, key=_cat_order)
     sizes = (b.get("by_size") or {}).get("identify") or {}
-    boxes, conf = b.get("grounding_boxes") or {}, b.get("classify_confusion")
+    boxes = b.get("grounding_boxes") or {}
     size_rows = [[s, v["truth_boxes"], v["found"], _fmt(v["recall"])] for s, v in (boxes.get("by_size") or {}).items()]
-    confusion = [[t] + list(row) for t, row in zip(conf["truth"], conf["counts"])] if conf else []
     grounding = _category_rows(boxes.get("by_category") or {}, ("truth_boxes", "predicted_boxes", "tp", "fp", "fn"),
                                ("precision", "recall"))
-    classes = _category_rows(b.get("classify_classes") or {}, ("support", "predicted", "tp", "fp", "fn"),
-                             ("precision", "recall", "f1", "score"))
+    classes, confusion, heat = _classify_tables(b)
     return ModelBreakdown(
         model=model,
         categories=Table(["Task"] + cats, [[TASK_LABELS[t]] + [_fmt(bc[t].get(c)) for c in cats] for t in bc])
@@ -387,9 +385,18 @@ def model_breakdown(model, b) -> ModelBreakdown:
         identify_sizes=Table(list(sizes), [[_fmt(v) for v in sizes.values()]]) if sizes else None,
         grounding=Table(GROUNDING_BOX_HEADER, grounding) if boxes else None,
         grounding_sizes=Table(GROUNDING_SIZE_HEADER, size_rows) if size_rows else None,
-        classes=Table(CLASS_HEADER, classes) if conf else None,
-        confusion=Table([CONFUSION_CORNER] + list(conf["predicted"]), confusion) if conf else None,
-        heat_rows=heat_rows(confusion))
+        classes=classes, confusion=confusion, heat_rows=heat)
+
+
+def _classify_tables(b):
+    """(per-class table, confusion matrix, its heat rows) of a breakdown.json dict; (None, None, []) without one."""
+    conf = b.get("classify_confusion")
+    if not conf:
+        return None, None, []
+    rows = [[t] + list(row) for t, row in zip(conf["truth"], conf["counts"])]
+    classes = _category_rows(b.get("classify_classes") or {}, ("support", "predicted", "tp", "fp", "fn"),
+                             ("precision", "recall", "f1", "score"))
+    return Table(CLASS_HEADER, classes), Table([CONFUSION_CORNER] + list(conf["predicted"]), rows), heat_rows(rows)
 
 
 def heat_rows(rows):
@@ -418,12 +425,7 @@ def _charts(models_metrics, breakdowns, include_paper, warning):
     if not breakdowns:
         return Charts(radar, radar_paper, [], [])
     per_model = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics]
-    identify = [(model, (b.get("by_size") or {}).get("identify") or {}) for model, b in per_model]
-    grounding = [(model, (b.get("grounding_boxes") or {}).get("by_size") or {}) for model, b in per_model]
-    recall = [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in grounding]
-    sizes = [_size_bars("Cross-modal identification: score by object size", "score (%)", identify),
-             _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)", recall)]
-    return Charts(radar, radar_paper, category_charts(per_model), [c for c in sizes if c])
+    return Charts(radar, radar_paper, category_charts(per_model), size_charts(per_model))
 
 
 def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0,
@@ -579,6 +581,17 @@ def category_charts(per_model):
         series = [(model, [(by_task.get(t) or {}).get(c) for c in cats]) for model, by_task in per_model]
         charts.append(grouped_bars_svg(f"{TASK_LABELS[t]}: task score by category", cats, series))
     return charts
+
+
+def size_charts(per_model):
+    """Identification's score and grounding's recall per object size, each a chart where a model has them;
+    per_model: [(model, its breakdown.json)]."""
+    identify = [(model, (b.get("by_size") or {}).get("identify") or {}) for model, b in per_model]
+    grounding = [(model, (b.get("grounding_boxes") or {}).get("by_size") or {}) for model, b in per_model]
+    recall = [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in grounding]
+    charts = [_size_bars("Cross-modal identification: score by object size", "score (%)", identify),
+              _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)", recall)]
+    return [c for c in charts if c]
 
 
 def _size_bars(title, ylabel, per_model):
