@@ -86,16 +86,6 @@ def _pairs(values):
     return out
 
 
-def _matched(pattern):
-    from apache_beam.io.filesystems import FileSystems
-
-    return sorted(m.path for mr in FileSystems.match([pattern]) for m in mr.metadata_list)
-
-
-def _base(path):
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _wanted(found, requested):
     found = sorted(found, key=dataset_stats.split_sort_key)
     if requested is None:
@@ -109,28 +99,28 @@ def _wanted(found, requested):
     return wanted
 
 
-def _split_of(rel):
-    """'parquet/test/dialogues-00000-of-00001.parquet' -> 'test'."""
-    parts = rel.split("/")
-    return parts[1] if len(parts) >= 3 else None
-
-
 def plan(config):
     """StatsSettings of a StatsConfig: the input's kind (a generated corpus has manifest.json, a dataset
     root Annotations/*.json) and what the run reads from it."""
     from apache_beam.io.filesystems import FileSystems
 
+    from sarchat.transforms.stats.pipeline import StatsSettings
+
     overrides = _pairs(config.annotations)  # {split: path} of --annotations
-    if exists(FileSystems.join(config.dataset, dataset_files.MANIFEST)):
-        return _plan_generated(config, overrides)
-    return _plan_dataset(config, overrides)
+    generated = exists(FileSystems.join(config.dataset, dataset_files.MANIFEST))
+    info, splits, annotations, files, rejects = (_plan_generated if generated else _plan_dataset)(config, overrides)
+    return StatsSettings(output=config.output, input_info=info, splits=tuple(splits),
+                         annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(files),
+                         exact_cap=config.exact_cap, plot_format=config.plots, extra_rejects=rejects)
 
 
 def _plan_dataset(config, overrides):
+    """(input info, splits, {split: annotation file}, dialogue files, the manifest's rejects) of a dataset root."""
     from apache_beam.io.filesystems import FileSystems
 
     root = config.dataset
-    found = {_base(p)[:-len(".json")]: p for p in _matched(FileSystems.join(root, "Annotations", "*.json"))}
+    matched = FileSystems.match([FileSystems.join(root, "Annotations", "*.json")])[0].metadata_list
+    found = {p.rstrip("/").rsplit("/", 1)[-1][:-len(".json")]: p for p in sorted(m.path for m in matched)}
     found.update(overrides)
     if not found:
         raise DatasetError(f"{root}: neither manifest.json (a generated corpus; a generation that did not finish "
@@ -138,10 +128,11 @@ def _plan_dataset(config, overrides):
     splits = _wanted(found, config.splits)
     annotations = {s: found[s] for s in splits}
     info = {"kind": "dataset", "root": root, "box_source": "annotations", "annotations": annotations}
-    return _settings(config, info, splits, annotations)
+    return info, splits, annotations, (), {}
 
 
 def _plan_generated(config, overrides):
+    """The same as _plan_dataset's of a generated corpus."""
     root = config.dataset
     manifest = dataset_files.read_manifest(root)
     found = _dialogue_files_by_split(root, manifest)
@@ -156,17 +147,7 @@ def _plan_generated(config, overrides):
     if notes:
         info["notes"] = notes
     files = [f for s in splits for f in sorted(found[s])]
-    rejects = {s: r for s, r in manifest.get("rejects", {}).items() if s in splits}
-    return _settings(config, info, splits, annotations, files, rejects)
-
-
-def _settings(config, input_info, splits, annotations, dialogue_files=(), manifest_rejects=None):
-    """The plan with the flags' output settings, as the pipeline takes it."""
-    from sarchat.transforms.stats.pipeline import StatsSettings
-
-    return StatsSettings(output=config.output, input_info=input_info, splits=tuple(splits),
-                         annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(dialogue_files),
-                         exact_cap=config.exact_cap, plot_format=config.plots, extra_rejects=manifest_rejects or {})
+    return info, splits, annotations, files, {s: r for s, r in manifest.get("rejects", {}).items() if s in splits}
 
 
 def _dialogue_files_by_split(root, manifest):
@@ -175,9 +156,9 @@ def _dialogue_files_by_split(root, manifest):
 
     found = {}
     for path in dataset_files.listed_files(root, "parquet/", ".parquet", manifest=manifest):
-        rel = path[len(str(root)):].lstrip("/\\").replace("\\", "/")
-        found.setdefault(_split_of(rel), []).append(path)
-    found.pop(None, None)
+        parts = path[len(str(root)):].lstrip("/\\").replace("\\", "/").split("/")
+        if len(parts) >= 3:  # parquet/<split>/<file>
+            found.setdefault(parts[1], []).append(path)
     if not found:
         raise DatasetError(f"{FileSystems.join(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
                            "(was the corpus generated with --formats parquet?)")
@@ -211,14 +192,6 @@ def _annotation_sources(config, manifest, splits, overrides):
     return {}, notes
 
 
-def _check_dialogue_files(files):
-    for path in files:  # only the footer is read: a launcher error, not a worker traceback
-        try:
-            open_parquet(path).close()
-        except (OSError, pa.ArrowException) as exc:
-            raise DatasetError(f"cannot read dialogue file {path}: {type(exc).__name__}: {exc}") from None
-
-
 def _annotation_problem(path, sha256):
     from apache_beam.io.filesystems import FileSystems
 
@@ -242,7 +215,11 @@ def settings_of(config):
             coco.check_structure(coco.load_json(read_bytes(path), path), path)
         except coco.InputError as e:
             raise InputError(str(e)) from None
-    _check_dialogue_files(settings.dialogue_files)
+    for path in settings.dialogue_files:  # only the footer is read: a launcher error, not a worker traceback
+        try:
+            open_parquet(path).close()
+        except (OSError, pa.ArrowException) as exc:
+            raise DatasetError(f"cannot read dialogue file {path}: {type(exc).__name__}: {exc}") from None
     return settings
 
 

@@ -26,12 +26,13 @@ page (data-first-img-rect, data-first-svg-rect: x,y,w,h), so a headless browser 
 import base64
 import html
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from importlib import resources
 
 from sarchat.report import score_report as report
-from sarchat.report.stats_report import plot_titles, render_plots, stats_markdown
+from sarchat.report.stats_report import PLOT_TITLES, render_plots, stats_markdown
 from sarchat.transforms import dataset_files
 from sarchat.transforms.box_match import box_hits
 from sarchat.transforms.fileio import read_bytes as _read_bytes
@@ -82,76 +83,49 @@ def _cells(line):
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
 
 
+_HEADING = re.compile(r"(#{1,6})\s+(.*)")
+
+
+def _block_kind(line):
+    """What a (stripped) Markdown line belongs to; None ends a block and shows nothing: a blank line,
+    an image (the section inlines the plots itself)."""
+    if not line or (line.startswith("![") and line.endswith(")")):
+        return None
+    if _HEADING.fullmatch(line):
+        return "heading"
+    return "table" if line.startswith("|") else "list" if line.startswith("- ") else "paragraph"
+
+
 def markdown_to_html(md, heading_offset=1, skip_title=True):
     """Headings, paragraphs, '- ' lists, pipe tables (with alignment), `code`, *italic*, **bold**.
     Images are dropped (the section inlines the plots itself). A table is <table class='md'>."""
-    lines = md.splitlines()
-    out, para, i = [], [], 0
-
-    def flush():
-        if para:
-            out.append("<p class='note'>" + _inline(" ".join(para)) + "</p>")
-            para.clear()
-
-    while i < len(lines):
-        line = lines[i].rstrip()
-        s = line.strip()
-        if not s:
-            flush()
-            i += 1
-            continue
-        m = re.match(r"^(#{1,6})\s+(.*)$", s)
-        if m:
-            flush()
-            level = len(m.group(1))
-            if not (skip_title and level == 1):
-                lvl = min(6, level + heading_offset)
-                out.append(f"<h{lvl}>{_inline(m.group(2))}</h{lvl}>")
-            i += 1
-            continue
-        if s.startswith("![") and s.endswith(")"):
-            flush()
-            i += 1
-            continue
-        if s.startswith("|"):
-            flush()
-            block = []
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                block.append(lines[i])
-                i += 1
-            out.append(_md_table_html(block))
-            continue
-        if s.startswith("- "):
-            flush()
-            items = []
-            while i < len(lines) and lines[i].strip().startswith("- "):
-                items.append(lines[i].strip()[2:])
-                i += 1
-            out.append("<ul class='note'>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
-            continue
-        para.append(s)
-        i += 1
-    flush()
+    out = []
+    for kind, group in itertools.groupby((line.strip() for line in md.splitlines()), key=_block_kind):
+        lines = list(group)
+        if kind == "heading":
+            for level, text in (line.split(None, 1) for line in lines):
+                if not (skip_title and len(level) == 1):
+                    lvl = min(6, len(level) + heading_offset)
+                    out.append(f"<h{lvl}>{_inline(text)}</h{lvl}>")
+        elif kind == "table":
+            out.append(_md_table_html(lines))
+        elif kind == "list":
+            out.append("<ul class='note'>" + "".join(f"<li>{_inline(t[2:])}</li>" for t in lines) + "</ul>")
+        elif kind == "paragraph":
+            out.append("<p class='note'>" + _inline(" ".join(lines)) + "</p>")
     return "\n".join(out)
 
 
 def _md_table_html(block):
-    rows = [_cells(b) for b in block]
-    align = []
-    if len(rows) >= 2 and all(re.fullmatch(r":?-{3,}:?", c) for c in rows[1] if c):
-        align = ["r" if c.endswith(":") and not c.startswith(":") else ("c" if c.startswith(":") and c.endswith(":")
-                                                                        else "l") for c in rows[1]]
-        header, body = rows[0], rows[2:]
-    else:
-        header, body = rows[0], rows[1:]
+    """A pipe table; a cell of a column aligned left (or with no alignment row) gets class l."""
+    header, *body = [_cells(b) for b in block]
+    right = []  # per column: aligned right or centred
+    if body and all(re.fullmatch(r":?-{3,}:?", c) for c in body[0] if c):
+        right, body = [c.endswith(":") for c in body[0]], body[1:]
     h = ["<table class='md'><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in header) + "</tr></thead><tbody>"]
     for r in body:
-        cells = []
-        for j, c in enumerate(r):
-            a = align[j] if j < len(align) else "l"
-            cls = " class=l" if a == "l" else ""
-            cells.append(f"<td{cls}>{_inline(c)}</td>")
-        h.append("<tr>" + "".join(cells) + "</tr>")
+        h.append("<tr>" + "".join(f"<td{'' if j < len(right) and right[j] else ' class=l'}>{_inline(c)}</td>"
+                                  for j, c in enumerate(r)) + "</tr>")
     h.append("</tbody></table>")
     return "\n".join(h)
 
@@ -163,8 +137,8 @@ def _md_table_html(block):
 def dataset_section(stats, title="Dataset"):
     """The stats plots as inline SVG plus the stats tables (stats.md) as HTML tables (`stats`: a
     stats.json document)."""
-    titles, md, info = plot_titles(), stats_markdown(stats), stats.get("input") or {}
-    plots = [(name, titles.get(name, name), _svg_element(data.decode("utf-8")))
+    md, info = stats_markdown(stats), stats.get("input") or {}
+    plots = [(name, PLOT_TITLES.get(name, name), report.svg_element(data.decode("utf-8")))
              for name, data in render_plots(stats, fmt="svg").items()]
     page = render(__file__, "dataset.html.j2", kind=str(info.get("kind", "the")), root=str(info.get("root", "")),
                   plots=plots, tables=markdown_to_html(md))
@@ -173,20 +147,8 @@ def dataset_section(stats, title="Dataset"):
     return report.Section(title, html=page + RENDER_CHECK_SCRIPT, markdown=md_body.rstrip())
 
 
-def _svg_element(svg):
-    """An SVG file's text from its <svg> element on (no XML declaration inside a page)."""
-    start = svg.find("<svg")
-    return svg[start:] if start >= 0 else svg
-
-
 # ---------------------------------------------------------------------------------------------
 # Samples section: marks
-
-
-def _box_hits(row, res, within):
-    """(IoU or None per predicted box, matched flag per truth box) at MATCH_IOU, within a category or not."""
-    return box_hits(res.get("pred_boxes") or [], row.get("gt_boxes") or [], res.get("pred_box_categories"),
-                    (row.get("gt_categories") or []) if within else None, MATCH_IOU)
 
 
 def _chip(text, kind):
@@ -251,10 +213,7 @@ def load_image(root, rel_path):
     if why is not None:
         return None
     try:
-        data = _read_bytes(path)
-        im = Image.open(io.BytesIO(data))
-        im.load()
-        return im.convert("RGB")
+        return Image.open(io.BytesIO(_read_bytes(path))).convert("RGB")  # convert reads the whole image
     except Exception:
         return None
 
@@ -355,12 +314,6 @@ def _draw_boxes(draw, boxes, solid, color, width=2):
             _dashed_rect(draw, box, color, width)
 
 
-def truth_caption(model, found, n_truth, n_pred, same_category=False, drawn=""):
-    """'model: k of n truth boxes found' -- divided by the truth boxes, never by the predicted ones."""
-    return (f"{model}: {found} of {n_truth} truth boxes found"
-            f"{' (same category)' if same_category else ''}, {n_pred} predicted{drawn}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Samples section: its model; samples.html.j2 and samples.md.j2 hold the words
 
@@ -446,25 +399,28 @@ def _panels(sid, row, image, models, results, max_side):
     gt_labels = list(row.get("gt_categories") or [])
     rects = []
     uri, size = draw_panel(image, W, H, truth, max_side=max_side, gt_labels=gt_labels, label_rects=rects)
-    caption = "ground truth" if truth else "image"
     n = len(truth)
-    panels = [_panel(uri, size, f"{caption} ({n} box{'es' if n != 1 else ''})" if n else caption, f"{sid}-truth",
+    panels = [_panel(uri, size, f"ground truth ({n} box{'es' if n != 1 else ''})" if n else "image", f"{sid}-truth",
                      rects)]
     if row["task"] not in ANSWER_BOX_TASKS:
         return panels
     within = SPECS[row["task"]].match_within_category
     for m in models:
         res = (results.get((m, sid)) or {}).get("result") or {}
-        pred_iou, gt_hit = _box_hits(row, res, within)
-        ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
         boxes = res.get("pred_boxes") or []
+        # (IoU or None per predicted box, matched flag per truth box), within a category or not
+        pred_iou, gt_hit = box_hits(boxes, truth, res.get("pred_box_categories"), gt_labels if within else None,
+                                    MATCH_IOU)
+        ok = [v is not None and v >= MATCH_IOU for v in pred_iou]
         drawn = f", {MAX_BOXES} of {len(boxes)} drawn" if len(boxes) > MAX_BOXES else ""
         pcats = list(res.get("pred_box_categories") or []) if within else []
         rects = []
         uri, size = draw_panel(image, W, H, truth, gt_hit, boxes[:MAX_BOXES], ok[:MAX_BOXES], max_side=max_side,
                                gt_labels=gt_labels, pred_labels=pcats[:MAX_BOXES], label_rects=rects)
-        panels.append(_panel(uri, size, truth_caption(m, sum(gt_hit), len(gt_hit), len(boxes), within, drawn),
-                             f"{sid}-{m}", rects))
+        # found is divided by the truth boxes, never by the predicted ones
+        caption = (f"{m}: {sum(gt_hit)} of {len(gt_hit)} truth boxes found{' (same category)' if within else ''}, "
+                   f"{len(boxes)} predicted{drawn}")
+        panels.append(_panel(uri, size, caption, f"{sid}-{m}", rects))
     return panels
 
 

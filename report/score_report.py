@@ -103,6 +103,12 @@ def table3_rows(models_metrics, include_paper=True):
 TABLE3_HEADER = ["Source", "Model", "Param", "Avg score"] + [COLUMN_LABELS[c] for c in COLUMNS]
 
 
+def _ci(m):
+    """The 95% interval of a metrics.json's (or leaderboard row's) overall score."""
+    lo, hi = (m.get("overall_ci95") or [None, None])[:2]
+    return "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]"
+
+
 def _total(m, key):
     return sum((v.get("count") or 0) if isinstance(v, dict) else (v or 0) for v in (m.get(key) or {}).values())
 
@@ -112,9 +118,7 @@ def summary_rows(models_metrics, breakdowns=None):
     rows = []
     for m in models_metrics:
         b = (breakdowns or {}).get(m["model"]) or {}
-        lo, hi = (m.get("overall_ci95") or [None, None])[:2]
-        ci = "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]"
-        rows.append([m["model"], _fmt(m.get("overall")), ci, _fmt(m.get("overall_macro"))]
+        rows.append([m["model"], _fmt(m.get("overall")), _ci(m), _fmt(m.get("overall_macro"))]
                     + [_fmt(m["tasks"].get(t)) for t in TASKS]
                     + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")),
                        str(sum((b.get("rejected") or {}).values()))])
@@ -125,20 +129,15 @@ SUMMARY_HEADER = (["Model", "Overall (Eq. 4)", "95% CI", "Unweighted mean"] + [T
                   + ["Missing predictions", "Inference errors", "Rejected predictions"])
 
 
-def _failure_rate(m, t, key="parse_failures"):
-    v = (m.get(key) or {}).get(t)
-    return v.get("rate") if isinstance(v, dict) else None
-
-
-def _failure_count(m, t, key="parse_failures"):
-    v = (m.get(key) or {}).get(t)
-    return v.get("count") if isinstance(v, dict) else v
+def _failure(v):
+    """'rate (count)' of one task's failures: {'rate', 'count'}, or a bare count with no rate."""
+    rate, count = (v.get("rate"), v.get("count")) if isinstance(v, dict) else (None, v)
+    return f"{_fmt(rate, 1)} ({count or 0})"
 
 
 def failure_rows(models_metrics, key="parse_failures"):
     """Per model: parse-failure (or inference-error) rate per task in percent (count in parentheses)."""
-    return [[m["model"]] + [f"{_fmt(_failure_rate(m, t, key), 1)} ({_failure_count(m, t, key) or 0})" for t in TASKS]
-            for m in models_metrics]
+    return [[m["model"]] + [_failure((m.get(key) or {}).get(t)) for t in TASKS] for m in models_metrics]
 
 
 TEMPLATE_SPREAD_HEADER = ["Model", "Task", "Templates", "Min", "Max", "Range", "Std dev", "Task score"]
@@ -192,30 +191,10 @@ CLASS_HEADER = ["Class", "Support", "Predicted", "TP", "FP", "FN", "Precision", 
 CONFUSION_CORNER = "truth ↓, predicted →"
 
 
-def grounding_category_rows(breakdown):
-    bc = ((breakdown or {}).get("grounding_boxes") or {}).get("by_category") or {}
-    return [[c, v["truth_boxes"], v["predicted_boxes"], v["tp"], v["fp"], v["fn"], _fmt(v["precision"]),
-             _fmt(v["recall"])] for c, v in sorted(bc.items(), key=lambda kv: _cat_order(kv[0]))]
-
-
-def grounding_size_rows(breakdown):
-    bs = ((breakdown or {}).get("grounding_boxes") or {}).get("by_size") or {}
-    return [[s, v["truth_boxes"], v["found"], _fmt(v["recall"])] for s, v in bs.items()]
-
-
-def classify_class_rows(breakdown):
-    cc = (breakdown or {}).get("classify_classes") or {}
-    return [[c, v["support"], v["predicted"], v["tp"], v["fp"], v["fn"], _fmt(v["precision"]), _fmt(v["recall"]),
-             _fmt(v["f1"]), _fmt(v["score"])] for c, v in sorted(cc.items(), key=lambda kv: _cat_order(kv[0]))]
-
-
-def confusion_table(breakdown):
-    """(header, rows) of the classify confusion matrix, or None when there is none."""
-    conf = (breakdown or {}).get("classify_confusion")
-    if not conf:
-        return None
-    return ([CONFUSION_CORNER] + list(conf["predicted"]),
-            [[t] + list(row) for t, row in zip(conf["truth"], conf["counts"])])
+def _category_rows(entries, counts, rates):
+    """Rows of {category: entry}, categories in order: the entry's counts as they are, then its rates."""
+    return [[c] + [v[k] for k in counts] + [_fmt(v[k]) for k in rates]
+            for c, v in sorted(entries.items(), key=lambda kv: _cat_order(kv[0]))]
 
 
 def _t3_cells(row):
@@ -394,16 +373,30 @@ def model_breakdown(model, b) -> ModelBreakdown:
     bc = b.get("by_category") or {}
     cats = sorted({c for v in bc.values() for c in v}, key=_cat_order)
     sizes = (b.get("by_size") or {}).get("identify") or {}
-    confusion, size_rows = confusion_table(b), grounding_size_rows(b)
+    boxes = b.get("grounding_boxes") or {}
+    size_rows = [[s, v["truth_boxes"], v["found"], _fmt(v["recall"])] for s, v in (boxes.get("by_size") or {}).items()]
+    grounding = _category_rows(boxes.get("by_category") or {}, ("truth_boxes", "predicted_boxes", "tp", "fp", "fn"),
+                               ("precision", "recall"))
+    classes, confusion, heat = _classify_tables(b)
     return ModelBreakdown(
         model=model,
         categories=Table(["Task"] + cats, [[TASK_LABELS[t]] + [_fmt(bc[t].get(c)) for c in cats] for t in bc])
         if bc else None,
         identify_sizes=Table(list(sizes), [[_fmt(v) for v in sizes.values()]]) if sizes else None,
-        grounding=Table(GROUNDING_BOX_HEADER, grounding_category_rows(b)) if b.get("grounding_boxes") else None,
+        grounding=Table(GROUNDING_BOX_HEADER, grounding) if boxes else None,
         grounding_sizes=Table(GROUNDING_SIZE_HEADER, size_rows) if size_rows else None,
-        classes=Table(CLASS_HEADER, classify_class_rows(b)) if confusion else None,
-        confusion=Table(*confusion) if confusion else None, heat_rows=heat_rows(confusion[1]) if confusion else [])
+        classes=classes, confusion=confusion, heat_rows=heat)
+
+
+def _classify_tables(b):
+    """(per-class table, confusion matrix, its heat rows) of a breakdown.json dict; (None, None, []) without one."""
+    conf = b.get("classify_confusion")
+    if not conf:
+        return None, None, []
+    rows = [[t] + list(row) for t, row in zip(conf["truth"], conf["counts"])]
+    classes = _category_rows(b.get("classify_classes") or {}, ("support", "predicted", "tp", "fp", "fn"),
+                             ("precision", "recall", "f1", "score"))
+    return Table(CLASS_HEADER, classes), Table([CONFUSION_CORNER] + list(conf["predicted"]), rows), heat_rows(rows)
 
 
 def heat_rows(rows):
@@ -431,8 +424,8 @@ def _charts(models_metrics, breakdowns, include_paper, warning):
         radar, radar_paper = radar_svg(models_metrics, include_paper), None
     if not breakdowns:
         return Charts(radar, radar_paper, [], [])
-    sizes = [size_chart(models_metrics, breakdowns), grounding_size_chart(models_metrics, breakdowns)]
-    return Charts(radar, radar_paper, category_charts(models_metrics, breakdowns), [c for c in sizes if c])
+    per_model = [(m["model"], breakdowns.get(m["model"]) or {}) for m in models_metrics]
+    return Charts(radar, radar_paper, category_charts(per_model), size_charts(per_model))
 
 
 def render_markdown(models_metrics, breakdowns=None, extra_sections=(), include_paper=True, unattributed_rejects=0,
@@ -455,12 +448,9 @@ def render_html(models_metrics, breakdowns=None, extra_sections=(), include_pape
 def render_leaderboard_md(board):
     header = ["Rank", "Model", "Overall", "95% CI", "Unweighted"] + [TASK_LABELS[t] for t in TASKS] + [
         "Parse failures", "Inference errors", "Missing", "Rejected"]
-    rows = []
-    for r in board:
-        lo, hi = (r.get("overall_ci95") or [None, None])[:2]
-        rows.append([r["rank"], r["model"], _fmt(r["overall"]), "–" if lo is None else f"[{lo:.2f}, {hi:.2f}]",
-                     _fmt(r["overall_macro"])] + [_fmt(r["tasks"].get(t)) for t in TASKS]
-                    + [r["parse_failures"], r.get("inference_errors", 0), r["missing_predictions"], r["rejected"]])
+    rows = [[r["rank"], r["model"], _fmt(r["overall"]), _ci(r), _fmt(r["overall_macro"])]
+            + [_fmt(r["tasks"].get(t)) for t in TASKS]
+            + [r["parse_failures"], r.get("inference_errors", 0), r["missing_predictions"], r["rejected"]] for r in board]
     return render(__file__, "leaderboard.md.j2", table=Table(header, rows))
 
 
@@ -475,6 +465,7 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     matplotlib.rcParams["svg.fonttype"] = "none"  # chart text stays text: readable, searchable, measurable
+    matplotlib.rcParams["svg.hashsalt"] = "sarchat"  # the same ids in every run
     return plt
 
 
@@ -482,9 +473,13 @@ def _svg(fig):
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     _pyplot().close(fig)
-    text = buf.getvalue()
-    start = text.find("<svg")
-    return text[start:] if start >= 0 else text
+    return svg_element(buf.getvalue())
+
+
+def svg_element(svg):
+    """An SVG file's text from its <svg> element on (no XML declaration inside a page)."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
 
 
 def _cat_order(c):
@@ -500,10 +495,6 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
     searchable; task labels sit outside the 100 circle (tick padding) and the radial tick labels
     between two axes, so neither collides with a marker."""
     plt = _pyplot()
-    import matplotlib as mpl
-
-    mpl.rcParams["svg.hashsalt"] = "sarchat"
-    mpl.rcParams["svg.fonttype"] = "none"
     n = len(TASKS)
     angles = [2 * math.pi * i / n for i in range(n)] + [0.0]
     fig = plt.figure(figsize=(9.5, 6.2))
@@ -517,34 +508,27 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
     ax.set_yticks([20, 40, 60, 80, 100])
     ax.set_yticklabels(["20", "40", "60", "80", "100"], fontsize=9, color="#555")
     ax.set_rlabel_position(180 / n)  # halfway between the first two axes: no line passes there at a marker
-    titles = {}
+    titles = {}  # gid -> the line's name on hover
+    styles = ("-", "--", ":", "-.")
     handles_paper = []
     if include_paper:
         muted = plt.get_cmap("tab20")
-        dashes = ("-", "--", ":", "-.")
         for i, r in enumerate(load_paper_table()["rows"]):
             s = paper_task_scores(r)
             vals = [s[t] or 0.0 for t in TASKS]
-            gid = f"radar-paper-{i}"
-            (line,) = ax.plot(angles, vals + vals[:1], color=muted((2 * i + 1) % 20), linewidth=1.0,
-                              linestyle=dashes[(i // 10) % len(dashes)], alpha=0.9, zorder=2,
-                              label=f"{r['model']} ({r.get('params') or '?'})")
-            line.set_gid(gid)
-            titles[gid] = f"{PAPER_LABEL}: {r['model']}"
-            handles_paper.append(line)
+            titles[f"radar-paper-{i}"] = f"{PAPER_LABEL}: {r['model']}"
+            handles_paper += ax.plot(angles, vals + vals[:1], color=muted((2 * i + 1) % 20), linewidth=1.0,
+                                     linestyle=styles[(i // 10) % len(styles)], alpha=0.9, zorder=2,
+                                     label=f"{r['model']} ({r.get('params') or '?'})", gid=f"radar-paper-{i}")
     cmap = plt.get_cmap("tab10")
-    styles = ("-", "--", ":", "-.")
     handles_ours = []
     for i, m in enumerate(models_metrics):
         vals = [m["tasks"].get(t) or 0.0 for t in TASKS]
-        gid = f"radar-run-{i}"
+        titles[f"radar-run-{i}"] = f"this run: {m['model']}"
         # markers and line styles keep models with equal scores on some tasks apart
-        (line,) = ax.plot(angles, vals + vals[:1], color=cmap(i % 10), linewidth=2.6, linestyle=styles[i % len(styles)],
-                          marker="o", markersize=5, label=m["model"], zorder=5)
-        line.set_gid(gid)
-        titles[gid] = f"this run: {m['model']}"
+        handles_ours += ax.plot(angles, vals + vals[:1], color=cmap(i % 10), linewidth=2.6, marker="o", markersize=5,
+                                linestyle=styles[i % len(styles)], label=m["model"], zorder=5, gid=f"radar-run-{i}")
         ax.fill(angles, vals + vals[:1], color=cmap(i % 10), alpha=0.06, zorder=4)
-        handles_ours.append(line)
     if handles_ours:
         leg = fig.legend(handles=handles_ours, loc="upper left", bbox_to_anchor=(0.6, 0.95), fontsize=9,
                          frameon=False, title="this run", title_fontsize=9)
@@ -564,9 +548,6 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
 def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
     """Grouped bar chart: `groups` are the x labels, `series` is [(name, [value or None per group])]."""
     plt = _pyplot()
-    import matplotlib as mpl
-
-    mpl.rcParams["svg.hashsalt"] = "sarchat"
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) + 2.5), 3.4))
     k = max(1, len(series))
     width = 0.8 / k
@@ -590,13 +571,10 @@ def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
     return _svg(fig)
 
 
-def _breakdown_of(breakdowns, m):
-    return (breakdowns or {}).get(m["model"]) or {}
-
-
-def category_charts(models_metrics, breakdowns):
-    """One grouped bar chart per task with a per-category breakdown (count, identify, refer)."""
-    per_model = [(m["model"], _breakdown_of(breakdowns, m).get("by_category", {})) for m in models_metrics]
+def category_charts(per_model):
+    """One grouped bar chart per task with a per-category breakdown (count, identify, refer); per_model:
+    [(model, its breakdown.json)]."""
+    per_model = [(model, b.get("by_category", {})) for model, b in per_model]
     charts = []
     for t in dict.fromkeys(t for _, by_task in per_model for t in by_task):  # tasks in order of appearance
         cats = sorted({c for _, by_task in per_model for c in (by_task.get(t) or {})}, key=_cat_order)
@@ -605,23 +583,20 @@ def category_charts(models_metrics, breakdowns):
     return charts
 
 
-def size_chart(models_metrics, breakdowns):
-    """Grouped bars of identification's score per object size word (smallest first), one series per model."""
-    return _size_bars("Cross-modal identification: score by object size", "score (%)",
-                      [(m["model"], _breakdown_of(breakdowns, m).get("by_size", {}).get("identify") or {})
-                       for m in models_metrics])
-
-
-def grounding_size_chart(models_metrics, breakdowns):
-    """Grouped bars of grounding's recall per object size word (smallest first), one series per model."""
-    per_model = [(m["model"], ((_breakdown_of(breakdowns, m).get("grounding_boxes") or {}).get("by_size") or {}))
-                 for m in models_metrics]
-    return _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)",
-                      [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in per_model])
+def size_charts(per_model):
+    """Identification's score and grounding's recall per object size, each a chart where a model has them;
+    per_model: [(model, its breakdown.json)]."""
+    identify = [(model, (b.get("by_size") or {}).get("identify") or {}) for model, b in per_model]
+    grounding = [(model, (b.get("grounding_boxes") or {}).get("by_size") or {}) for model, b in per_model]
+    recall = [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in grounding]
+    charts = [_size_bars("Cross-modal identification: score by object size", "score (%)", identify),
+              _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)", recall)]
+    return [c for c in charts if c]
 
 
 def _size_bars(title, ylabel, per_model):
-    """[(model, {size word: value})] as grouped bars over the size words any model has; None when none has one."""
+    """[(model, {size word: value})] as grouped bars over the size words any model has (smallest first), one
+    series per model; None when none has one."""
     present = [s for s in reversed(IDENTIFY_SIZES) if any(s in values for _, values in per_model)]
     if not present:
         return None

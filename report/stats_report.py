@@ -2,7 +2,7 @@
 
     stats_markdown(stats, paper=None, plot_links=None) -> str         # stats_model(...) through stats.md.j2
     render_plots(stats, fmt="png", paper=None) -> {name: bytes}       # names in PLOT_NAMES order
-    plot_titles() -> {name: title}
+    PLOT_TITLES: {name: title}
 
 Our numbers and the paper's published ones (transforms/stats/paper_stats.json) stand side by side and every
 paper number is labelled with the table or figure it comes from. The paper reports a "Training" and a
@@ -24,7 +24,7 @@ from sarchat.transforms.stats.dataset_stats import (AR_BUCKETS, DESCRIBE_SIZE_OR
 
 PAPER_SPLITS = ("train", "test")
 PLOT_NAMES = ("categories", "aspect_ratio", "ar_buckets", "shapes", "tasks", "image_sizes", "box_sizes", "cells")
-_TITLES = {
+PLOT_TITLES = {
     "categories": "Category distribution per split (Table 1)",
     "aspect_ratio": "Aspect ratio AR = h/w per split (Table 2)",
     "ar_buckets": "AR buckets per category (Table 4)",
@@ -41,10 +41,6 @@ BUCKET_COLORS = ("#4C72B0", "#BBBBBB", "#DD8452")
 SUBSET_COLORS = {"all": "#4C72B0", "single": "#4C72B0", "multi": "#9FB7DA"}
 
 
-def plot_titles():
-    return dict(_TITLES)
-
-
 def _fmt_int(n):
     return "–" if n is None else f"{n:,}"
 
@@ -55,10 +51,6 @@ def _fmt(v, nd=3):
 
 def _cp(count, pct, nd=2):
     return "–" if count is None else f"{count:,} ({pct:.{nd}f}%)"
-
-
-def _paper_splits(stats):
-    return [s for s in stats["splits"] if s in PAPER_SPLITS]
 
 
 def _split_color(split, i=0):
@@ -133,7 +125,7 @@ def stats_model(stats, paper=None, plot_links=None) -> StatsReport:
         shapes=shapes, identify_shapes=identify_shapes, roughly_square=roughly_square,
         tasks=tasks, task_subsets=subsets, task_features=features, sizes=_sizes(stats) if boxes else None,
         image_sizes=_image_sizes(stats), cells=_cells(stats), relations=_relations(stats), rejects=_rejects(stats),
-        plots=[(_TITLES[name], (plot_links or {})[name]) for name in PLOT_NAMES if name in (plot_links or {})],
+        plots=[(PLOT_TITLES[name], (plot_links or {})[name]) for name in PLOT_NAMES if name in (plot_links or {})],
         methods=list(stats.get("methods", {}).items()), paper_notes=paper.get("notes", []))
 
 
@@ -194,7 +186,7 @@ def _aspect_ratio(stats, paper):
              for bucket in AR_BUCKETS]
     methods = ", ".join(sorted({ours[s]["quantile_method"] for _, s in cols}))
     diff = None
-    if len(_paper_splits(stats)) == 2:
+    if all(s in stats["splits"] for s in PAPER_SPLITS):
         a, b = (stats["boxes"][s]["aspect_ratio"]["all"] for s in PAPER_SPLITS)
         diff = [(k, f"{b[k] - a[k]:+.3f}", f"{t2['diff_rate'][k]:+}") for k in ("mean", "median", "std")
                 if a[k] is not None and b[k] is not None]
@@ -375,21 +367,18 @@ def render_plots(stats, fmt="png", paper=None):
 
     if fmt not in ("png", "svg"):
         raise ValueError(f"fmt must be png or svg, got {fmt!r}")
-    paper = paper or load_paper_stats()
+    paper, plt = paper or load_paper_stats(), _pyplot()
+    splits = [s for s in stats["splits"] if s in stats.get("boxes", {}) and stats["boxes"][s]["boxes"]]
     makers = {"categories": _plot_categories, "aspect_ratio": _plot_aspect_ratio, "ar_buckets": _plot_ar_buckets,
               "shapes": _plot_shapes, "tasks": _plot_tasks, "image_sizes": _plot_image_sizes,
               "box_sizes": _plot_box_sizes, "cells": _plot_cells}
     out = {}
     with mpl.rc_context(_RC):
-        for name in PLOT_NAMES:
-            fig = makers[name](stats, paper)
+        for name in PLOT_NAMES:  # shapes and tasks also draw dialogue statistics; the others box statistics only
+            fig = makers[name](plt, stats, paper, splits) if splits or name in ("shapes", "tasks") else None
             if fig is not None:
                 out[name] = _save(fig, fmt)
     return out
-
-
-def _box_splits(stats):
-    return [s for s in stats["splits"] if s in stats.get("boxes", {}) and stats["boxes"][s]["boxes"]]
 
 
 def _split_bars(ax, x, series, annotate=True, after=None, markers=None):
@@ -426,12 +415,7 @@ def _split_histograms(ax, stats, splits, key, label):
     return out
 
 
-def _plot_categories(stats, paper):
-    splits = _box_splits(stats)
-    if not splits:
-        return None
-    plt = _pyplot()
-
+def _plot_categories(plt, stats, paper, splits):
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     x = np.arange(len(CATEGORIES))
     t1 = paper["table1_categories"]
@@ -446,19 +430,14 @@ def _plot_categories(stats, paper):
                 markers={s: [t1[s][c]["percent"] for c in CATEGORIES] for s in splits if s in PAPER_SPLITS})
     ax.set_xticks(x, CATEGORIES)
     ax.set_ylabel("% of boxes")
-    ax.set_title(_TITLES["categories"])
+    ax.set_title(PLOT_TITLES["categories"])
     ax.grid(axis="x", visible=False)
     ax.set_ylim(0, max(ax.get_ylim()[1], 5) * 1.08)
     ax.legend(fontsize=MIN_FONT, ncol=2)
     return fig
 
 
-def _plot_aspect_ratio(stats, paper):
-    splits = _box_splits(stats)
-    if not splits:
-        return None
-    plt = _pyplot()
-
+def _plot_aspect_ratio(plt, stats, paper, splits):
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     hists = _split_histograms(ax, stats, splits, "ar_histogram",
                               lambda s: f"{s} (median {stats['boxes'][s]['aspect_ratio']['all']['median']:.3f})")
@@ -477,40 +456,27 @@ def _plot_aspect_ratio(stats, paper):
         ax.text(x, ymax * 0.985, label, ha="center", va="top", fontsize=MIN_FONT, color="0.3", linespacing=1.5)
     ax.set_xlabel("aspect ratio AR = h / w (log scale)")
     ax.set_ylabel("% of boxes per bin")
-    ax.set_title(_TITLES["aspect_ratio"])
+    ax.set_title(PLOT_TITLES["aspect_ratio"])
     ax.legend(fontsize=MIN_FONT, loc="center right")
     return fig
 
 
-def _plot_ar_buckets(stats, paper):
-    splits = _box_splits(stats)
-    if not splits:
-        return None
-    plt = _pyplot()
-
+def _plot_ar_buckets(plt, stats, paper, splits):
     t4 = paper["table4_aspect_ratio_by_category"]
-    labels, rows, is_paper, ys = [], [], [], []
-    y = 0.0
+    bars, y = [], 0.0  # (label, bucket percents, the paper's, y) per bar
     for cat in CATEGORIES:
         start = y
         for s in splits:
             a = stats["boxes"][s]["aspect_ratio"]["by_category"].get(cat)
             if a:
-                labels.append(f"{cat} · {s}")
-                rows.append([a["buckets"][b]["percent"] for b in AR_BUCKETS])
-                is_paper.append(False)
-                ys.append(y)
+                bars.append((f"{cat} · {s}", [a["buckets"][b]["percent"] for b in AR_BUCKETS], False, y))
                 y += 1
             if s in PAPER_SPLITS:
-                labels.append(f"{s}, paper T4")
-                rows.append(list(t4[s][cat]["buckets"]))
-                is_paper.append(True)
-                ys.append(y)
+                bars.append((f"{s}, paper T4", list(t4[s][cat]["buckets"]), True, y))
                 y += 1
         if y > start:
             y += 0.6                                   # gap between categories
-    if not rows:
-        return None
+    labels, rows, is_paper, ys = (list(column) for column in zip(*bars))
     fig, ax = plt.subplots(figsize=(7.5, 0.26 * y + 1.3))
     left = [0.0] * len(rows)
     for j, bucket in enumerate(AR_BUCKETS):
@@ -532,19 +498,16 @@ def _plot_ar_buckets(stats, paper):
     ax.set_xlabel("% of the category's boxes (pale bars, italic labels: the paper's Table 4)")
     ax.grid(axis="y", visible=False)
     ax.legend(fontsize=MIN_FONT, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), borderaxespad=0.3)
-    ax.set_title(_TITLES["ar_buckets"], pad=24)
+    ax.set_title(PLOT_TITLES["ar_buckets"], pad=24)
     fig.tight_layout()
     return fig
 
 
-def _plot_shapes(stats, paper):
-    splits = _box_splits(stats)
+def _plot_shapes(plt, stats, paper, splits):
     dl = stats.get("dialogues", {})
     dsplits = [s for s in stats["splits"] if dl.get(s, {}).get("identify_shapes")]
     if not splits and not dsplits:
         return None
-    plt = _pyplot()
-
     panels = [("boxes", splits)] + ([("identify", dsplits)] if dsplits else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.9 * len(panels), 3.4), squeeze=False)
     for ax, (kind, ss) in zip(axes[0], panels):
@@ -561,19 +524,18 @@ def _plot_shapes(stats, paper):
         ax.set_ylabel("%")
         ax.set_title("every valid box (w/h rule)" if kind == "boxes" else "shape stated in identify answers")
         ax.legend(fontsize=MIN_FONT, loc="upper left")
-    fig.suptitle(_TITLES["shapes"], fontsize=10)
+    fig.suptitle(PLOT_TITLES["shapes"], fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def _plot_tasks(stats, paper):
+def _plot_tasks(plt, stats, paper, _):
+    from matplotlib.patches import Patch
+
     dl = stats.get("dialogues", {})
     splits = [s for s in stats["splits"] if dl.get(s)]
     if not splits:
         return None
-    plt = _pyplot()
-
-    from matplotlib.patches import Patch
 
     f89 = paper["figures8_9_tasks"]
     tasks = [t for t in TASKS if any(t in dl[s]["tasks"] for s in splits)]
@@ -594,7 +556,7 @@ def _plot_tasks(stats, paper):
         ax.set_xlabel("% of the split's dialogues")
         ax.set_title(f"{s}: {dl[s]['dialogues']:,} dialogues")
         ax.grid(axis="y", visible=False)
-    fig.suptitle(_TITLES["tasks"], fontsize=10, x=0.02, ha="left")
+    fig.suptitle(PLOT_TITLES["tasks"], fontsize=10, x=0.02, ha="left")
     fig.tight_layout()
     return fig
 
@@ -616,12 +578,7 @@ def _task_bars(ax, d, tasks, y, paper_pct):
                 fontsize=MIN_FONT)
 
 
-def _plot_image_sizes(stats, paper, top=8):
-    splits = _box_splits(stats)
-    if not splits:
-        return None
-    plt = _pyplot()
-
+def _plot_image_sizes(plt, stats, paper, splits, top=8):
     totals = {}
     for s in splits:
         for k, v in stats["boxes"][s]["image_sizes"].items():
@@ -641,18 +598,13 @@ def _plot_image_sizes(stats, paper, top=8):
     ax.set_xticks(x, labels, rotation=0 if len(labels) <= 6 else 30, ha="center" if len(labels) <= 6 else "right")
     ax.set_ylabel("% of images")
     ax.set_xlabel("image size W x H (pixels)")
-    ax.set_title(_TITLES["image_sizes"])
+    ax.set_title(PLOT_TITLES["image_sizes"])
     ax.grid(axis="x", visible=False)
     ax.legend(fontsize=MIN_FONT)
     return fig
 
 
-def _plot_box_sizes(stats, paper):
-    splits = _box_splits(stats)
-    if not splits:
-        return None
-    plt = _pyplot()
-
+def _plot_box_sizes(plt, stats, paper, splits):
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     _split_histograms(ax, stats, splits, "area_histogram",
                       lambda s: f"{s} (median R {stats['boxes'][s]['area_ratio']['median']:.4f})")
@@ -669,17 +621,12 @@ def _plot_box_sizes(stats, paper):
                 rotation=0 if w == "very small" else 90)
     ax.set_xlabel("area ratio R = w*h / (W*H) (log scale); dashed: identify size thresholds")
     ax.set_ylabel("% of boxes per bin")
-    ax.set_title(_TITLES["box_sizes"])
+    ax.set_title(PLOT_TITLES["box_sizes"])
     ax.legend(fontsize=MIN_FONT, loc="upper left")
     return fig
 
 
-def _plot_cells(stats, paper):
-    splits = _box_splits(stats)
-    if not splits:
-        return None
-    plt = _pyplot()
-
+def _plot_cells(plt, stats, paper, splits):
     fig, axes = plt.subplots(1, len(splits), figsize=(2.7 * len(splits) + 1.0, 3.0), squeeze=False,
                              layout="constrained")
     grids = [np.array([[stats["boxes"][s]["cells"][f"{r} {c}"]["percent"] for c in ("left", "center", "right")]
@@ -699,5 +646,5 @@ def _plot_cells(stats, paper):
         for side in ("top", "right", "left", "bottom"):
             ax.spines[side].set_visible(False)
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="% of boxes")
-    fig.suptitle(_TITLES["cells"], fontsize=10)
+    fig.suptitle(PLOT_TITLES["cells"], fontsize=10)
     return fig

@@ -9,6 +9,7 @@ import random
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
@@ -16,6 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from sarchat.beam_pipelines import cli, generate
 from sarchat.beam_pipelines import stats as stats_pipeline
 from tests.helpers import write_coco
+from sarchat.transforms import geometry
 from sarchat.transforms.stats import dataset_stats as S
 from sarchat.report import stats_report as stats_render
 
@@ -92,7 +94,7 @@ def test_exact_sum_is_correctly_rounded_and_order_free():
     rnd = np.random.default_rng(5)
     values = np.concatenate([rnd.normal(0, 1, 500) * 10.0 ** rnd.integers(-300, 300, 500), [1e16, 1.0, -1e16]])
     whole = S.ExactSum().add_array(values)
-    assert whole.value() == math.fsum(values.tolist())
+    assert float(whole.fraction()) == math.fsum(values.tolist())
     parts = [S.ExactSum().add_array(p) for p in np.array_split(rnd.permutation(values), 7)]
     merged = S.ExactSum()
     for p in reversed(parts):
@@ -132,13 +134,37 @@ def test_quantile_sketch_histogram_mode_error_bound_and_merge_order():
     assert a.std() == pytest.approx(v.std(), rel=1e-12)
 
 
+def _features(w, h, size=512.0):
+    """box_feature_arrays of boxes w x h (lists) in a size x size image."""
+    n = len(w)
+    return S.box_feature_arrays(np.array(w, float), np.array(h, float), np.full(n, size), np.full(n, size),
+                                np.zeros((n, 4)))
+
+
 def test_ar_buckets_boundaries():
-    assert [S.ar_bucket(x) for x in (0.5, 0.67, 0.6700001, 1.5, 1.5000001)] == [0, 0, 1, 1, 2]
-    assert S.box_features([0, 0, 100, 67], 512, 512)["ar_bucket"] == "AR<=0.67"
-    assert S.box_features([0, 0, 40, 60], 512, 512)["ar_bucket"] == "0.67<AR<=1.5"
-    assert S.box_features([0, 0, 60, 40], 512, 512)["shape"] == "roughly square"   # w/h = 1.5 is not > 1.5
-    assert S.hist_index(S.AR_EDGES[0] / 2, S.AR_EDGES) == 0
-    assert S.hist_index(S.AR_EDGES[-1] * 2, S.AR_EDGES) == len(S.AR_EDGES)
+    ar = [0.5, 0.67, 0.6700001, 1.5, 1.5000001, S.AR_EDGES[0] / 2, S.AR_EDGES[-1] * 2]
+    f = _features([1.0] * len(ar), ar)
+    assert f["ar_bucket"][:5].tolist() == [0, 0, 1, 1, 2]
+    assert f["ar_hist"][5:].tolist() == [0, len(S.AR_EDGES)]     # underflow, overflow
+    f = _features([100, 40, 60], [67, 60, 40])
+    assert [S.AR_BUCKETS[i] for i in f["ar_bucket"][:2]] == ["AR<=0.67", "0.67<AR<=1.5"]
+    assert S.SHAPE_ORDER[f["shape"][2]] == "roughly square"   # w/h = 1.5 is not > 1.5
+
+
+def _box_features(bbox, width, height):
+    """Scalar reference of every per-box statistic for one COCO [x, y, w, h] box in a W x H image."""
+    x, y, w, h = (float(v) for v in bbox)
+    ar = h / w
+    r = geometry.area_ratio(bbox, width, height)
+    return {
+        "aspect_ratio": ar,                                   # paper Eq. 2: h / w
+        "ar_bucket": S.AR_BUCKETS[0 if ar <= 0.67 else 1 if ar <= 1.5 else 2],
+        "shape": geometry.shape_word(geometry.aspect_ratio(bbox)),   # identify rule: w / h
+        "area_ratio": r,
+        "identify_size": geometry.identify_size(r),
+        "describe_size": geometry.describe_size(r),
+        "cell": geometry.grid_cell(geometry.xyxy(bbox, width, height), width, height),
+    }
 
 
 def test_vectorised_box_features_match_scalar_reference():
@@ -149,9 +175,9 @@ def test_vectorised_box_features_match_scalar_reference():
         w, h = rnd.choice([rnd.uniform(0.5, W), 60.0, 40.0, 100.0]), rnd.choice([rnd.uniform(0.5, H), 40.0, 67.0, 150.0])
         rows.append((rnd.uniform(-20, W - 1), rnd.uniform(-20, H - 1), w, h, W, H))
     x, y, w, h, W, H = (np.array(c, dtype=float) for c in zip(*rows))
-    f = S.box_feature_arrays(w, h, W, H, *S.xyxy_arrays(x, y, w, h, W, H))
+    f = S.box_feature_arrays(w, h, W, H, geometry.xyxy_array(x, y, w, h, W, H))
     for i, (bx, by, bw, bh, iw, ih) in enumerate(rows):
-        ref = S.box_features([bx, by, bw, bh], int(iw), int(ih))
+        ref = _box_features([bx, by, bw, bh], int(iw), int(ih))
         assert f["aspect_ratio"][i] == ref["aspect_ratio"] and f["area_ratio"][i] == ref["area_ratio"]
         assert S.SHAPE_ORDER[f["shape"][i]] == ref["shape"]
         assert S.AR_BUCKETS[f["ar_bucket"][i]] == ref["ar_bucket"]
@@ -165,8 +191,8 @@ def test_box_stats_merge_equals_single_pass(tmp_path):
     from sarchat.transforms import coco
 
     parsed, _ = coco.parse_coco(json.load(open(tmp_path / "Annotations" / "test.json")), "t", "test", "")
-    whole = S.BoxStats(exact_cap=50).add_images(parsed)
-    parts = [S.BoxStats(exact_cap=50).add_images(parsed[i:i + 7]) for i in range(0, len(parsed), 7)]
+    whole = S.BoxStats(exact_cap=50).add_chunk(S.chunk_from_images(parsed))
+    parts = [S.BoxStats(exact_cap=50).add_chunk(S.chunk_from_images(parsed[i:i + 7])) for i in range(0, len(parsed), 7)]
     merged = S.BoxStats(exact_cap=50)
     for p in reversed(parts):
         merged.merge(p)
@@ -175,13 +201,16 @@ def test_box_stats_merge_equals_single_pass(tmp_path):
 
 
 def test_word_count_and_dialogue_features():
-    assert S.word_count("  There are 2 instances. {<1><2><3><4>}\n") == 5
-    row = {"task": "grounding", "subset": "multi", "answer": "a b c", "question": "[grounding] where?",
-           "template_id": "g3", "gt_boxes": [[1, 2, 3, 4]] * 2, "gt_shapes": [], "gt_sizes": [], "gt_cells": ["top left"] * 2,
-           "gt_relations": ["ship|near|harbor|above", "ship|far from|car|"]}
-    f = S.dialogue_features(row)
-    assert (f["answer_words"], f["boxes"], f["relations"], f["directions"]) == (3, 2, ["near", "far from"], ["above", "(same centre)"])
-    assert f["cells"] == []        # cells are counted for identify only
+    row = {"split": "test", "task": "grounding", "subset": "multi", "width": 9, "height": 9,
+           "answer": "  There are 2 instances. {<1><2><3><4>}\n", "question": "[grounding] where?", "template_id": "g3",
+           "gt_boxes": [[1, 2, 3, 4]] * 2, "gt_categories": ["ship"] * 2, "gt_shapes": [], "gt_sizes": [],
+           "gt_cells": ["top left"] * 2, "gt_relations": ["ship|near|harbor|above", "ship|far from|car|"]}
+    d = S.DialogueStats().add_table(pa.Table.from_pylist([row])).summary()
+    g = d["tasks"]["grounding"]
+    assert (g["answer_words_mean"], g["question_words_mean"], g["boxes_mean"]) == (5, 2, 2)
+    assert {w: v["count"] for w, v in d["grounding_relations"].items()} == {"near": 1, "far from": 1}
+    assert {w: v["count"] for w, v in d["grounding_directions"].items()} == {"above": 1, "(same centre)": 1}
+    assert d["identify_cells"] == {}        # cells are counted for identify only
 
 
 # --- the pipeline ---------------------------------------------------------------------------------

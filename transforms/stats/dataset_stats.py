@@ -29,17 +29,18 @@ The standard deviation is the population SD (ddof = 0, numpy's default); the pap
 which it used, and at its sample sizes the two agree to 5 significant digits.
 """
 import collections
+import functools
 import json
 import math
-import re
 from fractions import Fraction
 from importlib import resources
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX
-from sarchat.transforms.schema import split_relation
 from sarchat.transforms.tasks import SUBSET_TASKS, TASKS
 
 # --- constants ------------------------------------------------------------------------------------
@@ -115,9 +116,6 @@ class ExactSum:
     def fraction(self) -> Fraction:
         return Fraction(self.total, 1 << _SUM_SHIFT)
 
-    def value(self) -> float:
-        return float(self.fraction())
-
 
 # --- quantile sketch ------------------------------------------------------------------------------
 
@@ -137,7 +135,7 @@ class QuantileSketch:
         self.min = math.inf
         self.max = -math.inf
         self.values = []          # list of arrays while n <= exact_cap, else None
-        self.bins = {}            # log-bin index -> count
+        self.bins = collections.Counter()   # log-bin index -> count
 
     def add_array(self, values):
         v = np.asarray(values, dtype=np.float64).ravel()
@@ -152,9 +150,7 @@ class QuantileSketch:
         self.max = max(self.max, float(v.max()))
         idx = np.floor(np.log(v) / SKETCH_LOG_STEP).astype(np.int64)
         keys, counts = np.unique(idx, return_counts=True)
-        bins = self.bins
-        for k, c in zip(keys.tolist(), counts.tolist()):
-            bins[k] = bins.get(k, 0) + c
+        self.bins.update(dict(zip(keys.tolist(), counts.tolist())))
         if self.values is not None:
             if self.n <= self.exact_cap:
                 self.values.append(v.copy())
@@ -168,9 +164,7 @@ class QuantileSketch:
         self.sumsq.merge(other.sumsq)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
-        bins = self.bins
-        for k, c in other.bins.items():
-            bins[k] = bins.get(k, 0) + c
+        self.bins.update(other.bins)
         if self.values is not None and other.values is not None and self.n <= self.exact_cap:
             self.values = self.values + other.values
         else:
@@ -192,34 +186,21 @@ class QuantileSketch:
         var = (self.n * s2 - s1 * s1) / (self.n * self.n)
         return math.sqrt(max(float(var), 0.0))
 
-    def _sorted_values(self):
-        return np.sort(np.concatenate(self.values)) if self.values else np.empty(0)
-
     def quantiles(self, qs):
         """numpy 'linear' quantiles: exact values, or log-bin centres of the order statistics."""
         if not self.n:
             return [None for _ in qs]
-        if self.exact:
-            return [float(x) for x in np.quantile(self._sorted_values(), qs)]
+        if self.values is not None:  # exact
+            return [float(x) for x in np.quantile(np.concatenate(self.values), qs)]
         keys = sorted(self.bins)
         cum = np.cumsum([self.bins[k] for k in keys])
-        centres = [math.exp((k + 0.5) * SKETCH_LOG_STEP) for k in keys]
-
-        def order_stat(rank):     # value of the rank-th smallest (0-based), clamped to [min, max]
-            i = int(np.searchsorted(cum, rank, side="right"))
-            return min(max(centres[i], self.min), self.max)
-
-        out = []
-        for q in qs:
-            pos = q * (self.n - 1)
-            lo = int(math.floor(pos))
-            hi = min(lo + 1, self.n - 1)
-            a, b = order_stat(lo), order_stat(hi)
-            out.append(a + (pos - lo) * (b - a))
-        return out
-
-    def median(self):
-        return self.quantiles([0.5])[0]
+        centres = np.array([math.exp((k + 0.5) * SKETCH_LOG_STEP) for k in keys])
+        pos = np.asarray(qs, np.float64) * (self.n - 1)
+        lo = np.floor(pos)
+        # the values of the order statistics on either side (0-based ranks), clamped to [min, max]
+        a, b = (np.clip(centres[np.searchsorted(cum, rank, side="right")], self.min, self.max)
+                for rank in (lo, np.minimum(lo + 1, self.n - 1)))
+        return (a + (pos - lo) * (b - a)).tolist()
 
     def summary(self, nd=6):
         p25, med, p75 = self.quantiles([0.25, 0.5, 0.75])
@@ -233,48 +214,19 @@ class QuantileSketch:
 
 # --- per-box features -----------------------------------------------------------------------------
 
-def ar_bucket(ar: float) -> int:
-    """Index into AR_BUCKETS of an aspect ratio AR = h/w."""
-    return 0 if ar <= AR_LOW else 1 if ar <= AR_HIGH else 2
-
-
-def hist_index(value: float, edges) -> int:
-    """0 = underflow, i + 1 = bin [edges[i], edges[i+1]), len(edges) = overflow."""
-    return int(np.searchsorted(np.asarray(edges), value, side="right"))
-
-
-def box_features(bbox, width, height):
-    """Scalar reference of every per-box statistic for one COCO [x, y, w, h] box in a W x H image."""
-    x, y, w, h = (float(v) for v in bbox)
-    ar = h / w
-    r = geometry.area_ratio(bbox, width, height)
-    return {
-        "aspect_ratio": ar,                                   # paper Eq. 2: h / w
-        "ar_bucket": AR_BUCKETS[ar_bucket(ar)],
-        "shape": geometry.shape_word(geometry.aspect_ratio(bbox)),   # identify rule: w / h
-        "area_ratio": r,
-        "identify_size": geometry.identify_size(r),
-        "describe_size": geometry.describe_size(r),
-        "cell": geometry.grid_cell(geometry.xyxy(bbox, width, height), width, height),
-    }
-
-
 # geometry's word indices (its thresholds, written once there) -> this module's *_ORDER indices
 _SHAPE_FROM_GEOMETRY = np.array([SHAPE_ORDER.index(w) for w in geometry.SHAPES])
 _IDENTIFY_SIZE_FROM_GEOMETRY = np.array([IDENTIFY_SIZE_ORDER.index(w) for w in geometry.IDENTIFY_SIZES])
 _DESCRIBE_SIZE_FROM_GEOMETRY = np.array([DESCRIBE_SIZE_ORDER.index(w) for w in geometry.DESCRIBE_SIZES])
 
 
-def box_feature_arrays(w, h, img_w, img_h, x1, y1, x2, y2):
-    """Vectorised `box_features` for arrays of boxes: index arrays into the *_ORDER tuples.
+def box_feature_arrays(w, h, img_w, img_h, xyxy):
+    """Every per-box statistic of arrays of boxes: the ratios, and index arrays into the *_ORDER tuples.
 
-    w, h: box sizes (floats); img_w, img_h: the image size of each box; x1..y2: the integer
-    clamped xyxy box the dialogues use (for the grid cell).
+    w, h: box sizes (floats); img_w, img_h: the image size of each box; xyxy: the integer clamped
+    boxes (n, 4) the dialogues use (for the grid cell).
     """
-    w = np.asarray(w, dtype=np.float64)
-    h = np.asarray(h, dtype=np.float64)
-    W = np.asarray(img_w, dtype=np.float64)
-    H = np.asarray(img_h, dtype=np.float64)
+    w, h, W, H = (np.asarray(v, np.float64) for v in (w, h, img_w, img_h))
     ar = h / w
     wh = w / h
     r = (w * h) / (W * H)
@@ -282,47 +234,26 @@ def box_feature_arrays(w, h, img_w, img_h, x1, y1, x2, y2):
     bucket = np.where(ar <= AR_LOW, 0, np.where(ar <= AR_HIGH, 1, 2))               # AR_BUCKETS
     isize = _IDENTIFY_SIZE_FROM_GEOMETRY[geometry.identify_size_index(r)]           # IDENTIFY_SIZE_ORDER
     dsize = _DESCRIBE_SIZE_FROM_GEOMETRY[geometry.describe_size_index(r)]           # DESCRIBE_SIZE_ORDER
-    box = np.stack([np.asarray(v, dtype=np.float64).reshape(-1) for v in (x1, y1, x2, y2)], axis=1)
     return {
         "aspect_ratio": ar, "area_ratio": r, "shape": shape.astype(np.int64), "ar_bucket": bucket.astype(np.int64),
         "identify_size": np.asarray(isize, dtype=np.int64), "describe_size": dsize.astype(np.int64),
-        "cell": geometry.cell_index_array(box, W, H),
+        "cell": geometry.cell_index_array(np.asarray(xyxy, np.float64).reshape(-1, 4), W, H),
         "ar_hist": np.searchsorted(np.asarray(AR_EDGES), ar, side="right"),
         "area_hist": np.searchsorted(np.asarray(AREA_EDGES), r, side="right"),
     }
 
 
-def xyxy_arrays(x, y, w, h, img_w, img_h):
-    """geometry.xyxy_array (round half up, clamp to the image) as four float columns."""
-    x, y, w, h, W, H = (np.asarray(a, dtype=np.float64) for a in (x, y, w, h, img_w, img_h))
-    return tuple(geometry.xyxy_array(x, y, w, h, W, H).T.astype(np.float64))
-
-
 # --- box chunks: the unit a reader hands to the box accumulator -----------------------------------
 
 def chunk_from_images(images):
-    """parse_coco image records -> a box chunk (numpy arrays; boxes carry their image's size)."""
-    img_w, img_h, img_boxes = [], [], []
-    cat, x, y, w, h, bw, bh = [], [], [], [], [], [], []
-    for im in images:
-        W, H = im["width"], im["height"]
-        img_w.append(W)
-        img_h.append(H)
-        img_boxes.append(len(im["boxes"]))
-        for b in im["boxes"]:
-            bx, by, bww, bhh = b["bbox"]
-            cat.append(CATEGORY_INDEX[b["category"]])
-            x.append(bx)
-            y.append(by)
-            w.append(bww)
-            h.append(bhh)
-            bw.append(W)
-            bh.append(H)
-    x1, y1, x2, y2 = xyxy_arrays(x, y, w, h, bw, bh) if cat else (np.zeros(0),) * 4
-    return {"img_w": np.asarray(img_w, np.int64), "img_h": np.asarray(img_h, np.int64),
-            "img_boxes": np.asarray(img_boxes, np.int64), "cat": np.asarray(cat, np.int64),
-            "w": np.asarray(w, np.float64), "h": np.asarray(h, np.float64),
-            "x1": x1, "y1": y1, "x2": x2, "y2": y2}
+    """parse_coco image records -> a box chunk (numpy arrays; each box carries its image's size W, H)."""
+    boxes = np.asarray([(*b["bbox"], im["width"], im["height"], CATEGORY_INDEX[b["category"]])
+                        for im in images for b in im["boxes"]], np.float64).reshape(-1, 7)
+    x, y, w, h, W, H, cat = boxes.T
+    return {"img_w": np.asarray([im["width"] for im in images], np.int64),
+            "img_h": np.asarray([im["height"] for im in images], np.int64),
+            "img_boxes": np.asarray([len(im["boxes"]) for im in images], np.int64), "cat": cat.astype(np.int64),
+            "w": w, "h": h, "W": W, "H": H, "xyxy": geometry.xyxy_array(x, y, w, h, W, H)}
 
 
 def chunk_from_grounding(widths, heights, gt_boxes, gt_categories):
@@ -332,24 +263,21 @@ def chunk_from_grounding(widths, heights, gt_boxes, gt_categories):
     (used when the source annotations are not available).
     """
     img_boxes = np.asarray([len(b) for b in gt_boxes], np.int64)
-    flat = [c for row in gt_boxes for c in row]
-    boxes = np.asarray(flat, np.float64).reshape(-1, 4)
-    cats = np.asarray([CATEGORY_INDEX[c] for row in gt_categories for c in row], np.int64)
-    W = np.repeat(np.asarray(widths, np.int64), img_boxes)
-    H = np.repeat(np.asarray(heights, np.int64), img_boxes)
-    chunk = {"img_w": np.asarray(widths, np.int64), "img_h": np.asarray(heights, np.int64), "img_boxes": img_boxes,
-             "cat": cats, "w": boxes[:, 2] - boxes[:, 0], "h": boxes[:, 3] - boxes[:, 1],
-             "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3], "box_img_w": W, "box_img_h": H}
-    return chunk
-
-
-def _box_image_sizes(chunk):
-    if "box_img_w" in chunk:
-        return chunk["box_img_w"], chunk["box_img_h"]
-    return np.repeat(chunk["img_w"], chunk["img_boxes"]), np.repeat(chunk["img_h"], chunk["img_boxes"])
+    boxes = np.asarray([c for row in gt_boxes for c in row], np.float64).reshape(-1, 4)
+    widths, heights = np.asarray(widths, np.int64), np.asarray(heights, np.int64)
+    return {"img_w": widths, "img_h": heights, "img_boxes": img_boxes,
+            "cat": np.asarray([CATEGORY_INDEX[c] for row in gt_categories for c in row], np.int64),
+            "w": boxes[:, 2] - boxes[:, 0], "h": boxes[:, 3] - boxes[:, 1],
+            "W": np.repeat(widths, img_boxes), "H": np.repeat(heights, img_boxes), "xyxy": boxes}
 
 
 # --- box-level accumulator ------------------------------------------------------------------------
+
+# what BoxStats counts per category: the feature (box_feature_arrays) -> how many values it takes
+_COUNTED = {"ar_bucket": len(AR_BUCKETS), "shape": len(SHAPE_ORDER), "identify_size": len(IDENTIFY_SIZE_ORDER),
+            "describe_size": len(DESCRIBE_SIZE_ORDER), "cell": len(CELL_ORDER), "ar_hist": len(AR_EDGES) + 1,
+            "area_hist": len(AREA_EDGES) + 1}
+
 
 class BoxStats:
     """Mergeable box-level statistics of one split (per category; split totals are merges)."""
@@ -362,22 +290,10 @@ class BoxStats:
         self.degenerate = 0                                  # boxes with w or h = 0 after rounding, or ratios beyond float
         self.image_sizes = collections.Counter()             # (W, H) -> images
         self.boxes_per_image = collections.Counter()         # n -> images
-        K = self.K
-        self.counts = np.zeros(K, np.int64)
-        self.ar_buckets = np.zeros((K, len(AR_BUCKETS)), np.int64)
-        self.shapes = np.zeros((K, len(SHAPE_ORDER)), np.int64)
-        self.identify_sizes = np.zeros((K, len(IDENTIFY_SIZE_ORDER)), np.int64)
-        self.describe_sizes = np.zeros((K, len(DESCRIBE_SIZE_ORDER)), np.int64)
-        self.cells = np.zeros((K, len(CELL_ORDER)), np.int64)
-        self.ar_hist = np.zeros((K, len(AR_EDGES) + 1), np.int64)
-        self.area_hist = np.zeros((K, len(AREA_EDGES) + 1), np.int64)
-        self.ar = [QuantileSketch(exact_cap) for _ in range(K)]
-        self.area = [QuantileSketch(exact_cap) for _ in range(K)]
-
-    @staticmethod
-    def _count2d(cat, idx, shape):
-        flat = np.bincount(cat * shape[1] + idx, minlength=shape[0] * shape[1])
-        return flat.reshape(shape)
+        self.counts = np.zeros(self.K, np.int64)
+        self.counted = {name: np.zeros((self.K, n), np.int64) for name, n in _COUNTED.items()}  # [category, value]
+        self.ar = [QuantileSketch(exact_cap) for _ in range(self.K)]
+        self.area = [QuantileSketch(exact_cap) for _ in range(self.K)]
 
     def add_chunk(self, chunk):
         self.images += int(chunk["img_w"].size)
@@ -386,51 +302,36 @@ class BoxStats:
         cat = np.asarray(chunk["cat"], np.int64)
         if cat.size == 0:
             return self
-        W, H = _box_image_sizes(chunk)
-        ok = (chunk["w"] > 0) & (chunk["h"] > 0)
-        with np.errstate(all="ignore"):  # a box of 1e300 is a valid COCO box, but its ratios do not
-            w, h = np.asarray(chunk["w"], np.float64), np.asarray(chunk["h"], np.float64)  # square in a float
-            ratios = (w / h, h / w, w * h / (np.asarray(W, np.float64) * np.asarray(H, np.float64)))
-            ok &= np.logical_and.reduce([np.isfinite(r * r) & (r * r > 0) for r in ratios])
+        w, h, W, H = (np.asarray(chunk[k], np.float64) for k in ("w", "h", "W", "H"))
+        with np.errstate(all="ignore"):  # a box of 1e300 is a valid COCO box, but its ratios do not square in a float
+            ok = np.logical_and.reduce([np.isfinite(r * r) & (r * r > 0) for r in (w / h, h / w, w * h / (W * H))])
+            ok &= (w > 0) & (h > 0)
         self.degenerate += int((~ok).sum())
-        if not ok.all():
-            cat, W, H = cat[ok], W[ok], H[ok]
-            chunk = {k: chunk[k][ok] for k in ("w", "h", "x1", "y1", "x2", "y2")}
-        f = box_feature_arrays(chunk["w"], chunk["h"], W, H, chunk["x1"], chunk["y1"], chunk["x2"], chunk["y2"])
+        cat = cat[ok]
+        f = box_feature_arrays(w[ok], h[ok], W[ok], H[ok], chunk["xyxy"][ok])
         self.counts += np.bincount(cat, minlength=self.K)
-        self.ar_buckets += self._count2d(cat, f["ar_bucket"], self.ar_buckets.shape)
-        self.shapes += self._count2d(cat, f["shape"], self.shapes.shape)
-        self.identify_sizes += self._count2d(cat, f["identify_size"], self.identify_sizes.shape)
-        self.describe_sizes += self._count2d(cat, f["describe_size"], self.describe_sizes.shape)
-        self.cells += self._count2d(cat, f["cell"], self.cells.shape)
-        self.ar_hist += self._count2d(cat, f["ar_hist"], self.ar_hist.shape)
-        self.area_hist += self._count2d(cat, f["area_hist"], self.area_hist.shape)
+        for name, table in self.counted.items():
+            table += np.bincount(cat * table.shape[1] + f[name], minlength=table.size).reshape(table.shape)
         for k in np.unique(cat).tolist():
             sel = cat == k
             self.ar[k].add_array(f["aspect_ratio"][sel])
             self.area[k].add_array(f["area_ratio"][sel])
         return self
 
-    def add_images(self, images):
-        return self.add_chunk(chunk_from_images(images))
-
     def merge(self, other):
         self.images += other.images
         self.degenerate += other.degenerate
         self.image_sizes.update(other.image_sizes)
         self.boxes_per_image.update(other.boxes_per_image)
-        for name in ("counts", "ar_buckets", "shapes", "identify_sizes", "describe_sizes", "cells", "ar_hist", "area_hist"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for k in range(self.K):
-            self.ar[k].merge(other.ar[k])
-            self.area[k].merge(other.area[k])
+        self.counts += other.counts
+        for name, table in self.counted.items():
+            table += other.counted[name]
+        for mine, theirs in zip(self.ar + self.area, other.ar + other.area):
+            mine.merge(theirs)
         return self
 
     def _merged(self, sketches):
-        total = QuantileSketch(self.exact_cap)
-        for s in sketches:
-            total.merge(s)
-        return total
+        return functools.reduce(QuantileSketch.merge, sketches, QuantileSketch(self.exact_cap))
 
     def summary(self):
         """JSON-ready dict; the keys are described in docs/stats.md."""
@@ -446,6 +347,12 @@ class BoxStats:
             return out
 
         present = [k for k in range(self.K) if self.counts[k]]
+        c = self.counted
+
+        def histogram(edges, counts):
+            return {"edges": list(edges), "all": counts.sum(0).tolist(),
+                    "by_category": {CATEGORIES[k]: counts[k].tolist() for k in present}}
+
         return {
             "images": self.images,
             "boxes": n,
@@ -455,52 +362,30 @@ class BoxStats:
             "categories": {CATEGORIES[k]: {"count": int(self.counts[k]), "percent": percent(int(self.counts[k]), n)}
                            for k in range(self.K)},
             "aspect_ratio": {
-                "all": ar_block(self._merged(self.ar), self.ar_buckets.sum(0)),
-                "by_category": {CATEGORIES[k]: ar_block(self.ar[k], self.ar_buckets[k]) for k in present},
+                "all": ar_block(self._merged(self.ar), c["ar_bucket"].sum(0)),
+                "by_category": {CATEGORIES[k]: ar_block(self.ar[k], c["ar_bucket"][k]) for k in present},
             },
-            "ar_histogram": {"edges": list(AR_EDGES), "all": self.ar_hist.sum(0).tolist(),
-                             "by_category": {CATEGORIES[k]: self.ar_hist[k].tolist() for k in present}},
-            "shapes": {"all": counts_of(SHAPE_ORDER, self.shapes.sum(0)),
-                       "by_category": {CATEGORIES[k]: counts_of(SHAPE_ORDER, self.shapes[k]) for k in present}},
+            "ar_histogram": histogram(AR_EDGES, c["ar_hist"]),
+            "shapes": {"all": counts_of(SHAPE_ORDER, c["shape"].sum(0)),
+                       "by_category": {CATEGORIES[k]: counts_of(SHAPE_ORDER, c["shape"][k]) for k in present}},
             "area_ratio": self._merged(self.area).summary(nd=8),
-            "area_histogram": {"edges": list(AREA_EDGES), "all": self.area_hist.sum(0).tolist(),
-                               "by_category": {CATEGORIES[k]: self.area_hist[k].tolist() for k in present}},
-            "identify_sizes": counts_of(IDENTIFY_SIZE_ORDER, self.identify_sizes.sum(0)),
-            "describe_sizes": counts_of(DESCRIBE_SIZE_ORDER, self.describe_sizes.sum(0)),
-            "cells": counts_of(CELL_ORDER, self.cells.sum(0)),
+            "area_histogram": histogram(AREA_EDGES, c["area_hist"]),
+            "identify_sizes": counts_of(IDENTIFY_SIZE_ORDER, c["identify_size"].sum(0)),
+            "describe_sizes": counts_of(DESCRIBE_SIZE_ORDER, c["describe_size"].sum(0)),
+            "cells": counts_of(CELL_ORDER, c["cell"].sum(0)),
         }
 
 
-# --- per-dialogue features and the dialogue-level accumulator -------------------------------------
+# --- the dialogue-level accumulator ---------------------------------------------------------------
 
 WORD_PATTERN = r"[^ \t\n\r\f\v]+"                              # a word: a run of non-(ASCII)space
-
-
-def word_count(text: str) -> int:
-    return len(re.findall(WORD_PATTERN, text))
-
-
 DIALOGUE_COLUMNS = ("split", "task", "subset", "width", "height", "question", "answer", "template_id",
                     "gt_boxes", "gt_categories", "gt_cells", "gt_sizes", "gt_shapes", "gt_relations")
-
-
-def dialogue_features(row):
-    """Scalar reference of the per-dialogue statistics of one Parquet row (a dict)."""
-    relations = [split_relation(r) for r in row.get("gt_relations") or []]
-    return {
-        "task": row["task"],
-        "subset": row["subset"] or "",
-        "answer_words": word_count(row["answer"]),
-        "answer_chars": len(row["answer"]),
-        "question_words": word_count(row["question"]),
-        "boxes": len(row.get("gt_boxes") or []),
-        "template_id": row["template_id"],
-        "shapes": list(row.get("gt_shapes") or []) if row["task"] == "identify" else [],
-        "sizes": list(row.get("gt_sizes") or []),
-        "cells": list(row.get("gt_cells") or []) if row["task"] == "identify" else [],
-        "relations": [r[1] for r in relations],
-        "directions": [r[3] or "(same centre)" for r in relations],
-    }
+_SUMS = ("answer_words", "answer_chars", "question_words", "boxes")   # totals per (task, subset)
+# the words counted: (field, list column, the tasks whose rows count or None for all, the part of a relation)
+_WORDS = (("shapes", "gt_shapes", ["identify"], None), ("sizes", "gt_sizes", None, None),
+          ("cells", "gt_cells", ["identify"], None), ("relations", "gt_relations", None, 1),
+          ("directions", "gt_relations", None, 3))
 
 
 class DialogueStats:
@@ -508,88 +393,54 @@ class DialogueStats:
 
     def __init__(self):
         self.tasks = collections.Counter()          # (task, subset or "") -> dialogues
-        self.answer_words = collections.Counter()   # (task, subset) -> total words
-        self.answer_chars = collections.Counter()
-        self.question_words = collections.Counter()
-        self.boxes = collections.Counter()          # (task, subset) -> total gt boxes
+        self.sums = {name: collections.Counter() for name in _SUMS}  # name -> (task, subset) -> total
         self.templates = collections.Counter()      # (task, template_id) -> dialogues
         self.words = collections.Counter()          # (field, task, word) -> occurrences
 
-    def add_row(self, row):
-        f = dialogue_features(row)
-        key = (f["task"], f["subset"])
-        self.tasks[key] += 1
-        self.answer_words[key] += f["answer_words"]
-        self.answer_chars[key] += f["answer_chars"]
-        self.question_words[key] += f["question_words"]
-        self.boxes[key] += f["boxes"]
-        self.templates[(f["task"], f["template_id"])] += 1
-        for field in ("shapes", "sizes", "cells", "relations", "directions"):
-            for w in f[field]:
-                self.words[(field, f["task"], w)] += 1
-        return self
-
     def add_table(self, table):
-        """Vectorised add_row over a pyarrow Table with DIALOGUE_COLUMNS (any extra columns ignored)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
+        """A pyarrow Table with DIALOGUE_COLUMNS (any extra columns ignored), counted at once."""
         if table.num_rows == 0:
             return self
-        subset = pc.fill_null(table.column("subset"), "")
-        answer = table.column("answer")
+        answer, task = table.column("answer"), table.column("task")
         t = pa.table({
-            "task": table.column("task"), "subset": subset,
-            "aw": pc.count_substring_regex(answer, WORD_PATTERN),
-            "ac": pc.utf8_length(answer),
-            "qw": pc.count_substring_regex(table.column("question"), WORD_PATTERN),
-            "nb": pc.fill_null(pc.list_value_length(table.column("gt_boxes")), 0),
+            "task": task, "subset": pc.fill_null(table.column("subset"), ""),
+            "answer_words": pc.count_substring_regex(answer, WORD_PATTERN), "answer_chars": pc.utf8_length(answer),
+            "question_words": pc.count_substring_regex(table.column("question"), WORD_PATTERN),
+            "boxes": pc.fill_null(pc.list_value_length(table.column("gt_boxes")), 0),
         })
-        g = t.group_by(["task", "subset"]).aggregate([("aw", "sum"), ("ac", "sum"), ("qw", "sum"), ("nb", "sum"), ("task", "count")])
-        for r in g.to_pylist():
-            key = (r["task"], r["subset"])
-            self.tasks[key] += r["task_count"]
-            self.answer_words[key] += r["aw_sum"]
-            self.answer_chars[key] += r["ac_sum"]
-            self.question_words[key] += r["qw_sum"]
-            self.boxes[key] += r["nb_sum"]
-        g = pa.table({"task": table.column("task"), "template_id": table.column("template_id")}) \
-            .group_by(["task", "template_id"]).aggregate([("task", "count")])
-        for r in g.to_pylist():
+        aggregates = [(n, "sum") for n in _SUMS] + [("task", "count")]
+        for r in t.group_by(["task", "subset"]).aggregate(aggregates).to_pylist():
+            self.tasks[(r["task"], r["subset"])] += r["task_count"]
+            for n in _SUMS:
+                self.sums[n][(r["task"], r["subset"])] += r[f"{n}_sum"]
+        g = pa.table({"task": task, "template_id": table.column("template_id")})
+        for r in g.group_by(["task", "template_id"]).aggregate([("task", "count")]).to_pylist():
             self.templates[(r["task"], r["template_id"])] += r["task_count"]
-
-        def words(field, column, tasks=None):
-            col = table.column(column)
-            task = table.column("task")
+        for field, column, tasks, part in _WORDS:
+            col, of = table.column(column), task
             if tasks is not None:
                 mask = pc.is_in(task, value_set=pa.array(tasks))
-                col, task = pc.filter(col, mask), pc.filter(task, mask)
-            lengths = pc.fill_null(pc.list_value_length(col), 0)
-            flat = pc.list_flatten(col)
-            if len(flat) == 0:
-                return
-            tasks_rep = pc.take(task, pa.array(np.repeat(np.arange(len(task)), lengths.to_numpy(zero_copy_only=False))))
-            values = flat
-            if field in ("relations", "directions"):
-                parts = pc.split_pattern(flat, "|")
-                values = pc.list_element(parts, 1 if field == "relations" else 3)
-                if field == "directions":
-                    values = pc.if_else(pc.equal(values, ""), "(same centre)", values)
-            g = pa.table({"task": tasks_rep, "w": values}).group_by(["task", "w"]).aggregate([("w", "count")])
-            for r in g.to_pylist():
+                col, of = pc.filter(col, mask), pc.filter(task, mask)
+            values = pc.list_flatten(col)
+            if len(values) == 0:
+                continue
+            lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+            if part is not None:  # "subject|relation|object|direction"
+                values = pc.list_element(pc.split_pattern(values, "|"), part)
+            if field == "directions":
+                values = pc.if_else(pc.equal(values, ""), "(same centre)", values)
+            g = pa.table({"task": pc.take(of, pa.array(np.repeat(np.arange(len(of)), lengths))), "w": values})
+            for r in g.group_by(["task", "w"]).aggregate([("w", "count")]).to_pylist():
                 self.words[(field, r["task"], r["w"])] += r["w_count"]
-
-        words("shapes", "gt_shapes", ["identify"])
-        words("sizes", "gt_sizes")
-        words("cells", "gt_cells", ["identify"])
-        words("relations", "gt_relations")
-        words("directions", "gt_relations")
         return self
 
     def merge(self, other):
-        for name in ("tasks", "answer_words", "answer_chars", "question_words", "boxes", "templates", "words"):
-            getattr(self, name).update(getattr(other, name))
+        for mine, theirs in zip(self._counters(), other._counters()):
+            mine.update(theirs)
         return self
+
+    def _counters(self):
+        return [self.tasks, self.templates, self.words, *self.sums.values()]
 
     def summary(self):
         total = sum(self.tasks.values())
@@ -620,8 +471,9 @@ class DialogueStats:
             return _r(sum(counter[k] for k in keys) / n, nd)
 
         entry = {"count": n, "percent": percent(n, total),
-                 "answer_words_mean": mean(self.answer_words, 3), "answer_chars_mean": mean(self.answer_chars, 3),
-                 "question_words_mean": mean(self.question_words, 3), "boxes_mean": mean(self.boxes, 4),
+                 "answer_words_mean": mean(self.sums["answer_words"], 3),
+                 "answer_chars_mean": mean(self.sums["answer_chars"], 3),
+                 "question_words_mean": mean(self.sums["question_words"], 3), "boxes_mean": mean(self.sums["boxes"], 4),
                  "templates_used": sum(1 for (t, _) in self.templates if t == task)}
         subsets = [k for k in keys if k[1]]
         if subsets or task in SUBSET_TASKS:
@@ -629,7 +481,7 @@ class DialogueStats:
             entry["subsets"] = {
                 s: {"count": self.tasks[(task, s)], "percent_of_task": percent(self.tasks[(task, s)], n),
                     "percent": percent(self.tasks[(task, s)], total),
-                    "boxes_mean": _r(self.boxes[(task, s)] / self.tasks[(task, s)], 4)}
+                    "boxes_mean": _r(self.sums["boxes"][(task, s)] / self.tasks[(task, s)], 4)}
                 for _, s in sorted(subsets, key=lambda k: (order.get(k[1], 2), k[1]))}
         return entry
 
