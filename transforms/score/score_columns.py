@@ -23,11 +23,33 @@ import pyarrow.compute as pc
 from sarchat.transforms.score import breakdowns as B
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
-from sarchat.transforms.score.sample_records import SAMPLE_SCHEMA, pred_labels
 from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BY_ID, SPECS, TASK_COLUMNS, TASKS
 from sarchat.transforms.tasks.column_scoring import (ScoreMatrices, TaskTruth, parse_items, row_items, table_column,
                                                      to_numpy)
 
+# OUT/<model>/samples/*.parquet: one row per (model, test sample), its status, what the parser found,
+# the IoUs and TP / FP / FN per Table 3 column (the report's samples section marks answers from them)
+SAMPLE_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("task", pa.string()),
+    ("subset", pa.string()),
+    ("model", pa.string()),
+    ("status", pa.string()),          # ok | unparseable | missing | inference_error
+    ("error", pa.string()),           # the prediction's own error field, if any
+    ("latency_s", pa.float64()),
+    ("category", pa.string()),        # the sample's category (count, identify, refer)
+    ("size", pa.string()),            # the sample's 5-level size (identify)
+    ("pred_count", pa.int32()),       # count: the stated number
+    ("pred_boxes", pa.list_(pa.list_(pa.float64()))),  # pixel xyxy as parsed
+    ("pred_box_categories", pa.list_(pa.string())),    # grounding: category of each parsed box
+    ("pred_labels", pa.list_(pa.string())),  # classify categories, identify attr=value,
+                                             # describe size|category|cell, grounding cat1|rel|cat2, refer cells
+    ("ious", pa.list_(pa.float64())),  # per truth box: IoU with its matched prediction (0 unmatched)
+    ("columns", pa.list_(pa.string())),  # the Table-3 columns the sample counts in, and per column:
+    ("tp", pa.list_(pa.int32())),        # true positives
+    ("fp", pa.list_(pa.int32())),        # false positives
+    ("fn", pa.list_(pa.int32())),        # false negatives
+])
 STATUS_NAMES = tuple(sorted(M.STATUS_CODES, key=M.STATUS_CODES.__getitem__))
 _OK, _UNPARSEABLE = M.STATUS_CODES[M.STATUS_OK], M.STATUS_CODES[M.STATUS_UNPARSEABLE]
 _MISSING, _ERROR = M.STATUS_CODES[M.STATUS_MISSING], M.STATUS_CODES[M.STATUS_INFERENCE_ERROR]
@@ -37,43 +59,31 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=
 # ---------------------------------------------------------------------------------------------
 # JSON text of columns (what json.dumps(..., ensure_ascii=False) writes)
 
-_RARE_CONTROL = r"[\x00-\x07\x0b\x0e-\x1f]"
-_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"),
-            ("\f", "\\f"))
+# json.dumps(ensure_ascii=False)'s escapes: backslash first, then the quote and the control characters
+# (short forms where JSON has one, \u00XX otherwise)
+_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
+_ESCAPES += [(chr(c), "\\u%04x" % c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
 
 
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+def pred_labels(task, parsed):
+    """What the `pred_labels` column holds: the task module's pred_labels of the parser's dict."""
+    return BY_ID[task].pred_labels(parsed) if parsed else []
 
 
 def json_strings(arr):
     """A string array -> the JSON literal of each value ("null" for null), as json.dumps writes it."""
-    arr = pc.cast(arr, pa.string()) if not pa.types.is_string(arr.type) else arr
-    if not len(arr):
-        return pa.array([], pa.string())
-    if isinstance(arr, pa.DictionaryArray):  # pragma: no cover (cast above makes plain strings)
-        arr = arr.dictionary_decode()
-    out = arr
-    needs = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
-    if pc.any(needs).as_py():
-        idx = pa.array(np.nonzero(to_numpy(needs))[0])
-        some = arr.take(idx)
-        for raw, esc in _ESCAPES:
-            some = pc.replace_substring(some, raw, esc)
-        rare = pc.fill_null(pc.match_substring_regex(arr.take(idx), _RARE_CONTROL), False)
-        if pc.any(rare).as_py():
-            values = arr.take(idx).to_pylist()
-            some = pa.array([json.dumps(v, ensure_ascii=False)[1:-1] if r else e
-                             for v, r, e in zip(values, to_numpy(rare), some.to_pylist())], pa.string())
-        mask = np.zeros(len(arr), dtype=bool)
-        mask[to_numpy(idx)] = True
-        out = pc.replace_with_mask(arr, pa.array(mask), some)
-    return pc.fill_null(pc.binary_join_element_wise('"', out, '"', ""), "null")
+    arr = pc.cast(arr, pa.string())
+    needs = pc.fill_null(pc.match_substring_regex(arr, r'[\x00-\x1f"\\]'), False)
+    if pc.any(needs).as_py():  # only the values that need it are escaped
+        some = arr.filter(needs)
+        for raw, escaped in _ESCAPES:
+            some = pc.replace_substring(some, raw, escaped)
+        arr = pc.replace_with_mask(arr, needs, some)
+    return pc.fill_null(pc.binary_join_element_wise('"', arr, '"', ""), "null")
 
 
 def json_strings_distinct(arr):
     """json_strings of an array with few distinct values: each distinct value escaped once."""
-    if not len(arr):
-        return pa.array([], pa.string())
     enc = pc.dictionary_encode(arr, null_encoding="encode")
     return json_strings(enc.dictionary).take(enc.indices)
 
@@ -134,7 +144,7 @@ class TaskScores:
 
     def task_arrays(self):
         t = self.truth
-        return M.TaskArrays.from_columns(
+        return M.TaskArrays(
             t.task, to_numpy(table_column(t.table, "id")).astype(str), self.status,
             to_numpy(pc.fill_null(t.category, "")).astype(str), to_numpy(pc.fill_null(t.size, "")).astype(str),
             self.tp, self.fp, self.fn, self.mask, units=self.breakdown_units())
@@ -366,7 +376,7 @@ class ModelTask:
         return pa.Table.from_arrays(cols, schema=SAMPLE_SCHEMA)
 
     def lines(self):
-        """The samples_<task>.jsonl line of every row (sample_lines.sample_line's text)."""
+        """The samples_<task>.jsonl line of every row (tests/score_reference.py's sample_line)."""
         t, n = self.truth, self.truth.n
         if not n:
             return pa.array([], pa.string())
