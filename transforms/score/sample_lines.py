@@ -11,10 +11,10 @@ tests/score_reference.py); `sarchat score --explain ID` reads them.
 import json
 import re
 
-from apache_beam.io.filesystems import FileSystems
 
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.fileio import join_path, read_bytes
+from sarchat.transforms.score.prediction_files import match_paths
 
 SAMPLE_LINES_RE = re.compile(r"samples_([A-Za-z0-9]+)\.jsonl$")
 
@@ -23,16 +23,9 @@ def sample_lines_name(task):
     return f"samples_{task}.jsonl"
 
 
-def _match(pattern):
-    try:
-        return [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-    except Exception:  # nothing there (some file systems raise on an empty match)
-        return []
-
-
 def sample_line_files(output_dir):
     """Every OUT/<model dir>/samples_<task>.jsonl, sorted by path."""
-    return sorted(p for p in _match(join_path(output_dir, "*", "samples_*.jsonl")) if SAMPLE_LINES_RE.search(p))
+    return [p for p in match_paths(join_path(output_dir, "*", "samples_*.jsonl")) if SAMPLE_LINES_RE.search(p)]
 
 
 def stale_sample_line_files(output_dir, written):
