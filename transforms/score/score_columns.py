@@ -14,6 +14,7 @@ this module gives the same statuses, TP / FP / FN, IoUs, samples rows and jsonl 
 - the samples Parquet rows and the samples_<task>.jsonl lines are assembled from the scored
   columns with Arrow kernels (take, binary_join_element_wise), never a dict per sample.
 """
+import functools
 import json
 
 import numpy as np
@@ -115,18 +116,14 @@ def _join(*parts):
 class BucketTruth(TaskTruth):
     """A task's truth (column_scoring.TaskTruth) with the JSON of the columns its jsonl lines repeat."""
 
-    _json = None
-
+    @functools.cached_property
     def json_columns(self):
         """JSON literals of the columns every model's jsonl lines repeat: id, subset, question,
         reference answer, category, size."""
-        if self._json is None:
-            self._json = {
-                "id": json_strings(table_column(self.table, "id")), "subset": json_strings_distinct(self.subset_raw),
+        return {"id": json_strings(table_column(self.table, "id")), "subset": json_strings_distinct(self.subset_raw),
                 "question": json_strings(table_column(self.table, "question")),
                 "reference": json_strings(table_column(self.table, "answer")),
                 "category": json_strings_distinct(self.category), "size": json_strings_distinct(self.size)}
-        return self._json
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,23 +186,14 @@ def _parse_rows(truth, texts, status, memo, box_format):
         return [], index
     enc = pc.dictionary_encode(pc.fill_null(texts.take(pa.array(todo)), ""))
     distinct = enc.dictionary.to_pylist()
-    text_idx = to_numpy(enc.indices).astype(np.int64)
-    if task in parsing.TEXT_ONLY_TASKS:
-        parses = [memo(task, t, box_format, None, None) for t in distinct]
-        index[todo] = text_idx
-        return parses, index
-    w = table_column(truth.table, "width", pa.int64()).take(pa.array(todo)).to_pylist()
-    h = table_column(truth.table, "height", pa.int64()).take(pa.array(todo)).to_pylist()
-    keys, parses = {}, []
-    out = np.empty(len(todo), dtype=np.int64)
-    for i, key in enumerate(zip(text_idx.tolist(), w, h)):
-        k = keys.get(key)
-        if k is None:
-            k = keys[key] = len(parses)
-            parses.append(memo(task, distinct[key[0]], box_format, key[1], key[2]))
-        out[i] = k
-    index[todo] = out
-    return parses, index
+    if task in parsing.TEXT_ONLY_TASKS:  # the box format and image size do not matter
+        w = h = [None] * len(todo)
+    else:
+        w = table_column(truth.table, "width", pa.int64()).take(pa.array(todo)).to_pylist()
+        h = table_column(truth.table, "height", pa.int64()).take(pa.array(todo)).to_pylist()
+    keys = {}  # (text, width, height) -> its parse's index, in order of first use
+    index[todo] = [keys.setdefault(key, len(keys)) for key in zip(to_numpy(enc.indices).tolist(), w, h)]
+    return [memo(task, distinct[t], box_format, wi, hi) for t, wi, hi in keys], index
 
 
 def score_task(truth, texts, errors, has_pred, memo, box_format):
@@ -324,12 +312,8 @@ class ModelTask:
     def truth(self):
         return self.scores.truth
 
+    @functools.cached_property
     def _parse_columns(self):
-        if getattr(self, "_parse_cache", None) is None:
-            self._parse_cache = self._make_parse_columns()
-        return self._parse_cache
-
-    def _make_parse_columns(self):
         """Per row: pred_count, pred_boxes, pred_box_categories, pred_labels and the JSON of the
         jsonl `parsed` field, taken from the distinct parses (the last entry: nothing parsed)."""
         sc, task = self.scores, self.truth.task
@@ -364,7 +348,7 @@ class ModelTask:
     def sample_table(self):
         """The rows of OUT/<model>/samples/*.parquet (SAMPLE_SCHEMA) for these samples."""
         t, n = self.truth, self.truth.n
-        count, boxes, box_cats, labels, _ = self._parse_columns()
+        count, boxes, box_cats, labels, _ = self._parse_columns
         offsets, names, tp, fp, fn = self._score_lists()
         ious = self.scores.ious if t.task in ANSWER_BOX_TASKS else np.zeros(0)
         i32 = lambda v: pa.ListArray.from_arrays(pa.array(offsets), pa.array(v, pa.int32()))  # noqa: E731
@@ -380,7 +364,7 @@ class ModelTask:
         t, n = self.truth, self.truth.n
         if not n:
             return pa.array([], pa.string())
-        *_, parsed_json = self._parse_columns()
+        *_, parsed_json = self._parse_columns
         offsets, names, tp, fp, fn = self._score_lists()
         entries = _join('"', names, '": {"tp": ', pc.cast(pa.array(tp), pa.string()), ', "fp": ',
                         pc.cast(pa.array(fp), pa.string()), ', "fn": ', pc.cast(pa.array(fn), pa.string()), "}")
@@ -391,7 +375,7 @@ class ModelTask:
         lat = to_numpy(pc.fill_null(pc.cast(self.latency, pa.float64()), float("nan"))).astype(np.float64)
         latency = json_floats(np.where(np.isfinite(lat), lat, 0.0), np.isfinite(lat))
         dumps = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
-        tj = t.json_columns()
+        tj = t.json_columns
         status = pa.array([dumps(v) for v in STATUS_NAMES], pa.string()).take(
             pa.array(self.scores.status.astype(np.int64)))
         return _join(
