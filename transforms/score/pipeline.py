@@ -108,8 +108,7 @@ class ReadDialogueFileFn(beam.DoFn):
             if table.num_rows:
                 ids = table.column("id").to_pylist()
                 if self.samples_per_task:
-                    subsets = (table.column("subset").to_pylist() if "subset" in table.column_names
-                               else [None] * len(ids))
+                    subsets = columnar.table_column(table, "subset").to_pylist()
                     keys += zip(ids, table.column("task").to_pylist(), subsets)
                 for part in bucket_parts(table, ids, self.num_buckets):
                     yield tagged(self.ROWS, part)
