@@ -6,7 +6,7 @@ everything here is thin plumbing, batched so that a full test split (226,636 dia
 elements rather than hundreds of thousands:
 
   test Parquet files --(record batches)--> (bucket, test rows)          \\
-         \\--> a few candidate ids per (task, subset) -> ChooseSamplesFn -> shown ids (side input)
+         \\--> a few candidate ids per (task, subset) -> merged, chosen -> shown ids (side input)
   prediction files ----(record batches)--> (bucket, predictions)       /  CoGroupByKey on the id bucket
                                                                        v
            ScoreBucketFn: join on id inside the bucket and score every (model, task) over Arrow
@@ -114,25 +114,6 @@ class ReadDialogueFileFn(beam.DoFn):
                     yield tagged(self.ROWS, part)
         if self.samples_per_task and keys:
             yield tagged(self.CANDIDATES, smallest_candidates(keys, self.samples_per_task))
-
-
-class ChooseSamplesFn(beam.CombineFn):
-    """Candidate ids of every shard -> the ids the report shows, in display order (sample_choice)."""
-
-    def __init__(self, per_task):
-        self.per_task = per_task
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, candidates):
-        return merge_candidates([acc, candidates], self.per_task)
-
-    def merge_accumulators(self, accs):
-        return merge_candidates(accs, self.per_task)
-
-    def extract_output(self, acc):
-        return choose_from_candidates(acc, self.per_task)
 
 
 def read_shown_rows_of(path, shown, split):
@@ -315,22 +296,6 @@ class TaskMetricsFn(beam.CombineFn):
                 "missing": int((arrays.status == M.STATUS_CODES[M.STATUS_MISSING]).sum())}
 
 
-class TemplateSpreadFn(beam.CombineFn):
-    """A model's per-bucket template_spread accumulators -> metrics.json's `template_spread`."""
-
-    def create_accumulator(self):
-        return template_spread.new()
-
-    def add_input(self, acc, part):
-        return template_spread.merge([acc, part])
-
-    def merge_accumulators(self, accs):
-        return template_spread.merge(accs)
-
-    def extract_output(self, acc):
-        return template_spread.spread(acc)
-
-
 class FinalizeModelFn(beam.DoFn):
     """(model, {'tasks': [summary...], 'rejects': [record...]}) -> metrics.json, breakdown.json and
     rejected.jsonl under OUT/<model>/; emits a dict with the model's metrics and breakdown."""
@@ -427,7 +392,8 @@ class ScorePredictions(beam.PTransform):
         # side inputs below are computed from reading the test files only (steps.py)
         shown = (read_tests
                  | "Candidates" >> select(ReadDialogueFileFn.CANDIDATES)
-                 | "ChooseShownSamples" >> beam.CombineGlobally(ChooseSamplesFn(per_task)))
+                 | "ChooseShownSamples" >> beam.CombineGlobally(merge_candidates, per_task)
+                 | "InDisplayOrder" >> beam.Map(choose_from_candidates, per_task))
         preds = (pbegin
                  | "PredictionFiles" >> beam.Create(files)
                  | "ReadPredictions" >> beam.ParDo(ReadPredictionFileFn(
@@ -448,7 +414,8 @@ class ScorePredictions(beam.PTransform):
             | "WrittenSampleLines" >> Gather()
             | "RemoveStaleSampleLines" >> beam.Map(remove_stale_sample_lines, s.output_dir))
         templates = (scored | "Templates" >> select(ScoreBucketFn.TEMPLATES)
-                     | "TemplateSpread" >> beam.CombinePerKey(TemplateSpreadFn()))
+                     | "TemplateSpread" >> beam.CombinePerKey(template_spread.merge)
+                     | "SpreadOfTemplates" >> beam.MapTuple(lambda model, acc: (model, template_spread.spread(acc))))
         rejects = ((scored | "BucketRejects" >> select(ScoreBucketFn.REJECTS),
                     preds | "PredictionRejects" >> select(ReadPredictionFileFn.REJECTS))
                    | "AllRejects" >> beam.Flatten())
