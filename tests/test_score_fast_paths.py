@@ -124,7 +124,8 @@ def test_sample_line_equals_json_dumps():
                   "fn": [rng.randrange(5) for _ in range(n_cols)]}
         row = {"question": rng.choice(texts), "answer": rng.choice(texts)}
         pred = rng.choice([None, {"prediction": rng.choice(texts)}])
-        want = json.dumps(score_reference.sample_line_record(row, record, pred), ensure_ascii=False, allow_nan=False) + "\n"
+        record_json = score_reference.sample_line_record(row, record, pred)
+        want = json.dumps(record_json, ensure_ascii=False, allow_nan=False) + "\n"
         assert score_reference.sample_line(row, record, pred) == want
 
 

@@ -42,9 +42,6 @@ class FormatChooser:
     def for_model(self, model):
         return self.per_model.get(model) or self.default or self.discovered.get(model, self.canonical)
 
-    def describe(self, models):
-        return {m: self.for_model(m).spec for m in sorted(models)}
-
     @classmethod
     def from_flags(cls, values, discovered=None):
         """From the --adapter values; UsageError naming the flag for an unknown name."""

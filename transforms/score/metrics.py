@@ -358,15 +358,9 @@ def _scores_by(arr, labels, values):
 
 def sample_category(row):
     """The one category a count / identify / refer sample is about (None for the other tasks)."""
-    if SPECS[row["task"]].by_category:
-        cats = row.get("gt_categories") or []
-        return cats[0] if cats else None
-    return None
+    return (row.get("gt_categories") or [None])[0] if SPECS[row["task"]].by_category else None
 
 
 def sample_size(row):
     """The one object size an identify sample is about (None for the other tasks)."""
-    if SPECS[row["task"]].by_size:
-        sizes = row.get("gt_sizes") or []
-        return sizes[0] if sizes else None
-    return None
+    return (row.get("gt_sizes") or [None])[0] if SPECS[row["task"]].by_size else None

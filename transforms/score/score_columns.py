@@ -171,8 +171,6 @@ class TaskScores:
 
 def _category_codes(arr):
     """breakdowns.category_codes of an Arrow string array, each distinct value looked up once."""
-    if not len(arr):
-        return np.zeros(0, dtype=np.int64)
     enc = arr.dictionary_encode(null_encoding="encode")
     return B.category_codes(enc.dictionary.to_pylist())[to_numpy(enc.indices).astype(np.int64)]
 
