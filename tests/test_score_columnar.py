@@ -1,6 +1,6 @@
 """The columnar scorer (sarchat.transforms.score.score_columns) gives what the per-sample reference gives:
-metrics.score_sample's status, TP / FP / FN per column and IoUs, sample_records.sample_record's
-samples row and sample_lines.sample_line's jsonl line, for every (model, test row), on generated
+metrics.score_sample's status, TP / FP / FN per column and IoUs, the samples row and jsonl line of
+tests/score_reference.py, for every (model, test row), on generated
 splits answered rightly, with boxes moved, wrongly, in other box formats, malformed, missing and
 with inference errors; and its pieces (group matching, JSON strings, the bucket join) equal the
 functions they stand for on random inputs. Scores of whole runs are pinned by tests/test_golden.py."""
@@ -23,8 +23,7 @@ from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
 from sarchat.transforms.score.box_format_choice import FormatChooser
 from sarchat.transforms.score.prediction_files import PREDICTION_WIRE_SCHEMA
-from sarchat.transforms.score.sample_lines import sample_line
-from sarchat.transforms.score.sample_records import sample_record
+from tests.score_reference import sample_line, sample_record
 from tests.test_score_fast_paths import _mangled, _random_box
 from tests.test_score_pipeline import generated_table
 

@@ -13,8 +13,8 @@ from sarchat.transforms.box_formats import get_box_format
 from sarchat.transforms import box_match as BM
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
-from sarchat.transforms.score import sample_lines
 from sarchat.transforms.runtime import gc_paused
+from tests import score_reference
 from tests.test_real_forms import REAL
 from tests.test_score_pipeline import generated_table
 
@@ -124,8 +124,9 @@ def test_sample_line_equals_json_dumps():
                   "fn": [rng.randrange(5) for _ in range(n_cols)]}
         row = {"question": rng.choice(texts), "answer": rng.choice(texts)}
         pred = rng.choice([None, {"prediction": rng.choice(texts)}])
-        want = json.dumps(sample_lines.sample_line_record(row, record, pred), ensure_ascii=False, allow_nan=False) + "\n"
-        assert sample_lines.sample_line(row, record, pred) == want
+        record_json = score_reference.sample_line_record(row, record, pred)
+        want = json.dumps(record_json, ensure_ascii=False, allow_nan=False) + "\n"
+        assert score_reference.sample_line(row, record, pred) == want
 
 
 def test_gc_paused_restores_the_collector_state():

@@ -199,7 +199,7 @@ def test_auto_bucket_count_is_one_per_8192_prediction_rows_from_1_to_64():
 
 def test_adapter_flags():
     chooser = FormatChooser.from_flags(["qwen2-vl", "b=internvl"], {"c": "json-bbox2d:1000"})
-    assert chooser.describe(["a", "b", "c"]) == {"a": "qwen2-vl", "b": "internvl", "c": "qwen2-vl"}
+    assert [chooser.for_model(m).spec for m in ("a", "b", "c")] == ["qwen2-vl", "internvl", "qwen2-vl"]
     assert FormatChooser.from_flags(None, {"c": "json-bbox2d:1000"}).for_model("c").spec == "json-bbox2d:1000"
     # a model adapter's declared format (NAME:BOXSPEC too, which is not a bare box format spec)
     assert FormatChooser.from_flags(["qwen2.5-vl"]).for_model("x") == adapters.get_adapter("qwen2.5-vl").box_format

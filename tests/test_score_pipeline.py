@@ -336,7 +336,7 @@ def test_predictions_of_another_dataset_version(dataset, tmp_path, capsys):
 
 
 def test_a_huge_answer_is_cut_in_the_report_and_the_job_writes_the_sections(dataset, tmp_path, capsys):
-    from sarchat.transforms.score.sample_choice import choose_samples
+    from tests.score_reference import choose_samples
 
     root, rows = dataset
     shown = choose_samples([(r["id"], r["task"], r["subset"]) for r in rows], 1)

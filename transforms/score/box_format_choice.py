@@ -8,7 +8,7 @@ json-bbox2d[:scale], ... : sarchat.transforms.box_formats) or a model adapter of
 never guessed from the values.
 """
 from sarchat.transforms import adapters
-from sarchat.transforms.box_formats import BOX_FORMAT_NAMES, BoxFormat, get_box_format
+from sarchat.transforms.box_formats import BOX_FORMAT_NAMES, get_box_format
 from sarchat.transforms.errors import UsageError
 
 _SCALED_FORMATS = ("json-bbox2d", "xyxy", "yxyx")
@@ -21,21 +21,13 @@ def _is_builtin_spec(name):
 
 def resolve_box_format(name):
     """A BoxFormat for an --adapter value; ValueError naming the known formats for an unknown name."""
-    if isinstance(name, BoxFormat):
-        return name
     name = (name or "").strip()
     if _is_builtin_spec(name):
         return get_box_format(name)
     try:
-        adapter = adapters.get_adapter(name)
+        return adapters.get_adapter(name).box_format
     except ValueError as e:
         raise ValueError(f"unknown adapter or box format {name!r}: {e}") from None
-    fmt = adapter.box_format
-    if isinstance(fmt, str):
-        fmt = get_box_format(fmt)
-    if not isinstance(fmt, BoxFormat):
-        raise ValueError(f"adapter {name!r} declares no box_format")
-    return fmt
 
 
 class FormatChooser:
@@ -48,14 +40,7 @@ class FormatChooser:
         self.canonical = get_box_format("canonical")
 
     def for_model(self, model):
-        if model in self.per_model:
-            return self.per_model[model]
-        if self.default is not None:
-            return self.default
-        return self.discovered.get(model, self.canonical)
-
-    def describe(self, models):
-        return {m: self.for_model(m).spec for m in sorted(models)}
+        return self.per_model.get(model) or self.default or self.discovered.get(model, self.canonical)
 
     @classmethod
     def from_flags(cls, values, discovered=None):

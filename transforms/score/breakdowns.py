@@ -69,10 +69,6 @@ def _pct(num, den):
     return None if not den else round(100.0 * float(num) / float(den), 4)
 
 
-def _eq3(tp, fp, fn):
-    return _pct(tp, tp + fp + fn)
-
-
 def classify_classes(units):
     """Per category, over the samples: tp (named and true), fp (named, not true), fn (true, not
     named), support (tp + fn), predicted (tp + fp), precision, recall, f1 and score (Eq. 3,
@@ -86,7 +82,7 @@ def classify_classes(units):
         if a + b + d:
             out[cat] = {"support": a + d, "predicted": a + b, "tp": a, "fp": b, "fn": d,
                         "precision": _pct(a, a + b), "recall": _pct(a, a + d), "f1": _pct(2 * a, 2 * a + b + d),
-                        "score": _eq3(a, b, d)}
+                        "score": _pct(a, a + b + d)}
     return out
 
 

@@ -31,6 +31,7 @@ them and its report says the version is unknown (docs/rules.md section 11).
 """
 import io
 import json
+import os
 import posixpath
 import re
 
@@ -42,8 +43,6 @@ from sarchat.transforms.score.lmms_eval_hooks import GROUP_METRICS
 
 TABLE_SUFFIXES = (".tsv", ".csv", ".xlsx")
 DATASET_COLUMN = "sarchat_dataset"   # the dataset name `sarchat export vlmevalkit` writes in every row
-LMMS_EVAL = "lmms-eval"
-VLMEVALKIT = "VLMEvalKit"
 _DATE_PREFIX = re.compile(r"^(.*?)_samples_[^/]*\.jsonl(?:\.gz)?$")
 _BOM = "\ufeff"
 
@@ -68,7 +67,7 @@ def _sample_id(record):
 
 
 def _split(path):
-    return posixpath.split(path) if "://" in path else __import__("os").path.split(path)
+    return posixpath.split(path) if "://" in path else os.path.split(path)
 
 
 def lmms_eval_model(path) -> str:
@@ -111,12 +110,11 @@ def lmms_eval_row(record, path, index):
 def lmms_eval_rows(path, records):
     """The (index, row) stream of a JSONL file: prediction rows as they are, or, when its first
     record is an lmms-eval sample record, every record turned into a prediction row."""
-    records = iter(records)
-    kind = None
+    lmms_eval = None  # the first record decides
     for index, record in records:
-        if kind is None and record is not None:
-            kind = LMMS_EVAL if is_lmms_eval_record(record) else "jsonl"
-        yield index, (lmms_eval_row(record, path, index) if kind == LMMS_EVAL else record)
+        if lmms_eval is None and record is not None:
+            lmms_eval = is_lmms_eval_record(record)
+        yield index, (lmms_eval_row(record, path, index) if lmms_eval else record)
 
 
 # ---- VLMEvalKit -------------------------------------------------------------------------------------

@@ -239,12 +239,9 @@ def write_export(output, files, command="sarchat export lmms-eval", also_ours=()
         path = os.path.join(output, name)
         if os.path.exists(path) and name not in previous:
             raise OutputError(f"{path} exists and was not written by `{command}`; export into an empty folder")
-    if previous:
-        if os.path.exists(os.path.join(output, EXPORT_MANIFEST)):
-            os.remove(os.path.join(output, EXPORT_MANIFEST))
-        for name in previous:
-            if name != EXPORT_MANIFEST and os.path.exists(os.path.join(output, name)):
-                os.remove(os.path.join(output, name))
+    for name in ([EXPORT_MANIFEST] if previous else []) + previous:  # the manifest first
+        if os.path.exists(os.path.join(output, name)):
+            os.remove(os.path.join(output, name))
     os.makedirs(output, exist_ok=True)
     for name in sorted(files):
         if name == EXPORT_MANIFEST:

@@ -48,24 +48,16 @@ def subtask_name(task, subset):
     return f"{TASK_PREFIX}{task}" + (f"_{subset}" if subset else "")
 
 
-def task_score_metric(task):
-    return f"{task}.score"
-
-
 def subtask_columns(task, subset):
     """The Table 3 columns a task/subset's samples count in (`refer.single.iou25`, ...)."""
     subsets = SPECS[task].subsets
-    out = []
-    for c in TASK_COLUMNS[task]:
-        part = c.split(".")[1] if "." in c else None
-        if subset is None or part not in subsets or part == subset:
-            out.append(c)
-    return out
+    parts = {c: c.split(".")[1] if "." in c else None for c in TASK_COLUMNS[task]}
+    return [c for c, part in parts.items() if subset is None or part not in subsets or part == subset]
 
 
 def subtask_metrics(task, subset):
     """The metric names of one lmms-eval task: its columns, its task score, overall, overall_macro."""
-    return subtask_columns(task, subset) + [task_score_metric(task), *OVERALL]
+    return subtask_columns(task, subset) + [f"{task}.score", *OVERALL]
 
 
 def _contained_first(names):
@@ -78,7 +70,7 @@ def _contained_first(names):
     return out
 
 
-GROUP_METRICS = _contained_first([c for c in COLUMNS] + [task_score_metric(t) for t in TABLE3_TASK_ORDER]
+GROUP_METRICS = _contained_first([c for c in COLUMNS] + [f"{t}.score" for t in TABLE3_TASK_ORDER]
                                  + list(OVERALL))
 
 
@@ -210,17 +202,12 @@ def metric_value(metrics_doc, metric):
 _RECORDS = {}
 
 
-def _remember(records):
-    keys = {(r["task"], r.get("subset")) for r in records}
-    for key in keys:
-        _RECORDS[key] = [r for r in records if (r["task"], r.get("subset")) == key]
-
-
 def subtask_aggregator(metric):
     """A task's aggregation for one metric: its records -> the figure (and the records are kept)."""
     def aggregate(records):
         records = [r for r in records if isinstance(r, dict)]
-        _remember(records)
+        for key in {(r["task"], r.get("subset")) for r in records}:
+            _RECORDS[key] = [r for r in records if (r["task"], r.get("subset")) == key]
         return metric_value(metrics_of(records), metric)
 
     aggregate.__name__ = f"aggregate_{identifier(metric)}"

@@ -124,16 +124,11 @@ class TaskArrays:
     """
 
     def __init__(self, task, ids, status, category, size, tp, fp, fn, mask, units=None):
-        self.task = task
-        # fixed-width unicode arrays (not object arrays): they pickle as one buffer between stages
-        self.ids = np.asarray(ids, dtype=str)
-        self.status = np.asarray(status, dtype=np.int8)
-        self.category = np.asarray(["" if c is None else c for c in category], dtype=str)
-        self.size = np.asarray(["" if c is None else c for c in size], dtype=str)
         k = len(TASK_COLUMNS[task])
-        self.tp = np.asarray(tp, dtype=np.int64).reshape(-1, k)
-        self.fp = np.asarray(fp, dtype=np.int64).reshape(-1, k)
-        self.fn = np.asarray(fn, dtype=np.int64).reshape(-1, k)
+        # fixed-width unicode arrays (not object arrays): they pickle as one buffer between stages
+        self.task, self.ids, self.status = task, np.asarray(ids, dtype=str), np.asarray(status, dtype=np.int8)
+        self.category, self.size = _labels(category), _labels(size)
+        self.tp, self.fp, self.fn = (np.asarray(a, dtype=np.int64).reshape(-1, k) for a in (tp, fp, fn))
         self.mask = np.asarray(mask, dtype=bool).reshape(-1, k)
         self.units = _units(units, len(self.ids))
 
@@ -141,20 +136,8 @@ class TaskArrays:
         return len(self.ids)
 
     @classmethod
-    def from_columns(cls, task, ids, status, category, size, tp, fp, fn, mask, units=None):
-        """From numpy columns already in shape (ids, category, size: str arrays, "" for none)."""
-        self = cls.__new__(cls)
-        self.task, self.ids, self.status = task, ids, np.asarray(status, dtype=np.int8)
-        self.category, self.size = category, size
-        self.tp, self.fp, self.fn, self.mask = tp, fp, fn, mask
-        self.units = _units(units, len(ids))
-        return self
-
-    @classmethod
     def empty(cls, task):
-        k = len(TASK_COLUMNS[task])
-        z = np.zeros((0, k), dtype=np.int64)
-        return cls(task, [], [], [], [], z, z, z, z.astype(bool))
+        return cls(task, [], [], [], [], [], [], [], [])
 
     @classmethod
     def concat(cls, task, parts):
@@ -165,17 +148,13 @@ class TaskArrays:
             return parts[0]
         widths = {p.units.shape[1] for p in parts}
         units = np.concatenate([p.units for p in parts]) if len(widths) == 1 else None
-        return cls.from_columns(task, *(np.concatenate([getattr(p, f) for p in parts])
-                                         for f in ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")),
-                                units=units)
+        return cls(task, *(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS), units=units)
 
     def sorted(self):
         return self.select(np.argsort(self.ids, kind="stable"))
 
     def select(self, rows):
-        return TaskArrays.from_columns(self.task, self.ids[rows], self.status[rows], self.category[rows],
-                                       self.size[rows], self.tp[rows], self.fp[rows], self.fn[rows], self.mask[rows],
-                                       self.units[rows])
+        return TaskArrays(self.task, *(getattr(self, f)[rows] for f in _FIELDS), units=self.units[rows])
 
     def column_values(self):
         """{column: accuracy or None} and {column: n}."""
@@ -191,6 +170,15 @@ class TaskArrays:
         return task_score(values[c] for c in TASK_COLUMNS[self.task])
 
 
+_FIELDS = ("ids", "status", "category", "size", "tp", "fp", "fn", "mask")
+
+
+def _labels(values):
+    """Sample labels as a str array, "" for None."""
+    values = np.asarray(values)
+    return values if values.dtype.kind == "U" else np.array(["" if v is None else v for v in values], dtype=str)
+
+
 def _units(units, n):
     """The breakdown units as an (n, width) int64 matrix; width 0 when there are none."""
     if units is None:
@@ -201,23 +189,13 @@ def _units(units, n):
 
 def arrays_from_results(task, results):
     """TaskArrays from [(id, result of score_sample, category, size), ...] of one task."""
-    cols = TASK_COLUMNS[task]
-    index = {c: j for j, c in enumerate(cols)}
-    n, k = len(results), len(cols)
-    tp = np.zeros((n, k), dtype=np.int64)
-    fp = np.zeros((n, k), dtype=np.int64)
-    fn = np.zeros((n, k), dtype=np.int64)
-    mask = np.zeros((n, k), dtype=bool)
-    ids, status, category, size = [], [], [], []
-    for i, (sid, res, cat, sz) in enumerate(results):
-        ids.append(sid)
-        status.append(STATUS_CODES[res["status"]])
-        category.append(cat)
-        size.append(sz)
-        for col, (a, b, c) in res["scores"].items():
-            j = index[col]
-            tp[i, j], fp[i, j], fn[i, j], mask[i, j] = a, b, c, True
-    return TaskArrays(task, ids, status, category, size, tp, fp, fn, mask)
+    index = {c: j for j, c in enumerate(TASK_COLUMNS[task])}
+    counts = np.zeros((len(results), len(index), 4), dtype=np.int64)  # TP, FP, FN, in the column
+    for i, (_, res, _, _) in enumerate(results):
+        for col, tpfpfn in res["scores"].items():
+            counts[i, index[col]] = (*tpfpfn, 1)
+    return TaskArrays(task, [r[0] for r in results], [STATUS_CODES[r[1]["status"]] for r in results],
+                      [r[2] for r in results], [r[3] for r in results], *(counts[:, :, j] for j in range(4)))
 
 
 def _accuracies(num, den, m):
@@ -356,17 +334,9 @@ def build_breakdown(task_arrays):
         missing[t] = int(np.sum(arr.status == STATUS_CODES[STATUS_MISSING]))
         samples[t] = len(arr)
         if t in BREAKDOWN_TASKS and len(arr):
-            by_cat[t] = {}
-            for cat in CATEGORIES:
-                rows = arr.category == cat
-                if rows.any():
-                    by_cat[t][cat] = _round(arr.select(rows).score())
+            by_cat[t] = _scores_by(arr, arr.category, CATEGORIES)
         if SPECS[t].by_size and len(arr):
-            by_size[t] = {}
-            for sz in reversed(IDENTIFY_SIZES):
-                rows = arr.size == sz
-                if rows.any():
-                    by_size[t][sz] = _round(arr.select(rows).score())
+            by_size[t] = _scores_by(arr, arr.size, reversed(IDENTIFY_SIZES))
         if not len(arr) or arr.units.shape[1] != breakdowns.UNIT_WIDTH.get(t):
             continue
         if t == "grounding":
@@ -381,17 +351,16 @@ def build_breakdown(task_arrays):
     return {"by_category": by_cat, "by_size": by_size, "missing": missing, "samples": samples, **extra}
 
 
+def _scores_by(arr, labels, values):
+    """{value: task score over the samples labelled with it}, values without samples left out."""
+    return {v: _round(arr.select(labels == v).score()) for v in values if (labels == v).any()}
+
+
 def sample_category(row):
     """The one category a count / identify / refer sample is about (None for the other tasks)."""
-    if SPECS[row["task"]].by_category:
-        cats = row.get("gt_categories") or []
-        return cats[0] if cats else None
-    return None
+    return (row.get("gt_categories") or [None])[0] if SPECS[row["task"]].by_category else None
 
 
 def sample_size(row):
     """The one object size an identify sample is about (None for the other tasks)."""
-    if SPECS[row["task"]].by_size:
-        sizes = row.get("gt_sizes") or []
-        return sizes[0] if sizes else None
-    return None
+    return (row.get("gt_sizes") or [None])[0] if SPECS[row["task"]].by_size else None

@@ -1,12 +1,12 @@
 """Beam pieces of the scorer: one composite `ScorePredictions` and the DoFns / CombineFns it applies.
 
 The pure work lives beside this file (prediction_files, dialogue_rows, id_buckets, score_columns,
-metrics, parsing, sample_records, sample_choice, score_outputs) and the rendering in sarchat.report;
+metrics, parsing, sample_choice, score_outputs) and the rendering in sarchat.report;
 everything here is thin plumbing, batched so that a full test split (226,636 dialogues) is a few hundred Beam
 elements rather than hundreds of thousands:
 
   test Parquet files --(record batches)--> (bucket, test rows)          \\
-         \\--> a few candidate ids per (task, subset) -> ChooseSamplesFn -> shown ids (side input)
+         \\--> a few candidate ids per (task, subset) -> merged, chosen -> shown ids (side input)
   prediction files ----(record batches)--> (bucket, predictions)       /  CoGroupByKey on the id bucket
                                                                        v
            ScoreBucketFn: join on id inside the bucket and score every (model, task) over Arrow
@@ -32,6 +32,7 @@ inputs (the shown ids, their test rows) come from reading the test files only.
 
 All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
 """
+import collections
 import io
 from dataclasses import dataclass
 from typing import Optional
@@ -52,7 +53,6 @@ from sarchat.transforms.score import score_columns as columnar
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
 from sarchat.transforms.score import template_spread
-from sarchat.transforms.score.box_format_choice import FormatChooser
 from sarchat.transforms.score.id_buckets import bucket_parts, ipc_table, to_ipc
 from sarchat.transforms.score.prediction_files import MALFORMED, iter_prediction_tables, model_of_malformed
 from sarchat.transforms.score.parsing import ParseMemo
@@ -108,8 +108,7 @@ class ReadDialogueFileFn(beam.DoFn):
             if table.num_rows:
                 ids = table.column("id").to_pylist()
                 if self.samples_per_task:
-                    subsets = (table.column("subset").to_pylist() if "subset" in table.column_names
-                               else [None] * len(ids))
+                    subsets = columnar.table_column(table, "subset").to_pylist()
                     keys += zip(ids, table.column("task").to_pylist(), subsets)
                 for part in bucket_parts(table, ids, self.num_buckets):
                     yield tagged(self.ROWS, part)
@@ -117,34 +116,9 @@ class ReadDialogueFileFn(beam.DoFn):
             yield tagged(self.CANDIDATES, smallest_candidates(keys, self.samples_per_task))
 
 
-class ChooseSamplesFn(beam.CombineFn):
-    """Candidate ids of every shard -> the ids the report shows, in display order (sample_choice)."""
-
-    def __init__(self, per_task):
-        self.per_task = per_task
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, candidates):
-        return merge_candidates([acc, candidates], self.per_task)
-
-    def merge_accumulators(self, accs):
-        return merge_candidates(accs, self.per_task)
-
-    def extract_output(self, acc):
-        return choose_from_candidates(acc, self.per_task)
-
-
-class ReadShownRowsFn(beam.DoFn):
+def read_shown_rows_of(path, shown, split):
     """A test shard -> (id, test row with its question, answer and image path) for the shown ids."""
-
-    def __init__(self, split):
-        self.split = split
-
-    def process(self, path, shown):
-        for row in read_shown_rows(path, self.split, set(shown)):
-            yield row["id"], row
+    return [(row["id"], row) for row in read_shown_rows(path, split, set(shown))]
 
 
 class ReadPredictionFileFn(beam.DoFn):
@@ -208,13 +182,7 @@ class ScoreBucketFn(beam.DoFn):
                          for r in ("duplicate_id", "unknown_id", "missing_id")}
         self.c_fail = {t: Metrics.counter(NAMESPACE, f"parse_failures.{t}") for t in TASKS}
         self.c_error = {t: Metrics.counter(NAMESPACE, f"inference_errors.{t}") for t in TASKS}
-
-    def _parse_memo(self, model):
-        # one memo per model for the DoFn's life: answers repeat across buckets too
-        memos = self.__dict__.setdefault("_memos", {})
-        if model not in memos:
-            memos[model] = ParseMemo()
-        return memos[model]
+        self.memos = collections.defaultdict(ParseMemo)  # one per model: answers repeat across buckets too
 
     def process(self, element, shown=()):
         # the bucket's outputs are gathered with the cyclic garbage collector paused, then emitted
@@ -232,7 +200,7 @@ class ScoreBucketFn(beam.DoFn):
             self.c_reject[record["reason"]].inc()
             yield tagged(self.REJECTS, (record["model"], record))
         shown = sorted(set(shown))
-        for model, parts in columnar.score_bucket(join, self.models, self.formats, self._parse_memo):
+        for model, parts in columnar.score_bucket(join, self.models, self.formats, self.memos.__getitem__):
             n = 0
             for part in parts:
                 status, task = part.scores.status, part.truth.task
@@ -257,7 +225,8 @@ class ScoreBucketFn(beam.DoFn):
             for part in parts:
                 task, arrays = part.truth.task, part.scores.task_arrays()
                 yield tagged(self.ARRAYS, ((model, task), arrays))
-                template_spread.add_arrays(by_template, arrays, _template_ids(part.truth.table))
+                template_ids = columnar.table_column(part.truth.table, "template_id").to_pylist()
+                template_spread.add_arrays(by_template, arrays, template_ids)
                 if self.write_samples:
                     lines = pa.table({"id": columnar.table_column(part.truth.table, "id"), "line": part.lines()})
                     yield tagged(self.LINES, ((model, task), to_ipc(lines, compression="zstd")))
@@ -280,40 +249,25 @@ class ScoreBucketFn(beam.DoFn):
                     "result": table.slice(i, 1).to_pylist()[0]}))
 
 
-def _template_ids(table):
-    """The rows' template ids (None where the dialogue file has no such column)."""
-    return table.column("template_id").to_pylist() if "template_id" in table.column_names else [None] * table.num_rows
-
-
-class WriteSampleLinesFn(beam.DoFn):
+def write_sample_lines(element, output_dir):
     """((model, task), [IPC bytes of (id, line) rows per bucket]) -> OUT/<model dir>/samples_<task>.jsonl,
-    sorted by id, written atomically; emits the path written."""
-
-    def __init__(self, output_dir):
-        self.output_dir = output_dir
-
-    def process(self, element):
-        (model, task), parts = element
-        path = join_path(self.output_dir, outputs.model_dirname(model), sample_lines_name(task))
-        write_bytes(path, columnar.merged_lines([ipc_table(p) for p in parts]), "application/jsonl")
-        yield path
+    sorted by id, written atomically; returns the path written."""
+    (model, task), parts = element
+    path = join_path(output_dir, outputs.model_dirname(model), sample_lines_name(task))
+    write_bytes(path, columnar.merged_lines([ipc_table(p) for p in parts]), "application/jsonl")
+    return path
 
 
-class RemoveStaleSampleLinesFn(beam.DoFn):
+def remove_stale_sample_lines(written, output_dir):
     """[paths this run wrote] -> delete the other samples_<task>.jsonl under OUT (an earlier run's
     models or tasks; all of them when this run wrote none, e.g. --no-sample-files): none is left that
-    disagrees with this run's metrics."""
+    disagrees with this run's metrics. Returns how many were deleted."""
+    from apache_beam.io.filesystems import FileSystems
 
-    def __init__(self, output_dir):
-        self.output_dir = output_dir
-
-    def process(self, written):
-        from apache_beam.io.filesystems import FileSystems
-
-        stale = stale_sample_line_files(self.output_dir, written)
-        if stale:
-            FileSystems.delete(stale)
-        yield len(stale)
+    stale = stale_sample_line_files(output_dir, written)
+    if stale:
+        FileSystems.delete(stale)
+    return len(stale)
 
 
 class TaskMetricsFn(beam.CombineFn):
@@ -322,9 +276,6 @@ class TaskMetricsFn(beam.CombineFn):
     Output: {'task', 'arrays' (TaskArrays sorted by id, for the bootstrap), 'missing'}. Sorting by
     id makes the result independent of bundle order.
     """
-
-    def __init__(self, task=None):
-        self.task = task  # None: the task of the arrays combined
 
     def create_accumulator(self):
         return []
@@ -336,53 +287,22 @@ class TaskMetricsFn(beam.CombineFn):
     def merge_accumulators(self, accs):
         return [a for acc in accs for a in acc]
 
-    def _task(self, acc):
-        return self.task or (acc[0].task if acc else None)
-
     def compact(self, acc):
-        return [M.TaskArrays.concat(self._task(acc), acc)] if len(acc) > 1 else acc
+        return [M.TaskArrays.concat(acc[0].task, acc)] if len(acc) > 1 else acc
 
     def extract_output(self, acc):
-        task = self._task(acc)
-        arrays = M.TaskArrays.concat(task, acc).sorted()
-        return {"task": task, "arrays": arrays,
+        arrays = M.TaskArrays.concat(acc[0].task if acc else None, acc).sorted()
+        return {"task": arrays.task, "arrays": arrays,
                 "missing": int((arrays.status == M.STATUS_CODES[M.STATUS_MISSING]).sum())}
-
-
-class AggregateTasks(beam.PTransform):
-    """((model, task), TaskArrays) -> (model, task summary): one CombinePerKey(TaskMetricsFn) keyed
-    by (model, task), so one combine per task and model."""
-
-    def expand(self, pcoll):
-        return (pcoll
-                | "CombinePerTask" >> beam.CombinePerKey(TaskMetricsFn())
-                | "KeyByModel" >> beam.Map(lambda kv: (kv[0][0], kv[1])))
-
-
-class TemplateSpreadFn(beam.CombineFn):
-    """A model's per-bucket template_spread accumulators -> metrics.json's `template_spread`."""
-
-    def create_accumulator(self):
-        return template_spread.new()
-
-    def add_input(self, acc, part):
-        return template_spread.merge([acc, part])
-
-    def merge_accumulators(self, accs):
-        return template_spread.merge(accs)
-
-    def extract_output(self, acc):
-        return template_spread.spread(acc)
 
 
 class FinalizeModelFn(beam.DoFn):
     """(model, {'tasks': [summary...], 'rejects': [record...]}) -> metrics.json, breakdown.json and
     rejected.jsonl under OUT/<model>/; emits a dict with the model's metrics and breakdown."""
 
-    def __init__(self, output_dir, n_boot, seed, formats=None, dataset_version=None, provenance=None):
-        self.output_dir, self.n_boot, self.seed = output_dir, n_boot, seed
-        self.formats = formats or FormatChooser()
-        self.dataset_version, self.provenance = dataset_version, dict(provenance or {})
+    def __init__(self, output_dir, n_boot, seed, formats, dataset_version, provenance):
+        self.output_dir, self.n_boot, self.seed, self.formats = output_dir, n_boot, seed, formats
+        self.dataset_version, self.provenance = dataset_version, provenance
 
     def process(self, element):
         model, groups = element
@@ -472,7 +392,8 @@ class ScorePredictions(beam.PTransform):
         # side inputs below are computed from reading the test files only (steps.py)
         shown = (read_tests
                  | "Candidates" >> select(ReadDialogueFileFn.CANDIDATES)
-                 | "ChooseShownSamples" >> beam.CombineGlobally(ChooseSamplesFn(per_task)))
+                 | "ChooseShownSamples" >> beam.CombineGlobally(merge_candidates, per_task)
+                 | "InDisplayOrder" >> beam.Map(choose_from_candidates, per_task))
         preds = (pbegin
                  | "PredictionFiles" >> beam.Create(files)
                  | "ReadPredictions" >> beam.ParDo(ReadPredictionFileFn(
@@ -489,17 +410,22 @@ class ScorePredictions(beam.PTransform):
             scored
             | "Lines" >> select(ScoreBucketFn.LINES)
             | "GroupSampleLines" >> beam.GroupByKey()
-            | "WriteSampleLines" >> beam.ParDo(WriteSampleLinesFn(s.output_dir))
+            | "WriteSampleLines" >> beam.Map(write_sample_lines, s.output_dir)
             | "WrittenSampleLines" >> Gather()
-            | "RemoveStaleSampleLines" >> beam.ParDo(RemoveStaleSampleLinesFn(s.output_dir)))
+            | "RemoveStaleSampleLines" >> beam.Map(remove_stale_sample_lines, s.output_dir))
         templates = (scored | "Templates" >> select(ScoreBucketFn.TEMPLATES)
-                     | "TemplateSpread" >> beam.CombinePerKey(TemplateSpreadFn()))
+                     | "TemplateSpread" >> beam.CombinePerKey(template_spread.merge)
+                     | "SpreadOfTemplates" >> beam.MapTuple(lambda model, acc: (model, template_spread.spread(acc))))
         rejects = ((scored | "BucketRejects" >> select(ScoreBucketFn.REJECTS),
                     preds | "PredictionRejects" >> select(ReadPredictionFileFn.REJECTS))
                    | "AllRejects" >> beam.Flatten())
         of_model = rejects | "OfAModel" >> beam.Filter(lambda kv: kv[0] is not None)
         of_none = rejects | "OfNoModel" >> beam.Filter(lambda kv: kv[0] is None)
-        task_summaries = scored | "Arrays" >> select(ScoreBucketFn.ARRAYS) | "AggregateTasks" >> AggregateTasks()
+        # one combine per (model, task)
+        task_summaries = (scored
+                          | "Arrays" >> select(ScoreBucketFn.ARRAYS)
+                          | "CombinePerTask" >> beam.CombinePerKey(TaskMetricsFn())
+                          | "KeyByModel" >> beam.Map(lambda kv: (kv[0][0], kv[1])))
         entries = (
             {"tasks": task_summaries, "rejects": of_model, "templates": templates}
             | "ByModel" >> beam.CoGroupByKey()
@@ -508,7 +434,7 @@ class ScorePredictions(beam.PTransform):
         )
         shown_rows = (pbegin
                       | "ShownTestFiles" >> beam.Create(list(inp.test_files) if per_task else [])
-                      | "ReadShownRows" >> beam.ParDo(ReadShownRowsFn(s.split), shown=beam.pvalue.AsSingleton(shown)))
+                      | "ReadShownRows" >> beam.FlatMap(read_shown_rows_of, beam.pvalue.AsSingleton(shown), s.split))
         outputs = {
             "metrics": entries | "MetricsOnly" >> beam.Map(lambda e: (e["model"], e["metrics"])),
             "breakdowns": entries | "BreakdownOnly" >> beam.Map(lambda e: (e["model"], e["breakdown"])),

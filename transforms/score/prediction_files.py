@@ -43,6 +43,9 @@ PREDICTIONS_PARQUET = "predictions.parquet"
 RUN_MANIFEST = "manifest.json"
 VERSION_KEY = b"sarchat.dataset_version"   # Parquet key-value metadata written by `sarchat infer`
 MALFORMED = "malformed_row"
+# the Arrow types (pyarrow.types.is_<kind>) of the columns a Parquet batch is converted from column by column
+_COLUMN_KINDS = {"id": ("string", "integer"), "prediction": ("string", "null"), "model": ("string", "null"),
+                 "error": ("string", "null"), "latency_s": ("floating", "integer", "null")}
 _BOM = b"\xef\xbb\xbf"
 
 # Batches travel between stages as Arrow IPC bytes (sarchat.transforms.score.id_buckets); the row
@@ -75,7 +78,8 @@ def _is_dir(path):
     return os.path.isdir(path)
 
 
-def _match(pattern):
+def match_paths(pattern):
+    """The paths a glob matches, sorted ([] when none)."""
     try:
         found = FileSystems.match([pattern])
     except Exception:  # some file systems raise on an empty match
@@ -107,7 +111,7 @@ def _folder_files(folder):
     manifest = read_run_manifest(folder) or {}
     glob = (manifest.get("predictions") or {}).get("parquet_glob") if isinstance(manifest.get("predictions"), dict) else None
     if isinstance(glob, str) and glob and ".." not in glob.split("/"):
-        parts = [p for p in _match(join_path(folder, glob)) if p.endswith(".parquet")]
+        parts = [p for p in match_paths(join_path(folder, glob)) if p.endswith(".parquet")]
         if parts:
             return parts
     raise InputError(f"--predictions {folder}: the folder has no {PREDICTIONS_PARQUET} (give a `sarchat infer` "
@@ -138,7 +142,7 @@ def expand_prediction_inputs(patterns):
         pattern = str(pattern)
         if _is_glob(pattern):
             found = []
-            for path in _match(pattern):
+            for path in match_paths(pattern):
                 if _is_dir(path):
                     found += [(f, path) for f in _folder_files(path)]
                 elif _is_prediction_name(path):
@@ -156,12 +160,10 @@ def expand_prediction_inputs(patterns):
             out.append((pattern, _source_of(pattern)))
         else:
             raise UsageError(f"--predictions {pattern}: no such file or folder")
-    seen, unique = set(), []
+    unique = {}
     for path, source in out:
-        if path not in seen:
-            seen.add(path)
-            unique.append((path, source))
-    return unique
+        unique.setdefault(path, source)
+    return list(unique.items())
 
 
 def model_of(row, path):
@@ -182,10 +184,9 @@ def clean_prediction(row, path, index):
     out["model"] = model_of(row, path)
     pid = out["id"]
     out["id"] = None if pid is None else str(pid)
-    if out["prediction"] is not None and not isinstance(out["prediction"], str):
-        out["prediction"] = str(out["prediction"])
-    if out["error"] is not None and not isinstance(out["error"], str):
-        out["error"] = str(out["error"])
+    for key in ("prediction", "error"):
+        if out[key] is not None and not isinstance(out[key], str):
+            out[key] = str(out[key])
     try:
         out["latency_s"] = None if out["latency_s"] is None else float(out["latency_s"])
     except (TypeError, ValueError):
@@ -282,24 +283,11 @@ def iter_prediction_batches(path, batch_size=65536):
 def _wire_columns(batch, path, start):
     """A Parquet batch of prediction rows as a PREDICTION_WIRE_SCHEMA table, column by column
     (clean_prediction's rules), or None when a column's type needs clean_prediction row by row."""
-    n = batch.num_rows
-    names = batch.schema.names
-    string = pa.string()
-
-    def col(name):
-        return batch.column(names.index(name)) if name in names else None
-
-    pid, text, model, error, latency = (col(c) for c in PREDICTION_COLUMNS)
-    if pid is not None and not (pa.types.is_string(pid.type) or pa.types.is_integer(pid.type)):
+    n, names, string = batch.num_rows, batch.schema.names, pa.string()
+    cols = {c: batch.column(names.index(c)) for c in PREDICTION_COLUMNS if c in names}
+    if not all(any(getattr(pa.types, f"is_{kind}")(col.type) for kind in _COLUMN_KINDS[c]) for c, col in cols.items()):
         return None
-    for c in (text, error):
-        if c is not None and not (pa.types.is_string(c.type) or pa.types.is_null(c.type)):
-            return None
-    if model is not None and not (pa.types.is_string(model.type) or pa.types.is_null(model.type)):
-        return None
-    if latency is not None and not (pa.types.is_floating(latency.type) or pa.types.is_integer(latency.type)
-                                    or pa.types.is_null(latency.type)):
-        return None
+    pid, text, model, error, latency = (cols.get(c) for c in PREDICTION_COLUMNS)
     if model is None:
         models = pa.array([model_of({}, path)] * n, string)
     else:
@@ -329,12 +317,6 @@ def iter_prediction_tables(path, batch_size=65536):
         return
     for rows, bad in iter_prediction_batches(path, batch_size):
         yield pa.Table.from_pylist(rows, schema=PREDICTION_WIRE_SCHEMA), bad
-
-
-def _parquet_version(pf):
-    meta = pf.metadata.metadata or {}
-    v = meta.get(VERSION_KEY)
-    return v.decode("utf-8", "replace") if v else None
 
 
 def scan_prediction_file(path, source=None):
@@ -369,7 +351,8 @@ def _scan_parquet(path):
             models.update(model_of({"model": m}, path) for m in batch.column(0).to_pylist())
     elif rows:
         models.add(model_of({}, path))
-    return models, rows, _parquet_version(pf)
+    version = (pf.metadata.metadata or {}).get(VERSION_KEY)
+    return models, rows, version.decode("utf-8", "replace") if version else None
 
 
 def _scan_lines(path):

@@ -5,17 +5,16 @@ convention): the test row's question and reference answer beside the model's raw
 the parser found, the TP / FP / FN per Table 3 column and the IoUs, so that one sample reads
 without joining the test Parquet, the predictions and the samples/*.parquet shards. The scorer
 writes them (ScorePredictions, the lines assembled over columns by score_columns.ModelTask.lines,
-which tests/test_score_columnar.py holds equal to `sample_line` here); `sarchat score --explain ID`
-reads them.
+which tests/test_score_columnar.py holds equal to the per-sample reference of
+tests/score_reference.py); `sarchat score --explain ID` reads them.
 """
 import json
-import math
 import re
 
-from apache_beam.io.filesystems import FileSystems
 
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.fileio import join_path, read_bytes
+from sarchat.transforms.score.prediction_files import match_paths
 
 SAMPLE_LINES_RE = re.compile(r"samples_([A-Za-z0-9]+)\.jsonl$")
 
@@ -24,58 +23,9 @@ def sample_lines_name(task):
     return f"samples_{task}.jsonl"
 
 
-def _finite(x):
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
-def sample_line_record(row, record, pred):
-    """One jsonl object from the test row (question, answer), the sample record of
-    sample_records.sample_record and the prediction row (its raw text)."""
-    return {
-        "id": record["id"],
-        "task": record["task"],
-        "subset": record["subset"],
-        "model": record["model"],
-        "question": row.get("question"),
-        "reference": row.get("answer"),
-        "response": pred.get("prediction") if pred else None,
-        "status": record["status"],
-        "error": record["error"],
-        "latency_s": _finite(record["latency_s"]),
-        "category": record["category"],
-        "size": record["size"],
-        "parsed": {
-            "count": record["pred_count"],
-            "boxes": record["pred_boxes"],
-            "box_categories": record["pred_box_categories"],
-            "labels": record["pred_labels"],
-        },
-        "ious": record["ious"],
-        "scores": {c: {"tp": tp, "fp": fp, "fn": fn}
-                   for c, tp, fp, fn in zip(record["columns"], record["tp"], record["fp"], record["fn"])},
-    }
-
-
-# json.dumps(record, ensure_ascii=False, allow_nan=False) builds an encoder per call, which was
-# half its cost; one shared encoder writes the same text (a record is a tree: no cycle to check).
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False)
-
-
-def sample_line(row, record, pred):
-    """The record as one line of JSON (no NaN: a non-finite latency is null)."""
-    return _LINE_ENCODER.encode(sample_line_record(row, record, pred)) + "\n"
-
-
-def _match(pattern):
-    try:
-        return [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-    except Exception:  # nothing there (some file systems raise on an empty match)
-        return []
-
-
 def sample_line_files(output_dir):
     """Every OUT/<model dir>/samples_<task>.jsonl, sorted by path."""
-    return sorted(p for p in _match(join_path(output_dir, "*", "samples_*.jsonl")) if SAMPLE_LINES_RE.search(p))
+    return [p for p in match_paths(join_path(output_dir, "*", "samples_*.jsonl")) if SAMPLE_LINES_RE.search(p)]
 
 
 def stale_sample_line_files(output_dir, written):

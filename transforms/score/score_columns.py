@@ -14,6 +14,7 @@ this module gives the same statuses, TP / FP / FN, IoUs, samples rows and jsonl 
 - the samples Parquet rows and the samples_<task>.jsonl lines are assembled from the scored
   columns with Arrow kernels (take, binary_join_element_wise), never a dict per sample.
 """
+import functools
 import json
 
 import numpy as np
@@ -23,11 +24,33 @@ import pyarrow.compute as pc
 from sarchat.transforms.score import breakdowns as B
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
-from sarchat.transforms.score.sample_records import SAMPLE_SCHEMA, pred_labels
 from sarchat.transforms.tasks import ANSWER_BOX_TASKS, BY_ID, SPECS, TASK_COLUMNS, TASKS
 from sarchat.transforms.tasks.column_scoring import (ScoreMatrices, TaskTruth, parse_items, row_items, table_column,
                                                      to_numpy)
 
+# OUT/<model>/samples/*.parquet: one row per (model, test sample), its status, what the parser found,
+# the IoUs and TP / FP / FN per Table 3 column (the report's samples section marks answers from them)
+SAMPLE_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("task", pa.string()),
+    ("subset", pa.string()),
+    ("model", pa.string()),
+    ("status", pa.string()),          # ok | unparseable | missing | inference_error
+    ("error", pa.string()),           # the prediction's own error field, if any
+    ("latency_s", pa.float64()),
+    ("category", pa.string()),        # the sample's category (count, identify, refer)
+    ("size", pa.string()),            # the sample's 5-level size (identify)
+    ("pred_count", pa.int32()),       # count: the stated number
+    ("pred_boxes", pa.list_(pa.list_(pa.float64()))),  # pixel xyxy as parsed
+    ("pred_box_categories", pa.list_(pa.string())),    # grounding: category of each parsed box
+    ("pred_labels", pa.list_(pa.string())),  # classify categories, identify attr=value,
+                                             # describe size|category|cell, grounding cat1|rel|cat2, refer cells
+    ("ious", pa.list_(pa.float64())),  # per truth box: IoU with its matched prediction (0 unmatched)
+    ("columns", pa.list_(pa.string())),  # the Table-3 columns the sample counts in, and per column:
+    ("tp", pa.list_(pa.int32())),        # true positives
+    ("fp", pa.list_(pa.int32())),        # false positives
+    ("fn", pa.list_(pa.int32())),        # false negatives
+])
 STATUS_NAMES = tuple(sorted(M.STATUS_CODES, key=M.STATUS_CODES.__getitem__))
 _OK, _UNPARSEABLE = M.STATUS_CODES[M.STATUS_OK], M.STATUS_CODES[M.STATUS_UNPARSEABLE]
 _MISSING, _ERROR = M.STATUS_CODES[M.STATUS_MISSING], M.STATUS_CODES[M.STATUS_INFERENCE_ERROR]
@@ -37,43 +60,31 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=
 # ---------------------------------------------------------------------------------------------
 # JSON text of columns (what json.dumps(..., ensure_ascii=False) writes)
 
-_RARE_CONTROL = r"[\x00-\x07\x0b\x0e-\x1f]"
-_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"),
-            ("\f", "\\f"))
+# json.dumps(ensure_ascii=False)'s escapes: backslash first, then the quote and the control characters
+# (short forms where JSON has one, \u00XX otherwise)
+_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
+_ESCAPES += [(chr(c), "\\u%04x" % c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
 
 
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+def pred_labels(task, parsed):
+    """What the `pred_labels` column holds: the task module's pred_labels of the parser's dict."""
+    return BY_ID[task].pred_labels(parsed) if parsed else []
 
 
 def json_strings(arr):
     """A string array -> the JSON literal of each value ("null" for null), as json.dumps writes it."""
-    arr = pc.cast(arr, pa.string()) if not pa.types.is_string(arr.type) else arr
-    if not len(arr):
-        return pa.array([], pa.string())
-    if isinstance(arr, pa.DictionaryArray):  # pragma: no cover (cast above makes plain strings)
-        arr = arr.dictionary_decode()
-    out = arr
-    needs = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
-    if pc.any(needs).as_py():
-        idx = pa.array(np.nonzero(to_numpy(needs))[0])
-        some = arr.take(idx)
-        for raw, esc in _ESCAPES:
-            some = pc.replace_substring(some, raw, esc)
-        rare = pc.fill_null(pc.match_substring_regex(arr.take(idx), _RARE_CONTROL), False)
-        if pc.any(rare).as_py():
-            values = arr.take(idx).to_pylist()
-            some = pa.array([json.dumps(v, ensure_ascii=False)[1:-1] if r else e
-                             for v, r, e in zip(values, to_numpy(rare), some.to_pylist())], pa.string())
-        mask = np.zeros(len(arr), dtype=bool)
-        mask[to_numpy(idx)] = True
-        out = pc.replace_with_mask(arr, pa.array(mask), some)
-    return pc.fill_null(pc.binary_join_element_wise('"', out, '"', ""), "null")
+    arr = pc.cast(arr, pa.string())
+    needs = pc.fill_null(pc.match_substring_regex(arr, r'[\x00-\x1f"\\]'), False)
+    if pc.any(needs).as_py():  # only the values that need it are escaped
+        some = arr.filter(needs)
+        for raw, escaped in _ESCAPES:
+            some = pc.replace_substring(some, raw, escaped)
+        arr = pc.replace_with_mask(arr, needs, some)
+    return pc.fill_null(pc.binary_join_element_wise('"', arr, '"', ""), "null")
 
 
 def json_strings_distinct(arr):
     """json_strings of an array with few distinct values: each distinct value escaped once."""
-    if not len(arr):
-        return pa.array([], pa.string())
     enc = pc.dictionary_encode(arr, null_encoding="encode")
     return json_strings(enc.dictionary).take(enc.indices)
 
@@ -105,18 +116,14 @@ def _join(*parts):
 class BucketTruth(TaskTruth):
     """A task's truth (column_scoring.TaskTruth) with the JSON of the columns its jsonl lines repeat."""
 
-    _json = None
-
+    @functools.cached_property
     def json_columns(self):
         """JSON literals of the columns every model's jsonl lines repeat: id, subset, question,
         reference answer, category, size."""
-        if self._json is None:
-            self._json = {
-                "id": json_strings(table_column(self.table, "id")), "subset": json_strings_distinct(self.subset_raw),
+        return {"id": json_strings(table_column(self.table, "id")), "subset": json_strings_distinct(self.subset_raw),
                 "question": json_strings(table_column(self.table, "question")),
                 "reference": json_strings(table_column(self.table, "answer")),
                 "category": json_strings_distinct(self.category), "size": json_strings_distinct(self.size)}
-        return self._json
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +141,7 @@ class TaskScores:
 
     def task_arrays(self):
         t = self.truth
-        return M.TaskArrays.from_columns(
+        return M.TaskArrays(
             t.task, to_numpy(table_column(t.table, "id")).astype(str), self.status,
             to_numpy(pc.fill_null(t.category, "")).astype(str), to_numpy(pc.fill_null(t.size, "")).astype(str),
             self.tp, self.fp, self.fn, self.mask, units=self.breakdown_units())
@@ -164,8 +171,6 @@ class TaskScores:
 
 def _category_codes(arr):
     """breakdowns.category_codes of an Arrow string array, each distinct value looked up once."""
-    if not len(arr):
-        return np.zeros(0, dtype=np.int64)
     enc = arr.dictionary_encode(null_encoding="encode")
     return B.category_codes(enc.dictionary.to_pylist())[to_numpy(enc.indices).astype(np.int64)]
 
@@ -179,23 +184,14 @@ def _parse_rows(truth, texts, status, memo, box_format):
         return [], index
     enc = pc.dictionary_encode(pc.fill_null(texts.take(pa.array(todo)), ""))
     distinct = enc.dictionary.to_pylist()
-    text_idx = to_numpy(enc.indices).astype(np.int64)
-    if task in parsing.TEXT_ONLY_TASKS:
-        parses = [memo(task, t, box_format, None, None) for t in distinct]
-        index[todo] = text_idx
-        return parses, index
-    w = table_column(truth.table, "width", pa.int64()).take(pa.array(todo)).to_pylist()
-    h = table_column(truth.table, "height", pa.int64()).take(pa.array(todo)).to_pylist()
-    keys, parses = {}, []
-    out = np.empty(len(todo), dtype=np.int64)
-    for i, key in enumerate(zip(text_idx.tolist(), w, h)):
-        k = keys.get(key)
-        if k is None:
-            k = keys[key] = len(parses)
-            parses.append(memo(task, distinct[key[0]], box_format, key[1], key[2]))
-        out[i] = k
-    index[todo] = out
-    return parses, index
+    if task in parsing.TEXT_ONLY_TASKS:  # the box format and image size do not matter
+        w = h = [None] * len(todo)
+    else:
+        w = table_column(truth.table, "width", pa.int64()).take(pa.array(todo)).to_pylist()
+        h = table_column(truth.table, "height", pa.int64()).take(pa.array(todo)).to_pylist()
+    keys = {}  # (text, width, height) -> its parse's index, in order of first use
+    index[todo] = [keys.setdefault(key, len(keys)) for key in zip(to_numpy(enc.indices).tolist(), w, h)]
+    return [memo(task, distinct[t], box_format, wi, hi) for t, wi, hi in keys], index
 
 
 def score_task(truth, texts, errors, has_pred, memo, box_format):
@@ -314,12 +310,8 @@ class ModelTask:
     def truth(self):
         return self.scores.truth
 
+    @functools.cached_property
     def _parse_columns(self):
-        if getattr(self, "_parse_cache", None) is None:
-            self._parse_cache = self._make_parse_columns()
-        return self._parse_cache
-
-    def _make_parse_columns(self):
         """Per row: pred_count, pred_boxes, pred_box_categories, pred_labels and the JSON of the
         jsonl `parsed` field, taken from the distinct parses (the last entry: nothing parsed)."""
         sc, task = self.scores, self.truth.task
@@ -354,7 +346,7 @@ class ModelTask:
     def sample_table(self):
         """The rows of OUT/<model>/samples/*.parquet (SAMPLE_SCHEMA) for these samples."""
         t, n = self.truth, self.truth.n
-        count, boxes, box_cats, labels, _ = self._parse_columns()
+        count, boxes, box_cats, labels, _ = self._parse_columns
         offsets, names, tp, fp, fn = self._score_lists()
         ious = self.scores.ious if t.task in ANSWER_BOX_TASKS else np.zeros(0)
         i32 = lambda v: pa.ListArray.from_arrays(pa.array(offsets), pa.array(v, pa.int32()))  # noqa: E731
@@ -366,11 +358,11 @@ class ModelTask:
         return pa.Table.from_arrays(cols, schema=SAMPLE_SCHEMA)
 
     def lines(self):
-        """The samples_<task>.jsonl line of every row (sample_lines.sample_line's text)."""
+        """The samples_<task>.jsonl line of every row (tests/score_reference.py's sample_line)."""
         t, n = self.truth, self.truth.n
         if not n:
             return pa.array([], pa.string())
-        *_, parsed_json = self._parse_columns()
+        *_, parsed_json = self._parse_columns
         offsets, names, tp, fp, fn = self._score_lists()
         entries = _join('"', names, '": {"tp": ', pc.cast(pa.array(tp), pa.string()), ', "fp": ',
                         pc.cast(pa.array(fp), pa.string()), ', "fn": ', pc.cast(pa.array(fn), pa.string()), "}")
@@ -381,7 +373,7 @@ class ModelTask:
         lat = to_numpy(pc.fill_null(pc.cast(self.latency, pa.float64()), float("nan"))).astype(np.float64)
         latency = json_floats(np.where(np.isfinite(lat), lat, 0.0), np.isfinite(lat))
         dumps = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
-        tj = t.json_columns()
+        tj = t.json_columns
         status = pa.array([dumps(v) for v in STATUS_NAMES], pa.string()).take(
             pa.array(self.scores.status.astype(np.int64)))
         return _join(

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
 from sarchat.transforms import dataset_files
 from sarchat.transforms.errors import DatasetError, InputError, UsageError
@@ -52,19 +51,11 @@ def _is_adhoc(dataset):
     return str(dataset).endswith(".parquet") or any(ch in str(dataset) for ch in "*?[")
 
 
-def _match(pattern):
-    try:
-        found = FileSystems.match([pattern])
-    except Exception:
-        return []
-    return sorted(m.path for r in found for m in r.metadata_list)
-
-
 def test_split_files(dataset, split):
     """(the split's test Parquet files, the dataset manifest or None for an ad-hoc file / glob)."""
     dataset = str(dataset)
     if _is_adhoc(dataset):
-        files = _match(dataset)
+        files = pf.match_paths(dataset)
         if not files:
             raise UsageError(f"--dataset {dataset}: no such Parquet file")
         return files, None
@@ -98,11 +89,6 @@ def provenance_of(files, dataset_version, allow_mismatch=False, dataset="the dat
             mismatch[m] = mismatch.get(m, False) or differs
     return {m: ModelProvenance(",".join(sorted(versions[m])) if m in versions else None, mismatch[m])
             for m in mismatch}
-
-
-def image_root_for(dataset, manifest, override=None):
-    """--image-root, else the dataset manifest's `input_root`, else None (dataset_files.image_root)."""
-    return dataset_files.image_root(dataset, manifest, override)
 
 
 def load_stats(path):
@@ -206,5 +192,5 @@ def plan_score_inputs(dataset, split, predictions, adapters=None, allow_version_
     manifests = [f.run_manifest for f in sorted(scanned, key=lambda f: f.source) if f.run_manifest]
     formats = FormatChooser.from_flags(adapters, discover_run_formats(manifests))
     return ScoreInputs(tuple(test_files), dataset_version, scanned, formats, provenance,
-                       image_root_for(dataset, manifest, image_root), stats_doc,
+                       dataset_files.image_root(dataset, manifest, image_root), stats_doc,
                        report_context_of(dataset, split, manifest, scanned))

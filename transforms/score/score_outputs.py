@@ -4,6 +4,7 @@
     OUT/leaderboard.json, leaderboard.md, report.md, report.html
     OUT/rejected.jsonl    malformed lines of files holding several models (no model to count them for)
 """
+import collections
 import json
 import re
 import zlib
@@ -11,6 +12,7 @@ import zlib
 from apache_beam.io.filesystems import FileSystems
 
 from sarchat.transforms.fileio import join_path
+from sarchat.transforms.score.prediction_files import match_paths
 
 REJECT_FIELDS = ("model", "id", "reason", "file", "row")
 
@@ -27,29 +29,17 @@ def samples_file_name(bucket, num_buckets):
     return "samples-%05d-of-%05d.parquet" % (bucket, num_buckets)
 
 
-def is_samples_file_of_other_count(path, num_buckets):
-    """A per-sample file named like ours but written with another bucket count (a stale one)."""
-    return (re.search(r"samples-\d{5}-of-\d{5}\.parquet$", path) is not None
-            and not path.endswith("-of-%05d.parquet" % num_buckets))
-
-
 def json_text(obj):
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
-def sorted_rejects(rejects):
-    return sorted(rejects, key=lambda r: (r["reason"], r.get("id") or "", r.get("file") or "", r.get("row") or 0))
-
-
 def rejects_jsonl(rejects):
-    return "".join(json.dumps({k: r.get(k) for k in REJECT_FIELDS}) + "\n" for r in sorted_rejects(rejects))
+    rejects = sorted(rejects, key=lambda r: (r["reason"], r.get("id") or "", r.get("file") or "", r.get("row") or 0))
+    return "".join(json.dumps({k: r.get(k) for k in REJECT_FIELDS}) + "\n" for r in rejects)
 
 
 def reject_counts(rejects):
-    counts = {}
-    for r in rejects:
-        counts[r["reason"]] = counts.get(r["reason"], 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(collections.Counter(r["reason"] for r in rejects).items()))
 
 
 def leaderboard(entries):
@@ -75,10 +65,8 @@ def leaderboard(entries):
 def remove_stale_samples(output_dir, num_buckets):
     """Delete per-sample files of an earlier run with another bucket count in the same output
     folder (only files named like ours: OUT/*/samples/samples-NNNNN-of-MMMMM.parquet)."""
-    try:
-        found = FileSystems.match([join_path(output_dir, "*", "samples", "samples-*-of-*.parquet")])
-    except Exception:  # nothing there yet (some file systems raise on an empty match)
-        return
-    stale = [m.path for r in found for m in r.metadata_list if is_samples_file_of_other_count(m.path, num_buckets)]
+    found = match_paths(join_path(output_dir, "*", "samples", "samples-*-of-*.parquet"))
+    stale = [p for p in found if re.search(r"samples-\d{5}-of-\d{5}\.parquet$", p)
+             and not p.endswith("-of-%05d.parquet" % num_buckets)]
     if stale:
         FileSystems.delete(stale)

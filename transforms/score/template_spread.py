@@ -5,7 +5,7 @@ score can be computed over the samples of each template alone: the same Eq. 3 co
 and Eq. 5 task score as metrics.json, restricted to one wording. How far those per-template scores
 lie apart says how much a model's score depends on the wording it was asked in.
 
-The scorer keeps one small accumulator per model, {(task, template_id): {column: [TP, FP, FN, n]}}
+The scorer keeps one small accumulator per model, {(task, template_id): (samples, per column [TP, FP, FN, n])}
 (`add_arrays` per bucket's TaskArrays, `merge` across buckets), and metrics.json's `template_spread` is
 `spread(acc)`:
 
@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from sarchat.transforms.score.metrics import column_accuracy, task_score
-from sarchat.transforms.tasks import TASK_COLUMNS, TASKS
+from sarchat.transforms.tasks import TASKS
 
 NO_TEMPLATE = ""
 
@@ -33,34 +33,22 @@ def new():
 def add_arrays(acc, arrays, template_ids):
     """Count a TaskArrays' samples (`template_ids`: their rows' template ids, in the same order);
     a sample counts in the columns its mask marks."""
-    task, cols = arrays.task, TASK_COLUMNS[arrays.task]
     ids = np.asarray([t or NO_TEMPLATE for t in template_ids], dtype=str)
+    m = arrays.mask
+    counts = np.stack([np.where(m, arrays.tp, 0), np.where(m, arrays.fp, 0), np.where(m, arrays.fn, 0), m], axis=2)
     for tid in np.unique(ids):
         rows = ids == tid
-        cell = acc.setdefault((task, str(tid)), {"n": 0, "columns": {}})
-        cell["n"] += int(rows.sum())
-        mask, tp, fp, fn = arrays.mask[rows], arrays.tp[rows], arrays.fp[rows], arrays.fn[rows]
-        for j, col in enumerate(cols):
-            m = mask[:, j]
-            if m.any():
-                c = cell["columns"].setdefault(col, [0, 0, 0, 0])
-                c[0] += int(tp[m, j].sum())
-                c[1] += int(fp[m, j].sum())
-                c[2] += int(fn[m, j].sum())
-                c[3] += int(m.sum())
+        n, sums = acc.get((arrays.task, str(tid)), (0, 0))
+        acc[(arrays.task, str(tid))] = (n + int(rows.sum()), sums + counts[rows].sum(0))
     return acc
 
 
 def merge(accs):
     out = {}
     for acc in accs:
-        for key, cell in acc.items():
-            o = out.setdefault(key, {"n": 0, "columns": {}})
-            o["n"] += cell["n"]
-            for col, vals in cell["columns"].items():
-                c = o["columns"].setdefault(col, [0, 0, 0, 0])
-                for i in range(4):
-                    c[i] += vals[i]
+        for key, (n, sums) in acc.items():
+            total, total_sums = out.get(key, (0, 0))
+            out[key] = (total + n, total_sums + sums)
     return out
 
 
@@ -68,34 +56,27 @@ def _r(v):
     return None if v is None else round(float(v), 4)
 
 
-def template_score(task, cell):
+def template_score(cell):
     """Eq. 5 over the template's samples: the mean of its non-null Eq. 3 column accuracies."""
-    values = []
-    for col in TASK_COLUMNS[task]:
-        tp, fp, fn, n = cell["columns"].get(col, (0, 0, 0, 0))
-        values.append(column_accuracy(tp, fp, fn, n))
-    return task_score(values)
+    return task_score(column_accuracy(*(int(v) for v in column)) for column in cell[1])
 
 
 def spread(acc):
     """metrics.json's `template_spread` (module docstring) from an accumulator."""
     out = {}
     for task in TASKS:
-        cells = {tid: cell for (t, tid), cell in acc.items() if t == task}
-        if not cells:
+        scores = {tid: template_score(acc[(t, tid)]) for t, tid in sorted(acc) if t == task}
+        if not scores:
             out[task] = None
             continue
-        by_template = {tid: {"n": cells[tid]["n"], "score": _r(template_score(task, cells[tid]))}
-                       for tid in sorted(cells)}
-        scores = [template_score(task, cells[tid]) for tid in sorted(cells)]
-        scores = [s for s in scores if s is not None]
-        if scores:
-            mean = sum(scores) / len(scores)
-            stdev = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
-            lo, hi = min(scores), max(scores)
+        valid = [s for s in scores.values() if s is not None]
+        if valid:
+            mean = sum(valid) / len(valid)
+            stdev = math.sqrt(sum((s - mean) ** 2 for s in valid) / len(valid))
+            lo, hi = min(valid), max(valid)
         else:
             mean = stdev = lo = hi = None
-        out[task] = {"templates": len(scores), "min": _r(lo), "max": _r(hi),
+        out[task] = {"templates": len(valid), "min": _r(lo), "max": _r(hi),
                      "range": _r(None if lo is None else hi - lo), "mean": _r(mean), "stdev": _r(stdev),
-                     "by_template": by_template}
+                     "by_template": {tid: {"n": acc[(task, tid)][0], "score": _r(s)} for tid, s in scores.items()}}
     return out

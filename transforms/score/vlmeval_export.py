@@ -48,7 +48,6 @@ README = "README.md"
 COLUMNS = ("index", "image", "question", "answer", "task", "subset", "template_id", "sarchat_dataset")
 ROW_COLUMNS = ("id", "split", "task", "subset", "image_path", "width", "height", "question", "answer", "template_id")
 IMAGE_REF_MAX = 64   # VLMEvalKit: an `image` cell this short is the index of the row holding the image
-DATASET_COLUMN = "sarchat_dataset"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -103,15 +102,11 @@ def read_test_rows(files, split):
 
 def write_tsv(path, rows):
     """The table at `path` (header, then rows): tab-separated, fields quoted where they hold a tab, a
-    quote or a line break, as pandas.read_csv(sep='\\t') reads them. Returns the row count."""
-    n = 0
+    quote or a line break, as pandas.read_csv(sep='\\t') reads them."""
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow(COLUMNS)
-        for values in rows:
-            writer.writerow(values)
-            n += 1
-    return n
+        writer.writerows(rows)
 
 
 def render_readme(name, output, dataset, adapter):
