@@ -135,13 +135,7 @@ def prediction_text(value):
 
 def escape_surrogates(text: str) -> str:
     """A string any UTF-8 writer accepts: lone surrogates written as `\\udXXX` escapes, the rest kept."""
-    if not isinstance(text, str):
-        return text
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(text, str) else text
 
 
 def escape_record(value):
