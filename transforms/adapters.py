@@ -325,10 +325,9 @@ def get_adapter(name: str) -> Adapter:
             bf = get_box_format(box_spec)
         except ValueError as exc:
             raise InputError(f"adapter {name!r}: {exc}") from None
-        overrides = dict(adapter.sampling_overrides)
         adapter = replace(adapter, name=f"{key}:{bf.spec}", box_format=bf, format_hint=False,
                           pad_to_multiple=adapter.pad_to_multiple if bf.name == "json-bbox2d" and not bf.scale else 0,
-                          sampling_overrides=overrides)
+                          sampling_overrides=dict(adapter.sampling_overrides))
     return adapter
 
 

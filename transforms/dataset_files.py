@@ -12,6 +12,7 @@ import posixpath
 
 from sarchat.transforms import decode
 from sarchat.transforms.errors import DatasetError
+from sarchat.transforms.fileio import is_local, local_path
 
 MANIFEST = "manifest.json"
 
@@ -158,9 +159,9 @@ def image_file(root, image_path):
     if is_url(image_path) or os.path.isabs(image_path) or ".." in image_path.replace("\\", "/").split("/"):
         return None, f"image path {image_path!r} lies outside the image root {root}"
     location = join(root, image_path)
-    if is_url(root) and not root.startswith("file://"):
+    if not is_local(root):
         return location, None
-    local_root = root[len("file://"):] if root.startswith("file://") else root
+    local_root = local_path(root)
     real_root = os.path.realpath(local_root)
     real = os.path.realpath(os.path.join(local_root, image_path))
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):

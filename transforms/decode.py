@@ -126,11 +126,11 @@ def number(value):
 def prediction_text(value):
     """The text of a prediction: a string (None stays None); a Problem for a list, an object, a
     number or a string that is not valid Unicode."""
-    if value is None or isinstance(value, str):
-        if isinstance(value, str) and has_lone_surrogate(value):
-            raise Problem("lone_surrogate", "the prediction holds a lone UTF-16 surrogate")
-        return value
-    raise Problem("prediction_not_text", f"the prediction is a {type(value).__name__}, not a string")
+    if value is not None and not isinstance(value, str):
+        raise Problem("prediction_not_text", f"the prediction is a {type(value).__name__}, not a string")
+    if value is not None and has_lone_surrogate(value):
+        raise Problem("lone_surrogate", "the prediction holds a lone UTF-16 surrogate")
+    return value
 
 
 def escape_surrogates(text: str) -> str:

@@ -20,6 +20,7 @@ import errno
 import functools
 import glob
 import os
+import pathlib
 import re
 import secrets
 
@@ -121,11 +122,7 @@ def atomic_write_local(path, writer):
 
 def write_bytes(path, data: bytes, mime="application/octet-stream"):
     if is_local(path):
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                f.write(data)
-
-        atomic_write_local(path, write)
+        atomic_write_local(path, lambda tmp: pathlib.Path(tmp).write_bytes(data))
         return
     try:
         with _filesystems().create(path, mime_type=mime, compression_type=_uncompressed()) as f:
