@@ -26,7 +26,10 @@ from sarchat.transforms.errors import InputError  # noqa: F401 (raised here, cau
 def load_json(data, source: str):
     """Parse bytes/str as JSON (the one decoding layer, transforms/decode.py); a syntax error names
     the file, line, column and offset; a lone surrogate or nesting too deep names the file too."""
-    return decode.load_file_json(data, source, finite=False)
+    try:
+        return decode.loads(data, finite=False)
+    except decode.Problem as p:
+        raise p.as_input_error(source) from None
 
 
 def check_structure(data, source: str):

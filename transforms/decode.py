@@ -103,14 +103,6 @@ def loads(data, finite=True):
     return value
 
 
-def load_file_json(data, source, finite=True):
-    """loads() for a whole file: InputError naming the file instead of a Problem."""
-    try:
-        return loads(data, finite)
-    except Problem as p:
-        raise p.as_input_error(source) from None
-
-
 def number(value):
     """A finite float from a JSON int or float; None for anything else (a string, a boolean, a
     list, NaN, infinity, an integer beyond float)."""
