@@ -177,26 +177,17 @@ def parse_boxes_by_category(text, box_format, width, height):
     "label" ("category", "class", "name") wins. Boxes before any category word get None (they can
     only be false positives).
     """
-    text = text or ""
     boxes, cats = [], []
-    rest = text
-    if box_format.name == "json-bbox2d":
-        pieces, pos = [], 0
-        for m in _JSON_OBJECT_RE.finditer(text):
-            lab = _JSON_LABEL_RE.search(m.group(0))
-            cat = _category(lab.group(1).strip()) if lab else None
-            if cat is None:
-                continue
-            found = box_format.parse(m.group(0), width, height)
-            if not found:
-                continue
-            boxes.extend(found)
-            cats.extend([cat] * len(found))
-            pieces.append(text[pos:m.start()])
-            pieces.append(" ")
-            pos = m.end()
-        pieces.append(text[pos:])
-        rest = "".join(pieces)
+
+    def labelled(m):  # a JSON object with a category label: its boxes are taken, it becomes a space
+        lab = _JSON_LABEL_RE.search(m.group(0))
+        cat = _category(lab.group(1).strip()) if lab else None
+        found = box_format.parse(m.group(0), width, height) if cat else []
+        boxes.extend(found)
+        cats.extend([cat] * len(found))
+        return " " if found else m.group(0)
+
+    rest = _JSON_OBJECT_RE.sub(labelled, text or "") if box_format.name == "json-bbox2d" else text or ""
     # PaliGemma writes the label after its box ("<loc..>x4 ship ; <loc..>x4 tank"): a box takes the
     # first category word after it instead.
     after = getattr(box_format, "label_after", False)
