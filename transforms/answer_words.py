@@ -133,14 +133,11 @@ def parse_number(text):
     for m in _NUMBER_RE.finditer(text):
         if m.group("digits"):
             return int(m.group("digits"))
-        if m.group("tens"):
-            v = _TENS[m.group("tens").lower()]
-            if m.group("tens_unit"):
-                v += _UNITS[m.group("tens_unit").lower()]
-            return v
+        if m.group("tens"):  # the text is lower-cased
+            return _TENS[m.group("tens")] + _UNITS.get(m.group("tens_unit"), 0)
         if m.group("unit"):
-            return _UNITS[m.group("unit").lower()]
-        if m.group("none").lower() == "none" or _NO_RE.match(text, m.start()):
+            return _UNITS[m.group("unit")]
+        if m.group("none") == "none" or _NO_RE.match(text, m.start()):
             return 0
     return None
 
