@@ -321,7 +321,7 @@ def _add_boxes(reject, images, bad_images, categories, annotation_records, dupli
             continue
         reason = geometry.invalid_box_reason(a.bbox, image["width"], image["height"])
         if reason:
-            rejects.append(reject(record, a.index, reason, _short(a.bbox)))
+            rejects.append(reject(record, a.index, reason, json.dumps(a.bbox, default=str)[:200]))
             continue
         image["boxes"].append({"ann_id": a.ann_id, "category": category, "bbox": [float(v) for v in a.bbox]})
     return rejects
@@ -448,7 +448,3 @@ def _is_utf8(data, chunk=1 << 24):
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _short(value):
-    return json.dumps(value, default=str)[:200]

@@ -73,7 +73,7 @@ def read_manifest(dataset) -> dict:
     return manifest
 
 
-def listed_files(dataset, prefix, suffix="", manifest=None, check_sizes=True):
+def listed_files(dataset, prefix, suffix="", manifest=None):
     """Full paths of the manifest's files whose path starts with `prefix` (e.g. "parquet/test/"),
     sorted; each checked to exist with the size the manifest records."""
     manifest = read_manifest(dataset) if manifest is None else manifest
@@ -85,13 +85,12 @@ def listed_files(dataset, prefix, suffix="", manifest=None, check_sizes=True):
         if rel.startswith("/") or ".." in posixpath.normpath(rel).split("/"):
             raise DatasetError(f"{join(dataset, MANIFEST)} lists a path outside the dataset: {rel!r}")
         path = join(dataset, rel)
-        if check_sizes:
-            size = _size(path)
-            if size is None:
-                raise DatasetError(f"{path} is listed in {MANIFEST} but missing")
-            if entry.get("bytes") is not None and size != entry["bytes"]:
-                raise DatasetError(f"{path} has {size} bytes, {MANIFEST} says {entry['bytes']}: "
-                                   "the file changed after generation; regenerate the dataset")
+        size = _size(path)
+        if size is None:
+            raise DatasetError(f"{path} is listed in {MANIFEST} but missing")
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            raise DatasetError(f"{path} has {size} bytes, {MANIFEST} says {entry['bytes']}: "
+                               "the file changed after generation; regenerate the dataset")
         out.append(path)
     return sorted(out)
 

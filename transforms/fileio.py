@@ -87,18 +87,15 @@ def pid_alive(pid) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder, name) -> list:
+def remove_stale_temporaries(folder, name):
     """Remove `<name>.tmp-<pid>[-<random>]` files in `folder` whose writing process is gone (a run
-    killed mid-write); temporaries of live processes stay. Returns the removed paths."""
+    killed mid-write); temporaries of live processes stay."""
     pattern = re.compile(re.escape(name + TMP_MARK) + r"(\d+)(?:-[0-9a-f]+)?$")
-    removed = []
     for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(name) + TMP_MARK + "*")):
         m = pattern.match(os.path.basename(path))
         if m and int(m.group(1)) != os.getpid() and not pid_alive(m.group(1)):
             with contextlib.suppress(FileNotFoundError):  # another process may clean it first
                 os.unlink(path)
-                removed.append(path)
-    return removed
 
 
 def atomic_write_local(path, writer):
