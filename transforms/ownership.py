@@ -338,7 +338,8 @@ class ConsistentRead:
         if holder is not None:
             raise DatasetError(f"{dataset} is being written by {describe_holder(holder)}; read it once that "
                                "run has finished")
-        self.digest = _digest(os.path.join(self.folder, "manifest.json"))
+        self.manifest = os.path.join(self.folder, "manifest.json")
+        self.digest = _digest(self.manifest)
         pause_point("read-started")
 
     def verify(self):
@@ -347,7 +348,7 @@ class ConsistentRead:
         if self.digest is None:
             return
         holder = live_holder(self.folder)
-        now = _digest(os.path.join(self.folder, "manifest.json"))
+        now = _digest(self.manifest)
         if holder is not None or now != self.digest:
             what = (f"{describe_holder(holder)} is rewriting it" if holder is not None else
                     "its manifest.json was removed" if now is None else "its manifest.json was replaced")

@@ -212,8 +212,8 @@ class Progress:
 
 
 _worker_lock = threading.Lock()
-_worker_counts = {}  # stage -> count in this process
-_worker_logged = {}  # stage -> monotonic time of the last log line
+_worker_counts: dict[str, int] = {}  # stage -> count in this process
+_worker_logged: dict[str, float] = {}  # stage -> monotonic time of the last log line
 
 
 def worker_count(stage: str, n: int = 1):
