@@ -11,7 +11,7 @@ from tests.helpers import infer as run
 from tests.fixture_dataset import make_scene
 from sarchat.transforms import answer_words, tasks
 from sarchat.transforms.box_formats import get_box_format
-from sarchat.transforms.geometry import iou
+from sarchat.transforms.box_match import iou_one as iou
 
 
 def _sea_with_ship(seed=0, size=256):

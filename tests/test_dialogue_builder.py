@@ -22,7 +22,12 @@ from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.arrow_text import render
 from sarchat.transforms.generate.dialogues import DialogueBuilder
 from sarchat.transforms.tasks.identify import identify_picks
-from sarchat.transforms.schema import DIALOGUE_SCHEMA, USER_PREFIX, dialogue_id, seeded_int, swift_task_file
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, USER_PREFIX, dialogue_id, seeded_int
+
+
+def _swift_task_file(task, subset):
+    """The paper's per-task test file name: classify, describe, count, grounding_single, ..."""
+    return f"{task}_{subset}" if subset else task
 
 
 def parsed(split, data):
@@ -183,7 +188,7 @@ def test_exports_of_the_table_equal_the_per_row_encoders(images):
     for image_root in ("", "data", "gs://bucket/root/", "/abs/root/"):
         by_file = collections.defaultdict(list)
         for r in rows:
-            by_file[swift_task_file(r["task"], r["subset"])].append(swift_line(r, image_root))
+            by_file[_swift_task_file(r["task"], r["subset"])].append(swift_line(r, image_root))
         want = [(name, ("\n".join(lines) + "\n").encode("utf-8")) for name, lines in sorted(by_file.items())]
         assert records.swift_parts(table, image_root) == want
 

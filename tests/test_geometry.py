@@ -3,6 +3,7 @@ import math
 import pytest
 
 from sarchat.transforms import geometry as g
+from sarchat.transforms.box_match import iou_one
 
 
 def test_xyxy_rounds_half_up_and_clamps():
@@ -68,6 +69,6 @@ def test_closest_pair_is_used():
 
 
 def test_iou_continuous():
-    assert g.iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
-    assert math.isclose(g.iou([0, 0, 10, 10], [5, 0, 15, 10]), 50 / 150)
-    assert g.iou([0, 0, 10, 10], [10, 0, 20, 10]) == 0.0
+    assert iou_one([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
+    assert math.isclose(iou_one([0, 0, 10, 10], [5, 0, 15, 10]), 50 / 150)
+    assert iou_one([0, 0, 10, 10], [10, 0, 20, 10]) == 0.0

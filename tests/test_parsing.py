@@ -81,11 +81,12 @@ def test_cells(text, cell):
 
 
 def test_sizes_and_shapes():
-    assert W.find_sizes("a very small ship, a small car, a Very Large harbor, a medium-sized tank, a large bridge") == [
-        "very small", "small", "very large", "medium-sized", "large"]
-    assert W.find_sizes("medium sized") == ["medium-sized"]
-    assert W.find_shapes("It appears to be wide in shape. tall. roughly square. approximately square") == [
-        "wide", "tall", "roughly square", "roughly square"]
+    sizes = W.identify_attributes("a very small ship, a small car, a Very Large harbor, a medium-sized tank, a large bridge")[1]
+    assert sizes == ["very small", "small", "very large", "medium-sized", "large"]
+    assert W.identify_attributes("medium sized")[1] == ["medium-sized"]
+    assert W.identify_attributes("It appears to be wide in shape. tall. roughly square")[2] == [
+        "wide", "tall", "roughly square"]
+    assert W.identify_attributes("approximately square")[2] == ["roughly square"]
 
 
 # ---------------------------------------------------------------------------------------------

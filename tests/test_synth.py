@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from sarchat.beam_pipelines import cli, synth
-from sarchat.transforms import geometry
+from sarchat.transforms import box_match, geometry
 from sarchat.synthetic import constants as C
 from sarchat.synthetic import random_fields as F
 from sarchat.synthetic import sar_targets as T
@@ -103,7 +103,7 @@ def test_boxes_do_not_overlap_much(dataset):
             boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
             for i in range(len(boxes)):
                 for j in range(i + 1, len(boxes)):
-                    assert geometry.iou(boxes[i], boxes[j]) < 0.05
+                    assert box_match.iou_one(boxes[i], boxes[j]) < 0.05
 
 
 # ------------------------------------------------------------------------------- determinism

@@ -139,15 +139,10 @@ class Adapter:
     # ---- answers ---------------------------------------------------------------------------
     def clean_output(self, text: str) -> str:
         """Model text with trailing end-of-turn markers removed (kept when special tokens are kept)."""
-        text = text or ""
-        changed = True
-        while changed:
-            changed = False
-            stripped = text.rstrip()
-            for marker in END_MARKERS:
-                if stripped.endswith(marker):
-                    text = stripped[: -len(marker)]
-                    changed = True
+        text = (text or "").rstrip()
+        while text.endswith(END_MARKERS):
+            marker = next(m for m in END_MARKERS if text.endswith(m))
+            text = text[:-len(marker)].rstrip()
         return text.strip()
 
     def parse_boxes(self, text: str, width: int, height: int):
@@ -168,45 +163,33 @@ class Adapter:
         return spec
 
 
-def _scale_words(bf) -> Optional[str]:
-    if not bf.scale:
-        return None
-    scale = int(bf.scale) if float(bf.scale).is_integer() else bf.scale
-    return f"normalised to 0-{scale}"
+# The box each format's hint shows; the formats left out have a sentence of their own.
+_HINT_BOX = {"qwen2-vl": "<|box_start|>(x1,y1),(x2,y2)<|box_end|>", "internvl": "<box>[[x1, y1, x2, y2]]</box>",
+             "json-bbox2d": '{"bbox_2d": [x1, y1, x2, y2]}', "xyxy": "[x1, y1, x2, y2]",
+             "yxyx": "[ymin, xmin, ymax, xmax]", "deepseek-det": "<|det|>[[x1, y1, x2, y2]]<|/det|>",
+             "glm-box": "<|begin_of_box|>[x1, y1, x2, y2]<|end_of_box|>"}
+_HINTS = {
+    None: ("Write every bounding box as {<x1><y1><x2><y2>} in absolute pixel coordinates of this {width}x{height} "
+           "image (x to the right, y down, origin at the top left)."),
+    "paligemma-loc": ("Write every bounding box as four location tokens <locYMIN><locXMIN><locYMAX><locXMAX>, "
+                      "each a four-digit bin from 0000 to 1023."),
+    "florence-loc": "Write every bounding box as <loc_x1><loc_y1><loc_x2><loc_y2> with coordinates in bins 0-999.",
+}
 
 
 def format_hint_sentence(bf, width: int, height: int) -> str:
     """The built-in hint sentence of a box format."""
-    name = bf.name
-    pixels = f"in absolute pixel coordinates of this {width}x{height} image"
-    if name == "qwen2-vl":
-        return ("Write every bounding box as <|box_start|>(x1,y1),(x2,y2)<|box_end|> with "
-                "coordinates normalised to 0-1000.")
-    if name == "internvl":
-        return "Write every bounding box as <box>[[x1, y1, x2, y2]]</box> with coordinates normalised to 0-1000."
-    if name == "json-bbox2d":
-        if bf.scale:
-            return f'Write every bounding box as {{"bbox_2d": [x1, y1, x2, y2]}} with coordinates {_scale_words(bf)}.'
-        return f'Write every bounding box as {{"bbox_2d": [x1, y1, x2, y2]}} {pixels}.'
-    if name in ("xyxy", "yxyx"):
-        order = "[x1, y1, x2, y2]" if name == "xyxy" else "[ymin, xmin, ymax, xmax]"
-        if bf.scale == 1:
-            return f"Write every bounding box as {order} with coordinates as fractions of the image size, from 0 to 1."
-        if bf.scale:
-            return f"Write every bounding box as {order} with coordinates {_scale_words(bf)}."
-        return f"Write every bounding box as {order} {pixels}."
-    if name == "deepseek-det":
-        return "Write every bounding box as <|det|>[[x1, y1, x2, y2]]<|/det|> with coordinates normalised to 0-999."
-    if name == "glm-box":
-        return ("Write every bounding box as <|begin_of_box|>[x1, y1, x2, y2]<|end_of_box|> with coordinates "
-                "normalised to 0-1000.")
-    if name == "paligemma-loc":
-        return ("Write every bounding box as four location tokens <locYMIN><locXMIN><locYMAX><locXMAX>, "
-                "each a four-digit bin from 0000 to 1023.")
-    if name == "florence-loc":
-        return "Write every bounding box as <loc_x1><loc_y1><loc_x2><loc_y2> with coordinates in bins 0-999."
-    return (f"Write every bounding box as {{<x1><y1><x2><y2>}} in absolute pixel coordinates of "
-            f"this {width}x{height} image (x to the right, y down, origin at the top left).")
+    box = _HINT_BOX.get(bf.name)
+    if box is None:
+        return _HINTS.get(bf.name, _HINTS[None]).replace("{width}", str(width)).replace("{height}", str(height))
+    if not bf.scale:
+        coordinates = f"in absolute pixel coordinates of this {width}x{height} image"
+    elif bf.scale == 1 and bf.name in ("xyxy", "yxyx"):
+        coordinates = "with coordinates as fractions of the image size, from 0 to 1"
+    else:
+        scale = int(bf.scale) if float(bf.scale).is_integer() else bf.scale
+        coordinates = f"with coordinates normalised to 0-{scale}"
+    return f"Write every bounding box as {box} {coordinates}."
 
 
 class AdapterFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -306,8 +289,8 @@ _FIRST = ("qwen2-vl", "qwen2.5-vl", "internvl", "llava-1.5", "phi-3.5-vision", "
 
 def _builtin_adapters() -> dict:
     found = {}
-    names = sorted(os.listdir(ADAPTER_DIR), key=lambda f: (f[:-5] not in _FIRST, _FIRST.index(f[:-5])
-                                                              if f[:-5] in _FIRST else 0, f))
+    rank = {name + ".json": i for i, name in enumerate(_FIRST)}
+    names = sorted(os.listdir(ADAPTER_DIR), key=lambda f: (rank.get(f, len(rank)), f))
     for fname in names:
         if fname.endswith(".json"):
             with open(os.path.join(ADAPTER_DIR, fname), "rb") as fh:
@@ -342,10 +325,9 @@ def get_adapter(name: str) -> Adapter:
             bf = get_box_format(box_spec)
         except ValueError as exc:
             raise InputError(f"adapter {name!r}: {exc}") from None
-        overrides = dict(adapter.sampling_overrides)
         adapter = replace(adapter, name=f"{key}:{bf.spec}", box_format=bf, format_hint=False,
                           pad_to_multiple=adapter.pad_to_multiple if bf.name == "json-bbox2d" and not bf.scale else 0,
-                          sampling_overrides=overrides)
+                          sampling_overrides=dict(adapter.sampling_overrides))
     return adapter
 
 
@@ -360,23 +342,14 @@ def processor_kwargs(kwargs: dict, legacy: bool = False) -> dict:
     out = dict(kwargs or {})
     size = dict(out["size"]) if isinstance(out.get("size"), dict) else None
     low, high = out.pop("min_pixels", None), out.pop("max_pixels", None)
+    if legacy and size is not None and {"shortest_edge", "longest_edge"} >= set(size):
+        low, high = size.get("shortest_edge", low), size.get("longest_edge", high)
+        del out["size"]
     if legacy:
-        if size is not None and {"shortest_edge", "longest_edge"} >= set(size):
-            low = size.get("shortest_edge", low)
-            high = size.get("longest_edge", high)
-            del out["size"]
-        if low is not None:
-            out["min_pixels"] = low
-        if high is not None:
-            out["max_pixels"] = high
-        return out
-    if low is not None or high is not None:
-        size = dict(size or {})
-        if low is not None:
-            size["shortest_edge"] = low
-        if high is not None:
-            size["longest_edge"] = high
-        out["size"] = size
+        out.update({k: v for k, v in (("min_pixels", low), ("max_pixels", high)) if v is not None})
+    elif low is not None or high is not None:
+        edges = {k: v for k, v in (("shortest_edge", low), ("longest_edge", high)) if v is not None}
+        out["size"] = {**(size or {}), **edges}
     return out
 
 

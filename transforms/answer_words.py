@@ -20,22 +20,16 @@ UNPARSEABLE = "unparseable"
 # The word patterns are matched against the lower-cased text (about twice as fast as IGNORECASE);
 # only the grounding box segmentation, which must keep positions in the original text, uses
 # IGNORECASE patterns.
-_FLAGS = 0
-
-
 def _low(text):
     return (text or "").lower()
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary
 
-_CAT_ALT = "|".join(sorted({w for w in CATEGORY_WORDS} | {"harbour", "harbours"}, key=len, reverse=True))
-_CATEGORY_RE = re.compile(r"\b(%s)\b" % _CAT_ALT, _FLAGS)
+_CAT_LOOKUP = {**CATEGORY_WORDS, "harbour": "harbor", "harbours": "harbor"}
+_CAT_ALT = "|".join(sorted(_CAT_LOOKUP, key=len, reverse=True))
+_CATEGORY_RE = re.compile(r"\b(%s)\b" % _CAT_ALT)
 _CATEGORY_RE_I = re.compile(r"\b(%s)\b" % _CAT_ALT, re.IGNORECASE)
-
-
-_CAT_LOOKUP = dict(CATEGORY_WORDS)
-_CAT_LOOKUP.update({"harbour": "harbor", "harbours": "harbor"})
 
 
 def _category(word):
@@ -44,7 +38,6 @@ def _category(word):
 
 # Identify sizes (5 levels). Longest alternatives first so "very small" wins over "small".
 _SIZE5_PAT = r"very[ -]large|very[ -]small|medium[ -]sized|medium|large|small"
-_SIZE5_RE = re.compile(r"\b(%s)\b" % _SIZE5_PAT, _FLAGS)
 _SIZE_NORMAL = {"very large": "very large", "very-large": "very large", "very small": "very small",
                 "very-small": "very small", "medium sized": "medium-sized", "medium-sized": "medium-sized",
                 "medium": "medium-sized", "large": "large", "small": "small"}
@@ -58,7 +51,6 @@ def _size5(word):
 _DESCRIBE_FOLD = {"very large": "large", "very small": "small"}
 
 _SHAPE_PAT = r"wide|tall|(?:roughly|approximately|nearly|almost|about)[ -]square|square"
-_SHAPE_RE = re.compile(r"\b(%s)\b" % _SHAPE_PAT, _FLAGS)
 
 
 def _shape(word):
@@ -79,11 +71,11 @@ _POSITION_PAT = (
     r"|in the (?:centre|center|middle) of the (?:image|picture|figure|scene))"
     r"|(?P<row>top|upper|middle|center|centre|central|bottom|lower)[ -](?P<col>left|center|centre|middle|right)"
     r")\b")
-_POSITION_RE = re.compile(_POSITION_PAT, _FLAGS)
+_POSITION_RE = re.compile(_POSITION_PAT)
 # Everything identify looks for, in one left-to-right scan (the vocabularies start with different
 # words, so one scan finds what four separate scans would).
 _IDENTIFY_RE = re.compile(r"\b(?:(?P<cat>%s)|(?P<size>%s)|(?P<shape>%s))\b|%s"
-                          % (_CAT_ALT, _SIZE5_PAT, _SHAPE_PAT, _POSITION_PAT), _FLAGS)
+                          % (_CAT_ALT, _SIZE5_PAT, _SHAPE_PAT, _POSITION_PAT))
 
 
 def _position_cell(m):
@@ -112,15 +104,6 @@ def find_categories(text):
     return out
 
 
-def find_sizes(text):
-    """5-level size words in `text`, normalised ('medium' -> 'medium-sized'), in order."""
-    return [_size5(m.group(1)) for m in _SIZE5_RE.finditer(_low(text))]
-
-
-def find_shapes(text):
-    return [_shape(m.group(1)) for m in _SHAPE_RE.finditer(_low(text))]
-
-
 # ---------------------------------------------------------------------------------------------
 # Numbers
 
@@ -136,8 +119,8 @@ _NUMBER_RE = re.compile(
     r"|\b(?P<tens>%s)(?:[- ](?P<tens_unit>one|two|three|four|five|six|seven|eight|nine))?\b"
     r"|\b(?P<unit>%s)\b"
     r"|\b(?P<none>no|none)\b"
-    % ("|".join(_TENS), "|".join(sorted(_UNITS, key=len, reverse=True))), _FLAGS)
-_NO_RE = re.compile(r"\bno (?:%s|instances?|objects?|targets?)\b|\bnone\b" % _CAT_ALT, _FLAGS)
+    % ("|".join(_TENS), "|".join(sorted(_UNITS, key=len, reverse=True))))
+_NO_RE = re.compile(r"\bno (?:%s|instances?|objects?|targets?)\b|\bnone\b" % _CAT_ALT)
 
 
 def parse_number(text):
@@ -150,14 +133,11 @@ def parse_number(text):
     for m in _NUMBER_RE.finditer(text):
         if m.group("digits"):
             return int(m.group("digits"))
-        if m.group("tens"):
-            v = _TENS[m.group("tens").lower()]
-            if m.group("tens_unit"):
-                v += _UNITS[m.group("tens_unit").lower()]
-            return v
+        if m.group("tens"):  # the text is lower-cased
+            return _TENS[m.group("tens")] + _UNITS.get(m.group("tens_unit"), 0)
         if m.group("unit"):
-            return _UNITS[m.group("unit").lower()]
-        if m.group("none").lower() == "none" or _NO_RE.match(text, m.start()):
+            return _UNITS[m.group("unit")]
+        if m.group("none") == "none" or _NO_RE.match(text, m.start()):
             return 0
     return None
 
@@ -194,26 +174,17 @@ def parse_boxes_by_category(text, box_format, width, height):
     "label" ("category", "class", "name") wins. Boxes before any category word get None (they can
     only be false positives).
     """
-    text = text or ""
     boxes, cats = [], []
-    rest = text
-    if box_format.name == "json-bbox2d":
-        pieces, pos = [], 0
-        for m in _JSON_OBJECT_RE.finditer(text):
-            lab = _JSON_LABEL_RE.search(m.group(0))
-            cat = _category(lab.group(1).strip()) if lab else None
-            if cat is None:
-                continue
-            found = box_format.parse(m.group(0), width, height)
-            if not found:
-                continue
-            boxes.extend(found)
-            cats.extend([cat] * len(found))
-            pieces.append(text[pos:m.start()])
-            pieces.append(" ")
-            pos = m.end()
-        pieces.append(text[pos:])
-        rest = "".join(pieces)
+
+    def labelled(m):  # a JSON object with a category label: its boxes are taken, it becomes a space
+        lab = _JSON_LABEL_RE.search(m.group(0))
+        cat = _category(lab.group(1).strip()) if lab else None
+        found = box_format.parse(m.group(0), width, height) if cat else []
+        boxes.extend(found)
+        cats.extend([cat] * len(found))
+        return " " if found else m.group(0)
+
+    rest = _JSON_OBJECT_RE.sub(labelled, text or "") if box_format.name == "json-bbox2d" else text or ""
     # PaliGemma writes the label after its box ("<loc..>x4 ship ; <loc..>x4 tank"): a box takes the
     # first category word after it instead.
     after = getattr(box_format, "label_after", False)
@@ -238,7 +209,7 @@ def parse_boxes_by_category(text, box_format, width, height):
 _REL_RE = re.compile(
     r"\bthe\s{1,4}(%s)\s{1,4}(?:is|are|lies|lie|sits|sit|appears|appear)\s{1,4}(?:located\s{1,4})?"
     r"(near(?: to)?|close to|next to|far from|far away from|distant from)\s{1,4}the\s{1,4}(%s)\b"
-    % (_CAT_ALT, _CAT_ALT), _FLAGS)
+    % (_CAT_ALT, _CAT_ALT))
 _REL_NORMAL = {"near": "near", "near to": "near", "close to": "near", "next to": "near",
                "far from": "far from", "far away from": "far from", "distant from": "far from"}
 
@@ -268,8 +239,7 @@ def canon_triple(a, rel, b):
 # ---------------------------------------------------------------------------------------------
 # Describe phrases
 
-_SIZE_CAT_RE = re.compile(
-    r"\b(very[ -]large|very[ -]small|medium[ -]sized|medium|large|small)\s{1,4}(%s)\b" % _CAT_ALT, _FLAGS)
+_SIZE_CAT_RE = re.compile(r"\b(%s)\s{1,4}(%s)\b" % (_SIZE5_PAT, _CAT_ALT))
 
 
 def parse_description(text):
@@ -296,20 +266,14 @@ def parse_description(text):
 def identify_attributes(text):
     """(categories, sizes, shapes, cells): the distinct values of each attribute named, in order, in
     one left-to-right scan."""
-    cats, sizes, shapes, cells = [], [], [], []
+    found = {"cat": [], "size": [], "shape": [], "cell": []}
+    read = {"cat": _category, "size": _size5, "shape": _shape}
     for m in _IDENTIFY_RE.finditer(_low(text)):
-        kind = m.lastgroup
-        if kind == "cat":
-            v, out = _category(m.group("cat")), cats
-        elif kind == "size":
-            v, out = _size5(m.group("size")), sizes
-        elif kind == "shape":
-            v, out = _shape(m.group("shape")), shapes
-        else:
-            v, out = _position_cell(m), cells
-        if v not in out:
-            out.append(v)
-    return cats, sizes, shapes, cells
+        kind = m.lastgroup if m.lastgroup in read else "cell"
+        v = _position_cell(m) if kind == "cell" else read[kind](m.group(kind))
+        if v not in found[kind]:
+            found[kind].append(v)
+    return tuple(found.values())
 
 
 _WORD = re.compile(r"[A-Za-z]{2,12}")

@@ -36,6 +36,20 @@ _BBOX2D = re.compile(r'"bbox_2d"\s{0,8}:\s{0,8}' + _QUAD.pattern)
 _PALIGEMMA = re.compile(r"<loc(\d{4})>\s{0,2}<loc(\d{4})>\s{0,2}<loc(\d{4})>\s{0,2}<loc(\d{4})>")
 _FLORENCE = re.compile(r"<loc_(\d{1,4})>\s{0,2}<loc_(\d{1,4})>\s{0,2}<loc_(\d{1,4})>\s{0,2}<loc_(\d{1,4})>")
 
+# Each format's syntax: (the pattern of one box, the block the boxes sit in or None, how one box is
+# written). The %s formats write a coordinate as it comes (an integer or a float, `_num`).
+_SYNTAX = {
+    "canonical": (_CANONICAL, None, "{<%d><%d><%d><%d>}"),
+    "qwen2-vl": (_QWEN2, None, "<|box_start|>(%d,%d),(%d,%d)<|box_end|>"),
+    "internvl": (_QUAD, _INTERNVL_BLOCK, "<box>[[%d, %d, %d, %d]]</box>"),
+    "json-bbox2d": (_BBOX2D, None, '{"bbox_2d": [%s, %s, %s, %s]}'),
+    "xyxy": (_QUAD, None, "[%s, %s, %s, %s]"),
+    "yxyx": (_QUAD, None, "[%s, %s, %s, %s]"),
+    "deepseek-det": (_QUAD, _DEEPSEEK_BLOCK, "<|det|>[[%d, %d, %d, %d]]<|/det|>"),
+    "glm-box": (_QUAD, _GLM_BLOCK, "<|begin_of_box|>[%d, %d, %d, %d]<|end_of_box|>"),
+    "paligemma-loc": (_PALIGEMMA, None, "<loc%04d><loc%04d><loc%04d><loc%04d>"),
+    "florence-loc": (_FLORENCE, None, "<loc_%d><loc_%d><loc_%d><loc_%d>"),
+}
 # Formats with a fixed scale (a number: 0..scale of the image) and those whose scale is part of
 # the spec (`NAME[:S]`, pixels when left out).
 _FIXED_SCALE = {"qwen2-vl": 1000.0, "internvl": 1000.0, "deepseek-det": 999.0, "glm-box": 1000.0,
@@ -58,6 +72,11 @@ class BoxFormat:
     def label_after(self) -> bool:
         """Whether the model writes an object's label after its box (PaliGemma: `<loc..>x4 ship ;`)."""
         return self.name == "paligemma-loc"
+
+    def _syntax(self):
+        if self.name not in _SYNTAX:
+            raise ValueError(f"unknown box format {self.name!r}")
+        return _SYNTAX[self.name]
 
     def _to_pixels(self, quad, width, height):
         a, b, c, d = (float(v) for v in quad)
@@ -88,23 +107,10 @@ class BoxFormat:
     def find_quads(self, text):
         """The raw coordinate quadruples in `text`, in order of appearance (as written: y first for
         the y-first formats)."""
-        name = self.name
-        if name == "canonical":
-            return [m.groups() for m in _CANONICAL.finditer(text)]
-        if name == "qwen2-vl":
-            return [m.groups() for m in _QWEN2.finditer(text)]
-        if name in ("internvl", "deepseek-det", "glm-box"):
-            block = {"internvl": _INTERNVL_BLOCK, "deepseek-det": _DEEPSEEK_BLOCK, "glm-box": _GLM_BLOCK}[name]
-            return [q.groups() for b in block.finditer(text) for q in _QUAD.finditer(b.group(1))]
-        if name == "json-bbox2d":
-            return [m.groups() for m in _BBOX2D.finditer(text)]
-        if name in ("xyxy", "yxyx"):
-            return [m.groups() for m in _QUAD.finditer(text)]
-        if name == "paligemma-loc":
-            return [m.groups() for m in _PALIGEMMA.finditer(text)]
-        if name == "florence-loc":
-            return [m.groups() for m in _FLORENCE.finditer(text)]
-        raise ValueError(f"unknown box format {self.name!r}")
+        box, block, _ = self._syntax()
+        if block is None:
+            return [m.groups() for m in box.finditer(text)]
+        return [q.groups() for b in block.finditer(text) for q in box.finditer(b.group(1))]
 
     def parse(self, text, width, height):
         """All boxes in `text` as pixel [x1,y1,x2,y2] floats (corners put in order)."""
@@ -119,28 +125,10 @@ class BoxFormat:
 
     def render_one(self, box, width, height) -> str:
         x1, y1, x2, y2 = self._from_pixels(box, width, height)
-        name = self.name
-        if name == "canonical":
-            return "{<%d><%d><%d><%d>}" % (x1, y1, x2, y2)
-        if name == "qwen2-vl":
-            return "<|box_start|>(%d,%d),(%d,%d)<|box_end|>" % (x1, y1, x2, y2)
-        if name == "internvl":
-            return "<box>[[%d, %d, %d, %d]]</box>" % (x1, y1, x2, y2)
-        if name == "json-bbox2d":
-            return '{"bbox_2d": [%s, %s, %s, %s]}' % tuple(_num(v) for v in (x1, y1, x2, y2))
-        if name == "xyxy":
-            return "[%s, %s, %s, %s]" % tuple(_num(v) for v in (x1, y1, x2, y2))
-        if name == "yxyx":
-            return "[%s, %s, %s, %s]" % tuple(_num(v) for v in (y1, x1, y2, x2))
-        if name == "deepseek-det":
-            return "<|det|>[[%d, %d, %d, %d]]<|/det|>" % (x1, y1, x2, y2)
-        if name == "glm-box":
-            return "<|begin_of_box|>[%d, %d, %d, %d]<|end_of_box|>" % (x1, y1, x2, y2)
-        if name == "paligemma-loc":
-            return "<loc%04d><loc%04d><loc%04d><loc%04d>" % (y1, x1, y2, x2)
-        if name == "florence-loc":
-            return "<loc_%d><loc_%d><loc_%d><loc_%d>" % (x1, y1, x2, y2)
-        raise ValueError(f"unknown box format {self.name!r}")
+        values = (y1, x1, y2, x2) if self.name in _Y_FIRST else (x1, y1, x2, y2)
+        if self.name in _SCALED:
+            values = tuple(_num(v) for v in values)
+        return self._syntax()[2] % values
 
     def render(self, boxes, width, height) -> str:
         """Pixel boxes written the way this model writes them (used to rewrite our questions)."""
@@ -149,7 +137,7 @@ class BoxFormat:
     @property
     def spec(self) -> str:
         if self.name in _SCALED:
-            return f"{self.name}:{'pixels' if not self.scale else _fmt_scale(self.scale)}"
+            return f"{self.name}:{'pixels' if not self.scale else _num(self.scale)}"
         return self.name
 
 
@@ -157,12 +145,7 @@ def _num(v):
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def _fmt_scale(s):
-    return str(int(s)) if float(s).is_integer() else str(s)
-
-
-BOX_FORMAT_NAMES = ("canonical", "qwen2-vl", "internvl", "json-bbox2d", "xyxy", "yxyx", "deepseek-det", "glm-box",
-                    "paligemma-loc", "florence-loc")
+BOX_FORMAT_NAMES = tuple(_SYNTAX)
 
 
 def get_box_format(spec: str) -> BoxFormat:

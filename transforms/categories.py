@@ -4,20 +4,10 @@
 CATEGORIES = ("ship", "aircraft", "car", "tank", "bridge", "harbor")
 CATEGORY_INDEX = {name: i for i, name in enumerate(CATEGORIES)}
 
-PLURALS = {
-    "ship": "ships",
-    "aircraft": "aircraft",
-    "car": "cars",
-    "tank": "tanks",
-    "bridge": "bridges",
-    "harbor": "harbors",
-}
+PLURALS = {name: name if name == "aircraft" else name + "s" for name in CATEGORIES}
 
 # Words a parser maps back to a category: singular, plural, and the common "aircrafts".
-CATEGORY_WORDS = {}
-for _name in CATEGORIES:
-    CATEGORY_WORDS[_name] = _name
-    CATEGORY_WORDS[PLURALS[_name]] = _name
+CATEGORY_WORDS = {word: name for name in CATEGORIES for word in (name, PLURALS[name])}
 CATEGORY_WORDS["aircrafts"] = "aircraft"
 
 

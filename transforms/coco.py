@@ -26,7 +26,10 @@ from sarchat.transforms.errors import InputError  # noqa: F401 (raised here, cau
 def load_json(data, source: str):
     """Parse bytes/str as JSON (the one decoding layer, transforms/decode.py); a syntax error names
     the file, line, column and offset; a lone surrogate or nesting too deep names the file too."""
-    return decode.load_file_json(data, source, finite=False)
+    try:
+        return decode.loads(data, finite=False)
+    except decode.Problem as p:
+        raise p.as_input_error(source) from None
 
 
 def check_structure(data, source: str):
@@ -226,9 +229,7 @@ def image_key(image_id):
     Lookups go through Python dicts keyed by integer ids, where 1.0 and True find image 1 (as an
     image that was rejected: 'image_rejected'); the annotation must be sent to that image's shard
     so that its shard sees the same thing one pass over the whole file sees."""
-    if isinstance(image_id, int):
-        return int(image_id)
-    if isinstance(image_id, float) and image_id.is_integer():
+    if isinstance(image_id, int) or (isinstance(image_id, float) and image_id.is_integer()):
         return int(image_id)
     return None
 
@@ -249,11 +250,9 @@ def duplicate_annotation_ids(ids, indices):
         return {}
     by_index = np.argsort(indices, kind="stable")
     ids, indices = ids[by_index], indices[by_index]
-    by_id = np.argsort(ids, kind="stable")  # stable: within one id, entries stay in file order
-    ids, indices = ids[by_id], indices[by_id]
-    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
-    runs = np.diff(np.concatenate((starts, [ids.size])))
-    return {int(ids[k]): int(indices[k]) for k in starts[runs > 1]}
+    # return_index sorts stably: the index of each id's first entry in file order
+    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    return {int(unique[k]): int(indices[first[k]]) for k in np.flatnonzero(counts > 1)}
 
 
 def assemble(split, source, image_dir, categories, image_records, annotation_records, duplicates):
@@ -322,7 +321,7 @@ def _add_boxes(reject, images, bad_images, categories, annotation_records, dupli
             continue
         reason = geometry.invalid_box_reason(a.bbox, image["width"], image["height"])
         if reason:
-            rejects.append(reject(record, a.index, reason, _short(a.bbox)))
+            rejects.append(reject(record, a.index, reason, json.dumps(a.bbox, default=str)[:200]))
             continue
         image["boxes"].append({"ann_id": a.ann_id, "category": category, "bbox": [float(v) for v in a.bbox]})
     return rejects
@@ -449,7 +448,3 @@ def _is_utf8(data, chunk=1 << 24):
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _short(value):
-    return json.dumps(value, default=str)[:200]

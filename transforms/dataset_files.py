@@ -12,6 +12,7 @@ import posixpath
 
 from sarchat.transforms import decode
 from sarchat.transforms.errors import DatasetError
+from sarchat.transforms.fileio import is_local, local_path
 
 MANIFEST = "manifest.json"
 
@@ -72,7 +73,7 @@ def read_manifest(dataset) -> dict:
     return manifest
 
 
-def listed_files(dataset, prefix, suffix="", manifest=None, check_sizes=True):
+def listed_files(dataset, prefix, suffix="", manifest=None):
     """Full paths of the manifest's files whose path starts with `prefix` (e.g. "parquet/test/"),
     sorted; each checked to exist with the size the manifest records."""
     manifest = read_manifest(dataset) if manifest is None else manifest
@@ -84,13 +85,12 @@ def listed_files(dataset, prefix, suffix="", manifest=None, check_sizes=True):
         if rel.startswith("/") or ".." in posixpath.normpath(rel).split("/"):
             raise DatasetError(f"{join(dataset, MANIFEST)} lists a path outside the dataset: {rel!r}")
         path = join(dataset, rel)
-        if check_sizes:
-            size = _size(path)
-            if size is None:
-                raise DatasetError(f"{path} is listed in {MANIFEST} but missing")
-            if entry.get("bytes") is not None and size != entry["bytes"]:
-                raise DatasetError(f"{path} has {size} bytes, {MANIFEST} says {entry['bytes']}: "
-                                   "the file changed after generation; regenerate the dataset")
+        size = _size(path)
+        if size is None:
+            raise DatasetError(f"{path} is listed in {MANIFEST} but missing")
+        if entry.get("bytes") is not None and size != entry["bytes"]:
+            raise DatasetError(f"{path} has {size} bytes, {MANIFEST} says {entry['bytes']}: "
+                               "the file changed after generation; regenerate the dataset")
         out.append(path)
     return sorted(out)
 
@@ -158,9 +158,9 @@ def image_file(root, image_path):
     if is_url(image_path) or os.path.isabs(image_path) or ".." in image_path.replace("\\", "/").split("/"):
         return None, f"image path {image_path!r} lies outside the image root {root}"
     location = join(root, image_path)
-    if is_url(root) and not root.startswith("file://"):
+    if not is_local(root):
         return location, None
-    local_root = root[len("file://"):] if root.startswith("file://") else root
+    local_root = local_path(root)
     real_root = os.path.realpath(local_root)
     real = os.path.realpath(os.path.join(local_root, image_path))
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):

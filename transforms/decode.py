@@ -103,14 +103,6 @@ def loads(data, finite=True):
     return value
 
 
-def load_file_json(data, source, finite=True):
-    """loads() for a whole file: InputError naming the file instead of a Problem."""
-    try:
-        return loads(data, finite)
-    except Problem as p:
-        raise p.as_input_error(source) from None
-
-
 def number(value):
     """A finite float from a JSON int or float; None for anything else (a string, a boolean, a
     list, NaN, infinity, an integer beyond float)."""
@@ -126,22 +118,16 @@ def number(value):
 def prediction_text(value):
     """The text of a prediction: a string (None stays None); a Problem for a list, an object, a
     number or a string that is not valid Unicode."""
-    if value is None or isinstance(value, str):
-        if isinstance(value, str) and has_lone_surrogate(value):
-            raise Problem("lone_surrogate", "the prediction holds a lone UTF-16 surrogate")
-        return value
-    raise Problem("prediction_not_text", f"the prediction is a {type(value).__name__}, not a string")
+    if value is not None and not isinstance(value, str):
+        raise Problem("prediction_not_text", f"the prediction is a {type(value).__name__}, not a string")
+    if value is not None and has_lone_surrogate(value):
+        raise Problem("lone_surrogate", "the prediction holds a lone UTF-16 surrogate")
+    return value
 
 
 def escape_surrogates(text: str) -> str:
     """A string any UTF-8 writer accepts: lone surrogates written as `\\udXXX` escapes, the rest kept."""
-    if not isinstance(text, str):
-        return text
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(text, str) else text
 
 
 def escape_record(value):

@@ -15,9 +15,12 @@ OutputError naming the file: one line for the user, nothing truncated left behin
 Beam and pyarrow are imported on first use, so the command line's flag checks
 (`check_output_location`) do not pay for them.
 """
+import contextlib
 import errno
+import functools
 import glob
 import os
+import pathlib
 import re
 import secrets
 
@@ -66,43 +69,33 @@ def read_bytes(path, compression=None) -> bytes:
         return f.read()
 
 
-def is_disk_full(exc) -> bool:
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+def _check_disk_full(path, exc):
+    """OutputError naming the file when `exc` says there is no room for its bytes."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc} (disk full or file size limit); "
+                          "the file was not written, free some space and run again") from exc
 
 
-def _disk_full_error(path, exc) -> OutputError:
-    return OutputError(f"cannot write {path}: {exc.strerror or exc} (disk full or file size limit); "
-                       "the file was not written, free some space and run again")
-
-
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid) -> bool:
+    """Whether process `pid` runs on this machine (another user's, or a pid beyond the OS's range: yes)."""
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's live process
+    except (PermissionError, ValueError, OverflowError):
         return True
     return True
 
 
-def _temporary_pattern(name):
-    return re.compile(re.escape(name) + re.escape(TMP_MARK) + r"(\d+)(?:-[0-9a-f]+)?$")
-
-
-def remove_stale_temporaries(folder, name) -> list:
+def remove_stale_temporaries(folder, name):
     """Remove `<name>.tmp-<pid>[-<random>]` files in `folder` whose writing process is gone (a run
-    killed mid-write); temporaries of live processes stay. Returns the removed paths."""
-    pattern = _temporary_pattern(name)
-    removed = []
+    killed mid-write); temporaries of live processes stay."""
+    pattern = re.compile(re.escape(name + TMP_MARK) + r"(\d+)(?:-[0-9a-f]+)?$")
     for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(name) + TMP_MARK + "*")):
         m = pattern.match(os.path.basename(path))
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
-            try:
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(m.group(1)):
+            with contextlib.suppress(FileNotFoundError):  # another process may clean it first
                 os.unlink(path)
-                removed.append(path)
-            except FileNotFoundError:  # another process cleaned it first
-                pass
-    return removed
 
 
 def atomic_write_local(path, writer):
@@ -118,29 +111,21 @@ def atomic_write_local(path, writer):
         writer(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
-        if is_disk_full(exc):
-            raise _disk_full_error(path, exc) from exc
+        _check_disk_full(path, exc)
         raise
 
 
 def write_bytes(path, data: bytes, mime="application/octet-stream"):
     if is_local(path):
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                f.write(data)
-
-        atomic_write_local(path, write)
+        atomic_write_local(path, lambda tmp: pathlib.Path(tmp).write_bytes(data))
         return
     try:
         with _filesystems().create(path, mime_type=mime, compression_type=_uncompressed()) as f:
             f.write(data)
     except OSError as exc:
-        if is_disk_full(exc):
-            raise _disk_full_error(path, exc) from exc
+        _check_disk_full(path, exc)
         raise
 
 
@@ -149,10 +134,7 @@ def write_text(path, text: str, mime="text/plain"):
 
 
 def join_path(*parts):
-    base = parts[0]
-    for p in parts[1:]:
-        base = _filesystems().join(base, p)
-    return base
+    return functools.reduce(_filesystems().join, parts)
 
 
 def exists(path) -> bool:
@@ -170,18 +152,13 @@ def check_output_location(path, flag="--output") -> str:
     through `sarchat.beam_pipelines.flags.output_folder`."""
     if not is_local(path) or not str(path):
         return path
-    probe = os.path.abspath(local_path(path))
-    while True:
-        if os.path.exists(probe):
-            if not os.path.isdir(probe):
-                if probe == os.path.abspath(local_path(path)):
-                    raise OutputError(f"{flag} {path} is a file, not a folder")
-                raise OutputError(f"{flag} {path} lies under {probe}, which is a file, not a folder")
-            return path
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return path
-        probe = parent
+    probe = full = os.path.abspath(local_path(path))
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        where = "is a file" if probe == full else f"lies under {probe}, which is a file"
+        raise OutputError(f"{flag} {path} {where}, not a folder")
+    return path
 
 
 def comparable_path(path) -> str:
@@ -222,16 +199,3 @@ def open_parquet(path):
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(_filesystems().open(path, compression_type=_uncompressed()))
-
-
-def check_parquet_files(paths, what):
-    """UnreadableFileError naming the file when a Parquet input is not Parquet (only its footer is read):
-    a launcher fails with one line instead of a worker traceback halfway through the job."""
-    import pyarrow as pa
-
-    for path in paths:
-        if path.endswith(".parquet"):
-            try:
-                open_parquet(path).close()
-            except (OSError, pa.ArrowException) as exc:
-                raise UnreadableFileError(f"cannot read {what} file {path}: {type(exc).__name__}: {exc}") from exc

@@ -28,14 +28,6 @@ SHAPES = ("wide", "tall", "roughly square")
 RELATIONS = ("near", "far from")
 
 
-def round_half_up(v: float) -> int:
-    return int(math.floor(v + 0.5))
-
-
-def _clamp(v: int, hi: int) -> int:
-    return 0 if v < 0 else hi if v > hi else v
-
-
 def invalid_box_reason(bbox, width, height):
     """Why a COCO box cannot be used for any task, or None when it is usable.
 
@@ -63,12 +55,8 @@ def invalid_box_reason(bbox, width, height):
 def xyxy(bbox, width, height):
     """COCO [x,y,w,h] -> integer [x1,y1,x2,y2], round half up, clamped to the image."""
     x, y, w, h = bbox
-    return [
-        _clamp(round_half_up(x), width - 1),
-        _clamp(round_half_up(y), height - 1),
-        _clamp(round_half_up(x + w), width - 1),
-        _clamp(round_half_up(y + h), height - 1),
-    ]
+    corners = ((x, width), (y, height), (x + w, width), (y + h, height))
+    return [min(max(math.floor(v + 0.5), 0), size - 1) for v, size in corners]
 
 
 def xyxy_array(x, y, w, h, width, height):
@@ -181,33 +169,10 @@ def direction(dx: float, dy: float) -> str:
     return f"to the {vertical} {horizontal} of"
 
 
-def closest_pair(boxes_a, boxes_b):
-    """Indices (i, j) and centre distance of the closest pair; ties go to the first in order."""
-    best = None
-    for i, a in enumerate(boxes_a):
-        ax, ay = centre(a)
-        for j, b in enumerate(boxes_b):
-            bx, by = centre(b)
-            d = math.hypot(ax - bx, ay - by)
-            if best is None or d < best[2]:
-                best = (i, j, d)
-    return best
-
-
 def relation(boxes_a, boxes_b, width, height):
-    """(relation, direction) of category A to category B: 'near' / 'far from' and a direction."""
-    i, j, d = closest_pair(boxes_a, boxes_b)
-    rel = "near" if d < (width + height) / 8.0 else "far from"
-    (ax, ay), (bx, by) = centre(boxes_a[i]), centre(boxes_b[j])
-    return rel, direction(ax - bx, ay - by)
-
-
-def iou(a, b) -> float:
-    """Continuous IoU of two xyxy boxes (no +1 pixel convention)."""
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    """(relation, direction) of category A to category B: 'near' / 'far from' and a direction, from
+    the closest pair of centres (ties go to the first in order)."""
+    offsets = [(ax - bx, ay - by) for ax, ay in map(centre, boxes_a) for bx, by in map(centre, boxes_b)]
+    dx, dy = min(offsets, key=lambda o: math.hypot(*o))
+    rel = "near" if math.hypot(dx, dy) < (width + height) / 8.0 else "far from"
+    return rel, direction(dx, dy)

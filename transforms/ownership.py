@@ -36,7 +36,7 @@ import socket
 import time
 
 from sarchat.transforms.errors import DatasetError, OutputError
-from sarchat.transforms.fileio import is_local
+from sarchat.transforms.fileio import is_local, pid_alive
 from sarchat.transforms.fileio import local_path as _local
 
 LOCK = ".sarchat-lock"
@@ -47,29 +47,11 @@ OWN_NAMES = frozenset((LOCK, MARK))
 def pause_point(name):
     """Test hook: stop here until the test says go (see the module doc). A no-op unless
     SARCHAT_TEST_PAUSE names this point."""
-    spec = os.environ.get("SARCHAT_TEST_PAUSE", "")
-    if not spec:
-        return
-    point, _, fds = spec.partition(":")
-    if point != name:
-        return
-    out_fd, _, in_fd = fds.partition(":")
-    os.write(int(out_fd), b"x")
-    os.read(int(in_fd), 1)
-
-
-def _host() -> str:
-    return socket.gethostname()
-
-
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
+    point, _, fds = os.environ.get("SARCHAT_TEST_PAUSE", "").partition(":")
+    if point and point == name:
+        out_fd, _, in_fd = fds.partition(":")
+        os.write(int(out_fd), b"x")
+        os.read(int(in_fd), 1)
 
 
 def read_lock(folder):
@@ -98,13 +80,9 @@ def _read_object(path, unreadable=()):
 def live_holder(folder):
     """The lock's holder when a live process holds `folder` (a lock of a dead pid on this host is
     stale and does not count), else None."""
-    if not is_local(folder):
-        return None
-    holder = read_lock(folder)
-    if holder is None:
-        return None
-    if holder.get("host") == _host() and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
-        return None
+    holder = read_lock(folder) if is_local(folder) else None
+    if holder and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        return holder if pid_alive(holder["pid"]) else None
     return holder
 
 
@@ -117,12 +95,15 @@ def describe_holder(holder) -> str:
             f"{when})")
 
 
+def _temporary(path):
+    return f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 def _acquire_lock(folder, command):
     path = os.path.join(folder, LOCK)
-    body = json.dumps({"command": command, "pid": os.getpid(), "host": _host(), "started": time.time()}).encode()
-    tmp = os.path.join(folder, f"{LOCK}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    with open(tmp, "wb") as f:
-        f.write(body)
+    tmp = _temporary(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"command": command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, f)
     try:
         for _ in range(3):
             try:
@@ -148,7 +129,7 @@ def read_marker(folder):
 
 def _write_marker(folder, command, files):
     path = os.path.join(folder, MARK)
-    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = _temporary(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"command": command, "files": sorted(files)}, f, indent=1)
@@ -165,7 +146,7 @@ def _files_under(folder):
     for d, _, names in os.walk(folder):
         for n in names:
             rel = os.path.relpath(os.path.join(d, n), folder).replace(os.sep, "/")
-            if rel not in OWN_NAMES and not rel.startswith(LOCK + ".tmp-") and not rel.startswith(MARK + ".tmp-"):
+            if rel not in OWN_NAMES and not rel.startswith((LOCK + ".tmp-", MARK + ".tmp-")):
                 out.add(rel)
     return out
 
@@ -173,21 +154,25 @@ def _files_under(folder):
 def _safe_rel(rel) -> bool:
     if not isinstance(rel, str) or not rel or rel.startswith("/") or "\x00" in rel or "\\" in rel:
         return False
-    parts = rel.split("/")
-    return ".." not in parts and "." not in parts and "" not in parts and rel not in OWN_NAMES
+    return not {"..", ".", ""} & set(rel.split("/")) and rel not in OWN_NAMES
 
 
 class OutputClaim:
     """A claimed output folder (see `claim`)."""
 
-    def __init__(self, folder, command, local=True, created=False):
+    def __init__(self, folder, command, local=True, record=True):
         self.folder = folder
         self.command = command
         self.local = local
-        self.created = created
+        self.record = record
         self.before = set()
         self.previous = []
-        self.record = True
+
+    def _path(self, rel):
+        return os.path.join(self.folder, *rel.split("/"))
+
+    def _still_there(self, rels):
+        return [r for r in rels if os.path.lexists(self._path(r))]
 
     def remove_previous(self):
         """Remove what the command's previous run in this folder wrote (the marker's list), then the
@@ -195,11 +180,9 @@ class OutputClaim:
         if not self.local:
             return []
         removed = []
-        for rel in self.previous:
-            if not _safe_rel(rel):
-                continue
-            path = os.path.join(self.folder, *rel.split("/"))
-            real_root = os.path.realpath(self.folder)
+        real_root = os.path.realpath(self.folder)
+        for rel in filter(_safe_rel, self.previous):
+            path = self._path(rel)
             parent = os.path.realpath(os.path.dirname(path))
             if parent != real_root and not parent.startswith(real_root + os.sep):
                 continue  # a folder of ours replaced by a link out of the folder: never follow it
@@ -209,9 +192,8 @@ class OutputClaim:
         for rel in sorted({"/".join(r.split("/")[:i]) for r in removed for i in range(1, r.count("/") + 1)},
                           key=lambda p: -p.count("/")):
             with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(self.folder, *rel.split("/")))
-        self.previous = [r for r in self.previous if r not in removed and os.path.lexists(
-            os.path.join(self.folder, *r.split("/")))]
+                os.rmdir(self._path(rel))
+        self.previous = self._still_there(self.previous)
         _write_marker(self.folder, self.command, self.previous)
         self.before = _files_under(self.folder)
         return removed
@@ -219,14 +201,11 @@ class OutputClaim:
     def new_files(self):
         return sorted(_files_under(self.folder) - self.before) if self.local else []
 
-    def record_new_files(self, extra=()):
+    def record_new_files(self):
         """Write the marker listing what this run wrote (files new since the claim) and the
         previous list's files still there."""
-        if not self.local or not self.record:
-            return
-        files = set(self.new_files()) | {r for r in self.previous if os.path.lexists(
-            os.path.join(self.folder, *r.split("/")))} | set(extra)
-        _write_marker(self.folder, self.command, files)
+        if self.local and self.record:
+            _write_marker(self.folder, self.command, set(self.new_files()) | set(self._still_there(self.previous)))
 
     def discard_new_files(self):
         """Remove what this run wrote (a run whose inputs changed under it: its outputs are not
@@ -235,7 +214,7 @@ class OutputClaim:
             return
         for rel in self.new_files():
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.folder, *rel.split("/")))
+                os.unlink(self._path(rel))
         for d, _, _ in sorted(os.walk(self.folder), key=lambda t: -t[0].count(os.sep)):
             if d != self.folder:
                 with contextlib.suppress(OSError):
@@ -256,8 +235,7 @@ def claim(folder, command, legacy=None, keep_on_failure=True, lock=True, record=
     folder = os.path.abspath(_local(folder))
     created = not os.path.exists(folder)
     lock_path = _make_and_lock(folder, command, created, lock)
-    out = OutputClaim(folder, command, created=created)
-    out.record = record
+    out = OutputClaim(folder, command, record=record)
     claimed = ok = had_marker = False
     try:
         out.previous, had_marker = _previous_output(folder, command, legacy)
@@ -275,7 +253,12 @@ def claim(folder, command, legacy=None, keep_on_failure=True, lock=True, record=
             if claimed:
                 _settle(out, ok or keep_on_failure, had_marker)
         finally:
-            _unlock(folder, lock_path, created)
+            if lock_path is not None:  # the lock goes, then the folder when the claim made it and it is empty
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path)
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
 
 
 def _make_and_lock(folder, command, created, lock):
@@ -302,12 +285,12 @@ def _previous_output(folder, command, legacy):
                               "choose another --output")
         files = mark.get("files")
         return ([r for r in files if isinstance(r, str)] if isinstance(files, list) else []), True
-    present = _files_under(folder)
+    present = sorted(_files_under(folder))
     if not present:
         return [], False
-    own = legacy(folder, sorted(present)) if legacy is not None else None
+    own = legacy(folder, present) if legacy is not None else None
     if own is None:
-        shown = ", ".join(sorted(present)[:3]) + (", ..." if len(present) > 3 else "")
+        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
         raise OutputError(f"{folder} is not empty and was not written by `sarchat {command}` (it holds "
                           f"{shown}); refusing to write there: choose an empty or new folder")
     return sorted(own), False
@@ -325,20 +308,9 @@ def _settle(out, keep_new_files, had_marker):
             os.unlink(os.path.join(out.folder, MARK))
 
 
-def _unlock(folder, lock_path, created):
-    """The lock goes (when this claim took it), then the folder when the claim created it and it is empty."""
-    if lock_path is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(lock_path)
-    if created:
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)
-
-
 def output_os_error(path, exc) -> OutputError:
     """One line for an OS error on an output (read-only, permission, disk full, size limit)."""
-    where = getattr(exc, "filename", None) or path
-    return OutputError(f"cannot write {where}: {exc.strerror or exc}")
+    return OutputError(f"cannot write {getattr(exc, 'filename', None) or path}: {exc.strerror or exc}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,30 +328,27 @@ def _digest(path):
 class ConsistentRead:
     """A read of one dataset version: started with `reading(dataset)`, ended with `verify()`."""
 
-    def __init__(self, dataset, manifest_name="manifest.json"):
+    def __init__(self, dataset):
         self.dataset = dataset
-        self.local = is_local(dataset) and os.path.isdir(_local(dataset))
-        self.path = os.path.join(_local(dataset), manifest_name) if self.local else None
+        self.folder = _local(dataset) if is_local(dataset) and os.path.isdir(_local(dataset)) else None
         self.digest = None
-
-    def start(self):
-        if not self.local:
-            return self
-        holder = live_holder(_local(self.dataset))
+        if self.folder is None:
+            return
+        holder = live_holder(self.folder)
         if holder is not None:
-            raise DatasetError(f"{self.dataset} is being written by {describe_holder(holder)}; read it once that "
+            raise DatasetError(f"{dataset} is being written by {describe_holder(holder)}; read it once that "
                                "run has finished")
-        self.digest = _digest(self.path)
+        self.manifest = os.path.join(self.folder, "manifest.json")
+        self.digest = _digest(self.manifest)
         pause_point("read-started")
-        return self
 
     def verify(self):
-        """DatasetError when a writer claimed the dataset or its manifest changed since `start`: what
-        was read may mix two versions."""
-        if not self.local or self.digest is None:
+        """DatasetError when a writer claimed the dataset or its manifest changed since it was started:
+        what was read may mix two versions."""
+        if self.digest is None:
             return
-        holder = live_holder(_local(self.dataset))
-        now = _digest(self.path)
+        holder = live_holder(self.folder)
+        now = _digest(self.manifest)
         if holder is not None or now != self.digest:
             what = (f"{describe_holder(holder)} is rewriting it" if holder is not None else
                     "its manifest.json was removed" if now is None else "its manifest.json was replaced")
@@ -387,5 +356,5 @@ class ConsistentRead:
                                "two versions and were not kept: run again once the dataset is stable")
 
 
-def reading(dataset, manifest_name="manifest.json") -> ConsistentRead:
-    return ConsistentRead(dataset, manifest_name).start()
+def reading(dataset) -> ConsistentRead:
+    return ConsistentRead(dataset)

@@ -67,12 +67,12 @@ def stream():
 def to_stream(out, leave=True):
     """Progress goes to `out` meanwhile; leave=False: a finished bar is cleared (the demo prints
     its own line per stage)."""
-    saved = dict(_state)
+    saved = _state["stream"], _state["leave"]
     _state["stream"], _state["leave"] = out, leave
     try:
         yield
     finally:
-        _state["stream"], _state["leave"] = saved["stream"], saved["leave"]
+        _state["stream"], _state["leave"] = saved
 
 
 def turn_off(off: bool = True):
@@ -211,18 +211,9 @@ class Progress:
 # Beam workers -> launcher
 
 
-class _WorkerCounts:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.counts = {}          # stage -> count in this process
-        self.logged = {}          # stage -> monotonic time of the last log line
-
-
-_worker = _WorkerCounts()
-
-
-def _count_file(folder, stage):
-    return os.path.join(folder, f"{stage}.{os.getpid()}.json")
+_worker_lock = threading.Lock()
+_worker_counts: dict[str, int] = {}  # stage -> count in this process
+_worker_logged: dict[str, float] = {}  # stage -> monotonic time of the last log line
 
 
 def worker_count(stage: str, n: int = 1):
@@ -230,21 +221,20 @@ def worker_count(stage: str, n: int = 1):
     if not n:
         return
     now = time.monotonic()
-    with _worker.lock:
-        total = _worker.counts.get(stage, 0) + int(n)
-        _worker.counts[stage] = total
+    with _worker_lock:
+        total = _worker_counts[stage] = _worker_counts.get(stage, 0) + int(n)
         folder = os.environ.get(ENV_DIR)
         if folder:  # under the lock: a thread's older total never replaces a newer one
             _write_count(folder, stage, total)
-        log = now - _worker.logged.get(stage, now - WORKER_LOG_INTERVAL - 1) >= WORKER_LOG_INTERVAL
+        log = now - _worker_logged.get(stage, now - WORKER_LOG_INTERVAL - 1) >= WORKER_LOG_INTERVAL
         if log:
-            _worker.logged[stage] = now
+            _worker_logged[stage] = now
     if log:
         _LOG.info("sarchat progress: %s: %d done by this worker (pid %d)", stage, total, os.getpid())
 
 
 def _write_count(folder, stage, total):
-    path = _count_file(folder, stage)
+    path = os.path.join(folder, f"{stage}.{os.getpid()}.json")
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -253,17 +243,6 @@ def _write_count(folder, stage, total):
     except OSError:  # progress is a nicety: a launcher that removed its folder, a full /tmp
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-
-
-def flush_worker_counts():
-    """Write every stage's count now (a DoFn's finish_bundle / teardown)."""
-    folder = os.environ.get(ENV_DIR)
-    if not folder:
-        return
-    with _worker.lock:
-        counts = dict(_worker.counts)
-    for stage, total in counts.items():
-        _write_count(folder, stage, total)
 
 
 def read_counts(folder) -> dict:
@@ -310,9 +289,8 @@ class Watcher:
         self.folder = tempfile.mkdtemp(prefix="sarchat-progress-")
         self._saved = os.environ.get(ENV_DIR)
         os.environ[ENV_DIR] = self.folder
-        with _worker.lock:  # in-process workers share this process's counts: start them afresh
-            _worker.counts.pop(self.stage, None)
-
+        with _worker_lock:  # in-process workers share this process's counts: start them afresh
+            _worker_counts.pop(self.stage, None)
         self._thread = threading.Thread(target=self._loop, name="sarchat-progress", daemon=True)
         self._thread.start()
         return self
@@ -323,7 +301,10 @@ class Watcher:
             return False
         self._stop.set()
         self._thread.join()
-        flush_worker_counts()
+        with _worker_lock:  # the in-process workers' last counts
+            counts = dict(_worker_counts)
+        for stage, total in counts.items():
+            _write_count(self.folder, stage, total)
         self._refresh()
         self.progress.close(finished=exc_type is None)
         if self._saved is None:

@@ -63,8 +63,3 @@ def seeded_int(seed, *parts) -> int:
     """A 64-bit integer derived from the seed and parts, identical in every process."""
     key = "\x1f".join(str(p) for p in (seed,) + parts)
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
-
-
-def swift_task_file(task: str, subset) -> str:
-    """The paper's per-task test file name: classify, describe, count, grounding_single, ..."""
-    return f"{task}_{subset}" if subset else task
