@@ -72,13 +72,15 @@ class _Zygote:
                 self.replies[(of_request, kind)] = value
         return self.replies.pop((request_id, key))
 
-    def start(self, argv, cwd, env, file_size_limit=None, pass_fds=(), start_new_session=False, drop_capabilities=()):
+    def start(self, argv, cwd, env, file_size_limit=None, pass_fds=(), start_new_session=False, drop_capabilities=(),
+              modules_file=None):
         streams = tempfile.mkdtemp(prefix="sarchat-streams-")
         self.next_id += 1
         request = {"id": self.next_id, "argv": list(argv), "cwd": os.path.abspath(cwd), "env": env,
                    "stdout": os.path.join(streams, "stdout"), "stderr": os.path.join(streams, "stderr"),
                    "file_size_limit": file_size_limit, "pass_fds": list(pass_fds),
-                   "start_new_session": start_new_session, "drop_capabilities": list(drop_capabilities)}
+                   "start_new_session": start_new_session, "drop_capabilities": list(drop_capabilities),
+                   "modules_file": modules_file}
         socket.send_fds(self.sock, [(json.dumps(request) + "\n").encode()], list(pass_fds))
         return ForkedCommand(self, request, self.reply(request["id"], "pid", time.monotonic() + 60), streams)
 
@@ -144,16 +146,20 @@ def _zygote():
 
 
 def start_sarchat(argv, cwd=None, env=None, file_size_limit=None, pass_fds=(), start_new_session=False,
-                  drop_capabilities=()):
+                  drop_capabilities=(), modules_file=None):
     """`sarchat ARGV` started in a forked child, as subprocess.Popen would (a ForkedCommand): the
     descriptors in `pass_fds` stay open in it under the same numbers; `start_new_session`, as
     Popen's (os.killpg(command.pid, ...) then reaches its worker processes too). `file_size_limit`:
     writes past that many bytes fail as on a full disk (EFBIG). `drop_capabilities`: names such as
-    "dac_override" the command runs without (root then meets file permissions as a user does)."""
+    "dac_override" the command runs without (root then meets file permissions as a user does).
+    `modules_file`: a path the command writes the names of its loaded modules to when it ends (the
+    warm process loads only Beam, pyarrow and the command line, so a module the command imported
+    shows there)."""
     return _zygote().start(argv, cwd or os.getcwd(), repo_env() if env is None else dict(env), file_size_limit,
-                           pass_fds, start_new_session, drop_capabilities)
+                           pass_fds, start_new_session, drop_capabilities, modules_file)
 
 
-def run_sarchat(argv, cwd=None, env=None, timeout=600, file_size_limit=None, drop_capabilities=()):
+def run_sarchat(argv, cwd=None, env=None, timeout=600, file_size_limit=None, drop_capabilities=(), modules_file=None):
     """`sarchat ARGV` run to its end in a forked child: a CompletedProcess with text stdout/stderr."""
-    return start_sarchat(argv, cwd, env, file_size_limit, drop_capabilities=drop_capabilities).completed(timeout)
+    return start_sarchat(argv, cwd, env, file_size_limit, drop_capabilities=drop_capabilities,
+                         modules_file=modules_file).completed(timeout)

@@ -7,7 +7,8 @@ entry point (`sarchat.beam_pipelines.cli:main`) in it.
 SOCKET_FD is one end of a Unix stream socket pair. Requests are JSON lines: {"id", "argv", "cwd",
 "env", "stdout", "stderr"} (the two files the child's standard streams go to), optionally
 "file_size_limit" (bytes, RLIMIT_FSIZE: a full disk), "start_new_session" (as Popen's), "drop_capabilities"
-(capability names such as "dac_override": the child runs without them, as `setpriv` would start it) and "pass_fds"
+(capability names such as "dac_override": the child runs without them, as `setpriv` would start it),
+"modules_file" (where the child writes the names of the modules it had loaded when the command ended) and "pass_fds"
 (the descriptor numbers the child gets the request's attached descriptors as, sent with it by SCM_RIGHTS, as subprocess's
 pass_fds keeps them). Replies, JSON lines on the same socket: {"id", "pid"} once the child exists,
 then {"id", "returncode"} when it has ended, as a shell would report it (-N for a signal). Several
@@ -126,6 +127,9 @@ def _child(request, fds, sock):
         import atexit
 
         atexit._run_exitfuncs()
+        if request.get("modules_file"):
+            with open(request["modules_file"], "w") as f:
+                f.write("".join(name + "\n" for name in sorted(sys.modules)))
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
