@@ -199,11 +199,16 @@ def test_several_models_missing_duplicates_unknown_ids_and_determinism(dataset, 
     assert all(s["status"] == "ok" and sum(s["fp"]) + sum(s["fn"]) == 0 for s in o if s["id"] in dup)
     board = json.load(open(out1 / "leaderboard.json"))
     assert [r["model"] for r in board] == ["oracle", "blind"] and board[1]["rejected"] == 4
-    # deterministic: other worker count, bucket count and file order -> identical metrics and samples
+    # deterministic: other worker count, bucket count and file order -> identical metrics and samples,
+    # and the same bytes in every samples_<task>.jsonl
     for model in ("oracle", "blind"):
         assert open(out1 / model / "metrics.json").read() == open(out2 / model / "metrics.json").read()
         assert open(out1 / model / "breakdown.json").read() == open(out2 / model / "breakdown.json").read()
         assert samples(out1, model) == samples(out2, model)
+        lines = sorted(glob.glob(str(out1 / model / "samples_*.jsonl")))
+        assert len(lines) == len(TASKS), lines
+        for path in lines:
+            assert open(path, "rb").read() == (out2 / model / os.path.basename(path)).read_bytes(), path
     assert open(out1 / "report.md").read() == open(out2 / "report.md").read()
 
 
