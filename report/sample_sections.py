@@ -8,15 +8,16 @@ WriteReportsFn): the stats document read at launch, the ids it chose (sample_cho
 ids of each task, subsets in turn), their test rows and every model's result for them, as the
 scorer computed it. Nothing here reads a file but the sample images.
 
-The dataset section inlines the `sarchat stats` plots as SVG and its Markdown tables converted to
-HTML tables. The samples section shows each chosen sample's image, downscaled and embedded as
-base64 JPEG, with the ground-truth boxes (green) and, one panel per model, the model's parsed boxes
-(red): solid when matched (IoU >= 0.5 after the scorer's Hungarian assignment), dashed when not;
-missed truth boxes are dashed green. Beside it: the question, the reference answer and every
-model's answer with the scored parts marked (each task module's `marks`). What one sample shows
-is capped (MAX_TEXT characters of text, MAX_CHIPS marks, MAX_BOXES boxes drawn) and says so when it
-was cut, so that an adversarial answer cannot blow the page up. The samples section is a typed model
-(`Sample`s: their panels, texts and answers) through samples.html.j2 and samples.md.j2.
+The dataset section inlines the `sarchat stats` plots as SVG and the stats report's tables
+(stats.html.j2, over the model stats.md.j2 prints). The samples section shows each chosen sample's
+image, downscaled and embedded as base64 JPEG, with the ground-truth boxes (green) and, one panel
+per model, the model's parsed boxes (red): solid when matched (IoU >= 0.5 after the scorer's
+Hungarian assignment), dashed when not; missed truth boxes are dashed green. Beside it: the
+question, the reference answer and every model's answer with the scored parts marked (each task
+module's `marks`). What one sample shows is capped (MAX_TEXT characters of text, MAX_CHIPS marks,
+MAX_BOXES boxes drawn) and says so when it was cut, so that an adversarial answer cannot blow the
+page up. The samples section is a typed model (`Sample`s: their panels, texts and answers) through
+samples.html.j2 and samples.md.j2.
 
 Everything is inline: the report stays one self-contained HTML file. A short script at the end of
 the section (render_check.js) records on <body> how many images decoded (data-images-ok / data-images-total) and how
@@ -26,13 +27,14 @@ page (data-first-img-rect, data-first-svg-rect: x,y,w,h), so a headless browser 
 import base64
 import html
 import io
-import itertools
 import re
 from dataclasses import dataclass
 from importlib import resources
 
+import markupsafe
+
 from sarchat.report import score_report as report
-from sarchat.report.stats_report import PLOT_TITLES, render_plots, stats_markdown
+from sarchat.report.stats_report import PLOT_TITLES, render_plots, stats_markdown, stats_model
 from sarchat.transforms import dataset_files
 from sarchat.transforms.box_match import box_hits
 from sarchat.transforms.fileio import read_bytes as _read_bytes
@@ -57,7 +59,7 @@ RENDER_CHECK_SCRIPT = ("<script>\n" + resources.files("sarchat.report").joinpath
 
 
 # ---------------------------------------------------------------------------------------------
-# Markdown (the subset stats_markdown writes) -> HTML
+# Dataset section
 
 
 _INLINE = [
@@ -68,80 +70,23 @@ _INLINE = [
 
 
 def _inline(text):
-    out = html.escape(text, quote=False)
+    """A value of the stats report in HTML: escaped (quotes left as they are) and its inline Markdown,
+    `code`, **bold** and *italic* (the *paper* marks), as tags."""
+    out = html.escape(str(text), quote=False)
     for rx, sub in _INLINE:
         out = rx.sub(sub, out)
-    return out
-
-
-def _cells(line):
-    line = line.strip()
-    if line.startswith("|"):
-        line = line[1:]
-    if line.endswith("|") and not line.endswith("\\|"):
-        line = line[:-1]
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
-
-
-_HEADING = re.compile(r"(#{1,6})\s+(.*)")
-
-
-def _block_kind(line):
-    """What a (stripped) Markdown line belongs to; None ends a block and shows nothing: a blank line,
-    an image (the section inlines the plots itself)."""
-    if not line or (line.startswith("![") and line.endswith(")")):
-        return None
-    if _HEADING.fullmatch(line):
-        return "heading"
-    return "table" if line.startswith("|") else "list" if line.startswith("- ") else "paragraph"
-
-
-def markdown_to_html(md, heading_offset=1, skip_title=True):
-    """Headings, paragraphs, '- ' lists, pipe tables (with alignment), `code`, *italic*, **bold**.
-    Images are dropped (the section inlines the plots itself). A table is <table class='md'>."""
-    out = []
-    for kind, group in itertools.groupby((line.strip() for line in md.splitlines()), key=_block_kind):
-        lines = list(group)
-        if kind == "heading":
-            for level, text in (line.split(None, 1) for line in lines):
-                if not (skip_title and len(level) == 1):
-                    lvl = min(6, len(level) + heading_offset)
-                    out.append(f"<h{lvl}>{_inline(text)}</h{lvl}>")
-        elif kind == "table":
-            out.append(_md_table_html(lines))
-        elif kind == "list":
-            out.append("<ul class='note'>" + "".join(f"<li>{_inline(t[2:])}</li>" for t in lines) + "</ul>")
-        elif kind == "paragraph":
-            out.append("<p class='note'>" + _inline(" ".join(lines)) + "</p>")
-    return "\n".join(out)
-
-
-def _md_table_html(block):
-    """A pipe table; a cell of a column aligned left (or with no alignment row) gets class l."""
-    header, *body = [_cells(b) for b in block]
-    right = []  # per column: aligned right or centred
-    if body and all(re.fullmatch(r":?-{3,}:?", c) for c in body[0] if c):
-        right, body = [c.endswith(":") for c in body[0]], body[1:]
-    h = ["<table class='md'><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in header) + "</tr></thead><tbody>"]
-    for r in body:
-        h.append("<tr>" + "".join(f"<td{'' if j < len(right) and right[j] else ' class=l'}>{_inline(c)}</td>"
-                                  for j, c in enumerate(r)) + "</tr>")
-    h.append("</tbody></table>")
-    return "\n".join(h)
-
-
-# ---------------------------------------------------------------------------------------------
-# Dataset section
+    return markupsafe.Markup(out)
 
 
 def dataset_section(stats, title="Dataset"):
-    """The stats plots as inline SVG plus the stats tables (stats.md) as HTML tables (`stats`: a
-    stats.json document)."""
+    """The stats plots as inline SVG plus the stats report's tables, stats.html.j2 over the model of
+    stats.md (`stats`: a stats.json document)."""
     md, info = stats_markdown(stats), stats.get("input") or {}
+    tables = render(__file__, "stats.html.j2", inline=_inline, **vars(stats_model(stats))).rstrip("\n")
     plots = [(name, PLOT_TITLES.get(name, name), report.svg_element(data.decode("utf-8")))
              for name, data in render_plots(stats, fmt="svg").items()]
     page = render(__file__, "dataset.html.j2", kind=str(info.get("kind", "the")), root=str(info.get("root", "")),
-                  plots=plots, tables=markdown_to_html(md))
+                  plots=plots, tables=tables)
     md_body = re.sub(r"^#", "##", md, flags=re.M)  # one level below the section's own heading
     md_body = md_body.split("\n", 1)[1].lstrip() if md_body.startswith("## Dataset statistics") else md_body
     return report.Section(title, html=page + RENDER_CHECK_SCRIPT, markdown=md_body.rstrip())

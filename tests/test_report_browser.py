@@ -258,15 +258,18 @@ def test_marks_for_box_and_attribute_answers():
     assert "unparseable" in report_sections.marks("refer", row, {"status": "unparseable"})
 
 
-def test_markdown_tables_become_html_tables():
-    md = ("# Title\n\nSome *paper* text with `code`.\n\n## Part\n\n| A | B |\n| --- | ---: |\n| x \\| y | 1 |\n\n"
-          "- one\n- two\n\n![plot](plots/x.png)\n")
-    h = report_sections.markdown_to_html(md)
-    assert "Title" not in h and "<h3>Part</h3>" in h
-    assert "<i>paper</i>" in h and "<code>code</code>" in h
-    assert "<table class='md'><thead><tr><th>A</th><th>B</th></tr></thead>" in h
-    assert "<td class=l>x | y</td><td>1</td>" in h
-    assert "<li>one</li><li>two</li>" in h and "plots/x.png" not in h
+def test_the_dataset_section_shows_the_stats_tables_as_html(monkeypatch):
+    from tests.test_stats import _stats_doc
+
+    monkeypatch.setattr(report_sections, "render_plots", lambda stats, fmt="png": {})
+    doc = _stats_doc()
+    doc["input"]["notes"] = ["one", "two"]
+    h = report_sections.dataset_section(doc).html
+    assert "Dataset statistics" not in h and "<h3>Overview</h3>" in h
+    assert "<i>paper</i>" in h and "<code>train</code>" in h
+    assert "<table class='md'><thead><tr><th>Split</th><th>Images</th>" in h
+    assert "<td class=l>train</td><td>14</td>" in h
+    assert "<ul class='note'><li>note: one</li><li>note: two</li></ul>" in h and "plots/" not in h
 
 
 def test_score_rejects_a_missing_stats_folder(tmp_path, capsys):
