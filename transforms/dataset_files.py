@@ -5,7 +5,7 @@ without one is incomplete or not ours, and no command reads it as a dataset. Con
 infer, score, demo, the RunInference pipeline) take the list of files from the manifest, never from
 a folder listing, and a listed file whose size differs from the manifest is refused: a shard left
 by an earlier run with another shard count, or a file cut short, cannot slip into the numbers.
-Local paths and any scheme of Beam's FileSystems (gs://, ...; through fileio) work.
+Local paths and any scheme of Beam's FileSystems (gs://, ...) work, through fileio.
 """
 import os
 import posixpath

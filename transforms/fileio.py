@@ -77,7 +77,8 @@ def read_bytes(path, decompress=False) -> bytes:
     decode.check_is_file(path)
     if decompress and str(path).endswith(".gz"):
         return decode.gunzip(read_bytes(path), path)
-    with (_filesystems().open(path, compression_type=CompressionTypes.AUTO) if decompress else open_read(path)) as f:
+    compression = CompressionTypes.AUTO if decompress else CompressionTypes.UNCOMPRESSED
+    with _filesystems().open(path, compression_type=compression) as f:
         return f.read()
 
 
