@@ -23,6 +23,7 @@ flag answer without paying for it.
 import difflib
 import json
 
+from sarchat.transforms import fileio
 from sarchat.transforms.errors import UsageError
 
 
@@ -227,10 +228,7 @@ def launch(pipeline, progress=None):
 
 def launch_and_read_json(pipeline, path, progress=None):
     """Launch; the JSON document the job wrote at `path` once it finished, None when only submitted."""
-    from apache_beam.io.filesystems import FileSystems
-
     _, finished = launch(pipeline, progress)
     if not finished:
         return None
-    with FileSystems.open(path) as f:
-        return json.loads(f.read())
+    return json.loads(fileio.read_bytes(path))

@@ -26,10 +26,10 @@ from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
 from sarchat.transforms import ownership
-from sarchat.transforms.fileio import check_no_overlap, read_bytes
+from sarchat.transforms.fileio import check_no_overlap, exists, is_compressed, join_path, read_bytes
 from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS
 
-# Beam (FileSystems, the pipeline module) is imported inside the functions that run after the flags
+# Beam (fileio on first use, the pipeline module) is imported inside the functions that run after the flags
 # are parsed: `sarchat generate --help` and a bad flag answer without loading it.
 
 # 0.2.0: the real SARChat question forms (issue 11); each template bank is also fingerprinted in the manifest.
@@ -185,24 +185,20 @@ def _pairs(values, flag):
 
 def plan_splits(config):
     """Resolve and pre-flight each split: fail fast (file, position) before any worker starts."""
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-
     from sarchat.transforms.generate.pipeline import SplitPlan, fingerprint
 
     ann_override = _pairs(config.annotations, "--annotations")
     dir_override = _pairs(config.image_dir, "--image-dir")
     splits = []
     for split in [s.strip() for s in config.splits.split(",") if s.strip()]:
-        path = ann_override.get(split) or FileSystems.join(config.input, "Annotations", f"{split}.json")
-        if not FileSystems.exists(path):
+        path = ann_override.get(split) or join_path(config.input, "Annotations", f"{split}.json")
+        if not exists(path):
             raise coco.InputError(f"{path}: annotation file of split '{split}' not found")
-        # AUTO: an `annotations.json.gz` is read decompressed, as the pipeline's reader does
-        data = read_bytes(path, CompressionTypes.AUTO)
+        # an `annotations.json.gz` is read decompressed, as the pipeline's reader does
+        data = read_bytes(path, decompress=True)
         # Structure, counts and the pieces the workers parse, without parsing the file here
         # (coco.preflight); a compressed file is read whole by one worker.
-        index = coco.preflight(data, path, split_into_pieces=CompressionTypes.detect_compression_type(path)
-                               == CompressionTypes.UNCOMPRESSED)
+        index = coco.preflight(data, path, split_into_pieces=not is_compressed(path))
         n_images = index["images"]
         splits.append(SplitPlan(
             split=split,
@@ -329,8 +325,6 @@ def generate(config: GenerateConfig, test=None):
     """The generate stage: the dataset of `config` in config.output. Returns its manifest, None when
     the job was only submitted. `test(manifest_pcoll, rejects_pcoll)` may add assertions inside the
     pipeline."""
-    from apache_beam.io.filesystems import FileSystems  # after the flags: a bad flag answers without Beam
-
     formats, splits, manifest_base = prepare(config)  # UsageError: `sarchat` prints it, exits 2
     # docs/rules.md section 10: the old manifest goes first, then what its run wrote; ours comes last.
     check_no_overlap([("the input folder (--input)", config.input)]
@@ -341,15 +335,13 @@ def generate(config: GenerateConfig, test=None):
         manifest, rejects = build(pipeline, config, config.output, formats, splits, manifest_base)
         if test is not None:
             test(manifest, rejects)
-        return launch_and_read_json(pipeline, FileSystems.join(config.output, "manifest.json"), progress_of(splits))
+        return launch_and_read_json(pipeline, join_path(config.output, "manifest.json"), progress_of(splits))
 
 
 def print_summary(config: GenerateConfig, written, seconds):
     """What `sarchat generate` prints after the stage (the demo writes it to its log): the manifest's
     counts per split and where the dataset is; `written` is the stage's result."""
-    from apache_beam.io.filesystems import FileSystems  # loaded by the stage
-
-    manifest_path = FileSystems.join(config.output, "manifest.json")
+    manifest_path = join_path(config.output, "manifest.json")
     if written is None:
         print(f"sarchat generate: submitted; {manifest_path} is written last, when the job finishes")
         return

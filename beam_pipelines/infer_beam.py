@@ -11,15 +11,13 @@ PipelineOptions. The handler and the pipeline graph live in inference/beam_handl
 import importlib
 import sys
 
-from apache_beam.io.filesystems import FileSystems
-
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch, make_pipeline
 from sarchat.inference import beam_handler
 from sarchat.inference.config import (InferenceConfig, OneLineParser, add_dataset_flags, add_model_flags,
                                       add_sampling_flags, add_vllm_flags, non_negative_int, positive_int)
 from sarchat.inference.dataset import dataset_version, read_manifest, resolve_image_root
-from sarchat.transforms import ownership
+from sarchat.transforms import fileio, ownership
 from sarchat.transforms.errors import UsageError
 
 COMMAND = "infer-beam"
@@ -81,9 +79,9 @@ def run(argv=None, test=None):
         _, finished = launch(p, ("sarchat infer-beam: answering", "infer.samples", None, "samples"))
         if finished:
             reading.verify()
-    where = FileSystems.join(config.output, "manifest.json")
+    where = fileio.join_path(config.output, "manifest.json")
     print(f"sarchat infer-beam: {'wrote' if finished else 'submitted; the job writes'} "
-          f"{FileSystems.join(config.output, 'predictions', 'part-*.parquet')} and {where} "
+          f"{fileio.join_path(config.output, 'predictions', 'part-*.parquet')} and {where} "
           f"(run key {manifest['run_key']})")
     return 0
 

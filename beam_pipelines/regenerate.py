@@ -28,7 +28,7 @@ template edit alone is a new version) and owns one folder:
 - Two concurrent runs with the same inputs produce identical files; the second to finish finds the
   version complete and only removes its temporary folder.
 
-All file access goes through apache_beam.io.filesystems.FileSystems (local paths, gs://, ...).
+All file access goes through sarchat.transforms.fileio (local paths, gs://, ...).
 """
 import argparse
 import os
@@ -49,8 +49,8 @@ VERSION_PREFIX = "v-"
 TMP_PREFIX = ".tmp-"
 # Fault injection for the crash tests: the process kills itself (SIGKILL) at the named point.
 CRASH_ENV = "SARCHAT_REGENERATE_CRASH_AT"
-# Beam is imported inside the functions (FileSystems) and PublishFn lives in regenerate_publish.py:
-# `sarchat regenerate --help` and a bad flag answer without loading Beam.
+# Beam is imported inside the functions (fileio too loads it on first use) and PublishFn lives in
+# regenerate_publish.py: `sarchat regenerate --help` and a bad flag answer without loading Beam.
 
 
 def build_parser():
@@ -73,26 +73,11 @@ def _checkpoint(name):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _list_files(folder):
-    """{path relative to folder: size} of every file under folder (recursive)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    root = folder.rstrip("/") + "/"
-    try:
-        results = FileSystems.match([root + "**"])
-    except Exception:  # nothing there (some filesystems raise on an empty match)
-        return {}
-    return {md.path[len(root):]: md.size_in_bytes for md in results[0].metadata_list if md.path.startswith(root)}
-
-
 def read_manifest(folder):
     """The folder's manifest.json, None when there is none (a version not yet or half published).
     One that is there but unreadable, not JSON or not a manifest object is a DatasetError: such a
     folder is neither ours to delete nor complete, so the run stops and says which file it is."""
-    from apache_beam.io.filesystems import FileSystems
-
-    path = FileSystems.join(folder, MANIFEST)
-    if not FileSystems.exists(path):
+    if not fileio.exists(fileio.join_path(folder, MANIFEST)):
         return None
     try:
         return dataset_files.read_manifest(folder)
@@ -106,29 +91,25 @@ def is_complete(folder, expected_hash) -> bool:
     manifest = read_manifest(folder)
     if not isinstance(manifest, dict) or manifest.get("dataset_version") != expected_hash:
         return False
-    present = _list_files(folder)
+    present = fileio.list_files(folder)
     return all(present.get(f["path"]) == f.get("bytes") for f in manifest.get("files", []))
 
 
 def check_latest(base):
     """OutputError when BASE/LATEST is a folder: it must be a one-line file, and rewriting it would
     fail after the whole pipeline ran (or, worse, replace someone's folder)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    path = FileSystems.join(base, LATEST)
+    path = fileio.join_path(base, LATEST)
     if fileio.is_local(path) and os.path.isdir(path):
         raise OutputError(f"{path} is a folder; it should be the one-line file naming the newest version "
                           f"({VERSION_PREFIX}<hash>): move it away and run again")
 
 
 def read_latest(base):
-    from apache_beam.io.filesystems import FileSystems
-
-    path = FileSystems.join(base, LATEST)
+    path = fileio.join_path(base, LATEST)
     try:
-        if not FileSystems.exists(path):
+        if not fileio.exists(path):
             return None
-        with FileSystems.open(path) as f:
+        with fileio.open_read(path) as f:
             return f.read().decode("utf-8").strip() or None
     except OSError:
         return None
@@ -141,48 +122,27 @@ def write_latest(base, name):
     fileio.write_text(fileio.join_path(base, LATEST), name + "\n")
 
 
-def _delete_tree(folder):
-    from apache_beam.io.filesystems import FileSystems
-
-    if fileio.is_local(folder):
-        if FileSystems.exists(folder):
-            FileSystems.delete([folder])
-        return
-    files = [FileSystems.join(folder, rel) for rel in _list_files(folder)]
-    if files:
-        FileSystems.delete(files)
-
-
 def move_tree(src, dst, atomic_rename=None):
     """Move every file of folder src to folder dst, manifest.json last.
 
     atomic_rename (default: local paths): one rename of the folder. Otherwise file by file through
-    FileSystems.rename (on GCS a copy then a delete per object), the manifest after all the rest.
+    fileio.rename (on GCS a copy then a delete per object), the manifest after all the rest.
     """
-    from apache_beam.io.filesystems import FileSystems
-
     if atomic_rename is None:
         atomic_rename = fileio.is_local(src) and fileio.is_local(dst)
     if atomic_rename:
         os.rename(src, dst)
         return
-    files = sorted(_list_files(src))
+    files = sorted(fileio.list_files(src))
     if MANIFEST not in files:
         raise IOError(f"{src} has no {MANIFEST}; refusing to publish an incomplete run")
     rest = [f for f in files if f != MANIFEST]
     for batch_start in range(0, len(rest), 100):
         batch = rest[batch_start:batch_start + 100]
-        sources = [FileSystems.join(src, f) for f in batch]
-        targets = [FileSystems.join(dst, f) for f in batch]
-        if fileio.is_local(dst):
-            for t in targets:
-                os.makedirs(os.path.dirname(t), exist_ok=True)
-        FileSystems.rename(sources, targets)
+        fileio.rename([fileio.join_path(src, f) for f in batch], [fileio.join_path(dst, f) for f in batch])
     _checkpoint("before_manifest_move")
-    if fileio.is_local(dst):
-        os.makedirs(dst, exist_ok=True)
-    FileSystems.rename([FileSystems.join(src, MANIFEST)], [FileSystems.join(dst, MANIFEST)])
-    _delete_tree(src)
+    fileio.rename([fileio.join_path(src, MANIFEST)], [fileio.join_path(dst, MANIFEST)])
+    fileio.delete_tree(src)
 
 
 def publish(base, tmp, name, expected_hash, atomic_rename=None):
@@ -190,18 +150,16 @@ def publish(base, tmp, name, expected_hash, atomic_rename=None):
 
     Returns "published" or "already published" (another run with the same inputs got there first).
     """
-    from apache_beam.io.filesystems import FileSystems
-
-    final = FileSystems.join(base, name)
+    final = fileio.join_path(base, name)
     if is_complete(final, expected_hash):
-        _delete_tree(tmp)
+        fileio.delete_tree(tmp)
         status = "already published"
     else:
         if not is_complete(tmp, expected_hash):
             raise IOError(f"{tmp} is not a complete run (manifest missing or files differ); not publishing")
         # the remains of a publication that died half-way (no manifest). On object stores the
-        # "folder" is a prefix that FileSystems.exists() does not see, so always list and delete.
-        _delete_tree(final)
+        # "folder" is a prefix that exists() does not see, so delete_tree always lists and deletes.
+        fileio.delete_tree(final)
         move_tree(tmp, final, atomic_rename)
         status = "published"
     _checkpoint("before_latest")
@@ -211,14 +169,9 @@ def publish(base, tmp, name, expected_hash, atomic_rename=None):
 
 def stale_tmp_folders(base):
     """Temporary folders under base (runs in progress or dead ones)."""
-    from apache_beam.io.filesystems import FileSystems
-
     root = base.rstrip("/") + "/"
-    try:
-        results = FileSystems.match([root + TMP_PREFIX + "*/**"])
-    except Exception:
-        return []
-    names = {md.path[len(root):].split("/", 1)[0] for md in results[0].metadata_list if md.path.startswith(root)}
+    names = {path[len(root):].split("/", 1)[0] for path in fileio.match(root + TMP_PREFIX + "*/**", quiet=True)
+             if path.startswith(root)}
     return sorted(root + n for n in names)
 
 
@@ -238,7 +191,6 @@ def regenerate(config: generate.GenerateConfig, test=None) -> Regenerated:
     version> unless it is there already, LATEST pointing at it. `test(published_pcoll)` may add
     assertions inside the pipeline."""
     import apache_beam as beam  # after the flags: a bad flag answers without loading Beam
-    from apache_beam.io.filesystems import FileSystems
 
     from sarchat.beam_pipelines.regenerate_publish import PublishFn
 
@@ -249,7 +201,7 @@ def regenerate(config: generate.GenerateConfig, test=None) -> Regenerated:
                             + [(f"the {s.split} annotations", s.annotations) for s in splits], base, "--output-base")
     h = manifest_base["dataset_version"]
     name = version_name(h)
-    final = FileSystems.join(base, name)
+    final = fileio.join_path(base, name)
     if is_complete(final, h):
         if read_latest(base) != name:
             write_latest(base, name)
@@ -259,7 +211,7 @@ def regenerate(config: generate.GenerateConfig, test=None) -> Regenerated:
         print(f"sarchat regenerate: note: {len(leftovers)} temporary folder(s) of other runs under {base} "
               f"(in progress or interrupted; safe to delete when no run is going): {', '.join(leftovers)}",
               file=sys.stderr)
-    tmp = FileSystems.join(base, f"{TMP_PREFIX}{h}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
+    tmp = fileio.join_path(base, f"{TMP_PREFIX}{h}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
     pipeline = make_pipeline(config.beam_args)
     manifest, _ = generate.build(pipeline, config, tmp, formats, splits, dict(manifest_base, output_version=name))
     published = manifest | "Publish" >> beam.ParDo(PublishFn(base, tmp, name, h))
@@ -279,10 +231,8 @@ def run(argv=None, test=None):
     config = flags.parse_config(build_parser(), argv, generate.GenerateConfig, beam=True)
     started = time.time()
     done = regenerate(config, test)
-    from apache_beam.io.filesystems import FileSystems  # loaded by the stage
-
     base = config.output_base.rstrip("/") or config.output_base
-    latest = FileSystems.join(base, LATEST)
+    latest = fileio.join_path(base, LATEST)
     if done.up_to_date:
         print(f"sarchat regenerate: up to date: {done.folder} is complete (dataset version {done.version}); "
               f"nothing to do. {latest} -> {version_name(done.version)}")

@@ -31,10 +31,10 @@ from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
 from sarchat.transforms import coco, dataset_files, ownership
 from sarchat.transforms.errors import DatasetError, InputError, SarchatError, UsageError
-from sarchat.transforms.fileio import check_no_overlap, exists, open_parquet, read_bytes
+from sarchat.transforms.fileio import check_no_overlap, exists, join_path, match, open_parquet, read_bytes
 from sarchat.transforms.stats import dataset_stats
 
-# Beam (FileSystems, the stats pipeline) is imported inside the functions that run after the flags
+# Beam (fileio on first use, the stats pipeline) is imported inside the functions that run after the flags
 # are parsed: `sarchat stats --help` answers without loading it.
 
 
@@ -102,12 +102,10 @@ def _wanted(found, requested):
 def plan(config):
     """StatsSettings of a StatsConfig: the input's kind (a generated corpus has manifest.json, a dataset
     root Annotations/*.json) and what the run reads from it."""
-    from apache_beam.io.filesystems import FileSystems
-
     from sarchat.transforms.stats.pipeline import StatsSettings
 
     overrides = _pairs(config.annotations)  # {split: path} of --annotations
-    generated = exists(FileSystems.join(config.dataset, dataset_files.MANIFEST))
+    generated = exists(join_path(config.dataset, dataset_files.MANIFEST), quiet=True)
     info, splits, annotations, files, rejects = (_plan_generated if generated else _plan_dataset)(config, overrides)
     return StatsSettings(output=config.output, input_info=info, splits=tuple(splits),
                          annotations=tuple(sorted(annotations.items())), dialogue_files=tuple(files),
@@ -116,11 +114,9 @@ def plan(config):
 
 def _plan_dataset(config, overrides):
     """(input info, splits, {split: annotation file}, dialogue files, the manifest's rejects) of a dataset root."""
-    from apache_beam.io.filesystems import FileSystems
-
     root = config.dataset
-    matched = FileSystems.match([FileSystems.join(root, "Annotations", "*.json")])[0].metadata_list
-    found = {p.rstrip("/").rsplit("/", 1)[-1][:-len(".json")]: p for p in sorted(m.path for m in matched)}
+    matched = match(join_path(root, "Annotations", "*.json"))
+    found = {p.rstrip("/").rsplit("/", 1)[-1][:-len(".json")]: p for p in sorted(matched)}
     found.update(overrides)
     if not found:
         raise DatasetError(f"{root}: neither manifest.json (a generated corpus; a generation that did not finish "
@@ -152,15 +148,13 @@ def _plan_generated(config, overrides):
 
 def _dialogue_files_by_split(root, manifest):
     """{split: the parquet/<split>/ files the manifest lists}; DatasetError when it lists none."""
-    from apache_beam.io.filesystems import FileSystems
-
     found = {}
     for path in dataset_files.listed_files(root, "parquet/", ".parquet", manifest=manifest):
         parts = path[len(str(root)):].lstrip("/\\").replace("\\", "/").split("/")
         if len(parts) >= 3:  # parquet/<split>/<file>
             found.setdefault(parts[1], []).append(path)
     if not found:
-        raise DatasetError(f"{FileSystems.join(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
+        raise DatasetError(f"{join_path(root, dataset_files.MANIFEST)} lists no parquet/<split>/ files "
                            "(was the corpus generated with --formats parquet?)")
     return found
 
@@ -193,11 +187,9 @@ def _annotation_sources(config, manifest, splits, overrides):
 
 
 def _annotation_problem(path, sha256):
-    from apache_beam.io.filesystems import FileSystems
-
     if not path:
         return "the manifest names no annotation file"
-    if not FileSystems.exists(path):
+    if not exists(path):
         return f"{path} not found"
     if sha256 and hashlib.sha256(read_bytes(path)).hexdigest() != sha256:
         return f"{path} changed since generation (sha256 differs)"
@@ -227,8 +219,6 @@ def stats(config: StatsConfig, test=None):
     """The stats stage: stats.json, stats.md and plots of config.dataset in config.output. Returns
     the stats.json document, None when the job was only submitted. `test(stats_pcoll)` may add
     assertions on the document inside the pipeline."""
-    from apache_beam.io.filesystems import FileSystems
-
     from sarchat.transforms.stats.pipeline import DatasetStats
 
     check_no_overlap([("the dataset (--dataset)", config.dataset)], config.output)
@@ -240,7 +230,7 @@ def stats(config: StatsConfig, test=None):
         doc = p | "Stats" >> DatasetStats(settings)
         if test is not None:
             test(doc)
-        written = launch_and_read_json(p, FileSystems.join(config.output, "stats.json"), progress_of(settings))
+        written = launch_and_read_json(p, join_path(config.output, "stats.json"), progress_of(settings))
         reading.verify()
     return written
 
@@ -249,9 +239,7 @@ def print_summary(config: StatsConfig, written, seconds):
     """What `sarchat stats` prints after the stage (the demo writes it to its log); `written` is the
     stage's result, the stats.json document."""
     if written is None:
-        from apache_beam.io.filesystems import FileSystems  # loaded by the stage
-
-        print(f"sarchat stats: pipeline submitted; the job writes {FileSystems.join(config.output, 'stats.json')}, "
+        print(f"sarchat stats: pipeline submitted; the job writes {join_path(config.output, 'stats.json')}, "
               "stats.md and plots/")
         return
     print(summary_text(written, seconds))

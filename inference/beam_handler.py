@@ -28,7 +28,6 @@ import json
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from sarchat.inference.backends.base import Sample, predict_batch
@@ -38,7 +37,7 @@ from sarchat.inference.dataset import (BASE_COLUMNS, MISSING_IMAGE_HINT, ImageEr
                                        split_files)
 from sarchat.inference.manifest import model_column, resolve_adapter, run_identity, run_manifest
 from sarchat.inference.store import prediction_row, prediction_schema
-from sarchat.transforms import progress
+from sarchat.transforms import fileio, progress
 
 METRICS_NAMESPACE = "sarchat.inference"
 TOOL = "sarchat infer-beam (RunInference)"
@@ -47,10 +46,10 @@ TOOL = "sarchat infer-beam (RunInference)"
 def read_image_bytes(location: str) -> bytes:
     """An image's bytes through Beam's FileSystems (local, gs://, ...); ImageError when unreadable."""
     try:
-        with FileSystems.open(location) as fh:
+        with fileio.open_read(location) as fh:
             return fh.read()
     except Exception as exc:  # FileSystems raises BeamIOError / IOError / FileNotFoundError
-        if not FileSystems.exists(location):
+        if not fileio.exists(location):
             raise ImageError(f"missing image: {location} ({MISSING_IMAGE_HINT})") from exc
         raise ImageError(f"cannot read image {location}: {exc}") from exc
 
@@ -143,8 +142,8 @@ class _WriteManifestFn(beam.DoFn):
         manifest["predictions"] = {"parquet_glob": "predictions/part-*.parquet", "rows": stats["rows"],
                                    "errors": stats["errors"], "files": sorted(stats["files"])}
         manifest["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        with FileSystems.create(FileSystems.join(self.output, "manifest.json")) as fh:
-            fh.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        fileio.write_bytes(fileio.join_path(self.output, "manifest.json"),
+                           (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         yield manifest
 
 
@@ -172,7 +171,7 @@ def build(p, config: InferenceConfig, handler, manifest, dataset_manifest=None):
             | "SelectTasks" >> beam.Filter(selected, wanted))
     predictions = rows | "Infer" >> InferDialogues(handler)
     written = predictions | "WritePredictions" >> beam.io.WriteToParquet(
-        FileSystems.join(config.output, "predictions", "part"), prediction_schema(manifest["dataset_version"]),
+        fileio.join_path(config.output, "predictions", "part"), prediction_schema(manifest["dataset_version"]),
         file_name_suffix=".parquet")
     total = predictions | "CountAll" >> beam.combiners.Count.Globally()
     errors = (predictions
@@ -180,7 +179,7 @@ def build(p, config: InferenceConfig, handler, manifest, dataset_manifest=None):
               | "CountFailed" >> beam.combiners.Count.Globally())
     stats = (written
              | "Files" >> beam.combiners.ToList()
-             | "Stats" >> beam.Map(lambda files, n, e: {"files": [FileSystems.split(f)[1] for f in files],
+             | "Stats" >> beam.Map(lambda files, n, e: {"files": [fileio.basename(f) for f in files],
                                                          "rows": n, "errors": e},
                                    n=beam.pvalue.AsSingleton(total), e=beam.pvalue.AsSingleton(errors)))
     return predictions, stats | "WriteManifest" >> beam.ParDo(_WriteManifestFn(config.output, manifest))

@@ -5,13 +5,14 @@ without one is incomplete or not ours, and no command reads it as a dataset. Con
 infer, score, demo, the RunInference pipeline) take the list of files from the manifest, never from
 a folder listing, and a listed file whose size differs from the manifest is refused: a shard left
 by an earlier run with another shard count, or a file cut short, cannot slip into the numbers.
-Local paths and any scheme of Beam's FileSystems (gs://, ...) work.
+Local paths and any scheme of Beam's FileSystems (gs://, ...) work, through fileio.
 """
 import os
 import posixpath
 
 from sarchat.transforms import decode
 from sarchat.transforms.errors import DatasetError
+from sarchat.transforms import fileio
 from sarchat.transforms.fileio import is_local, local_path
 
 MANIFEST = "manifest.json"
@@ -30,23 +31,14 @@ def join(root, rel):
 
 def _read(path) -> bytes:
     if is_url(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.open(path) as f:
-            return f.read()
+        return fileio.read_bytes(path)
     with open(path, "rb") as f:
         return f.read()
 
 
 def _size(path):
     if is_url(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        try:
-            found = FileSystems.match([path])[0].metadata_list
-        except Exception:
-            return None
-        return found[0].size_in_bytes if found else None
+        return next(iter(fileio.match(path, quiet=True).values()), None)
     try:
         return os.path.getsize(path)
     except OSError:

@@ -1,7 +1,9 @@
-"""Whole-file reads and writes through Beam's FileSystems (local paths, gs://, any registered scheme).
+"""The one module that talks to Beam's FileSystems (local paths, gs://, any registered scheme).
 
-One copy of these helpers for every pipeline. Reads are byte-exact unless a caller asks for
-AUTO (which decompresses by file extension, e.g. an `annotations.json.gz`).
+Every pipeline and launcher reads, writes, lists, moves and deletes files through these functions.
+Reads are byte-exact unless a caller asks to decompress (by file extension, e.g. an
+`annotations.json.gz`). Object stores have no folders: a "folder" is a name prefix, which
+`list_files` and `delete_tree` treat like a folder on a local disk.
 
 Writes never leave a half-written file under a name a user reads (docs/rules.md section 10): on a local disk
 the bytes go to `<name>.tmp-<pid>-<random>` in the same folder, which is renamed over `<name>` once
@@ -17,7 +19,6 @@ Beam and pyarrow are imported on first use, so the command line's flag checks
 """
 import contextlib
 import errno
-import functools
 import glob
 import os
 import pathlib
@@ -54,17 +55,29 @@ def local_path(path) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
 
 
-def read_bytes(path, compression=None) -> bytes:
-    """The file's bytes; with AUTO a `.gz` is decompressed through decode.gunzip, so one cut short or
-    not gzip is an InputError naming it, never a shorter text. A folder is an InputError too."""
+def is_compressed(path) -> bool:
+    """Whether its extension names a compression (.gz, .bz2, ...) that `read_bytes(decompress=True)` undoes."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED
+
+
+def open_read(path):
+    """The file opened for reading its bytes as stored (no decompression)."""
+    return _filesystems().open(path, compression_type=_uncompressed())
+
+
+def read_bytes(path, decompress=False) -> bytes:
+    """The file's bytes; with decompress a `.gz` is decompressed through decode.gunzip, so one cut short
+    or not gzip is an InputError naming it, never a shorter text. A folder is an InputError too."""
     from apache_beam.io.filesystem import CompressionTypes
 
     from sarchat.transforms import decode
 
     decode.check_is_file(path)
-    if compression == CompressionTypes.AUTO and str(path).endswith(".gz"):
+    if decompress and str(path).endswith(".gz"):
         return decode.gunzip(read_bytes(path), path)
-    compression = _uncompressed() if compression is None else compression
+    compression = CompressionTypes.AUTO if decompress else CompressionTypes.UNCOMPRESSED
     with _filesystems().open(path, compression_type=compression) as f:
         return f.read()
 
@@ -122,7 +135,7 @@ def write_bytes(path, data: bytes, mime="application/octet-stream"):
         atomic_write_local(path, lambda tmp: pathlib.Path(tmp).write_bytes(data))
         return
     try:
-        with _filesystems().create(path, mime_type=mime, compression_type=_uncompressed()) as f:
+        with open_write(path, mime) as f:
             f.write(data)
     except OSError as exc:
         _check_disk_full(path, exc)
@@ -133,16 +146,72 @@ def write_text(path, text: str, mime="text/plain"):
     write_bytes(path, text.encode("utf-8"), mime)
 
 
-def join_path(*parts):
-    return functools.reduce(_filesystems().join, parts)
+def open_write(path, mime="application/octet-stream"):
+    """A file opened for writing bytes as given, in place (an object store stores the object whole on
+    close); `write_bytes` writes a local file atomically instead."""
+    return _filesystems().create(path, mime_type=mime, compression_type=_uncompressed())
 
 
-def exists(path) -> bool:
-    """FileSystems.exists, False where the scheme cannot answer (no credentials, unknown scheme)."""
+def join_path(base, *parts) -> str:
+    return _filesystems().join(base, *parts)
+
+
+def basename(path) -> str:
+    return _filesystems().split(path)[1]
+
+
+def exists(path, quiet=False) -> bool:
+    """Whether a file (an object) is at `path`; quiet: False rather than the error where the file
+    system cannot answer (no credentials, an unknown scheme)."""
     try:
         return _filesystems().exists(path)
     except Exception:
-        return False
+        if quiet:
+            return False
+        raise
+
+
+def match(pattern, quiet=False) -> dict:
+    """{path: size in bytes} of the files a glob matches (`**` crosses folders); quiet: {} rather than
+    the error where the file system cannot list (some raise on an empty match)."""
+    try:
+        results = _filesystems().match([pattern])
+    except Exception:
+        if quiet:
+            return {}
+        raise
+    return {md.path: md.size_in_bytes for md in results[0].metadata_list}
+
+
+def list_files(folder) -> dict:
+    """{path relative to folder: size} of every file under folder, at any depth ({} when none)."""
+    root = folder.rstrip("/") + "/"
+    return {path[len(root):]: size for path, size in match(root + "**", quiet=True).items() if path.startswith(root)}
+
+
+def delete(paths):
+    """Delete these files (a local folder with everything in it); nothing to do for none."""
+    if paths:
+        _filesystems().delete(list(paths))
+
+
+def delete_tree(folder):
+    """Delete a folder and everything under it; on an object store, every object under the prefix
+    (it has no folder to delete, nor one that `exists` sees)."""
+    if is_local(folder):
+        if exists(folder):
+            delete([folder])
+        return
+    delete([join_path(folder, rel) for rel in list_files(folder)])
+
+
+def rename(sources, targets):
+    """Move files (on an object store a copy then a delete per object); on a local disk the targets'
+    folders are made first."""
+    for target in targets:
+        if is_local(target):
+            os.makedirs(os.path.dirname(local_path(target)), exist_ok=True)
+    _filesystems().rename(list(sources), list(targets))
 
 
 def check_output_location(path, flag="--output") -> str:
@@ -198,4 +267,4 @@ class UnreadableFileError(InputError):
 def open_parquet(path):
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(_filesystems().open(path, compression_type=_uncompressed()))
+    return pq.ParquetFile(open_read(path))

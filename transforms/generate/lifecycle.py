@@ -10,13 +10,14 @@ half-way leaves a folder without a manifest, never an old manifest over a mix of
 Only our own files are ever removed: a manifest that is not a `sarchat generate` manifest makes
 the run refuse the folder, and a listed path outside our folders (absolute, with `..`, or under
 a folder we never write) is skipped. The decisions are pure functions of paths (`removable`,
-`is_generated_name`); `clear_previous_output` does the I/O through Beam's FileSystems, so local
+`is_generated_name`); `clear_previous_output` does the I/O through fileio, so local
 paths and object stores (gs://, where "folders" are only name prefixes) behave the same.
 """
 import json
 import posixpath
 import re
 
+from sarchat.transforms import fileio
 from sarchat.transforms.errors import OutputError
 from sarchat.transforms.generate.dataset_card import CARD_FILE, is_generated_card
 from sarchat.transforms.generate.finalize import relative
@@ -102,17 +103,11 @@ def _remove_emptied_folders(output, removed):
 
 def _present(output):
     """Relative paths of the files under our folders of `output` (an empty list where there are none)."""
-    from apache_beam.io.filesystems import FileSystems
-
     out = []
     for folder in OWN_FOLDERS:
-        pattern = FileSystems.join(output, folder) + "/**"
-        try:
-            results = FileSystems.match([pattern])
-        except Exception:  # nothing there (some filesystems raise instead of matching nothing)
-            continue
         # a path not under `output` stays as it is, which no name of ours matches (is_generated_name)
-        out += [relative(output, md.path.replace("\\", "/")) for md in results[0].metadata_list]
+        out += [relative(output, path.replace("\\", "/"))
+                for path in fileio.match(fileio.join_path(output, folder) + "/**", quiet=True)]
     return out
 
 
@@ -122,26 +117,24 @@ def clear_previous_output(output):
     Returns the relative paths removed (the manifest first). OutputError when `output` holds a
     manifest.json that is not ours.
     """
-    from apache_beam.io.filesystems import FileSystems
-
     # Checked before anything is deleted. The dataset card sits at the root, outside our folders:
     # ours when it carries our mark, else the user's, and then we refuse the folder and touch nothing.
-    card_path = FileSystems.join(output, CARD_FILE)
-    if FileSystems.exists(card_path):
-        with FileSystems.open(card_path) as f:
+    card_path = fileio.join_path(output, CARD_FILE)
+    if fileio.exists(card_path):
+        with fileio.open_read(card_path) as f:
             if not is_generated_card(f.read()):
                 raise OutputError(f"{card_path} exists and was not written by sarchat generate (its dataset "
                                   "card goes there); refusing to overwrite it: move it or choose another --output")
-    manifest_path = FileSystems.join(output, MANIFEST)
+    manifest_path = fileio.join_path(output, MANIFEST)
     old = None
-    if FileSystems.exists(manifest_path):
-        with FileSystems.open(manifest_path) as f:
+    if fileio.exists(manifest_path):
+        with fileio.open_read(manifest_path) as f:
             old = check_own_manifest(f.read(), manifest_path)
     removed = []
     for rel in [MANIFEST, CARD_FILE] + removable(old, _present(output)):  # the manifest first
-        path = FileSystems.join(output, *rel.split("/"))
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
+        path = fileio.join_path(output, *rel.split("/"))
+        if fileio.exists(path):
+            fileio.delete([path])
             removed.append(rel)
     _remove_emptied_folders(output, removed)
     return removed

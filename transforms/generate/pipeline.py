@@ -27,15 +27,13 @@ from typing import Any, Optional, Tuple
 import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from msgspec.structs import astuple
 
 from sarchat.transforms import coco
 from sarchat.transforms.steps import Gather, select, tagged
 from sarchat.transforms.generate import records, tfrecord
-from sarchat.transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms.fileio import delete_tree, exists, join_path, open_read, open_write, read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.generate.dataset_card import CARD_FILE, render_card
 from sarchat.transforms.generate.dialogues import DialogueBuilder
@@ -72,7 +70,7 @@ class ReadCocoPieceFn(beam.DoFn):
         split, path, image_dir, num_shards, input_root, piece = element
         folder = coco.local_image_folder(input_root, image_dir) if input_root is not None else None
         if piece is None:
-            data = coco.load_json(read_bytes(path, CompressionTypes.AUTO), path)
+            data = coco.load_json(read_bytes(path, decompress=True), path)
             coco.check_structure(data, path)
             parts = [("images", data["images"], 0), ("annotations", data["annotations"], 0)]
             del data
@@ -137,7 +135,7 @@ def count_reasons(prefix, rejects):
 
 def read_range(path, start, end):
     """Bytes [start, end) of an uncompressed file (local or object store), without reading the rest."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with open_read(path) as f:
         f.seek(start)
         return f.read(end - start)
 
@@ -191,7 +189,7 @@ class WriteShardFn(beam.DoFn):
         if images:  # a shard without a kept image has no dialogue file of its own: Finalize writes it empty
             result.update(self._write(split, shard, images, rejects))
         if rejects:  # sorted, as the shard's part of rejects/<split>.jsonl (Finalize merges the parts)
-            path = FileSystems.join(self.job.output, "rejects", "_parts", split, f"rejects-{shard:05d}.jsonl")
+            path = join_path(self.job.output, "rejects", "_parts", split, f"rejects-{shard:05d}.jsonl")
             write_bytes(path, shard_reject_lines(rejects))
             result["rejects"] = {"path": path, "rows": len(rejects)}
             yield tagged(self.REJECTS, rejects)
@@ -234,14 +232,14 @@ def write_dialogue_files(job, split, shard, table):
     out = []
     for folder, ext, data in files:
         name = f"dialogues-{shard:05d}-of-{job.num_shards[split]:05d}.{ext}"
-        path = FileSystems.join(job.output, folder, split, name)
+        path = join_path(job.output, folder, split, name)
         write_bytes(path, data)
         out.append({"path": path, "rows": table.num_rows, "bytes": len(data)})
     return out
 
 
 def swift_part_path(output, split, task_file, shard):
-    return FileSystems.join(output, "swift", "_parts", split, f"{task_file}-{shard:05d}.jsonl")
+    return join_path(output, "swift", "_parts", split, f"{task_file}-{shard:05d}.jsonl")
 
 
 SWIFT_TASK_FILES = ("classify", "describe", "count", "grounding_single", "grounding_multi",
@@ -283,7 +281,7 @@ class FinalizeFn(beam.DoFn):
         manifest["describe_filtered"] = describe_counts
         manifest["files"] = listed_files(self.job.output, files + reject_files)
         self._write_card(manifest)
-        write_bytes(FileSystems.join(self.job.output, "manifest.json"),
+        write_bytes(join_path(self.job.output, "manifest.json"),
                     (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         yield manifest
 
@@ -293,16 +291,16 @@ class FinalizeFn(beam.DoFn):
         for split in sorted(self.job.num_shards):
             if "swift" in formats:  # swift/<split>/<task file>.jsonl: the parts concatenated
                 for task_file in SWIFT_TASK_FILES:
-                    files.append(write_stream(FileSystems.join(output, "swift", split, f"{task_file}.jsonl"),
+                    files.append(write_stream(join_path(output, "swift", split, f"{task_file}.jsonl"),
                                               (read_bytes(part) for part in self._parts(split, [task_file]))))
             if "authors" in formats:  # authors/SARChat_*.json: JSON arrays of the same rows, one row per line
                 for name, task_files in authors_files(split):
                     lines = (line for part in self._parts(split, task_files) for line in read_bytes(part).split(b"\n"))
                     array = AuthorsArray()
-                    entry = write_stream(FileSystems.join(output, "authors", name), array.chunks(lines))
+                    entry = write_stream(join_path(output, "authors", name), array.chunks(lines))
                     files.append({**entry, "rows": array.rows})
         if any(f in formats for f in _SWIFT_BASED):
-            remove_parts(FileSystems.join(output, "swift", "_parts"))
+            delete_tree(join_path(output, "swift", "_parts"))
         return files
 
     def _write_rejects(self, results):
@@ -312,17 +310,17 @@ class FinalizeFn(beam.DoFn):
         for split in sorted(self.job.num_shards):
             parts = [r["rejects"]["path"] for r in results if r["split"] == split and r["rejects"]]
             tally = RejectTally()
-            path = FileSystems.join(self.job.output, "rejects", f"{split}.jsonl")
+            path = join_path(self.job.output, "rejects", f"{split}.jsonl")
             files.append(write_stream(path, tally_lines(merge_reject_lines(read_lines(p) for p in parts), tally)))
             reasons[split], describe[split] = tally.as_dicts()
-        remove_parts(FileSystems.join(self.job.output, "rejects", "_parts"))
+        delete_tree(join_path(self.job.output, "rejects", "_parts"))
         return files, reasons, describe
 
     def _write_card(self, manifest):
         """README.md: the dataset card names the data files, so it is written once they are all known,
         and is itself listed in the manifest, which is still written last."""
         card = render_card(manifest).encode("utf-8")
-        write_bytes(FileSystems.join(self.job.output, CARD_FILE), card)
+        write_bytes(join_path(self.job.output, CARD_FILE), card)
         manifest["files"] = sorted(manifest["files"] + [{"path": CARD_FILE, "rows": 0, "bytes": len(card)}],
                                    key=lambda f: f["path"])
 
@@ -331,7 +329,7 @@ class FinalizeFn(beam.DoFn):
         for task_file in task_files:
             for s in range(self.job.num_shards[split]):
                 path = swift_part_path(self.job.output, split, task_file, s)
-                if FileSystems.exists(path):
+                if exists(path):
                     yield path
 
 
@@ -345,7 +343,7 @@ def tally_lines(merged, tally):
 def write_stream(path, chunks):
     """Write the chunks one after the other (one in memory): {"path", "rows" (newlines), "bytes"}."""
     rows = size = 0
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with open_write(path) as f:
         for data in chunks:
             f.write(data)
             rows += data.count(b"\n")
@@ -355,7 +353,7 @@ def write_stream(path, chunks):
 
 def read_lines(path, chunk_size=1 << 20):
     """The lines of a file (each with its newline), read a chunk at a time."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with open_read(path) as f:
         rest = b""
         for chunk in iter(lambda: f.read(chunk_size), b""):
             *lines, rest = (rest + chunk).split(b"\n")
@@ -363,18 +361,6 @@ def read_lines(path, chunk_size=1 << 20):
                 yield line + b"\n"
         if rest:
             yield rest
-
-
-def remove_parts(parts_dir):
-    """Remove a folder of part files (<parts_dir>/<split>/*) and the folder itself."""
-    leftovers = [m.path for mr in FileSystems.match([FileSystems.join(parts_dir, "*", "*")]) for m in mr.metadata_list]
-    if leftovers:
-        FileSystems.delete(leftovers)
-    if FileSystems.exists(parts_dir):
-        try:
-            FileSystems.delete([parts_dir])
-        except Exception:  # object stores have no directories; nothing left to delete
-            pass
 
 
 @dataclasses.dataclass(frozen=True)

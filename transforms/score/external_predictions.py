@@ -35,9 +35,8 @@ import os
 import posixpath
 import re
 
-from apache_beam.io.filesystems import FileSystems
-
 from sarchat.transforms import decode
+from sarchat.transforms.fileio import open_read
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.score.lmms_eval_hooks import GROUP_METRICS
 
@@ -125,7 +124,7 @@ def is_table(path) -> bool:
 
 def _read(path) -> bytes:
     decode.check_is_file(path, "prediction table")
-    with FileSystems.open(path) as fh:
+    with open_read(path) as fh:
         return fh.read()
 
 
@@ -173,7 +172,7 @@ def is_json_table(path) -> bool:
     white space) starts with `[` (JSONL files, also named .json, start with `{`)."""
     if not str(path).lower().endswith(".json"):
         return False
-    with FileSystems.open(path) as fh:
+    with open_read(path) as fh:
         head = fh.read(4096)
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 

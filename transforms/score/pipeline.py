@@ -30,7 +30,7 @@ main input (Gather) the models' entries, the shown ids' results, the rejects of 
 count of stale sample-line files removed, so it depends on every step that writes files; its side
 inputs (the shown ids, their test rows) come from reading the test files only.
 
-All files go through apache_beam.io.filesystems.FileSystems, so gs:// paths work.
+All files go through sarchat.transforms.fileio, so gs:// paths work.
 """
 import collections
 import io
@@ -45,7 +45,7 @@ from apache_beam.metrics import Metrics
 
 from sarchat.report import sample_sections, score_report
 from sarchat.transforms.errors import UsageError
-from sarchat.transforms.fileio import join_path, write_bytes, write_text
+from sarchat.transforms.fileio import delete, join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.runtime import gc_paused
 from sarchat.transforms.steps import Gather, select, tag_as, tagged
@@ -262,11 +262,8 @@ def remove_stale_sample_lines(written, output_dir):
     """[paths this run wrote] -> delete the other samples_<task>.jsonl under OUT (an earlier run's
     models or tasks; all of them when this run wrote none, e.g. --no-sample-files): none is left that
     disagrees with this run's metrics. Returns how many were deleted."""
-    from apache_beam.io.filesystems import FileSystems
-
     stale = stale_sample_line_files(output_dir, written)
-    if stale:
-        FileSystems.delete(stale)
+    delete(stale)
     return len(stale)
 
 

@@ -27,12 +27,10 @@ from typing import Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from sarchat.transforms import decode, ownership
 from sarchat.transforms.errors import InputError, UsageError
-from sarchat.transforms.fileio import exists, join_path, open_parquet, read_bytes
+from sarchat.transforms.fileio import exists, join_path, match, open_parquet, open_read, read_bytes
 from sarchat.transforms.score import external_predictions
 
 PREDICTION_COLUMNS = ("id", "prediction", "model", "error", "latency_s")
@@ -74,17 +72,13 @@ def _is_glob(pattern):
 
 def _is_dir(path):
     if "://" in path:
-        return not path.endswith(PREDICTION_SUFFIXES) and exists(join_path(path, RUN_MANIFEST))
+        return not path.endswith(PREDICTION_SUFFIXES) and exists(join_path(path, RUN_MANIFEST), quiet=True)
     return os.path.isdir(path)
 
 
 def match_paths(pattern):
     """The paths a glob matches, sorted ([] when none)."""
-    try:
-        found = FileSystems.match([pattern])
-    except Exception:  # some file systems raise on an empty match
-        return []
-    return sorted(m.path for r in found for m in r.metadata_list)
+    return sorted(match(pattern, quiet=True))
 
 
 def _is_prediction_name(path):
@@ -95,7 +89,7 @@ def read_run_manifest(folder):
     """The run manifest.json `sarchat infer` writes in `folder` (a dict naming its `model`), or None."""
     path = join_path(folder, RUN_MANIFEST) if folder else RUN_MANIFEST
     try:
-        if not exists(path):
+        if not exists(path, quiet=True):
             return None
         raw = read_bytes(path)
         m = decode.loads(raw[len(_BOM):] if raw.startswith(_BOM) else raw)
@@ -106,7 +100,7 @@ def read_run_manifest(folder):
 
 def _folder_files(folder):
     direct = join_path(folder, PREDICTIONS_PARQUET)
-    if exists(direct):
+    if exists(direct, quiet=True):
         return [direct]
     manifest = read_run_manifest(folder) or {}
     glob = (manifest.get("predictions") or {}).get("parquet_glob") if isinstance(manifest.get("predictions"), dict) else None
@@ -153,7 +147,7 @@ def expand_prediction_inputs(patterns):
             out += found
         elif _is_dir(pattern):
             out += [(f, pattern) for f in _folder_files(pattern)]
-        elif exists(pattern):
+        elif exists(pattern, quiet=True):
             if posixpath.basename(pattern) == RUN_MANIFEST:
                 raise InputError(f"--predictions {pattern}: a run manifest, not predictions "
                                  f"(give its folder or its {PREDICTIONS_PARQUET})")
@@ -201,7 +195,7 @@ def _jsonl_lines(path):
     a list or object as the prediction). A `.gz` is decompressed to its end mark: one cut short or
     not gzip at all is an InputError naming it, never a shorter file."""
     decode.check_is_file(path, "prediction file")
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw_file:
+    with open_read(path) as raw_file:
         f = decode.GzipLines(raw_file, path) if path.endswith(".gz") else raw_file
         index = 0
         while True:

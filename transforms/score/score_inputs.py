@@ -97,7 +97,7 @@ def load_stats(path):
 
     path = str(path)
     candidate = path if path.endswith(".json") else join_path(path, "stats.json")
-    if not exists(candidate) or os.path.isdir(candidate):
+    if not exists(candidate, quiet=True) or os.path.isdir(candidate):
         raise UsageError(f"--stats {path}: no stats.json there (give the output folder of `sarchat stats`)")
     try:
         doc = json.loads(read_bytes(candidate).decode("utf-8"))
@@ -122,9 +122,7 @@ def annotation_info(split_input):
     if not path:
         return None
     try:
-        from apache_beam.io.filesystem import CompressionTypes
-
-        data = read_bytes(path, CompressionTypes.AUTO)  # as generate read it (a .json.gz decompressed)
+        data = read_bytes(path, decompress=True)  # as generate read it (a .json.gz decompressed)
     except Exception:
         return None
     if split_input.get("bytes") not in (None, len(data)) or (

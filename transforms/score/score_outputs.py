@@ -9,9 +9,7 @@ import json
 import re
 import zlib
 
-from apache_beam.io.filesystems import FileSystems
-
-from sarchat.transforms.fileio import join_path
+from sarchat.transforms.fileio import delete, join_path
 from sarchat.transforms.score.prediction_files import match_paths
 
 REJECT_FIELDS = ("model", "id", "reason", "file", "row")
@@ -68,5 +66,4 @@ def remove_stale_samples(output_dir, num_buckets):
     found = match_paths(join_path(output_dir, "*", "samples", "samples-*-of-*.parquet"))
     stale = [p for p in found if re.search(r"samples-\d{5}-of-\d{5}\.parquet$", p)
              and not p.endswith("-of-%05d.parquet" % num_buckets)]
-    if stale:
-        FileSystems.delete(stale)
+    delete(stale)

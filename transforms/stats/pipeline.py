@@ -26,12 +26,11 @@ from typing import Any, Tuple
 
 import apache_beam as beam
 import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from sarchat.report import stats_report as stats_render
 from sarchat.transforms import coco
-from sarchat.transforms.fileio import read_bytes, write_bytes
+from sarchat.transforms.fileio import join_path, read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.steps import Gather, select, tag_as, tagged
 from sarchat.transforms.stats import dataset_stats as stats
@@ -118,14 +117,14 @@ def write_stats(gathered, s: StatsSettings):
 
     doc = stats.assemble_stats(s.input_info, s.splits, boxes=of(BOXES), dialogues=of(DIALOGUES),
                                rejects={**s.extra_rejects, **of(REJECTS)}, exact_cap=s.exact_cap)
-    write_bytes(FileSystems.join(s.output, "stats.json"), stats.dumps(doc).encode("utf-8"))
+    write_bytes(join_path(s.output, "stats.json"), stats.dumps(doc).encode("utf-8"))
     links = {}
     if s.plot_format != "none":
         for name, data in stats_render.render_plots(doc, fmt=s.plot_format).items():
-            write_bytes(FileSystems.join(s.output, "plots", f"{name}.{s.plot_format}"), data)
+            write_bytes(join_path(s.output, "plots", f"{name}.{s.plot_format}"), data)
             links[name] = f"plots/{name}.{s.plot_format}"
     markdown = stats_render.stats_markdown(doc, plot_links=links)
-    write_bytes(FileSystems.join(s.output, "stats.md"), markdown.encode("utf-8"))
+    write_bytes(join_path(s.output, "stats.md"), markdown.encode("utf-8"))
     return doc
 
 
