@@ -203,8 +203,8 @@ def test_render_is_str_format():
 def test_json_strings_is_json_dumps():
     tricky = ['plain', 'a "quoted" word', 'back\\slash \\n', 'new\nline\ttab\r\b\f', '\x00\x01\x1f\x7f',
               'unicode é ✓ \u2028', '']
-    assert records.json_strings(pa.array(tricky)).to_pylist() == [json.dumps(s, ensure_ascii=False) for s in tricky]
-    assert records.json_strings(pa.array(["no escapes"])).to_pylist() == ['"no escapes"']
+    assert records.json_strings(pa.array(tricky), large=True).to_pylist() == [json.dumps(s, ensure_ascii=False) for s in tricky]
+    assert records.json_strings(pa.array(["no escapes"]), large=True).to_pylist() == ['"no escapes"']
 
 
 def test_tfrecord_of_odd_rows_equals_protobuf():

@@ -1,5 +1,6 @@
 """Arrow string columns for the dialogue builder and the task modules' `build`: string arrays,
-list<string> arrays, and str.format of one template over many rows at once. Pure, no Beam."""
+list<string> arrays, str.format of one template over many rows at once, and the JSON literals of a
+column (the ms-swift lines and the score's samples lines). Pure, no Beam."""
 import string
 
 import numpy as np
@@ -46,3 +47,24 @@ def render(fmt, fields, n):
         return join(*parts)
     py = {name: array.to_pylist() for name, array in fields.items()}
     return strings([fmt.format(**{name: values[i] for name, values in py.items()}) for i in range(n)])
+
+
+# json.dumps's escapes (ensure_ascii=False); the backslash first, so no escape is escaped again
+JSON_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
+JSON_ESCAPES += [(chr(c), "\\u%04x" % c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
+
+
+def json_strings(array, large=False):
+    """The JSON literal of every value of a string array, as json.dumps(s, ensure_ascii=False) writes
+    it ("null" for a null); only the values that need an escape are escaped. `large`: large_string
+    values, for columns whose text may pass 2 GiB (a generate shard's lines)."""
+    kind = pa.large_string() if large else pa.string()
+    array = pc.cast(array, kind)
+    needs = pc.fill_null(pc.match_substring_regex(array, r'[\x00-\x1f"\\]'), False)
+    if pc.any(needs).as_py():
+        some = array.filter(needs)
+        for raw, escaped in JSON_ESCAPES:
+            some = pc.replace_substring(some, raw, escaped)
+        array = pc.replace_with_mask(array, needs, some)
+    quote = pa.scalar('"', kind)
+    return pc.fill_null(pc.binary_join_element_wise(quote, array, quote, pa.scalar("", kind)), pa.scalar("null", kind))

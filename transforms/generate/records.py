@@ -4,6 +4,7 @@ import posixpath
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sarchat.transforms.arrow_text import json_strings
 from sarchat.transforms.generate.tfrecord import concat_binary
 from sarchat.transforms.schema import USER_PREFIX
 
@@ -17,21 +18,6 @@ def task_counts(table) -> dict:
 
 # JSON string escapes of json.dumps(ensure_ascii=False): backslash first, then the quote and the
 # control characters (short forms where JSON has one, \u00XX otherwise).
-_JSON_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
-_JSON_ESCAPES += [(chr(c), "\\u%04x" % c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
-_NEEDS_ESCAPE = '[\\x00-\\x1f"\\\\]'
-
-
-def json_strings(array):
-    """json.dumps(s, ensure_ascii=False) of every string of an Arrow string array, as an array."""
-    array = array.cast(pa.large_string())
-    if pc.any(pc.match_substring_regex(array, _NEEDS_ESCAPE)).as_py():
-        for raw, escaped in _JSON_ESCAPES:
-            array = pc.replace_substring(array, raw, escaped)
-    quote = pa.scalar('"', pa.large_string())
-    return pc.binary_join_element_wise(quote, array, quote, pa.scalar("", pa.large_string()))
-
-
 def swift_parts(table, image_root: str):
     """[(task file, bytes of its ms-swift JSONL lines)] of one sorted dialogue table, task files in
     name order, rows in table order, built column-wise: one line per row, {"messages": [...], "images":
@@ -41,12 +27,12 @@ def swift_parts(table, image_root: str):
     paths = table.column("image_path").combine_chunks().dictionary_encode()
     joined = [(image_root.rstrip("/") + "/" + p if "://" in image_root else posixpath.join(image_root, p)) if image_root else p
               for p in paths.dictionary.to_pylist()]
-    path_json = json_strings(pa.array(joined, pa.string())).take(paths.indices)
+    path_json = json_strings(pa.array(joined, pa.string()), large=True).take(paths.indices)
     users = pc.binary_join_element_wise(USER_PREFIX, table.column("question").combine_chunks(), "").cast(pa.large_string())
     L = lambda text: pa.scalar(text, pa.large_string())  # noqa: E731 (constants of the large_string join)
     lines = pc.binary_join_element_wise(
-        L('{"messages": [{"role": "user", "content": '), json_strings(users),
-        L('}, {"role": "assistant", "content": '), json_strings(table.column("answer").combine_chunks()),
+        L('{"messages": [{"role": "user", "content": '), json_strings(users, large=True),
+        L('}, {"role": "assistant", "content": '), json_strings(table.column("answer").combine_chunks(), large=True),
         L('}], "images": ['), path_json, L(']}\n'), L(""))
     task, subset = table.column("task").combine_chunks(), table.column("subset").combine_chunks()
     has_subset = pc.fill_null(pc.not_equal(subset, ""), False)

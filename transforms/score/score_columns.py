@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sarchat.transforms.arrow_text import json_strings
 from sarchat.transforms.score import breakdowns as B
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import parsing
@@ -62,25 +63,9 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=
 
 # json.dumps(ensure_ascii=False)'s escapes: backslash first, then the quote and the control characters
 # (short forms where JSON has one, \u00XX otherwise)
-_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f")]
-_ESCAPES += [(chr(c), "\\u%04x" % c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
-
-
 def pred_labels(task, parsed):
     """What the `pred_labels` column holds: the task module's pred_labels of the parser's dict."""
     return BY_ID[task].pred_labels(parsed) if parsed else []
-
-
-def json_strings(arr):
-    """A string array -> the JSON literal of each value ("null" for null), as json.dumps writes it."""
-    arr = pc.cast(arr, pa.string())
-    needs = pc.fill_null(pc.match_substring_regex(arr, r'[\x00-\x1f"\\]'), False)
-    if pc.any(needs).as_py():  # only the values that need it are escaped
-        some = arr.filter(needs)
-        for raw, escaped in _ESCAPES:
-            some = pc.replace_substring(some, raw, escaped)
-        arr = pc.replace_with_mask(arr, needs, some)
-    return pc.fill_null(pc.binary_join_element_wise('"', arr, '"', ""), "null")
 
 
 def json_strings_distinct(arr):
