@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 
+from sarchat.beam_pipelines import synth
 from tests.helpers import TINY_DEMO_ARGS, known_dataset, run_demo, write_coco  # noqa: F401
 
 @pytest.fixture
@@ -19,32 +20,50 @@ def known_root(tmp_path):
     return root
 
 
-_TINY_DEMO = {}
+_SHARED = {}
 
 
-def _shared_tiny_demo(tmp_path_factory):
-    """One `sarchat demo --output OUT --tiny` per test run, shared by pytest-xdist's workers: the
-    first to ask builds it under a lock in the run's temporary folder, then runs the same command into
-    the same folder again (the rerun, which test_demo checks, must happen before any test reads OUT:
-    it rewrites files there); the others read its record."""
-    if "record" not in _TINY_DEMO:
+def shared_once(tmp_path_factory, name, build):
+    """What `build(folder)` returns (a JSON value), built once per test run and shared by pytest-xdist's
+    workers: the first to ask builds it in `folder` under a lock in the run's temporary folder, the
+    others read its record. `folder` is for reading only once built."""
+    if name not in _SHARED:
         shared = tmp_path_factory.getbasetemp()
         if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the run's
             shared = shared.parent
-        record = shared / "tiny-demo.json"
-        with open(shared / "tiny-demo.lock", "w") as lock:
+        record = shared / f"{name}.json"
+        with open(shared / f"{name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not record.exists():
-                out = str(shared / "tiny-demo" / "sarchat-demo")
-                rc, stdout, stderr, seconds = run_demo(["--output", out] + TINY_DEMO_ARGS)
-                assert rc == 0, f"demo failed:\n{stdout}\n{stderr}"
-                cfar = os.path.join(out, "runs", "cfar", "predictions.parquet")
-                cfar_bytes = os.path.getsize(cfar)
-                rerun = run_demo(["--output", out] + TINY_DEMO_ARGS)[:3]
-                record.write_text(json.dumps({"run": [out, stdout, stderr, seconds], "rerun": rerun,
-                                              "cfar_bytes_before_rerun": cfar_bytes}))
-        _TINY_DEMO["record"] = json.loads(record.read_text())
-    return _TINY_DEMO["record"]
+                record.write_text(json.dumps(build(shared / name)))
+        _SHARED[name] = json.loads(record.read_text())
+    return _SHARED[name]
+
+
+def _build_tiny_demo(folder):
+    """`sarchat demo --output OUT --tiny`, then the same command into the same folder again (the
+    rerun, which test_demo checks, must happen before any test reads OUT: it rewrites files there)."""
+    out = str(folder / "sarchat-demo")
+    rc, stdout, stderr, seconds = run_demo(["--output", out] + TINY_DEMO_ARGS)
+    assert rc == 0, f"demo failed:\n{stdout}\n{stderr}"
+    cfar_bytes = os.path.getsize(os.path.join(out, "runs", "cfar", "predictions.parquet"))
+    rerun = run_demo(["--output", out] + TINY_DEMO_ARGS)[:3]
+    return {"run": [out, stdout, stderr, seconds], "rerun": rerun, "cfar_bytes_before_rerun": cfar_bytes}
+
+
+def _shared_tiny_demo(tmp_path_factory):
+    return shared_once(tmp_path_factory, "tiny-demo", _build_tiny_demo)
+
+
+@pytest.fixture(scope="session")
+def default_synth(tmp_path_factory):
+    """The folder of `sarchat synth` with its default settings (the demo's dataset), made once per
+    test run (read it, never write; copy it to change it)."""
+    def build(folder):
+        data = str(folder / "data")
+        assert synth.run(["--output", data, "--quiet"]) in (0, None)
+        return data
+    return shared_once(tmp_path_factory, "default-synth", build)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sarchat.beam_pipelines import generate, synth
+from sarchat.beam_pipelines import generate
 from sarchat.inference.baselines import BlindPrior
 
 # sha256 of json.dumps(BlindPrior(use_question_box=False).fit(train rows).to_dict(), sort_keys=True) on
@@ -24,11 +24,9 @@ def _prior_digest(blind):
 
 
 @pytest.fixture(scope="module")
-def demo_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("blind")
-    data, out = str(root / "data"), str(root / "out")
-    assert synth.run([data, "--quiet"]) in (0, None)
-    assert generate.run(["--input", data, "--output", out, "--formats", "parquet"]) in (0, None)
+def demo_dataset(tmp_path_factory, default_synth):
+    out = str(tmp_path_factory.mktemp("blind") / "out")
+    assert generate.run(["--input", default_synth, "--output", out, "--formats", "parquet"]) in (0, None)
     return out
 
 

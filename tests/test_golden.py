@@ -18,10 +18,11 @@ template ids, so the per-template scores of all three models move (their task sc
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
-from sarchat.beam_pipelines import generate, synth
+from sarchat.beam_pipelines import generate
 
 GENERATE_DIGESTS = {
     "README.md": "a9189930593db587de28646e1368e175836d2ab60ddf35cf374629139f592bde",
@@ -96,14 +97,14 @@ def _scores(results, keys=("columns", "tasks", "overall", "overall_macro", "over
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+def generated(tmp_path_factory, default_synth):
     cwd = os.getcwd()
     root = tmp_path_factory.mktemp("golden")
+    shutil.copytree(default_synth, root / "data")
     # relative paths, so the manifest does not name the temp folder (it records ../data, relative
     # to the dataset folder); the swift files hold absolute image paths, so --image-root is fixed
     os.chdir(root)
     try:
-        assert synth.run(["--output", "data", "--quiet"]) in (0, None)
         assert generate.run(["--input", "data", "--output", "out", "--images-per-shard", "50",
                              "--image-root", "/sarchat-golden/data"]) in (0, None)
     finally:
