@@ -22,6 +22,7 @@ setup(
     package_data={"sarchat.templates": ["*.json"], "sarchat.beam_pipelines": ["flex_templates/*.json"],
                   "sarchat.report": ["paper_table3.json", "*.j2", "*.js"], "sarchat.transforms.stats": ["paper_stats.json"],
                   "sarchat.transforms": ["adapter_files/*.json"], "sarchat.transforms.generate": ["*.j2"],
+                  "sarchat.transforms.score": ["*.j2"],
                   "sarchat.inference": ["gpu_smoke.sh"]},
     install_requires=[
         # Google Cloud (Beam's gcp extra, gcsfs) is the `gcp` extra: the local pipelines and the demo

@@ -15,8 +15,9 @@
 
 Each test row keeps its `id` as a column of the lmms-eval document, so lmms-eval's samples logs
 carry it (`doc.id`) and `sarchat score` reads them back as predictions of those ids
-(sarchat.transforms.score.external_predictions). The YAML is written by hand (JSON strings are
-YAML scalars) so that no YAML library is needed; lmms-eval's `!function` tags are plain text here.
+(sarchat.transforms.score.external_predictions). The files are rendered from the lmms_*.j2
+templates beside this module (JSON strings are YAML scalars), so that no YAML library is needed;
+lmms-eval's `!function` tags are plain text there.
 """
 import json
 import os
@@ -25,6 +26,7 @@ from sarchat.transforms import dataset_files
 from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.errors import OutputError, UsageError
 from sarchat.transforms.fileio import write_text
+from sarchat.transforms.rendering import render
 from sarchat.transforms.score import lmms_eval_hooks as H
 
 TEMPLATE = "_default_template_yaml"
@@ -40,126 +42,20 @@ def _q(value):
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def task_file(task, subset):
-    return f"{H.subtask_name(task, subset)}.yaml"
-
-
-def render_template(data_files, split, adapter, format_hint=True, max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
-                    dataset_version=None):
-    lines = [
-        "# Written by `sarchat export lmms-eval`; shared by every sarchat_* task of this folder.",
-        "# lmms-eval loads the dataset's Parquet test split itself (datasets' parquet builder).",
-        "dataset_path: parquet",
-        "dataset_kwargs:",
-        "  data_files:",
-        f"    {_q(split)}:",
-    ]
-    lines += [f"      - {_q(path)}" for path in data_files]
-    lines += [
-        f"test_split: {_q(split)}",
-        "output_type: generate_until",
-        "doc_to_visual: !function utils.doc_to_visual",
-        "doc_to_text: !function utils.doc_to_text",
-        "doc_to_target: !function utils.doc_to_target",
-        "process_results: !function utils.process_results",
-        "# greedy, as `sarchat infer`; `until: []`: no stop string (lmms-eval's default stops at a blank line)",
-        "generation_kwargs:",
-        f"  max_new_tokens: {int(max_new_tokens)}",
-        "  temperature: 0",
-        "  top_p: 1.0",
-        "  num_beams: 1",
-        "  do_sample: false",
-        "  until: []",
-        "# The model family whose prompt this is: its box format in the question and its box-format",
-        "# sentence on box tasks (format_hint). utils.py reads the answers in the same family's format,",
-        "# so another adapter here is refused: export again with `--adapter NAME`.",
-        "lmms_eval_specific_kwargs:",
-        "  default:",
-        f"    adapter: {_q(adapter)}",
-        f"    format_hint: {'true' if format_hint else 'false'}",
-        "metadata:",
-        f"  version: {EXPORT_FORMAT}",
-        f"  sarchat_dataset_version: {_q(dataset_version or '')}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def render_task(task, subset):
-    name = H.subtask_name(task, subset)
-    lines = [f"# Written by `sarchat export lmms-eval`: SARChat-Bench {task}" + (f", {subset} subset" if subset else ""),
-             f"include: {TEMPLATE}", f"task: {_q(name)}",
-             f"process_docs: !function utils.process_docs_{H.identifier(name)}", "metric_list:"]
-    for metric in H.subtask_metrics(task, subset):
-        lines += [f"  - metric: {_q(metric)}", f"    aggregation: !function utils.aggregate_{H.identifier(metric)}",
-                  "    higher_is_better: true"]
-    return "\n".join(lines) + "\n"
-
-
-def render_group():
-    lines = ["# Written by `sarchat export lmms-eval`: the nine SARChat-Bench tasks; the group's figures are",
-             "# metrics.json's (Eq. 3 columns, Eq. 5 task scores, Eq. 4 overall) over all of their samples.",
-             f"group: {_q(H.GROUP)}", "task:"]
-    lines += [f"  - {_q(H.subtask_name(t, s))}" for t, s in H.subtasks()]
-    lines.append("aggregate_metric_list:")
-    for metric in H.GROUP_METRICS:
-        lines += [f"  - metric: {_q(metric)}", f"    aggregation: !function utils.group_{H.identifier(metric)}",
-                  "    weight_by_size: false"]
-    lines += ["metadata:", f"  version: {EXPORT_FORMAT}"]
-    return "\n".join(lines) + "\n"
-
-
-def render_utils(adapter, image_root):
-    names_docs = [(H.identifier(H.subtask_name(t, s)), t, s) for t, s in H.subtasks()]
-    metrics = sorted({m for t, s in H.subtasks() for m in H.subtask_metrics(t, s)}, key=H.GROUP_METRICS.index)
-    lines = [
-        '"""lmms-eval hooks of the SARChat-Bench tasks in this folder (written by `sarchat export lmms-eval`).',
-        "",
-        "Everything is computed by the SARChat toolkit itself (sarchat.transforms.score.lmms_eval_hooks: its",
-        "parsers and metrics), so lmms-eval reports the numbers `sarchat score` gives on the same responses.",
-        '"""',
-        "try:",
-        "    from sarchat.transforms.score import lmms_eval_hooks as hooks",
-        "except ImportError as exc:  # lmms-eval runs in an environment without the toolkit",
-        "    raise ImportError('the SARChat-Bench lmms-eval tasks need the `sarchat` package: install the toolkit '",
-        "                      '(pip install sarchat-bench) or put its checkout on PYTHONPATH') from exc",
-        "",
-        f"ADAPTER = {adapter!r}",
-        f"IMAGE_ROOT = {image_root!r}",
-        "",
-        "",
-        "def doc_to_visual(doc):",
-        "    return hooks.doc_to_visual(doc, IMAGE_ROOT, ADAPTER)",
-        "",
-        "",
-        "def doc_to_text(doc, lmms_eval_specific_kwargs=None):",
-        "    return hooks.doc_to_text(doc, lmms_eval_specific_kwargs, ADAPTER)",
-        "",
-        "",
-        "def doc_to_target(doc):",
-        "    return hooks.doc_to_target(doc)",
-        "",
-        "",
-        "def process_results(doc, results):",
-        "    return hooks.process_results(doc, results, ADAPTER)",
-        "",
-        "",
-    ]
-    lines += [f"process_docs_{ident} = hooks.docs_of({t!r}, {s!r})" for ident, t, s in names_docs]
-    lines.append("")
-    lines += [f"aggregate_{H.identifier(m)} = hooks.subtask_aggregator({m!r})" for m in metrics]
-    lines.append("")
-    lines += [f"group_{H.identifier(m)} = hooks.group_aggregator({m!r})" for m in H.GROUP_METRICS]
-    return "\n".join(lines) + "\n"
-
-
 def render_folder(data_files, split, adapter_name, image_root, format_hint=True,
                   max_new_tokens=DEFAULT_MAX_NEW_TOKENS, dataset=None, dataset_version=None):
-    """{file name: text} of the whole task folder (the export manifest included, last)."""
+    """{file name: text} of the whole task folder (the export manifest included, last), rendered
+    from the lmms_*.j2 templates beside this module."""
     adapter = get_adapter(adapter_name).name   # InputError for an unknown adapter
-    files = {TEMPLATE: render_template(data_files, split, adapter, format_hint, max_new_tokens, dataset_version),
-             GROUP_FILE: render_group(), UTILS: render_utils(adapter, image_root)}
+    metrics = sorted({m for t, s in H.subtasks() for m in H.subtask_metrics(t, s)}, key=H.GROUP_METRICS.index)
+    model = dict(H=H, q=_q, repr=repr, version=EXPORT_FORMAT, template=TEMPLATE, adapter=adapter)
+    files = {TEMPLATE: render(__file__, "lmms_default_template.yaml.j2", data_files=data_files, split=split,
+                              format_hint=format_hint, max_new_tokens=int(max_new_tokens),
+                              dataset_version=dataset_version, **model),
+             GROUP_FILE: render(__file__, "lmms_group.yaml.j2", **model),
+             UTILS: render(__file__, "lmms_utils.py.j2", image_root=image_root, metrics=metrics, **model)}
     for t, s in H.subtasks():
-        files[task_file(t, s)] = render_task(t, s)
+        files[f"{H.subtask_name(t, s)}.yaml"] = render(__file__, "lmms_task.yaml.j2", task=t, subset=s, **model)
     manifest = {"format": EXPORT_FORMAT, "kind": "lmms-eval tasks", "group": H.GROUP,
                 "tasks": [H.subtask_name(t, s) for t, s in H.subtasks()], "dataset": dataset,
                 "dataset_version": dataset_version or None, "split": split, "adapter": adapter,

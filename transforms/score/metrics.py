@@ -109,8 +109,7 @@ def overall_score(task_scores, task_n):
 
 
 def macro_score(task_scores):
-    vals = [s for s in task_scores.values() if s is not None]
-    return sum(vals) / len(vals) if vals else None
+    return task_score(task_scores.values())
 
 
 class TaskArrays:
@@ -255,13 +254,13 @@ def percentile_interval(values, level=95.0):
     return [float(lo), float(hi)]
 
 
-def _round(v, nd=4):
+def round4(v, nd=4):
     return None if v is None else round(float(v), nd)
 
 
 def _status_counts(arrays, status, n):
     k = int(np.sum(arrays.status == STATUS_CODES[status]))
-    return {"count": k, "rate": _round(100.0 * k / n) if n else None}
+    return {"count": k, "rate": round4(100.0 * k / n) if n else None}
 
 
 def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0, dataset_version=None,
@@ -300,11 +299,11 @@ def build_metrics(model, task_arrays, missing_predictions=0, n_boot=1000, seed=0
         ci = [None, None]
     return {
         "model": model,
-        "columns": {c: _round(columns[c]) for c in COLUMNS},
-        "tasks": {t: _round(tasks[t]) for t in TASKS},
-        "overall": _round(overall),
-        "overall_macro": _round(macro_score(tasks)),
-        "overall_ci95": [_round(v) for v in ci],
+        "columns": {c: round4(columns[c]) for c in COLUMNS},
+        "tasks": {t: round4(tasks[t]) for t in TASKS},
+        "overall": round4(overall),
+        "overall_macro": round4(macro_score(tasks)),
+        "overall_ci95": [round4(v) for v in ci],
         "n": {"columns": {c: col_n[c] for c in COLUMNS}, "tasks": task_n},
         "parse_failures": {t: _status_counts(arrays[t], STATUS_UNPARSEABLE, task_n[t]) for t in TASKS},
         "inference_errors": {t: _status_counts(arrays[t], STATUS_INFERENCE_ERROR, task_n[t]) for t in TASKS},
@@ -353,7 +352,7 @@ def build_breakdown(task_arrays):
 
 def _scores_by(arr, labels, values):
     """{value: task score over the samples labelled with it}, values without samples left out."""
-    return {v: _round(arr.select(labels == v).score()) for v in values if (labels == v).any()}
+    return {v: round4(arr.select(labels == v).score()) for v in values if (labels == v).any()}
 
 
 def sample_category(row):

@@ -16,9 +16,9 @@ elements rather than hundreds of thousands:
            (Arrow IPC, zstd) -> GroupByKey (model, task) -> one OUT/<model>/samples_<task>.jsonl
            sorted by id; then the stale ones are removed
                                                                        |
-           CombinePerKey(TaskMetricsFn) keyed by (model, task): one combine per task and model
+           CombinePerKey(concat_task_arrays) keyed by (model, task): one combine per task and model
                                                                        |
-           FinalizeModelFn: metrics.json, breakdown.json, rejected.jsonl per model
+           finalize_model: metrics.json, breakdown.json, rejected.jsonl per model
                                                                        |
            WriteReportsFn: leaderboard.json/.md, rejected.jsonl, report.md, report.html with the
            samples section (the shown ids' rows and results) and the dataset section (--stats)
@@ -114,11 +114,6 @@ class ReadDialogueFileFn(beam.DoFn):
                     yield tagged(self.ROWS, part)
         if self.samples_per_task and keys:
             yield tagged(self.CANDIDATES, smallest_candidates(keys, self.samples_per_task))
-
-
-def read_shown_rows_of(path, shown, split):
-    """A test shard -> (id, test row with its question, answer and image path) for the shown ids."""
-    return [(row["id"], row) for row in read_shown_rows(path, split, set(shown))]
 
 
 class ReadPredictionFileFn(beam.DoFn):
@@ -267,59 +262,33 @@ def remove_stale_sample_lines(written, output_dir):
     return len(stale)
 
 
-class TaskMetricsFn(beam.CombineFn):
-    """Combine one task's per-bucket TaskArrays of a model into the task's summary.
-
-    Output: {'task', 'arrays' (TaskArrays sorted by id, for the bootstrap), 'missing'}. Sorting by
-    id makes the result independent of bundle order.
-    """
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, acc, arrays):
-        acc.append(arrays)
-        return acc
-
-    def merge_accumulators(self, accs):
-        return [a for acc in accs for a in acc]
-
-    def compact(self, acc):
-        return [M.TaskArrays.concat(acc[0].task, acc)] if len(acc) > 1 else acc
-
-    def extract_output(self, acc):
-        arrays = M.TaskArrays.concat(acc[0].task if acc else None, acc).sorted()
-        return {"task": arrays.task, "arrays": arrays,
-                "missing": int((arrays.status == M.STATUS_CODES[M.STATUS_MISSING]).sum())}
+def concat_task_arrays(parts):
+    """Combine one task's per-bucket TaskArrays of a model (beam.CombinePerKey's callable: parts
+    may be earlier outputs of its own); finalize_model sorts them by id, independent of bundle order."""
+    parts = list(parts)
+    return M.TaskArrays.concat(parts[0].task, parts)
 
 
-class FinalizeModelFn(beam.DoFn):
-    """(model, {'tasks': [summary...], 'rejects': [record...]}) -> metrics.json, breakdown.json and
-    rejected.jsonl under OUT/<model>/; emits a dict with the model's metrics and breakdown."""
-
-    def __init__(self, output_dir, n_boot, seed, formats, dataset_version, provenance):
-        self.output_dir, self.n_boot, self.seed, self.formats = output_dir, n_boot, seed, formats
-        self.dataset_version, self.provenance = dataset_version, provenance
-
-    def process(self, element):
-        model, groups = element
-        summaries = {s["task"]: s for s in groups.get("tasks", [])}
-        arrays = {t: s["arrays"] for t, s in summaries.items()}
-        missing = sum(s["missing"] for s in summaries.values())
-        prov = self.provenance.get(model)
-        metrics = M.build_metrics(model, arrays, missing, self.n_boot, self.seed, self.dataset_version,
-                                  prov.version if prov else None, prov.mismatch if prov else False)
-        spreads = groups.get("templates") or [template_spread.spread({})]
-        metrics["template_spread"] = spreads[0]
-        breakdown = M.build_breakdown(arrays)
-        rejects = groups.get("rejects", [])
-        breakdown["rejected"] = outputs.reject_counts(rejects)
-        folder = join_path(self.output_dir, outputs.model_dirname(model))
-        write_text(join_path(folder, "metrics.json"), outputs.json_text(metrics), "application/json")
-        write_text(join_path(folder, "breakdown.json"), outputs.json_text(breakdown), "application/json")
-        write_text(join_path(folder, "rejected.jsonl"), outputs.rejects_jsonl(rejects), "application/jsonl")
-        yield {"model": model, "dir": outputs.model_dirname(model), "box_format": self.formats.for_model(model).spec,
-               "metrics": metrics, "breakdown": breakdown}
+def finalize_model(element, output_dir, n_boot, seed, formats, dataset_version, provenance):
+    """(model, {'tasks': [TaskArrays...], 'rejects': [record...]}) -> metrics.json, breakdown.json and
+    rejected.jsonl under OUT/<model>/; returns a dict with the model's metrics and breakdown."""
+    model, groups = element
+    arrays = {a.task: a.sorted() for a in groups.get("tasks", [])}
+    missing = sum(int((a.status == M.STATUS_CODES[M.STATUS_MISSING]).sum()) for a in arrays.values())
+    prov = provenance.get(model)
+    metrics = M.build_metrics(model, arrays, missing, n_boot, seed, dataset_version,
+                              prov.version if prov else None, prov.mismatch if prov else False)
+    spreads = groups.get("templates") or [template_spread.spread({})]
+    metrics["template_spread"] = spreads[0]
+    breakdown = M.build_breakdown(arrays)
+    rejects = groups.get("rejects", [])
+    breakdown["rejected"] = outputs.reject_counts(rejects)
+    folder = join_path(output_dir, outputs.model_dirname(model))
+    write_text(join_path(folder, "metrics.json"), outputs.json_text(metrics), "application/json")
+    write_text(join_path(folder, "breakdown.json"), outputs.json_text(breakdown), "application/json")
+    write_text(join_path(folder, "rejected.jsonl"), outputs.rejects_jsonl(rejects), "application/jsonl")
+    return {"model": model, "dir": outputs.model_dirname(model), "box_format": formats.for_model(model).spec,
+            "metrics": metrics, "breakdown": breakdown}
 
 
 class WriteReportsFn(beam.DoFn):
@@ -327,7 +296,7 @@ class WriteReportsFn(beam.DoFn):
     report.md and report.html in OUT, with the samples section (from the shown ids' test rows and
     results) and the dataset section (a stats.json document) when there are any.
 
-    Its main input: the list of `tagged` pairs (Gather): ENTRY, a model's entry (FinalizeModelFn);
+    Its main input: the list of `tagged` pairs (Gather): ENTRY, a model's entry (finalize_model);
     SHOWN, a shown id's result (ScoreBucketFn); ORPHAN, a reject of no model; STALE_REMOVED, the
     number of stale sample-line files removed (only so that this step runs after that one)."""
 
@@ -351,8 +320,8 @@ class WriteReportsFn(beam.DoFn):
         sections = []
         if self.samples_per_task:
             rows = {}
-            for sid, row in sorted(shown_rows, key=lambda kv: kv[0]):
-                rows.setdefault(sid, row)
+            for row in sorted(shown_rows, key=lambda r: r["id"]):
+                rows.setdefault(row["id"], row)
             results = {(model, sid): r for sid, model, r in shown_results}
             sections.append(sample_sections.samples_section(
                 [i for i in shown_order if i in rows], rows, [r["model"] for r in board], results,
@@ -421,17 +390,17 @@ class ScorePredictions(beam.PTransform):
         # one combine per (model, task)
         task_summaries = (scored
                           | "Arrays" >> select(ScoreBucketFn.ARRAYS)
-                          | "CombinePerTask" >> beam.CombinePerKey(TaskMetricsFn())
+                          | "CombinePerTask" >> beam.CombinePerKey(concat_task_arrays)
                           | "KeyByModel" >> beam.Map(lambda kv: (kv[0][0], kv[1])))
         entries = (
             {"tasks": task_summaries, "rejects": of_model, "templates": templates}
             | "ByModel" >> beam.CoGroupByKey()
-            | "FinalizeModels" >> beam.ParDo(FinalizeModelFn(s.output_dir, s.bootstrap, s.seed, inp.formats,
-                                                             inp.dataset_version, inp.provenance))
+            | "FinalizeModels" >> beam.Map(finalize_model, s.output_dir, s.bootstrap, s.seed, inp.formats,
+                                           inp.dataset_version, inp.provenance)
         )
         shown_rows = (pbegin
                       | "ShownTestFiles" >> beam.Create(list(inp.test_files) if per_task else [])
-                      | "ReadShownRows" >> beam.FlatMap(read_shown_rows_of, beam.pvalue.AsSingleton(shown), s.split))
+                      | "ReadShownRows" >> beam.FlatMap(read_shown_rows, s.split, beam.pvalue.AsSingleton(shown)))
         outputs = {
             "metrics": entries | "MetricsOnly" >> beam.Map(lambda e: (e["model"], e["metrics"])),
             "breakdowns": entries | "BreakdownOnly" >> beam.Map(lambda e: (e["model"], e["breakdown"])),

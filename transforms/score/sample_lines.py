@@ -14,6 +14,7 @@ import re
 
 from sarchat.transforms.errors import InputError
 from sarchat.transforms.fileio import join_path, read_bytes
+from sarchat.transforms.rendering import render
 from sarchat.transforms.score.prediction_files import match_paths
 
 SAMPLE_LINES_RE = re.compile(r"samples_([A-Za-z0-9]+)\.jsonl$")
@@ -71,18 +72,5 @@ def _parsed_text(parsed):
 
 
 def explain_text(records):
-    """A readable page of one sample's records (one per model)."""
-    first = records[0]
-    lines = [f"sample {first['id']}  task {first['task']}" + (f"  subset {first['subset']}" if first["subset"] else ""),
-             "question:", _indent(first["question"]), "reference:", _indent(first["reference"])]
-    for r in records:
-        lines.append("")
-        lines.append(f"model {r['model']}: {r['status']}" + (f" (inference error: {r['error']})" if r["error"] else ""))
-        lines.append("  response:")
-        lines.append(_indent(r["response"]))
-        lines.append("  parsed: " + _parsed_text(r["parsed"]))
-        for col, s in r["scores"].items():
-            lines.append(f"  {col}: TP {s['tp']}  FP {s['fp']}  FN {s['fn']}")
-        if r["ious"]:
-            lines.append("  IoU per truth box: " + ", ".join("%.3f" % v for v in r["ious"]))
-    return "\n".join(lines) + "\n"
+    """A readable page of one sample's records (one per model): explain.txt.j2 beside this module."""
+    return render(__file__, "explain.txt.j2", records=records, indent=_indent, parsed_text=_parsed_text)

@@ -61,8 +61,6 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=
 # ---------------------------------------------------------------------------------------------
 # JSON text of columns (what json.dumps(..., ensure_ascii=False) writes)
 
-# json.dumps(ensure_ascii=False)'s escapes: backslash first, then the quote and the control characters
-# (short forms where JSON has one, \u00XX otherwise)
 def pred_labels(task, parsed):
     """What the `pred_labels` column holds: the task module's pred_labels of the parser's dict."""
     return BY_ID[task].pred_labels(parsed) if parsed else []
@@ -227,7 +225,7 @@ class BucketJoin:
         self.ids = table_column(self.tests, "id")
         self.rejects = []
         self._index = {}
-        preds = _concat(pred_tables)
+        self.preds = preds = _concat(pred_tables)
         if not preds.num_rows:
             self.models = []
             return
@@ -382,7 +380,6 @@ def score_bucket(join, models, formats, memo_of):
     positions = task_rows(join.tests)
     truths = {t: BucketTruth(SPECS[t], join.tests.take(pa.array(pos)).combine_chunks()) for t, pos in positions.items()
               if len(pos)}
-    preds = getattr(join, "preds", None)
     out = []
     for model in sorted(set(models) | set(join.models)):
         index = join.pred_index(model)
@@ -390,12 +387,8 @@ def score_bucket(join, models, formats, memo_of):
         parts = []
         for task, truth in truths.items():
             idx = index[positions[task]]
-            if preds is None:
-                nulls = pa.nulls(truth.n, pa.string())
-                prediction, error, latency = nulls, nulls, pa.nulls(truth.n, pa.float64())
-            else:
-                prediction, error = _take(table_column(preds, "prediction"), idx), _take(table_column(preds, "error"), idx)
-                latency = _take(table_column(preds, "latency_s", pa.float64()), idx)
+            prediction, error = (_take(table_column(join.preds, c), idx) for c in ("prediction", "error"))
+            latency = _take(table_column(join.preds, "latency_s", pa.float64()), idx)
             scores = score_task(truth, prediction, error, idx >= 0, memo, fmt)
             parts.append(ModelTask(model, scores, prediction, error, latency))
         out.append((model, parts))

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from sarchat.transforms.score.metrics import column_accuracy, task_score
+from sarchat.transforms.score.metrics import column_accuracy, round4, task_score
 from sarchat.transforms.tasks import TASKS
 
 NO_TEMPLATE = ""
@@ -52,10 +52,6 @@ def merge(accs):
     return out
 
 
-def _r(v):
-    return None if v is None else round(float(v), 4)
-
-
 def template_score(cell):
     """Eq. 5 over the template's samples: the mean of its non-null Eq. 3 column accuracies."""
     return task_score(column_accuracy(*(int(v) for v in column)) for column in cell[1])
@@ -76,7 +72,7 @@ def spread(acc):
             lo, hi = min(valid), max(valid)
         else:
             mean = stdev = lo = hi = None
-        out[task] = {"templates": len(valid), "min": _r(lo), "max": _r(hi),
-                     "range": _r(None if lo is None else hi - lo), "mean": _r(mean), "stdev": _r(stdev),
-                     "by_template": {tid: {"n": acc[(task, tid)][0], "score": _r(s)} for tid, s in scores.items()}}
+        out[task] = {"templates": len(valid), "min": round4(lo), "max": round4(hi),
+                     "range": round4(None if lo is None else hi - lo), "mean": round4(mean), "stdev": round4(stdev),
+                     "by_template": {tid: {"n": acc[(task, tid)][0], "score": round4(s)} for tid, s in scores.items()}}
     return out

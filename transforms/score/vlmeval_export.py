@@ -38,6 +38,7 @@ import re
 from sarchat.transforms import dataset_files
 from sarchat.transforms.adapters import get_adapter
 from sarchat.transforms.errors import InputError, UsageError
+from sarchat.transforms.rendering import render
 from sarchat.transforms.score import lmms_eval_hooks as H
 from sarchat.transforms.score.dialogue_rows import iter_test_tables
 from sarchat.transforms.score.lmms_eval_export import EXPORT_MANIFEST, local_inputs
@@ -110,32 +111,8 @@ def write_tsv(path, rows):
 
 
 def render_readme(name, output, dataset, adapter):
-    tsv = os.path.join(output, tsv_name(name))
-    return "\n".join([
-        f"# {name}: SARChat-Bench as a VLMEvalKit custom dataset",
-        "",
-        f"Written by `sarchat export vlmevalkit` from `{dataset}` for the `{adapter}` prompt family (its box",
-        "format in the questions; `sarchat score` reads the answers in it). The toolkit's docs/scoring.md",
-        "(\"VLMEvalKit\") has the details.",
-        "",
-        "1. Register: VLMEvalKit looks a --data name no dataset class claims up as `$LMUData/<name>.tsv`",
-        "   (default ~/LMUData):",
-        "",
-        "       mkdir -p ${LMUData:-~/LMUData}",
-        f"       ln -s {tsv} ${{LMUData:-~/LMUData}}/{tsv_name(name)}",
-        "",
-        "2. Run a model VLMEvalKit supports (its vlmeval/config.py names them); VLMEvalKit cannot score a",
-        "   custom VQA dataset, so infer only, and write the predictions as TSV (its default .xlsx needs",
-        "   openpyxl to be read back):",
-        "",
-        f"       PRED_FORMAT=tsv python run.py --data {name} --model <model> --mode infer --work-dir outputs",
-        "",
-        "3. Score its prediction table with the toolkit:",
-        "",
-        f"       sarchat score --dataset {dataset} --predictions outputs/<model>/*/<model>_{name}.tsv \\",
-        f"           --adapter {adapter} --output scores",
-        "",
-    ])
+    return render(__file__, "vlmeval_readme.md.j2", data=name, dataset=dataset, adapter=adapter,
+                  tsv=os.path.join(output, tsv_name(name)), tsv_name=tsv_name(name))
 
 
 def plan_export(dataset, output, split="test", adapter="sarchat", image_root=None, format_hint=True,
