@@ -88,9 +88,7 @@ class Detection:
 
 def to_amplitude(gray):
     a = np.asarray(gray, dtype=np.float32)
-    if a.ndim == 3:
-        a = a.mean(axis=2)
-    return a
+    return a.mean(axis=2) if a.ndim == 3 else a
 
 
 def cfar_mask(amp, p=CfarParams()):

@@ -44,12 +44,9 @@ def dataset_version(dataset, manifest=None) -> str:
 
 
 def _splits_listed(manifest):
-    found = set()
-    for entry in manifest.get("files", []):
-        rel = entry.get("path") if isinstance(entry, dict) else None
-        if isinstance(rel, str) and rel.startswith("parquet/") and rel.count("/") >= 2:
-            found.add(rel.split("/")[1])
-    return sorted(found)
+    paths = [entry.get("path") for entry in manifest.get("files", []) if isinstance(entry, dict)]
+    return sorted({rel.split("/")[1] for rel in paths
+                   if isinstance(rel, str) and rel.startswith("parquet/") and rel.count("/") >= 2})
 
 
 def split_files(dataset, split, manifest=None, flag="--split"):

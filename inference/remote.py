@@ -75,8 +75,8 @@ class RemoteRun:
 
     def part_sizes(self, run_key):
         """{part file name: size} on the remote side: what a merge has seen."""
-        folder = f"store/{run_key}"
-        return {n: s for n, s in self._listing(folder).items() if n.startswith("part-") and n.endswith(".jsonl")}
+        return {n: s for n, s in self._listing(f"store/{run_key}").items()
+                if n.startswith("part-") and n.endswith(".jsonl")}
 
     def _io(self, what, rel, fn):
         try:

@@ -134,8 +134,7 @@ def _record_line(record) -> bytes:
     try:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
     except UnicodeEncodeError:
-        return (json.dumps(decode.escape_record(record), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-                + b"\n")
+        return _record_line(decode.escape_record(record))
 
 
 class PartWriter:
