@@ -131,8 +131,7 @@ class Scene:
         self.amp = to_amplitude(gray)
         self.p = p
         self.median = float(np.median(self.amp)) or 1.0
-        self._mask = None
-        self._dets = None
+        self._mask = self._dets = None
         self._lock = threading.Lock()
 
     @property

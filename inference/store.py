@@ -115,17 +115,10 @@ def part_files(out_dir, run_key):
 
 
 def scan(out_dir, run_key):
-    """(done ids, failed ids -> last error) across all part files of the run key."""
-    done, failed = set(), {}
-    for path in part_files(out_dir, run_key):
-        for rec in read_records(path):
-            if rec.get("error") in (None, ""):
-                done.add(rec["id"])
-            else:
-                failed[rec["id"]] = rec["error"]
-    for sid in done:
-        failed.pop(sid, None)
-    return done, failed
+    """(done ids, failed ids -> last error) across all part files of the run key: the merge's rows."""
+    rows = merged_rows(out_dir, run_key)
+    failed = {r["id"]: r["error"] for r in rows if r["error"] is not None}
+    return {r["id"] for r in rows if r["error"] is None}, failed
 
 
 def _record_line(record) -> bytes:
@@ -228,12 +221,9 @@ def merged_rows(out_dir, run_key):
     best = {}
     for path in part_files(out_dir, run_key):
         for rec in read_records(path):
-            sid = rec["id"]
-            ok = rec.get("error") in (None, "")
-            prev = best.get(sid)
-            if prev is not None and prev[0]:
-                continue  # the first success is final
-            best[sid] = (ok, rec)  # a success, or a later error replacing an earlier one
+            # the first success is final; else a success, or a later error replacing an earlier one
+            if not best.get(rec["id"], (False,))[0]:
+                best[rec["id"]] = (rec.get("error") in (None, ""), rec)
     return [prediction_row(sid, rec.get("prediction"), rec.get("model"), None if ok else rec.get("error"),
                            rec.get("latency_s")) for sid, (ok, rec) in sorted(best.items())]
 
