@@ -175,8 +175,7 @@ class BlindPrior:
         ranked = list(p["cells"]) or ["middle center"]
         out = []
         for i in range(n):
-            cell = ranked[i % len(ranked)]
-            row, col = cell.split()
+            row, col = ranked[i % len(ranked)].split()
             cx = (geometry.COLUMNS.index(col) + 0.5) * W / 3.0
             cy = (geometry.ROWS.index(row) + 0.5) * H / 3.0
             w, h = p["w"] * W, p["h"] * H

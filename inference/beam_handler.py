@@ -126,11 +126,10 @@ def beam_run_manifest(config: InferenceConfig, dataset_version: str) -> dict:
     as `sarchat infer --backend vllm` with the same flags."""
     backend = VllmBackend(config, resolve_adapter(config, VllmBackend))  # identity only: no engine is built
     try:
-        manifest = run_manifest(config, run_identity(backend, dataset_version), backend, TOOL,
-                                extra_versions={"apache-beam": beam.__version__})
+        return run_manifest(config, run_identity(backend, dataset_version), backend, TOOL,
+                            extra_versions={"apache-beam": beam.__version__})
     finally:
         backend.close()
-    return manifest
 
 
 class _WriteManifestFn(beam.DoFn):

@@ -88,9 +88,7 @@ class Detection:
 
 def to_amplitude(gray):
     a = np.asarray(gray, dtype=np.float32)
-    if a.ndim == 3:
-        a = a.mean(axis=2)
-    return a
+    return a.mean(axis=2) if a.ndim == 3 else a
 
 
 def cfar_mask(amp, p=CfarParams()):
@@ -133,8 +131,7 @@ class Scene:
         self.amp = to_amplitude(gray)
         self.p = p
         self.median = float(np.median(self.amp)) or 1.0
-        self._mask = None
-        self._dets = None
+        self._mask = self._dets = None
         self._lock = threading.Lock()
 
     @property

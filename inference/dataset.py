@@ -44,12 +44,9 @@ def dataset_version(dataset, manifest=None) -> str:
 
 
 def _splits_listed(manifest):
-    found = set()
-    for entry in manifest.get("files", []):
-        rel = entry.get("path") if isinstance(entry, dict) else None
-        if isinstance(rel, str) and rel.startswith("parquet/") and rel.count("/") >= 2:
-            found.add(rel.split("/")[1])
-    return sorted(found)
+    paths = [entry.get("path") for entry in manifest.get("files", []) if isinstance(entry, dict)]
+    return sorted({rel.split("/")[1] for rel in paths
+                   if isinstance(rel, str) and rel.startswith("parquet/") and rel.count("/") >= 2})
 
 
 def split_files(dataset, split, manifest=None, flag="--split"):
@@ -278,11 +275,13 @@ class ImageCache:
     image reach the reading threads together); a file changed during a run is not read again."""
 
     def __init__(self, pad_to_multiple=0, max_pixels=DEFAULT_MAX_IMAGE_PIXELS, read_image=None,
-                 encode=None, full_decode=True, max_bytes=DEFAULT_IMAGE_CACHE_BYTES):
+                 encode=None, full_decode=True, max_bytes=DEFAULT_IMAGE_CACHE_BYTES, load=None, weigh=len):
         self.pad_to_multiple, self.max_pixels, self.full_decode = pad_to_multiple, max_pixels, full_decode
         self.read_image = read_image or read_image_bytes
         self.encode = encode or (lambda url: url)
-        self.max_bytes = max_bytes
+        # load(data, location, expected_size) -> (value, (width, height)): by default the encoded data
+        # URL; `weigh(value)` counts against max_bytes (e.g. 1 per entry, for a cache of decoded scenes)
+        self.load, self.weigh, self.max_bytes = load or self._encoded, weigh, max_bytes
         self._entries = collections.OrderedDict()  # location -> (encoded, (width, height))
         self._bytes = 0
         self._lock = threading.Lock()
@@ -290,7 +289,8 @@ class ImageCache:
         self.hits = self.misses = 0
 
     def get(self, location, expected_size=None):
-        """encode(data URL) of the image at `location`; ImageError as image_data_url raises it."""
+        """The cached value (encode(data URL)) of the image at `location`; ImageError as image_data_url
+        (or `load`) raises it."""
         while True:
             with self._lock:
                 entry = self._entries.get(location)
@@ -307,20 +307,23 @@ class ImageCache:
             _check_size(location, *entry[1], expected_size, self.max_pixels)
             return entry[0]
         try:
-            url, size = encode_image(self.read_image(location), location, self.pad_to_multiple, expected_size,
-                                     self.max_pixels, self.full_decode)
-            value = self.encode(url)
+            value, size = self.load(self.read_image(location), location, expected_size)
             with self._lock:  # no other thread reads this location meanwhile: it waits for this one
                 self.misses += 1
                 self._entries[location] = (value, size)
-                self._bytes += len(value)
+                self._bytes += self.weigh(value)
                 while self._bytes > self.max_bytes and len(self._entries) > 1:
                     _, (old, _) = self._entries.popitem(last=False)
-                    self._bytes -= len(old)
+                    self._bytes -= self.weigh(old)
         finally:
             with self._lock:
                 self._reading.pop(location).set()
         return value
+
+    def _encoded(self, data, location, expected_size):
+        url, size = encode_image(data, location, self.pad_to_multiple, expected_size, self.max_pixels,
+                                 self.full_decode)
+        return self.encode(url), size
 
 
 def _to_8bit(img):

@@ -28,8 +28,7 @@ def model_fingerprint(model: str, revision: Optional[str] = None) -> dict:
     """
     if model and os.path.isdir(model):
         h = hashlib.sha256()
-        names = sorted(os.listdir(model))
-        for name in names:
+        for name in sorted(os.listdir(model)):
             path = os.path.join(model, name)
             if name in _CONFIG_FILES and os.path.isfile(path):
                 with open(path, "rb") as fh:

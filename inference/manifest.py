@@ -30,8 +30,7 @@ class RunIdentity:
 
 def run_identity(backend, dataset_version) -> RunIdentity:
     """The identity of a run of `backend` (constructed, not set up) on a dataset version."""
-    fingerprint, sampling = backend.fingerprint(), backend.sampling()
-    engine = backend.engine_settings()
+    fingerprint, sampling, engine = backend.fingerprint(), backend.sampling(), backend.engine_settings()
     key = run_key(backend.name, fingerprint, backend.adapter.spec, sampling, dataset_version, engine,
                   backend.prompt_settings())
     return RunIdentity(backend.name, backend.adapter, fingerprint, sampling, engine, dataset_version, key)

@@ -33,18 +33,10 @@ def default_work_dir(url):
     return os.path.join(cache, "sarchat", "infer", digest)
 
 
-class _NoTraceback(logging.Filter):
+def _no_traceback(record):
     """Keeps a library's log line but not its traceback: the failure is reported as a RemoteError."""
-
-    def filter(self, record):
-        record.exc_info, record.exc_text = None, None
-        return True
-
-
-def _quiet_library_tracebacks():
-    log = logging.getLogger("gcsfs")  # logs each request that ran out of retries with a traceback
-    if not any(isinstance(f, _NoTraceback) for f in log.filters):
-        log.addFilter(_NoTraceback())
+    record.exc_info, record.exc_text = None, None
+    return True
 
 
 class RemoteError(OutputError):
@@ -61,7 +53,8 @@ class RemoteRun:
 
         self.url = url.rstrip("/")
         self.local_dir = local_dir
-        _quiet_library_tracebacks()
+        # gcsfs logs each request that ran out of retries with a traceback (addFilter adds it once)
+        logging.getLogger("gcsfs").addFilter(_no_traceback)
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.root = self.root.rstrip("/")
 
@@ -82,8 +75,8 @@ class RemoteRun:
 
     def part_sizes(self, run_key):
         """{part file name: size} on the remote side: what a merge has seen."""
-        folder = f"store/{run_key}"
-        return {n: s for n, s in self._listing(folder).items() if n.startswith("part-") and n.endswith(".jsonl")}
+        return {n: s for n, s in self._listing(f"store/{run_key}").items()
+                if n.startswith("part-") and n.endswith(".jsonl")}
 
     def _io(self, what, rel, fn):
         try:
@@ -126,9 +119,8 @@ class RemoteRun:
                 self._download(rel)
         for name in sorted(self._listing(f"runs/{run_key}")):
             rel = f"runs/{run_key}/{name}"
-            if not (name.startswith("shard-") and name.endswith(".json")):
-                continue
-            if name != own_manifest or not os.path.exists(self._local(rel)):
+            if name.startswith("shard-") and name.endswith(".json") and (
+                    name != own_manifest or not os.path.exists(self._local(rel))):
                 self._download(rel)
         return sizes
 

@@ -59,12 +59,9 @@ def build_parser():
     p = OneLineParser(prog="sarchat infer", description=__doc__.split("\n\n")[0])
     add_dataset_flags(p, output_help="run folder: store/, runs/, predictions.parquet, manifest.json; "
                                      "local or a URL (gs://...)")
-    add_run_flags(p)
-    add_model_flags(p)
-    add_sampling_flags(p)
-    add_vllm_flags(p)
-    add_openai_flags(p)
-    add_baseline_flags(p)
+    for add_flags in (add_run_flags, add_model_flags, add_sampling_flags, add_vllm_flags, add_openai_flags,
+                      add_baseline_flags):
+        add_flags(p)
     return p
 
 
@@ -96,6 +93,7 @@ class Runner:
         self.key = self.identity.key
         self.model_name = model_column(cfg, self.backend)
         self.remote = remote.RemoteRun(cfg.remote_output, cfg.output) if cfg.remote_output else None
+        self.manifest_name = f"shard-{cfg.shard_index:05d}-of-{cfg.num_shards:05d}.json"
         self.failures = []
         self.verify_read = None
 
@@ -103,15 +101,10 @@ class Runner:
         """Where the run's file `name` is published: under the URL for a remote run."""
         return f"{self.remote.url}/{name}" if self.remote else os.path.join(self.cfg.output, name)
 
-    def _part_rel(self):
-        return f"store/{self.key}/{store.part_name(self.cfg.shard_index, self.cfg.num_shards)}.jsonl"
-
-    def _manifest_name(self):
-        return f"shard-{self.cfg.shard_index:05d}-of-{self.cfg.num_shards:05d}.json"
-
     def push_part(self):
         if self.remote:
-            self.remote.upload(self._part_rel(), missing_ok=True)
+            part = store.part_name(self.cfg.shard_index, self.cfg.num_shards)
+            self.remote.upload(f"store/{self.key}/{part}.jsonl", missing_ok=True)
 
     # ---- manifests -----------------------------------------------------------------------------
     @functools.cached_property
@@ -123,37 +116,32 @@ class Runner:
     def base_manifest(self):
         return copy.deepcopy(self._base_manifest)
 
-    def _shard_manifest_path(self):
+    def _runs_file(self, name):
+        """The path of `name` in runs/<run key>/ (the folder made)."""
         folder = store.runs_dir(self.cfg.output, self.key)
         os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, self._manifest_name())
+        return os.path.join(folder, name)
 
-    def _previous_shard_manifest(self):
-        try:
-            with open(self._shard_manifest_path(), encoding="utf-8") as fh:
-                found = json.load(fh)
-            return found if isinstance(found, dict) else None
-        except (OSError, ValueError):
-            return None
+    def _summary(self, status, **more):
+        """This invocation's figures, for its history line and its shard manifest."""
+        return {"status": status, "started_at": self.started, "finished_at": _now(), "image_root": self.root,
+                "counts": self.counts, **more}
 
     def write_shard_manifest(self, extra):
-        m = self.base_manifest()
-        m.update({"shard_index": self.cfg.shard_index, "num_shards": self.cfg.num_shards,
-                  "host": socket.gethostname(), "argv": redact_argv(self.argv)})
-        m.update(extra)
-        self._publish_shard_manifest(m)
-        return m
+        self._publish_shard_manifest({**self.base_manifest(), "shard_index": self.cfg.shard_index,
+                                      "num_shards": self.cfg.num_shards, "host": socket.gethostname(),
+                                      "argv": redact_argv(self.argv), **extra})
 
     def _publish_shard_manifest(self, m):
-        store.atomic_write_json(self._shard_manifest_path(), m)
+        store.atomic_write_json(self._runs_file(self.manifest_name), m)
         if self.remote:
-            self.remote.upload(f"runs/{self.key}/{self._manifest_name()}")
+            self.remote.upload(f"runs/{self.key}/{self.manifest_name}")
 
     def _merge_local(self):
-        manifest = self.base_manifest()
         shards = store.shard_manifests(self.cfg.output, self.key)
-        manifest["started_at"] = min((s["started_at"] for s in shards if s.get("started_at")), default=None)
-        manifest["finished_at"] = max((s["finished_at"] for s in shards if s.get("finished_at")), default=None)
+        manifest = {**self.base_manifest(),
+                    "started_at": min((s["started_at"] for s in shards if s.get("started_at")), default=None),
+                    "finished_at": max((s["finished_at"] for s in shards if s.get("finished_at")), default=None)}
         return store.merge(self.cfg.output, self.key, manifest, self.dataset_version)
 
     def merge(self):
@@ -175,24 +163,22 @@ class Runner:
         return [Sample(r, location(r["image_path"])) for r in rows], root
 
     def run(self):
-        cfg = self.cfg
-        started = _now()
-        samples, root = self.samples()
+        self.started = _now()
+        samples, self.root = self.samples()
         if self.verify_read is not None:  # the rows read belong to the manifest the run started from
             self.verify_read()
         if self.remote:
-            self.remote.pull(self.key, own_manifest=self._manifest_name())
-        done, failed_before = store.scan(cfg.output, self.key)
-        pending = [s for s in samples if s.id not in done]
+            self.remote.pull(self.key, own_manifest=self.manifest_name)
+        done, failed_before = store.scan(self.cfg.output, self.key)
         # Grouped by image: detection caches and vLLM's multimodal cache hit, reads are local.
-        pending.sort(key=lambda s: (s.row["image_path"], s.id))
-        counts = {"selected": len(samples), "skipped": len(samples) - len(pending),
-                  "retried": sum(1 for s in pending if s.id in failed_before),
-                  "done": 0, "failed": 0, "remaining": len(pending)}
+        pending = sorted((s for s in samples if s.id not in done), key=lambda s: (s.row["image_path"], s.id))
+        self.counts = counts = {"selected": len(samples), "skipped": len(samples) - len(pending),
+                                "retried": sum(1 for s in pending if s.id in failed_before),
+                                "done": 0, "failed": 0, "remaining": len(pending)}
         if not pending:
-            self._nothing_to_do(started, root, counts)
+            self._nothing_to_do()
             return counts
-        bs = int(cfg.batch_size or self.backend.default_batch_size)
+        bs = int(self.cfg.batch_size or self.backend.default_batch_size)
         batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]
         prefetch = ThreadPoolExecutor(max_workers=1)
         # A backend whose prepare needs no engine gets its first batch ready while the engine loads.
@@ -207,27 +193,22 @@ class Runner:
             prefetch.shutdown(wait=False, cancel_futures=True)
             raise
         self.timing = {"setup_s": time.perf_counter() - t_loop, "predict_s": 0.0}
-        self.write_shard_manifest({"status": "running", "started_at": started, "finished_at": None,
-                                   "image_root": root, "counts": counts})
-        status = "done"
+        self.write_shard_manifest(self._summary("running", finished_at=None))
+        status = "crashed"
         try:
             with prefetch:
-                self._predict_all(batches, counts, prefetch, first)
+                self._predict_all(batches, prefetch, first)
+            status = "done"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
-        except BaseException:
-            status = "crashed"
-            raise
         finally:
-            elapsed = time.perf_counter() - t_loop
             attempted = counts["done"] + counts["failed"]
             busy = self.timing["predict_s"]
-            extra = {"status": status, "started_at": started, "finished_at": _now(), "image_root": root,
-                     "counts": counts, "wall_s": round(elapsed, 3),
-                     "setup_s": round(self.timing["setup_s"], 3), "predict_s": round(busy, 3),
-                     # samples per second once the model is loaded (setup excluded)
-                     "throughput_sps": round(attempted / busy, 3) if busy > 0 and attempted else None}
+            extra = self._summary(status, wall_s=round(time.perf_counter() - t_loop, 3),
+                                  setup_s=round(self.timing["setup_s"], 3), predict_s=round(busy, 3),
+                                  # samples per second once the model is loaded (setup excluded)
+                                  throughput_sps=round(attempted / busy, 3) if busy > 0 and attempted else None)
             self._append_history(extra)
             self.push_part()
             self.write_shard_manifest(extra)
@@ -243,30 +224,30 @@ class Runner:
             self.merge()
 
     def _append_history(self, extra):
-        folder = store.runs_dir(self.cfg.output, self.key)
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "history.jsonl"), "a", encoding="utf-8") as fh:
+        with open(self._runs_file("history.jsonl"), "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"shard_index": self.cfg.shard_index, "num_shards": self.cfg.num_shards,
                                  **extra}) + "\n")
 
-    def _nothing_to_do(self, started, root, counts):
+    def _nothing_to_do(self):
         """Every selected id is answered: the shard's manifest keeps the figures of the run that
         did the work (a rerun must not replace them with zeros); only the history says we looked."""
-        self._append_history({"status": "nothing to do", "started_at": started, "finished_at": _now(),
-                              "image_root": root, "counts": counts})
-        previous = self._previous_shard_manifest()
-        if previous is None:  # the work was done under another shard count, or the file was lost
-            self.write_shard_manifest({"status": "done", "started_at": started, "finished_at": _now(),
-                                       "image_root": root, "counts": counts})
+        self._append_history(self._summary("nothing to do"))
+        try:
+            with open(self._runs_file(self.manifest_name), encoding="utf-8") as fh:
+                previous = json.load(fh)
+        except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict):  # the work was done under another shard count, or the file was lost
+            self.write_shard_manifest(self._summary("done"))
         elif previous.get("status") != "done":  # e.g. killed after its last batch was stored
             previous["status"] = "done"
             self._publish_shard_manifest(previous)
         self._close_and_merge()
 
-    def _predict_all(self, batches, counts, prefetch, first=None):
+    def _predict_all(self, batches, prefetch, first=None):
         """Answer and store every batch; batch k+1 is prepared in `prefetch` while batch k is
         answered (`first`: batch 0's preparation, when it was started before the backend's setup)."""
-        cfg = self.cfg
+        cfg, counts = self.cfg, self.counts
         writer = store.PartWriter(cfg.output, self.key, cfg.shard_index, cfg.num_shards)
         bar = None
         last_push = time.monotonic()
@@ -279,7 +260,7 @@ class Runner:
             if not cfg.no_progress:  # samples answered, their rate and the time left
                 bar = progress.Progress(f"sarchat infer: {desc}", sum(map(len, batches)), "samples",
                                         position=cfg.progress_position)
-            future = first if first is not None else prefetch.submit(self.backend.prepare, batches[0])
+            future = first or prefetch.submit(self.backend.prepare, batches[0])
             for k, batch in enumerate(batches):
                 try:
                     prepared = future.result()
@@ -290,9 +271,8 @@ class Runner:
                 results = list(zip(batch, predict_batch(self.backend, batch, prepared)))
                 failed = [(sample.id, res.error) for sample, res in results if res.error is not None]
                 self.failures.extend(failed)
-                records = [store.make_record(sample.id, res.prediction, self.model_name, res.error, res.latency_s,
-                                             self.key) for sample, res in results]
-                writer.append(records)  # flushed and fsync'd: the batch is now durable
+                writer.append([store.make_record(sample.id, res.prediction, self.model_name, res.error, res.latency_s,
+                                                 self.key) for sample, res in results])  # fsync'd: now durable
                 counts["failed"] += len(failed)
                 counts["done"] += len(batch) - len(failed)
                 counts["remaining"] -= len(batch)
@@ -340,11 +320,9 @@ def _spawn(cfg, argv):
             child_argv.append(a)
     procs = []
     for i in range(k):
-        env = dict(os.environ)
-        if cfg.backend == "vllm":
-            group = gpus[(i * tp) % len(gpus):(i * tp) % len(gpus) + tp] if gpus else []
-            if group:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(group)
+        first = (i * tp) % len(gpus) if gpus else 0
+        group = gpus[first:first + tp]  # a vllm shard's GPUs; None: the environment as it is
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(group)} if cfg.backend == "vllm" and group else None
         cmd = [sys.executable, "-m", "sarchat.beam_pipelines.cli", "infer", *child_argv,
                "--shard-index", str(i), "--no-merge", "--progress-position", str(i)]
         procs.append(subprocess.Popen(cmd, env=env))

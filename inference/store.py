@@ -28,6 +28,7 @@ in its Parquet key-value metadata (DATASET_VERSION_KEY), as the RunInference pip
 """
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import time
@@ -104,28 +105,20 @@ def read_records(path):
     return records
 
 
-def _names(folder):
-    """The sorted names in a folder ([] when it does not exist)."""
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+def _files(folder, pattern):
+    """The sorted paths in a folder matching a glob pattern ([] when the folder does not exist)."""
+    return sorted(glob.glob(os.path.join(glob.escape(folder), pattern)))
 
 
 def part_files(out_dir, run_key):
-    folder = store_dir(out_dir, run_key)
-    return [os.path.join(folder, n) for n in _names(folder) if n.startswith("part-") and n.endswith(".jsonl")]
+    return _files(store_dir(out_dir, run_key), "part-*.jsonl")
 
 
 def scan(out_dir, run_key):
-    """(done ids, failed ids -> last error) across all part files of the run key."""
-    done, failed = set(), {}
-    for path in part_files(out_dir, run_key):
-        for rec in read_records(path):
-            if rec.get("error") in (None, ""):
-                done.add(rec["id"])
-            else:
-                failed[rec["id"]] = rec["error"]
-    for sid in done:
-        failed.pop(sid, None)
-    return done, failed
+    """(done ids, failed ids -> last error) across all part files of the run key: the merge's rows."""
+    rows = merged_rows(out_dir, run_key)
+    failed = {r["id"]: r["error"] for r in rows if r["error"] is not None}
+    return {r["id"] for r in rows if r["error"] is None}, failed
 
 
 def _record_line(record) -> bytes:
@@ -134,8 +127,7 @@ def _record_line(record) -> bytes:
     try:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
     except UnicodeEncodeError:
-        return (json.dumps(decode.escape_record(record), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-                + b"\n")
+        return _record_line(decode.escape_record(record))
 
 
 class PartWriter:
@@ -158,23 +150,14 @@ class PartWriter:
             raise OutputError(f"another process is writing {self.path} (same run key and shard); "
                                "wait for it or stop it first") from exc
         existed = os.path.exists(self.path)
-        self._fh = open(self.path, "ab")
-        if existed:
-            self._heal_torn_tail()
-        else:
+        self._fh = open(self.path, "a+b")  # every write appends, whatever was read
+        if not existed:
             fsync_dir(folder)
-
-    def _heal_torn_tail(self):
-        """If the last writer died mid-line, start ours on a fresh line (the torn one is skipped)."""
-        size = os.path.getsize(self.path)
-        if size == 0:
-            return
-        with open(self.path, "rb") as fh:
-            fh.seek(size - 1)
-            last = fh.read(1)
-        if last != b"\n":
-            self._fh.write(b"\n")
-            self._sync()
+        elif self._fh.seek(0, os.SEEK_END):  # if the last writer died mid-line, ours starts on a fresh line
+            self._fh.seek(-1, os.SEEK_END)
+            if self._fh.read(1) != b"\n":
+                self._fh.write(b"\n")
+                self._sync()
 
     def _sync(self):
         self._fh.flush()
@@ -198,10 +181,7 @@ class PartWriter:
         try:
             self._fh.close()
         finally:
-            try:
-                fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-            finally:
-                self._lock.close()
+            self._lock.close()  # which releases the flock
 
 
 def make_record(sample_id, prediction, model, error, latency_s, run_key):
@@ -214,11 +194,8 @@ def make_record(sample_id, prediction, model, error, latency_s, run_key):
 def _merge_lock(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, ".merge.lock"), "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _atomic_write_bytes(path, data: bytes, sync_dir=True):
@@ -244,12 +221,9 @@ def merged_rows(out_dir, run_key):
     best = {}
     for path in part_files(out_dir, run_key):
         for rec in read_records(path):
-            sid = rec["id"]
-            ok = rec.get("error") in (None, "")
-            prev = best.get(sid)
-            if prev is not None and prev[0]:
-                continue  # the first success is final
-            best[sid] = (ok, rec)  # a success, or a later error replacing an earlier one
+            # the first success is final; else a success, or a later error replacing an earlier one
+            if not best.get(rec["id"], (False,))[0]:
+                best[rec["id"]] = (rec.get("error") in (None, ""), rec)
     return [prediction_row(sid, rec.get("prediction"), rec.get("model"), None if ok else rec.get("error"),
                            rec.get("latency_s")) for sid, (ok, rec) in sorted(best.items())]
 
@@ -275,21 +249,17 @@ def merge(out_dir, run_key, manifest=None, dataset_version=None):
 
 
 def shard_manifests(out_dir, run_key):
-    folder = runs_dir(out_dir, run_key)
     out = []
-    for name in _names(folder):
-        if name.startswith("shard-") and name.endswith(".json"):
-            try:
-                with open(os.path.join(folder, name), encoding="utf-8") as fh:
-                    m = json.load(fh)
-            except (OSError, ValueError):
-                continue
-            out.append({k: m.get(k) for k in ("shard_index", "num_shards", "started_at", "finished_at",
-                                               "status", "counts", "setup_s", "predict_s", "throughput_sps",
-                                               "host")})
+    for path in _files(runs_dir(out_dir, run_key), "shard-*.json"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                m = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        out.append({k: m.get(k) for k in ("shard_index", "num_shards", "started_at", "finished_at", "status",
+                                           "counts", "setup_s", "predict_s", "throughput_sps", "host")})
     return out
 
 
 def run_keys(out_dir):
-    folder = os.path.join(out_dir, "store")
-    return [n for n in _names(folder) if os.path.isdir(os.path.join(folder, n))]
+    return sorted(os.path.basename(os.path.dirname(path)) for path in _files(os.path.join(out_dir, "store"), "*/"))

@@ -1,18 +1,17 @@
 """`--backend cfar`: the classical CA-CFAR baseline of inference/cfar.py, on CPU.
 
-Scenes (amplitude, CFAR mask, detections) are cached per image (a small LRU), and the runner
-feeds samples grouped by image, so the several dialogues of one image (count per category,
-identify per box, ...) decode and detect once.
+Scenes (amplitude, CFAR mask, detections) are cached per image (a small LRU, an ImageCache of
+`cache_size` scenes, each hit's row size checked as for the model backends), and the runner feeds
+samples grouped by image, so the several dialogues of one image (count per category, identify per
+box, ...) decode and detect once.
 Image reading and detection run in a thread pool (numpy/scipy release the GIL).
 """
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from threading import Lock
 
 from sarchat.inference import cfar
 from sarchat.inference.backends.base import Backend, Result, per_sample
-from sarchat.inference.dataset import image_gray_array, read_image_bytes, row_size
+from sarchat.inference.dataset import ImageCache, image_gray_array, row_size
 
 
 class CfarBackend(Backend):
@@ -23,9 +22,8 @@ class CfarBackend(Backend):
     def __init__(self, config, adapter, params=None, cache_size=64):
         super().__init__(config, adapter)
         self.params = params or cfar.CfarParams()
-        self._cache = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = Lock()
+        self._scenes = ImageCache(max_pixels=config.max_image_pixels, load=self._scene, weigh=lambda scene: 1,
+                                  max_bytes=cache_size)
         self._pool = ThreadPoolExecutor(max_workers=config.io_workers)
 
     def fingerprint(self):
@@ -34,25 +32,14 @@ class CfarBackend(Backend):
     def sampling(self):
         return {"deterministic": True}
 
-    def _image(self, sample):
-        location = sample.image_location
-        with self._lock:
-            hit = self._cache.get(location)
-            if hit is not None:
-                self._cache.move_to_end(location)
-                return hit
-        pixels = image_gray_array(read_image_bytes(location), location, row_size(sample.row),
-                                  self.config.max_image_pixels)
-        entry = cfar.Scene(pixels, self.params)
-        with self._lock:
-            self._cache[location] = entry
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return entry
+    def _scene(self, data, location, expected_size):
+        pixels = image_gray_array(data, location, expected_size, self.config.max_image_pixels)
+        return cfar.Scene(pixels, self.params), pixels.shape[::-1]
 
     def _one(self, sample):
         t0 = time.perf_counter()
-        text, error = per_sample(lambda: cfar.answer(sample.row, self._image(sample), p=self.params), "cfar")
+        text, error = per_sample(lambda: cfar.answer(
+            sample.row, self._scenes.get(sample.image_location, row_size(sample.row)), p=self.params), "cfar")
         if error is not None:
             return Result.failure(error, time.perf_counter() - t0)
         return Result(text, None, time.perf_counter() - t0)

@@ -450,11 +450,8 @@ class _Watchdog:
 def _public_url(url):
     """A URL fit for messages and manifests: no user:password@, no query string."""
     parts = urllib.parse.urlsplit(str(url))
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port:
-        netloc += f":{parts.port}"
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

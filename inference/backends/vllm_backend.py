@@ -128,22 +128,18 @@ class VllmBackend(Backend):
         return list(self._pool.map(self._prepare_one, samples))
 
     def predict(self, prepared):
-        results = [None] * len(prepared)
-        todo = []
-        for i, (conv, err) in enumerate(prepared):
+        todo = [conv for conv, err in prepared if err is None]
+        t0 = time.perf_counter()
+        texts = iter(self._generate(todo) if todo else ())
+        latency = (time.perf_counter() - t0) / max(len(todo), 1)  # per sample
+        results = []
+        for _, err in prepared:
             if err is not None:
-                results[i] = Result.failure(err)
-            else:
-                todo.append((i, conv))
-        if todo:
-            t0 = time.perf_counter()
-            texts = self._generate([conv for _, conv in todo])
-            per_sample = (time.perf_counter() - t0) / len(todo)
-            for (i, _), out in zip(todo, texts):
-                if isinstance(out, Exception):
-                    results[i] = Result.failure(f"vllm: {type(out).__name__}: {out}", per_sample)
-                else:
-                    results[i] = Result(self.adapter.clean_output(out), None, per_sample)
+                results.append(Result.failure(err))
+                continue
+            out = next(texts)
+            results.append(Result.failure(f"vllm: {type(out).__name__}: {out}", latency) if isinstance(out, Exception)
+                           else Result(self.adapter.clean_output(out), None, latency))
         return results
 
     def _generate(self, conversations):
