@@ -22,6 +22,8 @@ generation time. Here
 The per-image tasks (classify, describe, count, grounding, refer; a quarter of the rows) are a
 Python loop per image, appended to column lists.
 """
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +33,7 @@ from sarchat.transforms import geometry
 from sarchat.transforms.arrow_text import empty_lists, join, offsets, string_lists, strings
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.runtime import gc_paused
-from sarchat.transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE, USER_PREFIX, seeded_int
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE, USER_PREFIX, dialogue_id, seeded_int
 from sarchat.transforms.tasks import MODULES
 
 DEFAULT_IDENTIFY_VARIANTS = 7
@@ -180,7 +182,9 @@ class _Context:
     def __init__(self, builder, images, shard):
         self.banks, self.seed, self.identify_variants = builder.banks, builder.seed, builder.identify_variants
         self.images, self.shard = images, shard
-        self.cache, self.rejects = {}, []
+        self.rejects = []
+        # text.format(**fields), rendered once per distinct template text and fields
+        self.format = functools.lru_cache(maxsize=None)(str.format)
         # per_image: (image index, image, its first box, categories present in canonical order,
         # {category: box indices}) per image, in image order
         first, self.per_image = shard.first.tolist(), []
@@ -193,15 +197,9 @@ class _Context:
     def rows(self, task, box_sizes=False):
         return _Rows(task, box_sizes)
 
-    def pick(self, task, did):
-        """The template of a dialogue id, from the task's bank by the seeded hash of the id."""
+    def pick(self, task, image, subset=None, unit=""):
+        """(dialogue id, template) of the image's dialogue of this task, subset and unit: the
+        template from the task's bank by the seeded hash of the id."""
+        did = dialogue_id(image["split"], image["image_id"], task, subset, unit, 0)
         templates = self.banks[task]["templates"]
-        return templates[seeded_int(self.seed, did) % len(templates)]
-
-    def format(self, text, **fields):
-        """text.format(**fields), rendered once per distinct template text and fields."""
-        key = (text, *fields.items())
-        out = self.cache.get(key)
-        if out is None:
-            out = self.cache[key] = text.format(**fields)
-        return out
+        return did, templates[seeded_int(self.seed, did) % len(templates)]

@@ -351,16 +351,10 @@ def write_stream(path, chunks):
     return {"path": path, "rows": rows, "bytes": size}
 
 
-def read_lines(path, chunk_size=1 << 20):
-    """The lines of a file (each with its newline), read a chunk at a time."""
+def read_lines(path):
+    """The lines of a file (each with its newline but a last one without), one in memory."""
     with open_read(path) as f:
-        rest = b""
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            *lines, rest = (rest + chunk).split(b"\n")
-            for line in lines:
-                yield line + b"\n"
-        if rest:
-            yield rest
+        yield from f
 
 
 @dataclasses.dataclass(frozen=True)
