@@ -120,17 +120,15 @@ class _Boxes:
         """The per-image columns (split .. height) of rows whose image indices are the array `img`."""
         return {name: array.take(img) for name, array in self.images.items()}
 
-    def box_lists(self, box_lists):
-        """Per-row lists of box indices -> (gt_boxes, gt_categories, gt_cells columns, flat index array, offsets)."""
-        lengths = [len(b) for b in box_lists]
-        flat = np.fromiter((i for b in box_lists for i in b), dtype=np.int64, count=sum(lengths))
-        starts = offsets(lengths)
+    def box_lists(self, flat, starts):
+        """The gt_boxes, gt_categories and gt_cells columns of rows holding the box indices of the
+        numpy array `flat`, row i's from starts[i]."""
         idx = pa.array(flat)
         return {
             "gt_boxes": pa.ListArray.from_arrays(starts, self.boxes_of(flat)),
             "gt_categories": pa.ListArray.from_arrays(starts, self.category_array.take(idx)),
             "gt_cells": pa.ListArray.from_arrays(starts, self.cell_array.take(idx)),
-        }, idx, starts
+        }
 
     def boxes_of(self, flat):
         """A list<int32> array: the [x1, y1, x2, y2] of each box index of `flat`."""
@@ -153,7 +151,9 @@ class _Rows:
         n = len(self.rows)
         columns = list(zip(*self.rows)) or [()] * 10
         ids, image, subset, question, answer, template_id, boxes, count, categories, relations = columns
-        box_cols, idx, starts = shard.box_lists(boxes)
+        lengths = [len(b) for b in boxes]
+        flat = np.fromiter((i for b in boxes for i in b), dtype=np.int64, count=sum(lengths))
+        starts = offsets(lengths)
         cols = {
             "id": strings(ids),
             **shard.image_columns(pa.array(np.asarray(image, dtype=np.int64))),
@@ -162,8 +162,8 @@ class _Rows:
             "question": strings(question),
             "answer": strings(answer),
             "template_id": strings(template_id),
-            **box_cols,
-            "gt_sizes": (pa.ListArray.from_arrays(starts, shard.describe_size_array.take(idx))
+            **shard.box_lists(flat, starts),
+            "gt_sizes": (pa.ListArray.from_arrays(starts, shard.describe_size_array.take(pa.array(flat)))
                          if self.box_sizes else empty_lists(n)),
             "gt_shapes": empty_lists(n),
             "gt_relations": string_lists(relations) if n and relations[0] is not None else empty_lists(n),
