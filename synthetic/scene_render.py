@@ -1,7 +1,6 @@
 """One synthetic SAR image: scene layout (water, land, roads, target placement) and the imaging model
 (reflectivity, speckle, impulse response, log compression); see sarchat.synthetic.sardet_synth for why."""
 from __future__ import annotations
-from __future__ import annotations
 
 import math
 

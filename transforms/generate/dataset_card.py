@@ -22,27 +22,6 @@ CARD_FILE = "README.md"
 # rather than overwrite it (transforms/generate/lifecycle.py).
 CARD_MARK = "<!-- written by sarchat generate from manifest.json; replaced on every run -->"
 
-# What each column holds (docs/rules.md section 8), for the card's schema table.
-COLUMN_NOTES = {
-    "id": "stable id: hash of split, image id, task, subset, unit and variant",
-    "split": "train or test",
-    "task": "classify, describe, count, grounding, identify or refer",
-    "subset": "single / multi for grounding, identify and refer; null otherwise",
-    "image_path": "image path relative to the source dataset's root (see 'Images')",
-    "image_id": "COCO image id in the source annotations",
-    "width": "image width in pixels", "height": "image height in pixels",
-    "question": "the user turn without the image tag",
-    "answer": "the reference answer",
-    "messages": "chat turns (user text starts with `<image>\\n`)",
-    "template_id": "template bank entry the question was drawn from (versioned)",
-    "gt_boxes": "truth boxes, [x1, y1, x2, y2] absolute pixels",
-    "gt_categories": "truth categories, one per box",
-    "gt_cells": "3x3 grid cell of each box (e.g. 'top left')",
-    "gt_sizes": "size word of each box", "gt_shapes": "shape word of each box (identify)",
-    "gt_relations": "grounding relations 'cat1|relation|cat2|direction'",
-    "gt_count": "number of instances (count)",
-}
-
 
 def fmt_int(n) -> str:
     """Counts are printed one way everywhere: 3,267."""
@@ -80,20 +59,6 @@ def data_fingerprint(manifest) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def _by_kind(manifest) -> dict:
-    """{kind: {split: relative paths}} of the data files the manifest lists, kinds in the order the
-    default config picks them."""
-    return {"parquet": _files(manifest, "parquet", ".parquet"), "swift": _files(manifest, "swift", ".jsonl"),
-            "authors": _files(manifest, "authors", ".json"),
-            "tfrecord": _files(manifest, "tfrecord", (".tfrecord", ".tfrecord.gz"))}
-
-
-def _count_rows(counts) -> list:
-    """The Counts table's rows: split, images, boxes, dialogues, then dialogues per task."""
-    return [[split, fmt_int(c.get("images", 0)), fmt_int(c.get("boxes", 0)), fmt_int(c.get("dialogues", 0))]
-            + [fmt_int(sum(c.get("by_task", {}).get(t, {}).values())) for t in TASKS] for split, c in counts.items()]
-
-
 @dataclasses.dataclass(frozen=True)
 class CardModel:
     """The values the card shows; card.md.j2 beside this module holds the words around them."""
@@ -103,7 +68,7 @@ class CardModel:
     tfrecord_gzip: bool
     tasks: tuple[str, ...]
     count_rows: list[list[str]]  # [split, images, boxes, dialogues, dialogues of each task]
-    columns: list[tuple[str, str, str]]  # (name, Arrow type, what it holds) of each Parquet column
+    columns: list[tuple[str, str]]  # (name, Arrow type) of each Parquet column; the template says what each holds
     image_root: str
     dataset_version: str
     generator: str
@@ -118,13 +83,19 @@ class CardModel:
 
 def card_model(manifest: dict) -> CardModel:
     """The card's values, from the manifest alone."""
-    files = _by_kind(manifest)
+    # {kind: {split: relative paths}} of the data files listed, kinds in the order the default config picks them
+    files = {"parquet": _files(manifest, "parquet", ".parquet"), "swift": _files(manifest, "swift", ".jsonl"),
+             "authors": _files(manifest, "authors", ".json"),
+             "tfrecord": _files(manifest, "tfrecord", (".tfrecord", ".tfrecord.gz"))}
     config = manifest.get("config", {})
     return CardModel(
         files=files, default_kind=next((kind for kind, by_split in files.items() if by_split), None),
         formats=list(config.get("formats", [])), tfrecord_gzip=config.get("tfrecord_compression") == "gzip",
-        tasks=TASKS, count_rows=_count_rows(manifest.get("counts", {})),
-        columns=[(field.name, str(field.type), COLUMN_NOTES.get(field.name, "")) for field in DIALOGUE_SCHEMA],
+        tasks=TASKS, count_rows=[[split, fmt_int(c.get("images", 0)), fmt_int(c.get("boxes", 0)),
+                                  fmt_int(c.get("dialogues", 0))]
+                                 + [fmt_int(sum(c.get("by_task", {}).get(t, {}).values())) for t in TASKS]
+                                 for split, c in manifest.get("counts", {}).items()],
+        columns=[(field.name, str(field.type)) for field in DIALOGUE_SCHEMA],
         image_root=config.get("image_root") or "",
         dataset_version=manifest.get("dataset_version") or manifest.get("config_hash", ""),
         generator=manifest.get("generator", ""), version=manifest.get("version", ""),

@@ -22,6 +22,8 @@ generation time. Here
 The per-image tasks (classify, describe, count, grounding, refer; a quarter of the rows) are a
 Python loop per image, appended to column lists.
 """
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +33,7 @@ from sarchat.transforms import geometry
 from sarchat.transforms.arrow_text import empty_lists, join, offsets, string_lists, strings
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.runtime import gc_paused
-from sarchat.transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE, USER_PREFIX, seeded_int
+from sarchat.transforms.schema import DIALOGUE_SCHEMA, MESSAGE_TYPE, USER_PREFIX, dialogue_id, seeded_int
 from sarchat.transforms.tasks import MODULES
 
 DEFAULT_IDENTIFY_VARIANTS = 7
@@ -118,17 +120,15 @@ class _Boxes:
         """The per-image columns (split .. height) of rows whose image indices are the array `img`."""
         return {name: array.take(img) for name, array in self.images.items()}
 
-    def box_lists(self, box_lists):
-        """Per-row lists of box indices -> (gt_boxes, gt_categories, gt_cells columns, flat index array, offsets)."""
-        lengths = [len(b) for b in box_lists]
-        flat = np.fromiter((i for b in box_lists for i in b), dtype=np.int64, count=sum(lengths))
-        starts = offsets(lengths)
+    def box_lists(self, flat, starts):
+        """The gt_boxes, gt_categories and gt_cells columns of rows holding the box indices of the
+        numpy array `flat`, row i's from starts[i]."""
         idx = pa.array(flat)
         return {
             "gt_boxes": pa.ListArray.from_arrays(starts, self.boxes_of(flat)),
             "gt_categories": pa.ListArray.from_arrays(starts, self.category_array.take(idx)),
             "gt_cells": pa.ListArray.from_arrays(starts, self.cell_array.take(idx)),
-        }, idx, starts
+        }
 
     def boxes_of(self, flat):
         """A list<int32> array: the [x1, y1, x2, y2] of each box index of `flat`."""
@@ -151,7 +151,9 @@ class _Rows:
         n = len(self.rows)
         columns = list(zip(*self.rows)) or [()] * 10
         ids, image, subset, question, answer, template_id, boxes, count, categories, relations = columns
-        box_cols, idx, starts = shard.box_lists(boxes)
+        lengths = [len(b) for b in boxes]
+        flat = np.fromiter((i for b in boxes for i in b), dtype=np.int64, count=sum(lengths))
+        starts = offsets(lengths)
         cols = {
             "id": strings(ids),
             **shard.image_columns(pa.array(np.asarray(image, dtype=np.int64))),
@@ -160,8 +162,8 @@ class _Rows:
             "question": strings(question),
             "answer": strings(answer),
             "template_id": strings(template_id),
-            **box_cols,
-            "gt_sizes": (pa.ListArray.from_arrays(starts, shard.describe_size_array.take(idx))
+            **shard.box_lists(flat, starts),
+            "gt_sizes": (pa.ListArray.from_arrays(starts, shard.describe_size_array.take(pa.array(flat)))
                          if self.box_sizes else empty_lists(n)),
             "gt_shapes": empty_lists(n),
             "gt_relations": string_lists(relations) if n and relations[0] is not None else empty_lists(n),
@@ -180,7 +182,9 @@ class _Context:
     def __init__(self, builder, images, shard):
         self.banks, self.seed, self.identify_variants = builder.banks, builder.seed, builder.identify_variants
         self.images, self.shard = images, shard
-        self.cache, self.rejects = {}, []
+        self.rejects = []
+        # text.format(**fields), rendered once per distinct template text and fields
+        self.format = functools.lru_cache(maxsize=None)(str.format)
         # per_image: (image index, image, its first box, categories present in canonical order,
         # {category: box indices}) per image, in image order
         first, self.per_image = shard.first.tolist(), []
@@ -193,15 +197,9 @@ class _Context:
     def rows(self, task, box_sizes=False):
         return _Rows(task, box_sizes)
 
-    def pick(self, task, did):
-        """The template of a dialogue id, from the task's bank by the seeded hash of the id."""
+    def pick(self, task, image, subset=None, unit=""):
+        """(dialogue id, template) of the image's dialogue of this task, subset and unit: the
+        template from the task's bank by the seeded hash of the id."""
+        did = dialogue_id(image["split"], image["image_id"], task, subset, unit, 0)
         templates = self.banks[task]["templates"]
-        return templates[seeded_int(self.seed, did) % len(templates)]
-
-    def format(self, text, **fields):
-        """text.format(**fields), rendered once per distinct template text and fields."""
-        key = (text, *fields.items())
-        out = self.cache.get(key)
-        if out is None:
-            out = self.cache[key] = text.format(**fields)
-        return out
+        return did, templates[seeded_int(self.seed, did) % len(templates)]

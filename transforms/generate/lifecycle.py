@@ -65,12 +65,8 @@ def check_own_manifest(raw: bytes, where: str) -> dict:
 def removable(old_manifest, present):
     """Relative paths to remove before a rerun: what the old manifest lists (when safe) plus every
     present file of our own naming. `present` is the relative paths found under our folders."""
-    listed = set()
-    if old_manifest:
-        for entry in old_manifest.get("files", []):
-            rel = entry.get("path") if isinstance(entry, dict) else None
-            if safe_listed_path(rel):
-                listed.add(rel)
+    entries = old_manifest.get("files", []) if old_manifest else []
+    listed = {e["path"] for e in entries if isinstance(e, dict) and safe_listed_path(e.get("path"))}
     return sorted(listed | {rel for rel in present if is_generated_name(rel)})
 
 

@@ -275,11 +275,9 @@ class FinalizeFn(beam.DoFn):
                     files += write_dialogue_files(self.job, split, shard, DIALOGUE_SCHEMA.empty_table())
         files += self._write_swift_based()
         reject_files, reject_counts, describe_counts = self._write_rejects(results)
-        manifest = dict(self.job.manifest_base)
-        manifest["counts"] = split_counts(results, self.job.num_shards)
-        manifest["rejects"] = reject_counts
-        manifest["describe_filtered"] = describe_counts
-        manifest["files"] = listed_files(self.job.output, files + reject_files)
+        manifest = {**self.job.manifest_base, "counts": split_counts(results, self.job.num_shards),
+                    "rejects": reject_counts, "describe_filtered": describe_counts,
+                    "files": listed_files(self.job.output, files + reject_files)}
         self._write_card(manifest)
         write_bytes(join_path(self.job.output, "manifest.json"),
                     (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
@@ -351,16 +349,10 @@ def write_stream(path, chunks):
     return {"path": path, "rows": rows, "bytes": size}
 
 
-def read_lines(path, chunk_size=1 << 20):
-    """The lines of a file (each with its newline), read a chunk at a time."""
+def read_lines(path):
+    """The lines of a file (each with its newline but a last one without), one in memory."""
     with open_read(path) as f:
-        rest = b""
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            *lines, rest = (rest + chunk).split(b"\n")
-            for line in lines:
-                yield line + b"\n"
-        if rest:
-            yield rest
+        yield from f
 
 
 @dataclasses.dataclass(frozen=True)

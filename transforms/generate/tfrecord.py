@@ -56,14 +56,10 @@ def _varints(values):
     return pa.Array.from_buffers(_BIN, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def _lengths(array):
-    return np.asarray(pc.binary_length(array).fill_null(0), dtype=np.int64)
-
-
 def _delimited(tag: bytes, payload, omit_empty=False):
     """tag + varint(len) + payload per row (payload a binary array); nothing for an empty payload
     when omit_empty (a packed repeated field with no values is not written)."""
-    lengths = _lengths(payload)
+    lengths = np.asarray(pc.binary_length(payload).fill_null(0), dtype=np.int64)
     out = pa_join(tag, _varints(lengths), payload)
     if omit_empty:
         out = pc.if_else(pa.array(lengths > 0), out, _EMPTY)

@@ -2,7 +2,6 @@
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, find_categories
 from sarchat.transforms.box_match import set_counts
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, canonical_sort, join_words
-from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import set_scores
 from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, row_dicts
 
@@ -98,8 +97,7 @@ def build(ctx):
     """One row per image: the categories present."""
     rows = ctx.rows("classify")
     for i, image, lo, cats, by_cat in ctx.per_image:
-        did = dialogue_id(image["split"], image["image_id"], "classify", None, "", 0)
-        t = ctx.pick("classify", did)
+        did, t = ctx.pick("classify", image)
         q, a = ctx.format(t["question"], candidates=CANDIDATES), ctx.format(t["answer"], categories=join_words(cats))
         rows.add(did, i, None, q, a, t["id"], [], len(cats), categories=list(cats))
     return rows.columns(ctx.shard)

@@ -84,10 +84,7 @@ class Vocabulary:
         self.codes = {}
 
     def code(self, value):
-        c = self.codes.get(value)
-        if c is None:
-            c = self.codes[value] = len(self.codes)
-        return c
+        return self.codes.setdefault(value, len(self.codes))
 
     def encode(self, arr, convert=None):
         """Codes of an Arrow array's values (convert: applied to each distinct value first)."""
@@ -124,8 +121,7 @@ class TaskTruth:
         self.sizes = ListColumn(table_column(table, "gt_sizes", STRING_LISTS))
         self.size = self._first(self.sizes) if spec.by_size else pa.nulls(n, pa.string())
         self.vocab = Vocabulary()
-        self._gt_items = None
-        self._gt_keys = None
+        self._gt_items = self._gt_keys = None
 
     def _first(self, lists):
         has = lists.lengths > 0

@@ -9,7 +9,6 @@ from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, parse_boxes, parse_number, strip_boxes
 from sarchat.transforms.box_match import box_marks
 from sarchat.transforms.categories import plural
-from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import box_scores, per_row, table_column, to_numpy
 from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, iou_columns, most_common, row_dicts
 
@@ -114,7 +113,6 @@ def blind_answer(prior, row, fmt, W, H):
 def detector_answer(row, W, H, detections, region_category):
     """A detector's answer: its detections of the asked category (detected_boxes), top to bottom."""
     boxes = detected_boxes(detections(), asked_category(row["question"]) or "ship")
-    boxes.sort(key=lambda b: (b[1], b[0]))
     return (_lead(len(boxes)) + geometry.boxes_text(boxes)).rstrip()
 
 
@@ -127,8 +125,7 @@ def build(ctx):
     for i, image, lo, cats, by_cat in ctx.per_image:
         for cat in cats:
             group = by_cat[cat]
-            did = dialogue_id(image["split"], image["image_id"], "count", None, cat, 0)
-            t = ctx.pick("count", did)
+            did, t = ctx.pick("count", image, None, cat)
             n = len(group)
             q = ctx.format(t["question"], category=cat, category_plural=plural(cat))
             rows.add(did, i, None, q, _lead(n) + "".join([texts[b] for b in group]), t["id"], group, n)

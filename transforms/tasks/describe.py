@@ -8,7 +8,6 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, parse_description
 from sarchat.transforms import geometry
 from sarchat.transforms.box_match import multiset_counts
 from sarchat.transforms.categories import CATEGORY_INDEX, article
-from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import explode, set_scores
 from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, ranked, row_dicts
 
@@ -157,8 +156,7 @@ def build(ctx):
         if not kept:
             continue
         kept.sort(key=lambda b: CATEGORY_INDEX[shard.category[b]])  # stable: annotation order within a category
-        did = dialogue_id(split, image_id, "describe", None, "", 0)
-        t = ctx.pick("describe", did)
+        did, t = ctx.pick("describe", image)
         style = ctx.banks["describe"]["styles"][t["style"]]
         more = style["more"] if isinstance(style["more"], list) else [style["more"]]
         phrases = [(style["first"] if j == 0 else more[(j - 1) % len(more)]).format(

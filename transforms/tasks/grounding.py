@@ -1,4 +1,5 @@
 """Spatial grounding: every box by category, and the relations between categories (docs/rules.md sections 7 and 12)."""
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -7,7 +8,7 @@ from sarchat.transforms.answer_words import OK, UNPARSEABLE, canon_triple, parse
 from sarchat.transforms.box_match import box_marks, match_boxes, set_counts
 from sarchat.transforms import geometry
 from sarchat.transforms.categories import CATEGORIES, CATEGORY_INDEX, article, plural
-from sarchat.transforms.schema import dialogue_id, join_relation, seeded_int, split_relation
+from sarchat.transforms.schema import join_relation, seeded_int, split_relation
 from sarchat.transforms.tasks.column_scoring import box_scores, set_scores, subset_column
 from sarchat.transforms.tasks.task_spec import TaskSpec, most_common, row_dicts, subset_of
 
@@ -158,10 +159,9 @@ def blind_answer(prior, row, fmt, W, H):
     for cat, n in P["grounding"]:
         placed = [(cell, fmt.render_one(b, W, H)) for b, cell in prior.prior_boxes(cat, int(n), W, H)]
         sentences.append(_boxes_sentence(cat, placed))
-    for i, a in enumerate(cats):
-        for b in cats[i + 1:]:
-            rel = P["relations"].get(f"{a}|{b}") or "near"
-            sentences.append(f"The {a} is {rel} the {b}.")
+    for a, b in itertools.combinations(cats, 2):
+        rel = P["relations"].get(f"{a}|{b}") or "near"
+        sentences.append(f"The {a} is {rel} the {b}.")
     return _LEAD + " ".join(sentences)
 
 
@@ -176,11 +176,10 @@ def detector_answer(row, W, H, detections, region_category):
     for cat in cats:
         boxes = sorted(groups[cat], key=lambda b: (b[1], b[0]))
         sentences.append(_boxes_sentence(cat, [(geometry.grid_cell(b, W, H), geometry.box_text(b)) for b in boxes]))
-    for i, a in enumerate(cats):
-        for b in cats[i + 1:]:
-            rel, direction = geometry.relation(groups[a], groups[b], W, H)
-            tail = f", {direction} it" if direction else ""
-            sentences.append(f"The {a} is {rel} the {b}{tail}.")
+    for a, b in itertools.combinations(cats, 2):
+        rel, direction = geometry.relation(groups[a], groups[b], W, H)
+        tail = f", {direction} it" if direction else ""
+        sentences.append(f"The {a} is {rel} the {b}{tail}.")
     return _LEAD + " ".join(sentences)
 
 
@@ -195,21 +194,19 @@ def build(ctx):
     forms_without_dir = [f for f in forms if "{dir}" not in f["form"]] or forms[:1]
     for i, image, lo, cats, by_cat in ctx.per_image:
         subset = "single" if len(image["boxes"]) == 1 else "multi"
-        did = dialogue_id(image["split"], image["image_id"], "grounding", subset, "", 0)
-        t = ctx.pick("grounding", did)
+        did, t = ctx.pick("grounding", image, subset)
         sentences, ordered = [], []
         for cat in cats:
             ordered.extend(by_cat[cat])
             sentences.append(_boxes_sentence(cat, [(cells[b], texts[b]) for b in by_cat[cat]]))
         relations = []
-        for j, a in enumerate(cats):
-            for b in cats[j + 1:]:
-                rel, direction = geometry.relation([xyxy[x] for x in by_cat[a]], [xyxy[x] for x in by_cat[b]],
-                                                   image["width"], image["height"])
-                choices = forms if direction else forms_without_dir  # any form may be used with a direction
-                form = choices[seeded_int(ctx.seed, did, a, b) % len(choices)]["form"]
-                sentences.append(form.format(a=a, b=b, rel=rel, dir=direction))
-                relations.append(join_relation(a, rel, b, direction))
+        for a, b in itertools.combinations(cats, 2):
+            rel, direction = geometry.relation([xyxy[x] for x in by_cat[a]], [xyxy[x] for x in by_cat[b]],
+                                               image["width"], image["height"])
+            choices = forms if direction else forms_without_dir  # any form may be used with a direction
+            form = choices[seeded_int(ctx.seed, did, a, b) % len(choices)]["form"]
+            sentences.append(form.format(a=a, b=b, rel=rel, dir=direction))
+            relations.append(join_relation(a, rel, b, direction))
         answer = ctx.banks["grounding"]["answer_lead"] + " ".join(sentences)
         rows.add(did, i, subset, t["question"], answer, t["id"], ordered, len(ordered), relations=relations)
     return rows.columns(shard)

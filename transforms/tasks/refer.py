@@ -3,7 +3,6 @@ from sarchat.transforms import geometry
 from sarchat.transforms.answer_words import OK, UNPARSEABLE, asked_category, find_cells, parse_boxes
 from sarchat.transforms.box_match import box_marks
 from sarchat.transforms.categories import plural
-from sarchat.transforms.schema import dialogue_id
 from sarchat.transforms.tasks.column_scoring import box_scores, subset_column
 from sarchat.transforms.tasks.task_spec import TaskSpec, detected_boxes, iou_columns, most_common, row_dicts, subset_of
 
@@ -84,7 +83,6 @@ def detector_answer(row, W, H, detections, region_category):
     """A detector's answer: its detections of the asked category (detected_boxes) with their cells."""
     category = asked_category(row["question"]) or "ship"
     boxes = detected_boxes(detections(), category)
-    boxes.sort(key=lambda b: (b[1], b[0]))
     if not boxes:
         return f"There is no {category} in the image."
     return "".join(f"{geometry.box_text(b)} ({geometry.grid_cell(b, W, H)})" for b in boxes)
@@ -101,8 +99,7 @@ def build(ctx):
             group = by_cat[cat]
             n = len(group)
             subset = "single" if n == 1 else "multi"
-            did = dialogue_id(image["split"], image["image_id"], "refer", subset, cat, 0)
-            t = ctx.pick("refer", did)
+            did, t = ctx.pick("refer", image, subset, cat)
             q = ctx.format(t["question"], category=cat, category_plural=plural(cat), n=n, category_n=plural(cat, n),
                            be="is" if n == 1 else "are")
             answer = "".join([f"{texts[b]} ({cells[b]})" for b in group])

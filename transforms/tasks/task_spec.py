@@ -79,10 +79,10 @@ def ranked(counter):
 
 
 def detected_boxes(dets, category):
-    """Boxes of the detections of a category; when there are none, the strongest detection of any
-    category (the question is only asked about a category that is present, so the best guess is
-    that the detector mislabelled it)."""
+    """Boxes of the detections of a category, top to bottom; when there are none, the strongest
+    detection of any category (the question is only asked about a category that is present, so the
+    best guess is that the detector mislabelled it)."""
     boxes = [d.box for d in dets if d.category == category]
     if not boxes and dets:
         boxes = [max(dets, key=lambda d: d.score).box]
-    return boxes
+    return sorted(boxes, key=lambda b: (b[1], b[0]))
