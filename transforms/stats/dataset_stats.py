@@ -103,10 +103,8 @@ class ExactSum:
         starts = np.concatenate(([0], np.flatnonzero(np.diff(e)) + 1))
         hi_sums = np.add.reduceat(hi[order], starts)
         lo_sums = np.add.reduceat(lo[order], starts)
-        total = self.total
-        for ex, h, l in zip(e[starts].tolist(), hi_sums.tolist(), lo_sums.tolist()):
-            total += ((h << 26) + l) << (ex - 53 + _SUM_SHIFT)
-        self.total = total
+        self.total += sum(((h << 26) + l) << (ex - 53 + _SUM_SHIFT)
+                          for ex, h, l in zip(e[starts].tolist(), hi_sums.tolist(), lo_sums.tolist()))
         return self
 
     def merge(self, other):
@@ -151,11 +149,10 @@ class QuantileSketch:
         idx = np.floor(np.log(v) / SKETCH_LOG_STEP).astype(np.int64)
         keys, counts = np.unique(idx, return_counts=True)
         self.bins.update(dict(zip(keys.tolist(), counts.tolist())))
-        if self.values is not None:
-            if self.n <= self.exact_cap:
-                self.values.append(v.copy())
-            else:
-                self.values = None
+        if self.values is not None and self.n <= self.exact_cap:
+            self.values.append(v.copy())
+        else:
+            self.values = None
         return self
 
     def merge(self, other):
