@@ -18,7 +18,6 @@ three AR buckets (Tables 2 and 4), identify shape words (Figure 7), area ratio a
 cells, image sizes. Writes DIR/stats.json, DIR/stats.md (our numbers beside the paper's) and
 DIR/plots/*.png. Flags this module does not know are Beam's (see beam_pipelines/beam_options.py).
 """
-import argparse
 import hashlib
 import sys
 import time
@@ -56,8 +55,7 @@ _D = flags.defaults(StatsConfig)
 
 
 def build_parser():
-    p = flags.ArgumentParser(prog="sarchat stats", description=__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.command_parser("sarchat stats", __doc__)
     p.add_argument("--dataset", default=None,
                    help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json)")
     p.add_renamed("--input", "--dataset")
