@@ -150,6 +150,11 @@ def output_folder(flag="--output"):
     return check
 
 
+def command_parser(prog, doc):
+    """The parser of a subcommand whose --help shows its module docstring `doc` as written."""
+    return ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_progress_flag(p):
     """--no-progress: the one switch for progress on stderr, the same in every subcommand
     (SARCHAT_NO_PROGRESS=1 does the same for every command)."""

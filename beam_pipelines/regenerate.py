@@ -30,7 +30,6 @@ template edit alone is a new version) and owns one folder:
 
 All file access goes through sarchat.transforms.fileio (local paths, gs://, ...).
 """
-import argparse
 import os
 import signal
 import sys
@@ -54,8 +53,7 @@ CRASH_ENV = "SARCHAT_REGENERATE_CRASH_AT"
 
 
 def build_parser():
-    p = flags.ArgumentParser(prog="sarchat regenerate", description=__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.command_parser("sarchat regenerate", __doc__)
     p.add_argument("--input", required=True, help="dataset root (local path or gs://): Annotations/<split>.json, JPEGImages/<split>/")
     p.add_argument("--output-base", "--output_base", required=True, type=flags.output_folder("--output-base"),
                    help="folder holding the versions v-<hash>/, LATEST and temporary folders (local path or gs://)")

@@ -18,7 +18,6 @@ three AR buckets (Tables 2 and 4), identify shape words (Figure 7), area ratio a
 cells, image sizes. Writes DIR/stats.json, DIR/stats.md (our numbers beside the paper's) and
 DIR/plots/*.png. Flags this module does not know are Beam's (see beam_pipelines/beam_options.py).
 """
-import argparse
 import hashlib
 import sys
 import time
@@ -56,8 +55,7 @@ _D = flags.defaults(StatsConfig)
 
 
 def build_parser():
-    p = flags.ArgumentParser(prog="sarchat stats", description=__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.command_parser("sarchat stats", __doc__)
     p.add_argument("--dataset", default=None,
                    help="dataset root (Annotations/*.json) or a `sarchat generate` output (manifest.json)")
     p.add_renamed("--input", "--dataset")
@@ -134,10 +132,7 @@ def _plan_generated(config, overrides):
     found = _dialogue_files_by_split(root, manifest)
     splits = _wanted(found, config.splits)
     annotations, notes = _annotation_sources(config, manifest, splits, overrides)
-    box_source = "annotations" if annotations else "gt_boxes"
-    if box_source == "gt_boxes" and config.box_source == "auto" and notes:
-        notes.append("box statistics fall back to the grounding rows' integer boxes")
-    info = {"kind": "generated", "root": root, "box_source": box_source,
+    info = {"kind": "generated", "root": root, "box_source": "annotations" if annotations else "gt_boxes",
             "manifest": {k: manifest.get(k) for k in ("generator", "version", "seed", "config_hash", "dataset_version") if k in manifest},
             "annotations": annotations}
     if notes:
@@ -161,7 +156,8 @@ def _dialogue_files_by_split(root, manifest):
 
 def _annotation_sources(config, manifest, splits, overrides):
     """({split: annotation file} of a generated corpus's box statistics, or {} for the grounding rows'
-    boxes; the notes saying why a file is not used). One source for every split, so splits compare."""
+    boxes; the notes saying why a file is not used, then that the boxes fall back). One source for every
+    split, so splits compare."""
     if config.box_source == "gt":
         return {}, []
     if (manifest.get("config") or {}).get("category_map"):
@@ -183,7 +179,7 @@ def _annotation_sources(config, manifest, splits, overrides):
             return annotations, notes
     if config.box_source == "annotations":
         raise InputError("--box-source annotations: " + "; ".join(notes))
-    return {}, notes
+    return {}, notes + ["box statistics fall back to the grounding rows' integer boxes"]
 
 
 def _annotation_problem(path, sha256):

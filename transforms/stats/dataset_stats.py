@@ -103,10 +103,8 @@ class ExactSum:
         starts = np.concatenate(([0], np.flatnonzero(np.diff(e)) + 1))
         hi_sums = np.add.reduceat(hi[order], starts)
         lo_sums = np.add.reduceat(lo[order], starts)
-        total = self.total
-        for ex, h, l in zip(e[starts].tolist(), hi_sums.tolist(), lo_sums.tolist()):
-            total += ((h << 26) + l) << (ex - 53 + _SUM_SHIFT)
-        self.total = total
+        self.total += sum(((h << 26) + l) << (ex - 53 + _SUM_SHIFT)
+                          for ex, h, l in zip(e[starts].tolist(), hi_sums.tolist(), lo_sums.tolist()))
         return self
 
     def merge(self, other):
@@ -151,11 +149,10 @@ class QuantileSketch:
         idx = np.floor(np.log(v) / SKETCH_LOG_STEP).astype(np.int64)
         keys, counts = np.unique(idx, return_counts=True)
         self.bins.update(dict(zip(keys.tolist(), counts.tolist())))
-        if self.values is not None:
-            if self.n <= self.exact_cap:
-                self.values.append(v.copy())
-            else:
-                self.values = None
+        if self.values is not None and self.n <= self.exact_cap:
+            self.values.append(v.copy())
+        else:
+            self.values = None
         return self
 
     def merge(self, other):
@@ -215,9 +212,9 @@ class QuantileSketch:
 # --- per-box features -----------------------------------------------------------------------------
 
 # geometry's word indices (its thresholds, written once there) -> this module's *_ORDER indices
-_SHAPE_FROM_GEOMETRY = np.array([SHAPE_ORDER.index(w) for w in geometry.SHAPES])
-_IDENTIFY_SIZE_FROM_GEOMETRY = np.array([IDENTIFY_SIZE_ORDER.index(w) for w in geometry.IDENTIFY_SIZES])
-_DESCRIBE_SIZE_FROM_GEOMETRY = np.array([DESCRIBE_SIZE_ORDER.index(w) for w in geometry.DESCRIBE_SIZES])
+_SHAPE_FROM_GEOMETRY = np.array([SHAPE_ORDER.index(w) for w in geometry.SHAPES], np.int64)
+_IDENTIFY_SIZE_FROM_GEOMETRY = np.array([IDENTIFY_SIZE_ORDER.index(w) for w in geometry.IDENTIFY_SIZES], np.int64)
+_DESCRIBE_SIZE_FROM_GEOMETRY = np.array([DESCRIBE_SIZE_ORDER.index(w) for w in geometry.DESCRIBE_SIZES], np.int64)
 
 
 def box_feature_arrays(w, h, img_w, img_h, xyxy):
@@ -227,16 +224,13 @@ def box_feature_arrays(w, h, img_w, img_h, xyxy):
     boxes (n, 4) the dialogues use (for the grid cell).
     """
     w, h, W, H = (np.asarray(v, np.float64) for v in (w, h, img_w, img_h))
-    ar = h / w
-    wh = w / h
-    r = (w * h) / (W * H)
-    shape = _SHAPE_FROM_GEOMETRY[geometry.shape_index(wh)]                           # SHAPE_ORDER
-    bucket = np.where(ar <= AR_LOW, 0, np.where(ar <= AR_HIGH, 1, 2))               # AR_BUCKETS
-    isize = _IDENTIFY_SIZE_FROM_GEOMETRY[geometry.identify_size_index(r)]           # IDENTIFY_SIZE_ORDER
-    dsize = _DESCRIBE_SIZE_FROM_GEOMETRY[geometry.describe_size_index(r)]           # DESCRIBE_SIZE_ORDER
+    ar, r = h / w, (w * h) / (W * H)
     return {
-        "aspect_ratio": ar, "area_ratio": r, "shape": shape.astype(np.int64), "ar_bucket": bucket.astype(np.int64),
-        "identify_size": np.asarray(isize, dtype=np.int64), "describe_size": dsize.astype(np.int64),
+        "aspect_ratio": ar, "area_ratio": r,
+        "shape": _SHAPE_FROM_GEOMETRY[geometry.shape_index(w / h)],                       # SHAPE_ORDER
+        "ar_bucket": np.where(ar <= AR_LOW, 0, np.where(ar <= AR_HIGH, 1, 2)),            # AR_BUCKETS
+        "identify_size": _IDENTIFY_SIZE_FROM_GEOMETRY[geometry.identify_size_index(r)],   # IDENTIFY_SIZE_ORDER
+        "describe_size": _DESCRIBE_SIZE_FROM_GEOMETRY[geometry.describe_size_index(r)],   # DESCRIBE_SIZE_ORDER
         "cell": geometry.cell_index_array(np.asarray(xyxy, np.float64).reshape(-1, 4), W, H),
         "ar_hist": np.searchsorted(np.asarray(AR_EDGES), ar, side="right"),
         "area_hist": np.searchsorted(np.asarray(AREA_EDGES), r, side="right"),
@@ -335,39 +329,34 @@ class BoxStats:
 
     def summary(self):
         """JSON-ready dict; the keys are described in docs/stats.md."""
-        n = int(self.counts.sum())
+        present = [k for k in range(self.K) if self.counts[k]]
+        c = self.counted
 
         def counts_of(words, row):
             total = int(row.sum())
             return {w: {"count": int(c), "percent": percent(int(c), total)} for w, c in zip(words, row.tolist())}
 
-        def ar_block(sketch, buckets):
-            out = sketch.summary()
-            out["buckets"] = counts_of(AR_BUCKETS, buckets)
-            return out
+        def all_and_by_category(block):
+            """{"all": block(every category's index), "by_category": {each present category: block([its index])}}."""
+            return {"all": block(range(self.K)), "by_category": {CATEGORIES[k]: block([k]) for k in present}}
 
-        present = [k for k in range(self.K) if self.counts[k]]
-        c = self.counted
+        def ar_block(ks):
+            buckets = counts_of(AR_BUCKETS, c["ar_bucket"][ks].sum(0))
+            return dict(self._merged(self.ar[k] for k in ks).summary(), buckets=buckets)
 
         def histogram(edges, counts):
-            return {"edges": list(edges), "all": counts.sum(0).tolist(),
-                    "by_category": {CATEGORIES[k]: counts[k].tolist() for k in present}}
+            return {"edges": list(edges), **all_and_by_category(lambda ks: counts[ks].sum(0).tolist())}
 
         return {
             "images": self.images,
-            "boxes": n,
+            "boxes": int(self.counts.sum()),
             "degenerate_boxes": self.degenerate,
             "boxes_per_image": {str(k): v for k, v in sorted(self.boxes_per_image.items())},
             "image_sizes": {f"{w}x{h}": c for (w, h), c in sorted(self.image_sizes.items(), key=lambda kv: (-kv[1], kv[0]))},
-            "categories": {CATEGORIES[k]: {"count": int(self.counts[k]), "percent": percent(int(self.counts[k]), n)}
-                           for k in range(self.K)},
-            "aspect_ratio": {
-                "all": ar_block(self._merged(self.ar), c["ar_bucket"].sum(0)),
-                "by_category": {CATEGORIES[k]: ar_block(self.ar[k], c["ar_bucket"][k]) for k in present},
-            },
+            "categories": counts_of(CATEGORIES, self.counts),
+            "aspect_ratio": all_and_by_category(ar_block),
             "ar_histogram": histogram(AR_EDGES, c["ar_hist"]),
-            "shapes": {"all": counts_of(SHAPE_ORDER, c["shape"].sum(0)),
-                       "by_category": {CATEGORIES[k]: counts_of(SHAPE_ORDER, c["shape"][k]) for k in present}},
+            "shapes": all_and_by_category(lambda ks: counts_of(SHAPE_ORDER, c["shape"][ks].sum(0))),
             "area_ratio": self._merged(self.area).summary(nd=8),
             "area_histogram": histogram(AREA_EDGES, c["area_hist"]),
             "identify_sizes": counts_of(IDENTIFY_SIZE_ORDER, c["identify_size"].sum(0)),
@@ -444,11 +433,9 @@ class DialogueStats:
 
     def summary(self):
         total = sum(self.tasks.values())
-        tasks = {}
-        for task in TASKS + tuple(sorted({t for t, _ in self.tasks} - set(TASKS))):
-            keys = sorted(k for k in self.tasks if k[0] == task)
-            if keys:
-                tasks[task] = self._task_entry(task, keys, total)
+        seen = {t for t, _ in self.tasks}
+        order = [t for t in TASKS if t in seen] + sorted(seen - set(TASKS))   # the known tasks first, in their order
+        tasks = {task: self._task_entry(task, total) for task in order}
         identify = tasks.get("identify", {}).get("count", 0)
         stated = sum(n for (f, t, _), n in self.words.items() if f == "shapes" and t == "identify")
         return {
@@ -463,17 +450,13 @@ class DialogueStats:
             "grounding_directions": self._word_counts("directions", "grounding", ()),
         }
 
-    def _task_entry(self, task, keys, total):
+    def _task_entry(self, task, total):
         """One task's figures over its (task, subset) keys, and its subsets' where it has them."""
+        keys = sorted(k for k in self.tasks if k[0] == task)
         n = sum(self.tasks[k] for k in keys)
-
-        def mean(counter, nd):
-            return _r(sum(counter[k] for k in keys) / n, nd)
-
         entry = {"count": n, "percent": percent(n, total),
-                 "answer_words_mean": mean(self.sums["answer_words"], 3),
-                 "answer_chars_mean": mean(self.sums["answer_chars"], 3),
-                 "question_words_mean": mean(self.sums["question_words"], 3), "boxes_mean": mean(self.sums["boxes"], 4),
+                 **{f"{name}_mean": _r(sum(self.sums[name][k] for k in keys) / n, 4 if name == "boxes" else 3)
+                    for name in _SUMS},
                  "templates_used": sum(1 for (t, _) in self.templates if t == task)}
         subsets = [k for k in keys if k[1]]
         if subsets or task in SUBSET_TASKS:
