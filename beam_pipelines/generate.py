@@ -14,18 +14,16 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from sarchat import templates
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
-from sarchat.transforms import coco, dataset_files
+from sarchat.transforms import coco, dataset_files, ownership
 from sarchat.transforms.categories import CATEGORIES, canonical_category
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
-from sarchat.transforms import ownership
 from sarchat.transforms.fileio import check_no_overlap, exists, is_compressed, join_path, read_bytes
 from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS
 
@@ -38,7 +36,7 @@ from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS,
 VERSION = "0.3.0"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class GenerateConfig:
     """The settings of `sarchat generate`, one field per flag; `sarchat regenerate` sets
     output_base instead of output (its folder is BASE/v-<dataset version>)."""
@@ -107,7 +105,6 @@ def parse_category_map(text):
     UsageError naming the flag for anything else, or a target that is not one of the six categories."""
     if text is None:
         return {}
-    text = str(text)
     if text.strip().lower().endswith(".json"):
         try:
             with open(text, encoding="utf-8") as fh:
