@@ -173,14 +173,10 @@ class Ledger:
         try:
             with open(os.path.join(out, MARKER), encoding="utf-8") as f:
                 doc = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(doc, dict) or doc.get("format") != MARKER_FORMAT:
-            return None
-        try:
             ledger = cls(out, doc["config"], doc["token"], doc["files"], doc["dirs"])
-            signed = hmac.compare_digest(doc["signature"], ledger.document()["signature"])
-        except (KeyError, TypeError, ValueError):
+            signed = (doc["format"] == MARKER_FORMAT
+                      and hmac.compare_digest(doc["signature"], ledger.document()["signature"]))
+        except (OSError, KeyError, TypeError, ValueError):  # unreadable, not JSON, not a ledger
             return None
         return ledger if signed else None
 
@@ -193,15 +189,9 @@ class Ledger:
         """Compare the folder with the list: listed files still as written stay ours, everything
         else under the stage folders (added or changed since) becomes foreign."""
         files, dirs = _walk(self.out)
-        ours = {}
-        for rel, path in files.items():
-            listed = self.files.get(rel)
-            if listed is not None and not os.path.islink(path) and _digest(path) == listed:
-                ours[rel] = listed
-            else:
-                self.foreign.add(rel)
-        self.foreign.update(d for d in dirs if d not in self.dirs)
-        self.files = ours
+        self.files = {rel: self.files[rel] for rel, path in files.items()
+                      if rel in self.files and not os.path.islink(path) and _digest(path) == self.files[rel]}
+        self.foreign.update(set(files) - set(self.files), dirs - self.dirs)
 
     def record(self):
         """Add every file and folder under the stage folders that is not foreign, and save."""
@@ -319,8 +309,7 @@ def run_stage(index, total, stage, logs, verbose):
     error = None
     with progress.to_stream(sys.stderr, leave=verbose), _captured(log_path, verbose) as log:
         if log is not None:
-            log.write(f"$ {stage.command}\n")
-            log.flush()
+            print(f"$ {stage.command}", file=log, flush=True)
         try:
             result = stage.call(stage.config)
             if stage.summary is not None:

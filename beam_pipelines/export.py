@@ -27,16 +27,15 @@ says how to register and run it; docs/scoring.md, "VLMEvalKit".
 import argparse
 import dataclasses
 import sys
-from dataclasses import dataclass
 from typing import Optional
 
 from sarchat.beam_pipelines import flags
-from sarchat.transforms.errors import UsageError
+from sarchat.transforms.errors import SarchatError, UsageError
 
 FORMATS = ("lmms-eval", "vlmevalkit")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """The settings of `sarchat export FORMAT`, one field per flag (--name: vlmevalkit only,
     --max-tokens: lmms-eval only)."""
@@ -94,7 +93,6 @@ def adapter_name(text):
     """--adapter: a known model family (transforms/adapters.py), checked while parsing so an unknown
     one is a usage error (exit 2) here as in `sarchat infer` and `sarchat score`."""
     from sarchat.transforms.adapters import get_adapter
-    from sarchat.transforms.errors import SarchatError
 
     try:
         get_adapter(text)

@@ -14,18 +14,16 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from sarchat import templates
 from sarchat.beam_pipelines import flags
 from sarchat.beam_pipelines.beam_options import launch_and_read_json, make_pipeline
-from sarchat.transforms import coco, dataset_files
+from sarchat.transforms import coco, dataset_files, ownership
 from sarchat.transforms.categories import CATEGORIES, canonical_category
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms.generate.lifecycle import clear_previous_output
 from sarchat.transforms.generate.dialogues import DEFAULT_IDENTIFY_VARIANTS
-from sarchat.transforms import ownership
 from sarchat.transforms.fileio import check_no_overlap, exists, is_compressed, join_path, read_bytes
 from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS, TFRECORD_COMPRESSIONS
 
@@ -38,7 +36,7 @@ from sarchat.transforms.generate.export_formats import DEFAULT_FORMATS, FORMATS,
 VERSION = "0.3.0"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class GenerateConfig:
     """The settings of `sarchat generate`, one field per flag; `sarchat regenerate` sets
     output_base instead of output (its folder is BASE/v-<dataset version>)."""
@@ -107,7 +105,6 @@ def parse_category_map(text):
     UsageError naming the flag for anything else, or a target that is not one of the six categories."""
     if text is None:
         return {}
-    text = str(text)
     if text.strip().lower().endswith(".json"):
         try:
             with open(text, encoding="utf-8") as fh:
@@ -164,13 +161,9 @@ def apply_category_map(splits, category_map):
 
 def unknown_category_names(splits):
     """{split: [category names of its file that are none of the six, after --category-map]}."""
-    out = {}
-    for s in splits:
-        names = sorted({str(c.get("name")) for c in s.categories
-                        if isinstance(c, dict) and canonical_category(c.get("name")) is None})
-        if names:
-            out[s.split] = names
-    return out
+    names = {s.split: sorted({str(c.get("name")) for c in s.categories
+                              if isinstance(c, dict) and canonical_category(c.get("name")) is None}) for s in splits}
+    return {split: unknown for split, unknown in names.items() if unknown}
 
 
 def _pairs(values, flag):
@@ -199,14 +192,13 @@ def plan_splits(config):
         # Structure, counts and the pieces the workers parse, without parsing the file here
         # (coco.preflight); a compressed file is read whole by one worker.
         index = coco.preflight(data, path, split_into_pieces=not is_compressed(path))
-        n_images = index["images"]
         splits.append(SplitPlan(
             split=split,
             annotations=path,
             image_dir=dir_override.get(split, f"JPEGImages/{split}"),
             input_root=config.input,
-            num_shards=max(1, math.ceil(n_images / config.images_per_shard)),
-            fingerprint={"sha256": fingerprint(data), "bytes": len(data), "images": n_images,
+            num_shards=max(1, math.ceil(index["images"] / config.images_per_shard)),
+            fingerprint={"sha256": fingerprint(data), "bytes": len(data), "images": index["images"],
                          "annotations": index["annotations"]},
             pieces=index["pieces"],
             categories=index["categories"],
@@ -247,8 +239,7 @@ def recorded_paths(config, splits):
     --input (or --annotations) is stored relative to the output folder, and the manifest says so
     (dataset_files.RELATIVE_TO), so infer, score and stats resolve it from any working folder."""
     paths = {s.split: s.annotations for s in splits}
-    local = [config.input, *paths.values()]
-    if not any(not os.path.isabs(p) and "://" not in p for p in local):
+    if not any(not os.path.isabs(p) and "://" not in p for p in (config.input, *paths.values())):
         return config.input, paths, False
     if not config.output or "://" in config.output:
         # regenerate (the folder is BASE/v-<hash>, not known yet) or a remote output: absolute paths
@@ -285,10 +276,9 @@ def prepare(config):
         raise UsageError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     category_map = parse_category_map(config.category_map)
     try:
-        splits = plan_splits(config)
+        splits = apply_category_map(plan_splits(config), category_map)
     except coco.InputError as e:
         raise UsageError(str(e)) from e
-    splits = apply_category_map(splits, category_map)
     recorded = dataset_config(config, splits, formats, category_map)
     template_fingerprints = templates.fingerprints()
     input_root, annotation_paths, relative = recorded_paths(config, splits)
@@ -380,17 +370,13 @@ def summary_table(manifest, elapsed=None) -> str:
     lines = []
     for split, c in manifest["counts"].items():
         lines.append(f"split {split}: {c['images']:,} images, {c['boxes']:,} boxes -> {c['dialogues']:,} dialogues")
-        for task, subsets in c["by_task"].items():
-            for subset, n in subsets.items():
-                label = task if subset == "all" else f"{task}/{subset}"
-                lines.append(f"  {label:<20} {n:>10,}")
+        lines += [f"  {task if subset == 'all' else f'{task}/{subset}':<20} {n:>10,}"
+                  for task, subsets in c["by_task"].items() for subset, n in subsets.items()]
         for title, key in (("rejected (reason: count)", "rejects"),
                            ("left out of describe only (reason: count)", "describe_filtered")):
             reasons = manifest.get(key, {}).get(split, {})
             if reasons:
-                lines.append(f"  {title}")
-                for reason, n in reasons.items():
-                    lines.append(f"    {reason:<28} {n:>8,}")
+                lines += [f"  {title}", *(f"    {reason:<28} {n:>8,}" for reason, n in reasons.items())]
     lines += category_warnings(manifest)
     if elapsed is not None:
         lines.append(f"wrote {', '.join(manifest['config']['formats'])} in {elapsed:.1f} s")

@@ -126,7 +126,6 @@ def explain(argv):
     from sarchat.transforms.score.sample_lines import explain_text, find_sample
 
     args = explain_parser().parse_args(argv)
-
     sys.stdout.write(explain_text(find_sample(args.output, args.explain)))
     return 0
 
@@ -213,9 +212,7 @@ SCORE_OUTPUT_NAMES = re.compile(r"(leaderboard\.json|leaderboard\.md|report\.md|
 def own_older_output(folder, files):
     """The files of a score folder written before the ownership marker existed (it has our
     leaderboard.json); None when the folder is not a score output."""
-    if "leaderboard.json" not in files:
-        return None
-    return [f for f in files if SCORE_OUTPUT_NAMES.fullmatch(f)]
+    return [f for f in files if SCORE_OUTPUT_NAMES.fullmatch(f)] if "leaderboard.json" in files else None
 
 
 def progress_of(config, inputs):

@@ -70,13 +70,12 @@ def synth(config: SynthConfig) -> dict:
         raise UsageError(f"--test-fraction must be in [0, 1), got {config.test_fraction}")
     t0 = time.perf_counter()
     if config.sardet_scale:
-        splits = {}
-        summary: dict = {"root": config.output, "seed": config.seed, "splits": {}}
-        for split in ("train", "test"):
-            n_img, n_box = synthetic.SARDET_SCALE[split]
-            splits[split] = synthetic.sardet_scale_annotations(split, n_img, n_box, config.seed)
-            summary["splits"][split] = {"images": n_img, "boxes": n_box}
-        synthetic.write_annotations_only(config.output, splits)
+        scale = {split: synthetic.SARDET_SCALE[split] for split in ("train", "test")}
+        synthetic.write_annotations_only(config.output, {
+            split: synthetic.sardet_scale_annotations(split, n_img, n_box, config.seed)
+            for split, (n_img, n_box) in scale.items()})
+        summary: dict = {"root": config.output, "seed": config.seed, "splits": {
+            split: {"images": n_img, "boxes": n_box} for split, (n_img, n_box) in scale.items()}}
     else:
         with progress.Progress("sarchat synth: rendering images", config.images, "images") as shown:
             summary = synthetic.write_synthetic_dataset(
