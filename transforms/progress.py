@@ -202,9 +202,8 @@ class Progress:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type, *_):
         self.close(finished=exc_type is None)
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,46 +272,36 @@ class Watcher:
         self.folder = None
         self._saved = None
         self._stop = threading.Event()
-        self._thread = None
+        self._thread = threading.Thread(target=self._loop, name="sarchat-progress", daemon=True)
 
     def _refresh(self):
-        counts = read_counts(self.folder)
-        self.progress.set(counts.get(self.stage, 0))
+        self.progress.set(read_counts(self.folder).get(self.stage, 0))
 
     def _loop(self):
         while not self._stop.wait(self.poll):
             self._refresh()
 
     def __enter__(self):
-        if not self.progress.active:
-            return self
-        self.folder = tempfile.mkdtemp(prefix="sarchat-progress-")
-        self._saved = os.environ.get(ENV_DIR)
-        os.environ[ENV_DIR] = self.folder
-        with _worker_lock:  # in-process workers share this process's counts: start them afresh
-            _worker_counts.pop(self.stage, None)
-        self._thread = threading.Thread(target=self._loop, name="sarchat-progress", daemon=True)
-        self._thread.start()
+        if self.progress.active:
+            self.folder = tempfile.mkdtemp(prefix="sarchat-progress-")
+            self._saved = os.environ.get(ENV_DIR)
+            os.environ[ENV_DIR] = self.folder
+            with _worker_lock:  # in-process workers share this process's counts: start them afresh
+                _worker_counts.pop(self.stage, None)
+            self._thread.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if self.folder is None:
-            self.progress.close(finished=exc_type is None)
-            return False
-        self._stop.set()
-        self._thread.join()
-        with _worker_lock:  # the in-process workers' last counts
-            counts = dict(_worker_counts)
-        for stage, total in counts.items():
-            _write_count(self.folder, stage, total)
-        self._refresh()
+    def __exit__(self, exc_type, *_):
+        if self.folder is not None:
+            self._stop.set()
+            self._thread.join()
+            self._refresh()  # the last counts (in-process workers wrote theirs on every call)
+            if self._saved is None:
+                os.environ.pop(ENV_DIR, None)
+            else:
+                os.environ[ENV_DIR] = self._saved
+            shutil.rmtree(self.folder, ignore_errors=True)
         self.progress.close(finished=exc_type is None)
-        if self._saved is None:
-            os.environ.pop(ENV_DIR, None)
-        else:
-            os.environ[ENV_DIR] = self._saved
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return False
 
 
 @contextlib.contextmanager
