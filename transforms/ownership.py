@@ -95,16 +95,24 @@ def describe_holder(holder) -> str:
             f"{when})")
 
 
-def _temporary(path):
-    return f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+@contextlib.contextmanager
+def _complete_temporary(path, text):
+    """A temporary beside `path` holding all of `text`, for the caller to rename or link to `path`;
+    removed on the way out, whatever happened."""
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _acquire_lock(folder, command):
     path = os.path.join(folder, LOCK)
-    tmp = _temporary(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"command": command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, f)
-    try:
+    me = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    with _complete_temporary(path, json.dumps(me)) as tmp:
         for _ in range(3):
             try:
                 os.link(tmp, path)
@@ -118,9 +126,6 @@ def _acquire_lock(folder, command):
                 with contextlib.suppress(FileNotFoundError):  # a dead run's lock: take it over
                     os.unlink(path)
         raise OutputError(f"cannot claim {folder}: its lock {path} keeps changing; another run is starting there")
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def read_marker(folder):
@@ -129,16 +134,8 @@ def read_marker(folder):
 
 def _write_marker(folder, command, files):
     path = os.path.join(folder, MARK)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"command": command, "files": sorted(files)}, f, indent=1)
-            f.write("\n")
+    with _complete_temporary(path, json.dumps({"command": command, "files": sorted(files)}, indent=1) + "\n") as tmp:
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _files_under(folder):
@@ -356,5 +353,4 @@ class ConsistentRead:
                                "two versions and were not kept: run again once the dataset is stable")
 
 
-def reading(dataset) -> ConsistentRead:
-    return ConsistentRead(dataset)
+reading = ConsistentRead
