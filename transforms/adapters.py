@@ -256,19 +256,12 @@ def _field_message(exc) -> str:
     msg, sep, at = text.rpartition(" - at `$.")
     if sep:
         return f"field `{at.rstrip('`')}`: {msg}"
-    found = re.search(r"Object contains unknown field `([^`]*)`", text)
-    if found:
-        return f"field `{found.group(1)}`: unknown field (known: {', '.join(AdapterFile.__struct_fields__)})"
-    found = re.search(r"Object missing required field `([^`]*)`", text)
-    if found:
-        return f"field `{found.group(1)}`: missing (required)"
-    return text
-
-
-def is_adapter_path(name: str) -> bool:
-    """Whether an --adapter value names a file rather than a registered adapter."""
-    text = (name or "").strip()
-    return text.lower().endswith(".json") or "/" in text or os.sep in text
+    found = re.search(r"Object (contains unknown|missing required) field `([^`]*)`", text)
+    if not found:
+        return text
+    if found.group(1) == "missing required":
+        return f"field `{found.group(2)}`: missing (required)"
+    return f"field `{found.group(2)}`: unknown field (known: {', '.join(AdapterFile.__struct_fields__)})"
 
 
 def load_adapter_file(path: str) -> Adapter:
@@ -312,8 +305,9 @@ def get_adapter(name: str) -> Adapter:
     `get_adapter("qwen2-vl").box_format` -> qwen2-vl 0..1000; `get_adapter("qwen2-vl:canonical")`
     -> Qwen2-VL prompting, canonical pixel boxes, no format hint.
     """
-    if is_adapter_path(name):
-        return load_adapter_file(name.strip())
+    path = (name or "").strip()
+    if path.lower().endswith(".json") or "/" in path or os.sep in path:  # a file, not a registered adapter
+        return load_adapter_file(path)
     base, sep, box_spec = (name or "").partition(":")
     key = base.strip().lower()
     if key not in ADAPTERS:
@@ -360,7 +354,4 @@ def guess_adapter(model: str) -> str:
     # Longer aliases first, so 'qwen2.5-vl' is not taken for 'qwen2-vl'.
     pairs = sorted(((alias, a.name) for a in ADAPTERS.values() for alias in a.aliases),
                    key=lambda p: -len(p[0]))
-    for alias, name in pairs:
-        if alias in low:
-            return name
-    return "sarchat"
+    return next((name for alias, name in pairs if alias in low), "sarchat")

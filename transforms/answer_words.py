@@ -96,12 +96,8 @@ def find_cells(text):
 
 def find_categories(text):
     """Category words in `text`, canonical singular names in order of appearance (with repeats)."""
-    out = []
-    for m in _CATEGORY_RE.finditer(_low(text)):
-        cat = _category(m.group(1))
-        if cat:
-            out.append(cat)
-    return out
+    cats = (_category(m.group(1)) for m in _CATEGORY_RE.finditer(_low(text)))
+    return [cat for cat in cats if cat]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,8 +277,5 @@ _WORD = re.compile(r"[A-Za-z]{2,12}")
 
 def asked_category(question):
     """The first word of a question that is a category word ('[count] How many ships ...' -> 'ship')."""
-    for word in _WORD.findall(question or ""):
-        cat = CATEGORY_WORDS.get(word.lower())
-        if cat:
-            return cat
-    return None
+    cats = (CATEGORY_WORDS.get(word.lower()) for word in _WORD.findall(question or ""))
+    return next((cat for cat in cats if cat), None)
