@@ -113,9 +113,8 @@ class Adapter:
 
     def hint(self, width: int, height: int) -> str:
         """The sentence that tells a zero-shot model how to write boxes."""
-        if self.hint_text:
-            return self.hint_text.replace("{width}", str(width)).replace("{height}", str(height))
-        return format_hint_sentence(self.box_format, width, height)
+        text = self.hint_text or format_hint_sentence(self.box_format)
+        return text.replace("{width}", str(width)).replace("{height}", str(height))
 
     def user_text(self, row, use_hint: bool = True) -> str:
         """The text part of the user turn for a dialogue row (dict with question, task, width, height)."""
@@ -177,13 +176,13 @@ _HINTS = {
 }
 
 
-def format_hint_sentence(bf, width: int, height: int) -> str:
-    """The built-in hint sentence of a box format."""
+def format_hint_sentence(bf) -> str:
+    """The built-in hint sentence of a box format ({width} and {height}: the image's size)."""
     box = _HINT_BOX.get(bf.name)
     if box is None:
-        return _HINTS.get(bf.name, _HINTS[None]).replace("{width}", str(width)).replace("{height}", str(height))
+        return _HINTS.get(bf.name, _HINTS[None])
     if not bf.scale:
-        coordinates = f"in absolute pixel coordinates of this {width}x{height} image"
+        coordinates = "in absolute pixel coordinates of this {width}x{height} image"
     elif bf.scale == 1 and bf.name in ("xyxy", "yxyx"):
         coordinates = "with coordinates as fractions of the image size, from 0 to 1"
     else:

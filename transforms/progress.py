@@ -26,6 +26,7 @@ forwards them to the launcher's logging at INFO, below the `sarchat` handler's W
 why the count travels through files rather than log lines.
 """
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -247,15 +248,9 @@ def _write_count(folder, stage, total):
 def read_counts(folder) -> dict:
     """{stage: the sum of every worker's count} of a progress folder."""
     totals = {}
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return totals
-    for name in names:
-        if not name.endswith(".json"):
-            continue
+    for path in glob.glob(os.path.join(glob.escape(folder), "*.json")):  # none when the folder is gone
         try:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
             totals[doc["stage"]] = totals.get(doc["stage"], 0) + int(doc["count"])
         except (OSError, ValueError, KeyError, TypeError):
