@@ -155,7 +155,8 @@ def _safe_rel(rel) -> bool:
 
 
 class OutputClaim:
-    """A claimed output folder (see `claim`)."""
+    """A claimed output folder (see `claim`). A claim on an object store (local=False) has nothing to
+    remove (`remove_previous`); the methods after it run only at a local claim's end (`_settle`)."""
 
     def __init__(self, folder, command, local=True, record=True):
         self.folder = folder
@@ -196,19 +197,17 @@ class OutputClaim:
         return removed
 
     def new_files(self):
-        return sorted(_files_under(self.folder) - self.before) if self.local else []
+        return sorted(_files_under(self.folder) - self.before)
 
     def record_new_files(self):
         """Write the marker listing what this run wrote (files new since the claim) and the
         previous list's files still there."""
-        if self.local and self.record:
+        if self.record:
             _write_marker(self.folder, self.command, set(self.new_files()) | set(self._still_there(self.previous)))
 
     def discard_new_files(self):
         """Remove what this run wrote (a run whose inputs changed under it: its outputs are not
         results), then the folders left empty."""
-        if not self.local:
-            return
         for rel in self.new_files():
             with contextlib.suppress(OSError):
                 os.unlink(self._path(rel))
