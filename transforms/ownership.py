@@ -139,13 +139,9 @@ def _write_marker(folder, command, files):
 
 
 def _files_under(folder):
-    out = set()
-    for d, _, names in os.walk(folder):
-        for n in names:
-            rel = os.path.relpath(os.path.join(d, n), folder).replace(os.sep, "/")
-            if rel not in OWN_NAMES and not rel.startswith((LOCK + ".tmp-", MARK + ".tmp-")):
-                out.add(rel)
-    return out
+    rels = {os.path.relpath(os.path.join(d, n), folder).replace(os.sep, "/")
+            for d, _, names in os.walk(folder) for n in names}
+    return {rel for rel in rels if rel not in OWN_NAMES and not rel.startswith((LOCK + ".tmp-", MARK + ".tmp-"))}
 
 
 def _safe_rel(rel) -> bool:
