@@ -104,12 +104,8 @@ class Adapter:
         text = _IMAGE_TAG.sub("", question or "", count=1)
         if self.box_format.name == "canonical":
             return text
-
-        def repl(m):
-            box = [float(v) for v in m.groups()]
-            return self.box_format.render_one(box, width, height)
-
-        return _CANONICAL_BOX.sub(repl, text)
+        render = self.box_format.render_one
+        return _CANONICAL_BOX.sub(lambda m: render([float(v) for v in m.groups()], width, height), text)
 
     def hint(self, width: int, height: int) -> str:
         """The sentence that tells a zero-shot model how to write boxes."""
