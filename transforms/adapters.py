@@ -271,6 +271,12 @@ def load_adapter_file(path: str) -> Adapter:
     return adapter_from_bytes(data, path, source=os.path.abspath(path))
 
 
+def is_adapter_path(name: str) -> bool:
+    """Whether an --adapter value names a file rather than a registered adapter."""
+    text = (name or "").strip()
+    return text.lower().endswith(".json") or "/" in text or os.sep in text
+
+
 # Listing order (help texts, error lines): the paper's families first, then the rest by name.
 _FIRST = ("qwen2-vl", "qwen2.5-vl", "internvl", "llava-1.5", "phi-3.5-vision", "deepseek-vl2", "sarchat")
 
@@ -300,9 +306,8 @@ def get_adapter(name: str) -> Adapter:
     `get_adapter("qwen2-vl").box_format` -> qwen2-vl 0..1000; `get_adapter("qwen2-vl:canonical")`
     -> Qwen2-VL prompting, canonical pixel boxes, no format hint.
     """
-    path = (name or "").strip()
-    if path.lower().endswith(".json") or "/" in path or os.sep in path:  # a file, not a registered adapter
-        return load_adapter_file(path)
+    if is_adapter_path(name):
+        return load_adapter_file(name.strip())
     base, sep, box_spec = (name or "").partition(":")
     key = base.strip().lower()
     if key not in ADAPTERS:
