@@ -104,18 +104,13 @@ class Adapter:
         text = _IMAGE_TAG.sub("", question or "", count=1)
         if self.box_format.name == "canonical":
             return text
-
-        def repl(m):
-            box = [float(v) for v in m.groups()]
-            return self.box_format.render_one(box, width, height)
-
-        return _CANONICAL_BOX.sub(repl, text)
+        render = self.box_format.render_one
+        return _CANONICAL_BOX.sub(lambda m: render([float(v) for v in m.groups()], width, height), text)
 
     def hint(self, width: int, height: int) -> str:
         """The sentence that tells a zero-shot model how to write boxes."""
-        if self.hint_text:
-            return self.hint_text.replace("{width}", str(width)).replace("{height}", str(height))
-        return format_hint_sentence(self.box_format, width, height)
+        text = self.hint_text or format_hint_sentence(self.box_format)
+        return text.replace("{width}", str(width)).replace("{height}", str(height))
 
     def user_text(self, row, use_hint: bool = True) -> str:
         """The text part of the user turn for a dialogue row (dict with question, task, width, height)."""
@@ -177,13 +172,13 @@ _HINTS = {
 }
 
 
-def format_hint_sentence(bf, width: int, height: int) -> str:
-    """The built-in hint sentence of a box format."""
+def format_hint_sentence(bf) -> str:
+    """The built-in hint sentence of a box format ({width} and {height}: the image's size)."""
     box = _HINT_BOX.get(bf.name)
     if box is None:
-        return _HINTS.get(bf.name, _HINTS[None]).replace("{width}", str(width)).replace("{height}", str(height))
+        return _HINTS.get(bf.name, _HINTS[None])
     if not bf.scale:
-        coordinates = f"in absolute pixel coordinates of this {width}x{height} image"
+        coordinates = "in absolute pixel coordinates of this {width}x{height} image"
     elif bf.scale == 1 and bf.name in ("xyxy", "yxyx"):
         coordinates = "with coordinates as fractions of the image size, from 0 to 1"
     else:
@@ -256,19 +251,12 @@ def _field_message(exc) -> str:
     msg, sep, at = text.rpartition(" - at `$.")
     if sep:
         return f"field `{at.rstrip('`')}`: {msg}"
-    found = re.search(r"Object contains unknown field `([^`]*)`", text)
-    if found:
-        return f"field `{found.group(1)}`: unknown field (known: {', '.join(AdapterFile.__struct_fields__)})"
-    found = re.search(r"Object missing required field `([^`]*)`", text)
-    if found:
-        return f"field `{found.group(1)}`: missing (required)"
-    return text
-
-
-def is_adapter_path(name: str) -> bool:
-    """Whether an --adapter value names a file rather than a registered adapter."""
-    text = (name or "").strip()
-    return text.lower().endswith(".json") or "/" in text or os.sep in text
+    found = re.search(r"Object (contains unknown|missing required) field `([^`]*)`", text)
+    if not found:
+        return text
+    if found.group(1) == "missing required":
+        return f"field `{found.group(2)}`: missing (required)"
+    return f"field `{found.group(2)}`: unknown field (known: {', '.join(AdapterFile.__struct_fields__)})"
 
 
 def load_adapter_file(path: str) -> Adapter:
@@ -281,6 +269,12 @@ def load_adapter_file(path: str) -> Adapter:
     if len(data) > 1 << 20:
         raise InputError(f"adapter file {path}: larger than 1 MiB")
     return adapter_from_bytes(data, path, source=os.path.abspath(path))
+
+
+def is_adapter_path(name: str) -> bool:
+    """Whether an --adapter value names a file rather than a registered adapter."""
+    text = (name or "").strip()
+    return text.lower().endswith(".json") or "/" in text or os.sep in text
 
 
 # Listing order (help texts, error lines): the paper's families first, then the rest by name.
@@ -360,7 +354,4 @@ def guess_adapter(model: str) -> str:
     # Longer aliases first, so 'qwen2.5-vl' is not taken for 'qwen2-vl'.
     pairs = sorted(((alias, a.name) for a in ADAPTERS.values() for alias in a.aliases),
                    key=lambda p: -len(p[0]))
-    for alias, name in pairs:
-        if alias in low:
-            return name
-    return "sarchat"
+    return next((name for alias, name in pairs if alias in low), "sarchat")

@@ -96,12 +96,8 @@ def find_cells(text):
 
 def find_categories(text):
     """Category words in `text`, canonical singular names in order of appearance (with repeats)."""
-    out = []
-    for m in _CATEGORY_RE.finditer(_low(text)):
-        cat = _category(m.group(1))
-        if cat:
-            out.append(cat)
-    return out
+    cats = (_category(m.group(1)) for m in _CATEGORY_RE.finditer(_low(text)))
+    return [cat for cat in cats if cat]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,13 +172,16 @@ def parse_boxes_by_category(text, box_format, width, height):
     """
     boxes, cats = [], []
 
+    def take(text, cat):  # the boxes in `text`, each with `cat`
+        found = box_format.parse(text, width, height)
+        boxes.extend(found)
+        cats.extend([cat] * len(found))
+        return found
+
     def labelled(m):  # a JSON object with a category label: its boxes are taken, it becomes a space
         lab = _JSON_LABEL_RE.search(m.group(0))
         cat = _category(lab.group(1).strip()) if lab else None
-        found = box_format.parse(m.group(0), width, height) if cat else []
-        boxes.extend(found)
-        cats.extend([cat] * len(found))
-        return " " if found else m.group(0)
+        return " " if cat and take(m.group(0), cat) else m.group(0)
 
     rest = _JSON_OBJECT_RE.sub(labelled, text or "") if box_format.name == "json-bbox2d" else text or ""
     # PaliGemma writes the label after its box ("<loc..>x4 ship ; <loc..>x4 tank"): a box takes the
@@ -190,16 +189,10 @@ def parse_boxes_by_category(text, box_format, width, height):
     after = getattr(box_format, "label_after", False)
     current, pos = None, 0
     for m in _CATEGORY_RE_I.finditer(rest):
-        segment = rest[pos:m.start()]
-        if segment:
-            found = box_format.parse(segment, width, height)
-            boxes.extend(found)
-            cats.extend([_category(m.group(1)) if after else current] * len(found))
+        take(rest[pos:m.start()], _category(m.group(1)) if after else current)
         current = _category(m.group(1))
         pos = m.end()
-    found = box_format.parse(rest[pos:], width, height)
-    boxes.extend(found)
-    cats.extend([None if after else current] * len(found))
+    take(rest[pos:], None if after else current)
     return boxes, cats
 
 
@@ -281,8 +274,5 @@ _WORD = re.compile(r"[A-Za-z]{2,12}")
 
 def asked_category(question):
     """The first word of a question that is a category word ('[count] How many ships ...' -> 'ship')."""
-    for word in _WORD.findall(question or ""):
-        cat = CATEGORY_WORDS.get(word.lower())
-        if cat:
-            return cat
-    return None
+    cats = (CATEGORY_WORDS.get(word.lower()) for word in _WORD.findall(question or ""))
+    return next((cat for cat in cats if cat), None)

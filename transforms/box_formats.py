@@ -89,7 +89,7 @@ class BoxFormat:
         if self.scale:
             x1, x2 = x1 * width / self.scale, x2 * width / self.scale
             y1, y2 = y1 * height / self.scale, y2 * height / self.scale
-        return [x1, y1, x2, y2]
+        return [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]  # corners put in order
 
     def _from_pixels(self, box, width, height):
         if not self.scale:
@@ -104,24 +104,13 @@ class BoxFormat:
             return [round(v, 3) for v in out]
         return [round(v) for v in out]
 
-    def find_quads(self, text):
-        """The raw coordinate quadruples in `text`, in order of appearance (as written: y first for
-        the y-first formats)."""
-        box, block, _ = self._syntax()
-        if block is None:
-            return [m.groups() for m in box.finditer(text)]
-        return [q.groups() for b in block.finditer(text) for q in box.finditer(b.group(1))]
-
     def parse(self, text, width, height):
-        """All boxes in `text` as pixel [x1,y1,x2,y2] floats (corners put in order)."""
-        boxes = []
-        for quad in self.find_quads(text or ""):
-            box = self._to_pixels(quad, width, height)
-            if box is None:
-                continue
-            x1, y1, x2, y2 = box
-            boxes.append([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)])
-        return boxes
+        """All boxes in `text` as pixel [x1,y1,x2,y2] floats (corners put in order). A box's raw
+        quadruple is read as written (y first for the y-first formats), inside its block if any."""
+        box, block, _ = self._syntax()
+        spans = [text or ""] if block is None else [b.group(1) for b in block.finditer(text or "")]
+        boxes = (self._to_pixels(q.groups(), width, height) for span in spans for q in box.finditer(span))
+        return [b for b in boxes if b is not None]
 
     def render_one(self, box, width, height) -> str:
         x1, y1, x2, y2 = self._from_pixels(box, width, height)

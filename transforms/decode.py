@@ -64,9 +64,8 @@ def has_lone_surrogate(value) -> bool:
             except UnicodeEncodeError:
                 return True
         elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
+            stack.extend(v.items())  # (key, value) pairs, walked as lists are
+        elif isinstance(v, (list, tuple)):
             stack.extend(v)
     return False
 

@@ -232,13 +232,11 @@ def check_output_location(path, flag="--output") -> str:
 
 def comparable_path(path) -> str:
     """A comparable form of a local path or URL (symlinks resolved, no trailing slash)."""
-    path = str(path)
+    path = local_path(path)
     if "://" in path:
         scheme, rest = path.split("://", 1)
-        if scheme == "file":
-            return os.path.realpath(rest)
         return f"{scheme}://{rest.rstrip('/')}"
-    return os.path.realpath(os.path.abspath(path))
+    return os.path.realpath(path)
 
 
 def _inside(inner, outer) -> bool:

@@ -95,16 +95,24 @@ def describe_holder(holder) -> str:
             f"{when})")
 
 
-def _temporary(path):
-    return f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+@contextlib.contextmanager
+def _complete_temporary(path, text):
+    """A temporary beside `path` holding all of `text`, for the caller to rename or link to `path`;
+    removed on the way out, whatever happened."""
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _acquire_lock(folder, command):
     path = os.path.join(folder, LOCK)
-    tmp = _temporary(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"command": command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, f)
-    try:
+    me = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    with _complete_temporary(path, json.dumps(me)) as tmp:
         for _ in range(3):
             try:
                 os.link(tmp, path)
@@ -118,9 +126,6 @@ def _acquire_lock(folder, command):
                 with contextlib.suppress(FileNotFoundError):  # a dead run's lock: take it over
                     os.unlink(path)
         raise OutputError(f"cannot claim {folder}: its lock {path} keeps changing; another run is starting there")
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def read_marker(folder):
@@ -129,26 +134,14 @@ def read_marker(folder):
 
 def _write_marker(folder, command, files):
     path = os.path.join(folder, MARK)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"command": command, "files": sorted(files)}, f, indent=1)
-            f.write("\n")
+    with _complete_temporary(path, json.dumps({"command": command, "files": sorted(files)}, indent=1) + "\n") as tmp:
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _files_under(folder):
-    out = set()
-    for d, _, names in os.walk(folder):
-        for n in names:
-            rel = os.path.relpath(os.path.join(d, n), folder).replace(os.sep, "/")
-            if rel not in OWN_NAMES and not rel.startswith((LOCK + ".tmp-", MARK + ".tmp-")):
-                out.add(rel)
-    return out
+    rels = {os.path.relpath(os.path.join(d, n), folder).replace(os.sep, "/")
+            for d, _, names in os.walk(folder) for n in names}
+    return {rel for rel in rels if rel not in OWN_NAMES and not rel.startswith((LOCK + ".tmp-", MARK + ".tmp-"))}
 
 
 def _safe_rel(rel) -> bool:
@@ -158,7 +151,8 @@ def _safe_rel(rel) -> bool:
 
 
 class OutputClaim:
-    """A claimed output folder (see `claim`)."""
+    """A claimed output folder (see `claim`). A claim on an object store (local=False) has nothing to
+    remove (`remove_previous`); the methods after it run only at a local claim's end (`_settle`)."""
 
     def __init__(self, folder, command, local=True, record=True):
         self.folder = folder
@@ -199,19 +193,17 @@ class OutputClaim:
         return removed
 
     def new_files(self):
-        return sorted(_files_under(self.folder) - self.before) if self.local else []
+        return sorted(_files_under(self.folder) - self.before)
 
     def record_new_files(self):
         """Write the marker listing what this run wrote (files new since the claim) and the
         previous list's files still there."""
-        if self.local and self.record:
+        if self.record:
             _write_marker(self.folder, self.command, set(self.new_files()) | set(self._still_there(self.previous)))
 
     def discard_new_files(self):
         """Remove what this run wrote (a run whose inputs changed under it: its outputs are not
         results), then the folders left empty."""
-        if not self.local:
-            return
         for rel in self.new_files():
             with contextlib.suppress(OSError):
                 os.unlink(self._path(rel))
@@ -356,5 +348,4 @@ class ConsistentRead:
                                "two versions and were not kept: run again once the dataset is stable")
 
 
-def reading(dataset) -> ConsistentRead:
-    return ConsistentRead(dataset)
+reading = ConsistentRead

@@ -26,6 +26,7 @@ forwards them to the launcher's logging at INFO, below the `sarchat` handler's W
 why the count travels through files rather than log lines.
 """
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -202,9 +203,8 @@ class Progress:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type, *_):
         self.close(finished=exc_type is None)
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,15 +248,9 @@ def _write_count(folder, stage, total):
 def read_counts(folder) -> dict:
     """{stage: the sum of every worker's count} of a progress folder."""
     totals = {}
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return totals
-    for name in names:
-        if not name.endswith(".json"):
-            continue
+    for path in glob.glob(os.path.join(glob.escape(folder), "*.json")):  # none when the folder is gone
         try:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
             totals[doc["stage"]] = totals.get(doc["stage"], 0) + int(doc["count"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -273,46 +267,36 @@ class Watcher:
         self.folder = None
         self._saved = None
         self._stop = threading.Event()
-        self._thread = None
+        self._thread = threading.Thread(target=self._loop, name="sarchat-progress", daemon=True)
 
     def _refresh(self):
-        counts = read_counts(self.folder)
-        self.progress.set(counts.get(self.stage, 0))
+        self.progress.set(read_counts(self.folder).get(self.stage, 0))
 
     def _loop(self):
         while not self._stop.wait(self.poll):
             self._refresh()
 
     def __enter__(self):
-        if not self.progress.active:
-            return self
-        self.folder = tempfile.mkdtemp(prefix="sarchat-progress-")
-        self._saved = os.environ.get(ENV_DIR)
-        os.environ[ENV_DIR] = self.folder
-        with _worker_lock:  # in-process workers share this process's counts: start them afresh
-            _worker_counts.pop(self.stage, None)
-        self._thread = threading.Thread(target=self._loop, name="sarchat-progress", daemon=True)
-        self._thread.start()
+        if self.progress.active:
+            self.folder = tempfile.mkdtemp(prefix="sarchat-progress-")
+            self._saved = os.environ.get(ENV_DIR)
+            os.environ[ENV_DIR] = self.folder
+            with _worker_lock:  # in-process workers share this process's counts: start them afresh
+                _worker_counts.pop(self.stage, None)
+            self._thread.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if self.folder is None:
-            self.progress.close(finished=exc_type is None)
-            return False
-        self._stop.set()
-        self._thread.join()
-        with _worker_lock:  # the in-process workers' last counts
-            counts = dict(_worker_counts)
-        for stage, total in counts.items():
-            _write_count(self.folder, stage, total)
-        self._refresh()
+    def __exit__(self, exc_type, *_):
+        if self.folder is not None:
+            self._stop.set()
+            self._thread.join()
+            self._refresh()  # the last counts (in-process workers wrote theirs on every call)
+            if self._saved is None:
+                os.environ.pop(ENV_DIR, None)
+            else:
+                os.environ[ENV_DIR] = self._saved
+            shutil.rmtree(self.folder, ignore_errors=True)
         self.progress.close(finished=exc_type is None)
-        if self._saved is None:
-            os.environ.pop(ENV_DIR, None)
-        else:
-            os.environ[ENV_DIR] = self._saved
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return False
 
 
 @contextlib.contextmanager
