@@ -24,7 +24,6 @@ from report/paper_table3.json and are labelled as the paper's everywhere they ap
 """
 import datetime
 import html
-import io
 import json
 import math
 import os
@@ -34,7 +33,7 @@ from importlib import resources
 from typing import Any
 
 from sarchat import __version__ as TOOLKIT_VERSION
-from sarchat.report.stats_report import Table
+from sarchat.report.stats_report import Table, pyplot, save_figure
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.fileio import join_path, write_text
 from sarchat.transforms.geometry import IDENTIFY_SIZES
@@ -88,16 +87,12 @@ def _resolve_sections(extra_sections) -> list[Section]:
 
 def table3_rows(models_metrics, include_paper=True):
     """Rows of the Table-3-style table: [source, model, params, avg, *columns in paper order]."""
-    rows = []
     # this run's rows ranked by their Avg score (highest first; a model without one last, then by name)
     ranked = sorted(models_metrics, key=lambda m: (m.get("overall") is None, -(m.get("overall") or 0.0), m["model"]))
-    for m in ranked:
-        rows.append(["this run", m["model"], "", m.get("overall")] + [m["columns"].get(c) for c in COLUMNS])
-    if include_paper:
-        for r in load_paper_table()["rows"]:
-            rows.append([PAPER_LABEL, r["model"], r["params"], r["avg_score"]]
-                        + [r["columns"].get(c) for c in COLUMNS])
-    return rows
+    paper = load_paper_table()["rows"] if include_paper else []
+    return ([["this run", m["model"], "", m.get("overall")] + [m["columns"].get(c) for c in COLUMNS] for m in ranked]
+            + [[PAPER_LABEL, r["model"], r["params"], r["avg_score"]] + [r["columns"].get(c) for c in COLUMNS]
+               for r in paper])
 
 
 TABLE3_HEADER = ["Source", "Model", "Param", "Avg score"] + [COLUMN_LABELS[c] for c in COLUMNS]
@@ -115,14 +110,11 @@ def _total(m, key):
 
 def summary_rows(models_metrics, breakdowns=None):
     """Per model: overall, 95% CI, unweighted mean, task scores, missing, inference errors, rejected."""
-    rows = []
-    for m in models_metrics:
-        b = (breakdowns or {}).get(m["model"]) or {}
-        rows.append([m["model"], _fmt(m.get("overall")), _ci(m), _fmt(m.get("overall_macro"))]
-                    + [_fmt(m["tasks"].get(t)) for t in TASKS]
-                    + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")),
-                       str(sum((b.get("rejected") or {}).values()))])
-    return rows
+    rejected = {m: sum((b.get("rejected") or {}).values()) for m, b in (breakdowns or {}).items() if b}
+    return [[m["model"], _fmt(m.get("overall")), _ci(m), _fmt(m.get("overall_macro"))]
+            + [_fmt(m["tasks"].get(t)) for t in TASKS]
+            + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")), str(rejected.get(m["model"], 0))]
+            for m in models_metrics]
 
 
 SUMMARY_HEADER = (["Model", "Overall (Eq. 4)", "95% CI", "Unweighted mean"] + [TASK_LABELS[t] for t in TASKS]
@@ -145,17 +137,9 @@ TEMPLATE_SPREAD_HEADER = ["Model", "Task", "Templates", "Min", "Max", "Range", "
 
 def template_spread_rows(models_metrics):
     """One row per (model, task) with a per-template spread in its metrics.json (template_spread)."""
-    rows = []
-    for m in models_metrics:
-        spread = m.get("template_spread") or {}
-        for t in TASKS:
-            sp = spread.get(t)
-            if not sp:
-                continue
-            rows.append([m["model"], TASK_LABELS[t], str(sp.get("templates", 0)), _fmt(sp.get("min")),
-                         _fmt(sp.get("max")), _fmt(sp.get("range")), _fmt(sp.get("stdev")),
-                         _fmt((m.get("tasks") or {}).get(t))])
-    return rows
+    return [[m["model"], TASK_LABELS[t], str(sp.get("templates", 0))]
+            + [_fmt(sp.get(k)) for k in ("min", "max", "range", "stdev")] + [_fmt((m.get("tasks") or {}).get(t))]
+            for m in models_metrics for t in TASKS if (sp := (m.get("template_spread") or {}).get(t))]
 
 
 def provenance_lines(models_metrics):
@@ -249,12 +233,8 @@ def _count(n):
 def model_rows(context, models_metrics):
     """[model, backend, adapter, run folder] per model (from the run manifest beside its predictions)."""
     known = (context or {}).get("models") or {}
-    rows = []
-    for m in models_metrics:
-        k = known.get(m["model"]) or {}
-        rows.append([m["model"], k.get("backend") or "unknown", k.get("adapter") or "unknown",
-                     k.get("run") or "– (no run manifest)"])
-    return rows
+    return [[m["model"], k.get("backend") or "unknown", k.get("adapter") or "unknown",
+             k.get("run") or "– (no run manifest)"] for m, k in ((m, known.get(m["model"]) or {}) for m in models_metrics)]
 
 
 MODEL_HEADER = ["Model", "Backend", "Adapter", "Run folder"]
@@ -458,22 +438,8 @@ def render_leaderboard_md(board):
 # Charts (matplotlib, Agg, inline SVG)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    matplotlib.rcParams["svg.fonttype"] = "none"  # chart text stays text: readable, searchable, measurable
-    matplotlib.rcParams["svg.hashsalt"] = "sarchat"  # the same ids in every run
-    return plt
-
-
 def _svg(fig):
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    _pyplot().close(fig)
-    return svg_element(buf.getvalue())
+    return svg_element(save_figure(fig, "svg", dpi=None, metadata={"Date": None}).decode("utf-8"))
 
 
 def svg_element(svg):
@@ -494,7 +460,7 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
     its line). Text is kept as SVG text (svg.fonttype none) so that it stays readable and
     searchable; task labels sit outside the 100 circle (tick padding) and the radial tick labels
     between two axes, so neither collides with a marker."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(TASKS)
     angles = [2 * math.pi * i / n for i in range(n)] + [0.0]
     fig = plt.figure(figsize=(9.5, 6.2))
@@ -547,7 +513,7 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
 
 def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
     """Grouped bar chart: `groups` are the x labels, `series` is [(name, [value or None per group])]."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) + 2.5), 3.4))
     k = max(1, len(series))
     width = 0.8 / k
