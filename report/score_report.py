@@ -550,24 +550,20 @@ def category_charts(per_model):
 
 
 def size_charts(per_model):
-    """Identification's score and grounding's recall per object size, each a chart where a model has them;
+    """Identification's score and grounding's recall per object size, each a grouped bar chart over the
+    size words any model has (smallest first), one series per model, where a model has them;
     per_model: [(model, its breakdown.json)]."""
     identify = [(model, (b.get("by_size") or {}).get("identify") or {}) for model, b in per_model]
     grounding = [(model, (b.get("grounding_boxes") or {}).get("by_size") or {}) for model, b in per_model]
     recall = [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in grounding]
-    charts = [_size_bars("Cross-modal identification: score by object size", "score (%)", identify),
-              _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)", recall)]
-    return [c for c in charts if c]
-
-
-def _size_bars(title, ylabel, per_model):
-    """[(model, {size word: value})] as grouped bars over the size words any model has (smallest first), one
-    series per model; None when none has one."""
-    present = [s for s in reversed(IDENTIFY_SIZES) if any(s in values for _, values in per_model)]
-    if not present:
-        return None
-    return grouped_bars_svg(title, present, [(model, [values.get(s) for s in present]) for model, values in per_model],
-                            ylabel=ylabel)
+    charts = []
+    for title, ylabel, values in (("Cross-modal identification: score by object size", "score (%)", identify),
+                                  ("Spatial grounding: truth boxes found by object size", "recall (%)", recall)):
+        present = [s for s in reversed(IDENTIFY_SIZES) if any(s in by_size for _, by_size in values)]
+        if present:
+            series = [(model, [by_size.get(s) for s in present]) for model, by_size in values]
+            charts.append(grouped_bars_svg(title, present, series, ylabel=ylabel))
+    return charts
 
 
 def _with_toc(page):

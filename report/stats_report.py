@@ -158,7 +158,7 @@ def _ours_and_paper_columns(splits, first, papers):
 
 
 def _box_splits(stats):
-    return [s for s in stats["splits"] if s in stats["boxes"]]
+    return [s for s in stats["splits"] if stats["boxes"].get(s)]
 
 
 def _categories(stats, paper):
@@ -292,9 +292,8 @@ def _sizes(stats):
 def _image_sizes(stats, top=10):
     """[(split, table)]: the most frequent image sizes, the rest summed in one row."""
     out = []
-    for s, b in ((s, stats["boxes"].get(s)) for s in stats["splits"]):
-        if not b:
-            continue
+    for s in _box_splits(stats):
+        b = stats["boxes"][s]
         items = list(b["image_sizes"].items())
         rows = [[k, f"{v:,}", _fmt(100.0 * v / b["images"], 2)] for k, v in items[:top]]
         if len(items) > top:
@@ -308,7 +307,7 @@ def _cells(stats):
     """[(split, table)]: % of the split's boxes per cell of the 3x3 grid."""
     return [(s, Table(["", "left", "center", "right"], [
         [r] + [_fmt(b["cells"][f"{r} {c}"]["percent"], 2) for c in ("left", "center", "right")]
-        for r in ("top", "middle", "bottom")])) for s, b in ((s, stats["boxes"].get(s)) for s in stats["splits"]) if b]
+        for r in ("top", "middle", "bottom")])) for s, b in ((s, stats["boxes"][s]) for s in _box_splits(stats))]
 
 
 def _relations(stats):
