@@ -113,7 +113,8 @@ def summary_rows(models_metrics, breakdowns=None):
     rejected = {m: sum((b.get("rejected") or {}).values()) for m, b in (breakdowns or {}).items() if b}
     return [[m["model"], _fmt(m.get("overall")), _ci(m), _fmt(m.get("overall_macro"))]
             + [_fmt(m["tasks"].get(t)) for t in TASKS]
-            + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")), str(rejected.get(m["model"], 0))]
+            + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")),
+               str(rejected.get(m["model"], 0))]
             for m in models_metrics]
 
 
@@ -234,7 +235,8 @@ def model_rows(context, models_metrics):
     """[model, backend, adapter, run folder] per model (from the run manifest beside its predictions)."""
     known = (context or {}).get("models") or {}
     return [[m["model"], k.get("backend") or "unknown", k.get("adapter") or "unknown",
-             k.get("run") or "– (no run manifest)"] for m, k in ((m, known.get(m["model"]) or {}) for m in models_metrics)]
+             k.get("run") or "– (no run manifest)"]
+            for m, k in ((m, known.get(m["model"]) or {}) for m in models_metrics)]
 
 
 MODEL_HEADER = ["Model", "Backend", "Adapter", "Run folder"]

@@ -216,11 +216,9 @@ def _ar_by_category(stats, paper):
 
 def _shapes(stats, paper):
     """(every box's shape table or None, identify answers' shape table or None, roughly square total)."""
-    boxes = None
-    if stats["boxes"]:
-        boxes = Table(["Split"] + list(SHAPE_ORDER), [
-            [s] + [_cp(stats["boxes"][s]["shapes"]["all"][w]["count"], stats["boxes"][s]["shapes"]["all"][w]["percent"])
-                   for w in SHAPE_ORDER] for s in _box_splits(stats)])
+    boxes = Table(["Split"] + list(SHAPE_ORDER), [
+        [s] + [_cp(stats["boxes"][s]["shapes"]["all"][w]["count"], stats["boxes"][s]["shapes"]["all"][w]["percent"])
+               for w in SHAPE_ORDER] for s in _box_splits(stats)]) if stats["boxes"] else None
     dl = stats.get("dialogues", {})
     if not dl:
         return boxes, None, 0
@@ -542,11 +540,11 @@ def _plot_tasks(plt, stats, paper, _, name):
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 0.42 * len(tasks) + 1.4), squeeze=False, sharey=True)
     y = list(range(len(tasks)))[::-1]
     for ax, s in zip(axes[0], splits):
-        paper_pct = f89.get(s, {}) if s in PAPER_SPLITS else {}
-        _task_bars(ax, dl[s], tasks, y, {t: paper_pct[t]["percent"] for t in tasks if t in paper_pct})
+        pct = {t: f89[s][t]["percent"] for t in tasks if t in f89.get(s, {})} if s in PAPER_SPLITS else {}
+        _task_bars(ax, dl[s], tasks, y, pct)
         if s in PAPER_SPLITS:
-            pts = [(yy, f89[s][t]["percent"]) for yy, t in zip(y, tasks) if t in f89[s]]
-            _paper_marks(ax, [p for _, p in pts], [yy for yy, _ in pts], 20, f"paper (Fig. {8 if s == 'train' else 9})")
+            _paper_marks(ax, [pct[t] for t in tasks if t in pct], [yy for yy, t in zip(y, tasks) if t in pct], 20,
+                         f"paper (Fig. {8 if s == 'train' else 9})")
         handles = [Patch(color=SUBSET_COLORS["single"], label="single (or whole task)"),
                    Patch(color=SUBSET_COLORS["multi"], label="multi")] + ax.get_legend_handles_labels()[0]
         ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper right", bbox_to_anchor=(1.0, 0.93))
