@@ -469,12 +469,10 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
     ax = fig.add_axes([0.04, 0.08, 0.52, 0.8], polar=True)
     ax.set_theta_offset(math.pi / 2)
     ax.set_theta_direction(-1)
-    ax.set_xticks(angles[:-1])
-    ax.set_xticklabels([TASK_LABELS[t].replace(" ", "\n", 1) for t in TASKS], fontsize=9)
+    ax.set_xticks(angles[:-1], [TASK_LABELS[t].replace(" ", "\n", 1) for t in TASKS], fontsize=9)
     ax.tick_params(axis="x", pad=24)
     ax.set_ylim(0, 100)
-    ax.set_yticks([20, 40, 60, 80, 100])
-    ax.set_yticklabels(["20", "40", "60", "80", "100"], fontsize=9, color="#555")
+    ax.set_yticks([20, 40, 60, 80, 100], ["20", "40", "60", "80", "100"], fontsize=9, color="#555")
     ax.set_rlabel_position(180 / n)  # halfway between the first two axes: no line passes there at a marker
     titles = {}  # gid -> the line's name on hover
     styles = ("-", "--", ":", "-.")
@@ -527,8 +525,7 @@ def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
         for b, v in zip(bars, values):
             if v is None:
                 b.set_alpha(0.0)
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups, fontsize=9)
+    ax.set_xticks(range(len(groups)), groups, fontsize=9)
     ax.set_ylim(0, 105)
     ax.set_ylabel(ylabel, fontsize=9)
     ax.set_title(title, fontsize=10)

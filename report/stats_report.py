@@ -492,8 +492,7 @@ def _plot_ar_buckets(plt, stats, paper, splits, name):
     ax.set_yticks(ys, labels, fontsize=MIN_FONT)
     for tick, pap in zip(ax.get_yticklabels(), is_paper):
         if pap:
-            tick.set_color("0.35")
-            tick.set_fontstyle("italic")
+            tick.set(color="0.35", fontstyle="italic")
     ax.invert_yaxis()
     ax.set(xlim=(0, 100), xlabel="% of the category's boxes (pale bars, italic labels: the paper's Table 4)")
     ax.grid(axis="y", visible=False)
@@ -604,10 +603,9 @@ def _plot_cells(plt, stats, paper, splits, name):
     vmax = max(float(g.max()) for g in grids) or 1.0
     for i, (ax, s, g) in enumerate(zip(axes[0], splits, grids)):
         im = ax.imshow(g, cmap="Blues", vmin=0, vmax=vmax)
-        for r in range(3):
-            for c in range(3):
-                ax.text(c, r, f"{g[r, c]:.1f}%", ha="center", va="center", fontsize=MIN_FONT,
-                        color="white" if g[r, c] > vmax * 0.6 else "black")
+        for (r, c), v in np.ndenumerate(g):
+            ax.text(c, r, f"{v:.1f}%", ha="center", va="center", fontsize=MIN_FONT,
+                    color="white" if v > vmax * 0.6 else "black")
         ax.set_xticks(range(3), ["left", "center", "right"], fontsize=MIN_FONT)
         ax.set_yticks(range(3), ["top", "middle", "bottom"] if i == 0 else [], fontsize=MIN_FONT)
         ax.tick_params(length=0)
