@@ -125,12 +125,8 @@ def marks(task, row, res, max_chips=MAX_CHIPS):
 
 def score_line(res):
     """'column: TP a, FP b, FN c' per column of the sample."""
-    if res is None:
-        return ""
-    parts = []
-    for c, tp, fp, fn in zip(res.get("columns") or [], res.get("tp") or [], res.get("fp") or [], res.get("fn") or []):
-        parts.append(f"{report.COLUMN_LABELS.get(c, c)}: TP {tp} \u00b7 FP {fp} \u00b7 FN {fn}")
-    return " | ".join(parts)
+    return " | ".join(f"{report.COLUMN_LABELS.get(c, c)}: TP {tp} \u00b7 FP {fp} \u00b7 FN {fn}"
+                      for c, tp, fp, fn in zip(*((res or {}).get(k) or [] for k in ("columns", "tp", "fp", "fn"))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,20 +163,19 @@ def _overlaps(a, b):
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _label(draw, box, text, color, font, placed=None):
+def _label(draw, box, text, color, font, placed):
     """`text` on a dark strip by the box: above its top left corner when there is room, else inside it;
     when that spot would cover a label already drawn (`placed`: their [x1, y1, x2, y2]), the next free
-    spot below or above it, so a truth label and a predicted one never cover each other. Returns the
-    strip's rectangle, also appended to `placed`."""
+    spot below or above it, so a truth label and a predicted one never cover each other. The strip's
+    rectangle is appended to `placed`."""
     if not text:
-        return None
+        return
     x1, y1 = box[0], box[1]
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 4, bottom - top + 2
     W, H = draw.im.size
     x = max(0, min(x1, W - w))
     y0 = y1 - h if y1 - h >= 0 else y1
-    placed = [] if placed is None else placed
     candidates = [y0, min(max(0, y1), H - h), min(max(0, box[3] + 1), H - h)]
     step = h + 1
     candidates += [y0 + k * step * sign for k in range(1, 2 * (H // step) + 2) for sign in (1, -1)]
@@ -194,9 +189,7 @@ def _label(draw, box, text, color, font, placed=None):
                 key=lambda cy: sum(_overlaps((x, cy, x + w, cy + h), r) for r in placed), default=y0)
     draw.rectangle([x, y, x + w, y + h], fill=(0, 0, 0))
     draw.text((x + 2 - left, y + 1 - top), text, fill=color, font=font)
-    rect = [x, y, x + w, y + h]
-    placed.append(rect)
-    return rect
+    placed.append([x, y, x + w, y + h])
 
 
 def _font():

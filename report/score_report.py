@@ -24,7 +24,6 @@ from report/paper_table3.json and are labelled as the paper's everywhere they ap
 """
 import datetime
 import html
-import io
 import json
 import math
 import os
@@ -34,7 +33,7 @@ from importlib import resources
 from typing import Any
 
 from sarchat import __version__ as TOOLKIT_VERSION
-from sarchat.report.stats_report import Table
+from sarchat.report.stats_report import Table, pyplot, save_figure
 from sarchat.transforms.categories import CATEGORY_INDEX
 from sarchat.transforms.fileio import join_path, write_text
 from sarchat.transforms.geometry import IDENTIFY_SIZES
@@ -88,16 +87,12 @@ def _resolve_sections(extra_sections) -> list[Section]:
 
 def table3_rows(models_metrics, include_paper=True):
     """Rows of the Table-3-style table: [source, model, params, avg, *columns in paper order]."""
-    rows = []
     # this run's rows ranked by their Avg score (highest first; a model without one last, then by name)
     ranked = sorted(models_metrics, key=lambda m: (m.get("overall") is None, -(m.get("overall") or 0.0), m["model"]))
-    for m in ranked:
-        rows.append(["this run", m["model"], "", m.get("overall")] + [m["columns"].get(c) for c in COLUMNS])
-    if include_paper:
-        for r in load_paper_table()["rows"]:
-            rows.append([PAPER_LABEL, r["model"], r["params"], r["avg_score"]]
-                        + [r["columns"].get(c) for c in COLUMNS])
-    return rows
+    paper = load_paper_table()["rows"] if include_paper else []
+    return ([["this run", m["model"], "", m.get("overall")] + [m["columns"].get(c) for c in COLUMNS] for m in ranked]
+            + [[PAPER_LABEL, r["model"], r["params"], r["avg_score"]] + [r["columns"].get(c) for c in COLUMNS]
+               for r in paper])
 
 
 TABLE3_HEADER = ["Source", "Model", "Param", "Avg score"] + [COLUMN_LABELS[c] for c in COLUMNS]
@@ -115,14 +110,12 @@ def _total(m, key):
 
 def summary_rows(models_metrics, breakdowns=None):
     """Per model: overall, 95% CI, unweighted mean, task scores, missing, inference errors, rejected."""
-    rows = []
-    for m in models_metrics:
-        b = (breakdowns or {}).get(m["model"]) or {}
-        rows.append([m["model"], _fmt(m.get("overall")), _ci(m), _fmt(m.get("overall_macro"))]
-                    + [_fmt(m["tasks"].get(t)) for t in TASKS]
-                    + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")),
-                       str(sum((b.get("rejected") or {}).values()))])
-    return rows
+    rejected = {m: sum((b.get("rejected") or {}).values()) for m, b in (breakdowns or {}).items() if b}
+    return [[m["model"], _fmt(m.get("overall")), _ci(m), _fmt(m.get("overall_macro"))]
+            + [_fmt(m["tasks"].get(t)) for t in TASKS]
+            + [str(m.get("missing_predictions", 0)), str(_total(m, "inference_errors")),
+               str(rejected.get(m["model"], 0))]
+            for m in models_metrics]
 
 
 SUMMARY_HEADER = (["Model", "Overall (Eq. 4)", "95% CI", "Unweighted mean"] + [TASK_LABELS[t] for t in TASKS]
@@ -145,17 +138,9 @@ TEMPLATE_SPREAD_HEADER = ["Model", "Task", "Templates", "Min", "Max", "Range", "
 
 def template_spread_rows(models_metrics):
     """One row per (model, task) with a per-template spread in its metrics.json (template_spread)."""
-    rows = []
-    for m in models_metrics:
-        spread = m.get("template_spread") or {}
-        for t in TASKS:
-            sp = spread.get(t)
-            if not sp:
-                continue
-            rows.append([m["model"], TASK_LABELS[t], str(sp.get("templates", 0)), _fmt(sp.get("min")),
-                         _fmt(sp.get("max")), _fmt(sp.get("range")), _fmt(sp.get("stdev")),
-                         _fmt((m.get("tasks") or {}).get(t))])
-    return rows
+    return [[m["model"], TASK_LABELS[t], str(sp.get("templates", 0))]
+            + [_fmt(sp.get(k)) for k in ("min", "max", "range", "stdev")] + [_fmt((m.get("tasks") or {}).get(t))]
+            for m in models_metrics for t in TASKS if (sp := (m.get("template_spread") or {}).get(t))]
 
 
 def provenance_lines(models_metrics):
@@ -249,12 +234,9 @@ def _count(n):
 def model_rows(context, models_metrics):
     """[model, backend, adapter, run folder] per model (from the run manifest beside its predictions)."""
     known = (context or {}).get("models") or {}
-    rows = []
-    for m in models_metrics:
-        k = known.get(m["model"]) or {}
-        rows.append([m["model"], k.get("backend") or "unknown", k.get("adapter") or "unknown",
-                     k.get("run") or "– (no run manifest)"])
-    return rows
+    return [[m["model"], k.get("backend") or "unknown", k.get("adapter") or "unknown",
+             k.get("run") or "– (no run manifest)"]
+            for m, k in ((m, known.get(m["model"]) or {}) for m in models_metrics)]
 
 
 MODEL_HEADER = ["Model", "Backend", "Adapter", "Run folder"]
@@ -458,22 +440,8 @@ def render_leaderboard_md(board):
 # Charts (matplotlib, Agg, inline SVG)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    matplotlib.rcParams["svg.fonttype"] = "none"  # chart text stays text: readable, searchable, measurable
-    matplotlib.rcParams["svg.hashsalt"] = "sarchat"  # the same ids in every run
-    return plt
-
-
 def _svg(fig):
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    _pyplot().close(fig)
-    return svg_element(buf.getvalue())
+    return svg_element(save_figure(fig, "svg", dpi=None, metadata={"Date": None}).decode("utf-8"))
 
 
 def svg_element(svg):
@@ -494,19 +462,17 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
     its line). Text is kept as SVG text (svg.fonttype none) so that it stays readable and
     searchable; task labels sit outside the 100 circle (tick padding) and the radial tick labels
     between two axes, so neither collides with a marker."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(TASKS)
     angles = [2 * math.pi * i / n for i in range(n)] + [0.0]
     fig = plt.figure(figsize=(9.5, 6.2))
     ax = fig.add_axes([0.04, 0.08, 0.52, 0.8], polar=True)
     ax.set_theta_offset(math.pi / 2)
     ax.set_theta_direction(-1)
-    ax.set_xticks(angles[:-1])
-    ax.set_xticklabels([TASK_LABELS[t].replace(" ", "\n", 1) for t in TASKS], fontsize=9)
+    ax.set_xticks(angles[:-1], [TASK_LABELS[t].replace(" ", "\n", 1) for t in TASKS], fontsize=9)
     ax.tick_params(axis="x", pad=24)
     ax.set_ylim(0, 100)
-    ax.set_yticks([20, 40, 60, 80, 100])
-    ax.set_yticklabels(["20", "40", "60", "80", "100"], fontsize=9, color="#555")
+    ax.set_yticks([20, 40, 60, 80, 100], ["20", "40", "60", "80", "100"], fontsize=9, color="#555")
     ax.set_rlabel_position(180 / n)  # halfway between the first two axes: no line passes there at a marker
     titles = {}  # gid -> the line's name on hover
     styles = ("-", "--", ":", "-.")
@@ -547,7 +513,7 @@ def radar_svg(models_metrics, include_paper=True, paper_title=False):
 
 def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
     """Grouped bar chart: `groups` are the x labels, `series` is [(name, [value or None per group])]."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) + 2.5), 3.4))
     k = max(1, len(series))
     width = 0.8 / k
@@ -559,8 +525,7 @@ def grouped_bars_svg(title, groups, series, ylabel="score (%)"):
         for b, v in zip(bars, values):
             if v is None:
                 b.set_alpha(0.0)
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups, fontsize=9)
+    ax.set_xticks(range(len(groups)), groups, fontsize=9)
     ax.set_ylim(0, 105)
     ax.set_ylabel(ylabel, fontsize=9)
     ax.set_title(title, fontsize=10)
@@ -584,24 +549,20 @@ def category_charts(per_model):
 
 
 def size_charts(per_model):
-    """Identification's score and grounding's recall per object size, each a chart where a model has them;
+    """Identification's score and grounding's recall per object size, each a grouped bar chart over the
+    size words any model has (smallest first), one series per model, where a model has them;
     per_model: [(model, its breakdown.json)]."""
     identify = [(model, (b.get("by_size") or {}).get("identify") or {}) for model, b in per_model]
     grounding = [(model, (b.get("grounding_boxes") or {}).get("by_size") or {}) for model, b in per_model]
     recall = [(model, {s: (v or {}).get("recall") for s, v in by_size.items()}) for model, by_size in grounding]
-    charts = [_size_bars("Cross-modal identification: score by object size", "score (%)", identify),
-              _size_bars("Spatial grounding: truth boxes found by object size", "recall (%)", recall)]
-    return [c for c in charts if c]
-
-
-def _size_bars(title, ylabel, per_model):
-    """[(model, {size word: value})] as grouped bars over the size words any model has (smallest first), one
-    series per model; None when none has one."""
-    present = [s for s in reversed(IDENTIFY_SIZES) if any(s in values for _, values in per_model)]
-    if not present:
-        return None
-    return grouped_bars_svg(title, present, [(model, [values.get(s) for s in present]) for model, values in per_model],
-                            ylabel=ylabel)
+    charts = []
+    for title, ylabel, values in (("Cross-modal identification: score by object size", "score (%)", identify),
+                                  ("Spatial grounding: truth boxes found by object size", "recall (%)", recall)):
+        present = [s for s in reversed(IDENTIFY_SIZES) if any(s in by_size for _, by_size in values)]
+        if present:
+            series = [(model, [by_size.get(s) for s in present]) for model, by_size in values]
+            charts.append(grouped_bars_svg(title, present, series, ylabel=ylabel))
+    return charts
 
 
 def _with_toc(page):

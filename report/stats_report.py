@@ -11,6 +11,7 @@ paper number is labelled with the table or figure it comes from. The paper repor
 Plots use matplotlib's Agg backend, need no display, and are reproducible (no timestamps in the
 files): PNG for stats/plots/*.png, SVG (fmt="svg") for inlining in an HTML report.
 """
+import collections
 import dataclasses
 import io
 
@@ -36,7 +37,6 @@ PLOT_TITLES = {
 }
 SPLIT_COLORS = {"train": "#4C72B0", "val": "#55A868", "test": "#DD8452"}
 _EXTRA_COLORS = ("#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
-CATEGORY_COLORS = dict(zip(CATEGORIES, ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")))
 BUCKET_COLORS = ("#4C72B0", "#BBBBBB", "#DD8452")
 SUBSET_COLORS = {"all": "#4C72B0", "single": "#4C72B0", "multi": "#9FB7DA"}
 
@@ -144,23 +144,26 @@ def _overview(stats, paper):
     return Table(header, rows), degenerate
 
 
-def _ours_and_paper_columns(stats, first, table):
-    """(header, [(kind, split)]) of a box table: per split ours, then the paper's where it has one."""
+def _ours_and_paper_columns(splits, first, papers):
+    """(header, [(kind, split)]) of a table: per split ours, then each of the paper's where it has the
+    split; papers: [(kind, the table or figure it comes from)], "{fig}" in one being 8 for train, 9 for test."""
     header, cols = [first], []
-    for s in stats["splits"]:
-        if s not in stats["boxes"]:
-            continue
+    for s in splits:
         header.append(f"{s} (ours)")
         cols.append(("ours", s))
-        if s in PAPER_SPLITS:
-            header.append(f"{s} (*paper*, {table})")
-            cols.append(("paper", s))
+        for kind, source in papers if s in PAPER_SPLITS else ():
+            header.append(f"{s} (*paper*, {source.format(fig=8 if s == 'train' else 9)})")
+            cols.append((kind, s))
     return header, cols
+
+
+def _box_splits(stats):
+    return [s for s in stats["splits"] if stats["boxes"].get(s)]
 
 
 def _categories(stats, paper):
     t1 = paper["table1_categories"]
-    header, cols = _ours_and_paper_columns(stats, "Category", "Table 1")
+    header, cols = _ours_and_paper_columns(_box_splits(stats), "Category", [("paper", "Table 1")])
     rows = []
     for cat in CATEGORIES:
         cells = [stats["boxes"][s]["categories"][cat] if kind == "ours" else t1[s][cat] for kind, s in cols]
@@ -177,7 +180,7 @@ _AR_ROWS = (("Mean", "mean", 3), ("Median", "median", 4), ("SD", "std", 3), ("P2
 def _aspect_ratio(stats, paper):
     """(table, quantile methods, test-minus-train differences or None)."""
     t2 = paper["table2_aspect_ratio"]
-    header, cols = _ours_and_paper_columns(stats, "Metric", "Table 2")
+    header, cols = _ours_and_paper_columns(_box_splits(stats), "Metric", [("paper", "Table 2")])
     ours = {s: stats["boxes"][s]["aspect_ratio"]["all"] for _, s in cols}
     rows = [[label] + [_fmt(ours[s].get(key) if kind == "ours" else t2[s].get(key), nd) for kind, s in cols]
             for label, key, nd in _AR_ROWS]
@@ -213,11 +216,9 @@ def _ar_by_category(stats, paper):
 
 def _shapes(stats, paper):
     """(every box's shape table or None, identify answers' shape table or None, roughly square total)."""
-    boxes = None
-    if stats["boxes"]:
-        boxes = Table(["Split"] + list(SHAPE_ORDER), [
-            [s] + [_cp(stats["boxes"][s]["shapes"]["all"][w]["count"], stats["boxes"][s]["shapes"]["all"][w]["percent"])
-                   for w in SHAPE_ORDER] for s in stats["splits"] if s in stats["boxes"]])
+    boxes = Table(["Split"] + list(SHAPE_ORDER), [
+        [s] + [_cp(stats["boxes"][s]["shapes"]["all"][w]["count"], stats["boxes"][s]["shapes"]["all"][w]["percent"])
+               for w in SHAPE_ORDER] for s in _box_splits(stats)]) if stats["boxes"] else None
     dl = stats.get("dialogues", {})
     if not dl:
         return boxes, None, 0
@@ -244,17 +245,11 @@ def _tasks(stats, paper):
 
 def _task_counts(dl, splits, tasks, paper):
     t5, f89 = paper["table5_tasks"], paper["figures8_9_tasks"]
-    header, cols = ["Task"], []
-    for s in splits:
-        header.append(f"{s} (ours)")
-        cols.append(("ours", s))
-        if s in PAPER_SPLITS:
-            header += [f"{s} (*paper*, Table 5)", f"{s} (*paper*, Fig. {8 if s == 'train' else 9} text)"]
-            cols += [("t5", s), ("f89", s)]
-    source = {"ours": lambda s: dl[s]["tasks"], "t5": lambda s: t5.get(s, {}), "f89": lambda s: f89.get(s, {})}
+    header, cols = _ours_and_paper_columns(splits, "Task", [("t5", "Table 5"), ("f89", "Fig. {fig} text")])
+    source = {"ours": {s: dl[s]["tasks"] for s in splits}, "t5": t5, "f89": f89}
     rows = []
     for task in tasks:
-        cells = [(kind, source[kind](s).get(task)) for kind, s in cols]
+        cells = [(kind, source[kind].get(s, {}).get(task)) for kind, s in cols]
         rows.append([TASK_LABELS.get(task, task)] + [_cp(e["count"], e["percent"], 2 if kind != "t5" else 1) if e else "–"
                                                      for kind, e in cells])
     totals = {"ours": lambda s: dl[s]["dialogues"], "t5": lambda s: sum(v["count"] for v in t5[s].values()),
@@ -283,8 +278,7 @@ def _task_features(dl, splits, tasks):
 
 
 def _sizes(stats):
-    boxes = stats["boxes"]
-    splits = [s for s in stats["splits"] if s in boxes]
+    boxes, splits = stats["boxes"], _box_splits(stats)
     rows = [[label] + [_fmt(boxes[s]["area_ratio"][key], 5) for s in splits]
             for key, label in (("median", "R median"), ("mean", "R mean"), ("p25", "R P25"), ("p75", "R P75"))]
     for rule, words in (("identify", IDENTIFY_SIZE_ORDER), ("describe", DESCRIBE_SIZE_ORDER)):
@@ -296,9 +290,8 @@ def _sizes(stats):
 def _image_sizes(stats, top=10):
     """[(split, table)]: the most frequent image sizes, the rest summed in one row."""
     out = []
-    for s, b in ((s, stats["boxes"].get(s)) for s in stats["splits"]):
-        if not b:
-            continue
+    for s in _box_splits(stats):
+        b = stats["boxes"][s]
         items = list(b["image_sizes"].items())
         rows = [[k, f"{v:,}", _fmt(100.0 * v / b["images"], 2)] for k, v in items[:top]]
         if len(items) > top:
@@ -312,7 +305,7 @@ def _cells(stats):
     """[(split, table)]: % of the split's boxes per cell of the 3x3 grid."""
     return [(s, Table(["", "left", "center", "right"], [
         [r] + [_fmt(b["cells"][f"{r} {c}"]["percent"], 2) for c in ("left", "center", "right")]
-        for r in ("top", "middle", "bottom")])) for s, b in ((s, stats["boxes"].get(s)) for s in stats["splits"]) if b]
+        for r in ("top", "middle", "bottom")])) for s, b in ((s, stats["boxes"][s]) for s in _box_splits(stats))]
 
 
 def _relations(stats):
@@ -338,12 +331,15 @@ def _rejects(stats):
 
 # --- plots ----------------------------------------------------------------------------------------
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend; SVG text stays text and SVG ids are the same in every run."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["svg.fonttype"] = "none"  # chart text stays text: readable, searchable, measurable
+    matplotlib.rcParams["svg.hashsalt"] = "sarchat"  # the same ids in every run
     return plt
 
 
@@ -353,11 +349,12 @@ _RC = {"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10, "axes.spine
        "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6, "legend.frameon": False, "svg.hashsalt": "sarchat"}
 
 
-def _save(fig, fmt):
+def save_figure(fig, fmt, dpi: float | None = 120, metadata=None):
+    """The figure's file bytes, no timestamp or software version in them unless `metadata` says so."""
     buf = io.BytesIO()
-    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
-    fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight", metadata=metadata)
-    _pyplot().close(fig)
+    metadata = metadata or ({"Software": None} if fmt == "png" else {"Date": None, "Creator": None})
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -367,101 +364,105 @@ def render_plots(stats, fmt="png", paper=None):
 
     if fmt not in ("png", "svg"):
         raise ValueError(f"fmt must be png or svg, got {fmt!r}")
-    paper, plt = paper or load_paper_stats(), _pyplot()
+    paper, plt = paper or load_paper_stats(), pyplot()
     splits = [s for s in stats["splits"] if s in stats.get("boxes", {}) and stats["boxes"][s]["boxes"]]
-    makers = {"categories": _plot_categories, "aspect_ratio": _plot_aspect_ratio, "ar_buckets": _plot_ar_buckets,
+    makers = {"categories": _plot_categories, "aspect_ratio": _plot_histogram, "ar_buckets": _plot_ar_buckets,
               "shapes": _plot_shapes, "tasks": _plot_tasks, "image_sizes": _plot_image_sizes,
-              "box_sizes": _plot_box_sizes, "cells": _plot_cells}
+              "box_sizes": _plot_histogram, "cells": _plot_cells}
     out = {}
     with mpl.rc_context(_RC):
         for name in PLOT_NAMES:  # shapes and tasks also draw dialogue statistics; the others box statistics only
-            fig = makers[name](plt, stats, paper, splits) if splits or name in ("shapes", "tasks") else None
+            fig = makers[name](plt, stats, paper, splits, name) if splits or name in ("shapes", "tasks") else None
             if fig is not None:
-                out[name] = _save(fig, fmt)
+                out[name] = save_figure(fig, fmt)
     return out
 
 
-def _split_bars(ax, x, series, annotate=True, after=None, markers=None):
+def _split_bars(ax, x, series, annotate=True, markers=None):
     """Bars side by side at each x, one per (split, values, label) in series, values written above
-    them; after(i, split, positions) runs once a split's bars are drawn (the paper's markers).
-    markers: {split: [the marker's value at each x]}: a value label goes above the bar and above its
-    marker, and is drawn over it, so a paper marker never hides a value."""
+    them. markers: {split: ([the paper's value at each x], label)}, drawn as diamonds once the
+    split's bars are; a value label goes above the bar and above its marker, and is drawn over it,
+    so a paper marker never hides a value."""
     width = 0.8 / max(len(series), 1)
     for i, (split, values, label) in enumerate(series):
         pos = x - 0.4 + width * (i + 0.5)
         bars = ax.bar(pos, values, width * 0.92, color=_split_color(split, i), label=label)
-        if annotate:
-            marks = (markers or {}).get(split) or [None] * len(values)
-            for b, v, mk in zip(bars, values, marks):
-                y, lift = (v, 2) if mk is None or mk < v - 0.5 else (mk, 6)  # clear of a marker at or above the bar top
-                ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, max(v, y)), xytext=(0, lift),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=MIN_FONT, zorder=5)
-        if after:
-            after(i, split, pos)
+        marks, marks_label = (markers or {}).get(split) or ([None] * len(values), None)
+        for b, v, mk in zip(bars, values, marks) if annotate else ():
+            y, lift = (v, 2) if mk is None or mk < v - 0.5 else (mk, 6)  # clear of a marker at or above the bar top
+            ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, max(v, y)), xytext=(0, lift),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=MIN_FONT, zorder=5)
+        if marks_label:
+            _paper_marks(ax, pos, marks, 22, marks_label)
 
 
-def _split_histograms(ax, stats, splits, key, label):
-    """stats["boxes"][split][key] as % of boxes per inner bin, an outline over a pale fill per split;
-    returns [(edges, counts)] with the under/overflow bins still in counts."""
-    out = []
-    for i, s in enumerate(splits):
-        h = stats["boxes"][s][key]
-        edges = np.asarray(h["edges"])
-        counts = np.asarray(h["all"], dtype=float)
-        inner = counts[1:-1] / counts.sum() * 100.0
-        ax.stairs(inner, edges, color=_split_color(s, i), linewidth=1.6, label=label(s))
-        ax.stairs(inner, edges, color=_split_color(s, i), alpha=0.12, fill=True)
-        out.append((edges, counts))
-    return out
+def _paper_marks(ax, x, y, size, label):
+    """The paper's values as white diamonds over the bars."""
+    ax.scatter(x, y, marker="D", s=size, facecolor="white", edgecolor="black", linewidth=1, zorder=3, label=label)
 
 
-def _plot_categories(plt, stats, paper, splits):
+def _plot_categories(plt, stats, paper, splits, name):
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     x = np.arange(len(CATEGORIES))
     t1 = paper["table1_categories"]
-
-    def paper_markers(i, s, pos):
-        if s in PAPER_SPLITS:
-            ax.scatter(pos, [t1[s][c]["percent"] for c in CATEGORIES], marker="D", s=22, facecolor="white",
-                       edgecolor="black", linewidth=1, zorder=3, label=f"{s} (paper, Table 1)")
-
     _split_bars(ax, x, [(s, [stats["boxes"][s]["categories"][c]["percent"] for c in CATEGORIES],
-                         f"{s} (ours, n={stats['boxes'][s]['boxes']:,})") for s in splits], after=paper_markers,
-                markers={s: [t1[s][c]["percent"] for c in CATEGORIES] for s in splits if s in PAPER_SPLITS})
+                         f"{s} (ours, n={stats['boxes'][s]['boxes']:,})") for s in splits],
+                markers={s: ([t1[s][c]["percent"] for c in CATEGORIES], f"{s} (paper, Table 1)")
+                         for s in splits if s in PAPER_SPLITS})
     ax.set_xticks(x, CATEGORIES)
-    ax.set_ylabel("% of boxes")
-    ax.set_title(PLOT_TITLES["categories"])
+    ax.set(ylabel="% of boxes", title=PLOT_TITLES[name])
     ax.grid(axis="x", visible=False)
     ax.set_ylim(0, max(ax.get_ylim()[1], 5) * 1.08)
     ax.legend(fontsize=MIN_FONT, ncol=2)
     return fig
 
 
-def _plot_aspect_ratio(plt, stats, paper, splits):
+_SIZE_BOUNDS = (0.01, 0.03, 0.10, 0.25, 0.40, 1.0)  # the identify size words' bounds on R
+# per histogram: (stats key, the legend's median, dashed bounds, room above the highest bin, x label, legend place)
+_HISTOGRAMS = {
+    "aspect_ratio": ("ar_histogram", lambda b: f"median {b['aspect_ratio']['all']['median']:.3f}", (0.67, 1.5), 1.14,
+                     "aspect ratio AR = h / w (log scale)", "center right"),
+    "box_sizes": ("area_histogram", lambda b: f"median R {b['area_ratio']['median']:.4f}", _SIZE_BOUNDS[1:-1], 1.3,
+                  "area ratio R = w*h / (W*H) (log scale); dashed: identify size thresholds", "upper left"),
+}
+
+
+def _plot_histogram(plt, stats, paper, splits, name):
+    """stats["boxes"][split][key] as % of boxes per inner bin, an outline over a pale fill per split,
+    on a log x axis with the rule's bounds dashed and named; the aspect ratio also says how much of a
+    split lies outside the bins (under/overflow)."""
+    key, median, bounds, headroom, xlabel, legend_place = _HISTOGRAMS[name]
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    hists = _split_histograms(ax, stats, splits, "ar_histogram",
-                              lambda s: f"{s} (median {stats['boxes'][s]['aspect_ratio']['all']['median']:.3f})")
-    for i, (s, (edges, counts)) in enumerate(zip(splits, hists)):
+    for i, s in enumerate(splits):
+        h = stats["boxes"][s][key]
+        edges, counts = np.asarray(h["edges"]), np.asarray(h["all"], dtype=float)
+        inner = counts[1:-1] / counts.sum() * 100.0
+        ax.stairs(inner, edges, color=_split_color(s, i), linewidth=1.6, label=f"{s} ({median(stats['boxes'][s])})")
+        ax.stairs(inner, edges, color=_split_color(s, i), alpha=0.12, fill=True)
         outside = (counts[0] + counts[-1]) / counts.sum() * 100.0
-        if outside >= 0.05:
+        if name == "aspect_ratio" and outside >= 0.05:
             ax.annotate(f"{s}: {outside:.1f}% outside {edges[0]:g}..{edges[-1]:g}", (0.99, 0.97 - 0.07 * i),
                         xycoords="axes fraction", ha="right", va="top", fontsize=MIN_FONT, color=_split_color(s, i))
     ax.set_xscale("log")
-    for v in (0.67, 1.5):
+    for v in bounds:
         ax.axvline(v, color="0.35", linestyle="--", linewidth=0.9)
-    ymax = ax.get_ylim()[1] * 1.14
+    ymax = ax.get_ylim()[1] * headroom
     ax.set_ylim(0, ymax)
-    for x, label in ((0.3, "AR<=0.67"), (1.0, "0.67<AR\n<=1.5"), (3.5, "AR>1.5")):
-        # two lines far enough apart that a browser's font never makes them touch
-        ax.text(x, ymax * 0.985, label, ha="center", va="top", fontsize=MIN_FONT, color="0.3", linespacing=1.5)
-    ax.set_xlabel("aspect ratio AR = h / w (log scale)")
-    ax.set_ylabel("% of boxes per bin")
-    ax.set_title(PLOT_TITLES["aspect_ratio"])
-    ax.legend(fontsize=MIN_FONT, loc="center right")
+    if name == "aspect_ratio":
+        for x, label in ((0.3, "AR<=0.67"), (1.0, "0.67<AR\n<=1.5"), (3.5, "AR>1.5")):
+            # two lines far enough apart that a browser's font never makes them touch
+            ax.text(x, ymax * 0.985, label, ha="center", va="top", fontsize=MIN_FONT, color="0.3", linespacing=1.5)
+    else:
+        words = ("very small", "small", "medium", "large", "very large")
+        for lo, hi, w in zip(_SIZE_BOUNDS, _SIZE_BOUNDS[1:], words):
+            ax.text((lo * hi) ** 0.5 if w != "very small" else 0.027, ymax * 0.985, w, va="top", fontsize=MIN_FONT,
+                    ha="right" if w == "very small" else "center", color="0.3", rotation=0 if w == "very small" else 90)
+    ax.set(xlabel=xlabel, ylabel="% of boxes per bin", title=PLOT_TITLES[name])
+    ax.legend(fontsize=MIN_FONT, loc=legend_place)
     return fig
 
 
-def _plot_ar_buckets(plt, stats, paper, splits):
+def _plot_ar_buckets(plt, stats, paper, splits, name):
     t4 = paper["table4_aspect_ratio_by_category"]
     bars, y = [], 0.0  # (label, bucket percents, the paper's, y) per bar
     for cat in CATEGORIES:
@@ -491,27 +492,25 @@ def _plot_ar_buckets(plt, stats, paper, splits):
     ax.set_yticks(ys, labels, fontsize=MIN_FONT)
     for tick, pap in zip(ax.get_yticklabels(), is_paper):
         if pap:
-            tick.set_color("0.35")
-            tick.set_fontstyle("italic")
+            tick.set(color="0.35", fontstyle="italic")
     ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("% of the category's boxes (pale bars, italic labels: the paper's Table 4)")
+    ax.set(xlim=(0, 100), xlabel="% of the category's boxes (pale bars, italic labels: the paper's Table 4)")
     ax.grid(axis="y", visible=False)
     ax.legend(fontsize=MIN_FONT, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), borderaxespad=0.3)
-    ax.set_title(PLOT_TITLES["ar_buckets"], pad=24)
+    ax.set_title(PLOT_TITLES[name], pad=24)
     fig.tight_layout()
     return fig
 
 
-def _plot_shapes(plt, stats, paper, splits):
+def _plot_shapes(plt, stats, paper, splits, name):
     dl = stats.get("dialogues", {})
     dsplits = [s for s in stats["splits"] if dl.get(s, {}).get("identify_shapes")]
     if not splits and not dsplits:
         return None
     panels = [("boxes", splits)] + ([("identify", dsplits)] if dsplits else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.9 * len(panels), 3.4), squeeze=False)
+    x = np.arange(len(SHAPE_ORDER))
     for ax, (kind, ss) in zip(axes[0], panels):
-        x = np.arange(len(SHAPE_ORDER))
         series = []
         for s in ss:
             src = stats["boxes"][s]["shapes"]["all"] if kind == "boxes" else dl[s]["identify_shapes"]
@@ -520,43 +519,38 @@ def _plot_shapes(plt, stats, paper, splits):
         _split_bars(ax, x, series)
         ax.set_xticks(x, SHAPE_ORDER)
         ax.grid(axis="x", visible=False)
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("%")
-        ax.set_title("every valid box (w/h rule)" if kind == "boxes" else "shape stated in identify answers")
+        ax.set(ylim=(0, 100), ylabel="%",
+               title="every valid box (w/h rule)" if kind == "boxes" else "shape stated in identify answers")
         ax.legend(fontsize=MIN_FONT, loc="upper left")
-    fig.suptitle(PLOT_TITLES["shapes"], fontsize=10)
+    fig.suptitle(PLOT_TITLES[name], fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def _plot_tasks(plt, stats, paper, _):
+def _plot_tasks(plt, stats, paper, _, name):
     from matplotlib.patches import Patch
 
     dl = stats.get("dialogues", {})
     splits = [s for s in stats["splits"] if dl.get(s)]
     if not splits:
         return None
-
     f89 = paper["figures8_9_tasks"]
     tasks = [t for t in TASKS if any(t in dl[s]["tasks"] for s in splits)]
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 0.42 * len(tasks) + 1.4), squeeze=False, sharey=True)
+    y = list(range(len(tasks)))[::-1]
     for ax, s in zip(axes[0], splits):
-        y = list(range(len(tasks)))[::-1]
-        paper_pct = f89.get(s, {}) if s in PAPER_SPLITS else {}
-        _task_bars(ax, dl[s], tasks, y, {t: paper_pct[t]["percent"] for t in tasks if t in paper_pct})
+        pct = {t: f89[s][t]["percent"] for t in tasks if t in f89.get(s, {})} if s in PAPER_SPLITS else {}
+        _task_bars(ax, dl[s], tasks, y, pct)
         if s in PAPER_SPLITS:
-            pts = [(yy, f89[s][t]["percent"]) for yy, t in zip(y, tasks) if t in f89[s]]
-            ax.scatter([p for _, p in pts], [yy for yy, _ in pts], marker="D", s=20, facecolor="white",
-                       edgecolor="black", linewidth=1, zorder=3, label=f"paper (Fig. {8 if s == 'train' else 9})")
+            _paper_marks(ax, [pct[t] for t in tasks if t in pct], [yy for yy, t in zip(y, tasks) if t in pct], 20,
+                         f"paper (Fig. {8 if s == 'train' else 9})")
         handles = [Patch(color=SUBSET_COLORS["single"], label="single (or whole task)"),
                    Patch(color=SUBSET_COLORS["multi"], label="multi")] + ax.get_legend_handles_labels()[0]
         ax.legend(handles=handles, fontsize=MIN_FONT, loc="upper right", bbox_to_anchor=(1.0, 0.93))
         ax.set_yticks(y, [TASK_LABELS[t] for t in tasks])
-        ax.set_xlim(0, 118)
-        ax.set_xlabel("% of the split's dialogues")
-        ax.set_title(f"{s}: {dl[s]['dialogues']:,} dialogues")
+        ax.set(xlim=(0, 118), xlabel="% of the split's dialogues", title=f"{s}: {dl[s]['dialogues']:,} dialogues")
         ax.grid(axis="y", visible=False)
-    fig.suptitle(PLOT_TITLES["tasks"], fontsize=10, x=0.02, ha="left")
+    fig.suptitle(PLOT_TITLES[name], fontsize=10, x=0.02, ha="left")
     fig.tight_layout()
     return fig
 
@@ -578,11 +572,10 @@ def _task_bars(ax, d, tasks, y, paper_pct):
                 fontsize=MIN_FONT)
 
 
-def _plot_image_sizes(plt, stats, paper, splits, top=8):
-    totals = {}
+def _plot_image_sizes(plt, stats, paper, splits, name, top=8):
+    totals = collections.Counter()
     for s in splits:
-        for k, v in stats["boxes"][s]["image_sizes"].items():
-            totals[k] = totals.get(k, 0) + v
+        totals.update(stats["boxes"][s]["image_sizes"])
     keys = [k for k, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
     has_other = len(totals) > top
     labels = keys + (["other"] if has_other else [])
@@ -596,37 +589,13 @@ def _plot_image_sizes(plt, stats, paper, splits, top=8):
     x = np.arange(len(labels))
     _split_bars(ax, x, series, annotate=False)
     ax.set_xticks(x, labels, rotation=0 if len(labels) <= 6 else 30, ha="center" if len(labels) <= 6 else "right")
-    ax.set_ylabel("% of images")
-    ax.set_xlabel("image size W x H (pixels)")
-    ax.set_title(PLOT_TITLES["image_sizes"])
+    ax.set(ylabel="% of images", xlabel="image size W x H (pixels)", title=PLOT_TITLES[name])
     ax.grid(axis="x", visible=False)
     ax.legend(fontsize=MIN_FONT)
     return fig
 
 
-def _plot_box_sizes(plt, stats, paper, splits):
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    _split_histograms(ax, stats, splits, "area_histogram",
-                      lambda s: f"{s} (median R {stats['boxes'][s]['area_ratio']['median']:.4f})")
-    ax.set_xscale("log")
-    ymax = ax.get_ylim()[1] * 1.3
-    ax.set_ylim(0, ymax)
-    bounds = [0.01, 0.03, 0.10, 0.25, 0.40, 1.0]
-    words = ("very small", "small", "medium", "large", "very large")
-    for v in bounds[1:-1]:
-        ax.axvline(v, color="0.35", linestyle="--", linewidth=0.9)
-    for lo, hi, w in zip(bounds[:-1], bounds[1:], words):
-        xm = (lo * hi) ** 0.5 if w != "very small" else 0.027
-        ax.text(xm, ymax * 0.985, w, ha="right" if w == "very small" else "center", va="top", fontsize=MIN_FONT, color="0.3",
-                rotation=0 if w == "very small" else 90)
-    ax.set_xlabel("area ratio R = w*h / (W*H) (log scale); dashed: identify size thresholds")
-    ax.set_ylabel("% of boxes per bin")
-    ax.set_title(PLOT_TITLES["box_sizes"])
-    ax.legend(fontsize=MIN_FONT, loc="upper left")
-    return fig
-
-
-def _plot_cells(plt, stats, paper, splits):
+def _plot_cells(plt, stats, paper, splits, name):
     fig, axes = plt.subplots(1, len(splits), figsize=(2.7 * len(splits) + 1.0, 3.0), squeeze=False,
                              layout="constrained")
     grids = [np.array([[stats["boxes"][s]["cells"][f"{r} {c}"]["percent"] for c in ("left", "center", "right")]
@@ -634,17 +603,15 @@ def _plot_cells(plt, stats, paper, splits):
     vmax = max(float(g.max()) for g in grids) or 1.0
     for i, (ax, s, g) in enumerate(zip(axes[0], splits, grids)):
         im = ax.imshow(g, cmap="Blues", vmin=0, vmax=vmax)
-        for r in range(3):
-            for c in range(3):
-                ax.text(c, r, f"{g[r, c]:.1f}%", ha="center", va="center", fontsize=MIN_FONT,
-                        color="white" if g[r, c] > vmax * 0.6 else "black")
+        for (r, c), v in np.ndenumerate(g):
+            ax.text(c, r, f"{v:.1f}%", ha="center", va="center", fontsize=MIN_FONT,
+                    color="white" if v > vmax * 0.6 else "black")
         ax.set_xticks(range(3), ["left", "center", "right"], fontsize=MIN_FONT)
         ax.set_yticks(range(3), ["top", "middle", "bottom"] if i == 0 else [], fontsize=MIN_FONT)
         ax.tick_params(length=0)
         ax.grid(False)
         ax.set_title(f"{s} ({stats['boxes'][s]['boxes']:,} boxes)", fontsize=9)
-        for side in ("top", "right", "left", "bottom"):
-            ax.spines[side].set_visible(False)
+        ax.spines[:].set_visible(False)
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="% of boxes")
-    fig.suptitle(PLOT_TITLES["cells"], fontsize=10)
+    fig.suptitle(PLOT_TITLES[name], fontsize=10)
     return fig
