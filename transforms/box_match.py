@@ -7,7 +7,6 @@ import math
 from collections import Counter
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from sarchat.transforms.categories import CATEGORY_INDEX
 
@@ -55,6 +54,8 @@ def match_boxes(pred, gt):
         return []
     if len(pred) == 1 and len(gt) == 1:
         return [(0, 0, iou_one(pred[0], gt[0]))]
+    from scipy.optimize import linear_sum_assignment  # about 1 s to import: not at every command's start
+
     m = iou_matrix(pred, gt)
     rows, cols = linear_sum_assignment(m, maximize=True)
     pairs = sorted(zip(rows.tolist(), cols.tolist()), key=lambda rc: rc[1])

@@ -26,7 +26,6 @@ Tasks layer: imports only the vocabulary below it.
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.optimize import linear_sum_assignment
 
 _STRING = pa.string()
 STRING_LISTS = pa.list_(pa.string())
@@ -321,6 +320,8 @@ def match_groups(pred_group, pred_boxes, gt_group, gt_boxes, n_groups):
         first = idx[order][np.r_[True, np.diff(pair_group[idx][order]) != 0]]
         matched[pair_g[first]] = v[first]
     # several boxes on both sides: the Hungarian assignment maximising the total IoU
+    from scipy.optimize import linear_sum_assignment  # about 1 s to import: not at every command's start
+
     for grp in np.nonzero((n_p > 1) & (n_g > 1))[0].tolist():
         m = v[pair_start[grp]:pair_start[grp] + size[grp]].reshape(n_p[grp], n_g[grp])
         rows, cols = linear_sum_assignment(m, maximize=True)
