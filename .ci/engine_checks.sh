@@ -4,7 +4,7 @@
 # generate, stats and score on the cluster with --runner=DaskRunner, and each built as an offline
 # Dataflow job whose staged pipeline is replayed in process, every output byte compared with the
 # in-process FnApiRunner's. The cluster is stopped when this script exits, however it exits.
-# Called from .ci/run after the normal suite, with the project's python as $PYTHON or `python`.
+# Called from .ci/run beside the normal suite, with the project's python as $PYTHON or `python`.
 #
 #   bash .ci/engine_checks.sh       # exit status: pytest's (5, "no tests ran", counts as failure)
 #

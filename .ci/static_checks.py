@@ -59,8 +59,11 @@ def run_pyright(files):
 
 
 def run_mypy():
-    proc = subprocess.run([tool("mypy"), "-p", "sarchat", "--no-error-summary", "--hide-error-context"],
-                          cwd=REPO, capture_output=True, text=True)
+    # The cache lives outside the checkout, so a clean clone reuses what an earlier run learnt about the
+    # third-party packages (about 23 s cold, 1 s warm); mypy checks every cached module against its source.
+    cache = os.environ.get("SARCHAT_MYPY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sarchat", "mypy")
+    proc = subprocess.run([tool("mypy"), "-p", "sarchat", "--no-error-summary", "--hide-error-context",
+                           "--cache-dir", cache], cwd=REPO, capture_output=True, text=True)
     unresolved, counts = [], collections.Counter()
     for line in proc.stdout.splitlines():
         m = re.match(r"(.+?):(\d+): error: (.*?)(?:  \[([a-z-]+)\])?$", line)
