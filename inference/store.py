@@ -115,10 +115,9 @@ def part_files(out_dir, run_key):
 
 
 def scan(out_dir, run_key):
-    """(done ids, failed ids -> last error) across all part files of the run key: the merge's rows."""
-    rows = merged_rows(out_dir, run_key)
-    failed = {r["id"]: r["error"] for r in rows if r["error"] is not None}
-    return {r["id"] for r in rows if r["error"] is None}, failed
+    """(done ids, failed ids -> last error) across all part files of the run key, by the merge's rule."""
+    best = _best_records(out_dir, run_key)
+    return {sid for sid, (ok, _) in best.items() if ok}, {sid: rec["error"] for sid, (ok, rec) in best.items() if not ok}
 
 
 def _record_line(record) -> bytes:
@@ -216,16 +215,20 @@ def atomic_write_json(path, obj, sync_dir=True):
     _atomic_write_bytes(path, text.encode("utf-8"), sync_dir)
 
 
-def merged_rows(out_dir, run_key):
-    """One row per id (see module doc), sorted by id."""
+def _best_records(out_dir, run_key):
+    """{id: (succeeded, its record)}: the first success is final; else a later error replaces an earlier one."""
     best = {}
     for path in part_files(out_dir, run_key):
         for rec in read_records(path):
-            # the first success is final; else a success, or a later error replacing an earlier one
             if not best.get(rec["id"], (False,))[0]:
                 best[rec["id"]] = (rec.get("error") in (None, ""), rec)
+    return best
+
+
+def merged_rows(out_dir, run_key):
+    """One row per id (see module doc), sorted by id."""
     return [prediction_row(sid, rec.get("prediction"), rec.get("model"), None if ok else rec.get("error"),
-                           rec.get("latency_s")) for sid, (ok, rec) in sorted(best.items())]
+                           rec.get("latency_s")) for sid, (ok, rec) in sorted(_best_records(out_dir, run_key).items())]
 
 
 def merge(out_dir, run_key, manifest=None, dataset_version=None):
