@@ -75,3 +75,22 @@ def test_an_unknown_adapter_exits_2_in_every_command(tmp_path, tiny_demo):
         assert len(lines) == 1 and "nope" in lines[0], (name, lines)
 
 
+
+
+def test_a_file_given_as_the_dataset_folder_is_one_line_in_every_command(tmp_path, capsys):
+    a_file = tmp_path / "stats.json"
+    a_file.write_text("{}")
+    runs = {
+        "infer": ["infer", "--backend", "oracle"],
+        "score": ["score", "--predictions", str(a_file)],
+        "stats": ["stats"],
+        "export lmms-eval": ["export", "lmms-eval"],
+        "export vlmevalkit": ["export", "vlmevalkit"],
+    }
+    for name, argv in runs.items():
+        out = tmp_path / name.replace(" ", "-")
+        code = cli.main([*argv, "--dataset", str(a_file), "--output", str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code in (1, 2) and err.startswith(f"sarchat {argv[0]}: error: ") and err.count("\n") == 1, (name, err)
+        assert str(a_file) in err and "Traceback" not in err and "Errno" not in err, (name, err)
+        assert not out.exists(), name

@@ -45,6 +45,11 @@ def _size(path):
         return None
 
 
+def not_a_folder(path) -> str:
+    """Why a local `path` named as a folder is not one: "no such folder" or "a file, not a folder"."""
+    return "a file, not a folder" if os.path.exists(path) else "no such folder"
+
+
 def read_manifest(dataset) -> dict:
     """The dataset's manifest.json as a dict; DatasetError naming the file when it is missing, not
     JSON or not an object with a `files` list."""
@@ -54,6 +59,8 @@ def read_manifest(dataset) -> dict:
     except FileNotFoundError:
         raise DatasetError(f"{dataset} has no {MANIFEST}: not a generated dataset, or its generation "
                            "did not finish (the manifest is written last)") from None
+    except NotADirectoryError:
+        raise DatasetError(f"{dataset} is {not_a_folder(dataset)}: give a `sarchat generate` output folder") from None
     except Exception as exc:  # permission, object store errors
         raise DatasetError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
     try:

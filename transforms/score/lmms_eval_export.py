@@ -77,7 +77,7 @@ def local_inputs(dataset, split="test", image_root=None, tool="lmms-eval"):
     if dataset_files.is_url(dataset):
         raise UsageError(f"--dataset {dataset}: {tool} reads local files; copy the dataset to a local folder first")
     if not os.path.isdir(dataset):
-        raise UsageError(f"--dataset {dataset}: no such folder (give a `sarchat generate` output folder)")
+        raise UsageError(f"--dataset {dataset}: {dataset_files.not_a_folder(dataset)} (give a `sarchat generate` output folder)")
     manifest = dataset_files.read_manifest(dataset)
     files = dataset_files.required_split_parquet_files(dataset, split, manifest=manifest)
     root = dataset_files.image_root(dataset, manifest, image_root)
@@ -87,7 +87,7 @@ def local_inputs(dataset, split="test", image_root=None, tool="lmms-eval"):
     if dataset_files.is_url(root):
         raise UsageError(f"--image-root {root}: {tool} reads local images; copy them to a local folder first")
     if not os.path.isdir(root):
-        raise UsageError(f"--image-root {root}: no such folder (the test rows' image_path is relative to it)")
+        raise UsageError(f"--image-root {root}: {dataset_files.not_a_folder(root)} (the test rows' image_path is relative to it)")
     return os.path.abspath(dataset), manifest, [os.path.abspath(f) for f in files], os.path.abspath(root)
 
 

@@ -60,7 +60,7 @@ def test_split_files(dataset, split):
             raise UsageError(f"--dataset {dataset}: no such Parquet file")
         return files, None
     if "://" not in dataset and not os.path.isdir(dataset):
-        raise UsageError(f"--dataset {dataset}: no such folder")
+        raise UsageError(f"--dataset {dataset}: {dataset_files.not_a_folder(dataset)}")
     manifest = dataset_files.read_manifest(dataset)
     return dataset_files.required_split_parquet_files(dataset, split, manifest=manifest), manifest
 
