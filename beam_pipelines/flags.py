@@ -4,7 +4,8 @@
   one error line and exits 2) and which never guesses an abbreviated flag (`--image` is not silently
   `--images-per-shard`; an unknown flag must reach the Beam check in beam_options.py whole).
 - Type functions: a flag's value is checked when it is parsed, with a message naming the value;
-  argparse adds the flag's name (`argument --images-per-shard: must be a positive integer, got 0`).
+  argparse adds the flag's name (`argument --images-per-shard: expected a positive integer, got '0'`);
+  they live in transforms/flag_types.py, which the inference stage shares.
 - `output_folder(flag)`: the one check of an output location (fileio.check_output_location).
 - `parse_config(parser, argv, cls)`: the one way a subcommand's command line becomes its frozen
   config (the dataclass `cls`), which the subcommand's stage function takes.
@@ -14,6 +15,8 @@ import dataclasses
 import sys
 
 from sarchat.transforms import fileio
+from sarchat.transforms.flag_types import (at_least, fraction, int_between, non_negative_int, positive_int,  # noqa: F401
+                                           positive_int_or_auto)
 from sarchat.transforms.errors import UsageError
 
 
@@ -81,56 +84,9 @@ class ArgumentParser(argparse.ArgumentParser):
 RENAMED_UNTIL = "0.3.0"  # the release that drops the old spellings
 
 
-def _int_type(ok, rule, name):
-    """Type function for an integer that `ok(value)` accepts; `rule` says which, in the error."""
-    def check(text) -> int:
-        try:
-            value = int(text)
-        except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
-        return value
-
-    check.__name__ = name
-    return check
-
-
-positive_int = _int_type(lambda v: v >= 1, "must be a positive integer", "positive_int")
-non_negative_int = _int_type(lambda v: v >= 0, "must be 0 or more", "non_negative_int")
 # A seed is any non-negative integer: negative seeds are almost always a typo, and refusing them
 # keeps one spelling per seed (Python would accept -0 and 0 as the same seed).
 seed = non_negative_int
-
-
-def positive_int_or_auto(text):
-    """A positive integer, or None for "auto" (the stage picks the number)."""
-    if str(text).strip().lower() == "auto":
-        return None
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text!r}") from None
-
-
-def at_least(low: int):
-    return _int_type(lambda v: v >= low, f"must be at least {low}", f"int_at_least_{low}")
-
-
-def int_between(low: int, high: int):
-    """Type function for an integer in low..high (both included)."""
-    return _int_type(lambda v: low <= v <= high, f"must be in {low}..{high}", f"int_{low}_to_{high}")
-
-
-def fraction(text) -> float:
-    """A finite number in 0..1 (both included)."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"must be in 0..1, got {text!r}")
-    return value
 
 
 def identify_variants(text) -> int:

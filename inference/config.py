@@ -25,6 +25,7 @@ from sarchat.transforms.dataset_files import is_url
 from sarchat.transforms.errors import UsageError
 from sarchat.transforms import fileio
 from sarchat.transforms.fileio import check_output_location
+from sarchat.transforms.flag_types import non_negative_float, non_negative_int, positive_float, positive_int, unit_float
 from sarchat.transforms.tasks import SPECS, TASKS
 
 # The known backends; the module is imported only when the backend is used (vLLM stays unimported).
@@ -195,26 +196,6 @@ def task_entry(entry):
         has = f"has the subsets {', '.join(SPECS[task].subsets)}" if SPECS[task].subsets else "has no subsets"
         raise UsageError(f"{entry!r} selects nothing: {task} {has}")
     return task, subset or None
-
-
-def _number(kind, ok, what):
-    """An argparse type function: `kind(text)` when `ok` accepts it (NaN fails every comparison)."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int = _number(int, lambda v: v > 0, "a positive integer")
-non_negative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
-positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
-non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a non-negative number")
-unit_float = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def parse_engine_args(items):

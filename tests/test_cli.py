@@ -11,6 +11,7 @@ import pytest
 
 import sarchat
 from sarchat.beam_pipelines import beam_options, cli, flags
+from sarchat.inference import config as infer_config
 from sarchat.transforms import fileio
 from sarchat.transforms.errors import OutputError, SarchatError, UsageError
 from sarchat.templates import load_bank
@@ -76,12 +77,18 @@ def test_disk_full_is_recognised_through_beam_wrapping():
     (flags.int_between(1, 20), [("1", 1), ("20", 20)], ["0", "21"]),
     (flags.at_least(10), [("10", 10)], ["9"]),
     (flags.identify_variants, [("1", 1), (str(ID_BANK), ID_BANK)], ["0", str(ID_BANK + 1)]),  # up to the bank size
+    (flags.fraction, [("0", 0.0), ("1", 1.0), ("0.25", 0.25)], ["-0.1", "1.5", "nan", "half"]),
+    (flags.positive_int_or_auto, [("3", 3), ("auto", None)], ["0", "many"]),
+    (infer_config.positive_float, [("0.5", 0.5)], ["0", "inf", "nan", "x"]),
+    (infer_config.non_negative_float, [("0", 0.0)], ["-1", "inf"]),
+    (infer_config.unit_float, [("1", 1.0), ("0.9", 0.9)], ["0", "1.1"]),
 ])
 def test_flag_types(fn, good, bad):
+    """Every command's number flags refuse a value with one wording: expected <what>, got '<value>'."""
     for text, value in good:
         assert fn(text) == value
     for text in bad:
-        with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace(".", r"\.")):
+        with pytest.raises(argparse.ArgumentTypeError, match="^expected .+, got " + re.escape(repr(text)) + "$"):
             fn(text)
 
 
@@ -272,7 +279,6 @@ def test_error_classes_share_one_base():
 
     assert issubclass(demo.StageFailed, SarchatError) and demo.StageFailed.exit_code == 1
     assert generate.UsageError is UsageError
-    assert issubclass(fileio.UnreadableFileError, SarchatError) and issubclass(fileio.UnreadableFileError, ValueError)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARTS = ("beam_pipelines", "transforms", "templates", "inference", "report", "synthetic")
 VOCABULARY = {"errors", "categories", "geometry", "box_formats", "answer_words", "box_match", "arrow_text", "schema",
-              "fileio", "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode", "rendering"}
+              "fileio", "dataset_files", "coco", "progress", "runtime", "steps", "ownership", "decode", "rendering",
+              "flag_types"}
 
 
 def module_files():

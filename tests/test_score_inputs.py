@@ -283,8 +283,8 @@ def _cases():
         ("same_model_twice", same_model_twice, 1, "model 'm' is in two prediction sources"),
         ("other_version", other_version, 1, "made on dataset version v0, but"),
         ("unknown_adapter", unknown_adapter, 2, "--adapter: unknown adapter or box format 'nope'"),
-        ("negative_samples", negative_samples, 2, "argument --samples: must be 0 or more, got '-1'"),
-        ("bucket_word", bucket_word, 2, "must be a positive integer or auto, got 'many'"),
+        ("negative_samples", negative_samples, 2, "argument --samples: expected a non-negative integer, got '-1'"),
+        ("bucket_word", bucket_word, 2, "expected a positive integer or auto, got 'many'"),
     ]
 
 

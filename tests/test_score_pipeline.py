@@ -258,7 +258,7 @@ def test_bad_invocations_fail_cleanly(dataset, tmp_path, capsys):
     assert cli.main(["score", "--dataset", str(tmp_path / "missing"), "--predictions", p, "--output", str(tmp_path / "o")]) == 2
     capsys.readouterr()
     from sarchat.transforms.errors import UsageError  # checked when parsed now (beam_pipelines/flags.py)
-    with pytest.raises(UsageError, match="--num-buckets.*must be a positive integer or auto, got '0'"):
+    with pytest.raises(UsageError, match="--num-buckets.*expected a positive integer or auto, got '0'"):
         score.run(["--dataset", root, "--predictions", p, "--output", str(tmp_path / "o"), "--num-buckets", "0"])
     # a file named .parquet that is not Parquet: one line naming it, before any job starts
     corrupt = tmp_path / "model-a.parquet"
