@@ -29,7 +29,6 @@ def test_a_bad_text_is_a_problem_with_its_reason(text, reason):
 
 def test_numbers_and_predictions():
     assert decode.loads("1e400", finite=False) == float("inf")
-    assert [decode.number(v) for v in (1, 2.5, "3", True, 10 ** 400, float("nan"), [1])] == [1.0, 2.5] + [None] * 5
     assert decode.prediction_text("ship") == "ship" and decode.prediction_text(None) is None
     for bad in (["a"], {"a": 1}, "\ud800"):
         with pytest.raises(decode.Problem):

@@ -102,18 +102,6 @@ def loads(data, finite=True):
     return value
 
 
-def number(value):
-    """A finite float from a JSON int or float; None for anything else (a string, a boolean, a
-    list, NaN, infinity, an integer beyond float)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:
-        return None
-    return f if math.isfinite(f) else None
-
-
 def prediction_text(value):
     """The text of a prediction: a string (None stays None); a Problem for a list, an object, a
     number or a string that is not valid Unicode."""

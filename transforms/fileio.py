@@ -258,10 +258,6 @@ def check_no_overlap(inputs, output, output_flag="--output", what="output"):
             raise OutputError(f"{output_flag} {output} {where} {label} {path}; write the {what} elsewhere")
 
 
-class UnreadableFileError(InputError):
-    """An input file that cannot be read at all; the message names it."""
-
-
 def open_parquet(path):
     import pyarrow.parquet as pq
 
