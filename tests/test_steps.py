@@ -4,7 +4,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from sarchat.beam_pipelines.beam_options import make_pipeline
-from sarchat.transforms.steps import Gather, select, tag_as, tagged
+from sarchat.transforms.steps import Gather, GatherTagged, select, tagged
 
 
 def test_select_takes_one_tag_and_gather_gives_one_list():
@@ -15,8 +15,10 @@ def test_select_takes_one_tag_and_gather_gives_one_list():
     assert_that(odd, equal_to([1, 3, 5]), label="OddOnly")
     gathered = pairs | "Even" >> select("even") | "GatherEven" >> Gather() | "Sort" >> beam.Map(sorted)
     assert_that(gathered, equal_to([[0, 2, 4, 6]]), label="OneList")
-    retagged = odd | "Tag" >> tag_as("again") | "GatherTagged" >> Gather() | "SortTagged" >> beam.Map(sorted)
-    assert_that(retagged, equal_to([[("again", 1), ("again", 3), ("again", 5)]]), label="Tagged")
+    # GatherTagged: one list of (tag, value) pairs; a `select` input gives only its tag's values
+    both = {"odd": odd, "even": pairs} | "GatherTagged" >> GatherTagged(select=["even"]) | "SortTagged" >> beam.Map(sorted)
+    assert_that(both, equal_to([[("even", 0), ("even", 2), ("even", 4), ("even", 6),
+                                 ("odd", 1), ("odd", 3), ("odd", 5)]]), label="Tagged")
     p.run().wait_until_finish()
 
 
@@ -25,4 +27,5 @@ def test_gather_of_nothing_is_one_empty_list():
     p = make_pipeline([])
     empty = p | beam.Create([0]) | beam.FlatMap(lambda _: [])
     assert_that(empty | Gather(), equal_to([[]]))
+    assert_that({"nothing": empty} | "GatherTagged" >> GatherTagged(), equal_to([[]]), label="NoneTagged")
     p.run().wait_until_finish()

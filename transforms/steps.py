@@ -18,7 +18,6 @@ So the pipelines keep to three rules, which every runner runs the same way:
 - a side input holds only what reading files computes (sample ids, duplicated annotation ids):
   computing it again writes nothing and gives the same value.
 """
-from typing import Any, Tuple
 
 import apache_beam as beam
 
@@ -26,15 +25,6 @@ import apache_beam as beam
 def tagged(tag, value):
     """One output element of a step with several kinds of output."""
     return tag, value
-
-
-def _tag_value(value, tag):
-    return tagged(tag, value)
-
-
-def tag_as(tag):
-    """The step turning each element into a `tagged` pair (to Flatten it with other kinds)."""
-    return beam.Map(_tag_value, tag)
 
 
 def _values_of(element, tag):
@@ -48,12 +38,26 @@ def select(tag, output_type=None):
     return step.with_output_types(output_type) if output_type is not None else step
 
 
-def _keyed(value):
-    return 0, (True, value)
+def _keyed(value, tag=None):
+    return 0, (True, value if tag is None else tagged(tag, value))
+
+
+def _keyed_values_of(element, tag):
+    if element[0] == tag:
+        yield _keyed(element[1], tag)
 
 
 def _present(kv):
     return [value for present, value in kv[1] if present]
+
+
+def _gathered(pipeline, keyed):
+    """The one list of the `_keyed` PCollections' values (a seed, so that it exists when they are empty)."""
+    seed = pipeline | "Seed" >> beam.Create([(0, (False, None))])  # not Impulse, which the DaskRunner cannot run
+    return ((seed, *keyed)
+            | "Flatten" >> beam.Flatten()
+            | "Group" >> beam.GroupByKey()
+            | "Values" >> beam.Map(_present))
 
 
 class Gather(beam.PTransform):
@@ -62,9 +66,20 @@ class Gather(beam.PTransform):
     its main input and every runner computes what it depends on once, in the job's graph."""
 
     def expand(self, pcoll):
-        seed = pcoll.pipeline | "Seed" >> beam.Create([(0, (False, None))]).with_output_types(Tuple[int, Any])
-        keyed = pcoll | "Key" >> beam.Map(_keyed).with_output_types(Tuple[int, Any])
-        return ((seed, keyed)
-                | "Flatten" >> beam.Flatten()
-                | "Group" >> beam.GroupByKey()
-                | "Values" >> beam.Map(_present))
+        return _gathered(pcoll.pipeline, [pcoll | "Key" >> beam.Map(_keyed)])
+
+
+class GatherTagged(beam.PTransform):
+    """{tag: PCollection} -> exactly one element: the list of `tagged(tag, element)` pairs of them all,
+    as Gather gives it. A tag in `select` names a PCollection of `tagged` pairs of several kinds, of
+    which that tag's values are taken (one step per input)."""
+
+    def __init__(self, select=(), label=None):
+        super().__init__(label)
+        self.select = frozenset(select)
+
+    def expand(self, inputs):
+        keyed = [pcoll | f"Key_{tag}" >> (beam.FlatMap(_keyed_values_of, tag) if tag in self.select
+                                          else beam.Map(_keyed, tag))
+                 for tag, pcoll in sorted(inputs.items())]
+        return _gathered(keyed[0].pipeline, keyed)

@@ -7,26 +7,28 @@ elements rather than hundreds of thousands:
 
   test Parquet files --(record batches)--> (bucket, test rows)          \\
          \\--> a few candidate ids per (task, subset) -> merged, chosen -> shown ids (side input)
-  prediction files ----(record batches)--> (bucket, predictions)       /  CoGroupByKey on the id bucket
+  prediction files ----(record batches)--> (bucket, predictions)       /  one GroupByKey on the id bucket
                                                                        v
            ScoreBucketFn: join on id inside the bucket and score every (model, task) over Arrow
            columns and numpy (score_columns), write OUT/<model>/samples/samples-<bucket>-of-<n>.parquet,
-           emit (tag, value) pairs, split with Filter: one TaskArrays per (model, task), the rejected
-           prediction rows, the results of the shown ids and the bucket's samples_<task>.jsonl lines
-           (Arrow IPC, zstd) -> GroupByKey (model, task) -> one OUT/<model>/samples_<task>.jsonl
-           sorted by id; then the stale ones are removed
+           emit (tag, value) pairs: one TaskArrays per (model, task), the rejected prediction rows,
+           the bucket's template_spread counts, the results of the shown ids and the bucket's
+           samples_<task>.jsonl lines (Arrow IPC, zstd) -> GroupByKey (model, task) -> one
+           OUT/<model>/samples_<task>.jsonl sorted by id; then the stale ones are removed
                                                                        |
            CombinePerKey(concat_task_arrays) keyed by (model, task): one combine per task and model
                                                                        |
-           finalize_model: metrics.json, breakdown.json, rejected.jsonl per model
+           GroupByKey on the model (its tasks, template counts and rejects) -> finalize_model:
+           metrics.json, breakdown.json, rejected.jsonl per model
                                                                        |
            WriteReportsFn: leaderboard.json/.md, rejected.jsonl, report.md, report.html with the
            samples section (the shown ids' rows and results) and the dataset section (--stats)
 
 Every step has one output (transforms/steps.py): a DoFn with several kinds of output emits
 `(tag, value)` pairs that `select` splits, and nothing is a Partition, so runners that break
-multi-output steps (Dask's) run the scorer alike. WriteReportsFn, the last step, reads through its
-main input (Gather) the models' entries, the shown ids' results, the rejects of no model and the
+multi-output steps (Dask's) run the scorer alike. Steps are few on purpose: Beam spends about 10 ms
+building each one, which is much of a small run's time. WriteReportsFn, the last step, reads through its
+main input (GatherTagged) the models' entries, the shown ids' results, the rejects of no model and the
 count of stale sample-line files removed, so it depends on every step that writes files; its side
 inputs (the shown ids, their test rows) come from reading the test files only.
 
@@ -48,7 +50,7 @@ from sarchat.transforms.errors import UsageError
 from sarchat.transforms.fileio import delete, join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.runtime import gc_paused
-from sarchat.transforms.steps import Gather, select, tag_as, tagged
+from sarchat.transforms.steps import Gather, GatherTagged, select, tagged
 from sarchat.transforms.score import score_columns as columnar
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
@@ -92,7 +94,7 @@ class ReadDialogueFileFn(beam.DoFn):
     """A test Parquet shard -> `tagged` pairs: ROWS, (bucket, Arrow IPC bytes of its rows) per record
     batch and bucket; CANDIDATES, the shard's smallest ids per (task, subset), for the report's samples."""
 
-    ROWS, CANDIDATES = "rows", "candidates"
+    ROWS, CANDIDATES = "test_rows", "candidates"
 
     def __init__(self, split, num_buckets, samples_per_task=0, batch_size=65536, columns=DIALOGUE_COLUMNS):
         self.split, self.num_buckets, self.batch_size = split, num_buckets, batch_size
@@ -120,7 +122,7 @@ class ReadPredictionFileFn(beam.DoFn):
     """A prediction file -> `tagged` pairs: ROWS, (bucket, Arrow IPC bytes of its rows) per batch and
     bucket; REJECTS, (model or None, record) per malformed line (model: the file's only model)."""
 
-    ROWS, REJECTS = "rows", "rejects"
+    ROWS, REJECTS = "prediction_rows", "rejects"
 
     def __init__(self, num_buckets, malformed_model, batch_size=65536):
         self.num_buckets, self.batch_size = num_buckets, batch_size
@@ -159,7 +161,7 @@ class ScoreBucketFn(beam.DoFn):
     """
 
     ARRAYS = "arrays"
-    REJECTS = "rejects"
+    REJECTS = ReadPredictionFileFn.REJECTS  # one tag, so that the rejects of both steps are taken together
     SHOWN = "shown"
     LINES = "lines"
     TEMPLATES = "templates"
@@ -186,9 +188,9 @@ class ScoreBucketFn(beam.DoFn):
         yield from outputs
 
     def _score_bucket(self, element, shown):
-        bucket, groups = element
-        join = columnar.BucketJoin([ipc_table(p) for p in groups.get("d", [])],
-                                   [ipc_table(p) for p in groups.get("p", [])])
+        bucket, parts = element
+        join = columnar.BucketJoin([ipc_table(p) for tag, p in parts if tag == ReadDialogueFileFn.ROWS],
+                                   [ipc_table(p) for tag, p in parts if tag == ReadPredictionFileFn.ROWS])
         self.c_bad_task.inc(join.unknown_task)
         self.c_dup_test.inc(join.duplicate_tests)
         for record in join.rejects:
@@ -270,18 +272,21 @@ def concat_task_arrays(parts):
 
 
 def finalize_model(element, output_dir, n_boot, seed, formats, dataset_version, provenance):
-    """(model, {'tasks': [TaskArrays...], 'rejects': [record...]}) -> metrics.json, breakdown.json and
-    rejected.jsonl under OUT/<model>/; returns a dict with the model's metrics and breakdown."""
-    model, groups = element
-    arrays = {a.task: a.sorted() for a in groups.get("tasks", [])}
+    """(model, [(kind, value)...]) -> metrics.json, breakdown.json and rejected.jsonl under OUT/<model>/;
+    returns a dict with the model's metrics and breakdown. Kinds (see by_model): 'tasks', a task's
+    TaskArrays; 'templates', a bucket's template_spread accumulator; 'rejects', a reject record."""
+    model, parts = element
+    groups = collections.defaultdict(list)
+    for kind, value in parts:
+        groups[kind].append(value)
+    arrays = {a.task: a.sorted() for a in groups["tasks"]}
     missing = sum(int((a.status == M.STATUS_CODES[M.STATUS_MISSING]).sum()) for a in arrays.values())
     prov = provenance.get(model)
     metrics = M.build_metrics(model, arrays, missing, n_boot, seed, dataset_version,
                               prov.version if prov else None, prov.mismatch if prov else False)
-    spreads = groups.get("templates") or [template_spread.spread({})]
-    metrics["template_spread"] = spreads[0]
+    metrics["template_spread"] = template_spread.spread(template_spread.merge(groups["templates"]))
     breakdown = M.build_breakdown(arrays)
-    rejects = groups.get("rejects", [])
+    rejects = groups["rejects"]
     breakdown["rejected"] = outputs.reject_counts(rejects)
     folder = join_path(output_dir, outputs.model_dirname(model))
     write_text(join_path(folder, "metrics.json"), outputs.json_text(metrics), "application/json")
@@ -291,16 +296,47 @@ def finalize_model(element, output_dir, n_boot, seed, formats, dataset_version, 
             "metrics": metrics, "breakdown": breakdown}
 
 
+def rows_by_bucket(element):
+    """The readers' `tagged` output -> (bucket, (tag, Arrow IPC bytes)) of their test and prediction rows."""
+    tag, value = element
+    if tag in (ReadDialogueFileFn.ROWS, ReadPredictionFileFn.ROWS):
+        bucket, part = value
+        yield bucket, (tag, part)
+
+
+def keyed_candidates(element):
+    if element[0] == ReadDialogueFileFn.CANDIDATES:
+        yield 0, element[1]
+
+
+def by_model(element, tag, kind):
+    """A `tagged` pair of `tag` whose value is (model, value) -> (model, (kind, value)), for
+    finalize_model; rejects of no model are left to the report (of_no_model)."""
+    if element[0] == tag and element[1][0] is not None:
+        model, value = element[1]
+        yield model, (kind, value)
+
+
+def reject_records(element):
+    if element[0] == ScoreBucketFn.REJECTS:
+        yield element[1][1]
+
+
+def of_no_model(element):
+    if element[0] == ScoreBucketFn.REJECTS and element[1][0] is None:
+        yield element[1][1]
+
+
 class WriteReportsFn(beam.DoFn):
     """[model entries] -> leaderboard.json, leaderboard.md, rejected.jsonl (rejects of no model),
     report.md and report.html in OUT, with the samples section (from the shown ids' test rows and
     results) and the dataset section (a stats.json document) when there are any.
 
-    Its main input: the list of `tagged` pairs (Gather): ENTRY, a model's entry (finalize_model);
+    Its main input: the list of `tagged` pairs (GatherTagged): ENTRY, a model's entry (finalize_model);
     SHOWN, a shown id's result (ScoreBucketFn); ORPHAN, a reject of no model; STALE_REMOVED, the
     number of stale sample-line files removed (only so that this step runs after that one)."""
 
-    ENTRY, SHOWN, ORPHAN, STALE_REMOVED = "entry", "shown", "orphan", "stale_removed"
+    ENTRY, SHOWN, ORPHAN, STALE_REMOVED = "entry", ScoreBucketFn.SHOWN, "orphan", "stale_removed"
 
     def __init__(self, output_dir, stats=None, image_root=None, image_max_side=256, samples_per_task=0,
                  context=None, charts=True):
@@ -355,22 +391,25 @@ class ScorePredictions(beam.PTransform):
         read_tests = (pbegin
                       | "TestFiles" >> beam.Create(list(inp.test_files))
                       | "ReadTests" >> beam.ParDo(ReadDialogueFileFn(s.split, nb, per_task, columns=test_columns)))
-        # side inputs below are computed from reading the test files only (steps.py)
-        shown = (read_tests
-                 | "Candidates" >> select(ReadDialogueFileFn.CANDIDATES)
-                 | "ChooseShownSamples" >> beam.CombineGlobally(merge_candidates, per_task)
-                 | "InDisplayOrder" >> beam.Map(choose_from_candidates, per_task))
+        # side inputs below are computed from reading the test files only (steps.py); [] when no
+        # sample is shown, what choosing from no candidates gives
+        shown = beam.pvalue.AsSingleton(
+            read_tests
+            | "Candidates" >> beam.FlatMap(keyed_candidates)
+            | "ChooseShownSamples" >> beam.CombinePerKey(merge_candidates, per_task)
+            | "InDisplayOrder" >> beam.MapTuple(lambda _, candidates: choose_from_candidates(candidates, per_task)),
+            default_value=[])
         preds = (pbegin
                  | "PredictionFiles" >> beam.Create(files)
                  | "ReadPredictions" >> beam.ParDo(ReadPredictionFileFn(
                      nb, {f.path: model_of_malformed(f) for f in inp.prediction_files})))
         scored = (
-            {"d": read_tests | "TestRows" >> select(ReadDialogueFileFn.ROWS),
-             "p": preds | "PredictionRows" >> select(ReadPredictionFileFn.ROWS)}
-            | "JoinOnIdBucket" >> beam.CoGroupByKey()
+            (read_tests, preds)
+            | "AllRows" >> beam.Flatten()
+            | "RowsByBucket" >> beam.FlatMap(rows_by_bucket)
+            | "JoinOnIdBucket" >> beam.GroupByKey()
             | "ScoreBuckets" >> beam.ParDo(
-                ScoreBucketFn(s.output_dir, inp.formats, nb, inp.models, write_samples=s.write_samples),
-                shown=beam.pvalue.AsSingleton(shown))
+                ScoreBucketFn(s.output_dir, inp.formats, nb, inp.models, write_samples=s.write_samples), shown=shown)
         )
         stale_removed = (
             scored
@@ -379,46 +418,36 @@ class ScorePredictions(beam.PTransform):
             | "WriteSampleLines" >> beam.Map(write_sample_lines, s.output_dir)
             | "WrittenSampleLines" >> Gather()
             | "RemoveStaleSampleLines" >> beam.Map(remove_stale_sample_lines, s.output_dir))
-        templates = (scored | "Templates" >> select(ScoreBucketFn.TEMPLATES)
-                     | "TemplateSpread" >> beam.CombinePerKey(template_spread.merge)
-                     | "SpreadOfTemplates" >> beam.MapTuple(lambda model, acc: (model, template_spread.spread(acc))))
-        rejects = ((scored | "BucketRejects" >> select(ScoreBucketFn.REJECTS),
-                    preds | "PredictionRejects" >> select(ReadPredictionFileFn.REJECTS))
-                   | "AllRejects" >> beam.Flatten())
-        of_model = rejects | "OfAModel" >> beam.Filter(lambda kv: kv[0] is not None)
-        of_none = rejects | "OfNoModel" >> beam.Filter(lambda kv: kv[0] is None)
-        # one combine per (model, task)
-        task_summaries = (scored
-                          | "Arrays" >> select(ScoreBucketFn.ARRAYS)
-                          | "CombinePerTask" >> beam.CombinePerKey(concat_task_arrays)
-                          | "KeyByModel" >> beam.Map(lambda kv: (kv[0][0], kv[1])))
+        # the rejects of both steps: ScoreBucketFn's and ReadPredictionFileFn's (one tag)
+        with_rejects = (scored, preds) | "WithRejects" >> beam.Flatten()
         entries = (
-            {"tasks": task_summaries, "rejects": of_model, "templates": templates}
-            | "ByModel" >> beam.CoGroupByKey()
+            (scored
+             | "Arrays" >> select(ScoreBucketFn.ARRAYS)
+             | "CombinePerTask" >> beam.CombinePerKey(concat_task_arrays)  # one combine per (model, task)
+             | "TasksByModel" >> beam.MapTuple(lambda key, arrays: (key[0], ("tasks", arrays))),
+             scored | "TemplatesByModel" >> beam.FlatMap(by_model, ScoreBucketFn.TEMPLATES, "templates"),
+             with_rejects | "RejectsByModel" >> beam.FlatMap(by_model, ScoreBucketFn.REJECTS, "rejects"))
+            | "ModelParts" >> beam.Flatten()
+            | "ByModel" >> beam.GroupByKey()
             | "FinalizeModels" >> beam.Map(finalize_model, s.output_dir, s.bootstrap, s.seed, inp.formats,
                                            inp.dataset_version, inp.provenance)
         )
         shown_rows = (pbegin
                       | "ShownTestFiles" >> beam.Create(list(inp.test_files) if per_task else [])
-                      | "ReadShownRows" >> beam.FlatMap(read_shown_rows, s.split, beam.pvalue.AsSingleton(shown)))
+                      | "ReadShownRows" >> beam.FlatMap(read_shown_rows, s.split, shown))
         outputs = {
             "metrics": entries | "MetricsOnly" >> beam.Map(lambda e: (e["model"], e["metrics"])),
             "breakdowns": entries | "BreakdownOnly" >> beam.Map(lambda e: (e["model"], e["breakdown"])),
-            "rejects": rejects | "RejectRecords" >> beam.Values(),
+            "rejects": with_rejects | "RejectRecords" >> beam.FlatMap(reject_records),
         }
-        report_inputs = (
-            entries | "TagEntries" >> tag_as(WriteReportsFn.ENTRY),
-            scored | "Shown" >> select(ScoreBucketFn.SHOWN) | "TagShown" >> tag_as(WriteReportsFn.SHOWN),
-            of_none | "OrphanRecords" >> beam.Values() | "TagOrphans" >> tag_as(WriteReportsFn.ORPHAN),
-            stale_removed | "TagStaleRemoved" >> tag_as(WriteReportsFn.STALE_REMOVED),
-        )
         # applied last, and depends on every step that writes files (steps.py)
         outputs["leaderboard"] = (
-            report_inputs
-            | "ReportInputs" >> beam.Flatten()
-            | "AllModels" >> Gather()
+            {WriteReportsFn.ENTRY: entries, WriteReportsFn.SHOWN: scored,
+             WriteReportsFn.ORPHAN: with_rejects | "OfNoModel" >> beam.FlatMap(of_no_model),
+             WriteReportsFn.STALE_REMOVED: stale_removed}
+            | "AllModels" >> GatherTagged(select=[WriteReportsFn.SHOWN])
             | "WriteReports" >> beam.ParDo(
                 WriteReportsFn(s.output_dir, inp.stats, inp.image_root, s.image_max_side, per_task,
                                inp.report_context, charts=s.plots != "none"),
-                shown_order=beam.pvalue.AsSingleton(shown), shown_rows=beam.pvalue.AsList(shown_rows)))
+                shown_order=shown, shown_rows=beam.pvalue.AsList(shown_rows)))
         return outputs

@@ -17,7 +17,7 @@ same whatever the bundle boundaries, merge order, runner or worker count.
 
 Every step has one output (transforms/steps.py): `coco_chunks` emits `(tag, value)` pairs that
 `select` splits, and the one step that writes files reads every summary through its main input
-(Gather), so every runner computes all of them, once.
+(GatherTagged), so every runner computes all of them, once.
 """
 import collections
 import functools
@@ -32,7 +32,7 @@ from sarchat.report import stats_report as stats_render
 from sarchat.transforms import coco
 from sarchat.transforms.fileio import join_path, read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
-from sarchat.transforms.steps import Gather, select, tag_as, tagged
+from sarchat.transforms.steps import GatherTagged, select, tagged
 from sarchat.transforms.stats import dataset_stats as stats
 
 NAMESPACE = "sarchat.stats"
@@ -166,9 +166,4 @@ class DatasetStats(beam.PTransform):
             summaries[BOXES] = (tables
                                 | "GroundingBoxes" >> beam.FlatMap(grounding_chunks).with_output_types(Tuple[str, Any])
                                 | "BoxStats" >> beam.CombinePerKey(box_stats))
-        return (
-            tuple(pcoll | f"Tag{tag.title()}" >> tag_as(tag) for tag, pcoll in sorted(summaries.items()))
-            | "AllSummaries" >> beam.Flatten(pipeline=pbegin.pipeline)
-            | "Once" >> Gather()
-            | "Write" >> beam.Map(write_stats, s)
-        )
+        return summaries | "Once" >> GatherTagged() | "Write" >> beam.Map(write_stats, s)
