@@ -107,13 +107,13 @@ def test_no_side_input_and_no_gathered_list_holds_rejects(tmp_path):
 
     # every side input is made of annotation ids only: what reads the pieces, then select(ANN_IDS)
     for label in side_inputs:
-        above = {a for a in upstream(label) if not a.startswith(("Generate/Pieces", "Generate/SpreadPieces"))}
+        above = {a for a in upstream(label) if not a.startswith("Generate/Pieces")}
         assert "Generate/AnnotationIds" in above and "Generate/ReadCoco" in above, label
-        assert not any(a.startswith(("Generate/Records", "Generate/WriteShards", "Generate/Results",
-                                     "Generate/ShardRejects")) for a in above), (label, sorted(above))
+        assert not any(a.startswith(("Generate/Records", "Generate/WriteShards", "Generate/CollectResults",
+                                     "Generate/EachReject")) for a in above), (label, sorted(above))
     assert inputs["Generate/Finalize"] == ["Generate/CollectResults/Values"]
-    assert inputs["Generate/CollectResults/Key"] == ["Generate/Results"]
-    assert inputs["Generate/Results"] == ["Generate/WriteShards"]
+    # the shards' output reaches the gather through one step, which keeps their RESULTS only
+    assert inputs["Generate/CollectResults/Key_results"] == ["Generate/WriteShards"]
 
 
 def bad_dataset(root):

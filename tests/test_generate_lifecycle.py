@@ -142,11 +142,11 @@ def test_a_killed_rerun_leaves_no_manifest_over_a_mix(data, tmp_path, monkeypatc
     old_files = {f["path"] for f in manifest_of(out)["files"]}
     real = pipeline.WriteShardFn.process
 
-    def dies_after_the_first_shard(self, element):
+    def dies_after_the_first_shard(self, element, duplicates_by_split):
         (split, shard), _ = element
         if shard > 0:
             raise RuntimeError("worker killed")
-        yield from real(self, element)
+        yield from real(self, element, duplicates_by_split)
 
     monkeypatch.setattr(pipeline.WriteShardFn, "process", dies_after_the_first_shard)
     with pytest.raises(Exception, match="worker killed"):

@@ -31,7 +31,7 @@ from apache_beam.metrics import Metrics
 from msgspec.structs import astuple
 
 from sarchat.transforms import coco
-from sarchat.transforms.steps import Gather, select, tagged
+from sarchat.transforms.steps import GatherTagged, select, tagged
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import delete_tree, exists, join_path, open_read, open_write, read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
@@ -147,6 +147,16 @@ def _int_array(values):
         return np.array(values, dtype=object)
 
 
+def keyed_annotation_ids(element):
+    if element[0] == ReadCocoPieceFn.ANN_IDS:
+        yield 0, element[1]
+
+
+def each_reject(element):
+    if element[0] == WriteShardFn.REJECTS:
+        yield from element[1]
+
+
 def duplicates_by_split(id_batches):
     """[(split, ids, indices), ...] of every piece -> {split: {annotation id: first index}}."""
     out = {}
@@ -172,8 +182,9 @@ class WriteShardFn(beam.DoFn):
         self.builder = DialogueBuilder(self.job.seed, self.job.identify_variants)
         self.categories = {s.split: coco.read_categories(s.categories, s.split, s.annotations)[0] for s in self.job.splits}
 
-    def process(self, element):
-        (split, shard), (batches, duplicates) = element
+    def process(self, element, duplicates_by_split):
+        (split, shard), batches = element
+        duplicates = duplicates_by_split.get(split, {})  # {} almost always
         by_array = {"images": [], "annotations": [], REJECTS_BATCH: []}
         for array, batch in batches:
             by_array[array].extend(batch if array == REJECTS_BATCH else itertools.starmap(RECORD_TYPES[array], batch))
@@ -258,15 +269,16 @@ def authors_files(split):
 
 
 class FinalizeFn(beam.DoFn):
-    """Runs once, after every shard, on the list of the shards' RESULTS records (Gather): the empty
-    shards' files, swift and authors files, rejects, the dataset card, then manifest.json last. Each
-    step streams what the shards wrote, so its memory does not grow with the input."""
+    """Runs once, after every shard, on the list of the shards' `tagged` RESULTS records
+    (GatherTagged): the empty shards' files, swift and authors files, rejects, the dataset card,
+    then manifest.json last. Each step streams what the shards wrote, so its memory does not grow
+    with the input."""
 
     def __init__(self, job):
         self.job = job
 
-    def process(self, results):
-        results = sorted(results, key=lambda r: (r["split"], r["shard"]))
+    def process(self, gathered):
+        results = sorted((result for _, result in gathered), key=lambda r: (r["split"], r["shard"]))
         files = [f for r in results for f in r["files"]]
         written = {(r["split"], r["shard"]) for r in results if r["images"]}
         for split, n in sorted(self.job.num_shards.items()):  # a shard without an image gets empty files: no gaps
@@ -400,33 +412,30 @@ class GenerateDialogues(beam.PTransform):
                   for s in splits for piece in (s.pieces or [None])]
         parsed = (
             pbegin
-            | "Pieces" >> beam.Create(pieces)
-            | "SpreadPieces" >> beam.Reshuffle()  # one piece per bundle, so workers share a split
+            | "Pieces" >> beam.Create(pieces)  # reshuffled when several: one piece per bundle, workers share a split
             | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s.split: s.categories for s in splits}))
             .with_output_types(Any)  # declared (what inference gave), so Beam does not trace the DoFn's code
         )
-        # a side input, so it only reads: a runner may compute it again for each reader (steps.py)
-        duplicates = (
+        # a side input, so it only reads: a runner may compute it again for each reader (steps.py);
+        # {} when no piece has an annotation
+        duplicates = beam.pvalue.AsSingleton(
             parsed
-            | "AnnotationIds" >> select(ReadCocoPieceFn.ANN_IDS)
-            | "CollectAnnotationIds" >> beam.combiners.ToList()
-            | "DuplicateAnnotationIds" >> beam.Map(duplicates_by_split)
-        )
+            | "AnnotationIds" >> beam.FlatMap(keyed_annotation_ids)
+            | "CollectAnnotationIds" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
+            | "DuplicateAnnotationIds" >> beam.MapTuple(lambda _, batches: duplicates_by_split(batches)),
+            default_value={})
         shards = (
             parsed
             | "Records" >> select(ReadCocoPieceFn.RECORDS, Tuple[Tuple[str, int], Any])
             | "GroupByShard" >> beam.GroupByKey()
-            # each shard gets its split's duplicated annotation ids ({} almost always) beside its records
-            | "WithDuplicates" >> beam.Map(lambda kv, dups: (kv[0], (kv[1], dups.get(kv[0][0], {}))),
-                                           dups=beam.pvalue.AsSingleton(duplicates))
-            | "WriteShards" >> beam.ParDo(WriteShardFn(self.job)).with_output_types(Any)
+            # each shard gets its split's duplicated annotation ids beside its records
+            | "WriteShards" >> beam.ParDo(WriteShardFn(self.job), duplicates_by_split=duplicates).with_output_types(Any)
         )
         # every reject, read or built, is written by a shard; this PCollection is for a caller's checks
-        rejects = shards | "ShardRejects" >> select(WriteShardFn.REJECTS) | "EachReject" >> beam.FlatMap(list)
+        rejects = shards | "EachReject" >> beam.FlatMap(each_reject)
         manifest = (
-            shards
-            | "Results" >> select(WriteShardFn.RESULTS)
-            | "CollectResults" >> Gather()  # one small record per shard; the rejects stay in files
+            {WriteShardFn.RESULTS: shards}
+            | "CollectResults" >> GatherTagged(select=[WriteShardFn.RESULTS])  # one small record per shard
             | "Finalize" >> beam.ParDo(FinalizeFn(self.job)).with_output_types(Any)
         )
         return manifest, rejects
