@@ -146,7 +146,8 @@ class DatasetStats(beam.PTransform):
         summaries = {}  # tag -> (split, summary) PCollection
         if s.dialogue_files:
             tables = (pbegin
-                      | "DialogueFiles" >> beam.Create(list(s.dialogue_files))
+                      # not reshuffled here: the reader spreads the files' ranges itself (its Reshard)
+                      | "DialogueFiles" >> beam.Create(list(s.dialogue_files), reshuffle=False)
                       | "ReadParquet" >> ReadAllFromParquetBatched(columns=list(stats.DIALOGUE_COLUMNS))
                       | "BySplit" >> beam.FlatMap(tables_by_split).with_output_types(Tuple[str, Any]))
             summaries[DIALOGUES] = tables | "DialogueStats" >> beam.CombinePerKey(
