@@ -41,8 +41,3 @@ def choose_from_candidates(candidates, per_task):
             k += 1
         chosen += sorted(picked)
     return chosen
-
-
-def choose_samples(ids_tasks_subsets, per_task):
-    """The choice over [(id, task, subset)] directly."""
-    return choose_from_candidates(smallest_candidates(ids_tasks_subsets, per_task), per_task)
