@@ -25,7 +25,7 @@ import pathlib
 import re
 import secrets
 
-from sarchat.transforms.errors import InputError, OutputError
+from sarchat.transforms.errors import OutputError
 
 # errno values that mean "no room for these bytes": the disk, a quota, or RLIMIT_FSIZE.
 DISK_FULL_ERRNOS = frozenset(e for e in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None)) if e)

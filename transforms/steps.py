@@ -32,10 +32,9 @@ def _values_of(element, tag):
         yield element[1]
 
 
-def select(tag, output_type=None):
+def select(tag):
     """The step taking the values of one tag from a PCollection of `tagged` pairs."""
-    step = beam.FlatMap(_values_of, tag)
-    return step.with_output_types(output_type) if output_type is not None else step
+    return beam.FlatMap(_values_of, tag)
 
 
 def _keyed(value, tag=None):

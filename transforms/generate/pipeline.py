@@ -22,7 +22,7 @@ import hashlib
 import io
 import itertools
 import json
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -414,7 +414,6 @@ class GenerateDialogues(beam.PTransform):
             pbegin
             | "Pieces" >> beam.Create(pieces)  # reshuffled when several: one piece per bundle, workers share a split
             | "ReadCoco" >> beam.ParDo(ReadCocoPieceFn({s.split: s.categories for s in splits}))
-            .with_output_types(Any)  # declared (what inference gave), so Beam does not trace the DoFn's code
         )
         # a side input, so it only reads: a runner may compute it again for each reader (steps.py);
         # {} when no piece has an annotation
@@ -426,17 +425,17 @@ class GenerateDialogues(beam.PTransform):
             default_value={})
         shards = (
             parsed
-            | "Records" >> select(ReadCocoPieceFn.RECORDS, Tuple[Tuple[str, int], Any])
+            | "Records" >> select(ReadCocoPieceFn.RECORDS)
             | "GroupByShard" >> beam.GroupByKey()
             # each shard gets its split's duplicated annotation ids beside its records
-            | "WriteShards" >> beam.ParDo(WriteShardFn(self.job), duplicates_by_split=duplicates).with_output_types(Any)
+            | "WriteShards" >> beam.ParDo(WriteShardFn(self.job), duplicates_by_split=duplicates)
         )
         # every reject, read or built, is written by a shard; this PCollection is for a caller's checks
         rejects = shards | "EachReject" >> beam.FlatMap(each_reject)
         manifest = (
             {WriteShardFn.RESULTS: shards}
             | "CollectResults" >> GatherTagged(select=[WriteShardFn.RESULTS])  # one small record per shard
-            | "Finalize" >> beam.ParDo(FinalizeFn(self.job)).with_output_types(Any)
+            | "Finalize" >> beam.ParDo(FinalizeFn(self.job))
         )
         return manifest, rejects
 

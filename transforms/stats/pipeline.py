@@ -22,7 +22,7 @@ Every step has one output (transforms/steps.py): `coco_chunks` emits `(tag, valu
 import collections
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Tuple
+from typing import Tuple
 
 import apache_beam as beam
 import pyarrow.compute as pc
@@ -149,7 +149,7 @@ class DatasetStats(beam.PTransform):
                       # not reshuffled here: the reader spreads the files' ranges itself (its Reshard)
                       | "DialogueFiles" >> beam.Create(list(s.dialogue_files), reshuffle=False)
                       | "ReadParquet" >> ReadAllFromParquetBatched(columns=list(stats.DIALOGUE_COLUMNS))
-                      | "BySplit" >> beam.FlatMap(tables_by_split).with_output_types(Tuple[str, Any]))
+                      | "BySplit" >> beam.FlatMap(tables_by_split))
             summaries[DIALOGUES] = tables | "DialogueStats" >> beam.CombinePerKey(
                 SummaryFn(stats.DialogueStats, stats.DialogueStats.add_table))
         if s.annotations:
@@ -157,14 +157,14 @@ class DatasetStats(beam.PTransform):
                     | "Annotations" >> beam.Create(sorted(s.annotations))
                     | "ReadCoco" >> beam.FlatMap(coco_chunks))
             summaries[BOXES] = (read
-                                | "Chunks" >> select(BOXES, Tuple[str, Any])
+                                | "Chunks" >> select(BOXES)
                                 | "SpreadChunks" >> beam.Reshuffle()
                                 | "BoxStats" >> beam.CombinePerKey(box_stats))
             summaries[REJECTS] = (read
-                                  | "Rejects" >> select(REJECTS, Tuple[str, Any])
+                                  | "Rejects" >> select(REJECTS)
                                   | "RejectCounts" >> beam.CombinePerKey(sum_counters))
         elif s.dialogue_files:
             summaries[BOXES] = (tables
-                                | "GroundingBoxes" >> beam.FlatMap(grounding_chunks).with_output_types(Tuple[str, Any])
+                                | "GroundingBoxes" >> beam.FlatMap(grounding_chunks)
                                 | "BoxStats" >> beam.CombinePerKey(box_stats))
         return summaries | "Once" >> GatherTagged() | "Write" >> beam.Map(write_stats, s)
