@@ -64,3 +64,15 @@ def test_code_shape_counts_templates_apart_from_python_code():
     assert sum(grades.values()) == 1
     installed = code_shape.sources()
     assert {"report/stats.md.j2", "transforms/generate/card.md.j2"} <= set(installed)
+
+
+def test_graph_build_builds_the_three_graphs_it_measures(tiny_demo, tmp_path):
+    bench = load_script("graph_build")
+    graphs = bench.graphs(tiny_demo[0], str(tmp_path))
+    assert sorted(graphs) == ["generate", "score", "stats"]
+    for name, add in graphs.items():
+        for type_check in (False, True):
+            seconds, proto = bench.build_seconds(add, type_check)
+            pardos = [t for t in proto.components.transforms.values()
+                      if not t.subtransforms and t.spec.urn == "beam:transform:pardo:v1"]
+            assert seconds > 0 and pardos, name
