@@ -37,6 +37,18 @@ def select(tag):
     return beam.FlatMap(_values_of, tag)
 
 
+def _values_keyed_once(element, tag):
+    if element[0] == tag:
+        yield 0, element[1]
+
+
+def select_keyed(tag):
+    """The step taking the values of one tag, each under one key (0): what a CombinePerKey then
+    combines where CombineGlobally would, in one step where CombineGlobally takes six; its
+    AsSingleton side input gives `default_value` when the tag has no value."""
+    return beam.FlatMap(_values_keyed_once, tag)
+
+
 def _keyed(value, tag=None):
     return 0, (True, value if tag is None else tagged(tag, value))
 

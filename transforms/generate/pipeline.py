@@ -31,7 +31,7 @@ from apache_beam.metrics import Metrics
 from msgspec.structs import astuple
 
 from sarchat.transforms import coco
-from sarchat.transforms.steps import GatherTagged, select, tagged
+from sarchat.transforms.steps import GatherTagged, select, select_keyed, tagged
 from sarchat.transforms.generate import records, tfrecord
 from sarchat.transforms.fileio import delete_tree, exists, join_path, open_read, open_write, read_bytes, write_bytes
 from sarchat.transforms.progress import worker_count
@@ -145,11 +145,6 @@ def _int_array(values):
         return np.fromiter(values, dtype=np.int64, count=len(values))
     except OverflowError:  # ids beyond 64 bits stay Python ints
         return np.array(values, dtype=object)
-
-
-def keyed_annotation_ids(element):
-    if element[0] == ReadCocoPieceFn.ANN_IDS:
-        yield 0, element[1]
 
 
 def each_reject(element):
@@ -419,7 +414,7 @@ class GenerateDialogues(beam.PTransform):
         # {} when no piece has an annotation
         duplicates = beam.pvalue.AsSingleton(
             parsed
-            | "AnnotationIds" >> beam.FlatMap(keyed_annotation_ids)
+            | "AnnotationIds" >> select_keyed(ReadCocoPieceFn.ANN_IDS)
             | "CollectAnnotationIds" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
             | "DuplicateAnnotationIds" >> beam.MapTuple(lambda _, batches: duplicates_by_split(batches)),
             default_value={})

@@ -50,7 +50,7 @@ from sarchat.transforms.errors import UsageError
 from sarchat.transforms.fileio import delete, join_path, write_bytes, write_text
 from sarchat.transforms.progress import worker_count
 from sarchat.transforms.runtime import gc_paused
-from sarchat.transforms.steps import Gather, GatherTagged, select, tagged
+from sarchat.transforms.steps import Gather, GatherTagged, select, select_keyed, tagged
 from sarchat.transforms.score import score_columns as columnar
 from sarchat.transforms.score import metrics as M
 from sarchat.transforms.score import score_outputs as outputs
@@ -304,11 +304,6 @@ def rows_by_bucket(element):
         yield bucket, (tag, part)
 
 
-def keyed_candidates(element):
-    if element[0] == ReadDialogueFileFn.CANDIDATES:
-        yield 0, element[1]
-
-
 def by_model(element, tag, kind):
     """A `tagged` pair of `tag` whose value is (model, value) -> (model, (kind, value)), for
     finalize_model; rejects of no model are left to the report (of_no_model)."""
@@ -395,7 +390,7 @@ class ScorePredictions(beam.PTransform):
         # sample is shown, what choosing from no candidates gives
         shown = beam.pvalue.AsSingleton(
             read_tests
-            | "Candidates" >> beam.FlatMap(keyed_candidates)
+            | "Candidates" >> select_keyed(ReadDialogueFileFn.CANDIDATES)
             | "ChooseShownSamples" >> beam.CombinePerKey(merge_candidates, per_task)
             | "InDisplayOrder" >> beam.MapTuple(lambda _, candidates: choose_from_candidates(candidates, per_task)),
             default_value=[])
